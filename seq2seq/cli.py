@@ -1,0 +1,157 @@
+"""The `seq2seq` command: each subcommand parses its flags, calls one library function, prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig, add_flags, from_flags, load_toml
+from .data import CorpusError
+
+log = logging.getLogger("seq2seq")
+
+
+def _corpus_flags(p: argparse.ArgumentParser, out_help: str) -> None:
+    p.add_argument("--data", required=True, help="folder of {split}.{lang} text files")
+    p.add_argument("--src", required=True, help="source language suffix, e.g. de")
+    p.add_argument("--tgt", required=True, help="target language suffix, e.g. en")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--config", help="TOML file with [data] [model] [train] tables (flags override it)")
+
+
+def _toml(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return load_toml(args.config) if getattr(args, "config", None) else {}
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from .preprocess import preprocess
+
+    toml = _toml(args)
+    data_cfg = from_flags(DataConfig, args, toml.get("data"))
+    seed = args.seed if args.seed is not None else toml.get("train", {}).get("seed", TrainConfig.seed)
+    manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg, seed)
+    print(f"prepared {args.out}: splits {manifest['splits']}, vocab {manifest['src_vocab']}/{manifest['tgt_vocab']}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import resume_configs, train
+
+    base = resume_configs(args.out) if args.resume else _toml(args)
+    result = train(
+        args.data, args.src, args.tgt, args.out,
+        from_flags(DataConfig, args, base.get("data")), from_flags(ModelConfig, args, base.get("model")),
+        from_flags(TrainConfig, args, base.get("train")), resume=args.resume,
+        reset_optimizer=args.reset_optimizer, device=args.device,
+    )  # fmt: skip
+    print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
+
+
+def _read_input(path: str | None) -> list[str]:
+    from .data import read_lines
+
+    if path:
+        return read_lines(path)
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise CorpusError(f"<stdin>:{line}: invalid UTF-8") from None
+    lines = text.split("\n")
+    return [s.removesuffix("\r") for s in (lines[:-1] if lines[-1] == "" else lines)]
+
+
+def cmd_translate(args: argparse.Namespace) -> None:
+    from .translate import Translator
+
+    cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
+    sentences = _read_input(args.input)
+    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
+    nbest = translator.translate_nbest(sentences, cfg, progress=True)
+    if cfg.n_best == 1:
+        lines = [hyps[0][0] if hyps else "" for hyps in nbest]
+    else:
+        lines = [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest) for text, h in hyps]
+    text = "".join(line + "\n" for line in lines)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .data import read_lines
+    from .metrics import score
+
+    hyps, refs = read_lines(args.hyp), read_lines(args.ref)
+    if len(hyps) != len(refs):
+        raise CorpusError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
+    print(score(hyps, refs))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(args.out, max_minutes=args.max_minutes, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("preprocess", help="clean the corpus, train SentencePiece, cache encoded splits in a run folder")
+    _corpus_flags(p, "run folder to prepare")
+    add_flags(p, DataConfig)
+    p.add_argument("--seed", type=int, help="SentencePiece sampling seed")
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("train", help="train a model in a run folder (writes best.pt, last.pt, metrics.jsonl)")
+    _corpus_flags(p, "run folder (prepared by preprocess, or prepared now)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with the run's settings")
+    p.add_argument("--reset-optimizer", action="store_true", help="with --resume: fresh optimizer and lr schedule")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    for cls in (DataConfig, ModelConfig, TrainConfig):
+        add_flags(p, cls)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("translate", help="translate sentences (stdin or --input), one output line per input line")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", help="input file (default: stdin)")
+    p.add_argument("--output", help="output file (default: stdout)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--config", help="TOML file with a [decode] table")
+    add_flags(p, DecodeConfig)
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("evaluate", help="sacreBLEU BLEU and chrF of a hypothesis file against a reference file")
+    p.add_argument("--hyp", required=True)
+    p.add_argument("--ref", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the whole pipeline offline on a built-in synthetic English->German task")
+    p.add_argument("--out", default="checkpoints/demo", help="run folder (default: checkpoints/demo)")
+    p.add_argument("--max-minutes", type=float, default=2.5, help="training wall-clock budget (minutes)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except (ConfigError, CorpusError, CheckpointError) as err:
+        print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

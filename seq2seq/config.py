@@ -1,0 +1,214 @@
+"""Every default of the toolkit, in four frozen dataclasses, with strict loading.
+
+`DataConfig` (corpus preparation and tokenizer), `ModelConfig` (the network), `TrainConfig`
+(the optimisation) and `DecodeConfig` (search). Unknown keys and wrong types are errors that
+name the closest valid key; CLI flags are generated from the fields (`add_flags`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Corpus cleaning, filtering and the SentencePiece tokenizer."""
+
+    vocab_size: int = 8000  # per SentencePiece model (a soft limit on tiny corpora)
+    joint_vocab: bool = False  # one model for both languages, or one per language
+    sp_model_type: Literal["unigram", "bpe"] = "unigram"
+    character_coverage: float = 1.0
+    spm_input_sentence_size: int = 2_000_000  # sentences sampled to train SentencePiece
+    min_len: int = 1  # pairs with a side shorter than this (in pieces) are dropped from train
+    max_len: int = 250  # ... or longer than this
+    max_len_ratio: float = 9.0  # ... or whose piece-length ratio exceeds this
+    dedup: bool = False  # drop exact duplicate training pairs
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size >= 16, f"vocab_size must be >= 16, got {self.vocab_size}")
+        _check(0 < self.character_coverage <= 1, "character_coverage must be in (0, 1]")
+        _check(1 <= self.min_len <= self.max_len, "need 1 <= min_len <= max_len")
+        _check(self.max_len_ratio >= 1, "max_len_ratio must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The encoder-decoder; vocabulary sizes come from the tokenizer, not from here."""
+
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    emb_size: int = 256
+    enc_hidden: int = 128  # per direction (the encoder is bidirectional)
+    enc_layers: int = 1
+    dec_hidden: int = 256
+    dec_layers: int = 1
+    attention: Literal["bahdanau", "general", "dot"] = "general"
+    input_feeding: bool = False  # feed the previous attentional vector to the decoder RNN
+    tie_embeddings: bool = True  # decoder input embedding == output projection
+    dropout: float = 0.2  # on embeddings, between RNN layers, before the output layer
+
+    def __post_init__(self) -> None:
+        for name in ("emb_size", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        _check(
+            self.attention != "dot" or 2 * self.enc_hidden == self.dec_hidden,
+            "attention='dot' needs dec_hidden == 2 * enc_hidden "
+            f"(got {self.dec_hidden} and 2*{self.enc_hidden}); use 'general' or 'bahdanau'",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: batching, optimiser, schedule, validation and stopping."""
+
+    seed: int = 1234
+    max_tokens: int = 3000  # target tokens (incl. padding) per batch
+    max_steps: int = 0  # stop after this many updates (0: no limit)
+    max_epochs: int = 100
+    max_minutes: float = 0.0  # stop after this much wall clock (0: no limit)
+    lr: float = 1e-3
+    warmup_steps: int = 0  # linear learning-rate warm-up
+    lr_decay: float = 0.5  # multiply the lr by this when validation stops improving
+    lr_patience: int = 2  # validations without improvement before a decay
+    min_lr: float = 1e-5
+    patience: int = 8  # early stopping: validations without improvement (0: never)
+    clip_norm: float = 1.0  # global gradient-norm clipping (0: off)
+    label_smoothing: float = 0.1
+    teacher_forcing: float = 1.0  # probability of feeding the reference token
+    tbptt: int = 0  # truncated BPTT chunk length over the target (0: full BPTT)
+    valid_every: int = 500  # updates between validations (and checkpoints)
+    valid_bleu_sentences: int = 1000  # validation sentences translated for BLEU (0: none)
+    best_metric: Literal["bleu", "loss"] = "bleu"
+    log_every: int = 50
+    max_nan_steps: int = 10  # consecutive non-finite losses before training stops
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+
+    def __post_init__(self) -> None:
+        _check(self.max_tokens >= 1, "max_tokens must be >= 1")
+        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1]")
+        _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        _check(0 <= self.teacher_forcing <= 1, "teacher_forcing must be in [0, 1]")
+        _check(self.tbptt >= 0, f"tbptt must be >= 0, got {self.tbptt}")
+        _check(self.valid_every >= 1 and self.log_every >= 1, "valid_every/log_every must be >= 1")
+        _check(self.max_steps >= 0 and self.max_minutes >= 0, "max_steps/max_minutes must be >= 0")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Search settings used by `Translator.translate` and `seq2seq translate`."""
+
+    beam_size: int = 5  # 1: greedy search
+    batch_size: int = 64  # sentences per batch (output does not depend on it)
+    length_penalty: float = 1.0  # hypothesis score = log-prob / length**length_penalty
+    max_len_a: float = 2.0  # output length limit: a * source_length + b pieces
+    max_len_b: int = 10
+    max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
+    n_best: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.beam_size >= 1, f"beam_size must be >= 1, got {self.beam_size}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
+        _check(self.max_len_a >= 0 and self.max_len_b >= 1, "need max_len_a >= 0, max_len_b >= 1")
+        _check(self.max_src_len >= 1, "max_src_len must be >= 1")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+}
+C = TypeVar("C")
+
+
+def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
+    """Check `value` against the field's annotation (ints widen to floats, nothing else)."""
+    where = f"{cls.__name__}.{name}"
+    if typing.get_origin(tp) is Literal:
+        _check(value in typing.get_args(tp), f"{where} must be one of {typing.get_args(tp)}, got {value!r}")
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    _check(ok, f"{where} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Build `cls` from a dict; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
+            raise ConfigError(f"unknown {cls.__name__} key {key!r}{hint}")
+        kwargs[key] = _coerce(cls, key, hints[key], value)
+    return cls(**kwargs)
+
+
+def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a TOML file with [data]/[model]/[train]/[decode] tables (each optional)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"{path}: {err}") from None
+    for section in raw:
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else ""
+            raise ConfigError(f"{path}: unknown section [{section}]{hint}")
+    return raw
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain dict of a config dataclass (for JSON and checkpoints)."""
+    return dataclasses.asdict(cfg)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one `--flag` per field of `cls`; defaults stay None so a TOML file can sit below."""
+    group = parser.add_argument_group(f"{cls.__name__} options")
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        tp, help_ = hints[f.name], f"(default: {f.default})"
+        if tp is bool:
+            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, help=help_)
+        elif typing.get_origin(tp) is Literal:
+            group.add_argument(_flag(f.name), dest=f.name, choices=typing.get_args(tp), help=help_)
+        else:
+            group.add_argument(_flag(f.name), dest=f.name, type=tp, metavar=tp.__name__.upper(), help=help_)
+
+
+def from_flags(cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None = None) -> C:
+    """Build `cls` from `base` (e.g. a TOML table) overridden by the flags the user gave."""
+    values = dict(base or {})
+    values.update({f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
+    return from_dict(cls, values)

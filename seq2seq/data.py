@@ -1,0 +1,158 @@
+"""Parallel text: strict reading, cleaning, filters, encoded caches and token-budget batches."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+
+class CorpusError(ValueError):
+    """A corpus file that cannot be used as it is; the message names the file and line."""
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """Lines of a UTF-8 text file (\\n or \\r\\n endings); bad bytes are errors naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise CorpusError(f"{path}:{line}: NUL byte (is this a binary file?)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise CorpusError(f"{path}:{line}: invalid UTF-8 (byte 0x{data[err.start]:02x})") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [s.removesuffix("\r") for s in lines]
+
+
+def clean(text: str) -> str:
+    """Unicode NFC and single spaces between words."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def split_paths(data_dir: str | Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:
+    """The `{split}.{lang}` files of a corpus folder."""
+    return Path(data_dir) / f"{split}.{src}", Path(data_dir) / f"{split}.{tgt}"
+
+
+def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str], list[str]]:
+    """Two line-aligned files; different line counts or empty files are errors."""
+    src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
+    if len(src_lines) != len(tgt_lines):
+        raise CorpusError(
+            f"misaligned corpus: {src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}"
+        )
+    if not src_lines:
+        raise CorpusError(f"{src_path} and {tgt_path} are empty")
+    return src_lines, tgt_lines
+
+
+@dataclass
+class EncodedSplit:
+    """Piece ids of one split, flat arrays plus offsets (cheap to store and to memory-map)."""
+
+    src_ids: np.ndarray  # (total src pieces,) int32
+    src_offsets: np.ndarray  # (n + 1,) int64
+    tgt_ids: np.ndarray
+    tgt_offsets: np.ndarray
+
+    @classmethod
+    def from_lists(cls, src: list[list[int]], tgt: list[list[int]]) -> EncodedSplit:
+        def flat(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+            offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+            np.cumsum([len(s) for s in seqs], out=offsets[1:])
+            ids = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
+            return ids, offsets
+
+        return cls(*flat(src), *flat(tgt))
+
+    def __len__(self) -> int:
+        return len(self.src_offsets) - 1
+
+    @property
+    def src_lens(self) -> np.ndarray:
+        return np.diff(self.src_offsets)
+
+    @property
+    def tgt_lens(self) -> np.ndarray:
+        return np.diff(self.tgt_offsets)
+
+    def save(self, prefix: Path) -> None:
+        for name in ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets"):
+            np.save(f"{prefix}.{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, prefix: Path) -> EncodedSplit:
+        names = ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets")
+        return cls(*(np.load(f"{prefix}.{name}.npy", mmap_mode="r") for name in names))
+
+
+class Batch(NamedTuple):
+    """A padded training batch; target input starts with BOS, target output ends with EOS."""
+
+    src_ids: Tensor  # (B, S) source pieces + EOS
+    src_lens: Tensor  # (B,)
+    tgt_in: Tensor  # (B, T) BOS + target pieces
+    tgt_out: Tensor  # (B, T) target pieces + EOS
+    n_tokens: int  # real (non-pad) target tokens
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(t.to(device, non_blocking=True) for t in self[:4]), self.n_tokens)
+
+
+def pad(seqs: list[np.ndarray | list[int]], before: int | None = None, after: int | None = None) -> Tensor:
+    """A (B, max_len) LongTensor of `seqs`, each optionally wrapped in `before`/`after` ids."""
+    extra = (before is not None) + (after is not None)
+    out = torch.full((len(seqs), max(len(s) for s in seqs) + extra), PAD_ID, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        row = ([before] if before is not None else []) + list(s) + ([after] if after is not None else [])
+        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return out
+
+
+def collate(split: EncodedSplit, indices: np.ndarray) -> Batch:
+    """Build the batch of the given pair indices."""
+    src = [split.src_ids[split.src_offsets[i] : split.src_offsets[i + 1]] for i in indices]
+    tgt = [split.tgt_ids[split.tgt_offsets[i] : split.tgt_offsets[i + 1]] for i in indices]
+    src_lens = torch.tensor([len(s) + 1 for s in src])
+    n_tokens = sum(len(t) + 1 for t in tgt)
+    return Batch(pad(src, after=EOS_ID), src_lens, pad(tgt, before=BOS_ID), pad(tgt, after=EOS_ID), n_tokens)
+
+
+def make_batches(
+    src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int, rng: np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """Length-bucketed batches of indices with at most `max_tokens` padded tokens on either side.
+
+    Pairs are sorted by target then source length (random tie-break when `rng` is given) and cut
+    into consecutive runs, so each batch holds similar lengths; `rng` also shuffles batch order.
+    """
+    n = len(src_lens)
+    tie = rng.random(n) if rng is not None else np.arange(n)
+    order = np.lexsort((tie, src_lens, tgt_lens))
+    width = np.maximum(src_lens, tgt_lens)[order] + 1  # + EOS / BOS
+    batches, start, widest = [], 0, 0
+    for i in range(n):
+        widest_i = max(widest, int(width[i]))
+        if i > start and widest_i * (i - start + 1) > max_tokens:
+            batches.append(order[start:i])
+            start, widest_i = i, int(width[i])
+        widest = widest_i
+    if n:
+        batches.append(order[start:])
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches

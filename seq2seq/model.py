@@ -1,0 +1,194 @@
+"""The whole network in one file: embeddings, bidirectional encoder, attention, decoder.
+
+Recurrent state is a value (`DecoderState`) passed in and returned; modules hold parameters only.
+The decoder is Luong-style (attend with the current decoder state), so without input feeding
+the decoder RNN runs over a whole target sequence in one call; search calls the very same
+`Decoder.forward` with T = 1.
+
+Shapes: B batch, S source length, T target length, E emb_size, He encoder hidden per
+direction, Hd decoder hidden, L layers, V target vocabulary, N rows in search (B * beam).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .config import ModelConfig
+from .tokenizer import PAD_ID
+
+RNNS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class Memory(NamedTuple):
+    """What the decoder attends to, computed once per source batch."""
+
+    states: Tensor  # (B, S, 2He) encoder outputs
+    keys: Tensor  # (B, S, K) attention keys, projected once
+    mask: Tensor  # (B, S) True at real source tokens
+
+    def select(self, idx: Tensor) -> Memory:
+        return Memory(*(t.index_select(0, idx) for t in self))
+
+
+class DecoderState(NamedTuple):
+    """Recurrent state of the decoder between steps (and between TBPTT chunks)."""
+
+    rnn: tuple[Tensor, ...]  # (L, B, Hd) each: (h, c) for LSTM, (h,) for GRU/RNN
+    feed: Tensor | None  # (B, E) previous attentional vector when input feeding, else None
+
+    def select(self, idx: Tensor) -> DecoderState:
+        feed = None if self.feed is None else self.feed.index_select(0, idx)
+        return DecoderState(tuple(t.index_select(1, idx) for t in self.rnn), feed)
+
+    def detach(self) -> DecoderState:
+        feed = None if self.feed is None else self.feed.detach()
+        return DecoderState(tuple(t.detach() for t in self.rnn), feed)
+
+
+def _rnn_state(state: tuple[Tensor, ...]) -> Tensor | tuple[Tensor, Tensor]:
+    """The form torch's RNN modules take: (h, c) for LSTM, h otherwise."""
+    return state if len(state) == 2 else state[0]
+
+
+class Attention(nn.Module):
+    """Additive (Bahdanau) or multiplicative (Luong general / dot) attention."""
+
+    def __init__(self, kind: str, query_size: int, memory_size: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.key_proj = None if kind == "dot" else nn.Linear(memory_size, query_size, bias=False)
+        if kind == "bahdanau":
+            self.query_proj = nn.Linear(query_size, query_size)
+            self.v = nn.Linear(query_size, 1, bias=False)
+
+    def keys(self, states: Tensor) -> Tensor:
+        return states if self.key_proj is None else self.key_proj(states)  # (B, S, K)
+
+    def forward(self, query: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        """Context (B, T, 2He) and weights (B, T, S) for queries (B, T, Hd)."""
+        if self.kind == "bahdanau":
+            hidden = torch.tanh(memory.keys[:, None] + self.query_proj(query)[:, :, None])  # (B, T, S, Hd)
+            scores = self.v(hidden).squeeze(-1)  # (B, T, S)
+        else:
+            scores = torch.bmm(query, memory.keys.transpose(1, 2))  # (B, T, S)
+        scores = scores.masked_fill(~memory.mask[:, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, T, S)
+        return torch.bmm(weights, memory.states), weights  # (B, T, 2He)
+
+
+class Encoder(nn.Module):
+    """Embeddings and a bidirectional multi-layer RNN over packed sequences."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.rnn = RNNS[cfg.cell](
+            cfg.emb_size,
+            cfg.enc_hidden,
+            cfg.enc_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0,
+        )
+
+    def forward(self, src_ids: Tensor, src_lens: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Outputs (B, S, 2He) and the top layer's final h and c (B, 2He) (c None unless LSTM)."""
+        x = self.dropout(self.embed(src_ids))  # (B, S, E)
+        packed = pack_padded_sequence(x, src_lens.cpu(), batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src_ids.size(1))
+        h, c = final if isinstance(final, tuple) else (final, None)
+
+        def top(t: Tensor) -> Tensor:  # (2L, B, He) -> (B, 2He): last layer, both directions
+            return torch.cat([t[-2], t[-1]], dim=-1)
+
+        return states, top(h), None if c is None else top(c)
+
+
+class Decoder(nn.Module):
+    """Embeddings, an RNN, attention and the attentional vector tanh(W [h; context])."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.input_feeding = cfg.input_feeding
+        self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(cfg.dropout)
+        rnn_in = cfg.emb_size * (2 if cfg.input_feeding else 1)
+        self.rnn = RNNS[cfg.cell](
+            rnn_in,
+            cfg.dec_hidden,
+            cfg.dec_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.dec_layers > 1 else 0.0,
+        )
+        self.attention = Attention(cfg.attention, cfg.dec_hidden, 2 * cfg.enc_hidden)
+        self.combine = nn.Linear(cfg.dec_hidden + 2 * cfg.enc_hidden, cfg.emb_size, bias=False)
+
+    def _attend(self, h: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
+        context, weights = self.attention(h, memory)  # (B, T, 2He), (B, T, S)
+        return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights  # (B, T, E)
+
+    def forward(self, tgt_in: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
+        """Attentional vectors (B, T, E), the new state, attention weights (B, T, S)."""
+        emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
+        if not self.input_feeding:  # one fused RNN call over all T steps
+            h, rnn = self.rnn(emb, _rnn_state(state.rnn))  # (B, T, Hd)
+            att, weights = self._attend(h, memory)
+            return att, DecoderState(rnn if isinstance(rnn, tuple) else (rnn,), None), weights
+        rnn, feed, atts, all_weights = _rnn_state(state.rnn), state.feed, [], []
+        for t in range(emb.size(1)):  # input feeding: step t needs step t-1's attentional vector
+            h, rnn = self.rnn(torch.cat([emb[:, t : t + 1], feed[:, None]], dim=-1), rnn)  # (B, 1, Hd)
+            att, weights = self._attend(h, memory)  # (B, 1, E)
+            feed = att[:, 0]
+            atts.append(att)
+            all_weights.append(weights)
+        rnn_t = rnn if isinstance(rnn, tuple) else (rnn,)
+        return torch.cat(atts, 1), DecoderState(rnn_t, feed), torch.cat(all_weights, 1)
+
+
+class Seq2Seq(nn.Module):
+    """Encoder, bridge to the decoder's initial state, decoder and output layer."""
+
+    def __init__(self, cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg, src_vocab)
+        self.decoder = Decoder(cfg, tgt_vocab)
+        self.bridge_h = nn.Linear(2 * cfg.enc_hidden, cfg.dec_hidden)
+        self.bridge_c = nn.Linear(2 * cfg.enc_hidden, cfg.dec_hidden) if cfg.cell == "lstm" else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.emb_size, tgt_vocab)
+        if cfg.tie_embeddings:
+            self.out.weight = self.decoder.embed.weight
+
+    def encode(self, src_ids: Tensor, src_lens: Tensor) -> tuple[Memory, DecoderState]:
+        """Encoder memory and the decoder's initial state for a padded batch (B, S)."""
+        states, h, c = self.encoder(src_ids, src_lens)  # (B, S, 2He), (B, 2He), (B, 2He)|None
+        layers = self.cfg.dec_layers
+
+        def init(bridge: nn.Linear, top: Tensor) -> Tensor:
+            return torch.tanh(bridge(top)).unsqueeze(0).expand(layers, -1, -1).contiguous()  # (L, B, Hd)
+
+        rnn = (init(self.bridge_h, h),) if c is None else (init(self.bridge_h, h), init(self.bridge_c, c))
+        feed = states.new_zeros(states.size(0), self.cfg.emb_size) if self.cfg.input_feeding else None
+        mask = torch.arange(src_ids.size(1), device=src_ids.device)[None, :] < src_lens[:, None].to(src_ids.device)
+        return Memory(states, self.decoder.attention.keys(states), mask), DecoderState(rnn, feed)
+
+    def logits(self, att: Tensor) -> Tensor:
+        """Output scores (..., V) from attentional vectors (..., E)."""
+        return self.out(self.dropout(att))
+
+    def step(self, prev_ids: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
+        """One search step: log-probs (N, V), new state, attention (N, S) given ids (N,)."""
+        att, state, weights = self.decoder(prev_ids[:, None], state, memory)
+        return torch.log_softmax(self.logits(att[:, 0]).float(), dim=-1), state, weights[:, 0]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct trainable parameters (tied weights counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

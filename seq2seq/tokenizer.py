@@ -1,0 +1,66 @@
+"""SentencePiece training and a small `Tokenizer`: its piece ids are the vocabulary."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+
+import sentencepiece as spm
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+def train_sentencepiece(
+    sentences: Iterable[str],
+    vocab_size: int,
+    model_type: str = "unigram",
+    character_coverage: float = 1.0,
+    input_sentence_size: int = 2_000_000,
+    seed: int = 1234,
+) -> bytes:
+    """Train a SentencePiece model on `sentences` and return it as bytes."""
+    spm.set_random_generator_seed(seed)
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=out,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        input_sentence_size=input_sentence_size,
+        shuffle_input_sentence=True,
+        hard_vocab_limit=False,  # tiny corpora get a smaller vocabulary instead of an error
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        num_threads=2,
+        minloglevel=2,
+    )
+    return out.getvalue()
+
+
+class Tokenizer:
+    """Text <-> piece ids with one SentencePiece model; travels as bytes inside checkpoints."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.model_proto = bytes(model_proto)
+        self.sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        assert self.sp.pad_id() == PAD_ID and self.sp.eos_id() == EOS_ID, "special ids differ"
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, texts: Sequence[str], alpha: float = 0.0) -> list[list[int]]:
+        """Piece ids (no BOS/EOS); alpha > 0 samples a segmentation (subword regularisation)."""
+        if alpha > 0:
+            return self.sp.encode(list(texts), enable_sampling=True, alpha=alpha, nbest_size=-1)
+        return self.sp.encode(list(texts))
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        """Detokenised text; special ids are skipped."""
+        return self.sp.decode([[i for i in seq if i > EOS_ID] for seq in ids])
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """The pieces behind `ids`, for display (attention maps, debugging)."""
+        return [self.sp.id_to_piece(i) for i in ids]
