@@ -27,6 +27,17 @@ def _toml(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return load_toml(args.config) if getattr(args, "config", None) else {}
 
 
+def cmd_download(args: argparse.Namespace) -> None:
+    from .download import download
+
+    manifest = download(
+        args.dataset, args.src, args.tgt, args.out, subset=args.subset, src_column=args.src_column,
+        tgt_column=args.tgt_column, revision=args.revision, streaming=args.streaming,
+    )  # fmt: skip
+    counts = ", ".join(f"{name} {split['lines']}" for name, split in manifest["splits"].items())
+    print(f"wrote {args.out}: {counts} lines per language ({args.src}, {args.tgt})")
+
+
 def cmd_preprocess(args: argparse.Namespace) -> None:
     from .preprocess import preprocess
 
@@ -45,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.data, args.src, args.tgt, args.out,
         from_flags(DataConfig, args, base.get("data")), from_flags(ModelConfig, args, base.get("model")),
         from_flags(TrainConfig, args, base.get("train")), resume=args.resume,
-        reset_optimizer=args.reset_optimizer, device=args.device,
+        reset_optimizer=args.reset_optimizer, overwrite=args.overwrite, device=args.device,
     )  # fmt: skip
     print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
 
@@ -103,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    p = sub.add_parser("download", help="write a Hub or local dataset as {split}.{lang} text files plus manifest.json")
+    p.add_argument("--dataset", required=True, help="Hub name, dataset folder, or json/jsonl/csv/tsv/parquet file(s)")
+    p.add_argument("--subset", help="dataset configuration, e.g. de-en for wmt14")
+    p.add_argument("--src", required=True, help="source language code, e.g. de")
+    p.add_argument("--tgt", required=True, help="target language code, e.g. en")
+    p.add_argument("--out", required=True, help="folder for {split}.{lang} files")
+    p.add_argument("--src-column", help="column holding source text (default: detected from the schema)")
+    p.add_argument("--tgt-column", help="column holding target text (default: detected from the schema)")
+    p.add_argument("--revision", help="Hub branch, tag or commit to load")
+    p.add_argument("--streaming", action="store_true", help="stream rows instead of caching the dataset first")
+    p.set_defaults(func=cmd_download)
+
     p = sub.add_parser("preprocess", help="clean the corpus, train SentencePiece, cache encoded splits in a run folder")
     _corpus_flags(p, "run folder to prepare")
     add_flags(p, DataConfig)
@@ -113,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     _corpus_flags(p, "run folder (prepared by preprocess, or prepared now)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with the run's settings")
     p.add_argument("--reset-optimizer", action="store_true", help="with --resume: fresh optimizer and lr schedule")
+    p.add_argument("--overwrite", action="store_true", help="start again in a run folder that holds a trained model")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     for cls in (DataConfig, ModelConfig, TrainConfig):
         add_flags(p, cls)

@@ -102,6 +102,8 @@ class TrainConfig:
     log_every: int = 50
     max_nan_steps: int = 10  # consecutive non-finite losses before training stops
     threads: int = 0  # torch intra-op threads (0: torch's default)
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast matmuls/RNNs to bfloat16
+    keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
 
     def __post_init__(self) -> None:
         _check(self.max_tokens >= 1, "max_tokens must be >= 1")

@@ -28,7 +28,7 @@ def run_demo(out: str | Path = "checkpoints/demo", max_minutes: float = 2.5, see
     counts = generate_corpus(corpus, seed=seed)
     log.info("synthetic corpus in %s: %s", corpus, counts)
     train_cfg = TrainConfig(**{**DEMO_TRAIN.__dict__, "max_minutes": max_minutes, "seed": seed})
-    train(corpus, SRC_LANG, TGT_LANG, out, DEMO_DATA, DEMO_MODEL, train_cfg)
+    train(corpus, SRC_LANG, TGT_LANG, out, DEMO_DATA, DEMO_MODEL, train_cfg, overwrite=True)
     translator = Translator.from_checkpoint(out / "best.pt")
     src, ref = read_lines(corpus / f"test.{SRC_LANG}"), read_lines(corpus / f"test.{TGT_LANG}")
     hyps = translator.translate(src, DecodeConfig(beam_size=5), progress=True)

@@ -1,11 +1,8 @@
-"""The training loop: teacher forcing, truncated BPTT, clipping, validation, checkpoints, resume.
+"""The training loop: batches, updates, clipping, validation, schedule, checkpoints, resume.
 
-Truncated BPTT (`tbptt = N > 0`) splits the decoder unroll into chunks of N target steps. The
-encoder runs once per batch; its outputs are cut off as leaves that collect the gradient of
-every chunk, and are back-propagated through the encoder once at the end. The decoder state
-is carried from chunk to chunk with its gradient cut. Each chunk's loss is back-propagated as
-soon as it is computed (its activations are freed), gradients accumulate, and the optimiser
-steps once per batch, so every chunk counts and N >= target length gives full-BPTT gradients.
+The objective itself (teacher forcing, truncated BPTT) lives in objective.py. A run is resumable
+from last.pt exactly: weights, optimiser, schedule and stopping counters, the position in the
+epoch's batch order (which is a function of seed and epoch) and the torch RNG state.
 """
 
 from __future__ import annotations
@@ -21,8 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -34,88 +29,14 @@ from .config import (
     from_dict,
     to_dict,
 )
-from .data import Batch, EncodedSplit, collate, make_batches
+from .data import Batch, collate, make_batches
 from .metrics import score
-from .model import DecoderState, Memory, Seq2Seq, count_parameters
+from .model import Seq2Seq, count_parameters
+from .objective import forward_backward, validation_loss
 from .preprocess import Prepared, ensure_prepared
-from .tokenizer import PAD_ID
 from .translate import search
 
 log = logging.getLogger("seq2seq")
-
-
-def _decode_chunk(
-    model: Seq2Seq,
-    batch: Batch,
-    t0: int,
-    t1: int,
-    state: DecoderState,
-    memory: Memory,
-    teacher_forcing: float,
-    prev_pred: Tensor | None,
-) -> tuple[Tensor, DecoderState, Tensor | None]:
-    """Attentional vectors (B, t1-t0, E) for target steps t0..t1, fed references or own predictions."""
-    tgt_in = batch.tgt_in[:, t0:t1]
-    if teacher_forcing >= 1 or not model.training:
-        att, state, _ = model.decoder(tgt_in, state, memory)
-        return att, state, None
-    atts = []
-    for t in range(tgt_in.size(1)):  # scheduled sampling: the next input depends on this output
-        inp = tgt_in[:, t]
-        if prev_pred is not None:
-            use_ref = torch.rand(inp.shape, device=inp.device) < teacher_forcing
-            inp = torch.where(use_ref | (inp == PAD_ID), inp, prev_pred)
-        att, state, _ = model.decoder(inp[:, None], state, memory)
-        prev_pred = model.logits(att[:, 0]).argmax(-1).detach()
-        atts.append(att)
-    return torch.cat(atts, dim=1), state, prev_pred
-
-
-def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float) -> Tensor:
-    """Summed cross-entropy over the non-padding positions only (the output layer skips padding)."""
-    mask = tgt_out != PAD_ID  # (B, T)
-    logits = model.logits(att[mask])  # (tokens, V)
-    return F.cross_entropy(logits.float(), tgt_out[mask], reduction="sum", label_smoothing=label_smoothing)
-
-
-def forward_backward(model: Seq2Seq, batch: Batch, cfg: TrainConfig) -> float:
-    """Accumulate d(loss / target tokens)/d(params) for one batch; returns the summed loss."""
-    memory, state = model.encode(batch.src_ids, batch.src_lens)
-    steps, scale = batch.tgt_in.size(1), 1.0 / batch.n_tokens
-    if cfg.tbptt == 0:
-        att, _, _ = _decode_chunk(model, batch, 0, steps, state, memory, cfg.teacher_forcing, None)
-        loss = _loss(model, att, batch.tgt_out, cfg.label_smoothing)
-        (loss * scale).backward()
-        return loss.item()
-    roots = [memory.states, memory.keys, *state.rnn]
-    leaves = [r.detach().requires_grad_() for r in roots]
-    memory_l = Memory(leaves[0], leaves[1], memory.mask)
-    state = DecoderState(tuple(leaves[2:]), state.feed)
-    total, prev_pred = 0.0, None
-    for t0 in range(0, steps, cfg.tbptt):
-        t1 = min(t0 + cfg.tbptt, steps)
-        att, state, prev_pred = _decode_chunk(model, batch, t0, t1, state, memory_l, cfg.teacher_forcing, prev_pred)
-        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing)
-        (loss * scale).backward()
-        total += loss.item()
-        state = state.detach()
-    grads = [torch.zeros_like(leaf) if leaf.grad is None else leaf.grad for leaf in leaves]
-    torch.autograd.backward(roots, grads)
-    return total
-
-
-@torch.inference_mode()
-def validation_loss(model: Seq2Seq, split: EncodedSplit, max_tokens: int, device: torch.device) -> float:
-    """Mean per-token cross-entropy (no label smoothing) of a split under teacher forcing."""
-    model.eval()
-    total, tokens = 0.0, 0
-    for idx in make_batches(split.src_lens, split.tgt_lens, max_tokens):
-        batch = collate(split, idx).to(device)
-        memory, state = model.encode(batch.src_ids, batch.src_lens)
-        att, _, _ = model.decoder(batch.tgt_in, state, memory)
-        total += _loss(model, att, batch.tgt_out, 0.0).item()
-        tokens += batch.n_tokens
-    return total / max(tokens, 1)
 
 
 @dataclass
@@ -199,6 +120,29 @@ class _Run:
         with open(self.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
+    def clear(self, overwrite: bool) -> None:
+        """Start afresh: refuse if a trained model is here (unless `overwrite`), else drop old outputs."""
+        last = self.run / "last.pt"
+        if last.exists() and not overwrite:
+            raise CheckpointError(
+                f"{self.run} already holds a trained model ({last}); pass --resume to continue it "
+                "or --overwrite to start again"
+            )
+        for old in [last, self.run / "best.pt", self.metrics, *self.run.glob("step[0-9]*.pt")]:
+            old.unlink(missing_ok=True)
+
+    def truncate(self, step: int) -> None:
+        """Drop records after `step` (written by a run that was killed before its next checkpoint)."""
+        if self.metrics.is_file():
+            records = []
+            for line in self.metrics.read_text(encoding="utf-8").splitlines():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut short by the kill
+                    continue
+            keep = [r for r in records if r.get("step", 0) <= step and r.get("type") != "stop"]
+            self.metrics.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+
     def write_config(self, cfgs: dict[str, Any]) -> None:
         text = json.dumps({k: to_dict(v) for k, v in cfgs.items()}, indent=2)
         (self.run / "config.json").write_text(text + "\n", encoding="utf-8")
@@ -238,18 +182,174 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _load_resume(path: Path, model: Seq2Seq, opt: torch.optim.Optimizer, reset_optimizer: bool) -> TrainState:
-    ckpt = load_checkpoint(path)
-    if "train_state" not in ckpt:
-        raise CheckpointError(f"{path}: holds no training state to resume from")
-    model.load_state_dict(ckpt["model"])
-    if not reset_optimizer:
-        opt.load_state_dict(ckpt["optimizer"])
-    torch.set_rng_state(ckpt["torch_rng"])
-    st = TrainState(**ckpt["train_state"])
-    if reset_optimizer:
-        st.lr_scale, st.plateau = 1.0, 0
-    return st
+class Trainer:
+    """One training run in a run folder: set-up, the update loop, validation and checkpoints."""
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        device: str = "cpu",
+        progress: bool = True,
+    ) -> None:
+        self.start = time.monotonic()
+        self.prepared, self.cfg, self.dev, self.progress = prepared, cfg, torch.device(device), progress
+        torch.manual_seed(cfg.seed)
+        self.model = Seq2Seq(model_cfg, len(prepared.src_tok), len(prepared.tgt_tok)).to(self.dev)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.cfgs = {"data": prepared.cfg, "model": model_cfg, "train": cfg}
+        self.files = _Run(prepared.run)
+        self.st = TrainState()
+        self.train_split = prepared.split(prepared.cfg.train_split)
+        self.val_seconds = 0.0
+
+    def resume(self, reset_optimizer: bool = False) -> None:
+        """Continue from last.pt: weights, optimiser, schedule, counters, data position, RNG."""
+        path = self.files.run / "last.pt"
+        ckpt = load_checkpoint(path)
+        if "train_state" not in ckpt:
+            raise CheckpointError(f"{path}: holds no training state to resume from")
+        self.model.load_state_dict(ckpt["model"])
+        self.st = TrainState(**ckpt["train_state"])
+        if reset_optimizer:
+            self.st.lr_scale, self.st.plateau = 1.0, 0
+        else:
+            self.opt.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.files.truncate(self.st.step)  # records of the lost steps are written again
+        log.info(
+            "resuming %s at update %d (epoch %d, batch %d)", path, self.st.step, self.st.epoch, self.st.batch_in_epoch
+        )
+
+    def update(self, batch: Batch) -> tuple[float, float] | None:
+        """One optimiser step on a batch; (loss per token, pre-clip grad norm), or None if skipped."""
+        for group in self.opt.param_groups:
+            group["lr"] = _lr(self.cfg, self.st)
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            loss = forward_backward(self.model, batch, self.cfg)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf).item()
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            self.st.nan_streak += 1
+            self.st.skipped_steps += 1
+            log.warning("update %d: non-finite loss or gradient (%s, %s): skipped", self.st.step + 1, loss, norm)
+            return None
+        self.opt.step()
+        self.st.nan_streak = 0
+        self.st.step += 1
+        self.st.tokens += batch.n_tokens
+        return loss / batch.n_tokens, norm
+
+    def run(self) -> TrainResult:
+        """Train until a stop condition; checkpoints at every validation and at the end."""
+        cfg, st = self.cfg, self.st
+        log.info("model: %s parameters; %d training pairs; run folder %s",
+                 f"{count_parameters(self.model):,}", len(self.train_split), self.files.run)  # fmt: skip
+        self.files.write_config(self.cfgs)
+        deadline = self.start + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+        bar = tqdm(total=cfg.max_steps or None, initial=st.step, desc="train", unit="step", disable=not self.progress)
+        meter, saved_at = _Meter(), st.step
+        stop = self._stop_reason(deadline, None) or self._early_stop()  # a resumed run may be finished already
+        self.model.train()
+        with _StopSignal() as signals:
+            while stop is None and st.epoch < cfg.max_epochs:
+                rng = np.random.default_rng([cfg.seed, st.epoch])
+                batches = make_batches(self.train_split.src_lens, self.train_split.tgt_lens, cfg.max_tokens, rng)
+                while stop is None and st.batch_in_epoch < len(batches):
+                    batch = collate(self.train_split, batches[st.batch_in_epoch]).to(self.dev)
+                    st.batch_in_epoch += 1
+                    result = self.update(batch)
+                    if result is None:
+                        if st.nan_streak >= cfg.max_nan_steps:
+                            stop = f"{st.nan_streak} non-finite losses in a row (last good checkpoint kept)"
+                        continue
+                    meter.add(batch.n_tokens)
+                    bar.update(1)
+                    if st.step % cfg.log_every == 0:
+                        self._log_train(meter, bar, *result)
+                    stop = self._stop_reason(deadline, signals.caught)
+                    if signals.caught:
+                        self.save(validated=False)
+                    elif st.step % cfg.valid_every == 0 or stop:
+                        stop = self.validate_and_save() or stop or self._stop_reason(deadline, signals.caught)
+                    saved_at = st.step if stop or st.step % cfg.valid_every == 0 else saved_at
+                if st.batch_in_epoch >= len(batches):
+                    st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+        bar.close()
+        stop = stop or f"max_epochs={cfg.max_epochs}"
+        if st.step > saved_at and st.nan_streak == 0:  # ended between validations: keep what was learned
+            self.validate_and_save()
+        self.files.log({"type": "stop", "step": st.step, "reason": stop, "elapsed_s": self._elapsed()})
+        if signals.caught:
+            log.warning("%s: saved %s; continue with the same command plus --resume (RESUME=1 for scripts/train.sh)",
+                        signals.caught, self.files.run / "last.pt")  # fmt: skip
+        log.info("stopped after %d updates: %s", st.step, stop)
+        return TrainResult(self.files.run, st.step, st.best, stop, st.history)
+
+    def _elapsed(self) -> float:
+        return round(time.monotonic() - self.start, 2)
+
+    def _log_train(self, meter: _Meter, bar: tqdm, loss: float, norm: float) -> None:
+        rec = {"type": "train", "step": self.st.step, "epoch": self.st.epoch, "loss": round(loss, 5),
+               "lr": _lr(self.cfg, self.st), "grad_norm": round(norm, 4), "tgt_tok_s": round(meter.rate(), 1),
+               "elapsed_s": self._elapsed()}  # fmt: skip
+        self.files.log(rec)
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tgt_tok_s']:.0f}", lr=f"{rec['lr']:.2g}")
+
+    def _stop_reason(self, deadline: float, signal_name: str | None) -> str | None:
+        if signal_name:
+            return f"interrupted by {signal_name}"
+        if self.cfg.max_steps and self.st.step >= self.cfg.max_steps:
+            return f"max_steps={self.cfg.max_steps}"
+        if time.monotonic() + self.val_seconds >= deadline:  # leave time for the final validation and save
+            return f"max_minutes={self.cfg.max_minutes}"
+        return None
+
+    def validate_and_save(self) -> str | None:
+        """Validate, update counters, log, write checkpoints; returns an early-stopping reason or None."""
+        t0, cfg, st = time.monotonic(), self.cfg, self.st
+        result = _validate(self.model, self.prepared, cfg, self.dev)
+        improved = _after_validation(cfg, st, result)
+        record = {"type": "valid", "step": st.step, "epoch": st.epoch, **result, "lr": _lr(cfg, st),
+                  "best": improved, "elapsed_s": self._elapsed()}  # fmt: skip
+        st.history.append(record)
+        self.files.log(record)
+        self.save(validated=True, improved=improved)
+        log.info("update %d: %s%s", st.step, "  ".join(f"{k}={v}" for k, v in result.items()), "  (best)" * improved)
+        self.val_seconds = time.monotonic() - t0
+        return self._early_stop()
+
+    def _early_stop(self) -> str | None:
+        if self.cfg.patience and self.st.bad_validations >= self.cfg.patience:
+            return f"early stopping (no improvement in {self.cfg.patience} validations)"
+        return None
+
+    def save(self, validated: bool, improved: bool = False) -> None:
+        """last.pt (resumable), best.pt when improved, and the last `keep_checkpoints` step files."""
+        run = self.files.run
+        save_checkpoint(run / "last.pt", _payload(self.model, self.prepared, self.cfgs, self.st, self.opt))
+        if improved:
+            save_checkpoint(run / "best.pt", _payload(self.model, self.prepared, self.cfgs, self.st))
+        if validated and self.cfg.keep_checkpoints:
+            save_checkpoint(run / f"step{self.st.step:07d}.pt", _payload(self.model, self.prepared, self.cfgs, self.st))
+            for old in sorted(run.glob("step[0-9]*.pt"))[: -self.cfg.keep_checkpoints]:
+                old.unlink()
+
+
+class _Meter:
+    """Target tokens per second since the last reading."""
+
+    def __init__(self) -> None:
+        self.tokens, self.since = 0, time.monotonic()
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def rate(self) -> float:
+        now = time.monotonic()
+        rate, self.tokens, self.since = self.tokens / max(now - self.since, 1e-9), 0, now
+        return rate
 
 
 def train(
@@ -262,143 +362,25 @@ def train(
     cfg: TrainConfig | None = None,
     resume: bool = False,
     reset_optimizer: bool = False,
+    overwrite: bool = False,
     device: str = "cpu",
     progress: bool = True,
 ) -> TrainResult:
-    """Train in run folder `run` (prepared from `data_dir` if needed); writes best.pt and last.pt there."""
-    start, run = time.monotonic(), Path(run)
-    data_cfg, model_cfg, cfg = data_cfg or DataConfig(), model_cfg or ModelConfig(), cfg or TrainConfig()
+    """Train in run folder `run` (prepared from `data_dir` if needed); writes best.pt and last.pt there.
+
+    A run folder that already holds last.pt is continued with `resume`, started again (its
+    checkpoints and log deleted) with `overwrite`, and otherwise left alone with an error.
+    """
+    cfg = cfg or TrainConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    prepared = ensure_prepared(data_dir, src, tgt, run, data_cfg, cfg.seed)
-    dev = torch.device(device)
-    model = Seq2Seq(model_cfg, len(prepared.src_tok), len(prepared.tgt_tok)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    st = _load_resume(run / "last.pt", model, opt, reset_optimizer) if resume else TrainState()
-    cfgs = {"data": prepared.cfg, "model": model_cfg, "train": cfg}
-    files = _Run(run)
-    files.write_config(cfgs)
-    train_split = prepared.split(prepared.cfg.train_split)
-    log.info(
-        "model: %s parameters; %d training pairs; run folder %s", f"{count_parameters(model):,}", len(train_split), run
-    )
-    deadline = start + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
-    bar = tqdm(total=cfg.max_steps or None, initial=st.step, desc="train", unit="step", disable=not progress)
-    model.train()
-    stop, val_seconds, last_valid = None, 0.0, st.step
-    window_tokens, window_start = 0, time.monotonic()
-    with _StopSignal() as signals:
-        while stop is None:
-            if st.epoch >= cfg.max_epochs:
-                stop = f"max_epochs={cfg.max_epochs}"
-                break
-            batches = make_batches(
-                train_split.src_lens, train_split.tgt_lens, cfg.max_tokens, np.random.default_rng([cfg.seed, st.epoch])
-            )
-            while st.batch_in_epoch < len(batches):
-                batch = collate(train_split, batches[st.batch_in_epoch]).to(dev)
-                st.batch_in_epoch += 1
-                for group in opt.param_groups:
-                    group["lr"] = _lr(cfg, st)
-                opt.zero_grad(set_to_none=True)
-                loss = forward_backward(model, batch, cfg)
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm or math.inf).item()
-                if not (math.isfinite(loss) and math.isfinite(norm)):
-                    st.nan_streak += 1
-                    st.skipped_steps += 1
-                    log.warning("step %d: non-finite loss/gradient (%s, %s): update skipped", st.step + 1, loss, norm)
-                    if st.nan_streak >= cfg.max_nan_steps:
-                        stop = f"{st.nan_streak} non-finite losses in a row (last good checkpoint kept)"
-                        break
-                    continue
-                opt.step()
-                st.nan_streak = 0
-                st.step += 1
-                st.tokens += batch.n_tokens
-                window_tokens += batch.n_tokens
-                bar.update(1)
-                if st.step % cfg.log_every == 0:
-                    now = time.monotonic()
-                    tok_s = window_tokens / max(now - window_start, 1e-9)
-                    window_tokens, window_start = 0, now
-                    rec = {
-                        "type": "train",
-                        "step": st.step,
-                        "epoch": st.epoch,
-                        "loss": round(loss / batch.n_tokens, 5),
-                        "lr": _lr(cfg, st),
-                        "grad_norm": round(norm, 4),
-                        "tgt_tok_s": round(tok_s, 1),
-                        "elapsed_s": round(now - start, 2),
-                    }
-                    files.log(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{tok_s:.0f}", lr=f"{rec['lr']:.2g}")
-                stop = _stop_reason(cfg, st, deadline, val_seconds, signals.caught)
-                if st.step % cfg.valid_every == 0 or stop:
-                    t = time.monotonic()
-                    _validate_and_save(model, prepared, cfgs, st, opt, files, dev, start)
-                    val_seconds, last_valid = time.monotonic() - t, st.step
-                    if cfg.patience and st.bad_validations >= cfg.patience:
-                        stop = stop or f"early stopping (no improvement in {cfg.patience} validations)"
-                    stop = stop or _stop_reason(cfg, st, deadline, val_seconds, signals.caught)
-                if stop:
-                    break
-            else:
-                st.epoch, st.batch_in_epoch = st.epoch + 1, 0
-    bar.close()
-    if st.step > last_valid:  # stopped between validations (max_epochs, NaNs, ...): keep what was learned
-        _validate_and_save(model, prepared, cfgs, st, opt, files, dev, start)
-    files.log({"type": "stop", "step": st.step, "reason": stop, "elapsed_s": round(time.monotonic() - start, 2)})
-    if signals.caught:
-        log.warning(
-            "%s received: saved %s; resume with the same command plus --resume", signals.caught, run / "last.pt"
-        )
-    log.info("stopped after %d updates: %s", st.step, stop)
-    return TrainResult(run, st.step, st.best, stop or "", st.history)
-
-
-def _stop_reason(
-    cfg: TrainConfig, st: TrainState, deadline: float, val_seconds: float, signal_name: str | None
-) -> str | None:
-    if signal_name:
-        return f"interrupted by {signal_name}"
-    if cfg.max_steps and st.step >= cfg.max_steps:
-        return f"max_steps={cfg.max_steps}"
-    if time.monotonic() + val_seconds >= deadline:  # leave time for the final validation and save
-        return f"max_minutes={cfg.max_minutes}"
-    return None
-
-
-def _validate_and_save(
-    model: Seq2Seq,
-    prepared: Prepared,
-    cfgs: dict[str, Any],
-    st: TrainState,
-    opt: torch.optim.Optimizer,
-    files: _Run,
-    dev: torch.device,
-    start: float,
-) -> None:
-    """Validate, update the counters, write metrics, last.pt and (when improved) best.pt."""
-    cfg = cfgs["train"]
-    result = _validate(model, prepared, cfg, dev)
-    improved = _after_validation(cfg, st, result)
-    record = {
-        "type": "valid",
-        "step": st.step,
-        "epoch": st.epoch,
-        **result,
-        "lr": _lr(cfg, st),
-        "best": improved,
-        "elapsed_s": round(time.monotonic() - start, 2),
-    }
-    st.history.append(record)
-    files.log(record)
-    save_checkpoint(files.run / "last.pt", _payload(model, prepared, cfgs, st, opt))
-    if improved:
-        save_checkpoint(files.run / "best.pt", _payload(model, prepared, cfgs, st))
-    log.info("step %d: %s%s", st.step, "  ".join(f"{k}={v}" for k, v in result.items()), "  (best)" if improved else "")
+    prepared = ensure_prepared(data_dir, src, tgt, run, data_cfg or DataConfig(), cfg.seed)
+    trainer = Trainer(prepared, model_cfg or ModelConfig(), cfg, device, progress)
+    if resume:
+        trainer.resume(reset_optimizer)
+    else:
+        trainer.files.clear(overwrite)
+    return trainer.run()
 
 
 def resume_configs(run: str | Path) -> dict[str, dict[str, Any]]:

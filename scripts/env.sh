@@ -1,0 +1,11 @@
+# Sourced by the other scripts: makes `seq2seq` runnable, bootstrapping .venv when needed.
+# Uses the active Python if it already has seq2seq (e.g. an activated virtualenv), else
+# creates or reuses $VENV (default .venv in the repository) via scripts/setup.sh.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ -z "${SEQ2SEQ_FORCE_VENV:-}" ] && ${PYTHON:-python3} -c "import torch, sentencepiece, sacrebleu, datasets, tqdm, seq2seq" 2>/dev/null; then
+  SEQ2SEQ_PY=${PYTHON:-python3}
+else
+  bash "$ROOT/scripts/setup.sh" >&2
+  SEQ2SEQ_PY="${VENV:-$ROOT/.venv}/bin/python"
+fi
+seq2seq() { "$SEQ2SEQ_PY" -m seq2seq "$@"; }

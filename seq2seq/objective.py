@@ -1,0 +1,94 @@
+"""The training objective: teacher-forced (or scheduled-sampling) cross-entropy with truncated BPTT.
+
+Truncated BPTT (`tbptt = N > 0`) splits the decoder unroll into chunks of N target steps. The
+encoder runs once per batch; its outputs are cut off as leaves that collect the gradient of
+every chunk, and are back-propagated through the encoder once at the end. The decoder state
+is carried from chunk to chunk with its gradient cut. Each chunk's loss is back-propagated as
+soon as it is computed (its activations are freed), gradients accumulate, and the optimiser
+steps once per batch, so every chunk counts and N >= target length gives full-BPTT gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import TrainConfig
+from .data import Batch, EncodedSplit, collate, make_batches
+from .model import DecoderState, Memory, Seq2Seq
+from .tokenizer import PAD_ID
+
+
+def _decode_chunk(
+    model: Seq2Seq,
+    batch: Batch,
+    t0: int,
+    t1: int,
+    state: DecoderState,
+    memory: Memory,
+    teacher_forcing: float,
+    prev_pred: Tensor | None,
+) -> tuple[Tensor, DecoderState, Tensor | None]:
+    """Attentional vectors (B, t1-t0, E) for target steps t0..t1, fed references or own predictions."""
+    tgt_in = batch.tgt_in[:, t0:t1]
+    if teacher_forcing >= 1 or not model.training:
+        att, state, _ = model.decoder(tgt_in, state, memory)
+        return att, state, None
+    atts = []
+    for t in range(tgt_in.size(1)):  # scheduled sampling: the next input depends on this output
+        inp = tgt_in[:, t]
+        if prev_pred is not None:
+            use_ref = torch.rand(inp.shape, device=inp.device) < teacher_forcing
+            inp = torch.where(use_ref | (inp == PAD_ID), inp, prev_pred)
+        att, state, _ = model.decoder(inp[:, None], state, memory)
+        prev_pred = model.logits(att[:, 0]).argmax(-1).detach()
+        atts.append(att)
+    return torch.cat(atts, dim=1), state, prev_pred
+
+
+def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float) -> Tensor:
+    """Summed cross-entropy over the non-padding positions only (the output layer skips padding)."""
+    mask = tgt_out != PAD_ID  # (B, T)
+    logits = model.logits(att[mask])  # (tokens, V)
+    return F.cross_entropy(logits.float(), tgt_out[mask], reduction="sum", label_smoothing=label_smoothing)
+
+
+def forward_backward(model: Seq2Seq, batch: Batch, cfg: TrainConfig) -> float:
+    """Accumulate d(loss / target tokens)/d(params) for one batch; returns the summed loss."""
+    memory, state = model.encode(batch.src_ids, batch.src_lens)
+    steps, scale = batch.tgt_in.size(1), 1.0 / batch.n_tokens
+    if cfg.tbptt == 0:
+        att, _, _ = _decode_chunk(model, batch, 0, steps, state, memory, cfg.teacher_forcing, None)
+        loss = _loss(model, att, batch.tgt_out, cfg.label_smoothing)
+        (loss * scale).backward()
+        return loss.item()
+    roots = [memory.states, memory.keys, *state.rnn]
+    leaves = [r.detach().requires_grad_() for r in roots]
+    memory_l = Memory(leaves[0], leaves[1], memory.mask)
+    state = DecoderState(tuple(leaves[2:]), state.feed)
+    total, prev_pred = 0.0, None
+    for t0 in range(0, steps, cfg.tbptt):
+        t1 = min(t0 + cfg.tbptt, steps)
+        att, state, prev_pred = _decode_chunk(model, batch, t0, t1, state, memory_l, cfg.teacher_forcing, prev_pred)
+        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing)
+        (loss * scale).backward()
+        total += loss.item()
+        state = state.detach()
+    grads = [torch.zeros_like(leaf) if leaf.grad is None else leaf.grad for leaf in leaves]
+    torch.autograd.backward(roots, grads)
+    return total
+
+
+@torch.inference_mode()
+def validation_loss(model: Seq2Seq, split: EncodedSplit, max_tokens: int, device: torch.device) -> float:
+    """Mean per-token cross-entropy (no label smoothing) of a split under teacher forcing."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for idx in make_batches(split.src_lens, split.tgt_lens, max_tokens):
+        batch = collate(split, idx).to(device)
+        memory, state = model.encode(batch.src_ids, batch.src_lens)
+        att, _, _ = model.decoder(batch.tgt_in, state, memory)
+        total += _loss(model, att, batch.tgt_out, 0.0).item()
+        tokens += batch.n_tokens
+    return total / max(tokens, 1)

@@ -1,0 +1,159 @@
+"""Exact resume, interrupted runs and atomic checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.train import train
+
+WORDS = "red green blue small big old new cat dog bird tree house".split()
+MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.3)
+DATA = DataConfig(vocab_size=60)
+
+
+def write_corpus(folder: Path, n: int = 120, seed: int = 0) -> Path:
+    """A reversal task: the target is the source words in reverse order, upper-cased."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, size in (("train", n), ("val", 20), ("test", 20)):
+        src = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))) for _ in range(size)]
+        (folder / f"{split}.xx").write_text("".join(s + "\n" for s in src), encoding="utf-8")
+        tgt = [" ".join(reversed(s.split())).upper() for s in src]
+        (folder / f"{split}.yy").write_text("".join(t + "\n" for t in tgt), encoding="utf-8")
+    return folder
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_stop_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    cfg = TrainConfig(max_tokens=120, max_steps=14, valid_every=4, valid_bleu_sentences=5, lr_patience=1)
+    full = train(corpus, "xx", "yy", tmp_path / "full", DATA, MODEL, cfg, progress=False)
+    assert full.steps == 14
+    first = TrainConfig(**{**cfg.__dict__, "max_steps": 8})  # stop at a validation, as a kill would
+    part = train(corpus, "xx", "yy", tmp_path / "part", DATA, MODEL, first, progress=False)
+    assert part.steps == 8
+    resumed = train(corpus, "xx", "yy", tmp_path / "part", DATA, MODEL, cfg, resume=True, progress=False)
+    assert resumed.steps == 14
+    again = train(corpus, "xx", "yy", tmp_path / "part", DATA, MODEL, cfg, resume=True, progress=False)
+    assert again.steps == 14 and again.stop_reason == "max_steps=14"  # a finished run stays finished
+    assert_same_weights(tmp_path / "full" / "last.pt", tmp_path / "part" / "last.pt")
+    full_state = load_checkpoint(tmp_path / "full" / "last.pt")
+    part_state = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert full_state["train_state"]["epoch"] > 0  # the run crossed epoch boundaries
+    for key in ("step", "epoch", "batch_in_epoch", "lr_scale", "best", "bad_validations", "plateau", "tokens"):
+        assert full_state["train_state"][key] == part_state["train_state"][key], key
+    # The optimiser state came back too (Adam moments equal to the bit).
+    for sa, sb in zip(full_state["optimizer"]["state"].values(), part_state["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    # The metrics log reads as one run: each validation step once, in order.
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    steps = [r["step"] for r in map(json.loads, lines) if r["type"] == "valid"]
+    assert steps == [4, 8, 12, 14]
+
+
+def test_reset_optimizer_starts_a_fresh_schedule(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0, lr_decay=0.5)
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    more = TrainConfig(**{**cfg.__dict__, "max_steps": 8})
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, more, resume=True, reset_optimizer=True, progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["train_state"]["step"] == 8
+
+
+def test_fresh_train_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, overwrite=True, progress=False)
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}})
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}})
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def _train_cmd(corpus: Path, run: Path, steps: int) -> list[str]:
+    return [
+        sys.executable, "-m", "seq2seq", "train", "--data", str(corpus), "--src", "xx", "--tgt", "yy",
+        "--out", str(run), "--vocab-size", "60", "--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32",
+        "--dropout", "0.3", "--max-tokens", "120", "--max-steps", str(steps), "--valid-every", "3",
+        "--valid-bleu-sentences", "5", "--threads", "1", "--patience", "0",
+    ]  # fmt: skip
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, **kw)
+
+
+def test_sigint_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n=400)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_train_cmd(corpus, run, 100000), stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not (run / "last.pt").exists() and time.monotonic() < deadline:  # wait until training runs
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "--resume" in err
+    state = load_checkpoint(run / "last.pt")["train_state"]
+    assert 0 < state["step"] < 100000
+
+
+def test_soak_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    """SIGKILL at random moments, resume each time: the final weights equal an uninterrupted run's."""
+    corpus = write_corpus(tmp_path / "corpus", n=150)
+    steps = 60
+    t0 = time.monotonic()
+    assert _run(_train_cmd(corpus, tmp_path / "full", steps)).returncode == 0
+    duration = time.monotonic() - t0
+    run, rng, kills = tmp_path / "soak", random.Random(7), 0
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for _attempt in range(40):
+        cmd = _train_cmd(corpus, run, steps) + (["--resume"] if (run / "last.pt").exists() else [])
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        if kills < 5:
+            time.sleep(rng.uniform(0.4, 0.95) * duration)  # start-up, preprocessing, training or saving
+            if proc.poll() is None:
+                proc.kill()
+                kills += 1
+        proc.wait(timeout=120)
+        if proc.returncode == 0 and kills == 5:
+            break
+    assert kills == 5
+    assert load_checkpoint(run / "last.pt")["train_state"]["step"] == steps
+    assert_same_weights(tmp_path / "full" / "last.pt", run / "last.pt")
