@@ -80,8 +80,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     from .translate import Translator
 
     cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
+    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)  # fail fast, before stdin
     sentences = _read_input(args.input)
-    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)
     nbest = translator.translate_nbest(sentences, cfg, progress=True)
     if cfg.n_best == 1:
         lines = [hyps[0][0] if hyps else "" for hyps in nbest]

@@ -57,6 +57,12 @@ def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: D
     data_dir, out = Path(data_dir), Path(out)
     train_src, train_tgt, empty = _read_clean(data_dir, cfg.train_split, src, tgt)
     log.info("train: %d pairs (%d empty pairs dropped)", len(train_src), empty)
+    held_out = {}  # read (and check) every split before anything is written
+    for split in dict.fromkeys([cfg.val_split, cfg.test_split]):
+        if all(p.is_file() for p in split_paths(data_dir, split, src, tgt)):
+            held_out[split] = _read_clean(data_dir, split, src, tgt)[:2]
+        else:
+            log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
     spm_args = dict(
         vocab_size=cfg.vocab_size,
         model_type=cfg.sp_model_type,
@@ -83,11 +89,7 @@ def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: D
             log.info("train filter %s: removed %d pairs", name, count)
     EncodedSplit.from_lists([src_ids[i] for i in keep], [tgt_ids[i] for i in keep]).save(out / "cache" / "train")
     splits = {"train": len(keep)}
-    for split in dict.fromkeys([cfg.val_split, cfg.test_split]):
-        if not all(p.is_file() for p in split_paths(data_dir, split, src, tgt)):
-            log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
-            continue
-        s, t, _ = _read_clean(data_dir, split, src, tgt)
+    for split, (s, t) in held_out.items():
         EncodedSplit.from_lists(src_tok.encode(s), tgt_tok.encode(t)).save(out / "cache" / split)
         (out / "cache" / f"{split}.src.txt").write_text("".join(x + "\n" for x in s), encoding="utf-8")
         (out / "cache" / f"{split}.tgt.txt").write_text("".join(x + "\n" for x in t), encoding="utf-8")

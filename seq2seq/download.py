@@ -1,0 +1,250 @@
+"""Download a parallel corpus with Hugging Face `datasets` into plain `{split}.{lang}` text files.
+
+A Hub name, a local dataset folder and local data files (one file or a glob) take one code path;
+`manifest.json` records what was loaded, which columns were read and how many lines came out.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .data import CorpusError
+
+MANIFEST = "manifest.json"
+SPLIT_NAMES = {"validation": "val", "valid": "val", "dev": "val"}  # others are kept as they are
+_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+_COMPRESSED = {".gz", ".bz2", ".xz", ".zst", ".zip"}
+# Keep "NA", "null", "" etc. as text: pandas would otherwise turn such sentences into missing values.
+_CSV_ARGS = {"keep_default_na": False, "na_filter": False}
+_TSV_ARGS = {**_CSV_ARGS, "delimiter": "\t", "quoting": csv.QUOTE_NONE}
+_SPLIT_IN_NAME = re.compile(r"^(train|validation|valid|val|dev|test)(?![a-z])")
+_BATCH = 10_000
+
+
+class Schema(NamedTuple):
+    """Where the two sides of a pair live: plain text columns, or keys of one dict column."""
+
+    src_col: str
+    tgt_col: str
+    nested: bool  # True: both columns are the same `{lang: text}` column, read at src/tgt keys
+
+    def describe(self, src: str, tgt: str) -> dict[str, str]:
+        if self.nested:
+            return {"src": f"{self.src_col}.{src}", "tgt": f"{self.tgt_col}.{tgt}"}
+        return {"src": self.src_col, "tgt": self.tgt_col}
+
+
+def _file_split(path: str) -> str:
+    """The split a data file holds, read from its name (`validation.jsonl` -> validation), else train."""
+    stem = Path(path).name.split(".")[0]
+    return stem if _SPLIT_IN_NAME.match(stem.lower()) else "train"
+
+
+def _extension(path: str) -> str:
+    """The data format suffix of a file name, looking past a compression suffix (`a.jsonl.gz` -> .jsonl)."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if len(suffixes) > 1 and suffixes[-1] in _COMPRESSED:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
+def _builder(files: list[str]) -> tuple[str, dict[str, Any]]:
+    """The packaged `datasets` builder and its options for a list of data files of one format."""
+    exts = {_extension(f) for f in files}
+    if len(exts) != 1 or next(iter(exts)) not in _BUILDERS:
+        raise CorpusError(f"cannot read {sorted(exts)} files; use one of {', '.join(_BUILDERS)}")
+    ext = exts.pop()
+    return _BUILDERS[ext], _TSV_ARGS if ext == ".tsv" else _CSV_ARGS if ext == ".csv" else {}
+
+
+def _is_local(name: str) -> bool:
+    """Whether `name` means a path here rather than a Hub dataset (`name` or `owner/name`)."""
+    path = Path(name).expanduser()
+    return (
+        path.exists()
+        or any(c in name for c in "*?[")
+        or name.startswith((".", "/", "~"))
+        or name.count("/") > 1
+        or bool({s.lower() for s in path.suffixes} & (set(_BUILDERS) | _COMPRESSED))
+    )
+
+
+def _load(dataset: str, subset: str | None, revision: str | None, streaming: bool) -> tuple[dict, dict[str, Any]]:
+    """The splits of `dataset` (Hub name, folder, file or glob) and a description of the source."""
+    import datasets
+    from datasets.exceptions import DatasetsError
+
+    try:
+        if not _is_local(dataset):
+            splits = datasets.load_dataset(dataset, name=subset, revision=revision, streaming=streaming)
+            return dict(splits), {"source": "hub", "commit": _hub_commit(dataset, revision)}
+        if revision:
+            raise CorpusError(f"{dataset}: --revision applies to Hub datasets only")
+        path = Path(dataset).expanduser()
+        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+            if subset:
+                raise CorpusError(f"{dataset}: a saved dataset has no subsets")
+            # Arrow files on disk are memory-mapped, so `streaming` would save nothing here.
+            loaded = datasets.load_from_disk(str(path))
+            splits = (
+                dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {str(loaded.split or "train"): loaded}
+            )
+            return splits, {"source": "saved dataset"}
+        if path.is_dir():
+            return dict(datasets.load_dataset(str(path), name=subset, streaming=streaming)), {"source": "folder"}
+        files = sorted(glob.glob(os.path.expanduser(dataset))) if any(c in dataset for c in "*?[") else [str(path)]
+        files = [f for f in files if Path(f).is_file()]
+        if not files:
+            raise CorpusError(f"{dataset}: no such file or folder")
+        if subset:
+            raise CorpusError(f"{dataset}: --subset applies to Hub datasets and dataset folders only")
+        data_files: dict[str, list[str]] = {}
+        for f in files:
+            data_files.setdefault(_file_split(f), []).append(f)
+        builder, options = _builder(files)
+        splits = datasets.load_dataset(builder, data_files=data_files, streaming=streaming, **options)
+        return dict(splits), {"source": "files", "data_files": data_files}
+    except CorpusError:
+        raise
+    except (OSError, ValueError, RuntimeError, DatasetsError) as err:
+        raise CorpusError(f"cannot load {dataset!r}: {_reason(err)}") from err
+
+
+def _reason(err: BaseException) -> str:
+    """One line saying why `err` happened: its message, plus that of its root cause."""
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    lines = [(str(e).strip().splitlines() or [type(e).__name__])[0] for e in dict.fromkeys((err, root))]
+    return " (".join(lines) + ")" * (len(lines) - 1)
+
+
+def _hub_commit(name: str, revision: str | None) -> str | None:
+    """The Hub commit a revision points at (None when the Hub cannot say, e.g. offline)."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(name, revision=revision).sha
+    except Exception:  # best effort: the manifest still records fingerprints and config
+        return None
+
+
+def find_schema(
+    columns: list[str], features: Any, src: str, tgt: str, src_column: str | None = None, tgt_column: str | None = None
+) -> Schema:
+    """Which columns hold `src` and `tgt` text; a clear error when the schema is not recognised."""
+    if src_column or tgt_column:
+        if not (src_column and tgt_column):
+            raise CorpusError("give both --src-column and --tgt-column")
+        missing = [c for c in (src_column, tgt_column) if c not in columns]
+        if missing:
+            raise CorpusError(f"no column {missing[0]!r}; columns found: {', '.join(columns)}")
+        return Schema(src_column, tgt_column, nested=False)
+    by_dict, by_lang = "translation" in columns, src in columns and tgt in columns
+    if by_dict and by_lang:
+        raise CorpusError(
+            f"ambiguous schema: both a 'translation' column and {src!r}/{tgt!r} columns "
+            f"(columns found: {', '.join(columns)}); pass --src-column and --tgt-column"
+        )
+    if by_lang:
+        return Schema(src, tgt, nested=False)
+    if not by_dict:
+        raise CorpusError(
+            f"cannot tell which columns hold {src!r} and {tgt!r} text; columns found: {', '.join(columns)}; "
+            "pass --src-column and --tgt-column"
+        )
+    feature = (features or {}).get("translation")
+    langs = getattr(feature, "languages", None) or (list(feature) if isinstance(feature, dict) else None)
+    for lang in (src, tgt):
+        if langs is not None and lang not in langs:
+            raise CorpusError(f"language {lang!r} not in the translation column (it has {', '.join(langs)})")
+    return Schema("translation", "translation", nested=True)
+
+
+def _one_line(text: Any) -> tuple[str, bool]:
+    """`text` as one line (line breaks of any kind become spaces, missing -> "") and whether it changed."""
+    text = "" if text is None else str(text)
+    line = " ".join(text.splitlines())
+    return line, line != text
+
+
+def _write_split(ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path, Path], desc: str) -> tuple[int, int]:
+    """Write one split line by line; returns (lines written, sentences that had line breaks)."""
+    from tqdm.auto import tqdm
+
+    n = broken = 0
+    total = getattr(ds, "num_rows", None)
+    tmp = [p.with_name(p.name + ".part") for p in paths]
+    try:
+        with (
+            open(tmp[0], "w", encoding="utf-8", newline="\n") as src_f,
+            open(tmp[1], "w", encoding="utf-8", newline="\n") as tgt_f,
+            tqdm(total=total, desc=desc, unit=" pairs", disable=None) as bar,
+        ):
+            for batch in ds.select_columns(sorted({schema.src_col, schema.tgt_col})).iter(batch_size=_BATCH):
+                src_texts, tgt_texts = batch[schema.src_col], batch[schema.tgt_col]
+                if schema.nested:  # a pair without one of the languages becomes an empty line
+                    src_texts, tgt_texts = (
+                        [(p or {}).get(src) for p in src_texts],
+                        [(p or {}).get(tgt) for p in tgt_texts],
+                    )
+                for s, t in zip(src_texts, tgt_texts):
+                    (s_line, s_broken), (t_line, t_broken) = _one_line(s), _one_line(t)
+                    broken += s_broken + t_broken
+                    src_f.write(s_line + "\n")
+                    tgt_f.write(t_line + "\n")
+                n += len(src_texts)
+                bar.update(len(src_texts))
+        for part, path in zip(tmp, paths):
+            os.replace(part, path)
+    finally:
+        for part in tmp:
+            part.unlink(missing_ok=True)
+    return n, broken
+
+
+def download(dataset: str | Path, src: str, tgt: str, out: str | Path, subset: str | None = None,
+             src_column: str | None = None, tgt_column: str | None = None, revision: str | None = None,
+             streaming: bool = False) -> dict:  # fmt: skip
+    """Write `out/{split}.{src|tgt}` and `out/manifest.json` from `dataset`; returns the manifest."""
+    import datasets
+    from datasets.exceptions import DatasetsError
+
+    out = Path(out)
+    splits, source = _load(str(dataset), subset, revision, streaming)
+    names = {name: SPLIT_NAMES.get(name.lower(), name) for name in splits}
+    clashes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
+    if clashes:
+        raise CorpusError(f"splits {sorted(splits)} give two {clashes[0]!r} splits")
+    written, broken = {}, 0
+    try:  # streaming datasets read (and may fail on) their rows only from here on
+        schemas = {}
+        for name, ds in splits.items():
+            columns = ds.column_names or list(next(iter(ds), {}))
+            schemas[name] = find_schema(columns, ds.features, src, tgt, src_column, tgt_column)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, ds in splits.items():
+            paths = (out / f"{names[name]}.{src}", out / f"{names[name]}.{tgt}")
+            lines, n_broken = _write_split(ds, schemas[name], src, tgt, paths, names[name])
+            fingerprint = getattr(ds, "_fingerprint", None)  # None when streaming
+            written[names[name]] = {"from_split": name, "lines": lines, "fingerprint": fingerprint}
+            broken += n_broken
+    except CorpusError:
+        raise
+    except (OSError, ValueError, DatasetsError) as err:
+        raise CorpusError(f"cannot read {dataset!r}: {_reason(err)}") from err
+    info = next(iter(splits.values())).info
+    manifest = {
+        "dataset": str(dataset), "subset": subset, "revision": revision, **source, "streaming": streaming,
+        "builder": info.builder_name, "config_name": info.config_name, "version": info.version and str(info.version),
+        "src": src, "tgt": tgt, "columns": next(iter(schemas.values())).describe(src, tgt),
+        "splits": written, "line_breaks_replaced": broken, "datasets_version": datasets.__version__,
+    }  # fmt: skip
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return manifest

@@ -1,0 +1,167 @@
+"""The bad-input table: every case gives a clear message naming file/line/field, and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from test_resume import DATA, MODEL, write_corpus
+
+import seq2seq.train as train_module
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.cli import main
+from seq2seq.config import DecodeConfig, TrainConfig
+from seq2seq.train import train
+from seq2seq.translate import Translator
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def preprocess(corpus: Path, out: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    args = ["preprocess", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(out), "--vocab-size", "60"]
+    return run_cli(args, capsys)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"good line\n\xff\xfe bad bytes\n", "train.xx:2: invalid UTF-8"),
+        (b"first\nsecond\x00\n", "train.xx:2: NUL byte"),
+    ],
+)
+def test_bad_bytes_name_file_and_line(tmp_path, capsys, content, message) -> None:
+    corpus = write_corpus(tmp_path / "c")
+    (corpus / "train.xx").write_bytes(content + b"x\n" * 118)
+    code, err = preprocess(corpus, tmp_path / "run", capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_misaligned_empty_and_missing_files(tmp_path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "c")
+    lines = (corpus / "val.yy").read_text().splitlines()
+    (corpus / "val.yy").write_text("\n".join(lines[:-3]) + "\n")
+    code, err = preprocess(corpus, tmp_path / "run", capsys)
+    assert code == 2 and "val.xx has 20 lines" in err and "val.yy has 17" in err
+    assert not (tmp_path / "run").exists()  # checked before anything is written
+    for name in ("train.xx", "train.yy"):
+        (corpus / name).write_text("")
+    code, err = preprocess(corpus, tmp_path / "run", capsys)
+    assert code == 2 and "are empty" in err
+    code, err = preprocess(tmp_path / "nowhere", tmp_path / "run", capsys)
+    assert code == 2 and "nowhere/train.xx: no such file" in err
+
+
+def test_crlf_empty_pairs_and_huge_lines_are_cleaned_and_counted(tmp_path, capsys, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="seq2seq")
+    corpus = write_corpus(tmp_path / "c")
+    src = (corpus / "train.xx").read_text().splitlines()
+    tgt = (corpus / "train.yy").read_text().splitlines()
+    src[3], tgt[5] = "", "   "  # two empty pairs
+    src[7] = tgt[7] = "word " * 20_000  # a 100,000-character line
+    (corpus / "train.xx").write_bytes("".join(s + "\r\n" for s in src).encode())
+    (corpus / "train.yy").write_text("".join(t + "\n" for t in tgt))
+    code, err = preprocess(corpus, tmp_path / "run", capsys)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "preprocess.json").read_text())
+    assert manifest["removed"]["empty"] == 2 and manifest["removed"]["too_long"] == 1
+    assert manifest["splits"]["train"] == 117
+    assert "too_long: removed 1 pairs" in caplog.text and "2 empty pairs dropped" in caplog.text
+    assert "\r" not in (tmp_path / "run" / "cache" / "val.src.txt").read_text()
+
+
+def test_config_errors_name_the_closest_field(tmp_path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "c")
+    (tmp_path / "bad.toml").write_text("[model]\nhiden_size = 3\n")
+    base = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "r")]
+    code, err = run_cli([*base, "--config", str(tmp_path / "bad.toml")], capsys)
+    assert code == 2 and "did you mean" in err
+    (tmp_path / "bad.toml").write_text('[train]\nlr = "fast"\n')
+    code, err = run_cli([*base, "--config", str(tmp_path / "bad.toml")], capsys)
+    assert code == 2 and "TrainConfig.lr must be float" in err
+    code, err = run_cli([*base, "--dropout", "-0.1"], capsys)
+    assert code == 2 and "dropout must be in [0, 1)" in err
+    code, err = run_cli(["translate", "--checkpoint", "x.pt", "--beam-size", "0"], capsys)
+    assert code == 2 and "beam_size must be >= 1" in err
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("tiny")
+    corpus = write_corpus(tmp / "c")
+    train(corpus, "xx", "yy", tmp / "run", DATA, MODEL, TrainConfig(max_steps=4, valid_every=4), progress=False)
+    return tmp / "run" / "best.pt"
+
+
+def test_translation_input_cases(tiny_model, tmp_path, capsys) -> None:
+    tr = Translator.from_checkpoint(tiny_model)
+    long_input = "red " * 5000  # far longer than anything in training: capped, bounded time
+    out = tr.translate(["", "red cat", "   ", long_input], DecodeConfig(beam_size=3, max_src_len=50))
+    assert len(out) == 4 and out[0] == "" and out[2] == ""
+    assert len(tr.tgt_tok.encode([out[3]])[0]) <= 2.0 * 51 + 10
+    (tmp_path / "in.txt").write_bytes(b"red cat\r\n\r\nblue dog\r\n")
+    code = main(["translate", "--checkpoint", str(tiny_model), "--input", str(tmp_path / "in.txt"),
+                 "--output", str(tmp_path / "out.txt"), "--beam-size", "1"])  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "out.txt").read_text().count("\n") == 3  # line count kept, empty line stays empty
+    assert (tmp_path / "out.txt").read_text().split("\n")[1] == ""
+
+
+def test_bad_checkpoints(tmp_path, capsys, tiny_model) -> None:
+    (tmp_path / "text.pt").write_text("hello")
+    code, err = run_cli(["translate", "--checkpoint", str(tmp_path / "text.pt")], capsys)
+    assert code == 2 and "not a readable checkpoint" in err
+    data = tiny_model.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    code, err = run_cli(["translate", "--checkpoint", str(tmp_path / "cut.pt")], capsys)
+    assert code == 2 and "truncated or corrupt" in err
+    ckpt = load_checkpoint(tiny_model)
+    torch.save({**ckpt, "version": 99}, tmp_path / "future.pt")
+    code, err = run_cli(["translate", "--checkpoint", str(tmp_path / "future.pt")], capsys)
+    assert code == 2 and "format version 99 is newer" in err
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    code, err = run_cli(["translate", "--checkpoint", str(tmp_path / "other.pt")], capsys)
+    assert code == 2 and "not a seq2seq checkpoint" in err
+    code, err = run_cli(["translate", "--checkpoint", str(tmp_path / "missing.pt")], capsys)
+    assert code == 2 and "no such checkpoint file" in err
+
+
+def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> None:
+    corpus = write_corpus(tmp_path / "c")
+    real = train_module.forward_backward
+    calls = {"n": 0}
+
+    def flaky(model, batch, cfg):
+        calls["n"] += 1
+        if calls["n"] == 3 or calls["n"] > 6:  # one stray NaN, then NaN forever
+            return math.nan
+        return real(model, batch, cfg)
+
+    monkeypatch.setattr(train_module, "forward_backward", flaky)
+    cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0)
+    result = train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    assert result.steps == 5  # calls 1, 2, 4, 5, 6 updated; call 3 skipped; 7-10 skipped, then stop
+    assert "non-finite" in result.stop_reason
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["train_state"]["step"] == 4  # the last good checkpoint, not one after the NaNs
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
+
+
+def test_same_seed_gives_identical_runs(tmp_path) -> None:
+    corpus = write_corpus(tmp_path / "c")
+    cfg = TrainConfig(max_steps=6, valid_every=3, valid_bleu_sentences=5)
+    runs = [train(corpus, "xx", "yy", tmp_path / f"r{i}", DATA, MODEL, cfg, progress=False) for i in range(2)]
+    strip = [[{k: v for k, v in r.items() if k != "elapsed_s"} for r in run.history] for run in runs]
+    assert strip[0] == strip[1]
+    a, b = (load_checkpoint(tmp_path / f"r{i}" / "last.pt")["model"] for i in range(2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    t0, t1 = (Translator.from_checkpoint(tmp_path / f"r{i}" / "best.pt") for i in range(2))
+    sents = ["red cat", "big old house tree"]
+    assert t0.translate(sents) == t1.translate(sents)

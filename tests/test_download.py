@@ -1,0 +1,232 @@
+"""`seq2seq download` offline: small local datasets in each schema through the same path a Hub name takes."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import datasets
+import huggingface_hub
+import pytest
+from datasets import Dataset, DatasetDict, Features, Translation
+
+from seq2seq import download as download_module
+from seq2seq.cli import main
+from seq2seq.data import CorpusError, read_lines
+from seq2seq.download import download
+
+DE = ["Ein Hund läuft.", "Zwei Männer.", "Eine Frau liest."]
+EN = ["A dog runs.", "Two men.", "A woman reads."]
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach the network: offline flags, a private cache, and sockets that refuse to connect."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a test tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def columns(de: list[str], en: list[str]) -> list[dict]:
+    return [{"de": d, "en": e} for d, e in zip(de, en)]
+
+
+def translation(de: list[str], en: list[str]) -> Dataset:
+    features = Features({"translation": Translation(languages=["de", "en"])})
+    return Dataset.from_dict({"translation": columns(de, en)}, features=features)
+
+
+def check(out: Path, split: str, de: list[str], en: list[str]) -> None:
+    assert read_lines(out / f"{split}.de") == de
+    assert read_lines(out / f"{split}.en") == en
+
+
+def test_translation_column_saved_dataset_dict(tmp_path: Path) -> None:
+    DatasetDict(
+        {"train": translation(DE, EN), "validation": translation(DE[:2], EN[:2]), "test": translation(DE[:1], EN[:1])}
+    ).save_to_disk(tmp_path / "saved")
+    manifest = download(tmp_path / "saved", "de", "en", tmp_path / "out")
+    check(tmp_path / "out", "train", DE, EN)
+    check(tmp_path / "out", "val", DE[:2], EN[:2])
+    check(tmp_path / "out", "test", DE[:1], EN[:1])
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8")) == manifest
+    assert manifest["source"] == "saved dataset"
+    assert manifest["columns"] == {"src": "translation.de", "tgt": "translation.en"}
+    assert {k: v["lines"] for k, v in manifest["splits"].items()} == {"train": 3, "val": 2, "test": 1}
+    assert manifest["splits"]["val"]["from_split"] == "validation"
+    assert all(split["fingerprint"] for split in manifest["splits"].values())
+    assert manifest["datasets_version"] == datasets.__version__
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        ["manifest.json"] + [f"{s}.{lang}" for s in ("train", "val", "test") for lang in ("de", "en")]
+    )
+
+
+def test_translation_column_single_saved_dataset_reversed_direction(tmp_path: Path) -> None:
+    translation(DE, EN).save_to_disk(tmp_path / "saved")
+    manifest = download(tmp_path / "saved", "en", "de", tmp_path / "out")
+    check(tmp_path / "out", "train", DE, EN)
+    assert manifest["columns"] == {"src": "translation.en", "tgt": "translation.de"}
+
+
+def test_language_columns_folder_of_jsonl(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "corpus" / "train.jsonl", columns(DE, EN))
+    write_jsonl(tmp_path / "corpus" / "validation.jsonl", columns(DE[:1], EN[:1]))
+    manifest = download(str(tmp_path / "corpus"), "de", "en", tmp_path / "out")
+    check(tmp_path / "out", "train", DE, EN)
+    check(tmp_path / "out", "val", DE[:1], EN[:1])
+    assert manifest["source"] == "folder"
+    assert manifest["columns"] == {"src": "de", "tgt": "en"}
+    assert manifest["builder"] == "json"
+
+
+def test_csv_glob_keeps_other_split_names_and_na_text(tmp_path: Path) -> None:
+    de, en = [*DE, "NA"], [*EN, "null"]
+    Dataset.from_dict({"de": de, "en": en}).to_csv(tmp_path / "train.csv", index=False)
+    Dataset.from_dict({"de": DE[:1], "en": EN[:1]}).to_csv(tmp_path / "test_2016_flickr.csv", index=False)
+    manifest = download(str(tmp_path / "*.csv"), "de", "en", tmp_path / "out")
+    check(tmp_path / "out", "train", de, en)
+    check(tmp_path / "out", "test_2016_flickr", DE[:1], EN[:1])
+    assert manifest["source"] == "files"
+    assert set(manifest["data_files"]) == {"train", "test_2016_flickr"}
+
+
+def test_tsv_with_quotes(tmp_path: Path) -> None:
+    de, en = ['"Halt!", rief er.', "Gut"], ['"Stop!" he shouted.', 'A "good" one']
+    (tmp_path / "dev.tsv").write_text("de\ten\n" + "".join(f"{d}\t{e}\n" for d, e in zip(de, en)), encoding="utf-8")
+    download(str(tmp_path / "dev.tsv"), "de", "en", tmp_path / "out")
+    check(tmp_path / "out", "val", de, en)
+
+
+def test_parquet_single_files(tmp_path: Path) -> None:
+    Dataset.from_dict({"de": DE, "en": EN}).to_parquet(tmp_path / "validation.parquet")
+    Dataset.from_dict({"de": DE[:2], "en": EN[:2]}).to_parquet(tmp_path / "corpus.parquet")
+    assert download(str(tmp_path / "validation.parquet"), "de", "en", tmp_path / "a")["splits"]["val"]["lines"] == 3
+    check(tmp_path / "a", "val", DE, EN)
+    download(str(tmp_path / "corpus.parquet"), "de", "en", tmp_path / "b")  # no split in the name: train
+    check(tmp_path / "b", "train", DE[:2], EN[:2])
+
+
+def test_user_named_columns(tmp_path: Path) -> None:
+    rows = [{"id": i, "source": d, "target": e} for i, (d, e) in enumerate(zip(DE, EN))]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    path = str(tmp_path / "train.jsonl")
+    manifest = download(path, "de", "en", tmp_path / "out", src_column="source", tgt_column="target")
+    check(tmp_path / "out", "train", DE, EN)
+    assert manifest["columns"] == {"src": "source", "tgt": "target"}
+    with pytest.raises(CorpusError, match="no column 'src'; columns found: id, source, target"):
+        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", src_column="src", tgt_column="target")
+    with pytest.raises(CorpusError, match="give both"):
+        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", src_column="source")
+
+
+def test_streaming_writes_the_same_files(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "corpus" / "train.jsonl", columns(DE, EN))
+    write_jsonl(tmp_path / "corpus" / "validation.jsonl", columns(DE[:2], EN[:2]))
+    plain = download(str(tmp_path / "corpus"), "de", "en", tmp_path / "plain")
+    streamed = download(str(tmp_path / "corpus"), "de", "en", tmp_path / "streamed", streaming=True)
+    for name in ("train.de", "train.en", "val.de", "val.en"):
+        assert (tmp_path / "streamed" / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+    assert streamed["streaming"] is True
+    assert {k: v["lines"] for k, v in streamed["splits"].items()} == {k: v["lines"] for k, v in plain["splits"].items()}
+    assert streamed["splits"]["train"]["fingerprint"] is None
+
+
+def test_line_breaks_inside_a_sentence_keep_files_aligned(tmp_path: Path) -> None:
+    de = ["eins\nzwei", "drei\r\nvier", "fünf\rsechs", "sieben\u2028acht", "neun"]
+    en = ["one", "two", "three", "four\n", "nine"]
+    translation(de, en).save_to_disk(tmp_path / "saved")
+    manifest = download(tmp_path / "saved", "de", "en", tmp_path / "out")
+    one_line_de = ["eins zwei", "drei vier", "fünf sechs", "sieben acht", "neun"]
+    check(tmp_path / "out", "train", one_line_de, ["one", "two", "three", "four", "nine"])
+    for lang in ("de", "en"):  # every line reader agrees, not only ours
+        assert len((tmp_path / "out" / f"train.{lang}").read_text(encoding="utf-8").splitlines()) == 5
+    assert manifest["line_breaks_replaced"] == 5
+    assert manifest["splits"]["train"]["lines"] == 5
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    for name in (tmp_path / "nowhere", tmp_path / "nowhere.jsonl", f"{tmp_path}/*.csv", "./no/such/folder"):
+        with pytest.raises(CorpusError, match="no such file or folder"):
+            download(str(name), "de", "en", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_language_in_translation_column(tmp_path: Path) -> None:
+    translation(DE, EN).save_to_disk(tmp_path / "saved")
+    with pytest.raises(CorpusError, match=r"language 'fr' not in the translation column \(it has de, en\)"):
+        download(tmp_path / "saved", "fr", "en", tmp_path / "out")
+
+
+def test_schema_that_fits_no_pattern_lists_the_columns(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "train.jsonl", [{"id": 0, "source": "a", "target": "b"}])
+    with pytest.raises(CorpusError, match="columns found: id, source, target; pass --src-column and --tgt-column"):
+        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out")
+
+
+def test_ambiguous_schema(tmp_path: Path) -> None:
+    rows = [{"translation": {"de": "a", "en": "b"}, "de": "c", "en": "d"}]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(CorpusError, match="ambiguous schema"):
+        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out")
+    download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", src_column="de", tgt_column="en")
+    check(tmp_path / "out", "train", ["c"], ["d"])
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_malformed_file_is_a_one_line_error(tmp_path: Path, streaming: bool) -> None:
+    (tmp_path / "train.jsonl").write_text('{"de": "a", "en": "b"}\n{"de": broken\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match="JSON parse error") as err:
+        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", streaming=streaming)
+    assert "\n" not in str(err.value)
+    assert not list(tmp_path.glob("out/*"))
+
+
+def test_hub_name_passes_subset_revision_and_streaming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_jsonl(tmp_path / "hub" / "train.jsonl", columns(DE, EN))
+    calls = []
+    real_load = datasets.load_dataset
+
+    def fake_hub(path: str, **kwargs: object) -> object:
+        calls.append((path, kwargs))
+        return real_load(str(tmp_path / "hub"), streaming=kwargs["streaming"])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    monkeypatch.setattr(download_module, "_hub_commit", lambda name, revision: "0123abcd")
+    manifest = download("someone/corpus", "de", "en", tmp_path / "out", subset="de-en", revision="v1", streaming=True)
+    assert calls == [("someone/corpus", {"name": "de-en", "revision": "v1", "streaming": True})]
+    check(tmp_path / "out", "train", DE, EN)
+    assert (manifest["source"], manifest["commit"], manifest["subset"], manifest["revision"]) == (
+        "hub",
+        "0123abcd",
+        "de-en",
+        "v1",
+    )
+
+
+def test_hub_name_offline_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="cannot load 'someone/not-here'") as err:
+        download("someone/not-here", "de", "en", tmp_path / "out")
+    assert "\n" not in str(err.value)
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    DatasetDict({"train": translation(DE, EN), "validation": translation(DE[:1], EN[:1])}).save_to_disk(tmp_path / "s")
+    flags = ["--src", "de", "--tgt", "en", "--out", str(tmp_path / "o")]
+    assert main(["download", "--dataset", str(tmp_path / "s"), *flags]) == 0
+    assert "train 3, val 1" in capsys.readouterr().out
+    check(tmp_path / "o", "val", DE[:1], EN[:1])
+    assert main(["download", "--dataset", str(tmp_path / "nope"), *flags]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
