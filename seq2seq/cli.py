@@ -11,6 +11,7 @@ from typing import Any
 from .checkpoint import CheckpointError
 from .config import ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig, add_flags, from_flags, load_toml
 from .data import CorpusError
+from .plots import PlotError
 
 log = logging.getLogger("seq2seq")
 
@@ -110,6 +111,104 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, max_minutes=args.max_minutes, seed=args.seed)
 
 
+def cmd_plot(args: argparse.Namespace) -> None:
+    from .plots import plot_run
+
+    for path in plot_run(args.run):
+        print(path)
+
+
+def cmd_attention(args: argparse.Namespace) -> None:
+    from .plots import attention_map
+
+    text, path = attention_map(args.checkpoint, args.sentence, args.out, args.beam_size, args.device)
+    print(f"{text}\nattention map: {path}")
+
+
+def cmd_gradflow(args: argparse.Namespace) -> None:
+    from .data import read_lines
+    from .diagnostics import CELLS, checkpoint_gradient_flow, fresh_gradient_flow, plot_gradient_flow
+
+    what = "loss of each sentence's final output" if args.loss == "last" else "summed loss of all outputs"
+    if args.checkpoint:
+        if not args.input:
+            raise ConfigError("gradflow --checkpoint needs --input FILE (source sentences, one per line)")
+        sources = read_lines(args.input)
+        refs = read_lines(args.references) if args.references else None
+        results = {
+            f"{Path(c).parent.name}/{Path(c).name}": checkpoint_gradient_flow(c, sources, refs, args.loss, args.device)
+            for c in args.checkpoint
+        }
+        title = f"Gradient flow through time: {len(sources)} sentences from {args.input}; L = {what}"
+    else:
+        cells = CELLS if args.cell == "all" else (args.cell,)
+        results = fresh_gradient_flow(cells, args.length, args.batch_size, loss=args.loss, seed=args.seed)
+        title = f"Gradient flow through time: freshly initialised models, {args.length} random tokens; L = {what}"
+    path = plot_gradient_flow(results, args.out, title)
+    for name, result in results.items():
+        for part, values in result.items():
+            at = sorted({0, len(values) // 4, len(values) // 2, 3 * len(values) // 4, len(values) - 1})
+            print(f"{name} {part}: " + "  ".join(f"t={t}: {values[t]:.3g}" for t in at))
+    print(f"gradient flow plot: {path}")
+
+
+def cmd_memory_span(args: argparse.Namespace) -> None:
+    from .memory_span import DEFAULT_DELAYS, QUICK, SpanSettings, format_result, run_memory_span, settings_with
+
+    settings = settings_with(QUICK if args.quick else SpanSettings(), steps=args.steps)
+    delays = tuple(args.delays) if args.delays else DEFAULT_DELAYS
+    result = run_memory_span(args.out, args.cells, delays, args.quick, args.seed, settings, args.workers)
+    print(format_result(result))
+
+
+def _add_inspection_commands(sub: Any) -> None:
+    """Subcommands that draw pictures of runs and models (need the `plot` extra: matplotlib)."""
+    p = sub.add_parser("plot", help="training-curve PNGs (loss, BLEU, lr, gradient norm) from RUN/metrics.jsonl")
+    p.add_argument("--run", required=True, help="run folder written by `seq2seq train`")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("attention", help="translate one sentence and draw its attention map as a PNG")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--sentence", required=True)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--beam-size", type=int, default=1, help="1: greedy (default)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_attention)
+
+    p = sub.add_parser("gradflow", help="plot ||dL/dh_t|| over time steps t: trained checkpoints or fresh models")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", nargs="+", help="trained model(s), compared on the sentences of --input")
+    which.add_argument("--cell", choices=("lstm", "gru", "rnn", "all"), help="fresh random models of this cell type")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--input", help="with --checkpoint: source sentences, one per line")
+    p.add_argument("--references", help="with --checkpoint: reference translations (default: the model's greedy ones)")
+    p.add_argument("--loss", choices=("last", "all"), default="last", help="L: final output's loss (default) or all")
+    p.add_argument("--length", type=int, default=100, help="with --cell: sequence length (default: 100)")
+    p.add_argument("--batch-size", type=int, default=16, help="with --cell: random sequences (default: 16)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_gradflow)
+
+    p = sub.add_parser("memory-span", help="how many steps RNN, GRU and LSTM remember at equal parameter budgets")
+    p.add_argument("--out", default="checkpoints/memory_span", help="folder for memory_span.{csv,json,png}")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 minute)")
+    p.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm"), default=["rnn", "gru", "lstm"])
+    p.add_argument("--delays", nargs="+", type=int, help="delays D to test (default: 5 10 20 50 100 200)")
+    p.add_argument("--steps", type=int, help="training budget per cell and delay (default: 1500; quick: 120)")
+    p.add_argument("--workers", type=int, help="parallel processes (default: CPU cores, at most 2)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.set_defaults(func=cmd_memory_span)
+
+
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    import json
+
+    from .benchmark import run_benchmark
+
+    result = run_benchmark(args.data, args.out, args.checkpoint, args.quick, args.test_split, args.peers)
+    print(json.dumps(result, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -161,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=2.5, help="training wall-clock budget (minutes)")
     p.add_argument("--seed", type=int, default=1234)
     p.set_defaults(func=cmd_demo)
+    _add_inspection_commands(sub)
+    p = sub.add_parser("benchmark", help="training/translation speed, peak memory and FLOP/s as one JSON object")
+    p.add_argument("--data", default="../shared/data/multi30k", help="Multi30k-style de/en folder")
+    p.add_argument("--out", default="checkpoints/benchmark", help="working folder")
+    p.add_argument("--checkpoint", help="model for the translation timings (default: the benchmark's own)")
+    p.add_argument("--test-split", default="test_2016_flickr")
+    p.add_argument("--peers", default="../shared/peers.json", help="peer figures for the ratios")
+    p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
+    p.set_defaults(func=cmd_benchmark)
     return parser
 
 
@@ -170,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (ConfigError, CorpusError, CheckpointError) as err:
+        print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except PlotError as err:
         print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -293,7 +293,7 @@ class Trainer:
     def _log_train(self, meter: _Meter, bar: tqdm, loss: float, norm: float) -> None:
         rec = {"type": "train", "step": self.st.step, "epoch": self.st.epoch, "loss": round(loss, 5),
                "lr": _lr(self.cfg, self.st), "grad_norm": round(norm, 4), "tgt_tok_s": round(meter.rate(), 1),
-               "elapsed_s": self._elapsed()}  # fmt: skip
+               "tokens": self.st.tokens, "elapsed_s": self._elapsed()}  # fmt: skip
         self.files.log(rec)
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tgt_tok_s']:.0f}", lr=f"{rec['lr']:.2g}")
 

@@ -1,0 +1,172 @@
+"""Speed benchmark: training tokens/s and peak memory, translation speed, model FLOP/s against a GEMM.
+
+Everything runs on this machine in one call: training and whole-process translation in child
+processes (so their peak RSS and start-up are their own), the rest in-process. The result is
+one JSON object; `compare` adds ratios against the peers' figures (../shared/peers.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+from .data import read_lines
+
+PEER_KEYS = {  # our key -> (peers.json key, higher is better)
+    "train_tgt_tok_s": ("train_tgt_tok_s", True),
+    "train_peak_rss_mb": ("train_peak_rss_mb", False),
+    "translate_wall_s_beam5": ("translate_wall_s_beam5", False),
+    "translate_wall_s_greedy": ("translate_wall_s_greedy", False),
+}
+
+
+def gemm_gflop_s(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> float:
+    """Sustained square-matmul throughput on the current thread setting."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_tgt_token(cfg: ModelConfig, tgt_vocab: int, src_len: float, tgt_len: float) -> float:
+    """Matmul FLOPs (forward + backward = 3x forward) per target token, for mean lengths (+EOS/BOS)."""
+    e, he, hd, gates = cfg.emb_size, cfg.enc_hidden, cfg.dec_hidden, {"lstm": 4, "gru": 3, "rnn": 1}[cfg.cell]
+    enc = sum(2 * 2 * gates * he * ((e if layer == 0 else 2 * he) + he) for layer in range(cfg.enc_layers))
+    keys = 0 if cfg.attention == "dot" else 2 * 2 * he * hd
+    dec_in = e * (2 if cfg.input_feeding else 1)
+    dec = sum(2 * gates * hd * ((dec_in if layer == 0 else hd) + hd) for layer in range(cfg.dec_layers))
+    attend = 2 * src_len * (hd + 2 * he) + (2 * src_len * hd * hd if cfg.attention == "bahdanau" else 0)
+    per_tgt = dec + attend + 2 * (hd + 2 * he) * e + 2 * e * tgt_vocab
+    per_src = enc + keys
+    return 3 * (per_tgt + per_src * src_len / tgt_len)
+
+
+def _seq2seq(*args: str) -> list[str]:
+    return [sys.executable, "-m", "seq2seq", *args]
+
+
+def _run_child(cmd: list[str], log: Path) -> tuple[float, float]:
+    """Run a command; return its wall seconds and peak RSS in MiB (of that process alone)."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def measure_training(
+    data: Path, run: Path, precision: str, warmup_s: float, measure_s: float, extra: list[str]
+) -> dict[str, float]:
+    """Steady-state target tokens/s after `warmup_s`, over `measure_s`, from a real `seq2seq train`."""
+    minutes = (warmup_s + measure_s + 5) / 60
+    cmd = _seq2seq(
+        "train", "--data", str(data), "--src", "de", "--tgt", "en", "--out", str(run), "--overwrite",
+        "--max-minutes", f"{minutes:.3f}", "--valid-every", "1000000", "--valid-bleu-sentences", "0",
+        "--log-every", "5", "--precision", precision, "--threads", "2", *extra,
+    )  # fmt: skip
+    wall, rss = _run_child(cmd, run / f"bench-train-{precision}.log")
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["type"] == "train"]
+    first = next(r for r in train if r["elapsed_s"] >= warmup_s)
+    last = train[-1]
+    tok_s = (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])
+    return {"tgt_tok_s": round(tok_s, 1), "peak_rss_mb": round(rss, 1), "updates": last["step"],
+            "measured_s": round(last["elapsed_s"] - first["elapsed_s"], 1), "wall_s": round(wall, 1)}  # fmt: skip
+
+
+def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int) -> dict[str, float]:
+    """In-process sentences/s (model load excluded) and whole-process wall time of `seq2seq translate`."""
+    from .config import DecodeConfig
+    from .translate import Translator
+
+    sents = read_lines(src_file)[:n_sent]
+    t0 = time.perf_counter()
+    tr = Translator.from_checkpoint(checkpoint)
+    result: dict[str, float] = {"load_s": round(time.perf_counter() - t0, 3)}
+    (out_dir / "bench-input.txt").write_text("".join(s + "\n" for s in sents), encoding="utf-8")
+    for name, beam in (("greedy", 1), ("beam5", 5)):
+        tr.translate(sents[:64], DecodeConfig(beam_size=beam))  # warm-up
+        t0 = time.perf_counter()
+        tr.translate(sents, DecodeConfig(beam_size=beam))
+        result[f"translate_sent_s_{name}"] = round(len(sents) / (time.perf_counter() - t0), 1)
+        cmd = _seq2seq("translate", "--checkpoint", str(checkpoint), "--input", str(out_dir / "bench-input.txt"),
+                       "--output", str(out_dir / f"bench-{name}.txt"), "--beam-size", str(beam))  # fmt: skip
+        walls = [_run_child(cmd, out_dir / f"bench-translate-{name}.log")[0] for _ in range(3)]
+        result[f"translate_wall_s_{name}"] = round(min(walls[1:]), 3)  # best of 2 after a warm-up
+    return result
+
+
+def compare(result: dict[str, Any], peers_file: Path) -> dict[str, dict[str, float]]:
+    """Our figure divided by each peer's, oriented so that > 1 means we are better."""
+    peers = json.loads(peers_file.read_text())["peers"]
+    ratios: dict[str, dict[str, float]] = {}
+    for key, (peer_key, higher) in PEER_KEYS.items():
+        if key not in result:
+            continue
+        ratios[key] = {
+            name: round(result[key] / p[peer_key] if higher else p[peer_key] / result[key], 2)
+            for name, p in peers.items()
+        }
+    return ratios
+
+
+def run_benchmark(
+    data: str | Path = "../shared/data/multi30k",
+    out: str | Path = "checkpoints/benchmark",
+    checkpoint: str | Path | None = None,
+    quick: bool = False,
+    test_split: str = "test_2016_flickr",
+    peers: str | Path = "../shared/peers.json",
+    vocab_size: int = 4000,
+) -> dict[str, Any]:
+    """Measure everything and return one JSON-able dict (see the module docstring)."""
+    from .config import DataConfig
+    from .preprocess import ensure_prepared
+
+    torch.set_num_threads(2)
+    data, out = Path(data), Path(out)
+    run = out / "run"
+    data_cfg = DataConfig(vocab_size=vocab_size, test_split=test_split)
+    prepared = ensure_prepared(data, "de", "en", run, data_cfg, 1234)
+    warmup, measure = (10.0, 25.0) if quick else (30.0, 90.0)
+    result: dict[str, Any] = {"machine": f"{os.cpu_count()} cpus, torch {torch.__version__}, 2 threads",
+                              "quick": quick, "model": "ModelConfig() defaults", "max_tokens": 2700}  # fmt: skip
+    extra = ["--max-tokens", "2700"]
+    train_fp32 = measure_training(data, run, "fp32", warmup, measure, extra)
+    trained = run / "last.pt"
+    train_bf16 = measure_training(data, out / "run-bf16", "bf16", warmup, measure, extra) if not quick else None
+    result["train_fp32"], result["train_bf16"] = train_fp32, train_bf16
+    best = max((t for t in (train_fp32, train_bf16) if t), key=lambda t: t["tgt_tok_s"])
+    result["train_tgt_tok_s"] = best["tgt_tok_s"]
+    result["train_peak_rss_mb"] = max(t["peak_rss_mb"] for t in (train_fp32, train_bf16) if t)
+    split = prepared.split(prepared.cfg.train_split)
+    model_cfg = ModelConfig()
+    flops = flops_per_tgt_token(
+        model_cfg, len(prepared.tgt_tok), float(split.src_lens.mean()) + 1, float(split.tgt_lens.mean()) + 1
+    )
+    result["model_mflop_per_tgt_token"] = round(flops / 1e6, 2)
+    result["model_gflop_s"] = round(flops * train_fp32["tgt_tok_s"] / 1e9, 1)
+    result["gemm_peak_gflop_s"] = round(gemm_gflop_s(torch.float32), 1)
+    if train_bf16:
+        result["model_gflop_s_bf16"] = round(flops * train_bf16["tgt_tok_s"] / 1e9, 1)
+        result["gemm_peak_gflop_s_bf16"] = round(gemm_gflop_s(torch.bfloat16), 1)
+    ckpt = Path(checkpoint) if checkpoint else trained
+    result["translate_checkpoint"] = str(ckpt)
+    result |= measure_translation(ckpt, data / f"{test_split}.de", out, 200 if quick else 1000)
+    if Path(peers).is_file():
+        result["ratios_vs_peers"] = compare(result, Path(peers))
+    return result
