@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_resume import DATA, MODEL, write_corpus
+from corpora import write_corpus
+from test_resume import DATA, MODEL
 
 import seq2seq.train as train_module
 from seq2seq.checkpoint import load_checkpoint
@@ -37,7 +38,7 @@ def preprocess(corpus: Path, out: Path, capsys: pytest.CaptureFixture) -> tuple[
     ],
 )
 def test_bad_bytes_name_file_and_line(tmp_path, capsys, content, message) -> None:
-    corpus = write_corpus(tmp_path / "c")
+    corpus = write_corpus(tmp_path / "c", n_train=120)
     (corpus / "train.xx").write_bytes(content + b"x\n" * 118)
     code, err = preprocess(corpus, tmp_path / "run", capsys)
     assert code == 2 and message in err
@@ -45,7 +46,7 @@ def test_bad_bytes_name_file_and_line(tmp_path, capsys, content, message) -> Non
 
 
 def test_misaligned_empty_and_missing_files(tmp_path, capsys) -> None:
-    corpus = write_corpus(tmp_path / "c")
+    corpus = write_corpus(tmp_path / "c", n_train=120)
     lines = (corpus / "val.yy").read_text().splitlines()
     (corpus / "val.yy").write_text("\n".join(lines[:-3]) + "\n")
     code, err = preprocess(corpus, tmp_path / "run", capsys)
@@ -61,7 +62,7 @@ def test_misaligned_empty_and_missing_files(tmp_path, capsys) -> None:
 
 def test_crlf_empty_pairs_and_huge_lines_are_cleaned_and_counted(tmp_path, capsys, caplog) -> None:
     caplog.set_level(logging.INFO, logger="seq2seq")
-    corpus = write_corpus(tmp_path / "c")
+    corpus = write_corpus(tmp_path / "c", n_train=120)
     src = (corpus / "train.xx").read_text().splitlines()
     tgt = (corpus / "train.yy").read_text().splitlines()
     src[3], tgt[5] = "", "   "  # two empty pairs
@@ -78,7 +79,7 @@ def test_crlf_empty_pairs_and_huge_lines_are_cleaned_and_counted(tmp_path, capsy
 
 
 def test_config_errors_name_the_closest_field(tmp_path, capsys) -> None:
-    corpus = write_corpus(tmp_path / "c")
+    corpus = write_corpus(tmp_path / "c", n_train=120)
     (tmp_path / "bad.toml").write_text("[model]\nhiden_size = 3\n")
     base = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "r")]
     code, err = run_cli([*base, "--config", str(tmp_path / "bad.toml")], capsys)
@@ -95,7 +96,7 @@ def test_config_errors_name_the_closest_field(tmp_path, capsys) -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("tiny")
-    corpus = write_corpus(tmp / "c")
+    corpus = write_corpus(tmp / "c", n_train=120)
     train(corpus, "xx", "yy", tmp / "run", DATA, MODEL, TrainConfig(max_steps=4, valid_every=4), progress=False)
     return tmp / "run" / "best.pt"
 
@@ -134,7 +135,7 @@ def test_bad_checkpoints(tmp_path, capsys, tiny_model) -> None:
 
 
 def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> None:
-    corpus = write_corpus(tmp_path / "c")
+    corpus = write_corpus(tmp_path / "c", n_train=120)
     real = train_module.forward_backward
     calls = {"n": 0}
 
@@ -155,7 +156,7 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
 
 
 def test_same_seed_gives_identical_runs(tmp_path) -> None:
-    corpus = write_corpus(tmp_path / "c")
+    corpus = write_corpus(tmp_path / "c", n_train=120)
     cfg = TrainConfig(max_steps=6, valid_every=3, valid_bleu_sentences=5)
     runs = [train(corpus, "xx", "yy", tmp_path / f"r{i}", DATA, MODEL, cfg, progress=False) for i in range(2)]
     strip = [[{k: v for k, v in r.items() if k != "elapsed_s"} for r in run.history] for run in runs]

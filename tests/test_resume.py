@@ -13,26 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from corpora import write_corpus
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig
 from seq2seq.train import train
 
-WORDS = "red green blue small big old new cat dog bird tree house".split()
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.3)
 DATA = DataConfig(vocab_size=60)
-
-
-def write_corpus(folder: Path, n: int = 120, seed: int = 0) -> Path:
-    """A reversal task: the target is the source words in reverse order, upper-cased."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, size in (("train", n), ("val", 20), ("test", 20)):
-        src = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))) for _ in range(size)]
-        (folder / f"{split}.xx").write_text("".join(s + "\n" for s in src), encoding="utf-8")
-        tgt = [" ".join(reversed(s.split())).upper() for s in src]
-        (folder / f"{split}.yy").write_text("".join(t + "\n" for t in tgt), encoding="utf-8")
-    return folder
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
@@ -43,7 +31,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 def test_stop_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
-    corpus = write_corpus(tmp_path / "corpus")
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=14, valid_every=4, valid_bleu_sentences=5, lr_patience=1)
     full = train(corpus, "xx", "yy", tmp_path / "full", DATA, MODEL, cfg, progress=False)
     assert full.steps == 14
@@ -70,7 +58,7 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
 
 
 def test_reset_optimizer_starts_a_fresh_schedule(tmp_path: Path) -> None:
-    corpus = write_corpus(tmp_path / "corpus")
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0, lr_decay=0.5)
     train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
     more = TrainConfig(**{**cfg.__dict__, "max_steps": 8})
@@ -80,7 +68,7 @@ def test_reset_optimizer_starts_a_fresh_schedule(tmp_path: Path) -> None:
 
 
 def test_fresh_train_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
-    corpus = write_corpus(tmp_path / "corpus")
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
     train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
     with pytest.raises(CheckpointError, match="--resume"):
@@ -119,7 +107,7 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def test_sigint_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
-    corpus = write_corpus(tmp_path / "corpus", n=400)
+    corpus = write_corpus(tmp_path / "corpus", n_train=400)
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(_train_cmd(corpus, run, 100000), stderr=subprocess.PIPE, text=True, env=env)
@@ -136,7 +124,7 @@ def test_sigint_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
 
 def test_soak_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
     """SIGKILL at random moments, resume each time: the final weights equal an uninterrupted run's."""
-    corpus = write_corpus(tmp_path / "corpus", n=150)
+    corpus = write_corpus(tmp_path / "corpus", n_train=150)
     steps = 60
     t0 = time.monotonic()
     assert _run(_train_cmd(corpus, tmp_path / "full", steps)).returncode == 0

@@ -1,0 +1,151 @@
+"""The `seq2seq` command end to end, in-process, on a tiny corpus (and once as a subprocess)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from corpora import write_corpus
+
+from seq2seq.cli import main
+
+COMMANDS = ["preprocess", "train", "translate", "evaluate"]
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    """Exit code and stdout of `seq2seq argv...` run in this process."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(corpus folder, run folder) after `seq2seq preprocess` and `seq2seq train`."""
+    root = tmp_path_factory.mktemp("cli")
+    data, run = write_corpus(root / "data", n_test=12), root / "run"
+    corpus = ["--data", data, "--src", "xx", "--tgt", "yy", "--out", run]
+    code, out = run_cli("preprocess", *corpus, "--vocab-size", "40")
+    assert code == 0
+    assert f"prepared {run}" in out
+    assert json.loads((run / "preprocess.json").read_text())["splits"] == {"train": 200, "val": 20, "test": 12}
+
+    code, out = run_cli(
+        "train", *corpus,
+        "--max-steps", "20", "--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32",
+        "--valid-every", "10", "--valid-bleu-sentences", "10", "--max-tokens", "600", "--lr", "0.01",
+        "--dropout", "0", "--threads", "1", "--log-every", "5",
+    )  # fmt: skip
+    assert code == 0
+    assert "trained 20 updates" in out
+    return data, run
+
+
+def test_train_writes_a_run_folder(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "config.json"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert (config["model"]["emb_size"], config["model"]["enc_hidden"], config["model"]["dec_hidden"]) == (16, 16, 32)
+    assert config["train"]["max_steps"] == 20 and config["data"]["vocab_size"] == 40
+    valid = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in valid if r["type"] == "valid"] == [10, 20]
+
+
+def test_translate_from_file_and_from_stdin_agree(trained, tmp_path: Path, monkeypatch, capsys) -> None:
+    data, run = trained
+    src = data / "test.xx"
+    hyp = tmp_path / "hyp.yy"
+    checkpoint = ["--checkpoint", run / "best.pt"]
+    code, out = run_cli("translate", *checkpoint, "--input", src, "--output", hyp, "--beam-size", "3")
+    assert code == 0 and out == ""
+    n_lines = len(src.read_text().splitlines())
+    assert len(hyp.read_text(encoding="utf-8").splitlines()) == n_lines
+
+    text = src.read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text), encoding="utf-8"))
+    assert main(["translate", "--checkpoint", str(run / "best.pt"), "--beam-size", "3"]) == 0
+    assert capsys.readouterr().out == hyp.read_text(encoding="utf-8")
+
+    # an empty line in the input stays an empty line in the output, line count kept
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"red cat\n\nsun moon\n"), encoding="utf-8"))
+    assert main(["translate", "--checkpoint", str(run / "best.pt"), "--beam-size", "1"]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+
+
+def test_translate_n_best_prints_numbered_scored_lines(trained, monkeypatch, capsys) -> None:
+    _, run = trained
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"red cat\nsun moon dog\n"), encoding="utf-8"))
+    assert main(["translate", "--checkpoint", str(run / "best.pt"), "--beam-size", "3", "--n-best", "2"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [r[0] for r in rows] == ["0", "0", "1", "1"]
+    scores = [float(r[1]) for r in rows]
+    assert scores[0] >= scores[1] and scores[2] >= scores[3]
+
+
+def test_evaluate_prints_bleu_and_chrf_with_signatures(trained, tmp_path: Path, capsys) -> None:
+    data, _ = trained
+    ref = data / "test.yy"
+    assert main(["evaluate", "--hyp", str(ref), "--ref", str(ref)]) == 0
+    out = capsys.readouterr().out
+    assert "BLEU = 100.00" in out and "chrF = 100.00" in out
+    assert "nrefs:1" in out and "tok:13a" in out and "version:" in out  # sacreBLEU signatures
+
+    lines = ref.read_text().splitlines()
+    worse = tmp_path / "worse.yy"
+    worse.write_text("".join(" ".join(s.split()[::-1]) + "\n" for s in lines))  # wrong word order
+    assert main(["evaluate", "--hyp", str(worse), "--ref", str(ref)]) == 0
+    bleu = float(capsys.readouterr().out.split("BLEU = ")[1].split()[0])
+    assert bleu < 100
+
+
+def test_misaligned_corpus_is_exit_code_2_naming_both_files(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.xx").write_text("a b\nc d\ne f\ng h\ni j\n")
+    (data / "train.yy").write_text("b a\nd c\nf e\nh g\n")
+    code = main(["preprocess", "--data", str(data), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "train.xx" in err and "train.yy" in err
+    assert "5 lines" in err and "has 4" in err
+
+    code = main(["evaluate", "--hyp", str(data / "train.xx"), "--ref", str(data / "train.yy")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "train.xx" in err and "train.yy" in err and "5" in err and "4" in err
+
+
+def test_user_errors_are_one_line_and_exit_code_2(tmp_path: Path, capsys) -> None:
+    text = tmp_path / "in.txt"
+    text.write_text("red cat\n")
+    assert main(["translate", "--checkpoint", str(tmp_path / "nope.pt"), "--input", str(text)]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[modle]\n")
+    corpus = ["--data", str(tmp_path), "--src", "a", "--tgt", "b", "--out", str(tmp_path / "r")]
+    code = main(["preprocess", *corpus, "--config", str(bad)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "[model]" in err and err.count("\n") == 1
+
+
+def test_help_lists_the_subcommands(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in COMMANDS)
+
+
+def test_python_dash_m_seq2seq_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "seq2seq", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert all(command in proc.stdout for command in COMMANDS)

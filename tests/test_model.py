@@ -1,0 +1,165 @@
+"""The network: step-wise decoding equals whole-sequence decoding, attention masks, packing, tying."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seq2seq.config import ModelConfig
+from seq2seq.model import DecoderState, Seq2Seq, count_parameters
+from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+SRC_VOCAB, TGT_VOCAB = 17, 13
+
+
+def make_model(seed: int = 0, **kw) -> Seq2Seq:
+    torch.manual_seed(seed)
+    values = {"emb_size": 12, "enc_hidden": 8, "dec_hidden": 16, "dropout": 0.0} | kw
+    return Seq2Seq(ModelConfig(**values), SRC_VOCAB, TGT_VOCAB).eval()
+
+
+def padded_sources() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three sources of lengths 5, 2 and 4 (EOS included), padded to 5."""
+    src = torch.tensor(
+        [
+            [5, 9, 12, 7, EOS_ID],
+            [11, EOS_ID, PAD_ID, PAD_ID, PAD_ID],
+            [4, 16, 8, EOS_ID, PAD_ID],
+        ]
+    )
+    return src, torch.tensor([5, 2, 4])
+
+
+def target_inputs(batch: int = 3, steps: int = 6) -> torch.Tensor:
+    g = torch.Generator().manual_seed(7)
+    tgt = torch.randint(4, TGT_VOCAB, (batch, steps), generator=g)
+    tgt[:, 0] = BOS_ID
+    return tgt
+
+
+def assert_states_close(a: DecoderState, b: DecoderState) -> None:
+    assert len(a.rnn) == len(b.rnn)
+    for x, y in zip(a.rnn, b.rnn):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    assert (a.feed is None) == (b.feed is None)
+    if a.feed is not None:
+        torch.testing.assert_close(a.feed, b.feed, rtol=1e-5, atol=1e-6)
+
+
+ATTENTION_CASES = [("bahdanau", 16), ("general", 16), ("dot", 16), ("general", 24)]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("input_feeding", [False, True])
+@pytest.mark.parametrize(("attention", "dec_hidden"), ATTENTION_CASES)
+@torch.no_grad()
+def test_decoding_all_steps_at_once_equals_one_step_at_a_time(cell, input_feeding, attention, dec_hidden) -> None:
+    # dot attention needs dec_hidden == 2 * enc_hidden (16 == 2 * 8)
+    model = make_model(cell=cell, input_feeding=input_feeding, attention=attention, dec_hidden=dec_hidden)
+    memory, state0 = model.encode(*padded_sources())
+    tgt_in = target_inputs()
+    att_all, state_all, weights_all = model.decoder(tgt_in, state0, memory)
+    assert att_all.shape == (3, tgt_in.size(1), 12)
+    assert weights_all.shape == (3, tgt_in.size(1), 5)
+
+    state, atts, weights = state0, [], []
+    for t in range(tgt_in.size(1)):
+        att, state, w = model.decoder(tgt_in[:, t : t + 1], state, memory)
+        atts.append(att)
+        weights.append(w)
+    torch.testing.assert_close(torch.cat(atts, 1), att_all, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.cat(weights, 1), weights_all, rtol=1e-5, atol=1e-6)
+    assert_states_close(state, state_all)
+
+    # and splitting into uneven chunks (as truncated BPTT does) gives the same too
+    att_a, mid, _ = model.decoder(tgt_in[:, :4], state0, memory)
+    att_b, end, _ = model.decoder(tgt_in[:, 4:], mid, memory)
+    torch.testing.assert_close(torch.cat([att_a, att_b], 1), att_all, rtol=1e-5, atol=1e-6)
+    assert_states_close(end, state_all)
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "general", "dot"])
+@torch.no_grad()
+def test_attention_is_a_distribution_over_real_source_positions(attention: str) -> None:
+    model = make_model(attention=attention)
+    src, lens = padded_sources()
+    memory, state = model.encode(src, lens)
+    assert memory.mask.tolist() == [[j < n for j in range(5)] for n in lens.tolist()]
+    _, _, weights = model.decoder(target_inputs(), state, memory)  # (B, T, S)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 6))
+    assert (weights >= 0).all()
+    for b, n in enumerate(lens.tolist()):
+        assert (weights[b, :, n:] == 0).all()  # exactly zero on padding
+        assert (weights[b, :, :n] > 0).all()
+    # the step function returns the same weights, row per hypothesis
+    _, _, w = model.step(torch.full((3,), BOS_ID), state, memory)
+    torch.testing.assert_close(w, weights[:, 0])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("enc_layers", [1, 2])
+@torch.no_grad()
+def test_padding_does_not_change_a_sentence_encoding(cell: str, enc_layers: int) -> None:
+    model = make_model(cell=cell, enc_layers=enc_layers, dec_layers=enc_layers)
+    src, lens = padded_sources()
+    memory, state = model.encode(src, lens)
+    for b, n in enumerate(lens.tolist()):
+        alone_mem, alone_state = model.encode(src[b : b + 1, :n], lens[b : b + 1])
+        torch.testing.assert_close(memory.states[b, :n], alone_mem.states[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(memory.keys[b, :n], alone_mem.keys[0], rtol=1e-5, atol=1e-6)
+        assert (memory.states[b, n:] == 0).all()  # padded positions carry nothing
+        # the backward direction starts at the last real token, so the initial state matches too
+        for x, y in zip(state.rnn, alone_state.rnn):
+            torch.testing.assert_close(x[:, b], y[:, 0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("cell", "input_feeding"), [("lstm", False), ("gru", True), ("rnn", False)])
+@torch.no_grad()
+def test_step_log_probs_equal_log_softmax_of_the_full_decode(cell: str, input_feeding: bool) -> None:
+    model = make_model(cell=cell, input_feeding=input_feeding)
+    memory, state = model.encode(*padded_sources())
+    tgt_in = target_inputs()
+    att, _, _ = model.decoder(tgt_in, state, memory)
+    full = torch.log_softmax(model.logits(att), dim=-1)  # (B, T, V)
+    for t in range(tgt_in.size(1)):
+        log_probs, state, _ = model.step(tgt_in[:, t], state, memory)
+        assert log_probs.shape == (3, TGT_VOCAB)
+        torch.testing.assert_close(log_probs, full[:, t], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3))
+
+
+def test_tied_embeddings_share_one_tensor() -> None:
+    tied, untied = make_model(tie_embeddings=True), make_model(tie_embeddings=False)
+    assert tied.out.weight is tied.decoder.embed.weight
+    assert untied.out.weight is not untied.decoder.embed.weight
+    assert count_parameters(untied) - count_parameters(tied) == TGT_VOCAB * 12
+
+    # a change through one name is seen through the other, and an optimiser step keeps them one
+    with torch.no_grad():
+        tied.out.weight[5, 0] = 42.0
+    assert tied.decoder.embed.weight[5, 0].item() == 42.0
+    opt = torch.optim.SGD(tied.parameters(), lr=0.1)
+    memory, state = tied.encode(*padded_sources())
+    att, _, _ = tied.decoder(target_inputs(), state, memory)
+    tied.logits(att).sum().backward()
+    opt.step()
+    assert tied.out.weight.data_ptr() == tied.decoder.embed.weight.data_ptr()
+
+    # tying survives a state_dict round trip into a fresh model
+    fresh = make_model(seed=1, tie_embeddings=True)
+    fresh.load_state_dict(tied.state_dict())
+    assert fresh.out.weight is fresh.decoder.embed.weight
+    torch.testing.assert_close(fresh.out.weight, tied.out.weight)
+
+
+def test_modules_keep_no_per_batch_state() -> None:
+    # two different batches decoded in any order give the same results: state is explicit
+    model = make_model(input_feeding=True)
+    src, lens = padded_sources()
+    with torch.no_grad():
+        m1, s1 = model.encode(src, lens)
+        m2, s2 = model.encode(src[1:2, :2], lens[1:2])
+        a1, _, _ = model.decoder(target_inputs(), s1, m1)
+        model.decoder(target_inputs(1, 3), s2, m2)
+        b1, _, _ = model.decoder(target_inputs(), s1, m1)
+    torch.testing.assert_close(a1, b1)

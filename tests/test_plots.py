@@ -1,0 +1,191 @@
+"""Plots and diagnostics: training curves, attention maps, gradient flow, memory span."""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seq2seq.cli import main
+from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.data import Batch, pad
+from seq2seq.diagnostics import fresh_gradient_flow, gradient_flow
+from seq2seq.memory_span import run_memory_span
+from seq2seq.model import DecoderState, Memory, Seq2Seq
+from seq2seq.plots import PlotError, new_figure, plot_run
+from seq2seq.tokenizer import BOS_ID, EOS_ID
+from seq2seq.train import train
+from seq2seq.translate import Translator
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq[plot]")
+WORDS = "red blue green big small dog cat bird tree house sees has likes the a".split()
+
+
+def assert_png(path: str | Path) -> None:
+    data = Path(path).read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    assert len(data) > 5000, f"{path} is suspiciously small ({len(data)} bytes)"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained for 20 steps on a word-reversal toy corpus."""
+    root = tmp_path_factory.mktemp("plots")
+    rng = random.Random(0)
+    for split, n in (("train", 300), ("val", 20), ("test", 20)):
+        src = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8))) for _ in range(n)]
+        (root / f"{split}.xx").write_text("".join(s + "\n" for s in src), encoding="utf-8")
+        (root / f"{split}.yy").write_text("".join(" ".join(s.split()[::-1]).upper() + "\n" for s in src), "utf-8")
+    model = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=16, dropout=0.1)
+    cfg = TrainConfig(max_steps=20, valid_every=10, log_every=2, max_tokens=400, valid_bleu_sentences=10, threads=1)
+    train(root, "xx", "yy", root / "run", DataConfig(vocab_size=48), model, cfg, progress=False)
+    return root / "run"
+
+
+@needs_matplotlib
+def test_plot_run_writes_curves(run: Path) -> None:
+    paths = plot_run(run)
+    assert sorted(p.name for p in paths) == ["bleu.png", "grad_norm.png", "loss.png", "lr.png"]
+    for p in paths:
+        assert p.parent == run
+        assert_png(p)
+
+
+def test_plot_run_without_metrics_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PlotError, match="metrics.jsonl"):
+        plot_run(tmp_path)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_attention_recorded_per_output_step(run: Path, beam_size: int) -> None:
+    """Each hypothesis carries the attention of its own path (EOS step included), whatever the batch."""
+    translator = Translator.from_checkpoint(run / "best.pt")
+    sentences = ["the big dog sees a small cat", "red bird", "a tree has the green house and the blue cat"]
+    nbest = translator.translate_nbest(sentences, DecodeConfig(beam_size=beam_size), keep_attention=True)
+    model = translator.model
+    for sentence, [(_, hyp)] in zip(sentences, nbest):
+        src = translator.src_tok.encode([sentence])
+        n_src = len(src[0]) + 1  # + EOS
+        assert hyp.attention.shape[0] == len(hyp.ids) + 1 and hyp.attention.shape[1] >= n_src
+        assert not hyp.attention[:, n_src:].any()  # padding columns of a shorter sentence in the batch
+        with torch.no_grad():  # re-run the hypothesis teacher-forced
+            memory, state = model.encode(pad(src, after=EOS_ID), torch.tensor([n_src]))
+            _, _, weights = model.decoder(torch.tensor([[BOS_ID, *hyp.ids]]), state, memory)
+        assert torch.allclose(hyp.attention[:, :n_src], weights[0], atol=1e-5)
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("beam_size", ["1", "3"])
+def test_cli_attention_map(run: Path, tmp_path: Path, beam_size: str) -> None:
+    out = tmp_path / "att.png"
+    args = ["attention", "--checkpoint", str(run / "best.pt"), "--sentence", "a red bird has the tree"]
+    assert main([*args, "--out", str(out), "--beam-size", beam_size]) == 0
+    assert_png(out)
+
+
+@needs_matplotlib
+def test_cli_plot(run: Path) -> None:
+    (run / "loss.png").unlink(missing_ok=True)
+    assert main(["plot", "--run", str(run)]) == 0
+    assert_png(run / "loss.png")
+
+
+def test_gradient_flow_one_finite_positive_value_per_step(run: Path) -> None:
+    model = Translator.from_checkpoint(run / "best.pt").model
+    src, tgt = [[5, 6, 7, 8, 9], [10, 11]], [[12, 13, 14], [15, 16, 17, 18, 19, 20]]
+    batch = Batch(pad(src, after=EOS_ID), torch.tensor([6, 3]), pad(tgt, before=BOS_ID), pad(tgt, after=EOS_ID), 11)
+    for loss in ("last", "all"):
+        result = gradient_flow(model, batch, loss)
+        assert len(result["encoder"]) == 6 and len(result["decoder"]) == 7
+        values = result["encoder"] + result["decoder"]
+        assert all(math.isfinite(v) and v > 0 for v in values), result
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_gradient_flow_is_the_total_derivative_through_time(cell: str) -> None:
+    """Decoder ||dL/dh_t|| equals a hand-split run: h_t as the state of a second call plus its direct use."""
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(cell=cell, emb_size=8, enc_hidden=6, dec_hidden=10, dropout=0.0), 30, 30).double()
+    src, tgt = [[5, 6, 7, 8, 9, 10]], [[11, 12, 13, 14, 15]]
+    batch = Batch(pad(src, after=EOS_ID), torch.tensor([7]), pad(tgt, before=BOS_ID), pad(tgt, after=EOS_ID), 6)
+    measured = gradient_flow(model, batch, "all")["decoder"]
+    steps = batch.tgt_in.size(1)
+    for t in range(steps - 1):
+        memory, state = model.encode(batch.src_ids, batch.src_lens)
+        memory = Memory(*(m.detach() for m in memory))
+        _, state1, _ = model.decoder(batch.tgt_in[:, : t + 1], state, memory)
+        h_t = state1.rnn[0]  # (1, 1, Hd): the state at step t, as a node
+        att2, _, _ = model.decoder(batch.tgt_in[:, t + 1 :], DecoderState((h_t, *state1.rnn[1:]), None), memory)
+        direct, _ = model.decoder._attend(h_t.transpose(0, 1), memory)  # the step-t output from the same node
+        loss = F.cross_entropy(model.logits(att2[0]), batch.tgt_out[0, t + 1 :], reduction="sum")
+        loss = loss + F.cross_entropy(model.logits(direct[0]), batch.tgt_out[0, t : t + 1], reduction="sum")
+        (grad,) = torch.autograd.grad(loss, [h_t])
+        assert measured[t] == pytest.approx(grad.norm().item(), rel=1e-9)
+
+
+def test_fresh_rnn_gradient_vanishes_through_the_decoder() -> None:
+    result = fresh_gradient_flow(["rnn"], length=30, batch_size=4)["rnn"]
+    assert len(result["decoder"]) == 31 and len(result["encoder"]) == 31
+    assert result["decoder"][0] < 1e-4 * result["decoder"][-1]
+
+
+@needs_matplotlib
+def test_cli_gradflow_fresh_and_checkpoint(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fresh.png"
+    assert main(["gradflow", "--cell", "all", "--length", "12", "--batch-size", "2", "--out", str(out)]) == 0
+    assert_png(out)
+    (tmp_path / "src.txt").write_text("the dog sees a cat\nred bird\n", encoding="utf-8")
+    out = tmp_path / "ckpt.png"
+    args = ["gradflow", "--checkpoint", str(run / "best.pt"), "--input", str(tmp_path / "src.txt")]
+    assert main([*args, "--out", str(out)]) == 0
+    assert_png(out)
+    assert main(["gradflow", "--checkpoint", str(run / "best.pt"), "--out", str(out)]) == 2  # no --input
+
+
+@needs_matplotlib
+def test_memory_span_quick_has_every_cell(tmp_path: Path) -> None:
+    result = run_memory_span(tmp_path, quick=True)
+    cells = {"rnn", "gru", "lstm"}
+    assert {r["cell"] for r in result.rows} == cells == set(result.span)
+    assert len(result.rows) == 3 * len({r["delay"] for r in result.rows})
+    assert all(0 <= r["accuracy"] <= 1 and r["seconds"] >= 0 for r in result.rows)
+    assert max(result.params.values()) <= 1.05 * min(result.params.values())  # the same parameter budget
+    saved = json.loads((tmp_path / "memory_span.json").read_text(encoding="utf-8"))
+    assert saved["rows"] == result.rows
+    assert (tmp_path / "memory_span.csv").read_text().startswith("cell,delay,accuracy")
+    assert_png(tmp_path / "memory_span.png")
+
+
+@needs_matplotlib
+def test_cli_memory_span(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["memory-span", "--out", str(tmp_path), "--quick", "--cells", "gru", "--delays", "3", "--steps", "10"]
+    assert main(args) == 0
+    assert "gru" in capsys.readouterr().out
+    assert_png(tmp_path / "memory_span.png")
+
+
+def test_missing_matplotlib_gives_install_hint(
+    run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(PlotError, match=r"pip install 'seq2seq\[plot\]'"):
+        new_figure()
+    assert main(["plot", "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'seq2seq[plot]'" in err

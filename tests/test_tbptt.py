@@ -1,0 +1,134 @@
+"""Truncated BPTT in `forward_backward`: exact when chunks cover the target, state carried, every chunk counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seq2seq.config import ModelConfig, TrainConfig
+from seq2seq.data import Batch, EncodedSplit, collate
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import PAD_ID
+from seq2seq.train import forward_backward
+
+SRC_VOCAB, TGT_VOCAB = 15, 12
+SMOOTHING = 0.1
+
+
+def make_model(cell: str = "lstm", input_feeding: bool = False) -> Seq2Seq:
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell=cell, input_feeding=input_feeding, emb_size=10, enc_hidden=6, dec_hidden=12, dropout=0.0)
+    return Seq2Seq(cfg, SRC_VOCAB, TGT_VOCAB).train()
+
+
+def make_batch() -> Batch:
+    """Three pairs; the longest target has 6 pieces, so 7 decoder steps (BOS.. / ..EOS)."""
+    src = [[4, 5, 6, 7], [8, 9], [10, 11, 12, 13, 14]]
+    tgt = [[4, 5, 6, 7, 8, 9], [10, 11], [5, 7, 9, 11]]
+    batch = collate(EncodedSplit.from_lists(src, tgt), np.arange(3))
+    assert batch.tgt_in.shape == (3, 7)
+    return batch
+
+
+def grads(model: Seq2Seq) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def run(model: Seq2Seq, batch: Batch, tbptt: int) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    loss = forward_backward(model, batch, TrainConfig(tbptt=tbptt, label_smoothing=SMOOTHING))
+    return loss, grads(model)
+
+
+def assert_grads_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], **tol) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=lambda m, n=name: f"{n}: {m}", **tol)
+
+
+def grads_differ(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return any(not torch.allclose(a[n], b.get(n, torch.zeros_like(a[n])), rtol=1e-4, atol=1e-7) for n in a)
+
+
+def chunk_loss(model: Seq2Seq, att: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
+    """Summed label-smoothed cross-entropy over the real (non-pad) target positions."""
+    logits = model.logits(att)  # (B, t, V)
+    mask = tgt_out != PAD_ID
+    return F.cross_entropy(logits[mask], tgt_out[mask], reduction="sum", label_smoothing=SMOOTHING)
+
+
+CELLS = [("lstm", False), ("lstm", True), ("gru", False), ("gru", True)]
+
+
+@pytest.mark.parametrize(("cell", "input_feeding"), CELLS)
+@pytest.mark.parametrize("tbptt", [7, 8, 100])
+def test_chunk_covering_the_target_gives_full_bptt_gradients(cell: str, input_feeding: bool, tbptt: int) -> None:
+    model, batch = make_model(cell, input_feeding), make_batch()
+    full_loss, full = run(model, batch, 0)
+    loss, truncated = run(model, batch, tbptt)
+    assert loss == pytest.approx(full_loss, rel=1e-6)
+    assert_grads_close(truncated, full, rtol=1e-5, atol=1e-7)
+    # every parameter got a gradient, encoder and bridge included
+    assert set(full) == {n for n, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize(("cell", "input_feeding"), CELLS)
+def test_state_is_carried_across_chunks(cell: str, input_feeding: bool) -> None:
+    model, batch = make_model(cell, input_feeding), make_batch()
+    full_loss, full = run(model, batch, 0)
+    chunked_loss, chunked = run(model, batch, 2)
+    # the forward pass is the same however it is cut: the summed loss is the full-BPTT loss
+    assert chunked_loss == pytest.approx(full_loss, rel=1e-6)
+    # but the gradient is truncated, so it is not the full-BPTT gradient
+    assert grads_differ(chunked, full)
+
+    # counterfactual: restart every chunk from the encoder's initial state
+    with torch.no_grad():
+        memory, state0 = model.encode(batch.src_ids, batch.src_lens)
+        reset_loss = 0.0
+        for t0 in range(0, 7, 2):
+            att, _, _ = model.decoder(batch.tgt_in[:, t0 : t0 + 2], state0, memory)
+            reset_loss += chunk_loss(model, att, batch.tgt_out[:, t0 : t0 + 2]).item()
+    assert reset_loss != pytest.approx(full_loss, rel=1e-3)
+
+
+def per_chunk_grads(model: Seq2Seq, batch: Batch, tbptt: int) -> list[dict[str, torch.Tensor]]:
+    """By hand: encode, decode chunk k from the detached state left by chunk k-1, backprop it alone."""
+    steps, out = batch.tgt_in.size(1), []
+    carried = None
+    for t0 in range(0, steps, tbptt):
+        model.zero_grad(set_to_none=True)
+        memory, state0 = model.encode(batch.src_ids, batch.src_lens)  # same values every time (no dropout)
+        state = state0 if carried is None else carried  # the first chunk back-propagates into the bridge
+        att, end, _ = model.decoder(batch.tgt_in[:, t0 : t0 + tbptt], state, memory)
+        loss = chunk_loss(model, att, batch.tgt_out[:, t0 : t0 + tbptt])
+        (loss / batch.n_tokens).backward()
+        out.append(grads(model))
+        carried = end.detach()
+    return out
+
+
+@pytest.mark.parametrize(("cell", "input_feeding"), CELLS)
+def test_every_chunk_contributes_to_the_gradient(cell: str, input_feeding: bool) -> None:
+    model, batch = make_model(cell, input_feeding), make_batch()
+    _, accumulated = run(model, batch, 2)
+    chunks = per_chunk_grads(model, batch, 2)
+    assert len(chunks) == 4  # steps 0-1, 2-3, 4-5, 6
+    names = {n for g in chunks for n in g}
+    summed = {n: sum(g[n] for g in chunks if n in g) for n in names}
+    assert_grads_close(accumulated, summed, rtol=1e-5, atol=1e-7)
+    # the last chunk alone (what an optimiser stepping only at the end of a reset loop would see) is not it
+    assert grads_differ(accumulated, chunks[-1])
+    # nor is any single chunk
+    for g in chunks:
+        assert grads_differ(accumulated, g)
+
+
+def test_tbptt_one_step_chunks_still_match_the_full_loss() -> None:
+    model, batch = make_model("lstm", True), make_batch()
+    full_loss, _ = run(model, batch, 0)
+    loss, g = run(model, batch, 1)
+    assert loss == pytest.approx(full_loss, rel=1e-6)
+    assert all(torch.isfinite(t).all() for t in g.values())

@@ -1,0 +1,194 @@
+"""A tiny model trained once on a toy reversal task: Translator behaviour and checkpoint files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from corpora import write_corpus
+
+from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.train import train
+from seq2seq.translate import Translator
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    data = write_corpus(root / "data")
+    result = train(
+        data,
+        "xx",
+        "yy",
+        root / "run",
+        DataConfig(vocab_size=40),
+        ModelConfig(emb_size=32, enc_hidden=32, dec_hidden=32, dropout=0.0),
+        TrainConfig(
+            max_steps=60, valid_every=30, valid_bleu_sentences=20, max_tokens=600, lr=0.01, log_every=10, threads=1
+        ),
+        progress=False,
+    )
+    assert result.steps == 60
+    return result.run
+
+
+@pytest.fixture(scope="module")
+def translator(run_dir: Path) -> Translator:
+    return Translator.from_checkpoint(run_dir / "best.pt")
+
+
+SENTENCES = [
+    "red cat",
+    "the moon",  # "the" is unknown to the tokenizer
+    "dog dog bird sun moon tree house",
+    "",
+    "green",
+    "   ",
+    "blue house red tree",
+    "sun",
+    "cat  dog\tbird",
+]
+
+
+def test_training_writes_the_run_files(run_dir: Path) -> None:
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "config.json", "preprocess.json"):
+        assert (run_dir / name).is_file(), name
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in records if r["type"] == "valid"]
+    assert [r["step"] for r in valid] == [30, 60]
+    assert all({"val_loss", "val_ppl", "val_bleu"} <= r.keys() for r in valid)
+    assert [r["step"] for r in records if r["type"] == "train"] == [10, 20, 30, 40, 50, 60]
+    assert records[-1]["type"] == "stop" and records[-1]["step"] == 60
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"]["emb_size"] == 32 and config["train"]["max_steps"] == 60
+    # last.pt can resume a run, best.pt is for translation only
+    assert "optimizer" in load_checkpoint(run_dir / "last.pt")
+    assert "optimizer" not in load_checkpoint(run_dir / "best.pt")
+
+
+def test_empty_list_translates_to_empty_list(translator: Translator) -> None:
+    assert translator.translate([]) == []
+    assert translator.translate([], DecodeConfig(beam_size=4)) == []
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_output_is_in_input_order_and_independent_of_batch_size(translator: Translator, beam_size: int) -> None:
+    outputs = [translator.translate(SENTENCES, DecodeConfig(beam_size=beam_size, batch_size=bs)) for bs in (1, 3, 64)]
+    assert outputs[0] == outputs[1] == outputs[2]
+    out = outputs[0]
+    assert len(out) == len(SENTENCES)
+    # each output is the translation of the sentence at that position
+    for sentence, translation in zip(SENTENCES, out):
+        assert translator.translate([sentence], DecodeConfig(beam_size=beam_size)) == [translation]
+    # reversing the input reverses the output
+    assert translator.translate(SENTENCES[::-1], DecodeConfig(beam_size=beam_size, batch_size=3)) == out[::-1]
+
+
+def test_empty_and_whitespace_lines_give_empty_output(translator: Translator) -> None:
+    out = translator.translate(["", "  ", "\t", "red cat", ""])
+    assert len(out) == 5
+    assert out[0] == out[1] == out[2] == out[4] == ""
+    assert translator.translate_nbest([" "]) == [[]]
+
+
+def test_translation_does_not_mutate_its_input(translator: Translator) -> None:
+    sentences = list(SENTENCES)
+    translator.translate(sentences, DecodeConfig(beam_size=3, batch_size=2))
+    assert sentences == SENTENCES
+    assert translator.translate(tuple(SENTENCES)) == translator.translate(SENTENCES)
+
+
+def test_n_best_lists_are_distinct_and_sorted(translator: Translator) -> None:
+    nbest = translator.translate_nbest(["red cat", "blue house red tree"], DecodeConfig(beam_size=4, n_best=3))
+    for hyps in nbest:
+        assert len(hyps) == 3
+        scores = [h.score for _, h in hyps]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h.ids) for _, h in hyps}) == 3
+
+
+def test_checkpoint_round_trip_gives_identical_translations(run_dir: Path, tmp_path: Path) -> None:
+    cfg = DecodeConfig(beam_size=3)
+    first = Translator.from_checkpoint(run_dir / "best.pt").translate(SENTENCES, cfg)
+    again = Translator.from_checkpoint(run_dir / "best.pt").translate(SENTENCES, cfg)
+    assert first == again
+    save_checkpoint(tmp_path / "copy.pt", load_checkpoint(run_dir / "best.pt"))
+    copy = Translator.from_checkpoint(tmp_path / "copy.pt")
+    assert copy.translate(SENTENCES, cfg) == first
+    original = Translator.from_checkpoint(run_dir / "best.pt").model.state_dict()
+    for name, tensor in copy.model.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file behind
+
+
+def test_truncated_checkpoint_is_rejected(run_dir: Path, tmp_path: Path) -> None:
+    data = (run_dir / "best.pt").read_bytes()
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated.pt"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError):
+        Translator.from_checkpoint(bad)
+
+
+def test_non_checkpoint_files_are_rejected(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a checkpoint\n")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)  # a torch file, but not ours
+    for path in (text, other, tmp_path / "missing.pt", tmp_path):
+        with pytest.raises(CheckpointError):
+            load_checkpoint(path)
+
+
+def test_checkpoint_from_a_newer_format_version_is_rejected(run_dir: Path, tmp_path: Path) -> None:
+    payload = load_checkpoint(run_dir / "best.pt")
+    save_checkpoint(tmp_path / "future.pt", {**payload, "version": 99})
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+
+
+def test_checkpoint_missing_parts_is_rejected(run_dir: Path, tmp_path: Path) -> None:
+    payload = load_checkpoint(run_dir / "best.pt")
+    del payload["tgt_spm"]
+    save_checkpoint(tmp_path / "partial.pt", payload)
+    with pytest.raises(CheckpointError, match="tgt_spm"):
+        Translator.from_checkpoint(tmp_path / "partial.pt")
+
+
+class _WritesMarker:
+    """Unpickling this calls open(marker, 'w'): arbitrary code a checkpoint must not run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_checkpoint_that_would_run_code_is_refused(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    payload = {"format": "seq2seq-checkpoint", "version": 1, "model": _WritesMarker(marker)}
+    with open(evil, "wb") as f:
+        if writer == "torch.save":  # the zip format torch.save writes
+            torch.save(payload, f)
+        else:  # a bare pickle stream
+            pickle.dump(payload, f, protocol=2)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(evil)
+    with pytest.raises(CheckpointError):
+        Translator.from_checkpoint(evil)
+    assert not marker.exists()
+    # the payload is live: an unsafe load really would have run it
+    if writer == "torch.save":
+        torch.load(evil, weights_only=False)
+    else:
+        with open(evil, "rb") as f:
+            pickle.load(f)
+    assert marker.exists()
