@@ -197,7 +197,7 @@ class Trainer:
         self.prepared, self.cfg, self.dev, self.progress = prepared, cfg, torch.device(device), progress
         torch.manual_seed(cfg.seed)
         self.model = Seq2Seq(model_cfg, len(prepared.src_tok), len(prepared.tgt_tok)).to(self.dev)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)  # one kernel for all params
         self.cfgs = {"data": prepared.cfg, "model": model_cfg, "train": cfg}
         self.files = _Run(prepared.run)
         self.st = TrainState()
@@ -227,8 +227,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = _lr(self.cfg, self.st)
         self.opt.zero_grad(set_to_none=True)
-        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-            loss = forward_backward(self.model, batch, self.cfg)
+        loss = forward_backward(self.model, batch, self.cfg)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf).item()
         if not (math.isfinite(loss) and math.isfinite(norm)):
             self.st.nan_streak += 1
