@@ -63,18 +63,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _read_input(path: str | None) -> list[str]:
-    from .data import read_lines
+    from .data import decode_lines, read_lines
 
-    if path:
-        return read_lines(path)
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise CorpusError(f"<stdin>:{line}: invalid UTF-8") from None
-    lines = text.split("\n")
-    return [s.removesuffix("\r") for s in (lines[:-1] if lines[-1] == "" else lines)]
+    return read_lines(path) if path else decode_lines(sys.stdin.buffer.read(), "<stdin>")
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
@@ -155,7 +146,7 @@ def cmd_gradflow(args: argparse.Namespace) -> None:
 def cmd_memory_span(args: argparse.Namespace) -> None:
     from .memory_span import DEFAULT_DELAYS, QUICK, SpanSettings, format_result, run_memory_span, settings_with
 
-    settings = settings_with(QUICK if args.quick else SpanSettings(), steps=args.steps)
+    settings = settings_with(QUICK if args.quick else SpanSettings(), steps=args.steps, gate_bias=args.gate_bias)
     delays = tuple(args.delays) if args.delays else DEFAULT_DELAYS
     result = run_memory_span(args.out, args.cells, delays, args.quick, args.seed, settings, args.workers)
     print(format_result(result))
@@ -189,12 +180,16 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_gradflow)
 
+    from .memory_span import DEFAULT_DELAYS, QUICK, SpanSettings
+
+    delays, steps = " ".join(map(str, DEFAULT_DELAYS)), f"{SpanSettings.steps}; quick: {QUICK.steps}"
     p = sub.add_parser("memory-span", help="how many steps RNN, GRU and LSTM remember at equal parameter budgets")
     p.add_argument("--out", default="checkpoints/memory_span", help="folder for memory_span.{csv,json,png}")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 minute)")
     p.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm"), default=["rnn", "gru", "lstm"])
-    p.add_argument("--delays", nargs="+", type=int, help="delays D to test (default: 5 10 20 50 100 200)")
-    p.add_argument("--steps", type=int, help="training budget per cell and delay (default: 1500; quick: 120)")
+    p.add_argument("--delays", nargs="+", type=int, help=f"delays D to test (default: {delays})")
+    p.add_argument("--steps", type=int, help=f"training budget per cell and delay (default: {steps})")
+    p.add_argument("--gate-bias", type=float, help="add to LSTM forget / GRU update gate biases at init (default: 0)")
     p.add_argument("--workers", type=int, help="parallel processes (default: CPU cores, at most 2)")
     p.add_argument("--seed", type=int, default=1234)
     p.set_defaults(func=cmd_memory_span)

@@ -23,15 +23,19 @@ def read_lines(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: no such file")
-    data = path.read_bytes()
+    return decode_lines(path.read_bytes(), str(path))
+
+
+def decode_lines(data: bytes, name: str) -> list[str]:
+    """Split UTF-8 bytes into lines; a NUL byte or invalid UTF-8 is an error naming `name:line`."""
     if b"\x00" in data:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise CorpusError(f"{path}:{line}: NUL byte (is this a binary file?)")
+        raise CorpusError(f"{name}:{line}: NUL byte (is this a binary file?)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise CorpusError(f"{path}:{line}: invalid UTF-8 (byte 0x{data[err.start]:02x})") from None
+        raise CorpusError(f"{name}:{line}: invalid UTF-8 (byte 0x{data[err.start]:02x})") from None
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
