@@ -11,6 +11,7 @@ steps once per batch, so every chunk counts and N >= target length gives full-BP
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .config import TrainConfig
@@ -46,51 +47,11 @@ def _decode_chunk(
     return torch.cat(atts, dim=1), state, prev_pred
 
 
-def _upcast(t: Tensor) -> Tensor:
-    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
-
-
-class SmoothedCrossEntropy(torch.autograd.Function):
-    """Summed label-smoothed cross-entropy of logits (N, V), computed in float32.
-
-    Same value and gradient as `F.cross_entropy(logits.float(), target, reduction="sum",
-    label_smoothing=eps)`, in fewer passes over the (N, V) scores: the forward keeps only the
-    log-normaliser, the backward writes softmax - smoothed target once (no log-softmax tensor, no
-    separate gradients for the two loss terms to add).
-    """
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, eps: float) -> Tensor:  # type: ignore[override]
-        z = _upcast(logits)
-        lse = torch.logsumexp(z, dim=-1)  # (N,)
-        picked = z.gather(1, target[:, None]).squeeze(1)  # (N,)
-        loss = (lse - (1 - eps) * picked).sum()
-        if eps:
-            loss = loss - eps / z.size(1) * z.sum()
-        ctx.save_for_backward(logits, target, lse)
-        ctx.eps = eps
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        logits, target, lse = ctx.saved_tensors
-        eps = ctx.eps
-        g = torch.exp(_upcast(logits) - lse[:, None])  # softmax (N, V)
-        if eps:
-            g.sub_(eps / g.size(1))
-        g.scatter_add_(1, target[:, None], g.new_full((g.size(0), 1), -(1 - eps)))
-        return (g * grad).to(logits.dtype), None, None
-
-
-def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float, bf16: bool = False) -> Tensor:
-    """Summed cross-entropy over the non-padding positions only (the output layer skips padding).
-
-    With `bf16`, the output layer (the largest matmul of the model) runs in bfloat16.
-    """
+def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float) -> Tensor:
+    """Summed cross-entropy over the non-padding positions only (the output layer skips padding)."""
     mask = tgt_out != PAD_ID  # (B, T)
-    with torch.autocast(att.device.type, dtype=torch.bfloat16, enabled=bf16):
-        logits = model.logits(att[mask])  # (tokens, V)
-    return SmoothedCrossEntropy.apply(logits, tgt_out[mask], label_smoothing)
+    logits = model.logits(att[mask])  # (tokens, V)
+    return F.cross_entropy(logits.float(), tgt_out[mask], reduction="sum", label_smoothing=label_smoothing)
 
 
 def forward_backward(model: Seq2Seq, batch: Batch, cfg: TrainConfig) -> float:
@@ -99,7 +60,7 @@ def forward_backward(model: Seq2Seq, batch: Batch, cfg: TrainConfig) -> float:
     steps, scale = batch.tgt_in.size(1), 1.0 / batch.n_tokens
     if cfg.tbptt == 0:
         att, _, _ = _decode_chunk(model, batch, 0, steps, state, memory, cfg.teacher_forcing, None)
-        loss = _loss(model, att, batch.tgt_out, cfg.label_smoothing, cfg.precision == "bf16")
+        loss = _loss(model, att, batch.tgt_out, cfg.label_smoothing)
         (loss * scale).backward()
         return loss.item()
     roots = [memory.states, memory.keys, *state.rnn]
@@ -110,7 +71,7 @@ def forward_backward(model: Seq2Seq, batch: Batch, cfg: TrainConfig) -> float:
     for t0 in range(0, steps, cfg.tbptt):
         t1 = min(t0 + cfg.tbptt, steps)
         att, state, prev_pred = _decode_chunk(model, batch, t0, t1, state, memory_l, cfg.teacher_forcing, prev_pred)
-        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing, cfg.precision == "bf16")
+        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing)
         (loss * scale).backward()
         total += loss.item()
         state = state.detach()

@@ -227,7 +227,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = _lr(self.cfg, self.st)
         self.opt.zero_grad(set_to_none=True)
-        loss = forward_backward(self.model, batch, self.cfg)
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            loss = forward_backward(self.model, batch, self.cfg)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf).item()
         if not (math.isfinite(loss) and math.isfinite(norm)):
             self.st.nan_streak += 1

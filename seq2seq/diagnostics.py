@@ -1,0 +1,205 @@
+"""Gradient flow through time: how strongly the loss reaches each encoder and decoder time step.
+
+`gradient_flow` measures, averaged over the sentences of a batch, ||dL/dh_t|| for the decoder's
+top-layer RNN states h_t (B, T, Hd) and ||dL/dx_t|| for the source embeddings x_t (B, S, E),
+the encoder's input at step t. With `loss="last"` (the default) L is the loss of each
+sentence's final output (its EOS): a decoder state h_t with t < T reaches it only through the
+recurrence, so the curve shows how fast gradients vanish (or explode) with distance. A source
+position also reaches it directly through attention: a shortcut around the recurrence. With
+`loss="all"` L is the summed training loss (every step adds a direct term).
+
+The model code is unchanged. A fused RNN call hides its per-step states inside one op, so a
+forward hook re-runs the decoder RNN one step at a time with the same weights (checked against
+the fused output), feeding each step's output h_t to the next step as its state; another hook
+adds a zero "probe" tensor to the source embeddings. `torch.autograd.grad` with respect to those
+per-step tensors gives the total derivatives and leaves the parameters' `.grad` untouched. (The
+encoder is probed at its input, not its states: that needs no knowledge of its internals.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ConfigError, DecodeConfig, ModelConfig
+from .data import Batch, CorpusError, EncodedSplit, clean, collate, pad
+from .model import Seq2Seq
+from .plots import CELL_COLORS, new_figure, save_figure
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID
+
+Loss = Literal["last", "all"]
+CELLS = ("rnn", "gru", "lstm")
+
+
+def _objective(model: Seq2Seq, att: Tensor, tgt_out: Tensor, loss: Loss) -> Tensor:
+    """Summed cross-entropy of every target token, or of each sentence's last token only."""
+    mask = tgt_out != PAD_ID  # (B, T)
+    if loss == "last":
+        mask = torch.zeros_like(mask).scatter_(1, mask.sum(1, keepdim=True) - 1, True)  # each sentence's EOS
+    logits = model.logits(att[mask])  # (tokens, V)
+    return F.cross_entropy(logits.float() if logits.dtype != torch.float64 else logits, tgt_out[mask], reduction="sum")
+
+
+def _mean_norms(grad: Tensor, mask: Tensor) -> list[float]:
+    """Per time step, the mean over real (unpadded) rows of ||grad[b, t]||: (B, X, H) -> X values."""
+    norms = grad.double().norm(dim=-1) * mask  # (B, X)
+    return (norms.sum(0) / mask.sum(0).clamp(min=1)).tolist()
+
+
+def gradient_flow(model: Seq2Seq, batch: Batch, loss: Loss = "last") -> dict[str, list[float]]:
+    """{"encoder": S values, "decoder": T values}: mean ||dL/dx_t|| and ||dL/dh_t|| per time step.
+
+    Encoder: x_t, the source embeddings, through every path (the recurrence both ways and
+    attention). Decoder: h_t, the top-layer RNN states, through the output at t and every later
+    step. Dropout is off; the parameters' `.grad` is left untouched.
+    """
+    if loss not in ("last", "all"):
+        raise ValueError(f"loss must be 'last' or 'all', got {loss!r}")
+    src_probe: list[Tensor] = []
+    dec_nodes: list[Tensor] = []
+
+    def embed_hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+        src_probe.append(torch.zeros_like(output, requires_grad=True))  # dL/d(probe) = dL/dx
+        return output + src_probe[-1]
+
+    def decoder_rnn_hook(module: nn.RNNBase, args: tuple, output: tuple) -> tuple:
+        x, hx = args
+        outs = []
+        for t in range(x.size(1)):
+            out, hx = module.forward(x[:, t : t + 1], hx)  # .forward: no hooks, no recursion
+            top = out.transpose(0, 1)  # (1, B, Hd): the top layer's h_t, as the node the next step reads
+            h = torch.cat([hx[0][:-1], top]) if isinstance(hx, tuple) else torch.cat([hx[:-1], top])
+            hx = (h, hx[1]) if isinstance(hx, tuple) else h
+            outs.append(out)
+            dec_nodes.append(out)  # (B, 1, Hd)
+        _check_same(output[0], torch.cat(outs, 1))
+        return torch.cat(outs, 1), hx
+
+    was_training = model.training
+    model.eval()
+    hooks = [
+        model.encoder.embed.register_forward_hook(embed_hook),
+        model.decoder.rnn.register_forward_hook(decoder_rnn_hook),
+    ]
+    try:
+        with torch.enable_grad():
+            memory, state = model.encode(batch.src_ids, batch.src_lens)
+            att, _, _ = model.decoder(batch.tgt_in, state, memory)
+            objective = _objective(model, att, batch.tgt_out, loss)
+            grads = torch.autograd.grad(objective, src_probe + dec_nodes, allow_unused=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(src_probe + dec_nodes, grads)]
+    src_mask = torch.arange(batch.src_ids.size(1), device=batch.src_ids.device)[None] < batch.src_lens[:, None]
+    return {
+        "encoder": _mean_norms(grads[0], src_mask),  # (B, S, E)
+        "decoder": _mean_norms(torch.cat(grads[1:], 1), batch.tgt_out != PAD_ID),  # (B, T, Hd)
+    }
+
+
+def _check_same(reference: Tensor, unrolled: Tensor) -> None:
+    """The step-by-step re-run must reproduce the decoder RNN's own output (guards against model changes)."""
+    tol = 1e-4 if reference.dtype == torch.float32 else 1e-8
+    if not torch.allclose(reference, unrolled, atol=tol, rtol=tol):
+        diff = (reference - unrolled).abs().max().item()
+        raise RuntimeError(f"gradient_flow: the step-by-step decoder RNN differs from the fused one ({diff:.2e})")
+
+
+def synthetic_batch(vocab_size: int, length: int, batch_size: int, seed: int = 0) -> Batch:
+    """Random source and target pieces, all of `length` pieces (+ EOS / BOS)."""
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.randint(EOS_ID + 1, vocab_size, (batch_size, length), generator=gen).tolist()
+    tgt = torch.randint(EOS_ID + 1, vocab_size, (batch_size, length), generator=gen).tolist()
+    lens = torch.full((batch_size,), length + 1)
+    n_tokens = batch_size * (length + 1)
+    return Batch(pad(src, after=EOS_ID), lens, pad(tgt, before=BOS_ID), pad(tgt, after=EOS_ID), n_tokens)
+
+
+def fresh_gradient_flow(
+    cells: Sequence[str] = CELLS,
+    length: int = 100,
+    batch_size: int = 16,
+    vocab_size: int = 200,
+    loss: Loss = "last",
+    seed: int = 1234,
+    model_cfg: ModelConfig | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """Gradient flow of randomly initialised models (default sizes, no dropout), one per cell type.
+
+    Runs in float64 so that gradients of 1e-40 and below show as numbers instead of zeros.
+    """
+    if length < 1 or batch_size < 1:
+        raise ConfigError(f"need length >= 1 and batch_size >= 1, got {length} and {batch_size}")
+    batch = synthetic_batch(vocab_size, length, batch_size, seed)
+    base = model_cfg or ModelConfig(dropout=0.0)
+    results = {}
+    for cell in cells:
+        torch.manual_seed(seed)
+        model = Seq2Seq(replace(base, cell=cell), vocab_size, vocab_size).double()
+        results[cell] = gradient_flow(model, batch, loss)
+    return results
+
+
+def checkpoint_gradient_flow(
+    checkpoint: str | Path,
+    sources: Sequence[str],
+    references: Sequence[str] | None = None,
+    loss: Loss = "last",
+    device: str = "cpu",
+) -> dict[str, list[float]]:
+    """Gradient flow of a trained model on `sources`; without references its greedy outputs are the targets."""
+    from .translate import Translator, search
+
+    if references is not None and len(references) != len(sources):
+        raise CorpusError(f"{len(sources)} source sentences but {len(references)} references")
+    pairs = [(clean(s), clean(r) if references else "") for s, r in zip(sources, references or sources)]
+    pairs = [p for p in pairs if p[0]]
+    if not pairs:
+        raise CorpusError("no non-empty source sentences")
+    translator = Translator.from_checkpoint(checkpoint, device=device)
+    src_ids = translator.src_tok.encode([s for s, _ in pairs])
+    if references:
+        tgt_ids = translator.tgt_tok.encode([r for _, r in pairs])
+    else:
+        tgt_ids = [nbest[0].ids for nbest in search(translator.model, src_ids, DecodeConfig(beam_size=1))]
+    batch = collate(EncodedSplit.from_lists(src_ids, tgt_ids), np.arange(len(pairs))).to(device)
+    return gradient_flow(translator.model, batch, loss)
+
+
+def plot_gradient_flow(
+    results_per_cell: dict[str, dict[str, list[float]]], out_png: str | Path, title: str = ""
+) -> Path:
+    """Two log-scale panels, encoder outputs and decoder states: ||dL/dh_t|| over t, one line per cell."""
+    fig = new_figure(figsize=(12, 4.6), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, part, what in zip(
+        axes,
+        ("encoder", "decoder"),
+        ("encoder inputs x_t (source embeddings; attention links each to L)", "decoder hidden states h_t (top layer)"),
+    ):
+        for name, result in results_per_cell.items():
+            values = np.asarray(result[part], dtype=float)
+            ax.plot(
+                np.arange(len(values)),
+                np.where(values > 0, values, np.nan),
+                label=name,
+                linewidth=1.6,
+                color=CELL_COLORS.get(name),
+            )
+        ax.set_yscale("log")
+        ax.set_title(what)
+        ax.set_xlabel("time step t (source position)" if part == "encoder" else "time step t (target position)")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(title="model")
+    axes[0].set_ylabel("mean ||∂L/∂x_t||, ||∂L/∂h_t||  (log scale)")
+    fig.suptitle(title or "Gradient flow through time")
+    return save_figure(fig, out_png)

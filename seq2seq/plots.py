@@ -1,0 +1,170 @@
+"""Pictures of a run: training curves from metrics.jsonl and attention maps of a checkpoint.
+
+matplotlib is optional (`pip install 'seq2seq[plot]'`): it is imported only when a figure is
+made, through `new_figure`, which draws with the file-only Agg canvas and never touches
+pyplot's global backend (so a notebook's inline plots keep working).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+INSTALL_HINT = "pip install 'seq2seq[plot]'"
+CELL_COLORS = {"rnn": "C0", "gru": "C1", "lstm": "C2"}  # the same colour for a cell type in every figure
+
+
+class PlotError(RuntimeError):
+    """A picture that cannot be made (matplotlib missing, nothing to plot); one-line message."""
+
+
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib Figure on an Agg canvas; PlotError with the install hint when matplotlib is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise PlotError(f"plots need matplotlib ({err}); install it with: {INSTALL_HINT}") from None
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, out_png: str | Path) -> Path:
+    """Write `fig` as a PNG (creating the folder) and return the path."""
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def read_metrics(path: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Records of a metrics.jsonl by type, sorted by step; after a resume the latest record of a step wins."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlotError(f"{path}: no such file (is this a run folder written by `seq2seq train`?)")
+    by_type: dict[str, dict[int, dict[str, Any]]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PlotError(f"{path}:{n}: not JSON ({err.msg})") from None
+        if isinstance(rec, dict) and "type" in rec and "step" in rec:
+            by_type.setdefault(rec["type"], {})[int(rec["step"])] = rec
+    return {kind: [recs[s] for s in sorted(recs)] for kind, recs in by_type.items()}
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pairs = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+def _curve(
+    run: Path, name: str, title: str, ylabel: str, lines: list[tuple[str, list[int], list[float], str]], log_y: bool
+) -> Path | None:
+    """One PNG of `lines` (label, steps, values, style) over training steps; None when all are empty."""
+    lines = [line for line in lines if line[1]]
+    if not lines:
+        return None
+    fig = new_figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for label, steps, values, style in lines:
+        ax.plot(steps, values, style, label=label, markersize=4, linewidth=1.4)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(f"{title} — {run.resolve().name}")
+    ax.set_xlabel("training step (updates)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend()
+    return save_figure(fig, run / name)
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Training-curve PNGs in RUN from RUN/metrics.jsonl: loss, BLEU, learning rate, gradient norm."""
+    run = Path(run_dir)
+    recs = read_metrics(run / "metrics.jsonl")
+    train, valid = recs.get("train", []), recs.get("valid", [])
+    if not train and not valid:
+        raise PlotError(f"{run / 'metrics.jsonl'}: no train or valid records to plot yet")
+    cfg_path = run / "config.json"
+    train_cfg = json.loads(cfg_path.read_text(encoding="utf-8")).get("train", {}) if cfg_path.is_file() else {}
+    smoothing = train_cfg.get("label_smoothing", 0.0)
+    train_label = "train (one batch" + (f", label smoothing {smoothing})" if smoothing else ")")
+    val_label = "validation (no label smoothing)" if smoothing else "validation"
+    clip = train_cfg.get("clip_norm", 0.0)
+    grad_steps, grad_norms = _series(train, "grad_norm")
+    grad_lines = [("pre-clip global norm", grad_steps, grad_norms, "-")]
+    if clip and grad_steps:
+        grad_lines.append((f"clip_norm = {clip:g}", [grad_steps[0], grad_steps[-1]], [clip, clip], "k--"))
+    made = [
+        _curve(
+            run, "loss.png", "Cross-entropy per target token", "loss (nats / token)",
+            [(train_label, *_series(train, "loss"), "-"), (val_label, *_series(valid, "val_loss"), "o-")],
+            log_y=False,
+        ),
+        _curve(run, "bleu.png", "Validation BLEU (greedy)", "BLEU", [("validation", *_series(valid, "val_bleu"), "o-")],
+               log_y=False),
+        _curve(run, "lr.png", "Learning rate", "learning rate", [("lr", *_series(train or valid, "lr"), "-")],
+               log_y=False),
+        _curve(run, "grad_norm.png", "Gradient norm before clipping", "global L2 norm (log scale)", grad_lines,
+               log_y=True),
+    ]  # fmt: skip
+    return [p for p in made if p is not None]
+
+
+def plot_attention(
+    weights: Any, src_pieces: Sequence[str], tgt_pieces: Sequence[str], out_png: str | Path, title: str = ""
+) -> Path:
+    """Heatmap of attention `weights` (T, S): output pieces down, source pieces across."""
+    w = np.asarray(weights.detach().cpu().float() if hasattr(weights, "detach") else weights, dtype=float)
+    if w.ndim != 2 or w.shape != (len(tgt_pieces), len(src_pieces)):
+        raise PlotError(
+            f"attention weights of shape {w.shape} do not match "
+            f"{len(tgt_pieces)} output x {len(src_pieces)} source pieces"
+        )
+    width = max(6.0, 2.5 + 0.32 * len(src_pieces))
+    title_lines = textwrap.wrap(title or "attention weights", width=int(width * 11))
+    fig = new_figure(figsize=(width, 2.2 + 0.3 * len(tgt_pieces) + 0.2 * len(title_lines)), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(src_pieces)), list(src_pieces), rotation=90)
+    ax.set_yticks(range(len(tgt_pieces)), list(tgt_pieces))
+    ax.set_xlabel("source pieces")
+    ax.set_ylabel("output pieces")
+    ax.set_title("\n".join(title_lines), fontsize=10)
+    fig.colorbar(image, ax=ax, label="attention weight", shrink=0.8)
+    return save_figure(fig, out_png)
+
+
+def attention_map(
+    checkpoint: str | Path, sentence: str, out_png: str | Path, beam_size: int = 1, device: str = "cpu"
+) -> tuple[str, Path]:
+    """Translate one sentence and plot where each output piece attended; returns (translation, png)."""
+    from .config import DecodeConfig
+    from .data import clean
+    from .translate import Translator
+
+    new_figure()  # fail before loading the model when matplotlib is missing
+    translator = Translator.from_checkpoint(checkpoint, device=device)
+    cfg = DecodeConfig(beam_size=beam_size)
+    nbest = translator.translate_nbest([sentence], cfg, keep_attention=True)[0]
+    if not nbest:
+        raise PlotError("the sentence is empty: nothing to translate")
+    text, hyp = nbest[0]
+    src_ids = translator.src_tok.encode([clean(sentence)])[0][: cfg.max_src_len]
+    src_pieces = [*translator.src_tok.pieces(src_ids), "</s>"]
+    tgt_pieces = [*translator.tgt_tok.pieces(hyp.ids), "</s>"]
+    search = "greedy" if beam_size == 1 else f"beam {beam_size}"
+    title = f"Attention of {Path(checkpoint).name} ({search}): {text}"
+    return text, plot_attention(hyp.attention, src_pieces, tgt_pieces, out_png, title=title)
