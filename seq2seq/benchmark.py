@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -64,7 +65,7 @@ def _run_child(cmd: list[str], log: Path) -> tuple[float, float]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed; see {log}")
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{log.read_text()[-2000:]}")
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
@@ -147,8 +148,9 @@ def run_benchmark(
                               "quick": quick, "model": "ModelConfig() defaults", "max_tokens": 2700}  # fmt: skip
     extra = ["--max-tokens", "2700"]
     train_fp32 = measure_training(data, run, "fp32", warmup, measure, extra)
-    trained = run / "last.pt"
-    train_bf16 = measure_training(data, out / "run-bf16", "bf16", warmup, measure, extra) if not quick else None
+    trained = out / "trained-fp32.pt"
+    shutil.copyfile(run / "last.pt", trained)
+    train_bf16 = measure_training(data, run, "bf16", warmup, measure, extra) if not quick else None
     result["train_fp32"], result["train_bf16"] = train_fp32, train_bf16
     best = max((t for t in (train_fp32, train_bf16) if t), key=lambda t: t["tgt_tok_s"])
     result["train_tgt_tok_s"] = best["tgt_tok_s"]

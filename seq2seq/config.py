@@ -127,6 +127,7 @@ class DecodeConfig:
     max_len_b: int = 10
     max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
     n_best: int = 1
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: matmuls under bfloat16 autocast (faster on CPU)
 
     def __post_init__(self) -> None:
         _check(self.beam_size >= 1, f"beam_size must be >= 1, got {self.beam_size}")

@@ -38,14 +38,15 @@ def search(
         idx = order[start : start + cfg.batch_size]
         seqs = [list(src_ids[i][: cfg.max_src_len]) for i in idx]
         lens = torch.tensor([len(s) + 1 for s in seqs], device=device)
-        memory, state = model.encode(pad(seqs, after=EOS_ID).to(device), lens)
         max_lens = (cfg.max_len_a * lens + cfg.max_len_b).long()
-        if cfg.beam_size == 1:
-            hyps = [[h] for h in greedy_search(model, memory, state, max_lens, cfg.length_penalty, keep_attention)]
-        else:
-            hyps = beam_search(
-                model, memory, state, max_lens, cfg.beam_size, cfg.length_penalty, cfg.n_best, keep_attention
-            )
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            memory, state = model.encode(pad(seqs, after=EOS_ID).to(device), lens)
+            if cfg.beam_size == 1:
+                hyps = [[h] for h in greedy_search(model, memory, state, max_lens, cfg.length_penalty, keep_attention)]
+            else:
+                hyps = beam_search(
+                    model, memory, state, max_lens, cfg.beam_size, cfg.length_penalty, cfg.n_best, keep_attention
+                )
         for i, h in zip(idx, hyps):
             results[i] = h
         bar.update(len(idx))

@@ -192,3 +192,12 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path: Path, writer: str) 
         with open(evil, "rb") as f:
             pickle.load(f)
     assert marker.exists()
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_bf16_decoding_keeps_the_contract(translator: Translator, beam_size: int) -> None:
+    sentences = ["red cat", "", "big old house tree dog"]
+    out = translator.translate(sentences, DecodeConfig(beam_size=beam_size, precision="bf16"))
+    assert len(out) == 3 and out[1] == "" and all(isinstance(o, str) for o in out)
+    batched = translator.translate(sentences, DecodeConfig(beam_size=beam_size, precision="bf16", batch_size=1))
+    assert batched == out
