@@ -100,7 +100,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     cfg_path = run / "config.json"
     train_cfg = json.loads(cfg_path.read_text(encoding="utf-8")).get("train", {}) if cfg_path.is_file() else {}
     smoothing = train_cfg.get("label_smoothing", 0.0)
-    train_label = "train (one batch" + (f", label smoothing {smoothing})" if smoothing else ")")
+    train_label = "train (mean since last log" + (f", label smoothing {smoothing})" if smoothing else ")")
     val_label = "validation (no label smoothing)" if smoothing else "validation"
     clip = train_cfg.get("clip_norm", 0.0)
     grad_steps, grad_norms = _series(train, "grad_norm")

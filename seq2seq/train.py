@@ -264,10 +264,10 @@ class Trainer:
                         if st.nan_streak >= cfg.max_nan_steps:
                             stop = f"{st.nan_streak} non-finite losses in a row (last good checkpoint kept)"
                         continue
-                    meter.add(batch.n_tokens)
+                    meter.add(batch.n_tokens, result[0])
                     bar.update(1)
                     if st.step % cfg.log_every == 0:
-                        self._log_train(meter, bar, *result)
+                        self._log_train(meter, bar, result[1])
                     stop = self._stop_reason(deadline, signals.caught)
                     if signals.caught:
                         self.save(validated=False)
@@ -290,9 +290,10 @@ class Trainer:
     def _elapsed(self) -> float:
         return round(time.monotonic() - self.start, 2)
 
-    def _log_train(self, meter: _Meter, bar: tqdm, loss: float, norm: float) -> None:
+    def _log_train(self, meter: _Meter, bar: tqdm, norm: float) -> None:
+        loss, tok_s = meter.read()
         rec = {"type": "train", "step": self.st.step, "epoch": self.st.epoch, "loss": round(loss, 5),
-               "lr": _lr(self.cfg, self.st), "grad_norm": round(norm, 4), "tgt_tok_s": round(meter.rate(), 1),
+               "lr": _lr(self.cfg, self.st), "grad_norm": round(norm, 4), "tgt_tok_s": round(tok_s, 1),
                "tokens": self.st.tokens, "elapsed_s": self._elapsed()}  # fmt: skip
         self.files.log(rec)
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tgt_tok_s']:.0f}", lr=f"{rec['lr']:.2g}")
@@ -338,18 +339,21 @@ class Trainer:
 
 
 class _Meter:
-    """Target tokens per second since the last reading."""
+    """Mean training loss per token and target tokens per second since the last reading."""
 
     def __init__(self) -> None:
-        self.tokens, self.since = 0, time.monotonic()
+        self.tokens, self.loss, self.since = 0, 0.0, time.monotonic()
 
-    def add(self, tokens: int) -> None:
+    def add(self, tokens: int, loss_per_token: float) -> None:
         self.tokens += tokens
+        self.loss += loss_per_token * tokens
 
-    def rate(self) -> float:
+    def read(self) -> tuple[float, float]:
+        """(mean loss, tokens/s) over the window, then start a new window."""
         now = time.monotonic()
-        rate, self.tokens, self.since = self.tokens / max(now - self.since, 1e-9), 0, now
-        return rate
+        result = self.loss / max(self.tokens, 1), self.tokens / max(now - self.since, 1e-9)
+        self.tokens, self.loss, self.since = 0, 0.0, now
+        return result
 
 
 def train(
