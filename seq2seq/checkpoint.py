@@ -41,17 +41,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        if f.read(4)[:1] not in (b"P", b"\x80"):  # a torch zip archive or a legacy pickle stream
+            raise CheckpointError(f"{path}: not a checkpoint file (not a torch archive)")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        culprit = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), "")
         raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors and plain values "
-            f"(loading it could run code): {first}"
+            f"{path}: refused to load: it holds objects other than tensors and plain values, so loading it "
+            f"could run code{': ' + culprit if culprit else ''}"
         ) from None
-    except Exception as err:  # truncated zip, not a torch file, ...
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {msg}") from None
+    except Exception as err:  # truncated zip, damaged records, ...
+        msg = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a seq2seq checkpoint (no '{FORMAT}' marker)")
     version = obj.get("version")

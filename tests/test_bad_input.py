@@ -118,7 +118,7 @@ def test_translation_input_cases(tiny_model, tmp_path, capsys) -> None:
 def test_bad_checkpoints(tmp_path, capsys, tiny_model) -> None:
     (tmp_path / "text.pt").write_text("hello")
     code, err = run_cli(["translate", "--checkpoint", str(tmp_path / "text.pt")], capsys)
-    assert code == 2 and "not a readable checkpoint" in err
+    assert code == 2 and "not a checkpoint file" in err
     data = tiny_model.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     code, err = run_cli(["translate", "--checkpoint", str(tmp_path / "cut.pt")], capsys)
