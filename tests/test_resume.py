@@ -106,7 +106,17 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, **kw)
 
 
-def test_sigint_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
+def test_keep_last_k_checkpoints(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=8, valid_every=2, valid_bleu_sentences=0, keep_checkpoints=2)
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    kept = sorted(p.name for p in (tmp_path / "run").glob("step*.pt"))
+    assert kept == ["step0000006.pt", "step0000008.pt"]
+    assert load_checkpoint(tmp_path / "run" / kept[-1])["step"] == 8
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_a_resumable_checkpoint(tmp_path: Path, sig: signal.Signals) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=400)
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -114,7 +124,7 @@ def test_sigint_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while not (run / "last.pt").exists() and time.monotonic() < deadline:  # wait until training runs
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "--resume" in err

@@ -201,3 +201,18 @@ def test_bf16_decoding_keeps_the_contract(translator: Translator, beam_size: int
     assert len(out) == 3 and out[1] == "" and all(isinstance(o, str) for o in out)
     batched = translator.translate(sentences, DecodeConfig(beam_size=beam_size, precision="bf16", batch_size=1))
     assert batched == out
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> None:
+    data = write_corpus(tmp_path / "data", n_train=60)
+    model_cfg = ModelConfig(cell=cell, emb_size=16, enc_hidden=16, dec_hidden=32, enc_layers=2, dec_layers=2)
+    cfg = TrainConfig(max_steps=6, valid_every=3, valid_bleu_sentences=5, tbptt=2)
+    train(data, "xx", "yy", tmp_path / "run", DataConfig(vocab_size=40), model_cfg, cfg, progress=False)
+    translator = Translator.from_checkpoint(tmp_path / "run" / "best.pt")
+    assert translator.model.cfg.cell == cell
+    for beam in (1, 3):
+        out = translator.translate(SENTENCES, DecodeConfig(beam_size=beam))
+        assert out == Translator.from_checkpoint(tmp_path / "run" / "best.pt").translate(
+            SENTENCES, DecodeConfig(beam_size=beam, batch_size=1)
+        )
