@@ -132,3 +132,28 @@ def test_tbptt_one_step_chunks_still_match_the_full_loss() -> None:
     loss, g = run(model, batch, 1)
     assert loss == pytest.approx(full_loss, rel=1e-6)
     assert all(torch.isfinite(t).all() for t in g.values())
+
+
+@pytest.mark.parametrize("tbptt", [0, 3])
+def test_teacher_forcing_ratio_one_and_zero(tbptt: int) -> None:
+    """Ratio just below 1 takes the step-by-step path yet feeds references: same loss as the fused
+    path; ratio 0 feeds the model's own argmax predictions after the first step (checked by hand)."""
+    model, batch = make_model(), make_batch()
+    full = forward_backward(model, batch, TrainConfig(tbptt=tbptt, label_smoothing=SMOOTHING))
+    almost = forward_backward(
+        model, batch, TrainConfig(tbptt=tbptt, label_smoothing=SMOOTHING, teacher_forcing=1 - 1e-9)
+    )
+    assert almost == pytest.approx(full, rel=1e-5)
+    own = forward_backward(model, batch, TrainConfig(tbptt=tbptt, label_smoothing=SMOOTHING, teacher_forcing=0.0))
+    with torch.no_grad():  # by hand: feed BOS, then each step's argmax (references only where padding)
+        memory, state = model.encode(batch.src_ids, batch.src_lens)
+        inp, total = batch.tgt_in[:, 0], 0.0
+        for t in range(batch.tgt_in.size(1)):
+            att, state, _ = model.decoder(inp[:, None], state, memory)
+            total += chunk_loss(model, att, batch.tgt_out[:, t : t + 1]).item()
+            pred = model.logits(att[:, 0]).argmax(-1)
+            if t + 1 < batch.tgt_in.size(1):
+                ref = batch.tgt_in[:, t + 1]
+                inp = torch.where(ref == PAD_ID, ref, pred)
+    assert own == pytest.approx(total, rel=1e-5)
+    assert own != pytest.approx(full, rel=1e-3)
