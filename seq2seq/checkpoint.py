@@ -63,3 +63,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: checkpoint format version {version} is newer than this seq2seq reads ({VERSION}); upgrade seq2seq"
         )
     return obj
+
+
+def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
+    """Write the element-wise mean of the weights of checkpoints from one run (e.g. stepNNNNNNN.pt)."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    ckpts = [load_checkpoint(p) for p in paths]
+    first = ckpts[0]
+    for path, ckpt in zip(paths[1:], ckpts[1:]):
+        if any(ckpt.get(k) != first.get(k) for k in ("model_config", "src_spm", "tgt_spm")):
+            raise CheckpointError(f"{path}: other model config or vocabulary than {paths[0]}; average one run's files")
+    mean = {
+        name: (sum(c["model"][name].double() for c in ckpts) / len(ckpts)).to(tensor.dtype)
+        for name, tensor in first["model"].items()
+    }
+    skip = {"format", "version", "optimizer", "train_state", "torch_rng"}
+    payload = {k: v for k, v in first.items() if k not in skip} | {"model": mean, "averaged": [str(p) for p in paths]}
+    save_checkpoint(out, payload)
+    return Path(out)

@@ -195,6 +195,12 @@ def _add_inspection_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_memory_span)
 
 
+def cmd_average(args: argparse.Namespace) -> None:
+    from .checkpoint import average_checkpoints
+
+    print(f"averaged {len(args.checkpoints)} checkpoints into {average_checkpoints(args.checkpoints, args.out)}")
+
+
 def cmd_benchmark(args: argparse.Namespace) -> None:
     import json
 
@@ -256,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234)
     p.set_defaults(func=cmd_demo)
     _add_inspection_commands(sub)
+    p = sub.add_parser("average", help="average the weights of several checkpoints of one run into one file")
+    p.add_argument("--checkpoints", nargs="+", required=True, help="e.g. RUN/step*.pt (see --keep-checkpoints)")
+    p.add_argument("--out", required=True, help="checkpoint file to write")
+    p.set_defaults(func=cmd_average)
+
     p = sub.add_parser("benchmark", help="training/translation speed, peak memory and FLOP/s as one JSON object")
     p.add_argument("--data", default="../shared/data/multi30k", help="Multi30k-style de/en folder")
     p.add_argument("--out", default="checkpoints/benchmark", help="working folder")

@@ -155,3 +155,24 @@ def test_soak_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
     assert kills == 5
     assert load_checkpoint(run / "last.pt")["train_state"]["step"] == steps
     assert_same_weights(tmp_path / "full" / "last.pt", run / "last.pt")
+
+
+def test_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from seq2seq.cli import main
+    from seq2seq.translate import Translator
+
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=6, valid_every=2, valid_bleu_sentences=0, keep_checkpoints=3)
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    steps = sorted((tmp_path / "run").glob("step*.pt"))
+    assert main(["average", "--checkpoints", *map(str, steps), "--out", str(tmp_path / "avg.pt")]) == 0
+    avg = load_checkpoint(tmp_path / "avg.pt")
+    weights = [load_checkpoint(p)["model"] for p in steps]
+    for name, tensor in avg["model"].items():
+        torch.testing.assert_close(tensor, sum(w[name] for w in weights) / 3)
+    assert "optimizer" not in avg and len(avg["averaged"]) == 3
+    assert Translator.from_checkpoint(tmp_path / "avg.pt").translate(["red cat"])  # loads and translates
+    other = ModelConfig(emb_size=8, enc_hidden=8, dec_hidden=16)
+    train(corpus, "xx", "yy", tmp_path / "other", DATA, other, cfg, progress=False)
+    code = main(["average", "--checkpoints", str(steps[0]), str(tmp_path / "other" / "last.pt"), "--out", "x.pt"])
+    assert code == 2 and "other model config" in capsys.readouterr().err
