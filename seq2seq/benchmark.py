@@ -155,7 +155,7 @@ def run_benchmark(
     best = max((t for t in (train_fp32, train_bf16) if t), key=lambda t: t["tgt_tok_s"])
     result["train_tgt_tok_s"] = best["tgt_tok_s"]
     result["train_peak_rss_mb"] = max(t["peak_rss_mb"] for t in (train_fp32, train_bf16) if t)
-    split = prepared.split(prepared.cfg.train_split)
+    split = prepared.split("train")
     model_cfg = ModelConfig()
     flops = flops_per_tgt_token(
         model_cfg, len(prepared.tgt_tok), float(split.src_lens.mean()) + 1, float(split.tgt_lens.mean()) + 1

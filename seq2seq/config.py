@@ -95,6 +95,7 @@ class TrainConfig:
     clip_norm: float = 1.0  # global gradient-norm clipping (0: off)
     label_smoothing: float = 0.1
     teacher_forcing: float = 1.0  # probability of feeding the reference token
+    subword_alpha: float = 0.0  # > 0: resample each epoch's SentencePiece segmentation (subword regularisation)
     tbptt: int = 0  # truncated BPTT chunk length over the target (0: full BPTT)
     valid_every: int = 500  # updates between validations (and checkpoints)
     valid_bleu_sentences: int = 1000  # validation sentences translated for BLEU (0: none)
@@ -111,6 +112,7 @@ class TrainConfig:
         _check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1]")
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.teacher_forcing <= 1, "teacher_forcing must be in [0, 1]")
+        _check(0 <= self.subword_alpha <= 1, "subword_alpha must be in [0, 1]")
         _check(self.tbptt >= 0, f"tbptt must be >= 0, got {self.tbptt}")
         _check(self.valid_every >= 1 and self.log_every >= 1, "valid_every/log_every must be >= 1")
         _check(self.max_steps >= 0 and self.max_minutes >= 0, "max_steps/max_minutes must be >= 0")

@@ -52,6 +52,12 @@ def _read_clean(data_dir: Path, split: str, src: str, tgt: str) -> tuple[list[st
     return [s for s, _ in kept], [t for _, t in kept], len(pairs) - len(kept)
 
 
+def _write_text(folder: Path, split: str, src: list[str], tgt: list[str]) -> None:
+    """The cleaned text of a split (BLEU references; re-sampled segmentations for training)."""
+    (folder / f"{split}.src.txt").write_text("".join(x + "\n" for x in src), encoding="utf-8")
+    (folder / f"{split}.tgt.txt").write_text("".join(x + "\n" for x in tgt), encoding="utf-8")
+
+
 def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: DataConfig, seed: int = 1234) -> dict:
     """Prepare run folder `out` from `{split}.{lang}` files in `data_dir`; returns the manifest."""
     data_dir, out = Path(data_dir), Path(out)
@@ -88,11 +94,11 @@ def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: D
         if count:
             log.info("train filter %s: removed %d pairs", name, count)
     EncodedSplit.from_lists([src_ids[i] for i in keep], [tgt_ids[i] for i in keep]).save(out / "cache" / "train")
-    splits = {"train": len(keep)}
+    splits = {"train": len(keep)}  # stored as "train" whatever the split's file name
+    _write_text(out / "cache", "train", [train_src[i] for i in keep], [train_tgt[i] for i in keep])
     for split, (s, t) in held_out.items():
         EncodedSplit.from_lists(src_tok.encode(s), tgt_tok.encode(t)).save(out / "cache" / split)
-        (out / "cache" / f"{split}.src.txt").write_text("".join(x + "\n" for x in s), encoding="utf-8")
-        (out / "cache" / f"{split}.tgt.txt").write_text("".join(x + "\n" for x in t), encoding="utf-8")
+        _write_text(out / "cache", split, s, t)
         splits[split] = len(s)
     manifest = {
         "data_dir": str(data_dir.resolve()),

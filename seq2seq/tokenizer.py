@@ -54,7 +54,8 @@ class Tokenizer:
     def encode(self, texts: Sequence[str], alpha: float = 0.0) -> list[list[int]]:
         """Piece ids (no BOS/EOS); alpha > 0 samples a segmentation (subword regularisation)."""
         if alpha > 0:
-            return self.sp.encode(list(texts), enable_sampling=True, alpha=alpha, nbest_size=-1)
+            # One thread: the sampled segmentation then depends only on spm.set_random_generator_seed.
+            return self.sp.encode(list(texts), enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
         return self.sp.encode(list(texts))
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sentencepiece as spm
 import torch
 from tqdm.auto import tqdm
 
@@ -29,7 +30,7 @@ from .config import (
     from_dict,
     to_dict,
 )
-from .data import Batch, collate, make_batches
+from .data import Batch, EncodedSplit, collate, make_batches
 from .metrics import score
 from .model import Seq2Seq, count_parameters
 from .objective import forward_backward, validation_loss
@@ -201,7 +202,7 @@ class Trainer:
         self.cfgs = {"data": prepared.cfg, "model": model_cfg, "train": cfg}
         self.files = _Run(prepared.run)
         self.st = TrainState()
-        self.train_split = prepared.split(prepared.cfg.train_split)
+        self.train_split = prepared.split("train")
         self.val_seconds = 0.0
 
     def resume(self, reset_optimizer: bool = False) -> None:
@@ -254,6 +255,7 @@ class Trainer:
         self.model.train()
         with _StopSignal() as signals:
             while stop is None and st.epoch < cfg.max_epochs:
+                self.train_split = self._epoch_split(st.epoch)
                 rng = np.random.default_rng([cfg.seed, st.epoch])
                 batches = make_batches(self.train_split.src_lens, self.train_split.tgt_lens, cfg.max_tokens, rng)
                 while stop is None and st.batch_in_epoch < len(batches):
@@ -286,6 +288,18 @@ class Trainer:
                         signals.caught, self.files.run / "last.pt")  # fmt: skip
         log.info("stopped after %d updates: %s", st.step, stop)
         return TrainResult(self.files.run, st.step, st.best, stop, st.history)
+
+    def _epoch_split(self, epoch: int) -> EncodedSplit:
+        """The training pairs of an epoch: the cached encoding, or with `subword_alpha` > 0 a fresh
+        sampled segmentation of the text (subword regularisation), a function of (seed, epoch)."""
+        if not self.cfg.subword_alpha:
+            return self.train_split
+        src, tgt = self.prepared.text("train")
+        spm.set_random_generator_seed(self.cfg.seed * 100_003 + epoch)
+        alpha = self.cfg.subword_alpha
+        return EncodedSplit.from_lists(
+            self.prepared.src_tok.encode(src, alpha), self.prepared.tgt_tok.encode(tgt, alpha)
+        )
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self.start, 2)

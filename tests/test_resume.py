@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from corpora import write_corpus
@@ -30,9 +31,12 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(wa[k], wb[k]), k
 
 
-def test_stop_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("alpha", [0.0, 0.5])  # 0.5: segmentations re-sampled every epoch
+def test_stop_and_resume_is_bitwise_identical(tmp_path: Path, alpha: float) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
-    cfg = TrainConfig(max_tokens=120, max_steps=14, valid_every=4, valid_bleu_sentences=5, lr_patience=1)
+    cfg = TrainConfig(
+        max_tokens=120, max_steps=14, valid_every=4, valid_bleu_sentences=5, lr_patience=1, subword_alpha=alpha
+    )
     full = train(corpus, "xx", "yy", tmp_path / "full", DATA, MODEL, cfg, progress=False)
     assert full.steps == 14
     first = TrainConfig(**{**cfg.__dict__, "max_steps": 8})  # stop at a validation, as a kill would
@@ -176,3 +180,19 @@ def test_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     train(corpus, "xx", "yy", tmp_path / "other", DATA, other, cfg, progress=False)
     code = main(["average", "--checkpoints", str(steps[0]), str(tmp_path / "other" / "last.pt"), "--out", "x.pt"])
     assert code == 2 and "other model config" in capsys.readouterr().err
+
+
+def test_subword_regularisation_resamples_each_epoch(tmp_path: Path) -> None:
+    from seq2seq.preprocess import Prepared
+    from seq2seq.train import Trainer
+
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, TrainConfig(max_steps=1), progress=False)
+    prepared = Prepared.load(tmp_path / "run")
+    trainer = Trainer(prepared, MODEL, TrainConfig(subword_alpha=0.5), progress=False)
+    e0, e1, e0_again = trainer._epoch_split(0), trainer._epoch_split(1), trainer._epoch_split(0)
+    assert len(e0) == len(e1) == 120
+    assert not np.array_equal(e0.src_ids, e1.src_ids)  # another segmentation next epoch
+    assert np.array_equal(e0.src_ids, e0_again.src_ids) and np.array_equal(e0.tgt_ids, e0_again.tgt_ids)
+    texts = prepared.src_tok.decode([e1.src_ids[e1.src_offsets[i] : e1.src_offsets[i + 1]] for i in range(120)])
+    assert texts == prepared.text("train")[0]  # same sentences, other pieces
