@@ -196,3 +196,12 @@ def test_subword_regularisation_resamples_each_epoch(tmp_path: Path) -> None:
     assert np.array_equal(e0.src_ids, e0_again.src_ids) and np.array_equal(e0.tgt_ids, e0_again.tgt_ids)
     texts = prepared.src_tok.decode([e1.src_ids[e1.src_offsets[i] : e1.src_offsets[i + 1]] for i in range(120)])
     assert texts == prepared.text("train")[0]  # same sentences, other pieces
+
+
+def test_custom_train_split_name(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=60)
+    for lang in ("xx", "yy"):
+        (corpus / f"train.{lang}").rename(corpus / f"big.{lang}")
+    data = DataConfig(vocab_size=60, train_split="big")
+    result = train(corpus, "xx", "yy", tmp_path / "run", data, MODEL, TrainConfig(max_steps=2), progress=False)
+    assert result.steps == 2
