@@ -136,20 +136,38 @@ def test_interrupt_saves_a_resumable_checkpoint(tmp_path: Path, sig: signal.Sign
     assert 0 < state["step"] < 100000
 
 
+def _latest_step(run: Path) -> int:
+    """The last update logged in the run's metrics (0 before training logs anything)."""
+    try:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    steps = [json.loads(x)["step"] for x in lines if x.endswith("}")]
+    return max(steps, default=0)
+
+
 def test_soak_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
-    """SIGKILL at random moments, resume each time: the final weights equal an uninterrupted run's."""
+    """SIGKILL at random moments, resume each time: the final weights equal an uninterrupted run's.
+
+    Each kill waits for a random update of the remaining run to be logged, then a random extra
+    0-50 ms, so it lands while training, validating or saving, never after the run ended.
+    """
     corpus = write_corpus(tmp_path / "corpus", n_train=150)
-    steps = 60
-    t0 = time.monotonic()
-    assert _run(_train_cmd(corpus, tmp_path / "full", steps)).returncode == 0
-    duration = time.monotonic() - t0
+    steps = 100
+    assert _run(_train_cmd(corpus, tmp_path / "full", steps) + ["--log-every", "1"]).returncode == 0
     run, rng, kills = tmp_path / "soak", random.Random(7), 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for _attempt in range(40):
-        cmd = _train_cmd(corpus, run, steps) + (["--resume"] if (run / "last.pt").exists() else [])
+    for _attempt in range(12):
+        resume = ["--resume"] if (run / "last.pt").exists() else []
+        cmd = _train_cmd(corpus, run, steps) + ["--log-every", "1"] + resume
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         if kills < 5:
-            time.sleep(rng.uniform(0.4, 0.95) * duration)  # start-up, preprocessing, training or saving
+            latest = _latest_step(run)
+            target = rng.randint(latest + 1, min(latest + 10, steps - 15))
+            deadline = time.monotonic() + 60
+            while _latest_step(run) < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.05))
             if proc.poll() is None:
                 proc.kill()
                 kills += 1
