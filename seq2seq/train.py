@@ -35,6 +35,7 @@ from .metrics import score
 from .model import Seq2Seq, count_parameters
 from .objective import forward_backward, validation_loss
 from .preprocess import Prepared, ensure_prepared
+from .runfiles import RunFiles
 from .translate import search
 
 log = logging.getLogger("seq2seq")
@@ -110,45 +111,6 @@ def _after_validation(cfg: TrainConfig, st: TrainState, result: dict[str, float]
     return improved
 
 
-class _Run:
-    """Files of a run folder: metrics log, resolved config, checkpoints."""
-
-    def __init__(self, run: Path) -> None:
-        self.run = run
-        self.metrics = run / "metrics.jsonl"
-
-    def log(self, record: dict[str, Any]) -> None:
-        with open(self.metrics, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def clear(self, overwrite: bool) -> None:
-        """Start afresh: refuse if a trained model is here (unless `overwrite`), else drop old outputs."""
-        last = self.run / "last.pt"
-        if last.exists() and not overwrite:
-            raise CheckpointError(
-                f"{self.run} already holds a trained model ({last}); pass --resume to continue it "
-                "or --overwrite to start again"
-            )
-        for old in [last, self.run / "best.pt", self.metrics, *self.run.glob("step[0-9]*.pt")]:
-            old.unlink(missing_ok=True)
-
-    def truncate(self, step: int) -> None:
-        """Drop records after `step` (written by a run that was killed before its next checkpoint)."""
-        if self.metrics.is_file():
-            records = []
-            for line in self.metrics.read_text(encoding="utf-8").splitlines():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut short by the kill
-                    continue
-            keep = [r for r in records if r.get("step", 0) <= step and r.get("type") != "stop"]
-            self.metrics.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-
-    def write_config(self, cfgs: dict[str, Any]) -> None:
-        text = json.dumps({k: to_dict(v) for k, v in cfgs.items()}, indent=2)
-        (self.run / "config.json").write_text(text + "\n", encoding="utf-8")
-
-
 @dataclass
 class TrainResult:
     """Where a training run ended."""
@@ -200,7 +162,7 @@ class Trainer:
         self.model = Seq2Seq(model_cfg, len(prepared.src_tok), len(prepared.tgt_tok)).to(self.dev)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)  # one kernel for all params
         self.cfgs = {"data": prepared.cfg, "model": model_cfg, "train": cfg}
-        self.files = _Run(prepared.run)
+        self.files = RunFiles(prepared.run)
         self.st = TrainState()
         self.train_split = prepared.split("train")
         self.val_seconds = 0.0

@@ -1,0 +1,49 @@
+"""The files a training run keeps beside its checkpoints: the metrics log and the resolved config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import CheckpointError
+from .config import to_dict
+
+
+class RunFiles:
+    """Files of a run folder: metrics log, resolved config, checkpoints."""
+
+    def __init__(self, run: Path) -> None:
+        self.run = run
+        self.metrics = run / "metrics.jsonl"
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.metrics, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def clear(self, overwrite: bool) -> None:
+        """Start afresh: refuse if a trained model is here (unless `overwrite`), else drop old outputs."""
+        last = self.run / "last.pt"
+        if last.exists() and not overwrite:
+            raise CheckpointError(
+                f"{self.run} already holds a trained model ({last}); pass --resume to continue it "
+                "or --overwrite to start again"
+            )
+        for old in [last, self.run / "best.pt", self.metrics, *self.run.glob("step[0-9]*.pt")]:
+            old.unlink(missing_ok=True)
+
+    def truncate(self, step: int) -> None:
+        """Drop records after `step` (written by a run that was killed before its next checkpoint)."""
+        if self.metrics.is_file():
+            records = []
+            for line in self.metrics.read_text(encoding="utf-8").splitlines():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut short by the kill
+                    continue
+            keep = [r for r in records if r.get("step", 0) <= step and r.get("type") != "stop"]
+            self.metrics.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+
+    def write_config(self, cfgs: dict[str, Any]) -> None:
+        text = json.dumps({k: to_dict(v) for k, v in cfgs.items()}, indent=2)
+        (self.run / "config.json").write_text(text + "\n", encoding="utf-8")
