@@ -9,5 +9,5 @@ export TEST_SPLIT=${TEST_SPLIT:-test_2016_flickr} RUN=${RUN:-checkpoints/multi30
 here="$(dirname "$0")"
 [ -f "$RUN/preprocess.json" ] || "$here/preprocess.sh" --vocab-size 4000
 "$here/train.sh" --max-minutes "${MINUTES:-15}" --precision bf16 --lr 2e-3 --max-tokens 4000 --dropout 0.3 \
-  --valid-every 400 --lr-patience 2 --lr-decay 0.5 --patience 0 "$@"
+  --valid-every 400 --lr-schedule anneal --anneal-fraction 0.5 --patience 0 "$@"
 "$here/translate.sh"

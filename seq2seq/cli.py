@@ -50,7 +50,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train import resume_configs, train
+    from .train import process_start, resume_configs, train
 
     base = resume_configs(args.out) if args.resume else _toml(args)
     result = train(
@@ -58,6 +58,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         from_flags(DataConfig, args, base.get("data")), from_flags(ModelConfig, args, base.get("model")),
         from_flags(TrainConfig, args, base.get("train")), resume=args.resume,
         reset_optimizer=args.reset_optimizer, overwrite=args.overwrite, device=args.device,
+        started=process_start(),
     )  # fmt: skip
     print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
 

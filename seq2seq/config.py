@@ -88,8 +88,10 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this much wall clock (0: no limit)
     lr: float = 1e-3
     warmup_steps: int = 0  # linear learning-rate warm-up
-    lr_decay: float = 0.5  # multiply the lr by this when validation stops improving
-    lr_patience: int = 2  # validations without improvement before a decay
+    lr_schedule: Literal["plateau", "anneal"] = "plateau"  # see lr_decay/lr_patience, anneal_fraction
+    anneal_fraction: float = 0.4  # "anneal": linear decay to min_lr over this last part of the budget
+    lr_decay: float = 0.5  # "plateau": multiply the lr by this when validation stops improving
+    lr_patience: int = 2  # "plateau": validations without improvement before a decay
     min_lr: float = 1e-5
     patience: int = 8  # early stopping: validations without improvement (0: never)
     clip_norm: float = 1.0  # global gradient-norm clipping (0: off)
@@ -110,6 +112,11 @@ class TrainConfig:
         _check(self.max_tokens >= 1, "max_tokens must be >= 1")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1]")
+        _check(0 < self.anneal_fraction <= 1, f"anneal_fraction must be in (0, 1], got {self.anneal_fraction}")
+        _check(
+            self.lr_schedule != "anneal" or bool(self.max_steps or self.max_minutes),
+            "lr_schedule='anneal' decays toward the end of the budget: set max_steps and/or max_minutes",
+        )
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
         _check(0 <= self.teacher_forcing <= 1, "teacher_forcing must be in [0, 1]")
         _check(0 <= self.subword_alpha <= 1, "subword_alpha must be in [0, 1]")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -55,12 +56,23 @@ class TrainState:
     nan_streak: int = 0
     skipped_steps: int = 0
     tokens: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # wall clock of the run so far, over all resumed sessions (max_minutes)
     history: list[dict[str, Any]] = field(default_factory=list)  # validation results
 
 
-def _lr(cfg: TrainConfig, st: TrainState) -> float:
+def budget_progress(cfg: TrainConfig, step: int, seconds: float) -> float:
+    """How much of the training budget (max_steps and/or max_minutes, whichever ends first) is used, in [0, 1]."""
+    used = [step / cfg.max_steps] if cfg.max_steps else []
+    used += [seconds / (60 * cfg.max_minutes)] if cfg.max_minutes else []
+    return min(1.0, max(used, default=0.0))
+
+
+def _lr(cfg: TrainConfig, st: TrainState, progress: float) -> float:
+    """The learning rate of the next update: warm-up, then plateau decays or the end-of-budget anneal."""
     warm = min(1.0, (st.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "anneal":  # constant, then linear to min_lr over the last anneal_fraction
+        left = min(1.0, (1.0 - progress) / cfg.anneal_fraction)
+        return (cfg.min_lr + (cfg.lr - cfg.min_lr) * left) * warm
     return max(cfg.lr * st.lr_scale, cfg.min_lr) * warm
 
 
@@ -105,7 +117,7 @@ def _after_validation(cfg: TrainConfig, st: TrainState, result: dict[str, float]
     else:
         st.bad_validations += 1
         st.plateau += 1
-        if st.plateau >= cfg.lr_patience:
+        if st.plateau >= cfg.lr_patience and cfg.lr_schedule == "plateau":
             st.lr_scale *= cfg.lr_decay
             st.plateau = 0
     return improved
@@ -155,8 +167,10 @@ class Trainer:
         cfg: TrainConfig,
         device: str = "cpu",
         progress: bool = True,
+        started: float | None = None,
     ) -> None:
-        self.start = time.monotonic()
+        self.start = time.monotonic() if started is None else started  # the max_minutes clock
+        self.seconds_before = 0.0  # wall clock of earlier sessions of a resumed run
         self.prepared, self.cfg, self.dev, self.progress = prepared, cfg, torch.device(device), progress
         torch.manual_seed(cfg.seed)
         self.model = Seq2Seq(model_cfg, len(prepared.src_tok), len(prepared.tgt_tok)).to(self.dev)
@@ -175,6 +189,7 @@ class Trainer:
             raise CheckpointError(f"{path}: holds no training state to resume from")
         self.model.load_state_dict(ckpt["model"])
         self.st = TrainState(**ckpt["train_state"])
+        self.seconds_before = self.st.train_seconds
         if reset_optimizer:
             self.st.lr_scale, self.st.plateau = 1.0, 0
         else:
@@ -188,7 +203,7 @@ class Trainer:
     def update(self, batch: Batch) -> tuple[float, float] | None:
         """One optimiser step on a batch; (loss per token, pre-clip grad norm), or None if skipped."""
         for group in self.opt.param_groups:
-            group["lr"] = _lr(self.cfg, self.st)
+            group["lr"] = self.lr()
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             loss = forward_backward(self.model, batch, self.cfg)
@@ -210,10 +225,9 @@ class Trainer:
         log.info("model: %s parameters; %d training pairs; run folder %s",
                  f"{count_parameters(self.model):,}", len(self.train_split), self.files.run)  # fmt: skip
         self.files.write_config(self.cfgs)
-        deadline = self.start + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         bar = tqdm(total=cfg.max_steps or None, initial=st.step, desc="train", unit="step", disable=not self.progress)
         meter, saved_at = _Meter(), st.step
-        stop = self._stop_reason(deadline, None) or self._early_stop()  # a resumed run may be finished already
+        stop = self._stop_reason(None) or self._early_stop()  # a resumed run may be finished already
         self.model.train()
         with _StopSignal() as signals:
             while stop is None and st.epoch < cfg.max_epochs:
@@ -232,11 +246,11 @@ class Trainer:
                     bar.update(1)
                     if st.step % cfg.log_every == 0:
                         self._log_train(meter, bar, result[1])
-                    stop = self._stop_reason(deadline, signals.caught)
+                    stop = self._stop_reason(signals.caught)
                     if signals.caught:
                         self.save(validated=False)
                     elif st.step % cfg.valid_every == 0 or stop:
-                        stop = self.validate_and_save() or stop or self._stop_reason(deadline, signals.caught)
+                        stop = self.validate_and_save() or stop or self._stop_reason(signals.caught)
                     saved_at = st.step if stop or st.step % cfg.valid_every == 0 else saved_at
                 if st.batch_in_epoch >= len(batches):
                     st.epoch, st.batch_in_epoch = st.epoch + 1, 0
@@ -264,22 +278,28 @@ class Trainer:
         )
 
     def _elapsed(self) -> float:
-        return round(time.monotonic() - self.start, 2)
+        """Wall-clock seconds of the run: earlier sessions plus this process since it started."""
+        return round(self.seconds_before + time.monotonic() - self.start, 2)
+
+    def lr(self) -> float:
+        """The learning rate for the next update."""
+        return _lr(self.cfg, self.st, budget_progress(self.cfg, self.st.step, self._elapsed()))
 
     def _log_train(self, meter: _Meter, bar: tqdm, norm: float) -> None:
         loss, tok_s = meter.read()
         rec = {"type": "train", "step": self.st.step, "epoch": self.st.epoch, "loss": round(loss, 5),
-               "lr": _lr(self.cfg, self.st), "grad_norm": round(norm, 4), "tgt_tok_s": round(tok_s, 1),
+               "lr": self.opt.param_groups[0]["lr"], "grad_norm": round(norm, 4), "tgt_tok_s": round(tok_s, 1),
                "tokens": self.st.tokens, "elapsed_s": self._elapsed()}  # fmt: skip
         self.files.log(rec)
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tgt_tok_s']:.0f}", lr=f"{rec['lr']:.2g}")
 
-    def _stop_reason(self, deadline: float, signal_name: str | None) -> str | None:
+    def _stop_reason(self, signal_name: str | None) -> str | None:
         if signal_name:
             return f"interrupted by {signal_name}"
         if self.cfg.max_steps and self.st.step >= self.cfg.max_steps:
             return f"max_steps={self.cfg.max_steps}"
-        if time.monotonic() + self.val_seconds >= deadline:  # leave time for the final validation and save
+        if self.cfg.max_minutes and self._elapsed() + self.val_seconds >= 60 * self.cfg.max_minutes:
+            # leave time for the final validation and save
             return f"max_minutes={self.cfg.max_minutes}"
         return None
 
@@ -288,7 +308,7 @@ class Trainer:
         t0, cfg, st = time.monotonic(), self.cfg, self.st
         result = _validate(self.model, self.prepared, cfg, self.dev)
         improved = _after_validation(cfg, st, result)
-        record = {"type": "valid", "step": st.step, "epoch": st.epoch, **result, "lr": _lr(cfg, st),
+        record = {"type": "valid", "step": st.step, "epoch": st.epoch, **result, "lr": self.opt.param_groups[0]["lr"],
                   "best": improved, "elapsed_s": self._elapsed()}  # fmt: skip
         st.history.append(record)
         self.files.log(record)
@@ -305,6 +325,7 @@ class Trainer:
     def save(self, validated: bool, improved: bool = False) -> None:
         """last.pt (resumable), best.pt when improved, and the last `keep_checkpoints` step files."""
         run = self.files.run
+        self.st.train_seconds = self._elapsed()
         save_checkpoint(run / "last.pt", _payload(self.model, self.prepared, self.cfgs, self.st, self.opt))
         if improved:
             save_checkpoint(run / "best.pt", _payload(self.model, self.prepared, self.cfgs, self.st))
@@ -345,22 +366,38 @@ def train(
     overwrite: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    started: float | None = None,
 ) -> TrainResult:
     """Train in run folder `run` (prepared from `data_dir` if needed); writes best.pt and last.pt there.
 
-    A run folder that already holds last.pt is continued with `resume`, started again (its
-    checkpoints and log deleted) with `overwrite`, and otherwise left alone with an error.
+    `max_minutes` counts wall clock from `started` (a `time.monotonic()` value; default: now, so data
+    loading counts) over all sessions of a resumed run. A run folder that already holds last.pt is
+    continued with `resume`, started again (its checkpoints and log deleted) with `overwrite`, and
+    otherwise left alone with an error.
     """
+    started = time.monotonic() if started is None else started
     cfg = cfg or TrainConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     prepared = ensure_prepared(data_dir, src, tgt, run, data_cfg or DataConfig(), cfg.seed)
-    trainer = Trainer(prepared, model_cfg or ModelConfig(), cfg, device, progress)
+    trainer = Trainer(prepared, model_cfg or ModelConfig(), cfg, device, progress, started)
     if resume:
         trainer.resume(reset_optimizer)
     else:
         trainer.files.clear(overwrite)
     return trainer.run()
+
+
+def process_start() -> float:
+    """When this process started, as a `time.monotonic()` value (Linux; elsewhere: now).
+
+    The CLI counts `--max-minutes` from here, so interpreter start-up and imports are inside the budget."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
 
 
 def resume_configs(run: str | Path) -> dict[str, dict[str, Any]]:
@@ -371,4 +408,4 @@ def resume_configs(run: str | Path) -> dict[str, dict[str, Any]]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-__all__ = ["TrainResult", "TrainState", "forward_backward", "from_dict", "resume_configs", "train"]
+__all__ = ["TrainResult", "TrainState", "forward_backward", "from_dict", "process_start", "resume_configs", "train"]

@@ -101,7 +101,7 @@ def _train_cmd(corpus: Path, run: Path, steps: int) -> list[str]:
         sys.executable, "-m", "seq2seq", "train", "--data", str(corpus), "--src", "xx", "--tgt", "yy",
         "--out", str(run), "--vocab-size", "60", "--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32",
         "--dropout", "0.3", "--max-tokens", "120", "--max-steps", str(steps), "--valid-every", "3",
-        "--valid-bleu-sentences", "5", "--threads", "1", "--patience", "0",
+        "--valid-bleu-sentences", "5", "--threads", "1", "--patience", "0", "--lr-schedule", "anneal",
     ]  # fmt: skip
 
 
@@ -149,7 +149,8 @@ def _latest_step(run: Path) -> int:
 def test_soak_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
     """SIGKILL at random moments, resume each time: the final weights equal an uninterrupted run's.
 
-    Each kill waits for a random update of the remaining run to be logged, then a random extra
+    The run anneals its learning rate toward max_steps, so a resume that lost its place in the
+    schedule would show. Each kill waits for a random update of the remaining run to be logged, then a random extra
     0-50 ms, so it lands while training, validating or saving, never after the run ended.
     """
     corpus = write_corpus(tmp_path / "corpus", n_train=150)

@@ -1,0 +1,80 @@
+"""The learning-rate schedules and the training clock (max_minutes over resumed sessions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from corpora import write_corpus
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
+from seq2seq.train import TrainState, _lr, budget_progress, train
+
+MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32)
+DATA = DataConfig(vocab_size=60)
+
+
+def test_budget_progress_is_whichever_budget_ends_first() -> None:
+    assert budget_progress(TrainConfig(max_steps=200), 50, 1e6) == 0.25
+    assert budget_progress(TrainConfig(max_minutes=2.0), 10**6, 30.0) == 0.25
+    both = TrainConfig(max_steps=100, max_minutes=1.0)
+    assert budget_progress(both, 10, 30.0) == 0.5 and budget_progress(both, 80, 30.0) == 0.8
+    assert budget_progress(both, 500, 0.0) == 1.0  # capped
+    assert budget_progress(TrainConfig(), 10**6, 1e6) == 0.0  # no budget
+
+
+def test_anneal_is_constant_then_linear_to_min_lr() -> None:
+    cfg = TrainConfig(lr=1.0, min_lr=0.0, lr_schedule="anneal", anneal_fraction=0.4, max_steps=100)
+    st = TrainState(step=10, lr_scale=0.125)  # plateau decays do not apply to "anneal"
+    assert [_lr(cfg, st, p) for p in (0.0, 0.6)] == [1.0, 1.0]
+    assert _lr(cfg, st, 0.8) == pytest.approx(0.5)
+    assert _lr(cfg, st, 0.9) == pytest.approx(0.25)
+    assert _lr(cfg, st, 1.0) == 0.0
+    floor = TrainConfig(lr=1.0, min_lr=0.1, lr_schedule="anneal", anneal_fraction=1.0, max_steps=10)
+    assert _lr(floor, st, 0.5) == pytest.approx(0.55) and _lr(floor, st, 1.0) == pytest.approx(0.1)
+    warm = TrainConfig(lr=1.0, min_lr=0.0, lr_schedule="anneal", warmup_steps=4, max_steps=100)
+    assert _lr(warm, TrainState(step=1), 0.0) == 0.5  # (step + 1) / warmup
+
+
+def test_plateau_schedule_uses_the_decays() -> None:
+    cfg = TrainConfig(lr=1.0, min_lr=0.1)
+    assert _lr(cfg, TrainState(lr_scale=0.5), 0.99) == 0.5
+    assert _lr(cfg, TrainState(lr_scale=0.01), 0.0) == 0.1
+
+
+def test_anneal_needs_a_budget() -> None:
+    with pytest.raises(ConfigError, match="max_steps and/or max_minutes"):
+        TrainConfig(lr_schedule="anneal")
+
+
+def test_annealed_run_ends_at_min_lr_and_logs_the_schedule(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=60)
+    cfg = TrainConfig(max_tokens=120, max_steps=10, valid_every=5, valid_bleu_sentences=0, log_every=1,
+                      lr=0.01, min_lr=0.001, lr_schedule="anneal", anneal_fraction=0.5)  # fmt: skip
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+           if r["type"] == "train"]  # fmt: skip
+    # update k runs at progress (k - 1) / 10: constant up to 0.5, then linear toward 0.001 at 1.0
+    assert lrs == pytest.approx([0.01] * 6 + [0.001 + 0.009 * (10 - k) / 5 for k in range(6, 10)])
+
+
+def test_max_minutes_counts_over_resumed_sessions(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=60)
+    cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0)
+    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False, started=time.monotonic() - 7.0)
+    spent = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["train_seconds"]
+    assert spent >= 7.0  # the clock started before train() was called
+    budget = TrainConfig(**{**cfg.__dict__, "max_steps": 100, "max_minutes": spent / 60})  # already spent
+    more = train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, budget, resume=True, progress=False)
+    assert more.steps == 4 and more.stop_reason.startswith("max_minutes")
+
+
+def test_cli_clock_starts_with_the_process() -> None:
+    code = "import time; time.sleep(1); from seq2seq.train import process_start as s; print(time.monotonic() - s())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert 1.0 <= float(out) < 30.0
