@@ -106,6 +106,7 @@ class TrainConfig:
     max_nan_steps: int = 10  # consecutive non-finite losses before training stops
     threads: int = 0  # torch intra-op threads (0: torch's default)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: matmuls and RNNs under bfloat16 autocast
+    malloc_mmap_kib: int = 1024  # glibc: blocks this big are mmapped, so freed activations leave RSS (0: off)
     keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
 
     def __post_init__(self) -> None:

@@ -81,12 +81,11 @@ def greedy_search(
     return out  # type: ignore[return-value]
 
 
-def _bound(best_live: float, length: int, max_len: int, length_penalty: float) -> float:
-    """The best normalised score any continuation of a live hypothesis could still reach."""
-    if best_live == -math.inf:
-        return -math.inf
-    final_len = max_len if length_penalty >= 0 else length + 1  # log-probs only fall
-    return best_live / final_len**length_penalty
+def _bound(best_live: Tensor, length: int, max_lens: Tensor, length_penalty: float) -> Tensor:
+    """The best normalised score any continuation of each sentence's live hypotheses could still reach."""
+    best_live = best_live.double()  # as exact as the Python-float scores of finished hypotheses
+    final_len = max_lens.double() if length_penalty >= 0 else torch.full_like(best_live, length + 1)
+    return best_live / final_len**length_penalty  # log-probs only fall; -inf stays -inf
 
 
 def beam_search(
@@ -109,6 +108,7 @@ def beam_search(
     tokens = torch.full((batch * k, 1), BOS_ID, dtype=torch.long, device=device)  # (b*K, t)
     attn = torch.zeros(batch * k, 0, memory.mask.size(1), device=device) if keep_attention else None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    nth_best = torch.full((batch,), -math.inf, dtype=torch.float64, device=device)  # n_best-th finished score
     for t in range(1, int(max_lens.max()) + 1):
         log_probs, state, weights = model.step(tokens[:, -1], state, memory)  # (b*K, V)
         b, vocab = scores.size(0), log_probs.size(1)
@@ -122,10 +122,14 @@ def beam_search(
         # EOS among the K best candidates ends a hypothesis.
         is_eos = top_tok == EOS_ID
         ends = is_eos[:, :k] & torch.isfinite(top_s[:, :k])
-        for bi, r in ends.nonzero().tolist():
-            row, lp = bi * k + top_beam[bi, r].item(), top_s[bi, r].item()
-            att = attn[row] if attn is not None else None
-            finished[sent[bi]].append(Hypothesis(tokens[row, 1:].tolist(), lp / t**length_penalty, lp, att))
+        if ends.any():
+            for bi, r in ends.nonzero().tolist():
+                row, lp = bi * k + top_beam[bi, r].item(), top_s[bi, r].item()
+                att = attn[row] if attn is not None else None
+                finished[sent[bi]].append(Hypothesis(tokens[row, 1:].tolist(), lp / t**length_penalty, lp, att))
+            for si in sent[ends.any(dim=1)].tolist():
+                if len(finished[si]) >= n_best:
+                    nth_best[si] = sorted(h.score for h in finished[si])[-n_best]
         # The K best candidates that do not end live on.
         live_s, live_r = top_s.masked_fill(is_eos, -math.inf).topk(k, dim=1)  # (b, K)
         src_rows = (torch.arange(b, device=device)[:, None] * k + top_beam.gather(1, live_r)).flatten()
@@ -133,20 +137,12 @@ def beam_search(
         state, scores = state.select(src_rows), live_s
         if attn is not None:
             attn = attn[src_rows]
-        done = torch.zeros(b, dtype=torch.bool)
-        for bi in range(b):
-            fin = finished[sent[bi]]
-            if (
-                forced[bi]
-                or len(fin) >= n_best
-                and sorted(h.score for h in fin)[-n_best]
-                >= _bound(scores[bi, 0].item(), t, int(max_lens[sent[bi]]), length_penalty)
-            ):
-                done[bi] = True
+        nth = nth_best[sent]
+        done = forced | ((nth > -math.inf) & (nth >= _bound(scores[:, 0], t, max_lens[sent], length_penalty)))
         if done.all():
             break
         if done.any():
-            keep = (~done).nonzero().flatten().to(device)
+            keep = (~done).nonzero().flatten()
             keep_rows = (keep[:, None] * k + torch.arange(k, device=device)).flatten()
             state, memory, tokens = state.select(keep_rows), memory.select(keep_rows), tokens[keep_rows]
             sent, scores = sent[keep], scores[keep]

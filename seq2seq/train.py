@@ -37,6 +37,7 @@ from .model import Seq2Seq, count_parameters
 from .objective import forward_backward, validation_loss
 from .preprocess import Prepared, ensure_prepared
 from .runfiles import RunFiles
+from .sysmem import pin_mmap_threshold
 from .translate import search
 
 log = logging.getLogger("seq2seq")
@@ -379,6 +380,7 @@ def train(
     cfg = cfg or TrainConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    pin_mmap_threshold(cfg.malloc_mmap_kib)
     prepared = ensure_prepared(data_dir, src, tgt, run, data_cfg or DataConfig(), cfg.seed)
     trainer = Trainer(prepared, model_cfg or ModelConfig(), cfg, device, progress, started)
     if resume:

@@ -1,0 +1,35 @@
+"""Keep the training process's memory flat: ask glibc malloc to give freed activations back.
+
+Every batch has a different shape, so its activations are freed and re-allocated in new sizes.
+glibc serves large blocks with mmap (returned to the OS on free) only up to a threshold that it
+raises on its own after the first large free (up to 32 MiB); from then on activations come from
+the heap, which fragments and keeps growing over a run. Pinning the threshold keeps large blocks
+on mmap. Measured on Multi30k in the README (peak RSS and tokens/s with and without it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger("seq2seq")
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
+
+
+def pin_mmap_threshold(kib: int) -> bool:
+    """Serve allocations of `kib` KiB or more with mmap, and trim the heap top eagerly (glibc only).
+
+    Returns whether the setting took effect (False on other C libraries, or with kib <= 0).
+    """
+    if kib <= 0:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, kib * 1024) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, kib * 1024) == 1
+    except (OSError, AttributeError):
+        ok = False
+    if not ok:
+        log.debug("mallopt not available: memory is left to the C library's defaults")
+    return ok
