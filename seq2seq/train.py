@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sentencepiece as spm
 import torch
 from tqdm.auto import tqdm
 
@@ -88,8 +87,7 @@ def _validate(model: Seq2Seq, prepared: Prepared, cfg: TrainConfig, device: torc
     loss = validation_loss(model, prepared.split(val_split), cfg.max_tokens, device)
     result = {"val_loss": round(loss, 5), "val_ppl": round(math.exp(min(loss, 50)), 3)}
     if cfg.valid_bleu_sentences:
-        src_text, ref_text = prepared.text(val_split)
-        src_text, ref_text = src_text[: cfg.valid_bleu_sentences], ref_text[: cfg.valid_bleu_sentences]
+        src_text, ref_text = prepared.text(val_split, limit=cfg.valid_bleu_sentences)
         hyps = search(model, prepared.src_tok.encode(src_text), DecodeConfig(beam_size=1, batch_size=128))
         result["val_bleu"] = round(score(prepared.tgt_tok.decode([h[0].ids for h in hyps]), ref_text).bleu, 3)
     model.train()
@@ -256,12 +254,7 @@ class Trainer:
         sampled segmentation of the text (subword regularisation), a function of (seed, epoch)."""
         if not self.cfg.subword_alpha:
             return self.train_split
-        src, tgt = self.prepared.text("train")
-        spm.set_random_generator_seed(self.cfg.seed * 100_003 + epoch)
-        alpha = self.cfg.subword_alpha
-        return EncodedSplit.from_lists(
-            self.prepared.src_tok.encode(src, alpha), self.prepared.tgt_tok.encode(tgt, alpha)
-        )
+        return EncodedSplit.load(self.prepared.write_sampled_train(epoch, self.cfg.subword_alpha, self.cfg.seed))
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self.start, 2)
