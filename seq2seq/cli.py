@@ -59,7 +59,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         from_flags(TrainConfig, args, base.get("train")), resume=args.resume,
         reset_optimizer=args.reset_optimizer, overwrite=args.overwrite, device=args.device,
     )  # fmt: skip
-    print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
+    if result.rank == 0:
+        print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
 
 
 def _read_input(path: str | None) -> list[str]:

@@ -177,7 +177,11 @@ class Batch(NamedTuple):
     n_tokens: int  # real (non-pad) target tokens
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in self[:4]), self.n_tokens)
+        """The batch on `device`; to a GPU through pinned memory, copied asynchronously."""
+        tensors = self[:4]
+        if torch.device(device).type == "cuda":
+            tensors = tuple(t.pin_memory() for t in tensors)
+        return Batch(*(t.to(device, non_blocking=True) for t in tensors), self.n_tokens)
 
 
 def pad(seqs: list[np.ndarray | list[int]], before: int | None = None, after: int | None = None) -> Tensor:

@@ -140,11 +140,11 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
     real = train_module.forward_backward
     calls = {"n": 0}
 
-    def flaky(model, batch, cfg):
+    def flaky(model, batch, cfg, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3 or calls["n"] > 6:  # one stray NaN, then NaN forever
             return math.nan
-        return real(model, batch, cfg)
+        return real(model, batch, cfg, **kwargs)
 
     monkeypatch.setattr(train_module, "forward_backward", flaky)
     cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0)
