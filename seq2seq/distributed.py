@@ -168,7 +168,7 @@ def wrap(module: nn.Module, d: Dist, device: torch.device) -> nn.Module:
     if d.world == 1:
         return module
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids)  # the model has no buffers to sync
 
 
 def reseed(seed: int, d: Dist) -> None:
