@@ -78,7 +78,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
         name: (sum(c["model"][name].double() for c in ckpts) / len(ckpts)).to(tensor.dtype)
         for name, tensor in first["model"].items()
     }
-    skip = {"format", "version", "optimizer", "train_state", "torch_rng"}
+    skip = {"format", "version", "optimizer", "train_state", "torch_rng", "rng", "grad_scaler"}
     payload = {k: v for k, v in first.items() if k not in skip} | {"model": mean, "averaged": [str(p) for p in paths]}
     save_checkpoint(out, payload)
     return Path(out)

@@ -60,7 +60,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         reset_optimizer=args.reset_optimizer, overwrite=args.overwrite, device=args.device,
         started=process_start(),
     )  # fmt: skip
-    print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
+    if result.rank == 0:
+        print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
 
 
 def _read_input(path: str | None) -> list[str]:

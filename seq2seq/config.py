@@ -105,7 +105,7 @@ class TrainConfig:
     log_every: int = 50
     max_nan_steps: int = 10  # consecutive non-finite losses before training stops
     threads: int = 0  # torch intra-op threads (0: torch's default)
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: matmuls and RNNs under bfloat16 autocast
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 autocast; fp16: autocast + loss scaling (GPU)
     malloc_mmap_kib: int = 1024  # glibc: blocks this big are mmapped, so freed activations leave RSS (0: off)
     keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
 

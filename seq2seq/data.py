@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import shutil
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -52,16 +55,42 @@ def split_paths(data_dir: str | Path, split: str, src: str, tgt: str) -> tuple[P
     return Path(data_dir) / f"{split}.{src}", Path(data_dir) / f"{split}.{tgt}"
 
 
-def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str], list[str]]:
-    """Two line-aligned files; different line counts or empty files are errors."""
-    src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
-    if len(src_lines) != len(tgt_lines):
-        raise CorpusError(
-            f"misaligned corpus: {src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}"
-        )
-    if not src_lines:
+def _decode_line(raw: bytes, name: str, number: int) -> str:
+    """One line of a file without its line ending; a NUL byte or invalid UTF-8 is an error naming `name:number`."""
+    if b"\x00" in raw:
+        raise CorpusError(f"{name}:{number}: NUL byte (is this a binary file?)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(f"{name}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x})") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def iter_lines(path: str | Path, block_bytes: int = 1 << 20) -> Iterator[str]:
+    """The lines of a UTF-8 file, read a block at a time (same rules as `read_lines`, any file size)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    number = 0
+    with open(path, "rb") as f:
+        while block := f.readlines(block_bytes):
+            for raw in block:
+                number += 1
+                yield _decode_line(raw, str(path), number)
+
+
+def iter_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[str, str]]:
+    """Line pairs of two aligned files, streamed; different line counts or empty files are errors."""
+    src_lines, tgt_lines = iter_lines(src_path), iter_lines(tgt_path)
+    n = 0
+    for n, (s, t) in enumerate(itertools.zip_longest(src_lines, tgt_lines), 1):
+        if s is None or t is None:
+            n_src = n - 1 + (s is not None) + sum(1 for _ in src_lines)
+            n_tgt = n - 1 + (t is not None) + sum(1 for _ in tgt_lines)
+            raise CorpusError(f"misaligned corpus: {src_path} has {n_src} lines but {tgt_path} has {n_tgt}")
+        yield s, t
+    if n == 0:
         raise CorpusError(f"{src_path} and {tgt_path} are empty")
-    return src_lines, tgt_lines
 
 
 @dataclass
@@ -100,8 +129,42 @@ class EncodedSplit:
 
     @classmethod
     def load(cls, prefix: Path) -> EncodedSplit:
+        """Memory-map a saved split: pages are read on demand and shared by every process that maps them."""
         names = ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets")
         return cls(*(np.load(f"{prefix}.{name}.npy", mmap_mode="r") for name in names))
+
+
+class SplitWriter:
+    """Writes an `EncodedSplit` to `{prefix}.*.npy` a chunk of pairs at a time, so a split of any size
+    never sits in memory as Python lists: ids go straight to disk, only the lengths are kept."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        self._ids = {side: open(f"{prefix}.{side}_ids.part", "wb") for side in ("src", "tgt")}
+        self._lens: dict[str, list[np.ndarray]] = {"src": [], "tgt": []}
+
+    def add(self, src: list[list[int]], tgt: list[list[int]]) -> None:
+        for side, seqs in (("src", src), ("tgt", tgt)):
+            lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+            ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int32, count=int(lens.sum()))
+            ids.tofile(self._ids[side])
+            self._lens[side].append(lens)
+
+    def close(self) -> EncodedSplit:
+        """Finish the .npy files (header, then the ids streamed from the part file) and map them."""
+        for side, f in self._ids.items():
+            f.close()
+            lens = np.concatenate(self._lens[side]) if self._lens[side] else np.zeros(0, dtype=np.int64)
+            offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+            np.cumsum(lens, out=offsets[1:])
+            np.save(f"{self.prefix}.{side}_offsets.npy", offsets)
+            part = Path(f.name)
+            header = {"descr": np.dtype(np.int32).str, "fortran_order": False, "shape": (int(offsets[-1]),)}
+            with open(f"{self.prefix}.{side}_ids.npy", "wb") as out, open(part, "rb") as ids:
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(ids, out, 1 << 20)
+            part.unlink()
+        return EncodedSplit.load(self.prefix)
 
 
 class Batch(NamedTuple):
@@ -114,7 +177,11 @@ class Batch(NamedTuple):
     n_tokens: int  # real (non-pad) target tokens
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in self[:4]), self.n_tokens)
+        """The batch on `device`; to a GPU through pinned memory, copied asynchronously."""
+        tensors = self[:4]
+        if torch.device(device).type == "cuda":
+            tensors = tuple(t.pin_memory() for t in tensors)
+        return Batch(*(t.to(device, non_blocking=True) for t in tensors), self.n_tokens)
 
 
 def pad(seqs: list[np.ndarray | list[int]], before: int | None = None, after: int | None = None) -> Tensor:

@@ -6,13 +6,18 @@ every chunk, and are back-propagated through the encoder once at the end. The de
 is carried from chunk to chunk with its gradient cut. Each chunk's loss is back-propagated as
 soon as it is computed (its activations are freed), gradients accumulate, and the optimiser
 steps once per batch, so every chunk counts and N >= target length gives full-BPTT gradients.
+
+Without truncation the loss is the forward of a module (`TrainingLoss`), so that
+DistributedDataParallel can wrap it: single-process and multi-process training run the very
+same forward. Truncated BPTT back-propagates each chunk inside the step, which DDP (one
+gradient all-reduce per forward) cannot follow; it is single-process only (see distributed.py).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .config import TrainConfig
 from .data import Batch, EncodedSplit, collate, make_batches
@@ -54,15 +59,35 @@ def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float) 
     return F.cross_entropy(logits.float(), tgt_out[mask], reduction="sum", label_smoothing=label_smoothing)
 
 
-def forward_backward(model: Seq2Seq, batch: Batch, cfg: TrainConfig) -> float:
-    """Accumulate d(loss / target tokens)/d(params) for one batch; returns the summed loss."""
-    memory, state = model.encode(batch.src_ids, batch.src_lens)
-    steps, scale = batch.tgt_in.size(1), 1.0 / batch.n_tokens
+class TrainingLoss(nn.Module):
+    """The summed training loss of a batch as a module's forward (the module DDP wraps)."""
+
+    def __init__(self, model: Seq2Seq, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.model, self.label_smoothing, self.teacher_forcing = model, cfg.label_smoothing, cfg.teacher_forcing
+
+    def forward(self, batch: Batch) -> Tensor:
+        memory, state = self.model.encode(batch.src_ids, batch.src_lens)
+        steps = batch.tgt_in.size(1)
+        att, _, _ = _decode_chunk(self.model, batch, 0, steps, state, memory, self.teacher_forcing, None)
+        return _loss(self.model, att, batch.tgt_out, self.label_smoothing)
+
+
+def forward_backward(
+    model: Seq2Seq, batch: Batch, cfg: TrainConfig, scale: float | Tensor | None = None, net: nn.Module | None = None
+) -> float:
+    """Accumulate d(scale * summed loss)/d(params) for one batch; returns the summed loss.
+
+    `scale` defaults to 1 / target tokens (the per-token mean). `net` computes the loss when there
+    is no truncation: `TrainingLoss(model, cfg)` (the default) or its DDP wrapper.
+    """
+    scale = 1.0 / batch.n_tokens if scale is None else scale
     if cfg.tbptt == 0:
-        att, _, _ = _decode_chunk(model, batch, 0, steps, state, memory, cfg.teacher_forcing, None)
-        loss = _loss(model, att, batch.tgt_out, cfg.label_smoothing)
+        loss = (net or TrainingLoss(model, cfg))(batch)
         (loss * scale).backward()
         return loss.item()
+    memory, state = model.encode(batch.src_ids, batch.src_lens)
+    steps = batch.tgt_in.size(1)
     roots = [memory.states, memory.keys, *state.rnn]
     leaves = [r.detach().requires_grad_() for r in roots]
     memory_l = Memory(leaves[0], leaves[1], memory.mask)

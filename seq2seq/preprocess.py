@@ -1,74 +1,205 @@
 """Prepare a run folder: clean and filter the corpus, train SentencePiece, cache encoded splits.
 
 A prepared run folder holds `preprocess.json` (what was done, with counts), `spm.src.model` and
-`spm.tgt.model` (the same bytes when the vocabulary is joint) and `cache/` (encoded splits and
-the validation text used for BLEU during training).
+`spm.tgt.model` (the same bytes when the vocabulary is joint) and `cache/KEY/`: every split
+encoded once into flat on-disk arrays (memory-mapped by training and shared by all its
+processes) beside its cleaned text (BLEU references; re-sampled segmentations). KEY is a hash of
+the two SentencePiece models, so a cache is never read with another tokenizer than its own.
+
+Nothing here holds a whole split in memory, so corpora of any size can be prepared: the files
+are streamed, SentencePiece trains on a sample of `spm_input_sentence_size` sentences, and the
+pairs are encoded and filtered a chunk at a time straight into the on-disk arrays.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
+import os
+import shutil
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sentencepiece as spm
+
 from .config import DataConfig, from_dict, to_dict
-from .data import CorpusError, EncodedSplit, clean, read_parallel, split_paths
+from .data import CorpusError, EncodedSplit, SplitWriter, clean, iter_parallel, split_paths
 from .tokenizer import Tokenizer, train_sentencepiece
 
 log = logging.getLogger("seq2seq")
 MANIFEST = "preprocess.json"
+CHUNK = 50_000  # pairs encoded at a time
 
 
-def _filter_train(
-    src: list[list[int]], tgt: list[list[int]], cfg: DataConfig, pairs: list[tuple[str, str]]
-) -> tuple[list[int], dict[str, int]]:
-    """Indices of training pairs kept by the length, ratio and duplicate filters, with counts."""
-    removed = {"too_short": 0, "too_long": 0, "length_ratio": 0, "duplicate": 0}
-    seen: set[tuple[str, str]] = set()
-    keep = []
-    for i, (s, t) in enumerate(zip(src, tgt)):
-        ls, lt = len(s), len(t)
-        if min(ls, lt) < cfg.min_len:
-            removed["too_short"] += 1
-        elif max(ls, lt) > cfg.max_len:
-            removed["too_long"] += 1
-        elif max(ls, lt) / max(1, min(ls, lt)) > cfg.max_len_ratio:
-            removed["length_ratio"] += 1
-        elif cfg.dedup and pairs[i] in seen:
-            removed["duplicate"] += 1
-        else:
-            seen.add(pairs[i])
-            keep.append(i)
-    return keep, removed
+def tokenizer_key(src_model: bytes, tgt_model: bytes) -> str:
+    """Names the cache folder: a hash of both SentencePiece models."""
+    return hashlib.sha256(hashlib.sha256(src_model).digest() + hashlib.sha256(tgt_model).digest()).hexdigest()[:16]
 
 
-def _read_clean(data_dir: Path, split: str, src: str, tgt: str) -> tuple[list[str], list[str], int]:
-    """Cleaned non-empty pairs of a split and how many empty pairs were dropped."""
-    src_lines, tgt_lines = read_parallel(*split_paths(data_dir, split, src, tgt))
-    pairs = [(clean(s), clean(t)) for s, t in zip(src_lines, tgt_lines)]
-    kept = [(s, t) for s, t in pairs if s and t]
-    return [s for s, _ in kept], [t for _, t in kept], len(pairs) - len(kept)
+class _TrainFilter:
+    """The length, ratio and duplicate filters of training pairs, applied a chunk at a time, with counts."""
+
+    def __init__(self, cfg: DataConfig) -> None:
+        self.cfg = cfg
+        self.removed = {"too_short": 0, "too_long": 0, "length_ratio": 0, "duplicate": 0}
+        self.seen: set[bytes] = set()  # 8-byte hashes of kept pairs (only with cfg.dedup)
+
+    def keep(self, src: list[list[int]], tgt: list[list[int]], src_text: list[str], tgt_text: list[str]) -> list[int]:
+        cfg, removed, keep = self.cfg, self.removed, []
+        for i, (s, t) in enumerate(zip(src, tgt)):
+            ls, lt = len(s), len(t)
+            if min(ls, lt) < cfg.min_len:
+                removed["too_short"] += 1
+            elif max(ls, lt) > cfg.max_len:
+                removed["too_long"] += 1
+            elif max(ls, lt) / max(1, min(ls, lt)) > cfg.max_len_ratio:
+                removed["length_ratio"] += 1
+            elif cfg.dedup and (key := _pair_hash(src_text[i], tgt_text[i])) in self.seen:
+                removed["duplicate"] += 1
+            else:
+                if cfg.dedup:
+                    self.seen.add(key)
+                keep.append(i)
+        return keep
 
 
-def _write_text(folder: Path, split: str, src: list[str], tgt: list[str]) -> None:
-    """The cleaned text of a split (BLEU references; re-sampled segmentations for training)."""
-    (folder / f"{split}.src.txt").write_text("".join(x + "\n" for x in src), encoding="utf-8")
-    (folder / f"{split}.tgt.txt").write_text("".join(x + "\n" for x in tgt), encoding="utf-8")
+def _pair_hash(src: str, tgt: str) -> bytes:
+    return hashlib.blake2b(f"{src}\n{tgt}".encode(), digest_size=8).digest()  # cleaned text has no "\n"
+
+
+def _clean_split(data_dir: Path, split: str, src: str, tgt: str, dest: Path) -> tuple[int, int]:
+    """Stream a split through `clean` into `dest.{src,tgt}.txt`; returns (pairs kept, empty pairs dropped)."""
+    kept = empty = 0
+    with (
+        open(f"{dest}.src.txt", "w", encoding="utf-8", newline="\n") as fs,
+        open(f"{dest}.tgt.txt", "w", encoding="utf-8", newline="\n") as ft,
+    ):
+        for s, t in iter_parallel(*split_paths(data_dir, split, src, tgt)):
+            s, t = clean(s), clean(t)
+            if s and t:
+                fs.write(s + "\n")
+                ft.write(t + "\n")
+                kept += 1
+            else:
+                empty += 1
+    return kept, empty
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8", newline="\n") as f:
+        for line in f:
+            yield line[:-1]
+
+
+def read_pairs(prefix: Path, chunk: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
+    """The cleaned text `prefix.{src,tgt}.txt` in chunks of `chunk` (default CHUNK) pairs."""
+    chunk = chunk or CHUNK
+    src, tgt = _text_lines(Path(f"{prefix}.src.txt")), _text_lines(Path(f"{prefix}.tgt.txt"))
+    while s := list(itertools.islice(src, chunk)):
+        yield s, list(itertools.islice(tgt, chunk))
+
+
+def _write_text(prefix: Path, src: list[str], tgt: list[str], mode: str = "a") -> None:
+    for side, lines in (("src", src), ("tgt", tgt)):
+        with open(f"{prefix}.{side}.txt", mode, encoding="utf-8", newline="\n") as f:
+            f.write("".join(x + "\n" for x in lines))
+
+
+def _encode_train(work: Path, cache: Path, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: DataConfig) -> dict:
+    """Encode and filter the cleaned training text chunk by chunk into `cache/train.*`; returns counts."""
+    writer, filt, kept, tokens = SplitWriter(cache / "train"), _TrainFilter(cfg), 0, {"src": 0, "tgt": 0}
+    _write_text(cache / "train", [], [], mode="w")
+    for src_text, tgt_text in read_pairs(work / "train"):
+        src_ids, tgt_ids = src_tok.encode(src_text), tgt_tok.encode(tgt_text)
+        keep = filt.keep(src_ids, tgt_ids, src_text, tgt_text)
+        writer.add([src_ids[i] for i in keep], [tgt_ids[i] for i in keep])
+        _write_text(cache / "train", [src_text[i] for i in keep], [tgt_text[i] for i in keep])
+        kept += len(keep)
+        tokens["src"] += sum(len(src_ids[i]) for i in keep)
+        tokens["tgt"] += sum(len(tgt_ids[i]) for i in keep)
+    writer.close()
+    return {"kept": kept, "removed": filt.removed, "tokens": tokens}
+
+
+def _encode_held_out(work: Path, cache: Path, split: str, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
+    writer = SplitWriter(cache / split)
+    for src_text, tgt_text in read_pairs(work / split):
+        writer.add(src_tok.encode(src_text), tgt_tok.encode(tgt_text))
+    writer.close()
+    for side in ("src", "tgt"):
+        os.replace(work / f"{split}.{side}.txt", cache / f"{split}.{side}.txt")
 
 
 def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: DataConfig, seed: int = 1234) -> dict:
-    """Prepare run folder `out` from `{split}.{lang}` files in `data_dir`; returns the manifest."""
+    """Prepare run folder `out` from `{split}.{lang}` files in `data_dir`; returns the manifest.
+
+    Every split is read and checked (into a work folder beside `out`) before anything in `out` is written."""
     data_dir, out = Path(data_dir), Path(out)
-    train_src, train_tgt, empty = _read_clean(data_dir, cfg.train_split, src, tgt)
-    log.info("train: %d pairs (%d empty pairs dropped)", len(train_src), empty)
-    held_out = {}  # read (and check) every split before anything is written
-    for split in dict.fromkeys([cfg.val_split, cfg.test_split]):
-        if all(p.is_file() for p in split_paths(data_dir, split, src, tgt)):
-            held_out[split] = _read_clean(data_dir, split, src, tgt)[:2]
-        else:
-            log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
+    work = out.parent / f".{out.name}.preprocess-{os.getpid()}"
+    try:
+        work.mkdir(parents=True)
+        n_train, empty = _clean_split(data_dir, cfg.train_split, src, tgt, work / "train")
+        log.info("train: %d pairs (%d empty pairs dropped)", n_train, empty)
+        held_out = {}
+        for split in dict.fromkeys([cfg.val_split, cfg.test_split]):
+            if all(p.is_file() for p in split_paths(data_dir, split, src, tgt)):
+                held_out[split] = _clean_split(data_dir, split, src, tgt, work / split)[0]
+            else:
+                log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
+        src_model, tgt_model = _train_tokenizers(work / "train", cfg, seed)
+        src_tok, tgt_tok = Tokenizer(src_model), Tokenizer(tgt_model)
+        log.info("SentencePiece %s: %d %s pieces, %d %s pieces", cfg.sp_model_type, len(src_tok), src,
+                 len(tgt_tok), tgt)  # fmt: skip
+
+        key = tokenizer_key(src_model, tgt_model)
+        cache = work / "cache" / key
+        cache.mkdir(parents=True)
+        train = _encode_train(work, cache, src_tok, tgt_tok, cfg)
+        removed = {"empty": empty, **train["removed"]}
+        for name, count in removed.items():
+            if count:
+                log.info("train filter %s: removed %d pairs", name, count)
+        splits = {"train": train["kept"]}  # stored as "train" whatever the split's file name
+        for split, n in held_out.items():
+            _encode_held_out(work, cache, split, src_tok, tgt_tok)
+            splits[split] = n
+        manifest = {
+            "data_dir": str(data_dir.resolve()),
+            "src": src,
+            "tgt": tgt,
+            "seed": seed,
+            "data": to_dict(cfg),
+            "splits": splits,
+            "removed": removed,
+            "src_vocab": len(src_tok),
+            "tgt_vocab": len(tgt_tok),
+            "tokenizer": key,
+            "train_tokens": train["tokens"],
+        }
+        _install(work, out, src_model, tgt_model, manifest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _install(work: Path, out: Path, src_model: bytes, tgt_model: bytes, manifest: dict) -> None:
+    """Move a finished preparation into `out`; the manifest, which marks a complete one, comes last."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    (out / "spm.src.model").write_bytes(src_model)
+    (out / "spm.tgt.model").write_bytes(tgt_model)
+    shutil.rmtree(out / "cache", ignore_errors=True)  # caches of earlier tokenizers
+    os.replace(work / "cache", out / "cache")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def _train_tokenizers(train: Path, cfg: DataConfig, seed: int) -> tuple[bytes, bytes]:
+    """SentencePiece model(s) trained on a sample of the cleaned training text (streamed to the trainer)."""
     spm_args = dict(
         vocab_size=cfg.vocab_size,
         model_type=cfg.sp_model_type,
@@ -76,47 +207,12 @@ def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: D
         input_sentence_size=cfg.spm_input_sentence_size,
         seed=seed,
     )
+    src_text, tgt_text = Path(f"{train}.src.txt"), Path(f"{train}.tgt.txt")
     if cfg.joint_vocab:
-        src_model = tgt_model = train_sentencepiece(train_src + train_tgt, **spm_args)
-    else:
-        src_model = train_sentencepiece(train_src, **spm_args)
-        tgt_model = train_sentencepiece(train_tgt, **spm_args)
-    src_tok, tgt_tok = Tokenizer(src_model), Tokenizer(tgt_model)
-    log.info("SentencePiece %s: %d %s pieces, %d %s pieces", cfg.sp_model_type, len(src_tok), src, len(tgt_tok), tgt)
-
-    (out / "cache").mkdir(parents=True, exist_ok=True)
-    (out / "spm.src.model").write_bytes(src_model)
-    (out / "spm.tgt.model").write_bytes(tgt_model)
-    src_ids, tgt_ids = src_tok.encode(train_src), tgt_tok.encode(train_tgt)
-    keep, removed = _filter_train(src_ids, tgt_ids, cfg, list(zip(train_src, train_tgt)))
-    removed = {"empty": empty, **removed}
-    for name, count in removed.items():
-        if count:
-            log.info("train filter %s: removed %d pairs", name, count)
-    EncodedSplit.from_lists([src_ids[i] for i in keep], [tgt_ids[i] for i in keep]).save(out / "cache" / "train")
-    splits = {"train": len(keep)}  # stored as "train" whatever the split's file name
-    _write_text(out / "cache", "train", [train_src[i] for i in keep], [train_tgt[i] for i in keep])
-    for split, (s, t) in held_out.items():
-        EncodedSplit.from_lists(src_tok.encode(s), tgt_tok.encode(t)).save(out / "cache" / split)
-        _write_text(out / "cache", split, s, t)
-        splits[split] = len(s)
-    manifest = {
-        "data_dir": str(data_dir.resolve()),
-        "src": src,
-        "tgt": tgt,
-        "seed": seed,
-        "data": to_dict(cfg),
-        "splits": splits,
-        "removed": removed,
-        "src_vocab": len(src_tok),
-        "tgt_vocab": len(tgt_tok),
-        "train_tokens": {
-            "src": int(sum(len(src_ids[i]) for i in keep)),
-            "tgt": int(sum(len(tgt_ids[i]) for i in keep)),
-        },
-    }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return manifest
+        model = train_sentencepiece(itertools.chain(_text_lines(src_text), _text_lines(tgt_text)), **spm_args)
+        return model, model
+    src_model = train_sentencepiece(_text_lines(src_text), **spm_args)
+    return src_model, train_sentencepiece(_text_lines(tgt_text), **spm_args)
 
 
 @dataclass
@@ -136,24 +232,45 @@ class Prepared:
             raise CorpusError(f"{run} is not a prepared run folder (no {MANIFEST}); run `seq2seq preprocess` first")
         manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
         cfg = from_dict(DataConfig, manifest["data"])
-        return cls(
-            run,
-            manifest,
-            cfg,
-            Tokenizer((run / "spm.src.model").read_bytes()),
-            Tokenizer((run / "spm.tgt.model").read_bytes()),
-        )
+        src_model, tgt_model = (run / "spm.src.model").read_bytes(), (run / "spm.tgt.model").read_bytes()
+        if "tokenizer" in manifest and manifest["tokenizer"] != tokenizer_key(src_model, tgt_model):
+            raise CorpusError(
+                f"{run}: spm.src.model/spm.tgt.model are not the tokenizer that encoded cache/{manifest['tokenizer']}; "
+                "run `seq2seq preprocess` again"
+            )
+        return cls(run, manifest, cfg, Tokenizer(src_model), Tokenizer(tgt_model))
+
+    @property
+    def cache(self) -> Path:
+        """Where the encoded splits live (`cache/` itself in folders prepared before caches were keyed)."""
+        key = self.manifest.get("tokenizer")
+        return self.run / "cache" / key if key else self.run / "cache"
 
     def split(self, name: str) -> EncodedSplit:
         if name not in self.manifest["splits"]:
             raise CorpusError(f"{self.run}: split {name!r} was not prepared (have {sorted(self.manifest['splits'])})")
-        return EncodedSplit.load(self.run / "cache" / name)
+        return EncodedSplit.load(self.cache / name)
 
-    def text(self, name: str) -> tuple[list[str], list[str]]:
-        """Cleaned source and reference lines of a prepared val/test split."""
+    def text(self, name: str, limit: int | None = None) -> tuple[list[str], list[str]]:
+        """Cleaned source and reference lines of a prepared split (the first `limit` of them)."""
         self.split(name)
-        src, tgt = (self.run / "cache" / f"{name}.{side}.txt" for side in ("src", "tgt"))
-        return src.read_text(encoding="utf-8").split("\n")[:-1], tgt.read_text(encoding="utf-8").split("\n")[:-1]
+        src, tgt = (_text_lines(self.cache / f"{name}.{side}.txt") for side in ("src", "tgt"))
+        return list(itertools.islice(src, limit)), list(itertools.islice(tgt, limit))
+
+    def write_sampled_train(self, epoch: int, alpha: float, seed: int) -> Path:
+        """Encode the training text with sampled segmentations (subword regularisation) into on-disk
+        arrays, a chunk at a time; a function of (seed, epoch). Returns the prefix to load."""
+        prefix = self.cache / f"train.sampled{epoch}"
+        for old in self.cache.glob("train.sampled*.npy"):  # earlier epochs' (mapped files stay readable)
+            old.unlink()
+        writer = SplitWriter(prefix)
+        for chunk, (src, tgt) in enumerate(read_pairs(self.cache / "train")):
+            spm.set_random_generator_seed(zlib.crc32(f"{seed}/{epoch}/{chunk}/src".encode()))
+            src_ids = self.src_tok.encode(src, alpha)
+            spm.set_random_generator_seed(zlib.crc32(f"{seed}/{epoch}/{chunk}/tgt".encode()))
+            writer.add(src_ids, self.tgt_tok.encode(tgt, alpha))
+        writer.close()
+        return prefix
 
 
 def ensure_prepared(data_dir: str | Path, src: str, tgt: str, run: str | Path, cfg: DataConfig, seed: int) -> Prepared:

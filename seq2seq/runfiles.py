@@ -11,13 +11,19 @@ from .config import to_dict
 
 
 class RunFiles:
-    """Files of a run folder: metrics log, resolved config, checkpoints."""
+    """Files of a run folder: metrics log, resolved config, checkpoints.
 
-    def __init__(self, run: Path) -> None:
+    With `write=False` (ranks > 0 of multi-process training) nothing is written; checks still run.
+    """
+
+    def __init__(self, run: Path, write: bool = True) -> None:
         self.run = run
         self.metrics = run / "metrics.jsonl"
+        self.write = write
 
     def log(self, record: dict[str, Any]) -> None:
+        if not self.write:
+            return
         with open(self.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -29,12 +35,14 @@ class RunFiles:
                 f"{self.run} already holds a trained model ({last}); pass --resume to continue it "
                 "or --overwrite to start again"
             )
+        if not self.write:
+            return
         for old in [last, self.run / "best.pt", self.metrics, *self.run.glob("step[0-9]*.pt")]:
             old.unlink(missing_ok=True)
 
     def truncate(self, step: int) -> None:
         """Drop records after `step` (written by a run that was killed before its next checkpoint)."""
-        if self.metrics.is_file():
+        if self.write and self.metrics.is_file():
             records = []
             for line in self.metrics.read_text(encoding="utf-8").splitlines():
                 try:
@@ -45,5 +53,7 @@ class RunFiles:
             self.metrics.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
 
     def write_config(self, cfgs: dict[str, Any]) -> None:
+        if not self.write:
+            return
         text = json.dumps({k: to_dict(v) for k, v in cfgs.items()}, indent=2)
         (self.run / "config.json").write_text(text + "\n", encoding="utf-8")

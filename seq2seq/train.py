@@ -3,6 +3,7 @@
 The objective itself (teacher forcing, truncated BPTT) lives in objective.py. A run is resumable
 from last.pt exactly: weights, optimiser, schedule and stopping counters, the position in the
 epoch's batch order (which is a function of seed and epoch) and the torch RNG state.
+Multi-process training (torchrun, DistributedDataParallel) follows the contract in distributed.py.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sentencepiece as spm
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
+    ConfigError,
     DataConfig,
     DecodeConfig,
     ModelConfig,
@@ -32,15 +34,17 @@ from .config import (
     to_dict,
 )
 from .data import Batch, EncodedSplit, collate, make_batches
+from .distributed import Dist
 from .metrics import score
 from .model import Seq2Seq, count_parameters
-from .objective import forward_backward, validation_loss
+from .objective import TrainingLoss, forward_backward, validation_loss
 from .preprocess import Prepared, ensure_prepared
 from .runfiles import RunFiles
 from .sysmem import pin_mmap_threshold
 from .translate import search
 
 log = logging.getLogger("seq2seq")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -49,7 +53,7 @@ class TrainState:
 
     step: int = 0
     epoch: int = 0
-    batch_in_epoch: int = 0  # batches of `epoch` already consumed
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed (by all ranks together)
     lr_scale: float = 1.0  # product of plateau decays so far
     best: float | None = None  # best validation metric (BLEU: higher, loss: lower)
     bad_validations: int = 0  # since the best one (early stopping)
@@ -101,8 +105,7 @@ def _validate(model: Seq2Seq, prepared: Prepared, cfg: TrainConfig, device: torc
     loss = validation_loss(model, prepared.split(val_split), cfg.max_tokens, device)
     result = {"val_loss": round(loss, 5), "val_ppl": round(math.exp(min(loss, 50)), 3)}
     if cfg.valid_bleu_sentences:
-        src_text, ref_text = prepared.text(val_split)
-        src_text, ref_text = src_text[: cfg.valid_bleu_sentences], ref_text[: cfg.valid_bleu_sentences]
+        src_text, ref_text = prepared.text(val_split, limit=cfg.valid_bleu_sentences)
         hyps = search(model, prepared.src_tok.encode(src_text), DecodeConfig(beam_size=1, batch_size=128))
         result["val_bleu"] = round(score(prepared.tgt_tok.decode([h[0].ids for h in hyps]), ref_text).bleu, 3)
     model.train()
@@ -133,6 +136,7 @@ class TrainResult:
     best: float | None
     stop_reason: str
     history: list[dict[str, Any]]
+    rank: int = 0  # of the process returning it (multi-process training: all return, rank 0 reports)
 
 
 class _StopSignal:
@@ -169,15 +173,24 @@ class Trainer:
         device: str = "cpu",
         progress: bool = True,
         started: float | None = None,
+        dist: Dist | None = None,
     ) -> None:
         self.start = time.monotonic() if started is None else started  # the max_minutes clock
         self.seconds_before = 0.0  # wall clock of earlier sessions of a resumed run
-        self.prepared, self.cfg, self.dev, self.progress = prepared, cfg, torch.device(device), progress
+        self.dist = dist or Dist()
+        distributed.check(cfg, self.dist)
+        self.prepared, self.cfg, self.dev = prepared, cfg, torch.device(device)
+        self.progress = progress and self.dist.main
+        if cfg.precision == "fp16" and self.dev.type != "cuda":
+            raise ConfigError("precision fp16 (with loss scaling) needs a GPU (--device cuda); on CPU use bf16")
         torch.manual_seed(cfg.seed)
         self.model = Seq2Seq(model_cfg, len(prepared.src_tok), len(prepared.tgt_tok)).to(self.dev)
+        self.net = distributed.wrap(TrainingLoss(self.model, cfg), self.dist, self.dev)  # DDP with > 1 process
+        distributed.reseed(cfg.seed, self.dist)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)  # one kernel for all params
+        self.scaler = torch.amp.GradScaler(self.dev.type, enabled=cfg.precision == "fp16")
         self.cfgs = {"data": prepared.cfg, "model": model_cfg, "train": cfg}
-        self.files = RunFiles(prepared.run)
+        self.files = RunFiles(prepared.run, write=self.dist.main)
         self.st = TrainState()
         self.train_split = prepared.split("train")
         self.val_seconds = 0.0
@@ -195,30 +208,49 @@ class Trainer:
             self.st.lr_scale, self.st.plateau = 1.0, 0
         else:
             self.opt.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        if self.scaler.is_enabled() and "grad_scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["grad_scaler"])
+        self._restore_rng(ckpt)
         self.files.truncate(self.st.step)  # records of the lost steps are written again
         log.info(
             "resuming %s at update %d (epoch %d, batch %d)", path, self.st.step, self.st.epoch, self.st.batch_in_epoch
         )
 
-    def update(self, batch: Batch) -> tuple[float, float] | None:
-        """One optimiser step on a batch; (loss per token, pre-clip grad norm), or None if skipped."""
+    def update(self, batch: Batch, tokens: int | None = None) -> tuple[float, float] | None:
+        """One optimiser step on this process's batch; (loss per token, pre-clip grad norm), or None if skipped.
+
+        `tokens`: target tokens of the whole update, all ranks' batches (default: this batch's).
+        """
+        tokens = tokens or batch.n_tokens
+        seconds = self._elapsed()
+        if self.cfg.lr_schedule == "anneal" and self.cfg.max_minutes:
+            seconds = self.dist.max(seconds)  # a time-based lr must be the same on every rank
+        lr = _lr(self.cfg, self.st, budget_progress(self.cfg, self.st.step, seconds))
         for group in self.opt.param_groups:
-            group["lr"] = self.lr()
+            group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
-        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
-            loss = forward_backward(self.model, batch, self.cfg)
+        # W / tokens: DDP's average over the W ranks is then the mean per target token of the whole update.
+        scale: float | torch.Tensor = self.dist.world / tokens
+        if self.scaler.is_enabled():
+            scale = self.scaler.scale(torch.tensor(scale, device=self.dev))  # times the fp16 loss scale
+        precision = self.cfg.precision
+        with torch.autocast(self.dev.type, dtype=_AUTOCAST.get(precision), enabled=precision != "fp32"):
+            loss = forward_backward(self.model, batch, self.cfg, scale=scale, net=self.net)
+        loss = self.dist.sum(loss)
+        self.scaler.unscale_(self.opt)  # a no-op unless fp16
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf).item()
         if not (math.isfinite(loss) and math.isfinite(norm)):
+            self.scaler.update()  # fp16: a smaller loss scale next time
             self.st.nan_streak += 1
             self.st.skipped_steps += 1
             log.warning("update %d: non-finite loss or gradient (%s, %s): skipped", self.st.step + 1, loss, norm)
             return None
-        self.opt.step()
+        self.scaler.step(self.opt)  # opt.step() (fp16: on the unscaled gradients)
+        self.scaler.update()
         self.st.nan_streak = 0
         self.st.step += 1
-        self.st.tokens += batch.n_tokens
-        return loss / batch.n_tokens, norm
+        self.st.tokens += tokens
+        return loss / tokens, norm
 
     def run(self) -> TrainResult:
         """Train until a stop condition; checkpoints at every validation and at the end."""
@@ -227,64 +259,76 @@ class Trainer:
                  f"{count_parameters(self.model):,}", len(self.train_split), self.files.run)  # fmt: skip
         self.files.write_config(self.cfgs)
         bar = tqdm(total=cfg.max_steps or None, initial=st.step, desc="train", unit="step", disable=not self.progress)
-        meter, saved_at = _Meter(), st.step
+        meter, saved_at, world, interrupted = _Meter(), st.step, self.dist.world, None
         stop = self._stop_reason(None) or self._early_stop()  # a resumed run may be finished already
+        (stop,) = self.dist.agree(stop)
         self.model.train()
         with _StopSignal() as signals:
             while stop is None and st.epoch < cfg.max_epochs:
                 self.train_split = self._epoch_split(st.epoch)
                 rng = np.random.default_rng([cfg.seed, st.epoch])
                 batches = make_batches(self.train_split.src_lens, self.train_split.tgt_lens, cfg.max_tokens, rng)
-                while stop is None and st.batch_in_epoch < len(batches):
-                    batch = collate(self.train_split, batches[st.batch_in_epoch]).to(self.dev)
-                    st.batch_in_epoch += 1
-                    result = self.update(batch)
+                tgt_lens = self.train_split.tgt_lens
+                while stop is None and st.batch_in_epoch + world <= len(batches):
+                    shard = batches[st.batch_in_epoch : st.batch_in_epoch + world]  # one batch per rank
+                    batch = collate(self.train_split, shard[self.dist.rank]).to(self.dev)
+                    st.batch_in_epoch += world
+                    tokens = distributed.update_tokens(tgt_lens, shard)
+                    result = self.update(batch, tokens)
                     if result is None:
                         if st.nan_streak >= cfg.max_nan_steps:
                             stop = f"{st.nan_streak} non-finite losses in a row (last good checkpoint kept)"
                         continue
-                    meter.add(batch.n_tokens, result[0])
+                    meter.add(tokens, result[0])
                     bar.update(1)
                     if st.step % cfg.log_every == 0:
                         self._log_train(meter, bar, result[1])
-                    stop = self._stop_reason(signals.caught)
-                    if signals.caught:
+                    stop, interrupted = self.dist.agree(self._stop_reason(signals.caught), signals.caught)
+                    if interrupted:
                         self.save(validated=False)
                     elif st.step % cfg.valid_every == 0 or stop:
-                        stop = self.validate_and_save() or stop or self._stop_reason(signals.caught)
+                        early, caught = self.validate_and_save(), signals.caught  # a signal during validation
+                        later, interrupted = self.dist.agree(self._stop_reason(caught), caught)
+                        stop = early or stop or later
                     saved_at = st.step if stop or st.step % cfg.valid_every == 0 else saved_at
-                if st.batch_in_epoch >= len(batches):
+                if st.batch_in_epoch + world > len(batches):
                     st.epoch, st.batch_in_epoch = st.epoch + 1, 0
         bar.close()
         stop = stop or f"max_epochs={cfg.max_epochs}"
         if st.step > saved_at and st.nan_streak == 0:  # ended between validations: keep what was learned
             self.validate_and_save()
         self.files.log({"type": "stop", "step": st.step, "reason": stop, "elapsed_s": self._elapsed()})
-        if signals.caught:
+        if interrupted or signals.caught:
             log.warning("%s: saved %s; continue with the same command plus --resume (RESUME=1 for scripts/train.sh)",
-                        signals.caught, self.files.run / "last.pt")  # fmt: skip
+                        interrupted or signals.caught, self.files.run / "last.pt")  # fmt: skip
         log.info("stopped after %d updates: %s", st.step, stop)
-        return TrainResult(self.files.run, st.step, st.best, stop, st.history)
+        return TrainResult(self.files.run, st.step, st.best, stop, st.history, self.dist.rank)
 
     def _epoch_split(self, epoch: int) -> EncodedSplit:
         """The training pairs of an epoch: the cached encoding, or with `subword_alpha` > 0 a fresh
         sampled segmentation of the text (subword regularisation), a function of (seed, epoch)."""
         if not self.cfg.subword_alpha:
             return self.train_split
-        src, tgt = self.prepared.text("train")
-        spm.set_random_generator_seed(self.cfg.seed * 100_003 + epoch)
-        alpha = self.cfg.subword_alpha
-        return EncodedSplit.from_lists(
-            self.prepared.src_tok.encode(src, alpha), self.prepared.tgt_tok.encode(tgt, alpha)
-        )
+        write = lambda: self.prepared.write_sampled_train(epoch, self.cfg.subword_alpha, self.cfg.seed)  # noqa: E731
+        return EncodedSplit.load(self.dist.on_main(write))  # rank 0 encodes to disk, every rank maps it
+
+    def _restore_rng(self, ckpt: dict[str, Any]) -> None:
+        """This rank's random state from last.pt (saved per rank; with another process count, fresh for ranks > 0)."""
+        states = ckpt.get("rng")
+        if states and len(states) == self.dist.world:
+            distributed.set_rng_state(states[self.dist.rank], self.dev)
+            return
+        if states and self.dist.main:
+            log.warning("resuming %d-process training with %d processes: not bitwise the same run", len(states),
+                        self.dist.world)  # fmt: skip
+        if self.dist.main:
+            distributed.set_rng_state(states[0] if states else {"cpu": ckpt["torch_rng"]}, self.dev)
+        else:
+            torch.manual_seed(self.cfg.seed + 1_000_003 * self.dist.rank + self.st.step)
 
     def _elapsed(self) -> float:
         """Wall-clock seconds of the run: earlier sessions plus this process since it started."""
         return round(self.seconds_before + time.monotonic() - self.start, 2)
-
-    def lr(self) -> float:
-        """The learning rate for the next update."""
-        return _lr(self.cfg, self.st, budget_progress(self.cfg, self.st.step, self._elapsed()))
 
     def _log_train(self, meter: _Meter, bar: tqdm, norm: float) -> None:
         loss, tok_s = meter.read()
@@ -307,7 +351,7 @@ class Trainer:
     def validate_and_save(self) -> str | None:
         """Validate, update counters, log, write checkpoints; returns an early-stopping reason or None."""
         t0, cfg, st = time.monotonic(), self.cfg, self.st
-        result = _validate(self.model, self.prepared, cfg, self.dev)
+        result = self.dist.on_main(lambda: _validate(self.model, self.prepared, cfg, self.dev))  # others wait
         improved = _after_validation(cfg, st, result)
         record = {"type": "valid", "step": st.step, "epoch": st.epoch, **result, "lr": self.opt.param_groups[0]["lr"],
                   "best": improved, "elapsed_s": self._elapsed()}  # fmt: skip
@@ -324,10 +368,16 @@ class Trainer:
         return None
 
     def save(self, validated: bool, improved: bool = False) -> None:
-        """last.pt (resumable), best.pt when improved, and the last `keep_checkpoints` step files."""
+        """last.pt (resumable), best.pt when improved, and the last `keep_checkpoints` step files (rank 0)."""
+        rng = self.dist.gather(distributed.rng_state(self.dev))  # every rank's, for an exact resume
+        if not self.dist.main:
+            return
         run = self.files.run
         self.st.train_seconds = self._elapsed()
-        save_checkpoint(run / "last.pt", _payload(self.model, self.prepared, self.cfgs, self.st, self.opt))
+        last = _payload(self.model, self.prepared, self.cfgs, self.st, self.opt) | {"rng": rng}
+        if self.scaler.is_enabled():
+            last["grad_scaler"] = self.scaler.state_dict()
+        save_checkpoint(run / "last.pt", last)
         if improved:
             save_checkpoint(run / "best.pt", _payload(self.model, self.prepared, self.cfgs, self.st))
         if validated and self.cfg.keep_checkpoints:
@@ -381,13 +431,18 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pin_mmap_threshold(cfg.malloc_mmap_kib)
-    prepared = ensure_prepared(data_dir, src, tgt, run, data_cfg or DataConfig(), cfg.seed)
-    trainer = Trainer(prepared, model_cfg or ModelConfig(), cfg, device, progress, started)
-    if resume:
-        trainer.resume(reset_optimizer)
-    else:
-        trainer.files.clear(overwrite)
-    return trainer.run()
+    dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
+    try:
+        prepare = lambda: ensure_prepared(data_dir, src, tgt, run, data_cfg or DataConfig(), cfg.seed)  # noqa: E731
+        prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load
+        trainer = Trainer(prepared, model_cfg or ModelConfig(), cfg, str(dev), progress, started, dist)
+        if resume:
+            trainer.resume(reset_optimizer)
+        else:
+            trainer.files.clear(overwrite)
+        return trainer.run()
+    finally:
+        distributed.teardown(dist)
 
 
 def process_start() -> float:

@@ -16,6 +16,7 @@ import seq2seq.train as train_module
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import DecodeConfig, TrainConfig
+from seq2seq.preprocess import Prepared
 from seq2seq.train import train
 from seq2seq.translate import Translator
 
@@ -75,7 +76,7 @@ def test_crlf_empty_pairs_and_huge_lines_are_cleaned_and_counted(tmp_path, capsy
     assert manifest["removed"]["empty"] == 2 and manifest["removed"]["too_long"] == 1
     assert manifest["splits"]["train"] == 117
     assert "too_long: removed 1 pairs" in caplog.text and "2 empty pairs dropped" in caplog.text
-    assert "\r" not in (tmp_path / "run" / "cache" / "val.src.txt").read_text()
+    assert "\r" not in (Prepared.load(tmp_path / "run").cache / "val.src.txt").read_text()
 
 
 def test_config_errors_name_the_closest_field(tmp_path, capsys) -> None:
@@ -139,11 +140,11 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
     real = train_module.forward_backward
     calls = {"n": 0}
 
-    def flaky(model, batch, cfg):
+    def flaky(model, batch, cfg, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3 or calls["n"] > 6:  # one stray NaN, then NaN forever
             return math.nan
-        return real(model, batch, cfg)
+        return real(model, batch, cfg, **kwargs)
 
     monkeypatch.setattr(train_module, "forward_backward", flaky)
     cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0)
