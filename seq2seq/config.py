@@ -106,7 +106,7 @@ class TrainConfig:
     max_nan_steps: int = 10  # consecutive non-finite losses before training stops
     threads: int = 0  # torch intra-op threads (0: torch's default)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 autocast; fp16: autocast + loss scaling (GPU)
-    malloc_mmap_kib: int = 1024  # glibc: blocks this big are mmapped, so freed activations leave RSS (0: off)
+    malloc_mmap_kib: int = 0  # > 0 (glibc): mmap blocks this big, so freed ones leave RSS (slower; README)
     keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
 
     def __post_init__(self) -> None:
@@ -138,6 +138,8 @@ class DecodeConfig:
     max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
     n_best: int = 1
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: matmuls under bfloat16 autocast (faster on CPU)
+    shortlist: int = 0  # > 0: score only the k pieces most associated with each source piece (+ frequent)
+    shortlist_frequent: int = 500  # with shortlist: the most frequent target pieces are always candidates
 
     def __post_init__(self) -> None:
         _check(self.beam_size >= 1, f"beam_size must be >= 1, got {self.beam_size}")
@@ -145,6 +147,7 @@ class DecodeConfig:
         _check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
         _check(self.max_len_a >= 0 and self.max_len_b >= 1, "need max_len_a >= 0, max_len_b >= 1")
         _check(self.max_src_len >= 1, "max_src_len must be >= 1")
+        _check(self.shortlist >= 0 and self.shortlist_frequent >= 0, "shortlist sizes must be >= 0")
 
 
 SECTIONS: dict[str, type] = {

@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .shortlist import Shortlist
 from .tokenizer import PAD_ID
 
 RNNS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -28,9 +30,10 @@ class Memory(NamedTuple):
     states: Tensor  # (B, S, 2He) encoder outputs
     keys: Tensor  # (B, S, K) attention keys, projected once
     mask: Tensor  # (B, S) True at real source tokens
+    allowed: Tensor | None = None  # (B, V') search with a shortlist: the pieces each sentence may use
 
     def select(self, idx: Tensor) -> Memory:
-        return Memory(*(t.index_select(0, idx) for t in self))
+        return Memory(*(None if t is None else t.index_select(0, idx) for t in self))
 
 
 class DecoderState(NamedTuple):
@@ -207,10 +210,23 @@ class Seq2Seq(nn.Module):
         """Output scores (..., V) from attentional vectors (..., E)."""
         return self.out(self.dropout(att))
 
-    def step(self, prev_ids: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
-        """One search step: log-probs (N, V), new state, attention (N, S) given ids (N,)."""
+    def step(
+        self, prev_ids: Tensor, state: DecoderState, memory: Memory, shortlist: Shortlist | None = None
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """One search step: log-probs (N, V), new state, attention (N, S) given ids (N,).
+
+        With a `shortlist`, ids and log-probs index `shortlist.ids` (V' pieces), and each row's
+        softmax runs over the pieces `memory.allowed` gives its sentence.
+        """
+        if shortlist is not None:
+            prev_ids = shortlist.ids[prev_ids]
         att, state, weights = self.decoder(prev_ids[:, None], state, memory)
-        return torch.log_softmax(self.logits(att[:, 0]).float(), dim=-1), state, weights[:, 0]
+        if shortlist is None:
+            logits = self.logits(att[:, 0])
+        else:
+            logits = F.linear(self.dropout(att[:, 0]), shortlist.weight, shortlist.bias)
+            logits = logits.masked_fill(~memory.allowed, float("-inf"))
+        return torch.log_softmax(logits.float(), dim=-1), state, weights[:, 0]
 
 
 def count_parameters(model: nn.Module) -> int:

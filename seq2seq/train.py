@@ -40,6 +40,7 @@ from .model import Seq2Seq, count_parameters
 from .objective import TrainingLoss, forward_backward, validation_loss
 from .preprocess import Prepared, ensure_prepared
 from .runfiles import RunFiles
+from .shortlist import Lexicon, build_lexicon
 from .sysmem import pin_mmap_threshold
 from .translate import search
 
@@ -81,9 +82,12 @@ def _lr(cfg: TrainConfig, st: TrainState, progress: float) -> float:
     return max(cfg.lr * st.lr_scale, cfg.min_lr) * warm
 
 
-def _payload(model: Seq2Seq, prepared: Prepared, cfgs: dict[str, Any], st: TrainState, opt=None) -> dict[str, Any]:
+def _payload(
+    model: Seq2Seq, prepared: Prepared, cfgs: dict[str, Any], st: TrainState, lexicon: Lexicon, opt=None
+) -> dict[str, Any]:
     """A self-contained checkpoint; with `opt`, also everything needed to resume exactly."""
     payload = {
+        "lexicon": lexicon.to_payload(),
         "model_config": to_dict(cfgs["model"]),
         "model": model.state_dict(),
         "src_spm": prepared.src_tok.model_proto,
@@ -193,6 +197,7 @@ class Trainer:
         self.files = RunFiles(prepared.run, write=self.dist.main)
         self.st = TrainState()
         self.train_split = prepared.split("train")
+        self.lexicon = build_lexicon(self.train_split, len(prepared.src_tok), len(prepared.tgt_tok), seed=cfg.seed)
         self.val_seconds = 0.0
 
     def resume(self, reset_optimizer: bool = False) -> None:
@@ -374,14 +379,15 @@ class Trainer:
             return
         run = self.files.run
         self.st.train_seconds = self._elapsed()
-        last = _payload(self.model, self.prepared, self.cfgs, self.st, self.opt) | {"rng": rng}
+        last = _payload(self.model, self.prepared, self.cfgs, self.st, self.lexicon, self.opt) | {"rng": rng}
         if self.scaler.is_enabled():
             last["grad_scaler"] = self.scaler.state_dict()
         save_checkpoint(run / "last.pt", last)
+        weights = _payload(self.model, self.prepared, self.cfgs, self.st, self.lexicon)  # no resume state
         if improved:
-            save_checkpoint(run / "best.pt", _payload(self.model, self.prepared, self.cfgs, self.st))
+            save_checkpoint(run / "best.pt", weights)
         if validated and self.cfg.keep_checkpoints:
-            save_checkpoint(run / f"step{self.st.step:07d}.pt", _payload(self.model, self.prepared, self.cfgs, self.st))
+            save_checkpoint(run / f"step{self.st.step:07d}.pt", weights)
             for old in sorted(run.glob("step[0-9]*.pt"))[: -self.cfg.keep_checkpoints]:
                 old.unlink()
 
