@@ -121,7 +121,7 @@ def test_gradient_flow_is_the_total_derivative_through_time(cell: str) -> None:
     steps = batch.tgt_in.size(1)
     for t in range(steps - 1):
         memory, state = model.encode(batch.src_ids, batch.src_lens)
-        memory = Memory(*(m.detach() for m in memory))
+        memory = Memory(*(None if m is None else m.detach() for m in memory))
         _, state1, _ = model.decoder(batch.tgt_in[:, : t + 1], state, memory)
         h_t = state1.rnn[0]  # (1, 1, Hd): the state at step t, as a node
         att2, _, _ = model.decoder(batch.tgt_in[:, t + 1 :], DecoderState((h_t, *state1.rnn[1:]), None), memory)
