@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Multi30k de->en recipe: SentencePiece 4k per language, the default model (emb 256, bi-LSTM
 # 2x128, LSTM decoder 256, general attention, tied embeddings) trained for $MINUTES of wall clock
-# with bf16 autocast, then beam-5 translation of the test split scored with sacreBLEU.
+# with bf16 autocast (lr constant, then annealed over the last half of the budget), then beam-5 translation of the test split scored with sacreBLEU.
 # Knobs: DATA (default ../shared/data/multi30k), RUN, MINUTES (default 15), TEST_SPLIT; extra flags go to train.
 set -euo pipefail
 export DATA=${DATA:-../shared/data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
