@@ -40,6 +40,7 @@ from .model import Seq2Seq, count_parameters
 from .objective import TrainingLoss, forward_backward, validation_loss
 from .preprocess import Prepared, ensure_prepared
 from .runfiles import RunFiles
+from .schedule import budget_progress, learning_rate
 from .shortlist import Lexicon, build_lexicon
 from .sysmem import pin_mmap_threshold
 from .translate import search
@@ -64,22 +65,6 @@ class TrainState:
     tokens: int = 0
     train_seconds: float = 0.0  # wall clock of the run so far, over all resumed sessions (max_minutes)
     history: list[dict[str, Any]] = field(default_factory=list)  # validation results
-
-
-def budget_progress(cfg: TrainConfig, step: int, seconds: float) -> float:
-    """How much of the training budget (max_steps and/or max_minutes, whichever ends first) is used, in [0, 1]."""
-    used = [step / cfg.max_steps] if cfg.max_steps else []
-    used += [seconds / (60 * cfg.max_minutes)] if cfg.max_minutes else []
-    return min(1.0, max(used, default=0.0))
-
-
-def _lr(cfg: TrainConfig, st: TrainState, progress: float) -> float:
-    """The learning rate of the next update: warm-up, then plateau decays or the end-of-budget anneal."""
-    warm = min(1.0, (st.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-    if cfg.lr_schedule == "anneal":  # constant, then linear to min_lr over the last anneal_fraction
-        left = min(1.0, (1.0 - progress) / cfg.anneal_fraction)
-        return (cfg.min_lr + (cfg.lr - cfg.min_lr) * left) * warm
-    return max(cfg.lr * st.lr_scale, cfg.min_lr) * warm
 
 
 def _payload(
@@ -230,7 +215,7 @@ class Trainer:
         seconds = self._elapsed()
         if self.cfg.lr_schedule == "anneal" and self.cfg.max_minutes:
             seconds = self.dist.max(seconds)  # a time-based lr must be the same on every rank
-        lr = _lr(self.cfg, self.st, budget_progress(self.cfg, self.st.step, seconds))
+        lr = learning_rate(self.cfg, self.st.step, self.st.lr_scale, budget_progress(self.cfg, self.st.step, seconds))
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)

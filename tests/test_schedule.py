@@ -13,7 +13,8 @@ from corpora import write_corpus
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
-from seq2seq.train import TrainState, _lr, budget_progress, train
+from seq2seq.schedule import budget_progress, learning_rate
+from seq2seq.train import train
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32)
 DATA = DataConfig(vocab_size=60)
@@ -30,21 +31,22 @@ def test_budget_progress_is_whichever_budget_ends_first() -> None:
 
 def test_anneal_is_constant_then_linear_to_min_lr() -> None:
     cfg = TrainConfig(lr=1.0, min_lr=0.0, lr_schedule="anneal", anneal_fraction=0.4, max_steps=100)
-    st = TrainState(step=10, lr_scale=0.125)  # plateau decays do not apply to "anneal"
-    assert [_lr(cfg, st, p) for p in (0.0, 0.6)] == [1.0, 1.0]
-    assert _lr(cfg, st, 0.8) == pytest.approx(0.5)
-    assert _lr(cfg, st, 0.9) == pytest.approx(0.25)
-    assert _lr(cfg, st, 1.0) == 0.0
+    step, scale = 10, 0.125  # plateau decays do not apply to "anneal"
+    assert [learning_rate(cfg, step, scale, p) for p in (0.0, 0.6)] == [1.0, 1.0]
+    assert learning_rate(cfg, step, scale, 0.8) == pytest.approx(0.5)
+    assert learning_rate(cfg, step, scale, 0.9) == pytest.approx(0.25)
+    assert learning_rate(cfg, step, scale, 1.0) == 0.0
     floor = TrainConfig(lr=1.0, min_lr=0.1, lr_schedule="anneal", anneal_fraction=1.0, max_steps=10)
-    assert _lr(floor, st, 0.5) == pytest.approx(0.55) and _lr(floor, st, 1.0) == pytest.approx(0.1)
+    assert learning_rate(floor, step, scale, 0.5) == pytest.approx(0.55)
+    assert learning_rate(floor, step, scale, 1.0) == pytest.approx(0.1)
     warm = TrainConfig(lr=1.0, min_lr=0.0, lr_schedule="anneal", warmup_steps=4, max_steps=100)
-    assert _lr(warm, TrainState(step=1), 0.0) == 0.5  # (step + 1) / warmup
+    assert learning_rate(warm, 1, 1.0, 0.0) == 0.5  # (step + 1) / warmup
 
 
 def test_plateau_schedule_uses_the_decays() -> None:
     cfg = TrainConfig(lr=1.0, min_lr=0.1)
-    assert _lr(cfg, TrainState(lr_scale=0.5), 0.99) == 0.5
-    assert _lr(cfg, TrainState(lr_scale=0.01), 0.0) == 0.1
+    assert learning_rate(cfg, 0, 0.5, 0.99) == 0.5
+    assert learning_rate(cfg, 0, 0.01, 0.0) == 0.1
 
 
 def test_anneal_needs_a_budget() -> None:
