@@ -158,6 +158,7 @@ def setup(device: str | torch.device) -> tuple[Dist, torch.device]:
 
 def teardown(d: Dist) -> None:
     if d.owns_group and dist.is_initialized():
+        dist.barrier()  # no rank tears gloo down while another still talks to it (seen: abort at exit)
         dist.destroy_process_group()
 
 

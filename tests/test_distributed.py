@@ -51,6 +51,7 @@ def _worker(rank: int, world: int, root: Path) -> None:
         train(corpus, "xx", "yy", root / "part", DATA, MODEL, resume_cfg(3), progress=False)
         train(corpus, "xx", "yy", root / "part", DATA, MODEL, resume_cfg(STEPS), resume=True, progress=False)
     finally:
+        dist.barrier()
         dist.destroy_process_group()
 
 
