@@ -137,6 +137,7 @@ class DecodeConfig:
     max_len_b: int = 10
     max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
     n_best: int = 1
+    stopping: Literal["bound", "beam"] = "bound"  # beam search: see search.py (beam: stop at beam_size finished)
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: matmuls under bfloat16 autocast (faster on CPU)
     shortlist: int = 0  # > 0: score only the k pieces most associated with each source piece (+ frequent)
     shortlist_frequent: int = 500  # with shortlist: the most frequent target pieces are always candidates

@@ -6,9 +6,11 @@ tests script another. All sentences of a batch and all their beams live in one t
 sentence leaves the batch as soon as its search is over.
 
 Scores: a finished hypothesis of `n` tokens (EOS included) with log-probability `lp` scores
-`lp / n ** length_penalty`. Beam search stops a sentence only when no live hypothesis can beat
-its n-best finished ones under that penalty (not when the first hypothesis ends), or at the
-length limit, where EOS is forced.
+`lp / n ** length_penalty`. With `stopping="bound"` beam search stops a sentence only when no
+live hypothesis can beat its n-best finished ones under that penalty (the beam's exact result;
+with a length penalty > 0 the bound is loose, so most sentences run to the length limit);
+with `stopping="beam"` also as soon as `beam_size` hypotheses have finished (fairseq's rule).
+Either way the length limit ends a sentence, with EOS forced.
 """
 
 from __future__ import annotations
@@ -97,8 +99,11 @@ def beam_search(
     length_penalty: float = 1.0,
     n_best: int = 1,
     keep_attention: bool = False,
+    stopping: str = "bound",
 ) -> list[list[Hypothesis]]:
     """Beam search for a batch; returns the `n_best` hypotheses of each sentence, best first."""
+    if stopping not in ("bound", "beam"):
+        raise ValueError(f"stopping must be 'bound' or 'beam', got {stopping!r}")
     batch, k, device = max_lens.size(0), beam_size, max_lens.device
     rows = torch.arange(batch, device=device).repeat_interleave(k)
     memory, state = memory.select(rows), state.select(rows)
@@ -109,6 +114,7 @@ def beam_search(
     attn = torch.zeros(batch * k, 0, memory.mask.size(1), device=device) if keep_attention else None
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     nth_best = torch.full((batch,), -math.inf, dtype=torch.float64, device=device)  # n_best-th finished score
+    n_finished = torch.zeros(batch, dtype=torch.long, device=device)
     for t in range(1, int(max_lens.max()) + 1):
         log_probs, state, weights = model.step(tokens[:, -1], state, memory)  # (b*K, V)
         b, vocab = scores.size(0), log_probs.size(1)
@@ -127,6 +133,7 @@ def beam_search(
                 row, lp = bi * k + top_beam[bi, r].item(), top_s[bi, r].item()
                 att = attn[row] if attn is not None else None
                 finished[sent[bi]].append(Hypothesis(tokens[row, 1:].tolist(), lp / t**length_penalty, lp, att))
+            n_finished.index_add_(0, sent, ends.sum(dim=1))
             for si in sent[ends.any(dim=1)].tolist():
                 if len(finished[si]) >= n_best:
                     nth_best[si] = sorted(h.score for h in finished[si])[-n_best]
@@ -139,6 +146,8 @@ def beam_search(
             attn = attn[src_rows]
         nth = nth_best[sent]
         done = forced | ((nth > -math.inf) & (nth >= _bound(scores[:, 0], t, max_lens[sent], length_penalty)))
+        if stopping == "beam":
+            done |= n_finished[sent] >= k
         if done.all():
             break
         if done.any():

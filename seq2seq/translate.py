@@ -67,7 +67,15 @@ def search(
                 hyps = [[h] for h in best]
             else:
                 hyps = beam_search(
-                    stepper, memory, state, max_lens, cfg.beam_size, cfg.length_penalty, cfg.n_best, keep_attention
+                    stepper,
+                    memory,
+                    state,
+                    max_lens,
+                    cfg.beam_size,
+                    cfg.length_penalty,
+                    cfg.n_best,
+                    keep_attention,
+                    cfg.stopping,
                 )
             if stepper is not model:  # shortlist positions back to vocabulary ids
                 to_vocab = stepper.shortlist.ids.tolist()

@@ -186,6 +186,20 @@ def test_length_penalty_prefers_a_longer_hypothesis_that_ends_later(beam: int) -
     assert long.score == pytest.approx(long.log_prob / 4)
 
 
+def test_beam_stopping_ends_a_sentence_once_beam_size_hypotheses_have_finished() -> None:
+    # LONG_WINS, beam 2, length penalty 1. Step 1 finishes the empty output (-0.799 / 1) and keeps A;
+    # step 2 finishes "A" (p .55 * .1 = .055: -2.90 / 2 = -1.45) next to the live "A A": two finished.
+    # "beam" stops there and returns the empty output; "bound" goes on and finds "A A A" (-0.229).
+    fast, exact = ScriptedModel(LONG_WINS), ScriptedModel(LONG_WINS)
+    [[early]] = run_beam(fast, 2, length_penalty=1.0, stopping="beam")
+    [[best]] = run_beam(exact, 2, length_penalty=1.0, stopping="bound")
+    assert (early.ids, fast.calls) == ([], 2)
+    assert early.score == pytest.approx(math.log(0.45))
+    assert best.ids == [A, A, A] and exact.calls > 2
+    with pytest.raises(ValueError, match="stopping"):
+        run_beam(ScriptedModel(LONG_WINS), 2, length_penalty=1.0, stopping="first")
+
+
 def test_search_stops_early_when_no_live_hypothesis_can_win() -> None:
     # GREEDY_TRAP is decided after 2 steps (see above); the limit of 50 is never approached.
     model = ScriptedModel(GREEDY_TRAP)
@@ -282,20 +296,24 @@ def test_beam_one_equals_greedy_on_random_seq2seq(kw) -> None:
     sources = random_sources(6)
     memory, state, max_lens = encode(model, sources)
     greedy = greedy_search(model, memory, state, max_lens)
-    beam = beam_search(model, memory, state, max_lens, 1, 0.0)
-    for g, [b] in zip(greedy, beam):
-        assert b.ids == g.ids
-        assert b.log_prob == pytest.approx(g.log_prob, abs=1e-5)
+    for stopping in ("bound", "beam"):
+        beam = beam_search(model, memory, state, max_lens, 1, 0.0, stopping=stopping)
+        for g, [b] in zip(greedy, beam):
+            assert b.ids == g.ids
+            assert b.log_prob == pytest.approx(g.log_prob, abs=1e-5)
 
 
-@pytest.mark.parametrize(("beam", "n_best", "length_penalty"), [(1, 1, 0.0), (3, 2, 1.0), (5, 1, 0.6)])
+@pytest.mark.parametrize(
+    ("beam", "n_best", "length_penalty", "stopping"),
+    [(1, 1, 0.0, "bound"), (3, 2, 1.0, "bound"), (5, 1, 0.6, "bound"), (3, 2, 1.0, "beam")],
+)
 @torch.no_grad()
-def test_beam_search_is_batch_invariant(beam: int, n_best: int, length_penalty: float) -> None:
+def test_beam_search_is_batch_invariant(beam: int, n_best: int, length_penalty: float, stopping: str) -> None:
     model = random_model(seed=3)
     sources = random_sources(5, seed=4)
     memory, state, max_lens = encode(model, sources)
-    together = beam_search(model, memory, state, max_lens, beam, length_penalty, n_best)
+    together = beam_search(model, memory, state, max_lens, beam, length_penalty, n_best, stopping=stopping)
     for src, hyps in zip(sources, together):
-        alone = beam_search(model, *encode(model, [src]), beam, length_penalty, n_best)[0]
+        alone = beam_search(model, *encode(model, [src]), beam, length_penalty, n_best, stopping=stopping)[0]
         assert [h.ids for h in hyps] == [h.ids for h in alone]
         assert [h.score for h in hyps] == pytest.approx([h.score for h in alone], abs=1e-5)
