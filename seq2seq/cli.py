@@ -119,29 +119,13 @@ def cmd_attention(args: argparse.Namespace) -> None:
 
 
 def cmd_gradflow(args: argparse.Namespace) -> None:
-    from .data import read_lines
-    from .diagnostics import CELLS, checkpoint_gradient_flow, fresh_gradient_flow, plot_gradient_flow
+    from .diagnostics import run_gradient_flow
 
-    what = "loss of each sentence's final output" if args.loss == "last" else "summed loss of all outputs"
-    if args.checkpoint:
-        if not args.input:
-            raise ConfigError("gradflow --checkpoint needs --input FILE (source sentences, one per line)")
-        sources = read_lines(args.input)
-        refs = read_lines(args.references) if args.references else None
-        results = {
-            f"{Path(c).parent.name}/{Path(c).name}": checkpoint_gradient_flow(c, sources, refs, args.loss, args.device)
-            for c in args.checkpoint
-        }
-        title = f"Gradient flow through time: {len(sources)} sentences from {args.input}; L = {what}"
-    else:
-        cells = CELLS if args.cell == "all" else (args.cell,)
-        results = fresh_gradient_flow(cells, args.length, args.batch_size, loss=args.loss, seed=args.seed)
-        title = f"Gradient flow through time: freshly initialised models, {args.length} random tokens; L = {what}"
-    path = plot_gradient_flow(results, args.out, title)
-    for name, result in results.items():
-        for part, values in result.items():
-            at = sorted({0, len(values) // 4, len(values) // 2, 3 * len(values) // 4, len(values) - 1})
-            print(f"{name} {part}: " + "  ".join(f"t={t}: {values[t]:.3g}" for t in at))
+    path, lines = run_gradient_flow(
+        args.out, args.checkpoint, args.input, args.references, args.cell or "all",
+        args.length, args.batch_size, args.loss, args.seed, args.device,
+    )  # fmt: skip
+    print("\n".join(lines))
     print(f"gradient flow plot: {path}")
 
 

@@ -203,3 +203,45 @@ def plot_gradient_flow(
     axes[0].set_ylabel("mean ||∂L/∂x_t||, ||∂L/∂h_t||  (log scale)")
     fig.suptitle(title or "Gradient flow through time")
     return save_figure(fig, out_png)
+
+
+def run_gradient_flow(
+    out_png: str | Path,
+    checkpoints: Sequence[str] | None = None,
+    input_path: str | None = None,
+    references_path: str | None = None,
+    cell: str = "all",
+    length: int = 100,
+    batch_size: int = 16,
+    loss: Loss = "last",
+    seed: int = 1234,
+    device: str = "cpu",
+) -> tuple[Path, list[str]]:
+    """`seq2seq gradflow`: trained checkpoints on `input_path`'s sentences, or fresh models of `cell`.
+
+    Returns the PNG written and one summary line per model and part (values at five time steps).
+    """
+    from .data import read_lines
+
+    what = "loss of each sentence's final output" if loss == "last" else "summed loss of all outputs"
+    if checkpoints:
+        if not input_path:
+            raise ConfigError("gradflow --checkpoint needs --input FILE (source sentences, one per line)")
+        sources = read_lines(input_path)
+        refs = read_lines(references_path) if references_path else None
+        results = {
+            f"{Path(c).parent.name}/{Path(c).name}": checkpoint_gradient_flow(c, sources, refs, loss, device)
+            for c in checkpoints
+        }
+        title = f"Gradient flow through time: {len(sources)} sentences from {input_path}; L = {what}"
+    else:
+        cells = CELLS if cell == "all" else (cell,)
+        results = fresh_gradient_flow(cells, length, batch_size, loss=loss, seed=seed)
+        title = f"Gradient flow through time: freshly initialised models, {length} random tokens; L = {what}"
+    path = plot_gradient_flow(results, out_png, title)
+    lines = []
+    for name, result in results.items():
+        for part, values in result.items():
+            at = sorted({0, len(values) // 4, len(values) // 2, 3 * len(values) // 4, len(values) - 1})
+            lines.append(f"{name} {part}: " + "  ".join(f"t={t}: {values[t]:.3g}" for t in at))
+    return path, lines

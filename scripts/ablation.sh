@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Ablation study of the Multi30k recipe (scripts/multi30k.sh) at a fixed number of updates:
+# every variant trains from the same prepared data and seed for $STEPS updates (the anneal
+# schedule runs over the steps), $JOBS at a time with one thread each, and is scored on the
+# validation split with beam 5 (tuning never looks at the test split).
+# Knobs: DATA (default ../shared/data/multi30k), OUT (default checkpoints/ablation), STEPS
+# (default 1000), JOBS (default 2), BASE (a run folder prepared by preprocess.sh to copy the
+# tokenizers and encoded data from; default: prepare once into $OUT/prepared),
+# VARIANTS (names to run, default all). Prints one line per variant and writes $OUT/ablation.tsv.
+set -euo pipefail
+here="$(dirname "$0")"
+export DATA=${DATA:-../shared/data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
+OUT=${OUT:-checkpoints/ablation} STEPS=${STEPS:-1000} JOBS=${JOBS:-2}
+declare -A FLAGS=(
+  [baseline]=""
+  [no-label-smoothing]="--label-smoothing 0"
+  [untied-embeddings]="--no-tie-embeddings"
+  [dropout-0.1]="--dropout 0.1"
+  [subword-alpha-0.1]="--subword-alpha 0.1"
+  [input-feeding]="--input-feeding"
+)
+read -r -a names <<< "${VARIANTS:-baseline no-label-smoothing untied-embeddings dropout-0.1 subword-alpha-0.1 input-feeding}"
+for name in "${names[@]}"; do
+  [ -n "${FLAGS[$name]+set}" ] || { echo "unknown variant '$name' (known: ${!FLAGS[*]})" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+if [ -z "${BASE:-}" ]; then
+  BASE=$OUT/prepared
+  [ -f "$BASE/preprocess.json" ] || RUN=$BASE TEST_SPLIT=val "$here/preprocess.sh" --vocab-size 4000
+fi
+
+one() {  # train and score one variant; its log goes to $OUT/NAME.log
+  local name=$1 run=$OUT/$1
+  mkdir -p "$run"
+  cp -r "$BASE/preprocess.json" "$BASE"/spm.*.model "$BASE/cache" "$run/"
+  # shellcheck disable=SC2086  # FLAGS values are flag lists
+  RUN=$run TEST_SPLIT=val MINUTES=0 /usr/bin/time -f "%e s wall, %M KB peak RSS" \
+    "$here/multi30k.sh" --max-steps "$STEPS" --threads 1 ${FLAGS[$name]} > "$OUT/$name.log" 2>&1
+}
+running=0
+for name in "${names[@]}"; do
+  one "$name" &
+  running=$((running + 1))
+  if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+done
+wait
+
+printf 'variant\tflags\tval_bleu_beam5\tval_chrf\tupdates\ttrain_s\n' > "$OUT/ablation.tsv"
+for name in "${names[@]}"; do
+  log=$OUT/$name.log
+  bleu=$(grep -o 'BLEU = [0-9.]*' "$log" | tail -1 | cut -d' ' -f3)
+  chrf=$(grep -o 'chrF = [0-9.]*' "$log" | tail -1 | cut -d' ' -f3)
+  last=$(tail -1 "$OUT/$name/metrics.jsonl")
+  updates=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("step", ""))' "$last")
+  secs=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1]).get("elapsed_s", 0)))' "$last")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${FLAGS[$name]:-(recipe)}" "${bleu:-?}" "${chrf:-?}" "$updates" "$secs" \
+    >> "$OUT/ablation.tsv"
+done
+column -t -s $'\t' "$OUT/ablation.tsv"
