@@ -38,6 +38,8 @@ def test_ablation_script_trains_each_variant_and_tabulates_val_scores(tmp_path: 
 
 def test_ablation_script_rejects_an_unknown_variant(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path), VARIANTS="baseline no-such-thing")
-    proc = subprocess.run(["bash", str(ROOT / "scripts/ablation.sh")], env=env, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts/ablation.sh")], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert "unknown variant 'no-such-thing'" in proc.stderr
