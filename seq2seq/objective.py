@@ -15,8 +15,9 @@ gradient all-reduce per forward) cannot follow; it is single-process only (see d
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TrainConfig
@@ -52,11 +53,57 @@ def _decode_chunk(
     return torch.cat(atts, dim=1), state, prev_pred
 
 
+CE_ROWS = 64  # rows of scores per chunk: 64 x 4k vocabulary in float32 is 1 MiB, cache-sized
+
+
+class SmoothedCrossEntropy(torch.autograd.Function):
+    """Summed label-smoothed cross-entropy of logits (N, V) in float32, `CE_ROWS` rows at a time.
+
+    The value and gradient of `F.cross_entropy(logits.float(), target, reduction="sum",
+    label_smoothing=eps)` (pinned by a test), with one read of the scores in the forward (only
+    the log-normalisers are kept) and one read plus one write, in the logits' own dtype, in the
+    backward: each chunk's float32 copy, softmax and gradient stay in cache instead of making
+    several passes over (N, V) float32 tensors in memory.
+    loss_i = lse_i - (1 - eps) z_i[t_i] - eps / V sum_v z_iv;  dloss_i/dz_iv = p_iv - (1 - eps) [v = t_i] - eps / V.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, target: Tensor, eps: float) -> Tensor:  # type: ignore[override]
+        n, vocab = logits.shape
+        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+        total = torch.zeros((), dtype=torch.float32, device=logits.device)
+        with torch.autocast(logits.device.type, enabled=False):
+            for i in range(0, n, CE_ROWS):
+                z = logits[i : i + CE_ROWS].float()
+                lse[i : i + CE_ROWS] = part = torch.logsumexp(z, dim=1)
+                total += part.sum() - (1 - eps) * z.gather(1, target[i : i + CE_ROWS, None]).sum()
+                if eps:
+                    total -= eps / vocab * z.sum()
+        ctx.save_for_backward(logits, target, lse)
+        ctx.eps = eps
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        logits, target, lse = ctx.saved_tensors
+        eps, vocab = ctx.eps, logits.size(1)
+        out = torch.empty_like(logits)
+        with torch.autocast(logits.device.type, enabled=False):
+            for i in range(0, logits.size(0), CE_ROWS):
+                g = (logits[i : i + CE_ROWS].float() - lse[i : i + CE_ROWS, None]).exp_()  # softmax
+                if eps:
+                    g.sub_(eps / vocab)
+                rows = torch.arange(g.size(0), device=g.device)
+                g[rows, target[i : i + CE_ROWS]] -= 1 - eps
+                out[i : i + CE_ROWS] = g.mul_(grad)
+        return out, None, None
+
+
 def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float) -> Tensor:
     """Summed cross-entropy over the non-padding positions only (the output layer skips padding)."""
     mask = tgt_out != PAD_ID  # (B, T)
     logits = model.logits(att[mask])  # (tokens, V)
-    return F.cross_entropy(logits.float(), tgt_out[mask], reduction="sum", label_smoothing=label_smoothing)
+    return SmoothedCrossEntropy.apply(logits, tgt_out[mask], label_smoothing)
 
 
 class TrainingLoss(nn.Module):

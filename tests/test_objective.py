@@ -1,0 +1,42 @@
+"""The chunked label-smoothed cross-entropy is pinned to torch's `F.cross_entropy`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import seq2seq.objective as objective
+from seq2seq.objective import SmoothedCrossEntropy
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [1, 7, 64, 150])  # fewer than, exactly, and more than one chunk
+def test_chunked_cross_entropy_matches_torch(eps: float, dtype: torch.dtype, rows: int, monkeypatch) -> None:
+    monkeypatch.setattr(objective, "CE_ROWS", 64)
+    g = torch.Generator().manual_seed(rows)
+    logits = (3 * torch.randn(rows, 37, generator=g)).to(dtype).requires_grad_()
+    target = torch.randint(0, 37, (rows,), generator=g)
+    upstream = torch.tensor(0.37)  # d(final)/d(loss): the gradient must be scaled by it
+
+    ours = SmoothedCrossEntropy.apply(logits, target, eps)
+    (grad_ours,) = torch.autograd.grad(ours * upstream, logits)
+    ref = F.cross_entropy(logits.float(), target, reduction="sum", label_smoothing=eps)
+    (grad_ref,) = torch.autograd.grad(ref * upstream, logits)
+
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-4)
+    assert grad_ours.dtype == dtype
+    tol = 1e-6 if dtype == torch.float32 else 4e-3  # bf16: both round the float32 gradient once
+    torch.testing.assert_close(grad_ours.float(), grad_ref.float(), rtol=0, atol=tol)
+
+
+def test_hand_computed_value_and_gradient() -> None:
+    # two classes with equal scores: p = (1/2, 1/2), lse = log 2; eps = 0.2 puts 0.1 on each class
+    logits = torch.zeros(1, 2, requires_grad=True)
+    loss = SmoothedCrossEntropy.apply(logits, torch.tensor([0]), 0.2)
+    assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    loss.backward()
+    # dloss/dz = p - (1 - eps) [v = t] - eps / V = (0.5 - 0.8 - 0.1, 0.5 - 0.1)
+    torch.testing.assert_close(logits.grad, torch.tensor([[-0.4, 0.4]]))
