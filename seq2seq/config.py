@@ -106,6 +106,7 @@ class TrainConfig:
     max_nan_steps: int = 10  # consecutive non-finite losses before training stops
     threads: int = 0  # torch intra-op threads (0: torch's default)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 autocast; fp16: autocast + loss scaling (GPU)
+    onednn_cache: int = 16  # oneDNN primitive-cache entries (< 0: oneDNN's 1,024); bounds RSS (README)
     malloc_mmap_kib: int = 0  # > 0 (glibc): mmap blocks this big, so freed ones leave RSS (slower; README)
     keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
 

@@ -1,4 +1,9 @@
-"""Keep the training process's memory flat: ask glibc malloc to give freed activations back.
+"""Keep the training process's memory flat: bound oneDNN's primitive cache; optionally ask glibc
+malloc to give freed activations back.
+
+oneDNN (torch's CPU kernels for RNNs and bf16 matmuls) caches a primitive, with its buffers, per
+distinct shape, up to 1,024 of them; every batch shape is new, so the cache grows for thousands
+of updates. A small cache keeps the last few shapes (measured in the README: peak RSS and speed).
 
 Every batch has a different shape, so its activations are freed and re-allocated in new sizes.
 glibc serves large blocks with mmap (returned to the OS on free) only up to a threshold that it
@@ -12,10 +17,21 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 
 log = logging.getLogger("seq2seq")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
+
+
+def limit_onednn_cache(entries: int) -> None:
+    """Cap oneDNN's primitive cache at `entries` (< 0: leave oneDNN's default).
+
+    oneDNN reads the capacity once, when the process creates its first primitive, so this must
+    run before the first RNN or bf16 op of the process (train() calls it first thing).
+    """
+    if entries >= 0:
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(entries)
 
 
 def pin_mmap_threshold(kib: int) -> bool:

@@ -42,7 +42,7 @@ from .preprocess import Prepared, ensure_prepared
 from .runfiles import RunFiles
 from .schedule import budget_progress, learning_rate
 from .shortlist import Lexicon, build_lexicon
-from .sysmem import pin_mmap_threshold
+from .sysmem import limit_onednn_cache, pin_mmap_threshold
 from .translate import search
 
 log = logging.getLogger("seq2seq")
@@ -421,6 +421,7 @@ def train(
     cfg = cfg or TrainConfig()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    limit_onednn_cache(cfg.onednn_cache)
     pin_mmap_threshold(cfg.malloc_mmap_kib)
     dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
     try:
