@@ -43,3 +43,24 @@ def test_ablation_script_rejects_an_unknown_variant(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "unknown variant 'no-such-thing'" in proc.stderr
+
+
+def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None:
+    data = write_corpus(tmp_path / "data", n_test=6)
+    for lang, other in (("xx", "de"), ("yy", "en")):  # the recipe's language pair, on the tiny corpus
+        for split in ("train", "val", "test"):
+            (data / f"{split}.{other}").write_text((data / f"{split}.{lang}").read_text())
+    prefix = tmp_path / "runs/long"
+    env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), PREFIX=str(prefix), TEST_SPLIT="test",
+               MINUTES="5", OMP_NUM_THREADS="1")  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts/multi30k_long.sh"), "--max-steps", "2"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    for pair, tgt in (("de-en", "en"), ("en-de", "de")):
+        assert (prefix.parent / f"long.{pair}/test.hyp.{tgt}").read_text().count("\n") == 6
+        assert "== " + pair in proc.stdout
+    assert proc.stdout.count("BLEU = ") == 2
+    config = (prefix.parent / "long.en-de/config.json").read_text()
+    assert '"threads": 1' in config and '"max_steps": 2' in config
