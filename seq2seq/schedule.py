@@ -1,4 +1,6 @@
-"""The learning-rate schedule: linear warm-up, then plateau decays or an anneal toward the end of the budget.
+"""A run's progress: the state it carries (`TrainState`), what a validation changes in it, and
+the learning-rate schedule (linear warm-up, then plateau decays or an anneal toward the end of
+the budget).
 
 `lr_scale` is the product of the plateau decays so far (kept in the training state); `progress`
 is the used fraction of the step/time budget (`budget_progress`).
@@ -6,7 +8,43 @@ is the used fraction of the step/time budget (`budget_progress`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from .config import TrainConfig
+
+
+@dataclass
+class TrainState:
+    """Everything about a run that changes as it trains (saved in last.pt for resuming)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed (by all ranks together)
+    lr_scale: float = 1.0  # product of plateau decays so far
+    best: float | None = None  # best validation metric (BLEU: higher, loss: lower)
+    bad_validations: int = 0  # since the best one (early stopping)
+    plateau: int = 0  # since the last improvement or decay (learning-rate decay)
+    nan_streak: int = 0
+    skipped_steps: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0  # wall clock of the run so far, over all resumed sessions (max_minutes)
+    history: list[dict[str, Any]] = field(default_factory=list)  # validation results
+
+
+def after_validation(cfg: TrainConfig, st: TrainState, result: dict[str, float]) -> bool:
+    """Update best/patience/plateau counters; returns whether this validation is the best so far."""
+    value = result["val_bleu"] if cfg.best_metric == "bleu" and "val_bleu" in result else -result["val_loss"]
+    improved = st.best is None or value > st.best
+    if improved:
+        st.best, st.bad_validations, st.plateau = value, 0, 0
+    else:
+        st.bad_validations += 1
+        st.plateau += 1
+        if st.plateau >= cfg.lr_patience and cfg.lr_schedule == "plateau":
+            st.lr_scale *= cfg.lr_decay
+            st.plateau = 0
+    return improved
 
 
 def budget_progress(cfg: TrainConfig, step: int, seconds: float) -> float:

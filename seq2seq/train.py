@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,32 +37,14 @@ from .metrics import score
 from .model import Seq2Seq, count_parameters
 from .objective import TrainingLoss, forward_backward, validation_loss
 from .preprocess import Prepared, ensure_prepared
+from .process import StopSignal, limit_onednn_cache, pin_mmap_threshold, process_start
 from .runfiles import RunFiles
-from .schedule import budget_progress, learning_rate
+from .schedule import TrainState, after_validation, budget_progress, learning_rate
 from .shortlist import Lexicon, build_lexicon
-from .sysmem import limit_onednn_cache, pin_mmap_threshold
 from .translate import search
 
 log = logging.getLogger("seq2seq")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class TrainState:
-    """Everything about a run that changes as it trains (saved in last.pt for resuming)."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0  # batches of `epoch` already consumed (by all ranks together)
-    lr_scale: float = 1.0  # product of plateau decays so far
-    best: float | None = None  # best validation metric (BLEU: higher, loss: lower)
-    bad_validations: int = 0  # since the best one (early stopping)
-    plateau: int = 0  # since the last improvement or decay (learning-rate decay)
-    nan_streak: int = 0
-    skipped_steps: int = 0
-    tokens: int = 0
-    train_seconds: float = 0.0  # wall clock of the run so far, over all resumed sessions (max_minutes)
-    history: list[dict[str, Any]] = field(default_factory=list)  # validation results
 
 
 def _payload(
@@ -101,21 +81,6 @@ def _validate(model: Seq2Seq, prepared: Prepared, cfg: TrainConfig, device: torc
     return result
 
 
-def _after_validation(cfg: TrainConfig, st: TrainState, result: dict[str, float]) -> bool:
-    """Update best/patience/plateau counters; returns whether this validation is the best so far."""
-    value = result["val_bleu"] if cfg.best_metric == "bleu" and "val_bleu" in result else -result["val_loss"]
-    improved = st.best is None or value > st.best
-    if improved:
-        st.best, st.bad_validations, st.plateau = value, 0, 0
-    else:
-        st.bad_validations += 1
-        st.plateau += 1
-        if st.plateau >= cfg.lr_patience and cfg.lr_schedule == "plateau":
-            st.lr_scale *= cfg.lr_decay
-            st.plateau = 0
-    return improved
-
-
 @dataclass
 class TrainResult:
     """Where a training run ended."""
@@ -126,29 +91,6 @@ class TrainResult:
     stop_reason: str
     history: list[dict[str, Any]]
     rank: int = 0  # of the process returning it (multi-process training: all return, rank 0 reports)
-
-
-class _StopSignal:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between updates (then saves and exits)."""
-
-    def __init__(self) -> None:
-        self.caught: str | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignal:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.caught = signal.Signals(signum).name
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -253,7 +195,7 @@ class Trainer:
         stop = self._stop_reason(None) or self._early_stop()  # a resumed run may be finished already
         (stop,) = self.dist.agree(stop)
         self.model.train()
-        with _StopSignal() as signals:
+        with StopSignal() as signals:
             while stop is None and st.epoch < cfg.max_epochs:
                 self.train_split = self._epoch_split(st.epoch)
                 rng = np.random.default_rng([cfg.seed, st.epoch])
@@ -342,7 +284,7 @@ class Trainer:
         """Validate, update counters, log, write checkpoints; returns an early-stopping reason or None."""
         t0, cfg, st = time.monotonic(), self.cfg, self.st
         result = self.dist.on_main(lambda: _validate(self.model, self.prepared, cfg, self.dev))  # others wait
-        improved = _after_validation(cfg, st, result)
+        improved = after_validation(cfg, st, result)
         record = {"type": "valid", "step": st.step, "epoch": st.epoch, **result, "lr": self.opt.param_groups[0]["lr"],
                   "best": improved, "elapsed_s": self._elapsed()}  # fmt: skip
         st.history.append(record)
@@ -435,18 +377,6 @@ def train(
         return trainer.run()
     finally:
         distributed.teardown(dist)
-
-
-def process_start() -> float:
-    """When this process started, as a `time.monotonic()` value (Linux; elsewhere: now).
-
-    The CLI counts `--max-minutes` from here, so interpreter start-up and imports are inside the budget."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return time.monotonic()
 
 
 def resume_configs(run: str | Path) -> dict[str, dict[str, Any]]:

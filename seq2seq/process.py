@@ -1,5 +1,5 @@
-"""Keep the training process's memory flat: bound oneDNN's primitive cache; optionally ask glibc
-malloc to give freed activations back.
+"""Process-level plumbing for training: when the process started, stop signals, and memory
+settings (bound oneDNN's primitive cache; optionally ask glibc malloc to give freed activations back).
 
 oneDNN (torch's CPU kernels for RNNs and bf16 matmuls) caches a primitive, with its buffers, per
 distinct shape, up to 1,024 of them; every batch shape is new, so the cache grows for thousands
@@ -18,6 +18,10 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("seq2seq")
 
@@ -49,3 +53,38 @@ def pin_mmap_threshold(kib: int) -> bool:
     if not ok:
         log.debug("mallopt not available: memory is left to the C library's defaults")
     return ok
+
+
+def process_start() -> float:
+    """When this process started, as a `time.monotonic()` value (Linux; elsewhere: now).
+
+    The CLI counts `--max-minutes` from here, so interpreter start-up and imports are inside the budget."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+
+
+class StopSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between updates (then saves and exits)."""
+
+    def __init__(self) -> None:
+        self.caught: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.caught = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
