@@ -6,7 +6,8 @@
 # Knobs: DATA (default ../shared/data/multi30k), OUT (default checkpoints/ablation), STEPS
 # (default 1000), JOBS (default 2), BASE (a run folder prepared by preprocess.sh to copy the
 # tokenizers and encoded data from; default: prepare once into $OUT/prepared),
-# VARIANTS (names to run, default all). Prints one line per variant and writes $OUT/ablation.tsv.
+# VARIANTS (names to run, default all). Tokenizer variants prepare their own data (PREP flags);
+# the others reuse BASE. Prints one line per variant and writes $OUT/ablation.tsv.
 set -euo pipefail
 here="$(dirname "$0")"
 export DATA=${DATA:-../shared/data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
@@ -18,8 +19,16 @@ declare -A FLAGS=(
   [dropout-0.1]="--dropout 0.1"
   [subword-alpha-0.1]="--subword-alpha 0.1"
   [input-feeding]="--input-feeding"
+  [vocab-8000]="" [joint-vocab-8000]="" [bpe]=""
 )
-read -r -a names <<< "${VARIANTS:-baseline no-label-smoothing untied-embeddings dropout-0.1 subword-alpha-0.1 input-feeding}"
+declare -A PREP=(  # preprocessing flags after the recipe's --vocab-size 4000
+  [vocab-8000]="--vocab-size 8000"
+  [joint-vocab-8000]="--joint-vocab --vocab-size 8000"
+  [bpe]="--sp-model-type bpe"
+)
+all="input-feeding baseline no-label-smoothing untied-embeddings dropout-0.1 subword-alpha-0.1 vocab-8000"
+all+=" joint-vocab-8000 bpe"
+read -r -a names <<< "${VARIANTS:-$all}"
 for name in "${names[@]}"; do
   [ -n "${FLAGS[$name]+set}" ] || { echo "unknown variant '$name' (known: ${!FLAGS[*]})" >&2; exit 2; }
 done
@@ -30,12 +39,18 @@ if [ -z "${BASE:-}" ]; then
 fi
 
 one() {  # train and score one variant; its log goes to $OUT/NAME.log
-  local name=$1 run=$OUT/$1
+  local name=$1 run=$OUT/$1 log=$OUT/$1.log
   mkdir -p "$run"
-  cp -r "$BASE/preprocess.json" "$BASE"/spm.*.model "$BASE/cache" "$run/"
+  : > "$log"
+  if [ -n "${PREP[$name]:-}" ]; then
+    # shellcheck disable=SC2086  # PREP values are flag lists
+    RUN=$run TEST_SPLIT=val "$here/preprocess.sh" --vocab-size 4000 ${PREP[$name]} >> "$log" 2>&1
+  else
+    cp -r "$BASE/preprocess.json" "$BASE"/spm.*.model "$BASE/cache" "$run/"
+  fi
   # shellcheck disable=SC2086  # FLAGS values are flag lists
   RUN=$run TEST_SPLIT=val MINUTES=0 /usr/bin/time -f "%e s wall, %M KB peak RSS" \
-    "$here/multi30k.sh" --max-steps "$STEPS" --threads 1 ${FLAGS[$name]} > "$OUT/$name.log" 2>&1
+    "$here/multi30k.sh" --max-steps "$STEPS" --threads 1 ${FLAGS[$name]} >> "$log" 2>&1
 }
 running=0
 for name in "${names[@]}"; do
@@ -53,7 +68,8 @@ for name in "${names[@]}"; do
   last=$(tail -1 "$OUT/$name/metrics.jsonl")
   updates=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("step", ""))' "$last")
   secs=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1]).get("elapsed_s", 0)))' "$last")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${FLAGS[$name]:-(recipe)}" "${bleu:-?}" "${chrf:-?}" "$updates" "$secs" \
+  flags="${PREP[$name]:+preprocess ${PREP[$name]}}${FLAGS[$name]}"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "${flags:-(recipe)}" "${bleu:-?}" "${chrf:-?}" "$updates" "$secs" \
     >> "$OUT/ablation.tsv"
 done
 column -t -s $'\t' "$OUT/ablation.tsv"

@@ -17,15 +17,17 @@ def test_ablation_script_trains_each_variant_and_tabulates_val_scores(tmp_path: 
     data, out = write_corpus(tmp_path / "data", n_val=8), tmp_path / "ablation"
     env = dict(
         os.environ, PYTHON=sys.executable, DATA=str(data), SRC="xx", TGT="yy", OUT=str(out), STEPS="2",
-        VARIANTS="baseline untied-embeddings", JOBS="2", OMP_NUM_THREADS="1",
+        VARIANTS="baseline untied-embeddings joint-vocab-8000", JOBS="2", OMP_NUM_THREADS="1",
     )  # fmt: skip
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts/ablation.sh")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = list(csv.DictReader((out / "ablation.tsv").open(), delimiter="\t"))
-    assert [r["variant"] for r in rows] == ["baseline", "untied-embeddings"]
+    assert [r["variant"] for r in rows] == ["baseline", "untied-embeddings", "joint-vocab-8000"]
     assert rows[1]["flags"] == "--no-tie-embeddings"
+    assert rows[2]["flags"] == "preprocess --joint-vocab --vocab-size 8000"
+    assert '"joint_vocab": true' in (out / "joint-vocab-8000/preprocess.json").read_text()
     for row in rows:
         assert row["updates"] == "2"
         assert 0 <= float(row["val_bleu_beam5"]) <= 100 and 0 <= float(row["val_chrf"]) <= 100
