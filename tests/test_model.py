@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.model import DecoderState, Seq2Seq, count_parameters, rnn_step
+from seq2seq.model import DecoderState, Seq2Seq, count_parameters
 from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 SRC_VOCAB, TGT_VOCAB = 17, 13
@@ -76,38 +76,6 @@ def test_decoding_all_steps_at_once_equals_one_step_at_a_time(cell, input_feedin
     att_b, end, _ = model.decoder(tgt_in[:, 4:], mid, memory)
     torch.testing.assert_close(torch.cat([att_a, att_b], 1), att_all, rtol=1e-5, atol=1e-6)
     assert_states_close(end, state_all)
-
-
-@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn", "rnn_relu"])
-@pytest.mark.parametrize("layers", [1, 3])
-@pytest.mark.parametrize("bias", [True, False])
-def test_rnn_step_equals_the_torch_module_on_one_step(kind: str, layers: int, bias: bool) -> None:
-    torch.manual_seed(layers)
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}.get(kind, torch.nn.RNN)
-    extra = {"nonlinearity": "relu"} if kind == "rnn_relu" else {}
-    rnn = cls(6, 5, layers, batch_first=True, bias=bias, **extra)
-    x, h = torch.randn(4, 6, requires_grad=True), torch.randn(layers, 4, 5)
-    state = (h, torch.randn(layers, 4, 5)) if kind == "lstm" else (h,)
-    out, new = rnn_step(rnn, x, state)
-    ref_out, ref_new = rnn(x[:, None], state if kind == "lstm" else h)
-    ref_new = ref_new if isinstance(ref_new, tuple) else (ref_new,)
-    torch.testing.assert_close(out, ref_out[:, 0], rtol=1e-5, atol=1e-6)
-    for a, b in zip(new, ref_new, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    # gradients flow through the step like through the module (input feeding trains on this path)
-    (grad,) = torch.autograd.grad(out.sum() + new[-1].sum(), x)
-    (ref_grad,) = torch.autograd.grad(ref_out.sum() + ref_new[-1].sum(), x)
-    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
-
-
-def test_rnn_step_under_bf16_autocast_stays_close_to_float32() -> None:
-    torch.manual_seed(0)
-    rnn = torch.nn.LSTM(8, 8, batch_first=True)
-    x, state = torch.randn(3, 8), (torch.randn(1, 3, 8), torch.randn(1, 3, 8))
-    ref, _ = rnn_step(rnn, x, state)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        low, _ = rnn_step(rnn, x, state)
-    torch.testing.assert_close(low.float(), ref, rtol=0, atol=3e-2)
 
 
 @pytest.mark.parametrize("attention", ["bahdanau", "general", "dot"])
