@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ablation study of the Multi30k recipe (scripts/multi30k.sh) at a fixed number of updates:
+# Ablation study of the Multi30k recipe (scripts/multi30k.sh, with dropout 0.3) at a fixed number of updates:
 # every variant trains from the same prepared data and seed for $STEPS updates (the anneal
 # schedule runs over the steps), $JOBS at a time with one thread each, and is scored on the
 # validation split with beam 5 (tuning never looks at the test split).
@@ -50,7 +50,7 @@ one() {  # train and score one variant; its log goes to $OUT/NAME.log
   fi
   # shellcheck disable=SC2086  # FLAGS values are flag lists
   RUN=$run TEST_SPLIT=val MINUTES=0 /usr/bin/time -f "%e s wall, %M KB peak RSS" \
-    "$here/multi30k.sh" --max-steps "$STEPS" --threads 1 ${FLAGS[$name]} >> "$log" 2>&1
+    "$here/multi30k.sh" --max-steps "$STEPS" --threads 1 --dropout 0.3 ${FLAGS[$name]} >> "$log" 2>&1
 }
 running=0
 for name in "${names[@]}"; do

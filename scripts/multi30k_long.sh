@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The longer Multi30k recipe: scripts/multi30k.sh for $MINUTES (default 60) in both directions at
-# once, de->en and en->de, one thread each (on 2 cores, two 1-thread runs side by side train as
+# The longer Multi30k recipe: scripts/multi30k.sh with dropout 0.3 for $MINUTES (default 60) in both
+# directions at once, de->en and en->de, one thread each (on 2 cores, two 1-thread runs side by side train as
 # fast in total as one 2-thread run after the other). Logs: $PREFIX.{de-en,en-de}.log.
 # Knobs: DATA, MINUTES, PREFIX (run folders $PREFIX.de-en and $PREFIX.en-de; default
 # checkpoints/m30k-long); extra flags go to train.
@@ -11,7 +11,7 @@ PREFIX=${PREFIX:-checkpoints/m30k-long}
 mkdir -p "$(dirname "$PREFIX")"
 pids=()
 for pair in de-en en-de; do
-  SRC=${pair%-*} TGT=${pair#*-} RUN=$PREFIX.$pair "$here/multi30k.sh" --threads 1 --keep-checkpoints 3 "$@" \
+  SRC=${pair%-*} TGT=${pair#*-} RUN=$PREFIX.$pair "$here/multi30k.sh" --threads 1 --keep-checkpoints 3 --dropout 0.3 "$@" \
     > "$PREFIX.$pair.log" 2>&1 &
   pids+=($!)
 done
