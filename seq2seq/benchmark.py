@@ -26,6 +26,7 @@ PEER_KEYS = {  # our key -> (peers.json key, higher is better)
     "train_peak_rss_mb": ("train_peak_rss_mb", False),
     "translate_wall_s_beam5": ("translate_wall_s_beam5", False),
     "translate_wall_s_greedy": ("translate_wall_s_greedy", False),
+    "translate_wall_s_beam5_bf16": ("translate_wall_s_beam5", False),
 }
 
 
@@ -99,13 +100,16 @@ def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent:
     tr = Translator.from_checkpoint(checkpoint)
     result: dict[str, float] = {"load_s": round(time.perf_counter() - t0, 3)}
     (out_dir / "bench-input.txt").write_text("".join(s + "\n" for s in sents), encoding="utf-8")
-    for name, beam in (("greedy", 1), ("beam5", 5)):
-        tr.translate(sents[:64], DecodeConfig(beam_size=beam))  # warm-up
+    # fp32 is the reference path; bf16 (opt-in, `--precision bf16`) is reported beside it
+    for name, beam, precision in (("greedy", 1, "fp32"), ("beam5", 5, "fp32"), ("beam5_bf16", 5, "bf16")):
+        cfg = DecodeConfig(beam_size=beam, precision=precision)
+        tr.translate(sents[:64], cfg)  # warm-up
         t0 = time.perf_counter()
-        tr.translate(sents, DecodeConfig(beam_size=beam))
+        tr.translate(sents, cfg)
         result[f"translate_sent_s_{name}"] = round(len(sents) / (time.perf_counter() - t0), 1)
         cmd = _seq2seq("translate", "--checkpoint", str(checkpoint), "--input", str(out_dir / "bench-input.txt"),
-                       "--output", str(out_dir / f"bench-{name}.txt"), "--beam-size", str(beam))  # fmt: skip
+                       "--output", str(out_dir / f"bench-{name}.txt"), "--beam-size", str(beam),
+                       "--precision", precision)  # fmt: skip
         walls = [_run_child(cmd, out_dir / f"bench-translate-{name}.log")[0] for _ in range(3)]
         result[f"translate_wall_s_{name}"] = round(min(walls[1:]), 3)  # best of 2 after a warm-up
     return result
