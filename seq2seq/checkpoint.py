@@ -14,12 +14,10 @@ from typing import Any
 
 import torch
 
+from .base import CheckpointError
+
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A file that is not a loadable seq2seq checkpoint; the message says why in one line."""
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -53,6 +51,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"could run code{': ' + culprit if culprit else ''}"
         ) from None
     except Exception as err:  # truncated zip, damaged records, ...
+        from .runtime import is_runtime_model
+
+        if is_runtime_model(path):
+            raise CheckpointError(
+                f"{path}: a NumPy runtime model (from seq2seq export): use RuntimeTranslator or seq2seq translate"
+            ) from None
         msg = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
@@ -82,3 +86,36 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     payload = {k: v for k, v in first.items() if k not in skip} | {"model": mean, "averaged": [str(p) for p in paths]}
     save_checkpoint(out, payload)
     return Path(out)
+
+
+def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write the NumPy runtime's model file (runtime.py): float32 weights, config, tokenizers, lexicon."""
+    import json
+
+    import numpy as np
+
+    from .runtime import FORMAT as RUNTIME_FORMAT
+    from .runtime import VERSION as RUNTIME_VERSION
+
+    ckpt = load_checkpoint(checkpoint)
+    try:
+        arrays = {f"w.{name}": t.float().numpy() for name, t in ckpt["model"].items()}
+        arrays |= {
+            "format": np.array(RUNTIME_FORMAT),
+            "version": np.array(RUNTIME_VERSION),
+            "model_config": np.array(json.dumps(ckpt["model_config"])),
+            "src_spm": np.frombuffer(ckpt["src_spm"], dtype=np.uint8),
+            "tgt_spm": np.frombuffer(ckpt["tgt_spm"], dtype=np.uint8),
+        }
+    except (KeyError, AttributeError, TypeError) as err:
+        raise CheckpointError(f"{checkpoint}: incomplete checkpoint, cannot export it ({err})") from None
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise CheckpointError(f"{out}: the runtime model file must end in .npz")
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

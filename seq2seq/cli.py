@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError
+from .base import CheckpointError, CorpusError
 from .config import ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig, add_flags, from_flags, load_toml
-from .data import CorpusError
 from .plots import PlotError
 
 log = logging.getLogger("seq2seq")
@@ -65,16 +64,24 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _read_input(path: str | None) -> list[str]:
-    from .data import decode_lines, read_lines
+    from .base import decode_lines, read_lines
 
     return read_lines(path) if path else decode_lines(sys.stdin.buffer.read(), "<stdin>")
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    from .translate import Translator
+    from .runtime import RuntimeTranslator, is_runtime_model
 
     cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
-    translator = Translator.from_checkpoint(args.checkpoint, device=args.device)  # fail fast, before stdin
+    translator: Any
+    if is_runtime_model(args.checkpoint):  # exported by `seq2seq export`: NumPy, no torch import
+        if args.device != "cpu":
+            raise ConfigError(f"{args.checkpoint}: the NumPy runtime runs on the CPU; drop --device {args.device}")
+        translator = RuntimeTranslator.load(args.checkpoint)
+    else:
+        from .translate import Translator
+
+        translator = Translator.from_checkpoint(args.checkpoint, device=args.device)  # fail fast, before stdin
     sentences = _read_input(args.input)
     nbest = translator.translate_nbest(sentences, cfg, progress=True)
     if cfg.n_best == 1:
@@ -166,7 +173,7 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_gradflow)
 
-    from .memory_span import DEFAULT_DELAYS, QUICK, SpanSettings
+    from .config import DEFAULT_DELAYS, QUICK, SpanSettings
 
     delays, steps = " ".join(map(str, DEFAULT_DELAYS)), f"{SpanSettings.steps}; quick: {QUICK.steps}"
     p = sub.add_parser("memory-span", help="how many steps RNN, GRU and LSTM remember at equal parameter budgets")
@@ -185,6 +192,12 @@ def cmd_average(args: argparse.Namespace) -> None:
     from .checkpoint import average_checkpoints
 
     print(f"averaged {len(args.checkpoints)} checkpoints into {average_checkpoints(args.checkpoints, args.out)}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .checkpoint import export_runtime
+
+    print(f"wrote {export_runtime(args.checkpoint, args.out)} (seq2seq translate --checkpoint takes it)")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
@@ -229,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate sentences (stdin or --input), one output line per input line")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch)")
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
     p.add_argument("--device", default="cpu")
@@ -252,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", nargs="+", required=True, help="e.g. RUN/step*.pt (see --keep-checkpoints)")
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.set_defaults(func=cmd_average)
+
+    p = sub.add_parser("export", help="write a checkpoint as a .npz for the NumPy runtime (translates without torch)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help=".npz file to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("benchmark", help="training/translation speed, peak memory and FLOP/s as one JSON object")
     p.add_argument("--data", default="../shared/data/multi30k", help="Multi30k-style de/en folder")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,40 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .base import CorpusError, clean, decode_lines, read_lines
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
-
-class CorpusError(ValueError):
-    """A corpus file that cannot be used as it is; the message names the file and line."""
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """Lines of a UTF-8 text file (\\n or \\r\\n endings); bad bytes are errors naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path}: no such file")
-    return decode_lines(path.read_bytes(), str(path))
-
-
-def decode_lines(data: bytes, name: str) -> list[str]:
-    """Split UTF-8 bytes into lines; a NUL byte or invalid UTF-8 is an error naming `name:line`."""
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise CorpusError(f"{name}:{line}: NUL byte (is this a binary file?)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise CorpusError(f"{name}:{line}: invalid UTF-8 (byte 0x{data[err.start]:02x})") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [s.removesuffix("\r") for s in lines]
-
-
-def clean(text: str) -> str:
-    """Unicode NFC and single spaces between words."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+__all__ = ["CorpusError", "clean", "decode_lines", "read_lines"]  # re-exported: older imports keep working
 
 
 def split_paths(data_dir: str | Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:

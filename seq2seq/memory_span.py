@@ -28,36 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ConfigError
+from .config import DEFAULT_DELAYS, QUICK, QUICK_DELAYS, ConfigError, SpanSettings
 from .model import RNNS, count_parameters
 from .plots import CELL_COLORS, new_figure, save_figure
 
 log = logging.getLogger("seq2seq")
 
 SOLVED = 0.99  # held-out symbol accuracy that counts as remembering across D steps
-
-
-@dataclass(frozen=True)
-class SpanSettings:
-    """The task and the training budget, identical for every cell type and delay."""
-
-    n_symbols: int = 3  # symbols to remember (K)
-    alphabet: int = 8  # distinct symbols (chance accuracy 1 / alphabet)
-    lstm_hidden: int = 64  # the parameter budget: an LSTM of this size; other cells are matched to it
-    steps: int = 2000  # training budget (updates) per cell and delay
-    batch_size: int = 64
-    lr: float = 3e-3
-    clip_norm: float = 1.0
-    eval_every: int = 100  # validation interval; training stops early once validation reaches stop_at
-    stop_at: float = 0.995
-    gate_bias: float = 0.0  # added to the LSTM forget-gate and GRU update-gate biases at init (0: torch's init)
-    val_size: int = 1024
-    test_size: int = 4096
-
-
-DEFAULT_DELAYS = (5, 10, 15, 20, 30, 50, 100)
-QUICK_DELAYS = (2, 8)
-QUICK = SpanSettings(lstm_hidden=12, steps=120, batch_size=32, lr=1e-2, eval_every=40, val_size=256, test_size=512)
 
 
 class RecallNet(nn.Module):

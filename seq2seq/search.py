@@ -16,21 +16,13 @@ Either way the length limit ends a sentence, with EOS forced.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from .base import Hypothesis
 from .tokenizer import BOS_ID, EOS_ID
-
-
-class Hypothesis(NamedTuple):
-    """One finished output: ids without BOS/EOS, its normalised score and raw log-probability."""
-
-    ids: list[int]
-    score: float
-    log_prob: float
-    attention: Tensor | None  # (len(ids) + 1, S) weights per output step (EOS included)
 
 
 class Stepper(Protocol):

@@ -1,5 +1,11 @@
+from pathlib import Path
+
 import pytest
 import torch
+from corpora import write_corpus
+
+from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.train import train
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -19,3 +25,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained once on the toy reversal task of corpora.py (test_translate, test_runtime)."""
+    root = tmp_path_factory.mktemp("tiny")
+    data = write_corpus(root / "data")
+    result = train(
+        data,
+        "xx",
+        "yy",
+        root / "run",
+        DataConfig(vocab_size=40),
+        ModelConfig(emb_size=32, enc_hidden=32, dec_hidden=32, dropout=0.0),
+        TrainConfig(
+            max_steps=60, valid_every=30, valid_bleu_sentences=20, max_tokens=600, lr=0.01, log_every=10, threads=1
+        ),
+        progress=False,
+    )
+    assert result.steps == 60
+    return result.run

@@ -17,26 +17,6 @@ from seq2seq.translate import Translator
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tiny")
-    data = write_corpus(root / "data")
-    result = train(
-        data,
-        "xx",
-        "yy",
-        root / "run",
-        DataConfig(vocab_size=40),
-        ModelConfig(emb_size=32, enc_hidden=32, dec_hidden=32, dropout=0.0),
-        TrainConfig(
-            max_steps=60, valid_every=30, valid_bleu_sentences=20, max_tokens=600, lr=0.01, log_every=10, threads=1
-        ),
-        progress=False,
-    )
-    assert result.steps == 60
-    return result.run
-
-
-@pytest.fixture(scope="module")
 def translator(run_dir: Path) -> Translator:
     return Translator.from_checkpoint(run_dir / "best.pt")
 

@@ -1,0 +1,234 @@
+"""The NumPy runtime (runtime.py) against the torch reference path.
+
+Three levels: the network (every cell, attention kind, depth and input feeding: encoder
+memory and step log-probs equal to model.Seq2Seq's within float32 rounding), the searches
+(driven by one random log-prob table through both implementations: identical hypotheses and
+scores), and whole translation (export a trained checkpoint, translate: identical text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+
+from seq2seq import runtime, search
+from seq2seq.base import CheckpointError
+from seq2seq.checkpoint import export_runtime, load_checkpoint, save_checkpoint
+from seq2seq.config import ConfigError, DecodeConfig, ModelConfig
+from seq2seq.model import Seq2Seq
+from seq2seq.runtime import Network, RuntimeTranslator, is_runtime_model
+from seq2seq.tokenizer import BOS_ID, EOS_ID
+from seq2seq.translate import Translator
+
+SENTENCES = ["red cat", "the moon", "dog dog bird sun moon tree house", "", "green", "blue house red tree", "sun"]
+
+# --- the network --------------------------------------------------------------------------------
+
+VARIANTS = {
+    "lstm general": ModelConfig(emb_size=16, enc_hidden=8, dec_hidden=24),
+    "gru bahdanau 2x2": ModelConfig(
+        cell="gru", emb_size=16, enc_hidden=8, dec_hidden=24, attention="bahdanau", enc_layers=2, dec_layers=2
+    ),  # fmt: skip
+    "rnn dot": ModelConfig(cell="rnn", emb_size=16, enc_hidden=8, dec_hidden=16, attention="dot"),
+    "lstm input feeding, untied, 2 decoder layers": ModelConfig(
+        emb_size=16, enc_hidden=8, dec_hidden=24, input_feeding=True, tie_embeddings=False, dec_layers=2
+    ),
+}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_network_matches_the_torch_model_step_by_step(name: str) -> None:
+    cfg = VARIANTS[name]
+    torch.manual_seed(0)
+    model = Seq2Seq(cfg, src_vocab=30, tgt_vocab=40).eval()
+    net = Network(cfg, {k: v.numpy() for k, v in model.state_dict().items()})
+    src = torch.tensor([[5, 6, 7, 8, 3], [9, 10, 3, 0, 0], [11, 3, 0, 0, 0]])  # padded, EOS-terminated
+    lens = torch.tensor([5, 3, 2])
+    with torch.inference_mode():
+        memory, state = model.encode(src, lens)
+        np_memory, np_state = net.encode(src.numpy(), lens.numpy())
+        np.testing.assert_allclose(np_memory.states, memory.states.numpy(), atol=1e-5)
+        np.testing.assert_array_equal(np_memory.mask, memory.mask.numpy())
+        prev = torch.full((3,), BOS_ID)
+        for t in range(6):  # a few steps on the model's own greedy output
+            log_probs, state, _ = model.step(prev, state, memory)
+            logits, lse, np_state = net.step(prev.numpy(), np_state, np_memory)
+            np.testing.assert_allclose(logits - lse[:, None], log_probs.numpy(), atol=1e-5, err_msg=f"step {t}")
+            prev = log_probs.argmax(dim=1)
+
+
+# --- the searches -------------------------------------------------------------------------------
+
+
+class Rows(NamedTuple):
+    """Memory and state for both searches: the sentence each row belongs to."""
+
+    sent: np.ndarray
+
+    def select(self, idx) -> Rows:  # a NumPy array or a torch tensor
+        return Rows(self.sent[np.asarray(idx)])
+
+
+class TableNet:
+    """A next-piece distribution per (sentence, step, previous piece), as runtime.Network's step.
+
+    With the step in the key, different outputs have different scores (no exact ties, whose
+    order the two top-k implementations may break differently).
+    """
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table, self.t = table, 0  # (sentences, steps, V, V) normalised float32 log-probs
+
+    def next(self, sent: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        self.t += 1
+        return self.table[sent, self.t - 1, prev]
+
+    def step(self, prev: np.ndarray, state: Rows, memory: Rows):
+        return self.next(memory.sent, prev), np.zeros(len(prev), np.float32), state
+
+
+class TableStepper(TableNet):
+    """The same table behind search.py's Stepper protocol: both sides add the same float32 numbers."""
+
+    def step(self, prev_ids: torch.Tensor, state: Rows, memory: Rows):  # type: ignore[override]
+        return torch.from_numpy(self.next(memory.sent, prev_ids.numpy())), state, torch.zeros(len(prev_ids), 1)
+
+
+def _table(seed: int, sentences: int, steps: int, vocab: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((sentences, steps, vocab, vocab)) * 2
+    logits[..., EOS_ID] -= 1.5  # long enough outputs that the length limits matter too
+    logits[..., : BOS_ID + 1] = -np.inf  # never PAD, UNK or BOS
+    return (logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "beam,penalty,n_best,stopping",
+    [(1, 0.0, 1, "bound"), (1, 1.0, 1, "bound"), (3, 1.0, 2, "bound"), (4, 0.6, 4, "beam"), (5, 0.0, 1, "bound"),
+     (3, -0.5, 1, "bound"), (2, 1.0, 1, "beam")],
+)  # fmt: skip
+def test_searches_agree_with_search_py(seed: int, beam: int, penalty: float, n_best: int, stopping: str) -> None:
+    n, vocab = 5, 12
+    max_lens, rows = np.array([3, 9, 5, 14, 1]), Rows(np.arange(n))
+    table, limits = _table(seed, n, max_lens.max(), vocab), torch.from_numpy(max_lens)
+    if beam == 1:
+        expect = [[h] for h in search.greedy_search(TableStepper(table), rows, rows, limits, penalty)]
+        got = [[h] for h in runtime.greedy_search(TableNet(table), rows, rows, max_lens, penalty)]
+    else:
+        expect = search.beam_search(TableStepper(table), rows, rows, limits, beam, penalty, n_best, stopping=stopping)
+        got = runtime.beam_search(TableNet(table), rows, rows, max_lens, beam, penalty, n_best, stopping)
+    assert [[(h.ids, h.score, h.log_prob) for h in hyps] for hyps in got] == [
+        [(h.ids, h.score, h.log_prob) for h in hyps] for hyps in expect
+    ]
+    assert all(len(h.ids) < m for hyps, m in zip(got, max_lens) for h in hyps)  # EOS counts toward the limit
+
+
+def test_topk_is_exact_on_wide_rows_with_ties_and_infinities() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(100):
+        n, k = int(rng.integers(1, 9)), int(rng.integers(1, 11))
+        x = rng.standard_normal((n, 16 * int(rng.integers(40, 200)))).astype(np.float32)
+        x[rng.random(x.shape) < 0.3] = -np.inf
+        if trial % 3 == 0:
+            x = np.round(x)  # many ties
+        if trial % 4 == 0:
+            x[0] = -np.inf
+            x[0, :2] = 1.0  # fewer finite values than k
+        vals, idx = runtime._topk(x, k)
+        assert np.array_equal(vals, -np.sort(-x, axis=1)[:, :k])
+        assert np.array_equal(np.take_along_axis(x, idx, axis=1), vals)
+        assert all(len(set(row)) == k for row in idx.tolist())
+
+
+# --- whole translation --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_runtime(run_dir / "best.pt", tmp_path_factory.mktemp("export") / "model.npz")
+
+
+@pytest.mark.parametrize("cfg", [DecodeConfig(beam_size=1), DecodeConfig(beam_size=4, n_best=3),
+                                 DecodeConfig(beam_size=3, stopping="beam", batch_size=2)])  # fmt: skip
+def test_exported_model_translates_like_the_checkpoint(run_dir: Path, exported: Path, cfg: DecodeConfig) -> None:
+    expect = Translator.from_checkpoint(run_dir / "best.pt").translate_nbest(SENTENCES, cfg)
+    got = RuntimeTranslator.load(exported).translate_nbest(SENTENCES, cfg)
+    assert [[text for text, _ in nbest] for nbest in got] == [[text for text, _ in nbest] for nbest in expect]
+    for g, e in zip(got, expect):
+        np.testing.assert_allclose([h.score for _, h in g], [h.score for _, h in e], rtol=1e-4)
+    one = RuntimeTranslator.load(exported).translate(SENTENCES, dataclasses.replace(cfg, batch_size=1))
+    assert one == [nbest[0][0] if nbest else "" for nbest in got]
+
+
+def test_translate_command_with_an_exported_model_never_imports_torch(exported: Path, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("red cat\n\nsun\n", encoding="utf-8")
+    code = (
+        "import sys; from seq2seq.cli import main; "
+        f"sys.argv = ['seq2seq', 'translate', '--checkpoint', {str(exported)!r}, '--input', "
+        f"{str(tmp_path / 'in.txt')!r}, '--output', {str(tmp_path / 'out.txt')!r}, '--beam-size', '2']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    expect = RuntimeTranslator.load(exported).translate(["red cat", "", "sun"], DecodeConfig(beam_size=2))
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines() == expect
+
+
+def test_runtime_rejects_what_it_cannot_do(exported: Path) -> None:
+    tr = RuntimeTranslator.load(exported)
+    for cfg in (DecodeConfig(precision="bf16"), DecodeConfig(shortlist=10)):
+        with pytest.raises(ConfigError, match="NumPy runtime"):
+            tr.translate(["red cat"], cfg)
+
+
+def test_bad_runtime_files_are_rejected(run_dir: Path, exported: Path, tmp_path: Path) -> None:
+    assert is_runtime_model(exported) and not is_runtime_model(run_dir / "best.pt")
+    with pytest.raises(CheckpointError, match="no such model file"):
+        RuntimeTranslator.load(tmp_path / "missing.npz")
+    with pytest.raises(CheckpointError, match="not a runtime model"):
+        RuntimeTranslator.load(run_dir / "best.pt")
+    with pytest.raises(CheckpointError, match=r"runtime model \(from seq2seq export\)"):
+        load_checkpoint(exported)  # the torch loader points at the right tool
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(exported.read_bytes()[: exported.stat().st_size // 2])
+    with pytest.raises(CheckpointError):
+        RuntimeTranslator.load(truncated)
+    with np.load(exported) as z:
+        arrays = {k: z[k] for k in z.files}
+    missing = tmp_path / "missing_weight.npz"
+    np.savez(missing, **{k: v for k, v in arrays.items() if k != "w.out.bias"})
+    with pytest.raises(CheckpointError, match="incomplete or corrupt runtime model .*out.bias"):
+        RuntimeTranslator.load(missing)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, **(arrays | {"w.out.bias": np.array([object()], dtype=object)}))
+    with pytest.raises(CheckpointError, match="incomplete or corrupt"):  # allow_pickle=False: never unpickled
+        RuntimeTranslator.load(pickled)
+    newer = tmp_path / "newer.npz"
+    np.savez(newer, **(arrays | {"version": np.array(runtime.VERSION + 1)}))
+    with pytest.raises(CheckpointError, match="this seq2seq reads"):
+        RuntimeTranslator.load(newer)
+    with pytest.raises(CheckpointError, match="must end in .npz"):
+        export_runtime(run_dir / "best.pt", tmp_path / "model.bin")
+    with zipfile.ZipFile(exported) as z:
+        assert all(name.endswith(".npy") for name in z.namelist())
+
+
+def test_export_keeps_weights_exactly(run_dir: Path, exported: Path) -> None:
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    with np.load(exported) as z:
+        for name, tensor in ckpt["model"].items():
+            np.testing.assert_array_equal(z[f"w.{name}"], tensor.float().numpy())
+        assert z["src_spm"].tobytes() == ckpt["src_spm"] and z["tgt_spm"].tobytes() == ckpt["tgt_spm"]
+    save_checkpoint(run_dir / "copy.pt", {k: v for k, v in ckpt.items() if k not in ("format", "version")})
+    assert Translator.from_checkpoint(run_dir / "copy.pt").translate(["red cat"]) == RuntimeTranslator.load(
+        exported
+    ).translate(["red cat"])
