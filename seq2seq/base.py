@@ -7,8 +7,13 @@ Error types, the search result record and strict UTF-8 line reading live here, s
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .config import DecodeConfig
+    from .tokenizer import Tokenizer
 
 
 class CorpusError(ValueError):
@@ -55,3 +60,42 @@ def decode_lines(data: bytes, name: str) -> list[str]:
 def clean(text: str) -> str:
     """Unicode NFC and single spaces between words."""
     return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+class Translating:
+    """Text in, text out around a `search` over piece ids: the part `Translator` (torch) and
+    `RuntimeTranslator` (NumPy) share."""
+
+    src_tok: Tokenizer
+    tgt_tok: Tokenizer
+
+    def search(
+        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
+    ) -> list[list[Hypothesis]]:
+        """The n-best hypotheses for each source (piece ids without EOS), in input order."""
+        raise NotImplementedError
+
+    def translate_nbest(
+        self,
+        sentences: Sequence[str],
+        cfg: DecodeConfig | None = None,
+        keep_attention: bool = False,
+        progress: bool = False,
+    ) -> list[list[tuple[str, Hypothesis]]]:
+        """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses."""
+        from .config import DecodeConfig
+
+        texts = [clean(s) for s in sentences]
+        live = [i for i, s in enumerate(texts) if s]
+        found = self.search(
+            self.src_tok.encode([texts[i] for i in live]), cfg or DecodeConfig(), keep_attention, progress
+        )
+        decoded = iter(self.tgt_tok.decode([h.ids for hyps in found for h in hyps]))  # one batched call
+        out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
+        for i, hyps in zip(live, found):
+            out[i] = [(next(decoded), h) for h in hyps]
+        return out
+
+    def translate(self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False) -> list[str]:
+        """One translation per sentence, in order; an empty sentence translates to ''."""
+        return [nbest[0][0] if nbest else "" for nbest in self.translate_nbest(sentences, cfg, progress=progress)]

@@ -27,6 +27,8 @@ PEER_KEYS = {  # our key -> (peers.json key, higher is better)
     "translate_wall_s_beam5": ("translate_wall_s_beam5", False),
     "translate_wall_s_greedy": ("translate_wall_s_greedy", False),
     "translate_wall_s_beam5_bf16": ("translate_wall_s_beam5", False),
+    "translate_wall_s_greedy_runtime": ("translate_wall_s_greedy", False),
+    "translate_wall_s_beam5_runtime": ("translate_wall_s_beam5", False),
 }
 
 
@@ -91,27 +93,41 @@ def measure_training(
 
 
 def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int) -> dict[str, float]:
-    """In-process sentences/s (model load excluded) and whole-process wall time of `seq2seq translate`."""
+    """In-process sentences/s (model load excluded) and whole-process wall time of `seq2seq translate`.
+
+    Each setting runs with the torch `Translator` on the checkpoint and, for fp32, with the NumPy
+    runtime on its export (`*_runtime` keys, plus how many output lines equal the torch path's).
+    """
+    from .checkpoint import export_runtime
     from .config import DecodeConfig
+    from .runtime import RuntimeTranslator
     from .translate import Translator
 
     sents = read_lines(src_file)[:n_sent]
-    t0 = time.perf_counter()
-    tr = Translator.from_checkpoint(checkpoint)
-    result: dict[str, float] = {"load_s": round(time.perf_counter() - t0, 3)}
-    (out_dir / "bench-input.txt").write_text("".join(s + "\n" for s in sents), encoding="utf-8")
-    # fp32 is the reference path; bf16 (opt-in, `--precision bf16`) is reported beside it
-    for name, beam, precision in (("greedy", 1, "fp32"), ("beam5", 5, "fp32"), ("beam5_bf16", 5, "bf16")):
-        cfg = DecodeConfig(beam_size=beam, precision=precision)
-        tr.translate(sents[:64], cfg)  # warm-up
+    exported = export_runtime(checkpoint, out_dir / "bench-model.npz")
+    result: dict[str, float] = {}
+    for engine, path in (("", checkpoint), ("_runtime", exported)):
         t0 = time.perf_counter()
-        tr.translate(sents, cfg)
-        result[f"translate_sent_s_{name}"] = round(len(sents) / (time.perf_counter() - t0), 1)
-        cmd = _seq2seq("translate", "--checkpoint", str(checkpoint), "--input", str(out_dir / "bench-input.txt"),
-                       "--output", str(out_dir / f"bench-{name}.txt"), "--beam-size", str(beam),
-                       "--precision", precision)  # fmt: skip
-        walls = [_run_child(cmd, out_dir / f"bench-translate-{name}.log")[0] for _ in range(3)]
-        result[f"translate_wall_s_{name}"] = round(min(walls[1:]), 3)  # best of 2 after a warm-up
+        tr = RuntimeTranslator.load(path) if engine else Translator.from_checkpoint(path)
+        result[f"load_s{engine}"] = round(time.perf_counter() - t0, 3)
+        (out_dir / "bench-input.txt").write_text("".join(s + "\n" for s in sents), encoding="utf-8")
+        # fp32 is the reference path; bf16 (opt-in, `--precision bf16`) is reported beside it
+        for name, beam, precision in (("greedy", 1, "fp32"), ("beam5", 5, "fp32"), ("beam5_bf16", 5, "bf16")):
+            if engine and precision != "fp32":
+                continue
+            cfg, key = DecodeConfig(beam_size=beam, precision=precision), name + engine
+            tr.translate(sents[:64], cfg)  # warm-up
+            t0 = time.perf_counter()
+            tr.translate(sents, cfg)
+            result[f"translate_sent_s_{key}"] = round(len(sents) / (time.perf_counter() - t0), 1)
+            cmd = _seq2seq("translate", "--checkpoint", str(path), "--input", str(out_dir / "bench-input.txt"),
+                           "--output", str(out_dir / f"bench-{key}.txt"), "--beam-size", str(beam),
+                           "--precision", precision)  # fmt: skip
+            walls = [_run_child(cmd, out_dir / f"bench-translate-{key}.log")[0] for _ in range(3)]
+            result[f"translate_wall_s_{key}"] = round(min(walls[1:]), 3)  # best of 2 after a warm-up
+            if engine:
+                ours, ref = (read_lines(out_dir / f"bench-{k}.txt") for k in (key, name))
+                result[f"translate_same_lines_{key}"] = sum(a == b for a, b in zip(ours, ref))
     return result
 
 

@@ -154,13 +154,21 @@ class Batch(NamedTuple):
 
 
 def pad(seqs: list[np.ndarray | list[int]], before: int | None = None, after: int | None = None) -> Tensor:
-    """A (B, max_len) LongTensor of `seqs`, each optionally wrapped in `before`/`after` ids."""
-    extra = (before is not None) + (after is not None)
-    out = torch.full((len(seqs), max(len(s) for s in seqs) + extra), PAD_ID, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        row = ([before] if before is not None else []) + list(s) + ([after] if after is not None else [])
-        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-    return out
+    """A (B, max_len) LongTensor of `seqs`, each optionally wrapped in `before`/`after` ids.
+
+    Built in NumPy, one slice assignment per row (per-row tensor copies, or `list()` of a
+    memory-mapped row, cost ~5 % of a CPU training step).
+    """
+    lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    first = int(before is not None)
+    out = np.full((len(seqs), int(lens.max()) + first + (after is not None)), PAD_ID, dtype=np.int64)
+    for row, s in zip(out, seqs):
+        row[first : first + len(s)] = s
+    if before is not None:
+        out[:, 0] = before
+    if after is not None:
+        out[np.arange(len(seqs)), first + lens] = after
+    return torch.from_numpy(out)
 
 
 def collate(split: EncodedSplit, indices: np.ndarray) -> Batch:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import CheckpointError, Hypothesis, clean
+from .base import CheckpointError, Hypothesis, Translating
 from .config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
@@ -60,8 +60,8 @@ class Cell:
         self.hidden = self.w_hh.shape[0]
 
     def inputs(self, x: np.ndarray) -> np.ndarray:
-        """The input part of the gates, (..., I) -> (..., G*H), biases included."""
-        return x @ self.w_ih + self.b_in
+        """The input part of the gates, (..., I) -> (..., G*H), biases included (one 2-D GEMM)."""
+        return (x.reshape(-1, x.shape[-1]) @ self.w_ih + self.b_in).reshape(*x.shape[:-1], -1)
 
     def step(self, x_in: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         """New (h,) or (h, c) from the input part (N, G*H) and the previous state."""
@@ -117,11 +117,14 @@ class Network:
         self.combine_h = np.ascontiguousarray(combine[:, : cfg.dec_hidden].T)
         self.combine_c = np.ascontiguousarray(combine[:, cfg.dec_hidden :].T)
         self.out_w, self.out_b = np.ascontiguousarray(w["out.weight"].T), w["out.bias"]  # (E, V), (V,)
-        # The first decoder layer's input part for every target piece, looked up instead of multiplied.
+        # The first layers' input parts for every piece, looked up instead of multiplied.
         first, emb = self.dec[0], cfg.emb_size
         self.emb_table = None
         if self.tgt_embed.shape[0] * first.w_ih.shape[1] * 4 <= TABLE_MAX_BYTES:
             self.emb_table = self.tgt_embed @ first.w_ih[:emb] + first.b_in
+        self.src_tables = []
+        if 2 * self.src_embed.shape[0] * self.enc[0][0].w_ih.shape[1] * 4 <= TABLE_MAX_BYTES:
+            self.src_tables = [self.src_embed @ cell.w_ih + cell.b_in for cell in self.enc[0]]
         self.feed_w = first.w_ih[emb:] if cfg.input_feeding else None
 
     def encode(self, src: np.ndarray, lens: np.ndarray) -> tuple[Memory, State]:
@@ -131,9 +134,12 @@ class Network:
         rev = np.where(pos < lens[:, None], lens[:, None] - 1 - pos, pos)  # reverse within each length
         rows = np.arange(batch)[:, None]
         x = self.src_embed[src]  # (B, S, E)
-        for fwd, bwd in self.enc:
-            out_f = _run(fwd, fwd.inputs(x))
-            out_b = _run(bwd, bwd.inputs(x[rows, rev]))[rows, rev]
+        for i, (fwd, bwd) in enumerate(self.enc):
+            if i == 0 and self.src_tables:  # looked up, not multiplied
+                in_f, in_b = self.src_tables[0][src], self.src_tables[1][src[rows, rev]]
+            else:
+                in_f, in_b = fwd.inputs(x), bwd.inputs(x[rows, rev])
+            out_f, out_b = _run(fwd, in_f), _run(bwd, in_b)[rows, rev]
             x = np.concatenate([out_f, out_b], axis=2)  # (B, S, 2He)
         mask = pos < lens[:, None]
         states = x * mask[:, :, None]
@@ -320,7 +326,7 @@ def beam_search(
     return [sorted(fin, key=lambda h: -h.score)[:n_best] for fin in finished]
 
 
-class RuntimeTranslator:
+class RuntimeTranslator(Translating):
     """`Translator`'s translate/translate_nbest over an exported model, without torch."""
 
     def __init__(self, net: Network, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
@@ -352,11 +358,14 @@ class RuntimeTranslator:
             raise CheckpointError(f"{path}: incomplete or corrupt runtime model ({msg})") from None
         return cls(net, src_tok, tgt_tok)
 
-    def search(self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, progress: bool = False) -> list:
+    def search(
+        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
+    ) -> list[list[Hypothesis]]:
         """translate.search without torch: sort by length, batch, search, restore the input order."""
-        if cfg.precision != "fp32" or cfg.shortlist:
+        if cfg.precision != "fp32" or cfg.shortlist or keep_attention:
             raise ConfigError(
-                "the NumPy runtime decodes in fp32 with the full vocabulary: drop --precision/--shortlist"
+                "the NumPy runtime decodes in fp32 with the full vocabulary and keeps no attention: "
+                "use the .pt checkpoint for --precision bf16, --shortlist or attention maps"
             )
         order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
         results: list[list[Hypothesis]] = [[] for _ in src_ids]
@@ -386,20 +395,3 @@ class RuntimeTranslator:
             bar.update(len(idx))
         bar.close()
         return results
-
-    def translate_nbest(
-        self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False
-    ) -> list[list[tuple[str, Hypothesis]]]:
-        """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses."""
-        cfg = cfg or DecodeConfig()
-        texts = [clean(s) for s in sentences]
-        live = [i for i, s in enumerate(texts) if s]
-        src_ids = self.src_tok.encode([texts[i] for i in live])
-        out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
-        for i, hyps in zip(live, self.search(src_ids, cfg, progress)):
-            out[i] = list(zip(self.tgt_tok.decode([h.ids for h in hyps]), hyps))
-        return out
-
-    def translate(self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False) -> list[str]:
-        """One translation per sentence, in order; an empty sentence translates to ''."""
-        return [nbest[0][0] if nbest else "" for nbest in self.translate_nbest(sentences, cfg, progress=progress)]

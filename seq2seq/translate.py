@@ -9,9 +9,10 @@ from typing import Any, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
+from .base import Translating
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import DecodeConfig, ModelConfig, from_dict
-from .data import clean, pad
+from .data import pad
 from .model import Seq2Seq
 from .search import Hypothesis, beam_search, greedy_search
 from .shortlist import Lexicon, Shortlist, make_shortlist
@@ -87,7 +88,7 @@ def search(
     return results
 
 
-class Translator:
+class Translator(Translating):
     """A trained model with its tokenizers, ready to translate lists of sentences."""
 
     def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, lexicon: Lexicon | None = None) -> None:
@@ -108,23 +109,8 @@ class Translator:
             ) from None
         return cls(model.to(device), src_tok, tgt_tok, lexicon)
 
-    def translate_nbest(
-        self,
-        sentences: Sequence[str],
-        cfg: DecodeConfig | None = None,
-        keep_attention: bool = False,
-        progress: bool = False,
-    ) -> list[list[tuple[str, Hypothesis]]]:
-        """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses."""
-        cfg = cfg or DecodeConfig()
-        texts = [clean(s) for s in sentences]
-        live = [i for i, s in enumerate(texts) if s]
-        src_ids = self.src_tok.encode([texts[i] for i in live])
-        out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
-        for i, hyps in zip(live, search(self.model, src_ids, cfg, keep_attention, progress, self.lexicon)):
-            out[i] = list(zip(self.tgt_tok.decode([h.ids for h in hyps]), hyps))
-        return out
-
-    def translate(self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False) -> list[str]:
-        """One translation per sentence, in order; an empty sentence translates to ''."""
-        return [nbest[0][0] if nbest else "" for nbest in self.translate_nbest(sentences, cfg, progress=progress)]
+    def search(
+        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
+    ) -> list[list[Hypothesis]]:
+        """The n-best hypotheses for each source (piece ids without EOS), in input order."""
+        return search(self.model, src_ids, cfg, keep_attention, progress, self.lexicon)
