@@ -112,6 +112,7 @@ def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
     out = Path(out)
     if out.suffix != ".npz":
         raise CheckpointError(f"{out}: the runtime model file must end in .npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
     try:
         np.savez(tmp, **arrays)

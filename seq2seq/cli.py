@@ -287,13 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         args.func(args)
-    except (ConfigError, CorpusError, CheckpointError) as err:
-        print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except PlotError as err:
+    except (ConfigError, CorpusError, CheckpointError, PlotError) as err:
         print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:
+        return 1
+    except OSError as err:  # an output folder that cannot be written, a full disk, ...
+        print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
 

@@ -232,3 +232,17 @@ def test_export_keeps_weights_exactly(run_dir: Path, exported: Path) -> None:
     assert Translator.from_checkpoint(run_dir / "copy.pt").translate(["red cat"]) == RuntimeTranslator.load(
         exported
     ).translate(["red cat"])
+
+
+def test_export_command_makes_folders_and_reports_unwritable_paths(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seq2seq.cli import main
+
+    out = tmp_path / "a" / "b" / "model.npz"
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out)]) == 0
+    assert is_runtime_model(out)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(blocker / "model.npz")]) == 1
+    assert "seq2seq export: error:" in capsys.readouterr().err
