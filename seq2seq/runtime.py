@@ -226,30 +226,21 @@ def _topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k largest values of each row, best first, and their column indices.
 
     Wide rows are cut into 16-way groups (columns equal modulo width / 16, so that the group
-    maxima are one vectorised reduction): the k-th largest group maximum is a lower bound on the
-    k-th largest value (those k maxima are k distinct values), so only the groups whose maximum
-    reaches it can hold the top k. Measured 6x faster than np.argpartition on (64, 20000).
+    maxima are one vectorised reduction). The k groups with the largest maxima hold the k
+    largest values: the k-th largest value is at least the k-th largest group maximum m (those
+    maxima are k distinct values), and a value in any other group is at most m. So only 16 k
+    candidates per row are sorted; ties may pick other columns of equal value, as torch's topk
+    may. Measured 6x faster than np.argpartition on (64, 20000).
     """
     n, width = x.shape
     blk = 16
     if width % blk or width < 64 * k:
         return _topk_exact(x, k)
     groups = x.reshape(n, blk, width // blk)  # group g: columns g, g + width / blk, ...
-    gmax = groups.max(axis=1)  # (n, width / blk)
-    thr = -np.partition(-gmax, k - 1, axis=1)[:, k - 1]  # k-th largest group maximum
-    if np.isneginf(thr).any():  # fewer than k finite groups (EOS forced): exact for those rows
-        vals, idx = np.empty((n, k), x.dtype), np.empty((n, k), np.int64)
-        low = np.isneginf(thr)
-        vals[low], idx[low] = _topk_exact(x[low], k)
-        vals[~low], idx[~low] = _topk(x[~low], k)
-        return vals, idx
-    rows, gs = np.nonzero(gmax >= thr[:, None])  # candidate groups, row-major
-    cand = groups[rows, :, gs].reshape(-1)  # (M * blk,)
-    cand_rows = np.repeat(rows, blk)
-    cand_cols = (np.arange(blk) * (width // blk) + gs[:, None]).reshape(-1)
-    order = np.lexsort((cand_cols, -cand, cand_rows))  # by row, then value descending, then column
-    pick = order[np.searchsorted(cand_rows[order], np.arange(n))[:, None] + np.arange(k)]
-    return cand[pick], cand_cols[pick]
+    best = np.argpartition(-groups.max(axis=1), k - 1, axis=1)[:, None, :k]  # (n, 1, k) group ids
+    cols = (np.arange(blk)[None, :, None] * (width // blk) + best).reshape(n, -1)  # (n, 16 k)
+    vals, pos = _topk_exact(np.take_along_axis(groups, best, axis=2).reshape(n, -1), k)
+    return vals, np.take_along_axis(cols, pos, axis=1)
 
 
 def _topk_exact(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -305,7 +296,10 @@ def beam_search(
             for si in sent[ends.any(axis=1)].tolist():
                 if len(finished[si]) >= n_best:
                     nth_best[si] = sorted(h.score for h in finished[si])[-n_best]
-        live_s, live_r = _topk(np.where(is_eos, -np.inf, top_s), k)  # (b, K)
+        live_r = np.argsort(is_eos, axis=1, kind="stable")[:, :k]  # the K best that do not end, best first
+        live_s = np.where(
+            np.take_along_axis(is_eos, live_r, axis=1), -np.inf, np.take_along_axis(top_s, live_r, axis=1)
+        )
         src_rows = (np.arange(b)[:, None] * k + np.take_along_axis(top_beam, live_r, axis=1)).reshape(-1)
         tokens = tokens[src_rows]
         tokens[:, t] = np.take_along_axis(top_tok, live_r, axis=1).reshape(-1)
