@@ -65,10 +65,10 @@ class Cell:
 
     def step(self, x_in: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
         """New (h,) or (h, c) from the input part (N, G*H) and the previous state."""
-        h, hid = state[0], state[0] @ self.w_hh
+        h, hid = state[0], state[0] @ self.w_hh  # hid is a fresh array: added to in place below
         if self.kind == "lstm":
-            gates = hid.__iadd__(x_in)
-            i, f, g, o = np.split(gates, 4, axis=1)
+            hid += x_in
+            i, f, g, o = np.split(hid, 4, axis=1)
             c = _sigmoid(f) * state[1] + _sigmoid(i) * np.tanh(g)
             return _sigmoid(o) * np.tanh(c), c
         if self.kind == "gru":
@@ -76,7 +76,8 @@ class Cell:
             (xr, xz, xn), (hr, hz, hn) = np.split(x_in, 3, axis=1), np.split(hid, 3, axis=1)
             z, n = _sigmoid(xz + hz), np.tanh(xn + _sigmoid(xr + hr) * hn)
             return (n + z * (h - n),)
-        return (np.tanh(hid.__iadd__(x_in)),)
+        hid += x_in
+        return (np.tanh(hid),)
 
 
 class Memory(NamedTuple):
@@ -191,7 +192,9 @@ def _run(cell: Cell, x_in: np.ndarray) -> np.ndarray:
     return out
 
 
-def greedy_search(net: Network, memory: Memory, state: State, max_lens: np.ndarray, length_penalty: float) -> list:
+def greedy_search(
+    net: Network, memory: Memory, state: State, max_lens: np.ndarray, length_penalty: float
+) -> list[Hypothesis]:
     """search.greedy_search in NumPy: the most probable piece at every step, EOS forced at the limit."""
     batch, limit = len(max_lens), int(max_lens.max())
     sent = np.arange(batch)  # original index of each live row
