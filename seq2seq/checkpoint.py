@@ -89,7 +89,9 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
 
 
 def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the NumPy runtime's model file (runtime.py): float32 weights, config, tokenizers, lexicon."""
+    """Write the NumPy runtime's model file (runtime.py): float32 weights, model config, tokenizers.
+
+    The shortlist lexicon stays behind: the runtime always scores the full vocabulary."""
     import json
 
     import numpy as np

@@ -1,7 +1,7 @@
 """Translation without torch: the trained network and its searches in NumPy.
 
-`seq2seq export` writes a checkpoint's weights (float32), model config, both SentencePiece
-models and lexicon into one `.npz` of plain arrays (loaded with `allow_pickle=False`: it can
+`seq2seq export` writes a checkpoint's weights (float32), model config and both SentencePiece
+models into one `.npz` of plain arrays (loaded with `allow_pickle=False`: it can
 hold no code). `RuntimeTranslator` reads it and translates with the rules of search.py:
 same batching, length limits, scores, stopping and n-best lists. `seq2seq translate
 --checkpoint model.npz` uses it and never imports torch, whose import alone takes 1.3-1.8 s on
