@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import CorpusError, clean, decode_lines, read_lines
+# re-exported from base.py, so that older `from seq2seq.data import ...` keeps working
+from .base import CorpusError as CorpusError
+from .base import clean as clean
+from .base import decode_lines as decode_lines
+from .base import read_lines as read_lines
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
-
-__all__ = ["CorpusError", "clean", "decode_lines", "read_lines"]  # re-exported: older imports keep working
 
 
 def split_paths(data_dir: str | Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:
