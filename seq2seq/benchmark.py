@@ -3,6 +3,8 @@
 Everything runs on this machine in one call: training and whole-process translation in child
 processes (so their peak RSS and start-up are their own), the rest in-process. The result is
 one JSON object; `compare` adds ratios against the peers' figures (../shared/peers.json).
+It runs on any CPU: what the hardware cannot run (bf16 on an AVX2 CPU) is reported as skipped,
+with the reason, and the JSON says which CPU (capability, native bf16) and GPU it ran on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from .config import ModelConfig
 from .data import read_lines
+from .hardware import cpu_bf16, report
 
 PEER_KEYS = {  # our key -> (peers.json key, higher is better)
     "train_tgt_tok_s": ("train_tgt_tok_s", True),
@@ -80,7 +83,7 @@ def measure_training(
     cmd = _seq2seq(
         "train", "--data", str(data), "--src", "de", "--tgt", "en", "--out", str(run), "--overwrite",
         "--max-minutes", f"{minutes:.3f}", "--valid-every", "1000000", "--valid-bleu-sentences", "0",
-        "--log-every", "5", "--precision", precision, "--threads", "2", *extra,
+        "--log-every", "5", "--precision", precision, *extra,
     )  # fmt: skip
     wall, rss = _run_child(cmd, run / f"bench-train-{precision}.log")
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -92,7 +95,13 @@ def measure_training(
             "measured_s": round(last["elapsed_s"] - first["elapsed_s"], 1), "wall_s": round(wall, 1)}  # fmt: skip
 
 
-def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int) -> dict[str, float]:
+def _bf16_skipped() -> dict[str, str] | None:
+    """Why bf16 is not measured on this CPU (None: it runs, natively or emulated)."""
+    probe = cpu_bf16()
+    return None if probe.runs else {"skipped": f"{probe.describe} ({probe.error})"}
+
+
+def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int) -> dict[str, Any]:
     """In-process sentences/s (model load excluded) and whole-process wall time of `seq2seq translate`.
 
     Each setting runs with the torch `Translator` on the checkpoint and, for fp32, with the NumPy
@@ -105,7 +114,7 @@ def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent:
 
     sents = read_lines(src_file)[:n_sent]
     exported = export_runtime(checkpoint, out_dir / "bench-model.npz")
-    result: dict[str, float] = {}
+    result: dict[str, Any] = {}
     for engine, path in (("", checkpoint), ("_runtime", exported)):
         t0 = time.perf_counter()
         tr = RuntimeTranslator.load(path) if engine else Translator.from_checkpoint(path)
@@ -114,6 +123,9 @@ def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent:
         # fp32 is the reference path; bf16 (opt-in, `--precision bf16`) is reported beside it
         for name, beam, precision in (("greedy", 1, "fp32"), ("beam5", 5, "fp32"), ("beam5_bf16", 5, "bf16")):
             if engine and precision != "fp32":
+                continue
+            if precision == "bf16" and _bf16_skipped():
+                result[f"translate_sent_s_{name}"] = _bf16_skipped()
                 continue
             cfg, key = DecodeConfig(beam_size=beam, precision=precision), name + engine
             tr.translate(sents[:64], cfg)  # warm-up
@@ -131,9 +143,19 @@ def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent:
     return result
 
 
-def compare(result: dict[str, Any], peers_file: Path) -> dict[str, dict[str, float]]:
+def peers_for_this_cpu(peers_file: Path) -> tuple[str, dict[str, dict[str, float]]]:
+    """(machine description, peer figures) of the peers' machine with this CPU's capability
+    (peers.json's `machines`, matched on torch.backends.cpu.get_cpu_capability()), else its top level."""
+    data = json.loads(peers_file.read_text())
+    capability = torch.backends.cpu.get_cpu_capability()
+    for machine in data.get("machines", []):
+        if machine.get("cpu_capability") == capability:
+            return machine["machine"], machine["peers"]
+    return data.get("machine", "unknown") + f" (no peer figures for {capability})", data["peers"]
+
+
+def compare(result: dict[str, Any], peers: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Our figure divided by each peer's, oriented so that > 1 means we are better."""
-    peers = json.loads(peers_file.read_text())["peers"]
     ratios: dict[str, dict[str, float]] = {}
     for key, (peer_key, higher) in PEER_KEYS.items():
         if key not in result:
@@ -141,6 +163,7 @@ def compare(result: dict[str, Any], peers_file: Path) -> dict[str, dict[str, flo
         ratios[key] = {
             name: round(result[key] / p[peer_key] if higher else p[peer_key] / result[key], 2)
             for name, p in peers.items()
+            if peer_key in p
         }
     return ratios
 
@@ -158,23 +181,31 @@ def run_benchmark(
     from .config import DataConfig
     from .preprocess import ensure_prepared
 
-    torch.set_num_threads(2)
+    threads = min(2, os.cpu_count() or 1)  # the peers were measured at 2 threads
+    torch.set_num_threads(threads)
     data, out = Path(data), Path(out)
     run = out / "run"
     data_cfg = DataConfig(vocab_size=vocab_size, test_split=test_split)
     prepared = ensure_prepared(data, "de", "en", run, data_cfg, 1234)
     warmup, measure = (10.0, 25.0) if quick else (30.0, 90.0)
-    result: dict[str, Any] = {"machine": f"{os.cpu_count()} cpus, torch {torch.__version__}, 2 threads",
-                              "quick": quick, "model": "ModelConfig() defaults", "max_tokens": 2700}  # fmt: skip
-    extra = ["--max-tokens", "2700"]
+    hardware = report("cpu") | {"cpu_bf16_runs": cpu_bf16().runs, "cpu_bf16_native": cpu_bf16().native}
+    hardware.pop("precision")
+    result: dict[str, Any] = {"machine": f"{os.cpu_count()} cpus, torch {torch.__version__}, {threads} threads",
+                              "hardware": hardware, "quick": quick, "model": "ModelConfig() defaults",
+                              "max_tokens": 2700}  # fmt: skip
+    extra = ["--max-tokens", "2700", "--threads", str(threads)]
     train_fp32 = measure_training(data, run, "fp32", warmup, measure, extra)
     trained = out / "trained-fp32.pt"
     shutil.copyfile(run / "last.pt", trained)
-    train_bf16 = measure_training(data, run, "bf16", warmup, measure, extra) if not quick else None
+    train_bf16: dict[str, Any]
+    if quick:
+        train_bf16 = {"skipped": "--quick measures fp32 training only"}
+    else:
+        train_bf16 = _bf16_skipped() or measure_training(data, run, "bf16", warmup, measure, extra)
     result["train_fp32"], result["train_bf16"] = train_fp32, train_bf16
-    best = max((t for t in (train_fp32, train_bf16) if t), key=lambda t: t["tgt_tok_s"])
-    result["train_tgt_tok_s"] = best["tgt_tok_s"]
-    result["train_peak_rss_mb"] = max(t["peak_rss_mb"] for t in (train_fp32, train_bf16) if t)
+    measured = [t for t in (train_fp32, train_bf16) if "tgt_tok_s" in t]
+    result["train_tgt_tok_s"] = max(t["tgt_tok_s"] for t in measured)
+    result["train_peak_rss_mb"] = max(t["peak_rss_mb"] for t in measured)
     split = prepared.split("train")
     model_cfg = ModelConfig()
     flops = flops_per_tgt_token(
@@ -183,12 +214,16 @@ def run_benchmark(
     result["model_mflop_per_tgt_token"] = round(flops / 1e6, 2)
     result["model_gflop_s"] = round(flops * train_fp32["tgt_tok_s"] / 1e9, 1)
     result["gemm_peak_gflop_s"] = round(gemm_gflop_s(torch.float32), 1)
-    if train_bf16:
+    if "tgt_tok_s" in train_bf16:
         result["model_gflop_s_bf16"] = round(flops * train_bf16["tgt_tok_s"] / 1e9, 1)
         result["gemm_peak_gflop_s_bf16"] = round(gemm_gflop_s(torch.bfloat16), 1)
     ckpt = Path(checkpoint) if checkpoint else trained
     result["translate_checkpoint"] = str(ckpt)
     result |= measure_translation(ckpt, data / f"{test_split}.de", out, 200 if quick else 1000)
     if Path(peers).is_file():
-        result["ratios_vs_peers"] = compare(result, Path(peers))
+        result["peers_machine"], figures = peers_for_this_cpu(Path(peers))
+        if quick:  # 200 sentences and short windows: not the peers' measurement
+            result["ratios_vs_peers"] = {"skipped": "--quick figures are not comparable with the peers'"}
+        else:
+            result["ratios_vs_peers"] = compare(result, figures)
     return result

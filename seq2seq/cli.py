@@ -79,9 +79,11 @@ def cmd_translate(args: argparse.Namespace) -> None:
             raise ConfigError(f"{args.checkpoint}: the NumPy runtime runs on the CPU; drop --device {args.device}")
         translator = RuntimeTranslator.load(args.checkpoint)
     else:
+        from .hardware import resolve_precision
         from .translate import Translator
 
         translator = Translator.from_checkpoint(args.checkpoint, device=args.device)  # fail fast, before stdin
+        resolve_precision(cfg.precision, args.device)  # a precision this machine cannot run: one line, exit 2
     sentences = _read_input(args.input)
     nbest = translator.translate_nbest(sentences, cfg, progress=True)
     if cfg.n_best == 1:
@@ -209,6 +211,13 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2))
 
 
+def cmd_hardware(args: argparse.Namespace) -> None:
+    from .hardware import report
+
+    info = report(args.device, args.precision)
+    print(info[args.get] if args.get else "\n".join(f"{key}: {value}" for key, value in info.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -236,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with the run's settings")
     p.add_argument("--reset-optimizer", action="store_true", help="with --resume: fresh optimizer and lr schedule")
     p.add_argument("--overwrite", action="store_true", help="start again in a run folder that holds a trained model")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ..., or auto (a CUDA GPU if there is one)")
     for cls in (DataConfig, ModelConfig, TrainConfig):
         add_flags(p, cls)
     p.set_defaults(func=cmd_train)
@@ -279,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peers", default="../shared/peers.json", help="peer figures for the ratios")
     p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("hardware", help="what this machine is and which device and precision the toolkit picks on it")
+    p.add_argument("--device", default="auto", help="auto (default: a CUDA GPU if there is one), cpu, cuda, ...")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--get", choices=("device", "precision", "cpu", "cpu_capability", "cpu_bf16", "gpu"),
+                   help="print only this field (for scripts)")  # fmt: skip
+    p.set_defaults(func=cmd_hardware)
     return parser
 
 

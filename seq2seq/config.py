@@ -108,7 +108,8 @@ class TrainConfig:
     log_every: int = 50
     max_nan_steps: int = 10  # consecutive non-finite losses before training stops
     threads: int = 0  # torch intra-op threads (0: torch's default)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16 autocast; fp16: autocast + loss scaling (GPU)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
+    tf32: bool = False  # GPU: let cuBLAS/cuDNN use TF32 for fp32 work (off: fp32 is fp32; README)
     onednn_cache: int = 16  # oneDNN primitive-cache entries (< 0: oneDNN's 1,024); bounds RSS (README)
     malloc_mmap_kib: int = 0  # > 0 (glibc): mmap blocks this big, so freed ones leave RSS (slower; README)
     keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
@@ -128,6 +129,7 @@ class TrainConfig:
         _check(self.tbptt >= 0, f"tbptt must be >= 0, got {self.tbptt}")
         _check(self.valid_every >= 1 and self.log_every >= 1, "valid_every/log_every must be >= 1")
         _check(self.max_steps >= 0 and self.max_minutes >= 0, "max_steps/max_minutes must be >= 0")
+        _check(self.threads >= 0, f"threads must be >= 0 (0: torch's default), got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class DecodeConfig:
     max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
     n_best: int = 1
     stopping: Literal["bound", "beam"] = "bound"  # beam search: see search.py (beam: stop at beam_size finished)
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: matmuls under bfloat16 autocast (faster on CPU)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
     shortlist: int = 0  # > 0: score only the k pieces most associated with each source piece (+ frequent)
     shortlist_frequent: int = 500  # with shortlist: the most frequent target pieces are always candidates
 

@@ -359,7 +359,7 @@ class RuntimeTranslator(Translating):
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
     ) -> list[list[Hypothesis]]:
         """translate.search without torch: sort by length, batch, search, restore the input order."""
-        if cfg.precision != "fp32" or cfg.shortlist or keep_attention:
+        if cfg.precision not in ("auto", "fp32") or cfg.shortlist or keep_attention:  # auto: fp32 here
             raise ConfigError(
                 "the NumPy runtime decodes in fp32 with the full vocabulary and keeps no attention: "
                 "use the .pt checkpoint for --precision bf16, --shortlist or attention maps"

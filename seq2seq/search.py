@@ -59,7 +59,7 @@ def greedy_search(
         scores = scores + step_lp
         tokens = torch.cat([tokens, tok[:, None]], dim=1)
         if keep_attention:
-            attn.append(weights)
+            attn.append(weights.float())  # float32 maps whatever the autocast precision
         ended = tok == EOS_ID
         for row in ended.nonzero().flatten().tolist():
             lp = scores[row].item()
@@ -116,7 +116,7 @@ def beam_search(
         top_s, top_i = cand.topk(min(2 * k, k * vocab), dim=1)  # (b, 2K), best first
         top_beam, top_tok = top_i // vocab, top_i % vocab
         if attn is not None:
-            attn = torch.cat([attn, weights[:, None]], dim=1)
+            attn = torch.cat([attn, weights[:, None].float()], dim=1)
         # EOS among the K best candidates ends a hypothesis.
         is_eos = top_tok == EOS_ID
         ends = is_eos[:, :k] & torch.isfinite(top_s[:, :k])

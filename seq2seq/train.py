@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (
-    ConfigError,
     DataConfig,
     DecodeConfig,
     ModelConfig,
@@ -33,6 +32,7 @@ from .config import (
 )
 from .data import Batch, EncodedSplit, collate, make_batches
 from .distributed import Dist
+from .hardware import Precision, adam, cpu_summary, resolve_device, resolve_precision, set_tf32, set_threads
 from .metrics import score
 from .model import Seq2Seq, count_parameters
 from .objective import TrainingLoss, forward_backward, validation_loss
@@ -44,7 +44,6 @@ from .shortlist import Lexicon, build_lexicon
 from .translate import search
 
 log = logging.getLogger("seq2seq")
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _payload(
@@ -68,14 +67,17 @@ def _payload(
     return payload
 
 
-def _validate(model: Seq2Seq, prepared: Prepared, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Validation loss/perplexity, and BLEU of greedy translations of the first sentences."""
+def _validate(
+    model: Seq2Seq, prepared: Prepared, cfg: TrainConfig, device: torch.device, precision: str
+) -> dict[str, float]:
+    """Validation loss/perplexity, and BLEU of greedy translations (in `precision`) of the first sentences."""
     val_split = prepared.cfg.val_split
     loss = validation_loss(model, prepared.split(val_split), cfg.max_tokens, device)
     result = {"val_loss": round(loss, 5), "val_ppl": round(math.exp(min(loss, 50)), 3)}
     if cfg.valid_bleu_sentences:
         src_text, ref_text = prepared.text(val_split, limit=cfg.valid_bleu_sentences)
-        hyps = search(model, prepared.src_tok.encode(src_text), DecodeConfig(beam_size=1, batch_size=128))
+        greedy = DecodeConfig(beam_size=1, batch_size=128, precision=precision)
+        hyps = search(model, prepared.src_tok.encode(src_text), greedy)
         result["val_bleu"] = round(score(prepared.tgt_tok.decode([h[0].ids for h in hyps]), ref_text).bleu, 3)
     model.train()
     return result
@@ -112,14 +114,13 @@ class Trainer:
         distributed.check(cfg, self.dist)
         self.prepared, self.cfg, self.dev = prepared, cfg, torch.device(device)
         self.progress = progress and self.dist.main
-        if cfg.precision == "fp16" and self.dev.type != "cuda":
-            raise ConfigError("precision fp16 (with loss scaling) needs a GPU (--device cuda); on CPU use bf16")
+        self.precision: Precision = resolve_precision(cfg.precision, str(self.dev))  # HardwareError if it can't run
         torch.manual_seed(cfg.seed)
         self.model = Seq2Seq(model_cfg, len(prepared.src_tok), len(prepared.tgt_tok)).to(self.dev)
         self.net = distributed.wrap(TrainingLoss(self.model, cfg), self.dist, self.dev)  # DDP with > 1 process
         distributed.reseed(cfg.seed, self.dist)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)  # one kernel for all params
-        self.scaler = torch.amp.GradScaler(self.dev.type, enabled=cfg.precision == "fp16")
+        self.opt = adam(self.model.parameters(), cfg.lr, self.dev)  # one fused kernel for all params where possible
+        self.scaler = torch.amp.GradScaler(self.dev.type, enabled=self.precision.name == "fp16")
         self.cfgs = {"data": prepared.cfg, "model": model_cfg, "train": cfg}
         self.files = RunFiles(prepared.run, write=self.dist.main)
         self.st = TrainState()
@@ -165,8 +166,7 @@ class Trainer:
         scale: float | torch.Tensor = self.dist.world / tokens
         if self.scaler.is_enabled():
             scale = self.scaler.scale(torch.tensor(scale, device=self.dev))  # times the fp16 loss scale
-        precision = self.cfg.precision
-        with torch.autocast(self.dev.type, dtype=_AUTOCAST.get(precision), enabled=precision != "fp32"):
+        with self.precision.autocast(self.dev.type):
             loss = forward_backward(self.model, batch, self.cfg, scale=scale, net=self.net)
         loss = self.dist.sum(loss)
         self.scaler.unscale_(self.opt)  # a no-op unless fp16
@@ -189,7 +189,10 @@ class Trainer:
         cfg, st = self.cfg, self.st
         log.info("model: %s parameters; %d training pairs; run folder %s",
                  f"{count_parameters(self.model):,}", len(self.train_split), self.files.run)  # fmt: skip
-        self.files.write_config(self.cfgs)
+        self.files.write_config(self.cfgs | {"precision": self.precision})
+        self.files.log({"type": "hardware", "step": st.step, "device": str(self.dev), "precision": self.precision.name,
+                        "requested": cfg.precision, "reason": self.precision.reason, "cpu": cpu_summary(),
+                        "torch": torch.__version__, "threads": torch.get_num_threads()})  # fmt: skip
         bar = tqdm(total=cfg.max_steps or None, initial=st.step, desc="train", unit="step", disable=not self.progress)
         meter, saved_at, world, interrupted = _Meter(), st.step, self.dist.world, None
         stop = self._stop_reason(None) or self._early_stop()  # a resumed run may be finished already
@@ -283,7 +286,8 @@ class Trainer:
     def validate_and_save(self) -> str | None:
         """Validate, update counters, log, write checkpoints; returns an early-stopping reason or None."""
         t0, cfg, st = time.monotonic(), self.cfg, self.st
-        result = self.dist.on_main(lambda: _validate(self.model, self.prepared, cfg, self.dev))  # others wait
+        validate = lambda: _validate(self.model, self.prepared, cfg, self.dev, self.precision.name)  # noqa: E731
+        result = self.dist.on_main(validate)  # the other ranks wait
         improved = after_validation(cfg, st, result)
         record = {"type": "valid", "step": st.step, "epoch": st.epoch, **result, "lr": self.opt.param_groups[0]["lr"],
                   "best": improved, "elapsed_s": self._elapsed()}  # fmt: skip
@@ -361,12 +365,14 @@ def train(
     """
     started = time.monotonic() if started is None else started
     cfg = cfg or TrainConfig()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    limit_onednn_cache(cfg.onednn_cache)
+    set_threads(cfg.threads)
+    limit_onednn_cache(cfg.onednn_cache)  # before the first oneDNN primitive (the precision probe makes one)
     pin_mmap_threshold(cfg.malloc_mmap_kib)
-    dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
+    dist, dev = distributed.setup(resolve_device(device))  # joins torchrun's processes; alone otherwise
     try:
+        if dev.type == "cuda":
+            set_tf32(cfg.tf32)
+        resolve_precision(cfg.precision, str(dev))  # a precision this machine cannot run stops before any write
         prepare = lambda: ensure_prepared(data_dir, src, tgt, run, data_cfg or DataConfig(), cfg.seed)  # noqa: E731
         prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load
         trainer = Trainer(prepared, model_cfg or ModelConfig(), cfg, str(dev), progress, started, dist)

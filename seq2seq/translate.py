@@ -13,6 +13,7 @@ from .base import Translating
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import DecodeConfig, ModelConfig, from_dict
 from .data import pad
+from .hardware import resolve_device, resolve_precision
 from .model import Seq2Seq
 from .search import Hypothesis, beam_search, greedy_search
 from .shortlist import Lexicon, Shortlist, make_shortlist
@@ -46,6 +47,7 @@ def search(
         raise ValueError("shortlist decoding needs a checkpoint with a lexicon (saved by training since v0.2)")
     model.eval()
     device = next(model.parameters()).device
+    precision = resolve_precision(cfg.precision, str(device))  # HardwareError before any work
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     bar = tqdm(total=len(order), desc="translate", unit="sent", disable=not progress, leave=False)
@@ -54,7 +56,7 @@ def search(
         seqs = [list(src_ids[i][: cfg.max_src_len]) for i in idx]
         lens = torch.tensor([len(s) + 1 for s in seqs], device=device)
         max_lens = (cfg.max_len_a * lens + cfg.max_len_b).long()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with precision.autocast(device.type):
             src = pad(seqs, after=EOS_ID).to(device)
             memory, state = model.encode(src, lens)
             stepper: Any = model
@@ -107,7 +109,7 @@ class Translator(Translating):
             raise CheckpointError(
                 f"{path}: incomplete or inconsistent checkpoint: {str(err).splitlines()[0]}"
             ) from None
-        return cls(model.to(device), src_tok, tgt_tok, lexicon)
+        return cls(model.to(resolve_device(str(device))), src_tok, tgt_tok, lexicon)
 
     def search(
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False

@@ -69,7 +69,8 @@ def test_attention_recorded_per_output_step(run: Path, beam_size: int) -> None:
     """Each hypothesis carries the attention of its own path (EOS step included), whatever the batch."""
     translator = Translator.from_checkpoint(run / "best.pt")
     sentences = ["the big dog sees a small cat", "red bird", "a tree has the green house and the blue cat"]
-    nbest = translator.translate_nbest(sentences, DecodeConfig(beam_size=beam_size), keep_attention=True)
+    cfg = DecodeConfig(beam_size=beam_size, precision="fp32")  # compared with an fp32 re-run below
+    nbest = translator.translate_nbest(sentences, cfg, keep_attention=True)
     model = translator.model
     for sentence, [(_, hyp)] in zip(sentences, nbest):
         src = translator.src_tok.encode([sentence])
