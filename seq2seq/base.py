@@ -1,18 +1,19 @@
 """Torch-free pieces shared by the toolkit and the NumPy runtime (`runtime.py`).
 
-Error types, the search result record and strict UTF-8 line reading live here, so that
+Error types, strict UTF-8 line reading and the text side of translation live here, so that
 `seq2seq translate` with an exported runtime model starts without importing torch.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import DecodeConfig
+    from .search import Hypothesis
     from .tokenizer import Tokenizer
 
 
@@ -24,37 +25,41 @@ class CheckpointError(ValueError):
     """A file that is not a loadable seq2seq checkpoint; the message says why in one line."""
 
 
-class Hypothesis(NamedTuple):
-    """One finished output: ids without BOS/EOS, its normalised score and raw log-probability."""
-
-    ids: list[int]
-    score: float
-    log_prob: float
-    attention: Any  # (len(ids) + 1, S) weights per output step (EOS included), or None
-
-
 def read_lines(path: str | Path) -> list[str]:
     """Lines of a UTF-8 text file (\\n or \\r\\n endings); bad bytes are errors naming the line."""
+    return list(iter_lines(path))
+
+
+def iter_lines(path: str | Path, block_bytes: int = 1 << 20) -> Iterator[str]:
+    """The lines of a UTF-8 file, read a block at a time (any file size); a missing file is a CorpusError."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: no such file")
-    return decode_lines(path.read_bytes(), str(path))
+    number = 0
+    with open(path, "rb") as f:
+        while block := f.readlines(block_bytes):
+            for raw in block:
+                number += 1
+                yield _decode_line(raw, str(path), number)
 
 
 def decode_lines(data: bytes, name: str) -> list[str]:
-    """Split UTF-8 bytes into lines; a NUL byte or invalid UTF-8 is an error naming `name:line`."""
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise CorpusError(f"{name}:{line}: NUL byte (is this a binary file?)")
+    """Split UTF-8 bytes (e.g. standard input) into lines, with the rules of `iter_lines`."""
+    raw = data.split(b"\n")
+    if raw[-1] == b"":
+        raw.pop()
+    return [_decode_line(line, name, number) for number, line in enumerate(raw, 1)]
+
+
+def _decode_line(raw: bytes, name: str, number: int) -> str:
+    """One line without its line ending; a NUL byte or invalid UTF-8 is an error naming `name:number`."""
+    if b"\x00" in raw:
+        raise CorpusError(f"{name}:{number}: NUL byte (is this a binary file?)")
     try:
-        text = data.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise CorpusError(f"{name}:{line}: invalid UTF-8 (byte 0x{data[err.start]:02x})") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [s.removesuffix("\r") for s in lines]
+        raise CorpusError(f"{name}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x})") from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def clean(text: str) -> str:

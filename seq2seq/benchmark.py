@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
+from .base import read_lines
 from .config import ModelConfig
-from .data import read_lines
 from .hardware import cpu_bf16, report
 
 PEER_KEYS = {  # our key -> (peers.json key, higher is better)

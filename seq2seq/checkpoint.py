@@ -3,12 +3,18 @@
 A checkpoint holds tensors, numbers, strings and lists/dicts of them, nothing else: the model
 weights, the model config, both SentencePiece models (as bytes), and for `last.pt` the
 optimiser and training state needed to resume. Loading never unpickles arbitrary objects.
+
+This module owns the format: the keys inside the file are written and read only here, by
+`write_model_checkpoint` from a `ModelFile` (and a `ResumeState` for last.pt) and by `read_model`,
+`read_resume` and `resume_configs`; everything else works with those types.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,22 +75,132 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return obj
 
 
+@dataclass
+class ModelFile:
+    """What every checkpoint holds: a trained model with its tokenizers and the configs it was trained with."""
+
+    model_config: dict[str, Any]  # config.ModelConfig as a dict
+    state_dict: dict[str, torch.Tensor]  # the model's weights
+    src_spm: bytes  # SentencePiece model protos
+    tgt_spm: bytes
+    src_lang: str
+    tgt_lang: str
+    data_config: dict[str, Any]
+    train_config: dict[str, Any]
+    step: int  # updates trained
+    lexicon: dict[str, torch.Tensor] | None = None  # shortlist.Lexicon payload (None: files from before v0.2)
+    averaged: list[str] | None = None  # the files whose weights were averaged into this one
+
+
+@dataclass
+class ResumeState:
+    """What last.pt holds besides its ModelFile, to continue the run exactly."""
+
+    optimizer: dict[str, Any]  # optimizer.state_dict()
+    train_state: dict[str, Any]  # schedule.TrainState as a dict
+    rng: list[dict[str, torch.Tensor]] | None  # per rank, distributed.rng_state(); None: before multi-process
+    torch_rng: torch.Tensor  # rank 0's CPU generator state (what files without `rng` restore from)
+    grad_scaler: dict[str, Any] | None = None  # fp16 loss scaling state
+
+
+# The keys of the file, in the order they are written (the format: one place to change it).
+_MODEL_KEYS: dict[str, tuple[str, type]] = {  # key -> (ModelFile field, its type)
+    "lexicon": ("lexicon", dict),
+    "model_config": ("model_config", dict),
+    "model": ("state_dict", dict),
+    "src_spm": ("src_spm", bytes),
+    "tgt_spm": ("tgt_spm", bytes),
+    "src_lang": ("src_lang", str),
+    "tgt_lang": ("tgt_lang", str),
+    "train_config": ("train_config", dict),
+    "data_config": ("data_config", dict),
+    "step": ("step", int),
+    "averaged": ("averaged", list),
+}
+_RESUME_KEYS: dict[str, tuple[str, type]] = {  # key -> (ResumeState field, its type)
+    "optimizer": ("optimizer", dict),
+    "train_state": ("train_state", dict),
+    "torch_rng": ("torch_rng", torch.Tensor),
+    "rng": ("rng", list),
+    "grad_scaler": ("grad_scaler", dict),
+}
+_OPTIONAL = {"lexicon", "averaged", "rng", "grad_scaler"}  # absent in older files or not always written
+
+
+def _payload(model: ModelFile, resume: ResumeState | None) -> dict[str, Any]:
+    """The file's dict (without the format marker); optional parts that are None are left out."""
+    parts = [(model, _MODEL_KEYS)] + ([(resume, _RESUME_KEYS)] if resume is not None else [])
+    payload = {}
+    for obj, keys in parts:
+        for key, (name, _) in keys.items():
+            value = getattr(obj, name)
+            if value is not None or key not in _OPTIONAL:
+                payload[key] = value
+    return payload
+
+
+def _fields(path: Path, ckpt: dict[str, Any], keys: dict[str, tuple[str, type]]) -> dict[str, Any]:
+    """The dataclass fields stored under `keys`, checked; a missing or mistyped one raises CheckpointError."""
+    values = {}
+    for key, (name, kind) in keys.items():
+        value = ckpt.get(key)
+        if value is None and key in _OPTIONAL:
+            values[name] = None
+            continue
+        if key not in ckpt:
+            problem = f"no '{key}'"
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            problem = f"'{key}' is {type(value).__name__}, not {kind.__name__}"
+        else:
+            values[name] = value
+            continue
+        raise CheckpointError(f"{path}: incomplete or inconsistent checkpoint: {problem}")
+    return values
+
+
+def write_model_checkpoint(path: str | Path, model: ModelFile, resume: ResumeState | None = None) -> None:
+    """Write `model` (and with `resume`, everything needed to continue training) to `path`, atomically."""
+    save_checkpoint(path, _payload(model, resume))
+
+
+def read_model(path: str | Path) -> ModelFile:
+    """The model part of any checkpoint (best.pt, last.pt, stepNNNNNNN.pt, an averaged one)."""
+    path = Path(path)
+    return ModelFile(**_fields(path, load_checkpoint(path), _MODEL_KEYS))
+
+
+def read_resume(path: str | Path) -> tuple[ModelFile, ResumeState]:
+    """A run's last.pt: its model and the state to resume training from."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path.parent}: nothing to resume (no {path.name})")
+    ckpt = load_checkpoint(path)
+    if "train_state" not in ckpt:
+        raise CheckpointError(f"{path}: holds no training state to resume from")
+    return ModelFile(**_fields(path, ckpt, _MODEL_KEYS)), ResumeState(**_fields(path, ckpt, _RESUME_KEYS))
+
+
+def resume_configs(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The {"data", "model", "train"} configs (dicts) a run was trained with, from its last.pt itself."""
+    model, _ = read_resume(path)
+    return {"data": model.data_config, "model": model.model_config, "train": model.train_config}
+
+
 def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     """Write the element-wise mean of the weights of checkpoints from one run (e.g. stepNNNNNNN.pt)."""
     if not paths:
         raise CheckpointError("no checkpoints to average")
-    ckpts = [load_checkpoint(p) for p in paths]
-    first = ckpts[0]
-    for path, ckpt in zip(paths[1:], ckpts[1:]):
-        if any(ckpt.get(k) != first.get(k) for k in ("model_config", "src_spm", "tgt_spm")):
+    models = [read_model(p) for p in paths]
+    first = models[0]
+    for path, model in zip(paths[1:], models[1:]):
+        if (model.model_config, model.src_spm, model.tgt_spm) != (first.model_config, first.src_spm, first.tgt_spm):
             raise CheckpointError(f"{path}: other model config or vocabulary than {paths[0]}; average one run's files")
     mean = {
-        name: (sum(c["model"][name].double() for c in ckpts) / len(ckpts)).to(tensor.dtype)
-        for name, tensor in first["model"].items()
+        name: (sum(m.state_dict[name].double() for m in models) / len(models)).to(tensor.dtype)
+        for name, tensor in first.state_dict.items()
     }
-    skip = {"format", "version", "optimizer", "train_state", "torch_rng", "rng", "grad_scaler"}
-    payload = {k: v for k, v in first.items() if k not in skip} | {"model": mean, "averaged": [str(p) for p in paths]}
-    save_checkpoint(out, payload)
+    averaged = dataclasses.replace(first, state_dict=mean, averaged=[str(p) for p in paths])
+    write_model_checkpoint(out, averaged)  # weights only: no resume state
     return Path(out)
 
 
@@ -99,17 +215,17 @@ def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
     from .runtime import FORMAT as RUNTIME_FORMAT
     from .runtime import VERSION as RUNTIME_VERSION
 
-    ckpt = load_checkpoint(checkpoint)
+    model = read_model(checkpoint)
     try:
-        arrays = {f"w.{name}": t.float().numpy() for name, t in ckpt["model"].items()}
+        arrays = {f"w.{name}": t.float().numpy() for name, t in model.state_dict.items()}
         arrays |= {
             "format": np.array(RUNTIME_FORMAT),
             "version": np.array(RUNTIME_VERSION),
-            "model_config": np.array(json.dumps(ckpt["model_config"])),
-            "src_spm": np.frombuffer(ckpt["src_spm"], dtype=np.uint8),
-            "tgt_spm": np.frombuffer(ckpt["tgt_spm"], dtype=np.uint8),
+            "model_config": np.array(json.dumps(model.model_config)),
+            "src_spm": np.frombuffer(model.src_spm, dtype=np.uint8),
+            "tgt_spm": np.frombuffer(model.tgt_spm, dtype=np.uint8),
         }
-    except (KeyError, AttributeError, TypeError) as err:
+    except (AttributeError, TypeError) as err:
         raise CheckpointError(f"{checkpoint}: incomplete checkpoint, cannot export it ({err})") from None
     out = Path(out)
     if out.suffix != ".npz":

@@ -49,9 +49,10 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train import process_start, resume_configs, train
+    from .checkpoint import resume_configs
+    from .train import process_start, train
 
-    base = resume_configs(args.out) if args.resume else _toml(args)
+    base = resume_configs(Path(args.out) / "last.pt") if args.resume else _toml(args)
     result = train(
         args.data, args.src, args.tgt, args.out,
         from_flags(DataConfig, args, base.get("data")), from_flags(ModelConfig, args, base.get("model")),
@@ -98,7 +99,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .data import read_lines
+    from .base import read_lines
     from .metrics import score
 
     hyps, refs = read_lines(args.hyp), read_lines(args.ref)

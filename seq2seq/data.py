@@ -13,41 +13,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# re-exported from base.py, so that older `from seq2seq.data import ...` keeps working
-from .base import CorpusError as CorpusError
-from .base import clean as clean
-from .base import decode_lines as decode_lines
-from .base import read_lines as read_lines
+from .base import CorpusError, iter_lines
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 def split_paths(data_dir: str | Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:
     """The `{split}.{lang}` files of a corpus folder."""
     return Path(data_dir) / f"{split}.{src}", Path(data_dir) / f"{split}.{tgt}"
-
-
-def _decode_line(raw: bytes, name: str, number: int) -> str:
-    """One line of a file without its line ending; a NUL byte or invalid UTF-8 is an error naming `name:number`."""
-    if b"\x00" in raw:
-        raise CorpusError(f"{name}:{number}: NUL byte (is this a binary file?)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CorpusError(f"{name}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x})") from None
-    return text.removesuffix("\n").removesuffix("\r")
-
-
-def iter_lines(path: str | Path, block_bytes: int = 1 << 20) -> Iterator[str]:
-    """The lines of a UTF-8 file, read a block at a time (same rules as `read_lines`, any file size)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path}: no such file")
-    number = 0
-    with open(path, "rb") as f:
-        while block := f.readlines(block_bytes):
-            for raw in block:
-                number += 1
-                yield _decode_line(raw, str(path), number)
 
 
 def iter_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[str, str]]:

@@ -6,8 +6,8 @@ import logging
 import time
 from pathlib import Path
 
+from .base import read_lines
 from .config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
-from .data import read_lines
 from .metrics import Scores, score
 from .synthetic import SRC_LANG, TGT_LANG, generate_corpus
 from .train import train

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .base import CorpusError, clean
 from .config import ConfigError, DecodeConfig, ModelConfig
-from .data import Batch, CorpusError, EncodedSplit, clean, collate, pad
+from .data import Batch, EncodedSplit, collate, pad
 from .model import Seq2Seq
 from .plots import CELL_COLORS, new_figure, save_figure
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -221,7 +222,7 @@ def run_gradient_flow(
 
     Returns the PNG written and one summary line per model and part (values at five time steps).
     """
-    from .data import read_lines
+    from .base import read_lines
 
     what = "loss of each sentence's final output" if loss == "last" else "summed loss of all outputs"
     if checkpoints:

@@ -27,8 +27,9 @@ from typing import Any
 
 import sentencepiece as spm
 
+from .base import CorpusError, clean, iter_lines
 from .config import DataConfig, from_dict, to_dict
-from .data import CorpusError, EncodedSplit, SplitWriter, clean, iter_parallel, split_paths
+from .data import EncodedSplit, SplitWriter, iter_parallel, split_paths
 from .tokenizer import Tokenizer, train_sentencepiece
 
 log = logging.getLogger("seq2seq")
@@ -90,16 +91,10 @@ def _clean_split(data_dir: Path, split: str, src: str, tgt: str, dest: Path) -> 
     return kept, empty
 
 
-def _text_lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8", newline="\n") as f:
-        for line in f:
-            yield line[:-1]
-
-
 def read_pairs(prefix: Path, chunk: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
     """The cleaned text `prefix.{src,tgt}.txt` in chunks of `chunk` (default CHUNK) pairs."""
     chunk = chunk or CHUNK
-    src, tgt = _text_lines(Path(f"{prefix}.src.txt")), _text_lines(Path(f"{prefix}.tgt.txt"))
+    src, tgt = iter_lines(f"{prefix}.src.txt"), iter_lines(f"{prefix}.tgt.txt")
     while s := list(itertools.islice(src, chunk)):
         yield s, list(itertools.islice(tgt, chunk))
 
@@ -209,10 +204,10 @@ def _train_tokenizers(train: Path, cfg: DataConfig, seed: int) -> tuple[bytes, b
     )
     src_text, tgt_text = Path(f"{train}.src.txt"), Path(f"{train}.tgt.txt")
     if cfg.joint_vocab:
-        model = train_sentencepiece(itertools.chain(_text_lines(src_text), _text_lines(tgt_text)), **spm_args)
+        model = train_sentencepiece(itertools.chain(iter_lines(src_text), iter_lines(tgt_text)), **spm_args)
         return model, model
-    src_model = train_sentencepiece(_text_lines(src_text), **spm_args)
-    return src_model, train_sentencepiece(_text_lines(tgt_text), **spm_args)
+    src_model = train_sentencepiece(iter_lines(src_text), **spm_args)
+    return src_model, train_sentencepiece(iter_lines(tgt_text), **spm_args)
 
 
 @dataclass
@@ -254,7 +249,7 @@ class Prepared:
     def text(self, name: str, limit: int | None = None) -> tuple[list[str], list[str]]:
         """Cleaned source and reference lines of a prepared split (the first `limit` of them)."""
         self.split(name)
-        src, tgt = (_text_lines(self.cache / f"{name}.{side}.txt") for side in ("src", "tgt"))
+        src, tgt = (iter_lines(self.cache / f"{name}.{side}.txt") for side in ("src", "tgt"))
         return list(itertools.islice(src, limit)), list(itertools.islice(tgt, limit))
 
     def write_sampled_train(self, epoch: int, alpha: float, seed: int) -> Path:

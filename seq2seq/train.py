@@ -8,7 +8,6 @@ Multi-process training (torchrun, DistributedDataParallel) follows the contract 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import ModelFile, ResumeState, read_resume, write_model_checkpoint
 from .config import (
     DataConfig,
     DecodeConfig,
@@ -40,31 +39,10 @@ from .preprocess import Prepared, ensure_prepared
 from .process import StopSignal, limit_onednn_cache, pin_mmap_threshold, process_start
 from .runfiles import RunFiles
 from .schedule import TrainState, after_validation, budget_progress, learning_rate
-from .shortlist import Lexicon, build_lexicon
+from .shortlist import build_lexicon
 from .translate import search
 
 log = logging.getLogger("seq2seq")
-
-
-def _payload(
-    model: Seq2Seq, prepared: Prepared, cfgs: dict[str, Any], st: TrainState, lexicon: Lexicon, opt=None
-) -> dict[str, Any]:
-    """A self-contained checkpoint; with `opt`, also everything needed to resume exactly."""
-    payload = {
-        "lexicon": lexicon.to_payload(),
-        "model_config": to_dict(cfgs["model"]),
-        "model": model.state_dict(),
-        "src_spm": prepared.src_tok.model_proto,
-        "tgt_spm": prepared.tgt_tok.model_proto,
-        "src_lang": prepared.manifest["src"],
-        "tgt_lang": prepared.manifest["tgt"],
-        "train_config": to_dict(cfgs["train"]),
-        "data_config": to_dict(cfgs["data"]),
-        "step": st.step,
-    }
-    if opt is not None:
-        payload |= {"optimizer": opt.state_dict(), "train_state": asdict(st), "torch_rng": torch.get_rng_state()}
-    return payload
 
 
 def _validate(
@@ -131,19 +109,17 @@ class Trainer:
     def resume(self, reset_optimizer: bool = False) -> None:
         """Continue from last.pt: weights, optimiser, schedule, counters, data position, RNG."""
         path = self.files.run / "last.pt"
-        ckpt = load_checkpoint(path)
-        if "train_state" not in ckpt:
-            raise CheckpointError(f"{path}: holds no training state to resume from")
-        self.model.load_state_dict(ckpt["model"])
-        self.st = TrainState(**ckpt["train_state"])
+        saved, resume = read_resume(path)
+        self.model.load_state_dict(saved.state_dict)
+        self.st = TrainState(**resume.train_state)
         self.seconds_before = self.st.train_seconds
         if reset_optimizer:
             self.st.lr_scale, self.st.plateau = 1.0, 0
         else:
-            self.opt.load_state_dict(ckpt["optimizer"])
-        if self.scaler.is_enabled() and "grad_scaler" in ckpt:
-            self.scaler.load_state_dict(ckpt["grad_scaler"])
-        self._restore_rng(ckpt)
+            self.opt.load_state_dict(resume.optimizer)
+        if self.scaler.is_enabled() and resume.grad_scaler is not None:
+            self.scaler.load_state_dict(resume.grad_scaler)
+        self._restore_rng(resume)
         self.files.truncate(self.st.step)  # records of the lost steps are written again
         log.info(
             "resuming %s at update %d (epoch %d, batch %d)", path, self.st.step, self.st.epoch, self.st.batch_in_epoch
@@ -247,9 +223,9 @@ class Trainer:
         write = lambda: self.prepared.write_sampled_train(epoch, self.cfg.subword_alpha, self.cfg.seed)  # noqa: E731
         return EncodedSplit.load(self.dist.on_main(write))  # rank 0 encodes to disk, every rank maps it
 
-    def _restore_rng(self, ckpt: dict[str, Any]) -> None:
+    def _restore_rng(self, resume: ResumeState) -> None:
         """This rank's random state from last.pt (saved per rank; with another process count, fresh for ranks > 0)."""
-        states = ckpt.get("rng")
+        states = resume.rng
         if states and len(states) == self.dist.world:
             distributed.set_rng_state(states[self.dist.rank], self.dev)
             return
@@ -257,7 +233,7 @@ class Trainer:
             log.warning("resuming %d-process training with %d processes: not bitwise the same run", len(states),
                         self.dist.world)  # fmt: skip
         if self.dist.main:
-            distributed.set_rng_state(states[0] if states else {"cpu": ckpt["torch_rng"]}, self.dev)
+            distributed.set_rng_state(states[0] if states else {"cpu": resume.torch_rng}, self.dev)
         else:
             torch.manual_seed(self.cfg.seed + 1_000_003 * self.dist.rank + self.st.step)
 
@@ -303,6 +279,22 @@ class Trainer:
             return f"early stopping (no improvement in {self.cfg.patience} validations)"
         return None
 
+    def _model_file(self) -> ModelFile:
+        """The self-contained model part of a checkpoint: weights, tokenizers, configs, lexicon."""
+        prepared, cfgs = self.prepared, self.cfgs
+        return ModelFile(
+            model_config=to_dict(cfgs["model"]),
+            state_dict=self.model.state_dict(),
+            src_spm=prepared.src_tok.model_proto,
+            tgt_spm=prepared.tgt_tok.model_proto,
+            src_lang=prepared.manifest["src"],
+            tgt_lang=prepared.manifest["tgt"],
+            data_config=to_dict(cfgs["data"]),
+            train_config=to_dict(cfgs["train"]),
+            step=self.st.step,
+            lexicon=self.lexicon.to_payload(),
+        )
+
     def save(self, validated: bool, improved: bool = False) -> None:
         """last.pt (resumable), best.pt when improved, and the last `keep_checkpoints` step files (rank 0)."""
         rng = self.dist.gather(distributed.rng_state(self.dev))  # every rank's, for an exact resume
@@ -310,15 +302,19 @@ class Trainer:
             return
         run = self.files.run
         self.st.train_seconds = self._elapsed()
-        last = _payload(self.model, self.prepared, self.cfgs, self.st, self.lexicon, self.opt) | {"rng": rng}
-        if self.scaler.is_enabled():
-            last["grad_scaler"] = self.scaler.state_dict()
-        save_checkpoint(run / "last.pt", last)
-        weights = _payload(self.model, self.prepared, self.cfgs, self.st, self.lexicon)  # no resume state
+        weights = self._model_file()
+        resume = ResumeState(
+            optimizer=self.opt.state_dict(),
+            train_state=asdict(self.st),
+            rng=rng,
+            torch_rng=torch.get_rng_state(),
+            grad_scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+        )
+        write_model_checkpoint(run / "last.pt", weights, resume)
         if improved:
-            save_checkpoint(run / "best.pt", weights)
+            write_model_checkpoint(run / "best.pt", weights)  # no resume state
         if validated and self.cfg.keep_checkpoints:
-            save_checkpoint(run / f"step{self.st.step:07d}.pt", weights)
+            write_model_checkpoint(run / f"step{self.st.step:07d}.pt", weights)
             for old in sorted(run.glob("step[0-9]*.pt"))[: -self.cfg.keep_checkpoints]:
                 old.unlink()
 
@@ -385,12 +381,4 @@ def train(
         distributed.teardown(dist)
 
 
-def resume_configs(run: str | Path) -> dict[str, dict[str, Any]]:
-    """The configs a run was trained with (its config.json), to resume with the same settings."""
-    path = Path(run) / "config.json"
-    if not path.is_file():
-        raise CheckpointError(f"{run}: nothing to resume (no config.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-__all__ = ["TrainResult", "TrainState", "forward_backward", "from_dict", "process_start", "resume_configs", "train"]
+__all__ = ["TrainResult", "TrainState", "forward_backward", "from_dict", "process_start", "train"]

@@ -4,31 +4,65 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .base import Translating
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, read_model
 from .config import DecodeConfig, ModelConfig, from_dict
 from .data import pad
 from .hardware import resolve_device, resolve_precision
-from .model import Seq2Seq
-from .search import Hypothesis, beam_search, greedy_search
+from .model import DecoderState, Memory, Seq2Seq
+from .search import Hypothesis
+from .search import search as search_ids
 from .shortlist import Lexicon, Shortlist, make_shortlist
-from .tokenizer import EOS_ID, Tokenizer
+from .tokenizer import Tokenizer
 
 
-class _ShortlistStepper(NamedTuple):
-    model: Seq2Seq
-    shortlist: Shortlist
+class TorchEngine:
+    """The torch model as a search engine (search.py): encode a batch, step, select rows.
 
-    def step(self, prev_ids: torch.Tensor, state: Any, memory: Any) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        return self.model.step(prev_ids, state, memory, self.shortlist)
+    Runs under inference mode and the resolved precision's autocast; hands the search NumPy
+    log-probs and attention (one device-to-host copy of (N, V) per step on a GPU). With
+    `cfg.shortlist` each batch scores only its sentences' shortlisted pieces (shortlist.py).
+    """
+
+    def __init__(self, model: Seq2Seq, cfg: DecodeConfig, lexicon: Lexicon | None = None) -> None:
+        if cfg.shortlist and lexicon is None:
+            raise ValueError("shortlist decoding needs a checkpoint with a lexicon")
+        self.model, self.cfg, self.lexicon = model.eval(), cfg, lexicon
+        self.device = next(model.parameters()).device
+        self.precision = resolve_precision(cfg.precision, str(self.device))  # HardwareError before any work
+        self.shortlist: Shortlist | None = None
+
+    @torch.inference_mode()
+    def encode(self, src_ids: list[list[int]]) -> tuple[Memory, DecoderState, np.ndarray | None]:
+        lens = torch.tensor([len(s) for s in src_ids], device=self.device)
+        src = pad(src_ids).to(self.device)  # (B, S), EOS already appended
+        with self.precision.autocast(self.device.type):
+            memory, state = self.model.encode(src, lens)
+        self.shortlist = None
+        if not self.cfg.shortlist or self.lexicon is None:
+            return memory, state, None
+        out = self.model.out
+        self.shortlist, allowed = make_shortlist(
+            self.lexicon, src, memory.mask, self.cfg.shortlist, self.cfg.shortlist_frequent, out
+        )
+        return memory._replace(allowed=allowed), state, self.shortlist.ids.cpu().numpy()
+
+    @torch.inference_mode()
+    def step(self, prev_ids: np.ndarray, state: DecoderState, memory: Memory) -> tuple[Any, DecoderState, Any]:
+        prev = torch.from_numpy(np.ascontiguousarray(prev_ids)).to(self.device)
+        with self.precision.autocast(self.device.type):
+            log_probs, state, weights = self.model.step(prev, state, memory, self.shortlist)
+        return log_probs.float().cpu().numpy(), state, weights.float().cpu().numpy()
+
+    def select(self, obj: Memory | DecoderState, rows: np.ndarray) -> Any:
+        return obj.select(torch.from_numpy(np.ascontiguousarray(rows)).to(self.device))
 
 
-@torch.inference_mode()
 def search(
     model: Seq2Seq,
     src_ids: Sequence[Sequence[int]],
@@ -37,57 +71,9 @@ def search(
     progress: bool = False,
     lexicon: Lexicon | None = None,
 ) -> list[list[Hypothesis]]:
-    """The n-best hypotheses for each source (piece ids without EOS), in input order.
-
-    Sources are sorted by length and cut into batches of `cfg.batch_size`; the result does not
-    depend on the batch size. Sources longer than `cfg.max_src_len` pieces are truncated.
-    `cfg.shortlist` > 0 needs the `lexicon` the checkpoint was saved with (see shortlist.py).
-    """
-    if cfg.shortlist and lexicon is None:
-        raise ValueError("shortlist decoding needs a checkpoint with a lexicon (saved by training since v0.2)")
-    model.eval()
-    device = next(model.parameters()).device
-    precision = resolve_precision(cfg.precision, str(device))  # HardwareError before any work
-    order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
-    results: list[list[Hypothesis]] = [[] for _ in src_ids]
-    bar = tqdm(total=len(order), desc="translate", unit="sent", disable=not progress, leave=False)
-    for start in range(0, len(order), cfg.batch_size):
-        idx = order[start : start + cfg.batch_size]
-        seqs = [list(src_ids[i][: cfg.max_src_len]) for i in idx]
-        lens = torch.tensor([len(s) + 1 for s in seqs], device=device)
-        max_lens = (cfg.max_len_a * lens + cfg.max_len_b).long()
-        with precision.autocast(device.type):
-            src = pad(seqs, after=EOS_ID).to(device)
-            memory, state = model.encode(src, lens)
-            stepper: Any = model
-            if cfg.shortlist and lexicon is not None:
-                shortlist, allowed = make_shortlist(
-                    lexicon, src, memory.mask, cfg.shortlist, cfg.shortlist_frequent, model.out
-                )
-                memory, stepper = memory._replace(allowed=allowed), _ShortlistStepper(model, shortlist)
-            if cfg.beam_size == 1:
-                best = greedy_search(stepper, memory, state, max_lens, cfg.length_penalty, keep_attention)
-                hyps = [[h] for h in best]
-            else:
-                hyps = beam_search(
-                    stepper,
-                    memory,
-                    state,
-                    max_lens,
-                    cfg.beam_size,
-                    cfg.length_penalty,
-                    cfg.n_best,
-                    keep_attention,
-                    cfg.stopping,
-                )
-            if stepper is not model:  # shortlist positions back to vocabulary ids
-                to_vocab = stepper.shortlist.ids.tolist()
-                hyps = [[h._replace(ids=[to_vocab[i] for i in h.ids]) for h in nbest] for nbest in hyps]
-        for i, h in zip(idx, hyps):
-            results[i] = h
-        bar.update(len(idx))
-    bar.close()
-    return results
+    """The n-best hypotheses for each source (piece ids without EOS), in input order (search.search
+    with the torch model). `cfg.shortlist` > 0 needs the `lexicon` the checkpoint was saved with."""
+    return search_ids(TorchEngine(model, cfg, lexicon), src_ids, cfg, keep_attention, progress)
 
 
 class Translator(Translating):
@@ -99,12 +85,12 @@ class Translator(Translating):
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Translator:
         """Load a checkpoint written by `seq2seq train` (best.pt, last.pt, or an averaged one)."""
-        ckpt = load_checkpoint(path)
+        saved = read_model(path)
         try:
-            src_tok, tgt_tok = Tokenizer(ckpt["src_spm"]), Tokenizer(ckpt["tgt_spm"])
-            model = Seq2Seq(from_dict(ModelConfig, ckpt["model_config"]), len(src_tok), len(tgt_tok))
-            model.load_state_dict(ckpt["model"])
-            lexicon = Lexicon.from_payload(ckpt["lexicon"]) if "lexicon" in ckpt else None
+            src_tok, tgt_tok = Tokenizer(saved.src_spm), Tokenizer(saved.tgt_spm)
+            model = Seq2Seq(from_dict(ModelConfig, saved.model_config), len(src_tok), len(tgt_tok))
+            model.load_state_dict(saved.state_dict)
+            lexicon = Lexicon.from_payload(saved.lexicon) if saved.lexicon is not None else None
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise CheckpointError(
                 f"{path}: incomplete or inconsistent checkpoint: {str(err).splitlines()[0]}"

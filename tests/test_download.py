@@ -12,8 +12,8 @@ import pytest
 from datasets import Dataset, DatasetDict, Features, Translation
 
 from seq2seq import download as download_module
+from seq2seq.base import CorpusError, read_lines
 from seq2seq.cli import main
-from seq2seq.data import CorpusError, read_lines
 from seq2seq.download import download
 
 DE = ["Ein Hund läuft.", "Zwei Männer.", "Eine Frau liest."]

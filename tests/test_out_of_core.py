@@ -11,8 +11,9 @@ from corpora import write_corpus
 from test_resume import DATA, MODEL
 
 import seq2seq.preprocess as preprocess_module
+from seq2seq.base import CorpusError
 from seq2seq.config import DataConfig, TrainConfig
-from seq2seq.data import CorpusError, EncodedSplit, SplitWriter
+from seq2seq.data import EncodedSplit, SplitWriter
 from seq2seq.preprocess import Prepared, preprocess
 from seq2seq.train import train
 

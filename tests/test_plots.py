@@ -80,7 +80,7 @@ def test_attention_recorded_per_output_step(run: Path, beam_size: int) -> None:
         with torch.no_grad():  # re-run the hypothesis teacher-forced
             memory, state = model.encode(pad(src, after=EOS_ID), torch.tensor([n_src]))
             _, _, weights = model.decoder(torch.tensor([[BOS_ID, *hyp.ids]]), state, memory)
-        assert torch.allclose(hyp.attention[:, :n_src], weights[0], atol=1e-5)
+        assert torch.allclose(torch.from_numpy(hyp.attention[:, :n_src]), weights[0], atol=1e-5)
 
 
 @needs_matplotlib

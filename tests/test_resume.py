@@ -9,15 +9,28 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from corpora import write_corpus
 
-from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.checkpoint import (
+    CheckpointError,
+    ModelFile,
+    ResumeState,
+    load_checkpoint,
+    read_model,
+    read_resume,
+    resume_configs,
+    save_checkpoint,
+    write_model_checkpoint,
+)
+from seq2seq.config import DataConfig, ModelConfig, TrainConfig, to_dict
+from seq2seq.schedule import TrainState
 from seq2seq.train import train
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.3)
@@ -224,3 +237,157 @@ def test_custom_train_split_name(tmp_path: Path) -> None:
     data = DataConfig(vocab_size=60, train_split="big")
     result = train(corpus, "xx", "yy", tmp_path / "run", data, MODEL, TrainConfig(max_steps=2), progress=False)
     assert result.steps == 2
+
+
+def assert_same(a: Any, b: Any, where: str = "") -> None:
+    """Equal values, tensors equal to the bit and of the same dtype, through dataclasses, dicts and lists."""
+    if is_dataclass(a):
+        assert type(a) is type(b), where
+        for f in fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert type(a) is type(b) and a == b, where
+
+
+def _model_file(lexicon: bool = True) -> ModelFile:
+    return ModelFile(
+        model_config=to_dict(MODEL),
+        state_dict={"emb.weight": torch.randn(5, 3), "out.bias": torch.arange(5).to(torch.bfloat16)},
+        src_spm=b"\n\x03src\x00",
+        tgt_spm=b"\n\x03tgt\xff",
+        src_lang="xx",
+        tgt_lang="yy",
+        data_config=to_dict(DATA),
+        train_config=to_dict(TrainConfig(max_steps=7)),
+        step=7,
+        lexicon={"table": torch.arange(6).view(3, 2), "frequent": torch.arange(4)} if lexicon else None,
+    )
+
+
+def _resume_state() -> ResumeState:
+    weight = torch.nn.Parameter(torch.randn(3))
+    opt = torch.optim.Adam([weight], lr=0.01)
+    (weight**2).sum().backward()
+    opt.step()
+    history = [{"type": "valid", "step": 6, "val_loss": 1.5, "best": True}]
+    return ResumeState(
+        optimizer=opt.state_dict(),
+        train_state=asdict(TrainState(step=7, epoch=1, batch_in_epoch=3, best=-1.5, tokens=900, history=history)),
+        rng=[{"cpu": torch.get_rng_state()}, {"cpu": torch.Generator().manual_seed(1).get_state()}],
+        torch_rng=torch.get_rng_state(),
+        grad_scaler={"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5, "_growth_tracker": 3},
+    )
+
+
+FILE_KEYS = ["format", "version", "lexicon", "model_config", "model", "src_spm", "tgt_spm", "src_lang", "tgt_lang",
+             "train_config", "data_config", "step"]  # fmt: skip
+RESUME_KEYS = ["optimizer", "train_state", "torch_rng", "rng", "grad_scaler"]
+
+
+def test_model_file_and_resume_state_round_trip(tmp_path: Path) -> None:
+    model, resume = _model_file(), _resume_state()
+    write_model_checkpoint(tmp_path / "last.pt", model, resume)
+    read_back, resumed = read_resume(tmp_path / "last.pt")
+    assert_same(model, read_back)
+    assert_same(resume, resumed)
+    assert_same(model, read_model(tmp_path / "last.pt"))
+    assert list(load_checkpoint(tmp_path / "last.pt")) == FILE_KEYS + RESUME_KEYS  # the format on disk
+    assert resume_configs(tmp_path / "last.pt") == {
+        "data": to_dict(DATA),
+        "model": to_dict(MODEL),
+        "train": to_dict(TrainConfig(max_steps=7)),
+    }
+
+    # Weights only (best.pt, stepNNNNNNN.pt, averaged files): no resume state; optional parts left out.
+    bare = _model_file(lexicon=False)
+    write_model_checkpoint(tmp_path / "best.pt", bare)
+    assert list(load_checkpoint(tmp_path / "best.pt")) == [k for k in FILE_KEYS if k != "lexicon"]
+    again = read_model(tmp_path / "best.pt")
+    assert again.lexicon is None and again.averaged is None
+    assert_same(bare, again)
+    with pytest.raises(CheckpointError, match="best.pt: holds no training state to resume from"):
+        read_resume(tmp_path / "best.pt")
+
+
+def test_checkpoints_written_before_the_checkpoint_api_still_read(tmp_path: Path) -> None:
+    """A last.pt from before the lexicon, multi-process rng and fp16 (written as a plain dict) reads back."""
+    model, resume = _model_file(lexicon=False), _resume_state()
+    old = {k: getattr(model, "state_dict" if k == "model" else k) for k in FILE_KEYS[3:]}
+    save_checkpoint(tmp_path / "last.pt", old | {"optimizer": resume.optimizer, "train_state": resume.train_state,
+                                                 "torch_rng": resume.torch_rng})  # fmt: skip
+    read_back, resumed = read_resume(tmp_path / "last.pt")
+    assert read_back.lexicon is None and resumed.rng is None and resumed.grad_scaler is None
+    assert_same(resumed.torch_rng, resume.torch_rng)
+    assert_same(read_back, model)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tgt_spm": None}, "no 'tgt_spm'"),
+        ({"step": "7"}, "'step' is str, not int"),
+        ({"model": [1]}, "'model' is list"),
+    ],
+)
+def test_incomplete_or_mistyped_checkpoint_is_one_clear_line(tmp_path: Path, change: dict, message: str) -> None:
+    payload = load_checkpoint(_written(tmp_path))
+    payload = {k: v for k, v in (payload | change).items() if v is not None}
+    save_checkpoint(tmp_path / "bad.pt", payload)
+    for read in (read_model, read_resume):
+        with pytest.raises(CheckpointError, match=message) as err:
+            read(tmp_path / "bad.pt")
+        assert str(err.value).startswith(f"{tmp_path / 'bad.pt'}: incomplete or inconsistent checkpoint")
+        assert "\n" not in str(err.value)
+
+
+def _written(tmp_path: Path) -> Path:
+    write_model_checkpoint(tmp_path / "good.pt", _model_file(), _resume_state())
+    return tmp_path / "good.pt"
+
+
+def test_resume_takes_its_configs_from_last_pt(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """config.json is a record for people; deleting or editing it does not change what --resume continues."""
+    from seq2seq.cli import main
+
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "run"
+    base = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(run), "--threads", "1"]
+    flags = ["--vocab-size", "60", "--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32", "--dropout",
+             "0.3", "--max-tokens", "120", "--valid-every", "2", "--valid-bleu-sentences", "0",
+             "--lr-decay", "0.7"]  # fmt: skip
+    assert main(base + flags + ["--max-steps", "4"]) == 0
+    trained = read_model(run / "last.pt")
+
+    (run / "config.json").unlink()
+    assert main(base + ["--resume", "--max-steps", "6"]) == 0
+    assert "trained 6 updates" in capsys.readouterr().out
+
+    edited = json.loads((run / "config.json").read_text())  # written again by the resumed run
+    edited["model"] |= {"emb_size": 8, "enc_hidden": 8, "dec_hidden": 8}
+    edited["train"] |= {"max_tokens": 999, "lr_decay": 0.1}
+    edited["data"] |= {"vocab_size": 80}
+    (run / "config.json").write_text(json.dumps(edited))
+    assert main(base + ["--resume", "--max-steps", "8"]) == 0
+    assert "trained 8 updates" in capsys.readouterr().out
+
+    resumed = read_model(run / "last.pt")
+    assert resumed.step == 8
+    assert resumed.model_config == trained.model_config and resumed.data_config == trained.data_config
+    assert resumed.train_config == trained.train_config | {"max_steps": 8}  # the flag given, the rest as trained
+    assert resumed.train_config["max_tokens"] == 120 and resumed.train_config["lr_decay"] == 0.7
+    assert json.loads((run / "config.json").read_text())["model"] == trained.model_config
+
+    # No last.pt: nothing to resume, in one line, even with a config.json beside it.
+    (run / "last.pt").unlink()
+    assert main(base + ["--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"seq2seq train: error: {run}: nothing to resume (no last.pt)"

@@ -54,22 +54,23 @@ def test_network_matches_the_torch_model_step_by_step(name: str) -> None:
     lens = torch.tensor([5, 3, 2])
     with torch.inference_mode():
         memory, state = model.encode(src, lens)
-        np_memory, np_state = net.encode(src.numpy(), lens.numpy())
+        np_memory, np_state = net.encode_padded(src.numpy(), lens.numpy())
         np.testing.assert_allclose(np_memory.states, memory.states.numpy(), atol=1e-5)
         np.testing.assert_array_equal(np_memory.mask, memory.mask.numpy())
         prev = torch.full((3,), BOS_ID)
         for t in range(6):  # a few steps on the model's own greedy output
-            log_probs, state, _ = model.step(prev, state, memory)
-            logits, lse, np_state = net.step(prev.numpy(), np_state, np_memory)
-            np.testing.assert_allclose(logits - lse[:, None], log_probs.numpy(), atol=1e-5, err_msg=f"step {t}")
+            log_probs, state, weights = model.step(prev, state, memory)
+            np_log_probs, np_state, np_weights = net.step(prev.numpy(), np_state, np_memory)
+            np.testing.assert_allclose(np_log_probs, log_probs.numpy(), atol=1e-5, err_msg=f"step {t}")
+            np.testing.assert_allclose(np_weights, weights.numpy(), atol=1e-5, err_msg=f"step {t}")
             prev = log_probs.argmax(dim=1)
 
 
-# --- the searches -------------------------------------------------------------------------------
+# --- the one search, whatever arrays the engine hands it -----------------------------------------
 
 
 class Rows(NamedTuple):
-    """Memory and state for both searches: the sentence each row belongs to."""
+    """Memory and state of the table engines: the sentence each row belongs to."""
 
     sent: np.ndarray
 
@@ -78,10 +79,11 @@ class Rows(NamedTuple):
 
 
 class TableNet:
-    """A next-piece distribution per (sentence, step, previous piece), as runtime.Network's step.
+    """A next-piece distribution per (sentence, step, previous piece), handed over as NumPy arrays
+    (as runtime.Network does).
 
     With the step in the key, different outputs have different scores (no exact ties, whose
-    order the two top-k implementations may break differently).
+    order two top-k implementations may break differently).
     """
 
     def __init__(self, table: np.ndarray) -> None:
@@ -91,15 +93,18 @@ class TableNet:
         self.t += 1
         return self.table[sent, self.t - 1, prev]
 
+    def select(self, obj: Rows, rows: np.ndarray) -> Rows:
+        return obj.select(rows)
+
     def step(self, prev: np.ndarray, state: Rows, memory: Rows):
-        return self.next(memory.sent, prev), np.zeros(len(prev), np.float32), state
+        return self.next(memory.sent, prev), state, np.zeros((len(prev), 1), np.float32)
 
 
 class TableStepper(TableNet):
-    """The same table behind search.py's Stepper protocol: both sides add the same float32 numbers."""
+    """The same table handed over as torch tensors (as a torch model's step returns them)."""
 
-    def step(self, prev_ids: torch.Tensor, state: Rows, memory: Rows):  # type: ignore[override]
-        return torch.from_numpy(self.next(memory.sent, prev_ids.numpy())), state, torch.zeros(len(prev_ids), 1)
+    def step(self, prev_ids: np.ndarray, state: Rows, memory: Rows):
+        return torch.from_numpy(self.next(memory.sent, prev_ids)), state, torch.zeros(len(prev_ids), 1)
 
 
 def _table(seed: int, sentences: int, steps: int, vocab: int) -> np.ndarray:
@@ -116,16 +121,18 @@ def _table(seed: int, sentences: int, steps: int, vocab: int) -> np.ndarray:
     [(1, 0.0, 1, "bound"), (1, 1.0, 1, "bound"), (3, 1.0, 2, "bound"), (4, 0.6, 4, "beam"), (5, 0.0, 1, "bound"),
      (3, -0.5, 1, "bound"), (2, 1.0, 1, "beam")],
 )  # fmt: skip
-def test_searches_agree_with_search_py(seed: int, beam: int, penalty: float, n_best: int, stopping: str) -> None:
+def test_one_search_gives_the_same_hypotheses_from_numpy_and_torch_arrays(
+    seed: int, beam: int, penalty: float, n_best: int, stopping: str
+) -> None:
     n, vocab = 5, 12
     max_lens, rows = np.array([3, 9, 5, 14, 1]), Rows(np.arange(n))
     table, limits = _table(seed, n, max_lens.max(), vocab), torch.from_numpy(max_lens)
     if beam == 1:
         expect = [[h] for h in search.greedy_search(TableStepper(table), rows, rows, limits, penalty)]
-        got = [[h] for h in runtime.greedy_search(TableNet(table), rows, rows, max_lens, penalty)]
+        got = [[h] for h in search.greedy_search(TableNet(table), rows, rows, max_lens, penalty)]
     else:
         expect = search.beam_search(TableStepper(table), rows, rows, limits, beam, penalty, n_best, stopping=stopping)
-        got = runtime.beam_search(TableNet(table), rows, rows, max_lens, beam, penalty, n_best, stopping)
+        got = search.beam_search(TableNet(table), rows, rows, max_lens, beam, penalty, n_best, stopping=stopping)
     assert [[(h.ids, h.score, h.log_prob) for h in hyps] for hyps in got] == [
         [(h.ids, h.score, h.log_prob) for h in hyps] for hyps in expect
     ]
@@ -143,7 +150,7 @@ def test_topk_is_exact_on_wide_rows_with_ties_and_infinities() -> None:
         if trial % 4 == 0:
             x[0] = -np.inf
             x[0, :2] = 1.0  # fewer finite values than k
-        vals, idx = runtime._topk(x, k)
+        vals, idx = search.topk(x, k)
         assert np.array_equal(vals, -np.sort(-x, axis=1)[:, :k])
         assert np.array_equal(np.take_along_axis(x, idx, axis=1), vals)
         assert all(len(set(row)) == k for row in idx.tolist())

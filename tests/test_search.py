@@ -1,4 +1,4 @@
-"""Greedy and beam search over the Stepper protocol, driven by a scripted fake model.
+"""Greedy and beam search over the engine protocol (search.py), driven by a scripted fake model.
 
 The fake model's distributions are written by hand (probabilities per prefix), so every
 expected sequence and score below is worked out in the comments, not copied from a run.
@@ -11,10 +11,11 @@ import math
 import pytest
 import torch
 
-from seq2seq.config import ModelConfig
+from seq2seq.config import DecodeConfig, ModelConfig
 from seq2seq.model import Seq2Seq
 from seq2seq.search import beam_search, greedy_search
 from seq2seq.tokenizer import BOS_ID, EOS_ID
+from seq2seq.translate import TorchEngine
 
 A, B, C, D = 4, 5, 6, 7  # ordinary tokens; 0-3 are PAD, UNK, BOS, EOS
 VOCAB = 8
@@ -57,7 +58,10 @@ class ScriptedModel:
         sentences = sentences if sentences is not None else list(range(len(self.scripts)))
         return FakeMemory(torch.tensor(sentences)), PrefixState([() for _ in sentences])
 
-    def step(self, prev_ids: torch.Tensor, state: PrefixState, memory: FakeMemory):
+    def select(self, obj: PrefixState | FakeMemory, rows) -> PrefixState | FakeMemory:
+        return obj.select(torch.as_tensor(rows))
+
+    def step(self, prev_ids, state: PrefixState, memory: FakeMemory):
         self.calls += 1
         prefixes = [p if t == BOS_ID else p + (t,) for p, t in zip(state.prefixes, prev_ids.tolist())]
         log_probs = torch.full((len(prefixes), VOCAB), -math.inf)
@@ -295,6 +299,7 @@ def test_beam_one_equals_greedy_on_random_seq2seq(kw) -> None:
     model = random_model(**kw)
     sources = random_sources(6)
     memory, state, max_lens = encode(model, sources)
+    model = TorchEngine(model, DecodeConfig(precision="fp32"))  # the torch model as a search engine
     greedy = greedy_search(model, memory, state, max_lens)
     for stopping in ("bound", "beam"):
         beam = beam_search(model, memory, state, max_lens, 1, 0.0, stopping=stopping)
@@ -312,8 +317,9 @@ def test_beam_search_is_batch_invariant(beam: int, n_best: int, length_penalty: 
     model = random_model(seed=3)
     sources = random_sources(5, seed=4)
     memory, state, max_lens = encode(model, sources)
-    together = beam_search(model, memory, state, max_lens, beam, length_penalty, n_best, stopping=stopping)
+    engine = TorchEngine(model, DecodeConfig(precision="fp32"))
+    together = beam_search(engine, memory, state, max_lens, beam, length_penalty, n_best, stopping=stopping)
     for src, hyps in zip(sources, together):
-        alone = beam_search(model, *encode(model, [src]), beam, length_penalty, n_best, stopping=stopping)[0]
+        alone = beam_search(engine, *encode(model, [src]), beam, length_penalty, n_best, stopping=stopping)[0]
         assert [h.ids for h in hyps] == [h.ids for h in alone]
         assert [h.score for h in hyps] == pytest.approx([h.score for h in alone], abs=1e-5)

@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from corpora import write_corpus
@@ -190,7 +191,7 @@ def test_bf16_decoding_keeps_the_contract(translator: Translator, beam_size: int
     assert batched == out
     nbest = translator.translate_nbest(sentences, cfg, keep_attention=True)
     for _, hyp in (pairs[0] for pairs in nbest if pairs):
-        assert hyp.attention.dtype == torch.float32 and hyp.attention.shape[0] == len(hyp.ids) + 1
+        assert hyp.attention.dtype == np.float32 and hyp.attention.shape[0] == len(hyp.ids) + 1
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
