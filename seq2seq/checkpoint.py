@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .base import CheckpointError
+from .errors import CheckpointError
 
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
@@ -57,7 +57,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"could run code{': ' + culprit if culprit else ''}"
         ) from None
     except Exception as err:  # truncated zip, damaged records, ...
-        from .runtime import is_runtime_model
+        from .engines.numpy_runtime import is_runtime_model
 
         if is_runtime_model(path):
             raise CheckpointError(
@@ -202,39 +202,3 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     averaged = dataclasses.replace(first, state_dict=mean, averaged=[str(p) for p in paths])
     write_model_checkpoint(out, averaged)  # weights only: no resume state
     return Path(out)
-
-
-def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write the NumPy runtime's model file (runtime.py): float32 weights, model config, tokenizers.
-
-    The shortlist lexicon stays behind: the runtime always scores the full vocabulary."""
-    import json
-
-    import numpy as np
-
-    from .runtime import FORMAT as RUNTIME_FORMAT
-    from .runtime import VERSION as RUNTIME_VERSION
-
-    model = read_model(checkpoint)
-    try:
-        arrays = {f"w.{name}": t.float().numpy() for name, t in model.state_dict.items()}
-        arrays |= {
-            "format": np.array(RUNTIME_FORMAT),
-            "version": np.array(RUNTIME_VERSION),
-            "model_config": np.array(json.dumps(model.model_config)),
-            "src_spm": np.frombuffer(model.src_spm, dtype=np.uint8),
-            "tgt_spm": np.frombuffer(model.tgt_spm, dtype=np.uint8),
-        }
-    except (AttributeError, TypeError) as err:
-        raise CheckpointError(f"{checkpoint}: incomplete checkpoint, cannot export it ({err})") from None
-    out = Path(out)
-    if out.suffix != ".npz":
-        raise CheckpointError(f"{out}: the runtime model file must end in .npz")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .base import CheckpointError, CorpusError
 from .config import ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig, add_flags, from_flags, load_toml
-from .plots import PlotError
+from .errors import CheckpointError, CorpusError
+from .lab.plots import PlotError
 
 log = logging.getLogger("seq2seq")
 
@@ -28,7 +28,7 @@ def _toml(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from .download import download
+    from .sources.download import download
 
     manifest = download(
         args.dataset, args.src, args.tgt, args.out, subset=args.subset, src_column=args.src_column,
@@ -41,56 +41,41 @@ def cmd_download(args: argparse.Namespace) -> None:
 def cmd_preprocess(args: argparse.Namespace) -> None:
     from .preprocess import preprocess
 
-    toml = _toml(args)
-    data_cfg = from_flags(DataConfig, args, toml.get("data"))
-    seed = args.seed if args.seed is not None else toml.get("train", {}).get("seed", TrainConfig.seed)
-    manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg, seed)
+    data_cfg = from_flags(DataConfig, args, _toml(args).get("data"))  # the tokenizer's seed: --spm-seed
+    manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg)
     print(f"prepared {args.out}: splits {manifest['splits']}, vocab {manifest['src_vocab']}/{manifest['tgt_vocab']}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .checkpoint import resume_configs
-    from .train import process_start, train
+    from .train import RunOptions, RunSpec, process_start, train
 
     base = resume_configs(Path(args.out) / "last.pt") if args.resume else _toml(args)
+    options = RunOptions(resume=args.resume, reset_optimizer=args.reset_optimizer, overwrite=args.overwrite,
+                         device=args.device, started=process_start())  # fmt: skip
     result = train(
-        args.data, args.src, args.tgt, args.out,
-        from_flags(DataConfig, args, base.get("data")), from_flags(ModelConfig, args, base.get("model")),
-        from_flags(TrainConfig, args, base.get("train")), resume=args.resume,
-        reset_optimizer=args.reset_optimizer, overwrite=args.overwrite, device=args.device,
-        started=process_start(),
-    )  # fmt: skip
+        RunSpec(args.data, args.src, args.tgt, args.out),
+        from_flags(DataConfig, args, base.get("data")),
+        from_flags(ModelConfig, args, base.get("model")),
+        from_flags(TrainConfig, args, base.get("train")),
+        options,
+    )
     if result.rank == 0:
         print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
 
 
 def _read_input(path: str | None) -> list[str]:
-    from .base import decode_lines, read_lines
+    from .text import decode_lines, read_lines
 
     return read_lines(path) if path else decode_lines(sys.stdin.buffer.read(), "<stdin>")
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    from .runtime import RuntimeTranslator, is_runtime_model
+    from .engines import load_translator
 
     cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
-    translator: Any
-    if is_runtime_model(args.checkpoint):  # exported by `seq2seq export`: NumPy, no torch import
-        if args.device != "cpu":
-            raise ConfigError(f"{args.checkpoint}: the NumPy runtime runs on the CPU; drop --device {args.device}")
-        translator = RuntimeTranslator.load(args.checkpoint)
-    else:
-        from .hardware import resolve_precision
-        from .translate import Translator
-
-        translator = Translator.from_checkpoint(args.checkpoint, device=args.device)  # fail fast, before stdin
-        resolve_precision(cfg.precision, args.device)  # a precision this machine cannot run: one line, exit 2
-    sentences = _read_input(args.input)
-    nbest = translator.translate_nbest(sentences, cfg, progress=True)
-    if cfg.n_best == 1:
-        lines = [hyps[0][0] if hyps else "" for hyps in nbest]
-    else:
-        lines = [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest) for text, h in hyps]
+    translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
+    lines = translator.translate_lines(_read_input(args.input), cfg, progress=True)
     text = "".join(line + "\n" for line in lines)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
@@ -99,13 +84,9 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .base import read_lines
-    from .metrics import score
+    from .metrics import score_files
 
-    hyps, refs = read_lines(args.hyp), read_lines(args.ref)
-    if len(hyps) != len(refs):
-        raise CorpusError(f"{args.hyp} has {len(hyps)} lines but {args.ref} has {len(refs)}")
-    print(score(hyps, refs))
+    print(score_files(args.hyp, args.ref))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -115,21 +96,21 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from .plots import plot_run
+    from .lab.plots import plot_run
 
     for path in plot_run(args.run):
         print(path)
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
-    from .plots import attention_map
+    from .lab.plots import attention_map
 
     text, path = attention_map(args.checkpoint, args.sentence, args.out, args.beam_size, args.device)
     print(f"{text}\nattention map: {path}")
 
 
 def cmd_gradflow(args: argparse.Namespace) -> None:
-    from .diagnostics import run_gradient_flow
+    from .lab.gradflow import run_gradient_flow
 
     path, lines = run_gradient_flow(
         args.out, args.checkpoint, args.input, args.references, args.cell or "all",
@@ -140,7 +121,7 @@ def cmd_gradflow(args: argparse.Namespace) -> None:
 
 
 def cmd_memory_span(args: argparse.Namespace) -> None:
-    from .memory_span import DEFAULT_DELAYS, QUICK, SpanSettings, format_result, run_memory_span, settings_with
+    from .lab.memory_span import DEFAULT_DELAYS, QUICK, SpanSettings, format_result, run_memory_span, settings_with
 
     settings = settings_with(QUICK if args.quick else SpanSettings(), steps=args.steps, gate_bias=args.gate_bias)
     delays = tuple(args.delays) if args.delays else DEFAULT_DELAYS
@@ -198,7 +179,7 @@ def cmd_average(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .checkpoint import export_runtime
+    from .engines.numpy_runtime import export_runtime
 
     print(f"wrote {export_runtime(args.checkpoint, args.out)} (seq2seq translate --checkpoint takes it)")
 
@@ -206,9 +187,10 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_benchmark(args: argparse.Namespace) -> None:
     import json
 
-    from .benchmark import run_benchmark
+    from .lab.benchmark import Corpus, run_benchmark
 
-    result = run_benchmark(args.data, args.out, args.checkpoint, args.quick, args.test_split, args.peers)
+    corpus = Corpus(Path(args.data), args.src, args.tgt)
+    result = run_benchmark(corpus, args.out, args.checkpoint, args.quick, args.test_split, args.peers)
     print(json.dumps(result, indent=2))
 
 
@@ -238,7 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preprocess", help="clean the corpus, train SentencePiece, cache encoded splits in a run folder")
     _corpus_flags(p, "run folder to prepare")
     add_flags(p, DataConfig)
-    p.add_argument("--seed", type=int, help="SentencePiece sampling seed")
     p.set_defaults(func=cmd_preprocess)
 
     p = sub.add_parser("train", help="train a model in a run folder (writes best.pt, last.pt, metrics.jsonl)")
@@ -282,11 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("benchmark", help="training/translation speed, peak memory and FLOP/s as one JSON object")
-    p.add_argument("--data", default="../shared/data/multi30k", help="Multi30k-style de/en folder")
+    p.add_argument("--data", required=True, help="Multi30k-style folder of {split}.{lang} files")
+    p.add_argument("--src", default="de", help="source language (default: de, as the peers were measured)")
+    p.add_argument("--tgt", default="en", help="target language (default: en)")
     p.add_argument("--out", default="checkpoints/benchmark", help="working folder")
     p.add_argument("--checkpoint", help="model for the translation timings (default: the benchmark's own)")
     p.add_argument("--test-split", default="test_2016_flickr")
-    p.add_argument("--peers", default="../shared/peers.json", help="peer figures for the ratios")
+    p.add_argument("--peers", help="peers.json with the peers' figures per CPU kind, for the ratios (optional)")
     p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
     p.set_defaults(func=cmd_benchmark)
 

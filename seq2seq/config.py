@@ -39,6 +39,7 @@ class DataConfig:
     sp_model_type: Literal["unigram", "bpe"] = "unigram"
     character_coverage: float = 1.0
     spm_input_sentence_size: int = 2_000_000  # sentences sampled to train SentencePiece
+    spm_seed: int = 1234  # SentencePiece's random seed (which sentences it samples, its shuffles)
     min_len: int = 1  # pairs with a side shorter than this (in pieces) are dropped from train
     max_len: int = 250  # ... or longer than this
     max_len_ratio: float = 9.0  # ... or whose piece-length ratio exceeds this
@@ -82,9 +83,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The training loop: batching, optimiser, schedule, validation and stopping."""
+    """The training loop: batching, optimiser, schedule, validation and stopping; and the process
+    settings (`threads`, `tf32`, `onednn_cache`, `malloc_mmap_kib`) that `train()` applies once, first."""
 
-    seed: int = 1234
+    seed: int = 1234  # model initialisation, batch order, dropout, subword sampling (not the tokenizer)
     max_tokens: int = 3000  # target tokens (incl. padding) per batch
     max_steps: int = 0  # stop after this many updates (0: no limit)
     max_epochs: int = 100

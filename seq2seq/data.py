@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import CorpusError, iter_lines
+from .errors import CorpusError
+from .text import iter_lines
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 

@@ -6,11 +6,11 @@ import logging
 import time
 from pathlib import Path
 
-from .base import read_lines
 from .config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from .lab.synthetic import SRC_LANG, TGT_LANG, generate_corpus
 from .metrics import Scores, score
-from .synthetic import SRC_LANG, TGT_LANG, generate_corpus
-from .train import train
+from .text import read_lines
+from .train import RunOptions, RunSpec, train
 from .translate import Translator
 
 log = logging.getLogger("seq2seq")
@@ -28,7 +28,8 @@ def run_demo(out: str | Path = "checkpoints/demo", max_minutes: float = 2.5, see
     counts = generate_corpus(corpus, seed=seed)
     log.info("synthetic corpus in %s: %s", corpus, counts)
     train_cfg = TrainConfig(**{**DEMO_TRAIN.__dict__, "max_minutes": max_minutes, "seed": seed})
-    train(corpus, SRC_LANG, TGT_LANG, out, DEMO_DATA, DEMO_MODEL, train_cfg, overwrite=True)
+    data_cfg = DataConfig(**{**DEMO_DATA.__dict__, "spm_seed": seed})  # the demo's seed seeds its tokenizer too
+    train(RunSpec(corpus, SRC_LANG, TGT_LANG, out), data_cfg, DEMO_MODEL, train_cfg, RunOptions(overwrite=True))
     translator = Translator.from_checkpoint(out / "best.pt")
     src, ref = read_lines(corpus / f"test.{SRC_LANG}"), read_lines(corpus / f"test.{TGT_LANG}")
     hyps = translator.translate(src, DecodeConfig(beam_size=5), progress=True)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import sacrebleu
+
+from .errors import CorpusError
+from .text import read_lines
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,14 @@ class Scores:
 
     def __str__(self) -> str:
         return f"BLEU = {self.bleu:.2f}  ({self.bleu_signature})\nchrF = {self.chrf:.2f}  ({self.chrf_signature})"
+
+
+def score_files(hyp_path: str | Path, ref_path: str | Path) -> Scores:
+    """`score` of two line-aligned UTF-8 files; different line counts are a CorpusError naming both."""
+    hyps, refs = read_lines(hyp_path), read_lines(ref_path)
+    if len(hyps) != len(refs):
+        raise CorpusError(f"{hyp_path} has {len(hyps)} lines but {ref_path} has {len(refs)}")
+    return score(hyps, refs)
 
 
 def score(hyps: Sequence[str], refs: Sequence[str]) -> Scores:

@@ -27,9 +27,10 @@ from typing import Any
 
 import sentencepiece as spm
 
-from .base import CorpusError, clean, iter_lines
 from .config import DataConfig, from_dict, to_dict
 from .data import EncodedSplit, SplitWriter, iter_parallel, split_paths
+from .errors import CorpusError
+from .text import clean, iter_lines
 from .tokenizer import Tokenizer, train_sentencepiece
 
 log = logging.getLogger("seq2seq")
@@ -130,7 +131,7 @@ def _encode_held_out(work: Path, cache: Path, split: str, src_tok: Tokenizer, tg
         os.replace(work / f"{split}.{side}.txt", cache / f"{split}.{side}.txt")
 
 
-def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: DataConfig, seed: int = 1234) -> dict:
+def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: DataConfig) -> dict:
     """Prepare run folder `out` from `{split}.{lang}` files in `data_dir`; returns the manifest.
 
     Every split is read and checked (into a work folder beside `out`) before anything in `out` is written."""
@@ -146,7 +147,7 @@ def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: D
                 held_out[split] = _clean_split(data_dir, split, src, tgt, work / split)[0]
             else:
                 log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
-        src_model, tgt_model = _train_tokenizers(work / "train", cfg, seed)
+        src_model, tgt_model = _train_tokenizers(work / "train", cfg)
         src_tok, tgt_tok = Tokenizer(src_model), Tokenizer(tgt_model)
         log.info("SentencePiece %s: %d %s pieces, %d %s pieces", cfg.sp_model_type, len(src_tok), src,
                  len(tgt_tok), tgt)  # fmt: skip
@@ -167,8 +168,7 @@ def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: D
             "data_dir": str(data_dir.resolve()),
             "src": src,
             "tgt": tgt,
-            "seed": seed,
-            "data": to_dict(cfg),
+            "data": to_dict(cfg),  # with the tokenizer's seed, spm_seed
             "splits": splits,
             "removed": removed,
             "src_vocab": len(src_tok),
@@ -193,14 +193,14 @@ def _install(work: Path, out: Path, src_model: bytes, tgt_model: bytes, manifest
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
-def _train_tokenizers(train: Path, cfg: DataConfig, seed: int) -> tuple[bytes, bytes]:
+def _train_tokenizers(train: Path, cfg: DataConfig) -> tuple[bytes, bytes]:
     """SentencePiece model(s) trained on a sample of the cleaned training text (streamed to the trainer)."""
     spm_args = dict(
         vocab_size=cfg.vocab_size,
         model_type=cfg.sp_model_type,
         character_coverage=cfg.character_coverage,
         input_sentence_size=cfg.spm_input_sentence_size,
-        seed=seed,
+        seed=cfg.spm_seed,
     )
     src_text, tgt_text = Path(f"{train}.src.txt"), Path(f"{train}.tgt.txt")
     if cfg.joint_vocab:
@@ -241,6 +241,11 @@ class Prepared:
         key = self.manifest.get("tokenizer")
         return self.run / "cache" / key if key else self.run / "cache"
 
+    @property
+    def vocab(self) -> tuple[int, int]:
+        """Source and target vocabulary sizes (the model's embedding and output sizes)."""
+        return len(self.src_tok), len(self.tgt_tok)
+
     def split(self, name: str) -> EncodedSplit:
         if name not in self.manifest["splits"]:
             raise CorpusError(f"{self.run}: split {name!r} was not prepared (have {sorted(self.manifest['splits'])})")
@@ -254,7 +259,8 @@ class Prepared:
 
     def write_sampled_train(self, epoch: int, alpha: float, seed: int) -> Path:
         """Encode the training text with sampled segmentations (subword regularisation) into on-disk
-        arrays, a chunk at a time; a function of (seed, epoch). Returns the prefix to load."""
+        arrays, a chunk at a time; a function of (seed, epoch), where `seed` is the training seed
+        (TrainConfig.seed: the sampling is part of training, not of the tokenizer). Returns the prefix to load."""
         prefix = self.cache / f"train.sampled{epoch}"
         for old in self.cache.glob("train.sampled*.npy"):  # earlier epochs' (mapped files stay readable)
             old.unlink()
@@ -268,12 +274,12 @@ class Prepared:
         return prefix
 
 
-def ensure_prepared(data_dir: str | Path, src: str, tgt: str, run: str | Path, cfg: DataConfig, seed: int) -> Prepared:
+def ensure_prepared(data_dir: str | Path, src: str, tgt: str, run: str | Path, cfg: DataConfig) -> Prepared:
     """The run folder's preparation, made now if missing; a folder prepared from other data is an error."""
     run = Path(run)
     if not (run / MANIFEST).is_file():
         log.info("%s is not prepared yet: preprocessing %s", run, data_dir)
-        preprocess(data_dir, src, tgt, run, cfg, seed)
+        preprocess(data_dir, src, tgt, run, cfg)
     prepared = Prepared.load(run)
     m = prepared.manifest
     if (m["src"], m["tgt"]) != (src, tgt) or Path(m["data_dir"]) != Path(data_dir).resolve():

@@ -1,5 +1,6 @@
-"""Process-level plumbing for training: when the process started, stop signals, and memory
-settings (bound oneDNN's primitive cache; optionally ask glibc malloc to give freed activations back).
+"""Process-level plumbing for training: when the process started, stop signals, and the process
+settings (`ProcessSettings`: torch threads, TF32, a bounded oneDNN primitive cache, optionally glibc
+malloc giving freed activations back), which `train()` applies once, first, with `apply`.
 
 oneDNN (torch's CPU kernels for RNNs and bf16 matmuls) caches a primitive, with its buffers, per
 distinct shape, up to 1,024 of them; every batch shape is new, so the cache grows for thousands
@@ -20,19 +21,48 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .config import TrainConfig
+from .hardware import set_tf32, set_threads
 
 log = logging.getLogger("seq2seq")
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
 
 
+@dataclass(frozen=True)
+class ProcessSettings:
+    """What training sets for the whole process (once, before its first oneDNN primitive: `apply`)."""
+
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+    onednn_cache: int = -1  # oneDNN primitive-cache entries (< 0: oneDNN's default)
+    malloc_mmap_kib: int = 0  # > 0: pin glibc's mmap threshold (`pin_mmap_threshold`)
+    tf32: bool | None = None  # GPU: TF32 for fp32 work (None: leave torch's setting, e.g. on a CPU)
+
+    @classmethod
+    def for_training(cls, cfg: TrainConfig, device_type: str) -> ProcessSettings:
+        """The process settings of `cfg` for training on a `device_type` device (TF32: CUDA only)."""
+        tf32 = cfg.tf32 if device_type == "cuda" else None
+        return cls(threads=cfg.threads, onednn_cache=cfg.onednn_cache, malloc_mmap_kib=cfg.malloc_mmap_kib, tf32=tf32)
+
+
+def apply(settings: ProcessSettings) -> None:
+    """Apply `settings` to this process; call it once, before the first RNN or bf16 op (see below)."""
+    set_threads(settings.threads)
+    limit_onednn_cache(settings.onednn_cache)  # before the first oneDNN primitive (the precision probe makes one)
+    pin_mmap_threshold(settings.malloc_mmap_kib)
+    if settings.tf32 is not None:
+        set_tf32(settings.tf32)
+
+
 def limit_onednn_cache(entries: int) -> None:
     """Cap oneDNN's primitive cache at `entries` (< 0: leave oneDNN's default).
 
     oneDNN reads the capacity once, when the process creates its first primitive, so this must
-    run before the first RNN or bf16 op of the process (train() calls it first thing).
+    run before the first RNN or bf16 op of the process (train() applies it first thing, via `apply`).
     """
     if entries >= 0:
         os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(entries)

@@ -1,4 +1,5 @@
-"""The files a training run keeps beside its checkpoints: the metrics log and the resolved config."""
+"""The files of a training run: its checkpoints (last.pt to resume from, best.pt, the last K
+stepNNNNNNN.pt), the metrics log and the resolved config. Rank 0 of a multi-process run writes them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, ModelFile, ResumeState, read_resume, write_model_checkpoint
 from .config import to_dict
 
 
@@ -19,7 +20,29 @@ class RunFiles:
     def __init__(self, run: Path, write: bool = True) -> None:
         self.run = run
         self.metrics = run / "metrics.jsonl"
+        self.last = run / "last.pt"
         self.write = write
+
+    def save(self, weights: ModelFile, resume: ResumeState, best: bool = False, keep: int = 0) -> None:
+        """last.pt (resumable); best.pt too if `best`; with `keep` > 0 also stepNNNNNNN.pt, of which
+        the last `keep` are kept."""
+        if not self.write:
+            return
+        write_model_checkpoint(self.last, weights, resume)
+        if best:
+            write_model_checkpoint(self.run / "best.pt", weights)  # no resume state
+        if keep > 0:
+            write_model_checkpoint(self.run / f"step{weights.step:07d}.pt", weights)
+            for old in self.step_files()[:-keep]:
+                old.unlink()
+
+    def step_files(self) -> list[Path]:
+        """The stepNNNNNNN.pt files, oldest first."""
+        return sorted(self.run.glob("step[0-9]*.pt"))
+
+    def read_resume(self) -> tuple[ModelFile, ResumeState]:
+        """The model and training state in last.pt."""
+        return read_resume(self.last)
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.write:
@@ -29,7 +52,7 @@ class RunFiles:
 
     def clear(self, overwrite: bool) -> None:
         """Start afresh: refuse if a trained model is here (unless `overwrite`), else drop old outputs."""
-        last = self.run / "last.pt"
+        last = self.last
         if last.exists() and not overwrite:
             raise CheckpointError(
                 f"{self.run} already holds a trained model ({last}); pass --resume to continue it "
@@ -37,7 +60,7 @@ class RunFiles:
             )
         if not self.write:
             return
-        for old in [last, self.run / "best.pt", self.metrics, *self.run.glob("step[0-9]*.pt")]:
+        for old in [last, self.run / "best.pt", self.metrics, *self.step_files()]:
             old.unlink(missing_ok=True)
 
     def truncate(self, step: int) -> None:

@@ -1,6 +1,7 @@
-"""A run's progress: the state it carries (`TrainState`), what a validation changes in it, and
-the learning-rate schedule (linear warm-up, then plateau decays or an anneal toward the end of
-the budget).
+"""A run's progress: the state it carries (`TrainState`), what an update and a validation change
+in it, when it stops (budget, early stopping, non-finite losses), its wall clock over resumed
+sessions (`Clock`), and the learning-rate schedule (linear warm-up, then plateau decays or an
+anneal toward the end of the budget).
 
 `lr_scale` is the product of the plateau decays so far (kept in the training state); `progress`
 is the used fraction of the step/time budget (`budget_progress`).
@@ -8,6 +9,7 @@ is the used fraction of the step/time budget (`budget_progress`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,51 @@ class TrainState:
     tokens: int = 0
     train_seconds: float = 0.0  # wall clock of the run so far, over all resumed sessions (max_minutes)
     history: list[dict[str, Any]] = field(default_factory=list)  # validation results
+
+
+@dataclass
+class Clock:
+    """The wall clock of a run: `before` seconds of earlier sessions plus this one since `started`
+    (a `time.monotonic()` value)."""
+
+    started: float
+    before: float = 0.0
+
+    def elapsed(self) -> float:
+        return round(self.before + time.monotonic() - self.started, 2)
+
+
+def after_update(st: TrainState, applied: bool, tokens: int) -> None:
+    """Count an update of `tokens` target tokens, or (not `applied`) a skipped non-finite one."""
+    if applied:
+        st.nan_streak = 0
+        st.step += 1
+        st.tokens += tokens
+    else:
+        st.nan_streak += 1
+        st.skipped_steps += 1
+
+
+def stop_reason(cfg: TrainConfig, st: TrainState, seconds: float) -> str | None:
+    """The budget that is used up, if any; `seconds`: the run's wall clock plus the time a final
+    validation and save will take (so that they fit in max_minutes)."""
+    if cfg.max_steps and st.step >= cfg.max_steps:
+        return f"max_steps={cfg.max_steps}"
+    if cfg.max_minutes and seconds >= 60 * cfg.max_minutes:
+        return f"max_minutes={cfg.max_minutes}"
+    return None
+
+
+def early_stop(cfg: TrainConfig, st: TrainState) -> str | None:
+    if cfg.patience and st.bad_validations >= cfg.patience:
+        return f"early stopping (no improvement in {cfg.patience} validations)"
+    return None
+
+
+def nan_stop(cfg: TrainConfig, st: TrainState) -> str | None:
+    if st.nan_streak >= cfg.max_nan_steps:
+        return f"{st.nan_streak} non-finite losses in a row (last good checkpoint kept)"
+    return None
 
 
 def after_validation(cfg: TrainConfig, st: TrainState, result: dict[str, float]) -> bool:

@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Translating
 from .checkpoint import CheckpointError, read_model
-from .config import DecodeConfig, ModelConfig, from_dict
+from .config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from .data import pad
 from .hardware import resolve_device, resolve_precision
 from .model import DecoderState, Memory, Seq2Seq
 from .search import Hypothesis
 from .search import search as search_ids
 from .shortlist import Lexicon, Shortlist, make_shortlist
+from .text import Translating
 from .tokenizer import Tokenizer
 
 
@@ -96,6 +96,12 @@ class Translator(Translating):
                 f"{path}: incomplete or inconsistent checkpoint: {str(err).splitlines()[0]}"
             ) from None
         return cls(model.to(resolve_device(str(device))), src_tok, tgt_tok, lexicon)
+
+    def check(self, cfg: DecodeConfig) -> None:
+        """A precision this machine cannot run, or a shortlist without a lexicon: one-line errors."""
+        resolve_precision(cfg.precision, str(next(self.model.parameters()).device))
+        if cfg.shortlist and self.lexicon is None:
+            raise ConfigError("--shortlist needs a checkpoint with a lexicon (this one has none)")
 
     def search(
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False

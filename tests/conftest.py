@@ -5,7 +5,7 @@ import torch
 from corpora import write_corpus
 
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig
-from seq2seq.train import train
+from seq2seq.train import RunOptions, RunSpec, train
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -33,16 +33,13 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
     data = write_corpus(root / "data")
     result = train(
-        data,
-        "xx",
-        "yy",
-        root / "run",
+        RunSpec(data, "xx", "yy", root / "run"),
         DataConfig(vocab_size=40),
         ModelConfig(emb_size=32, enc_hidden=32, dec_hidden=32, dropout=0.0),
         TrainConfig(
             max_steps=60, valid_every=30, valid_bleu_sentences=20, max_tokens=600, lr=0.01, log_every=10, threads=1
         ),
-        progress=False,
+        RunOptions(progress=False),
     )
     assert result.steps == 60
     return result.run

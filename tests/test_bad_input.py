@@ -17,7 +17,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import DecodeConfig, TrainConfig
 from seq2seq.preprocess import Prepared
-from seq2seq.train import train
+from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translate import Translator
 
 
@@ -98,7 +98,13 @@ def test_config_errors_name_the_closest_field(tmp_path, capsys) -> None:
 def tiny_model(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("tiny")
     corpus = write_corpus(tmp / "c", n_train=120)
-    train(corpus, "xx", "yy", tmp / "run", DATA, MODEL, TrainConfig(max_steps=4, valid_every=4), progress=False)
+    train(
+        RunSpec(corpus, "xx", "yy", tmp / "run"),
+        DATA,
+        MODEL,
+        TrainConfig(max_steps=4, valid_every=4),
+        RunOptions(progress=False),
+    )
     return tmp / "run" / "best.pt"
 
 
@@ -148,7 +154,7 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
 
     monkeypatch.setattr(train_module, "forward_backward", flaky)
     cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0)
-    result = train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    result = train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     assert result.steps == 5  # calls 1, 2, 4, 5, 6 updated; call 3 skipped; 7-10 skipped, then stop
     assert "non-finite" in result.stop_reason
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
@@ -159,7 +165,10 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
 def test_same_seed_gives_identical_runs(tmp_path) -> None:
     corpus = write_corpus(tmp_path / "c", n_train=120)
     cfg = TrainConfig(max_steps=6, valid_every=3, valid_bleu_sentences=5)
-    runs = [train(corpus, "xx", "yy", tmp_path / f"r{i}", DATA, MODEL, cfg, progress=False) for i in range(2)]
+    runs = [
+        train(RunSpec(corpus, "xx", "yy", tmp_path / f"r{i}"), DATA, MODEL, cfg, RunOptions(progress=False))
+        for i in range(2)
+    ]
     strip = [[{k: v for k, v in r.items() if k != "elapsed_s"} for r in run.history] for run in runs]
     assert strip[0] == strip[1]
     a, b = (load_checkpoint(tmp_path / f"r{i}" / "last.pt")["model"] for i in range(2))

@@ -146,6 +146,7 @@ NON_DEFAULT = {
         sp_model_type="bpe",
         character_coverage=0.995,
         spm_input_sentence_size=1000,
+        spm_seed=99,
         min_len=2,
         max_len=80,
         max_len_ratio=2.5,

@@ -21,7 +21,8 @@ from seq2seq.data import collate
 from seq2seq.hardware import set_tf32
 from seq2seq.objective import TrainingLoss
 from seq2seq.preprocess import Prepared, preprocess
-from seq2seq.train import Trainer, train
+from seq2seq.schedule import TrainState, after_update
+from seq2seq.train import RunOptions, RunSpec, Updater, train
 from seq2seq.translate import Translator
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.0)
@@ -37,27 +38,36 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
 
 def test_fp16_needs_a_gpu(prepared: Prepared) -> None:
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
-        Trainer(prepared, MODEL, TrainConfig(precision="fp16"), device="cpu", progress=False)
+        Updater.build(MODEL, prepared.vocab, TrainConfig(precision="fp16"), device="cpu")
 
 
 def test_loss_scaling_updates_like_fp32_and_backs_off_on_overflow(prepared: Prepared) -> None:
     """The fp16 update logic (scale, unscale, clip, skip on overflow, back off) with a CPU scaler in fp32."""
     cfg = TrainConfig(clip_norm=1.0)
-    plain = Trainer(prepared, MODEL, cfg, progress=False)
-    scaled = Trainer(prepared, MODEL, cfg, progress=False)
+    plain = Updater.build(MODEL, prepared.vocab, cfg)
+    scaled = Updater.build(MODEL, prepared.vocab, cfg)
     scaled.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
     batch = collate(prepared.split("train"), np.arange(16))
-    (loss_a, norm_a), (loss_b, norm_b) = plain.update(batch), scaled.update(batch)
+    st = TrainState()  # the scaled run's counters
+
+    def update(updater: Updater):  # one update at the lr a fresh run starts with (cfg.lr), counted in st
+        result = updater.step(batch, batch.n_tokens, cfg.lr)
+        if updater is scaled:
+            after_update(st, result.applied, batch.n_tokens)
+        return result
+
+    (loss_a, norm_a, applied_a), (loss_b, norm_b, applied_b) = update(plain), update(scaled)
+    assert applied_a and applied_b
     assert loss_a == pytest.approx(loss_b) and norm_a == pytest.approx(norm_b, rel=1e-5)
     for (name, a), b in zip(plain.model.state_dict().items(), scaled.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
     before = {k: v.clone() for k, v in scaled.model.state_dict().items()}
     hook = scaled.model.out.bias.register_hook(lambda grad: grad * math.inf)  # an overflowing gradient
-    assert scaled.update(batch) is None
-    assert scaled.st.skipped_steps == 1 and scaled.st.step == 1 and scaled.scaler.get_scale() == 2.0**11
+    assert not update(scaled).applied
+    assert st.skipped_steps == 1 and st.step == 1 and scaled.scaler.get_scale() == 2.0**11
     assert all(torch.equal(before[k], v) for k, v in scaled.model.state_dict().items())
     hook.remove()
-    assert scaled.update(batch) is not None and scaled.st.step == 2  # training goes on at the smaller scale
+    assert update(scaled).applied and st.step == 2  # training goes on at the smaller scale
 
 
 @cuda
@@ -65,7 +75,9 @@ def test_loss_scaling_updates_like_fp32_and_backs_off_on_overflow(prepared: Prep
 def test_cuda_training_writes_checkpoints_that_load_on_cpu(tmp_path: Path, precision: str) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=6, valid_every=3, valid_bleu_sentences=5, precision=precision)
-    result = train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, device="cuda", progress=False)
+    result = train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(device="cuda", progress=False)
+    )
     assert result.steps == 6
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
@@ -74,8 +86,9 @@ def test_cuda_training_writes_checkpoints_that_load_on_cpu(tmp_path: Path, preci
     assert "cuda" in ckpt["rng"][0] and (chosen == "fp16") == ("grad_scaler" in ckpt)
     assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32  # tf32=False
     assert Translator.from_checkpoint(tmp_path / "run" / "best.pt", device="cpu").translate(["red cat"])
-    resumed = train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, TrainConfig(**{**cfg.__dict__, "max_steps": 8}),
-                    resume=True, device="cuda", progress=False)  # fmt: skip
+    resumed = train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL,
+                    TrainConfig(**{**cfg.__dict__, "max_steps": 8}), RunOptions(resume=True, device="cuda",
+                    progress=False))  # fmt: skip
     assert resumed.steps == 8
 
 
@@ -84,11 +97,11 @@ def test_cuda_loss_and_gradients_match_cpu(prepared: Prepared) -> None:
     """cuDNN's LSTMs compute the same function as the CPU kernels: fp32 against fp32, TF32 off (its default)."""
     set_tf32(False)  # cuDNN would otherwise use TF32 (10-bit mantissa) in its LSTMs on Ampere and later
     torch.manual_seed(0)
-    trainer = Trainer(prepared, MODEL, TrainConfig(precision="fp32"), progress=False)
+    updater = Updater.build(MODEL, prepared.vocab, TrainConfig(precision="fp32"))
     batch = collate(prepared.split("train"), np.arange(24))
     results = []
     for device in ("cpu", "cuda"):
-        model = trainer.model.to(device)
+        model = updater.model.to(device)
         model.zero_grad(set_to_none=True)
         loss = TrainingLoss(model, TrainConfig())(batch.to(device))
         loss.backward()

@@ -20,9 +20,10 @@ from test_resume import DATA, MODEL, assert_same_weights
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, ModelConfig, TrainConfig
 from seq2seq.data import collate, make_batches
-from seq2seq.distributed import Dist
 from seq2seq.preprocess import Prepared
-from seq2seq.train import Trainer, train
+from seq2seq.scale.distributed import Dist
+from seq2seq.schedule import TrainState, after_update, budget_progress, learning_rate
+from seq2seq.train import RunOptions, RunSpec, Updater, train
 
 NO_DROPOUT = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.0)
 STEPS = 6
@@ -46,11 +47,23 @@ def _worker(rank: int, world: int, root: Path) -> None:
     try:
         corpus = root / "corpus"
         for tf in (1.0, 0.0):  # teacher forcing, and feeding the model's own (argmax) predictions
-            train(corpus, "xx", "yy", root / f"ddp-tf{tf}", DATA, NO_DROPOUT, equivalence_cfg(tf), progress=False)
+            train(
+                RunSpec(corpus, "xx", "yy", root / f"ddp-tf{tf}"),
+                DATA,
+                NO_DROPOUT,
+                equivalence_cfg(tf),
+                RunOptions(progress=False),
+            )
         # With dropout and subword sampling (rank 0 encodes, all map it): resumed == uninterrupted, to the bit.
-        train(corpus, "xx", "yy", root / "full", DATA, MODEL, resume_cfg(STEPS), progress=False)
-        train(corpus, "xx", "yy", root / "part", DATA, MODEL, resume_cfg(3), progress=False)
-        train(corpus, "xx", "yy", root / "part", DATA, MODEL, resume_cfg(STEPS), resume=True, progress=False)
+        train(RunSpec(corpus, "xx", "yy", root / "full"), DATA, MODEL, resume_cfg(STEPS), RunOptions(progress=False))
+        train(RunSpec(corpus, "xx", "yy", root / "part"), DATA, MODEL, resume_cfg(3), RunOptions(progress=False))
+        train(
+            RunSpec(corpus, "xx", "yy", root / "part"),
+            DATA,
+            MODEL,
+            resume_cfg(STEPS),
+            RunOptions(resume=True, progress=False),
+        )
     finally:
         dist.barrier()
         dist.destroy_process_group()
@@ -70,7 +83,8 @@ def test_two_ranks_match_one_process_on_the_union_batch(two_ranks: Path, teacher
     run = two_ranks / f"ddp-tf{teacher_forcing}"
     cfg = equivalence_cfg(teacher_forcing)
     prepared = Prepared.load(run)
-    reference = Trainer(prepared, NO_DROPOUT, cfg, progress=False)  # one process, same seed and init
+    reference = Updater.build(NO_DROPOUT, prepared.vocab, cfg)  # one process, same seed and init
+    st = TrainState()  # its counters
     init = {k: v.clone() for k, v in reference.model.state_dict().items()}
     split = prepared.split("train")
     batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, np.random.default_rng([cfg.seed, 0]))
@@ -78,9 +92,14 @@ def test_two_ranks_match_one_process_on_the_union_batch(two_ranks: Path, teacher
     losses = []
     for k in range(STEPS):  # update k: rank 0 had batch 2k, rank 1 batch 2k+1
         union = np.concatenate([batches[2 * k], batches[2 * k + 1]])
-        losses.append(reference.update(collate(split, union))[0])
+        batch = collate(split, union)
+        lr = learning_rate(cfg, st.step, st.lr_scale, budget_progress(cfg, st.step, 0.0))
+        result = reference.step(batch, batch.n_tokens, lr)
+        after_update(st, result.applied, batch.n_tokens)
+        assert result.applied
+        losses.append(result.loss)
     ddp = load_checkpoint(run / "last.pt")
-    assert ddp["train_state"]["step"] == STEPS and ddp["train_state"]["tokens"] == reference.st.tokens
+    assert ddp["train_state"]["step"] == STEPS and ddp["train_state"]["tokens"] == st.tokens
     moved = 0.0
     for name, tensor in reference.model.state_dict().items():
         torch.testing.assert_close(ddp["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
@@ -106,10 +125,12 @@ def test_resume_with_two_ranks_is_exact(two_ranks: Path) -> None:
 
 def test_tbptt_is_refused_with_several_processes(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=40)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, TrainConfig(max_steps=1), progress=False)
+    train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, TrainConfig(max_steps=1), RunOptions(progress=False)
+    )
     prepared = Prepared.load(tmp_path / "run")
     with pytest.raises(ConfigError, match="--tbptt 4 with 2 processes"):
-        Trainer(prepared, MODEL, TrainConfig(tbptt=4), progress=False, dist=Dist(rank=0, world=2))
+        Updater.build(MODEL, prepared.vocab, TrainConfig(tbptt=4), dist=Dist(rank=0, world=2))
 
 
 def _torchrun(corpus: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -11,10 +11,11 @@ import huggingface_hub
 import pytest
 from datasets import Dataset, DatasetDict, Features, Translation
 
-from seq2seq import download as download_module
-from seq2seq.base import CorpusError, read_lines
 from seq2seq.cli import main
-from seq2seq.download import download
+from seq2seq.errors import CorpusError
+from seq2seq.sources import download as download_module
+from seq2seq.sources.download import download
+from seq2seq.text import read_lines
 
 DE = ["Ein Hund läuft.", "Zwei Männer.", "Eine Frau liest."]
 EN = ["A dog runs.", "Two men.", "A woman reads."]

@@ -11,11 +11,11 @@ from corpora import write_corpus
 from test_resume import DATA, MODEL
 
 import seq2seq.preprocess as preprocess_module
-from seq2seq.base import CorpusError
 from seq2seq.config import DataConfig, TrainConfig
 from seq2seq.data import EncodedSplit, SplitWriter
+from seq2seq.errors import CorpusError
 from seq2seq.preprocess import Prepared, preprocess
-from seq2seq.train import train
+from seq2seq.train import RunOptions, RunSpec, train
 
 
 def test_split_writer_equals_the_in_memory_split(tmp_path: Path) -> None:
@@ -67,7 +67,13 @@ def test_cache_is_keyed_by_the_tokenizer(tmp_path: Path) -> None:
     with pytest.raises(CorpusError, match="not the tokenizer that encoded cache/.*preprocess` again"):
         Prepared.load(tmp_path / "run")
     with pytest.raises(CorpusError, match="preprocess` again"):
-        train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, TrainConfig(max_steps=1), progress=False)
+        train(
+            RunSpec(corpus, "xx", "yy", tmp_path / "run"),
+            DATA,
+            MODEL,
+            TrainConfig(max_steps=1),
+            RunOptions(progress=False),
+        )
     # Preprocessing again rebuilds it (and drops the stale cache folder).
     again = preprocess(corpus, "xx", "yy", tmp_path / "run", DataConfig(vocab_size=60))
     assert again["tokenizer"] == manifest["tokenizer"]  # same data and settings: the same tokenizer
@@ -98,5 +104,5 @@ def test_training_never_reads_the_training_text(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(Prepared, "text", spy)
     cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=2, valid_bleu_sentences=5)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     assert asked == [("val", 5), ("val", 5)]

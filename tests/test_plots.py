@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from seq2seq.cli import main
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.data import Batch, pad
-from seq2seq.diagnostics import fresh_gradient_flow, gradient_flow
-from seq2seq.memory_span import run_memory_span
+from seq2seq.lab.gradflow import fresh_gradient_flow, gradient_flow
+from seq2seq.lab.memory_span import run_memory_span
+from seq2seq.lab.plots import PlotError, new_figure, plot_run
 from seq2seq.model import DecoderState, Memory, Seq2Seq
-from seq2seq.plots import PlotError, new_figure, plot_run
 from seq2seq.tokenizer import BOS_ID, EOS_ID
-from seq2seq.train import train
+from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translate import Translator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -46,7 +46,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / f"{split}.yy").write_text("".join(" ".join(s.split()[::-1]).upper() + "\n" for s in src), "utf-8")
     model = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=16, dropout=0.1)
     cfg = TrainConfig(max_steps=20, valid_every=10, log_every=2, max_tokens=400, valid_bleu_sentences=10, threads=1)
-    train(root, "xx", "yy", root / "run", DataConfig(vocab_size=48), model, cfg, progress=False)
+    train(RunSpec(root, "xx", "yy", root / "run"), DataConfig(vocab_size=48), model, cfg, RunOptions(progress=False))
     return root / "run"
 
 

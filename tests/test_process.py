@@ -21,11 +21,11 @@ def test_train_applies_the_configured_cache_before_its_first_op(tmp_path) -> Non
     # a fresh process: train() must set the capacity from the config (here 3), not leave it unset
     code = (
         "import os, sys; sys.path.insert(0, 'tests'); from corpora import write_corpus;"
-        "from seq2seq.config import TrainConfig, ModelConfig; from seq2seq.train import train;"
+        "from seq2seq.config import TrainConfig, ModelConfig; from seq2seq.train import RunOptions, RunSpec, train;"
         f"d = write_corpus(__import__('pathlib').Path({str(tmp_path)!r}) / 'd');"
-        f"train(d, 'xx', 'yy', {str(tmp_path / 'run')!r}, model_cfg=ModelConfig(emb_size=8, enc_hidden=4,"
+        f"train(RunSpec(d, 'xx', 'yy', {str(tmp_path / 'run')!r}), model_cfg=ModelConfig(emb_size=8, enc_hidden=4,"
         " dec_hidden=8), cfg=TrainConfig(max_steps=1, onednn_cache=3, valid_bleu_sentences=0, threads=1),"
-        " progress=False); print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+        " options=RunOptions(progress=False)); print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
     )
     env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

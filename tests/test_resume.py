@@ -31,7 +31,7 @@ from seq2seq.checkpoint import (
 )
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from seq2seq.schedule import TrainState
-from seq2seq.train import train
+from seq2seq.train import RunOptions, RunSpec, train
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.3)
 DATA = DataConfig(vocab_size=60)
@@ -50,14 +50,18 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path: Path, alpha: float) -> N
     cfg = TrainConfig(
         max_tokens=120, max_steps=14, valid_every=4, valid_bleu_sentences=5, lr_patience=1, subword_alpha=alpha
     )
-    full = train(corpus, "xx", "yy", tmp_path / "full", DATA, MODEL, cfg, progress=False)
+    full = train(RunSpec(corpus, "xx", "yy", tmp_path / "full"), DATA, MODEL, cfg, RunOptions(progress=False))
     assert full.steps == 14
     first = TrainConfig(**{**cfg.__dict__, "max_steps": 8})  # stop at a validation, as a kill would
-    part = train(corpus, "xx", "yy", tmp_path / "part", DATA, MODEL, first, progress=False)
+    part = train(RunSpec(corpus, "xx", "yy", tmp_path / "part"), DATA, MODEL, first, RunOptions(progress=False))
     assert part.steps == 8
-    resumed = train(corpus, "xx", "yy", tmp_path / "part", DATA, MODEL, cfg, resume=True, progress=False)
+    resumed = train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "part"), DATA, MODEL, cfg, RunOptions(resume=True, progress=False)
+    )
     assert resumed.steps == 14
-    again = train(corpus, "xx", "yy", tmp_path / "part", DATA, MODEL, cfg, resume=True, progress=False)
+    again = train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "part"), DATA, MODEL, cfg, RunOptions(resume=True, progress=False)
+    )
     assert again.steps == 14 and again.stop_reason == "max_steps=14"  # a finished run stays finished
     assert_same_weights(tmp_path / "full" / "last.pt", tmp_path / "part" / "last.pt")
     full_state = load_checkpoint(tmp_path / "full" / "last.pt")
@@ -77,9 +81,15 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path: Path, alpha: float) -> N
 def test_reset_optimizer_starts_a_fresh_schedule(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0, lr_decay=0.5)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     more = TrainConfig(**{**cfg.__dict__, "max_steps": 8})
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, more, resume=True, reset_optimizer=True, progress=False)
+    train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "run"),
+        DATA,
+        MODEL,
+        more,
+        RunOptions(resume=True, reset_optimizer=True, progress=False),
+    )
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["train_state"]["step"] == 8
 
@@ -87,10 +97,10 @@ def test_reset_optimizer_starts_a_fresh_schedule(tmp_path: Path) -> None:
 def test_fresh_train_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     with pytest.raises(CheckpointError, match="--resume"):
-        train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, overwrite=True, progress=False)
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(overwrite=True, progress=False))
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +136,7 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 def test_keep_last_k_checkpoints(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=8, valid_every=2, valid_bleu_sentences=0, keep_checkpoints=2)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     kept = sorted(p.name for p in (tmp_path / "run").glob("step*.pt"))
     assert kept == ["step0000006.pt", "step0000008.pt"]
     assert load_checkpoint(tmp_path / "run" / kept[-1])["step"] == 8
@@ -199,7 +209,7 @@ def test_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=6, valid_every=2, valid_bleu_sentences=0, keep_checkpoints=3)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     steps = sorted((tmp_path / "run").glob("step*.pt"))
     assert main(["average", "--checkpoints", *map(str, steps), "--out", str(tmp_path / "avg.pt")]) == 0
     avg = load_checkpoint(tmp_path / "avg.pt")
@@ -209,20 +219,22 @@ def test_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert "optimizer" not in avg and len(avg["averaged"]) == 3
     assert Translator.from_checkpoint(tmp_path / "avg.pt").translate(["red cat"])  # loads and translates
     other = ModelConfig(emb_size=8, enc_hidden=8, dec_hidden=16)
-    train(corpus, "xx", "yy", tmp_path / "other", DATA, other, cfg, progress=False)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "other"), DATA, other, cfg, RunOptions(progress=False))
     code = main(["average", "--checkpoints", str(steps[0]), str(tmp_path / "other" / "last.pt"), "--out", "x.pt"])
     assert code == 2 and "other model config" in capsys.readouterr().err
 
 
 def test_subword_regularisation_resamples_each_epoch(tmp_path: Path) -> None:
     from seq2seq.preprocess import Prepared
-    from seq2seq.train import Trainer
+    from seq2seq.train import epoch_split
 
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, TrainConfig(max_steps=1), progress=False)
+    train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, TrainConfig(max_steps=1), RunOptions(progress=False)
+    )
     prepared = Prepared.load(tmp_path / "run")
-    trainer = Trainer(prepared, MODEL, TrainConfig(subword_alpha=0.5), progress=False)
-    e0, e1, e0_again = trainer._epoch_split(0), trainer._epoch_split(1), trainer._epoch_split(0)
+    cfg = TrainConfig(subword_alpha=0.5)
+    e0, e1, e0_again = epoch_split(prepared, cfg, 0), epoch_split(prepared, cfg, 1), epoch_split(prepared, cfg, 0)
     assert len(e0) == len(e1) == 120
     assert not np.array_equal(e0.src_ids, e1.src_ids)  # another segmentation next epoch
     assert np.array_equal(e0.src_ids, e0_again.src_ids) and np.array_equal(e0.tgt_ids, e0_again.tgt_ids)
@@ -235,7 +247,9 @@ def test_custom_train_split_name(tmp_path: Path) -> None:
     for lang in ("xx", "yy"):
         (corpus / f"train.{lang}").rename(corpus / f"big.{lang}")
     data = DataConfig(vocab_size=60, train_split="big")
-    result = train(corpus, "xx", "yy", tmp_path / "run", data, MODEL, TrainConfig(max_steps=2), progress=False)
+    result = train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "run"), data, MODEL, TrainConfig(max_steps=2), RunOptions(progress=False)
+    )
     assert result.steps == 2
 
 

@@ -1,4 +1,4 @@
-"""The NumPy runtime (runtime.py) against the torch reference path.
+"""The NumPy runtime (engines/numpy_runtime.py) against the torch reference path.
 
 Three levels: the network (every cell, attention kind, depth and input feeding: encoder
 memory and step log-probs equal to model.Seq2Seq's within float32 rounding), the searches
@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from seq2seq import runtime, search
-from seq2seq.base import CheckpointError
-from seq2seq.checkpoint import export_runtime, load_checkpoint, save_checkpoint
+from seq2seq import search
+from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import ConfigError, DecodeConfig, ModelConfig
+from seq2seq.engines import numpy_runtime as runtime
+from seq2seq.engines.numpy_runtime import Network, RuntimeTranslator, export_runtime, is_runtime_model
+from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
-from seq2seq.runtime import Network, RuntimeTranslator, is_runtime_model
 from seq2seq.tokenizer import BOS_ID, EOS_ID
 from seq2seq.translate import Translator
 

@@ -14,7 +14,7 @@ from corpora import write_corpus
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from seq2seq.schedule import budget_progress, learning_rate
-from seq2seq.train import train
+from seq2seq.train import RunOptions, RunSpec, train
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32)
 DATA = DataConfig(vocab_size=60)
@@ -58,7 +58,7 @@ def test_annealed_run_ends_at_min_lr_and_logs_the_schedule(tmp_path: Path) -> No
     corpus = write_corpus(tmp_path / "corpus", n_train=60)
     cfg = TrainConfig(max_tokens=120, max_steps=10, valid_every=5, valid_bleu_sentences=0, log_every=1,
                       lr=0.01, min_lr=0.001, lr_schedule="anneal", anneal_fraction=0.5)  # fmt: skip
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     lrs = [r["lr"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
            if r["type"] == "train"]  # fmt: skip
     # update k runs at progress (k - 1) / 10: constant up to 0.5, then linear toward 0.001 at 1.0
@@ -68,11 +68,19 @@ def test_annealed_run_ends_at_min_lr_and_logs_the_schedule(tmp_path: Path) -> No
 def test_max_minutes_counts_over_resumed_sessions(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=60)
     cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0)
-    train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, cfg, progress=False, started=time.monotonic() - 7.0)
+    train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "run"),
+        DATA,
+        MODEL,
+        cfg,
+        RunOptions(progress=False, started=time.monotonic() - 7.0),
+    )
     spent = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["train_seconds"]
     assert spent >= 7.0  # the clock started before train() was called
     budget = TrainConfig(**{**cfg.__dict__, "max_steps": 100, "max_minutes": spent / 60})  # already spent
-    more = train(corpus, "xx", "yy", tmp_path / "run", DATA, MODEL, budget, resume=True, progress=False)
+    more = train(
+        RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, budget, RunOptions(resume=True, progress=False)
+    )
     assert more.steps == 4 and more.stop_reason.startswith("max_minutes")
 
 

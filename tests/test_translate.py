@@ -14,7 +14,7 @@ from corpora import write_corpus
 from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.hardware import HardwareError, cpu_bf16
-from seq2seq.train import train
+from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translate import Translator
 
 
@@ -199,7 +199,13 @@ def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> 
     data = write_corpus(tmp_path / "data", n_train=60)
     model_cfg = ModelConfig(cell=cell, emb_size=16, enc_hidden=16, dec_hidden=32, enc_layers=2, dec_layers=2)
     cfg = TrainConfig(max_steps=6, valid_every=3, valid_bleu_sentences=5, tbptt=2)
-    train(data, "xx", "yy", tmp_path / "run", DataConfig(vocab_size=40), model_cfg, cfg, progress=False)
+    train(
+        RunSpec(data, "xx", "yy", tmp_path / "run"),
+        DataConfig(vocab_size=40),
+        model_cfg,
+        cfg,
+        RunOptions(progress=False),
+    )
     translator = Translator.from_checkpoint(tmp_path / "run" / "best.pt")
     assert translator.model.cfg.cell == cell
     for beam in (1, 3):  # fp32: batch-size invariance is exact there (bf16 rounds differently per batch shape)

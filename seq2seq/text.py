@@ -1,7 +1,6 @@
-"""Torch-free pieces shared by the toolkit and the NumPy runtime (`runtime.py`).
-
-Error types, strict UTF-8 line reading and the text side of translation live here, so that
-`seq2seq translate` with an exported runtime model starts without importing torch.
+"""Text: the one strict UTF-8 line reader, cleaning, and the text side of translation (`Translating`:
+clean, tokenize, search, detokenize, keep the order), shared by the torch `Translator` and the
+NumPy runtime. Torch-free, so that translating with an exported model never imports torch.
 """
 
 from __future__ import annotations
@@ -11,18 +10,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import CorpusError
+
 if TYPE_CHECKING:
     from .config import DecodeConfig
     from .search import Hypothesis
     from .tokenizer import Tokenizer
-
-
-class CorpusError(ValueError):
-    """A corpus file that cannot be used as it is; the message names the file and line."""
-
-
-class CheckpointError(ValueError):
-    """A file that is not a loadable seq2seq checkpoint; the message says why in one line."""
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -104,3 +97,14 @@ class Translating:
     def translate(self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False) -> list[str]:
         """One translation per sentence, in order; an empty sentence translates to ''."""
         return [nbest[0][0] if nbest else "" for nbest in self.translate_nbest(sentences, cfg, progress=progress)]
+
+    def check(self, cfg: DecodeConfig) -> None:
+        """Raise a one-line error (ConfigError, HardwareError) for settings this translator cannot run."""
+
+    def translate_lines(self, sentences: Sequence[str], cfg: DecodeConfig, progress: bool = False) -> list[str]:
+        """Output lines as `seq2seq translate` writes them: one per sentence, or with n_best > 1
+        `index<TAB>score<TAB>text` per hypothesis."""
+        nbest = self.translate_nbest(sentences, cfg, progress=progress)
+        if cfg.n_best == 1:
+            return [hyps[0][0] if hyps else "" for hyps in nbest]
+        return [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest) for text, h in hyps]

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .base import CorpusError
+from ..errors import CorpusError
 
 MANIFEST = "manifest.json"
 SPLIT_NAMES = {"validation": "val", "valid": "val", "dev": "val"}  # others are kept as they are

@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import CorpusError, clean
-from .config import ConfigError, DecodeConfig, ModelConfig
-from .data import Batch, EncodedSplit, collate, pad
-from .model import Seq2Seq
+from ..config import ConfigError, DecodeConfig, ModelConfig
+from ..data import Batch, EncodedSplit, collate, pad
+from ..errors import CorpusError
+from ..model import Seq2Seq
+from ..text import clean
+from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
 from .plots import CELL_COLORS, new_figure, save_figure
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 Loss = Literal["last", "all"]
 CELLS = ("rnn", "gru", "lstm")
@@ -158,7 +159,7 @@ def checkpoint_gradient_flow(
     device: str = "cpu",
 ) -> dict[str, list[float]]:
     """Gradient flow of a trained model on `sources`; without references its greedy outputs are the targets."""
-    from .translate import Translator, search
+    from ..translate import Translator, search
 
     if references is not None and len(references) != len(sources):
         raise CorpusError(f"{len(sources)} source sentences but {len(references)} references")
@@ -222,7 +223,7 @@ def run_gradient_flow(
 
     Returns the PNG written and one summary line per model and part (values at five time steps).
     """
-    from .base import read_lines
+    from ..text import read_lines
 
     what = "loss of each sentence's final output" if loss == "last" else "summed loss of all outputs"
     if checkpoints:

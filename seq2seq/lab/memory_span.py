@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import DEFAULT_DELAYS, QUICK, QUICK_DELAYS, ConfigError, SpanSettings
-from .model import RNNS, count_parameters
+from ..config import DEFAULT_DELAYS, QUICK, QUICK_DELAYS, ConfigError, SpanSettings
+from ..model import RNNS, count_parameters
 from .plots import CELL_COLORS, new_figure, save_figure
 
 log = logging.getLogger("seq2seq")

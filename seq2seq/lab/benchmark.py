@@ -2,7 +2,7 @@
 
 Everything runs on this machine in one call: training and whole-process translation in child
 processes (so their peak RSS and start-up are their own), the rest in-process. The result is
-one JSON object; `compare` adds ratios against the peers' figures (../shared/peers.json).
+one JSON object; `compare` adds ratios against the peers' figures (a peers.json, e.g. the shared one).
 It runs on any CPU: what the hardware cannot run (bf16 on an AVX2 CPU) is reported as skipped,
 with the reason, and the JSON says which CPU (capability, native bf16) and GPU it ran on.
 """
@@ -16,13 +16,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from .base import read_lines
-from .config import ModelConfig
-from .hardware import cpu_bf16, report
+from ..config import ModelConfig
+from ..hardware import cpu_bf16, report
+from ..text import read_lines
 
 PEER_KEYS = {  # our key -> (peers.json key, higher is better)
     "train_tgt_tok_s": ("train_tgt_tok_s", True),
@@ -75,13 +75,21 @@ def _run_child(cmd: list[str], log: Path) -> tuple[float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
+class Corpus(NamedTuple):
+    """The parallel corpus measured on: a folder of {split}.{lang} files and the language pair."""
+
+    data: Path
+    src: str
+    tgt: str
+
+
 def measure_training(
-    data: Path, run: Path, precision: str, warmup_s: float, measure_s: float, extra: list[str]
+    corpus: Corpus, run: Path, precision: str, warmup_s: float, measure_s: float, extra: list[str]
 ) -> dict[str, float]:
     """Steady-state target tokens/s after `warmup_s`, over `measure_s`, from a real `seq2seq train`."""
     minutes = (warmup_s + measure_s + 5) / 60
     cmd = _seq2seq(
-        "train", "--data", str(data), "--src", "de", "--tgt", "en", "--out", str(run), "--overwrite",
+        "train", "--data", str(corpus.data), "--src", corpus.src, "--tgt", corpus.tgt, "--out", str(run), "--overwrite",
         "--max-minutes", f"{minutes:.3f}", "--valid-every", "1000000", "--valid-bleu-sentences", "0",
         "--log-every", "5", "--precision", precision, *extra,
     )  # fmt: skip
@@ -107,10 +115,9 @@ def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent:
     Each setting runs with the torch `Translator` on the checkpoint and, for fp32, with the NumPy
     runtime on its export (`*_runtime` keys, plus how many output lines equal the torch path's).
     """
-    from .checkpoint import export_runtime
-    from .config import DecodeConfig
-    from .runtime import RuntimeTranslator
-    from .translate import Translator
+    from ..config import DecodeConfig
+    from ..engines.numpy_runtime import RuntimeTranslator, export_runtime
+    from ..translate import Translator
 
     sents = read_lines(src_file)[:n_sent]
     exported = export_runtime(checkpoint, out_dir / "bench-model.npz")
@@ -169,24 +176,25 @@ def compare(result: dict[str, Any], peers: dict[str, dict[str, float]]) -> dict[
 
 
 def run_benchmark(
-    data: str | Path = "../shared/data/multi30k",
+    corpus: Corpus,
     out: str | Path = "checkpoints/benchmark",
     checkpoint: str | Path | None = None,
     quick: bool = False,
     test_split: str = "test_2016_flickr",
-    peers: str | Path = "../shared/peers.json",
+    peers: str | Path | None = None,
     vocab_size: int = 4000,
 ) -> dict[str, Any]:
-    """Measure everything and return one JSON-able dict (see the module docstring)."""
-    from .config import DataConfig
-    from .preprocess import ensure_prepared
+    """Measure everything and return one JSON-able dict (see the module docstring); with `peers`
+    (a peers.json), also the ratios against the peers measured on this kind of CPU."""
+    from ..config import DataConfig
+    from ..preprocess import ensure_prepared
 
     threads = min(2, os.cpu_count() or 1)  # the peers were measured at 2 threads
     torch.set_num_threads(threads)
-    data, out = Path(data), Path(out)
+    out = Path(out)
     run = out / "run"
     data_cfg = DataConfig(vocab_size=vocab_size, test_split=test_split)
-    prepared = ensure_prepared(data, "de", "en", run, data_cfg, 1234)
+    prepared = ensure_prepared(corpus.data, corpus.src, corpus.tgt, run, data_cfg)
     warmup, measure = (10.0, 25.0) if quick else (30.0, 90.0)
     hardware = report("cpu") | {"cpu_bf16_runs": cpu_bf16().runs, "cpu_bf16_native": cpu_bf16().native}
     hardware.pop("precision")
@@ -194,14 +202,14 @@ def run_benchmark(
                               "hardware": hardware, "quick": quick, "model": "ModelConfig() defaults",
                               "max_tokens": 2700}  # fmt: skip
     extra = ["--max-tokens", "2700", "--threads", str(threads)]
-    train_fp32 = measure_training(data, run, "fp32", warmup, measure, extra)
+    train_fp32 = measure_training(corpus, run, "fp32", warmup, measure, extra)
     trained = out / "trained-fp32.pt"
     shutil.copyfile(run / "last.pt", trained)
     train_bf16: dict[str, Any]
     if quick:
         train_bf16 = {"skipped": "--quick measures fp32 training only"}
     else:
-        train_bf16 = _bf16_skipped() or measure_training(data, run, "bf16", warmup, measure, extra)
+        train_bf16 = _bf16_skipped() or measure_training(corpus, run, "bf16", warmup, measure, extra)
     result["train_fp32"], result["train_bf16"] = train_fp32, train_bf16
     measured = [t for t in (train_fp32, train_bf16) if "tgt_tok_s" in t]
     result["train_tgt_tok_s"] = max(t["tgt_tok_s"] for t in measured)
@@ -219,8 +227,8 @@ def run_benchmark(
         result["gemm_peak_gflop_s_bf16"] = round(gemm_gflop_s(torch.bfloat16), 1)
     ckpt = Path(checkpoint) if checkpoint else trained
     result["translate_checkpoint"] = str(ckpt)
-    result |= measure_translation(ckpt, data / f"{test_split}.de", out, 200 if quick else 1000)
-    if Path(peers).is_file():
+    result |= measure_translation(ckpt, corpus.data / f"{test_split}.{corpus.src}", out, 200 if quick else 1000)
+    if peers is not None:
         result["peers_machine"], figures = peers_for_this_cpu(Path(peers))
         if quick:  # 200 sentences and short windows: not the peers' measurement
             result["ratios_vs_peers"] = {"skipped": "--quick figures are not comparable with the peers'"}

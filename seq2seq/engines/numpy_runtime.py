@@ -18,6 +18,7 @@ Shapes as in model.py: B batch, S source length, N search rows, E emb_size, V ta
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,10 +26,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import CheckpointError, Translating
-from .config import ConfigError, DecodeConfig, ModelConfig, from_dict
-from .search import Hypothesis, search
-from .tokenizer import PAD_ID, Tokenizer
+from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..errors import CheckpointError
+from ..search import Hypothesis, search
+from ..text import Translating
+from ..tokenizer import PAD_ID, Tokenizer
 
 FORMAT = "seq2seq-runtime"
 VERSION = 1
@@ -240,9 +242,45 @@ class RuntimeTranslator(Translating):
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
     ) -> list[list[Hypothesis]]:
         """search.search with this network: sort by length, batch, search, restore the input order."""
-        if cfg.precision not in ("auto", "fp32") or cfg.shortlist:  # auto: fp32 here
+        self.check(cfg)
+        return search(self.net, src_ids, cfg, keep_attention, progress)
+
+    def check(self, cfg: DecodeConfig) -> None:
+        """The runtime decodes in fp32 (`auto` means fp32 here) over the full vocabulary."""
+        if cfg.precision not in ("auto", "fp32") or cfg.shortlist:
             raise ConfigError(
                 "the NumPy runtime decodes in fp32 with the full vocabulary: "
                 "use the .pt checkpoint for --precision bf16 or --shortlist"
             )
-        return search(self.net, src_ids, cfg, keep_attention, progress)
+
+
+def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write this engine's model file from a torch checkpoint: float32 weights, model config, tokenizers.
+
+    The shortlist lexicon stays behind: the runtime always scores the full vocabulary. (Reading the
+    checkpoint imports torch; translating with the file written here does not.)"""
+    from ..checkpoint import read_model
+
+    model = read_model(checkpoint)
+    try:
+        arrays = {f"w.{name}": t.float().numpy() for name, t in model.state_dict.items()}
+        arrays |= {
+            "format": np.array(FORMAT),
+            "version": np.array(VERSION),
+            "model_config": np.array(json.dumps(model.model_config)),
+            "src_spm": np.frombuffer(model.src_spm, dtype=np.uint8),
+            "tgt_spm": np.frombuffer(model.tgt_spm, dtype=np.uint8),
+        }
+    except (AttributeError, TypeError) as err:
+        raise CheckpointError(f"{checkpoint}: incomplete checkpoint, cannot export it ({err})") from None
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise CheckpointError(f"{out}: the runtime model file must end in .npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

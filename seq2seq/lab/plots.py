@@ -151,9 +151,9 @@ def attention_map(
     checkpoint: str | Path, sentence: str, out_png: str | Path, beam_size: int = 1, device: str = "cpu"
 ) -> tuple[str, Path]:
     """Translate one sentence and plot where each output piece attended; returns (translation, png)."""
-    from .base import clean
-    from .config import DecodeConfig
-    from .translate import Translator
+    from ..config import DecodeConfig
+    from ..text import clean
+    from ..translate import Translator
 
     new_figure()  # fail before loading the model when matplotlib is missing
     translator = Translator.from_checkpoint(checkpoint, device=device)

@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig
 
 log = logging.getLogger("seq2seq")
 T = TypeVar("T")

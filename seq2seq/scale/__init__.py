@@ -1,0 +1,1 @@
+"""Training on several processes, GPUs or machines (torchrun, DistributedDataParallel)."""

@@ -1,0 +1,122 @@
+"""The pieces training is made of, each on its own: process settings, counters and stop rules,
+checkpoint bookkeeping, and the tokenizer's seed (DataConfig.spm_seed, not the training seed)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from corpora import write_corpus
+from test_resume import DATA, MODEL
+
+import seq2seq.preprocess as preprocess_module
+from seq2seq import process
+from seq2seq.checkpoint import ModelFile, ResumeState, load_checkpoint, read_model
+from seq2seq.cli import main
+from seq2seq.config import TrainConfig, to_dict
+from seq2seq.process import ProcessSettings
+from seq2seq.runfiles import RunFiles
+from seq2seq.schedule import TrainState, after_update, early_stop, nan_stop, stop_reason
+from seq2seq.train import RunOptions, RunSpec, train
+
+
+def test_process_settings_come_from_the_train_config_and_apply_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = TrainConfig(threads=1, onednn_cache=5, malloc_mmap_kib=0, tf32=True)
+    on_cpu, on_gpu = ProcessSettings.for_training(cfg, "cpu"), ProcessSettings.for_training(cfg, "cuda")
+    assert (on_cpu.threads, on_cpu.onednn_cache, on_cpu.malloc_mmap_kib) == (1, 5, 0)
+    assert on_cpu.tf32 is None and on_gpu.tf32 is True  # TF32 is a GPU setting: a CPU run leaves torch's flag
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    threads, tf32 = torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        process.apply(on_cpu)
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "5" and torch.get_num_threads() == 1
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+        process.apply(ProcessSettings(tf32=True))
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+def test_counters_and_stop_rules() -> None:
+    cfg = TrainConfig(max_steps=3, max_minutes=1.0, patience=2, max_nan_steps=2)
+    st = TrainState()
+    after_update(st, True, 10)
+    after_update(st, False, 7)
+    assert (st.step, st.tokens, st.nan_streak, st.skipped_steps) == (1, 10, 1, 1)
+    assert nan_stop(cfg, st) is None
+    after_update(st, False, 7)
+    assert nan_stop(cfg, st) == "2 non-finite losses in a row (last good checkpoint kept)"
+    after_update(st, True, 5)
+    assert (st.step, st.tokens, st.nan_streak, st.skipped_steps) == (2, 15, 0, 2)  # a good update ends the streak
+    assert stop_reason(cfg, st, 59.0) is None
+    assert stop_reason(cfg, st, 60.0) == "max_minutes=1.0"  # seconds include the time a final validation takes
+    st.step = 3
+    assert stop_reason(cfg, st, 0.0) == "max_steps=3"
+    assert early_stop(cfg, st) is None
+    st.bad_validations = 2
+    assert early_stop(cfg, st) == "early stopping (no improvement in 2 validations)"
+    assert early_stop(TrainConfig(patience=0), st) is None
+
+
+def _model_file(step: int) -> ModelFile:
+    return ModelFile(
+        model_config=to_dict(MODEL), state_dict={"w": torch.full((2,), float(step))}, src_spm=b"s", tgt_spm=b"t",
+        src_lang="xx", tgt_lang="yy", data_config=to_dict(DATA), train_config=to_dict(TrainConfig()), step=step,
+    )  # fmt: skip
+
+
+def _resume(step: int) -> ResumeState:
+    return ResumeState(optimizer={"state": {}, "param_groups": []}, train_state={"step": step}, rng=None,
+                       torch_rng=torch.get_rng_state())  # fmt: skip
+
+
+def test_run_files_save_checkpoints_and_prune_step_files(tmp_path: Path) -> None:
+    files = RunFiles(tmp_path)
+    files.save(_model_file(2), _resume(2), best=True, keep=2)
+    files.save(_model_file(4), _resume(4), keep=2)
+    files.save(_model_file(5), _resume(5))  # an interrupt's save: last.pt only
+    files.save(_model_file(6), _resume(6), keep=2)
+    assert [p.name for p in files.step_files()] == ["step0000004.pt", "step0000006.pt"]
+    assert read_model(tmp_path / "best.pt").step == 2 and "optimizer" not in load_checkpoint(tmp_path / "best.pt")
+    model, resume = files.read_resume()
+    assert model.step == 6 and resume.train_state == {"step": 6}
+    assert torch.equal(read_model(tmp_path / "step0000004.pt").state_dict["w"], torch.full((2,), 4.0))
+    RunFiles(tmp_path / "elsewhere", write=False).save(_model_file(8), _resume(8), best=True, keep=1)
+    assert not (tmp_path / "elsewhere").exists()  # ranks > 0 write nothing
+
+
+@pytest.fixture
+def spm_seeds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The seeds SentencePiece is trained with, one per model trained."""
+    seeds: list[int] = []
+    real = preprocess_module.train_sentencepiece
+
+    def spy(sentences, vocab_size, **kwargs):
+        seeds.append(kwargs["seed"])
+        return real(sentences, vocab_size, **kwargs)
+
+    monkeypatch.setattr(preprocess_module, "train_sentencepiece", spy)
+    return seeds
+
+
+def test_the_tokenizer_seed_is_data_config_spm_seed(tmp_path: Path, spm_seeds: list[int], capsys) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=60)
+    args = ["preprocess", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--vocab-size", "60"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--spm-seed", "7"]) == 0
+    assert spm_seeds == [7, 7]
+    assert json.loads((tmp_path / "a" / "preprocess.json").read_text())["data"]["spm_seed"] == 7
+    with pytest.raises(SystemExit) as stopped:  # the old flag is an unknown one, said so
+        main([*args, "--out", str(tmp_path / "b"), "--seed", "7"])
+    assert stopped.value.code == 2 and "unrecognized arguments: --seed 7" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    # train() preparing a run folder: the tokenizer gets DataConfig's seed (default 1234), never the training seed
+    spm_seeds.clear()
+    cfg = TrainConfig(seed=5, max_steps=1, valid_bleu_sentences=0)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    assert spm_seeds == [1234, 1234] and DATA.spm_seed == 1234
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["data_config"]["spm_seed"] == 1234
