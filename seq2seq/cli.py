@@ -39,7 +39,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
-    from .preprocess import preprocess
+    from .prepared import preprocess
 
     data_cfg = from_flags(DataConfig, args, _toml(args).get("data"))  # the tokenizer's seed: --spm-seed
     manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg)
@@ -48,7 +48,8 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .checkpoint import resume_configs
-    from .train import RunOptions, RunSpec, process_start, train
+    from .machine.process import process_start
+    from .train import RunOptions, RunSpec, train
 
     base = resume_configs(Path(args.out) / "last.pt") if args.resume else _toml(args)
     options = RunOptions(resume=args.resume, reset_optimizer=args.reset_optimizer, overwrite=args.overwrite,
@@ -90,7 +91,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from .lab.demo import run_demo
 
     run_demo(args.out, max_minutes=args.max_minutes, seed=args.seed)
 
@@ -195,7 +196,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def cmd_hardware(args: argparse.Namespace) -> None:
-    from .hardware import report
+    from .machine.hardware import report
 
     info = report(args.device, args.precision)
     print(info[args.get] if args.get else "\n".join(f"{key}: {value}" for key, value in info.items()))

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .batches import Batch, collate, make_batches
 from .config import TrainConfig
-from .data import Batch, EncodedSplit, collate, make_batches
 from .model import DecoderState, Memory, Seq2Seq
+from .prepared import EncodedSplit
 from .tokenizer import PAD_ID
 
 

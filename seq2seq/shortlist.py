@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import EncodedSplit
+from .prepared import EncodedSplit
 
 N_SPECIAL = 4  # pad, unk, bos, eos: always candidates, and first, so their ids keep their meaning
 

@@ -1,5 +1,5 @@
 """Training, in pieces with explicit inputs: `Updater` does one optimiser step; `RunFiles`
-(runfiles.py) keeps checkpoints, their pruning and the metrics records; schedule.py holds the
+(runfiles.py) keeps checkpoints, their pruning and the metrics records; progress.py holds the
 counters, stop rules and learning rate; process.py the process settings, applied once by `train`;
 `Trainer` is the loop that composes them and makes the ranks agree.
 
@@ -22,27 +22,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import process
+from .batches import Batch, collate, make_batches
 from .checkpoint import ModelFile, ResumeState
 from .config import (
     DataConfig,
     DecodeConfig,
     ModelConfig,
     TrainConfig,
-    from_dict,
     to_dict,
 )
-from .data import Batch, EncodedSplit, collate, make_batches
-from .hardware import Precision, adam, cpu_summary, resolve_device, resolve_precision
+from .machine import process
+from .machine.hardware import Precision, adam, cpu_summary, resolve_device, resolve_precision
+from .machine.process import ProcessSettings, StopSignal
 from .metrics import score
 from .model import Seq2Seq, count_parameters
 from .objective import TrainingLoss, forward_backward, validation_loss
-from .preprocess import Prepared, ensure_prepared
-from .process import ProcessSettings, StopSignal, process_start
-from .runfiles import RunFiles
-from .scale import distributed
-from .scale.distributed import Dist
-from .schedule import (
+from .prepared import EncodedSplit, Prepared, ensure_prepared
+from .progress import (
     Clock,
     TrainState,
     after_update,
@@ -53,6 +49,9 @@ from .schedule import (
     nan_stop,
     stop_reason,
 )
+from .runfiles import RunFiles
+from .scale import distributed
+from .scale.distributed import Dist
 from .shortlist import Lexicon, build_lexicon
 from .translate import search
 
@@ -223,7 +222,7 @@ def restore_rng(resume: ResumeState, dist: Dist, device: torch.device, fresh_see
 
 class Trainer:
     """The loop of one run, composing the pieces: updates by the `Updater`, checkpoints and records by
-    `RunFiles`, counters, stop rules and the learning rate from schedule.py, and validation. Whatever
+    `RunFiles`, counters, stop rules and the learning rate from progress.py, and validation. Whatever
     decides control flow is agreed by all ranks (`Dist.agree`); rank 0 alone validates and writes."""
 
     def __init__(self, prepared: Prepared, updater: Updater, files: RunFiles, clock: Clock, progress: bool = True):
@@ -450,19 +449,3 @@ def train(
         return trainer.run()
     finally:
         distributed.teardown(dist)
-
-
-__all__ = [
-    "RunOptions",
-    "RunSpec",
-    "StepResult",
-    "TrainResult",
-    "TrainState",
-    "Trainer",
-    "Updater",
-    "epoch_split",
-    "forward_backward",
-    "from_dict",
-    "process_start",
-    "train",
-]

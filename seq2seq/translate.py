@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .batches import pad
 from .checkpoint import CheckpointError, read_model
 from .config import ConfigError, DecodeConfig, ModelConfig, from_dict
-from .data import pad
-from .hardware import resolve_device, resolve_precision
+from .machine.hardware import resolve_device, resolve_precision
 from .model import DecoderState, Memory, Seq2Seq
 from .search import Hypothesis
 from .search import search as search_ids

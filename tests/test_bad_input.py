@@ -16,7 +16,7 @@ import seq2seq.train as train_module
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import DecodeConfig, TrainConfig
-from seq2seq.preprocess import Prepared
+from seq2seq.prepared import Prepared
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translate import Translator
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq import hardware
 from seq2seq.lab import benchmark
+from seq2seq.machine import hardware
 
 
 def test_peers_are_those_measured_on_this_kind_of_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

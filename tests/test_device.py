@@ -15,13 +15,13 @@ import torch
 from corpora import write_corpus
 from test_resume import DATA
 
+from seq2seq.batches import collate
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, ModelConfig, TrainConfig
-from seq2seq.data import collate
-from seq2seq.hardware import set_tf32
+from seq2seq.machine.hardware import set_tf32
 from seq2seq.objective import TrainingLoss
-from seq2seq.preprocess import Prepared, preprocess
-from seq2seq.schedule import TrainState, after_update
+from seq2seq.prepared import Prepared, preprocess
+from seq2seq.progress import TrainState, after_update
 from seq2seq.train import RunOptions, RunSpec, Updater, train
 from seq2seq.translate import Translator
 

@@ -17,12 +17,12 @@ import torch.multiprocessing as mp
 from corpora import write_corpus
 from test_resume import DATA, MODEL, assert_same_weights
 
+from seq2seq.batches import collate, make_batches
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, ModelConfig, TrainConfig
-from seq2seq.data import collate, make_batches
-from seq2seq.preprocess import Prepared
+from seq2seq.prepared import Prepared
+from seq2seq.progress import TrainState, after_update, budget_progress, learning_rate
 from seq2seq.scale.distributed import Dist
-from seq2seq.schedule import TrainState, after_update, budget_progress, learning_rate
 from seq2seq.train import RunOptions, RunSpec, Updater, train
 
 NO_DROPOUT = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.0)

@@ -20,9 +20,9 @@ import torch
 from corpora import write_corpus
 from test_cli import run_cli
 
-from seq2seq import hardware
 from seq2seq.config import ConfigError, DecodeConfig, TrainConfig
-from seq2seq.hardware import HardwareError, cpu_bf16, resolve_device, resolve_precision
+from seq2seq.machine import hardware
+from seq2seq.machine.hardware import HardwareError, cpu_bf16, resolve_device, resolve_precision
 
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}  # oneDNN and ATen as on an AVX2 CPU
 

@@ -10,11 +10,10 @@ import pytest
 from corpora import write_corpus
 from test_resume import DATA, MODEL
 
-import seq2seq.preprocess as preprocess_module
+import seq2seq.prepared as preprocess_module
 from seq2seq.config import DataConfig, TrainConfig
-from seq2seq.data import EncodedSplit, SplitWriter
 from seq2seq.errors import CorpusError
-from seq2seq.preprocess import Prepared, preprocess
+from seq2seq.prepared import EncodedSplit, Prepared, SplitWriter, preprocess
 from seq2seq.train import RunOptions, RunSpec, train
 
 
@@ -81,7 +80,8 @@ def test_cache_is_keyed_by_the_tokenizer(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*preprocess*"))  # the work folder is gone
 
 
-def test_folders_prepared_before_keyed_caches_still_load(tmp_path: Path) -> None:
+def test_folders_prepared_before_keyed_caches_are_a_clear_error(tmp_path: Path) -> None:
+    """No compatibility shim for the unkeyed cache of early versions: one line saying what to do."""
     corpus = write_corpus(tmp_path / "corpus", n_train=60)
     manifest = preprocess(corpus, "xx", "yy", tmp_path / "run", DataConfig(vocab_size=60))
     cache = tmp_path / "run" / "cache"
@@ -89,7 +89,8 @@ def test_folders_prepared_before_keyed_caches_still_load(tmp_path: Path) -> None
         f.rename(cache / f.name)
     del manifest["tokenizer"]
     (tmp_path / "run" / "preprocess.json").write_text(json.dumps(manifest))
-    assert len(Prepared.load(tmp_path / "run").split("train")) == 60
+    with pytest.raises(CorpusError, match=r"prepared by an older seq2seq .*run `seq2seq preprocess` again"):
+        Prepared.load(tmp_path / "run")
 
 
 def test_training_never_reads_the_training_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from seq2seq.batches import Batch, pad
 from seq2seq.cli import main
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
-from seq2seq.data import Batch, pad
 from seq2seq.lab.gradflow import fresh_gradient_flow, gradient_flow
 from seq2seq.lab.memory_span import run_memory_span
 from seq2seq.lab.plots import PlotError, new_figure, plot_run

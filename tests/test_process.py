@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from seq2seq.process import limit_onednn_cache, pin_mmap_threshold
+from seq2seq.machine.process import limit_onednn_cache, pin_mmap_threshold
 
 
 def test_onednn_cache_limit_sets_the_variable_and_negative_leaves_the_default(monkeypatch) -> None:

@@ -30,7 +30,7 @@ from seq2seq.checkpoint import (
     write_model_checkpoint,
 )
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig, to_dict
-from seq2seq.schedule import TrainState
+from seq2seq.progress import TrainState
 from seq2seq.train import RunOptions, RunSpec, train
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.3)
@@ -225,7 +225,7 @@ def test_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
 
 def test_subword_regularisation_resamples_each_epoch(tmp_path: Path) -> None:
-    from seq2seq.preprocess import Prepared
+    from seq2seq.prepared import Prepared
     from seq2seq.train import epoch_split
 
     corpus = write_corpus(tmp_path / "corpus", n_train=120)

@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from seq2seq.batches import Batch, collate
 from seq2seq.config import ModelConfig, TrainConfig
-from seq2seq.data import Batch, EncodedSplit, collate
 from seq2seq.model import Seq2Seq
+from seq2seq.objective import forward_backward
+from seq2seq.prepared import EncodedSplit
 from seq2seq.tokenizer import PAD_ID
-from seq2seq.train import forward_backward
 
 SRC_VOCAB, TGT_VOCAB = 15, 12
 SMOOTHING = 0.1

@@ -12,14 +12,14 @@ import torch
 from corpora import write_corpus
 from test_resume import DATA, MODEL
 
-import seq2seq.preprocess as preprocess_module
-from seq2seq import process
+import seq2seq.prepared as preprocess_module
 from seq2seq.checkpoint import ModelFile, ResumeState, load_checkpoint, read_model
 from seq2seq.cli import main
 from seq2seq.config import TrainConfig, to_dict
-from seq2seq.process import ProcessSettings
+from seq2seq.machine import process
+from seq2seq.machine.process import ProcessSettings
+from seq2seq.progress import TrainState, after_update, early_stop, nan_stop, stop_reason
 from seq2seq.runfiles import RunFiles
-from seq2seq.schedule import TrainState, after_update, early_stop, nan_stop, stop_reason
 from seq2seq.train import RunOptions, RunSpec, train
 
 

@@ -13,7 +13,7 @@ from corpora import write_corpus
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
-from seq2seq.hardware import HardwareError, cpu_bf16
+from seq2seq.machine.hardware import HardwareError, cpu_bf16
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translate import Translator
 
@@ -219,7 +219,7 @@ def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> 
 
 
 def test_lexicon_is_the_dice_ranking_of_co_occurrences() -> None:
-    from seq2seq.data import EncodedSplit
+    from seq2seq.prepared import EncodedSplit
     from seq2seq.shortlist import build_lexicon
 
     # source 5 always with target 8; 6 only with 9; 7 only with 10; target 8 is the most frequent

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..config import ModelConfig
-from ..hardware import cpu_bf16, report
+from ..machine.hardware import cpu_bf16, report
 from ..text import read_lines
 
 PEER_KEYS = {  # our key -> (peers.json key, higher is better)
@@ -187,7 +187,7 @@ def run_benchmark(
     """Measure everything and return one JSON-able dict (see the module docstring); with `peers`
     (a peers.json), also the ratios against the peers measured on this kind of CPU."""
     from ..config import DataConfig
-    from ..preprocess import ensure_prepared
+    from ..prepared import ensure_prepared
 
     threads = min(2, os.cpu_count() or 1)  # the peers were measured at 2 threads
     torch.set_num_threads(threads)

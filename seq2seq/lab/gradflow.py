@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..batches import Batch, collate, pad
 from ..config import ConfigError, DecodeConfig, ModelConfig
-from ..data import Batch, EncodedSplit, collate, pad
 from ..errors import CorpusError
 from ..model import Seq2Seq
+from ..prepared import EncodedSplit
 from ..text import clean
 from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
 from .plots import CELL_COLORS, new_figure, save_figure

@@ -1,4 +1,6 @@
-"""Prepare a run folder: clean and filter the corpus, train SentencePiece, cache encoded splits.
+"""The prepared run folder, written by `preprocess` and read by `Prepared`: this module owns its format.
+
+`preprocess` cleans and filters the corpus, trains SentencePiece and caches encoded splits.
 
 A prepared run folder holds `preprocess.json` (what was done, with counts), `spm.src.model` and
 `spm.tgt.model` (the same bytes when the vocabulary is joint) and `cache/KEY/`: every split
@@ -25,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sentencepiece as spm
 
 from .config import DataConfig, from_dict, to_dict
-from .data import EncodedSplit, SplitWriter, iter_parallel, split_paths
 from .errors import CorpusError
 from .text import clean, iter_lines
 from .tokenizer import Tokenizer, train_sentencepiece
@@ -36,6 +38,99 @@ from .tokenizer import Tokenizer, train_sentencepiece
 log = logging.getLogger("seq2seq")
 MANIFEST = "preprocess.json"
 CHUNK = 50_000  # pairs encoded at a time
+
+
+def split_paths(data_dir: str | Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:
+    """The `{split}.{lang}` files of a corpus folder."""
+    return Path(data_dir) / f"{split}.{src}", Path(data_dir) / f"{split}.{tgt}"
+
+
+def iter_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[str, str]]:
+    """Line pairs of two aligned files, streamed; different line counts or empty files are errors."""
+    src_lines, tgt_lines = iter_lines(src_path), iter_lines(tgt_path)
+    n = 0
+    for n, (s, t) in enumerate(itertools.zip_longest(src_lines, tgt_lines), 1):
+        if s is None or t is None:
+            n_src = n - 1 + (s is not None) + sum(1 for _ in src_lines)
+            n_tgt = n - 1 + (t is not None) + sum(1 for _ in tgt_lines)
+            raise CorpusError(f"misaligned corpus: {src_path} has {n_src} lines but {tgt_path} has {n_tgt}")
+        yield s, t
+    if n == 0:
+        raise CorpusError(f"{src_path} and {tgt_path} are empty")
+
+
+@dataclass
+class EncodedSplit:
+    """Piece ids of one split, flat arrays plus offsets (cheap to store and to memory-map)."""
+
+    src_ids: np.ndarray  # (total src pieces,) int32
+    src_offsets: np.ndarray  # (n + 1,) int64
+    tgt_ids: np.ndarray
+    tgt_offsets: np.ndarray
+
+    @classmethod
+    def from_lists(cls, src: list[list[int]], tgt: list[list[int]]) -> EncodedSplit:
+        def flat(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+            offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+            np.cumsum([len(s) for s in seqs], out=offsets[1:])
+            ids = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
+            return ids, offsets
+
+        return cls(*flat(src), *flat(tgt))
+
+    def __len__(self) -> int:
+        return len(self.src_offsets) - 1
+
+    @property
+    def src_lens(self) -> np.ndarray:
+        return np.diff(self.src_offsets)
+
+    @property
+    def tgt_lens(self) -> np.ndarray:
+        return np.diff(self.tgt_offsets)
+
+    def save(self, prefix: Path) -> None:
+        for name in ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets"):
+            np.save(f"{prefix}.{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, prefix: Path) -> EncodedSplit:
+        """Memory-map a saved split: pages are read on demand and shared by every process that maps them."""
+        names = ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets")
+        return cls(*(np.load(f"{prefix}.{name}.npy", mmap_mode="r") for name in names))
+
+
+class SplitWriter:
+    """Writes an `EncodedSplit` to `{prefix}.*.npy` a chunk of pairs at a time, so a split of any size
+    never sits in memory as Python lists: ids go straight to disk, only the lengths are kept."""
+
+    def __init__(self, prefix: Path) -> None:
+        self.prefix = prefix
+        self._ids = {side: open(f"{prefix}.{side}_ids.part", "wb") for side in ("src", "tgt")}
+        self._lens: dict[str, list[np.ndarray]] = {"src": [], "tgt": []}
+
+    def add(self, src: list[list[int]], tgt: list[list[int]]) -> None:
+        for side, seqs in (("src", src), ("tgt", tgt)):
+            lens = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+            ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int32, count=int(lens.sum()))
+            ids.tofile(self._ids[side])
+            self._lens[side].append(lens)
+
+    def close(self) -> EncodedSplit:
+        """Finish the .npy files (header, then the ids streamed from the part file) and map them."""
+        for side, f in self._ids.items():
+            f.close()
+            lens = np.concatenate(self._lens[side]) if self._lens[side] else np.zeros(0, dtype=np.int64)
+            offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+            np.cumsum(lens, out=offsets[1:])
+            np.save(f"{self.prefix}.{side}_offsets.npy", offsets)
+            part = Path(f.name)
+            header = {"descr": np.dtype(np.int32).str, "fortran_order": False, "shape": (int(offsets[-1]),)}
+            with open(f"{self.prefix}.{side}_ids.npy", "wb") as out, open(part, "rb") as ids:
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(ids, out, 1 << 20)
+            part.unlink()
+        return EncodedSplit.load(self.prefix)
 
 
 def tokenizer_key(src_model: bytes, tgt_model: bytes) -> str:
@@ -228,7 +323,10 @@ class Prepared:
         manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
         cfg = from_dict(DataConfig, manifest["data"])
         src_model, tgt_model = (run / "spm.src.model").read_bytes(), (run / "spm.tgt.model").read_bytes()
-        if "tokenizer" in manifest and manifest["tokenizer"] != tokenizer_key(src_model, tgt_model):
+        if "tokenizer" not in manifest:
+            raise CorpusError(f"{run}: prepared by an older seq2seq (no tokenizer key in {MANIFEST}); "
+                              "run `seq2seq preprocess` again")  # fmt: skip
+        if manifest["tokenizer"] != tokenizer_key(src_model, tgt_model):
             raise CorpusError(
                 f"{run}: spm.src.model/spm.tgt.model are not the tokenizer that encoded cache/{manifest['tokenizer']}; "
                 "run `seq2seq preprocess` again"
@@ -237,9 +335,8 @@ class Prepared:
 
     @property
     def cache(self) -> Path:
-        """Where the encoded splits live (`cache/` itself in folders prepared before caches were keyed)."""
-        key = self.manifest.get("tokenizer")
-        return self.run / "cache" / key if key else self.run / "cache"
+        """Where the encoded splits live: `cache/KEY`, KEY a hash of the two SentencePiece models."""
+        return self.run / "cache" / self.manifest["tokenizer"]
 
     @property
     def vocab(self) -> tuple[int, int]:

@@ -6,12 +6,12 @@ import logging
 import time
 from pathlib import Path
 
-from .config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
-from .lab.synthetic import SRC_LANG, TGT_LANG, generate_corpus
-from .metrics import Scores, score
-from .text import read_lines
-from .train import RunOptions, RunSpec, train
-from .translate import Translator
+from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from ..metrics import Scores, score
+from ..text import read_lines
+from ..train import RunOptions, RunSpec, train
+from ..translate import Translator
+from .synthetic import SRC_LANG, TGT_LANG, generate_corpus
 
 log = logging.getLogger("seq2seq")
 

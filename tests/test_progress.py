@@ -13,7 +13,7 @@ from corpora import write_corpus
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
-from seq2seq.schedule import budget_progress, learning_rate
+from seq2seq.progress import budget_progress, learning_rate
 from seq2seq.train import RunOptions, RunSpec, train
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32)
@@ -85,6 +85,9 @@ def test_max_minutes_counts_over_resumed_sessions(tmp_path: Path) -> None:
 
 
 def test_cli_clock_starts_with_the_process() -> None:
-    code = "import time; time.sleep(1); from seq2seq.train import process_start as s; print(time.monotonic() - s())"
+    code = (
+        "import time; time.sleep(1); from seq2seq.machine.process import process_start as s; "
+        "print(time.monotonic() - s())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert 1.0 <= float(out) < 30.0

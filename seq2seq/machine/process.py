@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
+from ..config import TrainConfig
 from .hardware import set_tf32, set_threads
 
 log = logging.getLogger("seq2seq")

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError
+from ..config import ConfigError
 
 log = logging.getLogger("seq2seq")
 
