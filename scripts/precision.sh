@@ -24,9 +24,10 @@ out = {"onednn_max_cpu_isa": os.environ["ISA"], "precision": os.environ["PRECISI
 if out["exit"]:
     out["error"] = open(os.environ["LOG"], encoding="utf-8").read().strip().splitlines()[-1]
 else:
-    recs = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
-    train = [r for r in recs if r["type"] == "train"][1:]  # the first 10 updates are the warm-up
-    hw = next(r for r in recs if r["type"] == "hardware")
+    from seq2seq.runfiles import read_metrics
+    recs = read_metrics(sys.argv[1])
+    train = recs["train"][1:]  # the first 10 updates are the warm-up
+    hw = recs["hardware"][0]
     out["cpu"] = hw["cpu"]
     out["tgt_tok_s"] = round((train[-1]["tokens"] - train[0]["tokens"]) / (train[-1]["elapsed_s"] - train[0]["elapsed_s"]))
 print(json.dumps(out))

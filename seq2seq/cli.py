@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig, add_flags, from_flags, load_toml
-from .errors import CheckpointError, CorpusError
+from .errors import CheckpointError, CorpusError, RunFolderError
 from .lab.plots import PlotError
 
 log = logging.getLogger("seq2seq")
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         args.func(args)
-    except (ConfigError, CorpusError, CheckpointError, PlotError) as err:
+    except (ConfigError, CorpusError, CheckpointError, RunFolderError, PlotError) as err:
         print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .checkpoint import CheckpointError, ModelFile, ResumeState, read_resume, write_model_checkpoint
 from .config import to_dict
+from .errors import RunFolderError
 
 
 class RunFiles:
@@ -80,3 +81,21 @@ class RunFiles:
             return
         text = json.dumps({k: to_dict(v) for k, v in cfgs.items()}, indent=2)
         (self.run / "config.json").write_text(text + "\n", encoding="utf-8")
+
+
+def read_metrics(path: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Records of a metrics.jsonl by type, sorted by step; after a resume the latest record of a step wins."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunFolderError(f"{path}: no such file (is this a run folder written by `seq2seq train`?)")
+    by_type: dict[str, dict[int, dict[str, Any]]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RunFolderError(f"{path}:{n}: not JSON ({err.msg})") from None
+        if isinstance(rec, dict) and "type" in rec and "step" in rec:
+            by_type.setdefault(rec["type"], {})[int(rec["step"])] = rec
+    return {kind: [recs[s] for s in sorted(recs)] for kind, recs in by_type.items()}

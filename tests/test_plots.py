@@ -16,10 +16,12 @@ import torch.nn.functional as F
 from seq2seq.batches import Batch, pad
 from seq2seq.cli import main
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.errors import RunFolderError
 from seq2seq.lab.gradflow import fresh_gradient_flow, gradient_flow
 from seq2seq.lab.memory_span import run_memory_span
 from seq2seq.lab.plots import PlotError, new_figure, plot_run
 from seq2seq.model import DecoderState, Memory, Seq2Seq
+from seq2seq.runfiles import read_metrics
 from seq2seq.tokenizer import BOS_ID, EOS_ID
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translate import Translator
@@ -57,6 +59,19 @@ def test_plot_run_writes_curves(run: Path) -> None:
     for p in paths:
         assert p.parent == run
         assert_png(p)
+
+
+def test_metrics_are_read_by_type_with_the_latest_record_of_a_step_winning(tmp_path: Path) -> None:
+    lines = [{"type": "train", "step": 2, "loss": 5.0}, {"type": "train", "step": 4, "loss": 4.0},
+             {"type": "valid", "step": 4, "val_bleu": 1.0}, {"type": "train", "step": 4, "loss": 3.5}]  # fmt: skip
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + "\n")  # a resumed run rewrote step 4
+    recs = read_metrics(path)
+    assert [r["loss"] for r in recs["train"]] == [5.0, 3.5] and [r["step"] for r in recs["valid"]] == [4]
+    path.write_text(path.read_text() + '{"type": "train", "step": 6, "lo\n')  # cut short by a kill
+    with pytest.raises(RunFolderError, match=r"metrics.jsonl:6: not JSON"):
+        read_metrics(path)
+    assert main(["plot", "--run", str(tmp_path)]) == 2
 
 
 def test_plot_run_without_metrics_is_a_clear_error(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import torch
 
 from ..config import ModelConfig
 from ..machine.hardware import cpu_bf16, report
+from ..runfiles import read_metrics
 from ..text import read_lines
 
 PEER_KEYS = {  # our key -> (peers.json key, higher is better)
@@ -94,8 +95,7 @@ def measure_training(
         "--log-every", "5", "--precision", precision, *extra,
     )  # fmt: skip
     wall, rss = _run_child(cmd, run / f"bench-train-{precision}.log")
-    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    train = [r for r in records if r["type"] == "train"]
+    train = read_metrics(run / "metrics.jsonl")["train"]
     first = next(r for r in train if r["elapsed_s"] >= warmup_s)
     last = train[-1]
     tok_s = (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])

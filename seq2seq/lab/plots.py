@@ -46,24 +46,6 @@ def save_figure(fig: Figure, out_png: str | Path) -> Path:
     return out
 
 
-def read_metrics(path: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """Records of a metrics.jsonl by type, sorted by step; after a resume the latest record of a step wins."""
-    path = Path(path)
-    if not path.is_file():
-        raise PlotError(f"{path}: no such file (is this a run folder written by `seq2seq train`?)")
-    by_type: dict[str, dict[int, dict[str, Any]]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PlotError(f"{path}:{n}: not JSON ({err.msg})") from None
-        if isinstance(rec, dict) and "type" in rec and "step" in rec:
-            by_type.setdefault(rec["type"], {})[int(rec["step"])] = rec
-    return {kind: [recs[s] for s in sorted(recs)] for kind, recs in by_type.items()}
-
-
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
     pairs = [(r["step"], r[key]) for r in records if r.get(key) is not None]
     return [s for s, _ in pairs], [v for _, v in pairs]
@@ -93,6 +75,10 @@ def _curve(
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Training-curve PNGs in RUN from RUN/metrics.jsonl: loss, BLEU, learning rate, gradient norm."""
     run = Path(run_dir)
+    from ..runfiles import read_metrics  # imports torch (checkpoints): not for `seq2seq --help`
+
+    if not (run / "metrics.jsonl").is_file():
+        raise PlotError(f"{run / 'metrics.jsonl'}: no such file (is this a run folder written by `seq2seq train`?)")
     recs = read_metrics(run / "metrics.jsonl")
     train, valid = recs.get("train", []), recs.get("valid", [])
     if not train and not valid:
