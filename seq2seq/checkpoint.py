@@ -169,6 +169,24 @@ def read_model(path: str | Path) -> ModelFile:
     return ModelFile(**_fields(path, load_checkpoint(path), _MODEL_KEYS))
 
 
+def check_vocab(path: str | Path, model: ModelFile) -> None:
+    """A model about to be used (translation, export) must have SentencePiece models that fit its
+    embeddings: else one CheckpointError naming the side and both sizes."""
+    from .tokenizer import Tokenizer
+
+    for side, spm_bytes, key in (("source", model.src_spm, "encoder.embed.weight"),
+                                 ("target", model.tgt_spm, "decoder.embed.weight")):  # fmt: skip
+        weight = model.state_dict.get(key)
+        try:
+            pieces = len(Tokenizer(spm_bytes))
+        except (RuntimeError, OSError, ValueError, TypeError, AssertionError):
+            raise CheckpointError(f"{path}: its {side} SentencePiece model does not load") from None
+        if weight is None or weight.shape[0] != pieces:
+            rows = "no" if weight is None else weight.shape[0]
+            raise CheckpointError(f"{path}: inconsistent checkpoint: its {side} SentencePiece model has {pieces} "
+                                  f"pieces but {key} has {rows} rows")  # fmt: skip
+
+
 def read_resume(path: str | Path) -> tuple[ModelFile, ResumeState]:
     """A run's last.pt: its model and the state to resume training from."""
     path = Path(path)

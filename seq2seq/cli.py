@@ -42,7 +42,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     from .prepared import preprocess
 
     data_cfg = from_flags(DataConfig, args, _toml(args).get("data"))  # the tokenizer's seed: --spm-seed
-    manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg)
+    manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg, overwrite=args.overwrite)
     print(f"prepared {args.out}: splits {manifest['splits']}, vocab {manifest['src_vocab']}/{manifest['tgt_vocab']}")
 
 
@@ -220,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("preprocess", help="clean the corpus, train SentencePiece, cache encoded splits in a run folder")
     _corpus_flags(p, "run folder to prepare")
+    help_ = "prepare again a run folder that holds a trained model (--resume then checks that it still matches)"
+    p.add_argument("--overwrite", action="store_true", help=help_)
     add_flags(p, DataConfig)
     p.set_defaults(func=cmd_preprocess)
 

@@ -30,6 +30,8 @@ def score_files(hyp_path: str | Path, ref_path: str | Path) -> Scores:
     hyps, refs = read_lines(hyp_path), read_lines(ref_path)
     if len(hyps) != len(refs):
         raise CorpusError(f"{hyp_path} has {len(hyps)} lines but {ref_path} has {len(refs)}")
+    if not refs:
+        raise CorpusError(f"{hyp_path} and {ref_path} are empty: nothing to score")
     return score(hyps, refs)
 
 
@@ -37,6 +39,8 @@ def score(hyps: Sequence[str], refs: Sequence[str]) -> Scores:
     """Corpus-level BLEU (13a, cased) and chrF2 of `hyps` against one reference each."""
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    if not refs:
+        raise ValueError("no sentences to score")
     bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
     b = bleu.corpus_score(list(hyps), [list(refs)])
     c = chrf.corpus_score(list(hyps), [list(refs)])

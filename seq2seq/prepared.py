@@ -31,7 +31,7 @@ import numpy as np
 import sentencepiece as spm
 
 from .config import DataConfig, from_dict, to_dict
-from .errors import CorpusError
+from .errors import CheckpointError, CorpusError
 from .text import clean, iter_lines
 from .tokenizer import Tokenizer, train_sentencepiece
 
@@ -226,15 +226,28 @@ def _encode_held_out(work: Path, cache: Path, split: str, src_tok: Tokenizer, tg
         os.replace(work / f"{split}.{side}.txt", cache / f"{split}.{side}.txt")
 
 
-def preprocess(data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: DataConfig) -> dict:
+def preprocess(
+    data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: DataConfig, overwrite: bool = False
+) -> dict:
     """Prepare run folder `out` from `{split}.{lang}` files in `data_dir`; returns the manifest.
 
-    Every split is read and checked (into a work folder beside `out`) before anything in `out` is written."""
+    Every split is read and checked (into a work folder beside `out`) before anything in `out` is written.
+    A folder that holds a trained model (last.pt) is refused unless `overwrite`: its SentencePiece
+    models are the ones that model was trained with (its checkpoints are kept either way)."""
     data_dir, out = Path(data_dir), Path(out)
+    if (out / "last.pt").exists() and not overwrite:
+        raise CheckpointError(
+            f"{out} already holds a trained model ({out / 'last.pt'}); preparing it again would replace the "
+            "SentencePiece models it was trained with: use another --out folder, or --overwrite to prepare it again"
+        )
     work = out.parent / f".{out.name}.preprocess-{os.getpid()}"
     try:
         work.mkdir(parents=True)
         n_train, empty = _clean_split(data_dir, cfg.train_split, src, tgt, work / "train")
+        if not n_train:
+            src_path, tgt_path = split_paths(data_dir, cfg.train_split, src, tgt)
+            raise CorpusError(f"{src_path}/{tgt_path.name}: no non-empty sentence pairs after cleaning "
+                              f"({empty} pairs, each with an empty side); nothing to train on")  # fmt: skip
         log.info("train: %d pairs (%d empty pairs dropped)", n_train, empty)
         held_out = {}
         for split in dict.fromkeys([cfg.val_split, cfg.test_split]):
@@ -371,12 +384,15 @@ class Prepared:
         return prefix
 
 
-def ensure_prepared(data_dir: str | Path, src: str, tgt: str, run: str | Path, cfg: DataConfig) -> Prepared:
-    """The run folder's preparation, made now if missing; a folder prepared from other data is an error."""
+def ensure_prepared(
+    data_dir: str | Path, src: str, tgt: str, run: str | Path, cfg: DataConfig, overwrite: bool = False
+) -> Prepared:
+    """The run folder's preparation, made now if missing; a folder prepared from other data is an error.
+    `overwrite`: prepare it even beside a trained model (see `preprocess`)."""
     run = Path(run)
     if not (run / MANIFEST).is_file():
         log.info("%s is not prepared yet: preprocessing %s", run, data_dir)
-        preprocess(data_dir, src, tgt, run, cfg)
+        preprocess(data_dir, src, tgt, run, cfg, overwrite)
     prepared = Prepared.load(run)
     m = prepared.manifest
     if (m["src"], m["tgt"]) != (src, tgt) or Path(m["data_dir"]) != Path(data_dir).resolve():

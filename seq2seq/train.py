@@ -29,15 +29,17 @@ from .config import (
     DecodeConfig,
     ModelConfig,
     TrainConfig,
+    from_dict,
     to_dict,
 )
+from .errors import CheckpointError, CorpusError
 from .machine import process
 from .machine.hardware import Precision, adam, cpu_summary, resolve_device, resolve_precision
 from .machine.process import ProcessSettings, StopSignal
 from .metrics import score
 from .model import Seq2Seq, count_parameters
 from .objective import TrainingLoss, forward_backward, validation_loss
-from .prepared import EncodedSplit, Prepared, ensure_prepared
+from .prepared import MANIFEST, EncodedSplit, Prepared, ensure_prepared
 from .progress import (
     Clock,
     TrainState,
@@ -53,6 +55,7 @@ from .runfiles import RunFiles
 from .scale import distributed
 from .scale.distributed import Dist
 from .shortlist import Lexicon, build_lexicon
+from .tokenizer import Tokenizer
 from .translate import search
 
 log = logging.getLogger("seq2seq")
@@ -241,6 +244,7 @@ class Trainer:
     def resume(self, reset_optimizer: bool = False) -> None:
         """Continue from last.pt: weights, optimiser, schedule, counters, data position, RNG."""
         saved, resume = self.files.read_resume()
+        check_resumable(saved, self.prepared, self.files.last)
         self.up.load(saved.state_dict, resume, reset_optimizer)
         self.st = st = TrainState(**resume.train_state)
         if reset_optimizer:
@@ -382,6 +386,43 @@ class Trainer:
         self.files.save(weights, resume, best=improved, keep=self.cfg.keep_checkpoints if validated else 0)
 
 
+def check_resumable(saved: ModelFile, prepared: Prepared, last: Path) -> None:
+    """A checkpoint continues only on the tokenizers and data settings it was trained with: a run folder
+    prepared again since (other SentencePiece models, other filters) is a CheckpointError naming what differs."""
+    run, problems = prepared.run, []
+    sides = [(name, Tokenizer(old), tok) for name, old, tok in (("source", saved.src_spm, prepared.src_tok),
+             ("target", saved.tgt_spm, prepared.tgt_tok)) if old != tok.model_proto]  # fmt: skip
+    if sides:
+        which = "; ".join(f"{name}: {len(old)} pieces then, {len(new)} now" for name, old, new in sides)
+        problems.append(f"were trained with other SentencePiece models than {run}/spm.*.model now holds ({which})")
+    then, now = to_dict(from_dict(DataConfig, saved.data_config)), to_dict(prepared.cfg)
+    if changed := [f"{key} {then[key]!r} then, {now[key]!r} now" for key in now if then[key] != now[key]]:
+        problems.append(f"were trained on data prepared with other settings than {run}/{MANIFEST} records "
+                        f"({', '.join(changed)})")  # fmt: skip
+    if problems:
+        raise CheckpointError(
+            f"{last} and the run's other checkpoints {' and '.join(problems)}: {run} was prepared again since; "
+            "resume needs the preparation it was trained on: start again with --overwrite, or prepare the new "
+            "data into another --out folder"
+        )
+
+
+def check_val_split(prepared: Prepared) -> None:
+    """Training validates on the val split: it must have been prepared and hold pairs after cleaning."""
+    cfg, m = prepared.cfg, prepared.manifest
+    name, files = cfg.val_split, f"{cfg.val_split}.{m['src']}/{cfg.val_split}.{m['tgt']}"
+    if name not in m["splits"]:
+        problem = f"was not prepared: {m['data_dir']} has no {files}"
+    elif not m["splits"][name]:
+        problem = f"of {m['data_dir']} ({files}) has no non-empty sentence pairs after cleaning"
+    else:
+        return
+    raise CorpusError(
+        f"validation split {name!r} {problem}, and training validates on it: write those files, or name another "
+        f"split with --val-split NAME, then prepare {prepared.run} again (`seq2seq preprocess`)"
+    )
+
+
 def model_file(prepared: Prepared, model: Seq2Seq, cfg: TrainConfig, step: int, lexicon: Lexicon) -> ModelFile:
     """The self-contained model part of a checkpoint: weights, tokenizers, configs, lexicon."""
     return ModelFile(
@@ -438,8 +479,10 @@ def train(
     dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
     try:
         resolve_precision(cfg.precision, str(dev))  # a precision this machine cannot run stops before any write
-        prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_cfg or DataConfig())  # noqa: E731
+        again = opts.overwrite or opts.resume  # prepare beside last.pt (a resume is checked against it)
+        prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_cfg or DataConfig(), again)  # noqa: E731
         prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load
+        check_val_split(prepared)  # before the first update, not at the first validation
         updater = Updater.build(model_cfg or ModelConfig(), prepared.vocab, cfg, dev, dist)
         trainer = Trainer(prepared, updater, RunFiles(prepared.run, write=dist.main), clock, opts.progress)
         if opts.resume:

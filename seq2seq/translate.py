@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .batches import pad
-from .checkpoint import CheckpointError, read_model
+from .checkpoint import CheckpointError, check_vocab, read_model
 from .config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from .machine.hardware import resolve_device, resolve_precision
 from .model import DecoderState, Memory, Seq2Seq
@@ -86,6 +86,7 @@ class Translator(Translating):
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Translator:
         """Load a checkpoint written by `seq2seq train` (best.pt, last.pt, or an averaged one)."""
         saved = read_model(path)
+        check_vocab(path, saved)
         try:
             src_tok, tgt_tok = Tokenizer(saved.src_spm), Tokenizer(saved.tgt_spm)
             model = Seq2Seq(from_dict(ModelConfig, saved.model_config), len(src_tok), len(tgt_tok))

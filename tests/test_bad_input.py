@@ -16,7 +16,9 @@ import seq2seq.train as train_module
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import DecodeConfig, TrainConfig
+from seq2seq.machine.hardware import cpu_bf16
 from seq2seq.prepared import Prepared
+from seq2seq.text import read_lines
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translate import Translator
 
@@ -70,13 +72,23 @@ def test_crlf_empty_pairs_and_huge_lines_are_cleaned_and_counted(tmp_path, capsy
     src[7] = tgt[7] = "word " * 20_000  # a 100,000-character line
     (corpus / "train.xx").write_bytes("".join(s + "\r\n" for s in src).encode())
     (corpus / "train.yy").write_text("".join(t + "\n" for t in tgt))
+    for name in ("val.xx", "val.yy"):  # real CRLF bytes on both sides of a split
+        (corpus / name).write_bytes((corpus / name).read_bytes().replace(b"\n", b"\r\n"))
+        assert (corpus / name).read_bytes().count(b"\r\n") == 20
+    assert (corpus / "train.xx").read_bytes().count(b"\r\n") == 120
+    # the one line reader drops the \r of each line ending, and keeps the line count
+    lines = read_lines(corpus / "train.xx")
+    assert len(lines) == 120 and not any("\r" in line for line in lines)
     code, err = preprocess(corpus, tmp_path / "run", capsys)
     assert code == 0, err
     manifest = json.loads((tmp_path / "run" / "preprocess.json").read_text())
     assert manifest["removed"]["empty"] == 2 and manifest["removed"]["too_long"] == 1
-    assert manifest["splits"]["train"] == 117
+    assert manifest["splits"]["train"] == 117 and manifest["splits"]["val"] == 20
     assert "too_long: removed 1 pairs" in caplog.text and "2 empty pairs dropped" in caplog.text
-    assert "\r" not in (Prepared.load(tmp_path / "run").cache / "val.src.txt").read_text()
+    cached = sorted(Prepared.load(tmp_path / "run").cache.glob("*.txt"))
+    assert {"train.src.txt", "val.src.txt", "val.tgt.txt"} <= {f.name for f in cached}
+    for f in cached:  # bytes, not read_text(), which would turn a stray \r into \n
+        assert b"\r" not in f.read_bytes(), f.name
 
 
 def test_config_errors_name_the_closest_field(tmp_path, capsys) -> None:
@@ -118,8 +130,10 @@ def test_translation_input_cases(tiny_model, tmp_path, capsys) -> None:
     code = main(["translate", "--checkpoint", str(tiny_model), "--input", str(tmp_path / "in.txt"),
                  "--output", str(tmp_path / "out.txt"), "--beam-size", "1"])  # fmt: skip
     assert code == 0
-    assert (tmp_path / "out.txt").read_text().count("\n") == 3  # line count kept, empty line stays empty
-    assert (tmp_path / "out.txt").read_text().split("\n")[1] == ""
+    out = (tmp_path / "out.txt").read_bytes()  # bytes: read_text() would hide a \r
+    assert b"\r" not in out
+    assert out.count(b"\n") == 3  # line count kept, empty line stays empty
+    assert out.split(b"\n")[1] == b""
 
 
 def test_bad_checkpoints(tmp_path, capsys, tiny_model) -> None:
@@ -160,6 +174,44 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["train_state"]["step"] == 4  # the last good checkpoint, not one after the NaNs
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
+
+
+BF16_SKIP = pytest.mark.skipif(not cpu_bf16().runs, reason=f"this CPU does not run bf16: {cpu_bf16().error}")
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=BF16_SKIP)])
+def test_real_non_finite_gradients_are_skipped_then_stop_training(tmp_path, monkeypatch, precision) -> None:
+    # a real backward pass with the loss scaled beyond float32's range (1e300): finite loss, inf/NaN gradients
+    corpus = write_corpus(tmp_path / "c", n_train=120)
+    real = train_module.forward_backward
+    calls = {"n": 0}
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    bad_grads: list[bool] = []
+
+    def overflowing(model, batch, cfg, **kwargs):
+        calls["n"] += 1
+        seen[calls["n"]] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        overflow = calls["n"] == 3 or calls["n"] > 6  # one stray overflow, then overflow forever
+        if overflow:
+            kwargs["scale"] = kwargs["scale"] * 1e300
+        loss = real(model, batch, cfg, **kwargs)
+        if overflow:
+            bad_grads.append(any(not torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None))
+        return loss
+
+    monkeypatch.setattr(train_module, "forward_backward", overflowing)
+    cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0, precision=precision)
+    result = train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    assert len(bad_grads) == 5 and all(bad_grads)  # calls 3, 7, 8, 9, 10: the gradients really were non-finite
+    assert result.steps == 5 and calls["n"] == 10  # calls 1, 2, 4, 5, 6 updated; 3 and 7-10 skipped, then stop
+    assert "non-finite" in result.stop_reason
+    for k, v in seen[3].items():  # the skipped update left the weights as they were
+        assert torch.equal(v, seen[4][k]), k
+    assert any(not torch.equal(v, seen[5][k]) for k, v in seen[4].items())  # and the next one did update
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["train_state"]["step"] == 4  # the last good checkpoint, not one after the skips
+    assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
+    assert all(float(s["step"]) == 4 for s in ckpt["optimizer"]["state"].values())  # Adam never saw a bad step
 
 
 def test_same_seed_gives_identical_runs(tmp_path) -> None:

@@ -128,28 +128,46 @@ def test_step_log_probs_equal_log_softmax_of_the_full_decode(cell: str, input_fe
         torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3))
 
 
-def test_tied_embeddings_share_one_tensor() -> None:
-    tied, untied = make_model(tie_embeddings=True), make_model(tie_embeddings=False)
-    assert tied.out.weight is tied.decoder.embed.weight
-    assert untied.out.weight is not untied.decoder.embed.weight
-    assert count_parameters(untied) - count_parameters(tied) == TGT_VOCAB * 12
+def tied_loss(model: Seq2Seq) -> torch.Tensor:
+    """A loss that reads the target embedding (decoder inputs) and the output projection (logits)."""
+    memory, state = model.encode(*padded_sources())
+    att, _, _ = model.decoder(target_inputs(), state, memory)
+    weights = torch.randn(3, 6, TGT_VOCAB, generator=torch.Generator().manual_seed(3))
+    return (model.logits(att).log_softmax(-1) * weights).sum()
 
-    # a change through one name is seen through the other, and an optimiser step keeps them one
-    with torch.no_grad():
+
+def test_tied_embeddings_are_one_weight_in_training() -> None:
+    tied = make_model(tie_embeddings=True)
+    untied = make_model(seed=1, tie_embeddings=False)
+    untied.load_state_dict(tied.state_dict())  # the same values, with two separate (V, E) weights
+    assert count_parameters(untied) - count_parameters(tied) == TGT_VOCAB * 12
+    torch.testing.assert_close(untied.out.weight, untied.decoder.embed.weight)
+
+    # one weight gets the gradients of both uses: the tied gradient is the sum of the untied two
+    tied_loss(tied).backward()
+    tied_loss(untied).backward()
+    torch.testing.assert_close(
+        tied.decoder.embed.weight.grad, untied.decoder.embed.weight.grad + untied.out.weight.grad, rtol=1e-5, atol=1e-6
+    )
+    assert untied.out.weight.grad.abs().sum() > 0 and untied.decoder.embed.weight.grad.abs().sum() > 0
+
+    # after an optimiser step the projection still reads what the embedding reads; untied, they part
+    for model in (tied, untied):
+        torch.optim.Adam(model.parameters(), lr=0.1).step()
+    assert torch.equal(tied.out.weight, tied.decoder.embed.weight)
+    assert not torch.equal(untied.out.weight, untied.decoder.embed.weight)
+    with torch.no_grad():  # and a change through one name is seen through the other
         tied.out.weight[5, 0] = 42.0
     assert tied.decoder.embed.weight[5, 0].item() == 42.0
-    opt = torch.optim.SGD(tied.parameters(), lr=0.1)
-    memory, state = tied.encode(*padded_sources())
-    att, _, _ = tied.decoder(target_inputs(), state, memory)
-    tied.logits(att).sum().backward()
-    opt.step()
-    assert tied.out.weight.data_ptr() == tied.decoder.embed.weight.data_ptr()
 
-    # tying survives a state_dict round trip into a fresh model
+    # tying survives a state_dict round trip into a fresh model: a step there keeps them equal too
     fresh = make_model(seed=1, tie_embeddings=True)
     fresh.load_state_dict(tied.state_dict())
-    assert fresh.out.weight is fresh.decoder.embed.weight
     torch.testing.assert_close(fresh.out.weight, tied.out.weight)
+    tied_loss(fresh).backward()
+    torch.optim.SGD(fresh.parameters(), lr=0.1).step()
+    assert torch.equal(fresh.out.weight, fresh.decoder.embed.weight)
+    assert not torch.equal(fresh.out.weight, tied.out.weight)
 
 
 def test_modules_keep_no_per_batch_state() -> None:

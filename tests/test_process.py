@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
+import pytest
+import torch
+from corpora import write_corpus
+
+import seq2seq.train as train_module
+from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.machine import process
 from seq2seq.machine.process import limit_onednn_cache, pin_mmap_threshold
+from seq2seq.train import RunOptions, RunSpec, train
 
 
 def test_onednn_cache_limit_sets_the_variable_and_negative_leaves_the_default(monkeypatch) -> None:
@@ -33,5 +42,75 @@ def test_train_applies_the_configured_cache_before_its_first_op(tmp_path) -> Non
     assert out.stdout.strip().splitlines()[-1] == "3"
 
 
-def test_mmap_threshold_is_off_for_zero() -> None:
-    assert pin_mmap_threshold(0) is False
+def test_train_applies_the_settings_before_the_probe_the_model_and_the_first_rnn(tmp_path, monkeypatch) -> None:
+    # the order inside train(): process.apply first, and the cache capacity already set when the
+    # precision probe, the model construction and the first RNN forward (oneDNN's first primitive) run
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    events: list[tuple[str, str | None]] = []
+
+    def spy(name, real):
+        def call(*args, **kwargs):
+            events.append((name, os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")))
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(process, "apply", spy("apply", process.apply))
+    monkeypatch.setattr(train_module, "resolve_precision", spy("probe", train_module.resolve_precision))
+    monkeypatch.setattr(train_module, "Seq2Seq", spy("model", train_module.Seq2Seq))
+    monkeypatch.setattr(torch.nn.LSTM, "forward", spy("lstm", torch.nn.LSTM.forward))
+    data = write_corpus(tmp_path / "d", n_train=60)
+    model_cfg = ModelConfig(emb_size=8, enc_hidden=4, dec_hidden=8)
+    cfg = TrainConfig(max_steps=1, onednn_cache=3, valid_bleu_sentences=0, threads=1)
+    train(
+        RunSpec(data, "xx", "yy", tmp_path / "run"),
+        DataConfig(vocab_size=40),
+        model_cfg,
+        cfg,
+        RunOptions(progress=False),
+    )
+    names = [name for name, _ in events]
+    assert names[0] == "apply" and events[0][1] is None
+    assert {"probe", "model", "lstm"} <= set(names)
+    assert all(value == "3" for _, value in events[1:]), events
+
+
+# Without a pin glibc raises its mmap threshold when an mmapped block is freed, so a 2 MiB block
+# after a freed 4 MiB one comes from the heap; pinned at 64 KiB, 2 MiB blocks come from mmap (hblks:
+# blocks served by mmap, from mallinfo2, glibc >= 2.33). The first pinned block may still fit the
+# heap top; its free trims the top (trim threshold pinned too), so the next one must be mmapped.
+MMAP_PROBE = """
+import ctypes, ctypes.util
+from seq2seq.machine.process import pin_mmap_threshold
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+libc.mallinfo2.restype = type("M", (ctypes.Structure,), {"_fields_": [(n, ctypes.c_size_t) for n in names]})
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def mmapped(size):
+    before = libc.mallinfo2().hblks
+    ptr = libc.malloc(size)
+    now = libc.mallinfo2().hblks
+    libc.free(ptr)
+    return now - before
+print(pin_mmap_threshold(0), pin_mmap_threshold(-8), mmapped(4 << 20), mmapped(2 << 20))
+print(pin_mmap_threshold(64), mmapped(2 << 20), mmapped(2 << 20))
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's"
+)
+def test_mmap_threshold_pins_glibc_malloc_for_positive_kib_only() -> None:
+    # a fresh process, so that the pinned threshold does not stay in this one
+    out = subprocess.run([sys.executable, "-c", MMAP_PROBE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1500:]
+    off, on = (line.split() for line in out.stdout.splitlines()[:2])
+    # kib <= 0: False, and glibc's dynamic threshold left alone (2 MiB from the heap after a freed 4 MiB)
+    assert off[:2] == ["False", "False"] and off[3] == "0", off
+    # kib = 64: True, and 2 MiB blocks now come from mmap
+    assert on[0] == "True" and on[2] == "1", on
+
+
+def test_mmap_threshold_is_off_for_zero_and_negative() -> None:
+    assert pin_mmap_threshold(0) is False and pin_mmap_threshold(-1) is False

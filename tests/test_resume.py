@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,18 +81,31 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path: Path, alpha: float) -> N
 
 def test_reset_optimizer_starts_a_fresh_schedule(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
-    cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0, lr_decay=0.5)
+    cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0, lr_decay=0.5, log_every=1)
     train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
-    more = TrainConfig(**{**cfg.__dict__, "max_steps": 8})
-    train(
-        RunSpec(corpus, "xx", "yy", tmp_path / "run"),
-        DATA,
-        MODEL,
-        more,
-        RunOptions(resume=True, reset_optimizer=True, progress=False),
-    )
+    # a schedule that has decayed twice and is one bad validation into a plateau
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert ckpt["train_state"]["step"] == 8
+    ckpt["train_state"].update(lr_scale=0.25, plateau=1)
+    save_checkpoint(tmp_path / "run" / "last.pt", ckpt)
+    shutil.copytree(tmp_path / "run", tmp_path / "kept")
+    more = TrainConfig(**{**cfg.__dict__, "max_steps": 8})
+    for name, reset in (("run", True), ("kept", False)):
+        opts = RunOptions(resume=True, reset_optimizer=reset, progress=False)
+        train(RunSpec(corpus, "xx", "yy", tmp_path / name), DATA, MODEL, more, opts)
+    fresh, kept = (load_checkpoint(tmp_path / name / "last.pt") for name in ("run", "kept"))
+    assert fresh["train_state"]["step"] == kept["train_state"]["step"] == 8
+    # the schedule: lr_scale and plateau back to a fresh run's (one validation since: no decay possible)
+    assert fresh["train_state"]["lr_scale"] == 1.0 and fresh["train_state"]["plateau"] <= 1
+    assert kept["train_state"]["lr_scale"] <= 0.25
+    lrs = {name: [r["lr"] for r in map(json.loads, (tmp_path / name / "metrics.jsonl").read_text().splitlines())
+                  if r["type"] == "train" and r["step"] > 4] for name in ("run", "kept")}  # fmt: skip
+    assert lrs["run"] == [cfg.lr] * 4 and lrs["kept"] == [cfg.lr * 0.25] * 4
+    # the optimiser: a fresh Adam has taken 4 steps, the kept one 8, and their moments differ
+    fresh_state, kept_state = fresh["optimizer"]["state"], kept["optimizer"]["state"]
+    assert fresh_state.keys() == kept_state.keys() and fresh_state
+    for key in fresh_state:
+        assert float(fresh_state[key]["step"]) == 4 and float(kept_state[key]["step"]) == 8
+    assert any(not torch.equal(fresh_state[k]["exp_avg_sq"], kept_state[k]["exp_avg_sq"]) for k in fresh_state)
 
 
 def test_fresh_train_refuses_to_overwrite_a_run(tmp_path: Path) -> None:

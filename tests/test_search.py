@@ -13,7 +13,7 @@ import torch
 
 from seq2seq.config import DecodeConfig, ModelConfig
 from seq2seq.model import Seq2Seq
-from seq2seq.search import beam_search, greedy_search
+from seq2seq.search import beam_search, greedy_search, search
 from seq2seq.tokenizer import BOS_ID, EOS_ID
 from seq2seq.translate import TorchEngine
 
@@ -323,3 +323,54 @@ def test_beam_search_is_batch_invariant(beam: int, n_best: int, length_penalty: 
         alone = beam_search(engine, *encode(model, [src]), beam, length_penalty, n_best, stopping=stopping)[0]
         assert [h.ids for h in hyps] == [h.ids for h in alone]
         assert [h.score for h in hyps] == pytest.approx([h.score for h in alone], abs=1e-5)
+
+
+# --- batch size: the same texts, scores to float32 rounding (search.search's guarantee) -----------
+
+# Two first pieces within 1e-6 in log-probability (float32 resolves 6e-8 at log 0.4): A wins in
+# one script, B in the other; the decision must not depend on which sentences share the batch.
+NEAR_A = {(): {A: 0.4, B: 0.4 * (1 - 1e-6), C: 0.2}, (A,): {EOS_ID: 0.5, D: 0.5}, (B,): {EOS_ID: 0.5, D: 0.5}}
+NEAR_B = {(): {A: 0.4 * (1 - 1e-6), B: 0.4, C: 0.2}, (A,): {EOS_ID: 0.5, D: 0.5}, (B,): {EOS_ID: 0.5, D: 0.5}}
+
+
+class ScriptedEngine(ScriptedModel):
+    """The scripted model behind `search`: a source's first id minus 4 picks its script."""
+
+    def encode(self, src_ids):
+        return *self.start([ids[0] - 4 for ids in src_ids]), None
+
+
+@pytest.mark.parametrize(("beam", "n_best", "length_penalty"), [(1, 1, 0.0), (3, 2, 1.0), (4, 1, 0.6)])
+def test_near_ties_do_not_flip_with_the_batch_size(beam: int, n_best: int, length_penalty: float) -> None:
+    engine = ScriptedEngine(NEAR_A, NEAR_B, GREEDY_TRAP, TREE, LONG_WINS)
+    g = torch.Generator().manual_seed(5)
+    sources = [[4 + int(torch.randint(5, (1,), generator=g))] + [9] * int(torch.randint(6, (1,), generator=g))
+               for _ in range(14)] + [[4], [5]]  # fmt: skip
+    runs = {
+        size: search(
+            engine, sources, DecodeConfig(beam_size=beam, n_best=n_best, length_penalty=length_penalty, batch_size=size)
+        )
+        for size in (1, 3, 64)
+    }
+    for size in (3, 64):
+        for alone, batched in zip(runs[1], runs[size]):
+            assert [h.ids for h in batched] == [h.ids for h in alone]
+            assert [h.score for h in batched] == pytest.approx([h.score for h in alone], abs=1e-5)
+    # the near-tie went to the (slightly) more probable piece, in every batch
+    for src, hyps in zip(sources, runs[64]):
+        if src[0] in (4, 5):
+            assert hyps[0].ids[0] == (A if src[0] == 4 else B)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+@torch.no_grad()
+def test_search_gives_the_same_texts_for_every_batch_size(beam: int) -> None:
+    model = random_model(seed=7)
+    sources = random_sources(20, seed=8)
+    engine = TorchEngine(model, DecodeConfig(precision="fp32"))
+    runs = {size: search(engine, sources, DecodeConfig(beam_size=beam, batch_size=size, precision="fp32"))
+            for size in (1, 7, 64)}  # fmt: skip
+    for size in (7, 64):
+        for alone, batched in zip(runs[1], runs[size]):
+            assert [h.ids for h in batched] == [h.ids for h in alone]
+            assert [h.score for h in batched] == pytest.approx([h.score for h in alone], abs=1e-5)

@@ -259,9 +259,10 @@ def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
 
     The shortlist lexicon stays behind: the runtime always scores the full vocabulary. (Reading the
     checkpoint imports torch; translating with the file written here does not.)"""
-    from ..checkpoint import read_model
+    from ..checkpoint import check_vocab, read_model
 
     model = read_model(checkpoint)
+    check_vocab(checkpoint, model)
     try:
         arrays = {f"w.{name}": t.float().numpy() for name, t in model.state_dict.items()}
         arrays |= {
