@@ -217,13 +217,19 @@ def _encode_train(work: Path, cache: Path, src_tok: Tokenizer, tgt_tok: Tokenize
     return {"kept": kept, "removed": filt.removed, "tokens": tokens}
 
 
-def _encode_held_out(work: Path, cache: Path, split: str, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
-    writer = SplitWriter(cache / split)
+def _encode_held_out(work: Path, cache: Path, split: str, toks: tuple[Tokenizer, Tokenizer], max_len: int) -> int:
+    """Encode a held-out split; sides longer than `max_len` pieces are cut to it, so that the validation
+    loss's memory (attention grows with source x target length) stays bounded. Their text (the BLEU
+    references) stays whole. Returns how many pairs were cut."""
+    writer, cut = SplitWriter(cache / split), 0
     for src_text, tgt_text in read_pairs(work / split):
-        writer.add(src_tok.encode(src_text), tgt_tok.encode(tgt_text))
+        src_ids, tgt_ids = toks[0].encode(src_text), toks[1].encode(tgt_text)
+        cut += sum(len(s) > max_len or len(t) > max_len for s, t in zip(src_ids, tgt_ids))
+        writer.add([s[:max_len] for s in src_ids], [t[:max_len] for t in tgt_ids])
     writer.close()
     for side in ("src", "tgt"):
         os.replace(work / f"{split}.{side}.txt", cache / f"{split}.{side}.txt")
+    return cut
 
 
 def preprocess(
@@ -269,9 +275,15 @@ def preprocess(
             if count:
                 log.info("train filter %s: removed %d pairs", name, count)
         splits = {"train": train["kept"]}  # stored as "train" whatever the split's file name
+        cut = {}
         for split, n in held_out.items():
-            _encode_held_out(work, cache, split, src_tok, tgt_tok)
+            cut[split] = _encode_held_out(work, cache, split, (src_tok, tgt_tok), cfg.max_len)
             splits[split] = n
+            if cut[split]:
+                msg = (
+                    "%s: %d pairs longer than max_len=%d pieces are cut to it for the validation loss (the text stays)"
+                )
+                log.warning(msg, split, cut[split], cfg.max_len)
         manifest = {
             "data_dir": str(data_dir.resolve()),
             "src": src,
@@ -279,6 +291,7 @@ def preprocess(
             "data": to_dict(cfg),  # with the tokenizer's seed, spm_seed
             "splits": splits,
             "removed": removed,
+            "held_out_cut_to_max_len": cut,
             "src_vocab": len(src_tok),
             "tgt_vocab": len(tgt_tok),
             "tokenizer": key,

@@ -65,7 +65,12 @@ class RunFiles:
             old.unlink(missing_ok=True)
 
     def truncate(self, step: int) -> None:
-        """Drop records after `step` (written by a run that was killed before its next checkpoint)."""
+        """Drop records after `step` (written by a run that was killed before its next checkpoint), and
+        the temporary file of a checkpoint write that a kill interrupted (the checkpoint itself is whole:
+        checkpoints are renamed into place only once written)."""
+        if self.write:
+            for tmp in self.run.glob(".*.pt.*.tmp"):
+                tmp.unlink(missing_ok=True)
         if self.write and self.metrics.is_file():
             records = []
             for line in self.metrics.read_text(encoding="utf-8").splitlines():

@@ -5,12 +5,15 @@ NumPy runtime. Torch-free, so that translating with an exported model never impo
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CorpusError
+
+log = logging.getLogger("seq2seq")
 
 if TYPE_CHECKING:
     from .config import DecodeConfig
@@ -85,11 +88,15 @@ class Translating:
         """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses."""
         from .config import DecodeConfig
 
+        cfg = cfg or DecodeConfig()
         texts = [clean(s) for s in sentences]
         live = [i for i, s in enumerate(texts) if s]
-        found = self.search(
-            self.src_tok.encode([texts[i] for i in live]), cfg or DecodeConfig(), keep_attention, progress
-        )
+        src_ids = self.src_tok.encode([texts[i] for i in live])
+        long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
+        if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
+            msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
+            log.warning(msg, len(long), len(sentences), cfg.max_src_len, long[0] + 1)
+        found = self.search(src_ids, cfg, keep_attention, progress)
         decoded = iter(self.tgt_tok.decode([h.ids for hyps in found for h in hyps]))  # one batched call
         out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
         for i, hyps in zip(live, found):

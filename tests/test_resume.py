@@ -210,6 +210,8 @@ def test_soak_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
                 proc.kill()
                 kills += 1
         proc.wait(timeout=120)
+        for ckpt in run.glob("*.pt"):  # after every kill, no checkpoint is truncated
+            load_checkpoint(ckpt)
         if proc.returncode == 0 and kills == 5:
             break
     assert kills == 5
@@ -419,3 +421,42 @@ def test_resume_takes_its_configs_from_last_pt(tmp_path: Path, capsys: pytest.Ca
     assert main(base + ["--resume"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"seq2seq train: error: {run}: nothing to resume (no last.pt)"
+
+
+# fsync made slow (test side only), so that a kill lands while a checkpoint is being written
+SLOW_FSYNC = (
+    "import os, sys, time\n"
+    "real = os.fsync\n"
+    "os.fsync = lambda fd: (time.sleep(0.5), real(fd))[1]\n"
+    "from seq2seq.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+def test_a_kill_during_a_checkpoint_write_truncates_nothing(tmp_path: Path) -> None:
+    """SIGKILL while a checkpoint's temporary file is being written: every checkpoint and run file
+    still loads, the resume cleans the temporary file up, and the finished run equals an
+    uninterrupted one bitwise."""
+    corpus, steps = write_corpus(tmp_path / "corpus", n_train=150), 12
+    assert _run(_train_cmd(corpus, tmp_path / "full", steps)).returncode == 0
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-c", SLOW_FSYNC, *_train_cmd(corpus, run, steps)[3:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, during_write = time.monotonic() + 120, False
+    while proc.poll() is None and time.monotonic() < deadline:
+        if (run / "last.pt").exists() and list(run.glob(".*.pt.*.tmp")):  # a later checkpoint being written
+            proc.kill()
+            during_write = True
+            break
+        time.sleep(0.005)
+    proc.wait(timeout=60)
+    assert during_write and list(run.glob(".*.pt.*.tmp"))  # the kill landed inside a write
+    for ckpt in run.glob("*.pt"):
+        load_checkpoint(ckpt)  # whole: none of them is truncated
+    for name in ("preprocess.json", "config.json"):
+        json.loads((run / name).read_text())
+    done = _run(_train_cmd(corpus, run, steps) + ["--resume"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(run.glob(".*.tmp"))
+    assert load_checkpoint(run / "last.pt")["train_state"]["step"] == steps
+    assert_same_weights(tmp_path / "full" / "last.pt", run / "last.pt")
