@@ -25,6 +25,9 @@ class ConfigError(ValueError):
     """A configuration value or key that cannot be used."""
 
 
+MIN_CHARACTER_COVERAGE = 0.98  # SentencePiece's trainer refuses a lower --character-coverage
+
+
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
@@ -50,7 +53,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(self.vocab_size >= 16, f"vocab_size must be >= 16, got {self.vocab_size}")
-        _check(0 < self.character_coverage <= 1, "character_coverage must be in (0, 1]")
+        _check(
+            MIN_CHARACTER_COVERAGE <= self.character_coverage <= 1,
+            f"character_coverage must be in [{MIN_CHARACTER_COVERAGE}, 1] (SentencePiece's range), "
+            f"got {self.character_coverage}",
+        )
         _check(1 <= self.min_len <= self.max_len, "need 1 <= min_len <= max_len")
         _check(self.max_len_ratio >= 1, "max_len_ratio must be >= 1")
 

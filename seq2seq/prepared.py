@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import zlib
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
-from .config import DataConfig, from_dict, to_dict
+from .config import MIN_CHARACTER_COVERAGE, ConfigError, DataConfig, from_dict, to_dict
 from .errors import CheckpointError, CorpusError
 from .text import clean, iter_lines
 from .tokenizer import Tokenizer, train_sentencepiece
@@ -254,7 +255,6 @@ def preprocess(
             src_path, tgt_path = split_paths(data_dir, cfg.train_split, src, tgt)
             raise CorpusError(f"{src_path}/{tgt_path.name}: no non-empty sentence pairs after cleaning "
                               f"({empty} pairs, each with an empty side); nothing to train on")  # fmt: skip
-        log.info("train: %d pairs (%d empty pairs dropped)", n_train, empty)
         held_out = {}
         for split in dict.fromkeys([cfg.val_split, cfg.test_split]):
             if all(p.is_file() for p in split_paths(data_dir, split, src, tgt)):
@@ -263,13 +263,16 @@ def preprocess(
                 log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
         src_model, tgt_model = _train_tokenizers(work / "train", cfg)
         src_tok, tgt_tok = Tokenizer(src_model), Tokenizer(tgt_model)
-        log.info("SentencePiece %s: %d %s pieces, %d %s pieces", cfg.sp_model_type, len(src_tok), src,
-                 len(tgt_tok), tgt)  # fmt: skip
-
         key = tokenizer_key(src_model, tgt_model)
         cache = work / "cache" / key
         cache.mkdir(parents=True)
         train = _encode_train(work, cache, src_tok, tgt_tok, cfg)
+        if not train["kept"]:
+            raise CorpusError(_all_filtered(split_paths(data_dir, cfg.train_split, src, tgt), n_train, train, cfg))
+        # logged once every check has passed, so that a refused corpus prints only its one error line
+        log.info("train: %d pairs (%d empty pairs dropped)", n_train, empty)
+        log.info("SentencePiece %s: %d %s pieces, %d %s pieces", cfg.sp_model_type, len(src_tok), src,
+                 len(tgt_tok), tgt)  # fmt: skip
         removed = {"empty": empty, **train["removed"]}
         for name, count in removed.items():
             if count:
@@ -303,6 +306,17 @@ def preprocess(
     return manifest
 
 
+def _all_filtered(paths: tuple[Path, Path], n_train: int, train: dict, cfg: DataConfig) -> str:
+    """The one line for a training split whose every pair the length filters removed."""
+    r = train["removed"]
+    return (
+        f"{paths[0]}/{paths[1].name}: the length filters removed all {n_train} non-empty sentence pairs "
+        f"(too_short {r['too_short']} with --min-len {cfg.min_len}, too_long {r['too_long']} with --max-len "
+        f"{cfg.max_len}, length_ratio {r['length_ratio']} with --max-len-ratio {cfg.max_len_ratio:g}, in "
+        "SentencePiece pieces); nothing to train on: loosen the filters"
+    )
+
+
 def _install(work: Path, out: Path, src_model: bytes, tgt_model: bytes, manifest: dict) -> None:
     """Move a finished preparation into `out`; the manifest, which marks a complete one, comes last."""
     out.mkdir(parents=True, exist_ok=True)
@@ -325,10 +339,31 @@ def _train_tokenizers(train: Path, cfg: DataConfig) -> tuple[bytes, bytes]:
     )
     src_text, tgt_text = Path(f"{train}.src.txt"), Path(f"{train}.tgt.txt")
     if cfg.joint_vocab:
-        model = train_sentencepiece(itertools.chain(iter_lines(src_text), iter_lines(tgt_text)), **spm_args)
+        lines = itertools.chain(iter_lines(src_text), iter_lines(tgt_text))
+        model = _train_side(lines, "joint (source and target)", spm_args)
         return model, model
-    src_model = train_sentencepiece(iter_lines(src_text), **spm_args)
-    return src_model, train_sentencepiece(iter_lines(tgt_text), **spm_args)
+    src_model = _train_side(iter_lines(src_text), "source", spm_args)
+    return src_model, _train_side(iter_lines(tgt_text), "target", spm_args)
+
+
+def _train_side(lines: Iterator[str], side: str, spm_args: dict) -> bytes:
+    """One SentencePiece model; a --vocab-size below what the text's characters need is a ConfigError."""
+    try:
+        return train_sentencepiece(lines, **spm_args)
+    except RuntimeError as err:
+        if "Vocabulary size is smaller than required_chars" not in str(err):
+            raise
+        # SentencePiece says "... required_chars. 20 vs 22. ...": the second number is the least that works
+        need = re.search(r"required_chars\. *\d+ vs (\d+)", str(err))
+        fix = f"use at least --vocab-size {need[1]}" if need else "use a larger --vocab-size"
+        if spm_args["character_coverage"] > MIN_CHARACTER_COVERAGE:
+            fix += (
+                f", or a lower --character-coverage (down to {MIN_CHARACTER_COVERAGE}) to map rare characters to <unk>"
+            )
+        raise ConfigError(
+            f"--vocab-size {spm_args['vocab_size']} is smaller than the {side} training text needs "
+            f"(one piece per character plus 4 special pieces); {fix}"
+        ) from None
 
 
 @dataclass

@@ -1,0 +1,209 @@
+"""Rows of the README's "Bad input" table that no other test feeds through the real command: each goes
+through `seq2seq.cli.main` (or `python -m seq2seq`) and checks the message, the exit status and that
+nothing was written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from corpora import write_corpus
+
+from seq2seq.cli import main
+
+
+def _refused(args: list, capsys: pytest.CaptureFixture) -> str:
+    """Run the command, expect exit 2 with exactly one line on stderr; return that line."""
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"seq2seq {args[0]}: error: "), err
+    return err[0]
+
+
+def _real(args: list) -> str:
+    """The same through `python -m seq2seq`, where log lines reach stderr too (pytest captures them
+    under `main`): exit 2 and exactly one stderr line; return it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "seq2seq", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr[-2000:]
+    return done.stderr.strip()
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def _preprocess(corpus: Path, run: Path, *flags: str) -> list:
+    return ["preprocess", "--data", corpus, "--src", "xx", "--tgt", "yy", "--out", run, *flags]
+
+
+# --- corpus files --------------------------------------------------------------------------------
+
+
+def test_line_count_mismatch_names_both_files_and_counts(tmp_path: Path, capsys) -> None:
+    corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
+    (corpus / "val.yy").write_text("".join(line + "\n" for line in (corpus / "val.yy").read_text().splitlines()[:17]))
+    line = _refused(_preprocess(corpus, run, "--vocab-size", "60"), capsys)
+    assert line.endswith(f"misaligned corpus: {corpus}/val.xx has 20 lines but {corpus}/val.yy has 17")
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no run folder, no work folder
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"red cat\n\xff\xfe dog\n", "train.xx:2: invalid UTF-8 (byte 0xff)"),
+     (b"red cat\nblue\x00dog\n", "train.xx:2: NUL byte (is this a binary file?)")],
+)  # fmt: skip
+def test_invalid_utf8_and_nul_bytes_name_file_and_line(tmp_path: Path, capsys, content: bytes, message: str) -> None:
+    corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
+    (corpus / "train.xx").write_bytes(content + b"red\n" * 118)
+    assert _refused(_preprocess(corpus, run, "--vocab-size", "60"), capsys).endswith(f"{corpus}/{message}")
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+# --- the tokenizer and the length filters --------------------------------------------------------
+
+
+def test_a_vocab_size_below_the_characters_of_the_text_is_one_line(tmp_path: Path, capsys) -> None:
+    """The corpus's source side has 17 letters and the word boundary: 18 pieces + 4 special ones = 22."""
+    corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
+    for size in ("20", "21"):
+        line = _refused(_preprocess(corpus, run, "--vocab-size", size), capsys)
+        assert f"error: --vocab-size {size} is smaller than the source training text needs" in line
+        assert "use at least --vocab-size 22, or a lower --character-coverage (down to 0.98)" in line
+        assert [p.name for p in tmp_path.iterdir()] == ["c"]  # nothing written, no work folder left
+    assert "use at least --vocab-size 22" in _real(_preprocess(corpus, run, "--vocab-size", "20"))
+    joint = _refused(_preprocess(corpus, run, "--vocab-size", "20", "--joint-vocab"), capsys)
+    assert "than the joint (source and target) training text needs" in joint
+    assert main([str(a) for a in _preprocess(corpus, run, "--vocab-size", "22")]) == 0  # the least that works
+    before = _hashes(run)
+    _refused(_preprocess(corpus, run, "--vocab-size", "20"), capsys)
+    assert _hashes(run) == before  # a prepared folder is left as it was
+
+
+def test_a_character_coverage_sentencepiece_refuses_is_one_line(tmp_path: Path, capsys) -> None:
+    corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
+    line = _refused(_preprocess(corpus, run, "--character-coverage", "0.5"), capsys)
+    assert line.endswith("character_coverage must be in [0.98, 1] (SentencePiece's range), got 0.5")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "counts"),
+    [
+        (["--max-len", "1"], "(too_short 0 with --min-len 1, too_long 120 with --max-len 1, length_ratio 0"),
+        (["--min-len", "8"], "(too_short 120 with --min-len 8, too_long 0 with --max-len 250, length_ratio 0"),
+    ],
+)
+def test_a_training_split_the_length_filters_empty_is_refused(tmp_path: Path, capsys, flags, counts) -> None:
+    corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
+    line = _refused(_preprocess(corpus, run, "--vocab-size", "60", *flags), capsys)
+    assert f"error: {corpus}/train.xx/train.yy: the length filters removed all 120 non-empty sentence pairs " in line
+    assert counts in line and line.endswith("nothing to train on: loosen the filters")
+    assert _real(_preprocess(corpus, run, "--vocab-size", "60", *flags)) == line
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+    assert main([str(a) for a in _preprocess(corpus, run, "--vocab-size", "60")]) == 0
+    before = _hashes(run)
+    _refused(_preprocess(corpus, run, "--vocab-size", "60", *flags), capsys)
+    assert _hashes(run) == before
+
+
+def test_held_out_pairs_longer_than_max_len_are_cut_and_counted(tmp_path: Path, capsys, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="seq2seq")
+    corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
+    for name, line in (("val.xx", "red cat " * 200), ("val.yy", "CAT RED " * 200)):
+        with open(corpus / name, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    assert main([str(a) for a in _preprocess(corpus, run, "--vocab-size", "40", "--max-len", "50")]) == 0
+    assert "val: 1 pairs longer than max_len=50 pieces are cut to it for the validation loss (the text stays)" in (
+        caplog.text
+    )
+    manifest = json.loads((run / "preprocess.json").read_text())
+    assert manifest["held_out_cut_to_max_len"] == {"val": 1, "test": 0} and manifest["splits"]["val"] == 21
+
+
+# --- translation input ---------------------------------------------------------------------------
+
+
+def test_translation_input_longer_than_max_src_len_is_truncated_with_a_warning(
+    run_dir: Path, tmp_path: Path, capsys, caplog
+) -> None:
+    caplog.set_level(logging.WARNING, logger="seq2seq")
+    (tmp_path / "in.txt").write_text("red cat\n" + "red cat dog " * 100 + "\ngreen\n", encoding="utf-8")
+    args = ["translate", "--checkpoint", run_dir / "best.pt", "--input", tmp_path / "in.txt"]
+    assert main([str(a) for a in [*args, "--output", tmp_path / "out.txt", "--max-src-len", "20"]]) == 0
+    assert "1 of 3 sentences are longer than max_src_len=20 pieces: translated truncated (first: sentence 2)" in (
+        caplog.text
+    )
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").count("\n") == 3
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+
+class _WritesMarker:
+    """Unpickling this calls open(marker, 'w'): code a checkpoint must not run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_a_checkpoint_that_would_run_code_is_refused_by_the_command(tmp_path: Path, capsys, writer: str) -> None:
+    marker, evil = tmp_path / "pwned", tmp_path / "evil.pt"
+    payload = {"format": "seq2seq-checkpoint", "version": 1, "model": _WritesMarker(marker)}
+    with open(evil, "wb") as f:
+        if writer == "torch.save":
+            torch.save(payload, f)
+        else:
+            pickle.dump(payload, f, protocol=2)
+    (tmp_path / "in.txt").write_text("red cat\n", encoding="utf-8")
+    for args in (["translate", "--checkpoint", evil, "--input", tmp_path / "in.txt", "--output", tmp_path / "o.txt"],
+                 ["export", "--checkpoint", evil, "--out", tmp_path / "m.npz"]):  # fmt: skip
+        line = _refused(args, capsys)
+        assert f"{evil}: refused to load: it holds objects other than tensors and plain values, so loading it " in line
+        assert "could run code" in line
+    assert not marker.exists()  # the code never ran
+    assert not (tmp_path / "o.txt").exists() and not (tmp_path / "m.npz").exists()
+
+
+def test_truncated_and_newer_checkpoints_are_one_line(tmp_path: Path, capsys) -> None:
+    torch.save({"format": "seq2seq-checkpoint", "version": 1, "w": torch.zeros(1000)}, tmp_path / "whole.pt")
+    data = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    line = _refused(["translate", "--checkpoint", tmp_path / "cut.pt"], capsys)
+    assert f"{tmp_path / 'cut.pt'}: truncated or corrupt checkpoint (" in line
+    torch.save({"format": "seq2seq-checkpoint", "version": 99}, tmp_path / "future.pt")
+    line = _refused(["translate", "--checkpoint", tmp_path / "future.pt"], capsys)
+    assert line.endswith("checkpoint format version 99 is newer than this seq2seq reads (1); upgrade seq2seq")
+
+
+# --- devices -------------------------------------------------------------------------------------
+
+
+def test_device_cuda_without_a_gpu_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    """For real: CUDA_VISIBLE_DEVICES= hides any GPU from torch, so this holds on a GPU machine too."""
+    corpus, run = write_corpus(tmp_path / "c", n_train=40), tmp_path / "run"
+    args = ["train", "--data", corpus, "--src", "xx", "--tgt", "yy", "--out", run, "--device", "cuda"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    command = [sys.executable, "-m", "seq2seq", *map(str, [*args, "--max-steps", "1"])]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1
+    assert "seq2seq train: error: --device cuda: no CUDA GPU is available here (" in done.stderr
+    assert done.stderr.rstrip().endswith("; use --device cpu")
+    assert not run.exists()
