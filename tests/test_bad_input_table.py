@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from corpora import write_corpus
+from test_translate import _WritesMarker  # the same code-running payload as the Translator test
 
 from seq2seq.cli import main
 
@@ -150,16 +151,6 @@ def test_translation_input_longer_than_max_src_len_is_truncated_with_a_warning(
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
-
-
-class _WritesMarker:
-    """Unpickling this calls open(marker, 'w'): code a checkpoint must not run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
 
 
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
