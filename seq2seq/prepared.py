@@ -20,10 +20,8 @@ import itertools
 import json
 import logging
 import os
-import re
 import shutil
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,33 +29,14 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
-from .config import MIN_CHARACTER_COVERAGE, ConfigError, DataConfig, from_dict, to_dict
+from .config import DataConfig, from_dict, to_dict
+from .corpus import TrainFilter, clean_split, read_pairs, split_paths, write_text
 from .errors import CheckpointError, CorpusError
-from .text import clean, iter_lines
-from .tokenizer import Tokenizer, train_sentencepiece
+from .text import iter_lines
+from .tokenizer import Tokenizer, train_tokenizers
 
 log = logging.getLogger("seq2seq")
 MANIFEST = "preprocess.json"
-CHUNK = 50_000  # pairs encoded at a time
-
-
-def split_paths(data_dir: str | Path, split: str, src: str, tgt: str) -> tuple[Path, Path]:
-    """The `{split}.{lang}` files of a corpus folder."""
-    return Path(data_dir) / f"{split}.{src}", Path(data_dir) / f"{split}.{tgt}"
-
-
-def iter_parallel(src_path: str | Path, tgt_path: str | Path) -> Iterator[tuple[str, str]]:
-    """Line pairs of two aligned files, streamed; different line counts or empty files are errors."""
-    src_lines, tgt_lines = iter_lines(src_path), iter_lines(tgt_path)
-    n = 0
-    for n, (s, t) in enumerate(itertools.zip_longest(src_lines, tgt_lines), 1):
-        if s is None or t is None:
-            n_src = n - 1 + (s is not None) + sum(1 for _ in src_lines)
-            n_tgt = n - 1 + (t is not None) + sum(1 for _ in tgt_lines)
-            raise CorpusError(f"misaligned corpus: {src_path} has {n_src} lines but {tgt_path} has {n_tgt}")
-        yield s, t
-    if n == 0:
-        raise CorpusError(f"{src_path} and {tgt_path} are empty")
 
 
 @dataclass
@@ -139,78 +118,15 @@ def tokenizer_key(src_model: bytes, tgt_model: bytes) -> str:
     return hashlib.sha256(hashlib.sha256(src_model).digest() + hashlib.sha256(tgt_model).digest()).hexdigest()[:16]
 
 
-class _TrainFilter:
-    """The length, ratio and duplicate filters of training pairs, applied a chunk at a time, with counts."""
-
-    def __init__(self, cfg: DataConfig) -> None:
-        self.cfg = cfg
-        self.removed = {"too_short": 0, "too_long": 0, "length_ratio": 0, "duplicate": 0}
-        self.seen: set[bytes] = set()  # 8-byte hashes of kept pairs (only with cfg.dedup)
-
-    def keep(self, src: list[list[int]], tgt: list[list[int]], src_text: list[str], tgt_text: list[str]) -> list[int]:
-        cfg, removed, keep = self.cfg, self.removed, []
-        for i, (s, t) in enumerate(zip(src, tgt)):
-            ls, lt = len(s), len(t)
-            if min(ls, lt) < cfg.min_len:
-                removed["too_short"] += 1
-            elif max(ls, lt) > cfg.max_len:
-                removed["too_long"] += 1
-            elif max(ls, lt) / max(1, min(ls, lt)) > cfg.max_len_ratio:
-                removed["length_ratio"] += 1
-            elif cfg.dedup and (key := _pair_hash(src_text[i], tgt_text[i])) in self.seen:
-                removed["duplicate"] += 1
-            else:
-                if cfg.dedup:
-                    self.seen.add(key)
-                keep.append(i)
-        return keep
-
-
-def _pair_hash(src: str, tgt: str) -> bytes:
-    return hashlib.blake2b(f"{src}\n{tgt}".encode(), digest_size=8).digest()  # cleaned text has no "\n"
-
-
-def _clean_split(data_dir: Path, split: str, src: str, tgt: str, dest: Path) -> tuple[int, int]:
-    """Stream a split through `clean` into `dest.{src,tgt}.txt`; returns (pairs kept, empty pairs dropped)."""
-    kept = empty = 0
-    with (
-        open(f"{dest}.src.txt", "w", encoding="utf-8", newline="\n") as fs,
-        open(f"{dest}.tgt.txt", "w", encoding="utf-8", newline="\n") as ft,
-    ):
-        for s, t in iter_parallel(*split_paths(data_dir, split, src, tgt)):
-            s, t = clean(s), clean(t)
-            if s and t:
-                fs.write(s + "\n")
-                ft.write(t + "\n")
-                kept += 1
-            else:
-                empty += 1
-    return kept, empty
-
-
-def read_pairs(prefix: Path, chunk: int | None = None) -> Iterator[tuple[list[str], list[str]]]:
-    """The cleaned text `prefix.{src,tgt}.txt` in chunks of `chunk` (default CHUNK) pairs."""
-    chunk = chunk or CHUNK
-    src, tgt = iter_lines(f"{prefix}.src.txt"), iter_lines(f"{prefix}.tgt.txt")
-    while s := list(itertools.islice(src, chunk)):
-        yield s, list(itertools.islice(tgt, chunk))
-
-
-def _write_text(prefix: Path, src: list[str], tgt: list[str], mode: str = "a") -> None:
-    for side, lines in (("src", src), ("tgt", tgt)):
-        with open(f"{prefix}.{side}.txt", mode, encoding="utf-8", newline="\n") as f:
-            f.write("".join(x + "\n" for x in lines))
-
-
 def _encode_train(work: Path, cache: Path, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: DataConfig) -> dict:
     """Encode and filter the cleaned training text chunk by chunk into `cache/train.*`; returns counts."""
-    writer, filt, kept, tokens = SplitWriter(cache / "train"), _TrainFilter(cfg), 0, {"src": 0, "tgt": 0}
-    _write_text(cache / "train", [], [], mode="w")
+    writer, filt, kept, tokens = SplitWriter(cache / "train"), TrainFilter(cfg), 0, {"src": 0, "tgt": 0}
+    write_text(cache / "train", [], [], mode="w")
     for src_text, tgt_text in read_pairs(work / "train"):
         src_ids, tgt_ids = src_tok.encode(src_text), tgt_tok.encode(tgt_text)
         keep = filt.keep(src_ids, tgt_ids, src_text, tgt_text)
         writer.add([src_ids[i] for i in keep], [tgt_ids[i] for i in keep])
-        _write_text(cache / "train", [src_text[i] for i in keep], [tgt_text[i] for i in keep])
+        write_text(cache / "train", [src_text[i] for i in keep], [tgt_text[i] for i in keep])
         kept += len(keep)
         tokens["src"] += sum(len(src_ids[i]) for i in keep)
         tokens["tgt"] += sum(len(tgt_ids[i]) for i in keep)
@@ -250,7 +166,7 @@ def preprocess(
     work = out.parent / f".{out.name}.preprocess-{os.getpid()}"
     try:
         work.mkdir(parents=True)
-        n_train, empty = _clean_split(data_dir, cfg.train_split, src, tgt, work / "train")
+        n_train, empty = clean_split(data_dir, cfg.train_split, src, tgt, work / "train")
         if not n_train:
             src_path, tgt_path = split_paths(data_dir, cfg.train_split, src, tgt)
             raise CorpusError(f"{src_path}/{tgt_path.name}: no non-empty sentence pairs after cleaning "
@@ -258,10 +174,10 @@ def preprocess(
         held_out = {}
         for split in dict.fromkeys([cfg.val_split, cfg.test_split]):
             if all(p.is_file() for p in split_paths(data_dir, split, src, tgt)):
-                held_out[split] = _clean_split(data_dir, split, src, tgt, work / split)[0]
+                held_out[split] = clean_split(data_dir, split, src, tgt, work / split)[0]
             else:
                 log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
-        src_model, tgt_model = _train_tokenizers(work / "train", cfg)
+        src_model, tgt_model = train_tokenizers(work / "train", cfg)
         src_tok, tgt_tok = Tokenizer(src_model), Tokenizer(tgt_model)
         key = tokenizer_key(src_model, tgt_model)
         cache = work / "cache" / key
@@ -326,44 +242,6 @@ def _install(work: Path, out: Path, src_model: bytes, tgt_model: bytes, manifest
     shutil.rmtree(out / "cache", ignore_errors=True)  # caches of earlier tokenizers
     os.replace(work / "cache", out / "cache")
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-
-def _train_tokenizers(train: Path, cfg: DataConfig) -> tuple[bytes, bytes]:
-    """SentencePiece model(s) trained on a sample of the cleaned training text (streamed to the trainer)."""
-    spm_args = dict(
-        vocab_size=cfg.vocab_size,
-        model_type=cfg.sp_model_type,
-        character_coverage=cfg.character_coverage,
-        input_sentence_size=cfg.spm_input_sentence_size,
-        seed=cfg.spm_seed,
-    )
-    src_text, tgt_text = Path(f"{train}.src.txt"), Path(f"{train}.tgt.txt")
-    if cfg.joint_vocab:
-        lines = itertools.chain(iter_lines(src_text), iter_lines(tgt_text))
-        model = _train_side(lines, "joint (source and target)", spm_args)
-        return model, model
-    src_model = _train_side(iter_lines(src_text), "source", spm_args)
-    return src_model, _train_side(iter_lines(tgt_text), "target", spm_args)
-
-
-def _train_side(lines: Iterator[str], side: str, spm_args: dict) -> bytes:
-    """One SentencePiece model; a --vocab-size below what the text's characters need is a ConfigError."""
-    try:
-        return train_sentencepiece(lines, **spm_args)
-    except RuntimeError as err:
-        if "Vocabulary size is smaller than required_chars" not in str(err):
-            raise
-        # SentencePiece says "... required_chars. 20 vs 22. ...": the second number is the least that works
-        need = re.search(r"required_chars\. *\d+ vs (\d+)", str(err))
-        fix = f"use at least --vocab-size {need[1]}" if need else "use a larger --vocab-size"
-        if spm_args["character_coverage"] > MIN_CHARACTER_COVERAGE:
-            fix += (
-                f", or a lower --character-coverage (down to {MIN_CHARACTER_COVERAGE}) to map rare characters to <unk>"
-            )
-        raise ConfigError(
-            f"--vocab-size {spm_args['vocab_size']} is smaller than the {side} training text needs "
-            f"(one piece per character plus 4 special pieces); {fix}"
-        ) from None
 
 
 @dataclass

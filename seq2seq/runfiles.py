@@ -1,5 +1,7 @@
 """The files of a training run: its checkpoints (last.pt to resume from, best.pt, the last K
-stepNNNNNNN.pt), the metrics log and the resolved config. Rank 0 of a multi-process run writes them."""
+stepNNNNNNN.pt), the metrics log and the resolved config, which rank 0 of a multi-process run
+writes; and what its checkpoints must agree with in its prepared folder (tokenizers, data settings,
+a validation split) before training starts or resumes."""
 
 from __future__ import annotations
 
@@ -8,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, ModelFile, ResumeState, read_resume, write_model_checkpoint
-from .config import to_dict
-from .errors import RunFolderError
+from .config import DataConfig, TrainConfig, from_dict, to_dict
+from .errors import CorpusError, RunFolderError
+from .model import Seq2Seq
+from .prepared import MANIFEST, Prepared
+from .shortlist import Lexicon
+from .tokenizer import Tokenizer
 
 
 class RunFiles:
@@ -104,3 +110,56 @@ def read_metrics(path: str | Path) -> dict[str, list[dict[str, Any]]]:
         if isinstance(rec, dict) and "type" in rec and "step" in rec:
             by_type.setdefault(rec["type"], {})[int(rec["step"])] = rec
     return {kind: [recs[s] for s in sorted(recs)] for kind, recs in by_type.items()}
+
+
+def check_resumable(saved: ModelFile, prepared: Prepared, last: Path) -> None:
+    """A checkpoint continues only on the tokenizers and data settings it was trained with: a run folder
+    prepared again since (other SentencePiece models, other filters) is a CheckpointError naming what differs."""
+    run, problems = prepared.run, []
+    sides = [(name, Tokenizer(old), tok) for name, old, tok in (("source", saved.src_spm, prepared.src_tok),
+             ("target", saved.tgt_spm, prepared.tgt_tok)) if old != tok.model_proto]  # fmt: skip
+    if sides:
+        which = "; ".join(f"{name}: {len(old)} pieces then, {len(new)} now" for name, old, new in sides)
+        problems.append(f"were trained with other SentencePiece models than {run}/spm.*.model now holds ({which})")
+    then, now = to_dict(from_dict(DataConfig, saved.data_config)), to_dict(prepared.cfg)
+    if changed := [f"{key} {then[key]!r} then, {now[key]!r} now" for key in now if then[key] != now[key]]:
+        problems.append(f"were trained on data prepared with other settings than {run}/{MANIFEST} records "
+                        f"({', '.join(changed)})")  # fmt: skip
+    if problems:
+        raise CheckpointError(
+            f"{last} and the run's other checkpoints {' and '.join(problems)}: {run} was prepared again since; "
+            "resume needs the preparation it was trained on: start again with --overwrite, or prepare the new "
+            "data into another --out folder"
+        )
+
+
+def check_val_split(prepared: Prepared) -> None:
+    """Training validates on the val split: it must have been prepared and hold pairs after cleaning."""
+    cfg, m = prepared.cfg, prepared.manifest
+    name, files = cfg.val_split, f"{cfg.val_split}.{m['src']}/{cfg.val_split}.{m['tgt']}"
+    if name not in m["splits"]:
+        problem = f"was not prepared: {m['data_dir']} has no {files}"
+    elif not m["splits"][name]:
+        problem = f"of {m['data_dir']} ({files}) has no non-empty sentence pairs after cleaning"
+    else:
+        return
+    raise CorpusError(
+        f"validation split {name!r} {problem}, and training validates on it: write those files, or name another "
+        f"split with --val-split NAME, then prepare {prepared.run} again (`seq2seq preprocess`)"
+    )
+
+
+def model_file(prepared: Prepared, model: Seq2Seq, cfg: TrainConfig, step: int, lexicon: Lexicon) -> ModelFile:
+    """The self-contained model part of a checkpoint: weights, tokenizers, configs, lexicon."""
+    return ModelFile(
+        model_config=to_dict(model.cfg),
+        state_dict=model.state_dict(),
+        src_spm=prepared.src_tok.model_proto,
+        tgt_spm=prepared.tgt_tok.model_proto,
+        src_lang=prepared.manifest["src"],
+        tgt_lang=prepared.manifest["tgt"],
+        data_config=to_dict(prepared.cfg),
+        train_config=to_dict(cfg),
+        step=step,
+        lexicon=lexicon.to_payload(),
+    )

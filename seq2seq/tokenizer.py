@@ -1,11 +1,18 @@
-"""SentencePiece training and a small `Tokenizer`: its piece ids are the vocabulary."""
+"""SentencePiece: training the run's models (with one-line errors for settings it refuses) and a small
+`Tokenizer`, whose piece ids are the vocabulary."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import sentencepiece as spm
+
+from .config import MIN_CHARACTER_COVERAGE, ConfigError, DataConfig
+from .text import iter_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -65,3 +72,41 @@ class Tokenizer:
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The pieces behind `ids`, for display (attention maps, debugging)."""
         return [self.sp.id_to_piece(i) for i in ids]
+
+
+def train_tokenizers(train: Path, cfg: DataConfig) -> tuple[bytes, bytes]:
+    """SentencePiece model(s) trained on a sample of the cleaned training text (streamed to the trainer)."""
+    spm_args = dict(
+        vocab_size=cfg.vocab_size,
+        model_type=cfg.sp_model_type,
+        character_coverage=cfg.character_coverage,
+        input_sentence_size=cfg.spm_input_sentence_size,
+        seed=cfg.spm_seed,
+    )
+    src_text, tgt_text = Path(f"{train}.src.txt"), Path(f"{train}.tgt.txt")
+    if cfg.joint_vocab:
+        lines = itertools.chain(iter_lines(src_text), iter_lines(tgt_text))
+        model = _train_side(lines, "joint (source and target)", spm_args)
+        return model, model
+    src_model = _train_side(iter_lines(src_text), "source", spm_args)
+    return src_model, _train_side(iter_lines(tgt_text), "target", spm_args)
+
+
+def _train_side(lines: Iterator[str], side: str, spm_args: dict) -> bytes:
+    """One SentencePiece model; a --vocab-size below what the text's characters need is a ConfigError."""
+    try:
+        return train_sentencepiece(lines, **spm_args)
+    except RuntimeError as err:
+        if "Vocabulary size is smaller than required_chars" not in str(err):
+            raise
+        # SentencePiece says "... required_chars. 20 vs 22. ...": the second number is the least that works
+        need = re.search(r"required_chars\. *\d+ vs (\d+)", str(err))
+        fix = f"use at least --vocab-size {need[1]}" if need else "use a larger --vocab-size"
+        if spm_args["character_coverage"] > MIN_CHARACTER_COVERAGE:
+            fix += (
+                f", or a lower --character-coverage (down to {MIN_CHARACTER_COVERAGE}) to map rare characters to <unk>"
+            )
+        raise ConfigError(
+            f"--vocab-size {spm_args['vocab_size']} is smaller than the {side} training text needs "
+            f"(one piece per character plus 4 special pieces); {fix}"
+        ) from None

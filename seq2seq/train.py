@@ -1,5 +1,6 @@
-"""Training, in pieces with explicit inputs: `Updater` does one optimiser step; `RunFiles`
-(runfiles.py) keeps checkpoints, their pruning and the metrics records; progress.py holds the
+"""Training, in pieces with explicit inputs: `Updater` (updater.py) does one optimiser step; `RunFiles`
+(runfiles.py) keeps checkpoints, their pruning and the metrics records, and checks a run folder
+before it trains or resumes; progress.py holds the
 counters, stop rules and learning rate; process.py the process settings, applied once by `train`;
 `Trainer` is the loop that composes them and makes the ranks agree.
 
@@ -14,32 +15,29 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batches import Batch, collate, make_batches
-from .checkpoint import ModelFile, ResumeState
+from .batches import collate, make_batches
+from .checkpoint import ResumeState
 from .config import (
     DataConfig,
     DecodeConfig,
     ModelConfig,
     TrainConfig,
-    from_dict,
-    to_dict,
 )
-from .errors import CheckpointError, CorpusError
 from .machine import process
-from .machine.hardware import Precision, adam, cpu_summary, resolve_device, resolve_precision
+from .machine.hardware import cpu_summary, resolve_device, resolve_precision
 from .machine.process import ProcessSettings, StopSignal
 from .metrics import score
 from .model import Seq2Seq, count_parameters
-from .objective import TrainingLoss, forward_backward, validation_loss
-from .prepared import MANIFEST, EncodedSplit, Prepared, ensure_prepared
+from .objective import validation_loss
+from .prepared import EncodedSplit, Prepared, ensure_prepared
 from .progress import (
     Clock,
     TrainState,
@@ -51,12 +49,12 @@ from .progress import (
     nan_stop,
     stop_reason,
 )
-from .runfiles import RunFiles
+from .runfiles import RunFiles, check_resumable, check_val_split, model_file
 from .scale import distributed
 from .scale.distributed import Dist
-from .shortlist import Lexicon, build_lexicon
-from .tokenizer import Tokenizer
+from .shortlist import build_lexicon
 from .translate import search
+from .updater import Updater
 
 log = logging.getLogger("seq2seq")
 
@@ -110,92 +108,6 @@ class TrainResult:
     stop_reason: str
     history: list[dict[str, Any]]
     rank: int = 0  # of the process returning it (multi-process training: all return, rank 0 reports)
-
-
-class StepResult(NamedTuple):
-    """What one update did."""
-
-    loss: float  # per target token of the whole update (all ranks' batches)
-    grad_norm: float  # before clipping
-    applied: bool  # False: a non-finite loss or gradient, and the weights were left as they were
-
-
-@dataclass
-class Updater:
-    """One optimiser step: the learning rate, forward/backward under autocast with the loss scaled
-    per target token of the whole update (fp16: times the loss scale), clipping, and the step, or
-    the skip of a non-finite one (fp16: with a smaller loss scale next time).
-
-    `net` is the model's training loss, under DistributedDataParallel when `dist` has several processes."""
-
-    model: Seq2Seq
-    net: torch.nn.Module
-    opt: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler  # enabled for fp16 only
-    precision: Precision
-    cfg: TrainConfig
-    device: torch.device
-    dist: Dist = field(default_factory=Dist)
-
-    @classmethod
-    def build(
-        cls,
-        model_cfg: ModelConfig,
-        vocab: tuple[int, int],
-        cfg: TrainConfig,
-        device: str | torch.device = "cpu",
-        dist: Dist | None = None,
-    ) -> Updater:
-        """A model initialised from `cfg.seed` for (source, target) `vocab` sizes, its optimiser and
-        loss scaler. A precision `device` cannot run, or what `dist` cannot train, is a ConfigError."""
-        dist, dev = dist or Dist(), torch.device(device)
-        distributed.check(cfg, dist)
-        precision = resolve_precision(cfg.precision, str(dev))  # HardwareError if it can't run
-        torch.manual_seed(cfg.seed)
-        model = Seq2Seq(model_cfg, *vocab).to(dev)
-        net = distributed.wrap(TrainingLoss(model, cfg), dist, dev)  # DDP with > 1 process
-        distributed.reseed(cfg.seed, dist)
-        opt = adam(model.parameters(), cfg.lr, dev)  # one fused kernel for all params where possible
-        scaler = torch.amp.GradScaler(dev.type, enabled=precision.name == "fp16")
-        return cls(model, net, opt, scaler, precision, cfg, dev, dist)
-
-    @property
-    def lr(self) -> float:
-        """The learning rate of the last update."""
-        return self.opt.param_groups[0]["lr"]
-
-    def step(self, batch: Batch, tokens: int, lr: float) -> StepResult:
-        """One update on this process's `batch` at learning rate `lr`; `tokens`: target tokens of the
-        whole update (all ranks' batches; this batch's `n_tokens` in one process)."""
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        self.opt.zero_grad(set_to_none=True)
-        # W / tokens: DDP's average over the W ranks is then the mean per target token of the whole update.
-        scale: float | torch.Tensor = self.dist.world / tokens
-        if self.scaler.is_enabled():
-            scale = self.scaler.scale(torch.tensor(scale, device=self.device))  # times the fp16 loss scale
-        with self.precision.autocast(self.device.type):
-            loss = forward_backward(self.model, batch, self.cfg, scale=scale, net=self.net)
-        loss = self.dist.sum(loss)
-        self.scaler.unscale_(self.opt)  # a no-op unless fp16
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf).item()
-        applied = math.isfinite(loss) and math.isfinite(norm)
-        if applied:
-            self.scaler.step(self.opt)  # opt.step() (fp16: on the unscaled gradients)
-        self.scaler.update()  # fp16: a smaller loss scale after a non-finite step
-        return StepResult(loss / tokens, norm, applied)
-
-    def load(self, weights: dict[str, torch.Tensor], resume: ResumeState, reset_optimizer: bool = False) -> None:
-        """Weights, optimiser state (unless `reset_optimizer`) and fp16 loss scale, from last.pt."""
-        self.model.load_state_dict(weights)
-        if not reset_optimizer:
-            self.opt.load_state_dict(resume.optimizer)
-        if self.scaler.is_enabled() and resume.grad_scaler is not None:
-            self.scaler.load_state_dict(resume.grad_scaler)
-
-    def states(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """Optimiser and (fp16) loss-scaler states, for last.pt."""
-        return self.opt.state_dict(), self.scaler.state_dict() if self.scaler.is_enabled() else None
 
 
 def epoch_split(prepared: Prepared, cfg: TrainConfig, epoch: int, dist: Dist | None = None) -> EncodedSplit:
@@ -384,59 +296,6 @@ class Trainer:
                              torch_rng=torch.get_rng_state(), grad_scaler=grad_scaler)  # fmt: skip
         weights = model_file(self.prepared, self.up.model, self.cfg, self.st.step, self.lexicon)
         self.files.save(weights, resume, best=improved, keep=self.cfg.keep_checkpoints if validated else 0)
-
-
-def check_resumable(saved: ModelFile, prepared: Prepared, last: Path) -> None:
-    """A checkpoint continues only on the tokenizers and data settings it was trained with: a run folder
-    prepared again since (other SentencePiece models, other filters) is a CheckpointError naming what differs."""
-    run, problems = prepared.run, []
-    sides = [(name, Tokenizer(old), tok) for name, old, tok in (("source", saved.src_spm, prepared.src_tok),
-             ("target", saved.tgt_spm, prepared.tgt_tok)) if old != tok.model_proto]  # fmt: skip
-    if sides:
-        which = "; ".join(f"{name}: {len(old)} pieces then, {len(new)} now" for name, old, new in sides)
-        problems.append(f"were trained with other SentencePiece models than {run}/spm.*.model now holds ({which})")
-    then, now = to_dict(from_dict(DataConfig, saved.data_config)), to_dict(prepared.cfg)
-    if changed := [f"{key} {then[key]!r} then, {now[key]!r} now" for key in now if then[key] != now[key]]:
-        problems.append(f"were trained on data prepared with other settings than {run}/{MANIFEST} records "
-                        f"({', '.join(changed)})")  # fmt: skip
-    if problems:
-        raise CheckpointError(
-            f"{last} and the run's other checkpoints {' and '.join(problems)}: {run} was prepared again since; "
-            "resume needs the preparation it was trained on: start again with --overwrite, or prepare the new "
-            "data into another --out folder"
-        )
-
-
-def check_val_split(prepared: Prepared) -> None:
-    """Training validates on the val split: it must have been prepared and hold pairs after cleaning."""
-    cfg, m = prepared.cfg, prepared.manifest
-    name, files = cfg.val_split, f"{cfg.val_split}.{m['src']}/{cfg.val_split}.{m['tgt']}"
-    if name not in m["splits"]:
-        problem = f"was not prepared: {m['data_dir']} has no {files}"
-    elif not m["splits"][name]:
-        problem = f"of {m['data_dir']} ({files}) has no non-empty sentence pairs after cleaning"
-    else:
-        return
-    raise CorpusError(
-        f"validation split {name!r} {problem}, and training validates on it: write those files, or name another "
-        f"split with --val-split NAME, then prepare {prepared.run} again (`seq2seq preprocess`)"
-    )
-
-
-def model_file(prepared: Prepared, model: Seq2Seq, cfg: TrainConfig, step: int, lexicon: Lexicon) -> ModelFile:
-    """The self-contained model part of a checkpoint: weights, tokenizers, configs, lexicon."""
-    return ModelFile(
-        model_config=to_dict(model.cfg),
-        state_dict=model.state_dict(),
-        src_spm=prepared.src_tok.model_proto,
-        tgt_spm=prepared.tgt_tok.model_proto,
-        src_lang=prepared.manifest["src"],
-        tgt_lang=prepared.manifest["tgt"],
-        data_config=to_dict(prepared.cfg),
-        train_config=to_dict(cfg),
-        step=step,
-        lexicon=lexicon.to_payload(),
-    )
 
 
 class _Meter:

@@ -12,7 +12,7 @@ import torch
 from corpora import write_corpus
 from test_resume import DATA, MODEL
 
-import seq2seq.train as train_module
+import seq2seq.updater as updater_module
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import DecodeConfig, TrainConfig
@@ -157,7 +157,7 @@ def test_bad_checkpoints(tmp_path, capsys, tiny_model) -> None:
 
 def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> None:
     corpus = write_corpus(tmp_path / "c", n_train=120)
-    real = train_module.forward_backward
+    real = updater_module.forward_backward
     calls = {"n": 0}
 
     def flaky(model, batch, cfg, **kwargs):
@@ -166,7 +166,7 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
             return math.nan
         return real(model, batch, cfg, **kwargs)
 
-    monkeypatch.setattr(train_module, "forward_backward", flaky)
+    monkeypatch.setattr(updater_module, "forward_backward", flaky)
     cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0)
     result = train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     assert result.steps == 5  # calls 1, 2, 4, 5, 6 updated; call 3 skipped; 7-10 skipped, then stop
@@ -186,7 +186,7 @@ def test_real_non_finite_gradients_are_skipped_then_stop_training(tmp_path, monk
             train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
         assert not (tmp_path / "run").exists()
         return
-    real = train_module.forward_backward
+    real = updater_module.forward_backward
     calls = {"n": 0}
     seen: dict[int, dict[str, torch.Tensor]] = {}
     bad_grads: list[bool] = []
@@ -202,7 +202,7 @@ def test_real_non_finite_gradients_are_skipped_then_stop_training(tmp_path, monk
             bad_grads.append(any(not torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None))
         return loss
 
-    monkeypatch.setattr(train_module, "forward_backward", overflowing)
+    monkeypatch.setattr(updater_module, "forward_backward", overflowing)
     cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0, precision=precision)
     result = train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     assert len(bad_grads) == 5 and all(bad_grads)  # calls 3, 7, 8, 9, 10: the gradients really were non-finite

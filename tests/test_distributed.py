@@ -23,7 +23,8 @@ from seq2seq.config import ConfigError, ModelConfig, TrainConfig
 from seq2seq.prepared import Prepared
 from seq2seq.progress import TrainState, after_update, budget_progress, learning_rate
 from seq2seq.scale.distributed import Dist
-from seq2seq.train import RunOptions, RunSpec, Updater, train
+from seq2seq.train import RunOptions, RunSpec, train
+from seq2seq.updater import Updater
 
 NO_DROPOUT = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.0)
 STEPS = 6

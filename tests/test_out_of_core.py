@@ -10,7 +10,7 @@ import pytest
 from corpora import write_corpus
 from test_resume import DATA, MODEL
 
-import seq2seq.prepared as preprocess_module
+import seq2seq.corpus as corpus_module
 from seq2seq.config import DataConfig, TrainConfig
 from seq2seq.errors import CorpusError
 from seq2seq.prepared import EncodedSplit, Prepared, SplitWriter, preprocess
@@ -42,7 +42,7 @@ def test_chunked_preprocessing_equals_one_chunk(tmp_path: Path, monkeypatch: pyt
         (corpus / f"train.{lang}").write_text("\n".join(lines + lines[:40]) + "\n")
     cfg = DataConfig(vocab_size=60, dedup=True)
     whole = preprocess(corpus, "xx", "yy", tmp_path / "whole", cfg)
-    monkeypatch.setattr(preprocess_module, "CHUNK", 7)
+    monkeypatch.setattr(corpus_module, "CHUNK", 7)
     chunked = preprocess(corpus, "xx", "yy", tmp_path / "chunked", cfg)
     assert whole == {**chunked, "data_dir": whole["data_dir"]}
     assert whole["removed"]["duplicate"] >= 40 and whole["splits"]["train"] <= 150

@@ -12,6 +12,7 @@ import torch
 from corpora import write_corpus
 
 import seq2seq.train as train_module
+import seq2seq.updater as updater_module
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig
 from seq2seq.machine import process
 from seq2seq.machine.process import limit_onednn_cache, pin_mmap_threshold
@@ -57,7 +58,7 @@ def test_train_applies_the_settings_before_the_probe_the_model_and_the_first_rnn
 
     monkeypatch.setattr(process, "apply", spy("apply", process.apply))
     monkeypatch.setattr(train_module, "resolve_precision", spy("probe", train_module.resolve_precision))
-    monkeypatch.setattr(train_module, "Seq2Seq", spy("model", train_module.Seq2Seq))
+    monkeypatch.setattr(updater_module, "Seq2Seq", spy("model", updater_module.Seq2Seq))
     monkeypatch.setattr(torch.nn.LSTM, "forward", spy("lstm", torch.nn.LSTM.forward))
     data = write_corpus(tmp_path / "d", n_train=60)
     model_cfg = ModelConfig(emb_size=8, enc_hidden=4, dec_hidden=8)

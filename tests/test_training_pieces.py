@@ -12,7 +12,7 @@ import torch
 from corpora import write_corpus
 from test_resume import DATA, MODEL
 
-import seq2seq.prepared as preprocess_module
+import seq2seq.tokenizer as tokenizer_module
 from seq2seq.checkpoint import ModelFile, ResumeState, load_checkpoint, read_model
 from seq2seq.cli import main
 from seq2seq.config import TrainConfig, to_dict
@@ -94,13 +94,13 @@ def test_run_files_save_checkpoints_and_prune_step_files(tmp_path: Path) -> None
 def spm_seeds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The seeds SentencePiece is trained with, one per model trained."""
     seeds: list[int] = []
-    real = preprocess_module.train_sentencepiece
+    real = tokenizer_module.train_sentencepiece
 
     def spy(sentences, vocab_size, **kwargs):
         seeds.append(kwargs["seed"])
         return real(sentences, vocab_size, **kwargs)
 
-    monkeypatch.setattr(preprocess_module, "train_sentencepiece", spy)
+    monkeypatch.setattr(tokenizer_module, "train_sentencepiece", spy)
     return seeds
 
 

@@ -1,0 +1,106 @@
+"""One optimiser step, and what it needs: the model built from its config and seed, the (fused)
+Adam optimiser, the fp16 loss scaler, the resolved precision, and under DistributedDataParallel the
+loss of the whole update. The loop around it is train.py's `Trainer`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+
+from .batches import Batch
+from .checkpoint import ResumeState
+from .config import ModelConfig, TrainConfig
+from .machine.hardware import Precision, adam, resolve_precision
+from .model import Seq2Seq
+from .objective import TrainingLoss, forward_backward
+from .scale import distributed
+from .scale.distributed import Dist
+
+
+class StepResult(NamedTuple):
+    """What one update did."""
+
+    loss: float  # per target token of the whole update (all ranks' batches)
+    grad_norm: float  # before clipping
+    applied: bool  # False: a non-finite loss or gradient, and the weights were left as they were
+
+
+@dataclass
+class Updater:
+    """One optimiser step: the learning rate, forward/backward under autocast with the loss scaled
+    per target token of the whole update (fp16: times the loss scale), clipping, and the step, or
+    the skip of a non-finite one (fp16: with a smaller loss scale next time).
+
+    `net` is the model's training loss, under DistributedDataParallel when `dist` has several processes."""
+
+    model: Seq2Seq
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # enabled for fp16 only
+    precision: Precision
+    cfg: TrainConfig
+    device: torch.device
+    dist: Dist = field(default_factory=Dist)
+
+    @classmethod
+    def build(
+        cls,
+        model_cfg: ModelConfig,
+        vocab: tuple[int, int],
+        cfg: TrainConfig,
+        device: str | torch.device = "cpu",
+        dist: Dist | None = None,
+    ) -> Updater:
+        """A model initialised from `cfg.seed` for (source, target) `vocab` sizes, its optimiser and
+        loss scaler. A precision `device` cannot run, or what `dist` cannot train, is a ConfigError."""
+        dist, dev = dist or Dist(), torch.device(device)
+        distributed.check(cfg, dist)
+        precision = resolve_precision(cfg.precision, str(dev))  # HardwareError if it can't run
+        torch.manual_seed(cfg.seed)
+        model = Seq2Seq(model_cfg, *vocab).to(dev)
+        net = distributed.wrap(TrainingLoss(model, cfg), dist, dev)  # DDP with > 1 process
+        distributed.reseed(cfg.seed, dist)
+        opt = adam(model.parameters(), cfg.lr, dev)  # one fused kernel for all params where possible
+        scaler = torch.amp.GradScaler(dev.type, enabled=precision.name == "fp16")
+        return cls(model, net, opt, scaler, precision, cfg, dev, dist)
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the last update."""
+        return self.opt.param_groups[0]["lr"]
+
+    def step(self, batch: Batch, tokens: int, lr: float) -> StepResult:
+        """One update on this process's `batch` at learning rate `lr`; `tokens`: target tokens of the
+        whole update (all ranks' batches; this batch's `n_tokens` in one process)."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        # W / tokens: DDP's average over the W ranks is then the mean per target token of the whole update.
+        scale: float | torch.Tensor = self.dist.world / tokens
+        if self.scaler.is_enabled():
+            scale = self.scaler.scale(torch.tensor(scale, device=self.device))  # times the fp16 loss scale
+        with self.precision.autocast(self.device.type):
+            loss = forward_backward(self.model, batch, self.cfg, scale=scale, net=self.net)
+        loss = self.dist.sum(loss)
+        self.scaler.unscale_(self.opt)  # a no-op unless fp16
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf).item()
+        applied = math.isfinite(loss) and math.isfinite(norm)
+        if applied:
+            self.scaler.step(self.opt)  # opt.step() (fp16: on the unscaled gradients)
+        self.scaler.update()  # fp16: a smaller loss scale after a non-finite step
+        return StepResult(loss / tokens, norm, applied)
+
+    def load(self, weights: dict[str, torch.Tensor], resume: ResumeState, reset_optimizer: bool = False) -> None:
+        """Weights, optimiser state (unless `reset_optimizer`) and fp16 loss scale, from last.pt."""
+        self.model.load_state_dict(weights)
+        if not reset_optimizer:
+            self.opt.load_state_dict(resume.optimizer)
+        if self.scaler.is_enabled() and resume.grad_scaler is not None:
+            self.scaler.load_state_dict(resume.grad_scaler)
+
+    def states(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Optimiser and (fp16) loss-scaler states, for last.pt."""
+        return self.opt.state_dict(), self.scaler.state_dict() if self.scaler.is_enabled() else None
