@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig, add_flags, from_flags, load_toml
+from .config import BLEU_TOKENIZERS, ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig, add_flags, from_flags, load_toml
 from .errors import CheckpointError, CorpusError, RunFolderError
 from .lab.plots import PlotError
 
 log = logging.getLogger("seq2seq")
+METRICS = ("bleu", "chrf", "ter")  # seq2seq.metrics.METRICS (not imported here: sacrebleu is slow to import)
 
 
 def _corpus_flags(p: argparse.ArgumentParser, out_help: str) -> None:
@@ -65,29 +67,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
 
 
-def _read_input(path: str | None) -> list[str]:
-    from .text import decode_lines, read_lines
-
-    return read_lines(path) if path else decode_lines(sys.stdin.buffer.read(), "<stdin>")
-
-
 def cmd_translate(args: argparse.Namespace) -> None:
     from .engines import load_translator
+    from .serve.stream import chunks, stream_translate
+    from .text import read_lines
 
     cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
-    lines = translator.translate_lines(_read_input(args.input), cfg, progress=True)
-    text = "".join(line + "\n" for line in lines)
-    if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
+    with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
+        stream_translate(translator, lines, out.write, out.flush, cfg)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .metrics import score_files
 
-    print(score_files(args.hyp, args.ref))
+    print(score_files(args.hyp, args.ref, args.tokenize, args.metrics))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -202,6 +197,7 @@ def cmd_hardware(args: argparse.Namespace) -> None:
     print(info[args.get] if args.get else "\n".join(f"{key}: {value}" for key, value in info.items()))
 
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -235,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_flags(p, cls)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("translate", help="translate sentences (stdin or --input), one output line per input line")
+    help_ = "translate sentences (stdin, line by line as they arrive, or --input), one output line per input line"
+    p = sub.add_parser("translate", help=help_)
     p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch)")
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
@@ -244,9 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, DecodeConfig)
     p.set_defaults(func=cmd_translate)
 
-    p = sub.add_parser("evaluate", help="sacreBLEU BLEU and chrF of a hypothesis file against a reference file")
-    p.add_argument("--hyp", required=True)
-    p.add_argument("--ref", required=True)
+    p = sub.add_parser("evaluate", help="sacreBLEU BLEU, chrF and TER of a hypothesis file against a reference file")
+    p.add_argument("--hyp", required=True, help="detokenised system output, one line per reference line")
+    p.add_argument("--ref", required=True, help="raw reference translations")
+    p.add_argument("--tokenize", default="13a", choices=BLEU_TOKENIZERS,
+                   help="BLEU's tokenizer (default: 13a; zh for Chinese, ja-mecab for Japanese, char, intl, ...)")  # fmt: skip
+    p.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS, help="default: bleu chrf ter")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on a built-in synthetic English->German task")

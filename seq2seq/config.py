@@ -25,6 +25,14 @@ class ConfigError(ValueError):
     """A configuration value or key that cannot be used."""
 
 
+class ConfigKeyError(ConfigError, TypeError):
+    """An unknown key or a value of the wrong type: a TypeError to Python callers, a ConfigError to the CLI."""
+
+
+# sacreBLEU's BLEU tokenizers (sacrebleu.metrics.bleu._TOKENIZERS): 13a for most languages, zh for
+# Chinese, ja-mecab / ko-mecab for Japanese / Korean (need sacrebleu[ja] / sacrebleu[ko]), char, intl, ...
+BleuTokenize = Literal["13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "none", "spm", "flores101", "flores200"]
+BLEU_TOKENIZERS: tuple[str, ...] = typing.get_args(BleuTokenize)
 MIN_CHARACTER_COVERAGE = 0.98  # SentencePiece's trainer refuses a lower --character-coverage
 
 
@@ -114,6 +122,7 @@ class TrainConfig:
     valid_every: int = 500  # updates between validations (and checkpoints)
     valid_bleu_sentences: int = 1000  # validation sentences translated for BLEU (0: none)
     best_metric: Literal["bleu", "loss"] = "bleu"
+    bleu_tokenize: BleuTokenize = "13a"  # sacreBLEU tokenizer of validation BLEU (zh, ja-mecab, char, ...: metrics.py)
     log_every: int = 50
     max_nan_steps: int = 10  # consecutive non-finite losses before training stops
     threads: int = 0  # torch intra-op threads (0: torch's default)
@@ -206,8 +215,8 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
-    _check(ok, f"{where} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigKeyError(f"{where} must be {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -220,7 +229,7 @@ def from_dict(cls: type[C], values: dict[str, Any]) -> C:
         if key not in hints:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
-            raise ConfigError(f"unknown {cls.__name__} key {key!r}{hint}")
+            raise ConfigKeyError(f"unknown {cls.__name__} key {key!r}{hint}")
         kwargs[key] = _coerce(cls, key, hints[key], value)
     return cls(**kwargs)
 

@@ -9,7 +9,7 @@ import logging
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, overload
 
 from .errors import CorpusError
 
@@ -38,7 +38,7 @@ def iter_lines(path: str | Path, block_bytes: int = 1 << 20) -> Iterator[str]:
         while block := f.readlines(block_bytes):
             for raw in block:
                 number += 1
-                yield _decode_line(raw, str(path), number)
+                yield decode_line(raw, str(path), number)
 
 
 def decode_lines(data: bytes, name: str) -> list[str]:
@@ -46,10 +46,10 @@ def decode_lines(data: bytes, name: str) -> list[str]:
     raw = data.split(b"\n")
     if raw[-1] == b"":
         raw.pop()
-    return [_decode_line(line, name, number) for number, line in enumerate(raw, 1)]
+    return [decode_line(line, name, number) for number, line in enumerate(raw, 1)]
 
 
-def _decode_line(raw: bytes, name: str, number: int) -> str:
+def decode_line(raw: bytes, name: str, number: int) -> str:
     """One line without its line ending; a NUL byte or invalid UTF-8 is an error naming `name:number`."""
     if b"\x00" in raw:
         raise CorpusError(f"{name}:{number}: NUL byte (is this a binary file?)")
@@ -58,6 +58,25 @@ def _decode_line(raw: bytes, name: str, number: int) -> str:
     except UnicodeDecodeError as err:
         raise CorpusError(f"{name}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x})") from None
     return text.removesuffix("\n").removesuffix("\r")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        bad = next((v for v in value if not isinstance(v, str)), None)
+        return f"a {type(value).__name__} holding a {type(bad).__name__} ({bad!r:.40})"
+    return f"{type(value).__name__} {value!r:.40}"
+
+
+def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeConfig:
+    """`cfg` (default: DecodeConfig()) with the keyword `options` replacing its fields; an unknown
+    option or a value of the wrong type is a TypeError naming it (a bad value is a ConfigError)."""
+    from .config import DecodeConfig, from_dict, to_dict
+
+    if cfg is not None and not isinstance(cfg, DecodeConfig):
+        raise TypeError(f"cfg must be a DecodeConfig, got {_describe(cfg)}")
+    if not options:
+        return cfg or DecodeConfig()
+    return from_dict(DecodeConfig, {**to_dict(cfg or DecodeConfig()), **options})
 
 
 def clean(text: str) -> str:
@@ -71,6 +90,9 @@ class Translating:
 
     src_tok: Tokenizer
     tgt_tok: Tokenizer
+    engine = "numpy"
+    src_lang: str | None = None  # from the model file (None where it does not say)
+    tgt_lang: str | None = None
 
     def search(
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
@@ -103,17 +125,41 @@ class Translating:
             out[i] = [(next(decoded), h) for h in hyps]
         return out
 
-    def translate(self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False) -> list[str]:
-        """One translation per sentence, in order; an empty sentence translates to ''."""
+    @overload
+    def translate(self, sentences: str, cfg: DecodeConfig | None = None, *, progress: bool = False,
+                  **options: Any) -> str: ...  # fmt: skip
+    @overload
+    def translate(self, sentences: Sequence[str], cfg: DecodeConfig | None = None, *, progress: bool = False,
+                  **options: Any) -> list[str]: ...  # fmt: skip
+    def translate(
+        self, sentences: str | Sequence[str], cfg: DecodeConfig | None = None, *, progress: bool = False, **options: Any
+    ) -> str | list[str]:
+        """A sentence's translation (a str gives a str), or one per sentence in order (a list gives a
+        list); an empty sentence translates to ''. Decode options as a `DecodeConfig` and/or keywords
+        (`beam_size=5`): keywords override `cfg`'s fields; a wrong name or type raises TypeError."""
+        cfg = decode_config(cfg, options)
+        if isinstance(sentences, str):
+            return self.translate([sentences], cfg)[0]
+        if not isinstance(sentences, Sequence) or not all(isinstance(s, str) for s in sentences):
+            raise TypeError(f"translate() takes a str or a list of str, got {_describe(sentences)}")
         return [nbest[0][0] if nbest else "" for nbest in self.translate_nbest(sentences, cfg, progress=progress)]
+
+    def describe(self) -> dict[str, Any]:
+        """What is loaded, for logs and a server's /health: engine, languages, device, precision."""
+        return {"engine": self.engine, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang, **self._where()}
+
+    def _where(self) -> dict[str, Any]:
+        return {"device": "cpu", "precision": "fp32"}
 
     def check(self, cfg: DecodeConfig) -> None:
         """Raise a one-line error (ConfigError, HardwareError) for settings this translator cannot run."""
 
-    def translate_lines(self, sentences: Sequence[str], cfg: DecodeConfig, progress: bool = False) -> list[str]:
+    def translate_lines(
+        self, sentences: Sequence[str], cfg: DecodeConfig, progress: bool = False, first_index: int = 0
+    ) -> list[str]:
         """Output lines as `seq2seq translate` writes them: one per sentence, or with n_best > 1
-        `index<TAB>score<TAB>text` per hypothesis."""
+        `index<TAB>score<TAB>text` per hypothesis (index counted from `first_index`)."""
         nbest = self.translate_nbest(sentences, cfg, progress=progress)
         if cfg.n_best == 1:
             return [hyps[0][0] if hyps else "" for hyps in nbest]
-        return [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest) for text, h in hyps]
+        return [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest, first_index) for text, h in hyps]

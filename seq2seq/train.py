@@ -34,7 +34,7 @@ from .config import (
 from .machine import process
 from .machine.hardware import cpu_summary, resolve_device, resolve_precision
 from .machine.process import ProcessSettings, StopSignal
-from .metrics import score
+from .metrics import bleu_metric, bleu_signature, score
 from .model import Seq2Seq, count_parameters
 from .objective import validation_loss
 from .prepared import EncodedSplit, Prepared, ensure_prepared
@@ -70,7 +70,8 @@ def _validate(
         src_text, ref_text = prepared.text(val_split, limit=cfg.valid_bleu_sentences)
         greedy = DecodeConfig(beam_size=1, batch_size=128, precision=precision)
         hyps = search(model, prepared.src_tok.encode(src_text), greedy)
-        result["val_bleu"] = round(score(prepared.tgt_tok.decode([h[0].ids for h in hyps]), ref_text).bleu, 3)
+        hyp_text = prepared.tgt_tok.decode([h[0].ids for h in hyps])
+        result["val_bleu"] = round(score(hyp_text, ref_text, cfg.bleu_tokenize, ("bleu",)).bleu, 3)
     model.train()
     return result
 
@@ -261,6 +262,9 @@ class Trainer:
         self.files.log({"type": "hardware", "step": st.step, "device": str(up.device), "precision": up.precision.name,
                         "requested": self.cfg.precision, "reason": up.precision.reason, "cpu": cpu_summary(),
                         "torch": torch.__version__, "threads": torch.get_num_threads()})  # fmt: skip
+        signature = bleu_signature(self.cfg.bleu_tokenize) if self.cfg.valid_bleu_sentences else None
+        self.files.log({"type": "selection", "step": st.step, "best_metric": self.cfg.best_metric,
+                        "val_bleu_signature": signature, "val_bleu_sentences": self.cfg.valid_bleu_sentences})  # fmt: skip
 
     def _log_train(self, bar: tqdm, norm: float) -> None:
         loss, tok_s = self.meter.read()
@@ -338,6 +342,7 @@ def train(
     dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
     try:
         resolve_precision(cfg.precision, str(dev))  # a precision this machine cannot run stops before any write
+        bleu_metric(cfg.bleu_tokenize)  # ... and so does a BLEU tokenizer whose package is missing
         again = opts.overwrite or opts.resume  # prepare beside last.pt (a resume is checked against it)
         prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_cfg or DataConfig(), again)  # noqa: E731
         prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load

@@ -77,7 +77,9 @@ def search(
 
 
 class Translator(Translating):
-    """A trained model with its tokenizers, ready to translate lists of sentences."""
+    """A trained model with its tokenizers, ready to translate sentences (`translate` in text.py)."""
+
+    engine = "torch"
 
     def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, lexicon: Lexicon | None = None) -> None:
         self.model, self.src_tok, self.tgt_tok, self.lexicon = model.eval(), src_tok, tgt_tok, lexicon
@@ -96,7 +98,13 @@ class Translator(Translating):
             raise CheckpointError(
                 f"{path}: incomplete or inconsistent checkpoint: {str(err).splitlines()[0]}"
             ) from None
-        return cls(model.to(resolve_device(str(device))), src_tok, tgt_tok, lexicon)
+        translator = cls(model.to(resolve_device(str(device))), src_tok, tgt_tok, lexicon)
+        translator.src_lang, translator.tgt_lang = saved.src_lang, saved.tgt_lang
+        return translator
+
+    def _where(self) -> dict[str, Any]:
+        device = str(next(self.model.parameters()).device)
+        return {"device": device, "precision": resolve_precision("auto", device).name}
 
     def check(self, cfg: DecodeConfig) -> None:
         """A precision this machine cannot run, or a shortlist without a lexicon: one-line errors."""

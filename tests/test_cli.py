@@ -149,3 +149,43 @@ def test_python_dash_m_seq2seq_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "seq2seq", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert all(command in proc.stdout for command in COMMANDS)
+
+
+def test_evaluate_tokenizer_is_the_users_choice_and_named_in_the_signature(tmp_path: Path, capsys) -> None:
+    """Chinese has no spaces: 13a sees one 'word' per sentence (BLEU 0), zh scores the characters."""
+    ref, hyp = tmp_path / "ref.zh", tmp_path / "hyp.zh"
+    ref.write_text("我们看到一只新鸟。\n两只狗在雪地里玩。\n", encoding="utf-8")
+    hyp.write_text("我们看到一只新的鸟。\n两只狗在雪里玩。\n", encoding="utf-8")
+    bleu = {}
+    for tok in ("13a", "zh", "char"):
+        assert main(["evaluate", "--hyp", str(hyp), "--ref", str(ref), "--tokenize", tok]) == 0
+        out = capsys.readouterr().out
+        assert f"tok:{tok}" in out and "chrF = " in out and "TER = " in out
+        bleu[tok] = float(out.split("BLEU = ")[1].split()[0])
+    assert bleu["13a"] == 0 and bleu["zh"] > 50 and bleu["char"] > 50
+    assert main(["evaluate", "--hyp", str(hyp), "--ref", str(ref), "--tokenize", "zh", "--metrics", "ter"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith("TER = ") and "asian:yes" in out[0]
+
+
+def test_evaluate_starts_without_torch(tmp_path: Path) -> None:
+    ref = tmp_path / "ref.txt"
+    ref.write_text("a small cat sits on the old wall\n", encoding="utf-8")
+    code = "import sys; from seq2seq.cli import main; main(sys.argv[1:]); assert 'torch' not in sys.modules"
+    args = ["evaluate", "--hyp", str(ref), "--ref", str(ref)]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "BLEU = 100.00" in proc.stdout
+
+
+def test_validation_bleu_uses_the_runs_tokenizer_and_records_its_signature(tmp_path: Path) -> None:
+    data = write_corpus(tmp_path / "data", n_train=40, n_val=8, n_test=4)
+    run = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--src", "xx", "--tgt", "yy", "--out", str(run), "--vocab-size", "30",
+                 "--emb-size", "8", "--enc-hidden", "8", "--dec-hidden", "16", "--max-steps", "2", "--valid-every", "2",
+                 "--bleu-tokenize", "char", "--max-tokens", "200"])  # fmt: skip
+    assert code == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    selection = next(r for r in records if r["type"] == "selection")
+    assert selection["best_metric"] == "bleu" and "tok:char" in selection["val_bleu_signature"]
+    assert json.loads((run / "config.json").read_text())["train"]["bleu_tokenize"] == "char"

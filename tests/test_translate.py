@@ -70,6 +70,45 @@ def test_output_is_in_input_order_and_independent_of_batch_size(translator: Tran
     assert translator.translate(SENTENCES[::-1], DecodeConfig(beam_size=beam_size, batch_size=3)) == out[::-1]
 
 
+def test_a_str_gives_a_str_and_a_list_gives_a_list(translator: Translator) -> None:
+    one = translator.translate("blue house red tree")
+    assert isinstance(one, str) and one == translator.translate(["blue house red tree"])[0]
+    assert translator.translate("") == ""
+    assert translator.translate("red cat", beam_size=1) == translator.translate(["red cat"], DecodeConfig(beam_size=1))[0]
+
+
+def test_decode_options_as_keywords_equal_a_decode_config(translator: Translator) -> None:
+    by_keywords = translator.translate(SENTENCES, beam_size=2, length_penalty=0.0, batch_size=2)
+    by_config = translator.translate(SENTENCES, DecodeConfig(beam_size=2, length_penalty=0.0, batch_size=2))
+    assert by_keywords == by_config
+    # keywords override the config's fields; the config itself is left alone
+    cfg = DecodeConfig(beam_size=4, batch_size=2)
+    assert translator.translate(SENTENCES, cfg, beam_size=1) == translator.translate(SENTENCES, DecodeConfig(beam_size=1))
+    assert cfg.beam_size == 4
+    assert translator.describe()["engine"] == "torch" and translator.describe()["src_lang"] == "xx"
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda t: t.translate(["red cat", 3]), "a list holding a int"),
+        (lambda t: t.translate(42), "int 42"),
+        (lambda t: t.translate(b"red cat"), "bytes"),
+        (lambda t: t.translate(["red cat"], beam_sise=2), "did you mean 'beam_size'"),
+        (lambda t: t.translate(["red cat"], beam_size="5"), "DecodeConfig.beam_size must be int, got str"),
+        (lambda t: t.translate(["red cat"], {"beam_size": 2}), "cfg must be a DecodeConfig"),
+    ],
+)
+def test_wrong_types_are_a_clear_type_error(translator: Translator, call, message: str) -> None:  # noqa: ANN001
+    with pytest.raises(TypeError, match=message):
+        call(translator)
+
+
+def test_a_bad_option_value_is_a_value_error(translator: Translator) -> None:
+    with pytest.raises(ValueError, match="beam_size must be >= 1"):
+        translator.translate("red cat", beam_size=0)
+
+
 def test_empty_and_whitespace_lines_give_empty_output(translator: Translator) -> None:
     out = translator.translate(["", "  ", "\t", "red cat", ""])
     assert len(out) == 5

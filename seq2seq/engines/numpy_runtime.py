@@ -231,12 +231,15 @@ class RuntimeTranslator(Translating):
             weights = {name[2:]: a for name, a in arrays.items() if name.startswith("w.")}
             src_tok, tgt_tok = Tokenizer(arrays["src_spm"].tobytes()), Tokenizer(arrays["tgt_spm"].tobytes())
             net = Network(cfg, weights)
+            langs = [str(arrays[key]) if key in arrays else None for key in ("src_lang", "tgt_lang")]
         except CheckpointError:
             raise
         except (KeyError, ValueError, TypeError, IndexError, OSError, zipfile.BadZipFile, ConfigError) as err:
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise CheckpointError(f"{path}: incomplete or corrupt runtime model ({msg})") from None
-        return cls(net, src_tok, tgt_tok)
+        translator = cls(net, src_tok, tgt_tok)
+        translator.src_lang, translator.tgt_lang = langs
+        return translator
 
     def search(
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
@@ -271,6 +274,8 @@ def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
             "model_config": np.array(json.dumps(model.model_config)),
             "src_spm": np.frombuffer(model.src_spm, dtype=np.uint8),
             "tgt_spm": np.frombuffer(model.tgt_spm, dtype=np.uint8),
+            "src_lang": np.array(model.src_lang),
+            "tgt_lang": np.array(model.tgt_lang),
         }
     except (AttributeError, TypeError) as err:
         raise CheckpointError(f"{checkpoint}: incomplete checkpoint, cannot export it ({err})") from None

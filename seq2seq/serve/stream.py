@@ -1,0 +1,85 @@
+"""Streaming translation for `seq2seq translate`: each line's translation is written as soon as it
+is done when input arrives slowly (a person typing, a producer process), and lines are batched
+for speed when they arrive fast (a pipe full of lines).
+
+A reader thread turns the byte stream into lines on a queue; the translating thread takes the
+first waiting line, then whatever follows within `gap` seconds (up to `chunk` lines), translates
+that chunk in one call (sorted and batched by the search) and flushes its output lines. Outputs do
+not depend on how lines were chunked: the search's result for a sentence does not depend on its
+batch (the equivalence tests), so streaming writes what batch mode writes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import IO
+
+from ..config import DecodeConfig
+from ..text import Translating, decode_line
+
+CHUNK = 4096  # lines per translate call at most (a pipe full of lines still sorts and batches well)
+GAP = 0.005  # seconds to wait for a further line before translating what has arrived
+_END = object()
+
+
+def _read(stream: IO[bytes], lines: queue.Queue) -> None:
+    """Put each raw line of `stream` on `lines` as it arrives, then _END (or the exception that ended it)."""
+    try:
+        for raw in stream:  # a buffered binary stream's readline returns once a line is complete
+            lines.put(raw)
+        lines.put(_END)
+    except BaseException as err:  # noqa: BLE001 -- handed to the translating thread, which raises it
+        lines.put(err)
+
+
+def chunks(stream: IO[bytes], name: str, chunk: int = CHUNK, gap: float = GAP) -> Iterator[list[str]]:
+    """Lists of decoded lines of `stream`: waits for the first, takes what follows within `gap` seconds."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read, args=(stream, lines), daemon=True, name="stdin-reader").start()
+    number, error = 0, None
+    while error is None:
+        batch: list[str] = []
+        item = lines.get()
+        while True:
+            if item is _END:
+                error = StopIteration()
+                break
+            try:
+                if isinstance(item, BaseException):
+                    raise item
+                batch.append(decode_line(item, name, number + 1))  # bad UTF-8: an error naming the line
+            except Exception as err:  # noqa: BLE001 -- raised once the lines before it are translated
+                error = err
+                break
+            number += 1
+            if len(batch) >= chunk:
+                break
+            try:
+                item = lines.get(timeout=gap)
+            except queue.Empty:
+                break
+        if batch:
+            yield batch
+    if not isinstance(error, StopIteration):
+        raise error
+
+
+def stream_translate(
+    translator: Translating,
+    chunks_: Iterator[list[str]],
+    write: Callable[[str], object],
+    flush: Callable[[], object],
+    cfg: DecodeConfig,
+    progress_from: int = 256,
+) -> int:
+    """Translate each chunk as it comes and write its output lines (`Translating.translate_lines`:
+    n-best lines keep the input's global line index); returns the number of input lines."""
+    done = 0
+    for batch in chunks_:
+        out = translator.translate_lines(batch, cfg, progress=len(batch) >= progress_from, first_index=done)
+        write("".join(line + "\n" for line in out))
+        flush()
+        done += len(batch)
+    return done

@@ -1,0 +1,97 @@
+"""Streaming translation: output appears while input is still open; fast input is batched; the
+outputs are those of batch mode."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from seq2seq.config import DecodeConfig
+from seq2seq.errors import CorpusError
+from seq2seq.serve.stream import chunks, stream_translate
+from seq2seq.translate import Translator
+
+SENTENCES = ["red cat", "big old dog", "", "new house tree", "small bird", "green blue cat dog"]
+
+
+def test_first_translation_appears_before_stdin_is_closed(run_dir: Path) -> None:
+    """The interface our users' tools rely on: one line in, its translation out, stdin still open."""
+    cmd = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", str(run_dir / "best.pt"), "--beam-size", "2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        expected = Translator.from_checkpoint(run_dir / "best.pt").translate(SENTENCES[:2], beam_size=2)
+        for sentence, want in zip(SENTENCES[:2], expected):
+            proc.stdin.write(f"{sentence}\n".encode())
+            proc.stdin.flush()
+            got: list[bytes] = []
+            reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()))
+            reader.start()
+            reader.join(timeout=60)
+            assert got == [f"{want}\n".encode()], "no output while stdin was open"
+            assert proc.poll() is None
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+
+
+class SlowStream(io.RawIOBase):
+    """A pipe whose writer pauses `pause` seconds before each line."""
+
+    def __init__(self, lines: list[bytes], pause: float) -> None:
+        self.lines, self.pause = list(lines), pause
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        if not self.lines:
+            return 0
+        time.sleep(self.pause)
+        line = self.lines.pop(0)
+        buffer[: len(line)] = line
+        return len(line)
+
+
+def test_slow_input_is_translated_line_by_line_and_fast_input_in_chunks() -> None:
+    data = [f"line {i}\n".encode() for i in range(6)]
+    slow = list(chunks(io.BufferedReader(SlowStream(data, pause=0.05)), "<slow>", gap=0.005))
+    assert [len(c) for c in slow] == [1] * 6
+    fast = list(chunks(io.BufferedReader(io.BytesIO(b"".join(data * 500))), "<fast>", chunk=1000))
+    assert [len(c) for c in fast] == [1000, 1000, 1000]
+    assert [line for c in fast for line in c][:7] == [f"line {i}" for i in range(6)] + ["line 0"]
+
+
+@pytest.mark.parametrize("beam_size,n_best", [(1, 1), (3, 1), (3, 2)])
+def test_streamed_output_equals_batch_mode_whatever_the_chunking(run_dir: Path, beam_size: int, n_best: int) -> None:
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    cfg = DecodeConfig(beam_size=beam_size, n_best=n_best, batch_size=4)
+    batch = translator.translate_lines(SENTENCES * 3, cfg)
+    for size in (1, 2, 5, 100):
+        pieces = [SENTENCES * 3][0]
+        out: list[str] = []
+        n = stream_translate(
+            translator, iter(pieces[i : i + size] for i in range(0, len(pieces), size)), out.append, lambda: None, cfg
+        )
+        assert n == len(pieces)
+        assert "".join(out).splitlines() == batch
+
+
+def test_bad_utf8_on_stdin_names_the_line_after_writing_the_lines_before_it(run_dir: Path) -> None:
+    cmd = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", str(run_dir / "best.pt"), "--beam-size", "1"]
+    proc = subprocess.run(cmd, input=b"red cat\nbig dog\nbad \xff byte\n", capture_output=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().strip().splitlines()[-1] == (
+        "seq2seq translate: error: <stdin>:3: invalid UTF-8 (byte 0xff)"
+    )
+    assert len(proc.stdout.decode().splitlines()) == 2  # work already done is kept
+    with pytest.raises(CorpusError, match="<x>:2: NUL byte"):
+        list(chunks(io.BufferedReader(io.BytesIO(b"ok\nno\x00\n")), "<x>"))
