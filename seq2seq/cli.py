@@ -9,8 +9,18 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .config import BLEU_TOKENIZERS, ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig, add_flags, from_flags, load_toml
-from .errors import CheckpointError, CorpusError, RunFolderError
+from .config import (
+    BLEU_TOKENIZERS,
+    ConfigError,
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    TrainConfig,
+    add_flags,
+    from_flags,
+    load_toml,
+)
+from .errors import LOG_FORMAT, TIME_FORMAT, CheckpointError, CorpusError, RunFolderError
 from .lab.plots import PlotError
 
 log = logging.getLogger("seq2seq")
@@ -55,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     base = resume_configs(Path(args.out) / "last.pt") if args.resume else _toml(args)
     options = RunOptions(resume=args.resume, reset_optimizer=args.reset_optimizer, overwrite=args.overwrite,
-                         device=args.device, started=process_start())  # fmt: skip
+                         device=args.device, started=process_start(), progress=not args.quiet)  # fmt: skip
     result = train(
         RunSpec(args.data, args.src, args.tgt, args.out),
         from_flags(DataConfig, args, base.get("data")),
@@ -76,7 +86,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
     lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
     with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
-        stream_translate(translator, lines, out.write, out.flush, cfg)
+        stream_translate(translator, lines, out.write, out.flush, cfg, progress=not args.quiet)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -132,11 +142,11 @@ def _add_inspection_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("attention", help="translate one sentence and draw its attention map as a PNG")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--sentence", required=True)
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint from seq2seq train")
+    p.add_argument("--sentence", required=True, help="the source sentence to translate")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--beam-size", type=int, default=1, help="1: greedy (default)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.set_defaults(func=cmd_attention)
 
     p = sub.add_parser("gradflow", help="plot ||dL/dh_t|| over time steps t: trained checkpoints or fresh models")
@@ -149,8 +159,8 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--loss", choices=("last", "all"), default="last", help="L: final output's loss (default) or all")
     p.add_argument("--length", type=int, default=100, help="with --cell: sequence length (default: 100)")
     p.add_argument("--batch-size", type=int, default=16, help="with --cell: random sequences (default: 16)")
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=1234, help="random seed of the fresh models and sequences")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.set_defaults(func=cmd_gradflow)
 
     from .config import DEFAULT_DELAYS, QUICK, SpanSettings
@@ -159,12 +169,13 @@ def _add_inspection_commands(sub: Any) -> None:
     p = sub.add_parser("memory-span", help="how many steps RNN, GRU and LSTM remember at equal parameter budgets")
     p.add_argument("--out", default="checkpoints/memory_span", help="folder for memory_span.{csv,json,png}")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 minute)")
-    p.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm"), default=["rnn", "gru", "lstm"])
+    p.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm"), default=["rnn", "gru", "lstm"],
+                   help="cells to compare (default: all three)")  # fmt: skip
     p.add_argument("--delays", nargs="+", type=int, help=f"delays D to test (default: {delays})")
     p.add_argument("--steps", type=int, help=f"training budget per cell and delay (default: {steps})")
     p.add_argument("--gate-bias", type=float, help="add to LSTM forget / GRU update gate biases at init (default: 0)")
     p.add_argument("--workers", type=int, help="parallel processes (default: CPU cores, at most 2)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, default=1234, help="random seed of tasks and models (default: 1234)")
     p.set_defaults(func=cmd_memory_span)
 
 
@@ -197,9 +208,11 @@ def cmd_hardware(args: argparse.Namespace) -> None:
     print(info[args.get] if args.get else "\n".join(f"{key}: {value}" for key, value in info.items()))
 
 
-
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.")
+    parser.add_argument("--version", action="version", version=f"seq2seq {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("download", help="write a Hub or local dataset as {split}.{lang} text files plus manifest.json")
@@ -236,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch)")
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.add_argument("--config", help="TOML file with a [decode] table")
     add_flags(p, DecodeConfig)
     p.set_defaults(func=cmd_translate)
@@ -245,14 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyp", required=True, help="detokenised system output, one line per reference line")
     p.add_argument("--ref", required=True, help="raw reference translations")
     p.add_argument("--tokenize", default="13a", choices=BLEU_TOKENIZERS,
-                   help="BLEU's tokenizer (default: 13a; zh for Chinese, ja-mecab for Japanese, char, intl, ...)")  # fmt: skip
+                   help="BLEU's tokenizer (default: 13a; zh: Chinese, ja-mecab: Japanese, char, intl)")  # fmt: skip
     p.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS, help="default: bleu chrf ter")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on a built-in synthetic English->German task")
     p.add_argument("--out", default="checkpoints/demo", help="run folder (default: checkpoints/demo)")
     p.add_argument("--max-minutes", type=float, default=2.5, help="training wall-clock budget (minutes)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, default=1234, help="random seed of data, model and training (default: 1234)")
     p.set_defaults(func=cmd_demo)
     _add_inspection_commands(sub)
     p = sub.add_parser("average", help="average the weights of several checkpoints of one run into one file")
@@ -261,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("export", help="write a checkpoint as a .npz for the NumPy runtime (translates without torch)")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint from seq2seq train")
     p.add_argument("--out", required=True, help=".npz file to write")
     p.set_defaults(func=cmd_export)
 
@@ -271,23 +284,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tgt", default="en", help="target language (default: en)")
     p.add_argument("--out", default="checkpoints/benchmark", help="working folder")
     p.add_argument("--checkpoint", help="model for the translation timings (default: the benchmark's own)")
-    p.add_argument("--test-split", default="test_2016_flickr")
+    p.add_argument("--test-split", default="test_2016_flickr", help="split translated for the decoding timings")
     p.add_argument("--peers", help="peers.json with the peers' figures per CPU kind, for the ratios (optional)")
     p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("hardware", help="what this machine is and which device and precision the toolkit picks on it")
     p.add_argument("--device", default="auto", help="auto (default: a CUDA GPU if there is one), cpu, cuda, ...")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="the precision to check (default: auto, what training and translation pick)")  # fmt: skip
     p.add_argument("--get", choices=("device", "precision", "cpu", "cpu_capability", "cpu_bf16", "gpu"),
                    help="print only this field (for scripts)")  # fmt: skip
     p.set_defaults(func=cmd_hardware)
+    for command in sub.choices.values():
+        command.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")
     return parser
+
+
+class _BarShowsIt(logging.Filter):
+    """Drop the training-progress lines on a terminal, where the progress bar shows them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "seq2seq.progress" and sys.stderr.isatty())
+
+
+def setup_logging(quiet: bool) -> None:
+    """Timestamped lines on stderr: INFO and up (warnings and errors only with --quiet). Like
+    logging.basicConfig, nothing is added where the root logger has handlers already (an application
+    or test harness that configured logging itself)."""
+    logger = logging.getLogger("seq2seq")
+    logger.setLevel(logging.INFO)
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, TIME_FORMAT))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler.addFilter(_BarShowsIt())
+    for old in [h for h in logger.handlers if isinstance(h.filters[0] if h.filters else None, _BarShowsIt)]:
+        logger.removeHandler(old)  # main() called again in one process (tests, notebooks)
+    logger.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    setup_logging(args.quiet)
     try:
         args.func(args)
     except (ConfigError, CorpusError, CheckpointError, RunFolderError, PlotError) as err:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -47,17 +48,17 @@ class DataConfig:
 
     vocab_size: int = 8000  # per SentencePiece model (a soft limit on tiny corpora)
     joint_vocab: bool = False  # one model for both languages, or one per language
-    sp_model_type: Literal["unigram", "bpe"] = "unigram"
-    character_coverage: float = 1.0
+    sp_model_type: Literal["unigram", "bpe"] = "unigram"  # SentencePiece algorithm
+    character_coverage: float = 1.0  # share of characters SentencePiece covers (rarer ones: <unk>)
     spm_input_sentence_size: int = 2_000_000  # sentences sampled to train SentencePiece
     spm_seed: int = 1234  # SentencePiece's random seed (which sentences it samples, its shuffles)
     min_len: int = 1  # pairs with a side shorter than this (in pieces) are dropped from train
-    max_len: int = 250  # ... or longer than this
-    max_len_ratio: float = 9.0  # ... or whose piece-length ratio exceeds this
+    max_len: int = 250  # pairs with a side longer than this (in pieces) are dropped from train
+    max_len_ratio: float = 9.0  # pairs whose piece-length ratio exceeds this are dropped from train
     dedup: bool = False  # drop exact duplicate training pairs
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
+    train_split: str = "train"  # file stem of the training split ({split}.{lang})
+    val_split: str = "val"  # file stem of the validation split (model selection, early stopping)
+    test_split: str = "test"  # file stem of the test split (reported, never tuned on)
 
     def __post_init__(self) -> None:
         _check(self.vocab_size >= 16, f"vocab_size must be >= 16, got {self.vocab_size}")
@@ -74,13 +75,13 @@ class DataConfig:
 class ModelConfig:
     """The encoder-decoder; vocabulary sizes come from the tokenizer, not from here."""
 
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
-    emb_size: int = 256
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"  # recurrent cell of encoder and decoder (rnn: tanh)
+    emb_size: int = 256  # word-piece embedding size (both sides)
     enc_hidden: int = 128  # per direction (the encoder is bidirectional)
-    enc_layers: int = 1
-    dec_hidden: int = 256
-    dec_layers: int = 1
-    attention: Literal["bahdanau", "general", "dot"] = "general"
+    enc_layers: int = 1  # stacked encoder RNN layers
+    dec_hidden: int = 256  # decoder RNN size
+    dec_layers: int = 1  # stacked decoder RNN layers
+    attention: Literal["bahdanau", "general", "dot"] = "general"  # score: additive (Bahdanau) or Luong's
     input_feeding: bool = False  # feed the previous attentional vector to the decoder RNN
     tie_embeddings: bool = True  # decoder input embedding == output projection
     dropout: float = 0.2  # on embeddings, between RNN layers, before the output layer
@@ -104,26 +105,26 @@ class TrainConfig:
     seed: int = 1234  # model initialisation, batch order, dropout, subword sampling (not the tokenizer)
     max_tokens: int = 3000  # target tokens (incl. padding) per batch
     max_steps: int = 0  # stop after this many updates (0: no limit)
-    max_epochs: int = 100
+    max_epochs: int = 100  # stop after this many passes over the training data
     max_minutes: float = 0.0  # stop after this much wall clock (0: no limit)
-    lr: float = 1e-3
+    lr: float = 1e-3  # Adam learning rate (peak, after warm-up)
     warmup_steps: int = 0  # linear learning-rate warm-up
     lr_schedule: Literal["plateau", "anneal"] = "plateau"  # see lr_decay/lr_patience, anneal_fraction
     anneal_fraction: float = 0.4  # "anneal": linear decay to min_lr over this last part of the budget
     lr_decay: float = 0.5  # "plateau": multiply the lr by this when validation stops improving
     lr_patience: int = 2  # "plateau": validations without improvement before a decay
-    min_lr: float = 1e-5
+    min_lr: float = 1e-5  # the lr never decays below this
     patience: int = 8  # early stopping: validations without improvement (0: never)
     clip_norm: float = 1.0  # global gradient-norm clipping (0: off)
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # share of the target probability spread over the vocabulary
     teacher_forcing: float = 1.0  # probability of feeding the reference token
     subword_alpha: float = 0.0  # > 0: resample each epoch's SentencePiece segmentation (subword regularisation)
     tbptt: int = 0  # truncated BPTT chunk length over the target (0: full BPTT)
     valid_every: int = 500  # updates between validations (and checkpoints)
     valid_bleu_sentences: int = 1000  # validation sentences translated for BLEU (0: none)
-    best_metric: Literal["bleu", "loss"] = "bleu"
+    best_metric: Literal["bleu", "loss"] = "bleu"  # validation metric that picks best.pt and early stopping
     bleu_tokenize: BleuTokenize = "13a"  # sacreBLEU tokenizer of validation BLEU (zh, ja-mecab, char, ...: metrics.py)
-    log_every: int = 50
+    log_every: int = 50  # updates between training-loss records (metrics.jsonl, train.log)
     max_nan_steps: int = 10  # consecutive non-finite losses before training stops
     threads: int = 0  # torch intra-op threads (0: torch's default)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
@@ -131,6 +132,7 @@ class TrainConfig:
     onednn_cache: int = 16  # oneDNN primitive-cache entries (< 0: oneDNN's 1,024); bounds RSS (README)
     malloc_mmap_kib: int = 0  # > 0 (glibc): mmap blocks this big, so freed ones leave RSS (slower; README)
     keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
+    tensorboard: bool = False  # also write metrics.jsonl's records as TensorBoard events (RUN/tensorboard; extra)
 
     def __post_init__(self) -> None:
         _check(self.max_tokens >= 1, "max_tokens must be >= 1")
@@ -158,9 +160,9 @@ class DecodeConfig:
     batch_size: int = 64  # sentences per batch (output does not depend on it)
     length_penalty: float = 1.0  # hypothesis score = log-prob / length**length_penalty
     max_len_a: float = 2.0  # output length limit: a * source_length + b pieces
-    max_len_b: int = 10
+    max_len_b: int = 10  # (see max_len_a)
     max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
-    n_best: int = 1
+    n_best: int = 1  # hypotheses printed per sentence (index<TAB>score<TAB>text when > 1)
     stopping: Literal["bound", "beam"] = "bound"  # beam search: see search.py (beam: stop at beam_size finished)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
     shortlist: int = 0  # > 0: score only the k pieces most associated with each source piece (+ frequent)
@@ -235,17 +237,30 @@ def from_dict(cls: type[C], values: dict[str, Any]) -> C:
 
 
 def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read a TOML file with [data]/[model]/[train]/[decode] tables (each optional)."""
+    """Read a TOML file with [data]/[model]/[train]/[decode] tables (each optional), e.g. a run
+    folder's config.toml (`write_toml`)."""
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"{path}: {err}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        hint = " (a run's settings to reuse: RUN/config.toml)" if str(path).endswith(".json") else ""
+        raise ConfigError(f"{path}: {err}{hint}") from None
     for section in raw:
         if section not in SECTIONS:
             close = difflib.get_close_matches(section, list(SECTIONS), n=1)
             hint = f"; did you mean [{close[0]}]?" if close else ""
             raise ConfigError(f"{path}: unknown section [{section}]{hint}")
     return raw
+
+
+def toml_text(cfgs: dict[str, Any], header: str = "") -> str:
+    """Config dataclasses as TOML tables ({"train": TrainConfig(...), ...}) that `load_toml` reads back."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for section, cfg in cfgs.items():
+        lines += ["", f"[{section}]"]
+        for key, value in to_dict(cfg).items():
+            text = str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, float) else None
+            lines.append(f"{key} = {text or json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -257,12 +272,23 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def field_help(cls: type) -> dict[str, str]:
+    """Each field's comment in this file's source (`name: type = default  # comment`): the --help text."""
+    import inspect
+    import re
+
+    comments = re.findall(r"^    (\w+): [^#\n]+?  # (.+)$", inspect.getsource(cls), flags=re.MULTILINE)
+    return dict(comments)
+
+
 def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one `--flag` per field of `cls`; defaults stay None so a TOML file can sit below."""
+    """Add one `--flag` per field of `cls`, its help from the field's comment; defaults stay None so
+    a TOML file can sit below."""
     group = parser.add_argument_group(f"{cls.__name__} options")
-    hints = typing.get_type_hints(cls)
+    hints, notes = typing.get_type_hints(cls), field_help(cls)
     for f in fields(cls):
-        tp, help_ = hints[f.name], f"(default: {f.default})"
+        tp = hints[f.name]
+        help_ = f"{notes.get(f.name, '')} (default: {f.default})".lstrip().replace("%", "%%")
         if tp is bool:
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, help=help_)
         elif typing.get_origin(tp) is Literal:

@@ -1,5 +1,9 @@
-"""The error types the command line turns into one clear line and exit status 2 (with ConfigError in
-config.py and HardwareError in hardware.py). Torch-free, like everything the NumPy runtime imports."""
+"""How the toolkit reports: the error types the command line turns into one clear line and exit
+status 2 (with ConfigError in config.py and HardwareError in hardware.py), and the format of its
+log lines (terminal and RUN/train.log). Torch-free, like everything the NumPy runtime imports."""
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 class CorpusError(ValueError):

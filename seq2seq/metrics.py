@@ -67,7 +67,9 @@ def bleu_metric(tokenize: str = "13a") -> sacrebleu.metrics.BLEU:
         return sacrebleu.metrics.BLEU(tokenize=tokenize)
     except (ImportError, RuntimeError, ValueError) as err:  # the tokenizer's optional package is missing
         why = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        raise ConfigError(f"BLEU tokenizer {tokenize!r} cannot run here: {why} (pip install 'sacrebleu[ja]' or [ko])") from None
+        raise ConfigError(
+            f"BLEU tokenizer {tokenize!r} cannot run here: {why} (pip install 'sacrebleu[ja]' or [ko])"
+        ) from None
 
 
 def bleu_signature(tokenize: str = "13a") -> str:

@@ -5,17 +5,54 @@ a validation split) before training starts or resumes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, ModelFile, ResumeState, read_resume, write_model_checkpoint
-from .config import DataConfig, TrainConfig, from_dict, to_dict
-from .errors import CorpusError, RunFolderError
+from .config import ConfigError, DataConfig, TrainConfig, from_dict, to_dict, toml_text
+from .errors import LOG_FORMAT, TIME_FORMAT, CorpusError, RunFolderError
 from .model import Seq2Seq
 from .prepared import MANIFEST, Prepared
 from .shortlist import Lexicon
 from .tokenizer import Tokenizer
+
+
+@contextlib.contextmanager
+def run_log(run: Path, write: bool = True) -> Iterator[None]:
+    """Copy the `seq2seq` log (INFO and up, with timestamps) to RUN/train.log while training
+    (appended to on resume), whatever the terminal shows (`--quiet`, progress bars)."""
+    if not write:
+        yield
+        return
+    logger = logging.getLogger("seq2seq")
+    handler = logging.FileHandler(run / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, TIME_FORMAT))
+    handler.setLevel(logging.INFO)
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)  # the file gets INFO; a terminal handler may still show less
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+
+
+def tensorboard_writer(folder: Path | None = None) -> Any:
+    """torch's TensorBoard SummaryWriter for `folder` (None: only check that it can be made); without
+    the tensorboard package a ConfigError."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(str(folder)) if folder else None
 
 
 class RunFiles:
@@ -24,11 +61,14 @@ class RunFiles:
     With `write=False` (ranks > 0 of multi-process training) nothing is written; checks still run.
     """
 
-    def __init__(self, run: Path, write: bool = True) -> None:
+    def __init__(self, run: Path, write: bool = True, tensorboard: bool = False) -> None:
         self.run = run
         self.metrics = run / "metrics.jsonl"
         self.last = run / "last.pt"
         self.write = write
+        self.tensorboard, self.events = tensorboard and write, None
+        if self.tensorboard:
+            tensorboard_writer()  # no tensorboard package: a ConfigError before any training
 
     def save(self, weights: ModelFile, resume: ResumeState, best: bool = False, keep: int = 0) -> None:
         """last.pt (resumable); best.pt too if `best`; with `keep` > 0 also stepNNNNNNN.pt, of which
@@ -56,6 +96,12 @@ class RunFiles:
             return
         with open(self.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard and record["type"] in ("train", "valid"):  # the same numbers, as scalars
+            self.events = self.events or tensorboard_writer(self.run / "tensorboard")
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self.events.add_scalar(f"{record['type']}/{key}", value, record["step"])
+            self.events.flush()
 
     def clear(self, overwrite: bool) -> None:
         """Start afresh: refuse if a trained model is here (unless `overwrite`), else drop old outputs."""
@@ -67,8 +113,9 @@ class RunFiles:
             )
         if not self.write:
             return
-        for old in [last, self.run / "best.pt", self.metrics, *self.step_files()]:
+        for old in [last, self.run / "best.pt", self.metrics, self.run / "train.log", *self.step_files()]:
             old.unlink(missing_ok=True)
+        shutil.rmtree(self.run / "tensorboard", ignore_errors=True)
 
     def truncate(self, step: int) -> None:
         """Drop records after `step` (written by a run that was killed before its next checkpoint), and
@@ -88,10 +135,15 @@ class RunFiles:
             self.metrics.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
 
     def write_config(self, cfgs: dict[str, Any]) -> None:
+        """config.json (every setting, and the precision chosen with its reason) and config.toml (the
+        [data] [model] [train] tables: `seq2seq train --config RUN/config.toml` runs the same again)."""
         if not self.write:
             return
         text = json.dumps({k: to_dict(v) for k, v in cfgs.items()}, indent=2)
         (self.run / "config.json").write_text(text + "\n", encoding="utf-8")
+        tables = {name: cfgs[name] for name in ("data", "model", "train")}
+        header = f"The settings of {self.run}: seq2seq train --config {self.run / 'config.toml'} ... trains it again."
+        (self.run / "config.toml").write_text(toml_text(tables, header), encoding="utf-8")
 
 
 def read_metrics(path: str | Path) -> dict[str, list[dict[str, Any]]]:

@@ -257,7 +257,7 @@ def search(
 
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
-    bar = tqdm(total=len(order), desc="translate", unit="sent", disable=not progress, leave=False)
+    bar = tqdm(total=len(order), desc="translate", unit="sent", disable=None if progress else True, leave=False)
     for start in range(0, len(order), cfg.batch_size):
         idx = order[start : start + cfg.batch_size]
         seqs = [[*src_ids[i][: cfg.max_src_len], EOS_ID] for i in idx]

@@ -49,7 +49,7 @@ from .progress import (
     nan_stop,
     stop_reason,
 )
-from .runfiles import RunFiles, check_resumable, check_val_split, model_file
+from .runfiles import RunFiles, check_resumable, check_val_split, model_file, run_log
 from .scale import distributed
 from .scale.distributed import Dist
 from .shortlist import build_lexicon
@@ -57,6 +57,7 @@ from .translate import search
 from .updater import Updater
 
 log = logging.getLogger("seq2seq")
+progress_log = logging.getLogger("seq2seq.progress")  # what the progress bar shows, for logs (train.log, nohup)
 
 
 def _validate(
@@ -171,7 +172,8 @@ class Trainer:
         """Train until a stop condition; checkpoints at every validation and at the end."""
         cfg, st = self.cfg, self.st
         self._log_start()
-        bar = tqdm(total=cfg.max_steps or None, initial=st.step, desc="train", unit="step", disable=not self.progress)
+        bar = tqdm(total=cfg.max_steps or None, initial=st.step, desc="train", unit="step",
+                   disable=None if self.progress else True)  # only on a terminal  # fmt: skip
         self.meter, self.saved_at = _Meter(), st.step
         (stop,) = self.dist.agree(self._stop(None) or early_stop(cfg, st))  # a resumed run may be finished already
         self.up.model.train()
@@ -264,7 +266,8 @@ class Trainer:
                         "torch": torch.__version__, "threads": torch.get_num_threads()})  # fmt: skip
         signature = bleu_signature(self.cfg.bleu_tokenize) if self.cfg.valid_bleu_sentences else None
         self.files.log({"type": "selection", "step": st.step, "best_metric": self.cfg.best_metric,
-                        "val_bleu_signature": signature, "val_bleu_sentences": self.cfg.valid_bleu_sentences})  # fmt: skip
+                        "val_bleu_signature": signature,
+                        "val_bleu_sentences": self.cfg.valid_bleu_sentences})  # fmt: skip
 
     def _log_train(self, bar: tqdm, norm: float) -> None:
         loss, tok_s = self.meter.read()
@@ -272,6 +275,8 @@ class Trainer:
                "lr": self.up.lr, "grad_norm": round(norm, 4), "tgt_tok_s": round(tok_s, 1),
                "tokens": self.st.tokens, "elapsed_s": self.clock.elapsed()}  # fmt: skip
         self.files.log(rec)
+        progress_log.info("update %d: loss %.4f  lr %.3g  grad_norm %.3f  %.0f tgt tok/s", rec["step"], rec["loss"],
+                          rec["lr"], rec["grad_norm"], rec["tgt_tok_s"])  # fmt: skip
         bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tgt_tok_s']:.0f}", lr=f"{rec['lr']:.2g}")
 
     def validate_and_save(self) -> str | None:
@@ -348,11 +353,13 @@ def train(
         prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load
         check_val_split(prepared)  # before the first update, not at the first validation
         updater = Updater.build(model_cfg or ModelConfig(), prepared.vocab, cfg, dev, dist)
-        trainer = Trainer(prepared, updater, RunFiles(prepared.run, write=dist.main), clock, opts.progress)
+        files = RunFiles(prepared.run, write=dist.main, tensorboard=cfg.tensorboard)
+        trainer = Trainer(prepared, updater, files, clock, opts.progress)
         if opts.resume:
             trainer.resume(opts.reset_optimizer)
         else:
             trainer.files.clear(opts.overwrite)
-        return trainer.run()
+        with run_log(prepared.run, write=dist.main):
+            return trainer.run()
     finally:
         distributed.teardown(dist)

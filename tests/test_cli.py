@@ -189,3 +189,85 @@ def test_validation_bleu_uses_the_runs_tokenizer_and_records_its_signature(tmp_p
     selection = next(r for r in records if r["type"] == "selection")
     assert selection["best_metric"] == "bleu" and "tok:char" in selection["val_bleu_signature"]
     assert json.loads((run / "config.json").read_text())["train"]["bleu_tokenize"] == "char"
+
+
+def test_config_toml_of_a_run_trains_the_same_run_again(trained, tmp_path: Path) -> None:
+    """`train --config RUN/config.toml` reproduces the run: same settings, same weights."""
+    import torch
+
+    data, run = trained
+    again = tmp_path / "again"
+    code, _ = run_cli("train", "--config", run / "config.toml", "--data", data, "--src", "xx", "--tgt", "yy",
+                      "--out", again)  # fmt: skip
+    assert code == 0
+    first, second = (json.loads((r / "config.json").read_text()) for r in (run, again))
+    assert {k: first[k] for k in ("data", "model", "train")} == {k: second[k] for k in ("data", "model", "train")}
+    a, b = (torch.load(r / "best.pt", weights_only=True)["model"] for r in (run, again))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    # a flag still overrides the file
+    code, _ = run_cli("train", "--config", run / "config.toml", "--data", data, "--src", "xx", "--tgt", "yy",
+                      "--out", tmp_path / "other", "--max-steps", "3")  # fmt: skip
+    assert code == 0 and json.loads((tmp_path / "other" / "config.json").read_text())["train"]["max_steps"] == 3
+
+
+def test_config_json_given_as_config_says_to_use_the_toml(trained, capsys) -> None:
+    data, run = trained
+    code = main(["train", "--config", str(run / "config.json"), "--data", str(data), "--src", "xx", "--tgt", "yy",
+                 "--out", str(run)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "RUN/config.toml" in err
+
+
+def test_train_log_has_timestamped_lines_and_quiet_keeps_the_terminal_to_warnings(trained, tmp_path: Path) -> None:
+    data, run = trained
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING) "
+    text = (run / "train.log").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines and all(__import__("re").match(stamp, line) for line in lines)
+    assert "update 5: loss" in text and "update 20: val_loss" in text and "stopped after 20 updates" in text
+
+    cmd = [sys.executable, "-m", "seq2seq", "train", "--data", str(data), "--src", "xx", "--tgt", "yy",
+           "--out", str(tmp_path / "q"), "--vocab-size", "40", "--emb-size", "8", "--enc-hidden", "8",
+           "--dec-hidden", "16", "--max-steps", "4", "--valid-every", "2", "--log-every", "1",
+           "--max-tokens", "300"]  # fmt: skip
+    loud = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert loud.returncode == 0, loud.stderr
+    assert "\r" not in loud.stderr  # not a terminal: no progress-bar frames ...
+    assert "INFO update 3: loss" in loud.stderr  # ... but the lines the bar would show
+    quiet = subprocess.run([*cmd, "--overwrite", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "INFO" not in quiet.stderr and "\r" not in quiet.stderr
+    assert "update 3: loss" in (tmp_path / "q" / "train.log").read_text()  # the file still has everything
+
+
+def test_tensorboard_events_hold_the_metrics_records(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = write_corpus(tmp_path / "data", n_train=40, n_val=8, n_test=4)
+    run = tmp_path / "run"
+    code, _ = run_cli("train", "--data", data, "--src", "xx", "--tgt", "yy", "--out", run, "--vocab-size", "30",
+                      "--emb-size", "8", "--enc-hidden", "8", "--dec-hidden", "16", "--max-steps", "4",
+                      "--valid-every", "2", "--log-every", "1", "--max-tokens", "200", "--tensorboard")  # fmt: skip
+    assert code == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if r["type"] == "train"]
+    assert [round(e.value, 5) for e in events.Scalars("train/loss")] == pytest.approx(losses)
+    assert [e.step for e in events.Scalars("valid/val_loss")] == [2, 4]
+
+
+def test_every_flag_explains_itself_and_version_is_printed(capsys) -> None:
+    from seq2seq.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for name, command in commands.items():
+        for action in command._actions:
+            text = (action.help or "").strip()
+            assert text and not text.startswith("(default"), f"seq2seq {name} {action.option_strings}: no help text"
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    import seq2seq
+
+    assert capsys.readouterr().out.strip() == f"seq2seq {seq2seq.__version__}"

@@ -32,7 +32,7 @@ def test_first_translation_appears_before_stdin_is_closed(run_dir: Path) -> None
             proc.stdin.write(f"{sentence}\n".encode())
             proc.stdin.flush()
             got: list[bytes] = []
-            reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()))
+            reader = threading.Thread(target=lambda out=got: out.append(proc.stdout.readline()))
             reader.start()
             reader.join(timeout=60)
             assert got == [f"{want}\n".encode()], "no output while stdin was open"

@@ -74,7 +74,9 @@ def test_a_str_gives_a_str_and_a_list_gives_a_list(translator: Translator) -> No
     one = translator.translate("blue house red tree")
     assert isinstance(one, str) and one == translator.translate(["blue house red tree"])[0]
     assert translator.translate("") == ""
-    assert translator.translate("red cat", beam_size=1) == translator.translate(["red cat"], DecodeConfig(beam_size=1))[0]
+    assert (
+        translator.translate("red cat", beam_size=1) == translator.translate(["red cat"], DecodeConfig(beam_size=1))[0]
+    )
 
 
 def test_decode_options_as_keywords_equal_a_decode_config(translator: Translator) -> None:
@@ -83,7 +85,9 @@ def test_decode_options_as_keywords_equal_a_decode_config(translator: Translator
     assert by_keywords == by_config
     # keywords override the config's fields; the config itself is left alone
     cfg = DecodeConfig(beam_size=4, batch_size=2)
-    assert translator.translate(SENTENCES, cfg, beam_size=1) == translator.translate(SENTENCES, DecodeConfig(beam_size=1))
+    assert translator.translate(SENTENCES, cfg, beam_size=1) == translator.translate(
+        SENTENCES, DecodeConfig(beam_size=1)
+    )
     assert cfg.beam_size == 4
     assert translator.describe()["engine"] == "torch" and translator.describe()["src_lang"] == "xx"
 

@@ -72,13 +72,14 @@ def stream_translate(
     write: Callable[[str], object],
     flush: Callable[[], object],
     cfg: DecodeConfig,
-    progress_from: int = 256,
+    progress: bool = True,
 ) -> int:
     """Translate each chunk as it comes and write its output lines (`Translating.translate_lines`:
-    n-best lines keep the input's global line index); returns the number of input lines."""
+    n-best lines keep the input's global line index); returns the number of input lines. A progress
+    bar (on a terminal) for chunks of 256 lines and more."""
     done = 0
     for batch in chunks_:
-        out = translator.translate_lines(batch, cfg, progress=len(batch) >= progress_from, first_index=done)
+        out = translator.translate_lines(batch, cfg, progress=progress and len(batch) >= 256, first_index=done)
         write("".join(line + "\n" for line in out))
         flush()
         done += len(batch)
