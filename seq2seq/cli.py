@@ -208,6 +208,14 @@ def cmd_hardware(args: argparse.Namespace) -> None:
     print(info[args.get] if args.get else "\n".join(f"{key}: {value}" for key, value in info.items()))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import ServeLimits
+    from .serve.server import serve
+
+    cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
+    serve(args.checkpoint, args.host, args.port, args.device, cfg, from_flags(ServeLimits, args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -288,6 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peers", help="peers.json with the peers' figures per CPU kind, for the ratios (optional)")
     p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
     p.set_defaults(func=cmd_benchmark)
+
+    from .serve import ServeLimits
+
+    p = sub.add_parser("serve", help="an HTTP JSON translation server: POST /translate, GET /health (docs/serving.md)")
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: a free one, printed)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
+    p.add_argument("--config", help="TOML file with a [decode] table: the default decode settings")
+    add_flags(p, DecodeConfig)  # the defaults; a request's JSON may override any of them
+    add_flags(p, ServeLimits)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("hardware", help="what this machine is and which device and precision the toolkit picks on it")
     p.add_argument("--device", default="auto", help="auto (default: a CUDA GPU if there is one), cpu, cuda, ...")
