@@ -106,11 +106,11 @@ class Translating:
         cfg: DecodeConfig | None = None,
         keep_attention: bool = False,
         progress: bool = False,
+        **options: Any,
     ) -> list[list[tuple[str, Hypothesis]]]:
-        """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses."""
-        from .config import DecodeConfig
-
-        cfg = cfg or DecodeConfig()
+        """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses. Decode
+        options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`)."""
+        cfg = decode_config(cfg, options)
         texts = [clean(s) for s in sentences]
         live = [i for i, s in enumerate(texts) if s]
         src_ids = self.src_tok.encode([texts[i] for i in live])

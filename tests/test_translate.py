@@ -323,3 +323,10 @@ def test_shortlist_needs_a_lexicon(translator: Translator) -> None:
     bare = Translator(translator.model, translator.src_tok, translator.tgt_tok)
     with pytest.raises(ValueError, match="lexicon"):
         bare.translate(["red cat"], DecodeConfig(shortlist=5))
+
+
+def test_translate_nbest_takes_decode_options_as_keywords(translator: Translator) -> None:
+    by_keywords = translator.translate_nbest(["red cat", "blue house"], beam_size=4, n_best=3)
+    by_config = translator.translate_nbest(["red cat", "blue house"], DecodeConfig(beam_size=4, n_best=3))
+    assert [[t for t, _ in hyps] for hyps in by_keywords] == [[t for t, _ in hyps] for hyps in by_config]
+    assert all(len(hyps) == 3 for hyps in by_keywords)
