@@ -3,14 +3,14 @@
 # every variant trains from the same prepared data and seed for $STEPS updates (the anneal
 # schedule runs over the steps), $JOBS at a time with one thread each, and is scored on the
 # validation split with beam 5 (tuning never looks at the test split).
-# Knobs: DATA (default ../shared/data/multi30k), OUT (default checkpoints/ablation), STEPS
+# Knobs: DATA (default data/multi30k), OUT (default checkpoints/ablation), STEPS
 # (default 1000), JOBS (default 2), BASE (a run folder prepared by preprocess.sh to copy the
 # tokenizers and encoded data from; default: prepare once into $OUT/prepared),
 # VARIANTS (names to run, default all). Tokenizer variants prepare their own data (PREP flags);
 # the others reuse BASE. Prints one line per variant and writes $OUT/ablation.tsv.
 set -euo pipefail
 here="$(dirname "$0")"
-export DATA=${DATA:-../shared/data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
+export DATA=${DATA:-data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
 OUT=${OUT:-checkpoints/ablation} STEPS=${STEPS:-1000} JOBS=${JOBS:-2}
 declare -A FLAGS=(
   [baseline]=""

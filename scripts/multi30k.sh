@@ -6,13 +6,14 @@
 #     embeddings), dropout 0.2, batches of <= 4,000 tokens, 15 minutes.
 #   GPU (DEVICE=cuda, or found by DEVICE=auto): a 12.8 M-parameter model (emb 512, 2-layer bi-LSTM 2x256,
 #     2-layer LSTM decoder 512), dropout 0.3, batches of <= 8,000 tokens, 4 minutes.
-# Knobs: DATA (default ../shared/data/multi30k), RUN, MINUTES, TEST_SPLIT, DEVICE (default cpu; auto: a CUDA
+# Knobs: DATA (default data/multi30k, from `scripts/download.sh`), RUN, MINUTES, TEST_SPLIT, DEVICE (default cpu; auto: a CUDA
 # GPU if there is one); extra flags go to train.
 set -euo pipefail
 here="$(dirname "$0")"
 source "$here/env.sh"
-export DATA=${DATA:-../shared/data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
-export TEST_SPLIT=${TEST_SPLIT:-test_2016_flickr} RUN=${RUN:-checkpoints/multi30k.$SRC-$TGT}
+export DATA=${DATA:-data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
+source "$here/knobs.sh"  # TEST_SPLIT: test, or test_2016_flickr where DATA has it
+export TEST_SPLIT RUN=${RUN:-checkpoints/multi30k.$SRC-$TGT}
 device=$(seq2seq hardware --device "${DEVICE:-cpu}" --get device)  # exits 2 on a device that is not here
 if [[ $device == cuda* ]]; then
   recipe=(--max-minutes "${MINUTES:-4}" --emb-size 512 --enc-hidden 256 --enc-layers 2 --dec-hidden 512

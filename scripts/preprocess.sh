@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare run folder $RUN from $DATA/{split}.{lang}: clean, SentencePiece, encoded caches.
-# Example: DATA=../shared/data/multi30k SRC=de TGT=en scripts/preprocess.sh --vocab-size 8000
+# Example: DATA=data/multi30k SRC=de TGT=en scripts/preprocess.sh --vocab-size 8000
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
