@@ -257,8 +257,9 @@ class Trainer:
     def _log_start(self) -> None:
         """A log line, config.json (with the precision chosen) and the `hardware` record."""
         up, st = self.up, self.st
-        log.info("model: %s parameters; %d training pairs; run folder %s",
-                 f"{count_parameters(up.model):,}", self.train_pairs, self.files.run)  # fmt: skip
+        log.info("model: %s parameters; %d training pairs; run folder %s; device %s, precision %s",
+                 f"{count_parameters(up.model):,}", self.train_pairs, self.files.run, up.device,
+                 up.precision)  # fmt: skip
         cfgs = {"data": self.prepared.cfg, "model": up.model.cfg, "train": self.cfg, "precision": up.precision}
         self.files.write_config(cfgs)
         self.files.log({"type": "hardware", "step": st.step, "device": str(up.device), "precision": up.precision.name,
