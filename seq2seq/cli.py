@@ -254,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     help_ = "translate sentences (stdin, line by line as they arrive, or --input), one output line per input line"
     p = sub.add_parser("translate", help=help_)
-    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch)")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="MODEL",
+                   help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch); several: an ensemble "
+                   "(the mean of their log-probs; same vocabularies)")  # fmt: skip
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")

@@ -17,7 +17,7 @@ log = logging.getLogger("seq2seq")
 
 if TYPE_CHECKING:
     from .config import DecodeConfig
-    from .search import Hypothesis
+    from .search import Engine, Hypothesis
     from .tokenizer import Tokenizer
 
 
@@ -98,6 +98,10 @@ class Translating:
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
     ) -> list[list[Hypothesis]]:
         """The n-best hypotheses for each source (piece ids without EOS), in input order."""
+        raise NotImplementedError
+
+    def search_engine(self, cfg: DecodeConfig) -> Engine:
+        """The search engine (search.py) that `search` runs for `cfg`: what an ensemble combines."""
         raise NotImplementedError
 
     def translate_nbest(

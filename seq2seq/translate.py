@@ -116,4 +116,8 @@ class Translator(Translating):
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
     ) -> list[list[Hypothesis]]:
         """The n-best hypotheses for each source (piece ids without EOS), in input order."""
-        return search(self.model, src_ids, cfg, keep_attention, progress, self.lexicon)
+        return search_ids(self.search_engine(cfg), src_ids, cfg, keep_attention, progress)
+
+    def search_engine(self, cfg: DecodeConfig) -> TorchEngine:
+        """The model as a search engine for `cfg` (its shortlist and precision)."""
+        return TorchEngine(self.model, cfg, self.lexicon)

@@ -245,8 +245,12 @@ class RuntimeTranslator(Translating):
         self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
     ) -> list[list[Hypothesis]]:
         """search.search with this network: sort by length, batch, search, restore the input order."""
+        return search(self.search_engine(cfg), src_ids, cfg, keep_attention, progress)
+
+    def search_engine(self, cfg: DecodeConfig) -> Network:
+        """The network itself is the engine; settings it cannot run are a ConfigError."""
         self.check(cfg)
-        return search(self.net, src_ids, cfg, keep_attention, progress)
+        return self.net
 
     def check(self, cfg: DecodeConfig) -> None:
         """The runtime decodes in fp32 (`auto` means fp32 here) over the full vocabulary."""

@@ -1,0 +1,148 @@
+"""Ensembles: several models with one vocabulary, searched as one (`seq2seq translate --checkpoint A B C`).
+
+`EnsembleEngine` wraps any search engines (search.py): the torch model's `TorchEngine` and the NumPy
+runtime's `Network` alike, since all the search sees is NumPy log-probs. So it lives beside the
+engines rather than in translate.py, and imports neither torch nor the model: an ensemble of
+exported `.npz` models translates without torch, and `.pt` and `.npz` members mix freely.
+`EnsembleTranslator` is its text side, built from loaded translators (`load_translator` with
+several paths), which must share both SentencePiece models and languages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import ConfigError, DecodeConfig
+from ..errors import CheckpointError
+from ..search import Engine, Hypothesis, search
+from ..text import Translating
+
+
+class EnsembleEngine:
+    """Several engines as one: the next piece is scored with the mean of the members' log-probs.
+
+    Each step returns (log p_1 + ... + log p_N) / N, summed in float32 in member order: a log-linear
+    mix (the log of the members' geometric mean), not renormalised, so its exponentials sum to at
+    most 1 per row. Hypothesis scores are sums of these, that is the mean of the members' own
+    sequence log-probabilities (then length-normalised as usual). One member gives exactly its
+    own log-probs, a model twice exactly that model's. Attention is the mean of the members'
+    weights; memory and state are tuples with one entry per member, and `select` takes the same
+    rows of each. The members must score the same target vocabulary (`EnsembleTranslator`
+    checks it) in full: a member that maps its outputs through a shortlist is refused.
+    """
+
+    def __init__(self, engines: Sequence[Engine]) -> None:
+        if not engines:
+            raise ValueError("an ensemble needs at least one engine")
+        self.engines = tuple(engines)
+
+    def encode(self, src_ids: list[list[int]]) -> tuple[tuple[Any, ...], tuple[Any, ...], None]:
+        memories, states = [], []
+        for engine in self.engines:
+            memory, state, vocab = engine.encode(src_ids)
+            if vocab is not None:
+                raise ConfigError("shortlist decoding does not combine with an ensemble: drop --shortlist")
+            memories.append(memory)
+            states.append(state)
+        return tuple(memories), tuple(states), None
+
+    def step(
+        self, prev_ids: np.ndarray, state: tuple[Any, ...], memory: tuple[Any, ...]
+    ) -> tuple[np.ndarray, tuple[Any, ...], np.ndarray]:
+        outs = [engine.step(prev_ids, s, m) for engine, s, m in zip(self.engines, state, memory)]
+        log_probs = _mean([out[0] for out in outs])
+        weights = _mean([out[2] for out in outs])
+        return log_probs, tuple(out[1] for out in outs), weights
+
+    def select(self, obj: tuple[Any, ...], rows: np.ndarray) -> tuple[Any, ...]:
+        return tuple(engine.select(part, rows) for engine, part in zip(self.engines, obj))
+
+
+def _mean(arrays: Sequence[Any]) -> np.ndarray:
+    """The float32 mean of equally shaped arrays, as a new array (the search writes into what step returns)."""
+    total = np.array(arrays[0], dtype=np.float32)  # a copy
+    for a in arrays[1:]:
+        total += np.asarray(a, dtype=np.float32)
+    if len(arrays) > 1:
+        total /= np.float32(len(arrays))
+    return total
+
+
+def check_same_vocabulary(members: Sequence[Translating], names: Sequence[str]) -> None:
+    """Every member must have the first one's languages (where both files say) and SentencePiece
+    models, byte for byte: else one CheckpointError naming both files and the side that differs."""
+    first, first_name = members[0], names[0]
+    for member, name in zip(members[1:], names[1:]):
+        for side, lang, theirs in (("source", first.src_lang, member.src_lang),
+                                   ("target", first.tgt_lang, member.tgt_lang)):  # fmt: skip
+            if lang and theirs and lang != theirs:
+                raise CheckpointError(
+                    f"{name}: {side} language {theirs}, but {first_name} has {lang}: ensembled models share languages"
+                )
+        for side, tok, other in (("source", first.src_tok, member.src_tok), ("target", first.tgt_tok, member.tgt_tok)):
+            if tok.model_proto != other.model_proto:
+                raise CheckpointError(
+                    f"{name}: its {side} vocabulary (SentencePiece model) differs from {first_name}'s: "
+                    "ensembled models must share both vocabularies"
+                )
+
+
+class EnsembleTranslator(Translating):
+    """Translating with the mean of several models' log-probs (`EnsembleEngine`); N models take
+    about N times as long as one. `names` (default `model 1`, ...) name the members in errors."""
+
+    engine = "ensemble"
+
+    def __init__(self, members: Sequence[Translating], names: Sequence[str | Path] | None = None) -> None:
+        if not members:
+            raise ConfigError("an ensemble needs at least one model")
+        self.members = tuple(members)
+        self.names = [str(n) for n in names or [f"model {i}" for i in range(1, len(members) + 1)]]
+        if len(self.names) != len(self.members):
+            raise ValueError(f"{len(self.members)} models but {len(self.names)} names")
+        check_same_vocabulary(self.members, self.names)
+        first = self.members[0]
+        self.src_tok, self.tgt_tok = first.src_tok, first.tgt_tok
+        self.src_lang, self.tgt_lang = first.src_lang, first.tgt_lang
+
+    @classmethod
+    def load(cls, paths: Sequence[str | Path], device: str = "cpu") -> EnsembleTranslator:
+        """Load each model file (.pt or .npz, as `load_translator` does) and check their vocabularies."""
+        from . import load_model
+
+        return cls([load_model(path, device) for path in paths], paths)
+
+    def check(self, cfg: DecodeConfig) -> None:
+        """No shortlist (the members' shortlists could differ); else what every member can run."""
+        if cfg.shortlist:
+            raise ConfigError(f"--shortlist does not combine with an ensemble ({len(self.members)} models): drop it")
+        for member in self.members:
+            member.check(cfg)
+
+    def search_engine(self, cfg: DecodeConfig) -> EnsembleEngine:
+        """The members' engines as one; settings a member cannot run, or a shortlist, are one-line errors."""
+        self.check(cfg)
+        return EnsembleEngine([member.search_engine(cfg) for member in self.members])
+
+    def search(
+        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
+    ) -> list[list[Hypothesis]]:
+        """The n-best hypotheses for each source under the ensemble's scores, in input order."""
+        return search(self.search_engine(cfg), src_ids, cfg, keep_attention, progress)
+
+    def describe(self) -> dict[str, Any]:
+        """As for one model, with `engine` saying `ensemble of N models (torch, numpy)` and the member files."""
+        parts = [member.describe() for member in self.members]
+        engines = ", ".join(dict.fromkeys(str(p["engine"]) for p in parts))
+        where = {key: ", ".join(dict.fromkeys(str(p[key]) for p in parts)) for key in ("device", "precision")}
+        return {
+            "engine": f"ensemble of {len(parts)} models ({engines})",
+            "models": list(self.names),
+            "src_lang": self.src_lang,
+            "tgt_lang": self.tgt_lang,
+            **where,
+        }
