@@ -127,11 +127,16 @@ def cmd_gradflow(args: argparse.Namespace) -> None:
 
 
 def cmd_memory_span(args: argparse.Namespace) -> None:
-    from .lab.memory_span import DEFAULT_DELAYS, QUICK, SpanSettings, format_result, run_memory_span, settings_with
+    from dataclasses import fields
 
-    settings = settings_with(QUICK if args.quick else SpanSettings(), steps=args.steps, gate_bias=args.gate_bias)
-    delays = tuple(args.delays) if args.delays else DEFAULT_DELAYS
-    result = run_memory_span(args.out, args.cells, delays, args.quick, args.seed, settings, args.workers)
+    from .lab.memory_span import format_result, run_memory_span, settings_with
+    from .lab.span_settings import QUICK, SpanSettings
+
+    changes = {f.name: getattr(args, f.name) for f in fields(SpanSettings)}
+    settings = settings_with(QUICK if args.quick else SpanSettings(), **changes)
+    result = run_memory_span(
+        args.out, args.task, args.cells, args.delays, args.quick, args.seed, settings, args.workers
+    )
     print(format_result(result))
 
 
@@ -163,19 +168,22 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.set_defaults(func=cmd_gradflow)
 
-    from .config import DEFAULT_DELAYS, QUICK, SpanSettings
+    from .lab.span_settings import CELLS, DEFAULT_DELAYS, DEFAULT_TASKS, QUICK_DELAYS, TASKS, SpanSettings
 
-    delays, steps = " ".join(map(str, DEFAULT_DELAYS)), f"{SpanSettings.steps}; quick: {QUICK.steps}"
-    p = sub.add_parser("memory-span", help="how many steps RNN, GRU and LSTM remember at equal parameter budgets")
-    p.add_argument("--out", default="checkpoints/memory_span", help="folder for memory_span.{csv,json,png}")
+    delays = f"{' '.join(map(str, DEFAULT_DELAYS))}; quick: {' '.join(map(str, QUICK_DELAYS))}"
+    p = sub.add_parser("memory-span", help="over how many steps RNN, GRU and LSTM carry information (docs/science.md)")
+    p.add_argument(
+        "--out", default="checkpoints/memory_span", help="folder for memory_span.{json,csv,png}, gradient_flow.png"
+    )
     p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 minute)")
-    p.add_argument("--cells", nargs="+", choices=("rnn", "gru", "lstm"), default=["rnn", "gru", "lstm"],
-                   help="cells to compare (default: all three)")  # fmt: skip
-    p.add_argument("--delays", nargs="+", type=int, help=f"delays D to test (default: {delays})")
-    p.add_argument("--steps", type=int, help=f"training budget per cell and delay (default: {steps})")
-    p.add_argument("--gate-bias", type=float, help="add to LSTM forget / GRU update gate biases at init (default: 0)")
+    p.add_argument("--task", nargs="+", choices=TASKS, default=list(DEFAULT_TASKS),
+                   help="recall (K symbols, D blanks, recall); copy (Arjovsky et al. 2016); adding "
+                   "(Hochreiter & Schmidhuber 1997) (default: recall adding)")  # fmt: skip
+    p.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS), help="cells to compare (default: all)")
+    p.add_argument("--delays", nargs="+", type=int, help=f"delays D, tried in increasing order (default: {delays})")
     p.add_argument("--workers", type=int, help="parallel processes (default: CPU cores, at most 2)")
     p.add_argument("--seed", type=int, default=1234, help="random seed of tasks and models (default: 1234)")
+    add_flags(p, SpanSettings)
     p.set_defaults(func=cmd_memory_span)
 
 

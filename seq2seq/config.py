@@ -177,29 +177,6 @@ class DecodeConfig:
         _check(self.shortlist >= 0 and self.shortlist_frequent >= 0, "shortlist sizes must be >= 0")
 
 
-@dataclass(frozen=True)
-class SpanSettings:
-    """The memory-span experiment (memory_span.py): task and training budget, the same for every cell and delay."""
-
-    n_symbols: int = 3  # symbols to remember (K)
-    alphabet: int = 8  # distinct symbols (chance accuracy 1 / alphabet)
-    lstm_hidden: int = 64  # the parameter budget: an LSTM of this size; other cells are matched to it
-    steps: int = 2000  # training budget (updates) per cell and delay
-    batch_size: int = 64
-    lr: float = 3e-3
-    clip_norm: float = 1.0
-    eval_every: int = 100  # validation interval; training stops early once validation reaches stop_at
-    stop_at: float = 0.995
-    gate_bias: float = 0.0  # added to the LSTM forget-gate and GRU update-gate biases at init (0: torch's init)
-    val_size: int = 1024
-    test_size: int = 4096
-
-
-DEFAULT_DELAYS = (5, 10, 15, 20, 30, 50, 100)
-QUICK_DELAYS = (2, 8)
-QUICK = SpanSettings(lstm_hidden=12, steps=120, batch_size=32, lr=1e-2, eval_every=40, val_size=256, test_size=512)
-
-
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,

@@ -18,7 +18,6 @@ from seq2seq.cli import main
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.errors import RunFolderError
 from seq2seq.lab.gradflow import fresh_gradient_flow, gradient_flow
-from seq2seq.lab.memory_span import run_memory_span
 from seq2seq.lab.plots import PlotError, new_figure, plot_run
 from seq2seq.model import DecoderState, Memory, Seq2Seq
 from seq2seq.runfiles import read_metrics
@@ -165,20 +164,6 @@ def test_cli_gradflow_fresh_and_checkpoint(run: Path, tmp_path: Path) -> None:
     assert main([*args, "--out", str(out)]) == 0
     assert_png(out)
     assert main(["gradflow", "--checkpoint", str(run / "best.pt"), "--out", str(out)]) == 2  # no --input
-
-
-@needs_matplotlib
-def test_memory_span_quick_has_every_cell(tmp_path: Path) -> None:
-    result = run_memory_span(tmp_path, quick=True)
-    cells = {"rnn", "gru", "lstm"}
-    assert {r["cell"] for r in result.rows} == cells == set(result.span)
-    assert len(result.rows) == 3 * len({r["delay"] for r in result.rows})
-    assert all(0 <= r["accuracy"] <= 1 and r["seconds"] >= 0 for r in result.rows)
-    assert max(result.params.values()) <= 1.05 * min(result.params.values())  # the same parameter budget
-    saved = json.loads((tmp_path / "memory_span.json").read_text(encoding="utf-8"))
-    assert saved["rows"] == result.rows
-    assert (tmp_path / "memory_span.csv").read_text().startswith("cell,delay,accuracy")
-    assert_png(tmp_path / "memory_span.png")
 
 
 @needs_matplotlib

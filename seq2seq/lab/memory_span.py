@@ -1,18 +1,24 @@
-"""Memory-span experiment: how many steps can an RNN, a GRU and an LSTM carry information?
+"""Memory span: over how many steps can a tanh RNN, a GRU and an LSTM carry information?
 
-The task: read K random symbols, then D blank tokens, then a GO token; at GO, name the K
-symbols. Nothing but the recurrent state can carry them across the D blanks, so this measures
-memory alone. (The translation model's attention would read them straight from the source:
-that is why this uses a plain unidirectional one-layer RNN with a linear read-out, not Seq2Seq.)
+For each task (span_tasks.py: delayed recall, copy, adding) and cell, the delays are tried in
+increasing order, each with a fresh model, the same parameter budget (hidden sizes matched to an
+LSTM's parameter count), the same data stream, optimiser and update budget; the sweep of a cell
+stops at its first unsolved delay. The result per task and cell is the largest delay solved, with
+the set-up that solved it.
 
-Every cell type gets the same parameter budget (hidden sizes chosen so that parameter counts
-match an LSTM's), the same training data stream, optimiser and step budget, for each delay D.
-A cell "solves" D when it names >= 99% of the held-out symbols correctly.
+The instruments say *why* a cell fails: for the model trained at a cell's longest delay,
+||dL/dh_t|| through time (measured at the start, the middle and the end of training, on held-out
+sequences, by unrolling the cell step by step with its own weights) and the mean activation of the
+gate that keeps the state (LSTM forget gate, GRU update gate; 1 keeps everything).
+
+Set-ups (span_settings.py): torch's default initialisation; forget-gate bias +1 (Gers, Schmidhuber
+& Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015); chrono initialisation (Tallec & Ollivier
+2018): forget-gate biases log(U(1, T_max - 1)) and input-gate biases their negatives, so that the
+cell's memory time scales spread up to the sequence length from the start.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -25,229 +31,297 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import DEFAULT_DELAYS, QUICK, QUICK_DELAYS, ConfigError, SpanSettings
+from ..config import ConfigError
+from ..errors import LOG_FORMAT, TIME_FORMAT
 from ..model import RNNS, count_parameters
-from .plots import CELL_COLORS, new_figure, save_figure
+from .plots import new_figure
+from .span_settings import CELLS, DEFAULT_DELAYS, DEFAULT_TASKS, QUICK, QUICK_DELAYS, TASKS, SpanSettings
+from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE, Task
 
 log = logging.getLogger("seq2seq")
+PROBES = 3  # gradient-flow measurements per run: before training, halfway, at the end
 
-SOLVED = 0.99  # held-out symbol accuracy that counts as remembering across D steps
 
+class SpanNet(nn.Module):
+    """A one-layer unidirectional RNN and a linear read-out at every step."""
 
-class RecallNet(nn.Module):
-    """A unidirectional one-layer RNN over one-hot tokens; a linear layer names the symbols from the last state."""
-
-    def __init__(self, cell: str, hidden: int, s: SpanSettings, device: str | None = None) -> None:
+    def __init__(self, cell: str, hidden: int, task: Task, device: str | None = None) -> None:
         super().__init__()
-        self.s = s
-        self.rnn = RNNS[cell](s.alphabet + 2, hidden, batch_first=True, device=device)  # + BLANK, GO
-        self.head = nn.Linear(hidden, s.n_symbols * s.alphabet, device=device)
-        if s.gate_bias and cell in ("lstm", "gru"):  # gates (i, f, g, o) and (r, z, n): the 2nd keeps the state
-            with torch.no_grad():
-                self.rnn.bias_ih_l0[hidden : 2 * hidden] += s.gate_bias
+        self.cell = cell
+        self.rnn = RNNS[cell](task.n_in, hidden, batch_first=True, device=device)
+        self.head = nn.Linear(hidden, task.n_out, device=device)
 
-    def forward(self, seq: Tensor) -> Tensor:
-        """Logits (B, K, A) for token sequences (B, K + D + 1)."""
-        out, _ = self.rnn(F.one_hot(seq, self.s.alphabet + 2).float())  # (B, L, H)
-        return self.head(out[:, -1]).view(seq.size(0), self.s.n_symbols, self.s.alphabet)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.rnn(x)[0])
 
 
-def make_batch(gen: torch.Generator, n: int, delay: int, s: SpanSettings) -> tuple[Tensor, Tensor]:
-    """Inputs (n, K + D + 1): K symbols, D blanks, GO; targets (n, K): the symbols."""
-    symbols = torch.randint(s.alphabet, (n, s.n_symbols), generator=gen)
-    blank, go = torch.full((n, delay), s.alphabet), torch.full((n, 1), s.alphabet + 1)
-    return torch.cat([symbols, blank, go], dim=1), symbols
+def initialise(net: SpanNet, s: SpanSettings, t_max: int, gen: torch.Generator) -> None:
+    """Set the gate biases of `s.init` (torch's gate order: LSTM i, f, g, o; GRU r, z, n).
+
+    forget-bias: + s.forget_bias on the LSTM forget gate (GRU update gate z, whose 1 keeps the
+    state). chrono: b_f ~ log(U(1, T_max - 1)), b_i = -b_f (LSTM); b_z ~ log(U(1, T_max - 1)) (GRU,
+    the update gate playing the forget gate's role); the other biases 0. The tanh RNN has no gates.
+    """
+    if s.init == "default" or net.cell == "rnn":
+        return
+    h, rnn = net.rnn.hidden_size, net.rnn
+    with torch.no_grad():
+        if s.init == "forget-bias":
+            rnn.bias_ih_l0[h : 2 * h] += s.forget_bias
+            return
+        rnn.bias_ih_l0.zero_()
+        rnn.bias_hh_l0.zero_()
+        keep = torch.log(torch.empty(h).uniform_(1, max(t_max - 1, 2), generator=gen))
+        rnn.bias_ih_l0[h : 2 * h] = keep
+        if net.cell == "lstm":
+            rnn.bias_ih_l0[:h] = -keep
 
 
-def count_for(cell: str, hidden: int, s: SpanSettings) -> int:
-    return count_parameters(RecallNet(cell, hidden, s, device="meta"))
+def unroll(net: SpanNet, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    """The RNN run one step at a time with its own weights: the states h_t (each a graph node, for
+    dL/dh_t) and the mean activation of the gate that keeps the state (LSTM f, GRU z; nan: RNN)."""
+    rnn = net.rnn
+    w_ih, w_hh, b = rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0
+    b_hh, hid = rnn.bias_hh_l0, rnn.hidden_size
+    h = x.new_zeros(x.size(0), hid)
+    c, states, keep = h, [], []
+    for t in range(x.size(1)):
+        gi, gh = x[:, t] @ w_ih.T + b, h @ w_hh.T + b_hh
+        if net.cell == "lstm":
+            i, f, g, o = (gi + gh).chunk(4, dim=1)
+            f = torch.sigmoid(f)
+            c = f * c + torch.sigmoid(i) * torch.tanh(g)
+            h, gate = torch.sigmoid(o) * torch.tanh(c), f
+        elif net.cell == "gru":
+            (ri, zi, ni), (rh, zh, nh) = gi.chunk(3, dim=1), gh.chunk(3, dim=1)
+            r, gate = torch.sigmoid(ri + rh), torch.sigmoid(zi + zh)
+            h = (1 - gate) * torch.tanh(ni + r * nh) + gate * h
+        else:
+            h, gate = torch.tanh(gi + gh), torch.full_like(h, float("nan"))
+        states.append(h)
+        keep.append(gate.detach().mean())
+    return states, torch.stack(keep).mean()
 
 
-def matched_hidden(cells: Sequence[str], s: SpanSettings) -> dict[str, int]:
+def probe(net: SpanNet, task: Task, x: Tensor, y: Tensor) -> dict[str, Any]:
+    """Mean ||dL/dh_t|| over the sequences, for every step t, and the mean keep-gate activation."""
+    with torch.enable_grad():
+        states, keep = unroll(net, x)
+        out = net.head(torch.stack(states, dim=1))
+        loss = task.loss(task.outputs(out), y)
+        grads = torch.autograd.grad(loss, states)
+    norms = [g.norm(dim=1).mean().item() for g in grads]
+    keep_gate = None if net.cell == "rnn" else round(keep.item(), 4)  # JSON has no nan
+    return {"grad_norm": [float(f"{v:.4g}") for v in norms], "keep_gate": keep_gate}
+
+
+def count_for(cell: str, hidden: int, task: Task) -> int:
+    return count_parameters(SpanNet(cell, hidden, task, device="meta"))
+
+
+def matched_hidden(cells: Sequence[str], task: Task) -> dict[str, int]:
     """Per cell, the hidden size whose parameter count is closest to the budget LSTM's."""
-    budget = count_for("lstm", s.lstm_hidden, s)
-    return {c: min(range(1, 8 * s.lstm_hidden), key=lambda h: abs(count_for(c, h, s) - budget)) for c in cells}
+    budget = count_for("lstm", task.s.hidden, task)
+    return {c: min(range(1, 8 * task.s.hidden), key=lambda h: abs(count_for(c, h, task) - budget)) for c in cells}
 
 
 @torch.no_grad()
-def _accuracy(model: RecallNet, x: Tensor, y: Tensor) -> tuple[float, float]:
-    """Symbol accuracy and whole-sequence accuracy."""
-    right = model(x).argmax(-1) == y  # (n, K)
-    return right.float().mean().item(), right.all(-1).float().mean().item()
+def _score(net: SpanNet, task: Task, x: Tensor, y: Tensor) -> float:
+    return task.score(task.outputs(net(x)), y)
 
 
-def train_one(cell: str, hidden: int, delay: int, s: SpanSettings, seed: int, threads: int = 1) -> dict[str, Any]:
-    """Train one cell type at one delay within the step budget; its row of the results table."""
+def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -> dict[str, Any]:
+    """Train one cell on one task at one delay within the update budget; its row of the results."""
     torch.set_num_threads(threads)
-    start, cpu_start = time.monotonic(), time.process_time()
+    s, start, cpu_start = task.s, time.monotonic(), time.process_time()
     torch.manual_seed(seed)
-    model = RecallNet(cell, hidden, s)
-    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
-    data = torch.Generator().manual_seed(seed * 100_003 + delay)  # the same stream for every cell
-    val_x, val_y = make_batch(torch.Generator().manual_seed(seed + 1), s.val_size, delay, s)
-    step, val_acc, loss = 0, 0.0, float("nan")
-    while step < s.steps and val_acc < s.stop_at:
-        x, y = make_batch(data, s.batch_size, delay, s)
-        loss_t = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    net = SpanNet(cell, hidden, task)
+    initialise(net, s, s.chrono_tmax or task.length, torch.Generator().manual_seed(seed))
+    opt = torch.optim.Adam(net.parameters(), lr=s.lr)
+    data = torch.Generator().manual_seed(seed * 100_003 + task.delay)  # the same stream for every cell
+    val_x, val_y = task.batch(torch.Generator().manual_seed(seed + 1), s.val_size)
+    probe_x, probe_y = task.batch(torch.Generator().manual_seed(seed + 3), min(64, s.val_size))
+    probes, step, val = [{"step": 0, **probe(net, task, probe_x, probe_y)}], 0, task.baseline()
+    while step < s.steps and not task.solved(val):
+        x, y = task.batch(data, s.batch_size)
+        loss = task.loss(task.outputs(net(x)), y)
         opt.zero_grad(set_to_none=True)
-        loss_t.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), s.clip_norm)
+        loss.backward()
+        if s.clip_norm:
+            nn.utils.clip_grad_norm_(net.parameters(), s.clip_norm)
         opt.step()
-        step, loss = step + 1, loss_t.item()
+        step += 1
         if step % s.eval_every == 0 or step == s.steps:
-            val_acc = _accuracy(model, val_x, val_y)[0]
-    test_x, test_y = make_batch(torch.Generator().manual_seed(seed + 2), s.test_size, delay, s)
-    acc, seq_acc = _accuracy(model, test_x, test_y)
+            val = _score(net, task, val_x, val_y)
+        if step == s.steps // 2:
+            probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
+    probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
+    test_x, test_y = task.batch(torch.Generator().manual_seed(seed + 2), s.test_size)
+    score = _score(net, task, test_x, test_y)
     return {
-        "cell": cell,
-        "delay": delay,
-        "accuracy": round(acc, 4),
-        "seq_accuracy": round(seq_acc, 4),
-        "solved": acc >= SOLVED,
-        "params": count_parameters(model),
-        "hidden": hidden,
-        "steps": step,
-        "final_loss": round(loss, 4),
-        "seconds": round(time.monotonic() - start, 1),  # wall clock
-        "cpu_seconds": round(time.process_time() - cpu_start, 1),  # this process's CPU time (robust to load)
-    }
+        "task": task.name, "cell": cell, "delay": task.delay, "score": round(score, 5),
+        "metric": "mse" if task.name == "adding" else "accuracy", "solved": task.solved(score),
+        "params": count_parameters(net), "hidden": hidden, "steps": step, "lr": s.lr,
+        "init": s.init if cell != "rnn" else "default",
+        "seconds": round(time.monotonic() - start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
+        "probes": probes,
+    }  # fmt: skip
+
+
+def sweep(task_name: str, cell: str, delays: Sequence[int], s: SpanSettings, seed: int, threads: int = 1) -> list:
+    """Rows of one cell on one task, delays in increasing order until the first unsolved one. A
+    delay not solved at `s.lr` is trained again at `s.retry_lr`; the row kept is the solved one (or
+    the better score), with every attempt's lr and score."""
+    rows = []
+    for delay in sorted(delays):
+        task = Task(task_name, delay, s)
+        hidden = matched_hidden([cell], task)[cell]
+        tries = [_logged(train_one(task, cell, hidden, seed, threads))]
+        if not tries[0]["solved"] and s.retry_lr and s.retry_lr != s.lr:
+            tries.append(_logged(train_one(Task(task_name, delay, replace(s, lr=s.retry_lr)), cell, hidden, seed)))
+        sign = -1 if task_name == "adding" else 1
+        best = max(tries, key=lambda r: (r["solved"], sign * r["score"]))
+        rows.append(
+            {**best, "attempts": [{"lr": r["lr"], "score": r["score"], "seconds": r["seconds"]} for r in tries]}
+        )
+        if not best["solved"]:
+            break
+    return rows
 
 
 @dataclass
 class MemorySpanResult:
-    """The table (one row per cell and delay), each cell's span, and where the files are."""
+    """Every run's row, and per task and cell the largest delay solved (None: not even the first)."""
 
     rows: list[dict[str, Any]]
-    span: dict[str, int | None]  # per cell: largest D with every tested delay up to D solved (None: not even the first)
-    params: dict[str, int]
-    hidden: dict[str, int]
+    largest: dict[str, dict[str, int | None]]
     settings: SpanSettings
     seconds: float
     files: list[Path] = field(default_factory=list)
 
 
-def _span(rows: list[dict[str, Any]], cell: str) -> int | None:
-    best = None
-    for row in sorted((r for r in rows if r["cell"] == cell), key=lambda r: r["delay"]):
-        if not row["solved"]:
-            break
-        best = row["delay"]
-    return best
+def _largest(rows: list[dict[str, Any]]) -> int | None:
+    solved = [r["delay"] for r in rows if r["solved"]]
+    return max(solved) if solved else None
+
+
+def _check(tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int]) -> None:
+    for name, given, valid in (("task", tasks, TASKS), ("cell", cells, CELLS)):
+        bad = [g for g in given if g not in valid]
+        if bad or not given:
+            raise ConfigError(f"unknown or no {name}(s) {bad or list(given)}; choose from {', '.join(valid)}")
+    if not delays or min(delays) < 2:
+        raise ConfigError(f"need delays >= 2, got {list(delays)}")
 
 
 def run_memory_span(
     out_dir: str | Path,
-    cells: Sequence[str] = ("rnn", "gru", "lstm"),
-    delays: Sequence[int] = DEFAULT_DELAYS,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    cells: Sequence[str] = CELLS,
+    delays: Sequence[int] | None = None,
     quick: bool = False,
     seed: int = 1234,
     settings: SpanSettings | None = None,
     workers: int | None = None,
 ) -> MemorySpanResult:
-    """Train every cell at every delay; write memory_span.{csv,json,png} into `out_dir`.
+    """Sweep every task and cell; write memory_span.{json,csv}, memory_span.png and gradient_flow.png.
 
-    `quick` is a < 1 minute smoke run (tiny model, short delays). `workers` parallel processes
-    (default: one per CPU core, at most 2; 1 in quick mode) each use one thread.
+    `quick` is a < 1 minute smoke run (tiny model, delays 2 and 8). `workers` parallel processes
+    (default: one per CPU core, at most 2; 1 in quick mode), each running whole sweeps on one thread.
     """
-    start, out, cells = time.monotonic(), Path(out_dir), list(dict.fromkeys(cells))
-    new_figure()  # fail now, not after training, when matplotlib is missing
-    for c in cells:
-        if c not in RNNS:
-            raise ConfigError(f"unknown cell {c!r}; choose from {', '.join(RNNS)}")
-    if not cells or not delays or min(delays) < 1:
-        raise ConfigError(f"need at least one cell and delays >= 1, got cells {list(cells)} and delays {list(delays)}")
+    from .span_plots import plot_gradient_flow, plot_memory_span
+
+    start, tasks, cells = time.monotonic(), list(dict.fromkeys(tasks)), list(dict.fromkeys(cells))
+    delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
+    _check(tasks, cells, delays)
     s = settings or (QUICK if quick else SpanSettings())
-    delays = sorted(set(QUICK_DELAYS if quick and tuple(delays) == DEFAULT_DELAYS else delays))
-    hidden = matched_hidden(cells, s)
-    params = {c: count_for(c, hidden[c], s) for c in cells}
-    log.info("memory span: hidden sizes %s, parameters %s, delays %s", hidden, params, delays)
-    jobs = sorted(((c, d) for c in cells for d in delays), key=lambda job: -job[1])  # longest first
+    new_figure()  # fail now, not after training, when matplotlib is missing
+    jobs = [(t, c) for t in tasks for c in sorted(cells, key=lambda c: CELLS.index(c), reverse=True)]
     workers = workers or (1 if quick else max(1, min(2, os.cpu_count() or 1)))
-    rows = []
+    log.info("memory span: tasks %s, cells %s, delays %s, init %s, %d workers", tasks, cells, delays, s.init, workers)
     if workers == 1:
         threads = torch.get_num_threads()
         try:
-            for c, d in jobs:
-                rows.append(_logged(train_one(c, hidden[c], d, s, seed, threads=1)))
+            rows = [row for t, c in jobs for row in sweep(t, c, delays, s, seed)]
         finally:
             torch.set_num_threads(threads)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(train_one, c, hidden[c], d, s, seed) for c, d in jobs]
-            rows = [_logged(f.result()) for f in futures]
-    rows.sort(key=lambda r: (cells.index(r["cell"]), r["delay"]))
-    result = MemorySpanResult(
-        rows, {c: _span(rows, c) for c in cells}, params, hidden, s, round(time.monotonic() - start, 1)
-    )
-    result.files = _write(out, result, seed)
+        level = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_log_to_stderr,
+                                 initargs=(level,)) as pool:  # fmt: skip
+            futures = [pool.submit(sweep, t, c, delays, s, seed) for t, c in jobs]
+            rows = [row for f in futures for row in f.result()]
+    rows.sort(key=lambda r: (tasks.index(r["task"]), cells.index(r["cell"]), r["delay"]))
+    largest = {t: {c: _largest([r for r in rows if (r["task"], r["cell"]) == (t, c)]) for c in cells} for t in tasks}
+    result = MemorySpanResult(rows, largest, s, round(time.monotonic() - start, 1))
+    out = Path(out_dir)
+    result.files = [*_write(out, result, seed), plot_memory_span(result, out / "memory_span.png"),
+                    plot_gradient_flow(result, out / "gradient_flow.png")]  # fmt: skip
     return result
 
 
+def _log_to_stderr(level: int) -> None:
+    """A worker process's log lines go to stderr as the parent's do (spawned workers start bare)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, TIME_FORMAT))
+    log.addHandler(handler)
+    log.setLevel(level)
+
+
 def _logged(row: dict[str, Any]) -> dict[str, Any]:
+    keep = row["probes"][-1]["keep_gate"]
     log.info(
-        "%-4s D=%-4d accuracy %.4f (sequences %.4f) after %d steps, %.0f s (%.0f s CPU)",
-        row["cell"], row["delay"], row["accuracy"], row["seq_accuracy"], row["steps"],
-        row["seconds"], row["cpu_seconds"],
+        "%-6s %-4s D=%-4d %s %.4f%s after %d updates, %.0f s%s",
+        row["task"], row["cell"], row["delay"], row["metric"], row["score"], " solved" * row["solved"],
+        row["steps"], row["seconds"], "" if keep is None else f"; keep gate {keep:.3f}",
     )  # fmt: skip
     return row
+
+
+def setup_of(s: SpanSettings, cell: str, lr: float | None = None) -> str:
+    """A set-up in words, e.g. `chrono init (T_max sequence length), Adam lr 0.01, ...` (`lr`: the
+    one that solved, where a retry did)."""
+    init = "default init" if cell == "rnn" or s.init == "default" else f"{s.init} init"
+    if s.init == "chrono" and cell != "rnn":
+        init += f" (T_max {s.chrono_tmax or 'sequence length'})"
+    elif s.init == "forget-bias" and cell != "rnn":
+        init += f" (+{s.forget_bias:g})"
+    clip = f"clip {s.clip_norm:g}" if s.clip_norm else "no clipping"
+    return f"{init}, Adam lr {lr or s.lr:g}, batch {s.batch_size}, <= {s.steps} updates, {clip}"
 
 
 def _write(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "memory_span.csv", out / "memory_span.json"
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(result.rows[0]))
-        writer.writeheader()
-        writer.writerows(result.rows)
+    flat = [{k: v for k, v in r.items() if k not in ("probes", "attempts")} for r in result.rows]
+    lines = [",".join(flat[0])] + [",".join(str(v) for v in r.values()) for r in flat]
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tasks: dict[str, Any] = {}
+    for task, per_cell in result.largest.items():
+        tasks[task] = {}
+        for cell, largest in per_cell.items():
+            rows = [r for r in result.rows if (r["task"], r["cell"]) == (task, cell)]
+            solved = [r for r in rows if r["delay"] == largest]
+            tasks[task][cell] = {
+                "largest_delay_solved": largest,
+                "setup": setup_of(result.settings, cell, solved[0]["lr"] if solved else None),
+                "params": rows[0]["params"],
+                "hidden": rows[0]["hidden"],
+                "minutes": round(sum(a["seconds"] for r in rows for a in r.get("attempts", [r])) / 60, 2),
+            }
     summary = {
-        "span": result.span,
-        "params": result.params,
-        "hidden": result.hidden,
-        "seconds": result.seconds,
-        "seed": seed,
-        "solved_at": SOLVED,
+        "tasks": tasks,
+        "solved_when": {"recall": f"accuracy >= {SOLVED_ACCURACY}", "copy": f"accuracy >= {SOLVED_ACCURACY}",
+                        "adding": f"mse <= {SOLVED_MSE} (always answering 1: 0.167)"},
         "settings": asdict(result.settings),
+        "seed": seed,
+        "seconds": result.seconds,
         "rows": result.rows,
-    }
-    json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return [csv_path, json_path, plot_memory_span(result, out / "memory_span.png")]
-
-
-def plot_memory_span(result: MemorySpanResult, out_png: str | Path) -> Path:
-    """Held-out accuracy against the delay D per cell type, and the training steps each run used."""
-    s = result.settings
-    fig = new_figure(figsize=(12, 4.8), layout="constrained")
-    acc_ax, steps_ax = fig.subplots(1, 2)
-    for cell in result.hidden:
-        rows = [r for r in result.rows if r["cell"] == cell]
-        delays = [r["delay"] for r in rows]
-        label = f"{cell} (hidden {result.hidden[cell]}, {result.params[cell]:,} params)"
-        acc_ax.plot(delays, [r["accuracy"] for r in rows], "o-", label=label, color=CELL_COLORS.get(cell))
-        steps_ax.plot(delays, [r["steps"] for r in rows], "o-", label=cell, color=CELL_COLORS.get(cell))
-    acc_ax.axhline(SOLVED, color="k", linestyle="--", linewidth=1, label=f"solved ({SOLVED:.0%})")
-    acc_ax.axhline(1 / s.alphabet, color="gray", linestyle=":", linewidth=1, label=f"chance (1/{s.alphabet})")
-    acc_ax.set_ylim(0, 1.03)
-    acc_ax.set_ylabel("held-out symbol accuracy")
-    acc_ax.set_title(f"Recall {s.n_symbols} symbols after D blank steps")
-    acc_ax.legend(loc="lower left", fontsize=8)
-    steps_ax.axhline(s.steps, color="k", linestyle="--", linewidth=1, label=f"budget ({s.steps} steps)")
-    steps_ax.set_ylim(0, s.steps * 1.08)
-    steps_ax.set_ylabel(f"updates used (stops at {s.stop_at:.1%} validation accuracy)")
-    steps_ax.set_title(f"Training steps used (batch {s.batch_size}, Adam lr {s.lr:g})")
-    steps_ax.legend(fontsize=8)
-    for ax in (acc_ax, steps_ax):
-        ax.set_xscale("log")
-        ax.set_xlabel("delay D (steps between the symbols and the question)")
-        ax.set_xticks(
-            sorted({r["delay"] for r in result.rows}), [str(d) for d in sorted({r["delay"] for r in result.rows})]
-        )
-        ax.grid(True, alpha=0.3, which="both")
-    init = f"LSTM forget / GRU update gate bias +{s.gate_bias:g}" if s.gate_bias else "torch's default initialisation"
-    fig.suptitle(f"Memory span at an equal parameter and training budget ({init})")
-    return save_figure(fig, out_png)
+    }  # fmt: skip
+    json_path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return [json_path, csv_path]
 
 
 def settings_with(base: SpanSettings, **changes: Any) -> SpanSettings:
@@ -255,17 +329,24 @@ def settings_with(base: SpanSettings, **changes: Any) -> SpanSettings:
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _gate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def format_result(result: MemorySpanResult) -> str:
-    """The table and each cell's span as plain text."""
-    head = ("cell", "D", "accuracy", "seq acc", "params", "hidden", "steps", "wall s", "cpu s")
-    lines = ["{:<5} {:>5} {:>9} {:>8} {:>7} {:>6} {:>6} {:>7} {:>7}".format(*head)]
+    """The runs and, per task and cell, the largest delay solved, as plain text."""
+    head = ("task", "cell", "D", "metric", "score", "solved", "params", "updates", "wall s", "keep gate")
+    lines = ["{:<7} {:<5} {:>5} {:>9} {:>9} {:>6} {:>7} {:>7} {:>7} {:>9}".format(*head)]
     for r in result.rows:
         lines.append(
-            f"{r['cell']:<5} {r['delay']:>5} {r['accuracy']:>9.4f} {r['seq_accuracy']:>8.4f} {r['params']:>7,} "
-            f"{r['hidden']:>6} {r['steps']:>6} {r['seconds']:>7.1f} {r['cpu_seconds']:>7.1f}"
+            f"{r['task']:<7} {r['cell']:<5} {r['delay']:>5} {r['metric']:>9} {r['score']:>9.4f} "
+            f"{'yes' if r['solved'] else 'no':>6} {r['params']:>7,} {r['steps']:>7} {r['seconds']:>7.1f} "
+            f"{_gate(r['probes'][-1]['keep_gate']):>9}"
         )
-    for cell, span in result.span.items():
-        solved = f"solves every tested D up to {span}" if span else "solves none of the tested delays"
-        lines.append(f"{cell}: {solved} (>= {SOLVED:.0%} symbol accuracy; {result.params[cell]:,} parameters)")
-    lines.append(f"total {result.seconds:.0f} s; files: {', '.join(str(p) for p in result.files)}")
+    for task, per_cell in result.largest.items():
+        for cell, largest in per_cell.items():
+            rows = [r for r in result.rows if (r["task"], r["cell"], r["delay"]) == (task, cell, largest)]
+            said = f"solves up to D = {largest}" if largest else "solves none of the delays tried"
+            lines.append(f"{task} {cell}: {said} ({setup_of(result.settings, cell, rows[0]['lr'] if rows else None)})")
+    lines.append(f"total {result.seconds / 60:.1f} min; files: {', '.join(str(p) for p in result.files)}")
     return "\n".join(lines)

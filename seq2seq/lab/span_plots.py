@@ -1,0 +1,77 @@
+"""The memory-span lab's two pictures: score against delay per task and cell, and the gradient
+flow through time of the models trained at each cell's longest delay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .plots import CELL_COLORS, new_figure, save_figure
+from .span_tasks import ADDING_BASELINE, SOLVED_ACCURACY, SOLVED_MSE
+
+if TYPE_CHECKING:
+    from .memory_span import MemorySpanResult
+
+TITLES = {"recall": "delayed recall", "copy": "copy (Arjovsky et al. 2016)", "adding": "adding problem"}
+
+
+def plot_memory_span(result: MemorySpanResult, out_png: str | Path) -> Path:
+    """Held-out accuracy (recall, copy) or MSE (adding) against the delay, per task and cell."""
+    tasks = list(result.largest)
+    fig = new_figure(figsize=(5.2 * len(tasks), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    for ax, task in zip(axes, tasks):
+        for cell in result.largest[task]:
+            rows = [r for r in result.rows if (r["task"], r["cell"]) == (task, cell)]
+            label = f"{cell} ({rows[0]['params']:,} params): up to {result.largest[task][cell] or '-'}"
+            ax.plot([r["delay"] for r in rows], [r["score"] for r in rows], "o-", label=label,
+                    color=CELL_COLORS.get(cell))  # fmt: skip
+        if task == "adding":
+            ax.axhline(ADDING_BASELINE, color="gray", linestyle=":", linewidth=1, label="always 1 (0.167)")
+            ax.axhline(SOLVED_MSE, color="k", linestyle="--", linewidth=1, label=f"solved (<= {SOLVED_MSE})")
+            ax.set_yscale("log")
+            ax.set_ylabel("held-out MSE")
+        else:
+            chance = 1 / result.settings.alphabet
+            ax.axhline(chance, color="gray", linestyle=":", linewidth=1, label=f"chance (1/{result.settings.alphabet})")
+            ax.axhline(SOLVED_ACCURACY, color="k", linestyle="--", linewidth=1, label=f"solved ({SOLVED_ACCURACY:.0%})")
+            ax.set_ylim(0, 1.03)
+            ax.set_ylabel("held-out accuracy on the remembered symbols")
+        ax.set_xscale("log")
+        ax.set_xlabel("delay D (steps)")
+        ax.set_title(TITLES[task])
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    s = result.settings
+    fig.suptitle(f"Memory span at an equal parameter budget ({s.init} init for LSTM/GRU, Adam {s.lr:g}, "
+                 f"<= {s.steps} updates of {s.batch_size})")  # fmt: skip
+    return save_figure(fig, out_png)
+
+
+def _longest(result: MemorySpanResult, task: str, cell: str) -> dict[str, Any]:
+    rows = [r for r in result.rows if (r["task"], r["cell"]) == (task, cell)]
+    return max(rows, key=lambda r: r["delay"])
+
+
+def plot_gradient_flow(result: MemorySpanResult, out_png: str | Path) -> Path:
+    """||dL/dh_t|| through time of the model trained at each cell's longest delay (solved or not),
+    before, during and after training; one row per task, one column per cell."""
+    tasks, cells = list(result.largest), list(next(iter(result.largest.values())))
+    fig = new_figure(figsize=(4.6 * len(cells), 3.6 * len(tasks)), layout="constrained")
+    axes = fig.subplots(len(tasks), len(cells), squeeze=False, sharey="row")
+    for i, task in enumerate(tasks):
+        for j, cell in enumerate(cells):
+            ax, row = axes[i][j], _longest(result, task, cell)
+            for k, p in enumerate(row["probes"]):
+                norms = [max(v, 1e-30) for v in p["grad_norm"]]
+                label = f"update {p['step']}" + (f", keep gate {p['keep_gate']:.3f}" if cell != "rnn" else "")
+                ax.plot(range(len(norms)), norms, color=CELL_COLORS.get(cell), alpha=0.35 + 0.65 * k / 2, label=label)
+            ax.set_yscale("log")
+            verdict = "solved" if row["solved"] else "not solved"
+            ax.set_title(f"{TITLES[task]}: {cell}, D = {row['delay']} ({verdict})", fontsize=10)
+            ax.set_xlabel("time step t")
+            ax.grid(True, alpha=0.3, which="both")
+            ax.legend(fontsize=7)
+        axes[i][0].set_ylabel("mean ||dL/dh_t||")
+    fig.suptitle("Gradient flow through time of the trained models (the loss is read at the end)")
+    return save_figure(fig, out_png)

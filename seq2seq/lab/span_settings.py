@@ -1,0 +1,53 @@
+"""The memory-span lab's settings (torch-free, so that building the command line stays fast).
+
+Every field is a `seq2seq memory-span` flag; its comment is the flag's help and names the source
+of the set-up it controls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import ConfigError
+
+TASKS = ("recall", "copy", "adding")
+INITS = ("default", "forget-bias", "chrono")
+CELLS = ("rnn", "gru", "lstm")
+DEFAULT_TASKS = ("recall", "adding")
+DEFAULT_DELAYS = (10, 20, 50, 100, 200, 500)
+QUICK_DELAYS = (2, 8)
+Init = Literal["default", "forget-bias", "chrono"]
+
+
+@dataclass(frozen=True)
+class SpanSettings:
+    """One training set-up, the same for every cell, task and delay of a run."""
+
+    hidden: int = 64  # the parameter budget: an LSTM of this size; GRU and RNN get the closest parameter count
+    init: Init = "chrono"  # gate biases: torch's; +forget_bias (Gers et al. 2000); chrono (Tallec & Ollivier 2018)
+    forget_bias: float = 1.0  # init forget-bias: added to LSTM forget / GRU update gate biases (Jozefowicz 2015)
+    chrono_tmax: int = 0  # init chrono: T_max of the gate bias log(U(1, T_max - 1)); 0: the task's sequence length
+    steps: int = 2000  # training budget per cell, task and delay: updates (stops early once solved)
+    batch_size: int = 64  # sequences per update (fresh random ones every update)
+    lr: float = 1e-2  # Adam learning rate
+    retry_lr: float = 1e-3  # a delay not solved at lr is trained again at this lr (0: no retry); tanh RNNs need it
+    clip_norm: float = 1.0  # gradient-norm clipping, 0: off (Pascanu, Mikolov & Bengio 2013)
+    eval_every: int = 100  # updates between validations (a solved validation set stops training)
+    n_symbols: int = 3  # recall: symbols to remember
+    alphabet: int = 8  # recall and copy: distinct symbols (chance accuracy 1/alphabet)
+    copy_length: int = 10  # copy: symbols to reproduce (Arjovsky, Shah & Bengio 2016)
+    val_size: int = 1000  # held-out sequences for the stopping check
+    test_size: int = 4000  # held-out sequences of the reported score
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "steps", "batch_size", "eval_every", "n_symbols", "copy_length", "val_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.alphabet < 2 or self.lr <= 0 or self.retry_lr < 0 or self.clip_norm < 0 or self.chrono_tmax < 0:
+            raise ConfigError("need alphabet >= 2, lr > 0, retry_lr >= 0, clip_norm >= 0, chrono_tmax >= 0")
+        if self.test_size < 1:
+            raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
+
+
+QUICK = SpanSettings(hidden=12, steps=60, batch_size=32, eval_every=20, val_size=128, test_size=256)

@@ -1,0 +1,158 @@
+"""The memory-span lab: the tasks' construction and baselines by hand, the initialisations, the
+step-by-step unroll against torch's fused RNNs, and the sweep's stopping rule."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+from seq2seq.lab import memory_span
+from seq2seq.lab.memory_span import SpanNet, initialise, matched_hidden, probe, sweep, unroll
+from seq2seq.lab.span_settings import SpanSettings
+from seq2seq.lab.span_tasks import ADDING_BASELINE, Task
+
+S = SpanSettings(hidden=16)
+
+
+def test_recall_is_symbols_then_blanks_then_go_and_asks_for_the_symbols() -> None:
+    task = Task("recall", 5, S)  # alphabet 8: tokens 0..7 symbols, 8 blank, 9 GO
+    x, y = task.batch(torch.Generator().manual_seed(0), 4)
+    tokens = x.argmax(-1)
+    assert x.shape == (4, 3 + 5 + 1, 10) and task.length == 9
+    assert torch.equal(tokens[:, :3], y) and bool((y < 8).all())
+    assert bool((tokens[:, 3:8] == 8).all()) and bool((tokens[:, 8] == 9).all())
+    assert task.baseline() == 1 / 8
+
+
+def test_copy_is_arjovskys_layout_and_its_memoryless_baseline() -> None:
+    task = Task("copy", 7, S)  # 10 symbols, 6 blanks, delimiter, 10 blanks; output blanks then the symbols
+    x, y = task.batch(torch.Generator().manual_seed(0), 3)
+    tokens = x.argmax(-1)
+    assert x.shape == (3, 7 + 20, 10) and y.shape == (3, 27)
+    assert bool((tokens[:, :10] >= 1).all() and (tokens[:, :10] <= 8).all())
+    assert bool((tokens[:, 10:16] == 0).all()) and bool((tokens[:, 16] == 9).all())
+    assert bool((tokens[:, 17:] == 0).all())
+    assert bool((y[:, :17] == 0).all()) and torch.equal(y[:, 17:], tokens[:, :10])
+    assert task.copy_baseline_loss() == pytest.approx(10 * math.log(8) / 27)
+    # the score counts only the copied symbols: a model that outputs blanks then the right symbols scores 1
+    perfect = torch.nn.functional.one_hot(y, 9).float()
+    assert task.score(perfect, y) == 1.0
+    blanks = torch.nn.functional.one_hot(torch.zeros_like(y), 9).float()
+    assert task.score(blanks, y) == 0.0
+
+
+def test_adding_has_one_marker_per_half_and_the_always_one_baseline_is_a_sixth() -> None:
+    task = Task("adding", 10, S)
+    x, y = task.batch(torch.Generator().manual_seed(0), 20_000)
+    values, markers = x[..., 0], x[..., 1]
+    assert bool((markers[:, :5].sum(1) == 1).all()) and bool((markers[:, 5:].sum(1) == 1).all())
+    assert torch.allclose(y, (values * markers).sum(1))
+    assert ADDING_BASELINE == pytest.approx(1 / 6)
+    assert task.score(torch.ones_like(y), y) == pytest.approx(1 / 6, abs=0.005)  # Var(U + U) = 2/12
+    assert task.solved(0.009) and not task.solved(0.011) and Task("recall", 5, S).solved(0.99)
+
+
+def test_chrono_initialisation_sets_the_gate_biases_it_should() -> None:
+    t_max, gen = 50, torch.Generator().manual_seed(0)
+    task = Task("recall", 20, S)
+    lstm = SpanNet("lstm", 16, task)
+    initialise(lstm, SpanSettings(hidden=16, init="chrono"), t_max, gen)
+    b_ih, b_hh = lstm.rnn.bias_ih_l0.detach(), lstm.rnn.bias_hh_l0.detach()
+    forget, inp = b_ih[16:32], b_ih[:16]
+    assert bool((forget >= 0).all() and (forget <= math.log(t_max - 1)).all()) and forget.std() > 0.3
+    assert torch.equal(inp, -forget) and bool((b_ih[32:] == 0).all()) and bool((b_hh == 0).all())
+    gru = SpanNet("gru", 16, task)
+    initialise(gru, SpanSettings(hidden=16, init="chrono"), t_max, gen)
+    z = gru.rnn.bias_ih_l0.detach()[16:32]
+    assert bool((z >= 0).all() and (z <= math.log(t_max - 1)).all()) and bool((gru.rnn.bias_ih_l0[:16] == 0).all())
+
+
+def test_forget_bias_adds_to_the_forget_gate_only_and_the_rnn_has_no_gates() -> None:
+    task = Task("recall", 5, S)
+    torch.manual_seed(0)
+    net = SpanNet("lstm", 16, task)
+    before = net.rnn.bias_ih_l0.detach().clone()
+    initialise(net, SpanSettings(hidden=16, init="forget-bias", forget_bias=1.0), 10, torch.Generator())
+    diff = net.rnn.bias_ih_l0.detach() - before
+    assert torch.allclose(diff[16:32], torch.ones(16)) and bool((diff[:16] == 0).all() and (diff[32:] == 0).all())
+    rnn = SpanNet("rnn", 16, task)
+    state = {k: v.clone() for k, v in rnn.state_dict().items()}
+    initialise(rnn, SpanSettings(hidden=16, init="chrono"), 10, torch.Generator())
+    assert all(torch.equal(state[k], v) for k, v in rnn.state_dict().items())
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_the_step_by_step_unroll_is_torchs_fused_rnn(cell: str) -> None:
+    task = Task("adding", 12, S)
+    torch.manual_seed(0)
+    net = SpanNet(cell, 16, task)
+    initialise(net, SpanSettings(hidden=16, init="chrono"), 12, torch.Generator().manual_seed(1))
+    x, y = task.batch(torch.Generator().manual_seed(2), 5)
+    states, keep = unroll(net, x)
+    fused = net.rnn(x)[0]
+    assert torch.allclose(torch.stack(states, 1), fused, atol=1e-5)
+    assert (cell == "rnn") == math.isnan(keep.item())
+    # the last state's gradient is the direct one: the same through the fused RNN
+    out = fused.detach().requires_grad_()
+    loss = task.loss(task.outputs(net.head(out)), y)
+    direct = torch.autograd.grad(loss, out)[0][:, -1].norm(dim=1).mean().item()
+    assert probe(net, task, x, y)["grad_norm"][-1] == pytest.approx(direct, rel=1e-3)
+
+
+def test_parameter_budgets_match_within_five_percent() -> None:
+    for name in ("recall", "copy", "adding"):
+        task = Task(name, 10, SpanSettings(hidden=64))
+        hidden = matched_hidden(["rnn", "gru", "lstm"], task)
+        counts = [memory_span.count_for(c, h, task) for c, h in hidden.items()]
+        assert hidden["lstm"] == 64 and max(counts) <= 1.05 * min(counts)
+
+
+def test_a_sweep_retries_at_the_second_lr_and_stops_at_the_first_unsolved_delay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried = []
+
+    def fake(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -> dict:
+        tried.append((task.delay, task.s.lr))
+        solved = task.delay < 50 or (task.delay == 50 and task.s.lr == 1e-3)
+        return {"task": task.name, "cell": cell, "delay": task.delay, "solved": solved, "score": float(solved),
+                "metric": "accuracy", "steps": 1, "seconds": 0.0, "lr": task.s.lr,
+                "probes": [{"keep_gate": 1.0}]}  # fmt: skip
+
+    monkeypatch.setattr(memory_span, "train_one", fake)
+    rows = sweep("recall", "lstm", [200, 10, 50, 20, 100], SpanSettings(hidden=16, lr=1e-2, retry_lr=1e-3), seed=0)
+    assert tried == [(10, 1e-2), (20, 1e-2), (50, 1e-2), (50, 1e-3), (100, 1e-2), (100, 1e-3)]
+    assert [(r["delay"], r["solved"], r["lr"]) for r in rows] == [(10, True, 1e-2), (20, True, 1e-2), (50, True, 1e-3),
+                                                                   (100, False, 1e-2)]  # fmt: skip
+    assert rows[2]["attempts"] == [
+        {"lr": 1e-2, "score": 0.0, "seconds": 0.0},
+        {"lr": 1e-3, "score": 1.0, "seconds": 0.0},
+    ]
+    assert memory_span._largest(rows) == 50
+    tried.clear()
+    sweep("recall", "lstm", [10, 50, 100], SpanSettings(hidden=16, retry_lr=0), seed=0)
+    assert tried == [(10, 1e-2), (50, 1e-2)]  # no retry: stops at 50
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq[plot]")
+def test_quick_run_writes_the_table_and_both_pictures(tmp_path) -> None:  # noqa: ANN001
+    result = memory_span.run_memory_span(tmp_path, tasks=("recall", "copy", "adding"), quick=True)
+    for task in ("recall", "copy", "adding"):
+        rows = [r for r in result.rows if r["task"] == task]
+        assert {r["cell"] for r in rows} == {"rnn", "gru", "lstm"} == set(result.largest[task])
+        params = {r["cell"]: r["params"] for r in rows}
+        assert max(params.values()) <= 1.1 * min(params.values())  # the same budget (hidden 12: coarse steps)
+        assert all(len(r["probes"]) >= 2 and len(r["probes"][0]["grad_norm"]) == Task(task, r["delay"], S).length
+                   for r in rows)  # fmt: skip
+    saved = json.loads((tmp_path / "memory_span.json").read_text(encoding="utf-8"))
+    assert saved["rows"] == result.rows
+    for task, per_cell in saved["tasks"].items():
+        for cell, entry in per_cell.items():
+            assert entry["largest_delay_solved"] == result.largest[task][cell] and "Adam lr" in entry["setup"]
+    assert (tmp_path / "memory_span.csv").read_text().startswith("task,cell,delay,score")
+    for png in ("memory_span.png", "gradient_flow.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
