@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from seq2seq.config import ConfigError
 from seq2seq.lab import memory_span
 from seq2seq.lab.memory_span import SpanNet, initialise, matched_hidden, probe, sweep, unroll
 from seq2seq.lab.span_settings import SpanSettings
@@ -124,7 +125,7 @@ def test_a_sweep_retries_at_the_second_lr_and_stops_at_the_first_unsolved_delay(
                 "probes": [{"keep_gate": 1.0}]}  # fmt: skip
 
     monkeypatch.setattr(memory_span, "train_one", fake)
-    rows = sweep("recall", "lstm", [200, 10, 50, 20, 100], SpanSettings(hidden=16, lr=1e-2, retry_lr=1e-3), seed=0)
+    rows = sweep("recall", "lstm", [200, 10, 50, 20, 100], SpanSettings(hidden=16, lr=1e-2, retry_lrs="1e-3"), seed=0)
     assert tried == [(10, 1e-2), (20, 1e-2), (50, 1e-2), (50, 1e-3), (100, 1e-2), (100, 1e-3)]
     assert [(r["delay"], r["solved"], r["lr"]) for r in rows] == [(10, True, 1e-2), (20, True, 1e-2), (50, True, 1e-3),
                                                                    (100, False, 1e-2)]  # fmt: skip
@@ -134,7 +135,7 @@ def test_a_sweep_retries_at_the_second_lr_and_stops_at_the_first_unsolved_delay(
     ]
     assert memory_span._largest(rows) == 50
     tried.clear()
-    sweep("recall", "lstm", [10, 50, 100], SpanSettings(hidden=16, retry_lr=0), seed=0)
+    sweep("recall", "lstm", [10, 50, 100], SpanSettings(hidden=16, retry_lrs=""), seed=0)
     assert tried == [(10, 1e-2), (50, 1e-2)]  # no retry: stops at 50
 
 
@@ -156,3 +157,11 @@ def test_quick_run_writes_the_table_and_both_pictures(tmp_path) -> None:  # noqa
     assert (tmp_path / "memory_span.csv").read_text().startswith("task,cell,delay,score")
     for png in ("memory_span.png", "gradient_flow.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_retry_learning_rates_are_checked_and_tried_in_order() -> None:
+    assert SpanSettings(lr=1e-2, retry_lrs="3e-3 1e-2 1e-3").lrs == [1e-2, 3e-3, 1e-3]
+    assert SpanSettings(retry_lrs="").lrs == [SpanSettings().lr]
+    for bad in ("fast", "1e-3 -1", "0"):
+        with pytest.raises(ConfigError, match="retry_lrs"):
+            SpanSettings(retry_lrs=bad)

@@ -172,15 +172,17 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
 
 def sweep(task_name: str, cell: str, delays: Sequence[int], s: SpanSettings, seed: int, threads: int = 1) -> list:
     """Rows of one cell on one task, delays in increasing order until the first unsolved one. A
-    delay not solved at `s.lr` is trained again at `s.retry_lr`; the row kept is the solved one (or
-    the better score), with every attempt's lr and score."""
+    delay not solved at `s.lr` is trained again at each of `s.retry_lrs` until one solves it; the
+    row kept is the solved one (or the best score), with every attempt's lr, score and time."""
     rows = []
     for delay in sorted(delays):
         task = Task(task_name, delay, s)
         hidden = matched_hidden([cell], task)[cell]
-        tries = [_logged(train_one(task, cell, hidden, seed, threads))]
-        if not tries[0]["solved"] and s.retry_lr and s.retry_lr != s.lr:
-            tries.append(_logged(train_one(Task(task_name, delay, replace(s, lr=s.retry_lr)), cell, hidden, seed)))
+        tries: list[dict[str, Any]] = []
+        for lr in s.lrs:
+            if tries and tries[-1]["solved"]:
+                break
+            tries.append(_logged(train_one(Task(task_name, delay, replace(s, lr=lr)), cell, hidden, seed, threads)))
         sign = -1 if task_name == "adding" else 1
         best = max(tries, key=lambda r: (r["solved"], sign * r["score"]))
         rows.append(

@@ -31,7 +31,7 @@ class SpanSettings:
     steps: int = 2000  # training budget per cell, task and delay: updates (stops early once solved)
     batch_size: int = 64  # sequences per update (fresh random ones every update)
     lr: float = 1e-2  # Adam learning rate
-    retry_lr: float = 1e-3  # a delay not solved at lr is trained again at this lr (0: no retry); tanh RNNs need it
+    retry_lrs: str = "3e-3 1e-3"  # a delay not solved at lr is trained again at these, in turn ("": no retry)
     clip_norm: float = 1.0  # gradient-norm clipping, 0: off (Pascanu, Mikolov & Bengio 2013)
     eval_every: int = 100  # updates between validations (a solved validation set stops training)
     n_symbols: int = 3  # recall: symbols to remember
@@ -40,12 +40,23 @@ class SpanSettings:
     val_size: int = 1000  # held-out sequences for the stopping check
     test_size: int = 4000  # held-out sequences of the reported score
 
+    @property
+    def lrs(self) -> list[float]:
+        """The learning rates a delay is tried with, in turn."""
+        return list(dict.fromkeys([self.lr, *map(float, self.retry_lrs.split())]))
+
     def __post_init__(self) -> None:
         for name in ("hidden", "steps", "batch_size", "eval_every", "n_symbols", "copy_length", "val_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.alphabet < 2 or self.lr <= 0 or self.retry_lr < 0 or self.clip_norm < 0 or self.chrono_tmax < 0:
-            raise ConfigError("need alphabet >= 2, lr > 0, retry_lr >= 0, clip_norm >= 0, chrono_tmax >= 0")
+        if self.alphabet < 2 or self.lr <= 0 or self.clip_norm < 0 or self.chrono_tmax < 0:
+            raise ConfigError("need alphabet >= 2, lr > 0, clip_norm >= 0, chrono_tmax >= 0")
+        try:
+            ok = all(float(lr) > 0 for lr in self.retry_lrs.split())
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"retry_lrs must be learning rates > 0 separated by spaces, got {self.retry_lrs!r}")
         if self.test_size < 1:
             raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
 
