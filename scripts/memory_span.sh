@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Memory span of RNN vs GRU vs LSTM: recall symbols across D blank steps at an equal parameter
-# and training budget. Writes memory_span.{csv,json,png} into $OUT (default checkpoints/memory_span).
-# --quick: a < 1 minute smoke run. Other flags go to `seq2seq memory-span`, e.g. --delays 5 10 20 --steps 3000.
+# Memory span of a tanh RNN, a GRU and an LSTM at an equal parameter budget: the largest delay each
+# solves on the delayed-recall task and the adding problem (chrono initialisation for the gated cells,
+# Adam 0.01 with retries at 3e-3 and 1e-3, <= 2,000 updates per delay). About 6 minutes on 2 cores.
+# Writes memory_span.{json,csv,png} and gradient_flow.png into $OUT (default checkpoints/memory_span).
+# --quick: a 5-second smoke run. Other flags go to `seq2seq memory-span` (--task copy, --init default, ...).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 seq2seq memory-span --out "${OUT:-checkpoints/memory_span}" "$@"

@@ -157,7 +157,8 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
             val = _score(net, task, val_x, val_y)
         if step == s.steps // 2:
             probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
-    probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
+    if probes[-1]["step"] != step:
+        probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
     test_x, test_y = task.batch(torch.Generator().manual_seed(seed + 2), s.test_size)
     score = _score(net, task, test_x, test_y)
     return {
