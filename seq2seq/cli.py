@@ -79,10 +79,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_translate(args: argparse.Namespace) -> None:
     from .engines import load_translator
+    from .machine import process
     from .serve.stream import chunks, stream_translate
     from .text import read_lines
 
     cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
+    process.apply(process.ProcessSettings.for_decoding())
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
     lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
     with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
@@ -217,10 +219,12 @@ def cmd_hardware(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from .machine import process
     from .serve import ServeLimits
     from .serve.server import serve
 
     cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
+    process.apply(process.ProcessSettings.for_decoding())
     serve(args.checkpoint, args.host, args.port, args.device, cfg, from_flags(ServeLimits, args))
 
 

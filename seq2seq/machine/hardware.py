@@ -224,10 +224,10 @@ def choose_precision(requested: str, device: str = "cpu") -> Precision:
 
 def set_threads(threads: int) -> None:
     """torch's intra-op threads (0: torch's default); more threads than cores is allowed but said once."""
+    if threads <= 0:
+        return  # without importing torch (the NumPy runtime never does)
     import torch
 
-    if threads <= 0:
-        return
     cores = os.cpu_count() or 1
     if threads > cores:
         log.warning("threads: %d asked for on %d CPU cores: threads will compete for cores", threads, cores)
