@@ -88,7 +88,7 @@ class ModelFile:
     data_config: dict[str, Any]
     train_config: dict[str, Any]
     step: int  # updates trained
-    lexicon: dict[str, torch.Tensor] | None = None  # shortlist.Lexicon payload (None: files from before v0.2)
+    lexicon: dict[str, torch.Tensor] | None = None  # shortlist.Lexicon payload (None: no shortlist table)
     averaged: list[str] | None = None  # the files whose weights were averaged into this one
 
 
@@ -97,9 +97,8 @@ class ResumeState:
     """What last.pt holds besides its ModelFile, to continue the run exactly."""
 
     optimizer: dict[str, Any]  # optimizer.state_dict()
-    train_state: dict[str, Any]  # schedule.TrainState as a dict
-    rng: list[dict[str, torch.Tensor]] | None  # per rank, distributed.rng_state(); None: before multi-process
-    torch_rng: torch.Tensor  # rank 0's CPU generator state (what files without `rng` restore from)
+    train_state: dict[str, Any]  # progress.TrainState as a dict
+    rng: list[dict[str, torch.Tensor]]  # per rank, distributed.rng_state()
     grad_scaler: dict[str, Any] | None = None  # fp16 loss scaling state
 
 
@@ -120,11 +119,10 @@ _MODEL_KEYS: dict[str, tuple[str, type]] = {  # key -> (ModelFile field, its typ
 _RESUME_KEYS: dict[str, tuple[str, type]] = {  # key -> (ResumeState field, its type)
     "optimizer": ("optimizer", dict),
     "train_state": ("train_state", dict),
-    "torch_rng": ("torch_rng", torch.Tensor),
     "rng": ("rng", list),
     "grad_scaler": ("grad_scaler", dict),
 }
-_OPTIONAL = {"lexicon", "averaged", "rng", "grad_scaler"}  # absent in older files or not always written
+_OPTIONAL = {"lexicon", "averaged", "grad_scaler"}  # written only where they apply
 
 
 def _payload(model: ModelFile, resume: ResumeState | None) -> dict[str, Any]:

@@ -2,12 +2,11 @@
 
 `DataConfig` (corpus preparation and tokenizer), `ModelConfig` (the network), `TrainConfig`
 (the optimisation) and `DecodeConfig` (search). Unknown keys and wrong types are errors that
-name the closest valid key; CLI flags are generated from the fields (`add_flags`).
+name the closest valid key; CLI flags are generated from the fields (`cli/flags.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import json
@@ -243,39 +242,3 @@ def toml_text(cfgs: dict[str, Any], header: str = "") -> str:
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A plain dict of a config dataclass (for JSON and checkpoints)."""
     return dataclasses.asdict(cfg)
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def field_help(cls: type) -> dict[str, str]:
-    """Each field's comment in this file's source (`name: type = default  # comment`): the --help text."""
-    import inspect
-    import re
-
-    comments = re.findall(r"^    (\w+): [^#\n]+?  # (.+)$", inspect.getsource(cls), flags=re.MULTILINE)
-    return dict(comments)
-
-
-def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Add one `--flag` per field of `cls`, its help from the field's comment; defaults stay None so
-    a TOML file can sit below."""
-    group = parser.add_argument_group(f"{cls.__name__} options")
-    hints, notes = typing.get_type_hints(cls), field_help(cls)
-    for f in fields(cls):
-        tp = hints[f.name]
-        help_ = f"{notes.get(f.name, '')} (default: {f.default})".lstrip().replace("%", "%%")
-        if tp is bool:
-            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, help=help_)
-        elif typing.get_origin(tp) is Literal:
-            group.add_argument(_flag(f.name), dest=f.name, choices=typing.get_args(tp), help=help_)
-        else:
-            group.add_argument(_flag(f.name), dest=f.name, type=tp, metavar=tp.__name__.upper(), help=help_)
-
-
-def from_flags(cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None = None) -> C:
-    """Build `cls` from `base` (e.g. a TOML table) overridden by the flags the user gave."""
-    values = dict(base or {})
-    values.update({f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
-    return from_dict(cls, values)

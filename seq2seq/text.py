@@ -157,13 +157,3 @@ class Translating:
 
     def check(self, cfg: DecodeConfig) -> None:
         """Raise a one-line error (ConfigError, HardwareError) for settings this translator cannot run."""
-
-    def translate_lines(
-        self, sentences: Sequence[str], cfg: DecodeConfig, progress: bool = False, first_index: int = 0
-    ) -> list[str]:
-        """Output lines as `seq2seq translate` writes them: one per sentence, or with n_best > 1
-        `index<TAB>score<TAB>text` per hypothesis (index counted from `first_index`)."""
-        nbest = self.translate_nbest(sentences, cfg, progress=progress)
-        if cfg.n_best == 1:
-            return [hyps[0][0] if hyps else "" for hyps in nbest]
-        return [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest, first_index) for text, h in hyps]

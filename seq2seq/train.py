@@ -125,14 +125,13 @@ def restore_rng(resume: ResumeState, dist: Dist, device: torch.device, fresh_see
     """This rank's random state from last.pt (saved per rank); resumed with another number of
     processes, rank 0 takes the first saved state and the other ranks start from `fresh_seed`."""
     states = resume.rng
-    if states and len(states) == dist.world:
+    if len(states) == dist.world:
         distributed.set_rng_state(states[dist.rank], device)
         return
-    if states and dist.main:
+    if dist.main:
         log.warning("resuming %d-process training with %d processes: not bitwise the same run", len(states),
                     dist.world)  # fmt: skip
-    if dist.main:
-        distributed.set_rng_state(states[0] if states else {"cpu": resume.torch_rng}, device)
+        distributed.set_rng_state(states[0], device)
     else:
         torch.manual_seed(fresh_seed)
 
@@ -302,8 +301,7 @@ class Trainer:
             return
         self.st.train_seconds = self.clock.elapsed()
         optimizer, grad_scaler = self.up.states()
-        resume = ResumeState(optimizer=optimizer, train_state=asdict(self.st), rng=rng,
-                             torch_rng=torch.get_rng_state(), grad_scaler=grad_scaler)  # fmt: skip
+        resume = ResumeState(optimizer=optimizer, train_state=asdict(self.st), rng=rng, grad_scaler=grad_scaler)
         weights = model_file(self.prepared, self.up.model, self.cfg, self.st.step, self.lexicon)
         self.files.save(weights, resume, best=improved, keep=self.cfg.keep_checkpoints if validated else 0)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.cli import build_parser
+from seq2seq.cli.flags import from_flags
 from seq2seq.config import (
     SECTIONS,
     ConfigError,
@@ -17,7 +18,6 @@ from seq2seq.config import (
     ModelConfig,
     TrainConfig,
     from_dict,
-    from_flags,
     load_toml,
     to_dict,
 )

@@ -314,14 +314,13 @@ def _resume_state() -> ResumeState:
         optimizer=opt.state_dict(),
         train_state=asdict(TrainState(step=7, epoch=1, batch_in_epoch=3, best=-1.5, tokens=900, history=history)),
         rng=[{"cpu": torch.get_rng_state()}, {"cpu": torch.Generator().manual_seed(1).get_state()}],
-        torch_rng=torch.get_rng_state(),
         grad_scaler={"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5, "_growth_tracker": 3},
     )
 
 
 FILE_KEYS = ["format", "version", "lexicon", "model_config", "model", "src_spm", "tgt_spm", "src_lang", "tgt_lang",
              "train_config", "data_config", "step"]  # fmt: skip
-RESUME_KEYS = ["optimizer", "train_state", "torch_rng", "rng", "grad_scaler"]
+RESUME_KEYS = ["optimizer", "train_state", "rng", "grad_scaler"]
 
 
 def test_model_file_and_resume_state_round_trip(tmp_path: Path) -> None:
@@ -349,16 +348,16 @@ def test_model_file_and_resume_state_round_trip(tmp_path: Path) -> None:
         read_resume(tmp_path / "best.pt")
 
 
-def test_checkpoints_written_before_the_checkpoint_api_still_read(tmp_path: Path) -> None:
-    """A last.pt from before the lexicon, multi-process rng and fp16 (written as a plain dict) reads back."""
+def test_a_last_pt_without_per_rank_rng_states_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Resuming needs every saved part; a file without the per-rank RNG states (or with only a bare
+    CPU generator state, as early files had) is an incomplete checkpoint, not silently re-seeded."""
     model, resume = _model_file(lexicon=False), _resume_state()
     old = {k: getattr(model, "state_dict" if k == "model" else k) for k in FILE_KEYS[3:]}
     save_checkpoint(tmp_path / "last.pt", old | {"optimizer": resume.optimizer, "train_state": resume.train_state,
-                                                 "torch_rng": resume.torch_rng})  # fmt: skip
-    read_back, resumed = read_resume(tmp_path / "last.pt")
-    assert read_back.lexicon is None and resumed.rng is None and resumed.grad_scaler is None
-    assert_same(resumed.torch_rng, resume.torch_rng)
-    assert_same(read_back, model)
+                                                 "torch_rng": torch.get_rng_state()})  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"last.pt: incomplete or inconsistent checkpoint: no 'rng'$"):
+        read_resume(tmp_path / "last.pt")
+    assert read_model(tmp_path / "last.pt").lexicon is None  # the model part alone still serves translation
 
 
 @pytest.mark.parametrize(

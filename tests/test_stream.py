@@ -15,7 +15,7 @@ import pytest
 
 from seq2seq.config import DecodeConfig
 from seq2seq.errors import CorpusError
-from seq2seq.serve.stream import chunks, stream_translate
+from seq2seq.serve.stream import chunks, output_lines, stream_translate
 from seq2seq.translate import Translator
 
 SENTENCES = ["red cat", "big old dog", "", "new house tree", "small bird", "green blue cat dog"]
@@ -74,7 +74,7 @@ def test_slow_input_is_translated_line_by_line_and_fast_input_in_chunks() -> Non
 def test_streamed_output_equals_batch_mode_whatever_the_chunking(run_dir: Path, beam_size: int, n_best: int) -> None:
     translator = Translator.from_checkpoint(run_dir / "best.pt")
     cfg = DecodeConfig(beam_size=beam_size, n_best=n_best, batch_size=4)
-    batch = translator.translate_lines(SENTENCES * 3, cfg)
+    batch = output_lines(translator, SENTENCES * 3, cfg)
     for size in (1, 2, 5, 100):
         pieces = [SENTENCES * 3][0]
         out: list[str] = []

@@ -71,8 +71,8 @@ def _model_file(step: int) -> ModelFile:
 
 
 def _resume(step: int) -> ResumeState:
-    return ResumeState(optimizer={"state": {}, "param_groups": []}, train_state={"step": step}, rng=None,
-                       torch_rng=torch.get_rng_state())  # fmt: skip
+    return ResumeState(optimizer={"state": {}, "param_groups": []}, train_state={"step": step},
+                       rng=[{"cpu": torch.get_rng_state()}])  # fmt: skip
 
 
 def test_run_files_save_checkpoints_and_prune_step_files(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ encoder is probed at its input, not its states: that needs no knowledge of its i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -208,19 +208,26 @@ def plot_gradient_flow(
     return save_figure(fig, out_png)
 
 
+@dataclass(frozen=True)
+class FreshModels:
+    """Freshly initialised models of `cell` ("all": each cell) on `batch_size` random sequences of `length` tokens."""
+
+    cell: str = "all"
+    length: int = 100
+    batch_size: int = 16
+    seed: int = 1234
+
+
 def run_gradient_flow(
     out_png: str | Path,
     checkpoints: Sequence[str] | None = None,
     input_path: str | None = None,
     references_path: str | None = None,
-    cell: str = "all",
-    length: int = 100,
-    batch_size: int = 16,
+    fresh: FreshModels = FreshModels(),
     loss: Loss = "last",
-    seed: int = 1234,
     device: str = "cpu",
 ) -> tuple[Path, list[str]]:
-    """`seq2seq gradflow`: trained checkpoints on `input_path`'s sentences, or fresh models of `cell`.
+    """`seq2seq gradflow`: trained checkpoints on `input_path`'s sentences, or `fresh` models.
 
     Returns the PNG written and one summary line per model and part (values at five time steps).
     """
@@ -238,9 +245,9 @@ def run_gradient_flow(
         }
         title = f"Gradient flow through time: {len(sources)} sentences from {input_path}; L = {what}"
     else:
-        cells = CELLS if cell == "all" else (cell,)
-        results = fresh_gradient_flow(cells, length, batch_size, loss=loss, seed=seed)
-        title = f"Gradient flow through time: freshly initialised models, {length} random tokens; L = {what}"
+        cells = CELLS if fresh.cell == "all" else (fresh.cell,)
+        results = fresh_gradient_flow(cells, fresh.length, fresh.batch_size, loss=loss, seed=fresh.seed)
+        title = f"Gradient flow through time: freshly initialised models, {fresh.length} random tokens; L = {what}"
     path = plot_gradient_flow(results, out_png, title)
     lines = []
     for name, result in results.items():

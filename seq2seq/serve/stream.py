@@ -66,6 +66,17 @@ def chunks(stream: IO[bytes], name: str, chunk: int = CHUNK, gap: float = GAP) -
         raise error
 
 
+def output_lines(
+    translator: Translating, sentences: list[str], cfg: DecodeConfig, progress: bool = False, first_index: int = 0
+) -> list[str]:
+    """Output lines as `seq2seq translate` writes them: one per sentence, or with n_best > 1
+    `index<TAB>score<TAB>text` per hypothesis (index counted from `first_index`)."""
+    nbest = translator.translate_nbest(sentences, cfg, progress=progress)
+    if cfg.n_best == 1:
+        return [hyps[0][0] if hyps else "" for hyps in nbest]
+    return [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest, first_index) for text, h in hyps]
+
+
 def stream_translate(
     translator: Translating,
     chunks_: Iterator[list[str]],
@@ -74,12 +85,12 @@ def stream_translate(
     cfg: DecodeConfig,
     progress: bool = True,
 ) -> int:
-    """Translate each chunk as it comes and write its output lines (`Translating.translate_lines`:
+    """Translate each chunk as it comes and write its output lines (`output_lines`:
     n-best lines keep the input's global line index); returns the number of input lines. A progress
     bar (on a terminal) for chunks of 256 lines and more."""
     done = 0
     for batch in chunks_:
-        out = translator.translate_lines(batch, cfg, progress=progress and len(batch) >= 256, first_index=done)
+        out = output_lines(translator, batch, cfg, progress=progress and len(batch) >= 256, first_index=done)
         write("".join(line + "\n" for line in out))
         flush()
         done += len(batch)

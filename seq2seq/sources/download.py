@@ -86,34 +86,39 @@ def _load(dataset: str, subset: str | None, revision: str | None, streaming: boo
             return dict(splits), {"source": "hub", "commit": _hub_commit(dataset, revision)}
         if revision:
             raise CorpusError(f"{dataset}: --revision applies to Hub datasets only")
-        path = Path(dataset).expanduser()
-        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
-            if subset:
-                raise CorpusError(f"{dataset}: a saved dataset has no subsets")
-            # Arrow files on disk are memory-mapped, so `streaming` would save nothing here.
-            loaded = datasets.load_from_disk(str(path))
-            splits = (
-                dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {str(loaded.split or "train"): loaded}
-            )
-            return splits, {"source": "saved dataset"}
-        if path.is_dir():
-            return dict(datasets.load_dataset(str(path), name=subset, streaming=streaming)), {"source": "folder"}
-        files = sorted(glob.glob(os.path.expanduser(dataset))) if any(c in dataset for c in "*?[") else [str(path)]
-        files = [f for f in files if Path(f).is_file()]
-        if not files:
-            raise CorpusError(f"{dataset}: no such file or folder")
-        if subset:
-            raise CorpusError(f"{dataset}: --subset applies to Hub datasets and dataset folders only")
-        data_files: dict[str, list[str]] = {}
-        for f in files:
-            data_files.setdefault(_file_split(f), []).append(f)
-        builder, options = _builder(files)
-        splits = datasets.load_dataset(builder, data_files=data_files, streaming=streaming, **options)
-        return dict(splits), {"source": "files", "data_files": data_files}
+        return _load_local(dataset, subset, streaming)
     except CorpusError:
         raise
     except (OSError, ValueError, RuntimeError, DatasetsError) as err:
         raise CorpusError(f"cannot load {dataset!r}: {_reason(err)}") from err
+
+
+def _load_local(dataset: str, subset: str | None, streaming: bool) -> tuple[dict, dict[str, Any]]:
+    """`_load` of a saved dataset, a dataset folder, or data files (a path or a glob)."""
+    import datasets
+
+    path = Path(dataset).expanduser()
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        if subset:
+            raise CorpusError(f"{dataset}: a saved dataset has no subsets")
+        # Arrow files on disk are memory-mapped, so `streaming` would save nothing here.
+        loaded = datasets.load_from_disk(str(path))
+        splits = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {str(loaded.split or "train"): loaded}
+        return splits, {"source": "saved dataset"}
+    if path.is_dir():
+        return dict(datasets.load_dataset(str(path), name=subset, streaming=streaming)), {"source": "folder"}
+    files = sorted(glob.glob(os.path.expanduser(dataset))) if any(c in dataset for c in "*?[") else [str(path)]
+    files = [f for f in files if Path(f).is_file()]
+    if not files:
+        raise CorpusError(f"{dataset}: no such file or folder")
+    if subset:
+        raise CorpusError(f"{dataset}: --subset applies to Hub datasets and dataset folders only")
+    data_files: dict[str, list[str]] = {}
+    for f in files:
+        data_files.setdefault(_file_split(f), []).append(f)
+    builder, options = _builder(files)
+    splits = datasets.load_dataset(builder, data_files=data_files, streaming=streaming, **options)
+    return dict(splits), {"source": "files", "data_files": data_files}
 
 
 def _reason(err: BaseException) -> str:

@@ -9,19 +9,18 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from .config import (
+from ..config import (
     BLEU_TOKENIZERS,
     ConfigError,
     DataConfig,
     DecodeConfig,
     ModelConfig,
     TrainConfig,
-    add_flags,
-    from_flags,
     load_toml,
 )
-from .errors import LOG_FORMAT, TIME_FORMAT, CheckpointError, CorpusError, RunFolderError
-from .lab.plots import PlotError
+from ..errors import LOG_FORMAT, TIME_FORMAT, CheckpointError, CorpusError, RunFolderError
+from ..lab.plots import PlotError
+from .flags import add_flags, from_flags
 
 log = logging.getLogger("seq2seq")
 METRICS = ("bleu", "chrf", "ter")  # seq2seq.metrics.METRICS (not imported here: sacrebleu is slow to import)
@@ -40,7 +39,7 @@ def _toml(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from .sources.download import download
+    from ..sources.download import download
 
     manifest = download(
         args.dataset, args.src, args.tgt, args.out, subset=args.subset, src_column=args.src_column,
@@ -51,7 +50,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
-    from .prepared import preprocess
+    from ..prepared import preprocess
 
     data_cfg = from_flags(DataConfig, args, _toml(args).get("data"))  # the tokenizer's seed: --spm-seed
     manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg, overwrite=args.overwrite)
@@ -59,9 +58,9 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .checkpoint import resume_configs
-    from .machine.process import process_start
-    from .train import RunOptions, RunSpec, train
+    from ..checkpoint import resume_configs
+    from ..machine.process import process_start
+    from ..train import RunOptions, RunSpec, train
 
     base = resume_configs(Path(args.out) / "last.pt") if args.resume else _toml(args)
     options = RunOptions(resume=args.resume, reset_optimizer=args.reset_optimizer, overwrite=args.overwrite,
@@ -78,10 +77,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    from .engines import load_translator
-    from .machine import process
-    from .serve.stream import chunks, stream_translate
-    from .text import read_lines
+    from ..engines import load_translator
+    from ..machine import process
+    from ..serve.stream import chunks, stream_translate
+    from ..text import read_lines
 
     cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
     process.apply(process.ProcessSettings.for_decoding())
@@ -92,38 +91,37 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .metrics import score_files
+    from ..metrics import score_files
 
     print(score_files(args.hyp, args.ref, args.tokenize, args.metrics))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from .lab.demo import run_demo
+    from ..lab.demo import run_demo
 
     run_demo(args.out, max_minutes=args.max_minutes, seed=args.seed)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from .lab.plots import plot_run
+    from ..lab.plots import plot_run
 
     for path in plot_run(args.run):
         print(path)
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
-    from .lab.plots import attention_map
+    from ..lab.plots import attention_map
 
     text, path = attention_map(args.checkpoint, args.sentence, args.out, args.beam_size, args.device)
     print(f"{text}\nattention map: {path}")
 
 
 def cmd_gradflow(args: argparse.Namespace) -> None:
-    from .lab.gradflow import run_gradient_flow
+    from ..lab.gradflow import FreshModels, run_gradient_flow
 
-    path, lines = run_gradient_flow(
-        args.out, args.checkpoint, args.input, args.references, args.cell or "all",
-        args.length, args.batch_size, args.loss, args.seed, args.device,
-    )  # fmt: skip
+    fresh = FreshModels(args.cell or "all", args.length, args.batch_size, args.seed)
+    inputs = (args.checkpoint, args.input, args.references)
+    path, lines = run_gradient_flow(args.out, *inputs, fresh, args.loss, args.device)
     print("\n".join(lines))
     print(f"gradient flow plot: {path}")
 
@@ -131,8 +129,8 @@ def cmd_gradflow(args: argparse.Namespace) -> None:
 def cmd_memory_span(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from .lab.memory_span import format_result, run_memory_span, settings_with
-    from .lab.span_settings import QUICK, SpanSettings
+    from ..lab.memory_span import format_result, run_memory_span, settings_with
+    from ..lab.span_settings import QUICK, SpanSettings
 
     changes = {f.name: getattr(args, f.name) for f in fields(SpanSettings)}
     settings = settings_with(QUICK if args.quick else SpanSettings(), **changes)
@@ -170,7 +168,7 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.set_defaults(func=cmd_gradflow)
 
-    from .lab.span_settings import CELLS, DEFAULT_DELAYS, DEFAULT_TASKS, QUICK_DELAYS, TASKS, SpanSettings
+    from ..lab.span_settings import CELLS, DEFAULT_DELAYS, DEFAULT_TASKS, QUICK_DELAYS, TASKS, SpanSettings
 
     delays = f"{' '.join(map(str, DEFAULT_DELAYS))}; quick: {' '.join(map(str, QUICK_DELAYS))}"
     p = sub.add_parser("memory-span", help="over how many steps RNN, GRU and LSTM carry information (docs/science.md)")
@@ -190,13 +188,13 @@ def _add_inspection_commands(sub: Any) -> None:
 
 
 def cmd_average(args: argparse.Namespace) -> None:
-    from .checkpoint import average_checkpoints
+    from ..checkpoint import average_checkpoints
 
     print(f"averaged {len(args.checkpoints)} checkpoints into {average_checkpoints(args.checkpoints, args.out)}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .engines.numpy_runtime import export_runtime
+    from ..engines.numpy_runtime import export_runtime
 
     print(f"wrote {export_runtime(args.checkpoint, args.out)} (seq2seq translate --checkpoint takes it)")
 
@@ -204,7 +202,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_benchmark(args: argparse.Namespace) -> None:
     import json
 
-    from .lab.benchmark import Corpus, run_benchmark
+    from ..lab.benchmark import Corpus, run_benchmark
 
     corpus = Corpus(Path(args.data), args.src, args.tgt)
     result = run_benchmark(corpus, args.out, args.checkpoint, args.quick, args.test_split, args.peers)
@@ -212,16 +210,16 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
 
 def cmd_hardware(args: argparse.Namespace) -> None:
-    from .machine.hardware import report
+    from ..machine.hardware import report
 
     info = report(args.device, args.precision)
     print(info[args.get] if args.get else "\n".join(f"{key}: {value}" for key, value in info.items()))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .machine import process
-    from .serve import ServeLimits
-    from .serve.server import serve
+    from ..machine import process
+    from ..serve import ServeLimits
+    from ..serve.server import serve
 
     cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
     process.apply(process.ProcessSettings.for_decoding())
@@ -229,7 +227,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.")
     parser.add_argument("--version", action="version", version=f"seq2seq {__version__}")
@@ -311,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
     p.set_defaults(func=cmd_benchmark)
 
-    from .serve import ServeLimits
+    from ..serve import ServeLimits
 
     p = sub.add_parser("serve", help="an HTTP JSON translation server: POST /translate, GET /health (docs/serving.md)")
     p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch)")
