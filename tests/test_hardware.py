@@ -83,6 +83,15 @@ def test_explicit_bf16_on_a_cpu_without_bf16_kernels_is_a_clear_error(cpu) -> No
     assert resolve_precision("fp32").name == "fp32"
 
 
+def test_the_precision_is_logged_once_even_when_asked_again_by_name(cpu, caplog: pytest.LogCaptureFixture) -> None:
+    cpu(runs=False, native=False)  # an AVX2 CPU: auto -> fp32, then validation asks for "fp32" itself
+    with caplog.at_level(logging.INFO, logger="seq2seq"):
+        assert resolve_precision("auto").name == resolve_precision("fp32").name == "fp32"
+        resolve_precision("auto")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("precision:")]
+    assert len(lines) == 1 and "no native bf16" in lines[0]
+
+
 def test_explicit_bf16_where_it_is_emulated_runs_with_a_warning(cpu, caplog: pytest.LogCaptureFixture) -> None:
     cpu(runs=True, native=False)
     with caplog.at_level(logging.INFO, logger="seq2seq"):

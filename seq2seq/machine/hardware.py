@@ -190,13 +190,14 @@ def _resolve_cuda(requested: str, device: Any) -> Precision:
 
 
 def resolve_precision(requested: str, device: str = "cpu") -> Precision:
-    """The precision to run for `requested` (auto, fp32, bf16, fp16) on `device`; logged once per process.
+    """The precision to run for `requested` (auto, fp32, bf16, fp16) on `device`; logged once per process
+    and precision (training's validation asks again for the precision `auto` chose: no second line).
 
     Raises HardwareError, naming what was found and what to use, for a precision the device
     cannot run."""
     chosen = choose_precision(requested, device)
-    if (requested, device) not in _LOGGED:
-        _LOGGED.add((requested, device))
+    if (chosen.name, device) not in _LOGGED:
+        _LOGGED.add((chosen.name, device))
         emulated = chosen.name == "bf16" and resolve_device(device).type == "cpu" and not cpu_bf16().native
         log.log(logging.WARNING if emulated else logging.INFO, "precision: %s", chosen)
     return chosen
