@@ -45,14 +45,15 @@ def run_log(run: Path, write: bool = True) -> Iterator[None]:
         handler.close()
 
 
-def tensorboard_writer(folder: Path | None = None) -> Any:
+def tensorboard_writer(folder: Path | None = None, purge_step: int | None = None) -> Any:
     """torch's TensorBoard SummaryWriter for `folder` (None: only check that it can be made); without
-    the tensorboard package a ConfigError."""
+    the tensorboard package a ConfigError. `purge_step`: events from that step on, written by a run
+    that was killed before its next checkpoint, are hidden (the resumed run writes them again)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-    return SummaryWriter(str(folder)) if folder else None
+    return SummaryWriter(str(folder), purge_step=purge_step) if folder else None
 
 
 class RunFiles:
@@ -67,6 +68,7 @@ class RunFiles:
         self.last = run / "last.pt"
         self.write = write
         self.tensorboard, self.events = tensorboard and write, None
+        self.resumed_at: int | None = None  # the step a resumed run continues from (`truncate`)
         if self.tensorboard:
             tensorboard_writer()  # no tensorboard package: a ConfigError before any training
 
@@ -97,7 +99,8 @@ class RunFiles:
         with open(self.metrics, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard and record["type"] in ("train", "valid"):  # the same numbers, as scalars
-            self.events = self.events or tensorboard_writer(self.run / "tensorboard")
+            purge = None if self.resumed_at is None else self.resumed_at + 1
+            self.events = self.events or tensorboard_writer(self.run / "tensorboard", purge)
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):
                     self.events.add_scalar(f"{record['type']}/{key}", value, record["step"])
@@ -120,7 +123,9 @@ class RunFiles:
     def truncate(self, step: int) -> None:
         """Drop records after `step` (written by a run that was killed before its next checkpoint), and
         the temporary file of a checkpoint write that a kill interrupted (the checkpoint itself is whole:
-        checkpoints are renamed into place only once written)."""
+        checkpoints are renamed into place only once written). TensorBoard's events of the lost steps
+        are hidden when the first new event is written."""
+        self.resumed_at = step
         if self.write:
             for tmp in self.run.glob(".*.pt.*.tmp"):
                 tmp.unlink(missing_ok=True)

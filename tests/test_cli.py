@@ -257,6 +257,28 @@ def test_tensorboard_events_hold_the_metrics_records(tmp_path: Path) -> None:
     assert [e.step for e in events.Scalars("valid/val_loss")] == [2, 4]
 
 
+def test_a_resumed_run_hides_the_tensorboard_events_of_the_steps_it_lost(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    data = write_corpus(tmp_path / "data", n_train=40, n_val=8, n_test=4)
+    run = tmp_path / "run"
+    flags = ["--data", data, "--src", "xx", "--tgt", "yy", "--out", run, "--vocab-size", "30", "--emb-size", "8",
+             "--enc-hidden", "8", "--dec-hidden", "16", "--valid-every", "2", "--log-every", "1", "--max-tokens",
+             "200", "--tensorboard"]  # fmt: skip
+    assert run_cli("train", *flags, "--max-steps", "4")[0] == 0
+    lost = SummaryWriter(str(run / "tensorboard"))  # what a run killed after update 6 had written past last.pt
+    for step in (5, 6):
+        lost.add_scalar("train/loss", 99.0, step)
+    lost.close()
+    assert run_cli("train", *flags, "--max-steps", "6", "--resume")[0] == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [1, 2, 3, 4, 5, 6] and 99.0 not in [e.value for e in losses]
+
+
 def test_every_flag_explains_itself_and_version_is_printed(capsys) -> None:
     from seq2seq.cli import build_parser
 
