@@ -93,6 +93,16 @@ def test_language_columns_folder_of_jsonl(tmp_path: Path) -> None:
     assert manifest["builder"] == "json"
 
 
+def test_no_progress_bar_frames_off_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`datasets` draws "Generating train split" bars; written to a log file (stderr not a terminal)
+    they are only noise, so they are off there, and left as the caller had them afterwards."""
+    write_jsonl(tmp_path / "d" / "train.jsonl", columns(DE, EN))
+    download(tmp_path / "d", "de", "en", tmp_path / "out")
+    err = capsys.readouterr().err
+    assert "Generating" not in err and "\r" not in err
+    assert not datasets.are_progress_bars_disabled()
+
+
 def test_csv_glob_keeps_other_split_names_and_na_text(tmp_path: Path) -> None:
     de, en = [*DE, "NA"], [*EN, "null"]
     Dataset.from_dict({"de": de, "en": en}).to_csv(tmp_path / "train.csv", index=False)

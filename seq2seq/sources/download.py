@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -217,12 +218,27 @@ def _write_split(ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path,
 def download(dataset: str | Path, src: str, tgt: str, out: str | Path, subset: str | None = None,
              src_column: str | None = None, tgt_column: str | None = None, revision: str | None = None,
              streaming: bool = False) -> dict:  # fmt: skip
-    """Write `out/{split}.{src|tgt}` and `out/manifest.json` from `dataset`; returns the manifest."""
+    """Write `out/{split}.{src|tgt}` and `out/manifest.json` from `dataset`; returns the manifest.
+    `datasets`' own progress bars show on a terminal only (a log file gets no bar frames)."""
+    import datasets
+
+    bars = not datasets.are_progress_bars_disabled()
+    if bars and not sys.stderr.isatty():
+        datasets.disable_progress_bars()
+    try:
+        return _download(str(dataset), src, tgt, Path(out), subset, (src_column, tgt_column), revision, streaming)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+
+
+def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
+              columns: tuple[str | None, str | None], revision: str | None, streaming: bool) -> dict:  # fmt: skip
+    """`download`, with `datasets`' progress bars as the caller left them."""
     import datasets
     from datasets.exceptions import DatasetsError
 
-    out = Path(out)
-    splits, source = _load(str(dataset), subset, revision, streaming)
+    splits, source = _load(dataset, subset, revision, streaming)
     names = {name: SPLIT_NAMES.get(name.lower(), name) for name in splits}
     clashes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
     if clashes:
@@ -231,8 +247,7 @@ def download(dataset: str | Path, src: str, tgt: str, out: str | Path, subset: s
     try:  # streaming datasets read (and may fail on) their rows only from here on
         schemas = {}
         for name, ds in splits.items():
-            columns = ds.column_names or list(next(iter(ds), {}))
-            schemas[name] = find_schema(columns, ds.features, src, tgt, src_column, tgt_column)
+            schemas[name] = find_schema(ds.column_names or list(next(iter(ds), {})), ds.features, src, tgt, *columns)
         out.mkdir(parents=True, exist_ok=True)
         for name, ds in splits.items():
             paths = (out / f"{names[name]}.{src}", out / f"{names[name]}.{tgt}")
