@@ -1,0 +1,30 @@
+"""The training profiler of docs/speed.md: real updates, shares of self CPU time that add up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from corpora import write_corpus
+
+from seq2seq.config import TrainConfig
+from seq2seq.lab.train_profile import main, profile_training
+
+
+def test_profile_shares_add_up_and_name_the_lstm_and_the_gemms(tmp_path: Path, capsys) -> None:
+    data = write_corpus(tmp_path / "data", n_train=120, n_val=8, n_test=4)
+    argv = ["--data", str(data), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"),
+            "--max-tokens", "60", "--threads", "1", "--warmup", "2", "--updates", "3"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["precision"] == "fp32" and result["updates"] == 3 and result["tgt_tok_s"] > 0
+    assert sum(result["groups_pct"].values()) == pytest.approx(100, abs=0.5)
+    assert result["groups_pct"]["gemm"] > 0 and result["groups_pct"]["lstm"] > 0
+    assert list(result["ops_pct"].values()) == sorted(result["ops_pct"].values(), reverse=True)
+
+
+def test_too_few_batches_for_the_profile_is_refused(tmp_path: Path) -> None:
+    data = write_corpus(tmp_path / "data", n_train=20, n_val=4, n_test=4)
+    with pytest.raises(ValueError, match="fewer than warmup"):
+        profile_training(str(data), "xx", "yy", str(tmp_path / "run"), TrainConfig(max_tokens=4000), 100, 30)
