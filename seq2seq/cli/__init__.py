@@ -120,8 +120,10 @@ def cmd_gradflow(args: argparse.Namespace) -> None:
     from ..lab.gradflow import FreshModels, run_gradient_flow
 
     fresh = FreshModels(args.cell or "all", args.length, args.batch_size, args.seed)
-    inputs = (args.checkpoint, args.input, args.references)
-    path, lines = run_gradient_flow(args.out, *inputs, fresh, args.loss, args.device)
+    path, lines = run_gradient_flow(
+        args.out, args.checkpoint, input_path=args.input, references_path=args.references, fresh=fresh,
+        loss=args.loss, device=args.device,
+    )  # fmt: skip
     print("\n".join(lines))
     print(f"gradient flow plot: {path}")
 
