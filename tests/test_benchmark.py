@@ -12,27 +12,50 @@ from seq2seq.lab import benchmark
 from seq2seq.machine import hardware
 
 
-def test_peers_are_those_measured_on_this_kind_of_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def box(capability: str, tok_s: float) -> dict:
-        return {
-            "cpu_capability": capability,
-            "machine": f"{capability} box",
-            "peers": {"p": {"train_tgt_tok_s": tok_s}},
-        }
+def _entry(model: str, capability: str, bf16: bool, tok_s: float) -> dict:
+    """A peers.json `machines` entry as ../shared/peers/run.sh writes it."""
+    native = " + native bf16" if bf16 else ", no native bf16"
+    return {"cpu_capability": capability, "bf16": bf16, "machine": f"2 cores {model}, {capability}{native}, 2 threads, "
+            "2026-12-03", "peers": {"opennmt-py": {"train_tgt_tok_s": tok_s}}}  # fmt: skip
 
-    peers = {
-        "machine": "old",
-        "peers": {"p": {"train_tgt_tok_s": 1.0}},
-        "machines": [box("AVX512", 2.0), box("AVX2", 4.0)],
-    }
+
+def test_ratios_only_against_a_peer_measured_on_a_machine_like_this_one(tmp_path: Path) -> None:
+    here = benchmark.PeerMachine("AMD EPYC", "AVX512", True)
+    others = [
+        _entry("AMD EPYC", "AVX512", False, 1.0),  # same model and capability, no native bf16
+        _entry("AMD EPYC", "AVX2", True, 2.0),  # capability capped
+        _entry("Intel(R) Xeon(R) Platinum", "AVX512", True, 3.0),  # another CPU model
+        {
+            "cpu_capability": "AVX512",
+            "bf16": True,
+            "machine": "2 cores AMD EPYC AVX-512+bf16, 2 threads",
+            "peers": {"opennmt-py": {"train_tgt_tok_s": 4.0}},
+        },  # fmt: skip  # no model in its machine line
+    ]
     path = tmp_path / "peers.json"
-    path.write_text(json.dumps(peers))
-    for capability, machine, tok_s in (("AVX2", "AVX2 box", 4.0), ("AVX512", "AVX512 box", 2.0)):
-        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
-        assert benchmark.peers_for_this_cpu(path) == (machine, {"p": {"train_tgt_tok_s": tok_s}})
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "NEON")
-    machine, figures = benchmark.peers_for_this_cpu(path)
-    assert machine.startswith("old") and "NEON" in machine and figures == peers["peers"]
+    path.write_text(json.dumps({"peers": {"opennmt-py": {"train_tgt_tok_s": 5.0}}, "machines": others}))
+    machine, figures = benchmark.peers_for_this_machine(path, here)
+    assert figures is None
+    assert machine.startswith("peer figures are from 2 cores AMD EPYC, AVX512, no native bf16")
+    assert machine.endswith("; run ../shared/peers/run.sh here") and "Xeon" in machine
+    same = _entry("AMD EPYC", "AVX512", True, 6.0)
+    path.write_text(json.dumps({"machines": [*others, same]}))
+    assert benchmark.peers_for_this_machine(path, here) == (same["machine"], same["peers"])
+
+
+def test_the_benchmark_gives_no_ratio_against_another_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "peers.json"
+    other, same = _entry("Some Other CPU", "AVX2", False, 100.0), _entry("AMD EPYC", "AVX512", True, 100.0)
+    path.write_text(json.dumps({"machines": [other]}))
+    monkeypatch.setattr(benchmark, "this_machine", lambda: benchmark.PeerMachine("AMD EPYC", "AVX512", True))
+    result = {"train_tgt_tok_s": 300.0}
+    assert benchmark.peer_ratios(result, path, quick=False) == {"ratios_vs_peers": {"skipped": (
+        "peer figures are from 2 cores Some Other CPU, AVX2, no native bf16, 2 threads, 2026-12-03; "
+        "run ../shared/peers/run.sh here")}}  # fmt: skip
+    path.write_text(json.dumps({"machines": [other, same]}))
+    assert benchmark.peer_ratios(result, path, quick=False) == {
+        "peers_machine": same["machine"], "ratios_vs_peers": {"train_tgt_tok_s": {"opennmt-py": 3.0}}}  # fmt: skip
+    assert "skipped" in benchmark.peer_ratios(result, path, quick=True)["ratios_vs_peers"]
 
 
 def test_ratios_say_better_as_greater_than_one_and_skip_what_a_peer_lacks() -> None:

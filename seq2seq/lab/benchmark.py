@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..config import ModelConfig
-from ..machine.hardware import cpu_bf16, report
+from ..machine.hardware import cpu_bf16, cpu_model, report
 from ..runfiles import read_metrics
 from ..text import read_lines
 
@@ -150,15 +151,54 @@ def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent:
     return result
 
 
-def peers_for_this_cpu(peers_file: Path) -> tuple[str, dict[str, dict[str, float]]]:
-    """(machine description, peer figures) of the peers' machine with this CPU's capability
-    (peers.json's `machines`, matched on torch.backends.cpu.get_cpu_capability()), else its top level."""
-    data = json.loads(peers_file.read_text())
-    capability = torch.backends.cpu.get_cpu_capability()
-    for machine in data.get("machines", []):
-        if machine.get("cpu_capability") == capability:
-            return machine["machine"], machine["peers"]
-    return data.get("machine", "unknown") + f" (no peer figures for {capability})", data["peers"]
+PEERS_HINT = "run ../shared/peers/run.sh here"
+# the machine line ../shared/peers/run.sh writes: "2 cores MODEL, CAPABILITY + native bf16, 2 threads, DATE"
+_PEER_MACHINE = re.compile(r"^\d+ cores (?P<model>.+), (?P<cap>\w+)(?P<bf16> \+ native bf16|, no native bf16), ")
+
+
+class PeerMachine(NamedTuple):
+    """What makes two machines' figures comparable: the same CPU model, capability and native bf16."""
+
+    cpu_model: str | None
+    cpu_capability: str
+    bf16: bool
+
+
+def this_machine() -> PeerMachine:
+    return PeerMachine(cpu_model(), torch.backends.cpu.get_cpu_capability(), cpu_bf16().native)
+
+
+def _peer_machine(entry: dict[str, Any]) -> PeerMachine | None:
+    """The identity of a peers.json `machines` entry (None: its machine line does not say the CPU model)."""
+    found = _PEER_MACHINE.match(entry.get("machine", ""))
+    model = entry.get("cpu_model") or (found["model"] if found else None)
+    if model is None or "cpu_capability" not in entry or "bf16" not in entry:
+        return None
+    return PeerMachine(model, entry["cpu_capability"], bool(entry["bf16"]))
+
+
+def peers_for_this_machine(peers_file: Path, here: PeerMachine | None = None) -> tuple[str, dict[str, Any] | None]:
+    """(description, peer figures) of the peers.json `machines` entry measured on a machine like this one
+    (same CPU model, capability and native bf16), else (why not, None): a ratio against figures from
+    another machine would divide two different CPUs' speeds."""
+    here = here or this_machine()
+    entries = json.loads(peers_file.read_text()).get("machines", [])
+    for entry in entries:
+        if _peer_machine(entry) == here:
+            return entry["machine"], entry["peers"]
+    elsewhere = "; ".join(e.get("machine", "an unnamed machine") for e in entries) or f"nowhere ({peers_file} is empty)"
+    return f"peer figures are from {elsewhere}; {PEERS_HINT}", None
+
+
+def peer_ratios(result: dict[str, Any], peers_file: Path, quick: bool) -> dict[str, Any]:
+    """`ratios_vs_peers` (and `peers_machine`) for the benchmark's JSON: ratios against a peer measured on
+    a machine like this one, else {"skipped": why}; never a ratio across machines."""
+    machine, figures = peers_for_this_machine(peers_file)
+    if figures is None:
+        return {"ratios_vs_peers": {"skipped": machine}}
+    if quick:  # 200 sentences and short windows: not the peers' measurement
+        return {"peers_machine": machine, "ratios_vs_peers": {"skipped": "--quick figures are not comparable"}}
+    return {"peers_machine": machine, "ratios_vs_peers": compare(result, figures)}
 
 
 def compare(result: dict[str, Any], peers: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -185,7 +225,7 @@ def run_benchmark(
     vocab_size: int = 4000,
 ) -> dict[str, Any]:
     """Measure everything and return one JSON-able dict (see the module docstring); with `peers`
-    (a peers.json), also the ratios against the peers measured on this kind of CPU."""
+    (a peers.json), also the ratios against the peers measured on a machine like this one."""
     from ..config import DataConfig
     from ..prepared import ensure_prepared
 
@@ -229,9 +269,5 @@ def run_benchmark(
     result["translate_checkpoint"] = str(ckpt)
     result |= measure_translation(ckpt, corpus.data / f"{test_split}.{corpus.src}", out, 200 if quick else 1000)
     if peers is not None:
-        result["peers_machine"], figures = peers_for_this_cpu(Path(peers))
-        if quick:  # 200 sentences and short windows: not the peers' measurement
-            result["ratios_vs_peers"] = {"skipped": "--quick figures are not comparable with the peers'"}
-        else:
-            result["ratios_vs_peers"] = compare(result, figures)
+        result |= peer_ratios(result, Path(peers), quick)
     return result

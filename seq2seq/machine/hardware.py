@@ -268,7 +268,7 @@ def report(device: str = "auto", precision: str = "auto") -> dict[str, str]:
         "torch": torch.__version__,
         "cpu_cores": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
-        "cpu": _cpu_model() or platform.processor() or "unknown",
+        "cpu": cpu_model() or platform.processor() or "unknown",
         "cpu_capability": cpu_summary(),
         "cpu_bf16": cpu_bf16().describe,
         "gpu": ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none",
@@ -280,7 +280,7 @@ def report(device: str = "auto", precision: str = "auto") -> dict[str, str]:
     return out
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
