@@ -1,0 +1,284 @@
+"""Mutation check: break each guarded behaviour on purpose, in a scratch copy of the repository, and
+show that the tests guarding it fail. Run by `scripts/mutation_check.sh`; not part of the suite.
+
+Each `Mutation` replaces one piece of source text (which must occur exactly once) and names the
+tests that guard the behaviour. The repository is copied to a temporary folder per worker (never
+touched in place), the guarding tests first run there unbroken (they must pass), then once per
+mutation with the source broken. The result is a Markdown table: mutation -> tests that failed ->
+caught. docs/development.md holds the table of the last run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIP = shutil.ignore_patterns(".git", ".venv", "checkpoints", "data", "__pycache__", "*.egg-info", ".*_cache")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One behaviour broken: `old` becomes `new` in `path`; `tests` (pytest ids) must then fail."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = (
+    Mutation(
+        "training climbs the loss (loss scale negated in Updater.step)",
+        "seq2seq/updater.py",
+        "scale: float | torch.Tensor = self.dist.world / tokens",
+        "scale: float | torch.Tensor = -self.dist.world / tokens",
+        ("tests/test_learning.py",),
+    ),
+    Mutation(
+        "beam bound over the current length, not the length limit (search._bound)",
+        "seq2seq/search.py",
+        "final_len = max_lens.astype(np.float64) if",
+        "final_len = np.full(len(best_live), float(length)) if",
+        ("tests/test_beam_bound.py", "tests/test_search.py", "tests/test_runtime.py", "tests/test_ensemble.py"),
+    ),
+    Mutation(
+        "NumPy engine without lookup tables drops the decoder's input bias",
+        "seq2seq/engines/numpy_runtime.py",
+        "x_in = self.tgt_embed[prev] @ self.dec[0].w_ih[: self.cfg.emb_size] + self.dec[0].b_in",
+        "x_in = self.tgt_embed[prev] @ self.dec[0].w_ih[: self.cfg.emb_size]",
+        ("tests/test_runtime_branches.py", "tests/test_runtime.py"),
+    ),
+    Mutation(
+        "NumPy engine without lookup tables drops the encoder's input biases",
+        "seq2seq/engines/numpy_runtime.py",
+        "return (x.reshape(-1, x.shape[-1]) @ self.w_ih + self.b_in).reshape(",
+        "return (x.reshape(-1, x.shape[-1]) @ self.w_ih).reshape(",
+        ("tests/test_runtime_branches.py", "tests/test_runtime.py"),
+    ),
+    Mutation(
+        "TBPTT drops the last chunk when it starts at the last target step",
+        "seq2seq/objective.py",
+        "for t0 in range(0, steps, cfg.tbptt):",
+        "for t0 in range(0, steps - 1, cfg.tbptt):",
+        ("tests/test_tbptt.py", "tests/test_learning.py"),
+    ),
+    Mutation(
+        "TBPTT never back-propagates the chunks' gradients through the encoder",
+        "seq2seq/objective.py",
+        "    torch.autograd.backward(roots, grads)",
+        "    del roots, grads",
+        ("tests/test_tbptt.py", "tests/test_learning.py"),
+    ),
+    Mutation(
+        "training ignores label_smoothing (full BPTT)",
+        "seq2seq/objective.py",
+        "return _loss(self.model, att, batch.tgt_out, self.label_smoothing)",
+        "return _loss(self.model, att, batch.tgt_out, 0.0)",
+        ("tests/test_tbptt.py", "tests/test_objective.py"),
+    ),
+    Mutation(
+        "label smoothing loses its uniform part (SmoothedCrossEntropy forward)",
+        "seq2seq/objective.py",
+        "total -= eps / vocab * z.sum()",
+        "total -= 0 * z.sum()",
+        ("tests/test_objective.py", "tests/test_tbptt.py"),
+    ),
+    Mutation(
+        "resume does not restore the RNG state",
+        "seq2seq/train.py",
+        "        distributed.set_rng_state(states[dist.rank], device)\n        return",
+        "        return",
+        (
+            "tests/test_resume.py::test_stop_and_resume_is_bitwise_identical",
+            "tests/test_resume.py::test_soak_kill_and_resume_matches_uninterrupted",
+        ),
+    ),
+    Mutation(
+        "checkpoint key table swaps src_spm and tgt_spm",
+        "seq2seq/checkpoint.py",
+        '"src_spm": ("src_spm", bytes),\n    "tgt_spm": ("tgt_spm", bytes),',
+        '"src_spm": ("tgt_spm", bytes),\n    "tgt_spm": ("src_spm", bytes),',
+        (
+            "tests/test_resume.py::test_model_file_and_resume_state_round_trip",
+            "tests/test_runtime.py",
+            "tests/test_translate.py",
+        ),
+    ),
+    Mutation(
+        "length penalty leaves EOS out of the length (beam search)",
+        "seq2seq/search.py",
+        "Hypothesis(beams.tokens[row, 1:t].tolist(), lp / t**length_penalty, lp, att)",
+        "Hypothesis(beams.tokens[row, 1:t].tolist(), lp / max(t - 1, 1)**length_penalty, lp, att)",
+        ("tests/test_search.py", "tests/test_beam_bound.py"),
+    ),
+    Mutation(
+        "attention ignores the source mask (torch model)",
+        "seq2seq/model.py",
+        'scores = scores.masked_fill(~memory.mask[:, None, :], float("-inf"))',
+        "scores = scores",
+        ("tests/test_model.py",),
+    ),
+    Mutation(
+        "attention ignores the source mask (NumPy engine)",
+        "seq2seq/engines/numpy_runtime.py",
+        "scores[~memory.mask] = -np.inf",
+        "pass",
+        ("tests/test_runtime.py", "tests/test_runtime_branches.py"),
+    ),
+)
+
+
+@dataclass
+class Outcome:
+    mutation: Mutation
+    returncode: int
+    failed: list[str]  # file::test[params]
+    ran: dict[str, int] = field(default_factory=dict)  # tests run per file
+    note: str = ""
+
+    @property
+    def caught(self) -> bool:
+        return self.returncode != 0 and bool(self.failed)
+
+
+def scratch_copy(dest: Path, rev: str) -> Path:
+    """The files of commit `rev` (`git archive`), or with rev "worktree" the working tree as it is
+    (without .git, .venv, data, checkpoints, caches), copied to `dest`."""
+    if rev == "worktree":
+        shutil.copytree(ROOT, dest, ignore=SKIP)
+        return dest
+    dest.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, list[str], dict[str, int]]:
+    """pytest on `tests` in `copy` (its `seq2seq` first on the path): exit status, the failed tests,
+    and how many tests ran per file."""
+    junit = copy / ".mutation-junit.xml"
+    junit.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(copy), OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *tests]
+    try:
+        proc = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, [f"(timed out after {timeout:.0f} s)"], {}
+    if not junit.exists():
+        return proc.returncode, [f"(no report: {proc.stderr.strip().splitlines()[-1:]})"], {}
+    failed, ran = [], Counter()
+    for case in ET.parse(junit).iter("testcase"):
+        file = case.get("classname", "").rsplit(".", 1)[-1]
+        ran[file] += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(f"{file}::{case.get('name')}")
+    return proc.returncode, failed, dict(ran)
+
+
+def check_copy(copy: Path) -> None:
+    """The copy's own package is the one its tests import (not the editable install of ROOT)."""
+    env = dict(os.environ, PYTHONPATH=str(copy))
+    code = "import seq2seq; print(seq2seq.__file__)"
+    where = subprocess.run([sys.executable, "-c", code], cwd=copy, env=env, capture_output=True, text=True).stdout
+    if not where.strip().startswith(str(copy)):
+        raise SystemExit(f"mutation_check: the scratch copy imports seq2seq from {where.strip()!r}, not {copy}")
+
+
+def mutate(copy: Path, m: Mutation, timeout: float) -> Outcome:
+    """Break `m` in `copy`, run its tests, put the source back."""
+    path = copy / m.path
+    text = path.read_text(encoding="utf-8")
+    if text.count(m.old) != 1:
+        return Outcome(m, 0, [], f"stale: the text to break occurs {text.count(m.old)} times in {m.path}")
+    path.write_text(text.replace(m.old, m.new), encoding="utf-8")
+    try:
+        return Outcome(m, *run_tests(copy, m.tests, timeout))
+    finally:
+        path.write_text(text, encoding="utf-8")
+
+
+def _short(test: str) -> str:
+    return test.removeprefix("tests/")
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """The Markdown table: mutation | where | tests that failed (of those run, per file) | caught."""
+    lines = ["| mutation | where | tests that failed / ran | caught |", "|---|---|---|---|"]
+    for o in outcomes:
+        per_file = Counter(t.split("::")[0] for t in o.failed)
+        counts = ", ".join(f"{f} {per_file[f]}/{n}" for f, n in o.ran.items()) or ", ".join(o.failed)
+        caught = "yes" if o.caught else f"**no** {o.note}".strip()
+        lines.append(f"| {o.mutation.name} | `{o.mutation.path}` | {counts or 'none'} | {caught} |")
+    return "\n".join(lines)
+
+
+def details(outcomes: list[Outcome]) -> str:
+    """Each mutation's failed tests by name (functions, parameters folded)."""
+    out = []
+    for o in outcomes:
+        names = Counter(t.split("[")[0] for t in o.failed)
+        out.append(f"{o.mutation.name}:\n" + "".join(f"    {n}" + (f" (x{c})" if c > 1 else "") + "\n"
+                                                    for n, c in names.items()))  # fmt: skip
+    return "".join(out)
+
+
+def _in_pool(copies: queue.Queue[Path], job, *args):
+    copy = copies.get()
+    try:
+        return job(copy, *args)
+    finally:
+        copies.put(copy)
+
+
+def check(mutations: tuple[Mutation, ...], rev: str, jobs: int, timeout: float) -> tuple[list[str], list[Outcome]]:
+    """Baseline (every guarding test file unbroken) and each mutation, `jobs` at a time, on copies of `rev`."""
+    with tempfile.TemporaryDirectory(prefix="mutation-check-") as tmp:
+        copies: queue.Queue[Path] = queue.Queue()
+        for i in range(jobs):
+            copies.put(scratch_copy(Path(tmp) / f"copy{i}", rev))
+        check_copy(Path(tmp) / "copy0")
+        guards = sorted({t for m in mutations for t in m.tests})
+        with ThreadPoolExecutor(jobs) as pool:
+            base = list(pool.map(lambda t: _in_pool(copies, run_tests, (t,), timeout), guards))
+            broken = [f"{t}: {', '.join(f)}" for t, (rc, f, _) in zip(guards, base) if rc != 0]
+            outcomes = list(pool.map(lambda m: _in_pool(copies, mutate, m, timeout), mutations))
+    return broken, outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mutation_check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rev", default="HEAD", help="commit to copy, or 'worktree' (default HEAD)")
+    parser.add_argument("--jobs", type=int, default=2, help="mutations tested at a time (default 2)")
+    parser.add_argument("--only", default="", help="only the mutations whose name contains this text")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds per pytest run (default 1200)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
+    args = parser.parse_args(argv)
+    chosen = tuple(m for m in MUTATIONS if args.only in m.name)
+    if args.list or not chosen:
+        for m in chosen:
+            print(f"{m.name}\n    {m.path}: {', '.join(_short(t) for t in m.tests)}")
+        if not chosen:
+            print(f"mutation_check: no mutation matches {args.only!r}", file=sys.stderr)
+        return 0 if chosen else 2
+    broken, outcomes = check(chosen, args.rev, max(1, args.jobs), args.timeout)
+    for line in broken:
+        print(f"unbroken source, failing guard: {line}", file=sys.stderr)
+    print(table(outcomes))
+    print("\n" + details(outcomes), end="")
+    return 0 if not broken and all(o.caught for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
