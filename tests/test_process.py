@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from seq2seq.config import DataConfig, ModelConfig, TrainConfig
 from seq2seq.machine import process
 from seq2seq.machine.process import limit_onednn_cache, pin_mmap_threshold
 from seq2seq.train import RunOptions, RunSpec, train
+
+TESTS = str(Path(__file__).resolve().parent)  # for corpora.py in subprocesses, whatever the working directory
 
 
 def test_onednn_cache_limit_sets_the_variable_and_negative_leaves_the_default(monkeypatch) -> None:
@@ -30,7 +33,7 @@ def test_onednn_cache_limit_sets_the_variable_and_negative_leaves_the_default(mo
 def test_train_applies_the_configured_cache_before_its_first_op(tmp_path) -> None:
     # a fresh process: train() must set the capacity from the config (here 3), not leave it unset
     code = (
-        "import os, sys; sys.path.insert(0, 'tests'); from corpora import write_corpus;"
+        f"import os, sys; sys.path.insert(0, {TESTS!r}); from corpora import write_corpus;"
         "from seq2seq.config import TrainConfig, ModelConfig; from seq2seq.train import RunOptions, RunSpec, train;"
         f"d = write_corpus(__import__('pathlib').Path({str(tmp_path)!r}) / 'd');"
         f"train(RunSpec(d, 'xx', 'yy', {str(tmp_path / 'run')!r}), model_cfg=ModelConfig(emb_size=8, enc_hidden=4,"
