@@ -12,6 +12,6 @@ want="$(sha256sum < "$ROOT/pyproject.toml" | cut -d' ' -f1) $TORCH_SPEC"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setting up $VENV ..."
   "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,plot,tensorboard]"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,plot,tensorboard,onnx]"
   echo "$want" > "$stamp"
 fi

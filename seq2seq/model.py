@@ -157,8 +157,16 @@ class Decoder(nn.Module):
         self.combine = nn.Linear(cfg.dec_hidden + 2 * cfg.enc_hidden, cfg.emb_size, bias=False)
 
     def _attend(self, h: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
-        context, weights = self.attention(h, memory)  # (B, T, 2He), (B, T, S)
-        return torch.tanh(self.combine(torch.cat([h, context], dim=-1))), weights  # (B, T, E)
+        """Attentional vectors (N, T, E) and weights (N, T, S) for decoder outputs h (N, T, Hd).
+
+        N is the memory's B, or a multiple of it in search: then the rows come in groups of N / B
+        consecutive rows per sentence (its beams), which attend to their sentence's memory as one
+        (B, N / B * T) query block instead of B * beam copies of the memory."""
+        n, t = h.shape[:2]
+        grouped = h.reshape(memory.states.size(0), -1, h.size(-1))  # (B, N / B * T, Hd)
+        context, weights = self.attention(grouped, memory)  # (B, N / B * T, 2He), (B, N / B * T, S)
+        att = torch.tanh(self.combine(torch.cat([grouped, context], dim=-1)))
+        return att.reshape(n, t, -1), weights.reshape(n, t, -1)  # (N, T, E), (N, T, S)
 
     def forward(self, tgt_in: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
         """Attentional vectors (B, T, E), the new state, attention weights (B, T, S)."""

@@ -196,9 +196,10 @@ def cmd_average(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from ..engines.numpy_runtime import export_runtime
+    from ..engines import export_model
 
-    print(f"wrote {export_runtime(args.checkpoint, args.out)} (seq2seq translate --checkpoint takes it)")
+    print(f"wrote {export_model(args.checkpoint, args.out, args.format, args.quantize)} "
+          "(seq2seq translate --checkpoint takes it)")  # fmt: skip
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
@@ -295,9 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.set_defaults(func=cmd_average)
 
-    p = sub.add_parser("export", help="write a checkpoint as a .npz for the NumPy runtime (translates without torch)")
+    p = sub.add_parser("export", help="write a checkpoint as an ONNX model (ONNX Runtime, int8) or a NumPy .npz; "
+                       "both translate without torch (docs/deploy.md)")  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="a .pt checkpoint from seq2seq train")
-    p.add_argument("--out", required=True, help=".npz file to write")
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx.zip, or model.npz)")
+    p.add_argument("--format", choices=["onnx", "npz"],
+                   help="onnx: encoder and decoder-step graphs for ONNX Runtime; npz: the NumPy runtime "
+                   "(default: npz for an --out ending in .npz, else onnx)")  # fmt: skip
+    p.add_argument("--quantize", choices=["int8"], help="onnx only: dynamic int8 quantization (default: none, fp32)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("benchmark", help="training/translation speed, peak memory and FLOP/s as one JSON object")

@@ -1,8 +1,10 @@
-"""Other engines for the same model and search: the NumPy runtime (translation without torch), ensembles.
+"""Other engines for the same model and search: ONNX Runtime and the NumPy runtime (translation without
+torch), ensembles.
 
-`load_translator` picks the engine a model file needs: an `.npz` from `seq2seq export` runs on the
-NumPy runtime and never imports torch; a `.pt` checkpoint loads the torch `Translator`. Several
-files make an ensemble (`ensemble.py`: the mean of their log-probs; they must share vocabularies).
+`load_translator` picks the engine a model file needs: an ONNX model from `seq2seq export` runs on
+ONNX Runtime and an `.npz` on the NumPy runtime, neither importing torch; a `.pt` checkpoint loads
+the torch `Translator`. Several files make an ensemble (`ensemble.py`: the mean of their log-probs;
+they must share vocabularies).
 """
 
 from __future__ import annotations
@@ -17,13 +19,33 @@ if TYPE_CHECKING:
     from ..text import Translating
 
 
-def load_model(path: str | Path, device: str = "cpu") -> Translating:
-    """The translator for one model file: the NumPy runtime's for an `.npz`, else the torch one."""
-    from .numpy_runtime import RuntimeTranslator, is_runtime_model
+def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None, quantize: str | None = None) -> Path:
+    """`seq2seq export`: a checkpoint as an ONNX model (`onnx_model.py`) or a NumPy runtime `.npz`
+    (`numpy_runtime.py`); `fmt` None picks npz for an `out` ending in .npz, else onnx."""
+    fmt = fmt or ("npz" if Path(out).suffix == ".npz" else "onnx")
+    if fmt == "onnx":
+        from .onnx_model import export_onnx
 
+        return export_onnx(checkpoint, out, quantize)
+    if quantize is not None:
+        raise ConfigError(f"--quantize {quantize} applies to --format onnx only (the .npz runtime is fp32)")
+    from .numpy_runtime import export_runtime
+
+    return export_runtime(checkpoint, out)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> Translating:
+    """The translator for one model file: ONNX Runtime's for an exported ONNX model, the NumPy
+    runtime's for an `.npz`, else the torch one."""
+    from .numpy_runtime import RuntimeTranslator, is_runtime_model
+    from .onnx_model import OnnxTranslator, is_onnx_model
+
+    for is_kind, kind in ((is_onnx_model, "an ONNX model"), (is_runtime_model, "the NumPy runtime")):
+        if is_kind(path) and device != "cpu":
+            raise ConfigError(f"{path}: {kind} runs on the CPU; drop --device {device}")
+    if is_onnx_model(path):
+        return OnnxTranslator.load(path)
     if is_runtime_model(path):
-        if device != "cpu":
-            raise ConfigError(f"{path}: the NumPy runtime runs on the CPU; drop --device {device}")
         return RuntimeTranslator.load(path)
     from ..translate import Translator
 

@@ -1,0 +1,359 @@
+"""The exported ONNX model: one file, written from the torch model by `torch.onnx`, run on ONNX Runtime.
+
+`seq2seq export --format onnx` writes a zip (stored, not compressed) holding
+
+* `encoder.onnx`: source ids (B, S) and lengths (B,) -> the attention memory (states, keys, mask)
+  and the decoder's initial recurrent state;
+* `decoder_step.onnx`: one search step: previous ids (N,), the recurrent state (and the input-feeding
+  vector), the memory of B sentences -> log-probabilities (N, V), the new state, attention (N, S);
+* `src.spm.model`, `tgt.spm.model`: both SentencePiece models;
+* `seq2seq-onnx.json`: format name and version, model config, languages, quantization, the graphs'
+  input and output names.
+
+Both graphs are traced from `model.py`'s own modules (`Seq2Seq.encode`, `Seq2Seq.step`): nothing of
+the network is written again here. `--quantize int8` applies ONNX Runtime's dynamic quantization
+(int8 weights, activations quantized per call) to both graphs. In the step graph N may be any
+multiple of B: the rows come in groups of N / B consecutive rows per sentence (its beams), which
+attend to their sentence's memory once (model.py's `Decoder._attend`). `OnnxEngine.select` keeps the
+memory per sentence while the search's row selections keep whole, equal groups.
+
+This module owns the format (writing and reading). Translating with it imports numpy, sentencepiece
+and onnxruntime only, never torch (`export_onnx` imports torch, lazily).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..errors import CheckpointError
+from ..search import Hypothesis, search
+from ..text import Translating
+from ..tokenizer import PAD_ID, Tokenizer
+
+FORMAT = "seq2seq-onnx"
+VERSION = 1
+MANIFEST = "seq2seq-onnx.json"
+OPSET = 17
+QUANTIZE = ("int8",)
+EXTRA = "pip install 'seq2seq-nmt[onnx]' (onnx and onnxruntime)"
+
+
+def is_onnx_model(path: str | Path) -> bool:
+    """True for a file written by `export_onnx` (a zip holding the manifest)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return MANIFEST in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _state_names(cfg: ModelConfig) -> list[str]:
+    """The recurrent state's graph inputs: h (and c for LSTM), and the input-feeding vector."""
+    return ["h", *(["c"] if cfg.cell == "lstm" else []), *(["feed"] if cfg.input_feeding else [])]
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(f"ONNX models need ONNX Runtime: {EXTRA}") from None
+    return onnxruntime
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+def _graphs(model: Any) -> tuple[Any, Any]:
+    """torch modules whose forward is the encoder graph and the decoder-step graph (flat tensors in and out)."""
+    from torch import nn
+
+    from ..model import DecoderState, Memory
+
+    class EncoderGraph(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, src_ids: Any, src_lens: Any) -> tuple[Any, ...]:
+            memory, state = self.model.encode(src_ids, src_lens)
+            return (memory.states, memory.keys, memory.mask, *state.rnn)
+
+    class StepGraph(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, prev_ids: Any, *tensors: Any) -> tuple[Any, ...]:
+            *state, states, keys, mask = tensors
+            feed = state.pop() if model.cfg.input_feeding else None
+            log_probs, new, weights = self.model.step(
+                prev_ids, DecoderState(tuple(state), feed), Memory(states, keys, mask)
+            )
+            return (log_probs, *new.rnn, *([new.feed] if new.feed is not None else []), weights)
+
+    return EncoderGraph().eval(), StepGraph().eval()
+
+
+def _example(model: Any, cfg: ModelConfig) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Inputs to trace with: 2 sentences of lengths 5 and 3, 2 rows (beams) each in the step."""
+    import torch
+
+    src = torch.tensor([[4, 5, 6, 7, 3], [4, 5, 3, PAD_ID, PAD_ID]])
+    lens = torch.tensor([5, 3])
+    with torch.no_grad():
+        memory, state = model.encode(src, lens)
+        rows = torch.tensor([0, 0, 1, 1])
+        state = state.select(rows)
+    feed = [state.feed] if cfg.input_feeding else []
+    step = (torch.tensor([4, 5, 6, 7]), *state.rnn, *feed, memory.states, memory.keys, memory.mask)
+    return (src, lens), step
+
+
+def _to_onnx(module: Any, args: tuple[Any, ...], inputs: list[str], outputs: list[str], axes: dict) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
+        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
+                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)  # fmt: skip
+    return buffer.getvalue()
+
+
+def export_graphs(model: Any) -> tuple[bytes, bytes, dict[str, list[str]]]:
+    """The encoder and decoder-step graphs of a `model.Seq2Seq` (in eval mode, fp32), and their I/O names."""
+    cfg = model.cfg
+    enc_example, step_example = _example(model, cfg)
+    states = _state_names(cfg)
+    rnn = [s for s in states if s != "feed"]
+    mem = {"states": {0: "B", 1: "S"}, "keys": {0: "B", 1: "S"}, "mask": {0: "B", 1: "S"}}
+    enc_out = ["states", "keys", "mask", *rnn]
+    enc_axes = {"src_ids": {0: "B", 1: "S"}, "src_lens": {0: "B"}, **mem, **{s: {1: "B"} for s in rnn}}
+    step_in = ["prev_ids", *states, "states", "keys", "mask"]
+    step_out = ["log_probs", *(f"{s}_out" for s in states), "attention"]
+    row = {s: ({0: "N"} if s == "feed" else {1: "N"}) for s in states}
+    step_axes = {"prev_ids": {0: "N"}, **row, **{f"{s}_out": a for s, a in row.items()}, **mem,
+                 "log_probs": {0: "N"}, "attention": {0: "N", 1: "S"}}  # fmt: skip
+    encoder, step = _graphs(model)
+    enc_bytes = _to_onnx(encoder, enc_example, ["src_ids", "src_lens"], enc_out, enc_axes)
+    step_bytes = _to_onnx(step, step_example, step_in, step_out, step_axes)
+    io_names = {"encoder_inputs": ["src_ids", "src_lens"], "encoder_outputs": enc_out,
+                "step_inputs": step_in, "step_outputs": step_out}  # fmt: skip
+    return enc_bytes, step_bytes, io_names
+
+
+def _quantize(graph: bytes, folder: Path, name: str) -> bytes:
+    """ONNX Runtime's dynamic quantization: int8 weights (signed, per output channel) for MatMul, Gemm,
+    LSTM/GRU and Gather (embeddings)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = folder / f"{name}.fp32.onnx", folder / f"{name}.int8.onnx"
+    src.write_bytes(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)  # its advice to pre-process, for image models, on the root logger
+        try:
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            logging.disable(logging.NOTSET)
+    return dst.read_bytes()
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = None) -> Path:
+    """Write the ONNX model file of a checkpoint (fp32, or int8 with `quantize="int8"`); returns its path."""
+    import tempfile
+
+    import torch
+
+    from ..checkpoint import check_vocab, read_model
+    from ..model import Seq2Seq
+
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    try:
+        import onnx  # noqa: F401  (torch.onnx needs it)
+    except ImportError:
+        raise ConfigError(f"exporting ONNX needs the onnx package: {EXTRA}") from None
+    saved = read_model(checkpoint)
+    check_vocab(checkpoint, saved)
+    cfg = from_dict(ModelConfig, saved.model_config)
+    model = Seq2Seq(
+        cfg, saved.state_dict["encoder.embed.weight"].shape[0], saved.state_dict["decoder.embed.weight"].shape[0]
+    )
+    model.load_state_dict({k: v.float() for k, v in saved.state_dict.items()})
+    model.eval()
+    with torch.no_grad():
+        enc_bytes, step_bytes, io_names = export_graphs(model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        if quantize == "int8":
+            enc_bytes, step_bytes = _quantize(enc_bytes, Path(tmp), "encoder"), _quantize(step_bytes, Path(tmp), "step")
+        manifest = {"format": FORMAT, "version": VERSION, "model_config": saved.model_config,
+                    "src_lang": saved.src_lang, "tgt_lang": saved.tgt_lang, "quantize": quantize or "none",
+                    "trained_steps": saved.step, "opset": OPSET, **io_names}  # fmt: skip
+        staged = Path(tmp) / out.name
+        with zipfile.ZipFile(staged, "w", zipfile.ZIP_STORED) as z:
+            z.writestr(MANIFEST, json.dumps(manifest, indent=1))
+            z.writestr("encoder.onnx", enc_bytes)
+            z.writestr("decoder_step.onnx", step_bytes)
+            z.writestr("src.spm.model", saved.src_spm)
+            z.writestr("tgt.spm.model", saved.tgt_spm)
+        os.replace(staged, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- engine
+
+
+class OnnxMemory(NamedTuple):
+    """The encoder memory of B sentences; the search's N rows are `group` consecutive rows per sentence."""
+
+    states: np.ndarray  # (B, S, 2He)
+    keys: np.ndarray  # (B, S, K)
+    mask: np.ndarray  # (B, S) bool
+    group: int
+
+
+class OnnxState(NamedTuple):
+    """The decoder's recurrent state: (L, N, Hd) arrays, then (N, E) for input feeding."""
+
+    arrays: tuple[np.ndarray, ...]
+    feed_last: bool  # the last array is the input-feeding vector (rows on axis 0)
+
+
+def _equal_groups(sents: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """(sentences, rows per sentence) when `sents` is each of some sentences repeated equally often in
+    consecutive rows, else None."""
+    starts = np.flatnonzero(np.r_[True, sents[1:] != sents[:-1]])
+    size = len(sents) // len(starts)
+    if size * len(starts) != len(sents) or not (np.diff(np.r_[starts, len(sents)]) == size).all():
+        return None
+    return sents[starts], size
+
+
+class OnnxEngine:
+    """The exported graphs as a search engine (search.py)."""
+
+    def __init__(self, encoder: bytes, step: bytes, manifest: dict[str, Any], threads: int = 0) -> None:
+        """Sessions for both graphs (`threads`: ONNX Runtime's intra-op threads, 0: one per core, at most 8);
+        `manifest` gives the model config and the step graph's input names."""
+        threads = threads or min(os.cpu_count() or 1, 8)
+        self.encoder, self.step_graph = _session(encoder, threads), _session(step, threads)
+        self.cfg = from_dict(ModelConfig, manifest["model_config"])
+        self.step_inputs, self.feed = manifest["step_inputs"], self.cfg.input_feeding
+
+    def encode(self, src_ids: list[list[int]]) -> tuple[OnnxMemory, OnnxState, None]:
+        lens = np.array([len(s) for s in src_ids], dtype=np.int64)
+        src = np.full((len(src_ids), int(lens.max())), PAD_ID, dtype=np.int64)
+        for i, ids in enumerate(src_ids):
+            src[i, : len(ids)] = ids
+        states, keys, mask, *rnn = self.encoder.run(None, {"src_ids": src, "src_lens": lens})
+        feed = [np.zeros((len(src_ids), self.cfg.emb_size), np.float32)] if self.feed else []
+        return OnnxMemory(states, keys, mask, 1), OnnxState((*rnn, *feed), self.feed), None
+
+    def step(self, prev_ids: np.ndarray, state: OnnxState, memory: OnnxMemory) -> tuple[Any, OnnxState, Any]:
+        values = [
+            np.ascontiguousarray(prev_ids, dtype=np.int64),
+            *state.arrays,
+            memory.states,
+            memory.keys,
+            memory.mask,
+        ]
+        log_probs, *new, attention = self.step_graph.run(None, dict(zip(self.step_inputs, values)))
+        return log_probs, OnnxState(tuple(new), state.feed_last), attention
+
+    def select(self, obj: OnnxMemory | OnnxState, rows: np.ndarray) -> OnnxMemory | OnnxState:
+        if isinstance(obj, OnnxState):
+            last = len(obj.arrays) - 1 if obj.feed_last else len(obj.arrays)
+            return OnnxState(
+                tuple(a[rows] if i == last else a[:, rows] for i, a in enumerate(obj.arrays)), obj.feed_last
+            )
+        sents = np.asarray(rows) // obj.group
+        grouped = _equal_groups(sents) if len(sents) else None
+        if grouped is None:  # rows that do not come in whole, equal groups: one memory row per search row
+            return OnnxMemory(obj.states[sents], obj.keys[sents], obj.mask[sents], 1)
+        keep, size = grouped
+        if len(keep) == len(obj.states) and (keep == np.arange(len(keep))).all():
+            return obj._replace(group=size)  # every sentence, in order: no copy
+        return OnnxMemory(obj.states[keep], obj.keys[keep], obj.mask[keep], size)
+
+
+def _session(graph: bytes, threads: int) -> Any:
+    ort = _import_ort()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning threads fight the search
+    options.log_severity_level = 3
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+class OnnxTranslator(Translating):
+    """`Translator`'s API over an exported ONNX model, on ONNX Runtime, without torch."""
+
+    engine = "onnx"
+
+    def __init__(self, engine: OnnxEngine, src_tok: Tokenizer, tgt_tok: Tokenizer, quantize: str) -> None:
+        self.net, self.src_tok, self.tgt_tok, self.quantize = engine, src_tok, tgt_tok, quantize
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int = 0) -> OnnxTranslator:
+        """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per core)."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such model file")
+        if not is_onnx_model(path):
+            raise CheckpointError(f"{path}: not a seq2seq ONNX model (write one with `seq2seq export --format onnx`)")
+        _import_ort()
+        try:
+            with zipfile.ZipFile(path) as z:
+                manifest = json.loads(z.read(MANIFEST))
+                if manifest.get("format") != FORMAT or not isinstance(manifest.get("version"), int):
+                    raise CheckpointError(f"{path}: not a {FORMAT} model (format {manifest.get('format')!r})")
+                if manifest["version"] > VERSION:
+                    raise CheckpointError(f"{path}: {FORMAT} version {manifest['version']} is newer than this "
+                                          f"seq2seq reads ({VERSION}): upgrade seq2seq")  # fmt: skip
+                graphs = z.read("encoder.onnx"), z.read("decoder_step.onnx")
+                src_tok, tgt_tok = Tokenizer(z.read("src.spm.model")), Tokenizer(z.read("tgt.spm.model"))
+            engine = OnnxEngine(*graphs, manifest, threads)
+        except CheckpointError:
+            raise
+        except Exception as err:  # noqa: BLE001  (zip, JSON, protobuf and ONNX Runtime errors alike)
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(f"{path}: incomplete or corrupt ONNX model ({msg})") from None
+        translator = cls(engine, src_tok, tgt_tok, manifest.get("quantize", "none"))
+        translator.src_lang, translator.tgt_lang = manifest.get("src_lang"), manifest.get("tgt_lang")
+        return translator
+
+    def search(
+        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
+    ) -> list[list[Hypothesis]]:
+        """search.search with the ONNX graphs: sort by length, batch, search, restore the input order."""
+        return search(self.search_engine(cfg), src_ids, cfg, keep_attention, progress)
+
+    def search_engine(self, cfg: DecodeConfig) -> OnnxEngine:
+        self.check(cfg)
+        return self.net
+
+    def check(self, cfg: DecodeConfig) -> None:
+        """The graphs compute in fp32 (int8 weights where quantized) over the full vocabulary."""
+        if cfg.precision not in ("auto", "fp32") or cfg.shortlist:
+            raise ConfigError(
+                "an ONNX model decodes in fp32 (or the int8 it was exported with) over the full vocabulary: "
+                "use the .pt checkpoint for --precision bf16 or --shortlist"
+            )
+
+    def _where(self) -> dict[str, Any]:
+        return {"device": "cpu", "precision": "int8" if self.quantize == "int8" else "fp32"}

@@ -1,0 +1,243 @@
+"""The ONNX export and its ONNX Runtime engine (engines/onnx_model.py) against the torch reference path.
+
+The network: every cell, attention kind, depth and input feeding exports, and its graphs give
+model.Seq2Seq's memory and step log-probs within float32 rounding, with beams grouped per sentence.
+Whole translation: a trained checkpoint exported and translated gives the torch fp32 path's text,
+greedy, beam, n-best, alone and in an ensemble; int8 translates; translating never imports torch;
+bad files and a missing extra are one-line errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seq2seq.cli import main
+from seq2seq.config import ConfigError, DecodeConfig, ModelConfig
+from seq2seq.engines import export_model, load_translator
+from seq2seq.engines import onnx_model as onnx_engine
+from seq2seq.engines.onnx_model import MANIFEST, OnnxEngine, OnnxTranslator, export_graphs, is_onnx_model
+from seq2seq.errors import CheckpointError
+from seq2seq.model import Seq2Seq
+from seq2seq.tokenizer import EOS_ID
+from seq2seq.translate import Translator
+
+pytest.importorskip("onnxruntime")
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = ["red cat", "the moon", "dog dog bird sun moon tree house", "", "green", "blue house red tree", "sun"]
+
+# --- the network --------------------------------------------------------------------------------
+
+VARIANTS = {
+    "lstm general": ModelConfig(emb_size=16, enc_hidden=8, dec_hidden=24),
+    "lstm bahdanau 2x2, input feeding": ModelConfig(
+        emb_size=16, enc_hidden=8, dec_hidden=24, attention="bahdanau", enc_layers=2, dec_layers=2, input_feeding=True
+    ),
+    "gru general, input feeding, untied": ModelConfig(
+        cell="gru", emb_size=16, enc_hidden=8, dec_hidden=24, input_feeding=True, tie_embeddings=False
+    ),
+    "gru bahdanau 2x2": ModelConfig(
+        cell="gru", emb_size=16, enc_hidden=8, dec_hidden=24, attention="bahdanau", enc_layers=2, dec_layers=2
+    ),
+    "rnn dot": ModelConfig(cell="rnn", emb_size=16, enc_hidden=8, dec_hidden=16, attention="dot"),
+    "rnn general 2x2, input feeding": ModelConfig(
+        cell="rnn", emb_size=16, enc_hidden=8, dec_hidden=24, enc_layers=2, dec_layers=2, input_feeding=True
+    ),
+    "lstm dot": ModelConfig(emb_size=16, enc_hidden=8, dec_hidden=16, attention="dot", dec_layers=2),
+}
+
+
+def _engine(model: Seq2Seq) -> OnnxEngine:
+    encoder, step, names = export_graphs(model)
+    return OnnxEngine(encoder, step, {"model_config": dataclasses.asdict(model.cfg), **names}, threads=1)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_graphs_compute_the_torch_model_with_beams_grouped_per_sentence(name: str) -> None:
+    torch.manual_seed(0)
+    cfg = VARIANTS[name]
+    model = Seq2Seq(dataclasses.replace(cfg, dropout=0.0), 23, 29).eval()
+    engine = _engine(model)
+    src = [[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID], [13, 14, 15, EOS_ID]]  # other lengths than traced
+    memory, state, _ = engine.encode(src)
+    lens = torch.tensor([len(s) for s in src])
+    padded = torch.zeros(3, 7, dtype=torch.long)
+    for i, s in enumerate(src):
+        padded[i, : len(s)] = torch.tensor(s)
+    with torch.no_grad():
+        ref_memory, ref_state = model.encode(padded, lens)
+    np.testing.assert_allclose(memory.states, ref_memory.states.numpy(), atol=1e-5)
+    rows = np.repeat(np.arange(3), 4)  # 4 beams per sentence: the memory stays one row per sentence
+    memory, state = engine.select(memory, rows), engine.select(state, rows)
+    assert memory.group == 4 and len(memory.states) == 3
+    ref_memory, ref_state = ref_memory.select(torch.from_numpy(rows)), ref_state.select(torch.from_numpy(rows))
+    prev = np.arange(12) % 20 + 4
+    for _ in range(3):  # the state the graph returns feeds the next step
+        log_probs, state, attention = engine.step(prev, state, memory)
+        with torch.no_grad():
+            ref_lp, ref_state, ref_att = model.step(torch.from_numpy(prev), ref_state, ref_memory)
+        np.testing.assert_allclose(log_probs, ref_lp.numpy(), atol=1e-4)
+        np.testing.assert_allclose(attention, ref_att.numpy(), atol=1e-5)
+        prev = log_probs.argmax(axis=1)
+
+
+@pytest.mark.parametrize(
+    ("rows", "group", "expect"),
+    [
+        ([0, 0, 1, 1, 2, 2], 1, ([0, 1, 2], 2)),  # beams made from a batch
+        ([0, 1, 2, 6, 7, 8], 3, ([0, 2], 3)),  # whole sentences 0 and 2 kept, 3 rows each
+        ([2, 0, 1, 4, 3, 5], 3, ([0, 1], 3)),  # rows reordered within their sentences
+        ([0, 1], 1, ([0, 1], 1)),  # greedy
+        ([0, 0, 0, 1], 1, None),  # unequal groups
+        ([0, 1, 0, 1], 1, ([0, 1, 0, 1], 1)),  # a sentence in two places: a memory row each
+        ([0, 0, 1, 1, 0, 0], 1, ([0, 1, 0], 2)),  # ... also in groups
+    ],
+)
+def test_memory_rows_stay_per_sentence_only_for_whole_equal_groups(
+    rows: list, group: int, expect: tuple | None
+) -> None:
+    found = onnx_engine._equal_groups(np.asarray(rows) // group)
+    if expect is None:
+        assert found is None
+    else:
+        assert found is not None and found[0].tolist() == expect[0] and found[1] == expect[1]
+
+
+def test_rows_in_unequal_groups_get_a_memory_row_each() -> None:
+    memory = onnx_engine.OnnxMemory(np.arange(3.0)[:, None, None], np.zeros((3, 1, 1)), np.ones((3, 1), bool), 2)
+    picked = OnnxEngine.select(object.__new__(OnnxEngine), memory, np.array([0, 1, 5]))
+    assert picked.group == 1 and picked.states[:, 0, 0].tolist() == [0.0, 0.0, 2.0]
+
+
+# --- whole translation --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_model(run_dir / "best.pt", tmp_path_factory.mktemp("onnx") / "model.onnx.zip")
+
+
+@pytest.fixture(scope="module")
+def exported_int8(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_model(run_dir / "best.pt", tmp_path_factory.mktemp("onnx8") / "model.onnx.zip", quantize="int8")
+
+
+@pytest.mark.parametrize("cfg", [DecodeConfig(beam_size=1), DecodeConfig(beam_size=4, n_best=3),
+                                 DecodeConfig(beam_size=3, stopping="beam", batch_size=2)])  # fmt: skip
+def test_exported_model_translates_like_the_checkpoint(run_dir: Path, exported: Path, cfg: DecodeConfig) -> None:
+    reference = dataclasses.replace(cfg, precision="fp32")  # the graphs compute in float32
+    expect = Translator.from_checkpoint(run_dir / "best.pt").translate_nbest(SENTENCES, reference)
+    got = load_translator(exported).translate_nbest(SENTENCES, cfg)
+    assert [[text for text, _ in nbest] for nbest in got] == [[text for text, _ in nbest] for nbest in expect]
+    for g, e in zip(got, expect):
+        np.testing.assert_allclose([h.score for _, h in g], [h.score for _, h in e], rtol=1e-4)
+    one = load_translator(exported).translate(SENTENCES, dataclasses.replace(cfg, batch_size=1))
+    assert one == [nbest[0][0] if nbest else "" for nbest in got]
+
+
+def test_the_file_holds_both_graphs_tokenizers_and_a_manifest(run_dir: Path, exported: Path) -> None:
+    with zipfile.ZipFile(exported) as z:
+        assert set(z.namelist()) == {MANIFEST, "encoder.onnx", "decoder_step.onnx", "src.spm.model", "tgt.spm.model"}
+        manifest = json.loads(z.read(MANIFEST))
+    assert manifest["format"] == "seq2seq-onnx" and manifest["quantize"] == "none"
+    assert manifest["step_inputs"] == ["prev_ids", "h", "c", "states", "keys", "mask"]
+    assert manifest["step_outputs"] == ["log_probs", "h_out", "c_out", "attention"]
+    assert is_onnx_model(exported) and not is_onnx_model(run_dir / "best.pt")
+
+
+def test_int8_translates_and_says_so(run_dir: Path, exported: Path, exported_int8: Path) -> None:
+    translator = load_translator(exported_int8)
+    assert translator.describe()["precision"] == "int8" and load_translator(exported).describe()["precision"] == "fp32"
+    with zipfile.ZipFile(exported_int8) as z:
+        ops = z.read("decoder_step.onnx")
+    assert b"DynamicQuantizeLSTM" in ops and b"MatMulInteger" in ops  # the LSTM and the output layer in int8
+    fp32 = load_translator(exported).translate(SENTENCES, beam_size=3)
+    int8 = translator.translate(SENTENCES, beam_size=3)
+    assert sum(a == b for a, b in zip(fp32, int8)) >= len(SENTENCES) - 2  # a trained model's outputs barely move
+
+
+def test_onnx_and_torch_members_ensemble(run_dir: Path, exported: Path) -> None:
+    cfg = DecodeConfig(beam_size=3, precision="fp32")
+    mixed = load_translator([exported, run_dir / "best.pt"], cfg=cfg).translate(SENTENCES, cfg)
+    assert mixed == Translator.from_checkpoint(run_dir / "best.pt").translate(SENTENCES, cfg)  # a model twice
+
+
+def test_translate_command_with_an_onnx_model_never_imports_torch(exported: Path, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("red cat\n\nsun\n", encoding="utf-8")
+    code = (
+        "import sys; from seq2seq.cli import main; "
+        f"sys.argv = ['seq2seq', 'translate', '--checkpoint', {str(exported)!r}, '--input', "
+        f"{str(tmp_path / 'in.txt')!r}, '--output', {str(tmp_path / 'out.txt')!r}, '--beam-size', '2']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    expect = OnnxTranslator.load(exported).translate(["red cat", "", "sun"], DecodeConfig(beam_size=2))
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines() == expect
+
+
+def test_the_deploy_page_example_translates_with_onnxruntime_sentencepiece_and_numpy(exported: Path) -> None:
+    """docs/deploy.md's greedy example, run as written, gives the engine's greedy output without seq2seq."""
+    page = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(# greedy\.py.*?)```", page, re.S)
+    assert code, "docs/deploy.md has no greedy.py example"
+    blocked = "import sys; sys.modules['torch'] = None; sys.modules['seq2seq'] = None\n"  # neither is used
+    done = subprocess.run([sys.executable, "-c", blocked + code[1], str(exported), "red cat"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == OnnxTranslator.load(exported).translate("red cat", beam_size=1)
+
+
+def test_onnx_models_refuse_what_they_cannot_do(exported: Path) -> None:
+    tr = OnnxTranslator.load(exported)
+    for cfg in (DecodeConfig(precision="bf16"), DecodeConfig(shortlist=10)):
+        with pytest.raises(ConfigError, match="ONNX model"):
+            tr.translate(["red cat"], cfg)
+    with pytest.raises(ConfigError, match="on the CPU"):
+        load_translator(exported, device="cuda")
+
+
+def _rewrite(src: Path, dst: Path, **changes: bytes) -> Path:
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for name in z.namelist():
+            out.writestr(name, changes.get(name.replace(".", "_").replace("-", "_"), z.read(name)))
+    return dst
+
+
+def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> None:
+    manifest = json.loads(zipfile.ZipFile(exported).read(MANIFEST))
+    newer = json.dumps(manifest | {"version": 99}).encode()
+    cases = {
+        "newer": (_rewrite(exported, tmp_path / "newer.zip", seq2seq_onnx_json=newer), "version 99 is newer"),
+        "graph": (_rewrite(exported, tmp_path / "graph.zip", decoder_step_onnx=b"junk"), "corrupt ONNX model"),
+        "missing": (tmp_path / "nothing.onnx.zip", "no such model file"),
+    }
+    for name, (path, message) in cases.items():
+        with pytest.raises(CheckpointError, match=message) as err:
+            OnnxTranslator.load(path)
+        assert "\n" not in str(err.value), name
+
+
+def test_a_missing_extra_is_named_in_one_line(
+    run_dir: Path, exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["translate", "--checkpoint", str(exported), "--input", str(tmp_path / "x")]) == 2
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(tmp_path / "m.onnx.zip")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all("seq2seq-nmt[onnx]" in line for line in lines), lines
+
+
+def test_quantize_applies_to_onnx_only(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "m.npz"
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out), "--quantize", "int8"]) == 2
+    assert "--format onnx only" in capsys.readouterr().err and not out.exists()
