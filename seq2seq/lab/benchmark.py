@@ -34,6 +34,10 @@ PEER_KEYS = {  # our key -> (peers.json key, higher is better)
     "translate_wall_s_beam5_bf16": ("translate_wall_s_beam5", False),
     "translate_wall_s_greedy_runtime": ("translate_wall_s_greedy", False),
     "translate_wall_s_beam5_runtime": ("translate_wall_s_beam5", False),
+    "translate_wall_s_greedy_onnx": ("translate_wall_s_greedy", False),
+    "translate_wall_s_beam5_onnx": ("translate_wall_s_beam5", False),
+    "translate_wall_s_greedy_onnx_int8": ("translate_wall_s_greedy", False),
+    "translate_wall_s_beam5_onnx_int8": ("translate_wall_s_beam5", False),
 }
 
 
@@ -110,45 +114,103 @@ def _bf16_skipped() -> dict[str, str] | None:
     return None if probe.runs else {"skipped": f"{probe.describe} ({probe.error})"}
 
 
-def measure_translation(checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int) -> dict[str, Any]:
-    """In-process sentences/s (model load excluded) and whole-process wall time of `seq2seq translate`.
+class Setting(NamedTuple):
+    """One timed translation setting: its key suffix, beam size and --precision."""
 
-    Each setting runs with the torch `Translator` on the checkpoint and, for fp32, with the NumPy
-    runtime on its export (`*_runtime` keys, plus how many output lines equal the torch path's).
-    """
+    name: str
+    beam: int
+    precision: str
+
+
+SETTINGS = (Setting("greedy", 1, "fp32"), Setting("beam5", 5, "fp32"), Setting("beam5_bf16", 5, "bf16"))
+
+
+def _model_files(checkpoint: Path, out_dir: Path) -> dict[str, Path]:
+    """Each engine's model file: '' the torch checkpoint, then the NumPy runtime's .npz and the ONNX exports
+    (fp32 and int8; left out, with the reason in the log, where the [onnx] extra is missing)."""
+    from ..config import ConfigError
+    from ..engines import export_model
+
+    files = {"": checkpoint, "_runtime": export_model(checkpoint, out_dir / "bench-model.npz")}
+    try:
+        files["_onnx"] = export_model(checkpoint, out_dir / "bench-model.onnx.zip")
+        files["_onnx_int8"] = export_model(checkpoint, out_dir / "bench-model.int8.onnx.zip", quantize="int8")
+    except ConfigError as err:
+        print(f"benchmark: ONNX engines skipped: {err}", file=sys.stderr)
+    return files
+
+
+def _timed(tr: Any, path: Path, setting: Setting, sents: list[str], out_dir: Path, key: str) -> dict[str, Any]:
+    """In-process sentences/s (model loaded) and whole-process wall seconds (best of 2 after a warm-up)."""
     from ..config import DecodeConfig
-    from ..engines.numpy_runtime import RuntimeTranslator, export_runtime
-    from ..translate import Translator
 
-    sents = read_lines(src_file)[:n_sent]
-    exported = export_runtime(checkpoint, out_dir / "bench-model.npz")
-    result: dict[str, Any] = {}
-    for engine, path in (("", checkpoint), ("_runtime", exported)):
-        t0 = time.perf_counter()
-        tr = RuntimeTranslator.load(path) if engine else Translator.from_checkpoint(path)
-        result[f"load_s{engine}"] = round(time.perf_counter() - t0, 3)
-        (out_dir / "bench-input.txt").write_text("".join(s + "\n" for s in sents), encoding="utf-8")
-        # fp32 is the reference path; bf16 (opt-in, `--precision bf16`) is reported beside it
-        for name, beam, precision in (("greedy", 1, "fp32"), ("beam5", 5, "fp32"), ("beam5_bf16", 5, "bf16")):
-            if engine and precision != "fp32":
-                continue
-            if precision == "bf16" and _bf16_skipped():
-                result[f"translate_sent_s_{name}"] = _bf16_skipped()
-                continue
-            cfg, key = DecodeConfig(beam_size=beam, precision=precision), name + engine
-            tr.translate(sents[:64], cfg)  # warm-up
-            t0 = time.perf_counter()
-            tr.translate(sents, cfg)
-            result[f"translate_sent_s_{key}"] = round(len(sents) / (time.perf_counter() - t0), 1)
-            cmd = _seq2seq("translate", "--checkpoint", str(path), "--input", str(out_dir / "bench-input.txt"),
-                           "--output", str(out_dir / f"bench-{key}.txt"), "--beam-size", str(beam),
-                           "--precision", precision)  # fmt: skip
-            walls = [_run_child(cmd, out_dir / f"bench-translate-{key}.log")[0] for _ in range(3)]
-            result[f"translate_wall_s_{key}"] = round(min(walls[1:]), 3)  # best of 2 after a warm-up
-            if engine:
-                ours, ref = (read_lines(out_dir / f"bench-{k}.txt") for k in (key, name))
-                result[f"translate_same_lines_{key}"] = sum(a == b for a, b in zip(ours, ref))
+    cfg = DecodeConfig(beam_size=setting.beam, precision=setting.precision)
+    tr.translate(sents[:64], cfg)  # warm-up
+    t0 = time.perf_counter()
+    tr.translate(sents, cfg)
+    result: dict[str, Any] = {f"translate_sent_s_{key}": round(len(sents) / (time.perf_counter() - t0), 1)}
+    cmd = _seq2seq("translate", "--checkpoint", str(path), "--input", str(out_dir / "bench-input.txt"),
+                   "--output", str(out_dir / f"bench-{key}.txt"), "--beam-size", str(setting.beam),
+                   "--precision", setting.precision, "--quiet")  # fmt: skip
+    walls = [_run_child(cmd, out_dir / f"bench-translate-{key}.log")[0] for _ in range(3)]
+    result[f"translate_wall_s_{key}"] = round(min(walls[1:]), 3)
     return result
+
+
+def _quality(out_dir: Path, key: str, reference: str, refs: list[str] | None) -> dict[str, Any]:
+    """Lines identical to the torch fp32 path's (`reference` key), and BLEU/chrF against `refs`."""
+    from ..metrics import score
+
+    ours = read_lines(out_dir / f"bench-{key}.txt")
+    result: dict[str, Any] = {}
+    if key != reference:
+        result[f"translate_same_lines_{key}"] = sum(
+            a == b for a, b in zip(ours, read_lines(out_dir / f"bench-{reference}.txt"))
+        )
+    if refs is not None:
+        scores = score(ours, refs[: len(ours)])
+        result[f"bleu_{key}"], result[f"chrf_{key}"] = round(scores.bleu, 2), round(scores.chrf, 2)
+        result.setdefault("bleu_signature", scores.get("bleu").signature)
+    return result
+
+
+def measure_translation(
+    checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int, ref_file: Path | None = None
+) -> dict[str, Any]:
+    """In-process sentences/s (model load excluded) and whole-process wall time of `seq2seq translate`,
+    per engine: the torch `Translator` on the checkpoint (fp32, and bf16 where it runs), and in fp32 the
+    NumPy runtime (`*_runtime`) and ONNX Runtime on the fp32 and int8 exports (`*_onnx`, `*_onnx_int8`),
+    with how many output lines equal the torch fp32 path's, BLEU/chrF against `ref_file` (if given),
+    each file's size, and the whole-process seconds of a 1-sentence translation (start-up).
+    """
+    sents = read_lines(src_file)[:n_sent]
+    refs = read_lines(ref_file)[:n_sent] if ref_file is not None and ref_file.exists() else None
+    (out_dir / "bench-input.txt").write_text("".join(s + "\n" for s in sents), encoding="utf-8")
+    (out_dir / "bench-one.txt").write_text(sents[0] + "\n", encoding="utf-8")
+    result: dict[str, Any] = {}
+    for engine, path in _model_files(checkpoint, out_dir).items():
+        result[f"model_file_mb{engine}"] = round(path.stat().st_size / 2**20, 2)
+        t0 = time.perf_counter()
+        tr = _load(path)
+        result[f"load_s{engine}"] = round(time.perf_counter() - t0, 3)
+        one = _seq2seq("translate", "--checkpoint", str(path), "--input", str(out_dir / "bench-one.txt"), "--quiet")
+        result[f"startup_s{engine}"] = round(min(_run_child(one, out_dir / "bench-one.log")[0] for _ in range(3)), 3)
+        for setting in SETTINGS:  # fp32 is the reference path; bf16 (opt-in) is reported beside it, torch only
+            if engine and setting.precision != "fp32":
+                continue
+            key = setting.name + engine
+            if setting.precision == "bf16" and _bf16_skipped():
+                result[f"translate_sent_s_{key}"] = _bf16_skipped()
+                continue
+            result |= _timed(tr, path, setting, sents, out_dir, key)
+            result |= _quality(out_dir, key, setting.name.replace("_bf16", ""), refs)
+    return result
+
+
+def _load(path: Path) -> Any:
+    from ..engines import load_translator
+
+    return load_translator(path)
 
 
 PEERS_HINT = "run ../shared/peers/run.sh here"
@@ -267,7 +329,8 @@ def run_benchmark(
         result["gemm_peak_gflop_s_bf16"] = round(gemm_gflop_s(torch.bfloat16), 1)
     ckpt = Path(checkpoint) if checkpoint else trained
     result["translate_checkpoint"] = str(ckpt)
-    result |= measure_translation(ckpt, corpus.data / f"{test_split}.{corpus.src}", out, 200 if quick else 1000)
+    src, ref = (corpus.data / f"{test_split}.{lang}" for lang in (corpus.src, corpus.tgt))
+    result |= measure_translation(ckpt, src, out, 200 if quick else 1000, ref)
     if peers is not None:
         result |= peer_ratios(result, Path(peers), quick)
     return result
