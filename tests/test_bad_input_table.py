@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 from corpora import write_corpus
-from test_translate import _WritesMarker  # the same code-running payload as the Translator test
 
+from seq2seq.checkpoint import CheckpointError, load_checkpoint
 from seq2seq.cli import main
+from seq2seq.config import DecodeConfig
+from seq2seq.prepared import Prepared
+from seq2seq.translate import Translator
 
 
 def _refused(args: list, capsys: pytest.CaptureFixture) -> str:
@@ -59,6 +62,17 @@ def test_line_count_mismatch_names_both_files_and_counts(tmp_path: Path, capsys)
     line = _refused(_preprocess(corpus, run, "--vocab-size", "60"), capsys)
     assert line.endswith(f"misaligned corpus: {corpus}/val.xx has 20 lines but {corpus}/val.yy has 17")
     assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no run folder, no work folder
+    line = _refused(["evaluate", "--hyp", corpus / "val.xx", "--ref", corpus / "val.yy"], capsys)
+    assert line.endswith(f"{corpus}/val.xx has 20 lines but {corpus}/val.yy has 17")
+
+
+def test_empty_and_missing_training_files_are_one_line(tmp_path: Path, capsys) -> None:
+    corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
+    for name in ("train.xx", "train.yy"):
+        (corpus / name).write_text("")
+    assert "are empty" in _refused(_preprocess(corpus, run, "--vocab-size", "60"), capsys)
+    assert "nowhere/train.xx: no such file" in _refused(_preprocess(tmp_path / "nowhere", run), capsys)
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
 
 
 @pytest.mark.parametrize(
@@ -71,6 +85,26 @@ def test_invalid_utf8_and_nul_bytes_name_file_and_line(tmp_path: Path, capsys, c
     (corpus / "train.xx").write_bytes(content + b"red\n" * 118)
     assert _refused(_preprocess(corpus, run, "--vocab-size", "60"), capsys).endswith(f"{corpus}/{message}")
     assert [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_config_errors_name_the_closest_key_in_one_line(tmp_path: Path, capsys) -> None:
+    corpus = write_corpus(tmp_path / "c", n_train=120)
+    base = ["train", "--data", corpus, "--src", "xx", "--tgt", "yy", "--out", tmp_path / "r"]
+    cases = [
+        ("[model]\nhiden_size = 3\n", "did you mean"),
+        ('[train]\nlr = "fast"\n', "TrainConfig.lr must be float"),
+        ("[modle]\n", "did you mean [model]?"),
+    ]
+    for text, message in cases:
+        (tmp_path / "bad.toml").write_text(text)
+        assert message in _refused([*base, "--config", tmp_path / "bad.toml"], capsys)
+    assert "[model]" in _refused(_preprocess(corpus, tmp_path / "r", "--config", tmp_path / "bad.toml"), capsys)
+    assert "dropout must be in [0, 1)" in _refused([*base, "--dropout", "-0.1"], capsys)
+    assert "beam_size must be >= 1" in _refused(["translate", "--checkpoint", "x.pt", "--beam-size", "0"], capsys)
+    assert not (tmp_path / "r").exists()
 
 
 # --- the tokenizer and the length filters --------------------------------------------------------
@@ -123,7 +157,8 @@ def test_a_training_split_the_length_filters_empty_is_refused(tmp_path: Path, ca
 def test_held_out_pairs_longer_than_max_len_are_cut_and_counted(tmp_path: Path, capsys, caplog) -> None:
     caplog.set_level(logging.INFO, logger="seq2seq")
     corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
-    for name, line in (("val.xx", "red cat " * 200), ("val.yy", "CAT RED " * 200)):
+    long_src, long_tgt = " ".join(["red cat"] * 200), " ".join(["CAT RED"] * 200)
+    for name, line in (("val.xx", long_src), ("val.yy", long_tgt)):
         with open(corpus / name, "a", encoding="utf-8") as f:
             f.write(line + "\n")
     assert main([str(a) for a in _preprocess(corpus, run, "--vocab-size", "40", "--max-len", "50")]) == 0
@@ -132,6 +167,12 @@ def test_held_out_pairs_longer_than_max_len_are_cut_and_counted(tmp_path: Path, 
     )
     manifest = json.loads((run / "preprocess.json").read_text())
     assert manifest["held_out_cut_to_max_len"] == {"val": 1, "test": 0} and manifest["splits"]["val"] == 21
+    # the encoded sides are cut to max_len pieces (bounded validation memory); the text (BLEU references) stays
+    prepared = Prepared.load(run)
+    val = prepared.split("val")
+    assert len(val) == 21 and val.src_lens.max() == 50 and val.tgt_lens.max() == 50
+    src_text, tgt_text = prepared.text("val")
+    assert src_text[-1] == long_src and tgt_text[-1] == long_tgt
 
 
 # --- translation input ---------------------------------------------------------------------------
@@ -147,21 +188,40 @@ def test_translation_input_longer_than_max_src_len_is_truncated_with_a_warning(
     assert "1 of 3 sentences are longer than max_src_len=20 pieces: translated truncated (first: sentence 2)" in (
         caplog.text
     )
-    assert (tmp_path / "out.txt").read_text(encoding="utf-8").count("\n") == 3
+    out = (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines()
+    assert len(out) == 3
+    # truncated means: the same output as the first 20 pieces given on their own
+    translator, cfg = Translator.from_checkpoint(run_dir / "best.pt"), DecodeConfig(max_src_len=20)
+    pieces = translator.src_tok.encode(["red cat dog " * 100])[0][:20]
+    assert out[1] == translator.tgt_tok.decode([h[0].ids for h in translator.search([pieces], cfg)])[0]
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
 
 
+class _WritesMarker:
+    """Unpickling this calls open(marker, 'w'): arbitrary code a checkpoint must not run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
-def test_a_checkpoint_that_would_run_code_is_refused_by_the_command(tmp_path: Path, capsys, writer: str) -> None:
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path, capsys, writer: str) -> None:
     marker, evil = tmp_path / "pwned", tmp_path / "evil.pt"
     payload = {"format": "seq2seq-checkpoint", "version": 1, "model": _WritesMarker(marker)}
     with open(evil, "wb") as f:
-        if writer == "torch.save":
+        if writer == "torch.save":  # the zip format torch.save writes
             torch.save(payload, f)
-        else:
+        else:  # a bare pickle stream
             pickle.dump(payload, f, protocol=2)
+    with pytest.raises(CheckpointError, match="refused"):  # the library, then the commands
+        load_checkpoint(evil)
+    with pytest.raises(CheckpointError):
+        Translator.from_checkpoint(evil)
     (tmp_path / "in.txt").write_text("red cat\n", encoding="utf-8")
     for args in (["translate", "--checkpoint", evil, "--input", tmp_path / "in.txt", "--output", tmp_path / "o.txt"],
                  ["export", "--checkpoint", evil, "--out", tmp_path / "m.npz"]):  # fmt: skip
@@ -170,17 +230,47 @@ def test_a_checkpoint_that_would_run_code_is_refused_by_the_command(tmp_path: Pa
         assert "could run code" in line
     assert not marker.exists()  # the code never ran
     assert not (tmp_path / "o.txt").exists() and not (tmp_path / "m.npz").exists()
+    # the payload is live: an unsafe load really would have run it
+    if writer == "torch.save":
+        torch.load(evil, weights_only=False)
+    else:
+        with open(evil, "rb") as f:
+            pickle.load(f)
+    assert marker.exists()
 
 
-def test_truncated_and_newer_checkpoints_are_one_line(tmp_path: Path, capsys) -> None:
-    torch.save({"format": "seq2seq-checkpoint", "version": 1, "w": torch.zeros(1000)}, tmp_path / "whole.pt")
-    data = (tmp_path / "whole.pt").read_bytes()
-    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    line = _refused(["translate", "--checkpoint", tmp_path / "cut.pt"], capsys)
-    assert f"{tmp_path / 'cut.pt'}: truncated or corrupt checkpoint (" in line
-    torch.save({"format": "seq2seq-checkpoint", "version": 99}, tmp_path / "future.pt")
-    line = _refused(["translate", "--checkpoint", tmp_path / "future.pt"], capsys)
-    assert line.endswith("checkpoint format version 99 is newer than this seq2seq reads (1); upgrade seq2seq")
+def _bad_checkpoint(tmp_path: Path, kind: str) -> Path:
+    """A file (or folder) that is not a checkpoint this seq2seq can read."""
+    path = tmp_path / f"{kind}.pt"
+    if kind == "text":
+        path.write_text("not a checkpoint\n")
+    elif kind == "truncated":
+        torch.save({"format": "seq2seq-checkpoint", "version": 1, "w": torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif kind == "newer":
+        torch.save({"format": "seq2seq-checkpoint", "version": 99}, path)
+    elif kind == "other":
+        torch.save({"weights": torch.zeros(2)}, path)  # a torch file, but not ours
+    elif kind == "folder":
+        path.mkdir()
+    return path  # "missing": nothing there
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("text", ": not a checkpoint file"), ("truncated", ": truncated or corrupt checkpoint ("),
+     ("newer", ": checkpoint format version 99 is newer than this seq2seq reads (1); upgrade seq2seq"),
+     ("other", ": not a seq2seq checkpoint"), ("missing", ": no such checkpoint file"), ("folder", ":")],
+)  # fmt: skip
+def test_bad_checkpoint_files_are_one_line(tmp_path: Path, capsys, kind: str, message: str) -> None:
+    """The library raises CheckpointError naming the file; the command prints it as one line, exit 2."""
+    path = _bad_checkpoint(tmp_path, kind)
+    with pytest.raises(CheckpointError, match=f"{path.name}{message[:40]}".replace("(", r"\(")):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError):
+        Translator.from_checkpoint(path)
+    line = _refused(["translate", "--checkpoint", path], capsys)
+    assert f"error: {path}{message}" in line
 
 
 # --- devices -------------------------------------------------------------------------------------

@@ -106,37 +106,6 @@ def test_evaluate_prints_bleu_and_chrf_with_signatures(trained, tmp_path: Path, 
     assert bleu < 100
 
 
-def test_misaligned_corpus_is_exit_code_2_naming_both_files(tmp_path: Path, capsys) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "train.xx").write_text("a b\nc d\ne f\ng h\ni j\n")
-    (data / "train.yy").write_text("b a\nd c\nf e\nh g\n")
-    code = main(["preprocess", "--data", str(data), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run")])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "train.xx" in err and "train.yy" in err
-    assert "5 lines" in err and "has 4" in err
-
-    code = main(["evaluate", "--hyp", str(data / "train.xx"), "--ref", str(data / "train.yy")])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "train.xx" in err and "train.yy" in err and "5" in err and "4" in err
-
-
-def test_user_errors_are_one_line_and_exit_code_2(tmp_path: Path, capsys) -> None:
-    text = tmp_path / "in.txt"
-    text.write_text("red cat\n")
-    assert main(["translate", "--checkpoint", str(tmp_path / "nope.pt"), "--input", str(text)]) == 2
-    assert "nope.pt" in capsys.readouterr().err
-    bad = tmp_path / "bad.toml"
-    bad.write_text("[modle]\n")
-    corpus = ["--data", str(tmp_path), "--src", "a", "--tgt", "b", "--out", str(tmp_path / "r")]
-    code = main(["preprocess", *corpus, "--config", str(bad)])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "[model]" in err and err.count("\n") == 1
-
-
 def test_help_lists_the_subcommands(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
