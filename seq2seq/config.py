@@ -124,7 +124,8 @@ class TrainConfig:
     best_metric: Literal["bleu", "loss"] = "bleu"  # validation metric that picks best.pt and early stopping
     bleu_tokenize: BleuTokenize = "13a"  # sacreBLEU tokenizer of validation BLEU (zh, ja-mecab, char, ...: metrics.py)
     log_every: int = 50  # updates between training-loss records (metrics.jsonl, train.log)
-    max_nan_steps: int = 10  # consecutive non-finite losses before training stops
+    max_nan_steps: int = 10  # consecutive non-finite losses: the run diverged (stops, exit status 3)
+    loss_growth: float = 1e4  # a training loss over this x the run's first one: diverged too (0: off)
     threads: int = 0  # torch intra-op threads (0: torch's default)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
     tf32: bool = False  # GPU: let cuBLAS/cuDNN use TF32 for fp32 work (off: fp32 is fp32; docs/hardware.md)
@@ -149,6 +150,8 @@ class TrainConfig:
         _check(self.valid_every >= 1 and self.log_every >= 1, "valid_every/log_every must be >= 1")
         _check(self.max_steps >= 0 and self.max_minutes >= 0, "max_steps/max_minutes must be >= 0")
         _check(self.threads >= 0, f"threads must be >= 0 (0: torch's default), got {self.threads}")
+        _check(self.loss_growth == 0 or self.loss_growth > 1,
+               f"loss_growth must be > 1 (0: off), got {self.loss_growth}")
 
 
 @dataclass(frozen=True)

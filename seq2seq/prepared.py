@@ -32,6 +32,7 @@ import sentencepiece as spm
 from .config import DataConfig, from_dict, to_dict
 from .corpus import TrainFilter, clean_split, read_pairs, split_paths, write_text
 from .errors import CheckpointError, CorpusError
+from .runlock import RunLock
 from .text import iter_lines
 from .tokenizer import Tokenizer, train_tokenizers
 
@@ -156,8 +157,14 @@ def preprocess(
 
     Every split is read and checked (into a work folder beside `out`) before anything in `out` is written.
     A folder that holds a trained model (last.pt) is refused unless `overwrite`: its SentencePiece
-    models are the ones that model was trained with (its checkpoints are kept either way)."""
-    data_dir, out = Path(data_dir), Path(out)
+    models are the ones that model was trained with (its checkpoints are kept either way).
+    Another process writing in `out` (RUN/.lock held) is a RunFolderError naming its PID (runlock.py)."""
+    with RunLock(out):  # one writer per run folder, from before the first check to the last write
+        return _preprocess(Path(data_dir), src, tgt, Path(out), cfg, overwrite)
+
+
+def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, overwrite: bool) -> dict:
+    """`preprocess`, with the run folder locked."""
     if (out / "last.pt").exists() and not overwrite:
         raise CheckpointError(
             f"{out} already holds a trained model ({out / 'last.pt'}); preparing it again would replace the "

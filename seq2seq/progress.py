@@ -29,6 +29,7 @@ class TrainState:
     plateau: int = 0  # since the last improvement or decay (learning-rate decay)
     nan_streak: int = 0
     skipped_steps: int = 0
+    first_loss: float | None = None  # the run's first training loss (TrainConfig.loss_growth)
     tokens: int = 0
     train_seconds: float = 0.0  # wall clock of the run so far, over all resumed sessions (max_minutes)
     history: list[dict[str, Any]] = field(default_factory=list)  # validation results
@@ -74,8 +75,19 @@ def early_stop(cfg: TrainConfig, st: TrainState) -> str | None:
 
 
 def nan_stop(cfg: TrainConfig, st: TrainState) -> str | None:
+    """Divergence: `max_nan_steps` non-finite losses in a row (what was kept: the trainer says)."""
     if st.nan_streak >= cfg.max_nan_steps:
-        return f"{st.nan_streak} non-finite losses in a row (last good checkpoint kept)"
+        return f"{st.nan_streak} non-finite losses in a row"
+    return None
+
+
+def growth_stop(cfg: TrainConfig, st: TrainState, loss: float) -> str | None:
+    """Divergence without a NaN yet: a training loss (per target token) above `loss_growth` times the
+    run's first one (remembered in `st` by the first call)."""
+    if st.first_loss is None:
+        st.first_loss = loss
+    if cfg.loss_growth and st.first_loss > 0 and loss > cfg.loss_growth * st.first_loss:
+        return f"training loss {loss:.4g} over loss_growth={cfg.loss_growth:g} x the first one ({st.first_loss:.4g})"
     return None
 
 

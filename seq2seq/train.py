@@ -31,6 +31,7 @@ from .config import (
     ModelConfig,
     TrainConfig,
 )
+from .errors import DivergedError
 from .machine import process
 from .machine.hardware import cpu_summary, resolve_device, resolve_precision
 from .machine.process import ProcessSettings, StopSignal
@@ -45,11 +46,13 @@ from .progress import (
     after_validation,
     budget_progress,
     early_stop,
+    growth_stop,
     learning_rate,
     nan_stop,
     stop_reason,
 )
 from .runfiles import RunFiles, check_resumable, check_val_split, model_file, run_log
+from .runlock import RunLock
 from .scale import distributed
 from .scale.distributed import Dist
 from .shortlist import build_lexicon
@@ -152,6 +155,8 @@ class Trainer:
         self.meter = _Meter()
         self.val_seconds = 0.0  # the last validation's (a max_minutes run leaves room for one more)
         self.saved_at = 0  # the update of the last checkpoint
+        self.checkpoint_step: int | None = None  # the update of last.pt in the run folder (None: there is none)
+        self.diverged: str | None = None  # why the loss counts as diverged (non-finite, grown)
         self.interrupted: str | None = None  # a signal caught by any rank
 
     def resume(self, reset_optimizer: bool = False) -> None:
@@ -163,6 +168,7 @@ class Trainer:
         if reset_optimizer:
             st.lr_scale, st.plateau = 1.0, 0
         self.clock.before = st.train_seconds
+        self.checkpoint_step = st.step
         restore_rng(resume, self.dist, self.up.device, self.cfg.seed + 1_000_003 * self.dist.rank + st.step)
         self.files.truncate(st.step)  # records of the lost steps are written again
         log.info("resuming %s at update %d (epoch %d, batch %d)", self.files.last, st.step, st.epoch, st.batch_in_epoch)
@@ -207,7 +213,11 @@ class Trainer:
         if not result.applied:
             log.warning("update %d: non-finite loss or gradient (%s, %s): skipped", st.step + 1, result.loss,
                         result.grad_norm)  # fmt: skip
-            return nan_stop(self.cfg, st)
+            self.diverged = nan_stop(self.cfg, st)
+            return self.diverged
+        self.diverged = growth_stop(self.cfg, st, result.loss)  # the same loss on every rank
+        if self.diverged:
+            return self.diverged
         self.meter.add(tokens, result.loss)
         bar.update(1)
         if st.step % self.cfg.log_every == 0:
@@ -230,14 +240,29 @@ class Trainer:
 
     def _finish(self, stop: str, caught: str | None) -> TrainResult:
         st = self.st
-        if st.step > self.saved_at and st.nan_streak == 0:  # ended between validations: keep what was learned
-            self.validate_and_save()
+        if st.step > self.saved_at and st.nan_streak == 0 and not self.diverged:  # ended between validations
+            self.validate_and_save()  # keep what was learned
         self.files.log({"type": "stop", "step": st.step, "reason": stop, "elapsed_s": self.clock.elapsed()})
         if self.interrupted or caught:
             log.warning("%s: saved %s; continue with the same command plus --resume (RESUME=1 for scripts/train.sh)",
                         self.interrupted or caught, self.files.last)  # fmt: skip
         log.info("stopped after %d updates: %s", st.step, stop)
-        return TrainResult(self.files.run, st.step, st.best, stop, st.history, self.dist.rank)
+        result = TrainResult(self.files.run, st.step, st.best, stop, st.history, self.dist.rank)
+        if self.diverged:
+            raise DivergedError(self._diverged_message(), result)
+        return result
+
+    def _diverged_message(self) -> str:
+        """The one line of a diverged run: why, and which checkpoint (if any) the run folder keeps."""
+        st, run, lr = self.st, self.files.run, self.cfg.lr
+        head = f"training diverged after update {st.step} ({self.diverged})"
+        if self.checkpoint_step is None:
+            return (f"{head}; no checkpoint was written (none is saved before the first validation, at update "
+                    f"{self.cfg.valid_every}): start again with a lower --lr (now {lr:g}) and --overwrite")  # fmt: skip
+        best = next((r["step"] for r in reversed(st.history) if r.get("best")), None)
+        kept = f"; best.pt is from update {best}" if best is not None else ""
+        return (f"{head}; the checkpoint before it is kept: {run / 'last.pt'} is from update {self.checkpoint_step}"
+                f"{kept}; continue with --resume and a lower --lr (now {lr:g})")  # fmt: skip
 
     def _stop(self, caught: str | None) -> str | None:
         """Why this rank would stop now: a signal it caught, or a used-up budget."""
@@ -297,6 +322,7 @@ class Trainer:
     def save(self, validated: bool, improved: bool = False) -> None:
         """last.pt (resumable), best.pt when improved, and the last `keep_checkpoints` step files (rank 0)."""
         rng = self.dist.gather(distributed.rng_state(self.up.device))  # every rank's, for an exact resume
+        self.checkpoint_step = self.st.step
         if not self.dist.main:
             return
         self.st.train_seconds = self.clock.elapsed()
@@ -337,16 +363,20 @@ def train(
     `max_minutes` counts wall clock from `options.started` (a `time.monotonic()` value; default:
     now, so data loading counts) over all sessions of a resumed run. A run folder that already
     holds last.pt is continued with `options.resume`, started again (its checkpoints and log
-    deleted) with `options.overwrite`, and otherwise left alone with an error.
+    deleted) with `options.overwrite`, and otherwise left alone with an error. Rank 0 locks the run
+    folder (RUN/.lock) before anything in it is read or deleted: another process training or
+    preprocessing there is a RunFolderError naming its PID (runlock.py).
     """
     opts, cfg = options or RunOptions(), cfg or TrainConfig()
     clock = Clock(time.monotonic() if opts.started is None else opts.started)
     device = resolve_device(opts.device)
     process.apply(ProcessSettings.for_training(cfg, device.type))  # before the first oneDNN primitive
     dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
+    lock = RunLock(spec.run)
     try:
         resolve_precision(cfg.precision, str(dev))  # a precision this machine cannot run stops before any write
         bleu_metric(cfg.bleu_tokenize)  # ... and so does a BLEU tokenizer whose package is missing
+        dist.on_main(lock.acquire)  # one writer per run folder: rank 0 (a refusal is raised on every rank)
         again = opts.overwrite or opts.resume  # prepare beside last.pt (a resume is checked against it)
         prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_cfg or DataConfig(), again)  # noqa: E731
         prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load
@@ -361,4 +391,5 @@ def train(
         with run_log(prepared.run, write=dist.main):
             return trainer.run()
     finally:
+        lock.release()
         distributed.teardown(dist)

@@ -16,6 +16,7 @@ import seq2seq.updater as updater_module
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import DecodeConfig, TrainConfig
+from seq2seq.errors import DivergedError
 from seq2seq.machine.hardware import HardwareError, cpu_bf16
 from seq2seq.prepared import Prepared
 from seq2seq.text import read_lines
@@ -104,7 +105,9 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
 
     monkeypatch.setattr(updater_module, "forward_backward", flaky)
     cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0)
-    result = train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    with pytest.raises(DivergedError, match="from update 4;") as diverged:
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    result = diverged.value.result
     assert result.steps == 5  # calls 1, 2, 4, 5, 6 updated; call 3 skipped; 7-10 skipped, then stop
     assert "non-finite" in result.stop_reason
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
@@ -140,7 +143,9 @@ def test_real_non_finite_gradients_are_skipped_then_stop_training(tmp_path, monk
 
     monkeypatch.setattr(updater_module, "forward_backward", overflowing)
     cfg = TrainConfig(max_steps=50, valid_every=2, max_nan_steps=4, valid_bleu_sentences=0, precision=precision)
-    result = train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    with pytest.raises(DivergedError, match="from update 4;") as diverged:
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    result = diverged.value.result
     assert len(bad_grads) == 5 and all(bad_grads)  # calls 3, 7, 8, 9, 10: the gradients really were non-finite
     assert result.steps == 5 and calls["n"] == 10  # calls 1, 2, 4, 5, 6 updated; 3 and 7-10 skipped, then stop
     assert "non-finite" in result.stop_reason

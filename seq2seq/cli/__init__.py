@@ -18,12 +18,25 @@ from ..config import (
     TrainConfig,
     load_toml,
 )
-from ..errors import LOG_FORMAT, TIME_FORMAT, CheckpointError, CorpusError, RunFolderError
+from ..errors import (
+    EXIT_DIVERGED,
+    LOG_FORMAT,
+    TIME_FORMAT,
+    CheckpointError,
+    CorpusError,
+    DivergedError,
+    RunFolderError,
+)
 from ..lab.plots import PlotError
 from .flags import add_flags, from_flags
 
 log = logging.getLogger("seq2seq")
 METRICS = ("bleu", "chrf", "ter")  # seq2seq.metrics.METRICS (not imported here: sacrebleu is slow to import)
+TRAIN_EPILOG = (
+    "exit status: 0 trained; 2 a bad input or setting (one line naming it), or the run folder in use by another "
+    f"seq2seq process (its PID named); {EXIT_DIVERGED} the loss diverged (--max-nan-steps non-finite losses in a "
+    "row, or a loss over --loss-growth times the first one): the line says which checkpoint, if any, is kept"
+)
 
 
 def _corpus_flags(p: argparse.ArgumentParser, out_help: str) -> None:
@@ -255,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, DataConfig)
     p.set_defaults(func=cmd_preprocess)
 
-    p = sub.add_parser("train", help="train a model in a run folder (writes best.pt, last.pt, metrics.jsonl)")
+    p = sub.add_parser("train", help="train a model in a run folder (writes best.pt, last.pt, metrics.jsonl)",
+                       epilog=TRAIN_EPILOG)  # fmt: skip
     _corpus_flags(p, "run folder (prepared by preprocess, or prepared now)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with the run's settings")
     p.add_argument("--reset-optimizer", action="store_true", help="with --resume: fresh optimizer and lr schedule")
@@ -374,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CorpusError, CheckpointError, RunFolderError, PlotError) as err:
         print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except DivergedError as err:  # the run stopped on a diverged loss: `train && translate` must stop too
+        print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_DIVERGED
     except BrokenPipeError:
         return 1
     except OSError as err:  # an output folder that cannot be written, a full disk, ...
