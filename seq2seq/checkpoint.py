@@ -7,11 +7,18 @@ optimiser and training state needed to resume. Loading never unpickles arbitrary
 This module owns the format: the keys inside the file are written and read only here, by
 `write_model_checkpoint` from a `ModelFile` (and a `ResumeState` for last.pt) and by `read_model`,
 `read_resume` and `resume_configs`; everything else works with those types.
+
+Integrity: `save_checkpoint` stores the SHA-256 of the weights (`CHECKSUM_KEY`: every tensor of the
+model and of the shortlist lexicon, by sorted name: its name, dtype, shape and bytes), and
+`load_checkpoint` recomputes it (torch checks no CRCs: flipped bytes inside a tensor would load) and
+refuses non-finite model weights. Files written before the checksum existed have none and load
+unchecked, apart from the finite-weights check (docs/training.md, "Checkpoints").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -24,15 +31,36 @@ from .errors import CheckpointError
 
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
+CHECKSUM_KEY = "weights_sha256"  # hex SHA-256 of the weights (`weights_checksum`); absent in older files
+_HASHED = ("model", "lexicon")  # the payload's tensor tables that the checksum covers
+
+
+def weights_checksum(payload: dict[str, Any]) -> str:
+    """SHA-256 over the tensors of the payload's "model" and "lexicon" tables, in sorted order of
+    (table, name): each tensor's name, dtype and shape, then its bytes (any device, any dtype)."""
+    digest = hashlib.sha256()
+    for table in _HASHED:
+        tensors = payload.get(table)
+        if not isinstance(tensors, dict):
+            continue
+        for name in sorted(tensors):
+            t = tensors[name]
+            if not isinstance(t, torch.Tensor):
+                continue
+            digest.update(f"{table}/{name}/{t.dtype}/{tuple(t.shape)}\n".encode())
+            digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write `payload` to a temporary file beside `path`, flush it to disk, then rename."""
+    """Write `payload` with its weights' checksum to a temporary file beside `path`, flush it to disk,
+    then rename."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}  # always this payload's own
     try:
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            torch.save({"format": FORMAT, "version": VERSION, CHECKSUM_KEY: weights_checksum(payload), **payload}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -68,11 +96,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a seq2seq checkpoint (no '{FORMAT}' marker)")
     version = obj.get("version")
-    if not isinstance(version, int) or version > VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: damaged checkpoint: its format version is {version!r}, not a whole number >= 1")
+    if version > VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} is newer than this seq2seq reads ({VERSION}); upgrade seq2seq"
         )
+    _check_weights(path, obj)
     return obj
+
+
+def _check_weights(path: Path, obj: dict[str, Any]) -> None:
+    """The stored checksum (popped from `obj`) must match the weights, and the model weights must be finite."""
+    stored = obj.pop(CHECKSUM_KEY, None)
+    if stored is not None and stored != weights_checksum(obj):
+        raise CheckpointError(f"{path}: checksum mismatch: its weights are not the ones it was saved with "
+                              "(a damaged or altered file); use another checkpoint")  # fmt: skip
+    weights = obj.get("model")
+    for name, t in weights.items() if isinstance(weights, dict) else ():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{path}: non-finite weights: {name} has {bad} NaN or infinite values "
+                                  f"of {t.numel()}; use an earlier checkpoint")  # fmt: skip
 
 
 @dataclass
@@ -183,6 +228,25 @@ def check_vocab(path: str | Path, model: ModelFile) -> None:
             rows = "no" if weight is None else weight.shape[0]
             raise CheckpointError(f"{path}: inconsistent checkpoint: its {side} SentencePiece model has {pieces} "
                                   f"pieces but {key} has {rows} rows")  # fmt: skip
+
+
+def load_weights(path: str | Path, module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Load a checkpoint's `weights` into `module`; a tensor of another shape than the model config
+    gives, or a missing or unexpected one, is one CheckpointError naming the tensor (and both shapes)."""
+    expected = module.state_dict()
+    for name, tensor in weights.items():
+        want = expected.get(name)
+        if want is not None and (not isinstance(tensor, torch.Tensor) or tensor.shape != want.shape):
+            have = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise CheckpointError(f"{path}: inconsistent checkpoint: {name} has shape {have} but its model config "
+                                  f"needs {tuple(want.shape)}")  # fmt: skip
+    missing, unexpected = [n for n in expected if n not in weights], [n for n in weights if n not in expected]
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected {', '.join(unexpected)}"] if unexpected else [])  # fmt: skip
+        raise CheckpointError(f"{path}: inconsistent checkpoint: weights do not fit its model config "
+                              f"({'; '.join(parts)})")  # fmt: skip
+    module.load_state_dict(weights)
 
 
 def read_resume(path: str | Path) -> tuple[ModelFile, ResumeState]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import os
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -95,6 +97,16 @@ class ModelConfig:
             f"(got {self.dec_hidden} and 2*{self.enc_hidden}); use 'general' or 'bahdanau'",
         )
 
+    def decode_row_bytes(self, src_len: int, vocab: int) -> int:
+        """Bytes one searched row (hypothesis) of this network holds, for the search's memory check:
+        its copy of the encoder memory (states, attention keys, mask; twice while rows are selected),
+        its decoder state (old and new), one step's attention work and float32 logits and log-probs."""
+        keys = 2 * self.enc_hidden if self.attention == "dot" else self.dec_hidden
+        memory = 2 * src_len * (4 * (2 * self.enc_hidden + keys) + 1)
+        state = 2 * 4 * (self.dec_layers * self.dec_hidden * (2 if self.cell == "lstm" else 1) + self.emb_size)
+        attend = 4 * src_len * (2 * self.dec_hidden if self.attention == "bahdanau" else 2)  # (S, Hd) tanh terms
+        return memory + state + attend + 4 * 2 * vocab
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -169,14 +181,47 @@ class DecodeConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
     shortlist: int = 0  # > 0: score only the k pieces most associated with each source piece (+ frequent)
     shortlist_frequent: int = 500  # with shortlist: the most frequent target pieces are always candidates
+    memory_budget_gb: float = 0.0  # refuse a search estimated to need more memory (0: half the machine's RAM)
 
     def __post_init__(self) -> None:
-        _check(self.beam_size >= 1, f"beam_size must be >= 1, got {self.beam_size}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        for name, (low, high) in DECODE_BOUNDS.items():
+            value = getattr(self, name)
+            _check(math.isfinite(value), f"{name} must be a finite number, got {value}")
+            _check(value >= low, f"{name} must be >= {low}, got {value}")
+            _check(value <= high, f"{name} must be <= {high} (docs/decoding.md), got {value}")
         _check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
-        _check(self.max_len_a >= 0 and self.max_len_b >= 1, "need max_len_a >= 0, max_len_b >= 1")
-        _check(self.max_src_len >= 1, "max_src_len must be >= 1")
-        _check(self.shortlist >= 0 and self.shortlist_frequent >= 0, "shortlist sizes must be >= 0")
+
+    def check_vocab(self, vocab: int) -> None:
+        """A beam wider than the target vocabulary (`vocab` pieces) is a ConfigError naming both."""
+        _check(self.beam_size <= vocab, f"beam_size {self.beam_size} is larger than the model's target vocabulary "
+                                        f"({vocab} pieces): use a beam of at most {vocab}")  # fmt: skip
+
+    def memory_budget(self) -> int:
+        """Bytes a search may need at its peak (search.check_search): `memory_budget_gb`, or with 0
+        half of this machine's physical memory (8 GB where the system does not say)."""
+        if self.memory_budget_gb > 0:
+            return int(self.memory_budget_gb * 1e9)
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+        except (ValueError, OSError, AttributeError):
+            return 8 * 10**9
+
+
+# The range of each DecodeConfig number (all must also be finite). Beyond these, searches overflow
+# (a * length + b in float32, length ** length_penalty in float64) or cannot be sane; the memory a
+# legal combination needs is checked against `memory_budget_gb` by the search (docs/decoding.md).
+DECODE_BOUNDS: dict[str, tuple[float, float]] = {
+    "beam_size": (1, 1000),
+    "batch_size": (1, 100_000),
+    "length_penalty": (-10.0, 10.0),
+    "max_len_a": (0.0, 100.0),
+    "max_len_b": (1, 100_000),
+    "max_src_len": (1, 100_000),
+    "n_best": (1, 1000),  # and <= beam_size
+    "shortlist": (0, 1_000_000),
+    "shortlist_frequent": (0, 1_000_000),
+    "memory_budget_gb": (0.0, 1e6),
+}
 
 
 SECTIONS: dict[str, type] = {

@@ -10,9 +10,12 @@ An engine computes; the search decides. Anything with
 * `select(memory_or_state, rows (N',)) -> memory_or_state`: the rows `rows` (a NumPy index array),
 
 can be searched: the torch model (`translate.TorchEngine`), the NumPy runtime (`runtime.Network`),
-and the scripted models of the tests. The search itself is NumPy and never imports torch. All
-sentences of a batch and all their beams live in one array; a sentence leaves the batch as soon
-as its search is over.
+and the scripted models of the tests. An engine may also have `footprint(src_len) -> (vocab, bytes)`:
+the width of its log-probs and the bytes it holds per searched row (hypothesis) for sources of
+`src_len` pieces; `check_search` uses it to refuse a beam wider than the vocabulary and a search
+that would not fit in `cfg.memory_budget()`, before anything is allocated. The search itself is
+NumPy and never imports torch. All sentences of a batch and all their beams live in one array; a
+sentence leaves the batch as soon as its search is over.
 
 Scores: a finished hypothesis of `n` tokens (EOS included) with log-probability `lp` scores
 `lp / n ** length_penalty`. With `stopping="bound"` beam search stops a sentence only when no
@@ -240,6 +243,38 @@ def max_lengths(src_lens: np.ndarray, a: float, b: int) -> np.ndarray:
     return (np.float32(a) * src_lens.astype(np.float32) + np.float32(b)).astype(np.int64)
 
 
+def search_bytes(rows: int, steps: int, src_len: int, footprint: tuple[int, int], keep_attention: bool) -> int:
+    """The peak bytes of a search over `rows` hypotheses (batch x beam) of up to `steps` output pieces:
+    per row the token ids of every step (int64, back-pointers resolved into them), one step's top-k
+    work over the log-probs (a negated copy and int64 indices: 12 bytes a piece), attention weights
+    of every step if kept (float32, twice while they grow), and what the engine holds (`footprint`)."""
+    vocab, engine_bytes = footprint
+    per_row = 8 * (steps + 1) + 12 * vocab + engine_bytes + (8 * steps * src_len if keep_attention else 0)
+    return rows * per_row
+
+
+def check_search(engine: Engine, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool) -> None:
+    """Refuse, with one ConfigError, a beam wider than the engine's vocabulary and a search whose
+    largest batch (the longest sources, output length limit, full beam) would need more memory than
+    `cfg.memory_budget()`: before anything is allocated."""
+    from .config import ConfigError
+
+    src_len = min(max((len(s) for s in src_ids), default=0), cfg.max_src_len) + 1  # EOS appended
+    footprint = engine.footprint(src_len) if hasattr(engine, "footprint") else (0, 0)
+    if footprint[0]:
+        cfg.check_vocab(footprint[0])
+    batch = min(cfg.batch_size, len(src_ids))
+    steps = int(max_lengths(np.array([src_len]), cfg.max_len_a, cfg.max_len_b)[0])
+    need, budget = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention), cfg.memory_budget()
+    if need > budget:
+        where = "memory_budget_gb" if cfg.memory_budget_gb else "half of this machine's memory; memory_budget_gb"
+        raise ConfigError(
+            f"this search would need about {need / 1e9:.1f} GB (batch {batch} x beam {cfg.beam_size} x up to {steps} "
+            f"output pieces, {footprint[0]}-piece vocabulary), over the budget of {budget / 1e9:.1f} GB ({where}): "
+            "lower beam_size, batch_size or max_len_a/max_len_b"
+        )
+
+
 def search(
     engine: Engine,
     src_ids: Sequence[Sequence[int]],
@@ -255,6 +290,7 @@ def search(
     """
     from tqdm.std import tqdm  # tqdm.auto costs 0.1 s more to import (the runtime starts in 0.2 s)
 
+    check_search(engine, src_ids, cfg, keep_attention)
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     bar = tqdm(total=len(order), desc="translate", unit="sent", disable=None if progress else True, leave=False)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, overload
 from .errors import CorpusError
 
 log = logging.getLogger("seq2seq")
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, dropped from the start of a file or stream (decode_line)
 
 if TYPE_CHECKING:
     from .config import DecodeConfig
@@ -50,7 +51,10 @@ def decode_lines(data: bytes, name: str) -> list[str]:
 
 
 def decode_line(raw: bytes, name: str, number: int) -> str:
-    """One line without its line ending; a NUL byte or invalid UTF-8 is an error naming `name:number`."""
+    """One line without its line ending; a NUL byte or invalid UTF-8 is an error naming `name:number`.
+    Line 1 loses a leading UTF-8 byte order mark (U+FEFF, as Windows editors write): it is no text."""
+    if number == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM) :]
     if b"\x00" in raw:
         raise CorpusError(f"{name}:{number}: NUL byte (is this a binary file?)")
     try:

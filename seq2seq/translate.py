@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .batches import pad
-from .checkpoint import CheckpointError, check_vocab, read_model
+from .checkpoint import CheckpointError, check_vocab, load_weights, read_model
 from .config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from .machine.hardware import resolve_device, resolve_precision
 from .model import DecoderState, Memory, Seq2Seq
@@ -62,6 +62,11 @@ class TorchEngine:
     def select(self, obj: Memory | DecoderState, rows: np.ndarray) -> Any:
         return obj.select(torch.from_numpy(np.ascontiguousarray(rows)).to(self.device))
 
+    def footprint(self, src_len: int) -> tuple[int, int]:
+        """The full vocabulary (a shortlist only narrows it) and the bytes per searched row (search.check_search)."""
+        vocab = self.model.out.out_features
+        return vocab, self.model.cfg.decode_row_bytes(src_len, vocab)
+
 
 def search(
     model: Seq2Seq,
@@ -92,7 +97,7 @@ class Translator(Translating):
         try:
             src_tok, tgt_tok = Tokenizer(saved.src_spm), Tokenizer(saved.tgt_spm)
             model = Seq2Seq(from_dict(ModelConfig, saved.model_config), len(src_tok), len(tgt_tok))
-            model.load_state_dict(saved.state_dict)
+            load_weights(path, model, saved.state_dict)  # a misshapen tensor: one line naming it
             lexicon = Lexicon.from_payload(saved.lexicon) if saved.lexicon is not None else None
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise CheckpointError(
@@ -107,8 +112,10 @@ class Translator(Translating):
         return {"device": device, "precision": resolve_precision("auto", device).name}
 
     def check(self, cfg: DecodeConfig) -> None:
-        """A precision this machine cannot run, or a shortlist without a lexicon: one-line errors."""
+        """A precision this machine cannot run, a shortlist without a lexicon, or a beam wider than
+        the target vocabulary: one-line errors."""
         resolve_precision(cfg.precision, str(next(self.model.parameters()).device))
+        cfg.check_vocab(len(self.tgt_tok))
         if cfg.shortlist and self.lexicon is None:
             raise ConfigError("--shortlist needs a checkpoint with a lexicon (this one has none)")
 

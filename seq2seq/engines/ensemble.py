@@ -61,6 +61,12 @@ class EnsembleEngine:
     def select(self, obj: tuple[Any, ...], rows: np.ndarray) -> tuple[Any, ...]:
         return tuple(engine.select(part, rows) for engine, part in zip(self.engines, obj))
 
+    def footprint(self, src_len: int) -> tuple[int, int]:
+        """The members' vocabulary and their bytes per searched row together, plus the mean's log-probs."""
+        sizes = [e.footprint(src_len) if hasattr(e, "footprint") else (0, 0) for e in self.engines]
+        vocab = max(v for v, _ in sizes)
+        return vocab, sum(b for _, b in sizes) + 4 * vocab
+
 
 def _mean(arrays: Sequence[Any]) -> np.ndarray:
     """The float32 mean of equally shaped arrays, as a new array (the search writes into what step returns)."""

@@ -142,6 +142,11 @@ class Network:
     def select(self, obj: Memory | State, rows: np.ndarray) -> Memory | State:
         return obj.select(rows)
 
+    def footprint(self, src_len: int) -> tuple[int, int]:
+        """The vocabulary and the bytes per searched row (search.check_search)."""
+        vocab = self.out_b.shape[0]
+        return vocab, self.cfg.decode_row_bytes(src_len, vocab)
+
     def encode_padded(self, src: np.ndarray, lens: np.ndarray) -> tuple[Memory, State]:
         """Memory and the decoder's initial state for padded source ids (B, S) with lengths (B,)."""
         batch, length = src.shape
@@ -253,7 +258,9 @@ class RuntimeTranslator(Translating):
         return self.net
 
     def check(self, cfg: DecodeConfig) -> None:
-        """The runtime decodes in fp32 (`auto` means fp32 here) over the full vocabulary."""
+        """The runtime decodes in fp32 (`auto` means fp32 here) over the full vocabulary, with a beam
+        no wider than that vocabulary."""
+        cfg.check_vocab(len(self.tgt_tok))
         if cfg.precision not in ("auto", "fp32") or cfg.shortlist:
             raise ConfigError(
                 "the NumPy runtime decodes in fp32 with the full vocabulary: "

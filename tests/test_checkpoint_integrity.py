@@ -1,0 +1,141 @@
+"""Checkpoint integrity: a checksum of the weights written at save time and checked on load, finite
+weights, and one-line errors for a damaged version field or tensors that do not fit the config."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.checkpoint import (
+    CHECKSUM_KEY,
+    CheckpointError,
+    load_checkpoint,
+    read_model,
+    read_resume,
+    save_checkpoint,
+    weights_checksum,
+    write_model_checkpoint,
+)
+from seq2seq.cli import main
+from seq2seq.translate import Translator
+
+SENTENCES = ["red cat", "dog dog bird sun moon tree house", "blue house red tree"]
+
+
+def flip_bytes_inside_largest_tensor(src: Path, dst: Path, count: int = 64) -> None:
+    """Copy `src` with `count` bytes inverted in the middle of its largest tensor record (zip CRCs left stale)."""
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+    for i in range(start, start + count):
+        data[i] ^= 0xFF
+    dst.write_bytes(bytes(data))
+
+
+def translate_cli(checkpoint: Path, tmp_path: Path, capsys) -> tuple[int, str]:
+    (tmp_path / "in.txt").write_text("\n".join(SENTENCES) + "\n")
+    code = main(["translate", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "in.txt"), "--quiet"])
+    return code, capsys.readouterr().err
+
+
+def test_every_checkpoint_carries_the_checksum_of_its_weights(run_dir: Path) -> None:
+    for name in ("best.pt", "last.pt"):
+        raw = torch.load(run_dir / name, weights_only=True)
+        stored = raw.pop(CHECKSUM_KEY)
+        assert len(stored) == 64 and stored == weights_checksum(raw)
+        assert CHECKSUM_KEY not in load_checkpoint(run_dir / name)  # checked, then left out of what callers see
+
+
+def test_flipped_bytes_inside_a_weight_tensor_are_a_checksum_mismatch(run_dir: Path, tmp_path: Path, capsys) -> None:
+    flip_bytes_inside_largest_tensor(run_dir / "best.pt", tmp_path / "flipped.pt")
+    raw = torch.load(tmp_path / "flipped.pt", weights_only=True)  # torch itself loads it without a word
+    assert raw[CHECKSUM_KEY] != weights_checksum({k: v for k, v in raw.items() if k != CHECKSUM_KEY})
+    with pytest.raises(CheckpointError, match="flipped.pt: checksum mismatch"):
+        read_model(tmp_path / "flipped.pt")
+    code, err = translate_cli(tmp_path / "flipped.pt", tmp_path, capsys)
+    assert code == 2 and err.count("\n") == 1 and "checksum mismatch" in err, err
+    # last.pt too: a damaged resume point is refused, not trained on
+    flip_bytes_inside_largest_tensor(run_dir / "last.pt", tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        read_resume(tmp_path / "last.pt")
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(run_dir: Path, tmp_path: Path, capsys) -> None:
+    saved = read_model(run_dir / "best.pt")
+    first = next(iter(saved.state_dict))
+    nan = {k: torch.full_like(v, float("nan")) for k, v in saved.state_dict.items()}
+    write_model_checkpoint(tmp_path / "nan.pt", dataclasses.replace(saved, state_dict=nan))  # a valid checksum
+    with pytest.raises(CheckpointError, match=f"nan.pt: non-finite weights: {first} has"):
+        read_model(tmp_path / "nan.pt")
+    code, err = translate_cli(tmp_path / "nan.pt", tmp_path, capsys)
+    assert code == 2 and err.count("\n") == 1 and "non-finite weights" in err, err
+    one = dict(saved.state_dict)
+    name = next(k for k in one if "weight_hh" in k)
+    one[name] = one[name].clone()
+    one[name][0, 0] = float("inf")
+    write_model_checkpoint(tmp_path / "inf.pt", dataclasses.replace(saved, state_dict=one))
+    with pytest.raises(CheckpointError, match=f"non-finite weights: {name} has 1 NaN or infinite values of"):
+        read_model(tmp_path / "inf.pt")
+
+
+def test_checkpoints_written_before_the_checksum_still_load(run_dir: Path, tmp_path: Path) -> None:
+    raw = torch.load(run_dir / "best.pt", weights_only=True)
+    del raw[CHECKSUM_KEY]
+    torch.save(raw, tmp_path / "old.pt")  # as seq2seq wrote it before the checksum
+    old, new = Translator.from_checkpoint(tmp_path / "old.pt"), Translator.from_checkpoint(run_dir / "best.pt")
+    assert old.translate(SENTENCES) == new.translate(SENTENCES)
+    save_checkpoint(tmp_path / "resaved.pt", load_checkpoint(tmp_path / "old.pt"))  # saving it again adds one
+    assert CHECKSUM_KEY in torch.load(tmp_path / "resaved.pt", weights_only=True)
+
+
+def test_an_averaged_checkpoint_gets_the_checksum_of_the_averaged_weights(run_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(run_dir / "best.pt", tmp_path / "a.pt")
+    shutil.copy(run_dir / "last.pt", tmp_path / "b.pt")
+    code = main(["average", "--checkpoints", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"),
+                 "--out", str(tmp_path / "avg.pt")])  # fmt: skip
+    assert code == 0
+    raw = torch.load(tmp_path / "avg.pt", weights_only=True)
+    assert raw.pop(CHECKSUM_KEY) == weights_checksum(raw)
+    assert read_model(tmp_path / "avg.pt").averaged
+    flip_bytes_inside_largest_tensor(tmp_path / "avg.pt", tmp_path / "avg-flipped.pt")
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        read_model(tmp_path / "avg-flipped.pt")
+
+
+@pytest.mark.parametrize("version", ["1", 1.0, None, True, 0])
+def test_a_version_that_is_no_whole_number_is_a_damaged_checkpoint(run_dir, tmp_path, capsys, version) -> None:
+    raw = torch.load(run_dir / "best.pt", weights_only=True)
+    torch.save({**raw, "version": version}, tmp_path / "v.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "v.pt")
+    assert f"damaged checkpoint: its format version is {version!r}, not a whole number" in str(err.value)
+    assert "newer" not in str(err.value)
+    code, out = translate_cli(tmp_path / "v.pt", tmp_path, capsys)
+    assert code == 2 and out.count("\n") == 1 and "format version is" in out
+
+
+def test_tensors_that_do_not_fit_the_config_give_one_full_line(run_dir: Path, tmp_path: Path, capsys) -> None:
+    saved = read_model(run_dir / "best.pt")
+    emb = saved.model_config["emb_size"]
+    config = {**saved.model_config, "emb_size": emb // 2}
+    write_model_checkpoint(tmp_path / "shape.pt", dataclasses.replace(saved, model_config=config))
+    rows = saved.state_dict["encoder.embed.weight"].shape[0]
+    expected = f"encoder.embed.weight has shape ({rows}, {emb}) but its model config needs ({rows}, {emb // 2})"
+    with pytest.raises(CheckpointError) as err:
+        Translator.from_checkpoint(tmp_path / "shape.pt")
+    assert "\n" not in str(err.value) and expected in str(err.value)
+    code, out = translate_cli(tmp_path / "shape.pt", tmp_path, capsys)
+    assert code == 2 and out.count("\n") == 1 and expected in out, out
+    # a missing tensor is named too
+    fewer = {k: v for k, v in saved.state_dict.items() if k != "bridge_h.bias"}
+    write_model_checkpoint(tmp_path / "fewer.pt", dataclasses.replace(saved, state_dict=fewer))
+    with pytest.raises(CheckpointError, match="weights do not fit its model config \\(missing bridge_h.bias\\)"):
+        Translator.from_checkpoint(tmp_path / "fewer.pt")

@@ -1,0 +1,140 @@
+"""Bounded decoding: every DecodeConfig number is finite and in range, a beam is no wider than the
+target vocabulary, and a search that would not fit in memory is refused before anything is allocated."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seq2seq.cli import main
+from seq2seq.config import DECODE_BOUNDS, ConfigError, DecodeConfig, ModelConfig, from_dict
+from seq2seq.engines.ensemble import EnsembleEngine
+from seq2seq.search import search, search_bytes
+from seq2seq.translate import Translator
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"length_penalty": math.nan}, "length_penalty must be a finite number, got nan"),
+        ({"length_penalty": math.inf}, "length_penalty must be a finite number, got inf"),
+        ({"length_penalty": 1e6}, "length_penalty must be <= 10.0"),
+        ({"max_len_a": math.nan}, "max_len_a must be a finite number"),
+        ({"max_len_a": 1e300}, "max_len_a must be <= 100.0"),
+        ({"max_len_b": 10**9}, "max_len_b must be <= 100000"),
+        ({"beam_size": 10**6}, "beam_size must be <= 1000"),
+        ({"batch_size": 10**9}, "batch_size must be <= 100000"),
+        ({"max_src_len": 10**9}, "max_src_len must be <= 100000"),
+        ({"shortlist": 10**30}, "shortlist must be <= 1000000"),
+        ({"memory_budget_gb": math.inf}, "memory_budget_gb must be a finite number"),
+        ({"memory_budget_gb": -1.0}, "memory_budget_gb must be >= 0.0"),
+        ({"beam_size": 0}, "beam_size must be >= 1"),
+    ],
+)
+def test_decode_config_refuses_non_finite_and_out_of_range_values(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        DecodeConfig(**values)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):  # a TOML [decode] table or a request
+        from_dict(DecodeConfig, values)
+
+
+def test_every_number_of_decode_config_has_bounds_and_the_defaults_are_inside() -> None:
+    numbers = {name for name, value in vars(DecodeConfig()).items() if type(value) in (int, float)}
+    assert numbers == set(DECODE_BOUNDS)
+    for name, (low, high) in DECODE_BOUNDS.items():
+        assert low <= getattr(DecodeConfig(), name) <= high, name
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--length-penalty", "nan"], "length_penalty must be a finite number, got nan"),
+        (["--max-len-b", "1000000000"], "max_len_b must be <= 100000"),
+        (["--max-len-a", "1e300"], "max_len_a must be <= 100.0"),
+        (["--beam-size", "1000000"], "beam_size must be <= 1000"),
+        (["--beam-size", "10000"], "beam_size must be <= 1000"),
+    ],
+)
+def test_translate_refuses_bad_decode_values_in_one_line(tmp_path: Path, capsys, flags, message) -> None:
+    (tmp_path / "in.txt").write_text("red cat\n")
+    code = main(["translate", "--checkpoint", str(tmp_path / "no.pt"), "--input", str(tmp_path / "in.txt"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.fixture(scope="module")
+def translator(run_dir: Path) -> Translator:
+    return Translator.from_checkpoint(run_dir / "best.pt")
+
+
+def test_a_beam_wider_than_the_target_vocabulary_is_refused(translator: Translator, run_dir: Path, capsys) -> None:
+    vocab = len(translator.tgt_tok)
+    wide = DecodeConfig(beam_size=vocab + 1)
+    expected = f"beam_size {vocab + 1} is larger than the model's target vocabulary ({vocab} pieces)"
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        translator.check(wide)  # where the CLI and the server check a request, before any input is read
+    with pytest.raises(ConfigError, match="larger than the model's target vocabulary"):
+        translator.translate(["red cat"], wide)  # the library path: the search checks it too
+    with pytest.raises(ConfigError, match="larger than the model's target vocabulary"):  # and for any engine
+        search(EnsembleEngine([translator.search_engine(wide)] * 2), [[5, 6]], wide)
+    assert translator.translate(["red cat"], DecodeConfig(beam_size=vocab))  # the whole vocabulary is fine
+    code = main(["translate", "--checkpoint", str(run_dir / "best.pt"), "--beam-size", str(vocab + 1)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and expected in err
+
+
+class NoAllocation:
+    """An engine that fails the test if the search gets as far as encoding (allocating) anything."""
+
+    def footprint(self, src_len: int) -> tuple[int, int]:
+        return 8000, ModelConfig().decode_row_bytes(src_len, 8000)
+
+    def encode(self, src_ids):
+        raise AssertionError("the search started although it cannot fit in the budget")
+
+
+def test_a_search_too_large_for_the_memory_budget_is_refused_before_allocating() -> None:
+    cfg = DecodeConfig(beam_size=1000, batch_size=64, max_len_a=100.0, max_len_b=100_000, memory_budget_gb=8.0)
+    with pytest.raises(ConfigError) as err:
+        search(NoAllocation(), [[5] * 30] * 64, cfg)
+    line = str(err.value)
+    assert "\n" not in line and "over the budget of 8.0 GB (memory_budget_gb)" in line
+    assert "batch 64 x beam 1000 x up to 103100 output pieces, 8000-piece vocabulary" in line
+    # the same sentences with an ordinary beam and length limit fit easily: the engine is reached
+    with pytest.raises(AssertionError, match="the search started"):
+        search(NoAllocation(), [[5] * 30] * 64, DecodeConfig(beam_size=5, memory_budget_gb=8.0))
+
+
+def test_the_estimate_counts_batch_beam_length_vocabulary_and_attention() -> None:
+    base = search_bytes(rows=10, steps=100, src_len=20, footprint=(1000, 5000), keep_attention=False)
+    assert base == 10 * (8 * 101 + 12 * 1000 + 5000)
+    assert search_bytes(20, 100, 20, (1000, 5000), False) == 2 * base  # twice the rows (batch x beam)
+    assert search_bytes(10, 100, 20, (1000, 5000), True) == base + 10 * 8 * 100 * 20  # kept attention
+    longer = search_bytes(10, 10_000, 20, (1000, 5000), False)
+    assert longer - base == 10 * 8 * (10_000 - 100)  # the token ids of every step
+    # the default budget is half of this machine's memory; an explicit one replaces it
+    assert DecodeConfig(memory_budget_gb=2.5).memory_budget() == 2_500_000_000
+    assert DecodeConfig().memory_budget() > 0
+
+
+def test_the_estimate_bounds_what_the_numpy_search_allocates(translator: Translator, run_dir: Path, tmp_path) -> None:
+    """The search's own arrays (tokens, top-k work, kept attention) stay under the estimate, measured
+    with tracemalloc over the NumPy runtime (its arrays are all NumPy, so all traced)."""
+    import tracemalloc
+
+    from seq2seq.engines.numpy_runtime import RuntimeTranslator, export_runtime
+
+    runtime = RuntimeTranslator.load(export_runtime(run_dir / "best.pt", tmp_path / "m.npz"))
+    engine = runtime.search_engine(DecodeConfig())
+    sources = [list(np.random.default_rng(0).integers(4, 30, size=12)) for _ in range(16)]
+    cfg = DecodeConfig(beam_size=len(runtime.tgt_tok), batch_size=16, max_len_a=0.0, max_len_b=200, length_penalty=0)
+    steps, src_len = cfg.max_len_b, 13
+    estimate = search_bytes(16 * cfg.beam_size, steps, src_len, engine.footprint(src_len), keep_attention=True)
+    tracemalloc.start()
+    search(engine, sources, cfg, keep_attention=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 0.1 * estimate < peak < estimate
