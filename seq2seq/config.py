@@ -230,7 +230,14 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "decode": DecodeConfig,
 }
+TABLE_READERS = {  # who reads each table of a --config file: a table a command does not read is refused
+    "data": "seq2seq preprocess, seq2seq train",
+    "model": "seq2seq train",
+    "train": "seq2seq train",
+    "decode": "seq2seq translate, seq2seq serve",
+}
 C = TypeVar("C")
+Settings = C | dict[str, Any] | None  # a config (every field asked for), a dict of some fields, or None
 
 
 def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
@@ -246,8 +253,9 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def from_dict(cls: type[C], values: dict[str, Any]) -> C:
-    """Build `cls` from a dict; unknown keys and wrong types raise ConfigError."""
+def checked_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every key a field of `cls` and every value of its type (ints widened to floats);
+    an unknown key or a wrong type raises ConfigError. The checks between fields are `cls`'s own."""
     hints = typing.get_type_hints(cls)
     known = [f.name for f in fields(cls)]
     kwargs = {}
@@ -257,22 +265,58 @@ def from_dict(cls: type[C], values: dict[str, Any]) -> C:
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
             raise ConfigKeyError(f"unknown {cls.__name__} key {key!r}{hint}")
         kwargs[key] = _coerce(cls, key, hints[key], value)
-    return cls(**kwargs)
+    return kwargs
 
 
-def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
+def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Build `cls` from a dict; unknown keys and wrong types raise ConfigError."""
+    return cls(**checked_values(cls, values))
+
+
+def requested(cls: type, given: Any) -> dict[str, Any]:
+    """The fields of `cls` a caller asked for: all of them for a `cls` instance, the keys of a dict
+    (checked: `checked_values`), none for None. Fields not asked for are the library's to fill in (a
+    default, a resumed run's saved value, a prepared folder's setting)."""
+    if given is None:
+        return {}
+    if isinstance(given, cls):
+        return to_dict(given)
+    if not isinstance(given, dict):
+        raise ConfigKeyError(f"expected a {cls.__name__} or a dict of its fields, got {type(given).__name__}")
+    return checked_values(cls, given)
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any], was: str = "then", now: str = "now") -> list[str]:
+    """`field OLD then, NEW now` (labels: `was`, `now`) for each field of `new` whose value differs from `old`'s."""
+    return [f"{key} {old.get(key)!r} {was}, {value!r} {now}" for key, value in new.items() if old.get(key) != value]
+
+
+def load_toml(path: str | Path, used: tuple[str, ...] = tuple(SECTIONS)) -> dict[str, dict[str, Any]]:
     """Read a TOML file with [data]/[model]/[train]/[decode] tables (each optional), e.g. a run
-    folder's config.toml (`write_toml`)."""
+    folder's config.toml (`write_toml`). Every table is used or refused: a table that is not one of
+    `used` (the tables the command reads) is a ConfigError naming it, and so is an unknown table, an
+    unknown key or a value of the wrong type, whatever table it is in."""
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         hint = " (a run's settings to reuse: RUN/config.toml)" if str(path).endswith(".json") else ""
         raise ConfigError(f"{path}: {err}{hint}") from None
-    for section in raw:
+    tables = " ".join(f"[{name}]" for name in used)
+    for section, values in raw.items():
         if section not in SECTIONS:
             close = difflib.get_close_matches(section, list(SECTIONS), n=1)
-            hint = f"; did you mean [{close[0]}]?" if close else ""
+            hint = f"; did you mean [{close[0]}]?" if close else f"; this command reads {tables}"
             raise ConfigError(f"{path}: unknown section [{section}]{hint}")
+        _check(isinstance(values, dict), f"{path}: {section} = ... is a value, not a [{section}] table")
+        try:
+            raw[section] = checked_values(SECTIONS[section], values)
+        except ConfigError as err:
+            raise type(err)(f"{path}: [{section}] {err}") from None
+        if section not in used:
+            raise ConfigError(
+                f"{path}: table [{section}] is not read by this command (it reads {tables}); "
+                f"remove it or give it to a command that reads it ({TABLE_READERS[section]})"
+            )
     return raw
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
-from .config import DataConfig, from_dict, to_dict
+from .config import DataConfig, Settings, changed_fields, from_dict, requested, to_dict
 from .corpus import TrainFilter, clean_split, read_pairs, split_paths, write_text
 from .errors import CheckpointError, CorpusError
 from .runlock import RunLock
@@ -184,6 +184,7 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
                 held_out[split] = clean_split(data_dir, split, src, tgt, work / split)[0]
             else:
                 log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
+        files = corpus_files([p for s in (cfg.train_split, *held_out) for p in split_paths(data_dir, s, src, tgt)])
         src_model, tgt_model = train_tokenizers(work / "train", cfg)
         src_tok, tgt_tok = Tokenizer(src_model), Tokenizer(tgt_model)
         key = tokenizer_key(src_model, tgt_model)
@@ -222,6 +223,7 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
             "tgt_vocab": len(tgt_tok),
             "tokenizer": key,
             "train_tokens": train["tokens"],
+            "corpus_files": files,  # name in data_dir -> bytes, mtime_ns, sha256: a later change is refused
         }
         _install(work, out, src_model, tgt_model, manifest)
     finally:
@@ -317,20 +319,86 @@ class Prepared:
         return prefix
 
 
+def corpus_files(paths: list[Path]) -> dict[str, dict[str, Any]]:
+    """What preprocess.json records of each corpus file it read: size, modification time and sha256."""
+    return {p.name: {"bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns, "sha256": _sha256(p)} for p in paths}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def corpus_change(prepared: Prepared, data_dir: Path) -> str | None:
+    """How a corpus file differs from its record in preprocess.json (`corpus_files`), or None. Cheap:
+    a file of the recorded size and modification time is taken as unchanged; another size is a
+    change; another modification time alone (an edit of the same length, a `touch`, a copy) is hashed."""
+    for name, then in prepared.manifest["corpus_files"].items():
+        path, since = data_dir / name, f"since {prepared.run} was prepared from it"
+        try:
+            now = path.stat()
+        except OSError:
+            return f"{path}: no such file any more ({then['bytes']} bytes {since})"
+        if now.st_size != then["bytes"]:
+            return f"{path} changed {since} ({then['bytes']} bytes then, {now.st_size} now)"
+        if now.st_mtime_ns != then["mtime_ns"] and (sha := _sha256(path)) != then["sha256"]:
+            return f"{path} changed {since} (same size, sha256 {then['sha256'][:12]}… then, {sha[:12]}… now)"
+    return None
+
+
+def _difference(
+    prepared: Prepared, data_dir: Path, src: str, tgt: str, asked: dict[str, Any]
+) -> tuple[str, str] | None:
+    """How a prepared folder differs from what a run asks for (the source, its corpus files, data
+    settings), with the way out; None if it does not."""
+    m, run = prepared.manifest, prepared.run
+    if (m["src"], m["tgt"]) != (src, tgt) or Path(m["data_dir"]) != data_dir.resolve():
+        here, there = f"{m['data_dir']} {m['src']}->{m['tgt']}", f"{data_dir.resolve()} {src}->{tgt}"
+        problem = f"{run} was prepared from {here}, not {there}"
+        return problem, "use another --out folder, or --overwrite to prepare it again from the new data"
+    if changed := changed_fields(to_dict(prepared.cfg), asked, "there", "asked"):
+        problem = f"{run / MANIFEST} records other data settings than asked ({', '.join(changed)})"
+        return problem, ("leave those flags out to train on its preparation, pass --overwrite to prepare it again "
+                         "with them, or use another --out folder")  # fmt: skip
+    if "corpus_files" not in m:  # prepared by seq2seq before 2026-12: nothing to compare with
+        log.warning("%s records no corpus file sizes and hashes (an older seq2seq prepared it): a corpus changed "
+                    "since goes unnoticed; `seq2seq preprocess` again to record them", run / MANIFEST)  # fmt: skip
+    elif problem := corpus_change(prepared, data_dir):
+        return problem, "restore the file, or pass --overwrite to prepare the folder again from the new text"
+    return None
+
+
 def ensure_prepared(
-    data_dir: str | Path, src: str, tgt: str, run: str | Path, cfg: DataConfig, overwrite: bool = False
+    data_dir: str | Path,
+    src: str,
+    tgt: str,
+    run: str | Path,
+    cfg: Settings[DataConfig] = None,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> Prepared:
-    """The run folder's preparation, made now if missing; a folder prepared from other data is an error.
-    `overwrite`: prepare it even beside a trained model (see `preprocess`)."""
-    run = Path(run)
+    """The run folder's preparation, made now if missing and otherwise checked against what is asked:
+    the source (`data_dir`, `src`, `tgt`), the corpus files (sizes and hashes in preprocess.json) and
+    the data settings of `cfg` (a DataConfig: every field; a dict: the fields asked for, the others are
+    the folder's, or the defaults for a new preparation; None: none). A difference is a CorpusError
+    naming it, or with `overwrite` the folder is prepared again, the asked settings over its own.
+    `resume`: the folder is prepared beside a trained model if missing, and its settings are left to
+    `check_resumable` (which compares them with the checkpoint's)."""
+    run, data_dir, asked = Path(run), Path(data_dir), requested(DataConfig, cfg)
     if not (run / MANIFEST).is_file():
         log.info("%s is not prepared yet: preprocessing %s", run, data_dir)
-        preprocess(data_dir, src, tgt, run, cfg, overwrite)
+        preprocess(data_dir, src, tgt, run, from_dict(DataConfig, asked), overwrite or resume)
+        return Prepared.load(run)
     prepared = Prepared.load(run)
-    m = prepared.manifest
-    if (m["src"], m["tgt"]) != (src, tgt) or Path(m["data_dir"]) != Path(data_dir).resolve():
-        raise CorpusError(
-            f"{run} was prepared from {m['data_dir']} {m['src']}->{m['tgt']}, not {Path(data_dir).resolve()} "
-            f"{src}->{tgt}; use another --out folder"
-        )
-    return prepared
+    difference = _difference(prepared, data_dir, src, tgt, {} if resume else asked)
+    if difference is None:
+        return prepared
+    problem, way_out = difference
+    if not overwrite:
+        raise CorpusError(f"{problem}: {way_out}")
+    log.info("%s; --overwrite: preparing it again", problem)
+    preprocess(data_dir, src, tgt, run, from_dict(DataConfig, {**to_dict(prepared.cfg), **asked}), overwrite=True)
+    return Prepared.load(run)

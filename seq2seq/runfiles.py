@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, ModelFile, ResumeState, read_resume, write_model_checkpoint
-from .config import ConfigError, DataConfig, TrainConfig, from_dict, to_dict, toml_text
+from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, changed_fields, from_dict, to_dict, toml_text
 from .errors import LOG_FORMAT, TIME_FORMAT, CorpusError, RunFolderError
 from .model import Seq2Seq
 from .prepared import MANIFEST, Prepared
@@ -167,6 +167,21 @@ def read_metrics(path: str | Path) -> dict[str, list[dict[str, Any]]]:
         if isinstance(rec, dict) and "type" in rec and "step" in rec:
             by_type.setdefault(rec["type"], {})[int(rec["step"])] = rec
     return {kind: [recs[s] for s in sorted(recs)] for kind, recs in by_type.items()}
+
+
+def check_resume_request(
+    last: Path, saved: dict[str, dict[str, Any]], data: dict[str, Any], model: dict[str, Any]
+) -> None:
+    """A resumed run keeps the model and data settings it was trained with (`saved`, from last.pt):
+    asking for another value of one (a flag, a [model] or [data] key of --config) is a CheckpointError
+    naming each such field with both values, before anything is written. Asking for the same value is fine."""
+    for name, cls, asked in (("model", ModelConfig, model), ("data", DataConfig, data)):
+        if changed := changed_fields(to_dict(from_dict(cls, saved[name])), asked):
+            raise CheckpointError(
+                f"{last} was trained with other {name} settings than asked ({', '.join(changed)}): a resumed run "
+                "keeps its model and data settings; leave those flags out (the run's own are used), or start again "
+                "with --overwrite"
+            )
 
 
 def check_resumable(saved: ModelFile, prepared: Prepared, last: Path) -> None:

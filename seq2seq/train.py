@@ -24,12 +24,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .batches import collate, make_batches
-from .checkpoint import ResumeState
+from .checkpoint import ResumeState, resume_configs
 from .config import (
     DataConfig,
     DecodeConfig,
     ModelConfig,
+    Settings,
     TrainConfig,
+    from_dict,
+    requested,
+    to_dict,
 )
 from .errors import DivergedError
 from .machine import process
@@ -51,7 +55,7 @@ from .progress import (
     nan_stop,
     stop_reason,
 )
-from .runfiles import RunFiles, check_resumable, check_val_split, model_file, run_log
+from .runfiles import RunFiles, check_resumable, check_resume_request, check_val_split, model_file, run_log
 from .runlock import RunLock
 from .scale import distributed
 from .scale.distributed import Dist
@@ -350,14 +354,43 @@ class _Meter:
         return result
 
 
+def run_settings(
+    run: Path,
+    data_cfg: Settings[DataConfig],
+    model_cfg: Settings[ModelConfig],
+    cfg: Settings[TrainConfig],
+    resume: bool,
+) -> tuple[dict[str, Any], ModelConfig, TrainConfig]:
+    """What a run trains with: (the data settings asked for, the model config, the training config).
+
+    Each argument is a config (every field asked for), a dict of the fields asked for (the CLI: the
+    flags given over the --config table), or None (none). A fresh run takes the defaults for the rest;
+    its data settings are completed by the run folder's preparation (`ensure_prepared`). A resumed run
+    reads its own configs from last.pt: the training fields asked for change them, while a model or
+    data field asked for with another value than the run's is refused (`check_resume_request`)."""
+    data, model = requested(DataConfig, data_cfg), requested(ModelConfig, model_cfg)
+    if not resume:
+        return data, from_dict(ModelConfig, model), from_dict(TrainConfig, requested(TrainConfig, cfg))
+    last = Path(run) / "last.pt"
+    saved = resume_configs(last)
+    check_resume_request(last, saved, data, model)
+    train_cfg = from_dict(TrainConfig, {**saved["train"], **requested(TrainConfig, cfg)})
+    return to_dict(from_dict(DataConfig, saved["data"])), from_dict(ModelConfig, saved["model"]), train_cfg
+
+
 def train(
     spec: RunSpec,
-    data_cfg: DataConfig | None = None,
-    model_cfg: ModelConfig | None = None,
-    cfg: TrainConfig | None = None,
+    data_cfg: Settings[DataConfig] = None,
+    model_cfg: Settings[ModelConfig] = None,
+    cfg: Settings[TrainConfig] = None,
     options: RunOptions | None = None,
 ) -> TrainResult:
     """Train in run folder `spec.run` (prepared from `spec.data_dir` if needed); writes best.pt and last.pt there.
+
+    The configs: a config, a dict of the fields asked for, or None; a resume reads the run's own from
+    last.pt and refuses a changed model or data setting (`run_settings`). A prepared folder whose data
+    settings, corpus files or source differ from those asked for is refused, or with `options.overwrite`
+    prepared again (`ensure_prepared`).
 
     First of all the process settings of `cfg` are applied (threads, TF32, oneDNN cache, malloc).
     `max_minutes` counts wall clock from `options.started` (a `time.monotonic()` value; default:
@@ -367,7 +400,8 @@ def train(
     folder (RUN/.lock) before anything in it is read or deleted: another process training or
     preprocessing there is a RunFolderError naming its PID (runlock.py).
     """
-    opts, cfg = options or RunOptions(), cfg or TrainConfig()
+    opts = options or RunOptions()
+    data_asked, model_cfg, cfg = run_settings(spec.run, data_cfg, model_cfg, cfg, opts.resume)  # before any write
     clock = Clock(time.monotonic() if opts.started is None else opts.started)
     device = resolve_device(opts.device)
     process.apply(ProcessSettings.for_training(cfg, device.type))  # before the first oneDNN primitive
@@ -377,11 +411,11 @@ def train(
         resolve_precision(cfg.precision, str(dev))  # a precision this machine cannot run stops before any write
         bleu_metric(cfg.bleu_tokenize)  # ... and so does a BLEU tokenizer whose package is missing
         dist.on_main(lock.acquire)  # one writer per run folder: rank 0 (a refusal is raised on every rank)
-        again = opts.overwrite or opts.resume  # prepare beside last.pt (a resume is checked against it)
-        prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_cfg or DataConfig(), again)  # noqa: E731
+        prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_asked,  # noqa: E731
+                                          overwrite=opts.overwrite and not opts.resume, resume=opts.resume)  # fmt: skip
         prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load
         check_val_split(prepared)  # before the first update, not at the first validation
-        updater = Updater.build(model_cfg or ModelConfig(), prepared.vocab, cfg, dev, dist)
+        updater = Updater.build(model_cfg, prepared.vocab, cfg, dev, dist)
         files = RunFiles(prepared.run, write=dist.main, tensorboard=cfg.tensorboard)
         trainer = Trainer(prepared, updater, files, clock, opts.progress)
         if opts.resume:

@@ -28,7 +28,7 @@ from ..errors import (
     RunFolderError,
 )
 from ..lab.plots import PlotError
-from .flags import add_flags, from_flags
+from .flags import add_flags, from_flags, given
 
 log = logging.getLogger("seq2seq")
 METRICS = ("bleu", "chrf", "ter")  # seq2seq.metrics.METRICS (not imported here: sacrebleu is slow to import)
@@ -39,16 +39,17 @@ TRAIN_EPILOG = (
 )
 
 
-def _corpus_flags(p: argparse.ArgumentParser, out_help: str) -> None:
+def _corpus_flags(p: argparse.ArgumentParser, out_help: str, tables: str) -> None:
     p.add_argument("--data", required=True, help="folder of {split}.{lang} text files")
     p.add_argument("--src", required=True, help="source language suffix, e.g. de")
     p.add_argument("--tgt", required=True, help="target language suffix, e.g. en")
     p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--config", help="TOML file with [data] [model] [train] tables (flags override it)")
+    p.add_argument("--config", help=f"TOML file with {tables} tables (flags override it; other tables are refused)")
 
 
-def _toml(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    return load_toml(args.config) if getattr(args, "config", None) else {}
+def _toml(args: argparse.Namespace, *used: str) -> dict[str, dict[str, Any]]:
+    """The tables of --config that this command reads (`used`); any other table is refused (load_toml)."""
+    return load_toml(args.config, used) if getattr(args, "config", None) else {}
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -65,24 +66,23 @@ def cmd_download(args: argparse.Namespace) -> None:
 def cmd_preprocess(args: argparse.Namespace) -> None:
     from ..prepared import preprocess
 
-    data_cfg = from_flags(DataConfig, args, _toml(args).get("data"))  # the tokenizer's seed: --spm-seed
+    data_cfg = from_flags(DataConfig, args, _toml(args, "data").get("data"))  # the tokenizer's seed: --spm-seed
     manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg, overwrite=args.overwrite)
     print(f"prepared {args.out}: splits {manifest['splits']}, vocab {manifest['src_vocab']}/{manifest['tgt_vocab']}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from ..checkpoint import resume_configs
     from ..machine.process import process_start
     from ..train import RunOptions, RunSpec, train
 
-    base = resume_configs(Path(args.out) / "last.pt") if args.resume else _toml(args)
+    toml = _toml(args, "data", "model", "train")  # only what was given: train() fills in the run's or the defaults
     options = RunOptions(resume=args.resume, reset_optimizer=args.reset_optimizer, overwrite=args.overwrite,
                          device=args.device, started=process_start(), progress=not args.quiet)  # fmt: skip
     result = train(
         RunSpec(args.data, args.src, args.tgt, args.out),
-        from_flags(DataConfig, args, base.get("data")),
-        from_flags(ModelConfig, args, base.get("model")),
-        from_flags(TrainConfig, args, base.get("train")),
+        given(DataConfig, args, toml.get("data")),
+        given(ModelConfig, args, toml.get("model")),
+        given(TrainConfig, args, toml.get("train")),
         options,
     )
     if result.rank == 0:
@@ -95,7 +95,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     from ..serve.stream import chunks, stream_translate
     from ..text import read_lines
 
-    cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
+    cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
     process.apply(process.ProcessSettings.for_decoding())
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
     lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
@@ -237,7 +237,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from ..serve import ServeLimits
     from ..serve.server import serve
 
-    cfg = from_flags(DecodeConfig, args, _toml(args).get("decode"))
+    cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
     process.apply(process.ProcessSettings.for_decoding())
     serve(args.checkpoint, args.host, args.port, args.device, cfg, from_flags(ServeLimits, args))
 
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("preprocess", help="clean the corpus, train SentencePiece, cache encoded splits in a run folder")
-    _corpus_flags(p, "run folder to prepare")
+    _corpus_flags(p, "run folder to prepare", "a [data] table")
     help_ = "prepare again a run folder that holds a trained model (--resume then checks that it still matches)"
     p.add_argument("--overwrite", action="store_true", help=help_)
     add_flags(p, DataConfig)
@@ -270,10 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model in a run folder (writes best.pt, last.pt, metrics.jsonl)",
                        epilog=TRAIN_EPILOG)  # fmt: skip
-    _corpus_flags(p, "run folder (prepared by preprocess, or prepared now)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt with the run's settings")
+    _corpus_flags(p, "run folder (prepared by preprocess, or prepared now)", "[data] [model] [train]")
+    help_ = "continue from OUT/last.pt with its settings ([train] flags may change them, model and data flags not)"
+    p.add_argument("--resume", action="store_true", help=help_)
     p.add_argument("--reset-optimizer", action="store_true", help="with --resume: fresh optimizer and lr schedule")
-    p.add_argument("--overwrite", action="store_true", help="start again in a run folder that holds a trained model")
+    help_ = (
+        "start again in a run folder that holds a trained model; prepares it again when the data flags, "
+        "--data or the corpus files differ from its preprocess.json"
+    )
+    p.add_argument("--overwrite", action="store_true", help=help_)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ..., or auto (a CUDA GPU if there is one)")
     for cls in (DataConfig, ModelConfig, TrainConfig):
         add_flags(p, cls)
@@ -287,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
-    p.add_argument("--config", help="TOML file with a [decode] table")
+    p.add_argument("--config", help="TOML file with a [decode] table (other tables are refused)")
     add_flags(p, DecodeConfig)
     p.set_defaults(func=cmd_translate)
 
@@ -339,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: a free one, printed)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
-    p.add_argument("--config", help="TOML file with a [decode] table: the default decode settings")
+    help_ = "TOML file with a [decode] table: the default decode settings (other tables are refused)"
+    p.add_argument("--config", help=help_)
     add_flags(p, DecodeConfig)  # the defaults; a request's JSON may override any of them
     add_flags(p, ServeLimits)
     p.set_defaults(func=cmd_serve)

@@ -41,8 +41,14 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             group.add_argument(_flag(f.name), dest=f.name, type=tp, metavar=tp.__name__.upper(), help=help_)
 
 
-def from_flags(cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None = None) -> C:
-    """Build `cls` from `base` (e.g. a TOML table) overridden by the flags the user gave."""
+def given(cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The values of `cls`'s fields the user gave: `base` (e.g. a TOML table) overridden by the flags
+    given; a field given neither way is absent (the library decides: a default, or a run's saved value)."""
     values = dict(base or {})
     values.update({f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
-    return from_dict(cls, values)
+    return values
+
+
+def from_flags(cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None = None) -> C:
+    """Build `cls` from `base` (e.g. a TOML table) overridden by the flags the user gave."""
+    return from_dict(cls, given(cls, args, base))
