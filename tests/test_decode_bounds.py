@@ -86,6 +86,24 @@ def test_a_beam_wider_than_the_target_vocabulary_is_refused(translator: Translat
     assert code == 2 and err.count("\n") == 1 and expected in err
 
 
+@pytest.mark.parametrize("kind", ["numpy", "onnx"])
+def test_the_other_engines_refuse_a_beam_wider_than_the_vocabulary(run_dir: Path, tmp_path: Path, kind: str) -> None:
+    if kind == "onnx":
+        pytest.importorskip("onnxruntime")
+    from seq2seq.engines import export_model, load_translator
+
+    out = tmp_path / ("model.npz" if kind == "numpy" else "model.onnx.zip")
+    export_model(run_dir / "best.pt", out)  # the format follows the name
+    translator = load_translator(out)
+    vocab = len(translator.tgt_tok)
+    with pytest.raises(ConfigError, match=f"beam_size {vocab + 1} is larger than the model's target vocabulary"):
+        translator.check(DecodeConfig(beam_size=vocab + 1))
+    engine = translator.search_engine(DecodeConfig())
+    assert engine.footprint(10)[0] == vocab
+    with pytest.raises(ConfigError, match="larger than the model's target vocabulary"):
+        search(engine, [[5, 6]], DecodeConfig(beam_size=vocab + 1))
+
+
 class NoAllocation:
     """An engine that fails the test if the search gets as far as encoding (allocating) anything."""
 

@@ -246,6 +246,8 @@ def _equal_groups(sents: np.ndarray) -> tuple[np.ndarray, int] | None:
 class OnnxEngine:
     """The exported graphs as a search engine (search.py)."""
 
+    vocab = 0  # the target vocabulary, for `footprint` (OnnxTranslator sets it; 0: unknown)
+
     def __init__(self, encoder: bytes, step: bytes, manifest: dict[str, Any], threads: int = 0) -> None:
         """Sessions for both graphs (`threads`: ONNX Runtime's intra-op threads, 0: one per core, at most 8);
         `manifest` gives the model config and the step graph's input names."""
@@ -273,6 +275,11 @@ class OnnxEngine:
         ]
         log_probs, *new, attention = self.step_graph.run(None, dict(zip(self.step_inputs, values)))
         return log_probs, OnnxState(tuple(new), state.feed_last), attention
+
+    def footprint(self, src_len: int) -> tuple[int, int]:
+        """The vocabulary and the bytes per searched row (search.check_search; an upper bound here,
+        where beams share their sentence's memory row)."""
+        return self.vocab, self.cfg.decode_row_bytes(src_len, self.vocab)
 
     def select(self, obj: OnnxMemory | OnnxState, rows: np.ndarray) -> OnnxMemory | OnnxState:
         if isinstance(obj, OnnxState):
@@ -307,6 +314,7 @@ class OnnxTranslator(Translating):
 
     def __init__(self, engine: OnnxEngine, src_tok: Tokenizer, tgt_tok: Tokenizer, quantize: str) -> None:
         self.net, self.src_tok, self.tgt_tok, self.quantize = engine, src_tok, tgt_tok, quantize
+        engine.vocab = len(tgt_tok)
 
     @classmethod
     def load(cls, path: str | Path, threads: int = 0) -> OnnxTranslator:
@@ -348,7 +356,9 @@ class OnnxTranslator(Translating):
         return self.net
 
     def check(self, cfg: DecodeConfig) -> None:
-        """The graphs compute in fp32 (int8 weights where quantized) over the full vocabulary."""
+        """The graphs compute in fp32 (int8 weights where quantized) over the full vocabulary, with a
+        beam no wider than that vocabulary."""
+        cfg.check_vocab(len(self.tgt_tok))
         if cfg.precision not in ("auto", "fp32") or cfg.shortlist:
             raise ConfigError(
                 "an ONNX model decodes in fp32 (or the int8 it was exported with) over the full vocabulary: "
