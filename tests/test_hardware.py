@@ -234,4 +234,7 @@ def test_hardware_command_reports_what_it_would_choose() -> None:
     report = _seq2seq(["hardware", "--device", "cpu"], {})
     fields = dict(line.split(": ", 1) for line in report.stdout.splitlines())
     assert {"device", "torch", "cpu", "cpu_capability", "cpu_bf16", "gpu", "precision"} <= set(fields)
-    assert fields["precision"].split()[0] in ("fp32", "bf16")
+    # what training with --precision auto would run here (bf16 only where this CPU has it natively)
+    chosen = hardware.choose_precision("auto", "cpu").name
+    assert fields["precision"].split()[0] == chosen
+    assert _seq2seq(["hardware", "--device", "cpu", "--get", "precision"], {}).stdout.split()[0] == chosen

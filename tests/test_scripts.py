@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from corpora import write_corpus
+
+from seq2seq.metrics import score_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +33,10 @@ def test_ablation_script_trains_each_variant_and_tabulates_val_scores(tmp_path: 
     assert '"joint_vocab": true' in (out / "joint-vocab-8000/preprocess.json").read_text()
     for row in rows:
         assert row["updates"] == "2"
-        assert 0 <= float(row["val_bleu_beam5"]) <= 100 and 0 <= float(row["val_chrf"]) <= 100
+        # the scores of the variant's own val translations against the val references (printed with 2 decimals)
+        scores = score_files(out / row["variant"] / "val.hyp.yy", data / "val.yy", metrics=("bleu", "chrf"))
+        assert float(row["val_bleu_beam5"]) == pytest.approx(scores.bleu, abs=0.0051)
+        assert float(row["val_chrf"]) == pytest.approx(scores.chrf, abs=0.0051)
     # each variant is its own run from the same prepared data, scored on val (not test)
     assert (out / "baseline/val.hyp.yy").read_text().count("\n") == 8
     assert not (out / "baseline/test.hyp.yy").exists()
