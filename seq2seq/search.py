@@ -27,7 +27,9 @@ Either way the length limit ends a sentence, with EOS forced.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
@@ -36,6 +38,33 @@ from .tokenizer import BOS_ID, EOS_ID
 
 if TYPE_CHECKING:
     from .config import DecodeConfig
+
+
+class SearchStopped(Exception):
+    """A search ended early because the `stop_when` check in force said so (the server: a request's
+    time budget spent, or its client gone)."""
+
+
+_stop = threading.local()  # .check: the `stop_when` callable of this thread, or None
+
+
+@contextmanager
+def stop_when(should_stop: Callable[[], bool]) -> Iterator[None]:
+    """Within the block, every search in this thread calls `should_stop()` once per decoder step and
+    raises SearchStopped when it returns True. Scoped to the thread, not a parameter, so that every
+    engine's search (torch, NumPy, ONNX, ensembles) honours it unchanged; blocks nest (the inner wins)."""
+    outer = getattr(_stop, "check", None)
+    _stop.check = should_stop
+    try:
+        yield
+    finally:
+        _stop.check = outer
+
+
+def _check_stop() -> None:
+    check = getattr(_stop, "check", None)
+    if check is not None and check():
+        raise SearchStopped("search stopped by its stop_when check")
 
 
 class Hypothesis(NamedTuple):
@@ -89,6 +118,7 @@ def greedy_search(
     attn: list[np.ndarray] = []  # per step (B_live, S), rows follow `tokens`
     out: list[Hypothesis | None] = [None] * batch
     for t in range(1, limit + 1):
+        _check_stop()
         log_probs, state, weights = _step(engine, tokens[:, t - 1], state, memory)
         _force_eos(log_probs, max_lens[sent] <= t)
         tok = log_probs.argmax(axis=1)  # (B,)
@@ -194,6 +224,7 @@ def beam_search(
     nth_best = np.full(batch, -np.inf)  # n_best-th finished score (float64, like Python floats)
     n_finished = np.zeros(batch, np.int64)
     for t in range(1, int(max_lens.max()) + 1):
+        _check_stop()
         log_probs, state, weights = _step(engine, beams.tokens[:, t - 1], state, memory)  # (b*K, V)
         b, vocab, sent = beams.scores.shape[0], log_probs.shape[1], beams.sent
         forced = max_lens[sent] <= t  # (b,)

@@ -192,7 +192,7 @@ def test_concurrent_requests_are_batched_and_grouped_by_decode_settings(referenc
         stats = _call(server.url, "GET", "/health")[1]["stats"]
     assert [got.get(i) for i in range(6)] == [(200, {"translations": e}) for e in expected]
     assert stats == {"jobs": 6, "sentences": 12, "batches": 1, "translate_calls": 2, "max_jobs_per_batch": 6,
-                     "pending_jobs": 0}  # fmt: skip
+                     "interleaved_batches": 0, "stopped_jobs": 0, "pending_jobs": 0}  # fmt: skip
 
 
 class Failing:

@@ -3,6 +3,13 @@ settings and wait; one worker (`run`) takes every job queued, up to `max_batch` 
 the jobs by decode settings, translates each group in one call and hands each job its slice. A
 group whose translation fails is translated job by job again, so only the bad request fails.
 Only the worker touches the model. No HTTP here: server.py turns `RequestError` into replies.
+
+No request owns the worker. Each job has a deadline (`budget_s` after it was submitted): its request
+thread answers 503 then, and the search stops at its next decoder step (`search.stop_when`); a
+request whose client hangs up is stopped the same way. And a translation that has run `SLICE_S`
+while other jobs wait lets them go first: from inside its search's per-step check the worker
+translates the jobs queued meanwhile (a nested round), then resumes where it was. A short request
+behind a long one waits a decoder step and a slice, not the long one's whole translation.
 """
 
 from __future__ import annotations
@@ -15,8 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import DecodeConfig
+from ..search import SearchStopped, stop_when
 
 log = logging.getLogger("seq2seq")
+
+POLL_S = 0.1  # a waiting request thread checks its deadline and its client this often
+SLICE_S = 0.05  # a translation that has run this long lets the jobs queued meanwhile run first
+MAX_DEPTH = 4  # rounds nested that way at most (each nested one holds its search's memory)
 
 
 class RequestError(Exception):
@@ -27,26 +39,42 @@ class RequestError(Exception):
         self.status = status
 
 
+class ClientGone(Exception):
+    """The client closed its connection while its request waited: the work is dropped, nothing is answered."""
+
+
 @dataclass(eq=False)
 class _Job:
     sentences: list[str]
     cfg: DecodeConfig
+    deadline: float  # time.monotonic() by which the request is answered, translated or not (503)
     done: threading.Event = field(default_factory=threading.Event)
     result: list[str] | None = None
-    error: str | None = None
+    error: RequestError | None = None
+    cancelled: bool = False  # its request thread has given up on it (deadline, client gone): stop translating
+
+    def over(self, now: float) -> bool:
+        return self.cancelled or now >= self.deadline
 
 
 class Batcher:
     """One worker thread translates for every request thread: `submit` queues a job and waits for it."""
 
-    def __init__(self, translate: Callable[[list[str], DecodeConfig], list[str]], max_batch: int, wait_s: float):
-        self._translate, self._max_batch, self._wait_s = translate, max_batch, wait_s
+    def __init__(
+        self,
+        translate: Callable[[list[str], DecodeConfig], list[str]],
+        max_batch: int,
+        wait_s: float,
+        budget_s: float = float("inf"),
+    ):
+        self._translate, self._max_batch, self._wait_s, self.budget_s = translate, max_batch, wait_s, budget_s
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._queued = 0  # sentences in the queue
         self._stopping = self._hurry = False  # hurry: no more waiting for rounds to fill
         self._thread = threading.Thread(target=self.run, name="seq2seq-serve-worker", daemon=True)
-        self.stats = {"jobs": 0, "sentences": 0, "batches": 0, "translate_calls": 0, "max_jobs_per_batch": 0}
+        self.stats = {"jobs": 0, "sentences": 0, "batches": 0, "translate_calls": 0, "max_jobs_per_batch": 0,
+                      "interleaved_batches": 0, "stopped_jobs": 0}  # fmt: skip
         self.pending = 0  # jobs submitted and not yet answered
 
     def start(self) -> None:
@@ -67,8 +95,10 @@ class Batcher:
         if self._thread.is_alive():
             self._thread.join()
 
-    def submit(self, sentences: list[str], cfg: DecodeConfig) -> list[str]:
-        job = _Job(sentences, cfg)
+    def submit(self, sentences: list[str], cfg: DecodeConfig, gone: Callable[[], bool] | None = None) -> list[str]:
+        """The translations of `sentences`; RequestError 503 once `budget_s` has passed, ClientGone as
+        soon as `gone()` says the client has left (checked every POLL_S): either way the work stops."""
+        job = _Job(sentences, cfg, time.monotonic() + self.budget_s)
         with self._cond:
             if self._stopping:
                 raise RequestError(503, "the server is stopping")
@@ -76,11 +106,33 @@ class Batcher:
             self._queued += len(sentences)
             self.pending += 1
             self._cond.notify()
-        job.done.wait()
+        while not job.done.wait(max(0.0, min(POLL_S, job.deadline - time.monotonic()))):
+            over = time.monotonic() >= job.deadline
+            if over or (gone is not None and gone()):
+                self._cancel(job)
+                if over:
+                    raise self.over_budget()
+                raise ClientGone()
         if job.error is not None:
-            raise RequestError(500, job.error)
+            raise job.error
         assert job.result is not None
         return job.result
+
+    def over_budget(self) -> RequestError:
+        limit = f"this server's time budget of {self.budget_s:g} s (--max-request-s)"
+        return RequestError(503, f"not translated within {limit}: ask for fewer sentences, a smaller beam or output")
+
+    def _cancel(self, job: _Job) -> None:
+        """Give up on `job` (its request thread, or the worker at its deadline): out of the queue, or
+        stopped at its search's next step."""
+        with self._cond:
+            if not job.cancelled:
+                self.stats["stopped_jobs"] += 1
+            job.cancelled = True
+            if job in self._queue:  # not taken yet: it never reaches the worker
+                self._queue.remove(job)
+                self._queued -= len(job.sentences)
+                self.pending -= 1
 
     def _take(self) -> list[_Job]:
         """The next round: FIFO jobs up to max_batch sentences (at least one job); [] once stopped and empty."""
@@ -93,43 +145,83 @@ class Batcher:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            jobs, size = [], 0
-            while self._queue and (not jobs or size + len(self._queue[0].sentences) <= self._max_batch):
-                jobs.append(self._queue.popleft())
-                size += len(jobs[-1].sentences)
-            self._queued -= size
-            return jobs
+            return self._pop_round()
+
+    def _pop_round(self) -> list[_Job]:
+        """FIFO jobs up to max_batch sentences (at least one job if any is queued); called holding the lock."""
+        jobs, size = [], 0
+        while self._queue and (not jobs or size + len(self._queue[0].sentences) <= self._max_batch):
+            jobs.append(self._queue.popleft())
+            size += len(jobs[-1].sentences)
+        self._queued -= size
+        return jobs
 
     def run(self) -> None:
         """The worker loop, in the calling thread, until `stop` (what is queued then is translated first)."""
         while jobs := self._take():
-            groups: dict[DecodeConfig, list[_Job]] = {}
-            for job in jobs:
-                groups.setdefault(job.cfg, []).append(job)
-            stats = self.stats
-            stats["batches"] += 1
-            stats["jobs"] += len(jobs)
-            stats["max_jobs_per_batch"] = max(stats["max_jobs_per_batch"], len(jobs))
-            for cfg, group in groups.items():
-                self._translate_group(cfg, group)
-            with self._cond:
-                self.pending -= len(jobs)
+            self._round(jobs, 0)
 
-    def _translate_group(self, cfg: DecodeConfig, group: list[_Job]) -> None:
+    def _round(self, jobs: list[_Job], depth: int) -> None:
+        """Translate one round of jobs (`depth` > 0: from inside another round's search, `_should_stop`)."""
+        groups: dict[DecodeConfig, list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.cfg, []).append(job)
+        stats = self.stats
+        stats["batches"] += 1
+        stats["jobs"] += len(jobs)
+        stats["max_jobs_per_batch"] = max(stats["max_jobs_per_batch"], len(jobs))
+        for cfg, group in groups.items():
+            self._translate_group(cfg, group, depth)
+        with self._cond:
+            self.pending -= len(jobs)
+
+    def _should_stop(self, group: list[_Job], depth: int) -> Callable[[], bool]:
+        """The per-step check of `group`'s search: stop once every job in it is over (deadline, client
+        gone); after each SLICE_S of translating, first translate the jobs queued meanwhile (a nested round)."""
+        slice_end = time.monotonic() + SLICE_S
+
+        def should_stop() -> bool:
+            nonlocal slice_end
+            now = time.monotonic()
+            if all(job.over(now) for job in group):
+                return True
+            if now >= slice_end and depth < MAX_DEPTH and self._queue:
+                with self._cond:
+                    jobs = self._pop_round()
+                if jobs:
+                    self.stats["interleaved_batches"] += 1
+                    self._round(jobs, depth + 1)
+                slice_end = time.monotonic() + SLICE_S
+            return False
+
+        return should_stop
+
+    def _translate_group(self, cfg: DecodeConfig, group: list[_Job], depth: int = 0) -> None:
+        group = _live(group)
+        if not group:
+            return
         sentences = [s for job in group for s in job.sentences]
         self.stats["translate_calls"] += 1
         self.stats["sentences"] += len(sentences)
         try:
-            out = self._translate(sentences, cfg)
+            with stop_when(self._should_stop(group, depth)):
+                out = self._translate(sentences, cfg)
+        except SearchStopped:  # every job of the group is past its deadline or abandoned by its client
+            log.info("stopped translating %d sentences: past the time budget or the client left", len(sentences))
+            for job in group:
+                self._cancel(job)
+                job.error = self.over_budget()
+                job.done.set()
+            return
         except Exception as err:  # a failure answers this group's requests with 500; the server goes on
             if len(group) > 1:  # one bad request must not fail the others batched with it: each alone
                 for job in group:
-                    self._translate_group(cfg, [job])
+                    self._translate_group(cfg, [job], depth)
                 return
             log.exception("translation of %d sentences failed", len(sentences))
             message = f"translation failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             for job in group:
-                job.error = message
+                job.error = RequestError(500, message)
                 job.done.set()
             return
         start = 0
@@ -137,6 +229,14 @@ class Batcher:
             job.result = out[start : start + len(job.sentences)]
             start += len(job.sentences)
             job.done.set()
+
+
+def _live(group: list[_Job]) -> list[_Job]:
+    """The jobs of `group` still wanted; one given up while it waited in its round is done, untranslated."""
+    for job in group:
+        if job.cancelled:
+            job.done.set()
+    return [job for job in group if not job.cancelled]
 
 
 # --- requests -------------------------------------------------------------------------------------

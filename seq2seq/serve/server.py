@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import select
 import signal
 import socket
 import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config import ConfigError, DecodeConfig, to_dict
-from ..text import decode_config
+from ..text import clean, decode_config
 from . import ServeLimits
-from .batcher import Batcher, RequestError
+from .batcher import Batcher, ClientGone, RequestError
 
 if TYPE_CHECKING:
     from ..text import Translating
@@ -71,6 +74,9 @@ def parse_body(body: bytes) -> tuple[list[str], dict[str, Any]]:
     sentences = options.pop("sentences")
     if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
         raise RequestError(400, f'"sentences" must be an array of strings, got {_describe(sentences)}')
+    for key, value in options.items():  # 1e400 parses as inf
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RequestError(400, f"{key} must be a finite number, got {json.dumps(value)[:40]}")
     return sentences, options
 
 
@@ -121,11 +127,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, self.server.app.health())
         else:
             try:
-                translations = self.server.app.translate_body(self._body())
+                translations = self.server.app.translate_body(self._body(), self._client_gone)
             except RequestError as err:
                 self._error(err.status, str(err))
+            except ClientGone:  # nobody to answer
+                ms = (time.perf_counter() - self._started) * 1000
+                log.info("%s %s client gone after %.1f ms: translation stopped", self.command, self.path, ms)
+                self.close_connection = True
             else:
                 self._reply(200, {"translations": translations}, f"{len(translations)} sentences")
+
+    def _client_gone(self) -> bool:
+        """Whether the client has closed its connection (end of stream or a reset) while its request
+        waits: the body is read, so a readable socket with nothing to read means it hung up."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):  # a reset; a closed socket
+            return True
 
     def _length(self, strict: bool = True) -> int | None:
         raw = self.headers.get("Content-Length")
@@ -215,9 +236,11 @@ class TranslationServer:
         self.translator, self.decode_cfg = translator, decode_cfg or DecodeConfig()
         self.limits, self.model = limits or ServeLimits(), model
         check_beam(self.decode_cfg, self.limits, "the default ")
+        check_output_len(self.decode_cfg, self.limits, 1, "the default ")
         translator.check(self.decode_cfg)
         self.described = translator.describe()  # once: /health never touches the model
-        self.batcher = Batcher(translator.translate, self.limits.max_batch, self.limits.batch_wait_ms / 1000)
+        wait_s, budget_s = self.limits.batch_wait_ms / 1000, self.limits.max_request_s
+        self.batcher = Batcher(translator.translate, self.limits.max_batch, wait_s, budget_s)
         if not 0 <= port <= 65535:
             raise ConfigError(f"port must be in [0, 65535], got {port}")
         self.httpd = (_HTTPServer6 if ":" in host else _HTTPServer)((host, port), _Handler)
@@ -268,8 +291,9 @@ class TranslationServer:
             limit = self.limits.max_body_bytes
             raise RequestError(413, f"body of {length} bytes is over the limit of {limit} bytes (--max-body-bytes)")
 
-    def translate_body(self, body: bytes) -> list[str]:
-        """A /translate body's translations, in order; a request the server refuses raises RequestError."""
+    def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[str]:
+        """A /translate body's translations, in order; a request the server refuses raises RequestError
+        (503: not done within the time budget), one whose client has gone (`gone()`) ClientGone."""
         sentences, options = parse_body(body)
         limits = self.limits
         if len(sentences) > limits.max_sentences:
@@ -288,9 +312,12 @@ class TranslationServer:
             cfg = decode_config(self.decode_cfg, options)
             check_beam(cfg, self.limits)
             self.translator.check(cfg)
+            live = [text for text in map(clean, sentences) if text]  # as translate_nbest tokenizes them
+            src_pieces = max(map(len, self.translator.src_tok.encode(live)), default=0) if live else 0
+            check_output_len(cfg, self.limits, src_pieces)
         except (ConfigError, TypeError) as err:  # unknown option, wrong type, bad value, what this engine cannot run
             raise RequestError(400, str(err).splitlines()[0]) from None
-        return self.batcher.submit(sentences, cfg) if sentences else []
+        return self.batcher.submit(sentences, cfg, gone) if sentences else []
 
 
 def check_beam(cfg: DecodeConfig, limits: ServeLimits, what: str = "") -> None:
@@ -301,6 +328,16 @@ def check_beam(cfg: DecodeConfig, limits: ServeLimits, what: str = "") -> None:
         raise ConfigError(f"{what}beam_size {cfg.beam_size} is over {limit}")
     if cfg.n_best != 1:
         raise ConfigError(f"{what}n_best {cfg.n_best}: the server returns one translation per sentence")
+
+
+def check_output_len(cfg: DecodeConfig, limits: ServeLimits, src_pieces: int, what: str = "") -> None:
+    """Outputs longer than `limits.max_output_len` pieces allowed for the longest source (`src_pieces`
+    pieces, truncated to max_src_len, EOS added: what the search allows) are a ConfigError."""
+    src = min(src_pieces, cfg.max_src_len) + 1
+    limit = limits.max_output_len
+    if cfg.max_len_b > limit or cfg.max_len_a * src + cfg.max_len_b > limit:  # b first: no int-to-float overflow
+        allowed = f"max_len_a {cfg.max_len_a:g} x {src} source pieces + max_len_b {cfg.max_len_b}"
+        raise ConfigError(f"{what}{allowed} allows outputs over this server's limit of {limit} (--max-output-len)")
 
 
 def serve(
@@ -319,6 +356,7 @@ def serve(
     out = out or sys.stdout
     decode_cfg, limits = decode_cfg or DecodeConfig(), limits or ServeLimits()
     check_beam(decode_cfg, limits, "the default ")  # before the model loads
+    check_output_len(decode_cfg, limits, 1, "the default ")
     translator = load_translator(checkpoint, device, decode_cfg)
     server = TranslationServer(translator, decode_cfg, limits, host, port, model=str(checkpoint))
     stopper = threading.Thread(target=server.stop, name="seq2seq-serve-stop")  # the first signal starts it
