@@ -99,6 +99,8 @@ class Translator(Translating):
             model = Seq2Seq(from_dict(ModelConfig, saved.model_config), len(src_tok), len(tgt_tok))
             load_weights(path, model, saved.state_dict)  # a misshapen tensor: one line naming it
             lexicon = Lexicon.from_payload(saved.lexicon) if saved.lexicon is not None else None
+        except CheckpointError:  # already one line naming the file (load_weights)
+            raise
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise CheckpointError(
                 f"{path}: incomplete or inconsistent checkpoint: {str(err).splitlines()[0]}"

@@ -132,6 +132,7 @@ def test_tensors_that_do_not_fit_the_config_give_one_full_line(run_dir: Path, tm
     with pytest.raises(CheckpointError) as err:
         Translator.from_checkpoint(tmp_path / "shape.pt")
     assert "\n" not in str(err.value) and expected in str(err.value)
+    assert str(err.value).count("shape.pt") == 1  # the file named once, not wrapped in a second message
     code, out = translate_cli(tmp_path / "shape.pt", tmp_path, capsys)
     assert code == 2 and out.count("\n") == 1 and expected in out, out
     # a missing tensor is named too
