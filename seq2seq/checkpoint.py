@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_write, check_output
 from .errors import CheckpointError
 
 FORMAT = "seq2seq-checkpoint"
@@ -55,17 +55,9 @@ def weights_checksum(payload: dict[str, Any]) -> str:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write `payload` with its weights' checksum to a temporary file beside `path`, flush it to disk,
     then rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     payload = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}  # always this payload's own
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, CHECKSUM_KEY: weights_checksum(payload), **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, "wb") as f:  # .NAME.PID.tmp beside it, flushed, renamed (RunFiles.truncate clears it)
+        torch.save({"format": FORMAT, "version": VERSION, CHECKSUM_KEY: weights_checksum(payload), **payload}, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -270,6 +262,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     """Write the element-wise mean of the weights of checkpoints from one run (e.g. stepNNNNNNN.pt)."""
     if not paths:
         raise CheckpointError("no checkpoints to average")
+    check_output(out, inputs=paths)  # before reading: a missing folder, a folder, or one of the checkpoints
     models = [read_model(p) for p in paths]
     first = models[0]
     for path, model in zip(paths[1:], models[1:]):

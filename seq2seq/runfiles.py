@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text_atomic
 from .checkpoint import CheckpointError, ModelFile, ResumeState, read_resume, write_model_checkpoint
 from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, changed_fields, from_dict, to_dict, toml_text
 from .errors import LOG_FORMAT, TIME_FORMAT, CorpusError, RunFolderError
@@ -137,7 +138,7 @@ class RunFiles:
                 except json.JSONDecodeError:  # a line cut short by the kill
                     continue
             keep = [r for r in records if r.get("step", 0) <= step and r.get("type") != "stop"]
-            self.metrics.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+            write_text_atomic(self.metrics, "".join(json.dumps(r) + "\n" for r in keep))  # a kill keeps the old
 
     def write_config(self, cfgs: dict[str, Any]) -> None:
         """config.json (every setting, and the precision chosen with its reason) and config.toml (the
@@ -145,10 +146,10 @@ class RunFiles:
         if not self.write:
             return
         text = json.dumps({k: to_dict(v) for k, v in cfgs.items()}, indent=2)
-        (self.run / "config.json").write_text(text + "\n", encoding="utf-8")
+        write_text_atomic(self.run / "config.json", text + "\n")
         tables = {name: cfgs[name] for name in ("data", "model", "train")}
         header = f"The settings of {self.run}: seq2seq train --config {self.run / 'config.toml'} ... trains it again."
-        (self.run / "config.toml").write_text(toml_text(tables, header), encoding="utf-8")
+        write_text_atomic(self.run / "config.toml", toml_text(tables, header))
 
 
 def read_metrics(path: str | Path) -> dict[str, list[dict[str, Any]]]:

@@ -253,5 +253,7 @@ def test_export_command_makes_folders_and_reports_unwritable_paths(
     assert is_runtime_model(out)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(blocker / "model.npz")]) == 1
-    assert "seq2seq export: error:" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(blocker / "model.npz")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"seq2seq export: error: cannot write {blocker / 'model.npz'}: {blocker} is not a folder"
+    ]  # a bad output path is exit 2, checked before the checkpoint is read (tests/test_output_files.py)

@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from ..atomic import OutputError
 from ..config import (
     BLEU_TOKENIZERS,
     ConfigError,
@@ -32,6 +33,7 @@ from .flags import add_flags, from_flags, given
 
 log = logging.getLogger("seq2seq")
 METRICS = ("bleu", "chrf", "ter")  # seq2seq.metrics.METRICS (not imported here: sacrebleu is slow to import)
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, the status a shell gives a command killed by it
 TRAIN_EPILOG = (
     "exit status: 0 trained; 2 a bad input or setting (one line naming it), or the run folder in use by another "
     f"seq2seq process (its PID named); {EXIT_DIVERGED} the loss diverged (--max-nan-steps non-finite losses in a "
@@ -90,16 +92,20 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
+    from ..atomic import atomic_write, check_output
     from ..engines import load_translator
     from ..machine import process
     from ..serve.stream import chunks, stream_translate
     from ..text import read_lines
 
     cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
+    if args.output:  # before any work: a missing folder, a folder, or the input itself (stdin: fd 0)
+        check_output(args.output, inputs=[args.input if args.input else 0])
     process.apply(process.ProcessSettings.for_decoding())
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
     lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
-    with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
+    # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
+    with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
         stream_translate(translator, lines, out.write, out.flush, cfg, progress=not args.quiet)
 
 
@@ -290,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch); several: an ensemble "
                    "(the mean of their log-probs; same vocabularies)")  # fmt: skip
     p.add_argument("--input", help="input file (default: stdin)")
-    p.add_argument("--output", help="output file (default: stdout)")
+    p.add_argument("--output", help="output file (default: stdout, streamed); written to a temporary file renamed "
+                   "into place at the end, so Ctrl-C (exit 130) leaves the old file; never the input file")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.add_argument("--config", help="TOML file with a [decode] table (other tables are refused)")
     add_flags(p, DecodeConfig)
@@ -312,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspection_commands(sub)
     p = sub.add_parser("average", help="average the weights of several checkpoints of one run into one file")
     p.add_argument("--checkpoints", nargs="+", required=True, help="e.g. RUN/step*.pt (see --keep-checkpoints)")
-    p.add_argument("--out", required=True, help="checkpoint file to write")
+    p.add_argument("--out", required=True, help="checkpoint file to write (not one of --checkpoints)")
     p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("export", help="write a checkpoint as an ONNX model (ONNX Runtime, int8) or a NumPy .npz; "
@@ -391,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.quiet)
     try:
         args.func(args)
-    except (ConfigError, CorpusError, CheckpointError, RunFolderError, PlotError) as err:
+    except (ConfigError, CorpusError, CheckpointError, RunFolderError, PlotError, OutputError) as err:
         print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
         return 2
     except DivergedError as err:  # the run stopped on a diverged loss: `train && translate` must stop too
@@ -399,9 +406,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DIVERGED
     except BrokenPipeError:
         return 1
-    except OSError as err:  # an output folder that cannot be written, a full disk, ...
-        print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
+    except OSError as err:  # the system failing mid-run: a full disk, an I/O error, ... (bad paths: OutputError)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"seq2seq {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C (training turns it into a stop between updates: StopSignal)
+        print(f"seq2seq {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

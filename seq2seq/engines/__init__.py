@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic import check_output
 from ..config import ConfigError, DecodeConfig
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None
     """`seq2seq export`: a checkpoint as an ONNX model (`onnx_model.py`) or a NumPy runtime `.npz`
     (`numpy_runtime.py`); `fmt` None picks npz for an `out` ending in .npz, else onnx."""
     fmt = fmt or ("npz" if Path(out).suffix == ".npz" else "onnx")
+    check_output(out, inputs=[checkpoint], make_folder=True)  # before any work: a folder, or the checkpoint itself
     if fmt == "onnx":
         from .onnx_model import export_onnx
 

@@ -18,7 +18,6 @@ Shapes as in model.py: B batch, S source length, N search rows, E emb_size, V ta
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..atomic import atomic_write, check_output
 from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..errors import CheckpointError
 from ..search import Hypothesis, search
@@ -275,6 +275,10 @@ def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
     checkpoint imports torch; translating with the file written here does not.)"""
     from ..checkpoint import check_vocab, read_model
 
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise CheckpointError(f"{out}: the runtime model file must end in .npz")
+    check_output(out, inputs=[checkpoint], make_folder=True)  # before reading: a folder, or the checkpoint itself
     model = read_model(checkpoint)
     check_vocab(checkpoint, model)
     try:
@@ -290,14 +294,6 @@ def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
         }
     except (AttributeError, TypeError) as err:
         raise CheckpointError(f"{checkpoint}: incomplete checkpoint, cannot export it ({err})") from None
-    out = Path(out)
-    if out.suffix != ".npz":
-        raise CheckpointError(f"{out}: the runtime model file must end in .npz")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(out, "wb") as f:  # a file object: np.savez adds no .npz to its name
+        np.savez(f, **arrays)
     return out

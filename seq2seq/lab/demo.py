@@ -6,6 +6,7 @@ import logging
 import time
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from ..metrics import Scores, score
 from ..text import read_lines
@@ -33,7 +34,7 @@ def run_demo(out: str | Path = "checkpoints/demo", max_minutes: float = 2.5, see
     translator = Translator.from_checkpoint(out / "best.pt")
     src, ref = read_lines(corpus / f"test.{SRC_LANG}"), read_lines(corpus / f"test.{TGT_LANG}")
     hyps = translator.translate(src, DecodeConfig(beam_size=5), progress=True)
-    (out / f"test.hyp.{TGT_LANG}").write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    write_text_atomic(out / f"test.hyp.{TGT_LANG}", "".join(h + "\n" for h in hyps))
     result = score(hyps, ref)
     print("\nExample translations (held-out test set, beam 5):")
     for s, h, r in list(zip(src, hyps, ref))[:5]:

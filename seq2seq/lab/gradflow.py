@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..atomic import check_output
 from ..batches import Batch, collate, pad
 from ..config import ConfigError, DecodeConfig, ModelConfig
 from ..errors import CorpusError
@@ -234,6 +235,7 @@ def run_gradient_flow(
     from ..text import read_lines
 
     what = "loss of each sentence's final output" if loss == "last" else "summed loss of all outputs"
+    check_output(out_png, inputs=[*(checkpoints or ()), input_path, references_path], make_folder=True)
     if checkpoints:
         if not input_path:
             raise ConfigError("gradflow --checkpoint needs --input FILE (source sentences, one per line)")

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..atomic import write_text_atomic
 from ..config import ConfigError
 from ..errors import LOG_FORMAT, TIME_FORMAT
 from ..model import RNNS, count_parameters
@@ -300,7 +301,7 @@ def _write(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
     csv_path, json_path = out / "memory_span.csv", out / "memory_span.json"
     flat = [{k: v for k, v in r.items() if k not in ("probes", "attempts")} for r in result.rows]
     lines = [",".join(flat[0])] + [",".join(str(v) for v in r.values()) for r in flat]
-    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(csv_path, "\n".join(lines) + "\n")
     tasks: dict[str, Any] = {}
     for task, per_cell in result.largest.items():
         tasks[task] = {}
@@ -323,7 +324,7 @@ def _write(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
         "seconds": result.seconds,
         "rows": result.rows,
     }  # fmt: skip
-    json_path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(json_path, json.dumps(summary, indent=1) + "\n")
     return [json_path, csv_path]
 
 

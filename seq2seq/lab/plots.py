@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..atomic import atomic_write, check_output
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -39,10 +41,11 @@ def new_figure(**kwargs: Any) -> Figure:
 
 
 def save_figure(fig: Figure, out_png: str | Path) -> Path:
-    """Write `fig` as a PNG (creating the folder) and return the path."""
+    """Write `fig` as a PNG (creating the folder; whole or not at all: `atomic_write`) and return the path."""
     out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    check_output(out, make_folder=True)
+    with atomic_write(out, "wb") as f:  # a file object: the format comes from the name's suffix, as savefig(path)
+        fig.savefig(f, dpi=120, format=out.suffix.lstrip(".").lower() or "png")
     return out
 
 
@@ -142,6 +145,7 @@ def attention_map(
     from ..translate import Translator
 
     new_figure()  # fail before loading the model when matplotlib is missing
+    check_output(out_png, inputs=[checkpoint], make_folder=True)  # and before it, on a path that cannot be written
     translator = Translator.from_checkpoint(checkpoint, device=device)
     cfg = DecodeConfig(beam_size=beam_size)
     nbest = translator.translate_nbest([sentence], cfg, keep_attention=True)[0]

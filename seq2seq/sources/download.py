@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..atomic import write_text_atomic
 from ..errors import CorpusError
 
 MANIFEST = "manifest.json"
@@ -266,5 +267,5 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
         "src": src, "tgt": tgt, "columns": next(iter(schemas.values())).describe(src, tgt),
         "splits": written, "line_breaks_replaced": broken, "datasets_version": datasets.__version__,
     }  # fmt: skip
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest

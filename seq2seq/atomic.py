@@ -1,0 +1,140 @@
+"""Output files written whole or not at all, and never over the command's own input.
+
+Every file a command writes for the user (translations, checkpoints, exported models, plots) goes
+through `atomic_write`: the data goes into a temporary file beside the target (`.NAME.PID.tmp`),
+which is flushed to disk and then renamed over the target (`os.replace`, atomic on one file
+system). A run that is interrupted (Ctrl-C, a kill, a full disk, an error) leaves either the old
+file or no file, never a partial one, and removes its temporary file where it still can.
+
+`check_output` is the check a command makes first, before any work: it refuses an output path
+whose folder is missing, that is a folder, or that is one of the command's inputs (the same file,
+also through a symbolic or hard link: `os.path.samestat`, what `os.path.samefile` compares).
+Torch-free, like the rest of the core that the NumPy runtime imports.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written as asked; the message names the path and the problem."""
+
+
+def _stat(source: str | Path | int) -> os.stat_result | None:
+    """os.stat of a path, or os.fstat of an open file descriptor; None where there is nothing to compare."""
+    try:
+        return os.fstat(source) if isinstance(source, int) else os.stat(source)
+    except (OSError, ValueError):
+        return None
+
+
+def is_special(path: str | Path) -> bool:
+    """A path that is not a file to replace: a device, a pipe or a socket (`--output /dev/null`,
+    `/dev/stdout`, a named pipe), or anything under /dev or /proc. Written straight into, never renamed over."""
+    if str(Path(path).absolute()).startswith(("/dev/", "/proc/")):
+        return True
+    found = _stat(path)
+    return found is not None and not stat.S_ISREG(found.st_mode)
+
+
+def _check_folder(path: Path, make_folder: bool) -> None:
+    """The folder of `path` exists (with `make_folder`: is created) and this process may create files in it."""
+    folder = path.parent
+    if make_folder and not folder.exists():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot write {path}: cannot create folder {folder}/ ({err.strerror})") from None
+    if not folder.exists():
+        raise OutputError(f"cannot write {path}: folder {folder}/ does not exist")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: folder {folder}/ is not writable")
+
+
+def check_output(path: str | Path, inputs: Iterable[str | Path | int | None] = (), make_folder: bool = False) -> None:
+    """Refuse, with an OutputError naming `path`, an output file that cannot be written: it is a
+    folder, its folder is missing (with `make_folder`: created) or not writable, it is read-only, or
+    it is one of `inputs` (paths, or file descriptors such as stdin's 0; also through a link)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    if is_special(path):  # /dev/null, /dev/stdout, a pipe: written straight into, nothing to destroy
+        return
+    _check_folder(path, make_folder)
+    out = _stat(path)
+    if out is None:  # a new file: it cannot be an input
+        return
+    for source in inputs:
+        given = _stat(source) if source is not None else None
+        if given is not None and os.path.samestat(out, given):
+            name = "standard input" if isinstance(source, int) else source
+            raise OutputError(f"cannot write {path}: it is the input {name}; writing it would destroy the input")
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"cannot write {path}: the file is read-only")
+
+
+def temporary_path(path: str | Path) -> Path:
+    """Where `atomic_write` writes before renaming: `.NAME.PID.tmp` beside the file (beside the file
+    a symbolic link points to: the link is kept and its target replaced)."""
+    target = Path(os.path.realpath(path))
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def _open(path: str | Path, mode: str) -> IO[Any]:
+    return open(path, mode, **({"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}))
+
+
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # a full disk, a quota, a failing device
+
+
+@contextmanager
+def _naming(path: str | Path) -> Iterator[None]:
+    """A write error without a file name (a full disk: `[Errno 28] No space left on device`) gets `path`'s."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno in _WRITE_ERRORS:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A new file object ("w": UTF-8 text with \\n line endings, "wb": bytes) that becomes `path` when
+    the block ends without an exception (flushed to disk, then renamed over it); on any exception,
+    KeyboardInterrupt included, the temporary file is removed and `path` is left as it was.
+    A device or pipe (`is_special`: /dev/null, /dev/stdout) is written straight into instead."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', not {mode!r}")
+    if is_special(path):
+        with _naming(path), _open(path, mode) as f:
+            yield f
+        return
+    tmp = temporary_path(path)
+    target = tmp.with_name(Path(os.path.realpath(path)).name)
+    try:
+        with _naming(path), _open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        old = _stat(target)
+        if old is not None:  # keep the permissions of the file being replaced
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """`Path.write_text(text)` (UTF-8), through `atomic_write`."""
+    with atomic_write(path) as f:
+        f.write(text)

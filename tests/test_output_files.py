@@ -1,0 +1,251 @@
+"""No command destroys its input or leaves half a file: output paths are checked before any work
+(the input itself, also through a symbolic or hard link; a missing folder; a folder), every output
+file is written to a temporary file and renamed into place (`seq2seq.atomic`), and Ctrl-C ends a
+command with one line and exit status 130, the old output file kept."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from corpora import WORDS
+
+from seq2seq.atomic import OutputError, atomic_write, check_output, write_text_atomic
+from seq2seq.cli import main
+
+OLD = "the old translations\n"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, list[str]]:
+    """Exit status and stderr lines of `seq2seq argv...` run in this process (--quiet)."""
+    code = main([str(a) for a in argv] + ["--quiet"])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def _no_temporary_files(folder: Path) -> bool:
+    return not list(folder.glob(".*.tmp"))
+
+
+@pytest.fixture
+def text(tmp_path: Path) -> Path:
+    path = tmp_path / "in.txt"
+    path.write_text("red cat\nsmall dog bird\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("link", ["same", "symlink", "hardlink"])
+def test_translate_refuses_an_output_that_is_its_input(run_dir, text, link, capsys) -> None:
+    output = {"same": text, "symlink": text.with_name("sym.txt"), "hardlink": text.with_name("hard.txt")}[link]
+    if link == "symlink":
+        output.symlink_to(text.name)
+    elif link == "hardlink":
+        os.link(text, output)
+    before = text.read_bytes()
+    code, err = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--input", text, "--output", output)
+    assert code == 2
+    assert err == [f"seq2seq translate: error: cannot write {output}: it is the input {text}; "
+                   "writing it would destroy the input"]  # fmt: skip
+    assert text.read_bytes() == before
+
+
+def test_translate_refuses_an_output_that_is_its_standard_input(run_dir, text) -> None:
+    """`translate --output F < F`: the same file as fd 0 (a subprocess, for a real standard input)."""
+    before = text.read_bytes()
+    cmd = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", str(run_dir / "best.pt"),
+           "--output", str(text), "--quiet"]  # fmt: skip
+    with open(text, "rb") as stdin:
+        done = subprocess.run(cmd, stdin=stdin, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"seq2seq translate: error: cannot write {text}: it is the input "
+                                        "standard input; writing it would destroy the input"]  # fmt: skip
+    assert text.read_bytes() == before
+
+
+def test_average_refuses_to_overwrite_one_of_its_checkpoints(run_dir, tmp_path, capsys) -> None:
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    first.write_bytes((run_dir / "best.pt").read_bytes())
+    second.write_bytes((run_dir / "last.pt").read_bytes())
+    os.link(second, tmp_path / "b-link.pt")
+    for out in (first, tmp_path / "b-link.pt"):
+        before = (first.read_bytes(), second.read_bytes())
+        code, err = _run(capsys, "average", "--checkpoints", first, second, "--out", out)
+        assert code == 2
+        assert len(err) == 1 and f"cannot write {out}: it is the input" in err[0], err
+        assert (first.read_bytes(), second.read_bytes()) == before
+    code, err = _run(capsys, "average", "--checkpoints", first, second, "--out", tmp_path / "avg.pt")
+    assert code == 0 and (tmp_path / "avg.pt").is_file() and _no_temporary_files(tmp_path)
+
+
+def test_export_refuses_to_overwrite_its_checkpoint(run_dir, tmp_path, capsys) -> None:
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes((run_dir / "best.pt").read_bytes())
+    os.link(checkpoint, tmp_path / "model.npz")  # the .npz name of the very checkpoint file
+    before = checkpoint.read_bytes()
+    code, err = _run(capsys, "export", "--checkpoint", checkpoint, "--out", tmp_path / "model.npz")
+    assert code == 2
+    assert err == [f"seq2seq export: error: cannot write {tmp_path / 'model.npz'}: it is the input {checkpoint}; "
+                   "writing it would destroy the input"]  # fmt: skip
+    assert checkpoint.read_bytes() == before
+
+
+def _bad_output_commands(run_dir: Path, text: Path, out: Path) -> dict[str, list[object]]:
+    best = run_dir / "best.pt"
+    return {
+        "translate": ["translate", "--checkpoint", best, "--input", text, "--output", out],
+        "average": ["average", "--checkpoints", best, run_dir / "last.pt", "--out", out],
+        "export": ["export", "--checkpoint", best, "--out", out],
+        "attention": ["attention", "--checkpoint", best, "--sentence", "red cat", "--out", out],
+    }
+
+
+@pytest.mark.parametrize("command", ["translate", "average", "export", "attention"])
+def test_an_output_path_that_is_a_folder_is_exit_2_naming_it(run_dir, text, tmp_path, command, capsys) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, err = _run(capsys, *_bad_output_commands(run_dir, text, folder)[command])
+    assert code == 2
+    assert err == [f"seq2seq {command}: error: cannot write {folder}: it is a folder"]
+
+
+@pytest.mark.parametrize("command", ["translate", "average"])
+def test_an_output_in_a_missing_folder_is_exit_2_naming_it(run_dir, text, tmp_path, command, capsys) -> None:
+    out = tmp_path / "missing" / "out.txt"
+    code, err = _run(capsys, *_bad_output_commands(run_dir, text, out)[command])
+    assert code == 2
+    assert err == [f"seq2seq {command}: error: cannot write {out}: folder {out.parent}/ does not exist"]
+    assert not out.parent.exists()
+
+
+def test_the_output_path_is_checked_before_the_model_is_loaded(text, tmp_path, capsys) -> None:
+    """Up front: with a checkpoint that does not exist either, the output path is what is refused."""
+    out = tmp_path / "missing" / "out.txt"
+    code, err = _run(capsys, "translate", "--checkpoint", tmp_path / "nope.pt", "--input", text, "--output", out)
+    assert code == 2 and err == [f"seq2seq translate: error: cannot write {out}: folder {out.parent}/ does not exist"]
+
+
+def test_a_failed_translation_keeps_the_old_output_file(run_dir, tmp_path, monkeypatch, capsys) -> None:
+    """Streaming from stdin, the first lines are translated before a bad line stops the run: the
+    output file keeps its old content (before: it held the first lines' translations only)."""
+    out = tmp_path / "out.txt"
+    out.write_text(OLD, encoding="utf-8")
+    stdin = b"red cat\n" * 20 + b"bad \xff byte\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    code, err = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--output", out)
+    assert code == 2 and err == ["seq2seq translate: error: <stdin>:21: invalid UTF-8 (byte 0xff)"]
+    assert out.read_text(encoding="utf-8") == OLD
+    assert _no_temporary_files(tmp_path)
+
+
+def test_translate_output_replaces_the_file_a_symlink_points_to(run_dir, text, tmp_path, capsys) -> None:
+    target = tmp_path / "real.txt"
+    target.write_text(OLD, encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to(target.name)
+    code, _ = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--input", text,
+                   "--output", tmp_path / "link.txt")  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "link.txt").is_symlink()  # the link is kept, its target holds the translations
+    assert len(target.read_text(encoding="utf-8").splitlines()) == 2
+    assert _no_temporary_files(tmp_path)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_devices_are_written_into_and_a_full_disk_is_exit_1_naming_the_file(run_dir, text, capsys) -> None:
+    """/dev/null and /dev/full are written straight into, never replaced by a renamed file; a write
+    that fails mid-run (/dev/full: no space left) is exit 1, a failure of the system, not of the input."""
+    checkpoint = ["--checkpoint", run_dir / "best.pt", "--input", text]
+    assert _run(capsys, "translate", *checkpoint, "--output", "/dev/null") == (0, [])
+    code, err = _run(capsys, "translate", *checkpoint, "--output", "/dev/full")
+    assert code == 1 and err == ["seq2seq translate: error: /dev/full: No space left on device"]
+    assert Path("/dev/null").is_char_device() and Path("/dev/full").is_char_device()
+
+
+def test_atomic_write_writes_into_a_named_pipe_without_replacing_it(tmp_path) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()))
+    reader.start()
+    check_output(pipe)
+    with atomic_write(pipe) as f:
+        f.write("through the pipe\n")
+    reader.join(timeout=30)
+    assert got == [b"through the pipe\n"]
+    assert stat.S_ISFIFO(pipe.stat().st_mode) and _no_temporary_files(tmp_path)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path, error) -> None:
+    path = tmp_path / "out.txt"
+    path.write_text(OLD, encoding="utf-8")
+    with pytest.raises(error), atomic_write(path) as f:
+        f.write("half of the new")
+        raise error()
+    assert path.read_text(encoding="utf-8") == OLD
+    assert _no_temporary_files(tmp_path)
+    with pytest.raises(error), atomic_write(tmp_path / "new.bin", "wb") as f:
+        f.write(b"half")
+        raise error()
+    assert not (tmp_path / "new.bin").exists() and _no_temporary_files(tmp_path)
+
+
+def test_atomic_write_replaces_whole_and_keeps_permissions(tmp_path) -> None:
+    path = tmp_path / "out.txt"
+    path.write_text(OLD, encoding="utf-8")
+    path.chmod(0o640)
+    write_text_atomic(path, "new\n")
+    assert path.read_text(encoding="utf-8") == "new\n"
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert _no_temporary_files(tmp_path)
+
+
+def test_check_output(tmp_path) -> None:
+    check_output(tmp_path / "new.txt")  # a new file in an existing folder
+    check_output(tmp_path / "a" / "b" / "new.txt", make_folder=True)
+    assert (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"file is not a folder"):
+        check_output(tmp_path / "file" / "new.txt")
+    check_output(tmp_path / "file", inputs=[None, tmp_path / "missing.txt", tmp_path / "new.txt"])  # not its input
+
+
+def test_ctrl_c_in_translate_is_one_line_exit_130_and_keeps_the_old_output(run_dir, tmp_path) -> None:
+    """A real SIGINT to a real `seq2seq translate --output` while it translates (its temporary output
+    file exists): exit status 130, one line on stderr, no traceback; the output file holds its old
+    content, the input is intact, and no temporary file is left. (A new output file is not created:
+    test_atomic_write_keeps_the_old_file_when_the_writer_fails, KeyboardInterrupt.)"""
+    rng = random.Random(0)
+    source = tmp_path / "big.txt"  # minutes of work for the tiny model: still running when interrupted
+    source.write_text("".join(" ".join(rng.choice(WORDS) for _ in range(5)) + "\n" for _ in range(20000)))
+    before = source.read_bytes()
+    out = tmp_path / "out.txt"
+    out.write_text(OLD, encoding="utf-8")
+    cmd = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", str(run_dir / "best.pt"),
+           "--input", str(source), "--output", str(out), "--beam-size", "5", "--quiet"]  # fmt: skip
+    # Python turns SIGINT into KeyboardInterrupt unless it starts with SIGINT ignored (as background
+    # jobs of a non-interactive shell do): start it with the default disposition, as a terminal does
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while _no_temporary_files(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # the temporary output file appears once the model is loaded and translating starts
+        assert proc.poll() is None, proc.communicate()[1]
+        assert not _no_temporary_files(tmp_path), "translation did not start in time"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines() == ["seq2seq translate: interrupted"] and stdout == ""
+    assert out.read_text(encoding="utf-8") == OLD
+    assert source.read_bytes() == before
+    assert _no_temporary_files(tmp_path)
