@@ -162,8 +162,9 @@ class TrainConfig:
         _check(self.valid_every >= 1 and self.log_every >= 1, "valid_every/log_every must be >= 1")
         _check(self.max_steps >= 0 and self.max_minutes >= 0, "max_steps/max_minutes must be >= 0")
         _check(self.threads >= 0, f"threads must be >= 0 (0: torch's default), got {self.threads}")
-        _check(self.loss_growth == 0 or self.loss_growth > 1,
-               f"loss_growth must be > 1 (0: off), got {self.loss_growth}")
+        _check(
+            self.loss_growth == 0 or self.loss_growth > 1, f"loss_growth must be > 1 (0: off), got {self.loss_growth}"
+        )
 
 
 @dataclass(frozen=True)

@@ -339,8 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="checkpoints/benchmark", help="working folder")
     p.add_argument("--checkpoint", help="model for the translation timings (default: the benchmark's own)")
     p.add_argument("--test-split", default="test_2016_flickr", help="split translated for the decoding timings")
-    p.add_argument("--peers", help="peers.json (../shared/peers/run.sh writes one): ratios only against an entry "
-                   "measured on a machine like this one (same CPU model, capability, native bf16)")
+    p.add_argument(
+        "--peers",
+        help="peers.json (../shared/peers/run.sh writes one): ratios only against an entry "
+        "measured on a machine like this one (same CPU model, capability, native bf16)",
+    )
     p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
     p.set_defaults(func=cmd_benchmark)
 
