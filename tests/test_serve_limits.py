@@ -188,6 +188,21 @@ def test_a_job_queued_past_its_budget_is_answered_503_and_never_translated() -> 
     assert batcher.pending == 0 and batcher.stats["stopped_jobs"] == 2
 
 
+def test_a_search_the_memory_bound_refuses_is_a_400_not_a_500(run_dir: Path) -> None:
+    """The search's memory estimate (search.check_search) refuses a request in the worker: 400 with its line."""
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    batcher = Batcher(translator.translate, max_batch=8, wait_s=0.0)
+    batcher.start()
+    try:
+        tight = DecodeConfig(beam_size=32, max_len_b=900, memory_budget_gb=1e-6)
+        with pytest.raises(RequestError) as err:
+            batcher.submit(["red cat"], tight)
+        assert err.value.status == 400 and "memory_budget_gb" in str(err.value) and "\n" not in str(err.value)
+        assert batcher.submit(["red cat"], DecodeConfig(beam_size=2)) == translator.translate(["red cat"], beam_size=2)
+    finally:
+        batcher.stop()
+
+
 def _outcome(batcher: Batcher, sentences: list[str]) -> int | list[str]:
     try:
         return batcher.submit(sentences, DecodeConfig())
@@ -215,6 +230,7 @@ OUT_OF_RANGE = {  # name: (request options (sentences: ["a"] unless given; inf s
     "beam 1e400 (inf)": ({"beam_size": 1e400}, "beam_size must be a finite number, got Infinity"),
     "beam a boolean": ({"beam_size": True}, "beam_size must be int"),
     "n_best 2": ({"beam_size": 4, "n_best": 2}, "one translation per sentence"),
+    "memory budget raised by a request": ({"memory_budget_gb": 1000}, "memory_budget_gb is this server's setting"),
     "n_best 0": ({"n_best": 0}, "n_best"),
     "max_len_b 3000": ({"max_len_b": 3000}, "max_len_b 3000 allows outputs over this server's limit of 1024"),
     "max_len_b 1e8 (float)": ({"max_len_b": 1e8}, "max_len_b must be int"),

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..config import DecodeConfig
+from ..config import ConfigError, DecodeConfig
 from ..search import SearchStopped, stop_when
 
 log = logging.getLogger("seq2seq")
@@ -218,10 +218,13 @@ class Batcher:
                 for job in group:
                     self._translate_group(cfg, [job], depth)
                 return
-            log.exception("translation of %d sentences failed", len(sentences))
-            message = f"translation failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            refused = isinstance(err, ConfigError)  # a search the bounds refuse (its memory estimate): 400
+            if not refused:
+                log.exception("translation of %d sentences failed", len(sentences))
+            detail = str(err).splitlines()[0] if str(err) else ""
+            message = detail if refused else f"translation failed: {type(err).__name__}: {detail}"
             for job in group:
-                job.error = RequestError(500, message)
+                job.error = RequestError(400 if refused else 500, message)
                 job.done.set()
             return
         start = 0

@@ -309,6 +309,8 @@ class TranslationServer:
                 except UnicodeEncodeError:  # "\ud800" is valid JSON but no text: the tokenizer would fail
                     raise RequestError(400, f"sentences[{i}] holds a lone surrogate (not Unicode text)") from None
         try:
+            if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
+                raise ConfigError("memory_budget_gb is this server's setting (--memory-budget-gb), not a request's")
             cfg = decode_config(self.decode_cfg, options)
             check_beam(cfg, self.limits)
             self.translator.check(cfg)
