@@ -22,9 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-
-class OutputError(ValueError):
-    """An output path that cannot be written as asked; the message names the path and the problem."""
+from .errors import OutputError  # defined in errors.py; `seq2seq.atomic.OutputError` stays
 
 
 def _stat(source: str | Path | int) -> os.stat_result | None:

@@ -17,18 +17,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from .errors import ConfigError, ConfigKeyError  # defined in errors.py; `seq2seq.config.ConfigError` stays
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
     import tomli as tomllib
-
-
-class ConfigError(ValueError):
-    """A configuration value or key that cannot be used."""
-
-
-class ConfigKeyError(ConfigError, TypeError):
-    """An unknown key or a value of the wrong type: a TypeError to Python callers, a ConfigError to the CLI."""
 
 
 # sacreBLEU's BLEU tokenizers (sacrebleu.metrics.bleu._TOKENIZERS): 13a for most languages, zh for

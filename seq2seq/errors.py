@@ -1,9 +1,30 @@
-"""How the toolkit reports: the error types the command line turns into one clear line and exit
-status 2 (with ConfigError in config.py and HardwareError in hardware.py), and the format of its
-log lines (terminal and RUN/train.log). Torch-free, like everything the NumPy runtime imports."""
+"""How the toolkit reports: every error type the command line turns into one clear line and an exit
+status (`EXIT_STATUS`: 2 for a bad input or setting, 3 for a diverged training; Ctrl-C is 130), and
+the format of its log lines (terminal and RUN/train.log). Library code raises these; `seq2seq.cli.main`
+catches `USER_ERRORS` and nothing else by name. Torch-free and importing nothing of seq2seq, so that
+every layer may import it (config.py, atomic.py, machine/hardware.py and tools/plots.py re-export
+the names they used to define)."""
+
+from __future__ import annotations
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+EXIT_USAGE = 2  # a bad input or setting: one line naming the file, line or field
+EXIT_DIVERGED = 3  # the exit status of a `train` that stopped on a diverged loss
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, the status a shell gives a command killed by it
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot be used."""
+
+
+class ConfigKeyError(ConfigError, TypeError):
+    """An unknown key or a value of the wrong type: a TypeError to Python callers, a ConfigError to the CLI."""
+
+
+class HardwareError(ConfigError):
+    """A setting this machine cannot run (precision, device); the message says what to use instead."""
 
 
 class CorpusError(ValueError):
@@ -18,7 +39,12 @@ class CheckpointError(ValueError):
     """A file that is not a loadable seq2seq checkpoint; the message says why in one line."""
 
 
-EXIT_DIVERGED = 3  # the exit status of a `train` that stopped on a diverged loss
+class OutputError(ValueError):
+    """An output path that cannot be written as asked; the message names the path and the problem."""
+
+
+class PlotError(RuntimeError):
+    """A picture that cannot be made (matplotlib missing, nothing to plot); one-line message."""
 
 
 class DivergedError(RuntimeError):
@@ -30,3 +56,21 @@ class DivergedError(RuntimeError):
     def __init__(self, message: str, result: object = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+# The exit status of each error type the command line reports in one line (the first match counts).
+EXIT_STATUS: dict[type[Exception], int] = {
+    ConfigError: EXIT_USAGE,  # HardwareError and ConfigKeyError included
+    CorpusError: EXIT_USAGE,
+    CheckpointError: EXIT_USAGE,
+    RunFolderError: EXIT_USAGE,
+    OutputError: EXIT_USAGE,
+    PlotError: EXIT_USAGE,
+    DivergedError: EXIT_DIVERGED,
+}
+USER_ERRORS: tuple[type[Exception], ...] = tuple(EXIT_STATUS)
+
+
+def exit_status(err: BaseException) -> int:
+    """The exit status of `err`, one of `USER_ERRORS`: 2, or 3 for a diverged training."""
+    return next(status for kind, status in EXIT_STATUS.items() if isinstance(err, kind))

@@ -9,31 +9,19 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from ..atomic import OutputError
 from ..config import (
     BLEU_TOKENIZERS,
-    ConfigError,
     DataConfig,
     DecodeConfig,
     ModelConfig,
     TrainConfig,
     load_toml,
 )
-from ..errors import (
-    EXIT_DIVERGED,
-    LOG_FORMAT,
-    TIME_FORMAT,
-    CheckpointError,
-    CorpusError,
-    DivergedError,
-    RunFolderError,
-)
-from ..lab.plots import PlotError
+from ..errors import EXIT_DIVERGED, EXIT_INTERRUPTED, LOG_FORMAT, TIME_FORMAT, USER_ERRORS, exit_status
 from .flags import add_flags, from_flags, given
 
 log = logging.getLogger("seq2seq")
 METRICS = ("bleu", "chrf", "ter")  # seq2seq.metrics.METRICS (not imported here: sacrebleu is slow to import)
-EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, the status a shell gives a command killed by it
 TRAIN_EPILOG = (
     "exit status: 0 trained; 2 a bad input or setting (one line naming it), or the run folder in use by another "
     f"seq2seq process (its PID named); {EXIT_DIVERGED} the loss diverged (--max-nan-steps non-finite losses in a "
@@ -401,12 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.quiet)
     try:
         args.func(args)
-    except (ConfigError, CorpusError, CheckpointError, RunFolderError, PlotError, OutputError) as err:
+    except USER_ERRORS as err:  # errors.EXIT_STATUS: 2, or 3 for a diverged loss (`train && translate` stops)
         print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except DivergedError as err:  # the run stopped on a diverged loss: `train && translate` must stop too
-        print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
+        return exit_status(err)
     except BrokenPipeError:
         return 1
     except OSError as err:  # the system failing mid-run: a full disk, an I/O error, ... (bad paths: OutputError)

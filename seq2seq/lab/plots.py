@@ -16,16 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import atomic_write, check_output
+from ..errors import PlotError  # defined in errors.py, re-exported here
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 INSTALL_HINT = "pip install 'seq2seq[plot]'"
 CELL_COLORS = {"rnn": "C0", "gru": "C1", "lstm": "C2"}  # the same colour for a cell type in every figure
-
-
-class PlotError(RuntimeError):
-    """A picture that cannot be made (matplotlib missing, nothing to plot); one-line message."""
 
 
 def new_figure(**kwargs: Any) -> Figure:

@@ -25,15 +25,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError
+from ..errors import ConfigError, HardwareError  # HardwareError: defined in errors.py, re-exported here
 
 log = logging.getLogger("seq2seq")
 
 _NATIVE_ISA_WORDS = ("BF16", "AMX", "FP16", "AVX10")  # oneDNN ISA names that include native bf16
-
-
-class HardwareError(ConfigError):
-    """A setting this machine cannot run (precision, device); the message says what to use instead."""
 
 
 @dataclass(frozen=True)
