@@ -27,7 +27,8 @@ import pytest
 from seq2seq.config import DecodeConfig
 from seq2seq.engines.numpy_runtime import RuntimeTranslator, export_runtime
 from seq2seq.lab.serve_load import main as load_main
-from seq2seq.serve import ServeLimits, TranslationServer
+from seq2seq.serve.limits import ServeLimits
+from seq2seq.serve.server import TranslationServer
 from seq2seq.translate import Translator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,8 +27,9 @@ from test_serve import ENV, _call, _launch, _ready, _serve_cmd
 
 from seq2seq.config import DecodeConfig
 from seq2seq.search import Hypothesis, SearchStopped, search, stop_when
-from seq2seq.serve import ServeLimits, TranslationServer
 from seq2seq.serve.batcher import Batcher, RequestError
+from seq2seq.serve.limits import ServeLimits
+from seq2seq.serve.server import TranslationServer
 from seq2seq.text import Translating
 from seq2seq.translate import Translator
 

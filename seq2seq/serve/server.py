@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config import ConfigError, DecodeConfig, to_dict
 from ..text import clean, decode_config
-from . import ServeLimits
 from .batcher import Batcher, ClientGone, RequestError
+from .limits import ServeLimits
 
 if TYPE_CHECKING:
     from ..text import Translating

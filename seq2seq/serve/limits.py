@@ -1,0 +1,31 @@
+"""`ServeLimits`: what one request may ask of `seq2seq serve`, and how its worker batches requests.
+Light (no server, no torch), so that building the command line does not import the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask of the server, and how the worker batches requests (flags: --max-body-bytes, ...)."""
+
+    max_body_bytes: int = 1 << 20  # a larger request body: 413
+    max_sentences: int = 256  # more sentences in one request: 413
+    max_chars: int = 2000  # a longer sentence (characters): 413
+    max_beam_size: int = 32  # a larger beam_size, the server's default or a request's: 400
+    max_output_len: int = 1024  # a request whose max_len_a x source pieces + max_len_b allows longer outputs: 400
+    max_request_s: float = 60.0  # a request not answered within this many seconds: 503, and its translation stops
+    max_batch: int = 256  # sentences the worker takes per round (a larger request is a round on its own)
+    batch_wait_ms: float = 0.0  # > 0: the worker waits this long for a round to fill before translating
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_sentences", "max_chars", "max_beam_size", "max_output_len", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.batch_wait_ms <= 60_000:
+            raise ConfigError(f"batch_wait_ms must be in [0, 60000], got {self.batch_wait_ms}")
+        if not 0 < self.max_request_s <= 86_400:  # also refuses nan
+            raise ConfigError(f"max_request_s must be in (0, 86400] seconds, got {self.max_request_s}")
