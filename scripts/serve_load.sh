@@ -8,5 +8,5 @@ source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
 URL=${URL:-http://${HOST:-127.0.0.1}:${PORT:-8000}}
 INPUT=${INPUT:-$DATA/$VAL_SPLIT.$SRC}
-"$SEQ2SEQ_PY" -m seq2seq.lab.serve_load --url "$URL" --input "$INPUT" --requests "${REQUESTS:-200}" \
+"$SEQ2SEQ_PY" -m seq2seq.devtools.serve_load --url "$URL" --input "$INPUT" --requests "${REQUESTS:-200}" \
   --concurrency "${CONCURRENCY:-8}" --sentences "${SENTENCES:-8}" "$@"

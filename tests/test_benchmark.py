@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.lab import benchmark
+from seq2seq.devtools import benchmark
 from seq2seq.machine import hardware
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from seq2seq.config import ConfigError
-from seq2seq.lab import memory_span
-from seq2seq.lab.memory_span import SpanNet, initialise, matched_hidden, probe, sweep, unroll
-from seq2seq.lab.span_settings import SpanSettings
-from seq2seq.lab.span_tasks import ADDING_BASELINE, Task
+from seq2seq.science import memory_span
+from seq2seq.science.memory_span import SpanNet, initialise, matched_hidden, probe, sweep, unroll
+from seq2seq.science.span_settings import SpanSettings
+from seq2seq.science.span_tasks import ADDING_BASELINE, Task
 
 S = SpanSettings(hidden=16)
 

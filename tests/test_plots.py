@@ -17,11 +17,11 @@ from seq2seq.batches import Batch, pad
 from seq2seq.cli import main
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.errors import RunFolderError
-from seq2seq.lab.gradflow import fresh_gradient_flow, gradient_flow
-from seq2seq.lab.plots import PlotError, new_figure, plot_run
 from seq2seq.model import DecoderState, Memory, Seq2Seq
 from seq2seq.runfiles import read_metrics
+from seq2seq.science.gradflow import fresh_gradient_flow, gradient_flow
 from seq2seq.tokenizer import BOS_ID, EOS_ID
+from seq2seq.tools.plots import PlotError, new_figure, plot_run
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translate import Translator
 

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from seq2seq.config import DecodeConfig
+from seq2seq.devtools.serve_load import main as load_main
 from seq2seq.engines.numpy_runtime import RuntimeTranslator, export_runtime
-from seq2seq.lab.serve_load import main as load_main
 from seq2seq.serve.limits import ServeLimits
 from seq2seq.serve.server import TranslationServer
 from seq2seq.translate import Translator

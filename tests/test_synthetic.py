@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.lab.synthetic import (
+from seq2seq.tools.synthetic import (
     SRC_LANG,
     TGT_LANG,
     build_sentence,

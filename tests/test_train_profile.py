@@ -9,7 +9,7 @@ import pytest
 from corpora import write_corpus
 
 from seq2seq.config import TrainConfig
-from seq2seq.lab.train_profile import main, profile_training
+from seq2seq.devtools.train_profile import main, profile_training
 
 
 def test_profile_shares_add_up_and_name_the_lstm_and_the_gemms(tmp_path: Path, capsys) -> None:

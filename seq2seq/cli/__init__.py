@@ -104,27 +104,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from ..lab.demo import run_demo
+    from ..tools.demo import run_demo
 
     run_demo(args.out, max_minutes=args.max_minutes, seed=args.seed)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from ..lab.plots import plot_run
+    from ..tools.plots import plot_run
 
     for path in plot_run(args.run):
         print(path)
 
 
 def cmd_attention(args: argparse.Namespace) -> None:
-    from ..lab.plots import attention_map
+    from ..tools.plots import attention_map
 
     text, path = attention_map(args.checkpoint, args.sentence, args.out, args.beam_size, args.device)
     print(f"{text}\nattention map: {path}")
 
 
 def cmd_gradflow(args: argparse.Namespace) -> None:
-    from ..lab.gradflow import FreshModels, run_gradient_flow
+    from ..science.gradflow import FreshModels, run_gradient_flow
 
     fresh = FreshModels(args.cell or "all", args.length, args.batch_size, args.seed)
     path, lines = run_gradient_flow(
@@ -138,8 +138,8 @@ def cmd_gradflow(args: argparse.Namespace) -> None:
 def cmd_memory_span(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from ..lab.memory_span import format_result, run_memory_span, settings_with
-    from ..lab.span_settings import QUICK, SpanSettings
+    from ..science.memory_span import format_result, run_memory_span, settings_with
+    from ..science.span_settings import QUICK, SpanSettings
 
     changes = {f.name: getattr(args, f.name) for f in fields(SpanSettings)}
     settings = settings_with(QUICK if args.quick else SpanSettings(), **changes)
@@ -177,7 +177,7 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.set_defaults(func=cmd_gradflow)
 
-    from ..lab.span_settings import CELLS, DEFAULT_DELAYS, DEFAULT_TASKS, QUICK_DELAYS, TASKS, SpanSettings
+    from ..science.span_settings import CELLS, DEFAULT_DELAYS, DEFAULT_TASKS, QUICK_DELAYS, TASKS, SpanSettings
 
     delays = f"{' '.join(map(str, DEFAULT_DELAYS))}; quick: {' '.join(map(str, QUICK_DELAYS))}"
     p = sub.add_parser("memory-span", help="over how many steps RNN, GRU and LSTM carry information (docs/science.md)")
@@ -212,7 +212,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_benchmark(args: argparse.Namespace) -> None:
     import json
 
-    from ..lab.benchmark import Corpus, run_benchmark
+    from ..devtools.benchmark import Corpus, run_benchmark
 
     corpus = Corpus(Path(args.data), args.src, args.tgt)
     result = run_benchmark(corpus, args.out, args.checkpoint, args.quick, args.test_split, args.peers)

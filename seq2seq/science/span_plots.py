@@ -1,4 +1,4 @@
-"""The memory-span lab's two pictures: score against delay per task and cell, and the gradient
+"""The memory-span study's two pictures: score against delay per task and cell, and the gradient
 flow through time of the models trained at each cell's longest delay."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .plots import CELL_COLORS, new_figure, save_figure
+from ..tools.figures import CELL_COLORS, new_figure, save_figure
 from .span_tasks import ADDING_BASELINE, SOLVED_ACCURACY, SOLVED_MSE
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The memory-span lab's settings (torch-free, so that building the command line stays fast).
+"""The memory-span study's settings (torch-free, so that building the command line stays fast).
 
 Every field is a `seq2seq memory-span` flag; its comment is the flag's help and names the source
 of the set-up it controls.

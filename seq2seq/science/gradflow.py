@@ -36,7 +36,7 @@ from ..model import Seq2Seq
 from ..prepared import EncodedSplit
 from ..text import clean
 from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
-from .plots import CELL_COLORS, new_figure, save_figure
+from ..tools.figures import CELL_COLORS, new_figure, save_figure
 
 Loss = Literal["last", "all"]
 CELLS = ("rnn", "gru", "lstm")

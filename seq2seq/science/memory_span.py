@@ -37,7 +37,7 @@ from ..atomic import write_text_atomic
 from ..config import ConfigError
 from ..errors import LOG_FORMAT, TIME_FORMAT
 from ..model import RNNS, count_parameters
-from .plots import new_figure
+from ..tools.figures import new_figure
 from .span_settings import CELLS, DEFAULT_DELAYS, DEFAULT_TASKS, QUICK, QUICK_DELAYS, TASKS, SpanSettings
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE, Task
 

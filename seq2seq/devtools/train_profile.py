@@ -1,6 +1,6 @@
 """Where a training update spends its time: `torch.profiler` over real updates, self CPU time by operator.
 
-    python -m seq2seq.lab.train_profile --data DIR --src de --tgt en --out RUN \\
+    python -m seq2seq.devtools.train_profile --data DIR --src de --tgt en --out RUN \\
         [--precision fp32] [--max-tokens 2700] [--threads 2] [--warmup 100] [--updates 30]
 
 Prepares RUN if needed (as `seq2seq train` does), builds the default model with `Updater.build`,
@@ -79,7 +79,7 @@ def profile_training(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seq2seq.lab.train_profile", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m seq2seq.devtools.train_profile", description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="folder of {split}.{lang} files")
     p.add_argument("--src", required=True)
     p.add_argument("--tgt", required=True)

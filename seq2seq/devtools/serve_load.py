@@ -2,7 +2,7 @@
 
 Starts nothing: point it at a server's URL. Standard library only (http.client), torch-free.
 
-    python -m seq2seq.lab.serve_load --url http://127.0.0.1:8000 --input val.de \\
+    python -m seq2seq.devtools.serve_load --url http://127.0.0.1:8000 --input val.de \\
         --requests 200 --concurrency 8 --sentences 8 [--options '{"beam_size": 1}'] [--health]
 
 Prints one JSON object: requests, concurrency, sentences per request, wall seconds, requests/s,
@@ -108,7 +108,7 @@ def run_load(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seq2seq.lab.serve_load", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m seq2seq.devtools.serve_load", description=__doc__.splitlines()[0])
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default: http://127.0.0.1:8000)")
     p.add_argument("--input", help="source sentences, one per line (needed unless --health)")
     p.add_argument("--requests", type=int, default=200)

@@ -1,0 +1,3 @@
+"""What users run beside training and translating: `seq2seq demo` (demo.py, on the synthetic
+English->German task of synthetic.py), `seq2seq plot` and `seq2seq attention` (plots.py), and the
+figure helpers every picture shares (figures.py). They use the core through its public names only."""
