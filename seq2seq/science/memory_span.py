@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,17 @@ from ..config import ConfigError
 from ..errors import LOG_FORMAT, TIME_FORMAT
 from ..model import RNNS, count_parameters
 from ..tools.figures import new_figure
-from .span_settings import CELLS, DEFAULT_DELAYS, DEFAULT_TASKS, QUICK, QUICK_DELAYS, TASKS, SpanSettings
+from .span_plots import plot_gradient_flow, plot_memory_span
+from .span_settings import (
+    CELLS,
+    DEFAULT_DELAYS,
+    DEFAULT_TASKS,
+    QUICK,
+    QUICK_DELAYS,
+    TASKS,
+    MemorySpanResult,  # defined in span_settings.py (span_plots.py reads it), re-exported here
+    SpanSettings,
+)
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE, Task
 
 log = logging.getLogger("seq2seq")
@@ -195,17 +205,6 @@ def sweep(task_name: str, cell: str, delays: Sequence[int], s: SpanSettings, see
     return rows
 
 
-@dataclass
-class MemorySpanResult:
-    """Every run's row, and per task and cell the largest delay solved (None: not even the first)."""
-
-    rows: list[dict[str, Any]]
-    largest: dict[str, dict[str, int | None]]
-    settings: SpanSettings
-    seconds: float
-    files: list[Path] = field(default_factory=list)
-
-
 def _largest(rows: list[dict[str, Any]]) -> int | None:
     solved = [r["delay"] for r in rows if r["solved"]]
     return max(solved) if solved else None
@@ -235,8 +234,6 @@ def run_memory_span(
     `quick` is a < 1 minute smoke run (tiny model, delays 2 and 8). `workers` parallel processes
     (default: one per CPU core, at most 2; 1 in quick mode), each running whole sweeps on one thread.
     """
-    from .span_plots import plot_gradient_flow, plot_memory_span
-
     start, tasks, cells = time.monotonic(), list(dict.fromkeys(tasks)), list(dict.fromkeys(cells))
     delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
     _check(tasks, cells, delays)

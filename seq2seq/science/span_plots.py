@@ -10,7 +10,7 @@ from ..tools.figures import CELL_COLORS, new_figure, save_figure
 from .span_tasks import ADDING_BASELINE, SOLVED_ACCURACY, SOLVED_MSE
 
 if TYPE_CHECKING:
-    from .memory_span import MemorySpanResult
+    from .span_settings import MemorySpanResult
 
 TITLES = {"recall": "delayed recall", "copy": "copy (Arjovsky et al. 2016)", "adding": "adding problem"}
 

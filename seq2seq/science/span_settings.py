@@ -1,4 +1,5 @@
-"""The memory-span study's settings (torch-free, so that building the command line stays fast).
+"""The memory-span study's settings and its result (torch-free, so that building the command line stays
+fast; the result lives here so that span_plots.py and memory_span.py both read it without importing each other).
 
 Every field is a `seq2seq memory-span` flag; its comment is the flag's help and names the source
 of the set-up it controls.
@@ -6,8 +7,9 @@ of the set-up it controls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 from ..config import ConfigError
 
@@ -62,3 +64,14 @@ class SpanSettings:
 
 
 QUICK = SpanSettings(hidden=12, steps=60, batch_size=32, eval_every=20, val_size=128, test_size=256)
+
+
+@dataclass
+class MemorySpanResult:
+    """Every run's row, and per task and cell the largest delay solved (None: not even the first)."""
+
+    rows: list[dict[str, Any]]
+    largest: dict[str, dict[str, int | None]]
+    settings: SpanSettings
+    seconds: float
+    files: list[Path] = field(default_factory=list)
