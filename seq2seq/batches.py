@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .ids import BOS_ID, EOS_ID, PAD_ID
 from .prepared import EncodedSplit
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 class Batch(NamedTuple):

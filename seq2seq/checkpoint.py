@@ -60,6 +60,23 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, "version": VERSION, CHECKSUM_KEY: weights_checksum(payload), **payload}, f)
 
 
+# The member that marks each exported model file (a zip), as its owner writes it: the NumPy runtime's
+# .npz (translation/numpy_runtime.py) and the ONNX model (translation/onnx_model.py); a test pins them.
+EXPORTED_MARKERS = {"format.npy": "a NumPy runtime model", "seq2seq-onnx.json": "an ONNX model"}
+
+
+def _exported_kind(path: Path) -> str | None:
+    """What kind of exported model `path` is, if it is one (read without importing the exporters)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return next((kind for member, kind in EXPORTED_MARKERS.items() if member in names), None)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and check a checkpoint; anything else raises CheckpointError."""
     path = Path(path)
@@ -77,11 +94,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"could run code{': ' + culprit if culprit else ''}"
         ) from None
     except Exception as err:  # truncated zip, damaged records, ...
-        from .engines.numpy_runtime import is_runtime_model
-
-        if is_runtime_model(path):
+        exported = _exported_kind(path)
+        if exported:
             raise CheckpointError(
-                f"{path}: a NumPy runtime model (from seq2seq export): use RuntimeTranslator or seq2seq translate"
+                f"{path}: {exported} (from seq2seq export), no checkpoint: seq2seq translate and load_translator "
+                "take it"
             ) from None
         msg = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})") from None

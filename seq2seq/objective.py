@@ -22,9 +22,9 @@ from torch import Tensor, nn
 
 from .batches import Batch, collate, make_batches
 from .config import TrainConfig
+from .ids import PAD_ID
 from .model import DecoderState, Memory, Seq2Seq
 from .prepared import EncodedSplit
-from .tokenizer import PAD_ID
 
 
 def _decode_chunk(

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from .tokenizer import BOS_ID, EOS_ID
+from .ids import BOS_ID, EOS_ID
 
 if TYPE_CHECKING:
     from .config import DecodeConfig

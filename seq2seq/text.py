@@ -1,25 +1,17 @@
-"""Text: the one strict UTF-8 line reader, cleaning, and the text side of translation (`Translating`:
-clean, tokenize, search, detokenize, keep the order), shared by the torch `Translator` and the
-NumPy runtime. Torch-free, so that translating with an exported model never imports torch.
+"""Text: the one strict UTF-8 line reader (files and streams, with one-line errors naming the line) and
+the cleaning of a line (Unicode NFC, single spaces). The bottom floor: it imports nothing of seq2seq
+but its error types, and never torch.
 """
 
 from __future__ import annotations
 
-import logging
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
 
 from .errors import CorpusError
 
-log = logging.getLogger("seq2seq")
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, dropped from the start of a file or stream (decode_line)
-
-if TYPE_CHECKING:
-    from .config import DecodeConfig
-    from .search import Engine, Hypothesis
-    from .tokenizer import Tokenizer
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -64,100 +56,6 @@ def decode_line(raw: bytes, name: str, number: int) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        bad = next((v for v in value if not isinstance(v, str)), None)
-        return f"a {type(value).__name__} holding a {type(bad).__name__} ({bad!r:.40})"
-    return f"{type(value).__name__} {value!r:.40}"
-
-
-def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeConfig:
-    """`cfg` (default: DecodeConfig()) with the keyword `options` replacing its fields; an unknown
-    option or a value of the wrong type is a TypeError naming it (a bad value is a ConfigError)."""
-    from .config import DecodeConfig, from_dict, to_dict
-
-    if cfg is not None and not isinstance(cfg, DecodeConfig):
-        raise TypeError(f"cfg must be a DecodeConfig, got {_describe(cfg)}")
-    if not options:
-        return cfg or DecodeConfig()
-    return from_dict(DecodeConfig, {**to_dict(cfg or DecodeConfig()), **options})
-
-
 def clean(text: str) -> str:
     """Unicode NFC and single spaces between words."""
     return " ".join(unicodedata.normalize("NFC", text).split())
-
-
-class Translating:
-    """Text in, text out around a `search` over piece ids: the part `Translator` (torch) and
-    `RuntimeTranslator` (NumPy) share."""
-
-    src_tok: Tokenizer
-    tgt_tok: Tokenizer
-    engine = "numpy"
-    src_lang: str | None = None  # from the model file (None where it does not say)
-    tgt_lang: str | None = None
-
-    def search(
-        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
-    ) -> list[list[Hypothesis]]:
-        """The n-best hypotheses for each source (piece ids without EOS), in input order."""
-        raise NotImplementedError
-
-    def search_engine(self, cfg: DecodeConfig) -> Engine:
-        """The search engine (search.py) that `search` runs for `cfg`: what an ensemble combines."""
-        raise NotImplementedError
-
-    def translate_nbest(
-        self,
-        sentences: Sequence[str],
-        cfg: DecodeConfig | None = None,
-        keep_attention: bool = False,
-        progress: bool = False,
-        **options: Any,
-    ) -> list[list[tuple[str, Hypothesis]]]:
-        """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses. Decode
-        options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`)."""
-        cfg = decode_config(cfg, options)
-        texts = [clean(s) for s in sentences]
-        live = [i for i, s in enumerate(texts) if s]
-        src_ids = self.src_tok.encode([texts[i] for i in live])
-        long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
-        if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
-            msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
-            log.warning(msg, len(long), len(sentences), cfg.max_src_len, long[0] + 1)
-        found = self.search(src_ids, cfg, keep_attention, progress)
-        decoded = iter(self.tgt_tok.decode([h.ids for hyps in found for h in hyps]))  # one batched call
-        out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
-        for i, hyps in zip(live, found):
-            out[i] = [(next(decoded), h) for h in hyps]
-        return out
-
-    @overload
-    def translate(self, sentences: str, cfg: DecodeConfig | None = None, *, progress: bool = False,
-                  **options: Any) -> str: ...  # fmt: skip
-    @overload
-    def translate(self, sentences: Sequence[str], cfg: DecodeConfig | None = None, *, progress: bool = False,
-                  **options: Any) -> list[str]: ...  # fmt: skip
-    def translate(
-        self, sentences: str | Sequence[str], cfg: DecodeConfig | None = None, *, progress: bool = False, **options: Any
-    ) -> str | list[str]:
-        """A sentence's translation (a str gives a str), or one per sentence in order (a list gives a
-        list); an empty sentence translates to ''. Decode options as a `DecodeConfig` and/or keywords
-        (`beam_size=5`): keywords override `cfg`'s fields; a wrong name or type raises TypeError."""
-        cfg = decode_config(cfg, options)
-        if isinstance(sentences, str):
-            return self.translate([sentences], cfg)[0]
-        if not isinstance(sentences, Sequence) or not all(isinstance(s, str) for s in sentences):
-            raise TypeError(f"translate() takes a str or a list of str, got {_describe(sentences)}")
-        return [nbest[0][0] if nbest else "" for nbest in self.translate_nbest(sentences, cfg, progress=progress)]
-
-    def describe(self) -> dict[str, Any]:
-        """What is loaded, for logs and a server's /health: engine, languages, device, precision."""
-        return {"engine": self.engine, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang, **self._where()}
-
-    def _where(self) -> dict[str, Any]:
-        return {"device": "cpu", "precision": "fp32"}
-
-    def check(self, cfg: DecodeConfig) -> None:
-        """Raise a one-line error (ConfigError, HardwareError) for settings this translator cannot run."""

@@ -12,9 +12,10 @@ from pathlib import Path
 import sentencepiece as spm
 
 from .config import MIN_CHARACTER_COVERAGE, ConfigError, DataConfig
+from .ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from .text import iter_lines
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+__all__ = ["BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "Tokenizer", "train_sentencepiece", "train_tokenizers"]
 
 
 def train_sentencepiece(

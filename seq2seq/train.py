@@ -59,8 +59,9 @@ from .runfiles import RunFiles, check_resumable, check_resume_request, check_val
 from .runlock import RunLock
 from .scale import distributed
 from .scale.distributed import Dist
+from .search import search
 from .shortlist import build_lexicon
-from .translate import search
+from .translation.torch_engine import TorchEngine
 from .updater import Updater
 
 log = logging.getLogger("seq2seq")
@@ -77,7 +78,7 @@ def _validate(
     if cfg.valid_bleu_sentences:
         src_text, ref_text = prepared.text(val_split, limit=cfg.valid_bleu_sentences)
         greedy = DecodeConfig(beam_size=1, batch_size=128, precision=precision)
-        hyps = search(model, prepared.src_tok.encode(src_text), greedy)
+        hyps = search(TorchEngine(model, greedy), prepared.src_tok.encode(src_text), greedy)
         hyp_text = prepared.tgt_tok.decode([h[0].ids for h in hyps])
         result["val_bleu"] = round(score(hyp_text, ref_text, cfg.bleu_tokenize, ("bleu",)).bleu, 3)
     model.train()

@@ -21,7 +21,7 @@ from seq2seq.machine.hardware import HardwareError, cpu_bf16
 from seq2seq.prepared import Prepared
 from seq2seq.text import read_lines
 from seq2seq.train import RunOptions, RunSpec, train
-from seq2seq.translate import Translator
+from seq2seq.translation.torch_engine import Translator
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:

@@ -21,7 +21,7 @@ from seq2seq.checkpoint import CheckpointError, load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import DecodeConfig
 from seq2seq.prepared import Prepared
-from seq2seq.translate import Translator
+from seq2seq.translation.torch_engine import Translator
 
 
 def _refused(args: list, capsys: pytest.CaptureFixture) -> str:

@@ -10,8 +10,8 @@ from corpora import write_corpus
 
 from seq2seq.cli import main
 from seq2seq.prepared import Prepared
-from seq2seq.serve.stream import chunks
 from seq2seq.text import BOM, decode_lines, read_lines
+from seq2seq.translation.stream import chunks
 
 LINES = ["Ein Hund läuft.", "Zwei Katzen schlafen auf dem Sofa."]
 

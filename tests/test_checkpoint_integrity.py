@@ -23,7 +23,7 @@ from seq2seq.checkpoint import (
     write_model_checkpoint,
 )
 from seq2seq.cli import main
-from seq2seq.translate import Translator
+from seq2seq.translation.torch_engine import Translator
 
 SENTENCES = ["red cat", "dog dog bird sun moon tree house", "blue house red tree"]
 

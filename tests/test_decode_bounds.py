@@ -11,9 +11,9 @@ import pytest
 
 from seq2seq.cli import main
 from seq2seq.config import DECODE_BOUNDS, ConfigError, DecodeConfig, ModelConfig, from_dict
-from seq2seq.engines.ensemble import EnsembleEngine
 from seq2seq.search import search, search_bytes
-from seq2seq.translate import Translator
+from seq2seq.translation.ensemble import EnsembleEngine
+from seq2seq.translation.torch_engine import Translator
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_a_beam_wider_than_the_target_vocabulary_is_refused(translator: Translat
 def test_the_other_engines_refuse_a_beam_wider_than_the_vocabulary(run_dir: Path, tmp_path: Path, kind: str) -> None:
     if kind == "onnx":
         pytest.importorskip("onnxruntime")
-    from seq2seq.engines import export_model, load_translator
+    from seq2seq.translation import export_model, load_translator
 
     out = tmp_path / ("model.npz" if kind == "numpy" else "model.onnx.zip")
     export_model(run_dir / "best.pt", out)  # the format follows the name
@@ -143,7 +143,7 @@ def test_the_estimate_bounds_what_the_numpy_search_allocates(translator: Transla
     with tracemalloc over the NumPy runtime (its arrays are all NumPy, so all traced)."""
     import tracemalloc
 
-    from seq2seq.engines.numpy_runtime import RuntimeTranslator, export_runtime
+    from seq2seq.translation.numpy_runtime import RuntimeTranslator, export_runtime
 
     runtime = RuntimeTranslator.load(export_runtime(run_dir / "best.pt", tmp_path / "m.npz"))
     engine = runtime.search_engine(DecodeConfig())

@@ -23,7 +23,7 @@ from seq2seq.objective import TrainingLoss
 from seq2seq.prepared import Prepared, preprocess
 from seq2seq.progress import TrainState, after_update
 from seq2seq.train import RunOptions, RunSpec, train
-from seq2seq.translate import Translator
+from seq2seq.translation.torch_engine import Translator
 from seq2seq.updater import Updater
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.0)

@@ -14,12 +14,12 @@ import torch
 from seq2seq.checkpoint import CheckpointError, read_model, write_model_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DecodeConfig
-from seq2seq.engines import load_translator
-from seq2seq.engines.ensemble import EnsembleTranslator
 from seq2seq.search import max_lengths
-from seq2seq.text import Translating
 from seq2seq.tokenizer import BOS_ID, EOS_ID
-from seq2seq.translate import TorchEngine, Translator
+from seq2seq.translation import load_translator
+from seq2seq.translation.base import Translating
+from seq2seq.translation.ensemble import EnsembleTranslator
+from seq2seq.translation.torch_engine import TorchEngine, Translator
 
 # fp32 where two computations of one model are compared: bf16 (what `auto` picks on CPUs with native
 # bf16) rounds differently per batch shape, and the NumPy runtime computes in fp32.
@@ -63,7 +63,8 @@ def test_an_ensemble_of_one_model_or_of_a_model_twice_is_that_model(
     run_dir: Path, model_a: Translator, cfg: DecodeConfig
 ) -> None:
     alone = _nbest(model_a, cfg)
-    assert _nbest(EnsembleTranslator.load([run_dir / "best.pt"]), cfg) == alone  # texts, ids, scores: exact
+    one = EnsembleTranslator([Translator.from_checkpoint(run_dir / "best.pt")])
+    assert _nbest(one, cfg) == alone  # texts, ids, scores: exact
     assert _nbest(EnsembleTranslator([model_a, model_a]), cfg) == alone
     assert _nbest(load_translator([run_dir / "best.pt", run_dir / "best.pt"]), cfg) == alone
 
@@ -113,7 +114,7 @@ def test_ensemble_output_does_not_depend_on_the_batch_size(
 
 
 def test_torch_and_numpy_runtime_members_mix(run_dir: Path, other: Path, tmp_path: Path) -> None:
-    from seq2seq.engines.numpy_runtime import export_runtime
+    from seq2seq.translation.numpy_runtime import export_runtime
 
     npz = export_runtime(other, tmp_path / "other.npz")
     mixed = load_translator([run_dir / "best.pt", npz])
@@ -124,7 +125,7 @@ def test_torch_and_numpy_runtime_members_mix(run_dir: Path, other: Path, tmp_pat
     # An ensemble of runtime models never imports torch.
     best = export_runtime(run_dir / "best.pt", tmp_path / "best.npz")
     code = (
-        "import sys; from seq2seq.engines import load_translator; "
+        "import sys; from seq2seq.translation import load_translator; "
         f"print(load_translator([{str(best)!r}, {str(npz)!r}]).translate({SENTENCES!r})); "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )

@@ -23,13 +23,13 @@ import torch
 
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DecodeConfig, ModelConfig
-from seq2seq.engines import export_model, load_translator
-from seq2seq.engines import onnx_model as onnx_engine
-from seq2seq.engines.onnx_model import MANIFEST, OnnxEngine, OnnxTranslator, export_graphs, is_onnx_model
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS_ID
-from seq2seq.translate import Translator
+from seq2seq.translation import export_model, load_translator
+from seq2seq.translation import onnx_model as onnx_engine
+from seq2seq.translation.onnx_model import MANIFEST, OnnxEngine, OnnxTranslator, export_graphs, is_onnx_model
+from seq2seq.translation.torch_engine import Translator
 
 pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,6 +210,15 @@ def _rewrite(src: Path, dst: Path, **changes: bytes) -> Path:
         for name in z.namelist():
             out.writestr(name, changes.get(name.replace(".", "_").replace("-", "_"), z.read(name)))
     return dst
+
+
+def test_checkpoint_loading_names_an_exported_model_by_its_owners_marker(exported: Path, tmp_path: Path) -> None:
+    from seq2seq.checkpoint import EXPORTED_MARKERS, load_checkpoint
+    from seq2seq.translation import numpy_runtime
+
+    assert EXPORTED_MARKERS == {f"{numpy_runtime.MARKER}.npy": "a NumPy runtime model", MANIFEST: "an ONNX model"}
+    with pytest.raises(CheckpointError, match=r"an ONNX model \(from seq2seq export\), no checkpoint"):
+        load_checkpoint(exported)
 
 
 def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from seq2seq.science.gradflow import fresh_gradient_flow, gradient_flow
 from seq2seq.tokenizer import BOS_ID, EOS_ID
 from seq2seq.tools.plots import PlotError, new_figure, plot_run
 from seq2seq.train import RunOptions, RunSpec, train
-from seq2seq.translate import Translator
+from seq2seq.translation.torch_engine import Translator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq[plot]")

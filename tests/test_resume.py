@@ -221,7 +221,7 @@ def test_soak_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
 
 def test_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from seq2seq.cli import main
-    from seq2seq.translate import Translator
+    from seq2seq.translation.torch_engine import Translator
 
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=6, valid_every=2, valid_bleu_sentences=0, keep_checkpoints=3)

@@ -22,12 +22,12 @@ import torch
 from seq2seq import search
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import ConfigError, DecodeConfig, ModelConfig
-from seq2seq.engines import numpy_runtime as runtime
-from seq2seq.engines.numpy_runtime import Network, RuntimeTranslator, export_runtime, is_runtime_model
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import BOS_ID, EOS_ID
-from seq2seq.translate import Translator
+from seq2seq.translation import numpy_runtime as runtime
+from seq2seq.translation.numpy_runtime import Network, RuntimeTranslator, export_runtime, is_runtime_model
+from seq2seq.translation.torch_engine import Translator
 
 SENTENCES = ["red cat", "the moon", "dog dog bird sun moon tree house", "", "green", "blue house red tree", "sun"]
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.engines import numpy_runtime as runtime
-from seq2seq.engines.numpy_runtime import Network
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import BOS_ID
+from seq2seq.translation import numpy_runtime as runtime
+from seq2seq.translation.numpy_runtime import Network
 
 CASES = [
     ("lstm", "general", False),

@@ -15,7 +15,7 @@ from seq2seq.config import DecodeConfig, ModelConfig
 from seq2seq.model import Seq2Seq
 from seq2seq.search import beam_search, greedy_search, search
 from seq2seq.tokenizer import BOS_ID, EOS_ID
-from seq2seq.translate import TorchEngine
+from seq2seq.translation.torch_engine import TorchEngine
 
 A, B, C, D = 4, 5, 6, 7  # ordinary tokens; 0-3 are PAD, UNK, BOS, EOS
 VOCAB = 8

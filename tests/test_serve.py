@@ -26,10 +26,10 @@ import pytest
 
 from seq2seq.config import DecodeConfig
 from seq2seq.devtools.serve_load import main as load_main
-from seq2seq.engines.numpy_runtime import RuntimeTranslator, export_runtime
 from seq2seq.serve.limits import ServeLimits
 from seq2seq.serve.server import TranslationServer
-from seq2seq.translate import Translator
+from seq2seq.translation.numpy_runtime import RuntimeTranslator, export_runtime
+from seq2seq.translation.torch_engine import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["red cat", "big old dog", "", "new house tree", "small bird", "green blue cat dog", "dog bird cat tree"]

@@ -30,8 +30,8 @@ from seq2seq.search import Hypothesis, SearchStopped, search, stop_when
 from seq2seq.serve.batcher import Batcher, RequestError
 from seq2seq.serve.limits import ServeLimits
 from seq2seq.serve.server import TranslationServer
-from seq2seq.text import Translating
-from seq2seq.translate import Translator
+from seq2seq.translation.base import Translating
+from seq2seq.translation.torch_engine import Translator
 
 STEP_S = 0.004  # the scripted engine's time per decoder step
 VOCAB = 64

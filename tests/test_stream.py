@@ -15,8 +15,8 @@ import pytest
 
 from seq2seq.config import DecodeConfig
 from seq2seq.errors import CorpusError
-from seq2seq.serve.stream import chunks, output_lines, stream_translate
-from seq2seq.translate import Translator
+from seq2seq.translation.stream import chunks, output_lines, stream_translate
+from seq2seq.translation.torch_engine import Translator
 
 SENTENCES = ["red cat", "big old dog", "", "new house tree", "small bird", "green blue cat dog"]
 

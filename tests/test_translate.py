@@ -14,7 +14,7 @@ from seq2seq.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.machine.hardware import HardwareError, cpu_bf16
 from seq2seq.train import RunOptions, RunSpec, train
-from seq2seq.translate import Translator
+from seq2seq.translation.torch_engine import Translator
 
 
 @pytest.fixture(scope="module")

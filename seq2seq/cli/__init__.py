@@ -81,10 +81,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_translate(args: argparse.Namespace) -> None:
     from ..atomic import atomic_write, check_output
-    from ..engines import load_translator
     from ..machine import process
-    from ..serve.stream import chunks, stream_translate
     from ..text import read_lines
+    from ..translation import load_translator
+    from ..translation.stream import chunks, stream_translate
 
     cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
     if args.output:  # before any work: a missing folder, a folder, or the input itself (stdin: fd 0)
@@ -203,7 +203,7 @@ def cmd_average(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from ..engines import export_model
+    from ..translation import export_model
 
     print(f"wrote {export_model(args.checkpoint, args.out, args.format, args.quantize)} "
           "(seq2seq translate --checkpoint takes it)")  # fmt: skip

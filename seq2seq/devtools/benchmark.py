@@ -129,7 +129,7 @@ def _model_files(checkpoint: Path, out_dir: Path) -> dict[str, Path]:
     """Each engine's model file: '' the torch checkpoint, then the NumPy runtime's .npz and the ONNX exports
     (fp32 and int8; left out, with the reason in the log, where the [onnx] extra is missing)."""
     from ..config import ConfigError
-    from ..engines import export_model
+    from ..translation import export_model
 
     files = {"": checkpoint, "_runtime": export_model(checkpoint, out_dir / "bench-model.npz")}
     try:
@@ -208,7 +208,7 @@ def measure_translation(
 
 
 def _load(path: Path) -> Any:
-    from ..engines import load_translator
+    from ..translation import load_translator
 
     return load_translator(path)
 

@@ -55,14 +55,14 @@ MUTATIONS = (
     ),
     Mutation(
         "NumPy engine without lookup tables drops the decoder's input bias",
-        "seq2seq/engines/numpy_runtime.py",
+        "seq2seq/translation/numpy_runtime.py",
         "x_in = self.tgt_embed[prev] @ self.dec[0].w_ih[: self.cfg.emb_size] + self.dec[0].b_in",
         "x_in = self.tgt_embed[prev] @ self.dec[0].w_ih[: self.cfg.emb_size]",
         ("tests/test_runtime_branches.py", "tests/test_runtime.py"),
     ),
     Mutation(
         "NumPy engine without lookup tables drops the encoder's input biases",
-        "seq2seq/engines/numpy_runtime.py",
+        "seq2seq/translation/numpy_runtime.py",
         "return (x.reshape(-1, x.shape[-1]) @ self.w_ih + self.b_in).reshape(",
         "return (x.reshape(-1, x.shape[-1]) @ self.w_ih).reshape(",
         ("tests/test_runtime_branches.py", "tests/test_runtime.py"),
@@ -132,7 +132,7 @@ MUTATIONS = (
     ),
     Mutation(
         "attention ignores the source mask (NumPy engine)",
-        "seq2seq/engines/numpy_runtime.py",
+        "seq2seq/translation/numpy_runtime.py",
         "scores[~memory.mask] = -np.inf",
         "pass",
         ("tests/test_runtime.py", "tests/test_runtime_branches.py"),

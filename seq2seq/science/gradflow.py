@@ -32,10 +32,10 @@ from ..atomic import check_output
 from ..batches import Batch, collate, pad
 from ..config import ConfigError, DecodeConfig, ModelConfig
 from ..errors import CorpusError
+from ..ids import BOS_ID, EOS_ID, PAD_ID
 from ..model import Seq2Seq
 from ..prepared import EncodedSplit
 from ..text import clean
-from ..tokenizer import BOS_ID, EOS_ID, PAD_ID
 from ..tools.figures import CELL_COLORS, new_figure, save_figure
 
 Loss = Literal["last", "all"]
@@ -161,7 +161,7 @@ def checkpoint_gradient_flow(
     device: str = "cpu",
 ) -> dict[str, list[float]]:
     """Gradient flow of a trained model on `sources`; without references its greedy outputs are the targets."""
-    from ..translate import Translator, search
+    from ..translation.torch_engine import Translator
 
     if references is not None and len(references) != len(sources):
         raise CorpusError(f"{len(sources)} source sentences but {len(references)} references")
@@ -174,7 +174,7 @@ def checkpoint_gradient_flow(
     if references:
         tgt_ids = translator.tgt_tok.encode([r for _, r in pairs])
     else:
-        tgt_ids = [nbest[0].ids for nbest in search(translator.model, src_ids, DecodeConfig(beam_size=1))]
+        tgt_ids = [nbest[0].ids for nbest in translator.search(src_ids, DecodeConfig(beam_size=1))]
     batch = collate(EncodedSplit.from_lists(src_ids, tgt_ids), np.arange(len(pairs))).to(device)
     return gradient_flow(translator.model, batch, loss)
 

@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config import ConfigError, DecodeConfig, to_dict
-from ..text import clean, decode_config
+from ..text import clean
+from ..translation.base import decode_config
 from .batcher import Batcher, ClientGone, RequestError
 from .limits import ServeLimits
 
 if TYPE_CHECKING:
-    from ..text import Translating
+    from ..translation.base import Translating
 
 log = logging.getLogger("seq2seq")
 
@@ -353,7 +354,7 @@ def serve(
 ) -> None:
     """`seq2seq serve`: load the model, listen, print `serving CKPT on http://HOST:PORT`, serve until
     SIGTERM or SIGINT, finish the requests in flight, print `stopped`. A second signal exits at once."""
-    from ..engines import load_translator
+    from ..translation import load_translator
 
     out = out or sys.stdout
     decode_cfg, limits = decode_cfg or DecodeConfig(), limits or ServeLimits()

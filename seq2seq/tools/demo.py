@@ -11,7 +11,7 @@ from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from ..metrics import Scores, score
 from ..text import read_lines
 from ..train import RunOptions, RunSpec, train
-from ..translate import Translator
+from ..translation.torch_engine import Translator
 from .synthetic import SRC_LANG, TGT_LANG, generate_corpus
 
 log = logging.getLogger("seq2seq")

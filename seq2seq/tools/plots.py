@@ -110,7 +110,7 @@ def attention_map(
     """Translate one sentence and plot where each output piece attended; returns (translation, png)."""
     from ..config import DecodeConfig
     from ..text import clean
-    from ..translate import Translator
+    from ..translation.torch_engine import Translator
 
     new_figure()  # fail before loading the model when matplotlib is missing
     check_output(out_png, inputs=[checkpoint], make_folder=True)  # and before it, on a path that cannot be written

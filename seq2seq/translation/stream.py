@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from ..config import DecodeConfig
-from ..text import Translating, decode_line
+from ..text import decode_line
+from .base import Translating
 
 CHUNK = 4096  # lines per translate call at most (a pipe full of lines still sorts and batches well)
 GAP = 0.005  # seconds to wait for a further line before translating what has arrived

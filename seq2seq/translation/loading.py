@@ -1,10 +1,10 @@
-"""Other engines for the same model and search: ONNX Runtime and the NumPy runtime (translation without
-torch), ensembles.
+"""Model files in and out: `load_translator` picks the translator a model file needs, `export_model`
+writes one.
 
-`load_translator` picks the engine a model file needs: an ONNX model from `seq2seq export` runs on
-ONNX Runtime and an `.npz` on the NumPy runtime, neither importing torch; a `.pt` checkpoint loads
-the torch `Translator`. Several files make an ensemble (`ensemble.py`: the mean of their log-probs;
-they must share vocabularies).
+An ONNX model from `seq2seq export` runs on ONNX Runtime (onnx_model.py) and an `.npz` on the NumPy
+runtime (numpy_runtime.py), neither importing torch; a `.pt` checkpoint loads the torch `Translator`
+(torch_engine.py). Several files make an ensemble (ensemble.py: the mean of their log-probs; they
+must share vocabularies).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..atomic import check_output
 from ..config import ConfigError, DecodeConfig
 
 if TYPE_CHECKING:
-    from ..text import Translating
+    from .base import Translating
 
 
 def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None, quantize: str | None = None) -> Path:
@@ -49,7 +49,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Translating:
         return OnnxTranslator.load(path)
     if is_runtime_model(path):
         return RuntimeTranslator.load(path)
-    from ..translate import Translator
+    from .torch_engine import Translator
 
     return Translator.from_checkpoint(path, device=device)
 
@@ -68,6 +68,6 @@ def load_translator(
     else:
         from .ensemble import EnsembleTranslator
 
-        translator = EnsembleTranslator.load(paths, device)
+        translator = EnsembleTranslator([load_model(p, device) for p in paths], paths)
     translator.check(cfg or DecodeConfig())
     return translator

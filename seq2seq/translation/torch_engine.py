@@ -1,24 +1,22 @@
-"""Batch translation: `Translator` loads a checkpoint once, then sorts, batches, searches, restores order."""
+"""The torch engine: `TorchEngine` (the model as a search engine) and `Translator` (a `.pt` checkpoint
+loaded once, translated with the one search of `Translating`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .batches import pad
-from .checkpoint import CheckpointError, check_vocab, load_weights, read_model
-from .config import ConfigError, DecodeConfig, ModelConfig, from_dict
-from .machine.hardware import resolve_device, resolve_precision
-from .model import DecoderState, Memory, Seq2Seq
-from .search import Hypothesis
-from .search import search as search_ids
-from .shortlist import Lexicon, Shortlist, make_shortlist
-from .text import Translating
-from .tokenizer import Tokenizer
+from ..batches import pad
+from ..checkpoint import CheckpointError, check_vocab, load_weights, read_model
+from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..machine.hardware import resolve_device, resolve_precision
+from ..model import DecoderState, Memory, Seq2Seq
+from ..shortlist import Lexicon, Shortlist, make_shortlist
+from ..tokenizer import Tokenizer
+from .base import Translating
 
 
 class TorchEngine:
@@ -68,21 +66,8 @@ class TorchEngine:
         return vocab, self.model.cfg.decode_row_bytes(src_len, vocab)
 
 
-def search(
-    model: Seq2Seq,
-    src_ids: Sequence[Sequence[int]],
-    cfg: DecodeConfig,
-    keep_attention: bool = False,
-    progress: bool = False,
-    lexicon: Lexicon | None = None,
-) -> list[list[Hypothesis]]:
-    """The n-best hypotheses for each source (piece ids without EOS), in input order (search.search
-    with the torch model). `cfg.shortlist` > 0 needs the `lexicon` the checkpoint was saved with."""
-    return search_ids(TorchEngine(model, cfg, lexicon), src_ids, cfg, keep_attention, progress)
-
-
 class Translator(Translating):
-    """A trained model with its tokenizers, ready to translate sentences (`translate` in text.py)."""
+    """A trained model with its tokenizers, ready to translate sentences (`translate` in base.py)."""
 
     engine = "torch"
 
@@ -120,12 +105,6 @@ class Translator(Translating):
         cfg.check_vocab(len(self.tgt_tok))
         if cfg.shortlist and self.lexicon is None:
             raise ConfigError("--shortlist needs a checkpoint with a lexicon (this one has none)")
-
-    def search(
-        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
-    ) -> list[list[Hypothesis]]:
-        """The n-best hypotheses for each source (piece ids without EOS), in input order."""
-        return search_ids(self.search_engine(cfg), src_ids, cfg, keep_attention, progress)
 
     def search_engine(self, cfg: DecodeConfig) -> TorchEngine:
         """The model as a search engine for `cfg` (its shortlist and precision)."""

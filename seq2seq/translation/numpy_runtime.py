@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,11 +27,12 @@ import numpy as np
 from ..atomic import atomic_write, check_output
 from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..errors import CheckpointError
-from ..search import Hypothesis, search
-from ..text import Translating
-from ..tokenizer import PAD_ID, Tokenizer
+from ..ids import PAD_ID
+from ..tokenizer import Tokenizer
+from .base import Translating
 
 FORMAT = "seq2seq-runtime"
+MARKER = "format"  # the array that marks this file (checkpoint.EXPORTED_MARKERS names it too)
 VERSION = 1
 TABLE_MAX_BYTES = 64 << 20  # precompute embedding x input weights for all target pieces up to this size
 
@@ -41,7 +41,7 @@ def is_runtime_model(path: str | Path) -> bool:
     """True for a file written by `export_runtime` (an .npz holding a `format` array)."""
     try:
         with zipfile.ZipFile(path) as z:
-            return "format.npy" in z.namelist()
+            return f"{MARKER}.npy" in z.namelist()
     except (OSError, zipfile.BadZipFile):
         return False
 
@@ -229,7 +229,7 @@ class RuntimeTranslator(Translating):
             with np.load(path, allow_pickle=False) as z:
                 arrays = {name: z[name] for name in z.files}
             version = int(arrays["version"])
-            if str(arrays["format"]) != FORMAT or version > VERSION:
+            if str(arrays[MARKER]) != FORMAT or version > VERSION:
                 found = f"{arrays['format']} v{version}"
                 raise CheckpointError(f"{path}: runtime model format {found}; this seq2seq reads {FORMAT} v{VERSION}")
             cfg = from_dict(ModelConfig, json.loads(str(arrays["model_config"])))
@@ -245,12 +245,6 @@ class RuntimeTranslator(Translating):
         translator = cls(net, src_tok, tgt_tok)
         translator.src_lang, translator.tgt_lang = langs
         return translator
-
-    def search(
-        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
-    ) -> list[list[Hypothesis]]:
-        """search.search with this network: sort by length, batch, search, restore the input order."""
-        return search(self.search_engine(cfg), src_ids, cfg, keep_attention, progress)
 
     def search_engine(self, cfg: DecodeConfig) -> Network:
         """The network itself is the engine; settings it cannot run are a ConfigError."""
@@ -284,7 +278,7 @@ def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
     try:
         arrays = {f"w.{name}": t.float().numpy() for name, t in model.state_dict.items()}
         arrays |= {
-            "format": np.array(FORMAT),
+            MARKER: np.array(FORMAT),
             "version": np.array(VERSION),
             "model_config": np.array(json.dumps(model.model_config)),
             "src_spm": np.frombuffer(model.src_spm, dtype=np.uint8),

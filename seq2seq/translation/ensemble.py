@@ -18,8 +18,8 @@ import numpy as np
 
 from ..config import ConfigError, DecodeConfig
 from ..errors import CheckpointError
-from ..search import Engine, Hypothesis, search
-from ..text import Translating
+from ..search import Engine
+from .base import Translating
 
 
 class EnsembleEngine:
@@ -115,13 +115,6 @@ class EnsembleTranslator(Translating):
         self.src_tok, self.tgt_tok = first.src_tok, first.tgt_tok
         self.src_lang, self.tgt_lang = first.src_lang, first.tgt_lang
 
-    @classmethod
-    def load(cls, paths: Sequence[str | Path], device: str = "cpu") -> EnsembleTranslator:
-        """Load each model file (.pt or .npz, as `load_translator` does) and check their vocabularies."""
-        from . import load_model
-
-        return cls([load_model(path, device) for path in paths], paths)
-
     def check(self, cfg: DecodeConfig) -> None:
         """No shortlist (the members' shortlists could differ); else what every member can run."""
         if cfg.shortlist:
@@ -133,12 +126,6 @@ class EnsembleTranslator(Translating):
         """The members' engines as one; settings a member cannot run, or a shortlist, are one-line errors."""
         self.check(cfg)
         return EnsembleEngine([member.search_engine(cfg) for member in self.members])
-
-    def search(
-        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
-    ) -> list[list[Hypothesis]]:
-        """The n-best hypotheses for each source under the ensemble's scores, in input order."""
-        return search(self.search_engine(cfg), src_ids, cfg, keep_attention, progress)
 
     def describe(self) -> dict[str, Any]:
         """As for one model, with `engine` saying `ensemble of N models (torch, numpy)` and the member files."""

@@ -29,7 +29,6 @@ import logging
 import os
 import warnings
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,9 +36,9 @@ import numpy as np
 
 from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..errors import CheckpointError
-from ..search import Hypothesis, search
-from ..text import Translating
-from ..tokenizer import PAD_ID, Tokenizer
+from ..ids import PAD_ID
+from ..tokenizer import Tokenizer
+from .base import Translating
 
 FORMAT = "seq2seq-onnx"
 VERSION = 1
@@ -344,12 +343,6 @@ class OnnxTranslator(Translating):
         translator = cls(engine, src_tok, tgt_tok, manifest.get("quantize", "none"))
         translator.src_lang, translator.tgt_lang = manifest.get("src_lang"), manifest.get("tgt_lang")
         return translator
-
-    def search(
-        self, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool = False, progress: bool = False
-    ) -> list[list[Hypothesis]]:
-        """search.search with the ONNX graphs: sort by length, batch, search, restore the input order."""
-        return search(self.search_engine(cfg), src_ids, cfg, keep_attention, progress)
 
     def search_engine(self, cfg: DecodeConfig) -> OnnxEngine:
         self.check(cfg)

@@ -1,0 +1,18 @@
+"""The layers of the package, bottom first: a module imports only from its own layer or the ones below,
+and no import cycle exists anywhere (module-level, in-function and type-only imports alike).
+tests/test_layers.py reads every module's imports and checks both, and that docs/architecture.md
+shows this very table. A name is a module or a package (all its modules)."""
+
+LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("base", ("errors", "ids", "config", "text", "atomic", "runlock", "layers"),
+     "error types, special ids, every default, the line reader, atomic files, the run-folder lock"),
+    ("machine", ("machine",), "the hardware: precision, threads, allocator, signals"),
+    ("data", ("tokenizer", "corpus", "prepared", "batches", "metrics"),
+     "corpus files to token batches; sacreBLEU scores"),
+    ("network", ("model", "shortlist", "checkpoint", "search"), "the network, its file, the one search"),
+    ("translation", ("translation",), "text in, text out: an engine per model file format"),
+    ("training", ("objective", "updater", "progress", "runfiles", "scale", "train"), "the training run"),
+    ("applications", ("serve", "sources", "tools", "science", "devtools"),
+     "the server, corpus downloads, user tools, the science lab, developer tools"),
+    ("entry", ("cli", "__main__", ""), "the command line and the package's lazy top-level names"),
+)  # fmt: skip
