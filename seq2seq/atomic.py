@@ -17,12 +17,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import OutputError  # defined in errors.py; `seq2seq.atomic.OutputError` stays
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 
 def _stat(source: str | Path | int) -> os.stat_result | None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .ids import BOS_ID, EOS_ID, PAD_ID
-from .prepared import EncodedSplit
+
+if TYPE_CHECKING:
+    from .prepared import EncodedSplit
 
 
 class Batch(NamedTuple):

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import DataConfig
 from .errors import CorpusError
 from .text import clean, iter_lines
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .config import DataConfig
 
 CHUNK = 50_000  # pairs handled at a time
 

@@ -7,15 +7,18 @@ names it. Torch-free: `seq2seq evaluate` starts in well under a second.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sacrebleu
 
 from .config import BLEU_TOKENIZERS, ConfigError
 from .errors import CorpusError
 from .text import read_lines
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 METRICS = ("bleu", "chrf", "ter")
 NAMES = {"bleu": "BLEU", "chrf": "chrF", "ter": "TER"}

@@ -11,15 +11,17 @@ direction, Hd decoder hidden, L layers, V target vocabulary, N rows in search (B
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig
 from .ids import PAD_ID
-from .shortlist import Shortlist
+
+if TYPE_CHECKING:
+    from .config import ModelConfig
+    from .shortlist import Shortlist
 
 RNNS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 

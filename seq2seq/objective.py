@@ -15,16 +15,18 @@ gradient all-reduce per forward) cannot follow; it is single-process only (see d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from .batches import Batch, collate, make_batches
-from .config import TrainConfig
 from .ids import PAD_ID
 from .model import DecoderState, Memory, Seq2Seq
-from .prepared import EncodedSplit
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .prepared import EncodedSplit
 
 
 def _decode_chunk(

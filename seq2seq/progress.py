@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import TrainConfig
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 @dataclass

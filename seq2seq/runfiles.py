@@ -9,18 +9,21 @@ import contextlib
 import json
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .atomic import write_text_atomic
 from .checkpoint import CheckpointError, ModelFile, ResumeState, read_resume, write_model_checkpoint
 from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, changed_fields, from_dict, to_dict, toml_text
 from .errors import LOG_FORMAT, TIME_FORMAT, CorpusError, RunFolderError
-from .model import Seq2Seq
 from .prepared import MANIFEST, Prepared
-from .shortlist import Lexicon
 from .tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from .model import Seq2Seq
+    from .shortlist import Lexicon
 
 
 @contextlib.contextmanager

@@ -18,9 +18,12 @@ import os
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .errors import RunFolderError
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 log = logging.getLogger("seq2seq")
 LOCK = ".lock"

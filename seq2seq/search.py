@@ -28,7 +28,6 @@ Either way the length limit ends a sentence, with EOS forced.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -37,6 +36,8 @@ import numpy as np
 from .ids import BOS_ID, EOS_ID
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
     from .config import DecodeConfig
 
 

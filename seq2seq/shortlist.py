@@ -14,13 +14,14 @@ the README reports its speed and BLEU against the full output layer.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .prepared import EncodedSplit
+if TYPE_CHECKING:
+    from .prepared import EncodedSplit
 
 N_SPECIAL = 4  # pad, unk, bos, eos: always candidates, and first, so their ids keep their meaning
 

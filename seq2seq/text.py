@@ -6,10 +6,13 @@ but its error types, and never torch.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import CorpusError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, dropped from the start of a file or stream (decode_line)
 

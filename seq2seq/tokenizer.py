@@ -6,14 +6,17 @@ from __future__ import annotations
 import io
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sentencepiece as spm
 
 from .config import MIN_CHARACTER_COVERAGE, ConfigError, DataConfig
 from .ids import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from .text import iter_lines
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "Tokenizer", "train_sentencepiece", "train_tokenizers"]
 

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from .batches import Batch
-from .checkpoint import ResumeState
-from .config import ModelConfig, TrainConfig
 from .machine.hardware import Precision, adam, resolve_precision
 from .model import Seq2Seq
 from .objective import TrainingLoss, forward_backward
 from .scale import distributed
 from .scale.distributed import Dist
+
+if TYPE_CHECKING:
+    from .batches import Batch
+    from .checkpoint import ResumeState
+    from .config import ModelConfig, TrainConfig
 
 
 class StepResult(NamedTuple):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -22,6 +22,9 @@ from seq2seq.prepared import Prepared
 from seq2seq.text import read_lines
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:

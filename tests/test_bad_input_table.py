@@ -11,7 +11,7 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -22,6 +22,9 @@ from seq2seq.cli import main
 from seq2seq.config import DecodeConfig
 from seq2seq.prepared import Prepared
 from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _refused(args: list, capsys: pytest.CaptureFixture) -> str:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
 import torch
 
 from seq2seq.devtools import benchmark
 from seq2seq.machine import hardware
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
 
 
 def _entry(model: str, capability: str, bf16: bool, tok_s: float) -> dict:

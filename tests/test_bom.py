@@ -4,7 +4,7 @@ held-out references, `evaluate`) drops it from the first line, and only there.""
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from corpora import write_corpus
 
@@ -12,6 +12,9 @@ from seq2seq.cli import main
 from seq2seq.prepared import Prepared
 from seq2seq.text import BOM, decode_lines, read_lines
 from seq2seq.translation.stream import chunks
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 LINES = ["Ein Hund läuft.", "Zwei Katzen schlafen auf dem Sofa."]
 

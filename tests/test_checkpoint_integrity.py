@@ -7,7 +7,7 @@ import dataclasses
 import shutil
 import struct
 import zipfile
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -24,6 +24,9 @@ from seq2seq.checkpoint import (
 )
 from seq2seq.cli import main
 from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SENTENCES = ["red cat", "dog dog bird sun moon tree house", "blue house red tree"]
 

@@ -7,12 +7,15 @@ import io
 import json
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from corpora import write_corpus
 
 from seq2seq.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 COMMANDS = ["preprocess", "train", "translate", "evaluate"]
 

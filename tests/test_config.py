@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +20,9 @@ from seq2seq.config import (
     load_toml,
     to_dict,
 )
+
+if typing.TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ target vocabulary, and a search that would not fit in memory is refused before a
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -14,6 +14,9 @@ from seq2seq.config import DECODE_BOUNDS, ConfigError, DecodeConfig, ModelConfig
 from seq2seq.search import search, search_bytes
 from seq2seq.translation.ensemble import EnsembleEngine
 from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.mark.parametrize(

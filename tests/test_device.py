@@ -7,7 +7,7 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -25,6 +25,9 @@ from seq2seq.progress import TrainState, after_update
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation.torch_engine import Translator
 from seq2seq.updater import Updater
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.0)
 cuda = pytest.mark.gpu

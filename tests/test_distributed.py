@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -25,6 +25,9 @@ from seq2seq.progress import TrainState, after_update, budget_progress, learning
 from seq2seq.scale.distributed import Dist
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.updater import Updater
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NO_DROPOUT = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.0)
 STEPS = 6

@@ -9,7 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from corpora import write_corpus
@@ -19,6 +19,9 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, TrainConfig
 from seq2seq.progress import TrainState, growth_stop
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TINY = ["--vocab-size", "60", "--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32", "--max-tokens", "120",
         "--threads", "1", "--valid-bleu-sentences", "0", "-q"]  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import huggingface_hub
@@ -16,6 +16,9 @@ from seq2seq.errors import CorpusError
 from seq2seq.sources import download as download_module
 from seq2seq.sources.download import download
 from seq2seq.text import read_lines
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DE = ["Ein Hund läuft.", "Zwei Männer.", "Eine Frau liest."]
 EN = ["A dog runs.", "Two men.", "A woman reads."]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -17,9 +17,13 @@ from seq2seq.config import ConfigError, DecodeConfig
 from seq2seq.search import max_lengths
 from seq2seq.tokenizer import BOS_ID, EOS_ID
 from seq2seq.translation import load_translator
-from seq2seq.translation.base import Translating
 from seq2seq.translation.ensemble import EnsembleTranslator
 from seq2seq.translation.torch_engine import TorchEngine, Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from seq2seq.translation.base import Translating
 
 # fp32 where two computations of one model are compared: bf16 (what `auto` picks on CPUs with native
 # bf16) rounds differently per batch shape, and the NumPy runtime computes in fp32.

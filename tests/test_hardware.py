@@ -13,7 +13,7 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -23,6 +23,9 @@ from test_cli import run_cli
 from seq2seq.config import ConfigError, DecodeConfig, TrainConfig
 from seq2seq.machine import hardware
 from seq2seq.machine.hardware import HardwareError, cpu_bf16, resolve_device, resolve_precision
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}  # oneDNN and ATen as on an AVX2 CPU
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from seq2seq.layers import LAYERS
@@ -123,3 +124,10 @@ def test_docs_architecture_shows_the_layers_table() -> None:
     documented = [(int(i), name, tuple(m.strip().strip("`") for m in members.split(","))) for i, name, members in rows]
     expected = [(i, name, tuple(m or "seq2seq" for m in members)) for i, (name, members, _) in enumerate(LAYERS, 1)]
     assert documented == expected
+
+
+def test_importing_the_network_loads_no_data_preparation_nor_sentencepiece() -> None:
+    """Type-only imports stay under TYPE_CHECKING (ruff's TC rules): the network is the network."""
+    code = "import sys, seq2seq.model, seq2seq.search; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert not {"seq2seq.prepared", "seq2seq.tokenizer", "seq2seq.corpus", "sentencepiece"} & set(loaded)

@@ -10,13 +10,16 @@ falling 3-5x between the first and last validation), not numbers copied from a r
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from corpora import write_corpus
 
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig
 from seq2seq.train import RunOptions, RunSpec, train
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 STEPS, EVERY = 40, 10
 VOCAB = 40  # SentencePiece pieces per side: the uniform guess costs log(40) = 3.7 nats per token

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,6 +15,9 @@ from seq2seq.config import DataConfig, TrainConfig
 from seq2seq.errors import CorpusError
 from seq2seq.prepared import EncodedSplit, Prepared, SplitWriter, preprocess
 from seq2seq.train import RunOptions, RunSpec, train
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_split_writer_equals_the_in_memory_split(tmp_path: Path) -> None:

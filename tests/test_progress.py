@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from corpora import write_corpus
@@ -15,6 +15,9 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from seq2seq.progress import budget_progress, learning_rate
 from seq2seq.train import RunOptions, RunSpec, train
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32)
 DATA = DataConfig(vocab_size=60)

@@ -5,12 +5,15 @@ without a usable validation split, and a training corpus with no sentence pairs.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from corpora import write_corpus
 
 from seq2seq.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TINY = ["--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32", "--max-tokens", "120", "--threads", "1"]
 

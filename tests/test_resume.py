@@ -11,8 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, fields, is_dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -33,6 +32,9 @@ from seq2seq.checkpoint import (
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig, to_dict
 from seq2seq.progress import TrainState
 from seq2seq.train import RunOptions, RunSpec, train
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32, dropout=0.3)
 DATA = DataConfig(vocab_size=60)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from corpora import write_corpus
@@ -18,6 +18,9 @@ from seq2seq.checkpoint import CheckpointError, load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig, load_toml
 from seq2seq.train import RunOptions, RunSpec, run_settings, train
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 STEPS = ["--max-steps", "2", "--valid-every", "2", "--valid-bleu-sentences", "0"]
 

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from corpora import write_corpus
@@ -18,6 +18,9 @@ from corpora import write_corpus
 from seq2seq.cli import main
 from seq2seq.errors import RunFolderError
 from seq2seq.runlock import LOCK, RunLock
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TINY = ["--vocab-size", "60", "--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32", "--max-tokens", "120",
         "--threads", "1", "--valid-bleu-sentences", "0"]  # fmt: skip

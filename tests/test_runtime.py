@@ -12,8 +12,7 @@ import dataclasses
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pytest
@@ -28,6 +27,9 @@ from seq2seq.tokenizer import BOS_ID, EOS_ID
 from seq2seq.translation import numpy_runtime as runtime
 from seq2seq.translation.numpy_runtime import Network, RuntimeTranslator, export_runtime, is_runtime_model
 from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SENTENCES = ["red cat", "the moon", "dog dog bird sun moon tree house", "", "green", "blue house red tree", "sun"]
 

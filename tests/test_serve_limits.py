@@ -16,9 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -32,6 +30,10 @@ from seq2seq.serve.limits import ServeLimits
 from seq2seq.serve.server import TranslationServer
 from seq2seq.translation.base import Translating
 from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 STEP_S = 0.004  # the scripted engine's time per decoder step
 VOCAB = 64

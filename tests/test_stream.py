@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +17,9 @@ from seq2seq.config import DecodeConfig
 from seq2seq.errors import CorpusError
 from seq2seq.translation.stream import chunks, output_lines, stream_translate
 from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SENTENCES = ["red cat", "big old dog", "", "new house tree", "small bird", "green blue cat dog"]
 

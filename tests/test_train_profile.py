@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from corpora import write_corpus
 
 from seq2seq.config import TrainConfig
 from seq2seq.devtools.train_profile import main, profile_training
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_profile_shares_add_up_and_name_the_lstm_and_the_gemms(tmp_path: Path, capsys) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -21,6 +21,9 @@ from seq2seq.machine.process import ProcessSettings
 from seq2seq.progress import TrainState, after_update, early_stop, nan_stop, stop_reason
 from seq2seq.runfiles import RunFiles
 from seq2seq.train import RunOptions, RunSpec, train
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_process_settings_come_from_the_train_config_and_apply_once(monkeypatch: pytest.MonkeyPatch) -> None:

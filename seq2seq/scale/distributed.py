@@ -30,16 +30,18 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..config import ConfigError, TrainConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger("seq2seq")
 T = TypeVar("T")

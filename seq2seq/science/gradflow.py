@@ -18,10 +18,9 @@ encoder is probed at its input, not its states: that needs no knowledge of its i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -37,6 +36,9 @@ from ..model import Seq2Seq
 from ..prepared import EncodedSplit
 from ..text import clean
 from ..tools.figures import CELL_COLORS, new_figure, save_figure
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Loss = Literal["last", "all"]
 CELLS = ("rnn", "gru", "lstm")

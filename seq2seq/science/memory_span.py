@@ -23,12 +23,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +49,9 @@ from .span_settings import (
     SpanSettings,
 )
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE, Task
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger("seq2seq")
 PROBES = 3  # gradient-flow measurements per run: before training, halfway, at the end

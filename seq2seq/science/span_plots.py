@@ -3,13 +3,14 @@ flow through time of the models trained at each cell's longest delay."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..tools.figures import CELL_COLORS, new_figure, save_figure
 from .span_tasks import ADDING_BASELINE, SOLVED_ACCURACY, SOLVED_MSE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .span_settings import MemorySpanResult
 
 TITLES = {"recall": "delayed recall", "copy": "copy (Arjovsky et al. 2016)", "adding": "adding problem"}

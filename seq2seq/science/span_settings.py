@@ -8,10 +8,12 @@ of the set-up it controls.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TASKS = ("recall", "copy", "adding")
 INITS = ("default", "forget-bias", "chrono")

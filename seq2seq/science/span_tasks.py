@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .span_settings import SpanSettings
+if TYPE_CHECKING:
+    from .span_settings import SpanSettings
 
 SOLVED_ACCURACY = 0.99
 SOLVED_MSE = 0.01

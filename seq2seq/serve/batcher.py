@@ -18,11 +18,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError, DecodeConfig
 from ..search import SearchStopped, stop_when
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger("seq2seq")
 

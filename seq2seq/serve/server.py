@@ -22,10 +22,8 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config import ConfigError, DecodeConfig, to_dict
@@ -35,6 +33,9 @@ from .batcher import Batcher, ClientGone, RequestError
 from .limits import ServeLimits
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from ..translation.base import Translating
 
 log = logging.getLogger("seq2seq")

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..atomic import check_output
 from ..errors import PlotError  # defined in errors.py, re-exported here
 from .figures import new_figure, save_figure
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

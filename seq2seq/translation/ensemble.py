@@ -10,16 +10,19 @@ several paths), which must share both SentencePiece models and languages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import ConfigError, DecodeConfig
 from ..errors import CheckpointError
-from ..search import Engine
 from .base import Translating
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from ..search import Engine
 
 
 class EnsembleEngine:

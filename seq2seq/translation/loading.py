@@ -9,7 +9,6 @@ must share vocabularies).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,8 @@ from ..atomic import check_output
 from ..config import ConfigError, DecodeConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .base import Translating
 
 

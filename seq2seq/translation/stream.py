@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from ..config import DecodeConfig
 from ..text import decode_line
-from .base import Translating
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ..config import DecodeConfig
+    from .base import Translating
 
 CHUNK = 4096  # lines per translate call at most (a pipe full of lines still sorts and batches well)
 GAP = 0.005  # seconds to wait for a further line before translating what has arrived

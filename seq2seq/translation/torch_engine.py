@@ -3,8 +3,7 @@ loaded once, translated with the one search of `Translating`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +16,9 @@ from ..model import DecoderState, Memory, Seq2Seq
 from ..shortlist import Lexicon, Shortlist, make_shortlist
 from ..tokenizer import Tokenizer
 from .base import Translating
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class TorchEngine:
