@@ -68,7 +68,7 @@ def test_graphs_compute_the_torch_model_with_beams_grouped_per_sentence(name: st
     model = Seq2Seq(dataclasses.replace(cfg, dropout=0.0), 23, 29).eval()
     engine = _engine(model)
     src = [[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID], [13, 14, 15, EOS_ID]]  # other lengths than traced
-    memory, state, _ = engine.encode(src)
+    memory, state = engine.encode(src)
     lens = torch.tensor([len(s) for s in src])
     padded = torch.zeros(3, 7, dtype=torch.long)
     for i, s in enumerate(src):
@@ -198,9 +198,11 @@ def test_the_deploy_page_example_translates_with_onnxruntime_sentencepiece_and_n
 
 def test_onnx_models_refuse_what_they_cannot_do(exported: Path) -> None:
     tr = OnnxTranslator.load(exported)
-    for cfg in (DecodeConfig(precision="bf16"), DecodeConfig(shortlist=10)):
-        with pytest.raises(ConfigError, match="ONNX model"):
-            tr.translate(["red cat"], cfg)
+    with pytest.raises(ConfigError, match="ONNX model"):
+        tr.translate(["red cat"], DecodeConfig(precision="bf16"))
+    with pytest.raises(ConfigError, match="^unknown DecodeConfig key 'shortlist'") as err:  # the shortlist is gone
+        tr.translate(["red cat"], shortlist=10)
+    assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="on the CPU"):
         load_translator(exported, device="cuda")
 
@@ -250,3 +252,15 @@ def test_quantize_applies_to_onnx_only(run_dir: Path, tmp_path: Path, capsys: py
     out = tmp_path / "m.npz"
     assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out), "--quantize", "int8"]) == 2
     assert "--format onnx only" in capsys.readouterr().err and not out.exists()
+
+
+def test_export_quality_scores_the_three_paths_on_val_and_test(run_dir: Path, tmp_path: Path) -> None:
+    from seq2seq.devtools.export_quality import export_quality
+
+    found = export_quality(run_dir / "best.pt", run_dir.parent / "data", "xx", "yy", tmp_path, ["val", "test"])
+    for split in ("val", "test"):
+        for beam in (1, 5):
+            torch_path, fp32 = found[f"{split}/beam{beam}/torch_fp32"], found[f"{split}/beam{beam}/onnx_fp32"]
+            assert fp32 == torch_path and fp32["same_lines"] == fp32["lines"] > 0  # the fp32 export is the model
+            assert 0 <= found[f"{split}/beam{beam}/onnx_int8"]["same_lines"] <= fp32["lines"]
+    assert found["size_mb"]["onnx_int8"] < found["size_mb"]["onnx_fp32"] and "tok:13a" in found["signature"]

@@ -1,0 +1,57 @@
+"""What exporting costs in quality: BLEU and chrF of a checkpoint's torch fp32 path, its ONNX fp32
+export and its ONNX int8 export on the val and test splits (greedy and beam 5), with file sizes and
+the lines identical to the torch path's; one JSON object (`scripts/export_quality.sh`, docs/deploy.md).
+
+    python -m seq2seq.devtools.export_quality CHECKPOINT DATA SRC TGT [--out DIR] [--splits val test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config import DecodeConfig
+from ..metrics import score
+from ..text import read_lines
+from ..translation import export_model, load_translator
+
+
+def export_quality(checkpoint: Path, data: Path, src: str, tgt: str, out: Path, splits: list[str]) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "torch_fp32": checkpoint,
+        "onnx_fp32": export_model(checkpoint, out / "model.onnx.zip"),
+        "onnx_int8": export_model(checkpoint, out / "model.int8.onnx.zip", quantize="int8"),
+    }
+    result: dict[str, Any] = {"size_mb": {k: round(p.stat().st_size / 2**20, 2) for k, p in files.items()}}
+    translators = {k: load_translator(p) for k, p in files.items()}
+    for split in splits:
+        sources, refs = read_lines(data / f"{split}.{src}"), read_lines(data / f"{split}.{tgt}")
+        for beam in (5, 1):
+            cfg = DecodeConfig(beam_size=beam, precision="fp32")
+            outputs = {k: tr.translate(sources, cfg) for k, tr in translators.items()}
+            for k, hyps in outputs.items():
+                scores = score(hyps, refs)
+                same = sum(a == b for a, b in zip(hyps, outputs["torch_fp32"]))
+                result[f"{split}/beam{beam}/{k}"] = {"bleu": round(scores.bleu, 2), "chrf": round(scores.chrf, 2),
+                                                     "same_lines": same, "lines": len(hyps)}  # fmt: skip
+                result.setdefault("signature", scores.get("bleu").signature)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("data", type=Path, help="folder of {split}.{lang} files")
+    p.add_argument("src")
+    p.add_argument("tgt")
+    p.add_argument("--out", type=Path, default=Path("checkpoints/export_quality"))
+    p.add_argument("--splits", nargs="+", default=["val", "test"])
+    args = p.parse_args()
+    print(json.dumps(export_quality(args.checkpoint, args.data, args.src, args.tgt, args.out, args.splits), indent=1))
+
+
+if __name__ == "__main__":
+    main()
