@@ -21,3 +21,21 @@ def write_corpus(folder: Path, n_train: int = 200, n_val: int = 20, n_test: int 
         tgt = [" ".join(reversed(s.split())).upper() for s in src]
         (folder / f"{split}.yy").write_text("".join(t + "\n" for t in tgt), encoding="utf-8")
     return folder
+
+
+def translate_in_a_fresh_process(model: Path, folder: Path, lines: list[str], beam_size: int) -> tuple[list[str], bool]:
+    """`seq2seq translate --checkpoint model` over `lines` in a new Python process: its output lines, and
+    whether that process imported torch (an exported model must translate without it)."""
+    import subprocess
+    import sys
+
+    (folder / "in.txt").write_text("".join(s + "\n" for s in lines), encoding="utf-8")
+    code = (
+        "import sys; from seq2seq.cli import main; "
+        f"sys.argv = ['seq2seq', 'translate', '--checkpoint', {str(model)!r}, '--input', "
+        f"{str(folder / 'in.txt')!r}, '--output', {str(folder / 'out.txt')!r}, '--beam-size', '{beam_size}']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return (folder / "out.txt").read_text(encoding="utf-8").splitlines(), done.stdout.strip() == "True"

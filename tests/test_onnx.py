@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from corpora import translate_in_a_fresh_process
 
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DecodeConfig, ModelConfig
@@ -172,17 +173,9 @@ def test_onnx_and_torch_members_ensemble(run_dir: Path, exported: Path) -> None:
 
 
 def test_translate_command_with_an_onnx_model_never_imports_torch(exported: Path, tmp_path: Path) -> None:
-    (tmp_path / "in.txt").write_text("red cat\n\nsun\n", encoding="utf-8")
-    code = (
-        "import sys; from seq2seq.cli import main; "
-        f"sys.argv = ['seq2seq', 'translate', '--checkpoint', {str(exported)!r}, '--input', "
-        f"{str(tmp_path / 'in.txt')!r}, '--output', {str(tmp_path / 'out.txt')!r}, '--beam-size', '2']\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-    expect = OnnxTranslator.load(exported).translate(["red cat", "", "sun"], DecodeConfig(beam_size=2))
-    assert (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines() == expect
+    out, imported_torch = translate_in_a_fresh_process(exported, tmp_path, ["red cat", "", "sun"], beam_size=2)
+    assert not imported_torch, "torch was imported"
+    assert out == OnnxTranslator.load(exported).translate(["red cat", "", "sun"], DecodeConfig(beam_size=2))
 
 
 def test_the_deploy_page_example_translates_with_onnxruntime_sentencepiece_and_numpy(exported: Path) -> None:
