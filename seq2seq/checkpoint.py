@@ -9,10 +9,11 @@ This module owns the format: the keys inside the file are written and read only 
 `read_resume` and `resume_configs`; everything else works with those types.
 
 Integrity: `save_checkpoint` stores the SHA-256 of the weights (`CHECKSUM_KEY`: every tensor of the
-model and of the shortlist lexicon, by sorted name: its name, dtype, shape and bytes), and
-`load_checkpoint` recomputes it (torch checks no CRCs: flipped bytes inside a tensor would load) and
-refuses non-finite model weights. Files written before the checksum existed have none and load
-unchecked, apart from the finite-weights check (docs/training.md, "Checkpoints").
+model, by sorted name: its name, dtype, shape and bytes), and `load_checkpoint` recomputes it (torch
+checks no CRCs: flipped bytes inside a tensor would load) and refuses non-finite model weights. Files
+written before the checksum existed have none and load unchecked, apart from the finite-weights check
+(docs/training.md, "Checkpoints"). Files written while decoding had a vocabulary shortlist also hold
+its `lexicon` table: their checksum covers it, so it is checked like the weights, then dropped.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from .errors import CheckpointError
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
 CHECKSUM_KEY = "weights_sha256"  # hex SHA-256 of the weights (`weights_checksum`); absent in older files
-_HASHED = ("model", "lexicon")  # the payload's tensor tables that the checksum covers
+_HASHED = ("model", "lexicon")  # the payload's tensor tables that the checksum covers (lexicon: older files)
+_RETIRED = ("lexicon",)  # keys older files hold and nothing reads any more: checked, then dropped on load
 
 
 def weights_checksum(payload: dict[str, Any]) -> str:
-    """SHA-256 over the tensors of the payload's "model" and "lexicon" tables, in sorted order of
-    (table, name): each tensor's name, dtype and shape, then its bytes (any device, any dtype)."""
+    """SHA-256 over the tensors of the payload's "model" table (and of a "lexicon" table, which files
+    written while the vocabulary shortlist existed hold), in sorted order of (table, name): each
+    tensor's name, dtype and shape, then its bytes (any device, any dtype)."""
     digest = hashlib.sha256()
     for table in _HASHED:
         tensors = payload.get(table)
@@ -112,6 +115,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: checkpoint format version {version} is newer than this seq2seq reads ({VERSION}); upgrade seq2seq"
         )
     _check_weights(path, obj)
+    for key in _RETIRED:
+        obj.pop(key, None)
     return obj
 
 
@@ -142,7 +147,6 @@ class ModelFile:
     data_config: dict[str, Any]
     train_config: dict[str, Any]
     step: int  # updates trained
-    lexicon: dict[str, torch.Tensor] | None = None  # shortlist.Lexicon payload (None: no shortlist table)
     averaged: list[str] | None = None  # the files whose weights were averaged into this one
 
 
@@ -158,7 +162,6 @@ class ResumeState:
 
 # The keys of the file, in the order they are written (the format: one place to change it).
 _MODEL_KEYS: dict[str, tuple[str, type]] = {  # key -> (ModelFile field, its type)
-    "lexicon": ("lexicon", dict),
     "model_config": ("model_config", dict),
     "model": ("state_dict", dict),
     "src_spm": ("src_spm", bytes),
@@ -176,7 +179,7 @@ _RESUME_KEYS: dict[str, tuple[str, type]] = {  # key -> (ResumeState field, its 
     "rng": ("rng", list),
     "grad_scaler": ("grad_scaler", dict),
 }
-_OPTIONAL = {"lexicon", "averaged", "grad_scaler"}  # written only where they apply
+_OPTIONAL = {"averaged", "grad_scaler"}  # written only where they apply
 
 
 def _payload(model: ModelFile, resume: ResumeState | None) -> dict[str, Any]:

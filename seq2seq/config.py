@@ -174,8 +174,6 @@ class DecodeConfig:
     n_best: int = 1  # hypotheses printed per sentence (index<TAB>score<TAB>text when > 1)
     stopping: Literal["bound", "beam"] = "bound"  # beam search: see search.py (beam: stop at beam_size finished)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
-    shortlist: int = 0  # > 0: score only the k pieces most associated with each source piece (+ frequent)
-    shortlist_frequent: int = 500  # with shortlist: the most frequent target pieces are always candidates
     memory_budget_gb: float = 0.0  # refuse a search estimated to need more memory (0: half the machine's RAM)
 
     def __post_init__(self) -> None:
@@ -213,8 +211,6 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "max_len_b": (1, 100_000),
     "max_src_len": (1, 100_000),
     "n_best": (1, 1000),  # and <= beam_size
-    "shortlist": (0, 1_000_000),
-    "shortlist_frequent": (0, 1_000_000),
     "memory_budget_gb": (0.0, 1e6),
 }
 

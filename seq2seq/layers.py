@@ -9,7 +9,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("machine", ("machine",), "the hardware: precision, threads, allocator, signals"),
     ("data", ("tokenizer", "corpus", "prepared", "batches", "metrics"),
      "corpus files to token batches; sacreBLEU scores"),
-    ("network", ("model", "shortlist", "checkpoint", "search"), "the network, its file, the one search"),
+    ("network", ("model", "checkpoint", "search"), "the network, its file, the one search"),
     ("translation", ("translation",), "text in, text out: an engine per model file format"),
     ("training", ("objective", "updater", "progress", "runfiles", "scale", "train"), "the training run"),
     ("applications", ("serve", "sources", "tools", "science", "devtools"),

@@ -14,14 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ids import PAD_ID
 
 if TYPE_CHECKING:
     from .config import ModelConfig
-    from .shortlist import Shortlist
 
 RNNS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -32,10 +30,9 @@ class Memory(NamedTuple):
     states: Tensor  # (B, S, 2He) encoder outputs
     keys: Tensor  # (B, S, K) attention keys, projected once
     mask: Tensor  # (B, S) True at real source tokens
-    allowed: Tensor | None = None  # (B, V') search with a shortlist: the pieces each sentence may use
 
     def select(self, idx: Tensor) -> Memory:
-        return Memory(*(None if t is None else t.index_select(0, idx) for t in self))
+        return Memory(*(t.index_select(0, idx) for t in self))
 
 
 class DecoderState(NamedTuple):
@@ -220,22 +217,10 @@ class Seq2Seq(nn.Module):
         """Output scores (..., V) from attentional vectors (..., E)."""
         return self.out(self.dropout(att))
 
-    def step(
-        self, prev_ids: Tensor, state: DecoderState, memory: Memory, shortlist: Shortlist | None = None
-    ) -> tuple[Tensor, DecoderState, Tensor]:
-        """One search step: log-probs (N, V), new state, attention (N, S) given ids (N,).
-
-        With a `shortlist`, ids and log-probs index `shortlist.ids` (V' pieces), and each row's
-        softmax runs over the pieces `memory.allowed` gives its sentence.
-        """
-        if shortlist is not None:
-            prev_ids = shortlist.ids[prev_ids]
+    def step(self, prev_ids: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, DecoderState, Tensor]:
+        """One search step: log-probs (N, V), new state, attention (N, S) given ids (N,)."""
         att, state, weights = self.decoder(prev_ids[:, None], state, memory)
-        if shortlist is None:
-            logits = self.logits(att[:, 0])
-        else:
-            logits = F.linear(self.dropout(att[:, 0]), shortlist.weight, shortlist.bias)
-            logits = logits.masked_fill(~memory.allowed, float("-inf"))
+        logits = self.logits(att[:, 0])
         return torch.log_softmax(logits.float(), dim=-1), state, weights[:, 0]
 
 

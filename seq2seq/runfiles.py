@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .model import Seq2Seq
-    from .shortlist import Lexicon
 
 
 @contextlib.contextmanager
@@ -225,8 +224,8 @@ def check_val_split(prepared: Prepared) -> None:
     )
 
 
-def model_file(prepared: Prepared, model: Seq2Seq, cfg: TrainConfig, step: int, lexicon: Lexicon) -> ModelFile:
-    """The self-contained model part of a checkpoint: weights, tokenizers, configs, lexicon."""
+def model_file(prepared: Prepared, model: Seq2Seq, cfg: TrainConfig, step: int) -> ModelFile:
+    """The self-contained model part of a checkpoint: weights, tokenizers, configs."""
     return ModelFile(
         model_config=to_dict(model.cfg),
         state_dict=model.state_dict(),
@@ -237,5 +236,4 @@ def model_file(prepared: Prepared, model: Seq2Seq, cfg: TrainConfig, step: int, 
         data_config=to_dict(prepared.cfg),
         train_config=to_dict(cfg),
         step=step,
-        lexicon=lexicon.to_payload(),
     )

@@ -2,9 +2,8 @@
 
 An engine computes; the search decides. Anything with
 
-* `encode(src_ids: list[list[int]]) -> (memory, state, vocab)`: one batch of sources (EOS appended,
-  longest first not required); `vocab` is None, or an array mapping the engine's output ids back
-  to vocabulary ids (a shortlist),
+* `encode(src_ids: list[list[int]]) -> (memory, state)`: one batch of sources (EOS appended,
+  longest first not required),
 * `step(prev_ids (N,), state, memory) -> (log_probs (N, V), state, attention (N, S))`: log-probs
   and attention as NumPy float32 arrays (or anything `np.asarray` takes), and
 * `select(memory_or_state, rows (N',)) -> memory_or_state`: the rows `rows` (a NumPy index array),
@@ -78,7 +77,7 @@ class Hypothesis(NamedTuple):
 
 
 class Engine(Protocol):
-    def encode(self, src_ids: list[list[int]]) -> tuple[Any, Any, np.ndarray | None]: ...
+    def encode(self, src_ids: list[list[int]]) -> tuple[Any, Any]: ...
 
     def step(self, prev_ids: np.ndarray, state: Any, memory: Any) -> tuple[Any, Any, Any]: ...
 
@@ -330,14 +329,12 @@ def search(
         idx = order[start : start + cfg.batch_size]
         seqs = [[*src_ids[i][: cfg.max_src_len], EOS_ID] for i in idx]
         max_lens = max_lengths(np.array([len(s) for s in seqs]), cfg.max_len_a, cfg.max_len_b)
-        memory, state, vocab = engine.encode(seqs)
+        memory, state = engine.encode(seqs)
         if cfg.beam_size == 1:
             hyps = [[h] for h in greedy_search(engine, memory, state, max_lens, cfg.length_penalty, keep_attention)]
         else:
             hyps = beam_search(engine, memory, state, max_lens, cfg.beam_size, cfg.length_penalty, cfg.n_best,
                                keep_attention, cfg.stopping)  # fmt: skip
-        if vocab is not None:  # engine ids (shortlist positions) back to vocabulary ids
-            hyps = [[h._replace(ids=vocab[h.ids].tolist()) for h in nbest] for nbest in hyps]
         for i, h in zip(idx, hyps):
             results[i] = h
         bar.update(len(idx))

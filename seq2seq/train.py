@@ -60,7 +60,6 @@ from .runlock import RunLock
 from .scale import distributed
 from .scale.distributed import Dist
 from .search import search
-from .shortlist import build_lexicon
 from .translation.torch_engine import TorchEngine
 from .updater import Updater
 
@@ -154,9 +153,7 @@ class Trainer:
         self.cfg, self.dist = updater.cfg, updater.dist
         self.progress = progress and self.dist.main
         self.st = TrainState()
-        train_split = prepared.split("train")
-        self.train_pairs = len(train_split)
-        self.lexicon = build_lexicon(train_split, *prepared.vocab, seed=self.cfg.seed)
+        self.train_pairs = len(prepared.split("train"))
         self.meter = _Meter()
         self.val_seconds = 0.0  # the last validation's (a max_minutes run leaves room for one more)
         self.saved_at = 0  # the update of the last checkpoint
@@ -333,7 +330,7 @@ class Trainer:
         self.st.train_seconds = self.clock.elapsed()
         optimizer, grad_scaler = self.up.states()
         resume = ResumeState(optimizer=optimizer, train_state=asdict(self.st), rng=rng, grad_scaler=grad_scaler)
-        weights = model_file(self.prepared, self.up.model, self.cfg, self.st.step, self.lexicon)
+        weights = model_file(self.prepared, self.up.model, self.cfg, self.st.step)
         self.files.save(weights, resume, best=improved, keep=self.cfg.keep_checkpoints if validated else 0)
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         ({"beam_size": 10**6}, "beam_size must be <= 1000"),
         ({"batch_size": 10**9}, "batch_size must be <= 100000"),
         ({"max_src_len": 10**9}, "max_src_len must be <= 100000"),
-        ({"shortlist": 10**30}, "shortlist must be <= 1000000"),
+        ({"n_best": 10**30}, "n_best must be <= 1000"),
         ({"memory_budget_gb": math.inf}, "memory_budget_gb must be a finite number"),
         ({"memory_budget_gb": -1.0}, "memory_budget_gb must be >= 0.0"),
         ({"beam_size": 0}, "beam_size must be >= 1"),

@@ -291,7 +291,7 @@ def assert_same(a: Any, b: Any, where: str = "") -> None:
         assert type(a) is type(b) and a == b, where
 
 
-def _model_file(lexicon: bool = True) -> ModelFile:
+def _model_file() -> ModelFile:
     return ModelFile(
         model_config=to_dict(MODEL),
         state_dict={"emb.weight": torch.randn(5, 3), "out.bias": torch.arange(5).to(torch.bfloat16)},
@@ -302,7 +302,6 @@ def _model_file(lexicon: bool = True) -> ModelFile:
         data_config=to_dict(DATA),
         train_config=to_dict(TrainConfig(max_steps=7)),
         step=7,
-        lexicon={"table": torch.arange(6).view(3, 2), "frequent": torch.arange(4)} if lexicon else None,
     )
 
 
@@ -320,7 +319,7 @@ def _resume_state() -> ResumeState:
     )
 
 
-FILE_KEYS = ["format", "version", "lexicon", "model_config", "model", "src_spm", "tgt_spm", "src_lang", "tgt_lang",
+FILE_KEYS = ["format", "version", "model_config", "model", "src_spm", "tgt_spm", "src_lang", "tgt_lang",
              "train_config", "data_config", "step"]  # fmt: skip
 RESUME_KEYS = ["optimizer", "train_state", "rng", "grad_scaler"]
 
@@ -340,11 +339,11 @@ def test_model_file_and_resume_state_round_trip(tmp_path: Path) -> None:
     }
 
     # Weights only (best.pt, stepNNNNNNN.pt, averaged files): no resume state; optional parts left out.
-    bare = _model_file(lexicon=False)
+    bare = _model_file()
     write_model_checkpoint(tmp_path / "best.pt", bare)
-    assert list(load_checkpoint(tmp_path / "best.pt")) == [k for k in FILE_KEYS if k != "lexicon"]
+    assert list(load_checkpoint(tmp_path / "best.pt")) == FILE_KEYS
     again = read_model(tmp_path / "best.pt")
-    assert again.lexicon is None and again.averaged is None
+    assert again.averaged is None
     assert_same(bare, again)
     with pytest.raises(CheckpointError, match="best.pt: holds no training state to resume from"):
         read_resume(tmp_path / "best.pt")
@@ -353,13 +352,13 @@ def test_model_file_and_resume_state_round_trip(tmp_path: Path) -> None:
 def test_a_last_pt_without_per_rank_rng_states_is_refused_in_one_line(tmp_path: Path) -> None:
     """Resuming needs every saved part; a file without the per-rank RNG states (or with only a bare
     CPU generator state, as early files had) is an incomplete checkpoint, not silently re-seeded."""
-    model, resume = _model_file(lexicon=False), _resume_state()
-    old = {k: getattr(model, "state_dict" if k == "model" else k) for k in FILE_KEYS[3:]}
+    model, resume = _model_file(), _resume_state()
+    old = {k: getattr(model, "state_dict" if k == "model" else k) for k in FILE_KEYS[2:]}
     save_checkpoint(tmp_path / "last.pt", old | {"optimizer": resume.optimizer, "train_state": resume.train_state,
                                                  "torch_rng": torch.get_rng_state()})  # fmt: skip
     with pytest.raises(CheckpointError, match=r"last.pt: incomplete or inconsistent checkpoint: no 'rng'$"):
         read_resume(tmp_path / "last.pt")
-    assert read_model(tmp_path / "last.pt").lexicon is None  # the model part alone still serves translation
+    assert read_model(tmp_path / "last.pt").step == 7  # the model part alone still serves translation
 
 
 @pytest.mark.parametrize(

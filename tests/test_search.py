@@ -337,7 +337,7 @@ class ScriptedEngine(ScriptedModel):
     """The scripted model behind `search`: a source's first id minus 4 picks its script."""
 
     def encode(self, src_ids):
-        return *self.start([ids[0] - 4 for ids in src_ids]), None
+        return self.start([ids[0] - 4 for ids in src_ids])
 
 
 @pytest.mark.parametrize(("beam", "n_best", "length_penalty"), [(1, 1, 0.0), (3, 2, 1.0), (4, 1, 0.6)])

@@ -58,8 +58,8 @@ class _SlowEngine:
     def __init__(self, owner: Endless) -> None:
         self.owner = owner
 
-    def encode(self, src_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray, None]:
-        return np.zeros((len(src_ids), 1)), np.zeros((len(src_ids), 1)), None
+    def encode(self, src_ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((len(src_ids), 1)), np.zeros((len(src_ids), 1))
 
     def step(self, prev_ids: np.ndarray, state: np.ndarray, memory: np.ndarray) -> tuple[Any, Any, Any]:
         self.owner.steps += 1
@@ -250,7 +250,7 @@ OUT_OF_RANGE = {  # name: (request options (sentences: ["a"] unless given; inf s
     "length_penalty 1e300": ({"length_penalty": 1e300}, "length_penalty"),
     "max_src_len 0": ({"max_src_len": 0}, "max_src_len must be >= 1"),
     "batch_size 0": ({"batch_size": 0}, "batch_size must be >= 1"),
-    "shortlist -1": ({"shortlist": -1}, "shortlist"),
+    "shortlist, removed": ({"shortlist": 5}, "unknown DecodeConfig key 'shortlist'"),
 }
 
 

@@ -210,62 +210,6 @@ def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> 
         )
 
 
-# --- lexical shortlist -------------------------------------------------------------------------
-
-
-def test_lexicon_is_the_dice_ranking_of_co_occurrences() -> None:
-    from seq2seq.prepared import EncodedSplit
-    from seq2seq.shortlist import build_lexicon
-
-    # source 5 always with target 8; 6 only with 9; 7 only with 10; target 8 is the most frequent
-    split = EncodedSplit.from_lists([[5, 6], [5, 7], [5]], [[8, 9], [8, 10], [8, 8]])
-    lex = build_lexicon(split, src_vocab=11, tgt_vocab=11, per_source=2, n_frequent=3)
-    assert lex.table[5].tolist() == [8, 9]  # dice 2*3/(3+3) = 1, then 2*1/(3+1) = 0.5 (9 before 10: stable)
-    assert lex.table[6].tolist() == [9, 8]  # dice(6, 9) = 1 > dice(6, 8) = 2*1/(1+3)
-    assert lex.table[7].tolist() == [10, 8]
-    assert lex.frequent.tolist()[0] == 8
-
-
-def test_full_shortlist_gives_the_full_vocabulary_output(translator: Translator) -> None:
-    vocab = len(translator.tgt_tok)
-    for beam in (1, 3):
-        full = translator.translate(SENTENCES, DecodeConfig(beam_size=beam))
-        listed = translator.translate(SENTENCES, DecodeConfig(beam_size=beam, shortlist=vocab, shortlist_frequent=0))
-        assert listed == full
-
-
-def test_shortlist_step_is_the_softmax_over_each_sentences_own_pieces(translator: Translator) -> None:
-    from seq2seq.shortlist import make_shortlist
-
-    model, lex = translator.model, translator.lexicon
-    src = torch.tensor([[5, 6, 7], [8, 9, 0]])
-    memory, state = model.encode(src, torch.tensor([3, 2]))
-    shortlist, allowed = make_shortlist(lex, src, memory.mask, k=2, n_frequent=3, output=model.out)
-    assert shortlist.ids[:4].tolist() == [0, 1, 2, 3] and not allowed.all()  # a real restriction
-    prev = torch.tensor([2, 2])  # BOS: the same position in the shortlist and in the vocabulary
-    with torch.inference_mode():
-        full, _, _ = model.step(prev, state, memory)
-        short, _, _ = model.step(prev, state, memory._replace(allowed=allowed), shortlist)
-    for row in range(2):
-        own = shortlist.ids[allowed[row]]
-        expect = full[row, own] - torch.logsumexp(full[row, own], dim=0)
-        assert torch.allclose(short[row, allowed[row]], expect, atol=1e-5)
-        assert torch.isinf(short[row, ~allowed[row]]).all()
-
-
-def test_shortlist_output_does_not_depend_on_the_batch(translator: Translator) -> None:
-    for beam in (1, 3):
-        cfg = dict(beam_size=beam, shortlist=2, shortlist_frequent=3)
-        one = translator.translate(SENTENCES, DecodeConfig(batch_size=1, **cfg))
-        assert translator.translate(SENTENCES, DecodeConfig(batch_size=4, **cfg)) == one
-
-
-def test_shortlist_needs_a_lexicon(translator: Translator) -> None:
-    bare = Translator(translator.model, translator.src_tok, translator.tgt_tok)
-    with pytest.raises(ValueError, match="lexicon"):
-        bare.translate(["red cat"], DecodeConfig(shortlist=5))
-
-
 def test_translate_nbest_takes_decode_options_as_keywords(translator: Translator) -> None:
     by_keywords = translator.translate_nbest(["red cat", "blue house"], beam_size=4, n_best=3)
     by_config = translator.translate_nbest(["red cat", "blue house"], DecodeConfig(beam_size=4, n_best=3))

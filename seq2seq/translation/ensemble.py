@@ -35,7 +35,7 @@ class EnsembleEngine:
     own log-probs, a model twice exactly that model's. Attention is the mean of the members'
     weights; memory and state are tuples with one entry per member, and `select` takes the same
     rows of each. The members must score the same target vocabulary (`EnsembleTranslator`
-    checks it) in full: a member that maps its outputs through a shortlist is refused.
+    checks it).
     """
 
     def __init__(self, engines: Sequence[Engine]) -> None:
@@ -43,15 +43,13 @@ class EnsembleEngine:
             raise ValueError("an ensemble needs at least one engine")
         self.engines = tuple(engines)
 
-    def encode(self, src_ids: list[list[int]]) -> tuple[tuple[Any, ...], tuple[Any, ...], None]:
+    def encode(self, src_ids: list[list[int]]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         memories, states = [], []
         for engine in self.engines:
-            memory, state, vocab = engine.encode(src_ids)
-            if vocab is not None:
-                raise ConfigError("shortlist decoding does not combine with an ensemble: drop --shortlist")
+            memory, state = engine.encode(src_ids)
             memories.append(memory)
             states.append(state)
-        return tuple(memories), tuple(states), None
+        return tuple(memories), tuple(states)
 
     def step(
         self, prev_ids: np.ndarray, state: tuple[Any, ...], memory: tuple[Any, ...]
@@ -119,14 +117,12 @@ class EnsembleTranslator(Translating):
         self.src_lang, self.tgt_lang = first.src_lang, first.tgt_lang
 
     def check(self, cfg: DecodeConfig) -> None:
-        """No shortlist (the members' shortlists could differ); else what every member can run."""
-        if cfg.shortlist:
-            raise ConfigError(f"--shortlist does not combine with an ensemble ({len(self.members)} models): drop it")
+        """What every member can run."""
         for member in self.members:
             member.check(cfg)
 
     def search_engine(self, cfg: DecodeConfig) -> EnsembleEngine:
-        """The members' engines as one; settings a member cannot run, or a shortlist, are one-line errors."""
+        """The members' engines as one; settings a member cannot run are one-line errors."""
         self.check(cfg)
         return EnsembleEngine([member.search_engine(cfg) for member in self.members])
 

@@ -10,7 +10,7 @@ a 2-core machine: a whole translation process starts in about 0.2 s instead.
 It computes in float32 like the reference path, with its own kernels (OpenBLAS through NumPy
 instead of oneDNN), so scores agree to rounding and outputs are identical except where two
 candidates are within rounding of each other; tests/test_runtime.py pins it to the torch path.
-Decoding only, in fp32 over the full vocabulary: no bf16 or shortlist (those stay with `Translator`).
+Decoding only, in fp32: no bf16 (that stays with `Translator`).
 
 Shapes as in model.py: B batch, S source length, N search rows, E emb_size, V target pieces.
 """
@@ -131,13 +131,13 @@ class Network:
             self.src_tables = [self.src_embed @ cell.w_ih + cell.b_in for cell in self.enc[0]]
         self.feed_w = first.w_ih[emb:] if cfg.input_feeding else None
 
-    def encode(self, src_ids: list[list[int]]) -> tuple[Memory, State, None]:
+    def encode(self, src_ids: list[list[int]]) -> tuple[Memory, State]:
         """The search engine's encode (search.py): memory and initial state for EOS-terminated sources."""
         lens = np.array([len(s) for s in src_ids])
         src = np.full((len(src_ids), lens.max()), PAD_ID, dtype=np.int64)
         for row, s in enumerate(src_ids):
             src[row, : len(s)] = s
-        return (*self.encode_padded(src, lens), None)
+        return self.encode_padded(src, lens)
 
     def select(self, obj: Memory | State, rows: np.ndarray) -> Memory | State:
         return obj.select(rows)
@@ -252,21 +252,16 @@ class RuntimeTranslator(Translating):
         return self.net
 
     def check(self, cfg: DecodeConfig) -> None:
-        """The runtime decodes in fp32 (`auto` means fp32 here) over the full vocabulary, with a beam
-        no wider than that vocabulary."""
+        """The runtime decodes in fp32 (`auto` means fp32 here), with a beam no wider than the vocabulary."""
         cfg.check_vocab(len(self.tgt_tok))
-        if cfg.precision not in ("auto", "fp32") or cfg.shortlist:
-            raise ConfigError(
-                "the NumPy runtime decodes in fp32 with the full vocabulary: "
-                "use the .pt checkpoint for --precision bf16 or --shortlist"
-            )
+        if cfg.precision not in ("auto", "fp32"):
+            raise ConfigError("the NumPy runtime decodes in fp32: use the .pt checkpoint for --precision bf16")
 
 
 def export_runtime(checkpoint: str | Path, out: str | Path) -> Path:
     """Write this engine's model file from a torch checkpoint: float32 weights, model config, tokenizers.
 
-    The shortlist lexicon stays behind: the runtime always scores the full vocabulary. (Reading the
-    checkpoint imports torch; translating with the file written here does not.)"""
+    Reading the checkpoint imports torch; translating with the file written here does not."""
     from ..checkpoint import check_vocab, read_model
 
     out = Path(out)

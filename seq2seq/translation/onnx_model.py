@@ -255,14 +255,14 @@ class OnnxEngine:
         self.cfg = from_dict(ModelConfig, manifest["model_config"])
         self.step_inputs, self.feed = manifest["step_inputs"], self.cfg.input_feeding
 
-    def encode(self, src_ids: list[list[int]]) -> tuple[OnnxMemory, OnnxState, None]:
+    def encode(self, src_ids: list[list[int]]) -> tuple[OnnxMemory, OnnxState]:
         lens = np.array([len(s) for s in src_ids], dtype=np.int64)
         src = np.full((len(src_ids), int(lens.max())), PAD_ID, dtype=np.int64)
         for i, ids in enumerate(src_ids):
             src[i, : len(ids)] = ids
         states, keys, mask, *rnn = self.encoder.run(None, {"src_ids": src, "src_lens": lens})
         feed = [np.zeros((len(src_ids), self.cfg.emb_size), np.float32)] if self.feed else []
-        return OnnxMemory(states, keys, mask, 1), OnnxState((*rnn, *feed), self.feed), None
+        return OnnxMemory(states, keys, mask, 1), OnnxState((*rnn, *feed), self.feed)
 
     def step(self, prev_ids: np.ndarray, state: OnnxState, memory: OnnxMemory) -> tuple[Any, OnnxState, Any]:
         values = [
@@ -349,13 +349,13 @@ class OnnxTranslator(Translating):
         return self.net
 
     def check(self, cfg: DecodeConfig) -> None:
-        """The graphs compute in fp32 (int8 weights where quantized) over the full vocabulary, with a
-        beam no wider than that vocabulary."""
+        """The graphs compute in fp32 (int8 weights where quantized), with a beam no wider than the
+        vocabulary."""
         cfg.check_vocab(len(self.tgt_tok))
-        if cfg.precision not in ("auto", "fp32") or cfg.shortlist:
+        if cfg.precision not in ("auto", "fp32"):
             raise ConfigError(
-                "an ONNX model decodes in fp32 (or the int8 it was exported with) over the full vocabulary: "
-                "use the .pt checkpoint for --precision bf16 or --shortlist"
+                "an ONNX model decodes in fp32 (or the int8 it was exported with): "
+                "use the .pt checkpoint for --precision bf16"
             )
 
     def _where(self) -> dict[str, Any]:

@@ -10,10 +10,9 @@ import torch
 
 from ..batches import pad
 from ..checkpoint import CheckpointError, check_vocab, load_weights, read_model
-from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..config import DecodeConfig, ModelConfig, from_dict
 from ..machine.hardware import resolve_device, resolve_precision
 from ..model import DecoderState, Memory, Seq2Seq
-from ..shortlist import Lexicon, Shortlist, make_shortlist
 from ..tokenizer import Tokenizer
 from .base import Translating
 
@@ -25,45 +24,33 @@ class TorchEngine:
     """The torch model as a search engine (search.py): encode a batch, step, select rows.
 
     Runs under inference mode and the resolved precision's autocast; hands the search NumPy
-    log-probs and attention (one device-to-host copy of (N, V) per step on a GPU). With
-    `cfg.shortlist` each batch scores only its sentences' shortlisted pieces (shortlist.py).
+    log-probs and attention (one device-to-host copy of (N, V) per step on a GPU).
     """
 
-    def __init__(self, model: Seq2Seq, cfg: DecodeConfig, lexicon: Lexicon | None = None) -> None:
-        if cfg.shortlist and lexicon is None:
-            raise ValueError("shortlist decoding needs a checkpoint with a lexicon")
-        self.model, self.cfg, self.lexicon = model.eval(), cfg, lexicon
+    def __init__(self, model: Seq2Seq, cfg: DecodeConfig) -> None:
+        self.model, self.cfg = model.eval(), cfg
         self.device = next(model.parameters()).device
         self.precision = resolve_precision(cfg.precision, str(self.device))  # HardwareError before any work
-        self.shortlist: Shortlist | None = None
 
     @torch.inference_mode()
-    def encode(self, src_ids: list[list[int]]) -> tuple[Memory, DecoderState, np.ndarray | None]:
+    def encode(self, src_ids: list[list[int]]) -> tuple[Memory, DecoderState]:
         lens = torch.tensor([len(s) for s in src_ids], device=self.device)
         src = pad(src_ids).to(self.device)  # (B, S), EOS already appended
         with self.precision.autocast(self.device.type):
-            memory, state = self.model.encode(src, lens)
-        self.shortlist = None
-        if not self.cfg.shortlist or self.lexicon is None:
-            return memory, state, None
-        out = self.model.out
-        self.shortlist, allowed = make_shortlist(
-            self.lexicon, src, memory.mask, self.cfg.shortlist, self.cfg.shortlist_frequent, out
-        )
-        return memory._replace(allowed=allowed), state, self.shortlist.ids.cpu().numpy()
+            return self.model.encode(src, lens)
 
     @torch.inference_mode()
     def step(self, prev_ids: np.ndarray, state: DecoderState, memory: Memory) -> tuple[Any, DecoderState, Any]:
         prev = torch.from_numpy(np.ascontiguousarray(prev_ids)).to(self.device)
         with self.precision.autocast(self.device.type):
-            log_probs, state, weights = self.model.step(prev, state, memory, self.shortlist)
+            log_probs, state, weights = self.model.step(prev, state, memory)
         return log_probs.float().cpu().numpy(), state, weights.float().cpu().numpy()
 
     def select(self, obj: Memory | DecoderState, rows: np.ndarray) -> Any:
         return obj.select(torch.from_numpy(np.ascontiguousarray(rows)).to(self.device))
 
     def footprint(self, src_len: int) -> tuple[int, int]:
-        """The full vocabulary (a shortlist only narrows it) and the bytes per searched row (search.check_search)."""
+        """The vocabulary and the bytes per searched row (search.check_search)."""
         vocab = self.model.out.out_features
         return vocab, self.model.cfg.decode_row_bytes(src_len, vocab)
 
@@ -73,8 +60,8 @@ class Translator(Translating):
 
     engine = "torch"
 
-    def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, lexicon: Lexicon | None = None) -> None:
-        self.model, self.src_tok, self.tgt_tok, self.lexicon = model.eval(), src_tok, tgt_tok, lexicon
+    def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
+        self.model, self.src_tok, self.tgt_tok = model.eval(), src_tok, tgt_tok
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Translator:
@@ -85,14 +72,13 @@ class Translator(Translating):
             src_tok, tgt_tok = Tokenizer(saved.src_spm), Tokenizer(saved.tgt_spm)
             model = Seq2Seq(from_dict(ModelConfig, saved.model_config), len(src_tok), len(tgt_tok))
             load_weights(path, model, saved.state_dict)  # a misshapen tensor: one line naming it
-            lexicon = Lexicon.from_payload(saved.lexicon) if saved.lexicon is not None else None
         except CheckpointError:  # already one line naming the file (load_weights)
             raise
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise CheckpointError(
                 f"{path}: incomplete or inconsistent checkpoint: {str(err).splitlines()[0]}"
             ) from None
-        translator = cls(model.to(resolve_device(str(device))), src_tok, tgt_tok, lexicon)
+        translator = cls(model.to(resolve_device(str(device))), src_tok, tgt_tok)
         translator.src_lang, translator.tgt_lang = saved.src_lang, saved.tgt_lang
         return translator
 
@@ -101,13 +87,10 @@ class Translator(Translating):
         return {"device": device, "precision": resolve_precision("auto", device).name}
 
     def check(self, cfg: DecodeConfig) -> None:
-        """A precision this machine cannot run, a shortlist without a lexicon, or a beam wider than
-        the target vocabulary: one-line errors."""
+        """A precision this machine cannot run or a beam wider than the target vocabulary: one-line errors."""
         resolve_precision(cfg.precision, str(next(self.model.parameters()).device))
         cfg.check_vocab(len(self.tgt_tok))
-        if cfg.shortlist and self.lexicon is None:
-            raise ConfigError("--shortlist needs a checkpoint with a lexicon (this one has none)")
 
     def search_engine(self, cfg: DecodeConfig) -> TorchEngine:
-        """The model as a search engine for `cfg` (its shortlist and precision)."""
-        return TorchEngine(self.model, cfg, self.lexicon)
+        """The model as a search engine for `cfg` (its precision)."""
+        return TorchEngine(self.model, cfg)
