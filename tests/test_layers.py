@@ -131,3 +131,10 @@ def test_importing_the_network_loads_no_data_preparation_nor_sentencepiece() -> 
     code = "import sys, seq2seq.model, seq2seq.search; print(' '.join(sorted(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert not {"seq2seq.prepared", "seq2seq.tokenizer", "seq2seq.corpus", "sentencepiece"} & set(loaded)
+
+
+def test_the_core_stays_within_its_pinned_size() -> None:
+    from seq2seq.layers import CORE_LINES
+
+    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.glob("*.py"))
+    assert lines <= CORE_LINES, f"the core (seq2seq/*.py) has {lines} lines, over its pin of {CORE_LINES}"
