@@ -9,8 +9,8 @@ An engine computes; the search decides. Anything with
 * `select(memory_or_state, rows (N',)) -> memory_or_state`: the rows `rows` (a NumPy index array),
 
 can be searched: the engines of translation/ (torch `TorchEngine`, ONNX `OnnxEngine`, NumPy `Network`,
-ensembles of those) and the scripted models of the tests. An engine may also have `footprint(src_len) -> (vocab, bytes)`:
-the width of its log-probs and the bytes it holds per searched row (hypothesis) for sources of
+ensembles of those) and the tests' scripted models. An engine may also have `footprint(src_len) ->
+(vocab, bytes)`: the width of its log-probs and the bytes it holds per searched row (hypothesis) for sources of
 `src_len` pieces; `check_search` uses it to refuse a beam wider than the vocabulary and a search
 that would not fit in `cfg.memory_budget()`, before anything is allocated. The search itself is
 NumPy and never imports torch. All sentences of a batch and all their beams live in one array; a
