@@ -57,6 +57,20 @@ def test_translate_refuses_an_output_that_is_its_input(run_dir, text, link, caps
     assert text.read_bytes() == before
 
 
+def test_translate_refuses_an_output_that_is_its_model_file(run_dir, text, tmp_path, capsys) -> None:
+    """`translate --checkpoint M --output M` (a copy of best.pt; also an ensemble member) would replace
+    the model with its own translations."""
+    model = tmp_path / "model.pt"
+    model.write_bytes((run_dir / "best.pt").read_bytes())
+    before = model.read_bytes()
+    for checkpoints in ([model], [run_dir / "best.pt", model]):
+        code, err = _run(capsys, "translate", "--checkpoint", *checkpoints, "--input", text, "--output", model)
+        assert code == 2
+        assert err == [f"seq2seq translate: error: cannot write {model}: it is the input {model}; "
+                       "writing it would destroy the input"]  # fmt: skip
+    assert model.read_bytes() == before
+
+
 def test_translate_refuses_an_output_that_is_its_standard_input(run_dir, text) -> None:
     """`translate --output F < F`: the same file as fd 0 (a subprocess, for a real standard input)."""
     before = text.read_bytes()

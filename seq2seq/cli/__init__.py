@@ -87,8 +87,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     from ..translation.stream import chunks, stream_translate
 
     cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
-    if args.output:  # before any work: a missing folder, a folder, or the input itself (stdin: fd 0)
-        check_output(args.output, inputs=[args.input if args.input else 0])
+    if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0) or a model file
+        check_output(args.output, inputs=[args.input if args.input else 0, *args.checkpoint])
     process.apply(process.ProcessSettings.for_decoding())
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
     lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
