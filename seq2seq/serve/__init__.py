@@ -4,7 +4,8 @@
   its flags from it without importing the server);
 - server.py: `TranslationServer` (in-process: start/stop, for tests and embedding) and `serve` (the
   command: load, listen, stop on SIGTERM/SIGINT); import them from `seq2seq.serve.server`;
-- batcher.py: the worker that batches the requests and owns the translator.
+- batcher.py: the worker that batches the requests and owns the translator;
+- page.py: the page at `/` (its HTML, JavaScript and CSS in static/, shipped in the package).
 
 This file re-exports `ServeLimits` and imports nothing else: never the server (no import cycle).
 """

@@ -31,6 +31,7 @@ from ..text import clean
 from ..translation.base import decode_config
 from .batcher import Batcher, ClientGone, RequestError
 from .limits import ServeLimits
+from .page import PAGE_ROUTES, page_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("seq2seq")
 
-ROUTES = {"/health": "GET", "/translate": "POST"}
+ROUTES = {"/health": "GET", "/translate": "POST", **PAGE_ROUTES}
 DRAIN_BYTES = 16 << 20  # an unread request body up to this size is read before replying (no reset)
 
 
@@ -127,6 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(405, f"{path} takes {ROUTES[path]}, not {self.command}", {"Allow": ROUTES[path]})
         elif path == "/health":
             self._reply(200, self.server.app.health())
+        elif path in PAGE_ROUTES:  # the page at / (page.py)
+            body, headers = page_file(path)
+            self._reply(200, body, f"{len(body)} bytes", headers)
         else:
             try:
                 translations = self.server.app.translate_body(self._body(), self._client_gone)
@@ -200,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
         self._unread = 0
-        body = json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+        body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
         self.send_response(status)
         for key, value in {"Content-Type": "application/json; charset=utf-8", **(headers or {})}.items():
             self.send_header(key, value)
