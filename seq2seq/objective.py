@@ -56,6 +56,12 @@ def _decode_chunk(
     return torch.cat(atts, dim=1), state, prev_pred
 
 
+def chunks(steps: int, size: int) -> list[tuple[int, int]]:
+    """Truncated BPTT's chunks of `steps` time steps, from the first: [t0, t1) of `size` steps, the last one
+    the remainder; size 0 (no truncation) or >= steps: one chunk (the memory-span lab uses this rule too)."""
+    return [(t0, min(t0 + size, steps)) for t0 in range(0, steps, size)] if size > 0 else [(0, steps)]
+
+
 CE_ROWS = 64  # rows of scores per chunk: 64 x 4k vocabulary in float32 is 1 MiB, cache-sized
 
 
@@ -143,8 +149,7 @@ def forward_backward(
     memory_l = Memory(leaves[0], leaves[1], memory.mask)
     state = DecoderState(tuple(leaves[2:]), state.feed)
     total, prev_pred = 0.0, None
-    for t0 in range(0, steps, cfg.tbptt):
-        t1 = min(t0 + cfg.tbptt, steps)
+    for t0, t1 in chunks(steps, cfg.tbptt):
         att, state, prev_pred = _decode_chunk(model, batch, t0, t1, state, memory_l, cfg.teacher_forcing, prev_pred)
         loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing)
         (loss * scale).backward()

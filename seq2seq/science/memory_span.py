@@ -36,6 +36,7 @@ from ..atomic import write_text_atomic
 from ..config import ConfigError
 from ..errors import LOG_FORMAT, TIME_FORMAT
 from ..model import RNNS, count_parameters
+from ..objective import chunks
 from ..tools.figures import new_figure
 from .span_plots import plot_gradient_flow, plot_memory_span
 from .span_settings import (
@@ -47,6 +48,7 @@ from .span_settings import (
     TASKS,
     MemorySpanResult,  # defined in span_settings.py (span_plots.py reads it), re-exported here
     SpanSettings,
+    median_span,
 )
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE, Task
 
@@ -130,6 +132,25 @@ def probe(net: SpanNet, task: Task, x: Tensor, y: Tensor) -> dict[str, Any]:
     return {"grad_norm": [float(f"{v:.4g}") for v in norms], "keep_gate": keep_gate}
 
 
+def backward(net: SpanNet, task: Task, x: Tensor, y: Tensor, tbptt: int = 0) -> None:
+    """Accumulate the gradient of one batch's loss into the parameters' `.grad`.
+
+    tbptt 0: back-propagation through all steps. tbptt K > 0: truncated BPTT, chunks of K steps by the
+    rule training uses (objective.chunks: from the first step, the last chunk the remainder); the
+    state is carried from chunk to chunk, its gradient cut, and each chunk's loss terms are
+    back-propagated through that chunk alone. A chunk holding no loss term (recall, adding: all but
+    the last) runs without a graph. K >= the sequence length is one chunk: full BPTT, the same ops.
+    """
+    state, length = None, x.size(1)
+    for t0, t1 in chunks(length, tbptt):
+        has_loss = task.name == "copy" or t1 == length
+        with torch.set_grad_enabled(has_loss):
+            h, state = net.rnn(x[:, t0:t1], state)
+        if has_loss:
+            task.chunk_loss(net.head(h), y, t0, t1, length).backward()  # type: ignore[union-attr]
+        state = tuple(v.detach() for v in state) if isinstance(state, tuple) else state.detach()
+
+
 def count_for(cell: str, hidden: int, task: Task) -> int:
     return count_parameters(SpanNet(cell, hidden, task, device="meta"))
 
@@ -159,9 +180,8 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
     probes, step, val = [{"step": 0, **probe(net, task, probe_x, probe_y)}], 0, task.baseline()
     while step < s.steps and not task.solved(val):
         x, y = task.batch(data, s.batch_size)
-        loss = task.loss(task.outputs(net(x)), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        backward(net, task, x, y, s.tbptt)
         if s.clip_norm:
             nn.utils.clip_grad_norm_(net.parameters(), s.clip_norm)
         opt.step()
@@ -178,7 +198,7 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
         "task": task.name, "cell": cell, "delay": task.delay, "score": round(score, 5),
         "metric": "mse" if task.name == "adding" else "accuracy", "solved": task.solved(score),
         "params": count_parameters(net), "hidden": hidden, "steps": step, "lr": s.lr,
-        "init": s.init if cell != "rnn" else "default",
+        "init": s.init if cell != "rnn" else "default", "tbptt": s.tbptt, "seed": seed,
         "seconds": round(time.monotonic() - start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
         "probes": probes,
     }  # fmt: skip
@@ -199,9 +219,9 @@ def sweep(task_name: str, cell: str, delays: Sequence[int], s: SpanSettings, see
             tries.append(_logged(train_one(Task(task_name, delay, replace(s, lr=lr)), cell, hidden, seed, threads)))
         sign = -1 if task_name == "adding" else 1
         best = max(tries, key=lambda r: (r["solved"], sign * r["score"]))
-        rows.append(
-            {**best, "attempts": [{"lr": r["lr"], "score": r["score"], "seconds": r["seconds"]} for r in tries]}
-        )
+        keys = ("lr", "score", "seconds", "cpu_seconds")
+        attempts = [{k: r[k] for k in keys if k in r} for r in tries]
+        rows.append({**best, "attempts": attempts})
         if not best["solved"]:
             break
     return rows
@@ -231,34 +251,41 @@ def run_memory_span(
     settings: SpanSettings | None = None,
     workers: int | None = None,
 ) -> MemorySpanResult:
-    """Sweep every task and cell; write memory_span.{json,csv}, memory_span.png and gradient_flow.png.
+    """Sweep every task and cell, `s.seeds` times (seeds `seed`, `seed` + 1, ...); write
+    memory_span.{json,csv}, memory_span.png and gradient_flow.png.
 
-    `quick` is a < 1 minute smoke run (tiny model, delays 2 and 8). `workers` parallel processes
-    (default: one per CPU core, at most 2; 1 in quick mode), each running whole sweeps on one thread.
+    `quick` is a < 1 minute smoke run (tiny model, delays 2 and 8, one seed). `workers` parallel
+    processes (default: one per CPU core, at most 2; 1 in quick mode), each running whole sweeps on
+    one thread.
     """
     start, tasks, cells = time.monotonic(), list(dict.fromkeys(tasks)), list(dict.fromkeys(cells))
     delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
     _check(tasks, cells, delays)
     s = settings or (QUICK if quick else SpanSettings())
     new_figure()  # fail now, not after training, when matplotlib is missing
-    jobs = [(t, c) for t in tasks for c in sorted(cells, key=lambda c: CELLS.index(c), reverse=True)]
+    seeds = [seed + i for i in range(s.seeds)]
+    jobs = [(t, c, sd) for sd in seeds for t in tasks for c in sorted(cells, key=CELLS.index, reverse=True)]
     workers = workers or (1 if quick else max(1, min(2, os.cpu_count() or 1)))
-    log.info("memory span: tasks %s, cells %s, delays %s, init %s, %d workers", tasks, cells, delays, s.init, workers)
+    log.info("memory span: tasks %s, cells %s, delays %s, init %s, tbptt %s, seeds %s, %d workers",
+             tasks, cells, delays, s.init, s.tbptt or "off", seeds, workers)  # fmt: skip
     if workers == 1:
         threads = torch.get_num_threads()
         try:
-            rows = [row for t, c in jobs for row in sweep(t, c, delays, s, seed)]
+            rows = [row for t, c, sd in jobs for row in sweep(t, c, delays, s, sd)]
         finally:
             torch.set_num_threads(threads)
     else:
         level = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_log_to_stderr,
                                  initargs=(level,)) as pool:  # fmt: skip
-            futures = [pool.submit(sweep, t, c, delays, s, seed) for t, c in jobs]
+            futures = [pool.submit(sweep, t, c, delays, s, sd) for t, c, sd in jobs]
             rows = [row for f in futures for row in f.result()]
-    rows.sort(key=lambda r: (tasks.index(r["task"]), cells.index(r["cell"]), r["delay"]))
-    largest = {t: {c: _largest([r for r in rows if (r["task"], r["cell"]) == (t, c)]) for c in cells} for t in tasks}
-    result = MemorySpanResult(rows, largest, s, round(time.monotonic() - start, 1))
+    rows.sort(key=lambda r: (tasks.index(r["task"]), cells.index(r["cell"]), r["seed"], r["delay"]))
+    spans = {t: {c: [_largest([r for r in rows if (r["task"], r["cell"], r["seed"]) == (t, c, sd)]) for sd in seeds]
+                 for c in cells} for t in tasks}  # fmt: skip
+    largest = {t: {c: median_span(spans[t][c]) for c in cells} for t in tasks}
+    cpu = round(sum(a.get("cpu_seconds", 0.0) for r in rows for a in r.get("attempts", [r])), 1)
+    result = MemorySpanResult(rows, largest, s, round(time.monotonic() - start, 1), spans=spans, cpu_seconds=cpu)
     out = Path(out_dir)
     result.files = [*_write(out, result, seed), plot_memory_span(result, out / "memory_span.png"),
                     plot_gradient_flow(result, out / "gradient_flow.png")]  # fmt: skip
@@ -292,7 +319,8 @@ def setup_of(s: SpanSettings, cell: str, lr: float | None = None) -> str:
     elif s.init == "forget-bias" and cell != "rnn":
         init += f" (+{s.forget_bias:g})"
     clip = f"clip {s.clip_norm:g}" if s.clip_norm else "no clipping"
-    return f"{init}, Adam lr {lr or s.lr:g}, batch {s.batch_size}, <= {s.steps} updates, {clip}"
+    bptt = f", truncated BPTT {s.tbptt}" if s.tbptt else ""
+    return f"{init}, Adam lr {lr or s.lr:g}, batch {s.batch_size}, <= {s.steps} updates, {clip}{bptt}"
 
 
 def _write(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
@@ -306,21 +334,27 @@ def _write(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
         tasks[task] = {}
         for cell, largest in per_cell.items():
             rows = [r for r in result.rows if (r["task"], r["cell"]) == (task, cell)]
-            solved = [r for r in rows if r["delay"] == largest]
+            solved = [r for r in rows if r["delay"] == largest and r["solved"]]
+            attempts = [a for r in rows for a in r.get("attempts", [r])]
+            spans = result.spans.get(task, {}).get(cell, [largest])
             tasks[task][cell] = {
                 "largest_delay_solved": largest,
+                "per_seed": spans,
+                "range": _span_range(spans),
                 "setup": setup_of(result.settings, cell, solved[0]["lr"] if solved else None),
                 "params": rows[0]["params"],
                 "hidden": rows[0]["hidden"],
-                "minutes": round(sum(a["seconds"] for r in rows for a in r.get("attempts", [r])) / 60, 2),
+                "minutes": round(sum(a["seconds"] for a in attempts) / 60, 2),
+                "cpu_minutes": round(sum(a.get("cpu_seconds", 0.0) for a in attempts) / 60, 2),
             }
     summary = {
         "tasks": tasks,
         "solved_when": {"recall": f"accuracy >= {SOLVED_ACCURACY}", "copy": f"accuracy >= {SOLVED_ACCURACY}",
                         "adding": f"mse <= {SOLVED_MSE} (always answering 1: 0.167)"},
         "settings": asdict(result.settings),
-        "seed": seed,
+        "seeds": sorted({r["seed"] for r in result.rows}) if result.rows and "seed" in result.rows[0] else [seed],
         "seconds": result.seconds,
+        "cpu_seconds": result.cpu_seconds,
         "rows": result.rows,
     }  # fmt: skip
     write_text_atomic(json_path, json.dumps(summary, indent=1) + "\n")
@@ -332,24 +366,37 @@ def settings_with(base: SpanSettings, **changes: Any) -> SpanSettings:
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _span_range(spans: list[int | None]) -> list[int | None]:
+    ordered = sorted(spans, key=lambda v: -1 if v is None else v)
+    return [ordered[0], ordered[-1]] if ordered else [None, None]
+
+
 def _gate(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
 def format_result(result: MemorySpanResult) -> str:
     """The runs and, per task and cell, the largest delay solved, as plain text."""
-    head = ("task", "cell", "D", "metric", "score", "solved", "params", "updates", "wall s", "keep gate")
-    lines = ["{:<7} {:<5} {:>5} {:>9} {:>9} {:>6} {:>7} {:>7} {:>7} {:>9}".format(*head)]
+    head = ("task", "cell", "seed", "D", "metric", "score", "solved", "params", "updates", "wall s", "cpu s", "keep")
+    lines = ["{:<7} {:<5} {:>5} {:>5} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>6}".format(*head)]
     for r in result.rows:
         lines.append(
-            f"{r['task']:<7} {r['cell']:<5} {r['delay']:>5} {r['metric']:>9} {r['score']:>9.4f} "
-            f"{'yes' if r['solved'] else 'no':>6} {r['params']:>7,} {r['steps']:>7} {r['seconds']:>7.1f} "
-            f"{_gate(r['probes'][-1]['keep_gate']):>9}"
+            f"{r['task']:<7} {r['cell']:<5} {r.get('seed', ''):>5} {r['delay']:>5} {r['metric']:>8} "
+            f"{r['score']:>8.4f} {'yes' if r['solved'] else 'no':>6} {r['params']:>7,} {r['steps']:>7} "
+            f"{r['seconds']:>7.1f} {r.get('cpu_seconds', 0.0):>7.1f} {_gate(r['probes'][-1]['keep_gate']):>6}"
         )
     for task, per_cell in result.largest.items():
         for cell, largest in per_cell.items():
-            rows = [r for r in result.rows if (r["task"], r["cell"], r["delay"]) == (task, cell, largest)]
+            rows = [
+                r for r in result.rows if (r["task"], r["cell"], r["delay"], r["solved"]) == (task, cell, largest, True)
+            ]
             said = f"solves up to D = {largest}" if largest else "solves none of the delays tried"
+            spans = result.spans.get(task, {}).get(cell, [largest])
+            if len(spans) > 1:
+                low, high = _span_range(spans)
+                each = ", ".join(str(v or "-") for v in spans)
+                said += f" (median of {len(spans)} seeds; per seed {each}; range {low or '-'}-{high or '-'})"
             lines.append(f"{task} {cell}: {said} ({setup_of(result.settings, cell, rows[0]['lr'] if rows else None)})")
-    lines.append(f"total {result.seconds / 60:.1f} min; files: {', '.join(str(p) for p in result.files)}")
+    lines.append(f"total {result.seconds / 60:.1f} min wall, {result.cpu_seconds / 60:.1f} min CPU (training); "
+                 f"files: {', '.join(str(p) for p in result.files)}")  # fmt: skip
     return "\n".join(lines)

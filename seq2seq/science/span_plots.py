@@ -24,9 +24,15 @@ def plot_memory_span(result: MemorySpanResult, out_png: str | Path) -> Path:
     for ax, task in zip(axes, tasks):
         for cell in result.largest[task]:
             rows = [r for r in result.rows if (r["task"], r["cell"]) == (task, cell)]
+            seeds = list(dict.fromkeys(r.get("seed") for r in rows))
             label = f"{cell} ({rows[0]['params']:,} params): up to {result.largest[task][cell] or '-'}"
-            ax.plot([r["delay"] for r in rows], [r["score"] for r in rows], "o-", label=label,
-                    color=CELL_COLORS.get(cell))  # fmt: skip
+            if len(seeds) > 1:
+                spans = result.spans[task][cell]
+                label += f" (median; seeds: {', '.join(str(v or '-') for v in spans)})"
+            for k, seed in enumerate(seeds):
+                mine = [r for r in rows if r.get("seed") == seed]
+                ax.plot([r["delay"] for r in mine], [r["score"] for r in mine], "o-", label=None if k else label,
+                        color=CELL_COLORS.get(cell), alpha=1 - 0.25 * min(k, 2), markersize=4)  # fmt: skip
         if task == "adding":
             ax.axhline(ADDING_BASELINE, color="gray", linestyle=":", linewidth=1, label="always 1 (0.167)")
             ax.axhline(SOLVED_MSE, color="k", linestyle="--", linewidth=1, label=f"solved (<= {SOLVED_MSE})")
@@ -44,14 +50,16 @@ def plot_memory_span(result: MemorySpanResult, out_png: str | Path) -> Path:
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=8)
     s = result.settings
+    bptt = f", truncated BPTT {s.tbptt}" if s.tbptt else ""
     fig.suptitle(f"Memory span at an equal parameter budget ({s.init} init for LSTM/GRU, Adam {s.lr:g}, "
-                 f"<= {s.steps} updates of {s.batch_size})")  # fmt: skip
+                 f"<= {s.steps} updates of {s.batch_size}{bptt}; one line per seed)")  # fmt: skip
     return save_figure(fig, out_png)
 
 
 def _longest(result: MemorySpanResult, task: str, cell: str) -> dict[str, Any]:
     rows = [r for r in result.rows if (r["task"], r["cell"]) == (task, cell)]
-    return max(rows, key=lambda r: r["delay"])
+    first = rows[0].get("seed")  # the first seed's run
+    return max((r for r in rows if r.get("seed") == first), key=lambda r: r["delay"])
 
 
 def plot_gradient_flow(result: MemorySpanResult, out_png: str | Path) -> Path:
@@ -69,7 +77,8 @@ def plot_gradient_flow(result: MemorySpanResult, out_png: str | Path) -> Path:
                 ax.plot(range(len(norms)), norms, color=CELL_COLORS.get(cell), alpha=0.35 + 0.65 * k / 2, label=label)
             ax.set_yscale("log")
             verdict = "solved" if row["solved"] else "not solved"
-            ax.set_title(f"{TITLES[task]}: {cell}, D = {row['delay']} ({verdict})", fontsize=10)
+            seed = f", seed {row['seed']}" if "seed" in row else ""
+            ax.set_title(f"{TITLES[task]}: {cell}, D = {row['delay']} ({verdict}{seed})", fontsize=10)
             ax.set_xlabel("time step t")
             ax.grid(True, alpha=0.3, which="both")
             ax.legend(fontsize=7)

@@ -37,6 +37,8 @@ class SpanSettings:
     lr: float = 1e-2  # Adam learning rate
     retry_lrs: str = "3e-3 1e-3"  # a delay not solved at lr is trained again at these, in turn ("": no retry)
     clip_norm: float = 1.0  # gradient-norm clipping, 0: off (Pascanu, Mikolov & Bengio 2013)
+    tbptt: int = 0  # truncated BPTT: chunks of this many steps (training's rule), state carried, gradient cut; 0: full
+    seeds: int = 3  # independent runs (seeds --seed, --seed + 1, ...) of every sweep; a cell's span: their median
     eval_every: int = 100  # updates between validations (a solved validation set stops training)
     n_symbols: int = 3  # recall: symbols to remember
     alphabet: int = 8  # recall and copy: distinct symbols (chance accuracy 1/alphabet)
@@ -50,11 +52,11 @@ class SpanSettings:
         return list(dict.fromkeys([self.lr, *map(float, self.retry_lrs.split())]))
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "steps", "batch_size", "eval_every", "n_symbols", "copy_length", "val_size"):
+        for name in ("hidden", "steps", "batch_size", "eval_every", "n_symbols", "copy_length", "val_size", "seeds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.alphabet < 2 or self.lr <= 0 or self.clip_norm < 0 or self.chrono_tmax < 0:
-            raise ConfigError("need alphabet >= 2, lr > 0, clip_norm >= 0, chrono_tmax >= 0")
+        if self.alphabet < 2 or self.lr <= 0 or self.clip_norm < 0 or self.chrono_tmax < 0 or self.tbptt < 0:
+            raise ConfigError("need alphabet >= 2, lr > 0, clip_norm >= 0, chrono_tmax >= 0, tbptt >= 0")
         try:
             ok = all(float(lr) > 0 for lr in self.retry_lrs.split())
         except ValueError:
@@ -65,15 +67,24 @@ class SpanSettings:
             raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
 
 
-QUICK = SpanSettings(hidden=12, steps=60, batch_size=32, eval_every=20, val_size=128, test_size=256)
+QUICK = SpanSettings(hidden=12, steps=60, batch_size=32, eval_every=20, val_size=128, test_size=256, seeds=1)
 
 
 @dataclass
 class MemorySpanResult:
-    """Every run's row, and per task and cell the largest delay solved (None: not even the first)."""
+    """Every run's row; per task and cell the largest delay solved by each seed (`spans`, None: not even
+    the first) and their median (`largest`: the lower median for an even count, a span some seed reached)."""
 
     rows: list[dict[str, Any]]
     largest: dict[str, dict[str, int | None]]
     settings: SpanSettings
     seconds: float
     files: list[Path] = field(default_factory=list)
+    spans: dict[str, dict[str, list[int | None]]] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # the training's CPU time, all processes together (wall time: `seconds`)
+
+
+def median_span(spans: list[int | None]) -> int | None:
+    """The (lower) median of spans, None (nothing solved) counting as below every delay."""
+    ordered = sorted(spans, key=lambda v: -1 if v is None else v)
+    return ordered[(len(ordered) - 1) // 2] if ordered else None

@@ -98,6 +98,15 @@ class Task:
             return F.mse_loss(pred, target)
         return F.cross_entropy(pred.flatten(0, 1), target.flatten())
 
+    def chunk_loss(self, head_out: Tensor, target: Tensor, t0: int, t1: int, length: int) -> Tensor | None:
+        """The loss terms of steps t0..t1 of a sequence of `length` steps, from those steps' read-out outputs
+        (n, t1 - t0, n_out); None where the chunk holds none (recall, adding: the loss is read at the last
+        step). Over the chunks of a sequence they add up to `loss` (copy: the per-step cross-entropies
+        summed and divided by all steps), so each chunk's share can be back-propagated on its own."""
+        if self.name != "copy":
+            return self.loss(self.outputs(head_out), target) if t1 == length else None
+        return F.cross_entropy(head_out.flatten(0, 1), target[:, t0:t1].flatten(), reduction="sum") / target.numel()
+
     def score(self, pred: Tensor, target: Tensor) -> float:
         """Held-out accuracy on the symbols to remember (recall, copy) or MSE (adding)."""
         if self.name == "adding":
