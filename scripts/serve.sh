@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Serve $CHECKPOINT (default $RUN/best.pt, or a .npz from `seq2seq export`) over HTTP on $HOST:$PORT
+# Serve $CHECKPOINT (default $RUN/best.pt, or an ONNX model from `seq2seq export`) over HTTP on $HOST:$PORT
 # (default 127.0.0.1:8000; PORT=0 picks a free one): POST /translate, GET /health (docs/serving.md).
 # Extra flags pass through: default decode settings (--beam-size 1) and limits (--max-sentences 64).
 # Stops cleanly on SIGTERM or Ctrl-C (requests in flight finish first).

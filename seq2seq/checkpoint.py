@@ -63,9 +63,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, "version": VERSION, CHECKSUM_KEY: weights_checksum(payload), **payload}, f)
 
 
-# The member that marks each exported model file (a zip), as its owner writes it: the NumPy runtime's
-# .npz (translation/numpy_runtime.py) and the ONNX model (translation/onnx_model.py); a test pins them.
-EXPORTED_MARKERS = {"format.npy": "a NumPy runtime model", "seq2seq-onnx.json": "an ONNX model"}
+# The member marking each exported model file (a zip): the ONNX model's (onnx_model.py), the removed .npz's.
+EXPORTED_MARKERS = {"format.npy": "a removed NumPy runtime .npz", "seq2seq-onnx.json": "an ONNX model"}
 
 
 def _exported_kind(path: Path) -> str | None:
@@ -99,10 +98,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as err:  # truncated zip, damaged records, ...
         exported = _exported_kind(path)
         if exported:
-            raise CheckpointError(
-                f"{path}: {exported} (from seq2seq export), no checkpoint: seq2seq translate and load_translator "
-                "take it"
-            ) from None
+            use = "seq2seq translate and load_translator take it" if "ONNX" in exported else "export ONNX instead"
+            raise CheckpointError(f"{path}: {exported} (from seq2seq export), no checkpoint: {use}") from None
         msg = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:

@@ -227,12 +227,12 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path, capsys, wri
         Translator.from_checkpoint(evil)
     (tmp_path / "in.txt").write_text("red cat\n", encoding="utf-8")
     for args in (["translate", "--checkpoint", evil, "--input", tmp_path / "in.txt", "--output", tmp_path / "o.txt"],
-                 ["export", "--checkpoint", evil, "--out", tmp_path / "m.npz"]):  # fmt: skip
+                 ["export", "--checkpoint", evil, "--out", tmp_path / "m.onnx.zip"]):  # fmt: skip
         line = _refused(args, capsys)
         assert f"{evil}: refused to load: it holds objects other than tensors and plain values, so loading it " in line
         assert "could run code" in line
     assert not marker.exists()  # the code never ran
-    assert not (tmp_path / "o.txt").exists() and not (tmp_path / "m.npz").exists()
+    assert not (tmp_path / "o.txt").exists() and not (tmp_path / "m.onnx.zip").exists()
     # the payload is live: an unsafe load really would have run it
     if writer == "torch.save":
         torch.load(evil, weights_only=False)

@@ -89,14 +89,11 @@ def test_a_beam_wider_than_the_target_vocabulary_is_refused(translator: Translat
     assert code == 2 and err.count("\n") == 1 and expected in err
 
 
-@pytest.mark.parametrize("kind", ["numpy", "onnx"])
-def test_the_other_engines_refuse_a_beam_wider_than_the_vocabulary(run_dir: Path, tmp_path: Path, kind: str) -> None:
-    if kind == "onnx":
-        pytest.importorskip("onnxruntime")
+def test_the_onnx_engine_refuses_a_beam_wider_than_the_vocabulary(run_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
     from seq2seq.translation import export_model, load_translator
 
-    out = tmp_path / ("model.npz" if kind == "numpy" else "model.onnx.zip")
-    export_model(run_dir / "best.pt", out)  # the format follows the name
+    out = export_model(run_dir / "best.pt", tmp_path / "model.onnx.zip")
     translator = load_translator(out)
     vocab = len(translator.tgt_tok)
     with pytest.raises(ConfigError, match=f"beam_size {vocab + 1} is larger than the model's target vocabulary"):
@@ -143,12 +140,13 @@ def test_the_estimate_counts_batch_beam_length_vocabulary_and_attention() -> Non
 
 def test_the_estimate_bounds_what_the_numpy_search_allocates(translator: Translator, run_dir: Path, tmp_path) -> None:
     """The search's own arrays (tokens, top-k work, kept attention) stay under the estimate, measured
-    with tracemalloc over the NumPy runtime (its arrays are all NumPy, so all traced)."""
+    with tracemalloc over the ONNX engine (the arrays it hands the search are NumPy's, so all traced)."""
     import tracemalloc
 
-    from seq2seq.translation.numpy_runtime import RuntimeTranslator, export_runtime
+    pytest.importorskip("onnxruntime")
+    from seq2seq.translation import export_model, load_translator
 
-    runtime = RuntimeTranslator.load(export_runtime(run_dir / "best.pt", tmp_path / "m.npz"))
+    runtime = load_translator(export_model(run_dir / "best.pt", tmp_path / "m.onnx.zip"))
     engine = runtime.search_engine(DecodeConfig())
     sources = [list(np.random.default_rng(0).integers(4, 30, size=12)) for _ in range(16)]
     cfg = DecodeConfig(beam_size=len(runtime.tgt_tok), batch_size=16, max_len_a=0.0, max_len_b=200, length_penalty=0)

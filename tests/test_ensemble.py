@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from seq2seq.translation.base import Translating
 
 # fp32 where two computations of one model are compared: bf16 (what `auto` picks on CPUs with native
-# bf16) rounds differently per batch shape, and the NumPy runtime computes in fp32.
+# bf16) rounds differently per batch shape, and an ONNX model computes in fp32.
 FP32 = DecodeConfig(precision="fp32")
 SENTENCES = ["red cat", "dog dog bird tree house", "", "green", "blue house red tree", "big old cat", "sun"]
 
@@ -117,20 +117,21 @@ def test_ensemble_output_does_not_depend_on_the_batch_size(
     assert one[2] == "" and len(one) == len(SENTENCES)
 
 
-def test_torch_and_numpy_runtime_members_mix(run_dir: Path, other: Path, tmp_path: Path) -> None:
-    from seq2seq.translation.numpy_runtime import export_runtime
+def test_torch_and_onnx_members_mix(run_dir: Path, other: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from seq2seq.translation import export_model
 
-    npz = export_runtime(other, tmp_path / "other.npz")
-    mixed = load_translator([run_dir / "best.pt", npz])
-    assert mixed.describe()["engine"] == "ensemble of 2 models (torch, numpy)"
-    assert mixed.describe()["models"] == [str(run_dir / "best.pt"), str(npz)]
+    onnx = export_model(other, tmp_path / "other.onnx.zip")
+    mixed = load_translator([run_dir / "best.pt", onnx])
+    assert mixed.describe()["engine"] == "ensemble of 2 models (torch, onnx)"
+    assert mixed.describe()["models"] == [str(run_dir / "best.pt"), str(onnx)]
     expect = load_translator([run_dir / "best.pt", other]).translate(SENTENCES, FP32)
     assert mixed.translate(SENTENCES, FP32) == expect
-    # An ensemble of runtime models never imports torch.
-    best = export_runtime(run_dir / "best.pt", tmp_path / "best.npz")
+    # An ensemble of exported models never imports torch.
+    best = export_model(run_dir / "best.pt", tmp_path / "best.onnx.zip")
     code = (
         "import sys; from seq2seq.translation import load_translator; "
-        f"print(load_translator([{str(best)!r}, {str(npz)!r}]).translate({SENTENCES!r})); "
+        f"print(load_translator([{str(best)!r}, {str(onnx)!r}]).translate({SENTENCES!r})); "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

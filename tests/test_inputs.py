@@ -47,8 +47,8 @@ def test_a_checkpoint_whose_vocabulary_does_not_fit_its_weights_is_one_line(
     ckpt["src_spm"] = small.read_bytes()
     save_checkpoint(tmp_path / "bad.pt", {k: v for k, v in ckpt.items() if k not in ("format", "version")})
     for argv in (["translate", "--checkpoint", tmp_path / "bad.pt", "--input", tmp_path / "bad.pt"],
-                 ["export", "--checkpoint", tmp_path / "bad.pt", "--out", tmp_path / "m.npz"]):  # fmt: skip
+                 ["export", "--checkpoint", tmp_path / "bad.pt", "--out", tmp_path / "m.onnx.zip"]):  # fmt: skip
         code, err = run(argv, capsys)
         assert code == 2 and err.count("\n") == 1
         assert "its source SentencePiece model has 20 pieces but encoder.embed.weight has" in err
-    assert not (tmp_path / "m.npz").exists()
+    assert not (tmp_path / "m.onnx.zip").exists()

@@ -1,4 +1,4 @@
-"""The ONNX export and its ONNX Runtime engine (engines/onnx_model.py) against the torch reference path.
+"""The ONNX export and its ONNX Runtime engine (translation/onnx_model.py) against the torch reference path.
 
 The network: every cell, attention kind, depth and input feeding exports, and its graphs give
 model.Seq2Seq's memory and step log-probs within float32 rounding, with beams grouped per sentence.
@@ -209,11 +209,55 @@ def _rewrite(src: Path, dst: Path, **changes: bytes) -> Path:
 
 def test_checkpoint_loading_names_an_exported_model_by_its_owners_marker(exported: Path, tmp_path: Path) -> None:
     from seq2seq.checkpoint import EXPORTED_MARKERS, load_checkpoint
-    from seq2seq.translation import numpy_runtime
 
-    assert EXPORTED_MARKERS == {f"{numpy_runtime.MARKER}.npy": "a NumPy runtime model", MANIFEST: "an ONNX model"}
+    assert EXPORTED_MARKERS[MANIFEST] == "an ONNX model"
     with pytest.raises(CheckpointError, match=r"an ONNX model \(from seq2seq export\), no checkpoint"):
         load_checkpoint(exported)
+
+
+def test_the_removed_npz_format_is_named_in_one_line(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The NumPy runtime (a second copy of the network) is gone: an old .npz, given to any command that
+    takes a model, says what it is and what to do; `export` no longer writes one."""
+    old = tmp_path / "old.npz"
+    np.savez(old, format=np.array(1), version=np.array(1))  # what the runtime wrote: a zip holding format.npy
+    assert main(["translate", "--checkpoint", str(old), "--input", str(tmp_path / "x")]) == 2
+    out = tmp_path / "m.npz"
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out), "--quantize", "int8"]) == 2
+    with pytest.raises(SystemExit, match="2"):
+        main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out), "--format", "npz"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == (f"seq2seq translate: error: {old}: a removed NumPy runtime .npz (from seq2seq export), "
+                        "no checkpoint: export ONNX instead")  # fmt: skip
+    assert "the NumPy runtime's .npz format was removed" in lines[1] and "--out model.onnx.zip" in lines[1]
+    assert "invalid choice: 'npz'" in lines[-1] and not out.exists()
+
+
+def test_export_keeps_tokenizers_and_languages_exactly(run_dir: Path, exported: Path) -> None:
+    """The file's tokenizers are the checkpoint's own, each on its side (a swap translates garbage that a
+    round trip through one reader would not notice)."""
+    from seq2seq.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir / "best.pt")  # the file's keys as written
+    with zipfile.ZipFile(exported) as z:
+        assert z.read("src.spm.model") == ckpt["src_spm"] and z.read("tgt.spm.model") == ckpt["tgt_spm"]
+        manifest = json.loads(z.read(MANIFEST))
+    assert (manifest["src_lang"], manifest["tgt_lang"]) == (ckpt["src_lang"], ckpt["tgt_lang"])
+
+
+def test_export_command_makes_folders_and_reports_unwritable_paths(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "a" / "b" / "model.onnx.zip"
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out)]) == 0
+    assert is_onnx_model(out)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(blocker / "m.onnx.zip")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"seq2seq export: error: cannot write {blocker / 'm.onnx.zip'}: {blocker} is not a folder"
+    )  # a bad output path is exit 2, checked before the checkpoint is read (tests/test_output_files.py)
 
 
 def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> None:
@@ -239,12 +283,6 @@ def test_a_missing_extra_is_named_in_one_line(
     assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(tmp_path / "m.onnx.zip")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all("seq2seq-nmt[onnx]" in line for line in lines), lines
-
-
-def test_quantize_applies_to_onnx_only(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "m.npz"
-    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out), "--quantize", "int8"]) == 2
-    assert "--format onnx only" in capsys.readouterr().err and not out.exists()
 
 
 def test_export_quality_scores_the_three_paths_on_val_and_test(run_dir: Path, tmp_path: Path) -> None:

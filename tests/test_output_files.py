@@ -102,11 +102,11 @@ def test_average_refuses_to_overwrite_one_of_its_checkpoints(run_dir, tmp_path, 
 def test_export_refuses_to_overwrite_its_checkpoint(run_dir, tmp_path, capsys) -> None:
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes((run_dir / "best.pt").read_bytes())
-    os.link(checkpoint, tmp_path / "model.npz")  # the .npz name of the very checkpoint file
+    os.link(checkpoint, tmp_path / "model.onnx.zip")  # a model file's name for the very checkpoint file
     before = checkpoint.read_bytes()
-    code, err = _run(capsys, "export", "--checkpoint", checkpoint, "--out", tmp_path / "model.npz")
+    code, err = _run(capsys, "export", "--checkpoint", checkpoint, "--out", tmp_path / "model.onnx.zip")
     assert code == 2
-    assert err == [f"seq2seq export: error: cannot write {tmp_path / 'model.npz'}: it is the input {checkpoint}; "
+    assert err == [f"seq2seq export: error: cannot write {tmp_path / 'model.onnx.zip'}: it is the input {checkpoint}; "
                    "writing it would destroy the input"]  # fmt: skip
     assert checkpoint.read_bytes() == before
 

@@ -1,6 +1,6 @@
 """`seq2seq serve` end to end over loopback: real server processes, a real HTTP client (http.client).
 
-The translations are the library's (`Translator.translate`, `RuntimeTranslator.translate`), in input
+The translations are the library's (`Translator.translate`, the ONNX model's `translate`), in input
 order, alone or under concurrent load; every refusal is the right 4xx with a JSON one-liner; SIGTERM
 and SIGINT stop cleanly (exit 0, "stopped", a request in flight still answered); a bad checkpoint is
 exit 2 with one line. Batching is checked in-process, where it is deterministic.
@@ -28,7 +28,7 @@ from seq2seq.config import DecodeConfig
 from seq2seq.devtools.serve_load import main as load_main
 from seq2seq.serve.limits import ServeLimits
 from seq2seq.serve.server import TranslationServer
-from seq2seq.translation.numpy_runtime import RuntimeTranslator, export_runtime
+from seq2seq.translation import export_model, load_translator
 from seq2seq.translation.torch_engine import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,20 +104,21 @@ def reference(run_dir: Path) -> Translator:
 
 
 @pytest.fixture(scope="module")
-def npz(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_runtime(run_dir / "best.pt", tmp_path_factory.mktemp("npz") / "model.npz")
+def onnx(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("onnxruntime")
+    return export_model(run_dir / "best.pt", tmp_path_factory.mktemp("onnx") / "model.onnx.zip")
 
 
 @pytest.fixture(scope="module")
-def servers(run_dir: Path, npz: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The .pt server (small limits, default beam 2), the .npz one (started by scripts/serve.sh) and one
+def servers(run_dir: Path, onnx: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The .pt server (small limits, default beam 2), the ONNX one (started by scripts/serve.sh) and one
     that waits 3 s for rounds to fill (to hold a request in flight), all started at once."""
     logs = tmp_path_factory.mktemp("logs")
     ckpt = run_dir / "best.pt"
-    script_env = {**ENV, "PYTHON": sys.executable, "CHECKPOINT": str(npz), "PORT": "0"}
+    script_env = {**ENV, "PYTHON": sys.executable, "CHECKPOINT": str(onnx), "PORT": "0"}
     procs = {
         "pt": (_launch(_serve_cmd(ckpt, *SERVE_FLAGS), logs / "pt.log"), ckpt),
-        "npz": (_launch(["bash", "scripts/serve.sh", "--beam-size", "2"], logs / "npz.log", script_env), npz),
+        "onnx": (_launch(["bash", "scripts/serve.sh", "--beam-size", "2"], logs / "onnx.log", script_env), onnx),
         "slow": (_launch(_serve_cmd(ckpt, "--batch-wait-ms", "3000"), logs / "slow.log"), ckpt),
     }
     try:
@@ -288,19 +289,19 @@ def test_protocol_errors_are_json_too(servers, request_: bytes, status: int, wor
     assert got == status and words in reply["error"]
 
 
-def test_the_exported_runtime_model_is_served_by_the_script_and_stops_on_sigint(servers, npz: Path) -> None:
-    server = servers["npz"]
+def test_the_exported_onnx_model_is_served_by_the_script_and_stops_on_sigint(servers, onnx: Path) -> None:
+    server = servers["onnx"]
     health = _call(server.url, "GET", "/health")[1]
-    assert (health["engine"], health["src_lang"], health["model"]) == ("numpy", "xx", str(npz))
-    runtime = RuntimeTranslator.load(npz)
+    assert (health["engine"], health["src_lang"], health["model"]) == ("onnx", "xx", str(onnx))
+    runtime = load_translator(onnx)
     for options in ({}, {"beam_size": 1}):
         expected = runtime.translate(SENTENCES, DecodeConfig(beam_size=2), **options)
         assert _call(server.url, "POST", "/translate", {"sentences": SENTENCES, **options}) == (
             200, {"translations": expected}
         )  # fmt: skip
-    # what the NumPy runtime cannot run is a 400 naming the reason, not a failure in the worker
+    # what an ONNX model cannot run is a 400 naming the reason, not a failure in the worker
     status, reply = _call(server.url, "POST", "/translate", {"sentences": ["a"], "precision": "bf16"})
-    assert status == 400 and "NumPy runtime" in reply["error"]
+    assert status == 400 and "an ONNX model decodes in fp32" in reply["error"]
     _stop(server, signal.SIGINT)
 
 

@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     help_ = "translate sentences (stdin, line by line as they arrive, or --input), one output line per input line"
     p = sub.add_parser("translate", help=help_)
     p.add_argument("--checkpoint", required=True, nargs="+", metavar="MODEL",
-                   help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch); several: an ensemble "
+                   help="a .pt checkpoint, or an ONNX model from `seq2seq export` (no torch); several: an ensemble "
                    "(the mean of their log-probs; same vocabularies)")  # fmt: skip
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout, streamed); written to a temporary file renamed "
@@ -310,14 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint file to write (not one of --checkpoints)")
     p.set_defaults(func=cmd_average)
 
-    p = sub.add_parser("export", help="write a checkpoint as an ONNX model (ONNX Runtime, int8) or a NumPy .npz; "
-                       "both translate without torch (docs/deploy.md)")  # fmt: skip
+    p = sub.add_parser("export", help="write a checkpoint as an ONNX model (ONNX Runtime, optionally int8) that "
+                       "translates without torch (docs/deploy.md)")  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="a .pt checkpoint from seq2seq train")
-    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx.zip, or model.npz)")
-    p.add_argument("--format", choices=["onnx", "npz"],
-                   help="onnx: encoder and decoder-step graphs for ONNX Runtime; npz: the NumPy runtime "
-                   "(default: npz for an --out ending in .npz, else onnx)")  # fmt: skip
-    p.add_argument("--quantize", choices=["int8"], help="onnx only: dynamic int8 quantization (default: none, fp32)")
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx.zip)")
+    p.add_argument("--format", choices=["onnx"], default="onnx",
+                   help="onnx: encoder and decoder-step graphs for ONNX Runtime (default: onnx)")  # fmt: skip
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (default: none, fp32)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("benchmark", help="training/translation speed, peak memory and FLOP/s as one JSON object")
@@ -338,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..serve import ServeLimits
 
     p = sub.add_parser("serve", help="an HTTP JSON translation server: POST /translate, GET /health (docs/serving.md)")
-    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or a .npz from `seq2seq export` (no torch)")
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or an ONNX model from `seq2seq export` (no torch)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: a free one, printed)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")

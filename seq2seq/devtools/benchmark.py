@@ -32,8 +32,6 @@ PEER_KEYS = {  # our key -> (peers.json key, higher is better)
     "translate_wall_s_beam5": ("translate_wall_s_beam5", False),
     "translate_wall_s_greedy": ("translate_wall_s_greedy", False),
     "translate_wall_s_beam5_bf16": ("translate_wall_s_beam5", False),
-    "translate_wall_s_greedy_runtime": ("translate_wall_s_greedy", False),
-    "translate_wall_s_beam5_runtime": ("translate_wall_s_beam5", False),
     "translate_wall_s_greedy_onnx": ("translate_wall_s_greedy", False),
     "translate_wall_s_beam5_onnx": ("translate_wall_s_beam5", False),
     "translate_wall_s_greedy_onnx_int8": ("translate_wall_s_greedy", False),
@@ -126,12 +124,12 @@ SETTINGS = (Setting("greedy", 1, "fp32"), Setting("beam5", 5, "fp32"), Setting("
 
 
 def _model_files(checkpoint: Path, out_dir: Path) -> dict[str, Path]:
-    """Each engine's model file: '' the torch checkpoint, then the NumPy runtime's .npz and the ONNX exports
+    """Each engine's model file: '' the torch checkpoint, then the ONNX exports
     (fp32 and int8; left out, with the reason in the log, where the [onnx] extra is missing)."""
     from ..config import ConfigError
     from ..translation import export_model
 
-    files = {"": checkpoint, "_runtime": export_model(checkpoint, out_dir / "bench-model.npz")}
+    files = {"": checkpoint}
     try:
         files["_onnx"] = export_model(checkpoint, out_dir / "bench-model.onnx.zip")
         files["_onnx_int8"] = export_model(checkpoint, out_dir / "bench-model.int8.onnx.zip", quantize="int8")
@@ -178,8 +176,8 @@ def measure_translation(
     checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int, ref_file: Path | None = None
 ) -> dict[str, Any]:
     """In-process sentences/s (model load excluded) and whole-process wall time of `seq2seq translate`,
-    per engine: the torch `Translator` on the checkpoint (fp32, and bf16 where it runs), and in fp32 the
-    NumPy runtime (`*_runtime`) and ONNX Runtime on the fp32 and int8 exports (`*_onnx`, `*_onnx_int8`),
+    per engine: the torch `Translator` on the checkpoint (fp32, and bf16 where it runs), and
+    ONNX Runtime on the fp32 and int8 exports (`*_onnx`, `*_onnx_int8`),
     with how many output lines equal the torch fp32 path's, BLEU/chrF against `ref_file` (if given),
     each file's size, and the whole-process seconds of a 1-sentence translation (start-up).
     """

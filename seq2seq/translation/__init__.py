@@ -5,7 +5,6 @@
 | base.py | `Translating`: clean, tokenize, search, detokenize, keep the order; the str/list API |
 | torch_engine.py | `TorchEngine` and `Translator`: a `.pt` checkpoint on torch |
 | onnx_model.py | the exported ONNX model: `export_onnx`, `OnnxEngine`, `OnnxTranslator` (no torch) |
-| numpy_runtime.py | the `.npz` NumPy runtime: `export_runtime`, `Network`, `RuntimeTranslator` (no torch) |
 | ensemble.py | several models searched as one |
 | loading.py | `load_translator` and `export_model`: which engine a model file needs |
 | stream.py | line-by-line streaming for `seq2seq translate` |

@@ -42,11 +42,11 @@ def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeCo
 
 class Translating:
     """Text in, text out around the search over piece ids: what every translator shares (torch
-    `Translator`, `OnnxTranslator`, the NumPy `RuntimeTranslator`, `EnsembleTranslator`)."""
+    `Translator`, `OnnxTranslator`, `EnsembleTranslator`)."""
 
     src_tok: Tokenizer
     tgt_tok: Tokenizer
-    engine = "numpy"
+    engine = ""  # each translator names its engine: "torch", "onnx", "ensemble"
     src_lang: str | None = None  # from the model file (None where it does not say)
     tgt_lang: str | None = None
 

@@ -1,9 +1,8 @@
 """Ensembles: several models with one vocabulary, searched as one (`seq2seq translate --checkpoint A B C`).
 
-`EnsembleEngine` wraps any search engines (search.py): the torch model's `TorchEngine`, the ONNX
-`OnnxEngine` and the NumPy runtime's `Network` alike, since all the search sees is NumPy log-probs.
-It imports neither torch nor the model: an ensemble of exported models translates without torch,
-and `.pt`, ONNX and `.npz` members mix freely.
+`EnsembleEngine` wraps any search engines (search.py): the torch model's `TorchEngine` and the ONNX
+`OnnxEngine` alike, since all the search sees is NumPy log-probs. It imports neither torch nor the
+model: an ensemble of exported models translates without torch, and `.pt` and ONNX members mix freely.
 `EnsembleTranslator` is its text side, built from loaded translators (`load_translator` with
 several paths), which must share both SentencePiece models and languages.
 """

@@ -1,0 +1,104 @@
+"""The one search (search.py) over whatever arrays an engine hands it: NumPy log-probs (the ONNX
+engine) and torch tensors (the torch engine) give identical hypotheses and scores, driven by one
+random log-prob table through both; and its top-k is exact on wide rows with ties and infinities.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+
+from seq2seq import search
+from seq2seq.tokenizer import BOS_ID, EOS_ID
+
+# --- the one search, whatever arrays the engine hands it -----------------------------------------
+
+
+class Rows(NamedTuple):
+    """Memory and state of the table engines: the sentence each row belongs to."""
+
+    sent: np.ndarray
+
+    def select(self, idx) -> Rows:  # a NumPy array or a torch tensor
+        return Rows(self.sent[np.asarray(idx)])
+
+
+class TableNet:
+    """A next-piece distribution per (sentence, step, previous piece), handed over as NumPy arrays
+    (as the ONNX engine does).
+
+    With the step in the key, different outputs have different scores (no exact ties, whose
+    order two top-k implementations may break differently).
+    """
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table, self.t = table, 0  # (sentences, steps, V, V) normalised float32 log-probs
+
+    def next(self, sent: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        self.t += 1
+        return self.table[sent, self.t - 1, prev]
+
+    def select(self, obj: Rows, rows: np.ndarray) -> Rows:
+        return obj.select(rows)
+
+    def step(self, prev: np.ndarray, state: Rows, memory: Rows):
+        return self.next(memory.sent, prev), state, np.zeros((len(prev), 1), np.float32)
+
+
+class TableStepper(TableNet):
+    """The same table handed over as torch tensors (as a torch model's step returns them)."""
+
+    def step(self, prev_ids: np.ndarray, state: Rows, memory: Rows):
+        return torch.from_numpy(self.next(memory.sent, prev_ids)), state, torch.zeros(len(prev_ids), 1)
+
+
+def _table(seed: int, sentences: int, steps: int, vocab: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((sentences, steps, vocab, vocab)) * 2
+    logits[..., EOS_ID] -= 1.5  # long enough outputs that the length limits matter too
+    logits[..., : BOS_ID + 1] = -np.inf  # never PAD, UNK or BOS
+    return (logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "beam,penalty,n_best,stopping",
+    [(1, 0.0, 1, "bound"), (1, 1.0, 1, "bound"), (3, 1.0, 2, "bound"), (4, 0.6, 4, "beam"), (5, 0.0, 1, "bound"),
+     (3, -0.5, 1, "bound"), (2, 1.0, 1, "beam")],
+)  # fmt: skip
+def test_one_search_gives_the_same_hypotheses_from_numpy_and_torch_arrays(
+    seed: int, beam: int, penalty: float, n_best: int, stopping: str
+) -> None:
+    n, vocab = 5, 12
+    max_lens, rows = np.array([3, 9, 5, 14, 1]), Rows(np.arange(n))
+    table, limits = _table(seed, n, max_lens.max(), vocab), torch.from_numpy(max_lens)
+    if beam == 1:
+        expect = [[h] for h in search.greedy_search(TableStepper(table), rows, rows, limits, penalty)]
+        got = [[h] for h in search.greedy_search(TableNet(table), rows, rows, max_lens, penalty)]
+    else:
+        expect = search.beam_search(TableStepper(table), rows, rows, limits, beam, penalty, n_best, stopping=stopping)
+        got = search.beam_search(TableNet(table), rows, rows, max_lens, beam, penalty, n_best, stopping=stopping)
+    assert [[(h.ids, h.score, h.log_prob) for h in hyps] for hyps in got] == [
+        [(h.ids, h.score, h.log_prob) for h in hyps] for hyps in expect
+    ]
+    assert all(len(h.ids) < m for hyps, m in zip(got, max_lens) for h in hyps)  # EOS counts toward the limit
+
+
+def test_topk_is_exact_on_wide_rows_with_ties_and_infinities() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(100):
+        n, k = int(rng.integers(1, 9)), int(rng.integers(1, 11))
+        x = rng.standard_normal((n, 16 * int(rng.integers(40, 200)))).astype(np.float32)
+        x[rng.random(x.shape) < 0.3] = -np.inf
+        if trial % 3 == 0:
+            x = np.round(x)  # many ties
+        if trial % 4 == 0:
+            x[0] = -np.inf
+            x[0, :2] = 1.0  # fewer finite values than k
+        vals, idx = search.topk(x, k)
+        assert np.array_equal(vals, -np.sort(-x, axis=1)[:, :k])
+        assert np.array_equal(np.take_along_axis(x, idx, axis=1), vals)
+        assert all(len(set(row)) == k for row in idx.tolist())
