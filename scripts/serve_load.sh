@@ -1,12 +1,30 @@
 #!/usr/bin/env bash
-# Load test for a running `seq2seq serve` (scripts/serve.sh): REQUESTS requests (default 200) from
-# CONCURRENCY client threads (default 8), SENTENCES sentences each (default 8) from INPUT (default
-# $DATA/$VAL_SPLIT.$SRC), against URL (default http://$HOST:$PORT, 127.0.0.1:8000). Prints one JSON
-# object. Extra flags pass through, e.g. --options '{"beam_size": 1}' or --health.
+# Load test of `seq2seq serve`: at each client count of CONCURRENCY (default 1,8,32), that many client
+# threads send requests of SENTENCES sentences each (default 8, from INPUT, default $DATA/$VAL_SPLIT.$SRC):
+# REQUESTS requests per level (default 200), or for DURATION seconds per level when it is set.
+# The server: URL (default http://$HOST:$PORT, 127.0.0.1:8000), a running one (scripts/serve.sh); or,
+# with CHECKPOINT set and no URL, one this script starts on a free port (SERVE_FLAGS passed to it) and stops.
+# Prints a table (requests/s, sentences/s, p50/p99 ms, dropped, failed) and one JSON line (one level:
+# one JSON object). Exit 1 when any request was dropped or failed. Extra flags pass through, e.g.
+# --options '{"beam_size": 1}', --warmup 8 or --health.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
-URL=${URL:-http://${HOST:-127.0.0.1}:${PORT:-8000}}
 INPUT=${INPUT:-$DATA/$VAL_SPLIT.$SRC}
-"$SEQ2SEQ_PY" -m seq2seq.devtools.serve_load --url "$URL" --input "$INPUT" --requests "${REQUESTS:-200}" \
-  --concurrency "${CONCURRENCY:-8}" --sentences "${SENTENCES:-8}" "$@"
+if [ -z "${URL:-}" ] && [ -n "${CHECKPOINT:-}" ]; then
+  logs=$(mktemp -d)
+  # shellcheck disable=SC2086  # SERVE_FLAGS: several flags
+  "$SEQ2SEQ_PY" -m seq2seq serve --checkpoint "$CHECKPOINT" --port 0 ${SERVE_FLAGS:-} >"$logs/out" 2>"$logs/err" &
+  server=$!
+  trap 'kill -TERM $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$logs"' EXIT
+  until grep -q ' on http://' "$logs/out"; do
+    if ! kill -0 "$server" 2>/dev/null; then tail -n 5 "$logs/err" >&2; exit 2; fi
+    sleep 0.2
+  done
+  URL=$(sed -n 's/^serving .* on \(http:[^ ]*\)$/\1/p' "$logs/out")
+  echo "serving $CHECKPOINT on $URL ${SERVE_FLAGS:-}" >&2
+fi
+URL=${URL:-http://${HOST:-127.0.0.1}:${PORT:-8000}}
+if [ -n "${DURATION:-}" ]; then amount=(--duration "$DURATION"); else amount=(--requests "${REQUESTS:-200}"); fi
+"$SEQ2SEQ_PY" -m seq2seq.devtools.serve_load --url "$URL" --input "$INPUT" "${amount[@]}" \
+  --concurrency "${CONCURRENCY:-1,8,32}" --sentences "${SENTENCES:-8}" "$@"
