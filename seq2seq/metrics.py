@@ -75,6 +75,15 @@ def bleu_metric(tokenize: str = "13a") -> sacrebleu.metrics.BLEU:
         ) from None
 
 
+def make_metric(name: str, tokenize: str = "13a") -> sacrebleu.metrics.base.Metric:
+    """sacreBLEU's metric `name` (bleu, chrf or ter) as `score` computes it; TER with its own CJK
+    handling where BLEU's tokenizer is zh, ja-mecab or ko-mecab."""
+    if name == "bleu":
+        return bleu_metric(tokenize)
+    asian = tokenize in ("zh", "ja-mecab", "ko-mecab")
+    return sacrebleu.metrics.CHRF() if name == "chrf" else sacrebleu.metrics.TER(normalized=asian, asian_support=asian)
+
+
 def bleu_signature(tokenize: str = "13a") -> str:
     """The signature `score` reports for BLEU with this tokenizer and one reference per sentence."""
     metric = bleu_metric(tokenize)
@@ -106,15 +115,9 @@ def score(
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ConfigError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
-    asian = tokenize in ("zh", "ja-mecab", "ko-mecab")  # TER's own CJK handling for those targets
-    makers = {
-        "bleu": lambda: bleu_metric(tokenize),
-        "chrf": sacrebleu.metrics.CHRF,
-        "ter": lambda: sacrebleu.metrics.TER(normalized=asian, asian_support=asian),
-    }
     out = []
     for name in (m for m in METRICS if m in metrics):
-        metric = makers[name]()
+        metric = make_metric(name, tokenize)
         result = metric.corpus_score(list(hyps), [list(refs)])
         out.append(Score(NAMES[name], result.score, str(metric.get_signature())))
     return Scores(tuple(out))

@@ -94,13 +94,17 @@ def cmd_translate(args: argparse.Namespace) -> None:
     lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
     # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
     with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
-        stream_translate(translator, lines, out.write, out.flush, cfg, progress=not args.quiet)
+        stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from ..metrics import score_files
+    from ..tools.evaluation import EvalSettings, evaluate_files
 
-    print(score_files(args.hyp, args.ref, args.tokenize, args.metrics))
+    paired = "bs" if args.paired_bs else "ar" if args.paired_ar else None
+    settings = EvalSettings.from_flags(args.tokenize, args.metrics, args.confidence, args.confidence_n, paired,
+                                       args.paired_n)  # fmt: skip
+    result = evaluate_files(args.hyp, args.ref, settings, args.paired_bs or args.paired_ar)
+    print(result.to_json() if args.format == "json" else result.text())
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -278,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_flags(p, cls)
     p.set_defaults(func=cmd_train)
 
+    from ..translation.stream import NBEST_FORMATS
+
     help_ = "translate sentences (stdin, line by line as they arrive, or --input), one output line per input line"
     p = sub.add_parser("translate", help=help_)
     p.add_argument("--checkpoint", required=True, nargs="+", metavar="MODEL",
@@ -288,15 +294,37 @@ def build_parser() -> argparse.ArgumentParser:
                    "into place at the end, so Ctrl-C (exit 130) leaves the old file; never the input file")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.add_argument("--config", help="TOML file with a [decode] table (other tables are refused)")
+    p.add_argument("--nbest-format", choices=NBEST_FORMATS, default=NBEST_FORMATS[0],
+                   help="tsv: index<TAB>score<TAB>text lines when --n-best > 1 (default); moses: every hypothesis "
+                   "as `index ||| text ||| LogProb= lp ||| score`, 0-based as Moses (docs/decoding.md)")  # fmt: skip
     add_flags(p, DecodeConfig)
     p.set_defaults(func=cmd_translate)
 
-    p = sub.add_parser("evaluate", help="sacreBLEU BLEU, chrF and TER of a hypothesis file against a reference file")
+    from ..tools.evaluation import CONFIDENCE_N, MAX_RESAMPLES, MIN_RESAMPLES, PAIRED_N
+
+    p = sub.add_parser("evaluate", help="sacreBLEU BLEU, chrF and TER of a hypothesis file against reference files, "
+                       "with confidence intervals and paired significance tests (docs/decoding.md)")  # fmt: skip
     p.add_argument("--hyp", required=True, help="detokenised system output, one line per reference line")
-    p.add_argument("--ref", required=True, help="raw reference translations")
+    p.add_argument("--ref", required=True, nargs="+", action="extend", metavar="REF",
+                   help="raw reference translations; several (--ref a.en b.en, or --ref repeated): multi-reference "
+                   "scores, each file as long as --hyp")  # fmt: skip
     p.add_argument("--tokenize", default="13a", choices=BLEU_TOKENIZERS,
                    help="BLEU's tokenizer (default: 13a; zh: Chinese, ja-mecab: Japanese, char, intl)")  # fmt: skip
     p.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS, help="default: bleu chrf ter")
+    p.add_argument("--confidence", action="store_true", help="bootstrap mean and 95%% interval of each score "
+                   "(sacrebleu's; seed: SACREBLEU_SEED, default 12345)")  # fmt: skip
+    p.add_argument("--confidence-n", type=int, metavar="N", help=f"bootstrap resamples for --confidence, "
+                   f"{MIN_RESAMPLES}-{MAX_RESAMPLES} (default: {CONFIDENCE_N})")  # fmt: skip
+    paired = p.add_mutually_exclusive_group()
+    paired.add_argument("--paired-bs", metavar="BASELINE", help="paired bootstrap resampling test of --hyp against "
+                        "this baseline system's output (p-values; intervals of both)")  # fmt: skip
+    paired.add_argument("--paired-ar", metavar="BASELINE", help="paired approximate randomization test against "
+                        "this baseline system's output")  # fmt: skip
+    p.add_argument("--paired-n", type=int, metavar="N", help=f"resamples (bs) or trials (ar), {MIN_RESAMPLES}-"
+                   f"{MAX_RESAMPLES} (default: {PAIRED_N['bs']} bs, {PAIRED_N['ar']} ar: sacrebleu's)")  # fmt: skip
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: one line per metric (default); json: scores, signatures, BLEU breakdown, intervals, "
+                   "p-values")  # fmt: skip
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on a built-in synthetic English->German task")

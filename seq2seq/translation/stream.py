@@ -15,6 +15,7 @@ import queue
 import threading
 from typing import IO, TYPE_CHECKING
 
+from ..errors import ConfigError
 from ..text import decode_line
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from ..config import DecodeConfig
     from .base import Translating
 
+NBEST_FORMATS = ("tsv", "moses")  # translate --nbest-format: index<TAB>score<TAB>text, or Moses' `|||` lines
 CHUNK = 4096  # lines per translate call at most (a pipe full of lines still sorts and batches well)
 GAP = 0.005  # seconds to wait for a further line before translating what has arrived
 _END = object()
@@ -71,11 +73,23 @@ def chunks(stream: IO[bytes], name: str, chunk: int = CHUNK, gap: float = GAP) -
 
 
 def output_lines(
-    translator: Translating, sentences: list[str], cfg: DecodeConfig, progress: bool = False, first_index: int = 0
+    translator: Translating,
+    sentences: list[str],
+    cfg: DecodeConfig,
+    progress: bool = False,
+    first_index: int = 0,
+    nbest_format: str = "tsv",
 ) -> list[str]:
     """Output lines as `seq2seq translate` writes them: one per sentence, or with n_best > 1
-    `index<TAB>score<TAB>text` per hypothesis (index counted from `first_index`)."""
+    `index<TAB>score<TAB>text` per hypothesis (index counted from `first_index`, from 0). With
+    nbest_format "moses", every hypothesis (n_best 1 too) as a Moses n-best line:
+    `index ||| text ||| LogProb= log-prob ||| score` (an empty input has no hypothesis, so no line)."""
+    if nbest_format not in NBEST_FORMATS:
+        raise ConfigError(f"unknown n-best format {nbest_format!r}; choose from {', '.join(NBEST_FORMATS)}")
     nbest = translator.translate_nbest(sentences, cfg, progress=progress)
+    if nbest_format == "moses":
+        return [f"{i} ||| {text} ||| LogProb= {h.log_prob:.4f} ||| {h.score:.4f}"
+                for i, hyps in enumerate(nbest, first_index) for text, h in hyps]  # fmt: skip
     if cfg.n_best == 1:
         return [hyps[0][0] if hyps else "" for hyps in nbest]
     return [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest, first_index) for text, h in hyps]
@@ -88,13 +102,14 @@ def stream_translate(
     flush: Callable[[], object],
     cfg: DecodeConfig,
     progress: bool = True,
+    nbest_format: str = "tsv",
 ) -> int:
     """Translate each chunk as it comes and write its output lines (`output_lines`:
     n-best lines keep the input's global line index); returns the number of input lines. A progress
     bar (on a terminal) for chunks of 256 lines and more."""
     done = 0
     for batch in chunks_:
-        out = output_lines(translator, batch, cfg, progress=progress and len(batch) >= 256, first_index=done)
+        out = output_lines(translator, batch, cfg, progress and len(batch) >= 256, done, nbest_format)
         write("".join(line + "\n" for line in out))
         flush()
         done += len(batch)
