@@ -365,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ..serve import ServeLimits
 
     p = sub.add_parser("serve", help="an HTTP JSON translation server: POST /translate, GET /health (docs/serving.md)")
-    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or an ONNX model from `seq2seq export` (no torch)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a .pt checkpoint, or an ONNX model from `seq2seq export` (no torch)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: a free one, printed)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
