@@ -178,6 +178,7 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
     val_x, val_y = task.batch(torch.Generator().manual_seed(seed + 1), s.val_size)
     probe_x, probe_y = task.batch(torch.Generator().manual_seed(seed + 3), min(64, s.val_size))
     probes, step, val = [{"step": 0, **probe(net, task, probe_x, probe_y)}], 0, task.baseline()
+    curve = []  # (update, validation score): the learning curve
     while step < s.steps and not task.solved(val):
         x, y = task.batch(data, s.batch_size)
         opt.zero_grad(set_to_none=True)
@@ -188,6 +189,7 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
         step += 1
         if step % s.eval_every == 0 or step == s.steps:
             val = _score(net, task, val_x, val_y)
+            curve.append([step, round(val, 5)])
         if step == s.steps // 2:
             probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
     if probes[-1]["step"] != step:
@@ -200,7 +202,7 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
         "params": count_parameters(net), "hidden": hidden, "steps": step, "lr": s.lr,
         "init": s.init if cell != "rnn" else "default", "tbptt": s.tbptt, "seed": seed,
         "seconds": round(time.monotonic() - start, 1), "cpu_seconds": round(time.process_time() - cpu_start, 1),
-        "probes": probes,
+        "probes": probes, "curve": curve,
     }  # fmt: skip
 
 
@@ -326,7 +328,7 @@ def setup_of(s: SpanSettings, cell: str, lr: float | None = None) -> str:
 def _write(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "memory_span.csv", out / "memory_span.json"
-    flat = [{k: v for k, v in r.items() if k not in ("probes", "attempts")} for r in result.rows]
+    flat = [{k: v for k, v in r.items() if k not in ("probes", "attempts", "curve")} for r in result.rows]
     lines = [",".join(flat[0])] + [",".join(str(v) for v in r.values()) for r in flat]
     write_text_atomic(csv_path, "\n".join(lines) + "\n")
     tasks: dict[str, Any] = {}

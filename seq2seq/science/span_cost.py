@@ -1,0 +1,227 @@
+"""The cost of back-propagation through time, measured: seconds per update and peak memory against the
+sequence length T and the hidden size H, with full BPTT and truncated BPTT (K steps).
+
+The texts' table: forward and BPTT time O(T * H^2) per sequence, memory O(T * H) for full BPTT and
+O(K * H) truncated. Here one update of the memory-span network (memory_span.SpanNet: one RNN layer
+and a linear read-out) on a batch of the copy task, whose loss is read at every step (as a
+translation decoder's), so that truncated BPTT back-propagates every chunk: the same work as full
+BPTT, with only one chunk's activations held at a time. A second truncated line uses the adding
+problem, whose loss is read at the last step only: its backward runs through the last chunk alone.
+
+Every point runs on one thread. The time is the minimum over `repeats` updates of the process's
+CPU time per update (the machine may be shared; the minimum is the least disturbed), wall time
+beside it. The memory is what the update holds for its backward: the peak over the update of the
+tensors autograd saves (counted through `saved_tensors_hooks`, each storage once, the parameters
+not counted; a chunk's are freed by its backward), i.e. the activations the O(.) table is about.
+`rss=True` runs each point in a fresh process and adds its peak resident set during the updates
+minus its resident set before them (allocator caching and temporaries included).
+
+Run: `python -m seq2seq.science.span_cost --out DIR` (scripts/memory_span_cost.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..atomic import write_text_atomic
+from ..tools.figures import CELL_COLORS, new_figure, save_figure
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+LENGTHS = (50, 100, 200, 500, 1000)
+HIDDENS = (16, 32, 64, 128, 256, 512)
+CELLS = ("rnn", "gru", "lstm")
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class _Saved:
+    """Live bytes of the tensors autograd holds for backward, and their peak (see the module's docstring)."""
+
+    def __init__(self, skip: set[int]) -> None:
+        self.skip, self.live, self.count, self.peak = skip, 0, {}, 0
+
+    def pack(self, t: Any) -> Any:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in self.skip:
+            return t
+        if ptr not in self.count:
+            self.live += t.untyped_storage().nbytes()
+            self.peak = max(self.peak, self.live)
+        self.count[ptr] = self.count.get(ptr, 0) + 1
+        return _Held(t, ptr, self)
+
+    def release(self, t: Any, ptr: int) -> None:
+        self.count[ptr] -= 1
+        if not self.count[ptr]:
+            del self.count[ptr]
+            self.live -= t.untyped_storage().nbytes()
+
+
+class _Held:
+    def __init__(self, t: Any, ptr: int, owner: _Saved) -> None:
+        self.t, self.ptr, self.owner = t, ptr, owner
+
+    def __del__(self) -> None:
+        self.owner.release(self.t, self.ptr)
+
+
+def measure(cell: str, length: int, hidden: int, tbptt: int, task: str = "copy", batch: int = 64,
+            repeats: int = 5) -> dict[str, Any]:  # fmt: skip
+    """One point, in this process: CPU and wall seconds per update (min over `repeats`), the peak of the
+    activations held for backward (MiB), and the resident set's growth (MiB, meaningful in a fresh process)."""
+    import torch
+
+    from .memory_span import SpanNet, backward
+    from .span_settings import SpanSettings
+    from .span_tasks import Task
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    t = Task(task, length - 20 if task == "copy" else length, SpanSettings(hidden=hidden, batch_size=batch))
+    net = SpanNet(cell, hidden, t)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = t.batch(torch.Generator().manual_seed(0), batch)
+    rss0, cpu, wall = _rss_mib(), [], []
+    for _ in range(repeats + 1):  # the first update warms up (Adam's state, allocator)
+        c0, w0 = time.process_time(), time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        backward(net, t, x, y, tbptt)
+        opt.step()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    saved = _Saved({p.untyped_storage().data_ptr() for p in net.parameters()})
+    with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda held: held if torch.is_tensor(held) else held.t):
+        backward(net, t, x, y, tbptt)
+    return {"cell": cell, "T": length, "H": hidden, "K": tbptt, "task": task, "batch": batch,
+            "cpu_s": round(min(cpu[1:]), 5), "wall_s": round(min(wall[1:]), 5),
+            "saved_mib": round(saved.peak / 2**20, 2), "saved_bytes": saved.peak,
+            "rss_mib": round(max(peak - rss0, 0.0), 1)}  # fmt: skip
+
+
+def _fresh(args: tuple) -> dict[str, Any]:
+    with get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(measure, args)
+
+
+def _point(args: tuple, rss: bool) -> dict[str, Any]:
+    row = _fresh(args) if rss else measure(*args)
+    if not rss:
+        del row["rss_mib"]  # the process's lifetime peak: not this point's
+    return row
+
+
+def run_cost(out_dir: str | Path, cells: Sequence[str] = CELLS, lengths: Sequence[int] = LENGTHS,
+             hiddens: Sequence[int] = HIDDENS, k: int = 50, hidden: int = 64, length: int = 200,
+             repeats: int = 5, rss: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Against T (H = `hidden`) and against H (T = `length`), full BPTT and K (`rss`: each point in a fresh
+    process, its resident set measured too)."""
+    start = time.monotonic()
+    points = []
+    for cell in cells:
+        for t in lengths:
+            for kk, task in ((0, "copy"), (k, "copy"), (k, "adding")):
+                points.append(_point((cell, t, hidden, kk, task, 64, repeats), rss))
+        for h in hiddens:
+            for kk in (0, k):
+                points.append(_point((cell, length, h, kk, "copy", 64, repeats), rss))
+    result = {"points": points, "k": k, "hidden": hidden, "length": length, "repeats": repeats, "rss": rss,
+              "minutes": round((time.monotonic() - start) / 60, 2)}  # fmt: skip
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "span_cost.json", json.dumps(result, indent=1) + "\n")
+    result["png"] = str(plot_cost(result, out / "span_cost.png"))
+    return result
+
+
+def _series(points: list[dict[str, Any]], cell: str, axis: str, fixed: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [p for p in points if p["cell"] == cell and all(p[k] == v for k, v in fixed.items())]
+    return sorted(rows, key=lambda p: p[axis])
+
+
+def plot_cost(result: dict[str, Any], out_png: str | Path) -> Path:
+    """2 x 2: seconds per update and peak memory, against T and against H; log-log, one colour per cell."""
+    pts, k, hid, length = result["points"], result["k"], result["hidden"], result["length"]
+    fig = new_figure(figsize=(11, 8.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    styles = ((0, "copy", "-", "full BPTT"), (k, "copy", "--", f"K = {k}, loss at every step (copy)"),
+              (k, "adding", ":", f"K = {k}, loss at the end (adding)"))  # fmt: skip
+    cells = list(dict.fromkeys(p["cell"] for p in pts))
+    for col, (axis, fixed, label) in enumerate((("T", {"H": hid}, "sequence length T"),
+                                                 ("H", {"T": length, "task": "copy"}, "hidden size H"))):  # fmt: skip
+        for cell in cells:
+            for kk, task, ls, name in styles:
+                rows = _series(pts, cell, axis, {**fixed, "K": kk, "task": task})
+                if not rows:
+                    continue
+                for row, key in ((0, "cpu_s"), (1, "saved_mib")):
+                    axes[row][col].plot([p[axis] for p in rows], [max(p[key], 0.05) for p in rows], ls, marker="o",
+                                        markersize=3, color=CELL_COLORS.get(cell), label=f"{cell}, {name}")  # fmt: skip
+        what = f"H = {hid}" if axis == "T" else f"T = {length}"
+        axes[0][col].set_title(f"CPU seconds per update (min of {result['repeats']}), {what}, batch 64, 1 thread")
+        axes[1][col].set_title(f"peak activations held for backward, {what}")
+        axes[0][col].set_ylabel("CPU s / update")
+        axes[1][col].set_ylabel("MiB")
+        for row in (0, 1):
+            ax = axes[row][col]
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel(label)
+            ax.grid(True, alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=6, ncol=1)
+    fig.suptitle("The cost of BPTT, measured (one update of an RNN layer + linear read-out)")
+    return save_figure(fig, out_png)
+
+
+def slopes(result: dict[str, Any]) -> list[str]:
+    """Log-log slopes between the two largest points of each series: the exponent the O(.) table predicts."""
+    import math
+
+    lines = []
+    pts, k = result["points"], result["k"]
+    for axis, fixed in (("T", {"H": result["hidden"]}), ("H", {"T": result["length"]})):
+        for cell in dict.fromkeys(p["cell"] for p in pts):
+            for kk, task in ((0, "copy"), (k, "copy"), (k, "adding")):
+                rows = _series(pts, cell, axis, {**fixed, "K": kk, "task": task})
+                if len(rows) < 2:
+                    continue
+                a, b = rows[-2], rows[-1]
+                parts = []
+                for key in ("cpu_s", "saved_mib"):
+                    if a[key] > 0 and b[key] > 0:
+                        parts.append(f"{key} {math.log(b[key] / a[key]) / math.log(b[axis] / a[axis]):.2f}")
+                lines.append(f"{cell} K={kk or 'full'} {task}: slope against {axis} ({a[axis]}->{b[axis]}): "
+                             + ", ".join(parts))  # fmt: skip
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="checkpoints/memory_span_cost", help="folder for span_cost.{json,png}")
+    p.add_argument("--cells", nargs="+", default=list(CELLS))
+    p.add_argument("--lengths", nargs="+", type=int, default=list(LENGTHS))
+    p.add_argument("--hiddens", nargs="+", type=int, default=list(HIDDENS))
+    p.add_argument("--k", type=int, default=50, help="the truncation measured beside full BPTT")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--rss", action="store_true", help="each point in a fresh process, its resident set measured")
+    args = p.parse_args(argv)
+    result = run_cost(args.out, args.cells, args.lengths, args.hiddens, args.k, repeats=args.repeats, rss=args.rss)
+    for q in result["points"]:
+        print(json.dumps(q))
+    print("\n".join(slopes(result)))
+    print(f"{result['minutes']:.1f} min; picture: {result['png']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Memory span against truncated BPTT: the largest delay LSTM and GRU solve when the gradient is cut every K steps.
+
+For each K (0: full BPTT) the memory-span sweep (memory_span.py) runs with `tbptt = K`: training's
+chunking rule (objective.chunks: chunks of K steps from the first step, the last one the remainder),
+the state carried from chunk to chunk, the gradient cut. The recall and adding losses are read at
+the last step only, so their gradient reaches back through the last chunk alone: (T - 1) mod K + 1
+steps of a sequence of T. Each K's sweep keeps its own folder (memory_span.json, its pictures, the
+gradient flow of the models it trained); tbptt_sweep.{json,png} put the K side by side.
+
+Run: `python -m seq2seq.science.span_tbptt --out DIR` (scripts/memory_span_tbptt.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..atomic import write_text_atomic
+from ..config import ConfigError
+from ..tools.figures import CELL_COLORS, new_figure, save_figure
+from .memory_span import run_memory_span
+from .span_settings import DEFAULT_DELAYS, DEFAULT_TASKS, QUICK, QUICK_DELAYS, SpanSettings
+from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+log = logging.getLogger("seq2seq")
+DEFAULT_KS = (10, 25, 50, 100, 0)
+SWEEP = SpanSettings(retry_lrs="", seeds=1)  # the gated cells solve at Adam 0.01 where they solve at all
+
+
+def reach(length: int, k: int) -> int:
+    """Steps the gradient of a loss read at the last step goes back through: the last chunk's length."""
+    return length if k <= 0 or k >= length else (length - 1) % k + 1
+
+
+def run_tbptt_sweep(
+    out_dir: str | Path,
+    ks: Sequence[int] = DEFAULT_KS,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    cells: Sequence[str] = ("gru", "lstm"),
+    delays: Sequence[int] | None = None,
+    settings: SpanSettings | None = None,
+    seed: int = 1234,
+    quick: bool = False,
+) -> dict[str, Any]:
+    """The memory-span sweep once per truncation K; writes OUT/k{K}/ and OUT/tbptt_sweep.{json,png}."""
+    if not ks or min(ks) < 0:
+        raise ConfigError(f"need truncations K >= 0 (0: full BPTT), got {list(ks)}")
+    out, start = Path(out_dir), time.monotonic()
+    base = settings or (QUICK if quick else SWEEP)
+    delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
+    largest: dict[str, dict[str, dict[str, int | None]]] = {}
+    scores: dict[str, Any] = {}
+    cpu = 0.0
+    for k in dict.fromkeys(ks):
+        name = str(k) if k else "full"
+        result = run_memory_span(out / f"k{name}", tasks, cells, delays, quick, seed, replace(base, tbptt=k))
+        largest[name] = result.largest
+        scores[name] = [{key: r[key] for key in ("task", "cell", "delay", "score", "solved", "steps", "cpu_seconds")}
+                        for r in result.rows]  # fmt: skip
+        cpu += result.cpu_seconds
+        log.info("tbptt %s: %s (%.1f min)", name, result.largest, result.seconds / 60)
+    minutes, cpu_minutes = round((time.monotonic() - start) / 60, 2), round(cpu / 60, 2)
+    summary = {"largest": largest, "scores": scores, "delays": delays, "settings": {**base.__dict__, "tbptt": "K"},
+               "seed": seed, "minutes": minutes, "cpu_minutes": cpu_minutes}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "tbptt_sweep.json", json.dumps(summary, indent=1) + "\n")
+    summary["png"] = str(plot_tbptt_sweep(summary, out / "tbptt_sweep.png"))
+    return summary
+
+
+def format_sweep(summary: dict[str, Any]) -> str:
+    """The largest delay solved per task and cell (rows) and K (columns), as a Markdown table."""
+    names = list(summary["largest"])
+    first = summary["largest"][names[0]]
+    lines = ["| task | cell | " + " | ".join(f"K = {n}" for n in names) + " |", "|---|---|" + "---|" * len(names)]
+    for task, per_cell in first.items():
+        for cell in per_cell:
+            cols = [summary["largest"][n][task][cell] for n in names]
+            lines.append(f"| {task} | {cell} | " + " | ".join(str(v) if v else "none" for v in cols) + " |")
+    lines.append(f"{summary['minutes']:.1f} min wall, {summary['cpu_minutes']:.1f} min CPU")
+    return "\n".join(lines)
+
+
+def plot_tbptt_sweep(summary: dict[str, Any], out_png: str | Path) -> Path:
+    """Per task and cell, the held-out score against the delay, one line per truncation K."""
+    names = list(summary["largest"])
+    pairs = [(t, c) for t, per_cell in summary["largest"][names[0]].items() for c in per_cell]
+    fig = new_figure(figsize=(4.8 * len(pairs), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(pairs), squeeze=False)[0]
+    for ax, (task, cell) in zip(axes, pairs):
+        for i, name in enumerate(names):
+            rows = [r for r in summary["scores"][name] if (r["task"], r["cell"]) == (task, cell)]
+            span = summary["largest"][name][task][cell]
+            ax.plot([r["delay"] for r in rows], [r["score"] for r in rows], marker="o", markersize=4,
+                    color=CELL_COLORS.get(cell), alpha=0.3 + 0.7 * (i + 1) / len(names),
+                    linestyle="-" if name == "full" else "--", label=f"K = {name}: up to {span or 'none'}")  # fmt: skip
+        if task == "adding":
+            ax.axhline(SOLVED_MSE, color="k", linestyle=":", linewidth=1, label="solved")
+            ax.set_yscale("log")
+            ax.set_ylabel("held-out MSE")
+        else:
+            ax.axhline(SOLVED_ACCURACY, color="k", linestyle=":", linewidth=1, label="solved")
+            ax.set_ylabel("held-out accuracy")
+        ax.set_xscale("log")
+        ax.set_xlabel("delay D (steps); a sweep stops at its first unsolved D")
+        ax.set_title(f"{task}: {cell}")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Memory span against the truncation K of BPTT (training's chunk rule: chunks from the first step)")
+    return save_figure(fig, out_png)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="checkpoints/memory_span_tbptt", help="folder for k*/ and tbptt_sweep.*")
+    p.add_argument("--ks", nargs="+", type=int, default=list(DEFAULT_KS), help="truncations K (0: full BPTT)")
+    p.add_argument("--task", nargs="+", default=list(DEFAULT_TASKS), help="recall adding (default), copy")
+    p.add_argument("--cells", nargs="+", default=["gru", "lstm"], help="cells (default: gru lstm)")
+    p.add_argument("--delays", nargs="+", type=int, help="delays (default: the memory-span study's)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--quick", action="store_true", help="tiny smoke run")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    summary = run_tbptt_sweep(args.out, args.ks, args.task, args.cells, args.delays, seed=args.seed, quick=args.quick)
+    print(format_sweep(summary))
+    print(f"picture: {summary['png']}")
+
+
+if __name__ == "__main__":
+    main()
