@@ -89,6 +89,21 @@ def _step(engine: Engine, prev_ids: np.ndarray, state: Any, memory: Any) -> tupl
     return np.asarray(log_probs, dtype=np.float32), state, attention
 
 
+def _candidates(
+    engine: Any, prev_ids: np.ndarray, state: Any, memory: Any, k: int, forced: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """Each row's k best next pieces, from an engine that offers them (`supports_candidates`: the ONNX
+    engine, whose graph picks them): log-probs (N, k) best first and ids (N, k). The k best of a row
+    hold every candidate a search of k / 2 beams (or greedy, k = 1) can keep, so the search gives the
+    same hypotheses as over all (N, V) log-probs. Rows at their length limit get only EOS."""
+    values, ids, eos, state, weights = engine.candidates(prev_ids, state, memory, k)
+    values, ids = np.asarray(values, dtype=np.float32), np.asarray(ids, dtype=np.int64)
+    if forced.any():
+        values[forced] = -np.inf
+        values[forced, 0], ids[forced, 0] = np.asarray(eos)[forced], EOS_ID
+    return values, ids, state, weights
+
+
 def _force_eos(log_probs: np.ndarray, rows: np.ndarray) -> None:
     """At the length limit only EOS may follow (its own log-probability is kept)."""
     if rows.any():
@@ -119,10 +134,15 @@ def greedy_search(
     out: list[Hypothesis | None] = [None] * batch
     for t in range(1, limit + 1):
         _check_stop()
-        log_probs, state, weights = _step(engine, tokens[:, t - 1], state, memory)
-        _force_eos(log_probs, max_lens[sent] <= t)
-        tok = log_probs.argmax(axis=1)  # (B,)
-        scores = scores + log_probs[np.arange(len(tok)), tok]
+        if getattr(engine, "supports_candidates", False):
+            values, ids, state, weights = _candidates(engine, tokens[:, t - 1], state, memory, 1, max_lens[sent] <= t)
+            tok, best = ids[:, 0], values[:, 0]
+        else:
+            log_probs, state, weights = _step(engine, tokens[:, t - 1], state, memory)
+            _force_eos(log_probs, max_lens[sent] <= t)
+            tok = log_probs.argmax(axis=1)  # (B,)
+            best = log_probs[np.arange(len(tok)), tok]
+        scores = scores + best
         tokens[:, t] = tok
         if keep_attention:
             attn.append(_attention(weights))
@@ -170,6 +190,27 @@ def _topk_exact(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     vals = np.take_along_axis(x, idx, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def _best_2k(
+    engine: Engine, prev: np.ndarray, state: Any, memory: Any, scores: np.ndarray, per_row: int, forced: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, Any]:
+    """One beam step: the 2K best continuations of each sentence's K beams (`scores` (b, K)): their
+    scores, beams and pieces (b, 2K), best first, with the new state and attention. With `per_row`,
+    from each row's 2K best candidates (`_candidates`), else from all (b*K, V) log-probs."""
+    b, k = scores.shape
+    if per_row:  # each row's 2K best suffice: the K best that live on, and K more in case they end
+        values, ids, state, weights = _candidates(engine, prev, state, memory, per_row, forced)
+        values += scores.reshape(-1, 1)
+        top_s, top_i = topk(values.reshape(b, k * per_row), min(2 * k, k * per_row))
+        return top_s, top_i // per_row, np.take_along_axis(ids.reshape(b, -1), top_i, axis=1), state, weights
+    log_probs, state, weights = _step(engine, prev, state, memory)  # (b*K, V)
+    vocab = log_probs.shape[1]
+    _force_eos(log_probs, forced)
+    log_probs += scores.reshape(-1, 1)  # candidate scores, in place: the engine's array is ours
+    top_s, top_i = topk(log_probs.reshape(b, k * vocab), min(2 * k, k * vocab))
+    top_beam, top_tok = np.divmod(top_i, vocab)
+    return top_s, top_beam, top_tok, state, weights
 
 
 def _bound(best_live: np.ndarray, length: int, max_lens: np.ndarray, length_penalty: float) -> np.ndarray:
@@ -223,16 +264,14 @@ def beam_search(
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     nth_best = np.full(batch, -np.inf)  # n_best-th finished score (float64, like Python floats)
     n_finished = np.zeros(batch, np.int64)
+    per_row = min(2 * k, getattr(engine, "vocab", 0) or 2 * k) if getattr(engine, "supports_candidates", 0) else 0
     for t in range(1, int(max_lens.max()) + 1):
         _check_stop()
-        log_probs, state, weights = _step(engine, beams.tokens[:, t - 1], state, memory)  # (b*K, V)
-        b, vocab, sent = beams.scores.shape[0], log_probs.shape[1], beams.sent
+        b, sent = beams.scores.shape[0], beams.sent
         forced = max_lens[sent] <= t  # (b,)
-        _force_eos(log_probs, np.repeat(forced, k))
-        log_probs += beams.scores.reshape(-1, 1)  # candidate scores, in place: the engine's array is ours
-        cand = log_probs.reshape(b, k * vocab)
-        top_s, top_i = topk(cand, min(2 * k, k * vocab))  # (b, 2K), best first
-        top_beam, top_tok = np.divmod(top_i, vocab)
+        top_s, top_beam, top_tok, state, weights = _best_2k(
+            engine, beams.tokens[:, t - 1], state, memory, beams.scores, per_row, np.repeat(forced, k)
+        )  # (b, 2K) each, best first
         beams.add_attention(weights)
         # EOS among the K best candidates ends a hypothesis.
         is_eos = top_tok == EOS_ID

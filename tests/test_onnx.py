@@ -29,7 +29,14 @@ from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS_ID
 from seq2seq.translation import export_model, load_translator
 from seq2seq.translation import onnx_model as onnx_engine
-from seq2seq.translation.onnx_model import MANIFEST, OnnxEngine, OnnxTranslator, export_graphs, is_onnx_model
+from seq2seq.translation.onnx_model import (
+    CANDIDATES,
+    MANIFEST,
+    OnnxEngine,
+    OnnxTranslator,
+    export_graphs,
+    is_onnx_model,
+)
 from seq2seq.translation.torch_engine import Translator
 
 pytest.importorskip("onnxruntime")
@@ -145,13 +152,31 @@ def test_exported_model_translates_like_the_checkpoint(run_dir: Path, exported: 
     assert one == [nbest[0][0] if nbest else "" for nbest in got]
 
 
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_the_search_over_the_graphs_candidates_is_the_search_over_all_log_probs(
+    run_dir: Path, exported: Path, tmp_path: Path, beam_size: int
+) -> None:
+    """A version-1 file (no candidate outputs: its search takes all (N, V) log-probs) and the same
+    graphs searched through their per-row candidates give the same hypotheses and scores."""
+    manifest = json.loads(zipfile.ZipFile(exported).read(MANIFEST))
+    v1 = manifest | {"version": 1, "step_inputs": manifest["step_inputs"][:-1],
+                     "step_outputs": [o for o in manifest["step_outputs"] if o not in CANDIDATES]}  # fmt: skip
+    old = load_translator(_rewrite(exported, tmp_path / "v1.onnx.zip", seq2seq_onnx_json=json.dumps(v1).encode()))
+    new = load_translator(exported)
+    assert new.net.supports_candidates and not old.net.supports_candidates
+    cfg = DecodeConfig(beam_size=beam_size, n_best=min(beam_size, 3), max_len_a=0.0, max_len_b=6)  # limits reached
+    for got, expect in zip(new.translate_nbest(SENTENCES, cfg), old.translate_nbest(SENTENCES, cfg)):
+        assert [(h.ids, h.score) for _, h in got] == [(h.ids, h.score) for _, h in expect]
+
+
 def test_the_file_holds_both_graphs_tokenizers_and_a_manifest(run_dir: Path, exported: Path) -> None:
     with zipfile.ZipFile(exported) as z:
         assert set(z.namelist()) == {MANIFEST, "encoder.onnx", "decoder_step.onnx", "src.spm.model", "tgt.spm.model"}
         manifest = json.loads(z.read(MANIFEST))
     assert manifest["format"] == "seq2seq-onnx" and manifest["quantize"] == "none"
-    assert manifest["step_inputs"] == ["prev_ids", "h", "c", "states", "keys", "mask"]
-    assert manifest["step_outputs"] == ["log_probs", "h_out", "c_out", "attention"]
+    assert manifest["step_inputs"] == ["prev_ids", "h", "c", "states", "keys", "mask", "k"]
+    assert manifest["step_outputs"] == ["log_probs", "h_out", "c_out", "attention", *CANDIDATES]
+    assert manifest["version"] == 2
     assert is_onnx_model(exported) and not is_onnx_model(run_dir / "best.pt")
 
 

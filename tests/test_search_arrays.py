@@ -102,3 +102,58 @@ def test_topk_is_exact_on_wide_rows_with_ties_and_infinities() -> None:
         assert np.array_equal(vals, -np.sort(-x, axis=1)[:, :k])
         assert np.array_equal(np.take_along_axis(x, idx, axis=1), vals)
         assert all(len(set(row)) == k for row in idx.tolist())
+
+
+class TableCandidates(TableNet):
+    """The same table handing the search each row's k best pieces (as the ONNX graph's TopK does)."""
+
+    supports_candidates = True
+
+    def __init__(self, table: np.ndarray) -> None:
+        super().__init__(table)
+        self.vocab = table.shape[-1]
+
+    def candidates(self, prev: np.ndarray, state: Rows, memory: Rows, k: int):
+        log_probs = self.next(memory.sent, prev)
+        ids = np.argsort(-log_probs, axis=1, kind="stable")[:, :k]  # best first, ties to the lower id
+        values = np.take_along_axis(log_probs, ids, axis=1)
+        return values, ids, log_probs[:, EOS_ID].copy(), state, np.zeros((len(prev), 1), np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("beam,penalty,n_best,stopping", [(1, 0.0, 1, "bound"), (1, 1.0, 1, "bound"),
+    (3, 1.0, 3, "bound"), (4, 0.6, 4, "beam"), (5, 0.0, 5, "bound"), (7, -0.5, 2, "bound")])  # fmt: skip
+def test_searching_each_rows_best_candidates_is_searching_all_log_probs(
+    seed: int, beam: int, penalty: float, n_best: int, stopping: str
+) -> None:
+    """Each row's 2K best pieces hold every continuation a beam of K can keep (greedy: the best one),
+    at the length limits too (only EOS) and with 2K over the vocabulary (beam 7, 12 pieces)."""
+    n, vocab = 5, 12
+    max_lens, rows = np.array([3, 9, 5, 14, 1]), Rows(np.arange(n))
+    table = _table(seed, n, max_lens.max(), vocab)
+    if beam == 1:
+        expect = [[h] for h in search.greedy_search(TableNet(table), rows, rows, max_lens, penalty)]
+        got = [[h] for h in search.greedy_search(TableCandidates(table), rows, rows, max_lens, penalty)]
+    else:
+        expect = search.beam_search(TableNet(table), rows, rows, max_lens, beam, penalty, n_best, stopping=stopping)
+        got = search.beam_search(TableCandidates(table), rows, rows, max_lens, beam, penalty, n_best, stopping=stopping)
+    assert [[(h.ids, h.score, h.log_prob) for h in hyps] for hyps in got] == [
+        [(h.ids, h.score, h.log_prob) for h in hyps] for hyps in expect
+    ]
+
+
+def test_a_row_whose_best_piece_is_eos_still_hands_the_search_k_live_candidates() -> None:
+    """At the first step only beam 0 is live; with EOS its best piece, a row's K best would leave K - 1
+    live continuations: the 2K best keep all K."""
+    n, vocab, beam = 4, 12, 4
+    table = _table(0, n, 8, vocab)
+    table[:, 0, :, EOS_ID] = table[:, 0, :, :].max(axis=-1) + 1.0  # EOS first at step 0 (no longer normalised)
+    for s in range(n):  # the K-th best other piece, then EOS for sure: its hypothesis is among the best
+        kth = [p for p in np.argsort(-table[s, 0, BOS_ID], kind="stable") if p != EOS_ID][beam - 1]
+        table[s, 1, kth] = -30.0
+        table[s, 1, kth, EOS_ID] = 0.0
+    max_lens, rows = np.array([8, 8, 6, 7]), Rows(np.arange(n))
+    expect = search.beam_search(TableNet(table), rows, rows, max_lens, beam, 1.0, beam)
+    got = search.beam_search(TableCandidates(table), rows, rows, max_lens, beam, 1.0, beam)
+    assert [[(h.ids, h.score) for h in hyps] for hyps in got] == [[(h.ids, h.score) for h in hyps] for hyps in expect]
+    assert all(len(hyps) == beam for hyps in got)

@@ -5,7 +5,8 @@
 * `encoder.onnx`: source ids (B, S) and lengths (B,) -> the attention memory (states, keys, mask)
   and the decoder's initial recurrent state;
 * `decoder_step.onnx`: one search step: previous ids (N,), the recurrent state (and the input-feeding
-  vector), the memory of B sentences -> log-probabilities (N, V), the new state, attention (N, S);
+  vector), the memory of B sentences -> log-probabilities (N, V), the new state, attention (N, S),
+  and the search's candidates: each row's k best pieces and EOS's log-prob (k an input, default 1);
 * `src.spm.model`, `tgt.spm.model`: both SentencePiece models;
 * `seq2seq-onnx.json`: format name and version, model config, languages, quantization, the graphs'
   input and output names.
@@ -36,12 +37,13 @@ import numpy as np
 
 from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..errors import CheckpointError
-from ..ids import PAD_ID
+from ..ids import EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
 from .base import Translating
 
 FORMAT = "seq2seq-onnx"
-VERSION = 1
+VERSION = 2  # 2: the step graph's candidate outputs (version 1 files still load; their search takes the log-probs)
+CANDIDATES = ("cand_values", "cand_ids", "eos_log_prob")
 MANIFEST = "seq2seq-onnx.json"
 OPSET = 17
 QUANTIZE = ("int8",)
@@ -146,10 +148,36 @@ def export_graphs(model: Any) -> tuple[bytes, bytes, dict[str, list[str]]]:
                  "log_probs": {0: "N"}, "attention": {0: "N", 1: "S"}}  # fmt: skip
     encoder, step = _graphs(model)
     enc_bytes = _to_onnx(encoder, enc_example, ["src_ids", "src_lens"], enc_out, enc_axes)
-    step_bytes = _to_onnx(step, step_example, step_in, step_out, step_axes)
+    step_bytes = _with_candidates(_to_onnx(step, step_example, step_in, step_out, step_axes))
     io_names = {"encoder_inputs": ["src_ids", "src_lens"], "encoder_outputs": enc_out,
-                "step_inputs": step_in, "step_outputs": step_out}  # fmt: skip
+                "step_inputs": [*step_in, "k"], "step_outputs": [*step_out, *CANDIDATES]}  # fmt: skip
     return enc_bytes, step_bytes, io_names
+
+
+def _with_candidates(graph: bytes) -> bytes:
+    """The step graph with the search's candidates as outputs beside the log-probs: each row's `k` best
+    pieces (TopK over the log-probs: values best first, ties to the lower id) and EOS's log-prob. `k`
+    is an input with a default of 1. A search that asks only for these never copies out the (N, V)
+    log-probs (ONNX Runtime computes them inside the graph either way)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load_from_string(graph)
+    g = proto.graph
+    g.initializer.append(helper.make_tensor("k", TensorProto.INT64, [1], [1]))  # an input with a default
+    g.initializer.append(helper.make_tensor("eos_id", TensorProto.INT64, [], [EOS_ID]))
+    g.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
+    g.node.extend([
+        helper.make_node("TopK", ["log_probs", "k"], CANDIDATES[:2], axis=1, largest=1, sorted=1),
+        helper.make_node("Gather", ["log_probs", "eos_id"], [CANDIDATES[2]], axis=1),
+    ])  # fmt: skip
+    g.output.extend([
+        helper.make_tensor_value_info(CANDIDATES[0], TensorProto.FLOAT, ["N", "k"]),
+        helper.make_tensor_value_info(CANDIDATES[1], TensorProto.INT64, ["N", "k"]),
+        helper.make_tensor_value_info(CANDIDATES[2], TensorProto.FLOAT, ["N"]),
+    ])  # fmt: skip
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
 
 
 def _quantize(graph: bytes, folder: Path, name: str) -> bytes:
@@ -254,6 +282,11 @@ class OnnxEngine:
         self.encoder, self.step_graph = _session(encoder, threads), _session(step, threads)
         self.cfg = from_dict(ModelConfig, manifest["model_config"])
         self.step_inputs, self.feed = manifest["step_inputs"], self.cfg.input_feeding
+        outputs = manifest["step_outputs"]
+        state_out = [name for name in outputs if name.endswith("_out")]
+        self.full_outputs = ["log_probs", *state_out, "attention"]
+        self.supports_candidates = CANDIDATES[0] in outputs  # search.py asks for candidates (version >= 2)
+        self.candidate_outputs = [*CANDIDATES, *state_out, "attention"]
 
     def encode(self, src_ids: list[list[int]]) -> tuple[OnnxMemory, OnnxState]:
         lens = np.array([len(s) for s in src_ids], dtype=np.int64)
@@ -264,7 +297,7 @@ class OnnxEngine:
         feed = [np.zeros((len(src_ids), self.cfg.emb_size), np.float32)] if self.feed else []
         return OnnxMemory(states, keys, mask, 1), OnnxState((*rnn, *feed), self.feed)
 
-    def step(self, prev_ids: np.ndarray, state: OnnxState, memory: OnnxMemory) -> tuple[Any, OnnxState, Any]:
+    def _inputs(self, prev_ids: np.ndarray, state: OnnxState, memory: OnnxMemory) -> dict[str, np.ndarray]:
         values = [
             np.ascontiguousarray(prev_ids, dtype=np.int64),
             *state.arrays,
@@ -272,8 +305,20 @@ class OnnxEngine:
             memory.keys,
             memory.mask,
         ]
-        log_probs, *new, attention = self.step_graph.run(None, dict(zip(self.step_inputs, values)))
+        return dict(zip(self.step_inputs, values))  # "k", where the graph has it, keeps its default
+
+    def step(self, prev_ids: np.ndarray, state: OnnxState, memory: OnnxMemory) -> tuple[Any, OnnxState, Any]:
+        log_probs, *new, attention = self.step_graph.run(self.full_outputs, self._inputs(prev_ids, state, memory))
         return log_probs, OnnxState(tuple(new), state.feed_last), attention
+
+    def candidates(
+        self, prev_ids: np.ndarray, state: OnnxState, memory: OnnxMemory, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, OnnxState, Any]:
+        """One step as `k` candidates per row (search.py): their log-probs (N, k), best first, their
+        ids (N, k), EOS's log-prob (N,), the new state and the attention."""
+        inputs = self._inputs(prev_ids, state, memory) | {"k": np.array([k], np.int64)}
+        values, ids, eos, *new, attention = self.step_graph.run(self.candidate_outputs, inputs)
+        return values, ids, eos, OnnxState(tuple(new), state.feed_last), attention
 
     def footprint(self, src_len: int) -> tuple[int, int]:
         """The vocabulary and the bytes per searched row (search.check_search; an upper bound here,
