@@ -63,6 +63,15 @@ def _table(seed: int, sentences: int, steps: int, vocab: int) -> np.ndarray:
     return (logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))).astype(np.float32)
 
 
+def _searched(engine, rows: Rows, max_lens, beam: int, penalty: float, n_best: int, stopping: str) -> list:
+    """(ids, score, log_prob) of each sentence's hypotheses: greedy for beam 1, else beam search."""
+    if beam == 1:
+        found = [[h] for h in search.greedy_search(engine, rows, rows, max_lens, penalty)]
+    else:
+        found = search.beam_search(engine, rows, rows, max_lens, beam, penalty, n_best, stopping=stopping)
+    return [[(h.ids, h.score, h.log_prob) for h in hyps] for hyps in found]
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize(
     "beam,penalty,n_best,stopping",
@@ -75,16 +84,10 @@ def test_one_search_gives_the_same_hypotheses_from_numpy_and_torch_arrays(
     n, vocab = 5, 12
     max_lens, rows = np.array([3, 9, 5, 14, 1]), Rows(np.arange(n))
     table, limits = _table(seed, n, max_lens.max(), vocab), torch.from_numpy(max_lens)
-    if beam == 1:
-        expect = [[h] for h in search.greedy_search(TableStepper(table), rows, rows, limits, penalty)]
-        got = [[h] for h in search.greedy_search(TableNet(table), rows, rows, max_lens, penalty)]
-    else:
-        expect = search.beam_search(TableStepper(table), rows, rows, limits, beam, penalty, n_best, stopping=stopping)
-        got = search.beam_search(TableNet(table), rows, rows, max_lens, beam, penalty, n_best, stopping=stopping)
-    assert [[(h.ids, h.score, h.log_prob) for h in hyps] for hyps in got] == [
-        [(h.ids, h.score, h.log_prob) for h in hyps] for hyps in expect
-    ]
-    assert all(len(h.ids) < m for hyps, m in zip(got, max_lens) for h in hyps)  # EOS counts toward the limit
+    expect = _searched(TableStepper(table), rows, limits, beam, penalty, n_best, stopping)
+    got = _searched(TableNet(table), rows, max_lens, beam, penalty, n_best, stopping)
+    assert got == expect
+    assert all(len(ids) < m for hyps, m in zip(got, max_lens) for ids, _, _ in hyps)  # EOS counts toward the limit
 
 
 def test_topk_is_exact_on_wide_rows_with_ties_and_infinities() -> None:
@@ -131,15 +134,8 @@ def test_searching_each_rows_best_candidates_is_searching_all_log_probs(
     n, vocab = 5, 12
     max_lens, rows = np.array([3, 9, 5, 14, 1]), Rows(np.arange(n))
     table = _table(seed, n, max_lens.max(), vocab)
-    if beam == 1:
-        expect = [[h] for h in search.greedy_search(TableNet(table), rows, rows, max_lens, penalty)]
-        got = [[h] for h in search.greedy_search(TableCandidates(table), rows, rows, max_lens, penalty)]
-    else:
-        expect = search.beam_search(TableNet(table), rows, rows, max_lens, beam, penalty, n_best, stopping=stopping)
-        got = search.beam_search(TableCandidates(table), rows, rows, max_lens, beam, penalty, n_best, stopping=stopping)
-    assert [[(h.ids, h.score, h.log_prob) for h in hyps] for hyps in got] == [
-        [(h.ids, h.score, h.log_prob) for h in hyps] for hyps in expect
-    ]
+    expect = _searched(TableNet(table), rows, max_lens, beam, penalty, n_best, stopping)
+    assert _searched(TableCandidates(table), rows, max_lens, beam, penalty, n_best, stopping) == expect
 
 
 def test_a_row_whose_best_piece_is_eos_still_hands_the_search_k_live_candidates() -> None:
