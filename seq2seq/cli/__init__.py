@@ -94,7 +94,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
     # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
     with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
-        stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format)
+        stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format,
+                         args.alignments)  # fmt: skip
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -297,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nbest-format", choices=NBEST_FORMATS, default=NBEST_FORMATS[0],
                    help="tsv: index<TAB>score<TAB>text lines when --n-best > 1 (default); moses: every hypothesis "
                    "as `index ||| text ||| LogProb= lp ||| score`, 0-based as Moses (docs/decoding.md)")  # fmt: skip
+    p.add_argument("--alignments", action="store_true",
+                   help="after each output text, ' ||| ' and its word alignment from attention: fast_align/Moses "
+                   "'i-j' pairs, 0-based source and output words (docs/decoding.md) (default: off)")  # fmt: skip
     add_flags(p, DecodeConfig)
     p.set_defaults(func=cmd_translate)
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..config import DecodeConfig
     from ..search import Engine, Hypothesis
     from ..tokenizer import Tokenizer
+    from .alignment import Aligned
 
 log = logging.getLogger("seq2seq")
 
@@ -85,6 +86,29 @@ class Translating:
         out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
         for i, hyps in zip(live, found):
             out[i] = [(next(decoded), h) for h in hyps]
+        return out
+
+    def translate_aligned(
+        self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False, **options: Any
+    ) -> list[list[Aligned]]:
+        """The n-best hypotheses per sentence as `Aligned(text, hypothesis, alignment)`: `str(alignment)`
+        is the fast_align/Moses line `0-0 2-1 1-2` of its word alignment (alignment.py: the rule)."""
+        from ..ids import EOS_ID
+        from .alignment import Aligned, align
+
+        cfg = decode_config(cfg, options)
+        nbest = self.translate_nbest(sentences, cfg, keep_attention=True, progress=progress)
+        live = [i for i, hyps in enumerate(nbest) if hyps]
+        texts = [clean(sentences[i]) for i in live]
+        out: list[list[Aligned]] = [[] for _ in sentences]
+        for i, text, ids in zip(live, texts, self.src_tok.encode(texts)):
+            ids = ids[: cfg.max_src_len]  # the search's truncation
+            src_pieces = self.src_tok.pieces(ids)
+            for out_text, hyp in nbest[i]:
+                tgt_pieces = [p if t > EOS_ID else None for t, p in zip(hyp.ids, self.tgt_tok.pieces(hyp.ids))]
+                weights = hyp.attention[:, : len(ids) + 1]  # the batch's padding columns cut
+                out[i].append(Aligned(out_text, hyp, align(weights, src_pieces, tgt_pieces, text.split(),
+                                                           out_text.split())))  # fmt: skip
         return out
 
     @overload

@@ -79,19 +79,29 @@ def output_lines(
     progress: bool = False,
     first_index: int = 0,
     nbest_format: str = "tsv",
+    alignments: bool = False,
 ) -> list[str]:
     """Output lines as `seq2seq translate` writes them: one per sentence, or with n_best > 1
     `index<TAB>score<TAB>text` per hypothesis (index counted from `first_index`, from 0). With
     nbest_format "moses", every hypothesis (n_best 1 too) as a Moses n-best line:
-    `index ||| text ||| LogProb= log-prob ||| score` (an empty input has no hypothesis, so no line)."""
+    `index ||| text ||| LogProb= log-prob ||| score` (an empty input has no hypothesis, so no line).
+    With `alignments`, each text is followed by ` ||| ` and its word alignment (`0-0 2-1 1-2`,
+    alignment.py); a Moses line ends with it, as a fifth field."""
     if nbest_format not in NBEST_FORMATS:
         raise ConfigError(f"unknown n-best format {nbest_format!r}; choose from {', '.join(NBEST_FORMATS)}")
-    nbest = translator.translate_nbest(sentences, cfg, progress=progress)
+    if alignments:
+        found = translator.translate_aligned(sentences, cfg, progress=progress)
+        if nbest_format == "moses":
+            return [f"{i} ||| {a.text} ||| LogProb= {a.hypothesis.log_prob:.4f} ||| {a.hypothesis.score:.4f} "
+                    f"||| {a.alignment}" for i, hyps in enumerate(found, first_index) for a in hyps]  # fmt: skip
+        nbest = [[(f"{a.text} ||| {a.alignment}", a.hypothesis) for a in hyps] for hyps in found]
+    else:
+        nbest = translator.translate_nbest(sentences, cfg, progress=progress)
     if nbest_format == "moses":
         return [f"{i} ||| {text} ||| LogProb= {h.log_prob:.4f} ||| {h.score:.4f}"
                 for i, hyps in enumerate(nbest, first_index) for text, h in hyps]  # fmt: skip
     if cfg.n_best == 1:
-        return [hyps[0][0] if hyps else "" for hyps in nbest]
+        return [hyps[0][0] if hyps else (" ||| " if alignments else "") for hyps in nbest]
     return [f"{i}\t{h.score:.4f}\t{text}" for i, hyps in enumerate(nbest, first_index) for text, h in hyps]
 
 
@@ -103,13 +113,14 @@ def stream_translate(
     cfg: DecodeConfig,
     progress: bool = True,
     nbest_format: str = "tsv",
+    alignments: bool = False,
 ) -> int:
     """Translate each chunk as it comes and write its output lines (`output_lines`:
-    n-best lines keep the input's global line index); returns the number of input lines. A progress
-    bar (on a terminal) for chunks of 256 lines and more."""
+    n-best lines keep the input's global line index; `alignments`: ` ||| 0-0 1-1` after each text);
+    returns the number of input lines. A progress bar (on a terminal) for chunks of 256 lines and more."""
     done = 0
     for batch in chunks_:
-        out = output_lines(translator, batch, cfg, progress and len(batch) >= 256, done, nbest_format)
+        out = output_lines(translator, batch, cfg, progress and len(batch) >= 256, done, nbest_format, alignments)
         write("".join(line + "\n" for line in out))
         flush()
         done += len(batch)
