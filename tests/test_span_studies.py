@@ -39,5 +39,9 @@ def test_the_sweep_runs_every_truncation_and_tabulates_them(tmp_path) -> None:  
     assert k3["settings"]["tbptt"] == 3 and all(r["tbptt"] == 3 for r in k3["rows"])
     assert (tmp_path / "tbptt_sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert format_sweep(summary).splitlines()[0] == "| task | cell | K = 3 | K = full |"
+    before = (tmp_path / "k3" / "memory_span.json").stat().st_mtime_ns
+    again = run_tbptt_sweep(tmp_path, ks=(3, 0), tasks=("adding",), cells=("lstm",), quick=True, resume=True)
+    assert again["largest"] == summary["largest"] and again["scores"] == summary["scores"]
+    assert (tmp_path / "k3" / "memory_span.json").stat().st_mtime_ns == before  # read, not run again
     with pytest.raises(ConfigError, match="K >= 0"):
         run_tbptt_sweep(tmp_path, ks=(-1,))

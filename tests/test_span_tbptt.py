@@ -118,3 +118,14 @@ def test_a_negative_truncation_is_refused() -> None:
     with pytest.raises(ConfigError, match="seeds"):
         SpanSettings(seeds=0)
     assert memory_span.SpanSettings is SpanSettings
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_recall_beyond_the_chunk_never_trains_the_symbols_input_weights(cell: str) -> None:
+    task = Task("recall", 6, S)  # T = 10: symbols at steps 0-2, blanks, GO at 9; K = 4: the loss's chunk is [8, 10)
+    net = _net(cell, task)
+    x, y = task.batch(torch.Generator().manual_seed(2), 16)
+    grad = _grads(net, task, x, y, 4)[0]  # weight_ih: one column per input token (0-7 symbols, 8 blank, 9 GO)
+    assert bool((grad[:, :8] == 0).all()) and bool((grad[:, 8:] != 0).any(dim=0).all())
+    full = _grads(net, task, x, y, None)[0]
+    assert bool((full[:, :8] != 0).any(dim=0).all())  # full BPTT trains every symbol's column

@@ -49,8 +49,10 @@ def run_tbptt_sweep(
     settings: SpanSettings | None = None,
     seed: int = 1234,
     quick: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """The memory-span sweep once per truncation K; writes OUT/k{K}/ and OUT/tbptt_sweep.{json,png}."""
+    """The memory-span sweep once per truncation K; writes OUT/k{K}/ and OUT/tbptt_sweep.{json,png}.
+    `resume`: a K whose OUT/k{K}/memory_span.json exists is read, not run again."""
     if not ks or min(ks) < 0:
         raise ConfigError(f"need truncations K >= 0 (0: full BPTT), got {list(ks)}")
     out, start = Path(out_dir), time.monotonic()
@@ -61,12 +63,19 @@ def run_tbptt_sweep(
     cpu = 0.0
     for k in dict.fromkeys(ks):
         name = str(k) if k else "full"
-        result = run_memory_span(out / f"k{name}", tasks, cells, delays, quick, seed, replace(base, tbptt=k))
-        largest[name] = result.largest
-        scores[name] = [{key: r[key] for key in ("task", "cell", "delay", "score", "solved", "steps", "cpu_seconds")}
-                        for r in result.rows]  # fmt: skip
-        cpu += result.cpu_seconds
-        log.info("tbptt %s: %s (%.1f min)", name, result.largest, result.seconds / 60)
+        done = out / f"k{name}" / "memory_span.json"
+        if resume and done.exists():  # a finished sweep of an earlier run
+            saved = json.loads(done.read_text(encoding="utf-8"))
+            rows = [r for r in saved["rows"] if r["task"] in tasks and r["cell"] in cells]
+            largest[name] = {t: {c: saved["tasks"][t][c]["largest_delay_solved"] for c in cells} for t in tasks}
+            log.info("tbptt %s: %s (read from %s)", name, largest[name], done)
+        else:
+            result = run_memory_span(out / f"k{name}", tasks, cells, delays, quick, seed, replace(base, tbptt=k))
+            rows, largest[name] = result.rows, result.largest
+            log.info("tbptt %s: %s (%.1f min)", name, result.largest, result.seconds / 60)
+        keys = ("task", "cell", "delay", "score", "solved", "steps", "cpu_seconds")
+        scores[name] = [{key: r[key] for key in keys} for r in rows]
+        cpu += sum(a.get("cpu_seconds", 0.0) for r in rows for a in r.get("attempts", [r]))
     minutes, cpu_minutes = round((time.monotonic() - start) / 60, 2), round(cpu / 60, 2)
     summary = {"largest": largest, "scores": scores, "delays": delays, "settings": {**base.__dict__, "tbptt": "K"},
                "seed": seed, "minutes": minutes, "cpu_minutes": cpu_minutes}  # fmt: skip
@@ -127,9 +136,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--delays", nargs="+", type=int, help="delays (default: the memory-span study's)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
+    p.add_argument("--resume", action="store_true", help="read the K whose OUT/k{K}/memory_span.json exists")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = run_tbptt_sweep(args.out, args.ks, args.task, args.cells, args.delays, seed=args.seed, quick=args.quick)
+    summary = run_tbptt_sweep(args.out, args.ks, args.task, args.cells, args.delays, seed=args.seed,
+                              quick=args.quick, resume=args.resume)  # fmt: skip
     print(format_sweep(summary))
     print(f"picture: {summary['png']}")
 
