@@ -43,6 +43,11 @@ class OutputError(ValueError):
     """An output path that cannot be written as asked; the message names the path and the problem."""
 
 
+class HubError(ValueError):
+    """A model the Hugging Face Hub cannot give or take (unreachable, offline, no such repository or
+    file, no token); the message names the repository (`hf://ORG/NAME`) in one line."""
+
+
 class PlotError(RuntimeError):
     """A picture that cannot be made (matplotlib missing, nothing to plot); one-line message."""
 
@@ -65,6 +70,7 @@ EXIT_STATUS: dict[type[Exception], int] = {
     CheckpointError: EXIT_USAGE,
     RunFolderError: EXIT_USAGE,
     OutputError: EXIT_USAGE,
+    HubError: EXIT_USAGE,
     PlotError: EXIT_USAGE,
     DivergedError: EXIT_DIVERGED,
 }

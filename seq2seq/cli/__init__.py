@@ -161,7 +161,8 @@ def _add_inspection_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("attention", help="translate one sentence and draw its attention map as a PNG")
-    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint from seq2seq train")
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint from seq2seq train, or hf://ORG/NAME "
+                   "(docs/hub.md)")  # fmt: skip
     p.add_argument("--sentence", required=True, help="the source sentence to translate")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--beam-size", type=int, default=1, help="1: greedy (default)")
@@ -203,8 +204,18 @@ def _add_inspection_commands(sub: Any) -> None:
 
 def cmd_average(args: argparse.Namespace) -> None:
     from ..checkpoint import average_checkpoints
+    from ..translation.hub import model_file
 
-    print(f"averaged {len(args.checkpoints)} checkpoints into {average_checkpoints(args.checkpoints, args.out)}")
+    paths = [model_file(p) for p in args.checkpoints]  # hf://ORG/NAME: downloaded
+    print(f"averaged {len(args.checkpoints)} checkpoints into {average_checkpoints(paths, args.out)}")
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    from ..sources.hub import CardOptions, UploadOptions, push
+
+    card = CardOptions(args.license, tuple(args.bleu_file or ()), args.run)
+    options = UploadOptions(args.private, args.revision, args.commit_message)
+    print(push(args.checkpoint, args.repo, args.out, card, options, dry_run=args.dry_run))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -288,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     help_ = "translate sentences (stdin, line by line as they arrive, or --input), one output line per input line"
     p = sub.add_parser("translate", help=help_)
     p.add_argument("--checkpoint", required=True, nargs="+", metavar="MODEL",
-                   help="a .pt checkpoint, or an ONNX model from `seq2seq export` (no torch); several: an ensemble "
+                   help="a .pt checkpoint, an ONNX model from `seq2seq export` (no torch), or "
+                   "hf://ORG/NAME[@REVISION][/FILE] on the Hugging Face Hub (docs/hub.md); several: an ensemble "
                    "(the mean of their log-probs; same vocabularies)")  # fmt: skip
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout, streamed); written to a temporary file renamed "
@@ -338,18 +350,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     _add_inspection_commands(sub)
     p = sub.add_parser("average", help="average the weights of several checkpoints of one run into one file")
-    p.add_argument("--checkpoints", nargs="+", required=True, help="e.g. RUN/step*.pt (see --keep-checkpoints)")
+    p.add_argument("--checkpoints", nargs="+", required=True, help="e.g. RUN/step*.pt (see --keep-checkpoints), "
+                   "or hf://ORG/NAME/FILE")  # fmt: skip
     p.add_argument("--out", required=True, help="checkpoint file to write (not one of --checkpoints)")
     p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("export", help="write a checkpoint as an ONNX model (ONNX Runtime, optionally int8) that "
                        "translates without torch (docs/deploy.md)")  # fmt: skip
-    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint from seq2seq train")
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint from seq2seq train, or hf://ORG/NAME "
+                   "(docs/hub.md)")  # fmt: skip
     p.add_argument("--out", required=True, help="file to write (e.g. model.onnx.zip)")
     p.add_argument("--format", choices=["onnx"], default="onnx",
                    help="onnx: encoder and decoder-step graphs for ONNX Runtime (default: onnx)")  # fmt: skip
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (default: none, fp32)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("push", help="upload a model with a generated model card to the Hugging Face Hub "
+                       "(docs/hub.md); hf://ORG/NAME then loads it wherever a model file is taken")  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint, or an ONNX model from `seq2seq export`")
+    p.add_argument("--repo", required=True, help="ORG/NAME: the model repository (created if missing)")
+    p.add_argument("--license", default="other", help="the card's licence, an SPDX id such as cc-by-4.0 "
+                   "(default: other, a field left for you to fill in)")  # fmt: skip
+    help_ = "`seq2seq evaluate` output on the test set NAME (default: the file's name): its scores and signatures"
+    p.add_argument("--bleu-file", action="append", metavar="[NAME=]FILE", help=help_ + " go on the card; repeatable")
+    p.add_argument("--run", help="the model's run folder, for its data, validation BLEU and training "
+                   "(default: the checkpoint's folder, if it is one)")  # fmt: skip
+    p.add_argument("--private", action="store_true", help="create the repository private (an existing one keeps "
+                   "its visibility)")  # fmt: skip
+    p.add_argument("--revision", help="the branch to push to, created if missing (default: main)")
+    p.add_argument("--commit-message", help="default: 'seq2seq push: MODEL-FILE'")
+    p.add_argument("--out", help="also write the files uploaded into this folder (new, empty, or an earlier --out)")
+    p.add_argument("--dry-run", action="store_true", help="upload nothing (no token needed): with --out, write the "
+                   "folder only; without, print the model card")  # fmt: skip
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("benchmark", help="training/translation speed, peak memory and FLOP/s as one JSON object")
     p.add_argument("--data", required=True, help="Multi30k-style folder of {split}.{lang} files")

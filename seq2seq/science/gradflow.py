@@ -163,6 +163,7 @@ def checkpoint_gradient_flow(
     device: str = "cpu",
 ) -> dict[str, list[float]]:
     """Gradient flow of a trained model on `sources`; without references its greedy outputs are the targets."""
+    from ..translation.hub import model_file
     from ..translation.torch_engine import Translator
 
     if references is not None and len(references) != len(sources):
@@ -171,7 +172,7 @@ def checkpoint_gradient_flow(
     pairs = [p for p in pairs if p[0]]
     if not pairs:
         raise CorpusError("no non-empty source sentences")
-    translator = Translator.from_checkpoint(checkpoint, device=device)
+    translator = Translator.from_checkpoint(model_file(checkpoint), device=device)  # hf://: downloaded
     src_ids = translator.src_tok.encode([s for s, _ in pairs])
     if references:
         tgt_ids = translator.tgt_tok.encode([r for _, r in pairs])

@@ -112,11 +112,12 @@ def attention_map(
     """Translate one sentence and plot where each output piece attended; returns (translation, png)."""
     from ..config import DecodeConfig
     from ..text import clean
+    from ..translation.hub import model_file
     from ..translation.torch_engine import Translator
 
     new_figure()  # fail before loading the model when matplotlib is missing
     check_output(out_png, inputs=[checkpoint], make_folder=True)  # and before it, on a path that cannot be written
-    translator = Translator.from_checkpoint(checkpoint, device=device)
+    translator = Translator.from_checkpoint(model_file(checkpoint), device=device)  # hf://: downloaded
     cfg = DecodeConfig(beam_size=beam_size)
     nbest = translator.translate_nbest([sentence], cfg, keep_attention=True)[0]
     if not nbest:

@@ -7,6 +7,7 @@
 | onnx_model.py | the exported ONNX model: `export_onnx`, `OnnxEngine`, `OnnxTranslator` (no torch) |
 | ensemble.py | several models searched as one |
 | loading.py | `load_translator` and `export_model`: which engine a model file needs |
+| hub.py | `model_file`: `hf://ORG/NAME[@REVISION][/FILE]` to a file in huggingface_hub's cache |
 | stream.py | line-by-line streaming for `seq2seq translate` |
 """
 

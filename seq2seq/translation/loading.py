@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import check_output
 from ..config import ConfigError, DecodeConfig
+from .hub import model_file
 
 REMOVED_NPZ = "the NumPy runtime's .npz format was removed (the ONNX model replaces it, docs/deploy.md)"
 
@@ -27,6 +28,7 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None
     if fmt not in (None, "onnx") or Path(out).suffix == ".npz":
         raise ConfigError(f"{REMOVED_NPZ}: write an ONNX model instead (--format onnx, e.g. --out model.onnx.zip)")
     check_output(out, inputs=[checkpoint], make_folder=True)  # before any work: a folder, or the checkpoint itself
+    checkpoint = model_file(checkpoint)  # hf://ORG/NAME: downloaded (hub.py)
     from .onnx_model import export_onnx
 
     return export_onnx(checkpoint, out, quantize)
@@ -37,6 +39,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Translating:
     (which names any other exported file, such as a removed `.npz`, in one line)."""
     from .onnx_model import OnnxTranslator, is_onnx_model
 
+    path = model_file(path)  # hf://ORG/NAME[@REVISION][/FILE]: downloaded into huggingface_hub's cache (hub.py)
     if is_onnx_model(path):
         if device != "cpu":
             raise ConfigError(f"{path}: an ONNX model runs on the CPU; drop --device {device}")

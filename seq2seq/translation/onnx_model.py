@@ -59,6 +59,16 @@ def is_onnx_model(path: str | Path) -> bool:
         return False
 
 
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a file written by `export_onnx` (languages, model config, quantization, trained
+    steps), for its model card (sources/hub.py); `OnnxTranslator.load` checks the whole file."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read(MANIFEST))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"{path}: not a seq2seq ONNX model ({err})") from None
+
+
 def _state_names(cfg: ModelConfig) -> list[str]:
     """The recurrent state's graph inputs: h (and c for LSTM), and the input-feeding vector."""
     return ["h", *(["c"] if cfg.cell == "lstm" else []), *(["feed"] if cfg.input_feeding else [])]
@@ -229,7 +239,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
             enc_bytes, step_bytes = _quantize(enc_bytes, Path(tmp), "encoder"), _quantize(step_bytes, Path(tmp), "step")
         manifest = {"format": FORMAT, "version": VERSION, "model_config": saved.model_config,
                     "src_lang": saved.src_lang, "tgt_lang": saved.tgt_lang, "quantize": quantize or "none",
-                    "trained_steps": saved.step, "opset": OPSET, **io_names}  # fmt: skip
+                    "trained_steps": saved.step, "averaged": saved.averaged, "opset": OPSET, **io_names}  # fmt: skip
         staged = Path(tmp) / out.name
         with zipfile.ZipFile(staged, "w", zipfile.ZIP_STORED) as z:
             z.writestr(MANIFEST, json.dumps(manifest, indent=1))

@@ -10,7 +10,7 @@ import torch
 
 from ..batches import pad
 from ..checkpoint import CheckpointError, check_vocab, load_weights, read_model
-from ..config import DecodeConfig, ModelConfig, from_dict
+from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..machine.hardware import resolve_device, resolve_precision
 from ..model import DecoderState, Memory, Seq2Seq
 from ..tokenizer import Tokenizer
@@ -81,6 +81,25 @@ class Translator(Translating):
         translator = cls(model.to(resolve_device(str(device))), src_tok, tgt_tok)
         translator.src_lang, translator.tgt_lang = saved.src_lang, saved.tgt_lang
         return translator
+
+    @classmethod
+    def from_pretrained(
+        cls, repo: str, device: str = "cpu", *, revision: str | None = None, filename: str | None = None
+    ) -> Translating:
+        """The model of a Hugging Face Hub repository (`"ORG/NAME"`, or an `hf://ORG/NAME[@REVISION][/FILE]`
+        path), downloaded through huggingface_hub's cache (translation/hub.py); also a local folder laid
+        out as one (`seq2seq push --out`). What `load_translator` gives for that file: this class for a
+        `.pt` checkpoint, an `OnnxTranslator` for an exported ONNX model (which translates without torch
+        through `load_translator("hf://ORG/NAME")`)."""
+        from .hub import pretrained_file
+        from .onnx_model import OnnxTranslator, is_onnx_model
+
+        path = pretrained_file(repo, revision, filename)
+        if is_onnx_model(path):  # as loading.load_model (which imports this module, so cannot be imported here)
+            if device != "cpu":
+                raise ConfigError(f"{path}: an ONNX model runs on the CPU; drop device={device!r}")
+            return OnnxTranslator.load(path)
+        return cls.from_checkpoint(path, device=device)
 
     def _where(self) -> dict[str, Any]:
         device = str(next(self.model.parameters()).device)

@@ -1,0 +1,313 @@
+"""Models on the Hugging Face Hub: `seq2seq push` (the folder it would upload, the card, the upload
+calls) and `hf://ORG/NAME` models downloaded through huggingface_hub's own code and cache.
+
+The Hub cannot be reached from the test machines: a local stand-in of its file endpoint
+(seq2seq/devtools/hub_standin.py) serves the folder `push --out` wrote, and HF_ENDPOINT points
+huggingface_hub at it, so `hf_hub_download` runs as for a user (HEAD for the commit and ETag, GET,
+blobs and snapshots in the cache, `HF_HUB_OFFLINE=1` reading that cache). In this process the same
+settings are made on huggingface_hub.constants (which reads the environment once, at import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+import tomllib
+import torch
+from corpora import translate_in_a_fresh_process
+
+from seq2seq.checkpoint import read_model
+from seq2seq.cli import main
+from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig, from_dict, load_toml
+from seq2seq.devtools.hub_standin import HubStandIn
+from seq2seq.errors import HubError
+from seq2seq.runfiles import read_metrics
+from seq2seq.translation import export_model, load_translator
+from seq2seq.translation.hub import model_file, parse_hub_path
+from seq2seq.translation.onnx_model import OnnxTranslator
+from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+LINES = ["red cat", "big old dog", "", "tree house blue"]
+SCORES = (
+    "BLEU = 41.17 70.0/48.1/33.3/25.0 (BP = 1.000 ratio = 1.000 hyp_len = 10 ref_len = 10)  "
+    "(nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0)\n"
+    "chrF = 63.50  (nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def pushed(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`seq2seq push --dry-run --out` of the tiny run's best.pt, with a test score file."""
+    root = tmp_path_factory.mktemp("push")
+    (root / "scores.txt").write_text(SCORES, encoding="utf-8")
+    argv = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny", "--dry-run",
+            "--out", str(root / "repo"), "--bleu-file", f"test2016={root / 'scores.txt'}"]  # fmt: skip
+    assert main(argv) == 0
+    return root / "repo"
+
+
+@pytest.fixture
+def hub(pushed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubStandIn:
+    """The pushed folder served as me/tiny; huggingface_hub (here and in child processes) pointed at
+    it, with an empty cache of its own and no token."""
+    from huggingface_hub import constants
+
+    with HubStandIn({"me/tiny": pushed}) as standin:
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+        _point(monkeypatch, standin)
+        yield standin
+
+
+def _point(monkeypatch: pytest.MonkeyPatch, standin: HubStandIn) -> None:
+    """huggingface_hub's endpoint: the stand-in."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", standin.url)
+    monkeypatch.setattr(constants, "ENDPOINT", standin.url)
+    template = standin.url + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+# --- push ------------------------------------------------------------------------------------------
+
+
+def test_the_pushed_folder_holds_the_model_its_card_and_its_settings(run_dir: Path, pushed: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    assert sorted(p.name for p in pushed.iterdir()) == ["README.md", "config.toml", "model.pt", "seq2seq.json"]
+    assert (pushed / "model.pt").read_bytes() == (run_dir / "best.pt").read_bytes()
+    assert json.loads((pushed / "seq2seq.json").read_text())["model"] == "model.pt"
+    text = (pushed / "README.md").read_text(encoding="utf-8")
+    card = ModelCard(text).data.to_dict()  # huggingface_hub reads the metadata back
+    assert card["language"] == ["xx", "yy"] and card["license"] == "other" and card["pipeline_tag"] == "translation"
+    assert "license: other  # fill in" in text  # left to the user, and said so
+    bleu = card["model-index"][0]["results"][0]
+    assert bleu["dataset"]["name"] == "test2016" and bleu["metrics"][0]["type"] == "bleu"
+    assert bleu["metrics"][0]["value"] == 41.17
+    assert bleu["metrics"][0]["config"] == "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+    assert "| test2016 | chrF | 63.50 |" in text
+    records = read_metrics(run_dir / "metrics.jsonl")  # the validation of best.pt's update, with its signature
+    saved = read_model(run_dir / "best.pt")
+    valid = next(r for r in records["valid"] if r["step"] == saved.step)
+    signature = records["selection"][-1]["val_bleu_signature"].replace("|", "\\|")
+    assert f"(update {saved.step}) | BLEU | {valid['val_bleu']:.2f} | `{signature}` |" in text
+    assert "seq2seq train --config config.toml --data DATA --src xx --tgt yy --out RUN" in text
+    assert f"DATA `{json.loads((run_dir / 'preprocess.json').read_text())['data_dir']}`" in text
+    tables = load_toml(pushed / "config.toml", ("data", "model", "train"))  # the checkpoint's settings, whole
+    for name, cls, values in (("data", DataConfig, saved.data_config), ("model", ModelConfig, saved.model_config),
+                              ("train", TrainConfig, saved.train_config)):  # fmt: skip
+        assert from_dict(cls, tables[name]) == from_dict(cls, values)
+
+
+def test_a_card_says_what_is_not_recorded_and_takes_a_licence(run_dir: Path, tmp_path: Path, capsys) -> None:
+    lone = tmp_path / "lone.pt"  # a checkpoint away from its run folder, no scores
+    lone.write_bytes((run_dir / "best.pt").read_bytes())
+    assert main(["push", "--checkpoint", str(lone), "--repo", "me/lone", "--dry-run", "--license", "cc-by-4.0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("nothing uploaded (--dry-run): hf://me/lone would get model.pt, README.md, seq2seq.json")
+    assert "license: cc-by-4.0\n" in out and "No score is recorded" in out and "| BLEU |" not in out
+    assert "Not recorded with this file" in out  # the data: no run folder
+
+
+def test_push_uploads_the_staged_files_in_one_commit(
+    hub: HubStandIn, pushed: Path, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import huggingface_hub
+
+    calls = []
+
+    class Api:
+        def create_repo(self, repo: str, **kw: object) -> None:
+            calls.append(("create_repo", repo, kw))
+
+        def create_branch(self, repo: str, **kw: object) -> None:
+            calls.append(("create_branch", repo, kw))
+
+        def create_commit(self, repo: str, operations: list, **kw: object) -> object:
+            files = {op.path_in_repo: op.path_or_fileobj for op in operations}
+            calls.append(("create_commit", repo, {**kw, "files": files}))
+            return type("Info", (), {"commit_url": "https://huggingface.co/me/tiny/commit/abc"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    argv = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny", "--private", "--revision", "v1"]
+    assert main(argv) == 2  # no token: one line, before any work
+    assert capsys.readouterr().err == (
+        "seq2seq push: error: hf://me/tiny: no Hugging Face token: log in with `hf auth login` or set HF_TOKEN "
+        "(--dry-run --out DIR writes the files without uploading)\n"
+    )
+    assert calls == []
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    bleu = ["--bleu-file", f"test2016={pushed.parent / 'scores.txt'}"]
+    assert main([*argv, *bleu]) == 0
+    assert capsys.readouterr().out.startswith("uploaded model.pt, README.md, seq2seq.json, config.toml to hf://me/tiny")
+    assert [c[0] for c in calls] == ["create_repo", "create_branch", "create_commit"]
+    assert calls[0][2] == {"private": True, "exist_ok": True} and calls[1][2] == {"branch": "v1", "exist_ok": True}
+    commit = calls[2][2]
+    assert commit["revision"] == "v1" and commit["commit_message"] == "seq2seq push: model.pt"
+    files = {name: open(c, "rb").read() if isinstance(c, str) else c for name, c in commit["files"].items()}
+    assert files == {p.name: p.read_bytes() for p in pushed.iterdir()}  # what --out wrote is what is uploaded
+
+
+# --- hf:// models ----------------------------------------------------------------------------------
+
+
+def test_hf_paths_parse_as_huggingface_hubs_own() -> None:
+    assert parse_hub_path("hf://me/tiny") == parse_hub_path("me/tiny")
+    where = parse_hub_path("hf://me/tiny@refs%2Fpr%2F1/sub/model.pt")
+    assert (where.repo, where.revision, where.filename) == ("me/tiny", "refs/pr/1", "sub/model.pt")
+    assert str(where) == "hf://me/tiny@refs%2Fpr%2F1/sub/model.pt"
+    for bad in ("hf://me", "hf://me/", "hf://me/tiny@", "hf:///tiny"):
+        with pytest.raises(HubError, match="not a Hugging Face Hub model path"):
+            parse_hub_path(bad)
+
+
+def test_translate_downloads_through_the_cache_then_works_offline(
+    hub: HubStandIn, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    (tmp_path / "in.txt").write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    expect = Translator.from_checkpoint(run_dir / "best.pt").translate(LINES, DecodeConfig())
+    command = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", "hf://me/tiny", "--input",
+               str(tmp_path / "in.txt"), "--quiet"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ, check=True)
+    assert done.stdout.splitlines() == expect
+    snapshot = tmp_path / "hf" / "hub" / "models--me--tiny" / "snapshots" / hub.commits["me/tiny"]
+    assert (snapshot / "model.pt").resolve().read_bytes() == (run_dir / "best.pt").read_bytes()  # a cached blob
+    asked = len(hub.requests)
+    _offline(monkeypatch)  # here, not in a new process: that is a second torch import (seconds)
+    assert main(command[3:]) == 0
+    assert capsys.readouterr().out.splitlines() == expect and len(hub.requests) == asked  # from the cache alone
+
+
+def test_from_pretrained_and_every_command_take_hf_models(
+    hub: HubStandIn, pushed: Path, run_dir: Path, tmp_path: Path, capsys
+) -> None:
+    expect = Translator.from_checkpoint(run_dir / "best.pt").translate(LINES, beam_size=3)
+    commit = hub.commits["me/tiny"]
+    for translator in (Translator.from_pretrained("me/tiny"), Translator.from_pretrained("hf://me/tiny"),
+                       Translator.from_pretrained("me/tiny", revision=commit, filename="model.pt"),
+                       Translator.from_pretrained(str(pushed)),  # the folder push --out wrote
+                       load_translator("hf://me/tiny"),
+                       load_translator([f"hf://me/tiny@{commit}/model.pt"])):  # fmt: skip
+        assert isinstance(translator, Translator) and translator.translate(LINES, beam_size=3) == expect
+    assert main(["average", "--checkpoints", "hf://me/tiny", f"hf://me/tiny@{commit}", "--out",
+                 str(tmp_path / "avg.pt")]) == 0  # fmt: skip
+    averaged, saved = read_model(tmp_path / "avg.pt"), read_model(run_dir / "best.pt")
+    assert all(torch.equal(averaged.state_dict[k], v) for k, v in saved.state_dict.items())  # a model twice
+    assert capsys.readouterr().out.startswith("averaged 2 checkpoints")
+
+
+def test_an_onnx_model_on_the_hub_translates_without_torch(
+    hub: HubStandIn, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported = export_model("hf://me/tiny", tmp_path / "export" / "model.onnx.zip")  # export takes hf:// too
+    assert main(["push", "--checkpoint", str(exported), "--repo", "me/tiny-onnx", "--run", str(run_dir),
+                 "--dry-run", "--out", str(tmp_path / "repo")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "repo" / "seq2seq.json").read_text())["model"] == "model.onnx.zip"
+    card = (tmp_path / "repo" / "README.md").read_text(encoding="utf-8")
+    assert "- onnx\n" in card and "an ONNX model exported from a seq2seq checkpoint (fp32)" in card
+    assert tomllib.loads((tmp_path / "repo" / "config.toml").read_text()) == tomllib.loads(
+        (run_dir / "config.toml").read_text()
+    )  # the run's settings
+    with HubStandIn({"me/tiny-onnx": tmp_path / "repo"}) as onnx_hub:
+        _point(monkeypatch, onnx_hub)
+        out, imported_torch = translate_in_a_fresh_process("hf://me/tiny-onnx", tmp_path, LINES, beam_size=2)
+        assert not imported_torch, "torch was imported"
+        assert out == OnnxTranslator.load(exported).translate(LINES, beam_size=2)
+        translator = Translator.from_pretrained("me/tiny-onnx")  # what load_translator gives for the file
+    assert isinstance(translator, OnnxTranslator) and translator.translate(LINES, beam_size=2) == out
+
+
+# --- failures: one line, exit status 2 ------------------------------------------------------------
+
+
+def _error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.rstrip("\n")
+
+
+def test_hub_failures_are_one_line_naming_the_repository(
+    hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    run = ["translate", "--input", os.devnull, "--checkpoint"]
+    assert _error([*run, "hf://me/tiny/nope.pt"], capsys) == (
+        "seq2seq translate: error: hf://me/tiny: the repository holds no file 'nope.pt'"
+    )
+    assert _error([*run, "hf://me/other"], capsys).startswith(
+        "seq2seq translate: error: hf://me/other: no such model repository on the Hugging Face Hub"
+    )
+    assert _error([*run, "hf://me/tiny@v9"], capsys) == (
+        "seq2seq translate: error: hf://me/tiny@v9: the repository has no revision 'v9'"
+    )
+    assert _error(["export", "--checkpoint", "hf://me", "--out", str(tmp_path / "m.onnx.zip")], capsys) == (
+        "seq2seq export: error: hf://me: not a Hugging Face Hub model path: write hf://ORG/NAME[@REVISION][/FILE]"
+    )
+    (hub.repos["me/tiny"] / "seq2seq.json").rename(tmp_path / "pointer.json")  # a repository push did not write
+    try:
+        assert _error([*run, "hf://me/tiny"], capsys).endswith(
+            "hf://me/tiny: no seq2seq.json (which `seq2seq push` writes) to name the model file: name the file, "
+            "e.g. hf://me/tiny/model.pt"
+        )
+    finally:
+        (tmp_path / "pointer.json").rename(hub.repos["me/tiny"] / "seq2seq.json")
+
+
+def test_offline_or_unreachable_is_one_line_naming_the_repository(
+    hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from huggingface_hub import constants
+
+    cache = constants.HF_HUB_CACHE
+    offline = (f"hf://me/tiny: cannot download seq2seq.json from the Hugging Face Hub ({hub.url}): offline mode is "
+               f"on (HF_HUB_OFFLINE=1) and it is not in the local cache ({cache})")  # fmt: skip
+    with monkeypatch.context() as m:
+        _offline(m)
+        assert (
+            _error(["serve", "--checkpoint", "hf://me/tiny", "--port", "0"], capsys)
+            == f"seq2seq serve: error: {offline}"
+        )
+        attention = [
+            "attention",
+            "--checkpoint",
+            "hf://me/tiny",
+            "--sentence",
+            "red cat",
+            "--out",
+            str(tmp_path / "a.png"),
+        ]
+        assert _error(attention, capsys) == f"seq2seq attention: error: {offline}"
+    hub.__exit__()  # the Hub gone: huggingface_hub retries (its waits skipped here), its warnings hidden, one line
+    skip_waits = (
+        "import sys, time; time.sleep = lambda s: None\nfrom seq2seq.cli import main\nsys.exit(main(sys.argv[1:]))"
+    )
+    command = [sys.executable, "-c", skip_waits, "translate", "--checkpoint", "hf://me/tiny", "--input", os.devnull]
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"seq2seq translate: error: hf://me/tiny: cannot download seq2seq.json from the "
+                                  f"Hugging Face Hub ({hub.url}): cannot reach it (")  # fmt: skip
+    assert done.stderr.endswith(f"retried) and it is not in the local cache ({cache})\n"), done.stderr
+
+
+def test_local_paths_stay_as_they_are(run_dir: Path) -> None:
+    assert model_file(run_dir / "best.pt") == run_dir / "best.pt"
+    assert model_file(str(run_dir / "best.pt")) == run_dir / "best.pt"
