@@ -249,12 +249,12 @@ BAD = {  # name: (method, path, body, status, words in the error)
     "n_best > beam": ("POST", "/translate", {"sentences": ["a"], "n_best": 3}, 400, "n_best must be in"),
     "bad precision": ("POST", "/translate", {"sentences": ["a"], "precision": "fp8"}, 400, "precision must be one of"),
     "beam over the limit": ("POST", "/translate", {"sentences": ["a"], "beam_size": 33}, 400, "limit of 32"),
-    "n-best lists": (
+    "n_best over --max-n-best": (
         "POST",
         "/translate",
-        {"sentences": ["a"], "beam_size": 4, "n_best": 2},
+        {"sentences": ["a"], "beam_size": 10, "n_best": 9},
         400,
-        "one translation per",
+        "n_best 9 is over this server's limit of 8 (--max-n-best)",
     ),
     "too many sentences": ("POST", "/translate", {"sentences": ["a"] * 9}, 413, "limit is 8 (--max-sentences)"),
     "sentence too long": ("POST", "/translate", {"sentences": ["a", "b" * 101]}, 413, "sentences[1] has 101"),

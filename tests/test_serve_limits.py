@@ -232,7 +232,7 @@ OUT_OF_RANGE = {  # name: (request options (sentences: ["a"] unless given; inf s
     "beam 10**30": ({"beam_size": 10**30}, "beam_size"),
     "beam 1e400 (inf)": ({"beam_size": 1e400}, "beam_size must be a finite number, got Infinity"),
     "beam a boolean": ({"beam_size": True}, "beam_size must be int"),
-    "n_best 2": ({"beam_size": 4, "n_best": 2}, "one translation per sentence"),
+    "n_best over --max-n-best": ({"beam_size": 10, "n_best": 9}, "n_best 9 is over this server's limit of 8"),
     "memory budget raised by a request": ({"memory_budget_gb": 1000}, "memory_budget_gb is this server's setting"),
     "n_best 0": ({"n_best": 0}, "n_best"),
     "max_len_b 3000": ({"max_len_b": 3000}, "max_len_b 3000 allows outputs over this server's limit of 1024"),

@@ -245,11 +245,12 @@ def cmd_hardware(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from ..machine import process
     from ..serve import ServeLimits
-    from ..serve.server import serve
+    from ..serve.server import parse_models, serve
 
     cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
+    models = parse_models(args.model) if args.model else args.checkpoint
     process.apply(process.ProcessSettings.for_decoding())
-    serve(args.checkpoint, args.host, args.port, args.device, cfg, from_flags(ServeLimits, args))
+    serve(models, args.host, args.port, args.device, cfg, from_flags(ServeLimits, args), None, args.allow_origin or ())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -402,13 +403,20 @@ def build_parser() -> argparse.ArgumentParser:
     from ..serve import ServeLimits
 
     p = sub.add_parser("serve", help="an HTTP JSON translation server: POST /translate, GET /health (docs/serving.md)")
-    p.add_argument("--checkpoint", required=True,
-                   help="a .pt checkpoint, or an ONNX model from `seq2seq export` (no torch)")  # fmt: skip
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", action="append", metavar="NAME=PATH",
+                       help="a model served under NAME (a request picks it with \"model\": NAME); repeat it for "
+                       "several, the first is the default")  # fmt: skip
+    which.add_argument("--checkpoint",
+                       help="a .pt checkpoint, or an ONNX model from `seq2seq export` (no torch)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: a free one, printed)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     help_ = "TOML file with a [decode] table: the default decode settings (other tables are refused)"
     p.add_argument("--config", help=help_)
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="let pages from ORIGIN (e.g. http://localhost:8080; repeatable; *: any) call this server "
+                   "from a browser: CORS headers (default: none, CORS off)")  # fmt: skip
     add_flags(p, DecodeConfig)  # the defaults; a request's JSON may override any of them
     add_flags(p, ServeLimits)
     p.set_defaults(func=cmd_serve)

@@ -6,15 +6,17 @@ One worker owns the translator: it takes every job queued (up to `max_batch` sen
 the jobs by decode settings, translates each group in one call and hands each job its slice. Only
 the worker touches the model (torch is not made thread-safe by the server); in `serve` the worker
 is the main thread (torch ran a real model ~1.6x faster there than from a background thread).
-One request per connection (`Connection: close`), so that stopping never waits on an idle client.
+Several models share that one worker (`--model NAME=PATH` repeated): jobs are grouped by model too.
+Connections are kept alive (HTTP/1.1); stopping closes the idle ones, so it never waits on a client.
+CORS is off unless origins are allowed (`--allow-origin`). The JSON itself: protocol.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
+import re
 import select
 import signal
 import socket
@@ -22,6 +24,8 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, TextIO
@@ -32,55 +36,31 @@ from ..translation.base import decode_config
 from .batcher import Batcher, ClientGone, RequestError
 from .limits import ServeLimits
 from .page import PAGE_ROUTES, page_file
+from .protocol import (
+    hypotheses_reply,
+    opennmt_models,
+    opennmt_reply,
+    opennmt_request,
+    parse_body,
+    reply_options,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from ..translation.base import Translating
 
 log = logging.getLogger("seq2seq")
 
-ROUTES = {"/health": "GET", "/translate": "POST", **PAGE_ROUTES}
+ROUTES = {"/health": "GET", "/models": "GET", "/translate": "POST", **PAGE_ROUTES,
+          "/translator/translate": "POST", "/translator/models": "GET", "/translator/health": "GET"}  # fmt: skip
+OPENNMT = "/translator/"  # OpenNMT-py's REST routes (its default url_root), in its format (protocol.py)
+OPENNMT_OK = {"status": "ok"}  # its GET /translator/health
 DRAIN_BYTES = 16 << 20  # an unread request body up to this size is read before replying (no reset)
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-    return names.get(type(value), "a number")
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, list):
-        bad = next(v for v in value if not isinstance(v, str))
-        return f"an array holding {_json_type(bad)} ({json.dumps(bad)[:40]})"
-    return f"{_json_type(value)} ({json.dumps(value)[:40]})"
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_body(body: bytes) -> tuple[list[str], dict[str, Any]]:
-    """The sentences and the decode options of a /translate body; malformed or mistyped: RequestError 400."""
-    try:
-        request = json.loads(body, parse_constant=_no_constant)
-    except ValueError as err:  # JSONDecodeError, invalid UTF-8, NaN/Infinity
-        raise RequestError(400, f"body is not valid JSON: {err}") from None
-    except RecursionError:
-        raise RequestError(400, "body is not valid JSON: nested too deeply") from None
-    if not isinstance(request, dict):
-        raise RequestError(400, f'body must be a JSON object {{"sentences": [...]}}, got {_json_type(request)}')
-    options = dict(request)
-    if "sentences" not in options:
-        raise RequestError(400, 'missing "sentences": an array of strings to translate')
-    sentences = options.pop("sentences")
-    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
-        raise RequestError(400, f'"sentences" must be an array of strings, got {_describe(sentences)}')
-    for key, value in options.items():  # 1e400 parses as inf
-        if isinstance(value, float) and not math.isfinite(value):
-            raise RequestError(400, f"{key} must be a finite number, got {json.dumps(value)[:40]}")
-    return sentences, options
+CORS_MAX_AGE = 600  # seconds a browser may cache a preflight's answer
+CORS_HEADERS = "Content-Type"  # the request headers a cross-origin page may send (JSON bodies need it)
+DEFAULT_MODEL = "default"  # the name of the one model of `--checkpoint`
 
 
 # --- HTTP -----------------------------------------------------------------------------------------
@@ -92,12 +72,28 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 128  # listen backlog (the default 5 drops connections under concurrent load)
     app: TranslationServer
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.idle: set[socket.socket] = set()  # kept-alive connections waiting for their next request
+        self.idle_lock = threading.Lock()
+        self.stopping = False
+        super().__init__(*args, **kwargs)
+
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)  # not HTTPServer's: no getfqdn() (a DNS lookup) at start
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.warning("connection from %s: %s", client_address[0], sys.exc_info()[1])
+
+    def close_idle(self) -> None:
+        """Stopping: close every connection waiting for a request; the busy ones close after their reply."""
+        with self.idle_lock:
+            self.stopping = True
+            for conn in self.idle:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # its handler's read ends: the thread finishes
+                except OSError:
+                    pass
 
 
 class _HTTPServer6(_HTTPServer):
@@ -106,12 +102,33 @@ class _HTTPServer6(_HTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
-    protocol_version = "HTTP/1.1"  # every response says Connection: close
+    protocol_version = "HTTP/1.1"  # connections are kept alive unless the client says close
     server_version = "seq2seq-serve"
-    timeout = 30  # seconds a client may stall while sending its request
+    timeout = 30  # seconds a client may stall while sending its request, or keep an idle connection
     disable_nagle_algorithm = True
     _unread = 0  # bytes of request body not read yet
     _started = 0.0
+    _origin: str | None = None  # the Access-Control-Allow-Origin of this request's reply (CORS), if any
+
+    def handle_one_request(self) -> None:
+        """Wait for the next request as an idle connection (closed by `close_idle` when stopping)."""
+        with self.server.idle_lock:
+            if self.server.stopping:
+                self.close_connection = True
+                return
+            self.server.idle.add(self.connection)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        with self.server.idle_lock:  # the request line has come: no longer idle
+            self.server.idle.discard(self.connection)
+        self._started, self._origin = time.perf_counter(), None
+        return super().parse_request()
+
+    def finish(self) -> None:
+        with self.server.idle_lock:
+            self.server.idle.discard(self.connection)
+        super().finish()
 
     def do_GET(self) -> None:
         self._route()
@@ -119,33 +136,60 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET
 
     def _route(self) -> None:
-        self._started = time.perf_counter()
+        app = self.server.app
         self._unread = self._length(strict=False) or 0
+        if self.headers.get("Content-Length") not in (None, str(self._unread)) or "Transfer-Encoding" in self.headers:
+            self.close_connection = True  # a body of unknown length: the connection cannot carry another request
         path = self.path.split("?", 1)[0]
-        if path not in ROUTES:
-            self._error(404, f"no such path {path!r}: GET /health or POST /translate")
+        self._origin = app.cors_origin(self.headers.get("Origin"))
+        if self.command == "OPTIONS" and app.allow_origins and path in ROUTES:
+            self._preflight(path)
+        elif path not in ROUTES:
+            self._error(404, f"no such path {path!r}: GET /health, GET /models or POST /translate (docs/serving.md)")
         elif self.command != ROUTES[path]:
-            self._error(405, f"{path} takes {ROUTES[path]}, not {self.command}", {"Allow": ROUTES[path]})
-        elif path == "/health":
-            self._reply(200, self.server.app.health())
+            allow = f"{ROUTES[path]}, OPTIONS" if app.allow_origins else ROUTES[path]
+            self._error(405, f"{path} takes {ROUTES[path]}, not {self.command}", {"Allow": allow})
         elif path in PAGE_ROUTES:  # the page at / (page.py)
             body, headers = page_file(path)
             self._reply(200, body, f"{len(body)} bytes", headers)
+        elif ROUTES[path] == "GET":
+            replies = {"/health": app.health, "/models": app.list_models, "/translator/health": lambda: OPENNMT_OK,
+                       "/translator/models": lambda: opennmt_models(app.paths, app.decode())}  # fmt: skip
+            self._reply(200, replies[path]())
         else:
-            try:
-                translations = self.server.app.translate_body(self._body(), self._client_gone)
-            except RequestError as err:
-                self._error(err.status, str(err))
-            except ClientGone:  # nobody to answer
-                ms = (time.perf_counter() - self._started) * 1000
-                log.info("%s %s client gone after %.1f ms: translation stopped", self.command, self.path, ms)
-                self.close_connection = True
-            else:
-                self._reply(200, {"translations": translations}, f"{len(translations)} sentences")
+            self._translate(app.translate_body if path == "/translate" else app.translate_opennmt)
+
+    def _translate(self, translate: Callable[[bytes, Callable[[], bool]], Any]) -> None:
+        try:
+            reply = translate(self._body(), self._client_gone)
+        except RequestError as err:
+            self._error(err.status, str(err))
+        except ClientGone:  # nobody to answer
+            ms = (time.perf_counter() - self._started) * 1000
+            log.info("%s %s client gone after %.1f ms: translation stopped", self.command, self.path, ms)
+            self.close_connection = True
+        else:
+            count = len(reply["translations"]) if isinstance(reply, dict) else len(reply[0]) if reply else 0
+            self._reply(200, reply, f"{count} sentences")
+
+    def _preflight(self, path: str) -> None:
+        """A CORS preflight (OPTIONS with Origin) from an allowed origin: 204 with what it may send; from
+        another origin 403. Without Origin (not a browser's preflight): 204 naming the methods."""
+        origin, methods = self.headers.get("Origin"), f"{ROUTES[path]}, OPTIONS"
+        if origin is not None and self._origin is None:
+            allowed = " ".join(self.server.app.allow_origins)
+            self._error(403, f"origin {origin[:100]!r} is not allowed: this server allows {allowed} (--allow-origin)")
+            return
+        headers = {"Allow": methods}
+        if origin is not None:
+            headers.update({"Access-Control-Allow-Methods": methods, "Access-Control-Allow-Headers": CORS_HEADERS,
+                            "Access-Control-Max-Age": str(CORS_MAX_AGE)})  # fmt: skip
+        self._reply(204, None, "preflight", headers)
 
     def _client_gone(self) -> bool:
         """Whether the client has closed its connection (end of stream or a reset) while its request
-        waits: the body is read, so a readable socket with nothing to read means it hung up."""
+        waits: the body is read, so a readable socket with nothing to read means it hung up (a
+        pipelined next request is something to read: not gone)."""
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
             return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
@@ -174,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         self._unread = 0
         if len(body) < length:
+            self.close_connection = True
             raise RequestError(400, f"body ended after {len(body)} of {length} bytes (Content-Length)")
         return body
 
@@ -182,7 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.server.app.check_length(self._length(strict=False) or 0)
         except RequestError as err:
-            self._started = time.perf_counter()
+            self._origin = self.server.app.cors_origin(self.headers.get("Origin"))
+            self._unread, self.close_connection = 0, True  # the client may send the body or not: close
             self._error(err.status, str(err))
             return False
         return super().handle_expect_100()
@@ -192,24 +238,45 @@ class _Handler(BaseHTTPRequestHandler):
         self._started = self._started or time.perf_counter()
         if self.request_version == "HTTP/0.9":  # an unparsable request line: still answer with a status line
             self.request_version = "HTTP/1.0"
+        self.close_connection = True  # what follows on the connection cannot be trusted
         self._error(code, message or HTTPStatus(code).phrase)
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        self._reply(status, {"error": message}, message, headers)
+        path = getattr(self, "path", "")
+        body = {"error": message, "status": "error"} if path.startswith(OPENNMT) else {"error": message}
+        self._reply(status, body, message, headers)
 
-    def _reply(self, status: int, obj: Any, note: str = "", headers: dict[str, str] | None = None) -> None:
-        if 0 < self._unread <= DRAIN_BYTES:  # read a body we refused unread, so the client sees the reply
+    def _drain(self) -> None:
+        """Read a body we refused unread, so the client sees the reply and the connection can go on;
+        one too large to read closes the connection (its rest would be taken for the next request)."""
+        if 0 < self._unread <= DRAIN_BYTES:
             try:
                 self.rfile.read(self._unread)
             except OSError:
-                pass
+                self.close_connection = True
+        elif self._unread:
+            self.close_connection = True
         self._unread = 0
-        body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+        if self.server.stopping:
+            self.close_connection = True
+
+    def _reply(self, status: int, obj: Any, note: str = "", headers: dict[str, str] | None = None) -> None:
+        """Send `obj` as JSON (bytes as they are; None: no body, a 204) with `headers`, the CORS headers
+        and Content-Length; `Connection: close` when the connection ends after it."""
+        self._drain()
+        if obj is None:
+            body, head = b"", {}
+        else:
+            body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+            head = {"Content-Type": "application/json; charset=utf-8", "Content-Length": str(len(body))}
+        head.update({**(headers or {}), **self.server.app.cors_headers(self._origin)})
+        if self.close_connection:
+            head["Connection"] = "close"
+        elif self.request_version == "HTTP/1.0":  # an HTTP/1.0 client that asked for keep-alive
+            head["Connection"] = "keep-alive"
         self.send_response(status)
-        for key, value in {"Content-Type": "application/json; charset=utf-8", **(headers or {})}.items():
+        for key, value in head.items():
             self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -226,27 +293,80 @@ class _Handler(BaseHTTPRequestHandler):
 # --- the server -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Task:
+    """What the worker groups jobs by and translates them with: a model, decode settings, and what
+    the reply needs beyond the best texts (`hypotheses`: the n-best with scores; `alignments`: also
+    word alignments and attention, which keep the search's attention)."""
+
+    model: str
+    cfg: DecodeConfig
+    hypotheses: bool = False
+    alignments: bool = False
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+")  # what a browser sends: scheme://host[:port]
+
+
+def parse_models(specs: Sequence[str]) -> dict[str, str]:
+    """`--model NAME=PATH` values as {name: path}, in order (the first is the default); a bad or
+    repeated name is a ConfigError."""
+    models: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not path or not MODEL_NAME.fullmatch(name):
+            raise ConfigError(
+                f"--model {spec!r}: give NAME=PATH, NAME of letters, digits, '.', '_', '-' (e.g. de-en=best.pt)"
+            )
+        if name in models:
+            raise ConfigError(f"--model {name!r} is given twice")
+        models[name] = path
+    return models
+
+
+def check_origins(origins: Sequence[str]) -> tuple[str, ...]:
+    """The `--allow-origin` values, checked: `*`, `null` or an origin as browsers send it (no path)."""
+    for origin in origins:
+        if origin not in ("*", "null") and not ORIGIN.fullmatch(origin):
+            raise ConfigError(f"--allow-origin {origin!r}: an origin is SCHEME://HOST[:PORT] as a browser sends it, "
+                              "without a path or a trailing slash (or *: any origin)")  # fmt: skip
+    return tuple(origins)
+
+
 class TranslationServer:
     """The HTTP server and its batching worker, bound at construction (`port=0`: a free port, see
-    `url`); `start()` serves from background threads, `stop()` finishes in-flight requests and ends."""
+    `url`); `start()` serves from background threads, `stop()` finishes in-flight requests and ends.
+
+    `translator`: one model (named "default"), or {name: translator} for several, the first the
+    default (`model`: the path or {name: path} that /health and /models show). One worker serves
+    them all. `allow_origins`: the origins whose pages may call this server (CORS; "*": any)."""
 
     def __init__(
         self,
-        translator: Translating,
+        translator: Translating | Mapping[str, Translating],
         decode_cfg: DecodeConfig | None = None,
         limits: ServeLimits | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        model: str = "",
+        model: str | Mapping[str, str] = "",
+        allow_origins: Sequence[str] = (),
     ) -> None:
-        self.translator, self.decode_cfg = translator, decode_cfg or DecodeConfig()
-        self.limits, self.model = limits or ServeLimits(), model
+        self.models = dict(translator) if isinstance(translator, Mapping) else {DEFAULT_MODEL: translator}
+        if not self.models:
+            raise ConfigError("no model to serve")
+        self.default = next(iter(self.models))
+        self.translator, self.decode_cfg = self.models[self.default], decode_cfg or DecodeConfig()
+        self.paths = {name: (model.get(name, "") if isinstance(model, Mapping) else model) for name in self.models}
+        self.limits, self.model = limits or ServeLimits(), self.paths[self.default]
+        self.allow_origins = check_origins(allow_origins)
         check_beam(self.decode_cfg, self.limits, "the default ")
         check_output_len(self.decode_cfg, self.limits, 1, "the default ")
-        translator.check(self.decode_cfg)
-        self.described = translator.describe()  # once: /health never touches the model
+        for served in self.models.values():
+            served.check(self.decode_cfg)
+        self.described = {name: served.describe() for name, served in self.models.items()}  # once: no model later
         wait_s, budget_s = self.limits.batch_wait_ms / 1000, self.limits.max_request_s
-        self.batcher = Batcher(translator.translate, self.limits.max_batch, wait_s, budget_s)
+        self.batcher = Batcher(self._translate, self.limits.max_batch, wait_s, budget_s)
         if not 0 <= port <= 65535:
             raise ConfigError(f"port must be in [0, 65535], got {port}")
         self.httpd = (_HTTPServer6 if ":" in host else _HTTPServer)((host, port), _Handler)
@@ -273,10 +393,11 @@ class TranslationServer:
         self.batcher.run()
 
     def stop(self) -> None:
-        """Stop accepting, finish the requests in flight, end the worker."""
+        """Stop accepting, close the idle connections, finish the requests in flight, end the worker."""
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join()
+        self.httpd.close_idle()
         self.batcher.hurry()
         self.httpd.server_close()  # joins the handler threads, which wait for their jobs
         self.batcher.stop()
@@ -289,53 +410,129 @@ class TranslationServer:
 
     def health(self) -> dict[str, Any]:
         stats = {**self.batcher.stats, "pending_jobs": self.batcher.pending}
-        return {"status": "ok", "model": self.model, **self.described, "decode": to_dict(self.decode_cfg),
-                "limits": to_dict(self.limits), "stats": stats}  # fmt: skip
+        return {"status": "ok", "model": self.model, **self.described[self.default], "models": list(self.models),
+                "decode": self.decode(), "limits": to_dict(self.limits), "stats": stats}  # fmt: skip
+
+    def decode(self) -> dict[str, Any]:
+        return to_dict(self.decode_cfg)
+
+    def list_models(self) -> dict[str, Any]:
+        """GET /models: each model's name, path, engine, languages, device and precision; the default's name."""
+        models = [{"name": name, "path": self.paths[name], **self.described[name]} for name in self.models]
+        return {"models": models, "default": self.default}
+
+    def cors_origin(self, origin: str | None) -> str | None:
+        """The Access-Control-Allow-Origin for a request from `origin` (None: no CORS header)."""
+        if not self.allow_origins:
+            return None
+        if "*" in self.allow_origins:
+            return "*"
+        return origin if origin in self.allow_origins else None
+
+    def cors_headers(self, allowed: str | None) -> dict[str, str]:
+        """The CORS headers of every reply: Access-Control-Allow-Origin for an allowed origin (errors
+        included), and `Vary: Origin` when the answer depends on it."""
+        if not self.allow_origins:
+            return {}
+        headers = {} if "*" in self.allow_origins else {"Vary": "Origin"}
+        if allowed is not None:
+            headers["Access-Control-Allow-Origin"] = allowed
+        return headers
 
     def check_length(self, length: int) -> None:
         if length > self.limits.max_body_bytes:
             limit = self.limits.max_body_bytes
             raise RequestError(413, f"body of {length} bytes is over the limit of {limit} bytes (--max-body-bytes)")
 
-    def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[str]:
-        """A /translate body's translations, in order; a request the server refuses raises RequestError
-        (503: not done within the time budget), one whose client has gone (`gone()`) ClientGone."""
-        sentences, options = parse_body(body)
+    def _translate(self, sentences: list[str], task: Task) -> list[Any]:
+        """The worker's call for one group of jobs: best texts, n-best (text, hypothesis) pairs, or
+        `Aligned` hypotheses, as `task` asks."""
+        translator = self.models[task.model]
+        if task.alignments:
+            return translator.translate_aligned(sentences, task.cfg)
+        if task.hypotheses:
+            return translator.translate_nbest(sentences, task.cfg)
+        return translator.translate(sentences, task.cfg)
+
+    def _check_sentences(self, sentences: list[str], where: str, attention: bool = False) -> None:
+        """413 for too many or too long sentences, 400 for a lone surrogate (`where`: "sentences[{}]"...)."""
         limits = self.limits
         if len(sentences) > limits.max_sentences:
             msg = f"{len(sentences)} sentences in one request: the limit is {limits.max_sentences} (--max-sentences)"
             raise RequestError(413, msg)
+        if attention and len(sentences) > limits.max_attention_sentences:
+            limit = f"{limits.max_attention_sentences} (--max-attention-sentences)"
+            raise RequestError(413, f"{len(sentences)} sentences with attention in one request: the limit is {limit}")
         for i, sentence in enumerate(sentences):
             if len(sentence) > limits.max_chars:
-                msg = f"sentences[{i}] has {len(sentence)} characters: the limit is {limits.max_chars} (--max-chars)"
+                msg = f"{where.format(i)} has {len(sentence)} characters: the limit is {limits.max_chars} (--max-chars)"
                 raise RequestError(413, msg)
             if not sentence.isascii():
                 try:
                     sentence.encode("utf-8")
                 except UnicodeEncodeError:  # "\ud800" is valid JSON but no text: the tokenizer would fail
-                    raise RequestError(400, f"sentences[{i}] holds a lone surrogate (not Unicode text)") from None
+                    raise RequestError(400, f"{where.format(i)} holds a lone surrogate (not Unicode text)") from None
+
+    def _decode_config(self, name: str, sentences: list[str], options: dict[str, Any]) -> DecodeConfig:
+        """The request's decode settings over the server's, checked against the limits and the model: 400."""
+        translator = self.models[name]
         try:
             if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
                 raise ConfigError("memory_budget_gb is this server's setting (--memory-budget-gb), not a request's")
             cfg = decode_config(self.decode_cfg, options)
             check_beam(cfg, self.limits)
-            self.translator.check(cfg)
+            translator.check(cfg)
             live = [text for text in map(clean, sentences) if text]  # as translate_nbest tokenizes them
-            src_pieces = max(map(len, self.translator.src_tok.encode(live)), default=0) if live else 0
+            src_pieces = max(map(len, translator.src_tok.encode(live)), default=0) if live else 0
             check_output_len(cfg, self.limits, src_pieces)
         except (ConfigError, TypeError) as err:  # unknown option, wrong type, bad value, what this engine cannot run
             raise RequestError(400, str(err).splitlines()[0]) from None
-        return self.batcher.submit(sentences, cfg, gone) if sentences else []
+        return cfg
+
+    def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """A /translate body's reply: `{"translations": [...]}` in order, and `"hypotheses"` when the
+        request asks for n-best, scores, alignments or attention (docs/serving.md); a request the server
+        refuses raises RequestError (503: not done within the time budget), one whose client has gone
+        (`gone()`) ClientGone."""
+        sentences, options = parse_body(body)
+        name, wanted = reply_options(options)
+        name = name if name is not None else self.default
+        if name not in self.models:
+            raise RequestError(400, f"no model {name[:100]!r} on this server: it serves {', '.join(self.models)} "
+                                    "(GET /models)")  # fmt: skip
+        self._check_sentences(sentences, "sentences[{}]", wanted["attention"])
+        cfg = self._decode_config(name, sentences, options)
+        task = Task(name, cfg, cfg.n_best > 1 or any(wanted.values()), wanted["alignments"] or wanted["attention"])
+        found = self.batcher.submit(sentences, task, gone) if sentences else []
+        if not task.hypotheses:
+            return {"translations": found}
+        return {"translations": [hyps[0][0] if hyps else "" for hyps in found],
+                "hypotheses": [hypotheses_reply(hyps, wanted) for hyps in found]}  # fmt: skip
+
+    def translate_opennmt(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[list[dict]]:
+        """OpenNMT-py's POST /translator/translate: `[{"src": ..., "id": ...}]` in, its reply out
+        (protocol.py); `id` names the model (none: the default), the n-best is the server's default."""
+        sentences, model_id = opennmt_request(body)
+        if model_id is not None and model_id not in self.models:
+            served, model_id = ", ".join(self.models), model_id[:100]
+            raise RequestError(400, f"No such model '{model_id}': this server serves {served} (name a model by "
+                                    f"the id your clients send: --model {model_id}=PATH)")  # fmt: skip
+        name = model_id if model_id is not None else self.default
+        self._check_sentences(sentences, '[{}]["src"]')
+        cfg = self._decode_config(name, sentences, {})
+        found = self.batcher.submit(sentences, Task(name, cfg, hypotheses=True), gone) if sentences else []
+        return opennmt_reply(sentences, found, cfg.n_best)
 
 
 def check_beam(cfg: DecodeConfig, limits: ServeLimits, what: str = "") -> None:
-    """A beam wider than `limits.max_beam_size`, or n_best > 1 (the server answers one translation
-    per sentence), is a ConfigError (`what`: "" or "the default ")."""
+    """A beam wider than `limits.max_beam_size`, or an n_best over `limits.max_n_best`, is a
+    ConfigError (`what`: "" or "the default ")."""
     if cfg.beam_size > limits.max_beam_size:
         limit = f"this server's limit of {limits.max_beam_size} (--max-beam-size)"
         raise ConfigError(f"{what}beam_size {cfg.beam_size} is over {limit}")
-    if cfg.n_best != 1:
-        raise ConfigError(f"{what}n_best {cfg.n_best}: the server returns one translation per sentence")
+    if cfg.n_best > limits.max_n_best:
+        limit = f"this server's limit of {limits.max_n_best} (--max-n-best)"
+        raise ConfigError(f"{what}n_best {cfg.n_best} is over {limit}")
 
 
 def check_output_len(cfg: DecodeConfig, limits: ServeLimits, src_pieces: int, what: str = "") -> None:
@@ -349,15 +546,17 @@ def check_output_len(cfg: DecodeConfig, limits: ServeLimits, src_pieces: int, wh
 
 
 def serve(
-    checkpoint: str | Path,
+    checkpoint: str | Path | Mapping[str, str | Path],
     host: str = "127.0.0.1",
     port: int = 8000,
     device: str = "cpu",
     decode_cfg: DecodeConfig | None = None,
     limits: ServeLimits | None = None,
     out: TextIO | None = None,
+    allow_origins: Sequence[str] = (),
 ) -> None:
-    """`seq2seq serve`: load the model, listen, print `serving CKPT on http://HOST:PORT`, serve until
+    """`seq2seq serve`: load the model (a path), or the models ({name: path}, the first the default),
+    listen, print `serving CKPT on http://HOST:PORT` (`serving NAME=PATH ... on ...`), serve until
     SIGTERM or SIGINT, finish the requests in flight, print `stopped`. A second signal exits at once."""
     from ..translation import load_translator
 
@@ -365,8 +564,13 @@ def serve(
     decode_cfg, limits = decode_cfg or DecodeConfig(), limits or ServeLimits()
     check_beam(decode_cfg, limits, "the default ")  # before the model loads
     check_output_len(decode_cfg, limits, 1, "the default ")
-    translator = load_translator(checkpoint, device, decode_cfg)
-    server = TranslationServer(translator, decode_cfg, limits, host, port, model=str(checkpoint))
+    check_origins(allow_origins)
+    several = isinstance(checkpoint, Mapping)
+    paths = {name: str(path) for name, path in checkpoint.items()} if several else {DEFAULT_MODEL: str(checkpoint)}
+    if not paths:
+        raise ConfigError("no model to serve")
+    translators = {name: load_translator(path, device, decode_cfg) for name, path in paths.items()}
+    server = TranslationServer(translators, decode_cfg, limits, host, port, paths, allow_origins)
     stopper = threading.Thread(target=server.stop, name="seq2seq-serve-stop")  # the first signal starts it
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -379,8 +583,10 @@ def serve(
     server.start(worker=False)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        log.info("model: %s", ", ".join(f"{key} {value}" for key, value in server.described.items()))
-        print(f"serving {checkpoint} on {server.url}", file=out, flush=True)
+        for name, described in server.described.items():
+            log.info("model %s: %s", name, ", ".join(f"{key} {value}" for key, value in described.items()))
+        serving = " ".join(f"{name}={path}" for name, path in paths.items()) if several else str(checkpoint)
+        print(f"serving {serving} on {server.url}", file=out, flush=True)
         server.run_worker()  # the main thread translates until the stopper has stopped the server
     finally:
         if stopper.ident is None:  # the worker failed (no signal): finish the requests in flight from a thread

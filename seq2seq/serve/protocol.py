@@ -1,0 +1,169 @@
+"""The JSON of `seq2seq serve` (docs/serving.md): request bodies in, reply objects out; no HTTP, no model.
+
+- `POST /translate`: `parse_body` (the sentences and decode options), `reply_options` (the model and
+  what the reply should carry beyond the translations), `hypotheses_reply` (the n-best hypotheses
+  with their scores, alignment and attention: opt-in, so the default reply stays `{"translations": [...]}`);
+- `POST /translator/translate`, OpenNMT-py's REST route (its onmt/bin/server.py): `opennmt_request`
+  and `opennmt_reply`, in its format so that its clients work unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from .batcher import RequestError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..translation.alignment import WordAlignment
+
+REPLY_OPTIONS = ("scores", "alignments", "attention")  # booleans: what a reply carries beyond the translations
+WEIGHT_DECIMALS = 3  # attention weights in replies: enough for a heat map, a third of the bytes of float32 repr
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, list):
+        bad = next(v for v in value if not isinstance(v, str))
+        return f"an array holding {_json_type(bad)} ({json.dumps(bad)[:40]})"
+    return f"{_json_type(value)} ({json.dumps(value)[:40]})"
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(body: bytes) -> Any:
+    """The body as JSON; malformed (NaN and Infinity too, invalid UTF-8, nested too deeply): RequestError 400."""
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except ValueError as err:  # JSONDecodeError, invalid UTF-8, NaN/Infinity
+        raise RequestError(400, f"body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise RequestError(400, "body is not valid JSON: nested too deeply") from None
+
+
+def parse_body(body: bytes) -> tuple[list[str], dict[str, Any]]:
+    """The sentences and the other keys (decode and reply options) of a /translate body; malformed
+    or mistyped: RequestError 400."""
+    request = load_json(body)
+    if not isinstance(request, dict):
+        raise RequestError(400, f'body must be a JSON object {{"sentences": [...]}}, got {_json_type(request)}')
+    options = dict(request)
+    if "sentences" not in options:
+        raise RequestError(400, 'missing "sentences": an array of strings to translate')
+    sentences = options.pop("sentences")
+    if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+        raise RequestError(400, f'"sentences" must be an array of strings, got {_describe(sentences)}')
+    for key, value in options.items():  # 1e400 parses as inf
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RequestError(400, f"{key} must be a finite number, got {json.dumps(value)[:40]}")
+    return sentences, options
+
+
+def reply_options(options: dict[str, Any]) -> tuple[str | None, dict[str, bool]]:
+    """Take `"model"` (a name, or None: the default model) and the booleans of REPLY_OPTIONS out of
+    `options` (what is left are decode options); a wrong type is a RequestError 400."""
+    model = options.pop("model", None)
+    if model is not None and not isinstance(model, str):
+        raise RequestError(400, f'"model" must be a string naming a model (GET /models), got {_describe(model)}')
+    wanted = {}
+    for key in REPLY_OPTIONS:
+        value = options.pop(key, False)
+        if not isinstance(value, bool):
+            raise RequestError(400, f'"{key}" must be true or false, got {_describe(value)}')
+        wanted[key] = value
+    return model, wanted
+
+
+def _weights(matrix: Any) -> list[list[float]]:
+    return [[round(float(w), WEIGHT_DECIMALS) for w in row] for row in matrix]
+
+
+def attention_reply(alignment: WordAlignment) -> dict[str, Any]:
+    """The piece-level attention of one hypothesis, with the pieces' words (docs/serving.md)."""
+    return {
+        "src_pieces": list(alignment.src_pieces),
+        "tgt_pieces": list(alignment.tgt_pieces),
+        "weights": _weights(alignment.attention),
+        "src_words": list(alignment.src_words),
+        "tgt_words": list(alignment.tgt_words),
+        "src_word_of_piece": list(alignment.src_word_of_piece),
+        "tgt_word_of_piece": list(alignment.tgt_word_of_piece),
+    }
+
+
+def hypotheses_reply(found: Sequence[Any], wanted: dict[str, bool]) -> list[dict[str, Any]]:
+    """One sentence's hypotheses, best first: text, score, log_prob; `alignment` ("0-0 2-1") when
+    alignments or attention are wanted, `attention` when it is. `found`: (text, hypothesis) pairs,
+    or `Aligned` triples when alignments were computed."""
+    out = []
+    for item in found:
+        text, hyp = item[0], item[1]
+        entry: dict[str, Any] = {"text": text, "score": round(hyp.score, 6), "log_prob": round(hyp.log_prob, 6)}
+        if wanted.get("alignments") or wanted.get("attention"):
+            entry["alignment"] = str(item[2])
+        if wanted.get("attention"):
+            entry["attention"] = attention_reply(item[2])
+        out.append(entry)
+    return out
+
+
+# --- OpenNMT-py's route ------------------------------------------------------------------------
+
+OPENNMT_KEYS = ("src", "id")
+
+
+def opennmt_request(body: bytes) -> tuple[list[str], str | None]:
+    """The sources and the model id of an OpenNMT-py request `[{"src": "...", "id": 100}, ...]`: its
+    server uses the first item's id for all (here, the ids given must agree); None: no id given."""
+    request = load_json(body)
+    if not isinstance(request, list) or not all(isinstance(item, dict) for item in request):
+        raise RequestError(
+            400, f'body must be a JSON array [{{"src": "...", "id": ...}}, ...], got {_describe(request)}'
+        )
+    sentences, ids = [], set()
+    for n, item in enumerate(request):
+        unknown = sorted(set(item) - set(OPENNMT_KEYS))
+        if unknown:
+            raise RequestError(400, f'[{n}] has {unknown[0]!r}: this route takes "src" and "id" only')
+        if not isinstance(item.get("src"), str):
+            raise RequestError(400, f'[{n}]["src"] must be a string, got {_describe(item.get("src"))}')
+        sentences.append(item["src"])
+        if item.get("id") is not None:
+            ids.add(json.dumps(item["id"]))
+    if len(ids) > 1:
+        raise RequestError(
+            400, f"the items name different models (ids {', '.join(sorted(ids))}): send one request each"
+        )
+    model = json.loads(ids.pop()) if ids else None
+    return sentences, None if model is None else str(model)
+
+
+def opennmt_reply(sentences: Sequence[str], found: Sequence[Sequence[Any]], n_best: int) -> list[list[dict]]:
+    """OpenNMT-py's reply: one list per rank (n_best of them), each holding, for every source in order,
+    `{"src", "tgt", "n_best", "pred_score"}`; the source's leading and trailing whitespace kept around
+    its translation, as OpenNMT-py does. A source with fewer hypotheses (empty) gets "" scored 0."""
+    out: list[list[dict]] = [[] for _ in range(n_best)]
+    for src, hyps in zip(sentences, found):
+        head, tail = re.match(r"\s*", src)[0], re.search(r"\s*$", src)[0]  # type: ignore[index]
+        for rank in range(n_best):
+            text, score = (hyps[rank][0], hyps[rank][1].score) if rank < len(hyps) else ("", 0.0)
+            tgt = f"{head}{text}{tail}" if src.strip() else text
+            out[rank].append({"src": src, "tgt": tgt, "n_best": n_best, "pred_score": score})
+    return out
+
+
+def opennmt_models(paths: dict[str, str], decode: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET /translator/models in OpenNMT-py's form: model_id (an int where the name is digits), models
+    (the model file), opt (the default decode settings), loaded, timeout (-1: never unloaded)."""
+    return [{"model_id": int(name) if name.isdigit() else name, "models": [path], "loaded": True,
+             "timeout": -1, "opt": decode} for name, path in paths.items()]  # fmt: skip
