@@ -111,7 +111,7 @@ class TrainConfig:
     max_tokens: int = 3000  # target tokens (incl. padding) per batch
     max_steps: int = 0  # stop after this many updates (0: no limit)
     max_epochs: int = 100  # stop after this many passes over the training data
-    max_minutes: float = 0.0  # stop after this much wall clock (0: no limit)
+    max_minutes: float = 0.0  # stop after this many training minutes: preprocessing not counted (0: no limit)
     lr: float = 1e-3  # Adam learning rate (peak, after warm-up)
     warmup_steps: int = 0  # linear learning-rate warm-up
     lr_schedule: Literal["plateau", "anneal"] = "plateau"  # see lr_decay/lr_patience, anneal_fraction
@@ -128,12 +128,12 @@ class TrainConfig:
     valid_every: int = 500  # updates between validations (and checkpoints)
     valid_bleu_sentences: int = 1000  # validation sentences translated for BLEU (0: none)
     best_metric: Literal["bleu", "loss"] = "bleu"  # validation metric that picks best.pt and early stopping
-    bleu_tokenize: BleuTokenize = "13a"  # sacreBLEU tokenizer of validation BLEU (zh, ja-mecab, char, ...: metrics.py)
+    bleu_tokenize: BleuTokenize = "13a"  # validation BLEU's sacreBLEU tokenizer (zh, ja-mecab, ...: docs/training.md)
     log_every: int = 50  # updates between training-loss records (metrics.jsonl, train.log)
     max_nan_steps: int = 10  # consecutive non-finite losses: the run diverged (stops, exit status 3)
     loss_growth: float = 1e4  # a training loss over this x the run's first one: diverged too (0: off)
     threads: int = 0  # torch intra-op threads (0: torch's default)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (docs/hardware.md)
     tf32: bool = False  # GPU: let cuBLAS/cuDNN use TF32 for fp32 work (off: fp32 is fp32; docs/hardware.md)
     onednn_cache: int = 16  # oneDNN primitive-cache entries (< 0: oneDNN's 1,024); bounds RSS (docs/speed.md)
     malloc_mmap_kib: int = 262144  # glibc: smaller blocks reused from the heap, not faulted in again (0: off)
@@ -172,8 +172,8 @@ class DecodeConfig:
     max_len_b: int = 10  # (see max_len_a)
     max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
     n_best: int = 1  # hypotheses printed per sentence (index<TAB>score<TAB>text when > 1)
-    stopping: Literal["bound", "beam"] = "bound"  # beam search: see search.py (beam: stop at beam_size finished)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (hardware.py)
+    stopping: Literal["bound", "beam"] = "bound"  # beam search: docs/decoding.md (beam: stop at beam_size finished)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (docs/hardware.md)
     memory_budget_gb: float = 0.0  # refuse a search estimated to need more memory (0: half the machine's RAM)
 
     def __post_init__(self) -> None:

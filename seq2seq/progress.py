@@ -4,7 +4,7 @@ sessions (`Clock`), and the learning-rate schedule (linear warm-up, then plateau
 anneal toward the end of the budget).
 
 `lr_scale` is the product of the plateau decays so far (kept in the training state); `progress`
-is the used fraction of the step/time budget (`budget_progress`).
+is the used fraction of the step/time budget (`budget_progress`), `bar_total` the update it ends at.
 """
 
 from __future__ import annotations
@@ -112,6 +112,15 @@ def budget_progress(cfg: TrainConfig, step: int, seconds: float) -> float:
     used = [step / cfg.max_steps] if cfg.max_steps else []
     used += [seconds / (60 * cfg.max_minutes)] if cfg.max_minutes else []
     return min(1.0, max(used, default=0.0))
+
+
+def bar_total(cfg: TrainConfig, step: int, seconds: float) -> int | None:
+    """The update at which the budget ends, the progress bar's total (so that it shows an ETA):
+    `max_steps`, or the update `max_minutes` is reached at, at the pace so far, if that comes first;
+    None without either budget."""
+    if not (cfg.max_minutes and step and seconds > 0):
+        return cfg.max_steps or None
+    return max(step, round(step / budget_progress(cfg, step, seconds)))
 
 
 def learning_rate(cfg: TrainConfig, step: int, lr_scale: float, progress: float) -> float:

@@ -48,6 +48,7 @@ from .progress import (
     TrainState,
     after_update,
     after_validation,
+    bar_total,
     budget_progress,
     early_stop,
     growth_stop,
@@ -104,7 +105,6 @@ class RunOptions:
     overwrite: bool = False  # start again in a run folder that holds a trained model (its checkpoints go)
     device: str = "cpu"  # cpu, cuda, cuda:N, or auto (a CUDA GPU if there is one)
     progress: bool = True  # a progress bar (rank 0)
-    started: float | None = None  # time.monotonic() when the max_minutes clock started (None: at the call)
 
 
 @dataclass
@@ -148,8 +148,9 @@ class Trainer:
     `RunFiles`, counters, stop rules and the learning rate from progress.py, and validation. Whatever
     decides control flow is agreed by all ranks (`Dist.agree`); rank 0 alone validates and writes."""
 
-    def __init__(self, prepared: Prepared, updater: Updater, files: RunFiles, clock: Clock, progress: bool = True):
-        self.prepared, self.up, self.files, self.clock = prepared, updater, files, clock
+    def __init__(self, prepared: Prepared, updater: Updater, files: RunFiles, progress: bool = True):
+        self.prepared, self.up, self.files = prepared, updater, files
+        self.clock = Clock(time.monotonic())  # the training clock (max_minutes): restarted by run()
         self.cfg, self.dist = updater.cfg, updater.dist
         self.progress = progress and self.dist.main
         self.st = TrainState()
@@ -179,7 +180,8 @@ class Trainer:
         """Train until a stop condition; checkpoints at every validation and at the end."""
         cfg, st = self.cfg, self.st
         self._log_start()
-        bar = tqdm(total=cfg.max_steps or None, initial=st.step, desc="train", unit="step",
+        self.clock.started = time.monotonic()  # max_minutes counts training: from here, over resumed sessions
+        bar = tqdm(total=bar_total(cfg, st.step, self.clock.elapsed()), initial=st.step, desc="train", unit="step",
                    disable=None if self.progress else True)  # only on a terminal  # fmt: skip
         self.meter, self.saved_at = _Meter(), st.step
         (stop,) = self.dist.agree(self._stop(None) or early_stop(cfg, st))  # a resumed run may be finished already
@@ -221,6 +223,8 @@ class Trainer:
         if self.diverged:
             return self.diverged
         self.meter.add(tokens, result.loss)
+        if self.cfg.max_minutes:  # the update the clock runs out at, at the pace so far: tqdm's ETA
+            bar.total = bar_total(self.cfg, st.step, self.clock.elapsed())
         bar.update(1)
         if st.step % self.cfg.log_every == 0:
             self._log_train(bar, result.grad_norm)
@@ -391,16 +395,16 @@ def train(
     prepared again (`ensure_prepared`).
 
     First of all the process settings of `cfg` are applied (threads, TF32, oneDNN cache, malloc).
-    `max_minutes` counts wall clock from `options.started` (a `time.monotonic()` value; default:
-    now, so data loading counts) over all sessions of a resumed run. A run folder that already
-    holds last.pt is continued with `options.resume`, started again (its checkpoints and log
-    deleted) with `options.overwrite`, and otherwise left alone with an error. Rank 0 locks the run
-    folder (RUN/.lock) before anything in it is read or deleted: another process training or
-    preprocessing there is a RunFolderError naming its PID (runlock.py).
+    `max_minutes` counts the wall clock of training, from the loop's start (start-up, preprocessing
+    and building the model are not counted; validations and saves are) over all sessions of a
+    resumed run. A run folder that already holds last.pt is continued with `options.resume`,
+    started again (its checkpoints and log deleted) with `options.overwrite`, and otherwise left
+    alone with an error. Rank 0 locks the run folder (RUN/.lock) before anything in it is read or
+    deleted: another process training or preprocessing there is a RunFolderError naming its PID
+    (runlock.py).
     """
     opts = options or RunOptions()
     data_asked, model_cfg, cfg = run_settings(spec.run, data_cfg, model_cfg, cfg, opts.resume)  # before any write
-    clock = Clock(time.monotonic() if opts.started is None else opts.started)
     device = resolve_device(opts.device)
     process.apply(ProcessSettings.for_training(cfg, device.type))  # before the first oneDNN primitive
     dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
@@ -415,7 +419,7 @@ def train(
         check_val_split(prepared)  # before the first update, not at the first validation
         updater = Updater.build(model_cfg, prepared.vocab, cfg, dev, dist)
         files = RunFiles(prepared.run, write=dist.main, tensorboard=cfg.tensorboard)
-        trainer = Trainer(prepared, updater, files, clock, opts.progress)
+        trainer = Trainer(prepared, updater, files, opts.progress)
         if opts.resume:
             trainer.resume(opts.reset_optimizer)
         else:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -71,26 +68,11 @@ def test_annealed_run_ends_at_min_lr_and_logs_the_schedule(tmp_path: Path) -> No
 def test_max_minutes_counts_over_resumed_sessions(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=60)
     cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0)
-    train(
-        RunSpec(corpus, "xx", "yy", tmp_path / "run"),
-        DATA,
-        MODEL,
-        cfg,
-        RunOptions(progress=False, started=time.monotonic() - 7.0),
-    )
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     spent = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["train_seconds"]
-    assert spent >= 7.0  # the clock started before train() was called
+    assert spent > 0  # preprocessing is not counted (tests/test_ux.py), training is
     budget = TrainConfig(**{**cfg.__dict__, "max_steps": 100, "max_minutes": spent / 60})  # already spent
     more = train(
         RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, budget, RunOptions(resume=True, progress=False)
     )
     assert more.steps == 4 and more.stop_reason.startswith("max_minutes")
-
-
-def test_cli_clock_starts_with_the_process() -> None:
-    code = (
-        "import time; time.sleep(1); from seq2seq.machine.process import process_start as s; "
-        "print(time.monotonic() - s())"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 1.0 <= float(out) < 30.0

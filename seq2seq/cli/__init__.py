@@ -62,12 +62,11 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from ..machine.process import process_start
     from ..train import RunOptions, RunSpec, train
 
     toml = _toml(args, "data", "model", "train")  # only what was given: train() fills in the run's or the defaults
     options = RunOptions(resume=args.resume, reset_optimizer=args.reset_optimizer, overwrite=args.overwrite,
-                         device=args.device, started=process_start(), progress=not args.quiet)  # fmt: skip
+                         device=args.device, progress=not args.quiet)  # fmt: skip
     result = train(
         RunSpec(args.data, args.src, args.tgt, args.out),
         given(DataConfig, args, toml.get("data")),

@@ -1,4 +1,4 @@
-"""Process-level plumbing for training: when the process started, stop signals, and the process
+"""Process-level plumbing for training: stop signals, and the process
 settings (`ProcessSettings`: torch threads, TF32, a bounded oneDNN primitive cache, optionally glibc
 malloc giving freed activations back), which `train()` applies once, first, with `apply`.
 
@@ -23,9 +23,7 @@ import ctypes.util
 import logging
 import os
 import signal
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
@@ -93,18 +91,6 @@ def pin_mmap_threshold(kib: int) -> bool:
     if not ok:
         log.debug("mallopt not available: memory is left to the C library's defaults")
     return ok
-
-
-def process_start() -> float:
-    """When this process started, as a `time.monotonic()` value (Linux; elsewhere: now).
-
-    The CLI counts `--max-minutes` from here, so interpreter start-up and imports are inside the budget."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return time.monotonic()
 
 
 class StopSignal:
