@@ -15,6 +15,7 @@ pairs are encoded and filtered a chunk at a time straight into the on-disk array
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import itertools
 import json
@@ -173,17 +174,13 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
     work = out.parent / f".{out.name}.preprocess-{os.getpid()}"
     try:
         work.mkdir(parents=True)
+        train_files = split_paths(data_dir, cfg.train_split, src, tgt)  # missing: clean_split's error comes first
+        held_out = _clean_held_out(data_dir, src, tgt, cfg, work) if all(f.is_file() for f in train_files) else {}
         n_train, empty = clean_split(data_dir, cfg.train_split, src, tgt, work / "train")
         if not n_train:
             src_path, tgt_path = split_paths(data_dir, cfg.train_split, src, tgt)
             raise CorpusError(f"{src_path}/{tgt_path.name}: no non-empty sentence pairs after cleaning "
                               f"({empty} pairs, each with an empty side); nothing to train on")  # fmt: skip
-        held_out = {}
-        for split in dict.fromkeys([cfg.val_split, cfg.test_split]):
-            if all(p.is_file() for p in split_paths(data_dir, split, src, tgt)):
-                held_out[split] = clean_split(data_dir, split, src, tgt, work / split)[0]
-            else:
-                log.warning("no %s split in %s (looked for %s.%s and %s.%s)", split, data_dir, split, src, split, tgt)
         files = corpus_files([p for s in (cfg.train_split, *held_out) for p in split_paths(data_dir, s, src, tgt)])
         src_model, tgt_model = train_tokenizers(work / "train", cfg)
         src_tok, tgt_tok = Tokenizer(src_model), Tokenizer(tgt_model)
@@ -229,6 +226,40 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def _clean_held_out(data_dir: Path, src: str, tgt: str, cfg: DataConfig, work: Path) -> dict[str, int]:
+    """Clean the val and test splits into `work`; returns their pair counts. A missing or empty val split
+    is an error (training validates on it), a missing test split a warning; both name a split of the
+    folder to pass instead where there is one (test_2016_flickr for test; valid, dev for val)."""
+    held_out, val = {}, cfg.val_split
+    for split in dict.fromkeys([val, cfg.test_split]):
+        missing = [str(p) for p in split_paths(data_dir, split, src, tgt) if not p.is_file()]
+        if not missing:
+            held_out[split] = clean_split(data_dir, split, src, tgt, work / split)[0]
+        elif split == val:
+            instead = _found(data_dir, val, src, tgt, "--val-split")
+            raise CorpusError(f"no validation split: {' and '.join(missing)} not found, and training validates on "
+                              f"it (best.pt, early stopping): write {val}.{src} and {val}.{tgt} (`seq2seq download "
+                              "--val-size N` holds N pairs out of a one-file dataset: docs/data.md), or name "
+                              f"another split with --val-split NAME{instead}")  # fmt: skip
+        else:
+            log.warning("no %s split in %s (looked for %s.%s and %s.%s)%s", split, data_dir, split, src, split, tgt,
+                        _found(data_dir, split, src, tgt, "--test-split"))  # fmt: skip
+    if not held_out[val]:
+        raise CorpusError(f"validation split {val!r} of {data_dir} ({val}.{src}/{val}.{tgt}) has no non-empty "
+                          "sentence pairs after cleaning, and training validates on it: write pairs there, or name "
+                          "another split with --val-split NAME")  # fmt: skip
+    return held_out
+
+
+def _found(data_dir: Path, split: str, src: str, tgt: str, flag: str) -> str:
+    """For a split not found: the splits of `data_dir` named like it and the flag to pass ("" if none)."""
+    prefixes = (split, "dev") if split == "val" else (split,)
+    stems = {f.name[: -len(src) - 1] for pre in prefixes for f in data_dir.glob(f"{glob.escape(pre)}*.{src}")}
+    found = sorted(s for s in stems if s != split and (data_dir / f"{s}.{tgt}").is_file())
+    pass_ = f"{flag} {found[0]}" if len(found) == 1 else f"{flag} with one of them"
+    return f"; found {', '.join(f'{s}.{src}/{s}.{tgt}' for s in found)}: pass {pass_}" if found else ""
 
 
 def _all_filtered(paths: tuple[Path, Path], n_train: int, train: dict, cfg: DataConfig) -> str:

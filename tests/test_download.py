@@ -137,13 +137,13 @@ def test_user_named_columns(tmp_path: Path) -> None:
     rows = [{"id": i, "source": d, "target": e} for i, (d, e) in enumerate(zip(DE, EN))]
     write_jsonl(tmp_path / "train.jsonl", rows)
     path = str(tmp_path / "train.jsonl")
-    manifest = download(path, "de", "en", tmp_path / "out", src_column="source", tgt_column="target")
+    manifest = download(path, "de", "en", tmp_path / "out", columns=("source", "target"))
     check(tmp_path / "out", "train", DE, EN)
     assert manifest["columns"] == {"src": "source", "tgt": "target"}
     with pytest.raises(CorpusError, match="no column 'src'; columns found: id, source, target"):
-        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", src_column="src", tgt_column="target")
+        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", columns=("src", "target"))
     with pytest.raises(CorpusError, match="give both"):
-        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", src_column="source")
+        download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", columns=("source", None))
 
 
 def test_streaming_writes_the_same_files(tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_ambiguous_schema(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "train.jsonl", rows)
     with pytest.raises(CorpusError, match="ambiguous schema"):
         download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out")
-    download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", src_column="de", tgt_column="en")
+    download(str(tmp_path / "train.jsonl"), "de", "en", tmp_path / "out", columns=("de", "en"))
     check(tmp_path / "out", "train", ["c"], ["d"])
 
 

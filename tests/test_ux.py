@@ -1,22 +1,30 @@
-"""What a new user stumbled on (issue 29: 5): the training clock and the progress bar's ETA."""
+"""What a new user stumbled on (issue 29: 5): the training clock and the progress bar's ETA, a
+missing val split, the test split to pass, download --val-size."""
 
 from __future__ import annotations
 
+import json
+import logging
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+import datasets
+import huggingface_hub
+import pytest
 from corpora import write_corpus
 
 from seq2seq.cli import main
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.prepared import preprocess
 from seq2seq.progress import bar_total
 from seq2seq.runfiles import read_metrics
+from seq2seq.sources.download import HoldOut, download
+from seq2seq.text import read_lines
 from seq2seq.train import RunOptions, RunSpec, train
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
 TINY_MODEL = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32)
 TINY_DATA = DataConfig(vocab_size=60)
@@ -95,3 +103,88 @@ def test_max_minutes_counts_training_not_preprocessing_and_the_bar_has_a_total(t
     steps = TrainConfig(max_tokens=120, max_steps=3, valid_every=3, valid_bleu_sentences=0, threads=1)
     train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), TINY_DATA, TINY_MODEL, steps, RunOptions(overwrite=True))
     assert _Bar.last.totals == [3]  # --max-steps alone: its total from the start
+
+
+# --- the val and test splits -----------------------------------------------------------------------
+
+
+def test_preprocess_without_a_val_split_exits_2_naming_the_file(tmp_path, capsys) -> None:
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=60), tmp_path / "run"
+    (corpus / "val.yy").unlink()
+    line = _one_error_line(["preprocess", *_corpus_args(corpus, run)], capsys)
+    assert f"no validation split: {corpus / 'val.yy'} not found" in line
+    assert "val.xx" not in line.split("not found")[0]  # the file that is there is not named missing
+    assert "--val-size N" in line and "--val-split NAME" in line
+    assert not (run / "preprocess.json").exists()
+
+    (corpus / "val.xx").rename(corpus / "valid.xx")  # a val split under another name: the flag that takes it
+    (corpus / "test.yy").rename(corpus / "valid.yy")
+    line = _one_error_line(["preprocess", *_corpus_args(corpus, run)], capsys)
+    assert line.endswith("found valid.xx/valid.yy: pass --val-split valid")
+
+
+def test_a_missing_test_split_warning_names_the_test_split_to_pass(tmp_path, caplog) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=60)
+    for lang in ("xx", "yy"):
+        (corpus / f"test.{lang}").rename(corpus / f"test_2016_flickr.{lang}")
+    caplog.set_level(logging.WARNING, logger="seq2seq")
+    manifest = preprocess(corpus, "xx", "yy", tmp_path / "run", TINY_DATA)
+    assert sorted(manifest["splits"]) == ["train", "val"]
+    (warning,) = [r.getMessage() for r in caplog.records if "no test split" in r.getMessage()]
+    assert warning.endswith("found test_2016_flickr.xx/test_2016_flickr.yy: pass --test-split test_2016_flickr")
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`datasets` without the network (as tests/test_download.py)."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("a test tried to use the network"))
+
+
+def _jsonl(path: Path, n: int) -> list[tuple[str, str]]:
+    pairs = [(f"Satz {i}", f"sentence {i}") for i in range(n)]
+    path.write_text("".join(json.dumps({"de": d, "en": e}) + "\n" for d, e in pairs), encoding="utf-8")
+    return pairs
+
+
+def _pairs(out: Path, split: str) -> list[tuple[str, str]]:
+    return list(zip(read_lines(out / f"{split}.de"), read_lines(out / f"{split}.en")))
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_download_holds_out_exactly_n_val_pairs(tmp_path, offline, streaming) -> None:
+    pairs = _jsonl(tmp_path / "corpus.jsonl", 12)
+    manifest = download(tmp_path / "corpus.jsonl", "de", "en", tmp_path / "a", streaming=streaming,
+                        hold_out=HoldOut(4, seed=7))  # fmt: skip
+    train_, val = _pairs(tmp_path / "a", "train"), _pairs(tmp_path / "a", "val")
+    assert len(val) == 4 and len(train_) == 8
+    assert sorted(train_ + val) == sorted(pairs) and not set(train_) & set(val)  # the union is the input
+    assert [p for p in pairs if p in val] == val and [p for p in pairs if p in train_] == train_  # order kept
+    assert manifest["splits"]["val"] == {"from_split": "train", "lines": 4, "held_out_of": 12, "seed": 7,
+                                         "fingerprint": None}  # fmt: skip
+    assert manifest["splits"]["train"]["lines"] == 8
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["manifest.json", "train.de", "train.en",
+                                                                   "val.de", "val.en"]  # fmt: skip
+    download(tmp_path / "corpus.jsonl", "de", "en", tmp_path / "b", hold_out=HoldOut(4, seed=7))
+    assert _pairs(tmp_path / "b", "val") == val  # deterministic: the same seed picks the same pairs
+
+
+def test_download_refuses_a_val_size_it_cannot_hold_out(tmp_path, offline, capsys) -> None:
+    _jsonl(tmp_path / "corpus.jsonl", 5)
+    args = ["download", "--dataset", str(tmp_path / "corpus.jsonl"), "--src", "de", "--tgt", "en"]
+    line = _one_error_line([*args, "--out", str(tmp_path / "a"), "--val-size", "5"], capsys)
+    assert line.endswith("--val-size 5: the train split has 5 lines; hold out fewer, so that training keeps some")
+    assert not (tmp_path / "a").exists()
+    line = _one_error_line([*args, "--out", str(tmp_path / "s"), "--val-size", "9", "--streaming"], capsys)
+    assert "--val-size 9: the train split has 5 lines" in line  # known once streamed: nothing left behind
+    assert not list((tmp_path / "s").iterdir())
+    _jsonl(tmp_path / "validation.jsonl", 2)
+    both = ["download", "--dataset", str(tmp_path / "*.jsonl"), "--src", "de", "--tgt", "en", "--val-size", "1"]
+    line = _one_error_line([*both, "--out", str(tmp_path / "c")], capsys)
+    assert "has a val split already ('validation')" in line
+    assert main([*args, "--out", str(tmp_path / "d"), "--val-size", "2"]) == 0
+    assert "wrote" in capsys.readouterr().out and len(read_lines(tmp_path / "d" / "val.de")) == 2

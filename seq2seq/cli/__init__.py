@@ -43,11 +43,11 @@ def _toml(args: argparse.Namespace, *used: str) -> dict[str, dict[str, Any]]:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from ..sources.download import download
+    from ..sources.download import HoldOut, download
 
     manifest = download(
-        args.dataset, args.src, args.tgt, args.out, subset=args.subset, src_column=args.src_column,
-        tgt_column=args.tgt_column, revision=args.revision, streaming=args.streaming,
+        args.dataset, args.src, args.tgt, args.out, subset=args.subset, columns=(args.src_column, args.tgt_column),
+        revision=args.revision, streaming=args.streaming, hold_out=HoldOut(args.val_size, args.val_seed),
     )  # fmt: skip
     counts = ", ".join(f"{name} {split['lines']}" for name, split in manifest["splits"].items())
     print(f"wrote {args.out}: {counts} lines per language ({args.src}, {args.tgt})")
@@ -269,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tgt-column", help="column holding target text (default: detected from the schema)")
     p.add_argument("--revision", help="Hub branch, tag or commit to load")
     p.add_argument("--streaming", action="store_true", help="stream rows instead of caching the dataset first")
+    p.add_argument("--val-size", type=int, default=0, metavar="N",
+                   help="a dataset without a val split (one file, a train split only): hold N random training "
+                   "pairs out as val (docs/data.md; default: 0, none)")  # fmt: skip
+    p.add_argument("--val-seed", type=int, default=1234, help="which pairs --val-size picks (default: 1234)")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("preprocess", help="clean the corpus, train SentencePiece, cache encoded splits in a run folder")

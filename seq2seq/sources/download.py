@@ -216,25 +216,89 @@ def _write_split(ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path,
     return n, broken
 
 
+class HoldOut(NamedTuple):
+    """A val split held out of the train split: `size` pairs picked by `random.Random(seed).sample`."""
+
+    size: int = 0  # 0: none
+    seed: int = 1234
+
+
+def _check_hold_out(dataset: str, splits: dict, names: dict[str, str], size: int) -> None:
+    """Refuse a --val-size that cannot be held out, before anything is written (the line count of a
+    streamed split is known only once it is read: `_split_off` checks it then)."""
+    train = next((name for name, split in names.items() if split == "train"), None)
+    if size < 0:
+        raise CorpusError(f"--val-size must be >= 0 (0: hold nothing out), got {size}")
+    if "val" in names.values():
+        given = next(name for name, split in names.items() if split == "val")
+        raise CorpusError(f"--val-size {size}: {dataset} has a val split already ({given!r}); --val-size holds "
+                          "one out of the train split of a dataset that has none")  # fmt: skip
+    if train is None:
+        raise CorpusError(f"--val-size {size}: {dataset} has no train split to hold pairs out of "
+                          f"(splits: {', '.join(sorted(splits))})")  # fmt: skip
+    rows = getattr(splits[train], "num_rows", None)
+    if rows is not None and size >= rows:
+        raise CorpusError(_too_many(size, rows))
+
+
+def _too_many(size: int, lines: int) -> str:
+    return f"--val-size {size}: the train split has {lines} lines; hold out fewer, so that training keeps some"
+
+
+def _split_off(whole: tuple[Path, ...], out: Path, langs: tuple[str, str], hold_out: HoldOut, lines: int) -> None:
+    """Split the `whole` train files (then deleted) into train.{lang} and val.{lang}: the lines
+    numbered by `random.Random(seed).sample(range(lines), size)` go to val, in their order."""
+    import random
+
+    try:
+        if hold_out.size >= lines:
+            raise CorpusError(_too_many(hold_out.size, lines))
+        picked = set(random.Random(hold_out.seed).sample(range(lines), hold_out.size))
+        for path, lang in zip(whole, langs):
+            parts = [out / f"{split}.{lang}.part" for split in ("train", "val")]
+            with (
+                open(path, encoding="utf-8", newline="\n") as f,
+                open(parts[0], "w", encoding="utf-8", newline="\n") as train,
+                open(parts[1], "w", encoding="utf-8", newline="\n") as val,
+            ):
+                for i, line in enumerate(f):
+                    (val if i in picked else train).write(line)
+            for part, split in zip(parts, ("train", "val")):
+                os.replace(part, out / f"{split}.{lang}")
+    finally:
+        for path in whole:
+            path.unlink(missing_ok=True)
+        for part in out.glob("*.part"):
+            part.unlink(missing_ok=True)
+
+
 def download(dataset: str | Path, src: str, tgt: str, out: str | Path, subset: str | None = None,
-             src_column: str | None = None, tgt_column: str | None = None, revision: str | None = None,
-             streaming: bool = False) -> dict:  # fmt: skip
+             columns: tuple[str | None, str | None] = (None, None), revision: str | None = None,
+             streaming: bool = False, hold_out: HoldOut | None = None) -> dict:  # fmt: skip
     """Write `out/{split}.{src|tgt}` and `out/manifest.json` from `dataset`; returns the manifest.
-    `datasets`' own progress bars show on a terminal only (a log file gets no bar frames)."""
+    `datasets`' own progress bars show on a terminal only (a log file gets no bar frames).
+
+    `columns`: the (source, target) columns to read (default: detected from the schema, `find_schema`).
+
+    `hold_out.size` N > 0: a dataset without a val split (one file, or a train split only) gets one:
+    N pairs of the train split, picked by `random.Random(hold_out.seed).sample` over its line numbers,
+    go to val.{src,tgt} (in their order), the rest stay in train. N must be below the train split's
+    line count; a dataset that has a val split already is refused."""
     import datasets
 
     bars = not datasets.are_progress_bars_disabled()
     if bars and not sys.stderr.isatty():
         datasets.disable_progress_bars()
     try:
-        return _download(str(dataset), src, tgt, Path(out), subset, (src_column, tgt_column), revision, streaming)
+        return _download(str(dataset), src, tgt, Path(out), subset, columns, revision, streaming, hold_out or HoldOut())
     finally:
         if bars:
             datasets.enable_progress_bars()
 
 
 def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
-              columns: tuple[str | None, str | None], revision: str | None, streaming: bool) -> dict:  # fmt: skip
+              columns: tuple[str | None, str | None], revision: str | None, streaming: bool,
+              hold_out: HoldOut) -> dict:  # fmt: skip
     """`download`, with `datasets`' progress bars as the caller left them."""
     import datasets
     from datasets.exceptions import DatasetsError
@@ -244,6 +308,8 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
     clashes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
     if clashes:
         raise CorpusError(f"splits {sorted(splits)} give two {clashes[0]!r} splits")
+    if hold_out.size:
+        _check_hold_out(dataset, splits, names, hold_out.size)
     written, broken = {}, 0
     try:  # streaming datasets read (and may fail on) their rows only from here on
         schemas = {}
@@ -251,11 +317,18 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
             schemas[name] = find_schema(ds.column_names or list(next(iter(ds), {})), ds.features, src, tgt, *columns)
         out.mkdir(parents=True, exist_ok=True)
         for name, ds in splits.items():
-            paths = (out / f"{names[name]}.{src}", out / f"{names[name]}.{tgt}")
-            lines, n_broken = _write_split(ds, schemas[name], src, tgt, paths, names[name])
+            split = names[name]
+            whole = split == "train" and hold_out.size > 0  # written whole, then split in two (_split_off)
+            paths = tuple(out / f"{'.' * whole}{split}.{lang}{'.whole' * whole}" for lang in (src, tgt))
+            lines, n_broken = _write_split(ds, schemas[name], src, tgt, paths, split)
             fingerprint = getattr(ds, "_fingerprint", None)  # None when streaming
-            written[names[name]] = {"from_split": name, "lines": lines, "fingerprint": fingerprint}
+            written[split] = {"from_split": name, "lines": lines, "fingerprint": fingerprint}
             broken += n_broken
+            if whole:
+                written["train"]["lines"] = lines - hold_out.size
+                written["val"] = {"from_split": name, "lines": hold_out.size, "held_out_of": lines,
+                                  "seed": hold_out.seed, "fingerprint": None}  # fmt: skip
+                _split_off(paths, out, (src, tgt), hold_out, lines)
     except CorpusError:
         raise
     except (OSError, ValueError, DatasetsError) as err:
