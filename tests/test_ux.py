@@ -1,11 +1,14 @@
-"""What a new user stumbled on (issue 29: 5): the training clock and the progress bar's ETA, a
-missing val split, the test split to pass, download --val-size."""
+"""What a new user stumbled on (issue 29: 5): the training clock, a missing val split, the test split
+to pass, the precision line, the progress bar's ETA, translate's summary, --help, attention's beam."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import socket
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,14 +17,17 @@ import huggingface_hub
 import pytest
 from corpora import write_corpus
 
-from seq2seq.cli import main
-from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.cli import build_parser, main
+from seq2seq.cli.flags import DefaultsHelp
+from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.machine import hardware
 from seq2seq.prepared import preprocess
 from seq2seq.progress import bar_total
 from seq2seq.runfiles import read_metrics
 from seq2seq.sources.download import HoldOut, download
 from seq2seq.text import read_lines
 from seq2seq.train import RunOptions, RunSpec, train
+from seq2seq.translation.torch_engine import Translator
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -188,3 +194,73 @@ def test_download_refuses_a_val_size_it_cannot_hold_out(tmp_path, offline, capsy
     assert "has a val split already ('validation')" in line
     assert main([*args, "--out", str(tmp_path / "d"), "--val-size", "2"]) == 0
     assert "wrote" in capsys.readouterr().out and len(read_lines(tmp_path / "d" / "val.de")) == 2
+
+
+# --- translate, serve and attention: the precision line, the summary, the beam ---------------------
+
+
+def test_the_precision_line_is_one_debug_record_when_translating(run_dir, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(hardware, "_LOGGED", set())
+    caplog.set_level(logging.DEBUG, logger="seq2seq")
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    translator.describe()  # what `serve` logs and /health reports
+    for _ in range(2):
+        translator.translate(["red cat", "big dog"])
+    precision = [r for r in caplog.records if r.getMessage().startswith("precision:")]
+    assert len(precision) == 1 and precision[0].levelno == logging.DEBUG
+
+
+def test_translate_ends_with_a_summary_line_on_stderr(run_dir, tmp_path) -> None:
+    (tmp_path / "in.txt").write_text("red cat\nbig dog\nold tree\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", str(run_dir / "best.pt"),
+           "--input", str(tmp_path / "in.txt"), "--beam-size", "2"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    assert len(done.stdout.splitlines()) == 3
+    (line,) = done.stderr.strip().splitlines()  # the summary, and no precision line at INFO
+    assert " INFO translated 3 sentences in " in line and " sentences/s; the model loaded in " in line
+
+
+def test_attention_decodes_with_translates_default_beam(run_dir, tmp_path, monkeypatch) -> None:
+    beams: list[int] = []
+    search = Translator.translate_nbest
+
+    def spy(self: Translator, sentences: list[str], cfg: DecodeConfig | None = None, **kwargs: Any) -> Any:
+        beams.append((cfg or DecodeConfig()).beam_size)
+        return search(self, sentences, cfg, **kwargs)
+
+    monkeypatch.setattr(Translator, "translate_nbest", spy)
+    assert main(["attention", "--checkpoint", str(run_dir / "best.pt"), "--sentence", "red cat",
+                 "--out", str(tmp_path / "a.png")]) == 0  # fmt: skip
+    assert main(["attention", "--checkpoint", str(run_dir / "best.pt"), "--sentence", "red cat",
+                 "--out", str(tmp_path / "b.png"), "--beam-size", "1"]) == 0  # fmt: skip
+    assert beams == [DecodeConfig().beam_size, 1]
+
+
+# --- --help -------------------------------------------------------------------------------------------
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_help_names_docs_pages_not_source_files_and_shows_every_default() -> None:
+    commands = _subcommands()
+    assert {"download", "preprocess", "train", "translate", "attention", "serve"} <= set(commands)
+    assert ".py" not in build_parser().format_help()
+    for name, parser in commands.items():
+        text = parser.format_help()
+        assert ".py" not in text, f"seq2seq {name} --help names a source file"
+        formatter = parser._get_formatter()
+        assert isinstance(formatter, DefaultsHelp), name
+        for action in parser._actions:
+            if not action.option_strings or action.required or action.nargs == 0:
+                continue  # positionals, required options, on/off switches
+            shown = formatter._get_help_string(action)
+            assert "default" in shown or "required" in shown, f"seq2seq {name} {action.option_strings[0]}"
+    demo = commands["demo"].format_help()
+    assert "training wall-clock budget (minutes) (default: 2.5)" in " ".join(demo.split())
+    train_help = " ".join(commands["train"].format_help().split())
+    assert "--max-minutes FLOAT stop after this many training minutes: preprocessing not counted" in train_help
+    attention = " ".join(commands["attention"].format_help().split())
+    assert f"--beam-size BEAM_SIZE 1: greedy (default: {DecodeConfig().beam_size}, as translate)" in attention

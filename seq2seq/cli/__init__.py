@@ -18,7 +18,7 @@ from ..config import (
     load_toml,
 )
 from ..errors import EXIT_DIVERGED, EXIT_INTERRUPTED, LOG_FORMAT, TIME_FORMAT, USER_ERRORS, exit_status
-from .flags import add_flags, from_flags, given
+from .flags import DefaultsHelp, Parser, add_flags, from_flags, given
 
 log = logging.getLogger("seq2seq")
 METRICS = ("bleu", "chrf", "ter")  # seq2seq.metrics.METRICS (not imported here: sacrebleu is slow to import)
@@ -34,7 +34,7 @@ def _corpus_flags(p: argparse.ArgumentParser, out_help: str, tables: str) -> Non
     p.add_argument("--src", required=True, help="source language suffix, e.g. de")
     p.add_argument("--tgt", required=True, help="target language suffix, e.g. en")
     p.add_argument("--out", required=True, help=out_help)
-    p.add_argument("--config", help=f"TOML file with {tables} tables (flags override it; other tables are refused)")
+    p.add_argument("--config", help=f"TOML file with {tables} (flags override it; other tables are refused)")
 
 
 def _toml(args: argparse.Namespace, *used: str) -> dict[str, dict[str, Any]]:
@@ -79,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
+    import time
+
     from ..atomic import atomic_write, check_output
     from ..machine import process
     from ..text import read_lines
@@ -89,12 +91,17 @@ def cmd_translate(args: argparse.Namespace) -> None:
     if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0) or a model file
         check_output(args.output, inputs=[args.input if args.input else 0, *args.checkpoint])
     process.apply(process.ProcessSettings.for_decoding())
+    started = time.perf_counter()
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
+    loaded = time.perf_counter()
     lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
     # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
     with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
-        stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format,
-                         args.alignments)  # fmt: skip
+        n = stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format,
+                             args.alignments)  # fmt: skip
+    seconds = time.perf_counter() - loaded  # reading, translating and writing (stdin: waiting for lines too)
+    log.info("translated %d sentences in %.2f s (%.1f sentences/s; the model loaded in %.2f s)", n, seconds,
+             n / max(seconds, 1e-9), loaded - started)  # fmt: skip
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -164,16 +171,18 @@ def _add_inspection_commands(sub: Any) -> None:
                    "(docs/hub.md)")  # fmt: skip
     p.add_argument("--sentence", required=True, help="the source sentence to translate")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--beam-size", type=int, default=1, help="1: greedy (default)")
+    p.add_argument("--beam-size", type=int, help=f"1: greedy (default: {DecodeConfig.beam_size}, as translate)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.set_defaults(func=cmd_attention)
 
     p = sub.add_parser("gradflow", help="plot ||dL/dh_t|| over time steps t: trained checkpoints or fresh models")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", nargs="+", help="trained model(s), compared on the sentences of --input")
-    which.add_argument("--cell", choices=("lstm", "gru", "rnn", "all"), help="fresh random models of this cell type")
+    which.add_argument("--checkpoint", nargs="+", help="trained model(s), compared on the sentences of --input "
+                       "(this or --cell is required)")  # fmt: skip
+    which.add_argument("--cell", choices=("lstm", "gru", "rnn", "all"),
+                       help="fresh random models of this cell type (this or --checkpoint is required)")  # fmt: skip
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--input", help="with --checkpoint: source sentences, one per line")
+    p.add_argument("--input", help="source sentences, one per line (required with --checkpoint)")
     p.add_argument("--references", help="with --checkpoint: reference translations (default: the model's greedy ones)")
     p.add_argument("--loss", choices=("last", "all"), default="last", help="L: final output's loss (default) or all")
     p.add_argument("--length", type=int, default=100, help="with --cell: sequence length (default: 100)")
@@ -255,19 +264,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.")
+    parser = argparse.ArgumentParser(prog="seq2seq", description="LSTM encoder-decoder translation with attention.",
+                                     formatter_class=DefaultsHelp)  # fmt: skip
     parser.add_argument("--version", action="version", version=f"seq2seq {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)  # defaults
 
     p = sub.add_parser("download", help="write a Hub or local dataset as {split}.{lang} text files plus manifest.json")
     p.add_argument("--dataset", required=True, help="Hub name, dataset folder, or json/jsonl/csv/tsv/parquet file(s)")
-    p.add_argument("--subset", help="dataset configuration, e.g. de-en for wmt14")
+    p.add_argument("--subset", help="dataset configuration, e.g. de-en for wmt14 (default: the dataset's default)")
     p.add_argument("--src", required=True, help="source language code, e.g. de")
     p.add_argument("--tgt", required=True, help="target language code, e.g. en")
     p.add_argument("--out", required=True, help="folder for {split}.{lang} files")
     p.add_argument("--src-column", help="column holding source text (default: detected from the schema)")
     p.add_argument("--tgt-column", help="column holding target text (default: detected from the schema)")
-    p.add_argument("--revision", help="Hub branch, tag or commit to load")
+    p.add_argument("--revision", help="Hub branch, tag or commit to load (default: the main branch)")
     p.add_argument("--streaming", action="store_true", help="stream rows instead of caching the dataset first")
     p.add_argument("--val-size", type=int, default=0, metavar="N",
                    help="a dataset without a val split (one file, a train split only): hold N random training "
@@ -284,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model in a run folder (writes best.pt, last.pt, metrics.jsonl)",
                        epilog=TRAIN_EPILOG)  # fmt: skip
-    _corpus_flags(p, "run folder (prepared by preprocess, or prepared now)", "[data] [model] [train]")
+    _corpus_flags(p, "run folder (prepared by preprocess, or prepared now)", "[data] [model] [train] tables")
     help_ = "continue from OUT/last.pt with its settings ([train] flags may change them, model and data flags not)"
     p.add_argument("--resume", action="store_true", help=help_)
     p.add_argument("--reset-optimizer", action="store_true", help="with --resume: fresh optimizer and lr schedule")
@@ -398,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--peers",
         help="peers.json (../shared/peers/run.sh writes one): ratios only against an entry "
-        "measured on a machine like this one (same CPU model, capability, native bf16)",
+        "measured on a machine like this one (same CPU model, capability, native bf16; default: none, no ratios)",
     )
     p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
     p.set_defaults(func=cmd_benchmark)
@@ -429,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="the precision to check (default: auto, what training and translation pick)")  # fmt: skip
     p.add_argument("--get", choices=("device", "precision", "cpu", "cpu_capability", "cpu_bf16", "gpu"),
-                   help="print only this field (for scripts)")  # fmt: skip
+                   help="print only this field, for scripts (default: every field)")  # fmt: skip
     p.set_defaults(func=cmd_hardware)
     for command in sub.choices.values():
         command.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars")

@@ -41,6 +41,28 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
             group.add_argument(_flag(f.name), dest=f.name, type=tp, metavar=tp.__name__.upper(), help=help_)
 
 
+class DefaultsHelp(argparse.HelpFormatter):
+    """Help that shows every option's default: a help text that does not say it (in words, or
+    "required") gets " (default: VALUE)", or " (default: none)" for an option that is off unless given.
+    On/off switches (store_true) are off unless given and say nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_ = action.help or ""
+        if not action.option_strings or action.required or action.nargs == 0 or action.default == argparse.SUPPRESS:
+            return help_
+        if "default" in help_ or "required" in help_:
+            return help_
+        return f"{help_} (default: {'none' if action.default is None else '%(default)s'})"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and so every subcommand's) whose --help shows the defaults (`DefaultsHelp`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelp)
+        super().__init__(*args, **kwargs)
+
+
 def given(cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The values of `cls`'s fields the user gave: `base` (e.g. a TOML table) overridden by the flags
     given; a field given neither way is absent (the library decides: a default, or a run's saved value)."""

@@ -185,21 +185,23 @@ def _resolve_cuda(requested: str, device: Any) -> Precision:
     return Precision("fp16", f"{gpu} has no bf16: fp16 autocast with loss scaling")
 
 
-def resolve_precision(requested: str, device: str = "cpu") -> Precision:
-    """The precision to run for `requested` (auto, fp32, bf16, fp16) on `device`; logged once per process
-    and precision (training's validation asks again for the precision `auto` chose: no second line).
+def resolve_precision(requested: str, device: str = "cpu", level: int = logging.INFO) -> Precision:
+    """The precision to run for `requested` (auto, fp32, bf16, fp16) on `device`; logged once per process,
+    precision and `level` (training's validation asks again for the precision `auto` chose: no second line).
+    Training logs it at INFO; translation, serving and `attention` at DEBUG (their engines say it where
+    it matters: a server's /health, `Translating.describe`). Emulated bf16 is a WARNING at any level.
 
     Raises HardwareError, naming what was found and what to use, for a precision the device
     cannot run."""
     chosen = choose_precision(requested, device)
-    if (chosen.name, device) not in _LOGGED:
-        _LOGGED.add((chosen.name, device))
+    if (chosen.name, device, level) not in _LOGGED:
+        _LOGGED.add((chosen.name, device, level))
         emulated = chosen.name == "bf16" and resolve_device(device).type == "cpu" and not cpu_bf16().native
-        log.log(logging.WARNING if emulated else logging.INFO, "precision: %s", chosen)
+        log.log(logging.WARNING if emulated else level, "precision: %s", chosen)
     return chosen
 
 
-_LOGGED: set[tuple[str, str]] = set()
+_LOGGED: set[tuple[str, str, int]] = set()
 
 
 @functools.cache

@@ -107,9 +107,10 @@ def plot_attention(
 
 
 def attention_map(
-    checkpoint: str | Path, sentence: str, out_png: str | Path, beam_size: int = 1, device: str = "cpu"
+    checkpoint: str | Path, sentence: str, out_png: str | Path, beam_size: int | None = None, device: str = "cpu"
 ) -> tuple[str, Path]:
-    """Translate one sentence and plot where each output piece attended; returns (translation, png)."""
+    """Translate one sentence and plot where each output piece attended; returns (translation, png).
+    `beam_size`: None, DecodeConfig's default (the beam `seq2seq translate` searches with); 1: greedy."""
     from ..config import DecodeConfig
     from ..text import clean
     from ..translation.hub import model_file
@@ -118,7 +119,7 @@ def attention_map(
     new_figure()  # fail before loading the model when matplotlib is missing
     check_output(out_png, inputs=[checkpoint], make_folder=True)  # and before it, on a path that cannot be written
     translator = Translator.from_checkpoint(model_file(checkpoint), device=device)  # hf://: downloaded
-    cfg = DecodeConfig(beam_size=beam_size)
+    cfg = DecodeConfig() if beam_size is None else DecodeConfig(beam_size=beam_size)
     nbest = translator.translate_nbest([sentence], cfg, keep_attention=True)[0]
     if not nbest:
         raise PlotError("the sentence is empty: nothing to translate")
@@ -126,6 +127,6 @@ def attention_map(
     src_ids = translator.src_tok.encode([clean(sentence)])[0][: cfg.max_src_len]
     src_pieces = [*translator.src_tok.pieces(src_ids), "</s>"]
     tgt_pieces = [*translator.tgt_tok.pieces(hyp.ids), "</s>"]
-    search = "greedy" if beam_size == 1 else f"beam {beam_size}"
+    search = "greedy" if cfg.beam_size == 1 else f"beam {cfg.beam_size}"
     title = f"Attention of {Path(checkpoint).name} ({search}): {text}"
     return text, plot_attention(hyp.attention, src_pieces, tgt_pieces, out_png, title=title)

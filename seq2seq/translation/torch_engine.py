@@ -3,6 +3,7 @@ loaded once, translated with the one search of `Translating`)."""
 
 from __future__ import annotations
 
+from logging import DEBUG
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,7 @@ class TorchEngine:
     def __init__(self, model: Seq2Seq, cfg: DecodeConfig) -> None:
         self.model, self.cfg = model.eval(), cfg
         self.device = next(model.parameters()).device
-        self.precision = resolve_precision(cfg.precision, str(self.device))  # HardwareError before any work
+        self.precision = resolve_precision(cfg.precision, str(self.device), DEBUG)  # HardwareError before any work
 
     @torch.inference_mode()
     def encode(self, src_ids: list[list[int]]) -> tuple[Memory, DecoderState]:
@@ -103,11 +104,11 @@ class Translator(Translating):
 
     def _where(self) -> dict[str, Any]:
         device = str(next(self.model.parameters()).device)
-        return {"device": device, "precision": resolve_precision("auto", device).name}
+        return {"device": device, "precision": resolve_precision("auto", device, DEBUG).name}
 
     def check(self, cfg: DecodeConfig) -> None:
         """A precision this machine cannot run or a beam wider than the target vocabulary: one-line errors."""
-        resolve_precision(cfg.precision, str(next(self.model.parameters()).device))
+        resolve_precision(cfg.precision, str(next(self.model.parameters()).device), DEBUG)
         cfg.check_vocab(len(self.tgt_tok))
 
     def search_engine(self, cfg: DecodeConfig) -> TorchEngine:
