@@ -1,5 +1,6 @@
 """What a new user stumbled on (issue 29: 5): the training clock, a missing val split, the test split
-to pass, the precision line, the progress bar's ETA, translate's summary, --help, attention's beam."""
+to pass, the precision line, the progress bar's ETA, translate's summary, --help, attention's beam,
+and the pictures' axes."""
 
 from __future__ import annotations
 
@@ -24,8 +25,11 @@ from seq2seq.machine import hardware
 from seq2seq.prepared import preprocess
 from seq2seq.progress import bar_total
 from seq2seq.runfiles import read_metrics
+from seq2seq.science.span_plots import plot_memory_span
+from seq2seq.science.span_settings import MemorySpanResult, SpanSettings
 from seq2seq.sources.download import HoldOut, download
 from seq2seq.text import read_lines
+from seq2seq.tools import plots
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation.torch_engine import Translator
 
@@ -264,3 +268,71 @@ def test_every_help_names_docs_pages_not_source_files_and_shows_every_default() 
     assert "--max-minutes FLOAT stop after this many training minutes: preprocessing not counted" in train_help
     attention = " ".join(commands["attention"].format_help().split())
     assert f"--beam-size BEAM_SIZE 1: greedy (default: {DecodeConfig().beam_size}, as translate)" in attention
+
+
+# --- pictures -----------------------------------------------------------------------------------------
+
+
+def test_piece_labels_mark_words_not_the_sentencepiece_glyph() -> None:
+    labels, starts = plots.piece_labels(["\u2581Ein", "\u2581Spiel", "haus", "\u2581", "Ä", ".", "</s>"])
+    assert labels == ["Ein", "Spiel", "\u00b7haus", "\u00b7", "\u00b7Ä", "\u00b7.", "</s>"]
+    assert starts == [1, 3, 6]  # a white line before each word (and before </s>)
+    assert plots.piece_labels(["haus", "\u2581aus"]) == (["haus", "aus"], [1])
+
+
+def _captured(monkeypatch: pytest.MonkeyPatch, module: Any) -> dict[str, Any]:
+    """The figures `module` saves, by file name, drawn (so that tick labels are final)."""
+    figures: dict[str, Any] = {}
+
+    def keep(fig: Any, out_png: Any) -> Any:
+        fig.canvas.draw()
+        figures[str(out_png).rsplit("/", 1)[-1]] = fig
+        return out_png
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    return figures
+
+
+def test_attention_axes_show_words_without_the_glyph(monkeypatch, tmp_path) -> None:
+    figures = _captured(monkeypatch, plots)
+    src, tgt = ["\u2581Ein", "\u2581Spiel", "haus", "</s>"], ["\u2581A", "\u2581play", "house", "</s>"]
+    plots.plot_attention([[0.25] * 4] * 4, src, tgt, tmp_path / "a.png")
+    ax = figures["a.png"].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Ein", "Spiel", "\u00b7haus", "</s>"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "play", "\u00b7house", "</s>"]
+    assert "\u2581" not in "".join(t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels())
+
+
+def test_a_constant_learning_rate_plot_has_a_plain_axis(monkeypatch, tmp_path) -> None:
+    assert plots.flat_limits([1e-3, 1e-3 + 1e-19, 1e-3]) == (0.0, 2e-3 + 2e-19)
+    assert plots.flat_limits([0.0, 0.0]) == (-1.0, 1.0)
+    assert plots.flat_limits([1e-3, 5e-4]) is None  # a decaying rate: matplotlib's range
+    run = tmp_path / "run"
+    run.mkdir()
+    lrs = [1e-3, 1e-3 + 2e-19, 1e-3 - 1e-19, 1e-3]  # an annealed-then-restored float: rounding noise
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"type": "train", "step": 10 * (i + 1), "loss": 5.0 - i, "lr": lr, "grad_norm": 1.0}) + "\n"
+        for i, lr in enumerate(lrs)
+    ))  # fmt: skip
+    figures = _captured(monkeypatch, plots)
+    plots.plot_run(run)
+    ax = figures["lr.png"].axes[0]
+    assert ax.get_ylim() == pytest.approx((0.0, 2e-3))
+    assert ax.yaxis.get_offset_text().get_text() in ("", "1e\u22123")  # a scale at most, never "+1e-19"
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(set(labels)) == len(labels) > 2  # distinct, readable ticks
+
+
+def test_memory_span_delays_are_plain_ticks(monkeypatch, tmp_path) -> None:
+    from seq2seq.science import span_plots
+
+    figures = _captured(monkeypatch, span_plots)
+    scores = ((10, 1.0), (20, 0.99), (50, 0.5), (100, 0.2), (500, 0.1))
+    rows = [{"task": "recall", "cell": cell, "delay": d, "score": s, "params": 100}
+            for cell in ("gru", "lstm") for d, s in scores]  # fmt: skip
+    result = MemorySpanResult(rows=rows, largest={"recall": {"gru": 20, "lstm": 20}}, settings=SpanSettings(),
+                              seconds=1.0)  # fmt: skip
+    plot_memory_span(result, tmp_path / "span.png")
+    ax = figures["span.png"].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "20", "50", "100", "500"]
+    assert not ax.xaxis.get_minorticklocs().size

@@ -24,6 +24,15 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
     return [s for s, _ in pairs], [v for _, v in pairs]
 
 
+def flat_limits(values: Sequence[float]) -> tuple[float, float] | None:
+    """The y-range of a curve that is constant up to float rounding: from 0 to twice its value (-1
+    to 1 for 0); None for a curve that changes (matplotlib's own range then)."""
+    low, high = min(values), max(values)
+    if high - low > 1e-6 * max(abs(low), abs(high)):
+        return None
+    return (min(0.0, 2 * high), max(0.0, 2 * high)) if high else (-1.0, 1.0)
+
+
 def _curve(
     run: Path, name: str, title: str, ylabel: str, lines: list[tuple[str, list[int], list[float], str]], log_y: bool
 ) -> Path | None:
@@ -37,6 +46,8 @@ def _curve(
         ax.plot(steps, values, style, label=label, markersize=4, linewidth=1.4)
     if log_y:
         ax.set_yscale("log")
+    elif flat := flat_limits([v for line in lines for v in line[2]]):
+        ax.set_ylim(*flat)  # a constant (a learning rate): not an axis zoomed onto float rounding (1e-3 + 1e-19)
     ax.set_title(f"{title} — {run.resolve().name}")
     ax.set_xlabel("training step (updates)")
     ax.set_ylabel(ylabel)
@@ -82,6 +93,24 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     return [p for p in made if p is not None]
 
 
+WORD_START, JOINS = "\u2581", "\u00b7"  # SentencePiece's word-start mark; the label of a piece inside a word
+
+
+def piece_labels(pieces: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Axis labels for SentencePiece `pieces`, and the positions where a new word starts (after the
+    first): the word-start mark is dropped (fonts draw it as a bar or a box), a piece that continues
+    a word gets a leading middle dot (`Spiel`, `\u00b7haus`); a special piece (`</s>`) stands alone."""
+    labels, starts = [], []
+    for i, piece in enumerate(pieces):
+        special = len(piece) > 2 and piece[0] == "<" and piece[-1] == ">"
+        if piece.startswith(WORD_START) or special:
+            labels.append(piece.lstrip(WORD_START) or JOINS)  # a bare word-start piece: the dot
+            starts += [i] if i else []
+        else:
+            labels.append(JOINS + piece if i else piece)
+    return labels, starts
+
+
 def plot_attention(
     weights: Any, src_pieces: Sequence[str], tgt_pieces: Sequence[str], out_png: str | Path, title: str = ""
 ) -> Path:
@@ -97,10 +126,15 @@ def plot_attention(
     fig = new_figure(figsize=(width, 2.2 + 0.3 * len(tgt_pieces) + 0.2 * len(title_lines)), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(src_pieces)), list(src_pieces), rotation=90)
-    ax.set_yticks(range(len(tgt_pieces)), list(tgt_pieces))
-    ax.set_xlabel("source pieces")
-    ax.set_ylabel("output pieces")
+    (src_labels, src_words), (tgt_labels, tgt_words) = piece_labels(src_pieces), piece_labels(tgt_pieces)
+    ax.set_xticks(range(len(src_pieces)), src_labels, rotation=90)
+    ax.set_yticks(range(len(tgt_pieces)), tgt_labels)
+    for x in src_words:  # a thin line before each word: a word's pieces sit between two lines
+        ax.axvline(x - 0.5, color="white", linewidth=0.8, alpha=0.7)
+    for y in tgt_words:
+        ax.axhline(y - 0.5, color="white", linewidth=0.8, alpha=0.7)
+    ax.set_xlabel(f"source words (SentencePiece pieces; {JOINS} joins the pieces of a word)")
+    ax.set_ylabel("output words (pieces)")
     ax.set_title("\n".join(title_lines), fontsize=10)
     fig.colorbar(image, ax=ax, label="attention weight", shrink=0.8)
     return save_figure(fig, out_png)
