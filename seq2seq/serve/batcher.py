@@ -1,6 +1,7 @@
 """The batching worker of `seq2seq serve`: request threads `submit` sentences with their decode
 settings and wait; one worker (`run`) takes every job queued, up to `max_batch` sentences, groups
-the jobs by decode settings, translates each group in one call and hands each job its slice. A
+the jobs by decode settings (any hashable key: the server's is a `Task`, its model, decode settings
+and what the reply needs), translates each group in one call and hands each job its slice. A
 group whose translation fails is translated job by job again, so only the bad request fails.
 Only the worker touches the model. No HTTP here: server.py turns `RequestError` into replies.
 
@@ -19,13 +20,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..config import ConfigError, DecodeConfig
+from ..config import ConfigError
 from ..search import SearchStopped, stop_when
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
 
 log = logging.getLogger("seq2seq")
 
@@ -49,10 +50,10 @@ class ClientGone(Exception):
 @dataclass(eq=False)
 class _Job:
     sentences: list[str]
-    cfg: DecodeConfig
+    cfg: Hashable  # what the worker groups by and hands `translate`: a DecodeConfig, or the server's Task
     deadline: float  # time.monotonic() by which the request is answered, translated or not (503)
     done: threading.Event = field(default_factory=threading.Event)
-    result: list[str] | None = None
+    result: list[Any] | None = None
     error: RequestError | None = None
     cancelled: bool = False  # its request thread has given up on it (deadline, client gone): stop translating
 
@@ -65,7 +66,7 @@ class Batcher:
 
     def __init__(
         self,
-        translate: Callable[[list[str], DecodeConfig], list[str]],
+        translate: Callable[[list[str], Any], list[Any]],
         max_batch: int,
         wait_s: float,
         budget_s: float = float("inf"),
@@ -98,7 +99,7 @@ class Batcher:
         if self._thread.is_alive():
             self._thread.join()
 
-    def submit(self, sentences: list[str], cfg: DecodeConfig, gone: Callable[[], bool] | None = None) -> list[str]:
+    def submit(self, sentences: list[str], cfg: Hashable, gone: Callable[[], bool] | None = None) -> list[Any]:
         """The translations of `sentences`; RequestError 503 once `budget_s` has passed, ClientGone as
         soon as `gone()` says the client has left (checked every POLL_S): either way the work stops."""
         job = _Job(sentences, cfg, time.monotonic() + self.budget_s)
@@ -166,7 +167,7 @@ class Batcher:
 
     def _round(self, jobs: list[_Job], depth: int) -> None:
         """Translate one round of jobs (`depth` > 0: from inside another round's search, `_should_stop`)."""
-        groups: dict[DecodeConfig, list[_Job]] = {}
+        groups: dict[Hashable, list[_Job]] = {}
         for job in jobs:
             groups.setdefault(job.cfg, []).append(job)
         stats = self.stats
@@ -199,7 +200,7 @@ class Batcher:
 
         return should_stop
 
-    def _translate_group(self, cfg: DecodeConfig, group: list[_Job], depth: int = 0) -> None:
+    def _translate_group(self, cfg: Hashable, group: list[_Job], depth: int = 0) -> None:
         group = _live(group)
         if not group:
             return
