@@ -169,6 +169,40 @@ def test_a_request_whose_client_hangs_up_stops_being_translated(caplog: pytest.L
     assert any("client gone" in r.getMessage() for r in caplog.records)
 
 
+def test_under_a_load_that_never_lets_the_queue_empty_no_request_starves() -> None:
+    """Six clients keep two-sentence rounds queued without a pause (each request 60 steps, 0.24 s alone)
+    while a first request of 60 steps runs. The first request yields to them after each slice, but gets
+    back at least the time it gave away: it is answered within about twice its own time plus one round.
+    Without that rule (50 ms of its own per nested round) it waited for the whole 4-second load."""
+    translator = Endless()
+    cfg = DecodeConfig(beam_size=1, max_len_a=0.0, max_len_b=60)
+    batcher = Batcher(lambda sents, c: translator.translate(sents, c), max_batch=2, wait_s=0.0)
+    batcher.start()
+    load_until = time.monotonic() + 4.0
+    latencies: list[float] = []
+
+    def client() -> None:
+        while time.monotonic() < load_until:
+            sent = time.monotonic()
+            batcher.submit(["a"], cfg)
+            latencies.append(time.monotonic() - sent)
+
+    sent = time.monotonic()
+    first, first_out = _in_thread(lambda: batcher.submit(["a"], cfg))
+    _wait_for(lambda: translator.steps > 0, "the first request never started")
+    clients = [threading.Thread(target=client) for _ in range(6)]
+    for thread in clients:
+        thread.start()
+    first.join(timeout=10)
+    first_latency = time.monotonic() - sent
+    for thread in clients:
+        thread.join(timeout=10)
+    batcher.stop()
+    print(f"\nfirst request under load: {first_latency:.2f} s (alone 0.24 s); load requests: {len(latencies)}")
+    assert first_out == [["x" * 59]] and batcher.stats["interleaved_batches"] >= 1
+    assert first_latency < 1.5, f"the first request waited {first_latency:.2f} s under load"
+
+
 def test_a_job_queued_past_its_budget_is_answered_503_and_never_translated() -> None:
     """The worker is held (a translate call that no search check can stop) past a queued job's
     deadline: that job is answered 503 and leaves the queue, so its sentences never reach the model."""

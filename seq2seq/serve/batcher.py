@@ -9,8 +9,11 @@ No request owns the worker. Each job has a deadline (`budget_s` after it was sub
 thread answers 503 then, and the search stops at its next decoder step (`search.stop_when`); a
 request whose client hangs up is stopped the same way. And a translation that has run `SLICE_S`
 while other jobs wait lets them go first: from inside its search's per-step check the worker
-translates the jobs queued meanwhile (a nested round), then resumes where it was. A short request
-behind a long one waits a decoder step and a slice, not the long one's whole translation.
+translates the jobs queued meanwhile (a nested round), then resumes where it was, and runs at least
+as long as that nested round took before it lets others go first again. A short request behind a long
+one waits a decoder step and a slice, not the long one's whole translation; and under a load that never
+lets the queue empty, a round still gets half of the worker's time, so no request starves (before,
+at 32 clients a request could wait for the whole load test: p99 8.9 s where p50 was 0.76 s).
 """
 
 from __future__ import annotations
@@ -192,10 +195,12 @@ class Batcher:
             if now >= slice_end and depth < MAX_DEPTH and self._queue:
                 with self._cond:
                     jobs = self._pop_round()
+                took = 0.0
                 if jobs:
                     self.stats["interleaved_batches"] += 1
                     self._round(jobs, depth + 1)
-                slice_end = time.monotonic() + SLICE_S
+                    took = time.monotonic() - now
+                slice_end = time.monotonic() + max(SLICE_S, took)  # back at least the time it gave away
             return False
 
         return should_stop
