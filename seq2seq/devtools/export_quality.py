@@ -42,7 +42,7 @@ def export_quality(checkpoint: Path, data: Path, src: str, tgt: str, out: Path, 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m seq2seq.devtools.export_quality", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("data", type=Path, help="folder of {split}.{lang} files")
     p.add_argument("src")

@@ -207,7 +207,7 @@ def slopes(result: dict[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="scripts/memory_span_cost.sh", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="checkpoints/memory_span_cost", help="folder for span_cost.{json,png}")
     p.add_argument("--cells", nargs="+", default=list(CELLS))
     p.add_argument("--lengths", nargs="+", type=int, default=list(LENGTHS))

@@ -128,7 +128,7 @@ def plot_tbptt_sweep(summary: dict[str, Any], out_png: str | Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="scripts/memory_span_tbptt.sh", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="checkpoints/memory_span_tbptt", help="folder for k*/ and tbptt_sweep.*")
     p.add_argument("--ks", nargs="+", type=int, default=list(DEFAULT_KS), help="truncations K (0: full BPTT)")
     p.add_argument("--task", nargs="+", default=list(DEFAULT_TASKS), help="recall adding (default), copy")
