@@ -167,14 +167,14 @@ def export_graphs(model: Any) -> tuple[bytes, bytes, dict[str, list[str]]]:
 def _with_candidates(graph: bytes) -> bytes:
     """The step graph with the search's candidates as outputs beside the log-probs: each row's `k` best
     pieces (TopK over the log-probs: values best first, ties to the lower id) and EOS's log-prob. `k`
-    is an input with a default of 1. A search that asks only for these never copies out the (N, V)
-    log-probs (ONNX Runtime computes them inside the graph either way)."""
+    is a required input: given a default (an initializer of the same name), ONNX Runtime inferred the
+    outputs as (N, 1) from it and warned at every call with another k. A search that asks only for
+    these never copies out the (N, V) log-probs (ONNX Runtime computes them inside the graph either way)."""
     import onnx
     from onnx import TensorProto, helper
 
     proto = onnx.load_from_string(graph)
     g = proto.graph
-    g.initializer.append(helper.make_tensor("k", TensorProto.INT64, [1], [1]))  # an input with a default
     g.initializer.append(helper.make_tensor("eos_id", TensorProto.INT64, [], [EOS_ID]))
     g.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
     g.node.extend([
@@ -291,7 +291,9 @@ class OnnxEngine:
         threads = threads or min(os.cpu_count() or 1, 8)
         self.encoder, self.step_graph = _session(encoder, threads), _session(step, threads)
         self.cfg = from_dict(ModelConfig, manifest["model_config"])
-        self.step_inputs, self.feed = manifest["step_inputs"], self.cfg.input_feeding
+        self.step_inputs = [name for name in manifest["step_inputs"] if name != "k"]
+        self.takes_k = "k" in {i.name for i in self.step_graph.get_inputs()}  # files of version >= 2
+        self.feed = self.cfg.input_feeding
         outputs = manifest["step_outputs"]
         state_out = [name for name in outputs if name.endswith("_out")]
         self.full_outputs = ["log_probs", *state_out, "attention"]
@@ -315,7 +317,7 @@ class OnnxEngine:
             memory.keys,
             memory.mask,
         ]
-        return dict(zip(self.step_inputs, values))  # "k", where the graph has it, keeps its default
+        return dict(zip(self.step_inputs, values)) | ({"k": np.ones(1, np.int64)} if self.takes_k else {})
 
     def step(self, prev_ids: np.ndarray, state: OnnxState, memory: OnnxMemory) -> tuple[Any, OnnxState, Any]:
         log_probs, *new, attention = self.step_graph.run(self.full_outputs, self._inputs(prev_ids, state, memory))
