@@ -7,6 +7,7 @@ scripts/browser_check.sh (chromium, not part of the suite)."""
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import sys
 from pathlib import Path
@@ -80,6 +81,49 @@ def test_nothing_is_loaded_from_elsewhere_and_nothing_inline_needs_the_policy_re
     assert "innerHTML" not in app and "eval(" not in app  # text from the server goes in as text
     missing = set(re.findall(r'\$\("([\w-]+)"\)', app)) - set(re.findall(r'\sid="([\w-]+)"', html))
     assert not missing, f"app.js uses element ids the page lacks: {missing}"
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        conn.request("POST", "/translate", json.dumps(body), {"Content-Type": "application/json"})
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read())
+    finally:
+        conn.close()
+
+
+# What app.js sends and what it reads from /health and /translate (docs/serving.md): the contract the page needs.
+PAGE_SENDS = ("sentences", "beam_size", "n_best", "scores", "alignments", "attention", "model")
+PAGE_READS = ("hypotheses", "text", "score", "alignment", "src_pieces", "tgt_pieces", "weights", "src_words",
+              "tgt_words", "src_word_of_piece", "tgt_word_of_piece", "max_beam_size", "max_n_best",
+              "max_attention_sentences", "models", "default")  # fmt: skip
+
+
+def test_the_request_the_page_sends_gets_every_field_the_page_draws(server) -> None:
+    app = (STATIC / "app.js").read_text()
+    for key in (*PAGE_SENDS, *PAGE_READS):
+        assert re.search(rf"\b{key}\b", app), f"app.js no longer uses {key!r}"
+    body = {"sentences": ["red cat", "big old dog"], "beam_size": 3, "n_best": 2, "scores": True,
+            "alignments": True, "attention": True}  # fmt: skip
+    status, reply = _post(server.url, body)
+    assert status == 200, reply
+    assert len(reply["translations"]) == len(reply["hypotheses"]) == 2
+    for best, hypotheses in zip(reply["translations"], reply["hypotheses"]):
+        assert 1 <= len(hypotheses) <= 2 and hypotheses[0]["text"] == best
+        for hyp in hypotheses:
+            assert isinstance(hyp["score"], float) and re.fullmatch(r"(\d+-\d+( |$))*", hyp["alignment"])
+            att = hyp["attention"]
+            assert att["src_pieces"][-1] == att["tgt_pieces"][-1] == "</s>"
+            assert [len(row) for row in att["weights"]] == [len(att["src_pieces"])] * len(att["tgt_pieces"])
+            assert len(att["src_word_of_piece"]) == len(att["src_pieces"]) and att["src_word_of_piece"][-1] is None
+            assert len(att["tgt_word_of_piece"]) == len(att["tgt_pieces"]) and att["tgt_word_of_piece"][-1] is None
+            for pair in hyp["alignment"].split():  # the alignment's words are the attention's words
+                i, j = map(int, pair.split("-"))
+                assert i < len(att["src_words"]) and j < len(att["tgt_words"])
+    limits = json.loads(_get(server.url + "/health")[2])["limits"]
+    assert {"max_beam_size", "max_n_best", "max_attention_sentences"} <= set(limits)
 
 
 def test_other_methods_and_paths_are_refused_in_json(server) -> None:

@@ -17,7 +17,7 @@ const LANGUAGES = { de: "German", en: "English", fr: "French", cs: "Czech" };
 const RAMP = [[247, 251, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]];
 const EOS = "</s>";
 
-const state = { health: null, model: null, results: [], selected: null, busy: false };
+const state = { health: null, models: [], model: null, results: [], selected: null, busy: false, noAttention: null };
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -77,48 +77,47 @@ function describeModel(health) {
   return [pair, health.engine, health.device, health.precision].filter(Boolean).join(" · ");
 }
 
-function applyHealth(health) {
-  state.health = health;
-  $("model-info").textContent = describeModel(health);
-  $("model-info").title = health.model || "";
-  $("src-lang").textContent = language(health.src_lang);
-  const limits = health.limits || {};
-  const beam = $("beam");
-  if (limits.max_beam_size) beam.max = limits.max_beam_size;
-  if (health.decode && health.decode.beam_size && !beam.dataset.touched) beam.value = health.decode.beam_size;
-  syncNbest();
-  $("example").hidden = !EXAMPLES[health.src_lang];
-  const examples = EXAMPLES[health.src_lang];
+// The model the page translates with: the one picked (GET /models), or the server's only one (/health).
+function currentModel() {
+  return state.models.find((m) => m.name === state.model) || state.health;
+}
+
+function applyModel() {
+  const model = currentModel();
+  $("model-info").textContent = describeModel(model);
+  $("model-info").title = model.path || model.model || "";
+  $("src-lang").textContent = language(model.src_lang);
+  const examples = EXAMPLES[model.src_lang];
+  $("example").hidden = !examples;
   if (examples) $("source").placeholder = examples.slice(0, 2).join("\n");
 }
 
-async function loadModels() {
-  let models = [];
+// GET /health: the decode defaults and limits; GET /models when the server serves several models.
+async function loadServer() {
   try {
-    const reply = await api("models");
-    models = Array.isArray(reply) ? reply : (reply && reply.models) || [];
-  } catch (err) {
-    models = []; // a server without /models serves one model
-  }
-  const select = $("model");
-  select.replaceChildren();
-  for (const m of models) {
-    const option = document.createElement("option");
-    option.value = typeof m === "string" ? m : m.name;
-    const info = typeof m === "string" ? "" : describeModel(m);
-    option.textContent = info ? `${option.value} (${info})` : option.value;
-    select.append(option);
-  }
-  const several = models.length > 1;
-  select.hidden = !several;
-  $("model-label").hidden = !several;
-  state.model = several ? select.value : null;
-}
-
-async function loadHealth() {
-  try {
-    const path = state.model ? `health?model=${encodeURIComponent(state.model)}` : "health";
-    applyHealth(await api(path));
+    const health = await api("health");
+    state.health = health;
+    const limits = health.limits || {};
+    const beam = $("beam");
+    if (limits.max_beam_size) beam.max = limits.max_beam_size;
+    if (health.decode && health.decode.beam_size) beam.value = health.decode.beam_size;
+    syncNbest();
+    const several = Array.isArray(health.models) && health.models.length > 1;
+    const listed = several ? await api("models") : { models: [] };
+    state.models = listed.models || [];
+    const select = $("model");
+    select.replaceChildren();
+    for (const m of state.models) {
+      const option = document.createElement("option");
+      option.value = m.name;
+      option.textContent = m.src_lang && m.tgt_lang ? `${m.name} (${m.src_lang} → ${m.tgt_lang})` : m.name;
+      option.selected = m.name === listed.default;
+      select.append(option);
+    }
+    select.hidden = !several;
+    $("model-label").hidden = !several;
+    state.model = several ? select.value : null;
+    applyModel();
     showError(null);
   } catch (err) {
     $("model-info").textContent = "server not reachable";
@@ -128,44 +127,45 @@ async function loadHealth() {
 
 // --- translating ------------------------------------------------------------------------------
 
+// At most as many candidates as the beam holds, and as the server sends (--max-n-best).
 function syncNbest() {
-  const beam = Math.max(1, Number($("beam").value) || 1);
+  const limit = ((state.health && state.health.limits) || {}).max_n_best || Infinity;
+  const most = Math.min(Math.max(1, Number($("beam").value) || 1), limit);
   const nbest = $("nbest");
-  nbest.max = beam;
-  if (Number(nbest.value) > beam) nbest.value = beam;
+  nbest.max = most;
+  if (Number(nbest.value) > most) nbest.value = most;
 }
 
 function sourceLines() {
   return $("source").value.split("\n").map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
-// The candidates of sentence `i` from a /translate reply: [{text, score, src, tgt, weights, alignment}].
+// The candidates of sentence `i` of a /translate reply, best first: {text, score, alignment, attention}.
+// The reply holds one list of hypotheses per sentence ({text, score, alignment, attention}) when scores,
+// alignments or attention were asked for; only the translations otherwise (docs/serving.md).
 function candidates(reply, i) {
-  const nbest = reply.n_best ? reply.n_best[i] : null;
-  const list = Array.isArray(nbest) && nbest.length ? nbest : [reply.translations[i]];
-  return list.map((entry, k) => {
-    const c = typeof entry === "string" ? { translation: entry } : entry;
-    const attention = c.attention || (k === 0 && reply.attention ? reply.attention[i] : null);
-    const alignment = c.alignment !== undefined ? c.alignment : k === 0 && reply.alignments ? reply.alignments[i] : null;
-    const score = c.score !== undefined ? c.score : k === 0 && reply.scores ? reply.scores[i] : null;
-    return {
-      text: c.translation !== undefined ? c.translation : c.text,
-      score: typeof score === "number" ? score : null,
-      src: attention ? attention.src_tokens || attention.source : null,
-      tgt: attention ? attention.tgt_tokens || attention.target : null,
-      weights: attention ? attention.weights || attention.matrix : null,
-      alignment: parseAlignment(alignment),
-    };
-  });
+  const list = reply.hypotheses && reply.hypotheses[i].length ? reply.hypotheses[i] : [{ text: reply.translations[i] }];
+  return list.map((c) => ({
+    text: c.text,
+    score: typeof c.score === "number" ? c.score : null,
+    alignment: parseAlignment(c.alignment),
+    attention: c.attention ? attentionOf(c.attention) : null,
+  }));
 }
 
-// "0-0 1-2" (fast_align / Moses: source word i, output word j) or [[0, 0], [1, 2]]: a list of pairs.
+// The attention of a hypothesis: the pieces of both sides ("</s>" last), weights[output piece][source
+// piece], the words the alignment counts and each piece's word (null: "</s>", "<unk>").
+function attentionOf(a) {
+  return {
+    src: a.src_pieces, tgt: a.tgt_pieces, weights: a.weights,
+    srcWord: a.src_word_of_piece, tgtWord: a.tgt_word_of_piece, srcWords: a.src_words, tgtWords: a.tgt_words,
+  };
+}
+
+// "0-0 1-2" (fast_align / Moses: source word i, output word j): a list of [i, j] pairs.
 function parseAlignment(value) {
-  if (value === null || value === undefined) return null;
-  if (typeof value === "string") {
-    return value.trim() ? value.trim().split(/\s+/).map((p) => p.split("-").map(Number)) : [];
-  }
-  return value.map((p) => (typeof p === "string" ? p.split("-").map(Number) : p));
+  if (typeof value !== "string") return null;
+  return value.trim() ? value.trim().split(/\s+/).map((p) => p.split("-").map(Number)) : [];
 }
 
 async function translate() {
@@ -176,12 +176,16 @@ async function translate() {
     return;
   }
   syncNbest();
+  const limit = ((state.health && state.health.limits) || {}).max_attention_sentences;
+  const attention = !limit || sentences.length <= limit; // the server sends attention for that many at most
+  state.noAttention = attention ? null : `the server sends attention for up to ${limit} sentences a request`;
   const body = {
     sentences,
     beam_size: Number($("beam").value),
     n_best: Number($("nbest").value),
-    attention: true,
+    scores: true,
     alignments: true,
+    attention,
   };
   if (state.model) body.model = state.model;
   state.busy = true;
@@ -260,40 +264,24 @@ function select(i, k) {
 
 // --- the heat map -----------------------------------------------------------------------------
 
-// The word each piece belongs to (SentencePiece: "▁" starts a word); null for the end-of-sentence mark.
-function wordIndex(pieces) {
-  let word = -1;
-  return pieces.map((p) => {
-    if (p === EOS) return null;
-    if (word < 0 || p.startsWith("▁")) word += 1;
-    return word;
-  });
-}
-
-function words(pieces) {
-  const out = [];
-  const index = wordIndex(pieces);
-  pieces.forEach((p, n) => {
-    if (index[n] === null) return;
-    out[index[n]] = (out[index[n]] || "") + p.replace(/^▁/, "");
-  });
-  return out;
-}
-
-// A piece as a header cell: the "▁" word mark dropped (a line separates words instead), a piece that
-// continues a word marked, the end-of-sentence mark named.
-function pieceHeader(piece, starts, tag) {
-  const th = document.createElement(tag);
+// A piece as a header cell: the "▁" word mark dropped (lines separate the words instead), a piece that
+// continues a word marked with "-", the end-of-sentence mark and special pieces named.
+function pieceHeader(piece, word, starts) {
+  const th = document.createElement("th");
   const label = document.createElement("span");
+  const text = piece.replace(/^▁/, "");
   if (piece === EOS) {
-    label.className = "eos";
+    label.className = "special";
     label.textContent = "end";
     th.title = "the end-of-sentence mark </s>";
+  } else if (word === null || word === undefined) {
+    label.className = "special";
+    label.textContent = piece;
+    th.title = `${piece}: a special piece, in no word`;
   } else {
-    const text = piece.replace(/^▁/, "");
     label.className = starts ? "piece" : "piece cont";
     label.textContent = text || "␣";
-    th.title = starts ? `"${text}" starts a word` : `"${text}" continues the word before it`;
+    th.title = starts ? `"${text}" starts word ${word + 1}` : `"${text}" continues word ${word + 1}`;
   }
   th.append(label);
   return th;
@@ -307,65 +295,74 @@ function heatColour(w) {
   return `rgb(${rgb.join(", ")})`;
 }
 
+// Whether piece n starts a word (its word differs from the piece before it's).
+function starts(index, n) {
+  return index[n] !== null && index[n] !== undefined && (n === 0 || index[n] !== index[n - 1]);
+}
+
 function renderAttention(result, i, k) {
   const c = result.candidates[k];
-  const card = $("attention-card");
+  const a = c.attention;
   const table = $("heatmap");
   table.replaceChildren();
   $("alignment").replaceChildren();
-  card.hidden = false;
+  $("attention-card").hidden = false;
   const where = state.results.length > 1 ? `Sentence ${i + 1}, candidate ${k + 1}` : `Candidate ${k + 1}`;
   $("attention-caption").textContent = `${where}: “${c.text}”`;
-  if (!c.weights || !c.src || !c.tgt) {
-    $("attention-caption").textContent += " (this server sent no attention for it)";
+  $("attention-body").hidden = !a;
+  if (!a) {
+    $("attention-caption").textContent += state.noAttention ? ` (${state.noAttention})` : " (no attention sent)";
     return;
   }
-  const srcWord = wordIndex(c.src);
-  const tgtWord = wordIndex(c.tgt);
+  const pairOf = (r, col) => {
+    const s = a.srcWord[col];
+    const t = a.tgtWord[r];
+    return s !== null && s !== undefined && t !== null && t !== undefined ? `${s}-${t}` : null;
+  };
   const aligned = new Set((c.alignment || []).map(([s, t]) => `${s}-${t}`));
-  const isAligned = (r, col) => r >= 0 && col >= 0 && r < c.tgt.length && col < c.src.length &&
-    srcWord[col] !== null && tgtWord[r] !== null && aligned.has(`${srcWord[col]}-${tgtWord[r]}`);
-  const startsWord = (index, n) => n > 0 && index[n] !== index[n - 1];
+  const inPair = (r, col, pair) => r >= 0 && col >= 0 && r < a.tgt.length && col < a.src.length &&
+    pairOf(r, col) === pair;
 
   const head = document.createElement("tr");
   const corner = document.createElement("th");
   corner.className = "corner";
-  corner.append(Object.assign(document.createElement("span"), { textContent: "output ↓  source →" }));
+  corner.textContent = "output ↓ source →";
   head.append(corner);
-  c.src.forEach((p, col) => {
-    const th = pieceHeader(p, col === 0 || c.src[col].startsWith("▁"), "th");
+  a.src.forEach((p, col) => {
+    const th = pieceHeader(p, a.srcWord[col], starts(a.srcWord, col));
     th.scope = "col";
     th.dataset.col = col;
-    if (startsWord(srcWord, col)) th.classList.add("wb-left");
+    if (col > 0 && starts(a.srcWord, col)) th.classList.add("wb-left");
     head.append(th);
   });
   const thead = document.createElement("thead");
   thead.append(head);
   const tbody = document.createElement("tbody");
-  c.tgt.forEach((p, r) => {
+  a.tgt.forEach((p, r) => {
     const row = document.createElement("tr");
-    const th = pieceHeader(p, r === 0 || p.startsWith("▁"), "th");
+    const th = pieceHeader(p, a.tgtWord[r], starts(a.tgtWord, r));
     th.scope = "row";
     th.dataset.row = r;
-    if (startsWord(tgtWord, r)) row.classList.add("wb-top");
+    if (r > 0 && starts(a.tgtWord, r)) row.classList.add("wb-top");
     row.append(th);
-    c.src.forEach((s, col) => {
-      const w = (c.weights[r] || [])[col] || 0;
+    a.src.forEach((s, col) => {
+      const w = (a.weights[r] || [])[col] || 0;
       const td = document.createElement("td");
       td.style.backgroundColor = heatColour(w);
       if (w > 0.55) td.classList.add("dark");
-      if (startsWord(srcWord, col)) td.classList.add("wb-left");
+      if (col > 0 && starts(a.srcWord, col)) td.classList.add("wb-left");
       td.textContent = w >= 0.05 ? w.toFixed(2).replace(/^0/, "") : "";
       td.title = `${p.replace(/^▁/, "")} ← ${s.replace(/^▁/, "")}: ${w.toFixed(3)}`;
       td.dataset.row = r;
       td.dataset.col = col;
-      if (isAligned(r, col)) {
+      const pair = pairOf(r, col);
+      if (pair !== null && aligned.has(pair)) { // outline each aligned word pair's block of pieces
         td.classList.add("aligned");
         const edges = [];
-        if (!isAligned(r - 1, col)) edges.push("inset 0 2px 0 var(--align)");
-        if (!isAligned(r + 1, col)) edges.push("inset 0 -2px 0 var(--align)");
-        if (!isAligned(r, col - 1)) edges.push("inset 2px 0 0 var(--align)");
-        if (!isAligned(r, col + 1)) edges.push("inset -2px 0 0 var(--align)");
+        if (!inPair(r - 1, col, pair)) edges.push("inset 0 2px 0 var(--align)");
+        if (!inPair(r + 1, col, pair)) edges.push("inset 0 -2px 0 var(--align)");
+        if (!inPair(r, col - 1, pair)) edges.push("inset 2px 0 0 var(--align)");
+        if (!inPair(r, col + 1, pair)) edges.push("inset -2px 0 0 var(--align)");
         td.style.boxShadow = edges.join(", ");
       }
       row.append(td);
@@ -373,29 +370,27 @@ function renderAttention(result, i, k) {
     tbody.append(row);
   });
   table.append(thead, tbody);
-  renderAlignment(c);
+  renderAlignment(c.alignment, a);
 }
 
-function renderAlignment(c) {
+function renderAlignment(alignment, a) {
   const box = $("alignment");
-  if (!c.alignment) return;
-  const src = words(c.src);
-  const tgt = words(c.tgt);
+  if (!alignment) return;
   const title = document.createElement("strong");
   title.textContent = "Alignment: ";
   box.append(title);
-  const pairs = [...c.alignment].sort((a, b) => a[1] - b[1] || a[0] - b[0]);
-  pairs.forEach(([s, t], n) => {
+  alignment.forEach(([s, t], n) => {
     const pair = document.createElement("span");
     pair.className = "pair";
-    pair.textContent = `${src[s] ?? s} → ${tgt[t] ?? t}`;
+    pair.textContent = `${a.srcWords[s] ?? s} → ${a.tgtWords[t] ?? t}`;
     pair.title = `${s}-${t}: source word ${s + 1}, output word ${t + 1}`;
     if (n) box.append(" ");
     box.append(pair);
   });
   const raw = document.createElement("code");
   raw.className = "raw";
-  raw.textContent = c.alignment.map(([s, t]) => `${s}-${t}`).join(" ");
+  raw.title = "the same alignment as fast_align and Moses write it: source word i - output word j, from 0";
+  raw.textContent = alignment.map(([s, t]) => `${s}-${t}`).join(" ");
   box.append(" ", raw);
 }
 
@@ -418,21 +413,18 @@ function start() {
       translate();
     }
   });
-  $("beam").addEventListener("input", () => {
-    $("beam").dataset.touched = "1";
-    syncNbest();
-  });
+  $("beam").addEventListener("input", syncNbest);
   $("example").addEventListener("click", () => {
-    const examples = state.health && EXAMPLES[state.health.src_lang];
+    const examples = state.health && EXAMPLES[currentModel().src_lang];
     if (examples) $("source").value = examples.join("\n");
   });
   $("model").addEventListener("change", () => {
     state.model = $("model").value;
-    loadHealth();
+    applyModel();
   });
   $("heatmap").addEventListener("mouseover", (event) => highlight(event, true));
   $("heatmap").addEventListener("mouseout", (event) => highlight(event, false));
-  loadModels().then(loadHealth).then(() => document.body.classList.add("ready"));
+  loadServer().then(() => document.body.classList.add("ready"));
 }
 
 document.addEventListener("DOMContentLoaded", start);
