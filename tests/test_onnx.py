@@ -340,3 +340,23 @@ def test_export_quality_scores_the_three_paths_on_val_and_test(run_dir: Path, tm
             assert fp32 == torch_path and fp32["same_lines"] == fp32["lines"] > 0  # the fp32 export is the model
             assert 0 <= found[f"{split}/beam{beam}/onnx_int8"]["same_lines"] <= fp32["lines"]
     assert found["size_mb"]["onnx_int8"] < found["size_mb"]["onnx_fp32"] and "tok:13a" in found["signature"]
+
+
+def test_decode_profile_splits_a_run_between_onnx_runtime_and_the_search(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The profile behind docs/deploy.md's figures: session.run time and calls against the whole run,
+    and each graph's kernel time by operator (shares of one)."""
+    from seq2seq.devtools.decode_profile import main as profile
+
+    src = tmp_path / "src.txt"
+    src.write_text("".join(s + "\n" for s in SENTENCES), encoding="utf-8")
+    profile(["--model", str(exported), "--input", str(src), "--beam-size", "2"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["sentences"] == len(SENTENCES) and out["beam_size"] == 2
+    assert 0 < out["onnxruntime_run_s"] < out["wall_s"] and out["onnxruntime_run_calls"] >= 2
+    assert out["python_s"] == pytest.approx(out["wall_s"] - out["onnxruntime_run_s"], abs=2e-3)
+    ops = out["kernel_time_share_by_operator"]
+    assert "LSTM" in ops["decoder_step"] and "LSTM" in ops["encoder"]
+    for shares in ops.values():  # the 10 largest operators' shares of the graph's kernel time
+        assert all(0 < v <= 1 for v in shares.values()) and sum(shares.values()) <= 1.001

@@ -353,9 +353,12 @@ class OnnxEngine:
         return OnnxMemory(obj.states[keep], obj.keys[keep], obj.mask[keep], size)
 
 
-def _session(graph: bytes, threads: int) -> Any:
+def _session(graph: bytes, threads: int, profile_prefix: str | None = None) -> Any:
+    """An ONNX Runtime session on the CPU (`profile_prefix`: its profiler on, for devtools/decode_profile.py)."""
     ort = _import_ort()
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning threads fight the search
