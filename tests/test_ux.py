@@ -323,6 +323,24 @@ def test_a_constant_learning_rate_plot_has_a_plain_axis(monkeypatch, tmp_path) -
     assert len(set(labels)) == len(labels) > 2  # distinct, readable ticks
 
 
+def test_a_run_with_one_validation_plots_a_visible_point_on_a_plain_step_axis(monkeypatch, tmp_path) -> None:
+    """A short run (the README's 1-minute demo) logs one validation and no train record: its lr and
+    BLEU curves are one point, drawn as a marker on a step axis from 0 with whole-number ticks."""
+    run = tmp_path / "run"
+    run.mkdir()
+    record = {"type": "valid", "step": 12, "val_loss": 1.67, "val_bleu": 18.4, "lr": 0.002}
+    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    figures = _captured(monkeypatch, plots)
+    plots.plot_run(run)
+    for name in ("lr.png", "bleu.png", "loss.png"):
+        ax = figures[name].axes[0]
+        (line,) = ax.get_lines()
+        assert line.get_marker() == "o" and list(line.get_xdata()) == [12], name
+        assert ax.get_xlim() == (0, 24), name
+        ticks = [t for t in ax.get_xticks() if 0 <= t <= 24]
+        assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+
+
 def test_memory_span_delays_are_plain_ticks(monkeypatch, tmp_path) -> None:
     from seq2seq.science import span_plots
 

@@ -41,9 +41,16 @@ def _curve(
     if not lines:
         return None
     fig = new_figure(figsize=(7, 4.2), layout="constrained")
+    from matplotlib.ticker import MaxNLocator  # after new_figure, which imports matplotlib (optional)
+
     ax = fig.add_subplot()
     for label, steps, values, style in lines:
+        if len(steps) == 1 and "o" not in style:
+            style = "o" + style  # a single point: a line alone would draw nothing
         ax.plot(steps, values, style, label=label, markersize=4, linewidth=1.4)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # updates: no 11.4, 11.6 ... ticks
+    if len(seen := {step for line in lines for step in line[1]}) == 1:
+        ax.set_xlim(0, 2 * max(seen.pop(), 1))  # one step logged (a short run): from 0, not zoomed onto it
     if log_y:
         ax.set_yscale("log")
     elif flat := flat_limits([v for line in lines for v in line[2]]):
