@@ -396,8 +396,8 @@ def format_result(result: MemorySpanResult) -> str:
             spans = result.spans.get(task, {}).get(cell, [largest])
             if len(spans) > 1:
                 low, high = _span_range(spans)
-                each = ", ".join(str(v or "-") for v in spans)
-                said += f" (median of {len(spans)} seeds; per seed {each}; range {low or '-'}-{high or '-'})"
+                each = ", ".join(str(v or "none") for v in spans)
+                said += f" (median of {len(spans)} seeds; per seed {each}; range {low or 'none'} to {high or 'none'})"
             lines.append(f"{task} {cell}: {said} ({setup_of(result.settings, cell, rows[0]['lr'] if rows else None)})")
     lines.append(f"total {result.seconds / 60:.1f} min wall, {result.cpu_seconds / 60:.1f} min CPU (training); "
                  f"files: {', '.join(str(p) for p in result.files)}")  # fmt: skip

@@ -19,7 +19,7 @@ TITLES = {"recall": "delayed recall", "copy": "copy (Arjovsky et al. 2016)", "ad
 def plot_memory_span(result: MemorySpanResult, out_png: str | Path) -> Path:
     """Held-out accuracy (recall, copy) or MSE (adding) against the delay, per task and cell."""
     tasks = list(result.largest)
-    fig = new_figure(figsize=(5.2 * len(tasks), 4.4), layout="constrained")
+    fig = new_figure(figsize=(5.6 * len(tasks), 5.6), layout="constrained")
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks):
         for cell in result.largest[task]:
@@ -28,7 +28,7 @@ def plot_memory_span(result: MemorySpanResult, out_png: str | Path) -> Path:
             label = f"{cell} ({rows[0]['params']:,} params): up to {result.largest[task][cell] or '-'}"
             if len(seeds) > 1:
                 spans = result.spans[task][cell]
-                label += f" (median; seeds: {', '.join(str(v or '-') for v in spans)})"
+                label += f" (median; seeds: {', '.join(str(v or 'none') for v in spans)})"
             for k, seed in enumerate(seeds):
                 mine = [r for r in rows if r.get("seed") == seed]
                 ax.plot([r["delay"] for r in mine], [r["score"] for r in mine], "o-", label=None if k else label,
@@ -51,10 +51,10 @@ def plot_memory_span(result: MemorySpanResult, out_png: str | Path) -> Path:
         ax.set_xlabel("delay D (steps)")
         ax.set_title(TITLES[task])
         ax.grid(True, alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: the curves fill the axes
     s = result.settings
     bptt = f", truncated BPTT {s.tbptt}" if s.tbptt else ""
-    fig.suptitle(f"Memory span at an equal parameter budget ({s.init} init for LSTM/GRU, Adam {s.lr:g}, "
+    fig.suptitle(f"Memory span at an equal parameter budget\n({s.init} init for LSTM/GRU, Adam {s.lr:g}, "
                  f"<= {s.steps} updates of {s.batch_size}{bptt}; one line per seed)")  # fmt: skip
     return save_figure(fig, out_png)
 
@@ -71,6 +71,8 @@ def plot_gradient_flow(result: MemorySpanResult, out_png: str | Path) -> Path:
     tasks, cells = list(result.largest), list(next(iter(result.largest.values())))
     fig = new_figure(figsize=(4.6 * len(cells), 3.6 * len(tasks)), layout="constrained")
     axes = fig.subplots(len(tasks), len(cells), squeeze=False, sharey="row")
+    from matplotlib.ticker import MaxNLocator  # after new_figure, which imports matplotlib (optional)
+
     for i, task in enumerate(tasks):
         for j, cell in enumerate(cells):
             ax, row = axes[i][j], _longest(result, task, cell)
@@ -83,6 +85,7 @@ def plot_gradient_flow(result: MemorySpanResult, out_png: str | Path) -> Path:
             seed = f", seed {row['seed']}" if "seed" in row else ""
             ax.set_title(f"{TITLES[task]}: {cell}, D = {row['delay']} ({verdict}{seed})", fontsize=10)
             ax.set_xlabel("time step t")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # steps: no 2.5, 7.5 ticks
             ax.grid(True, alpha=0.3, which="both")
             ax.legend(fontsize=7)
         axes[i][0].set_ylabel("mean ||dL/dh_t||")

@@ -48,7 +48,7 @@ def _curve(
         if len(steps) == 1 and "o" not in style:
             style = "o" + style  # a single point: a line alone would draw nothing
         ax.plot(steps, values, style, label=label, markersize=4, linewidth=1.4)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # updates: no 11.4, 11.6 ... ticks
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # updates: no 11.4, 11.6 ... ticks
     if len(seen := {step for line in lines for step in line[1]}) == 1:
         ax.set_xlim(0, 2 * max(seen.pop(), 1))  # one step logged (a short run): from 0, not zoomed onto it
     if log_y:
