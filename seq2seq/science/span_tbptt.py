@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_text_atomic
 from ..config import ConfigError
-from ..tools.figures import CELL_COLORS, new_figure, save_figure
+from ..tools.figures import new_figure, save_figure
 from .memory_span import run_memory_span
+from .span_plots import TITLES
 from .span_settings import DEFAULT_DELAYS, DEFAULT_TASKS, QUICK, QUICK_DELAYS, SpanSettings
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE
 
@@ -99,31 +100,44 @@ def format_sweep(summary: dict[str, Any]) -> str:
 
 
 def plot_tbptt_sweep(summary: dict[str, Any], out_png: str | Path) -> Path:
-    """Per task and cell, the held-out score against the delay, one line per truncation K."""
+    """Per task (rows) and cell (columns), the held-out score against the delay, one line per
+    truncation K (a colour each, full BPTT solid), the delays tried as plain ticks."""
     names = list(summary["largest"])
-    pairs = [(t, c) for t, per_cell in summary["largest"][names[0]].items() for c in per_cell]
-    fig = new_figure(figsize=(4.8 * len(pairs), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(pairs), squeeze=False)[0]
-    for ax, (task, cell) in zip(axes, pairs):
-        for i, name in enumerate(names):
-            rows = [r for r in summary["scores"][name] if (r["task"], r["cell"]) == (task, cell)]
-            span = summary["largest"][name][task][cell]
-            ax.plot([r["delay"] for r in rows], [r["score"] for r in rows], marker="o", markersize=4,
-                    color=CELL_COLORS.get(cell), alpha=0.3 + 0.7 * (i + 1) / len(names),
-                    linestyle="-" if name == "full" else "--", label=f"K = {name}: up to {span or 'none'}")  # fmt: skip
-        if task == "adding":
-            ax.axhline(SOLVED_MSE, color="k", linestyle=":", linewidth=1, label="solved")
-            ax.set_yscale("log")
-            ax.set_ylabel("held-out MSE")
-        else:
-            ax.axhline(SOLVED_ACCURACY, color="k", linestyle=":", linewidth=1, label="solved")
-            ax.set_ylabel("held-out accuracy")
-        ax.set_xscale("log")
-        ax.set_xlabel("delay D (steps); a sweep stops at its first unsolved D")
-        ax.set_title(f"{task}: {cell}")
-        ax.grid(True, alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.suptitle("Memory span against the truncation K of BPTT (training's chunk rule: chunks from the first step)")
+    tasks = list(summary["largest"][names[0]])
+    cells = list(dict.fromkeys(c for per_cell in summary["largest"][names[0]].values() for c in per_cell))
+    fig = new_figure(figsize=(5.4 * len(cells), 4.6 * len(tasks)), layout="constrained")
+    axes = fig.subplots(len(tasks), len(cells), squeeze=False)
+    import matplotlib  # after new_figure, which imports it (the plot extra) or says how to install it
+
+    colours = matplotlib.colormaps["viridis"]
+    for ax_row, task in zip(axes, tasks):
+        for ax, cell in zip(ax_row, cells):
+            for i, name in enumerate(names):
+                rows = [r for r in summary["scores"][name] if (r["task"], r["cell"]) == (task, cell)]
+                span = summary["largest"][name][task].get(cell)
+                ax.plot([r["delay"] for r in rows], [r["score"] for r in rows], marker="o", markersize=4,
+                        color=colours(0.85 * i / max(len(names) - 1, 1)), linewidth=1.6 if name == "full" else 1.2,
+                        linestyle="-" if name == "full" else "--",
+                        label=f"K = {name}: " + (f"up to {span}" if span else "none solved"))  # fmt: skip
+            if task == "adding":
+                ax.axhline(SOLVED_MSE, color="k", linestyle=":", linewidth=1, label=f"solved (<= {SOLVED_MSE})")
+                ax.set_yscale("log")
+                ax.set_ylabel("held-out MSE")
+            else:
+                ax.axhline(SOLVED_ACCURACY, color="k", linestyle=":", linewidth=1, label="solved (99 %)")
+                ax.set_ylim(0, 1.03)
+                ax.set_ylabel("held-out accuracy")
+            ax.set_xscale("log")
+            delays = sorted({r["delay"] for n in names for r in summary["scores"][n] if r["task"] == task})
+            ax.set_xticks(delays, [str(d) for d in delays])  # the delays tried, as numbers (not 10^1, 10^2)
+            ax.set_xticks([], minor=True)
+            ax.set_xlabel("delay D (steps); a sweep stops at its first unsolved D")
+            ax.set_title(f"{TITLES.get(task, task)}: {cell}")
+            ax.grid(True, alpha=0.3, which="both")
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    fig.suptitle(
+        "Memory span against the truncation K of BPTT\n(training's chunk rule: chunks of K steps from the first)"
+    )
     return save_figure(fig, out_png)
 
 
