@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -38,6 +39,7 @@ from ..errors import LOG_FORMAT, TIME_FORMAT
 from ..model import RNNS, count_parameters
 from ..objective import chunks
 from ..tools.figures import new_figure
+from .span_cells import run_rnn
 from .span_plots import plot_gradient_flow, plot_memory_span
 from .span_settings import (
     CELLS,
@@ -53,14 +55,15 @@ from .span_settings import (
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE, Task
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 log = logging.getLogger("seq2seq")
 PROBES = 3  # gradient-flow measurements per run: before training, halfway, at the end
 
 
 class SpanNet(nn.Module):
-    """A one-layer unidirectional RNN and a linear read-out at every step."""
+    """A one-layer unidirectional RNN and a linear read-out at every step (the GRU computed by
+    span_cells.py: nn.GRU's weights and equations, a faster backward on one CPU thread)."""
 
     def __init__(self, cell: str, hidden: int, task: Task, device: str | None = None) -> None:
         super().__init__()
@@ -69,7 +72,7 @@ class SpanNet(nn.Module):
         self.head = nn.Linear(hidden, task.n_out, device=device)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.rnn(x)[0])
+        return self.head(run_rnn(self.rnn, x)[0])
 
 
 def initialise(net: SpanNet, s: SpanSettings, t_max: int, gen: torch.Generator) -> None:
@@ -145,7 +148,7 @@ def backward(net: SpanNet, task: Task, x: Tensor, y: Tensor, tbptt: int = 0) -> 
     for t0, t1 in chunks(length, tbptt):
         has_loss = task.name == "copy" or t1 == length
         with torch.set_grad_enabled(has_loss):
-            h, state = net.rnn(x[:, t0:t1], state)
+            h, state = run_rnn(net.rnn, x[:, t0:t1], state)
         if has_loss:
             task.chunk_loss(net.head(h), y, t0, t1, length).backward()  # type: ignore[union-attr]
         state = tuple(v.detach() for v in state) if isinstance(state, tuple) else state.detach()
@@ -278,8 +281,8 @@ def run_memory_span(
             torch.set_num_threads(threads)
     else:
         level = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_log_to_stderr,
-                                 initargs=(level,)) as pool:  # fmt: skip
+        with _huge_pages(), ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                                initializer=_log_to_stderr, initargs=(level,)) as pool:  # fmt: skip
             futures = [pool.submit(sweep, t, c, delays, s, sd) for t, c, sd in jobs]
             rows = [row for f in futures for row in f.result()]
     rows.sort(key=lambda r: (tasks.index(r["task"]), cells.index(r["cell"]), r["seed"], r["delay"]))
@@ -292,6 +295,21 @@ def run_memory_span(
     result.files = [*_write(out, result, seed), plot_memory_span(result, out / "memory_span.png"),
                     plot_gradient_flow(result, out / "gradient_flow.png")]  # fmt: skip
     return result
+
+
+@contextmanager
+def _huge_pages() -> Iterator[None]:
+    """Processes started inside get torch's transparent-huge-page allocation (THP_MEM_ALLOC_ENABLE=1,
+    read when a process first allocates; a value the user set is kept). Long sequences need buffers of
+    tens of MiB per update (the oneDNN LSTM's workspace above all); faulted in 4 KiB at a time they
+    made an LSTM update at T = 504 about twice as slow on the 2-core AMD EPYC (docs/science.md)."""
+    before = os.environ.get("THP_MEM_ALLOC_ENABLE")
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["THP_MEM_ALLOC_ENABLE"]
 
 
 def _log_to_stderr(level: int) -> None:
