@@ -96,3 +96,14 @@ def test_spawned_workers_get_huge_pages_and_a_users_choice_stands(monkeypatch: p
     with memory_span._huge_pages():
         assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+@pytest.mark.parametrize("name", ["recall", "copy", "adding"])
+def test_scoring_in_chunks_is_scoring_at_once(name: str) -> None:
+    task = Task(name, 6, SpanSettings(hidden=8))
+    torch.manual_seed(0)
+    net = SpanNet("gru", 8, task)
+    x, y = task.batch(torch.Generator().manual_seed(3), 300)
+    whole = memory_span._score(net, task, x, y, chunk=300)
+    assert memory_span._score(net, task, x, y, chunk=128) == pytest.approx(whole, rel=1e-6)
+    assert memory_span._score(net, task, x, y, chunk=7) == pytest.approx(whole, rel=1e-6)

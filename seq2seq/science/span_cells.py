@@ -49,41 +49,48 @@ class _GRU(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, d_out: Tensor, d_hn: Tensor) -> tuple[Tensor | None, ...]:
         xt, acts, gh_n, hs, w_ih, w_hh = ctx.saved_tensors
-        hid, steps = w_hh.size(1), acts.size(0)
-        dgh = torch.empty_like(acts)  # d(W_h h + b_h) per step; its r, z rows are the input side's too
-        dgi_n = torch.empty_like(gh_n)  # d(W_in x + b_in)
-        d_whh = w_hh.new_zeros(w_hh.shape)
-        w_hh_t = w_hh.t()
+        hid, steps, batch = w_hh.size(1), acts.size(0), acts.size(2)
+        # One step's gradients at a time, accumulated into the weights' as the steps go: the working set
+        # stays in cache, and nothing of the size of the sequence is written.
+        g = acts.new_empty(3 * hid, batch)  # d(W_h h + b_h); its r, z rows are d(W_i x + b_i)'s too
+        dn = acts.new_empty(hid, batch)  # d(W_in x + b_in)
+        g_rz, ones = g[: 2 * hid], acts.new_ones(batch)
+        d_wih, d_whh = w_ih.new_zeros(w_ih.shape), w_hh.new_zeros(w_hh.shape)
+        d_bhh, d_bin = w_hh.new_zeros(3 * hid), w_hh.new_zeros(hid)
+        dxt = xt.new_empty(steps, xt.size(2), batch) if ctx.needs_input_grad[0] else None
+        w_hh_t, w_irz_t, w_in_t = w_hh.t(), w_ih[: 2 * hid].t(), w_ih[2 * hid :].t()
         dh = d_hn.t().contiguous()
-        for t in reversed(range(steps)):  # per step, not all steps at once: the step's block stays in cache
+        for t in reversed(range(steps)):
             dh += d_out[:, t].t()
-            a, g = acts[t], dgh[t]
-            rz, n, g_rz = a[: 2 * hid], a[2 * hid :], g[: 2 * hid]
+            a = acts[t]
+            rz, n = a[: 2 * hid], a[2 * hid :]
             dhz = dh * a[hid : 2 * hid]
             torch.sub(hs[t], n, out=g[hid : 2 * hid]).mul_(dh)  # dz = dh (h - n)
-            dn = torch.sub(dh, dhz, out=dgi_n[t])  # dh (1 - z), then through tanh: * (1 - n^2)
+            torch.sub(dh, dhz, out=dn)  # dh (1 - z), then through tanh: * (1 - n^2)
             dn.addcmul_(dn * n, n, value=-1)
             torch.mul(dn, gh_n[t], out=g[:hid])  # dr
             torch.mul(dn, a[:hid], out=g[2 * hid :])  # d(W_hn h + b_hn)
             g_rz.mul_(rz).addcmul_(g_rz, rz, value=-1)  # through the sigmoid: * s (1 - s)
             d_whh.addmm_(g, hs[t].t())
+            d_wih[: 2 * hid].addmm_(g_rz, xt[t])
+            d_wih[2 * hid :].addmm_(dn, xt[t])
+            d_bhh.addmv_(g, ones)
+            d_bin.addmv_(dn, ones)
+            if dxt is not None:
+                torch.mm(w_irz_t, g_rz, out=dxt[t]).addmm_(w_in_t, dn)
             dh = torch.addmm(dhz, w_hh_t, g)
         need = ctx.needs_input_grad
-        drz = dgh[:, : 2 * hid]  # the input side's r, z gradients; its n rows are dgi_n
-        dx = None
-        if need[0]:
-            dx = (torch.matmul(w_ih[: 2 * hid].t(), drz) + torch.matmul(w_ih[2 * hid :].t(), dgi_n)).permute(2, 0, 1)
-        d_wih = torch.cat((torch.bmm(drz, xt).sum(0), torch.bmm(dgi_n, xt).sum(0))) if need[2] else None
-        d_bih = torch.cat((drz.sum((0, 2)), dgi_n.sum((0, 2)))) if need[4] else None
-        d_bhh = dgh.sum((0, 2)) if need[5] else None
-        return dx, dh.t() if need[1] else None, d_wih, d_whh if need[3] else None, d_bih, d_bhh
+        return (None if dxt is None else dxt.permute(2, 0, 1), dh.t() if need[1] else None,
+                d_wih if need[2] else None, d_whh if need[3] else None,
+                torch.cat((d_bhh[: 2 * hid], d_bin)) if need[4] else None, d_bhh if need[5] else None)  # fmt: skip
 
 
 def run_rnn(rnn: nn.Module, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
     """`rnn(x, state)`: a one-layer, unidirectional, batch-first nn.GRU with biases is computed here
-    (its weights; the same outputs and gradients); any other module (the LSTM: oneDNN's fused
-    kernel is faster) runs as itself."""
-    if not isinstance(rnn, nn.GRU) or rnn.num_layers != 1 or rnn.bidirectional or not rnn.batch_first or not rnn.bias:
+    when gradients are wanted (its weights; the same outputs and gradients); without them (scoring),
+    and for any other module (the LSTM: oneDNN's fused kernel is faster), the module runs itself."""
+    gru = isinstance(rnn, nn.GRU) and rnn.num_layers == 1 and not rnn.bidirectional and rnn.batch_first and rnn.bias
+    if not gru or not torch.is_grad_enabled() or not (x.requires_grad or rnn.weight_hh_l0.requires_grad):
         return rnn(x, state)
     h0 = x.new_zeros(x.size(0), rnn.hidden_size) if state is None else state[0]
     out, hn = _GRU.apply(x, h0, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
