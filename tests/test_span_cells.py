@@ -45,19 +45,49 @@ def test_the_hand_written_gru_is_nn_gru_forward_and_backward(batch: int, steps: 
     w = torch.randn(batch, steps, 7, generator=gen)
     want_out, want_hn, want = _run(lambda a, s: gru(a, s), gru, x, h0, w)
     out, hn, got = _run(lambda a, s: run_rnn(gru, a, s), gru, x, h0, w)
+    assert type(out.grad_fn).__name__ == "_GRUBackward"  # the hand-written path ran, not nn.GRU
     assert out.shape == want_out.shape and hn.shape == want_hn.shape
     assert torch.allclose(out, want_out, atol=1e-6) and torch.allclose(hn, want_hn, atol=1e-6)
     for a, b in zip(got, want):  # x, w_ih, w_hh, b_ih, b_hh (, h0)
         assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_a_sequence_is_translated_the_same_alone_and_in_a_batch() -> None:
+def test_a_sequence_runs_the_same_alone_and_in_a_batch() -> None:
     gru = _gru()
     x = torch.randn(4, 9, 6, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        together = run_rnn(gru, x)[0]
-        alone = torch.cat([run_rnn(gru, x[i : i + 1])[0] for i in range(4)])
-    assert torch.allclose(together, alone, atol=1e-6)
+    together = run_rnn(gru, x)[0]
+    alone = [run_rnn(gru, x[i : i + 1])[0] for i in range(4)]
+    assert all(type(o.grad_fn).__name__ == "_GRUBackward" for o in [together, *alone])
+    assert torch.allclose(together, torch.cat(alone), atol=1e-6)
+
+
+def test_the_gradient_coming_in_is_not_written_to() -> None:
+    """Batch 1: the final state's gradient is contiguous once transposed; another use of it stays right."""
+    gru = _gru(3, 4)
+    x = torch.randn(1, 5, 3, generator=torch.Generator().manual_seed(4))
+    grads = []
+    for f in (gru, lambda a: run_rnn(gru, a)):
+        p = torch.zeros(1, 1, 4, requires_grad=True)
+        q = p * 2
+        out, hn = f(x)
+        (out.sum() + ((hn + q) * torch.ones(1, 1, 4)).sum()).backward()
+        grads.append(p.grad)
+    assert torch.equal(grads[0], grads[1]) and bool((grads[1] == 2).all())
+
+
+def test_inputs_nn_gru_would_check_run_through_nn_gru() -> None:
+    gru = _gru(3, 4)
+    x = torch.randn(5, 6, 3)
+    for bad in (torch.zeros(1, 1, 4), torch.zeros(2, 5, 4), torch.zeros(1, 5, 4, dtype=torch.float64)):
+        with pytest.raises(RuntimeError):
+            gru(x, bad)
+        with pytest.raises(RuntimeError):
+            run_rnn(gru, x, bad)
+    assert torch.equal(run_rnn(gru, x[0])[0], gru(x[0])[0])  # unbatched (T, input): nn.GRU's own
+    calls = []
+    gru.register_forward_hook(lambda *a: calls.append(1))
+    run_rnn(gru, x)
+    assert calls == [1]  # a hooked module runs itself, hooks included
 
 
 def test_other_modules_run_as_themselves() -> None:
