@@ -149,8 +149,9 @@ def cmd_gradflow(args: argparse.Namespace) -> None:
 def cmd_memory_span(args: argparse.Namespace) -> None:
     from dataclasses import fields
 
-    from ..science.memory_span import format_result, run_memory_span, settings_with
-    from ..science.span_settings import QUICK, SpanSettings
+    from ..science.memory_span import run_memory_span
+    from ..science.span_report import format_result
+    from ..science.span_settings import QUICK, SpanSettings, settings_with
 
     changes = {f.name: getattr(args, f.name) for f in fields(SpanSettings)}
     settings = settings_with(QUICK if args.quick else SpanSettings(), **changes)

@@ -19,13 +19,12 @@ cell's memory time scales spread up to the sequence length from the start.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..atomic import write_text_atomic
 from ..config import ConfigError
 from ..errors import LOG_FORMAT, TIME_FORMAT
 from ..model import RNNS, count_parameters
@@ -41,6 +39,7 @@ from ..objective import chunks
 from ..tools.figures import new_figure
 from .span_cells import run_rnn
 from .span_plots import plot_gradient_flow, plot_memory_span
+from .span_report import write_result
 from .span_settings import (
     CELLS,
     DEFAULT_DELAYS,
@@ -52,7 +51,7 @@ from .span_settings import (
     SpanSettings,
     median_span,
 )
-from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE, Task
+from .span_tasks import Task
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -296,7 +295,7 @@ def run_memory_span(
     cpu = round(sum(a.get("cpu_seconds", 0.0) for r in rows for a in r.get("attempts", [r])), 1)
     result = MemorySpanResult(rows, largest, s, round(time.monotonic() - start, 1), spans=spans, cpu_seconds=cpu)
     out = Path(out_dir)
-    result.files = [*_write(out, result, seed), plot_memory_span(result, out / "memory_span.png"),
+    result.files = [*write_result(out, result, seed), plot_memory_span(result, out / "memory_span.png"),
                     plot_gradient_flow(result, out / "gradient_flow.png")]  # fmt: skip
     return result
 
@@ -306,7 +305,7 @@ def _huge_pages() -> Iterator[None]:
     """Processes started inside get torch's transparent-huge-page allocation (THP_MEM_ALLOC_ENABLE=1,
     read when a process first allocates; a value the user set is kept). Long sequences need buffers of
     tens of MiB per update (the oneDNN LSTM's workspace above all); faulted in 4 KiB at a time they
-    made an LSTM update at T = 504 about twice as slow on the 2-core AMD EPYC (docs/science.md)."""
+    made an LSTM update at T = 1,000 1.8 times as slow on the 2-core AMD EPYC (docs/science.md)."""
     before = os.environ.get("THP_MEM_ALLOC_ENABLE")
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     try:
@@ -332,95 +331,3 @@ def _logged(row: dict[str, Any]) -> dict[str, Any]:
         row["steps"], row["seconds"], "" if keep is None else f"; keep gate {keep:.3f}",
     )  # fmt: skip
     return row
-
-
-def setup_of(s: SpanSettings, cell: str, lr: float | None = None) -> str:
-    """A set-up in words, e.g. `chrono init (T_max sequence length), Adam lr 0.01, ...` (`lr`: the
-    one that solved, where a retry did)."""
-    init = "default init" if cell == "rnn" or s.init == "default" else f"{s.init} init"
-    if s.init == "chrono" and cell != "rnn":
-        init += f" (T_max {s.chrono_tmax or 'sequence length'})"
-    elif s.init == "forget-bias" and cell != "rnn":
-        init += f" (+{s.forget_bias:g})"
-    clip = f"clip {s.clip_norm:g}" if s.clip_norm else "no clipping"
-    bptt = f", truncated BPTT {s.tbptt}" if s.tbptt else ""
-    return f"{init}, Adam lr {lr or s.lr:g}, batch {s.batch_size}, <= {s.steps} updates, {clip}{bptt}"
-
-
-def _write(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = out / "memory_span.csv", out / "memory_span.json"
-    flat = [{k: v for k, v in r.items() if k not in ("probes", "attempts", "curve")} for r in result.rows]
-    lines = [",".join(flat[0])] + [",".join(str(v) for v in r.values()) for r in flat]
-    write_text_atomic(csv_path, "\n".join(lines) + "\n")
-    tasks: dict[str, Any] = {}
-    for task, per_cell in result.largest.items():
-        tasks[task] = {}
-        for cell, largest in per_cell.items():
-            rows = [r for r in result.rows if (r["task"], r["cell"]) == (task, cell)]
-            solved = [r for r in rows if r["delay"] == largest and r["solved"]]
-            attempts = [a for r in rows for a in r.get("attempts", [r])]
-            spans = result.spans.get(task, {}).get(cell, [largest])
-            tasks[task][cell] = {
-                "largest_delay_solved": largest,
-                "per_seed": spans,
-                "range": _span_range(spans),
-                "setup": setup_of(result.settings, cell, solved[0]["lr"] if solved else None),
-                "params": rows[0]["params"],
-                "hidden": rows[0]["hidden"],
-                "minutes": round(sum(a["seconds"] for a in attempts) / 60, 2),
-                "cpu_minutes": round(sum(a.get("cpu_seconds", 0.0) for a in attempts) / 60, 2),
-            }
-    summary = {
-        "tasks": tasks,
-        "solved_when": {"recall": f"accuracy >= {SOLVED_ACCURACY}", "copy": f"accuracy >= {SOLVED_ACCURACY}",
-                        "adding": f"mse <= {SOLVED_MSE} (always answering 1: 0.167)"},
-        "settings": asdict(result.settings),
-        "seeds": sorted({r["seed"] for r in result.rows}) if result.rows and "seed" in result.rows[0] else [seed],
-        "seconds": result.seconds,
-        "cpu_seconds": result.cpu_seconds,
-        "rows": result.rows,
-    }  # fmt: skip
-    write_text_atomic(json_path, json.dumps(summary, indent=1) + "\n")
-    return [json_path, csv_path]
-
-
-def settings_with(base: SpanSettings, **changes: Any) -> SpanSettings:
-    """`base` with the given fields changed (None values ignored), for command-line overrides."""
-    return replace(base, **{k: v for k, v in changes.items() if v is not None})
-
-
-def _span_range(spans: list[int | None]) -> list[int | None]:
-    ordered = sorted(spans, key=lambda v: -1 if v is None else v)
-    return [ordered[0], ordered[-1]] if ordered else [None, None]
-
-
-def _gate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def format_result(result: MemorySpanResult) -> str:
-    """The runs and, per task and cell, the largest delay solved, as plain text."""
-    head = ("task", "cell", "seed", "D", "metric", "score", "solved", "params", "updates", "wall s", "cpu s", "keep")
-    lines = ["{:<7} {:<5} {:>5} {:>5} {:>8} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>6}".format(*head)]
-    for r in result.rows:
-        lines.append(
-            f"{r['task']:<7} {r['cell']:<5} {r.get('seed', ''):>5} {r['delay']:>5} {r['metric']:>8} "
-            f"{r['score']:>8.4f} {'yes' if r['solved'] else 'no':>6} {r['params']:>7,} {r['steps']:>7} "
-            f"{r['seconds']:>7.1f} {r.get('cpu_seconds', 0.0):>7.1f} {_gate(r['probes'][-1]['keep_gate']):>6}"
-        )
-    for task, per_cell in result.largest.items():
-        for cell, largest in per_cell.items():
-            rows = [
-                r for r in result.rows if (r["task"], r["cell"], r["delay"], r["solved"]) == (task, cell, largest, True)
-            ]
-            said = f"solves up to D = {largest}" if largest else "solves none of the delays tried"
-            spans = result.spans.get(task, {}).get(cell, [largest])
-            if len(spans) > 1:
-                low, high = _span_range(spans)
-                each = ", ".join(str(v or "none") for v in spans)
-                said += f" (median of {len(spans)} seeds; per seed {each}; range {low or 'none'} to {high or 'none'})"
-            lines.append(f"{task} {cell}: {said} ({setup_of(result.settings, cell, rows[0]['lr'] if rows else None)})")
-    lines.append(f"total {result.seconds / 60:.1f} min wall, {result.cpu_seconds / 60:.1f} min CPU (training); "
-                 f"files: {', '.join(str(p) for p in result.files)}")  # fmt: skip
-    return "\n".join(lines)

@@ -7,7 +7,7 @@ of the set-up it controls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import ConfigError
@@ -88,3 +88,8 @@ def median_span(spans: list[int | None]) -> int | None:
     """The (lower) median of spans, None (nothing solved) counting as below every delay."""
     ordered = sorted(spans, key=lambda v: -1 if v is None else v)
     return ordered[(len(ordered) - 1) // 2] if ordered else None
+
+
+def settings_with(base: SpanSettings, **changes: Any) -> SpanSettings:
+    """`base` with the given fields changed (None values ignored), for command-line overrides."""
+    return replace(base, **{k: v for k, v in changes.items() if v is not None})
