@@ -1,6 +1,6 @@
 """One optimiser step, and what it needs: the model built from its config and seed, the (fused)
-Adam optimiser, the fp16 loss scaler, the resolved precision, and under DistributedDataParallel the
-loss of the whole update. The loop around it is train.py's `Trainer`."""
+Adam optimiser (machine/adam.py), the fp16 loss scaler, the resolved precision, and under
+DistributedDataParallel the loss of the whole update. The loop around it is train.py's `Trainer`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-from .machine.hardware import Precision, adam, resolve_precision
+from .machine.adam import Adam
+from .machine.hardware import Precision, resolve_precision
 from .model import Seq2Seq
 from .objective import TrainingLoss, forward_backward
 from .scale import distributed
@@ -40,7 +41,7 @@ class Updater:
 
     model: Seq2Seq
     net: torch.nn.Module
-    opt: torch.optim.Optimizer
+    opt: Adam
     scaler: torch.amp.GradScaler  # enabled for fp16 only
     precision: Precision
     cfg: TrainConfig
@@ -65,7 +66,7 @@ class Updater:
         model = Seq2Seq(model_cfg, *vocab).to(dev)
         net = distributed.wrap(TrainingLoss(model, cfg), dist, dev)  # DDP with > 1 process
         distributed.reseed(cfg.seed, dist)
-        opt = adam(model.parameters(), cfg.lr, dev)  # one fused kernel for all params where possible
+        opt = Adam(model.parameters(), cfg.lr)  # torch's fused kernel where it has one; no torch.optim (dynamo)
         scaler = torch.amp.GradScaler(dev.type, enabled=precision.name == "fp16")
         return cls(model, net, opt, scaler, precision, cfg, dev, dist)
 

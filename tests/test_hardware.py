@@ -156,22 +156,6 @@ def test_config_takes_auto_and_refuses_unknown_precisions() -> None:
         TrainConfig(threads=-1)
 
 
-def test_adam_falls_back_when_this_torch_has_no_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = torch.optim.Adam
-
-    def old_torch_adam(params, lr, fused=None):  # torch < 2.4 on CPU
-        if fused:
-            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
-        return real(params, lr=lr)
-
-    monkeypatch.setattr(torch.optim, "Adam", old_torch_adam)
-    param = torch.nn.Parameter(torch.ones(2))
-    opt = hardware.adam([param], 0.1, torch.device("cpu"))
-    param.grad = torch.ones(2)
-    opt.step()
-    assert param.data.lt(1).all()
-
-
 # --- end to end: nothing written, one line, exit 2 ----------------------------------------------
 
 

@@ -241,19 +241,6 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
-def adam(params: Any, lr: float, device: Any) -> Any:
-    """Adam, fused into one kernel where this torch supports that on `device` (CPU: torch >= 2.4)."""
-    import torch
-
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except RuntimeError as err:
-        log.info("Adam: fused kernel not available on %s with torch %s (%s): using the default implementation",
-                 device, torch.__version__, str(err).splitlines()[0])  # fmt: skip
-        return torch.optim.Adam(params, lr=lr)
-
-
 def report(device: str = "auto", precision: str = "auto") -> dict[str, str]:
     """What this machine is and what the toolkit would choose on it (`seq2seq hardware`)."""
     import platform
