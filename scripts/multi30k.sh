@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The Multi30k de->en recipe: SentencePiece 4k per language, train for $MINUTES of wall clock (lr 2e-3
-# constant, then annealed over the last half of the budget), then beam-5 translation of the test split
+# The Multi30k de->en recipe: SentencePiece 4k per language, train for $MINUTES of wall clock (lr 2e-3,
+# 6e-3 for a short budget: constant, then annealed over the last half of the budget), then beam-5
+# translation of the test split
 # scored with sacreBLEU. Precision is `auto` (bf16 where the hardware runs it natively, else fp32).
 #   CPU (default): the default model (emb 256, bi-LSTM 2x128, LSTM decoder 256, general attention, tied
-#     embeddings), dropout 0.2, batches of <= 4,000 tokens, 15 minutes.
+#     embeddings), dropout 0.2, batches of <= 4,000 tokens, 15 minutes. A budget under 10 minutes
+#     (MINUTES=4) trains with dropout 0.1 and lr 6e-3 instead: chosen on val (docs/results.md, 2026-12-04).
 #   GPU (DEVICE=cuda, or found by DEVICE=auto): a 12.8 M-parameter model (emb 512, 2-layer bi-LSTM 2x256,
 #     2-layer LSTM decoder 512), dropout 0.3, batches of <= 8,000 tokens, 4 minutes.
 # Knobs: DATA (default data/multi30k, from `scripts/download.sh`), RUN, MINUTES, TEST_SPLIT, DEVICE (default cpu; auto: a CUDA
@@ -17,12 +19,14 @@ export TEST_SPLIT RUN=${RUN:-checkpoints/multi30k.$SRC-$TGT}
 device=$(seq2seq hardware --device "${DEVICE:-cpu}" --get device)  # exits 2 on a device that is not here
 if [[ $device == cuda* ]]; then
   recipe=(--max-minutes "${MINUTES:-4}" --emb-size 512 --enc-hidden 256 --enc-layers 2 --dec-hidden 512
-          --dec-layers 2 --dropout 0.3 --max-tokens 8000)
+          --dec-layers 2 --dropout 0.3 --max-tokens 8000 --lr 2e-3)
+elif awk -v m="${MINUTES:-15}" 'BEGIN { exit !(m < 10) }'; then  # a short budget: fewer, bolder updates pay
+  recipe=(--max-minutes "$MINUTES" --dropout 0.1 --max-tokens 4000 --lr 6e-3)
 else
-  recipe=(--max-minutes "${MINUTES:-15}" --dropout 0.2 --max-tokens 4000)
+  recipe=(--max-minutes "${MINUTES:-15}" --dropout 0.2 --max-tokens 4000 --lr 2e-3)
 fi
 echo "multi30k recipe on $device: ${recipe[*]}" >&2
 [ -f "$RUN/preprocess.json" ] || "$here/preprocess.sh" --vocab-size 4000
-"$here/train.sh" --device "$device" "${recipe[@]}" --lr 2e-3 --valid-every 400 --lr-schedule anneal \
+"$here/train.sh" --device "$device" "${recipe[@]}" --valid-every 400 --lr-schedule anneal \
   --anneal-fraction 0.5 --patience 0 "$@"
 "$here/translate.sh" --device "$device"
