@@ -36,7 +36,7 @@ GROUPS = {  # operator name -> group (anything else: "other")
 }  # fmt: skip
 
 
-def _updates(up: Updater, split: EncodedSplit, batches: list[np.ndarray]) -> int:
+def run_updates(up: Updater, split: EncodedSplit, batches: list[np.ndarray]) -> int:
     """Run one update per batch; returns the target tokens (+ EOS) they trained on."""
     tokens = 0
     for idx in batches:
@@ -58,12 +58,12 @@ def profile_training(
     if len(batches) < warmup + 2 * updates:
         raise ValueError(f"{out}: {len(batches)} batches, fewer than warmup + 2 x updates = {warmup + 2 * updates}")
     up.model.train()
-    _updates(up, split, batches[:warmup])
+    run_updates(up, split, batches[:warmup])
     start = time.perf_counter()
-    tokens = _updates(up, split, batches[warmup : warmup + updates])
+    tokens = run_updates(up, split, batches[warmup : warmup + updates])
     tok_s = tokens / (time.perf_counter() - start)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        _updates(up, split, batches[warmup + updates : warmup + 2 * updates])
+        run_updates(up, split, batches[warmup + updates : warmup + 2 * updates])
     rows = sorted(prof.key_averages(), key=lambda r: -r.self_cpu_time_total)
     total = sum(r.self_cpu_time_total for r in rows) or 1
     ops = {r.key: round(100 * r.self_cpu_time_total / total, 2) for r in rows if r.self_cpu_time_total > 0}
@@ -78,8 +78,9 @@ def profile_training(
     }  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seq2seq.devtools.train_profile", description=__doc__.split("\n")[0])
+def run_arguments(prog: str, doc: str) -> argparse.ArgumentParser:
+    """The options train_profile and train_memory share: the corpus, the run folder, the batches."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
     p.add_argument("--data", required=True, help="folder of {split}.{lang} files")
     p.add_argument("--src", required=True)
     p.add_argument("--tgt", required=True)
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--max-tokens", type=int, default=2700, help="target tokens per batch (the benchmark's)")
     p.add_argument("--threads", type=int, default=2)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = run_arguments("python -m seq2seq.devtools.train_profile", __doc__ or "")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--updates", type=int, default=30)
     args = p.parse_args(argv)

@@ -1,0 +1,101 @@
+"""Where a training process's memory goes: resident set after each phase, and what autograd keeps.
+
+    python -m seq2seq.devtools.train_memory --data DIR --src de --tgt en --out RUN \\
+        [--precision fp32] [--max-tokens 2700] [--threads 2] [--updates 60]
+
+Prepares RUN if needed, builds the default model with `Updater.build` and runs `--updates` updates
+on the first batches of epoch 0's order (the benchmark's batches), printing one JSON object:
+VmRSS (MiB) after start-up, preparation, building the model and optimiser, and after updates 1,
+5, 20 and the last; the process's peak; and, for one more update on the batch with the most padded
+target positions among them, the tensors autograd saved for the backward (parameters excluded),
+in MiB by shape and dtype, largest first (oneDNN's LSTM workspaces are the flat uint8 ones).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+from torch.autograd.graph import saved_tensors_hooks
+
+from ..batches import collate, make_batches
+from ..config import DataConfig, ModelConfig, TrainConfig
+from ..machine import process
+from ..machine.process import ProcessSettings
+from ..prepared import ensure_prepared
+from ..updater import Updater
+from .train_profile import run_arguments, run_updates
+
+MIB = 2**20
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return round(int(f.read().split("VmRSS:")[1].split()[0]) / 1024, 1)
+
+
+def _saved_by_shape(up: Updater, batch: Any, tokens: int) -> tuple[float, list[dict[str, Any]]]:
+    """One update on `batch`; the tensors saved for its backward, by (shape, dtype), parameters excluded."""
+    storages: dict[int, tuple[int, tuple[int, ...], str]] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = (storage.nbytes(), tuple(t.shape), str(t.dtype).removeprefix("torch."))
+        return t
+
+    params = {p.untyped_storage().data_ptr() for p in up.model.parameters()}
+    with saved_tensors_hooks(pack, lambda t: t):
+        up.step(batch, tokens, up.cfg.lr)
+    by_shape: Counter[tuple[tuple[int, ...], str]] = Counter()
+    for ptr, (nbytes, shape, dtype) in storages.items():
+        if ptr not in params:
+            by_shape[(shape, dtype)] += nbytes
+    rows = [{"shape": list(s), "dtype": d, "mib": round(b / MIB, 1)} for (s, d), b in by_shape.most_common()]
+    return round(sum(by_shape.values()) / MIB, 1), rows
+
+
+def training_memory(data: str, src: str, tgt: str, out: str, cfg: TrainConfig, updates: int = 60) -> dict[str, Any]:
+    """The phases' resident set and the saved-tensor breakdown (see the module doc)."""
+    process.apply(ProcessSettings.for_training(cfg, "cpu"))
+    rss = {"start": _rss_mib()}
+    prepared = ensure_prepared(data, src, tgt, out, DataConfig(vocab_size=4000))
+    rss["prepared"] = _rss_mib()
+    up = Updater.build(ModelConfig(), prepared.vocab, cfg)
+    rss["model_and_optimiser"] = _rss_mib()
+    split = prepared.split("train")
+    batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, np.random.default_rng([cfg.seed, 0]))
+    if len(batches) < updates or updates < 1:
+        raise ValueError(f"{out}: {len(batches)} batches; --updates must be between 1 and that")
+    up.model.train()
+    for k, idx in enumerate(batches[:updates], start=1):
+        run_updates(up, split, [idx])
+        if k in (1, 5, 20, updates):
+            rss[f"after_update_{k}"] = _rss_mib()
+    largest = max(batches[:updates], key=lambda idx: int(split.tgt_lens[idx].max() + 1) * len(idx))
+    tokens = int(split.tgt_lens[largest].sum()) + len(largest)
+    saved, rows = _saved_by_shape(up, collate(split, largest).to(up.device), tokens)
+    peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    return {
+        "precision": up.precision.name, "threads": torch.get_num_threads(), "max_tokens": cfg.max_tokens,
+        "updates": updates, "rss_mib": rss, "peak_rss_mib": peak,
+        "saved_for_backward": {"batch": len(largest), "tgt_tokens": tokens, "mib": saved, "by_shape": rows[:20]},
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = run_arguments("python -m seq2seq.devtools.train_memory", __doc__ or "")
+    p.add_argument("--updates", type=int, default=60)
+    args = p.parse_args(argv)
+    cfg = TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3)
+    json.dump(training_memory(args.data, args.src, args.tgt, args.out, cfg, args.updates), sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
