@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from corpora import write_corpus
 
-from seq2seq.config import TrainConfig
+from seq2seq.config import ModelConfig, TrainConfig
 from seq2seq.devtools.train_memory import main, training_memory
 from seq2seq.prepared import Prepared
 
@@ -32,6 +32,9 @@ def test_phases_and_the_saved_output_scores_are_reported(tmp_path: Path, capsys)
     vocab = Prepared.load(tmp_path / "run").vocab[1]
     scores = [r for r in saved["by_shape"] if r["shape"] == [saved["tgt_tokens"], vocab] and r["dtype"] == "float32"]
     assert scores and scores[0]["mib"] == round(saved["tgt_tokens"] * vocab * 4 / 2**20, 1)
+    # parameters are not activations: the (tied) output weight the output layer saves is left out
+    weight = [vocab, ModelConfig().emb_size]
+    assert not [r for r in saved["by_shape"] if r["shape"] in (weight, weight[::-1])]  # as saved: transposed
 
 
 def test_more_updates_than_batches_is_refused(tmp_path: Path) -> None:
