@@ -109,10 +109,17 @@ def test_cuda_loss_and_gradients_match_cpu(prepared: Prepared) -> None:
         model.zero_grad(set_to_none=True)
         loss = TrainingLoss(model, TrainConfig())(batch.to(device))
         loss.backward()
-        results.append((loss.item(), {n: p.grad.cpu() for n, p in model.named_parameters()}))
+        # copies: `.cpu()` of a CPU gradient is the same tensor, which `model.to("cuda")` then moves to the GPU
+        results.append((loss.item(), {n: p.grad.to("cpu", copy=True) for n, p in model.named_parameters()}))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
-    for name, grad in results[0][1].items():
-        torch.testing.assert_close(results[1][1][name], grad, rtol=1e-3, atol=1e-5, msg=name)
+    # Norm-wise: a gradient is a sum over the batch, and the two devices add its terms in another order, so
+    # entries that nearly cancel differ by more than any elementwise rtol. The whole tensor must agree to
+    # 1e-4 (fp32 summed in another order: ~1e-6; TF32's 10-bit mantissa: ~1e-3).
+    errors = {name: ((results[1][1][name] - grad).norm() / grad.norm().clamp_min(1e-12)).item()
+              for name, grad in results[0][1].items()}  # fmt: skip
+    worst = sorted(errors.items(), key=lambda item: -item[1])
+    print("relative gradient error, CUDA vs CPU:", ", ".join(f"{n} {e:.1e}" for n, e in worst))
+    assert worst[0][1] < 1e-4, worst[:5]
 
 
 @cuda
