@@ -8,14 +8,23 @@
 #     (MINUTES=4) trains with dropout 0.1 and lr 6e-3 instead: chosen on val (docs/results.md, 2026-12-04).
 #   GPU (DEVICE=cuda, or found by DEVICE=auto): a 12.8 M-parameter model (emb 512, 2-layer bi-LSTM 2x256,
 #     2-layer LSTM decoder 512), dropout 0.3, batches of <= 8,000 tokens, 4 minutes.
+# SEEDS="1234 2": one model per seed, trained at the same time (each in $RUN.seedS, with the cores shared
+#   out: --threads cores/number of seeds), then the test split translated by their ensemble. On 2 CPU cores
+#   two 1-thread runs train more tokens per second in total than one 2-thread run (docs/results.md).
 # Knobs: DATA (default data/multi30k, from `scripts/download.sh`), RUN, MINUTES, TEST_SPLIT, DEVICE (default cpu; auto: a CUDA
-# GPU if there is one); extra flags go to train.
+# GPU if there is one), SEEDS; extra flags go to train.
 set -euo pipefail
 here="$(dirname "$0")"
 source "$here/env.sh"
 export DATA=${DATA:-data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
 source "$here/knobs.sh"  # TEST_SPLIT: test, or test_2016_flickr where DATA has it
 export TEST_SPLIT RUN=${RUN:-checkpoints/multi30k.$SRC-$TGT}
+read -r -a seeds <<< "${SEEDS:-}"
+for arg in "$@"; do
+  if (( ${#seeds[@]} )) && [[ $arg == --seed || $arg == --seed=* ]]; then
+    echo "multi30k.sh: SEEDS gives the seeds; drop --seed from the flags" >&2; exit 2
+  fi
+done
 device=$(seq2seq hardware --device "${DEVICE:-cpu}" --get device)  # exits 2 on a device that is not here
 if [[ $device == cuda* ]]; then
   recipe=(--max-minutes "${MINUTES:-4}" --emb-size 512 --enc-hidden 256 --enc-layers 2 --dec-hidden 512
@@ -27,6 +36,26 @@ else
 fi
 echo "multi30k recipe on $device: ${recipe[*]}" >&2
 [ -f "$RUN/preprocess.json" ] || "$here/preprocess.sh" --vocab-size 4000
-"$here/train.sh" --device "$device" "${recipe[@]}" --valid-every 400 --lr-schedule anneal \
-  --anneal-fraction 0.5 --patience 0 "$@"
-"$here/translate.sh" --device "$device"
+recipe+=(--valid-every 400 --lr-schedule anneal --anneal-fraction 0.5 --patience 0)
+if (( ${#seeds[@]} < 2 )); then
+  [ ${#seeds[@]} = 1 ] && recipe+=(--seed "${seeds[0]}")
+  "$here/train.sh" --device "$device" "${recipe[@]}" "$@"
+  "$here/translate.sh" --device "$device"
+  exit
+fi
+threads=$(( $(nproc) / ${#seeds[@]} )); (( threads > 0 )) || threads=1
+pids=() ckpts=()
+for seed in "${seeds[@]}"; do  # each model trains in its own copy of the prepared folder
+  [ -e "$RUN.seed$seed" ] || cp -r "$RUN" "$RUN.seed$seed"
+  echo "training seed $seed in $RUN.seed$seed (--threads $threads; log $RUN.seed$seed.log)" >&2
+  RUN=$RUN.seed$seed "$here/train.sh" --device "$device" "${recipe[@]}" --seed "$seed" --threads "$threads" "$@" \
+    > "$RUN.seed$seed.log" 2>&1 &
+  pids+=($!) ckpts+=("$RUN.seed$seed/best.pt")
+done
+status=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || { status=$?; echo "seed ${seeds[$i]} failed: $(tail -1 "$RUN.seed${seeds[$i]}.log")" >&2; }
+done
+(( status == 0 )) || exit $status
+for seed in "${seeds[@]}"; do grep -h "^trained " "$RUN.seed$seed.log" >&2 || true; done
+CKPT="${ckpts[*]}" "$here/translate.sh" --device "$device"

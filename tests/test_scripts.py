@@ -72,3 +72,30 @@ def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None
     assert proc.stdout.count("BLEU = ") == 2
     config = (prefix.parent / "long.en-de/config.json").read_text()
     assert '"threads": 1' in config and '"max_steps": 2' in config
+
+
+def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with_their_ensemble(tmp_path: Path) -> None:
+    data = write_corpus(tmp_path / "data", n_test=6)
+    for lang, other in (("xx", "de"), ("yy", "en")):  # the recipe's language pair, on the tiny corpus
+        for split in ("train", "val", "test"):
+            (data / f"{split}.{other}").write_text((data / f"{split}.{lang}").read_text())
+    run = tmp_path / "runs/m30k"
+    env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), RUN=str(run), TEST_SPLIT="test", MINUTES="5",
+               SEEDS="7 8")  # fmt: skip
+    env.pop("OMP_NUM_THREADS", None)  # nproc would answer with it
+    script = ["bash", str(ROOT / "scripts/multi30k.sh")]
+    proc = subprocess.run([*script, "--max-steps", "2"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    threads = max(1, os.cpu_count() // 2)
+    for seed in (7, 8):
+        config = (tmp_path / f"runs/m30k.seed{seed}/config.json").read_text()
+        assert f'"seed": {seed}' in config and f'"threads": {threads}' in config and '"max_steps": 2' in config
+        assert f"training seed {seed} in {run}.seed{seed}" in proc.stderr
+    assert proc.stderr.count("trained 2 updates") == 2
+    assert "an ensemble of 2 models loaded" in proc.stderr
+    assert (run / "test.hyp.en").read_text().count("\n") == 6 and proc.stdout.count("BLEU = ") == 1
+    # one seed given twice over is refused before any work
+    proc = subprocess.run([*script, "--seed", "3"], env=dict(env, RUN=str(tmp_path / "other")), cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "SEEDS gives the seeds" in proc.stderr
+    assert not (tmp_path / "other").exists()

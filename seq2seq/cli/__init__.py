@@ -100,8 +100,9 @@ def cmd_translate(args: argparse.Namespace) -> None:
         n = stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format,
                              args.alignments)  # fmt: skip
     seconds = time.perf_counter() - loaded  # reading, translating and writing (stdin: waiting for lines too)
-    log.info("translated %d sentences in %.2f s (%.1f sentences/s; the model loaded in %.2f s)", n, seconds,
-             n / max(seconds, 1e-9), loaded - started)  # fmt: skip
+    models = "the model" if len(args.checkpoint) == 1 else f"an ensemble of {len(args.checkpoint)} models"
+    log.info("translated %d sentences in %.2f s (%.1f sentences/s; %s loaded in %.2f s)", n, seconds,
+             n / max(seconds, 1e-9), models, loaded - started)  # fmt: skip
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
