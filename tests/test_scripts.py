@@ -16,6 +16,15 @@ from seq2seq.metrics import score_files
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def recipe_corpus(tmp_path: Path) -> Path:
+    """The tiny corpus (6 test lines) under the Multi30k recipe's language pair, de and en."""
+    data = write_corpus(tmp_path / "data", n_test=6)
+    for lang, other in (("xx", "de"), ("yy", "en")):
+        for split in ("train", "val", "test"):
+            (data / f"{split}.{other}").write_text((data / f"{split}.{lang}").read_text())
+    return data
+
+
 def test_ablation_script_trains_each_variant_and_tabulates_val_scores(tmp_path: Path) -> None:
     data, out = write_corpus(tmp_path / "data", n_val=8), tmp_path / "ablation"
     env = dict(
@@ -54,10 +63,7 @@ def test_ablation_script_rejects_an_unknown_variant(tmp_path: Path) -> None:
 
 
 def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None:
-    data = write_corpus(tmp_path / "data", n_test=6)
-    for lang, other in (("xx", "de"), ("yy", "en")):  # the recipe's language pair, on the tiny corpus
-        for split in ("train", "val", "test"):
-            (data / f"{split}.{other}").write_text((data / f"{split}.{lang}").read_text())
+    data = recipe_corpus(tmp_path)
     prefix = tmp_path / "runs/long"
     env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), PREFIX=str(prefix), TEST_SPLIT="test",
                MINUTES="5", OMP_NUM_THREADS="1")  # fmt: skip
@@ -75,10 +81,7 @@ def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None
 
 
 def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with_their_ensemble(tmp_path: Path) -> None:
-    data = write_corpus(tmp_path / "data", n_test=6)
-    for lang, other in (("xx", "de"), ("yy", "en")):  # the recipe's language pair, on the tiny corpus
-        for split in ("train", "val", "test"):
-            (data / f"{split}.{other}").write_text((data / f"{split}.{lang}").read_text())
+    data = recipe_corpus(tmp_path)
     run = tmp_path / "runs/m30k"
     env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), RUN=str(run), TEST_SPLIT="test", MINUTES="5",
                SEEDS="7 8")  # fmt: skip
