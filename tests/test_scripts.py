@@ -83,7 +83,7 @@ def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None
 def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with_their_ensemble(tmp_path: Path) -> None:
     data = recipe_corpus(tmp_path)
     run = tmp_path / "runs/m30k"
-    env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), RUN=str(run), TEST_SPLIT="test", MINUTES="5",
+    env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), RUN=str(run), TEST_SPLIT="test", MINUTES="15",
                SEEDS="7 8")  # fmt: skip
     env.pop("OMP_NUM_THREADS", None)  # nproc would answer with it
     script = ["bash", str(ROOT / "scripts/multi30k.sh")]
@@ -93,6 +93,7 @@ def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with
     for seed in (7, 8):
         config = (tmp_path / f"runs/m30k.seed{seed}/config.json").read_text()
         assert f'"seed": {seed}' in config and f'"threads": {threads}' in config and '"max_steps": 2' in config
+        assert '"max_tokens": 3000' in config and '"dropout": 0.2' in config  # the 15-minute settings, per model
         assert f"training seed {seed} in {run}.seed{seed}" in proc.stderr
     assert proc.stderr.count("trained 2 updates") == 2
     assert "an ensemble of 2 models loaded" in proc.stderr
