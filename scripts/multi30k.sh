@@ -32,7 +32,7 @@ if [[ $device == cuda* ]]; then
           --dec-layers 2 --dropout 0.3 --max-tokens 8000 --lr 2e-3)
 elif awk -v m="${MINUTES:-15}" 'BEGIN { exit !(m < 10) }'; then  # a short budget: fewer, bolder updates pay
   recipe=(--max-minutes "$MINUTES" --dropout 0.1 --max-tokens 4000 --lr 6e-3)
-else  # one thread per model (SEEDS): batches of <= 3,000 tokens, more updates; chosen on val (docs/results.md)
+else  # with SEEDS (the cores shared out): batches of <= 3,000 tokens, more updates; chosen on val (docs/results.md)
   tokens=4000; (( ${#seeds[@]} < 2 )) || tokens=3000
   recipe=(--max-minutes "${MINUTES:-15}" --dropout 0.2 --max-tokens "$tokens" --lr 2e-3)
 fi
