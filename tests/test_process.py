@@ -23,11 +23,49 @@ TESTS = str(Path(__file__).resolve().parent)  # for corpora.py in subprocesses, 
 
 
 def test_onednn_cache_limit_sets_the_variable_and_negative_leaves_the_default(monkeypatch) -> None:
-    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+        monkeypatch.delenv(name, raising=False)
     limit_onednn_cache(-1)
-    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ and "LRU_CACHE_CAPACITY" not in os.environ
     limit_onednn_cache(16)
-    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == os.environ["LRU_CACHE_CAPACITY"] == "16"
+
+
+_SHAPES_CODE = """
+import sys
+from seq2seq.machine.process import limit_onednn_cache
+limit_onednn_cache(int(sys.argv[1]))  # before the process's first oneDNN op, as train() does
+import torch, torch.nn.functional as F
+torch.set_num_threads(1)
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+w = torch.randn(1000, 256, requires_grad=True)
+start = rss()
+for rows in range(50, 250):  # a new shape for every call, as every training batch has
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = F.linear(torch.randn(rows, 256), w)
+    y.float().sum().backward()
+print(rss() - start)
+"""
+
+
+def test_a_capped_cache_keeps_bf16_matmuls_of_new_shapes_from_growing_the_process() -> None:
+    # oneDNN's primitive cache and torch's own (ideep's LRU_CACHE_CAPACITY) each keep ~1 MiB per
+    # bf16 matmul shape, 1,024 entries by default: capped, 200 new shapes leave RSS about flat
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+
+    def growth(entries: int) -> float:
+        out = subprocess.run(
+            [sys.executable, "-c", _SHAPES_CODE, str(entries)], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert out.returncode == 0, out.stderr[-1500:]
+        return float(out.stdout.strip().splitlines()[-1])
+
+    uncapped = growth(-1)
+    if uncapped < 100:
+        pytest.skip(f"bf16 matmuls of new shapes grew this process by {uncapped:.0f} MiB only: no cache to bound here")
+    capped = growth(2)
+    assert capped < 60, f"capped at 2 entries the process still grew {capped:.0f} MiB (uncapped: {uncapped:.0f} MiB)"
 
 
 def test_train_applies_the_configured_cache_before_its_first_op(tmp_path) -> None:
@@ -149,3 +187,22 @@ def test_the_training_default_keeps_large_freed_blocks_instead_of_faulting_them_
         faults[mode] = int(out.stdout.split()[-1])
     assert faults["default"] > 30 * 10_000, faults  # every 48 MiB block faulted in again
     assert faults["pinned"] * 8 < faults["default"], faults  # reused (measured: 24,576 against 368,670)
+
+
+@pytest.mark.parametrize("command", ["translate", "serve"])
+def test_translate_and_serve_cap_the_caches_before_loading_a_model(tmp_path, command) -> None:
+    # a fresh process with neither variable set: the command caps both caches (bf16 decoding's RSS
+    # halves, docs/speed.md) before it touches the model, which here fails to load (exit 2)
+    code = (
+        "import os, sys; from seq2seq.cli import main\n"
+        f"try: print(main([{command!r}, '--checkpoint', {str(tmp_path / 'missing.pt')!r}]))\n"
+        "except SystemExit as e: print(e.code)\n"
+        "print(os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'), os.environ.get('LRU_CACHE_CAPACITY'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.split() == ["2", str(TrainConfig.onednn_cache), str(TrainConfig.onednn_cache)], (
+        out.stdout,
+        out.stderr,
+    )

@@ -3,8 +3,11 @@ settings (`ProcessSettings`: torch threads, TF32, a bounded oneDNN primitive cac
 malloc giving freed activations back), which `train()` applies once, first, with `apply`.
 
 oneDNN (torch's CPU kernels for RNNs and bf16 matmuls) caches a primitive, with its buffers, per
-distinct shape, up to 1,024 of them; every batch shape is new, so the cache grows for thousands
-of updates. A small cache keeps the last few shapes (measured in the README: peak RSS and speed).
+distinct shape, up to 1,024 of them, and torch keeps a second cache of its own for the oneDNN ops it
+runs through ideep (bf16 matmuls; `LRU_CACHE_CAPACITY`, also 1,024); every batch shape is new, so
+both grow for thousands of updates. Small caches keep the last few shapes: measured in
+docs/speed.md, bf16 training's peak RSS halves (~1.1-1.2 GB to ~0.55 GB after 250 updates) at the
+same speed, and so does bf16 translation's. Training, translation and serving all cap both.
 
 Every batch has a different shape, so its activations are freed and re-allocated in new sizes.
 glibc serves blocks above its mmap threshold (adaptive, at most 32 MiB) with fresh mappings that
@@ -51,8 +54,8 @@ class ProcessSettings:
 
     @classmethod
     def for_decoding(cls) -> ProcessSettings:
-        """What `seq2seq translate` and `seq2seq serve` set: the allocator as training has it."""
-        return cls(malloc_mmap_kib=TrainConfig.malloc_mmap_kib)
+        """What `seq2seq translate` and `seq2seq serve` set: the allocator and caches as training has them."""
+        return cls(onednn_cache=TrainConfig.onednn_cache, malloc_mmap_kib=TrainConfig.malloc_mmap_kib)
 
 
 def apply(settings: ProcessSettings) -> None:
@@ -65,13 +68,14 @@ def apply(settings: ProcessSettings) -> None:
 
 
 def limit_onednn_cache(entries: int) -> None:
-    """Cap oneDNN's primitive cache at `entries` (< 0: leave oneDNN's default).
+    """Cap oneDNN's primitive cache and torch's cache of oneDNN ops at `entries` each (< 0: leave the defaults).
 
-    oneDNN reads the capacity once, when the process creates its first primitive, so this must
+    oneDNN (and torch) read the capacity once, when the process creates its first primitive, so this must
     run before the first RNN or bf16 op of the process (train() applies it first thing, via `apply`).
     """
     if entries >= 0:
         os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(entries)
+        os.environ["LRU_CACHE_CAPACITY"] = str(entries)  # torch's own cache of oneDNN ops (ideep: bf16 matmuls)
 
 
 def pin_mmap_threshold(kib: int) -> bool:
