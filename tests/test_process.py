@@ -29,6 +29,8 @@ def test_onednn_cache_limit_sets_the_variable_and_negative_leaves_the_default(mo
     assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ and "LRU_CACHE_CAPACITY" not in os.environ
     limit_onednn_cache(16)
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == os.environ["LRU_CACHE_CAPACITY"] == "16"
+    limit_onednn_cache(0)
+    assert (os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"], os.environ["LRU_CACHE_CAPACITY"]) == ("0", "1")
 
 
 _SHAPES_CODE = """
@@ -61,6 +63,7 @@ def test_a_capped_cache_keeps_bf16_matmuls_of_new_shapes_from_growing_the_proces
         assert out.returncode == 0, out.stderr[-1500:]
         return float(out.stdout.strip().splitlines()[-1])
 
+    assert growth(0) < 60  # no cache at all: runs (torch's own cache is kept at 1 entry: 0 crashes it)
     uncapped = growth(-1)
     if uncapped < 100:
         pytest.skip(f"bf16 matmuls of new shapes grew this process by {uncapped:.0f} MiB only: no cache to bound here")

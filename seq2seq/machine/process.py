@@ -75,7 +75,8 @@ def limit_onednn_cache(entries: int) -> None:
     """
     if entries >= 0:
         os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(entries)
-        os.environ["LRU_CACHE_CAPACITY"] = str(entries)  # torch's own cache of oneDNN ops (ideep: bf16 matmuls)
+        # torch's own cache of oneDNN ops (ideep: bf16 matmuls); 0 crashes torch 2.13 (SIGSEGV) at its first use
+        os.environ["LRU_CACHE_CAPACITY"] = str(max(entries, 1))
 
 
 def pin_mmap_threshold(kib: int) -> bool:
