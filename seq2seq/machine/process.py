@@ -68,7 +68,8 @@ def apply(settings: ProcessSettings) -> None:
 
 
 def limit_onednn_cache(entries: int) -> None:
-    """Cap oneDNN's primitive cache and torch's cache of oneDNN ops at `entries` each (< 0: leave the defaults).
+    """Cap oneDNN's primitive cache and torch's cache of oneDNN ops at `entries` each (torch's at >= 1; < 0: the
+    defaults).
 
     oneDNN (and torch) read the capacity once, when the process creates its first primitive, so this must
     run before the first RNN or bf16 op of the process (train() applies it first thing, via `apply`).
