@@ -15,6 +15,7 @@ from corpora import write_corpus
 import seq2seq.train as train_module
 import seq2seq.updater as updater_module
 from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.errors import ConfigError
 from seq2seq.machine import process
 from seq2seq.machine.process import limit_onednn_cache, pin_mmap_threshold
 from seq2seq.train import RunOptions, RunSpec, train
@@ -209,3 +210,16 @@ def test_translate_and_serve_cap_the_caches_before_loading_a_model(tmp_path, com
         out.stdout,
         out.stderr,
     )
+
+
+def test_a_cache_larger_than_the_libraries_default_is_refused_in_one_line(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="onednn_cache must be <= 1024"):
+        TrainConfig(onednn_cache=1025)
+    assert TrainConfig(onednn_cache=1024).onednn_cache == 1024 and TrainConfig(onednn_cache=-1).onednn_cache == -1
+    out = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "train", "--data", str(tmp_path), "--src", "xx", "--tgt", "yy",
+         "--out", str(tmp_path / "run"), "--onednn-cache", "99999999999"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "onednn_cache must be <= 1024" in out.stderr, out.stderr[-800:]
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
