@@ -29,7 +29,6 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
 # Chinese, ja-mecab / ko-mecab for Japanese / Korean (need sacrebleu[ja] / sacrebleu[ko]), char, intl, ...
 BleuTokenize = Literal["13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "none", "spm", "flores101", "flores200"]
 BLEU_TOKENIZERS: tuple[str, ...] = typing.get_args(BleuTokenize)
-ONEDNN_CACHE_MAX = 1024  # oneDNN's and torch's default cache size: a larger cache only holds more memory
 MIN_CHARACTER_COVERAGE = 0.98  # SentencePiece's trainer refuses a lower --character-coverage
 
 
@@ -157,10 +156,7 @@ class TrainConfig:
         _check(self.valid_every >= 1 and self.log_every >= 1, "valid_every/log_every must be >= 1")
         _check(self.max_steps >= 0 and self.max_minutes >= 0, "max_steps/max_minutes must be >= 0")
         _check(self.threads >= 0, f"threads must be >= 0 (0: torch's default), got {self.threads}")
-        _check(
-            self.onednn_cache <= ONEDNN_CACHE_MAX,
-            f"onednn_cache must be <= {ONEDNN_CACHE_MAX} (the libraries' default), got {self.onednn_cache}",
-        )
+        _check(self.onednn_cache <= 1024, f"onednn_cache must be <= 1024 (torch's default), got {self.onednn_cache}")
         _check(
             self.loss_growth == 0 or self.loss_growth > 1, f"loss_growth must be > 1 (0: off), got {self.loss_growth}"
         )
