@@ -1,0 +1,280 @@
+"""The HTTP transport of `seq2seq serve` (docs/serving.md): routes, CORS, keep-alive, request parsing.
+
+Standard library only: `http.server.ThreadingHTTPServer` runs one handler thread per connection;
+a handler parses and checks its request, then hands its body to the server (server.py: the models,
+the limits, the `Batcher`) and waits. Connections are kept alive (HTTP/1.1); stopping closes the
+idle ones, so it never waits on a client. CORS is off unless origins are allowed (`--allow-origin`).
+The JSON itself: protocol.py. server.py imports this module, never the other way (no import cycle):
+the handler knows the server only as an `App`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .batcher import ClientGone, RequestError
+from .page import PAGE_ROUTES, page_file
+from .protocol import opennmt_models
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger("seq2seq")
+
+ROUTES = {"/health": "GET", "/models": "GET", "/translate": "POST", **PAGE_ROUTES,
+          "/translator/translate": "POST", "/translator/models": "GET", "/translator/health": "GET"}  # fmt: skip
+OPENNMT = "/translator/"  # OpenNMT-py's REST routes (its default url_root), in its format (protocol.py)
+OPENNMT_OK = {"status": "ok"}  # its GET /translator/health
+DRAIN_BYTES = 16 << 20  # an unread request body up to this size is read before replying (no reset)
+CORS_MAX_AGE = 600  # seconds a browser may cache a preflight's answer
+CORS_HEADERS = "Content-Type"  # the request headers a cross-origin page may send (JSON bodies need it)
+
+
+class App(Protocol):
+    """What the handler asks of the server behind it: server.py's `TranslationServer`."""
+
+    allow_origins: tuple[str, ...]
+    paths: dict[str, str]
+
+    def health(self) -> dict[str, Any]: ...
+    def list_models(self) -> dict[str, Any]: ...
+    def decode(self) -> dict[str, Any]: ...
+    def cors_origin(self, origin: str | None) -> str | None: ...
+    def cors_headers(self, allowed: str | None) -> dict[str, str]: ...
+    def check_length(self, length: int) -> None: ...
+    def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> dict[str, Any]: ...
+    def translate_opennmt(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[list[dict]]: ...
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() joins the handler threads: in-flight requests finish
+    block_on_close = True
+    request_queue_size = 128  # listen backlog (the default 5 drops connections under concurrent load)
+    app: App
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.idle: set[socket.socket] = set()  # kept-alive connections waiting for their next request
+        self.idle_lock = threading.Lock()
+        self.stopping = False
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # not HTTPServer's: no getfqdn() (a DNS lookup) at start
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.warning("connection from %s: %s", client_address[0], sys.exc_info()[1])
+
+    def close_idle(self) -> None:
+        """Stopping: close every connection waiting for a request; the busy ones close after their reply."""
+        with self.idle_lock:
+            self.stopping = True
+            for conn in self.idle:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # its handler's read ends: the thread finishes
+                except OSError:
+                    pass
+
+
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    protocol_version = "HTTP/1.1"  # connections are kept alive unless the client says close
+    server_version = "seq2seq-serve"
+    timeout = 30  # seconds a client may stall while sending its request, or keep an idle connection
+    disable_nagle_algorithm = True
+    _unread = 0  # bytes of request body not read yet
+    _started = 0.0
+    _origin: str | None = None  # the Access-Control-Allow-Origin of this request's reply (CORS), if any
+
+    def handle_one_request(self) -> None:
+        """Wait for the next request as an idle connection (closed by `close_idle` when stopping)."""
+        with self.server.idle_lock:
+            if self.server.stopping:
+                self.close_connection = True
+                return
+            self.server.idle.add(self.connection)
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        with self.server.idle_lock:  # the request line has come: no longer idle
+            self.server.idle.discard(self.connection)
+        self._started, self._origin = time.perf_counter(), None
+        return super().parse_request()
+
+    def finish(self) -> None:
+        with self.server.idle_lock:
+            self.server.idle.discard(self.connection)
+        super().finish()
+
+    def do_GET(self) -> None:
+        self._route()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET
+
+    def _route(self) -> None:
+        app = self.server.app
+        self._unread = self._length(strict=False) or 0
+        if self.headers.get("Content-Length") not in (None, str(self._unread)) or "Transfer-Encoding" in self.headers:
+            self.close_connection = True  # a body of unknown length: the connection cannot carry another request
+        path = self.path.split("?", 1)[0]
+        self._origin = app.cors_origin(self.headers.get("Origin"))
+        if self.command == "OPTIONS" and app.allow_origins and path in ROUTES:
+            self._preflight(path)
+        elif path not in ROUTES:
+            self._error(404, f"no such path {path!r}: GET /health, GET /models or POST /translate (docs/serving.md)")
+        elif self.command != ROUTES[path]:
+            allow = f"{ROUTES[path]}, OPTIONS" if app.allow_origins else ROUTES[path]
+            self._error(405, f"{path} takes {ROUTES[path]}, not {self.command}", {"Allow": allow})
+        elif path in PAGE_ROUTES:  # the page at / (page.py)
+            body, headers = page_file(path)
+            self._reply(200, body, f"{len(body)} bytes", headers)
+        elif ROUTES[path] == "GET":
+            replies = {"/health": app.health, "/models": app.list_models, "/translator/health": lambda: OPENNMT_OK,
+                       "/translator/models": lambda: opennmt_models(app.paths, app.decode())}  # fmt: skip
+            self._reply(200, replies[path]())
+        else:
+            self._translate(app.translate_body if path == "/translate" else app.translate_opennmt)
+
+    def _translate(self, translate: Callable[[bytes, Callable[[], bool]], Any]) -> None:
+        try:
+            reply = translate(self._body(), self._client_gone)
+        except RequestError as err:
+            self._error(err.status, str(err))
+        except ClientGone:  # nobody to answer
+            ms = (time.perf_counter() - self._started) * 1000
+            log.info("%s %s client gone after %.1f ms: translation stopped", self.command, self.path, ms)
+            self.close_connection = True
+        else:
+            count = len(reply["translations"]) if isinstance(reply, dict) else len(reply[0]) if reply else 0
+            self._reply(200, reply, f"{count} sentences")
+
+    def _preflight(self, path: str) -> None:
+        """A CORS preflight (OPTIONS with Origin) from an allowed origin: 204 with what it may send; from
+        another origin 403. Without Origin (not a browser's preflight): 204 naming the methods."""
+        origin, methods = self.headers.get("Origin"), f"{ROUTES[path]}, OPTIONS"
+        if origin is not None and self._origin is None:
+            allowed = " ".join(self.server.app.allow_origins)
+            self._error(403, f"origin {origin[:100]!r} is not allowed: this server allows {allowed} (--allow-origin)")
+            return
+        headers = {"Allow": methods}
+        if origin is not None:
+            headers.update({"Access-Control-Allow-Methods": methods, "Access-Control-Allow-Headers": CORS_HEADERS,
+                            "Access-Control-Max-Age": str(CORS_MAX_AGE)})  # fmt: skip
+        self._reply(204, None, "preflight", headers)
+
+    def _client_gone(self) -> bool:
+        """Whether the client has closed its connection (end of stream or a reset) while its request
+        waits: the body is read, so a readable socket with nothing to read means it hung up (a
+        pipelined next request is something to read: not gone)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):  # a reset; a closed socket
+            return True
+
+    def _length(self, strict: bool = True) -> int | None:
+        raw = self.headers.get("Content-Length")
+        try:
+            length = int(raw) if raw is not None else None
+        except ValueError:
+            length = -1
+        if strict and (length is None or length < 0):
+            detail = "is required" if raw is None else f"{raw!r} is not a byte count"
+            raise RequestError(411 if raw is None else 400, f"Content-Length {detail}")
+        return length if length is None or length >= 0 else None
+
+    def _body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            raise RequestError(411, "send the body with a Content-Length (chunked transfer encoding is not supported)")
+        length = self._length()
+        assert length is not None
+        self.server.app.check_length(length)
+        body = self.rfile.read(length)
+        self._unread = 0
+        if len(body) < length:
+            self.close_connection = True
+            raise RequestError(400, f"body ended after {len(body)} of {length} bytes (Content-Length)")
+        return body
+
+    def handle_expect_100(self) -> bool:
+        """`Expect: 100-continue` (curl, for large bodies): refuse a body over the limit before it is sent."""
+        try:
+            self.server.app.check_length(self._length(strict=False) or 0)
+        except RequestError as err:
+            self._origin = self.server.app.cors_origin(self.headers.get("Origin"))
+            self._unread, self.close_connection = 0, True  # the client may send the body or not: close
+            self._error(err.status, str(err))
+            return False
+        return super().handle_expect_100()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (bad request line, headers too large, unknown method) in JSON too."""
+        self._started = self._started or time.perf_counter()
+        if self.request_version == "HTTP/0.9":  # an unparsable request line: still answer with a status line
+            self.request_version = "HTTP/1.0"
+        self.close_connection = True  # what follows on the connection cannot be trusted
+        self._error(code, message or HTTPStatus(code).phrase)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        path = getattr(self, "path", "")
+        body = {"error": message, "status": "error"} if path.startswith(OPENNMT) else {"error": message}
+        self._reply(status, body, message, headers)
+
+    def _drain(self) -> None:
+        """Read a body we refused unread, so the client sees the reply and the connection can go on;
+        one too large to read closes the connection (its rest would be taken for the next request)."""
+        if 0 < self._unread <= DRAIN_BYTES:
+            try:
+                self.rfile.read(self._unread)
+            except OSError:
+                self.close_connection = True
+        elif self._unread:
+            self.close_connection = True
+        self._unread = 0
+        if self.server.stopping:
+            self.close_connection = True
+
+    def _reply(self, status: int, obj: Any, note: str = "", headers: dict[str, str] | None = None) -> None:
+        """Send `obj` as JSON (bytes as they are; None: no body, a 204) with `headers`, the CORS headers
+        and Content-Length; `Connection: close` when the connection ends after it."""
+        self._drain()
+        if obj is None:
+            body, head = b"", {}
+        else:
+            body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+            head = {"Content-Type": "application/json; charset=utf-8", "Content-Length": str(len(body))}
+        head.update({**(headers or {}), **self.server.app.cors_headers(self._origin)})
+        if self.close_connection:
+            head["Connection"] = "close"
+        elif self.request_version == "HTTP/1.0":  # an HTTP/1.0 client that asked for keep-alive
+            head["Connection"] = "keep-alive"
+        self.send_response(status)
+        for key, value in head.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        ms = (time.perf_counter() - self._started) * 1000
+        log.info("%s %s %d %.1f ms %s", self.command, getattr(self, "path", "-"), status, ms, note)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Logged by _reply (one line per request)."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- http.server's signature
+        log.warning("%s: %s", self.address_string(), format % args)
