@@ -4,7 +4,7 @@
   its flags from it without importing the server);
 - server.py: `TranslationServer` (in-process: start/stop, for tests and embedding) and `serve` (the
   command: load, listen, stop on SIGTERM/SIGINT); import them from `seq2seq.serve.server`;
-- http.py: the HTTP transport in front of the server (routes, CORS, keep-alive, request parsing);
+- transport.py: the HTTP transport in front of the server (routes, CORS, keep-alive, request parsing);
 - batcher.py: the worker that batches the requests and owns the translator;
 - page.py: the page at `/` (its HTML, JavaScript and CSS in static/, shipped in the package).
 

@@ -3,7 +3,7 @@ settings and wait; one worker (`run`) takes every job queued, up to `max_batch` 
 the jobs by decode settings (any hashable key: the server's is a `Task`, its model, decode settings
 and what the reply needs), translates each group in one call and hands each job its slice. A
 group whose translation fails is translated job by job again, so only the bad request fails.
-Only the worker touches the model. No HTTP here: http.py turns `RequestError` into replies.
+Only the worker touches the model. No HTTP here: transport.py turns `RequestError` into replies.
 
 No request owns the worker. Each job has a deadline (`budget_s` after it was submitted): its request
 thread answers 503 then, and the search stops at its next decoder step (`search.stop_when`); a

@@ -2,7 +2,7 @@
 
 `TranslationServer` holds the models, checks each request against the limits (`ServeLimits`) and
 hands its sentences to the `Batcher` (batcher.py); `serve` is the command (load, listen, stop on
-SIGTERM or SIGINT). The HTTP in front of it (routes, CORS, keep-alive, request parsing) is http.py,
+SIGTERM or SIGINT). The HTTP in front of it (routes, CORS, keep-alive, request parsing) is transport.py,
 which this module imports, never the other way. One worker owns the translator: it takes every job
 queued (up to `max_batch` sentences), groups the jobs by decode settings, translates each group in
 one call and hands each job its slice. Only the worker touches the model (torch is not made
@@ -27,7 +27,6 @@ from ..config import ConfigError, DecodeConfig, to_dict
 from ..text import clean
 from ..translation.base import decode_config
 from .batcher import Batcher, RequestError
-from .http import _Handler, _HTTPServer, _HTTPServer6
 from .limits import ServeLimits
 from .protocol import (
     hypotheses_reply,
@@ -36,6 +35,7 @@ from .protocol import (
     parse_body,
     reply_options,
 )
+from .transport import _Handler, _HTTPServer, _HTTPServer6
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
