@@ -3,6 +3,7 @@ resume, rank-0-only files, and the `torchrun -m seq2seq train` command itself.""
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import subprocess
@@ -46,6 +47,9 @@ def resume_cfg(steps: int) -> TrainConfig:
 
 def _worker(rank: int, world: int, root: Path) -> None:
     """One rank: a process group of its own (file rendezvous), then ordinary `train` calls."""
+    # A rank once died of SIGABRT ("terminate called without an active exception") in 1 of ~30 runs; not
+    # reproduced since (26 runs under a CPU hog). If it comes back, this prints each thread's Python stack.
+    faulthandler.enable(all_threads=True)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{root / 'rendezvous'}", rank=rank, world_size=world)
     try:
