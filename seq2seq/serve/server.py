@@ -35,7 +35,7 @@ from .protocol import (
     parse_body,
     reply_options,
 )
-from .transport import _Handler, _HTTPServer, _HTTPServer6
+from .transport import Handler, HTTPServer, HTTPServer6
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -124,7 +124,7 @@ class TranslationServer:
         self.batcher = Batcher(self._translate, self.limits.max_batch, wait_s, budget_s)
         if not 0 <= port <= 65535:
             raise ConfigError(f"port must be in [0, 65535], got {port}")
-        self.httpd = (_HTTPServer6 if ":" in host else _HTTPServer)((host, port), _Handler)
+        self.httpd = (HTTPServer6 if ":" in host else HTTPServer)((host, port), Handler)
         self.httpd.app = self
         self._thread: threading.Thread | None = None
 

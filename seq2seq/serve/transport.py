@@ -56,7 +56,7 @@ class App(Protocol):
     def translate_opennmt(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[list[dict]]: ...
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class HTTPServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins the handler threads: in-flight requests finish
     block_on_close = True
     request_queue_size = 128  # listen backlog (the default 5 drops connections under concurrent load)
@@ -69,7 +69,7 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # not HTTPServer's: no getfqdn() (a DNS lookup) at start
+        socketserver.TCPServer.server_bind(self)  # not http.server.HTTPServer's: no getfqdn() (a DNS lookup) at start
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -86,12 +86,12 @@ class _HTTPServer(ThreadingHTTPServer):
                     pass
 
 
-class _HTTPServer6(_HTTPServer):
+class HTTPServer6(HTTPServer):
     address_family = socket.AF_INET6
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+class Handler(BaseHTTPRequestHandler):
+    server: HTTPServer
     protocol_version = "HTTP/1.1"  # connections are kept alive unless the client says close
     server_version = "seq2seq-serve"
     timeout = 30  # seconds a client may stall while sending its request, or keep an idle connection
