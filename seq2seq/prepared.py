@@ -1,25 +1,18 @@
-"""The prepared run folder, written by `preprocess` and read by `Prepared`: this module owns its format.
-
-`preprocess` cleans and filters the corpus, trains SentencePiece and caches encoded splits.
+"""The prepared run folder's format: `Prepared` reads it, `install` and `SplitWriter` write it.
 
 A prepared run folder holds `preprocess.json` (what was done, with counts), `spm.src.model` and
 `spm.tgt.model` (the same bytes when the vocabulary is joint) and `cache/KEY/`: every split
 encoded once into flat on-disk arrays (memory-mapped by training and shared by all its
 processes) beside its cleaned text (BLEU references; re-sampled segmentations). KEY is a hash of
 the two SentencePiece models, so a cache is never read with another tokenizer than its own.
-
-Nothing here holds a whole split in memory, so corpora of any size can be prepared: the files
-are streamed, SentencePiece trains on a sample of `spm_input_sentence_size` sentences, and the
-pairs are encoded and filtered a chunk at a time straight into the on-disk arrays.
+`preprocess.py` makes one (cleaning, filtering, SentencePiece) through the writers here.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import itertools
 import json
-import logging
 import os
 import shutil
 import zlib
@@ -30,14 +23,12 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
-from .config import DataConfig, Settings, changed_fields, from_dict, requested, to_dict
-from .corpus import TrainFilter, clean_split, read_pairs, split_paths, write_text
-from .errors import CheckpointError, CorpusError
-from .runlock import RunLock
+from .config import DataConfig, from_dict
+from .corpus import read_pairs
+from .errors import CorpusError
 from .text import iter_lines
-from .tokenizer import Tokenizer, train_tokenizers
+from .tokenizer import Tokenizer
 
-log = logging.getLogger("seq2seq")
 MANIFEST = "preprocess.json"
 
 
@@ -120,160 +111,7 @@ def tokenizer_key(src_model: bytes, tgt_model: bytes) -> str:
     return hashlib.sha256(hashlib.sha256(src_model).digest() + hashlib.sha256(tgt_model).digest()).hexdigest()[:16]
 
 
-def _encode_train(work: Path, cache: Path, src_tok: Tokenizer, tgt_tok: Tokenizer, cfg: DataConfig) -> dict:
-    """Encode and filter the cleaned training text chunk by chunk into `cache/train.*`; returns counts."""
-    writer, filt, kept, tokens = SplitWriter(cache / "train"), TrainFilter(cfg), 0, {"src": 0, "tgt": 0}
-    write_text(cache / "train", [], [], mode="w")
-    for src_text, tgt_text in read_pairs(work / "train"):
-        src_ids, tgt_ids = src_tok.encode(src_text), tgt_tok.encode(tgt_text)
-        keep = filt.keep(src_ids, tgt_ids, src_text, tgt_text)
-        writer.add([src_ids[i] for i in keep], [tgt_ids[i] for i in keep])
-        write_text(cache / "train", [src_text[i] for i in keep], [tgt_text[i] for i in keep])
-        kept += len(keep)
-        tokens["src"] += sum(len(src_ids[i]) for i in keep)
-        tokens["tgt"] += sum(len(tgt_ids[i]) for i in keep)
-    writer.close()
-    return {"kept": kept, "removed": filt.removed, "tokens": tokens}
-
-
-def _encode_held_out(work: Path, cache: Path, split: str, toks: tuple[Tokenizer, Tokenizer], max_len: int) -> int:
-    """Encode a held-out split; sides longer than `max_len` pieces are cut to it, so that the validation
-    loss's memory (attention grows with source x target length) stays bounded. Their text (the BLEU
-    references) stays whole. Returns how many pairs were cut."""
-    writer, cut = SplitWriter(cache / split), 0
-    for src_text, tgt_text in read_pairs(work / split):
-        src_ids, tgt_ids = toks[0].encode(src_text), toks[1].encode(tgt_text)
-        cut += sum(len(s) > max_len or len(t) > max_len for s, t in zip(src_ids, tgt_ids))
-        writer.add([s[:max_len] for s in src_ids], [t[:max_len] for t in tgt_ids])
-    writer.close()
-    for side in ("src", "tgt"):
-        os.replace(work / f"{split}.{side}.txt", cache / f"{split}.{side}.txt")
-    return cut
-
-
-def preprocess(
-    data_dir: str | Path, src: str, tgt: str, out: str | Path, cfg: DataConfig, overwrite: bool = False
-) -> dict:
-    """Prepare run folder `out` from `{split}.{lang}` files in `data_dir`; returns the manifest.
-
-    Every split is read and checked (into a work folder beside `out`) before anything in `out` is written.
-    A folder that holds a trained model (last.pt) is refused unless `overwrite`: its SentencePiece
-    models are the ones that model was trained with (its checkpoints are kept either way).
-    Another process writing in `out` (RUN/.lock held) is a RunFolderError naming its PID (runlock.py)."""
-    with RunLock(out):  # one writer per run folder, from before the first check to the last write
-        return _preprocess(Path(data_dir), src, tgt, Path(out), cfg, overwrite)
-
-
-def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, overwrite: bool) -> dict:
-    """`preprocess`, with the run folder locked."""
-    if (out / "last.pt").exists() and not overwrite:
-        raise CheckpointError(
-            f"{out} already holds a trained model ({out / 'last.pt'}); preparing it again would replace the "
-            "SentencePiece models it was trained with: use another --out folder, or --overwrite to prepare it again"
-        )
-    work = out.parent / f".{out.name}.preprocess-{os.getpid()}"
-    try:
-        work.mkdir(parents=True)
-        train_files = split_paths(data_dir, cfg.train_split, src, tgt)  # missing: clean_split's error comes first
-        held_out = _clean_held_out(data_dir, src, tgt, cfg, work) if all(f.is_file() for f in train_files) else {}
-        n_train, empty = clean_split(data_dir, cfg.train_split, src, tgt, work / "train")
-        if not n_train:
-            src_path, tgt_path = split_paths(data_dir, cfg.train_split, src, tgt)
-            raise CorpusError(f"{src_path}/{tgt_path.name}: no non-empty sentence pairs after cleaning "
-                              f"({empty} pairs, each with an empty side); nothing to train on")  # fmt: skip
-        files = corpus_files([p for s in (cfg.train_split, *held_out) for p in split_paths(data_dir, s, src, tgt)])
-        src_model, tgt_model = train_tokenizers(work / "train", cfg)
-        src_tok, tgt_tok = Tokenizer(src_model), Tokenizer(tgt_model)
-        key = tokenizer_key(src_model, tgt_model)
-        cache = work / "cache" / key
-        cache.mkdir(parents=True)
-        train = _encode_train(work, cache, src_tok, tgt_tok, cfg)
-        if not train["kept"]:
-            raise CorpusError(_all_filtered(split_paths(data_dir, cfg.train_split, src, tgt), n_train, train, cfg))
-        # logged once every check has passed, so that a refused corpus prints only its one error line
-        log.info("train: %d pairs (%d empty pairs dropped)", n_train, empty)
-        log.info("SentencePiece %s: %d %s pieces, %d %s pieces", cfg.sp_model_type, len(src_tok), src,
-                 len(tgt_tok), tgt)  # fmt: skip
-        removed = {"empty": empty, **train["removed"]}
-        for name, count in removed.items():
-            if count:
-                log.info("train filter %s: removed %d pairs", name, count)
-        splits = {"train": train["kept"]}  # stored as "train" whatever the split's file name
-        cut = {}
-        for split, n in held_out.items():
-            cut[split] = _encode_held_out(work, cache, split, (src_tok, tgt_tok), cfg.max_len)
-            splits[split] = n
-            if cut[split]:
-                msg = (
-                    "%s: %d pairs longer than max_len=%d pieces are cut to it for the validation loss (the text stays)"
-                )
-                log.warning(msg, split, cut[split], cfg.max_len)
-        manifest = {
-            "data_dir": str(data_dir.resolve()),
-            "src": src,
-            "tgt": tgt,
-            "data": to_dict(cfg),  # with the tokenizer's seed, spm_seed
-            "splits": splits,
-            "removed": removed,
-            "held_out_cut_to_max_len": cut,
-            "src_vocab": len(src_tok),
-            "tgt_vocab": len(tgt_tok),
-            "tokenizer": key,
-            "train_tokens": train["tokens"],
-            "corpus_files": files,  # name in data_dir -> bytes, mtime_ns, sha256: a later change is refused
-        }
-        _install(work, out, src_model, tgt_model, manifest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return manifest
-
-
-def _clean_held_out(data_dir: Path, src: str, tgt: str, cfg: DataConfig, work: Path) -> dict[str, int]:
-    """Clean the val and test splits into `work`; returns their pair counts. A missing or empty val split
-    is an error (training validates on it), a missing test split a warning; both name a split of the
-    folder to pass instead where there is one (test_2016_flickr for test; valid, dev for val)."""
-    held_out, val = {}, cfg.val_split
-    for split in dict.fromkeys([val, cfg.test_split]):
-        missing = [str(p) for p in split_paths(data_dir, split, src, tgt) if not p.is_file()]
-        if not missing:
-            held_out[split] = clean_split(data_dir, split, src, tgt, work / split)[0]
-        elif split == val:
-            instead = _found(data_dir, val, src, tgt, "--val-split")
-            raise CorpusError(f"no validation split: {' and '.join(missing)} not found, and training validates on "
-                              f"it (best.pt, early stopping): write {val}.{src} and {val}.{tgt} (`seq2seq download "
-                              "--val-size N` holds N pairs out of a one-file dataset: docs/data.md), or name "
-                              f"another split with --val-split NAME{instead}")  # fmt: skip
-        else:
-            log.warning("no %s split in %s (looked for %s.%s and %s.%s)%s", split, data_dir, split, src, split, tgt,
-                        _found(data_dir, split, src, tgt, "--test-split"))  # fmt: skip
-    if not held_out[val]:
-        raise CorpusError(f"validation split {val!r} of {data_dir} ({val}.{src}/{val}.{tgt}) has no non-empty "
-                          "sentence pairs after cleaning, and training validates on it: write pairs there, or name "
-                          "another split with --val-split NAME")  # fmt: skip
-    return held_out
-
-
-def _found(data_dir: Path, split: str, src: str, tgt: str, flag: str) -> str:
-    """For a split not found: the splits of `data_dir` named like it and the flag to pass ("" if none)."""
-    prefixes = (split, "dev") if split == "val" else (split,)
-    stems = {f.name[: -len(src) - 1] for pre in prefixes for f in data_dir.glob(f"{glob.escape(pre)}*.{src}")}
-    found = sorted(s for s in stems if s != split and (data_dir / f"{s}.{tgt}").is_file())
-    pass_ = f"{flag} {found[0]}" if len(found) == 1 else f"{flag} with one of them"
-    return f"; found {', '.join(f'{s}.{src}/{s}.{tgt}' for s in found)}: pass {pass_}" if found else ""
-
-
-def _all_filtered(paths: tuple[Path, Path], n_train: int, train: dict, cfg: DataConfig) -> str:
-    """The one line for a training split whose every pair the length filters removed."""
-    r = train["removed"]
-    return (
-        f"{paths[0]}/{paths[1].name}: the length filters removed all {n_train} non-empty sentence pairs "
-        f"(too_short {r['too_short']} with --min-len {cfg.min_len}, too_long {r['too_long']} with --max-len "
-        f"{cfg.max_len}, length_ratio {r['length_ratio']} with --max-len-ratio {cfg.max_len_ratio:g}, in "
-        "SentencePiece pieces); nothing to train on: loosen the filters"
-    )
-
-
-def _install(work: Path, out: Path, src_model: bytes, tgt_model: bytes, manifest: dict) -> None:
+def install(work: Path, out: Path, src_model: bytes, tgt_model: bytes, manifest: dict) -> None:
     """Move a finished preparation into `out`; the manifest, which marks a complete one, comes last."""
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
@@ -348,88 +186,3 @@ class Prepared:
             writer.add(src_ids, self.tgt_tok.encode(tgt, alpha))
         writer.close()
         return prefix
-
-
-def corpus_files(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """What preprocess.json records of each corpus file it read: size, modification time and sha256."""
-    return {p.name: {"bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns, "sha256": _sha256(p)} for p in paths}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def corpus_change(prepared: Prepared, data_dir: Path) -> str | None:
-    """How a corpus file differs from its record in preprocess.json (`corpus_files`), or None. Cheap:
-    a file of the recorded size and modification time is taken as unchanged; another size is a
-    change; another modification time alone (an edit of the same length, a `touch`, a copy) is hashed."""
-    for name, then in prepared.manifest["corpus_files"].items():
-        path, since = data_dir / name, f"since {prepared.run} was prepared from it"
-        try:
-            now = path.stat()
-        except OSError:
-            return f"{path}: no such file any more ({then['bytes']} bytes {since})"
-        if now.st_size != then["bytes"]:
-            return f"{path} changed {since} ({then['bytes']} bytes then, {now.st_size} now)"
-        if now.st_mtime_ns != then["mtime_ns"] and (sha := _sha256(path)) != then["sha256"]:
-            return f"{path} changed {since} (same size, sha256 {then['sha256'][:12]}… then, {sha[:12]}… now)"
-    return None
-
-
-def _difference(
-    prepared: Prepared, data_dir: Path, src: str, tgt: str, asked: dict[str, Any]
-) -> tuple[str, str] | None:
-    """How a prepared folder differs from what a run asks for (the source, its corpus files, data
-    settings), with the way out; None if it does not."""
-    m, run = prepared.manifest, prepared.run
-    if (m["src"], m["tgt"]) != (src, tgt) or Path(m["data_dir"]) != data_dir.resolve():
-        here, there = f"{m['data_dir']} {m['src']}->{m['tgt']}", f"{data_dir.resolve()} {src}->{tgt}"
-        problem = f"{run} was prepared from {here}, not {there}"
-        return problem, "use another --out folder, or --overwrite to prepare it again from the new data"
-    if changed := changed_fields(to_dict(prepared.cfg), asked, "there", "asked"):
-        problem = f"{run / MANIFEST} records other data settings than asked ({', '.join(changed)})"
-        return problem, ("leave those flags out to train on its preparation, pass --overwrite to prepare it again "
-                         "with them, or use another --out folder")  # fmt: skip
-    if "corpus_files" not in m:  # prepared by seq2seq before 2026-12: nothing to compare with
-        log.warning("%s records no corpus file sizes and hashes (an older seq2seq prepared it): a corpus changed "
-                    "since goes unnoticed; `seq2seq preprocess` again to record them", run / MANIFEST)  # fmt: skip
-    elif problem := corpus_change(prepared, data_dir):
-        return problem, "restore the file, or pass --overwrite to prepare the folder again from the new text"
-    return None
-
-
-def ensure_prepared(
-    data_dir: str | Path,
-    src: str,
-    tgt: str,
-    run: str | Path,
-    cfg: Settings[DataConfig] = None,
-    overwrite: bool = False,
-    resume: bool = False,
-) -> Prepared:
-    """The run folder's preparation, made now if missing and otherwise checked against what is asked:
-    the source (`data_dir`, `src`, `tgt`), the corpus files (sizes and hashes in preprocess.json) and
-    the data settings of `cfg` (a DataConfig: every field; a dict: the fields asked for, the others are
-    the folder's, or the defaults for a new preparation; None: none). A difference is a CorpusError
-    naming it, or with `overwrite` the folder is prepared again, the asked settings over its own.
-    `resume`: the folder is prepared beside a trained model if missing, and its settings are left to
-    `check_resumable` (which compares them with the checkpoint's)."""
-    run, data_dir, asked = Path(run), Path(data_dir), requested(DataConfig, cfg)
-    if not (run / MANIFEST).is_file():
-        log.info("%s is not prepared yet: preprocessing %s", run, data_dir)
-        preprocess(data_dir, src, tgt, run, from_dict(DataConfig, asked), overwrite or resume)
-        return Prepared.load(run)
-    prepared = Prepared.load(run)
-    difference = _difference(prepared, data_dir, src, tgt, {} if resume else asked)
-    if difference is None:
-        return prepared
-    problem, way_out = difference
-    if not overwrite:
-        raise CorpusError(f"{problem}: {way_out}")
-    log.info("%s; --overwrite: preparing it again", problem)
-    preprocess(data_dir, src, tgt, run, from_dict(DataConfig, {**to_dict(prepared.cfg), **asked}), overwrite=True)
-    return Prepared.load(run)

@@ -42,7 +42,8 @@ from .machine.process import ProcessSettings, StopSignal
 from .metrics import bleu_metric, bleu_signature, score
 from .model import Seq2Seq, count_parameters
 from .objective import validation_loss
-from .prepared import EncodedSplit, Prepared, ensure_prepared
+from .prepared import EncodedSplit, Prepared
+from .preprocess import ensure_prepared
 from .progress import (
     Clock,
     TrainState,

@@ -20,7 +20,8 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, ModelConfig, TrainConfig
 from seq2seq.machine.hardware import set_tf32
 from seq2seq.objective import TrainingLoss
-from seq2seq.prepared import Prepared, preprocess
+from seq2seq.prepared import Prepared
+from seq2seq.preprocess import preprocess
 from seq2seq.progress import TrainState, after_update
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation.torch_engine import Translator

@@ -13,7 +13,8 @@ from test_resume import DATA, MODEL
 import seq2seq.corpus as corpus_module
 from seq2seq.config import DataConfig, TrainConfig
 from seq2seq.errors import CorpusError
-from seq2seq.prepared import EncodedSplit, Prepared, SplitWriter, preprocess
+from seq2seq.prepared import EncodedSplit, Prepared, SplitWriter
+from seq2seq.preprocess import preprocess
 from seq2seq.train import RunOptions, RunSpec, train
 
 if TYPE_CHECKING:

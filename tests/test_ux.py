@@ -22,7 +22,7 @@ from seq2seq.cli import build_parser, main
 from seq2seq.cli.flags import DefaultsHelp
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.machine import hardware
-from seq2seq.prepared import preprocess
+from seq2seq.preprocess import preprocess
 from seq2seq.progress import bar_total
 from seq2seq.runfiles import read_metrics
 from seq2seq.science.span_plots import plot_memory_span

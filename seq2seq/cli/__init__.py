@@ -54,7 +54,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
-    from ..prepared import preprocess
+    from ..preprocess import preprocess
 
     data_cfg = from_flags(DataConfig, args, _toml(args, "data").get("data"))  # the tokenizer's seed: --spm-seed
     manifest = preprocess(args.data, args.src, args.tgt, args.out, data_cfg, overwrite=args.overwrite)

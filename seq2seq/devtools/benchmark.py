@@ -293,7 +293,7 @@ def run_benchmark(
     """Measure everything and return one JSON-able dict (see the module docstring); with `peers`
     (a peers.json), also the ratios against the peers measured on a machine like this one."""
     from ..config import DataConfig
-    from ..prepared import ensure_prepared
+    from ..preprocess import ensure_prepared
 
     threads = min(2, os.cpu_count() or 1)  # the peers were measured at 2 threads
     torch.set_num_threads(threads)

@@ -27,7 +27,7 @@ from ..batches import collate, make_batches
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..machine import process
 from ..machine.process import ProcessSettings
-from ..prepared import ensure_prepared
+from ..preprocess import ensure_prepared
 from ..updater import Updater
 from .train_profile import run_arguments, run_updates
 

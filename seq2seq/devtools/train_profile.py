@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,8 +25,11 @@ from ..batches import collate, make_batches
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..machine import process
 from ..machine.process import ProcessSettings
-from ..prepared import EncodedSplit, ensure_prepared
+from ..preprocess import ensure_prepared
 from ..updater import Updater
+
+if TYPE_CHECKING:
+    from ..prepared import EncodedSplit
 
 GROUPS = {  # operator name -> group (anything else: "other")
     "aten::mm": "gemm", "aten::addmm": "gemm", "aten::bmm": "gemm",

@@ -1,17 +1,10 @@
 """`seq2seq push`: a model file and a generated model card to a Hugging Face Hub model repository.
 
 The repository gets the model (`model.pt`, or `model.onnx.zip` / `model.int8.onnx.zip` for an
-exported ONNX model), `README.md` (the model card: Hub metadata, then what is known of the model),
-`seq2seq.json` (names the model file: `hf://ORG/NAME` loads it, translation/hub.py) and, where the
-settings are known, `config.toml` (`seq2seq train --config config.toml ...` trains it again).
-
-The card says only what the files record: languages, sizes and trained updates from the model
-file; the data folder, its `seq2seq download` manifest, the pairs after cleaning, the validation
-BLEU of the checkpoint's update with its sacreBLEU signature and how training ended from the run
-folder (`preprocess.json`, `metrics.jsonl`; the checkpoint's folder, or `--run`); test scores with
-their signatures from `seq2seq evaluate` output (`--bleu-file`). No number is made up: what is not
-recorded is said to be unknown. The licence stays the user's to fill in (`license: other`) unless
-`--license` gives it.
+exported ONNX model), `README.md` (the model card, card.py: Hub metadata, then what is known of
+the model), `seq2seq.json` (names the model file: `hf://ORG/NAME` loads it, translation/hub.py)
+and, where the settings are known, `config.toml` (`seq2seq train --config config.toml ...` trains
+it again).
 
 `--out DIR` writes the very files that are uploaded; `--dry-run` uploads nothing. The upload uses
 huggingface_hub (`HfApi.create_repo`, `create_commit`) with its usual token (`HF_TOKEN`, or
@@ -22,32 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_write
 from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig, from_dict, toml_text
-from ..errors import CorpusError, HubError, RunFolderError
+from ..errors import HubError
 from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-PACKAGE = "seq2seq-nmt"  # pyproject.toml's name (the import name is seq2seq)
-# A score line of `seq2seq evaluate`: NAME = VALUE [details]  (SIGNATURE), sacreBLEU's signatures start with nrefs:
-_SCORE = re.compile(r"^(BLEU|chrF\S*|TER) = (-?\d+(?:\.\d+)?)(?:\s.*)?\s\((nrefs:[^()]*)\)\s*$")
-
-
-@dataclass(frozen=True)
-class CardOptions:
-    """What the model card takes besides the model file."""
-
-    license: str = "other"  # the card's licence field; other: left for the user to fill in
-    bleu_files: tuple[str, ...] = ()  # [NAME=]FILE: `seq2seq evaluate` output on the test set NAME
-    run: str | Path | None = None  # the model's run folder (None: the model file's folder, if it is one)
+from .card import CardOptions, ModelFacts, add_run_facts, model_card, read_facts, read_scores
 
 
 @dataclass(frozen=True)
@@ -57,224 +33,6 @@ class UploadOptions:
     private: bool = False  # a new repository is private (an existing one keeps its visibility)
     revision: str | None = None  # the branch (None: main); created from main if missing
     commit_message: str | None = None
-
-
-@dataclass
-class ModelFacts:
-    """What the model file records, and what its run folder adds."""
-
-    filename: str  # in the repository
-    kind: str  # "checkpoint" or "onnx"
-    src_lang: str
-    tgt_lang: str
-    model_config: dict[str, Any]
-    step: int | None
-    spm: tuple[bytes, bytes]
-    configs: dict[str, dict[str, Any]] | None = None  # data, model, train (a checkpoint's)
-    averaged: list[str] | None = None
-    quantize: str | None = None
-    parameters: int | None = None
-    run: dict[str, Any] = field(default_factory=dict)  # prepared, data, valid, selection, stop, hardware, config
-
-
-# ---------------------------------------------------------------------------------------------- facts
-
-
-def read_facts(model: Path) -> ModelFacts:
-    """The model file's own facts: a seq2seq checkpoint, or an exported ONNX model (both loaded and
-    checked first, as translation would: a broken file is never pushed)."""
-    from ..translation.onnx_model import OnnxTranslator, is_onnx_model, read_manifest
-
-    if is_onnx_model(model):
-        translator = OnnxTranslator.load(model)
-        m = read_manifest(model)
-        int8 = m.get("quantize") == "int8"
-        return ModelFacts("model.int8.onnx.zip" if int8 else "model.onnx.zip", "onnx", m["src_lang"], m["tgt_lang"],
-                          m["model_config"], m.get("trained_steps"),
-                          (translator.src_tok.model_proto, translator.tgt_tok.model_proto),
-                          averaged=m.get("averaged"), quantize=m.get("quantize"))  # fmt: skip
-    from ..checkpoint import check_vocab, read_model
-
-    saved = read_model(model)
-    check_vocab(model, saved)
-    configs = {"data": saved.data_config, "model": saved.model_config, "train": saved.train_config}
-    return ModelFacts("model.pt", "checkpoint", saved.src_lang, saved.tgt_lang, saved.model_config, saved.step,
-                      (saved.src_spm, saved.tgt_spm), configs, saved.averaged,
-                      parameters=sum(t.numel() for t in saved.state_dict.values()))  # fmt: skip
-
-
-def add_run_facts(facts: ModelFacts, model: Path, run: str | Path | None) -> None:
-    """What the run folder records of this model (`run` None: the model file's folder, when it is a
-    prepared run folder); a run folder of another model (other SentencePiece models) is refused."""
-    from ..prepared import MANIFEST, Prepared
-    from ..runfiles import read_metrics
-
-    folder = Path(run) if run is not None else model.parent
-    if run is None and not (folder / MANIFEST).is_file():
-        return
-    try:
-        prepared = Prepared.load(folder)
-    except (CorpusError, OSError, ValueError) as err:
-        raise RunFolderError(f"--run {folder}: not a run folder of `seq2seq train` ({err})") from None
-    if (prepared.src_tok.model_proto, prepared.tgt_tok.model_proto) != facts.spm:
-        raise RunFolderError(f"--run {folder}: not the run of {model} (other SentencePiece models); name its own "
-                             "run folder, or none")  # fmt: skip
-    facts.run["prepared"] = prepared.manifest
-    data_manifest = Path(prepared.manifest["data_dir"]) / "manifest.json"  # sources/download.py's
-    if data_manifest.is_file():
-        facts.run["data"] = json.loads(data_manifest.read_text(encoding="utf-8"))
-    if (folder / "config.toml").is_file():
-        facts.run["config"] = (folder / "config.toml").read_text(encoding="utf-8")
-    if (folder / "metrics.jsonl").is_file():
-        records = read_metrics(folder / "metrics.jsonl")
-        facts.run["valid"] = next((r for r in records.get("valid", []) if r["step"] == facts.step), None)
-        for kind in ("selection", "stop", "hardware"):
-            facts.run[kind] = records[kind][-1] if records.get(kind) else None
-
-
-def read_scores(specs: Sequence[str]) -> list[dict[str, Any]]:
-    """The scores of `seq2seq evaluate` output files, `[NAME=]FILE` (NAME: the test set; default the
-    file's name without its suffix): one entry per score line (BLEU, chrF, TER) with its signature."""
-    scores = []
-    for spec in specs:
-        name, _, path = spec.rpartition("=")
-        path_ = Path(path)
-        try:
-            lines = path_.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise CorpusError(f"--bleu-file {path}: cannot read it ({err})") from None
-        found = [m for m in map(_SCORE.match, lines) if m]
-        if not any(m[1] == "BLEU" for m in found):
-            raise CorpusError(f"--bleu-file {path}: no 'BLEU = SCORE  (SIGNATURE)' line: write it with "
-                              "`seq2seq evaluate --hyp HYP --ref REF > FILE`")  # fmt: skip
-        for m in found:
-            scores.append({"set": name or path_.name.split(".")[0], "metric": m[1], "value": float(m[2]),
-                           "signature": m[3]})  # fmt: skip
-    return scores
-
-
-# ---------------------------------------------------------------------------------------------- card
-
-
-def _yaml(repo: str, facts: ModelFacts, scores: list[dict[str, Any]], license_: str) -> str:
-    """The card's Hub metadata (huggingface_hub's ModelCardData), the licence left to fill in if `other`."""
-    from huggingface_hub import EvalResult, ModelCardData
-
-    data = facts.run.get("data") or {}
-    hub_dataset = data.get("dataset") if data.get("source") == "hub" else None
-    task = f"Translation {facts.src_lang}-{facts.tgt_lang}"
-    results = [EvalResult(task_type="translation", task_name=task, dataset_type=hub_dataset or s["set"],
-                          dataset_name=s["set"], metric_type=s["metric"].lower(), metric_value=s["value"],
-                          metric_name=s["metric"], metric_config=s["signature"]) for s in scores]  # fmt: skip
-    tags = ["translation", "seq2seq-nmt", facts.model_config.get("cell", "rnn"), *(["onnx"] * (facts.kind == "onnx"))]
-    card = ModelCardData(language=[facts.src_lang, facts.tgt_lang], license=license_, library_name=PACKAGE,
-                         pipeline_tag="translation", tags=tags, datasets=[hub_dataset] if hub_dataset else None,
-                         model_name=repo, eval_results=results or None)  # fmt: skip
-    text = card.to_yaml()
-    if license_ == "other":
-        note = "  # fill in: the licence of these weights and of their training data (an SPDX id), or push --license"
-        text = text.replace("license: other", "license: other" + note, 1)
-    return text
-
-
-def _use(repo: str, facts: ModelFacts) -> list[str]:
-    sample = "echo 'a sentence' | seq2seq translate --checkpoint hf://" + repo
-    lines = ["## Use", "", "```sh", f"pip install {PACKAGE}" + ("[onnx]" * (facts.kind == "onnx")), sample, "```",
-             "", "```python", "from seq2seq import Translator", "",
-             f'translator = Translator.from_pretrained("{repo}")', 'print(translator.translate("a sentence"))',
-             "```"]  # fmt: skip
-    if facts.kind == "onnx":
-        lines += ["", f'An ONNX model: `load_translator("hf://{repo}")` (`seq2seq.translation`) runs it on ONNX '
-                  "Runtime without importing torch."]  # fmt: skip
-    return lines
-
-
-def _model(facts: ModelFacts, digest: str, size: int) -> list[str]:
-    cfg = ", ".join(f"{k} {v}" for k, v in facts.model_config.items())
-    lines = ["## Model", "", f"- file: `{facts.filename}` ({size / 1e6:.1f} MB, SHA-256 `{digest}`), "
-             + ("a seq2seq checkpoint" if facts.kind == "checkpoint" else
-                f"an ONNX model exported from a seq2seq checkpoint ({'int8' if facts.quantize == 'int8' else 'fp32'})"),
-             f"- model settings: {cfg}"]  # fmt: skip
-    if facts.parameters:
-        lines.append(f"- parameters: {facts.parameters:,}")
-    lines.append(f"- trained updates: {facts.step:,}" if facts.step is not None else "- trained updates: not recorded")
-    if facts.averaged:
-        lines.append(f"- the weights are the average of {len(facts.averaged)} checkpoints: {', '.join(facts.averaged)}")
-    return lines
-
-
-def _data(facts: ModelFacts) -> list[str]:
-    prepared, data = facts.run.get("prepared"), facts.run.get("data")
-    if not prepared:
-        return ["## Training data", "", "Not recorded with this file (push from the run folder, or name it with "
-                "`--run RUN`)."]  # fmt: skip
-    lines = ["## Training data", "", f"- data folder: `{prepared['data_dir']}` (`{{split}}.{prepared['src']}`, "
-             f"`{{split}}.{prepared['tgt']}`)"]  # fmt: skip
-    if data:
-        what = ", ".join(f"{k} {data[k]}" for k in ("subset", "revision", "commit") if data.get(k))
-        lines.append(f"- written by `seq2seq download` from {data.get('source', 'a')} dataset `{data['dataset']}`"
-                     + (f" ({what})" if what else ""))  # fmt: skip
-    counts = ", ".join(f"{name} {n:,}" for name, n in prepared["splits"].items())
-    lines.append(f"- sentence pairs after cleaning and filtering: {counts}")
-    lines.append(f"- vocabularies: {prepared['src_vocab']:,} / {prepared['tgt_vocab']:,} SentencePiece pieces")
-    return lines
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _evaluation(facts: ModelFacts, scores: list[dict[str, Any]]) -> list[str]:
-    rows = [f"| {s['set']} | {s['metric']} | {s['value']:.2f} | `{_cell(s['signature'])}` |" for s in scores]
-    valid, selection = facts.run.get("valid"), facts.run.get("selection") or {}
-    if valid and "val_bleu" in valid and selection.get("val_bleu_signature") and not facts.averaged:
-        of = "this checkpoint" if facts.kind == "checkpoint" else "the checkpoint exported"
-        where = (f"val, its first {selection['val_bleu_sentences']} sentences, greedy: training's validation of "
-                 f"{of} (update {valid['step']:,})")  # fmt: skip
-        rows.append(f"| {where} | BLEU | {valid['val_bleu']:.2f} | `{_cell(selection['val_bleu_signature'])}` |")
-    if not rows:
-        return ["## Evaluation", "", "No score is recorded for this file: score a test set with `seq2seq "
-                "evaluate` and push again with `--bleu-file NAME=FILE`."]  # fmt: skip
-    return ["## Evaluation", "", "sacreBLEU scores, each with its signature.", "",
-            "| data | metric | score | sacreBLEU signature |", "|---|---|---|---|", *rows]  # fmt: skip
-
-
-def _training(facts: ModelFacts, has_config: bool) -> list[str]:
-    prepared = facts.run.get("prepared") or {}
-    data = f"`{prepared['data_dir']}`" if prepared else "the data folder (not recorded in the model file)"
-    if not has_config:
-        return ["## Training", "", "The training settings are not recorded with this file (push the .pt "
-                "checkpoint, or name its run folder with `--run RUN`)."]  # fmt: skip
-    lines = ["## Training", "", f"`config.toml` (in this repository) holds every setting it was trained with; with "
-             f"DATA {data}, this trains it again with the same settings:", "", "```sh",
-             f"seq2seq train --config config.toml --data DATA --src {facts.src_lang} --tgt {facts.tgt_lang} --out RUN",
-             "```"]  # fmt: skip
-    stop, hardware = facts.run.get("stop"), facts.run.get("hardware")
-    if stop and hardware:
-        took = f"{stop['elapsed_s'] / 60:.1f} minutes" if stop["elapsed_s"] >= 60 else f"{stop['elapsed_s']:.0f} s"
-        cpu = hardware.get("cpu") or "CPU not recorded"
-        lines += ["", f"The run stopped after {stop['step']:,} updates ({stop['reason']}) and {took}, on "
-                  f"{hardware['device']} ({cpu}, {hardware['precision']})."]  # fmt: skip
-    return lines
-
-
-def _licence(license_: str) -> list[str]:
-    if license_ != "other":
-        return ["## Licence", "", f"{license_} (the `license` field above)."]
-    return ["## Licence", "", "Not set: fill in the `license` field above with the licence of these weights, which "
-            "the licence of the training data may constrain (or push again with `--license ID`)."]  # fmt: skip
-
-
-def model_card(repo: str, facts: ModelFacts, scores: list[dict[str, Any]], card: CardOptions, digest: str,
-               size: int, has_config: bool) -> str:  # fmt: skip
-    """README.md: Hub metadata, then use, model, data, evaluation, training and licence sections."""
-    pair, cell = f"{facts.src_lang} to {facts.tgt_lang}", str(facts.model_config.get("cell", "rnn")).upper()
-    intro = (f"A recurrent ({cell}) encoder-decoder with attention translating {pair}, trained with "
-             f"[seq2seq](https://pypi.org/project/{PACKAGE}/) ({PACKAGE}).")  # fmt: skip
-    sections = [_use(repo, facts), _model(facts, digest, size), _data(facts), _evaluation(facts, scores),
-                _training(facts, has_config), _licence(card.license)]  # fmt: skip
-    body = "\n\n".join("\n".join(s) for s in sections)
-    return f"---\n{_yaml(repo, facts, scores, card.license).rstrip()}\n---\n\n# {repo}\n\n{intro}\n\n{body}\n"
 
 
 # ---------------------------------------------------------------------------------------------- push

@@ -61,7 +61,7 @@ def is_onnx_model(path: str | Path) -> bool:
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of a file written by `export_onnx` (languages, model config, quantization, trained
-    steps), for its model card (sources/hub.py); `OnnxTranslator.load` checks the whole file."""
+    steps), for its model card (sources/card.py); `OnnxTranslator.load` checks the whole file."""
     try:
         with zipfile.ZipFile(path) as z:
             return json.loads(z.read(MANIFEST))
