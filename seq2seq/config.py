@@ -123,6 +123,8 @@ class TrainConfig:
     lr_patience: int = 2  # "plateau": validations without improvement before a decay
     min_lr: float = 1e-5  # the lr never decays below this
     patience: int = 8  # early stopping: validations without improvement (0: never)
+    adam_beta1: float = 0.9  # Adam's decay of its gradient average
+    adam_beta2: float = 0.999  # Adam's decay of its squared-gradient average (~1 / (1 - beta2) updates of memory)
     clip_norm: float = 1.0  # global gradient-norm clipping (0: off)
     label_smoothing: float = 0.1  # share of the target probability spread over the vocabulary
     teacher_forcing: float = 1.0  # probability of feeding the reference token
@@ -153,6 +155,7 @@ class TrainConfig:
             "lr_schedule='anneal' decays toward the end of the budget: set max_steps and/or max_minutes",
         )
         _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        _check(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam_beta1/adam_beta2 must be in [0, 1)")
         _check(0 <= self.teacher_forcing <= 1, "teacher_forcing must be in [0, 1]")
         _check(0 <= self.subword_alpha <= 1, "subword_alpha must be in [0, 1]")
         _check(self.tbptt >= 0, f"tbptt must be >= 0, got {self.tbptt}")

@@ -66,7 +66,7 @@ class Updater:
         model = Seq2Seq(model_cfg, *vocab).to(dev)
         net = distributed.wrap(TrainingLoss(model, cfg), dist, dev)  # DDP with > 1 process
         distributed.reseed(cfg.seed, dist)
-        opt = Adam(model.parameters(), cfg.lr)  # torch's fused kernel where it has one; no torch.optim (dynamo)
+        opt = Adam(model.parameters(), cfg.lr, (cfg.adam_beta1, cfg.adam_beta2))  # fused kernel; no torch.optim
         scaler = torch.amp.GradScaler(dev.type, enabled=precision.name == "fp16")
         return cls(model, net, opt, scaler, precision, cfg, dev, dist)
 
@@ -101,6 +101,7 @@ class Updater:
         self.model.load_state_dict(weights)
         if not reset_optimizer:
             self.opt.load_state_dict(resume.optimizer)
+            self.opt.param_groups[0]["betas"] = (self.cfg.adam_beta1, self.cfg.adam_beta2)  # the run's, not the file's
         if self.scaler.is_enabled() and resume.grad_scaler is not None:
             self.scaler.load_state_dict(resume.grad_scaler)
 

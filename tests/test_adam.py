@@ -91,6 +91,23 @@ def test_a_hand_computed_first_step() -> None:
     torch.testing.assert_close(p.detach(), torch.tensor([0.9, -1.9, 0.5]), rtol=0, atol=1e-6)
 
 
+def test_betas_set_the_moments_hand_computed_second_step() -> None:
+    """betas (0, 0): m = g and v = g^2 of the last step alone, so every step, not only the first, moves each
+    coordinate by exactly lr against its gradient's sign; with the default betas step 2 does not."""
+    grads = [torch.tensor([4.0, -0.25, 1.0]), torch.tensor([-1.0, 2.0, 1.0])]
+    end = {}
+    for betas in ((0.0, 0.0), (0.9, 0.999)):
+        p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+        opt = Adam([p], lr=0.1, betas=betas)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        assert opt.state_dict()["param_groups"][0]["betas"] == betas
+        end[betas] = p.detach()
+    torch.testing.assert_close(end[0.0, 0.0], torch.tensor([1.0, -2.0, 0.3]), rtol=0, atol=1e-6)
+    assert not torch.allclose(end[0.9, 0.999], end[0.0, 0.0], atol=1e-3)
+
+
 @pytest.mark.parametrize("first", ["ours", "torch"])
 def test_state_dicts_cross_load_and_resume_the_same_trajectory(first: str) -> None:
     """A checkpoint's optimiser state from torch.optim.Adam (older runs) resumes in ours and back."""

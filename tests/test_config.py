@@ -86,6 +86,8 @@ def test_ints_widen_to_floats_but_nothing_else_converts() -> None:
         (TrainConfig, {"tbptt": -1}),
         (TrainConfig, {"lr": 0.0}),
         (TrainConfig, {"label_smoothing": 1.0}),
+        (TrainConfig, {"adam_beta1": 1.0}),
+        (TrainConfig, {"adam_beta2": -0.1}),
         (TrainConfig, {"teacher_forcing": 1.5}),
         (DataConfig, {"vocab_size": 8}),
         (DataConfig, {"min_len": 5, "max_len": 4}),

@@ -423,6 +423,21 @@ def test_resume_takes_its_configs_from_last_pt(tmp_path: Path, capsys: pytest.Ca
     assert err == f"seq2seq train: error: {run}: nothing to resume (no last.pt)"
 
 
+def test_a_resumed_run_takes_the_adam_betas_it_is_given(tmp_path: Path) -> None:
+    """The optimiser state in last.pt carries its betas; a resume that asks for others trains with those asked
+    (not silently with the file's), and one that asks for nothing keeps the run's own."""
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0, adam_beta2=0.98)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.98)
+    for steps, asked, betas in ((4, {}, (0.9, 0.98)), (6, {"adam_beta1": 0.8, "adam_beta2": 0.95}, (0.8, 0.95))):
+        more = {"max_steps": steps, **asked}  # the fields asked for, as the CLI passes its flags
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), None, None, more, RunOptions(resume=True, progress=False))
+        ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+        assert ckpt["train_state"]["step"] == steps
+        assert tuple(ckpt["optimizer"]["param_groups"][0]["betas"]) == betas
+
+
 # fsync made slow (test side only), so that a kill lands while a checkpoint is being written
 SLOW_FSYNC = (
     "import os, sys, time\n"

@@ -55,11 +55,13 @@ class Adam:
     What `Updater` and `torch.amp.GradScaler` use of an optimiser: `param_groups`, `state`, `step()`,
     `zero_grad()`, `state_dict()`, `load_state_dict()`."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float) -> None:
+    def __init__(
+        self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = GROUP_DEFAULTS["betas"]
+    ) -> None:
         params = list(params)
         if not params:
             raise ValueError("Adam got an empty parameter list")
-        self.param_groups: list[dict[str, Any]] = [{"params": params, "lr": lr, **GROUP_DEFAULTS}]
+        self.param_groups: list[dict[str, Any]] = [{"params": params, "lr": lr, **GROUP_DEFAULTS, "betas": betas}]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
 
     @property
