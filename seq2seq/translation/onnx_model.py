@@ -12,11 +12,12 @@
   input and output names.
 
 Both graphs are traced from `model.py`'s own modules (`Seq2Seq.encode`, `Seq2Seq.step`): nothing of
-the network is written again here. `--quantize int8` applies ONNX Runtime's dynamic quantization
-(int8 weights, activations quantized per call) to both graphs. In the step graph N may be any
-multiple of B: the rows come in groups of N / B consecutive rows per sentence (its beams), which
-attend to their sentence's memory once (model.py's `Decoder._attend`). `OnnxEngine.select` keeps the
-memory per sentence while the search's row selections keep whole, equal groups.
+the network is written again here. `--quantize int8` stores both graphs' weights in int8 and
+quantizes their activations on a fixed scale (quantize.py: the output never depends on the batch).
+In the step graph N may be any multiple of B: the rows come in groups of N / B consecutive rows per
+sentence (its beams), which attend to their sentence's memory once (model.py's `Decoder._attend`).
+`OnnxEngine.select` keeps the memory per sentence while the search's row selections keep whole,
+equal groups.
 
 This module owns the format (writing and reading). Translating with it imports numpy, sentencepiece
 and onnxruntime only, never torch (`export_onnx` imports torch, lazily).
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import warnings
 import zipfile
@@ -190,23 +190,6 @@ def _with_candidates(graph: bytes) -> bytes:
     return proto.SerializeToString()
 
 
-def _quantize(graph: bytes, folder: Path, name: str) -> bytes:
-    """ONNX Runtime's dynamic quantization: int8 weights (signed, per output channel) for MatMul, Gemm,
-    LSTM/GRU and Gather (embeddings)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    src, dst = folder / f"{name}.fp32.onnx", folder / f"{name}.int8.onnx"
-    src.write_bytes(graph)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)  # its advice to pre-process, for image models, on the root logger
-        try:
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=True)
-        finally:
-            logging.disable(logging.NOTSET)
-    return dst.read_bytes()
-
-
 def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = None) -> Path:
     """Write the ONNX model file of a checkpoint (fp32, or int8 with `quantize="int8"`); returns its path."""
     import tempfile
@@ -236,7 +219,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         if quantize == "int8":
-            enc_bytes, step_bytes = _quantize(enc_bytes, Path(tmp), "encoder"), _quantize(step_bytes, Path(tmp), "step")
+            from .quantize import quantize_int8
+
+            enc_bytes = quantize_int8(enc_bytes, Path(tmp), "encoder")
+            step_bytes = quantize_int8(step_bytes, Path(tmp), "step")
         manifest = {"format": FORMAT, "version": VERSION, "model_config": saved.model_config,
                     "src_lang": saved.src_lang, "tgt_lang": saved.tgt_lang, "quantize": quantize or "none",
                     "trained_steps": saved.step, "averaged": saved.averaged, "opset": OPSET, **io_names}  # fmt: skip
