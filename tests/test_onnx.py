@@ -27,7 +27,7 @@ from seq2seq.config import ConfigError, DecodeConfig, ModelConfig
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS_ID
-from seq2seq.translation import export_model, load_translator
+from seq2seq.translation import export_model, load_translator, quantize
 from seq2seq.translation import onnx_model as onnx_engine
 from seq2seq.translation.onnx_model import (
     CANDIDATES,
@@ -146,6 +146,7 @@ def test_int8_rows_never_depend_on_their_batch(name: str, tmp_path: Path) -> Non
     int8 = (quantize_int8(encoder, tmp_path, "encoder"), quantize_int8(step, tmp_path, "step"))
     engine = OnnxEngine(*int8, {"model_config": dataclasses.asdict(model.cfg), **names}, threads=1)
     assert b"QuantizeLinear" in int8[1] and b"DynamicQuantizeLinear" not in int8[0] + int8[1]
+    assert b"MatMulIntegerToFloat" in int8[1]  # the output layer: one fused kernel (quantize.fuse_matmuls)
     src = [[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID], [13, 14, 15, EOS_ID], [16, EOS_ID]]
 
     def first_steps(sentences: list[list[int]], prev: list[int]) -> np.ndarray:
@@ -156,6 +157,25 @@ def test_int8_rows_never_depend_on_their_batch(name: str, tmp_path: Path) -> Non
     together = first_steps(src, [4, 5, 6, 7])
     for i, sentence in enumerate(src):
         np.testing.assert_allclose(first_steps([sentence], [4 + i])[0], together[i], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_fused_int8_matmuls_compute_the_unfused_chain(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quantize.fuse_matmuls turns MatMulInteger -> Cast -> Mul(scales) [-> Add(bias)] into one kernel: the
+    graphs give the same memory and log-probs with and without it."""
+    torch.manual_seed(0)
+    model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
+    encoder, step, names = export_graphs(model)
+    meta = {"model_config": dataclasses.asdict(model.cfg), **names}
+    fused = OnnxEngine(quantize_int8(encoder, tmp_path, "e"), quantize_int8(step, tmp_path, "s"), meta, threads=1)
+    monkeypatch.setattr(quantize, "fuse_matmuls", lambda proto: 0)
+    plain = OnnxEngine(quantize_int8(encoder, tmp_path, "e"), quantize_int8(step, tmp_path, "s"), meta, threads=1)
+    src, prev = [[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID]], np.array([4, 5])
+    (m1, s1), (m2, s2) = fused.encode(src), plain.encode(src)
+    np.testing.assert_allclose(m1.keys, m2.keys, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(fused.step(prev, s1, m1)[0], plain.step(prev, s2, m2)[0], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
