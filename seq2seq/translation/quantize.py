@@ -11,7 +11,7 @@ initial state, a tanh RNN's), their attention-weighted averages (the context), a
 (the bridge's input is RNN outputs; the attentional vector and the MLP attention's hidden layer are
 tanh). So each `DynamicQuantizeLinear` becomes a `QuantizeLinear` on the fixed scale 1/127 around
 the zero point 128: what a row computes depends on that row alone, int8 output is the same whatever
-the batch, and ONNX Runtime still fuses the integer matmul with its scales. The LSTMs stay fp32:
+the batch, and each integer matmul is fused with its scales and bias (`fuse_matmuls`). The LSTMs stay fp32:
 ONNX Runtime's int8 LSTM (`DynamicQuantizeLSTM`) quantizes its input and state per tensor inside
 the operator. tests/test_onnx.py checks the bound on every quantized input of every model kind.
 """
