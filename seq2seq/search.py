@@ -324,19 +324,24 @@ def search_bytes(rows: int, steps: int, src_len: int, footprint: tuple[int, int]
     return rows * per_row
 
 
-def check_search(engine: Engine, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool) -> None:
-    """Refuse, with one ConfigError, a beam wider than the engine's vocabulary and a search whose
-    largest batch (the longest sources, output length limit, full beam) would need more memory than
-    `cfg.memory_budget()`: before anything is allocated."""
-    from .config import ConfigError
+def check_search(engine: Engine, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool) -> int:
+    """The sentences per batch, checked before anything is allocated: `cfg.batch_size`, or with 0 the
+    engine's own (`engine.batch_size`; DECODE_BATCH["onnx"] for an engine without one) halved until the
+    largest batch (the longest sources, output length limit, full beam) fits `cfg.memory_budget()`.
+    A beam wider than the engine's vocabulary, or a search that does not fit even so, is one ConfigError."""
+    from .config import DECODE_BATCH, ConfigError
 
     src_len = min(max((len(s) for s in src_ids), default=0), cfg.max_src_len) + 1  # EOS appended
     footprint = engine.footprint(src_len) if hasattr(engine, "footprint") else (0, 0)
     if footprint[0]:
         cfg.check_vocab(footprint[0])
-    batch = min(cfg.batch_size, len(src_ids))
+    batch = max(1, min(cfg.batch_size or getattr(engine, "batch_size", DECODE_BATCH["onnx"]), len(src_ids)))
     steps = int(max_lengths(np.array([src_len]), cfg.max_len_a, cfg.max_len_b)[0])
-    need, budget = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention), cfg.memory_budget()
+    budget = cfg.memory_budget()
+    need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention)
+    while need > budget and batch > 1 and not cfg.batch_size:
+        batch = (batch + 1) // 2
+        need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention)
     if need > budget:
         where = "memory_budget_gb" if cfg.memory_budget_gb else "half of this machine's memory; memory_budget_gb"
         raise ConfigError(
@@ -344,6 +349,7 @@ def check_search(engine: Engine, src_ids: Sequence[Sequence[int]], cfg: DecodeCo
             f"output pieces, {footprint[0]}-piece vocabulary), over the budget of {budget / 1e9:.1f} GB ({where}): "
             "lower beam_size, batch_size or max_len_a/max_len_b"
         )
+    return batch
 
 
 def search(
@@ -355,11 +361,11 @@ def search(
 ) -> list[list[Hypothesis]]:
     """The n-best hypotheses for each source (piece ids without EOS), in input order.
 
-    Sources are sorted by length and cut into batches of `cfg.batch_size`; the texts are the same
+    Sources are sorted by length and cut into batches (`check_search`'s size); the texts are the same
     whatever the batch size, and scores agree to float32 rounding (an engine's batched arithmetic
     may differ in the last bits). Sources longer than `cfg.max_src_len` pieces are truncated.
     """
-    check_search(engine, src_ids, cfg, keep_attention)
+    batch = check_search(engine, src_ids, cfg, keep_attention)
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     bar: Any = SimpleNamespace(update=lambda n: None, close=lambda: None)  # tqdm's import: 15 ms of start-up
@@ -367,8 +373,8 @@ def search(
         from tqdm.std import tqdm  # tqdm.auto costs 0.1 s more to import
 
         bar = tqdm(total=len(order), desc="translate", unit="sent", disable=None, leave=False)
-    for start in range(0, len(order), cfg.batch_size):
-        idx = order[start : start + cfg.batch_size]
+    for start in range(0, len(order), batch):
+        idx = order[start : start + batch]
         seqs = [[*src_ids[i][: cfg.max_src_len], EOS_ID] for i in idx]
         max_lens = max_lengths(np.array([len(s) for s in seqs]), cfg.max_len_a, cfg.max_len_b)
         memory, state = engine.encode(seqs)

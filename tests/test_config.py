@@ -77,7 +77,7 @@ def test_ints_widen_to_floats_but_nothing_else_converts() -> None:
     ("cls", "values"),
     [
         (DecodeConfig, {"beam_size": 0}),
-        (DecodeConfig, {"batch_size": 0}),
+        (DecodeConfig, {"batch_size": -1}),
         (DecodeConfig, {"beam_size": 2, "n_best": 3}),
         (ModelConfig, {"dropout": -0.1}),
         (ModelConfig, {"dropout": 1.0}),

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from seq2seq.cli import main
-from seq2seq.config import DECODE_BOUNDS, ConfigError, DecodeConfig, ModelConfig, from_dict
+from seq2seq.config import DECODE_BATCH, DECODE_BOUNDS, ConfigError, DecodeConfig, ModelConfig, from_dict
 from seq2seq.search import search, search_bytes
 from seq2seq.translation.ensemble import EnsembleEngine
-from seq2seq.translation.torch_engine import Translator
+from seq2seq.translation.onnx_model import OnnxEngine
+from seq2seq.translation.torch_engine import TorchEngine, Translator
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -124,6 +125,46 @@ def test_a_search_too_large_for_the_memory_budget_is_refused_before_allocating()
     # the same sentences with an ordinary beam and length limit fit easily: the engine is reached
     with pytest.raises(AssertionError, match="the search started"):
         search(NoAllocation(), [[5] * 30] * 64, DecodeConfig(beam_size=5, memory_budget_gb=8.0))
+
+
+class Batches:
+    """Records the batches the search encodes, then stops it (`size`: the engine's own batch size, if any)."""
+
+    def __init__(self, size: int | None = None) -> None:
+        self.seen: list[int] = []
+        if size is not None:
+            self.batch_size = size
+
+    def footprint(self, src_len: int) -> tuple[int, int]:
+        return 8000, ModelConfig().decode_row_bytes(src_len, 8000)
+
+    def encode(self, src_ids):
+        self.seen.append(len(src_ids))
+        raise StopIteration  # the batch size is all this test wants
+
+
+def _first_batch(engine: Batches, cfg: DecodeConfig, n: int = 600, length: int = 30) -> int:
+    with pytest.raises(StopIteration):
+        search(engine, [[5] * length] * n, cfg)
+    return engine.seen[0]
+
+
+def test_batch_size_0_takes_the_engines_own_and_halves_it_until_the_search_fits() -> None:
+    """0 (the default): the engine's batch size (DECODE_BATCH: torch 256, ONNX 64; 64 for an engine that names
+    none), at most the sentences there are; where that would not fit the memory budget, the largest halving that
+    does, instead of a refusal. An explicit batch_size is never changed: too large is refused, as before."""
+    assert DecodeConfig().batch_size == 0 and DECODE_BATCH == {"torch": 256, "onnx": 64}
+    assert TorchEngine.batch_size == 256 and OnnxEngine.batch_size == 64
+    roomy = DecodeConfig(memory_budget_gb=1000.0)
+    assert _first_batch(Batches(256), roomy) == 256 and _first_batch(Batches(), roomy) == 64
+    assert _first_batch(Batches(256), roomy, n=100) == 100
+    assert EnsembleEngine([Batches(256), Batches()]).batch_size == 64  # the smallest member's
+    assert _first_batch(Batches(256), DecodeConfig(batch_size=7, memory_budget_gb=1000.0)) == 7
+    row = search_bytes(5, int(2.0 * 31 + 10), 31, Batches().footprint(31), False)  # one sentence, beam 5
+    tight = DecodeConfig(memory_budget_gb=row * 40 / 1e9)  # room for 40 sentences, not 64 or 256
+    assert _first_batch(Batches(256), tight) == 32
+    with pytest.raises(ConfigError, match="batch 64 x beam 5"):
+        search(Batches(), [[5] * 30] * 600, DecodeConfig(batch_size=64, memory_budget_gb=row * 40 / 1e9))
 
 
 def test_the_estimate_counts_batch_beam_length_vocabulary_and_attention() -> None:

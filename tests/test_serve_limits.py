@@ -283,7 +283,7 @@ OUT_OF_RANGE = {  # name: (request options (sentences: ["a"] unless given; inf s
     "length_penalty -1e400": ({"length_penalty": -1e400}, "length_penalty must be a finite number, got -Infinity"),
     "length_penalty 1e300": ({"length_penalty": 1e300}, "length_penalty"),
     "max_src_len 0": ({"max_src_len": 0}, "max_src_len must be >= 1"),
-    "batch_size 0": ({"batch_size": 0}, "batch_size must be >= 1"),
+    "batch_size -1": ({"batch_size": -1}, "batch_size must be >= 0"),
     "shortlist, removed": ({"shortlist": 5}, "unknown DecodeConfig key 'shortlist'"),
 }
 

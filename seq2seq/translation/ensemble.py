@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import ConfigError, DecodeConfig
+from ..config import DECODE_BATCH, ConfigError, DecodeConfig
 from ..errors import CheckpointError
 from .base import Translating
 
@@ -60,6 +60,11 @@ class EnsembleEngine:
 
     def select(self, obj: tuple[Any, ...], rows: np.ndarray) -> tuple[Any, ...]:
         return tuple(engine.select(part, rows) for engine, part in zip(self.engines, obj))
+
+    @property
+    def batch_size(self) -> int:
+        """The smallest of the members' own batch sizes (search.check_search)."""
+        return min(getattr(e, "batch_size", DECODE_BATCH["onnx"]) for e in self.engines)
 
     def footprint(self, src_len: int) -> tuple[int, int]:
         """The members' vocabulary and their bytes per searched row together, plus the mean's log-probs."""

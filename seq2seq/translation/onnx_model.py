@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..errors import CheckpointError
 from ..ids import EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
@@ -270,6 +270,7 @@ class OnnxEngine:
     """The exported graphs as a search engine (search.py)."""
 
     vocab = 0  # the target vocabulary, for `footprint` (OnnxTranslator sets it; 0: unknown)
+    batch_size = DECODE_BATCH["onnx"]  # sentences per batch unless DecodeConfig.batch_size says
 
     def __init__(self, encoder: bytes, step: bytes, manifest: dict[str, Any], threads: int = 0) -> None:
         """Sessions for both graphs (`threads`: ONNX Runtime's intra-op threads, 0: one per core, at most 8);

@@ -11,7 +11,7 @@ import torch
 
 from ..batches import pad
 from ..checkpoint import CheckpointError, check_vocab, load_weights, read_model
-from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..machine.hardware import resolve_device, resolve_precision
 from ..model import DecoderState, Memory, Seq2Seq
 from ..tokenizer import Tokenizer
@@ -27,6 +27,8 @@ class TorchEngine:
     Runs under inference mode and the resolved precision's autocast; hands the search NumPy
     log-probs and attention (one device-to-host copy of (N, V) per step on a GPU).
     """
+
+    batch_size = DECODE_BATCH["torch"]  # sentences per batch unless DecodeConfig.batch_size says
 
     def __init__(self, model: Seq2Seq, cfg: DecodeConfig) -> None:
         self.model, self.cfg = model.eval(), cfg
