@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 import torch
 from corpora import translate_in_a_fresh_process
+from model_kinds import VARIANTS
 
 from seq2seq.cli import main
-from seq2seq.config import ConfigError, DecodeConfig, ModelConfig
+from seq2seq.config import ConfigError, DecodeConfig
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS_ID
-from seq2seq.translation import export_model, load_translator, quantize
+from seq2seq.translation import export_model, load_translator
 from seq2seq.translation import onnx_model as onnx_engine
 from seq2seq.translation.onnx_model import (
     CANDIDATES,
@@ -37,7 +38,6 @@ from seq2seq.translation.onnx_model import (
     export_graphs,
     is_onnx_model,
 )
-from seq2seq.translation.quantize import quantize_int8
 from seq2seq.translation.torch_engine import Translator
 
 pytest.importorskip("onnxruntime")
@@ -45,24 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["red cat", "the moon", "dog dog bird sun moon tree house", "", "green", "blue house red tree", "sun"]
 
 # --- the network --------------------------------------------------------------------------------
-
-VARIANTS = {
-    "lstm general": ModelConfig(emb_size=16, enc_hidden=8, dec_hidden=24),
-    "lstm bahdanau 2x2, input feeding": ModelConfig(
-        emb_size=16, enc_hidden=8, dec_hidden=24, attention="bahdanau", enc_layers=2, dec_layers=2, input_feeding=True
-    ),
-    "gru general, input feeding, untied": ModelConfig(
-        cell="gru", emb_size=16, enc_hidden=8, dec_hidden=24, input_feeding=True, tie_embeddings=False
-    ),
-    "gru bahdanau 2x2": ModelConfig(
-        cell="gru", emb_size=16, enc_hidden=8, dec_hidden=24, attention="bahdanau", enc_layers=2, dec_layers=2
-    ),
-    "rnn dot": ModelConfig(cell="rnn", emb_size=16, enc_hidden=8, dec_hidden=16, attention="dot"),
-    "rnn general 2x2, input feeding": ModelConfig(
-        cell="rnn", emb_size=16, enc_hidden=8, dec_hidden=24, enc_layers=2, dec_layers=2, input_feeding=True
-    ),
-    "lstm dot": ModelConfig(emb_size=16, enc_hidden=8, dec_hidden=16, attention="dot", dec_layers=2),
-}
 
 
 def _engine(model: Seq2Seq) -> OnnxEngine:
@@ -97,85 +79,6 @@ def test_graphs_compute_the_torch_model_with_beams_grouped_per_sentence(name: st
         np.testing.assert_allclose(log_probs, ref_lp.numpy(), atol=1e-4)
         np.testing.assert_allclose(attention, ref_att.numpy(), atol=1e-5)
         prev = log_probs.argmax(axis=1)
-
-
-def _saw_linear_inputs(model: Seq2Seq) -> dict[str, float]:
-    """Encode three sentences and take three greedy steps; the largest |input| each nn.Linear saw."""
-    seen: dict[str, float] = {}
-
-    def hook(name: str):  # noqa: ANN202
-        return lambda _module, args: seen.__setitem__(name, max(seen.get(name, 0.0), args[0].abs().max().item()))
-
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear):
-            module.register_forward_pre_hook(hook(name))
-    src = torch.tensor([[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID, 0, 0, 0, 0], [13, 14, 15, EOS_ID, 0, 0, 0]])
-    with torch.no_grad():
-        memory, state = model.encode(src, torch.tensor([7, 3, 4]))
-        prev = torch.tensor([4, 5, 6])
-        for _ in range(3):
-            log_probs, state, _ = model.step(prev, state, memory)
-            prev = log_probs.argmax(dim=1)
-    return seen
-
-
-@pytest.mark.parametrize("name", VARIANTS)
-def test_every_layer_int8_quantizes_reads_values_within_one(name: str) -> None:
-    """The int8 graphs quantize the inputs of the weight matrices (every nn.Linear: projections, bridge,
-    combine, output layer) on the fixed scale 1/127 (translation/quantize.py), exact only if those inputs
-    lie in [-1, 1] by construction: RNN outputs, their averages, tanh. Weights x 20 saturate every
-    nonlinearity; an unbounded input (a cell state, an embedding, a pre-activation) would exceed 1."""
-    torch.manual_seed(0)
-    model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(20)
-    seen = _saw_linear_inputs(model)
-    assert {"out", "decoder.combine", "bridge_h"} <= set(seen)
-    assert max(seen.values()) <= 1 + 1e-6, seen
-
-
-@pytest.mark.parametrize("name", VARIANTS)
-def test_int8_rows_never_depend_on_their_batch(name: str, tmp_path: Path) -> None:
-    """A sentence's int8 encoding and step log-probs are those it gets alone, in a batch of others: ONNX
-    Runtime's dynamic quantization scaled each activation by its batch's range (10.9 % of the test lines
-    changed between batch sizes 64 and 256 on 2026-12-05); the fixed scale depends on nothing else."""
-    torch.manual_seed(0)
-    model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
-    encoder, step, names = export_graphs(model)
-    int8 = (quantize_int8(encoder, tmp_path, "encoder"), quantize_int8(step, tmp_path, "step"))
-    engine = OnnxEngine(*int8, {"model_config": dataclasses.asdict(model.cfg), **names}, threads=1)
-    assert b"QuantizeLinear" in int8[1] and b"DynamicQuantizeLinear" not in int8[0] + int8[1]
-    assert b"MatMulIntegerToFloat" in int8[1]  # the output layer: one fused kernel (quantize.fuse_matmuls)
-    src = [[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID], [13, 14, 15, EOS_ID], [16, EOS_ID]]
-
-    def first_steps(sentences: list[list[int]], prev: list[int]) -> np.ndarray:
-        memory, state = engine.encode(sentences)
-        log_probs, state, _ = engine.step(np.asarray(prev), state, memory)
-        return engine.step(log_probs.argmax(axis=1), state, memory)[0]
-
-    together = first_steps(src, [4, 5, 6, 7])
-    for i, sentence in enumerate(src):
-        np.testing.assert_allclose(first_steps([sentence], [4 + i])[0], together[i], rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", VARIANTS)
-def test_fused_int8_matmuls_compute_the_unfused_chain(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """quantize.fuse_matmuls turns MatMulInteger -> Cast -> Mul(scales) [-> Add(bias)] into one kernel: the
-    graphs give the same memory and log-probs with and without it."""
-    torch.manual_seed(0)
-    model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
-    encoder, step, names = export_graphs(model)
-    meta = {"model_config": dataclasses.asdict(model.cfg), **names}
-    fused = OnnxEngine(quantize_int8(encoder, tmp_path, "e"), quantize_int8(step, tmp_path, "s"), meta, threads=1)
-    monkeypatch.setattr(quantize, "fuse_matmuls", lambda proto: 0)
-    plain = OnnxEngine(quantize_int8(encoder, tmp_path, "e"), quantize_int8(step, tmp_path, "s"), meta, threads=1)
-    src, prev = [[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID]], np.array([4, 5])
-    (m1, s1), (m2, s2) = fused.encode(src), plain.encode(src)
-    np.testing.assert_allclose(m1.keys, m2.keys, rtol=0, atol=1e-5)
-    np.testing.assert_allclose(fused.step(prev, s1, m1)[0], plain.step(prev, s2, m2)[0], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(

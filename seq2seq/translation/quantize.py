@@ -13,7 +13,7 @@ tanh). So each `DynamicQuantizeLinear` becomes a `QuantizeLinear` on the fixed s
 the zero point 128: what a row computes depends on that row alone, int8 output is the same whatever
 the batch, and each integer matmul is fused with its scales and bias (`fuse_matmuls`). The LSTMs stay fp32:
 ONNX Runtime's int8 LSTM (`DynamicQuantizeLSTM`) quantizes its input and state per tensor inside
-the operator. tests/test_onnx.py checks the bound on every quantized input of every model kind.
+the operator. tests/test_quantize.py checks the bound on every quantized input of every model kind.
 """
 
 from __future__ import annotations
