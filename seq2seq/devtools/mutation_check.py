@@ -131,6 +131,27 @@ MUTATIONS = (
         ("tests/test_model.py",),
     ),
     Mutation(
+        "int8 export scales activations by the batch's range (ONNX Runtime's dynamic quantization)",
+        "seq2seq/translation/quantize.py",
+        "    fixed_scale(proto)\n    fuse_matmuls(proto)",
+        "    fuse_matmuls(proto)",
+        ("tests/test_quantize.py",),
+    ),
+    Mutation(
+        "fused int8 matmul drops the layer's bias",
+        "seq2seq/translation/quantize.py",
+        "+ ([chain[3].input[1]] if bias else [])",
+        "+ []",
+        ("tests/test_quantize.py", "tests/test_onnx.py"),
+    ),
+    Mutation(
+        "the engine's decoding batch is never halved to fit the memory budget",
+        "seq2seq/search.py",
+        "while need > budget and batch > 1 and not cfg.batch_size:",
+        "while False:",
+        ("tests/test_decode_bounds.py",),
+    ),
+    Mutation(
         "ONNX engine attends over padding (every source as long as the batch's longest)",
         "seq2seq/translation/onnx_model.py",
         "lens = np.array([len(s) for s in src_ids], dtype=np.int64)",
