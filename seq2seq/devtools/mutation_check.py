@@ -70,8 +70,8 @@ MUTATIONS = (
     Mutation(
         "TBPTT drops the last chunk when it starts at the last target step",
         "seq2seq/objective.py",
-        "for t0 in range(0, steps, cfg.tbptt):",
-        "for t0 in range(0, steps - 1, cfg.tbptt):",
+        "for t0 in range(0, steps, size)] if size > 0",
+        "for t0 in range(0, steps - 1, size)] if size > 0",
         ("tests/test_tbptt.py", "tests/test_learning.py"),
     ),
     Mutation(
@@ -222,7 +222,7 @@ def mutate(copy: Path, m: Mutation, timeout: float) -> Outcome:
     path = copy / m.path
     text = path.read_text(encoding="utf-8")
     if text.count(m.old) != 1:
-        return Outcome(m, 0, [], f"stale: the text to break occurs {text.count(m.old)} times in {m.path}")
+        return Outcome(m, 0, [], note=f"stale: the text to break occurs {text.count(m.old)} times in {m.path}")
     path.write_text(text.replace(m.old, m.new), encoding="utf-8")
     try:
         return Outcome(m, *run_tests(copy, m.tests, timeout))
