@@ -324,18 +324,25 @@ def search_bytes(rows: int, steps: int, src_len: int, footprint: tuple[int, int]
     return rows * per_row
 
 
+def engine_batch_size(engine: Engine) -> int:
+    """Sentences per batch the engine asks for (`engine.batch_size`), else ONNX's (config.DECODE_BATCH)."""
+    from .config import DECODE_BATCH
+
+    return getattr(engine, "batch_size", DECODE_BATCH["onnx"])
+
+
 def check_search(engine: Engine, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool) -> int:
     """The sentences per batch, checked before anything is allocated: `cfg.batch_size`, or with 0 the
     engine's own (`engine.batch_size`; DECODE_BATCH["onnx"] for an engine without one) halved until the
     largest batch (the longest sources, output length limit, full beam) fits `cfg.memory_budget()`.
     A beam wider than the engine's vocabulary, or a search that does not fit even so, is one ConfigError."""
-    from .config import DECODE_BATCH, ConfigError
+    from .config import ConfigError
 
     src_len = min(max((len(s) for s in src_ids), default=0), cfg.max_src_len) + 1  # EOS appended
     footprint = engine.footprint(src_len) if hasattr(engine, "footprint") else (0, 0)
     if footprint[0]:
         cfg.check_vocab(footprint[0])
-    batch = max(1, min(cfg.batch_size or getattr(engine, "batch_size", DECODE_BATCH["onnx"]), len(src_ids)))
+    batch = max(1, min(cfg.batch_size or engine_batch_size(engine), len(src_ids)))
     steps = int(max_lengths(np.array([src_len]), cfg.max_len_a, cfg.max_len_b)[0])
     budget = cfg.memory_budget()
     need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention)

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..config import DECODE_BATCH, ConfigError, DecodeConfig
+from ..config import ConfigError, DecodeConfig
 from ..errors import CheckpointError
+from ..search import engine_batch_size
 from .base import Translating
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class EnsembleEngine:
     @property
     def batch_size(self) -> int:
         """The smallest of the members' own batch sizes (search.check_search)."""
-        return min(getattr(e, "batch_size", DECODE_BATCH["onnx"]) for e in self.engines)
+        return min(engine_batch_size(e) for e in self.engines)
 
     def footprint(self, src_len: int) -> tuple[int, int]:
         """The members' vocabulary and their bytes per searched row together, plus the mean's log-probs."""

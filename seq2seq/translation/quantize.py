@@ -106,10 +106,10 @@ def fuse_matmuls(proto: onnx.ModelProto) -> int:
         last = chain[3] if bias else chain[2]
         a, b, a_zero, b_zero = mm.input
         inputs = [a, b, scales.input[0], scales.input[1], a_zero, b_zero] + ([chain[3].input[1]] if bias else [])
-        fused[mm.name] = helper.make_node("MatMulIntegerToFloat", inputs, [last.output[0]], name=f"{mm.name}/fused",
-                                          domain="com.microsoft")  # fmt: skip
-        drop.update(n.name for n in chain[1 : 4 if bias else 3])
-    nodes = [fused.get(n.name, n) for n in g.node if n.name not in drop]
+        fused[mm.output[0]] = helper.make_node("MatMulIntegerToFloat", inputs, [last.output[0]],
+                                               name=f"{mm.name}/fused", domain="com.microsoft")  # fmt: skip
+        drop.update(n.output[0] for n in chain[1 : 4 if bias else 3])  # outputs are unique, node names need not be
+    nodes = [fused.get(n.output[0], n) for n in g.node if n.output[0] not in drop]
     del g.node[:]
     g.node.extend(nodes)
     if fused and not any(o.domain == "com.microsoft" for o in proto.opset_import):
