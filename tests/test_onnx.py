@@ -81,28 +81,6 @@ def test_graphs_compute_the_torch_model_with_beams_grouped_per_sentence(name: st
         prev = log_probs.argmax(axis=1)
 
 
-@pytest.mark.parametrize(
-    ("rows", "group", "expect"),
-    [
-        ([0, 0, 1, 1, 2, 2], 1, ([0, 1, 2], 2)),  # beams made from a batch
-        ([0, 1, 2, 6, 7, 8], 3, ([0, 2], 3)),  # whole sentences 0 and 2 kept, 3 rows each
-        ([2, 0, 1, 4, 3, 5], 3, ([0, 1], 3)),  # rows reordered within their sentences
-        ([0, 1], 1, ([0, 1], 1)),  # greedy
-        ([0, 0, 0, 1], 1, None),  # unequal groups
-        ([0, 1, 0, 1], 1, ([0, 1, 0, 1], 1)),  # a sentence in two places: a memory row each
-        ([0, 0, 1, 1, 0, 0], 1, ([0, 1, 0], 2)),  # ... also in groups
-    ],
-)
-def test_memory_rows_stay_per_sentence_only_for_whole_equal_groups(
-    rows: list, group: int, expect: tuple | None
-) -> None:
-    found = onnx_engine._equal_groups(np.asarray(rows) // group)
-    if expect is None:
-        assert found is None
-    else:
-        assert found is not None and found[0].tolist() == expect[0] and found[1] == expect[1]
-
-
 def test_rows_in_unequal_groups_get_a_memory_row_each() -> None:
     memory = onnx_engine.OnnxMemory(np.arange(3.0)[:, None, None], np.zeros((3, 1, 1)), np.ones((3, 1), bool), 2)
     picked = OnnxEngine.select(object.__new__(OnnxEngine), memory, np.array([0, 1, 5]))

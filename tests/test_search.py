@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from model_kinds import VARIANTS
 
 from seq2seq.config import DecodeConfig, ModelConfig
 from seq2seq.model import Seq2Seq
@@ -374,3 +376,40 @@ def test_search_gives_the_same_texts_for_every_batch_size(beam: int) -> None:
         for alone, batched in zip(runs[1], runs[size]):
             assert [h.ids for h in batched] == [h.ids for h in alone]
             assert [h.score for h in batched] == pytest.approx([h.score for h in alone], abs=1e-5)
+
+
+# --- the torch engine's shortcuts: the same search as over all log-probs with a memory row per beam ---
+
+
+class AllLogProbs(TorchEngine):
+    """The torch engine without its shortcuts: the search reads all (N, V) log-probs, and every search
+    row gets its own copy of its sentence's memory row."""
+
+    supports_candidates = False
+
+    def encode(self, src_ids):
+        memory, state = super().encode(src_ids)
+        return memory.memory, state  # a bare Memory: select copies rows
+
+
+@pytest.mark.parametrize("kind", sorted(VARIANTS))
+@pytest.mark.parametrize(("beam", "n_best", "length_penalty"), [(1, 1, 0.0), (4, 3, 1.0), (6, 1, 0.6)])
+def test_torch_candidates_and_shared_memory_rows_search_as_all_log_probs(
+    kind: str, beam: int, n_best: int, length_penalty: float
+) -> None:
+    """`TorchEngine` hands the search each row's best candidates and lets a sentence's beams share one
+    memory row (GroupedMemory); the hypotheses and scores are those of the plain search, for every
+    model kind (input feeding and Bahdanau attention read the memory differently), sentences
+    finishing at different steps (memory rows dropped) and a batch smaller than the input."""
+    torch.manual_seed(11)
+    model = Seq2Seq(VARIANTS[kind], 13, 11).eval()
+    sources = random_sources(9, seed=12)
+    cfg = DecodeConfig(beam_size=beam, n_best=n_best, length_penalty=length_penalty, batch_size=4, precision="fp32")
+    fast, plain = TorchEngine(model, cfg), AllLogProbs(model, cfg)
+    memory, _ = fast.encode(sources[:3])
+    assert fast.select(memory, np.repeat(np.arange(3), beam)).memory.states.size(0) == 3  # shared, not copied
+    got, expect = search(fast, sources, cfg), search(plain, sources, cfg)
+    assert [[h.ids for h in hyps] for hyps in got] == [[h.ids for h in hyps] for hyps in expect]
+    assert [h.score for hyps in got for h in hyps] == pytest.approx(
+        [h.score for hyps in expect for h in hyps], abs=1e-5
+    )

@@ -153,3 +153,25 @@ def test_a_row_whose_best_piece_is_eos_still_hands_the_search_k_live_candidates(
     got = search.beam_search(TableCandidates(table), rows, rows, max_lens, beam, 1.0, beam)
     assert [[(h.ids, h.score) for h in hyps] for hyps in got] == [[(h.ids, h.score) for h in hyps] for hyps in expect]
     assert all(len(hyps) == beam for hyps in got)
+
+
+@pytest.mark.parametrize(
+    ("rows", "group", "expect"),
+    [
+        ([0, 0, 1, 1, 2, 2], 1, ([0, 1, 2], 2)),  # beams made from a batch
+        ([0, 1, 2, 6, 7, 8], 3, ([0, 2], 3)),  # whole sentences 0 and 2 kept, 3 rows each
+        ([2, 0, 1, 4, 3, 5], 3, ([0, 1], 3)),  # rows reordered within their sentences
+        ([0, 1], 1, ([0, 1], 1)),  # greedy
+        ([0, 0, 0, 1], 1, None),  # unequal groups
+        ([0, 1, 0, 1], 1, ([0, 1, 0, 1], 1)),  # a sentence in two places: a memory row each
+        ([0, 0, 1, 1, 0, 0], 1, ([0, 1, 0], 2)),  # ... also in groups
+    ],
+)
+def test_memory_rows_stay_per_sentence_only_for_whole_equal_groups(
+    rows: list, group: int, expect: tuple | None
+) -> None:
+    found = search.equal_groups(np.asarray(rows) // group)
+    if expect is None:
+        assert found is None
+    else:
+        assert found is not None and found[0].tolist() == expect[0] and found[1] == expect[1]

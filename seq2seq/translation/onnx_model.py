@@ -38,6 +38,7 @@ import numpy as np
 from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..errors import CheckpointError
 from ..ids import EOS_ID, PAD_ID
+from ..search import equal_groups
 from ..tokenizer import Tokenizer
 from .base import Translating
 
@@ -256,16 +257,6 @@ class OnnxState(NamedTuple):
     feed_last: bool  # the last array is the input-feeding vector (rows on axis 0)
 
 
-def _equal_groups(sents: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """(sentences, rows per sentence) when `sents` is each of some sentences repeated equally often in
-    consecutive rows, else None."""
-    starts = np.flatnonzero(np.r_[True, sents[1:] != sents[:-1]])
-    size = len(sents) // len(starts)
-    if size * len(starts) != len(sents) or not (np.diff(np.r_[starts, len(sents)]) == size).all():
-        return None
-    return sents[starts], size
-
-
 class OnnxEngine:
     """The exported graphs as a search engine (search.py)."""
 
@@ -331,7 +322,7 @@ class OnnxEngine:
                 tuple(a[rows] if i == last else a[:, rows] for i, a in enumerate(obj.arrays)), obj.feed_last
             )
         sents = np.asarray(rows) // obj.group
-        grouped = _equal_groups(sents) if len(sents) else None
+        grouped = equal_groups(sents) if len(sents) else None
         if grouped is None:  # rows that do not come in whole, equal groups: one memory row per search row
             return OnnxMemory(obj.states[sents], obj.keys[sents], obj.mask[sents], 1)
         keep, size = grouped

@@ -4,7 +4,7 @@ loaded once, translated with the one search of `Translating`)."""
 from __future__ import annotations
 
 from logging import DEBUG
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -12,8 +12,10 @@ import torch
 from ..batches import pad
 from ..checkpoint import CheckpointError, check_vocab, load_weights, read_model
 from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..ids import EOS_ID
 from ..machine.hardware import resolve_device, resolve_precision
 from ..model import DecoderState, Memory, Seq2Seq
+from ..search import equal_groups
 from ..tokenizer import Tokenizer
 from .base import Translating
 
@@ -21,41 +23,89 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+class GroupedMemory(NamedTuple):
+    """The encoder memory of B sentences; the search's N rows are `group` consecutive rows per sentence
+    (the model's decoder attends with such rows as one query block per sentence)."""
+
+    memory: Memory
+    group: int
+
+
 class TorchEngine:
     """The torch model as a search engine (search.py): encode a batch, step, select rows.
 
-    Runs under inference mode and the resolved precision's autocast; hands the search NumPy
-    log-probs and attention (one device-to-host copy of (N, V) per step on a GPU).
+    Runs under inference mode and the resolved precision's autocast. A beam's rows share their
+    sentence's memory row (`GroupedMemory`), and the search gets each row's best candidates
+    (`candidates`: a top-k on the device) instead of the (N, V) log-probs, which then never leave
+    the device; `step` still gives them all (the ensemble's mean needs them).
     """
 
     batch_size = DECODE_BATCH["torch"]  # sentences per batch unless DecodeConfig.batch_size says
+    supports_candidates = True
 
     def __init__(self, model: Seq2Seq, cfg: DecodeConfig) -> None:
         self.model, self.cfg = model.eval(), cfg
         self.device = next(model.parameters()).device
+        self.vocab = model.out.out_features
         self.precision = resolve_precision(cfg.precision, str(self.device), DEBUG)  # HardwareError before any work
 
     @torch.inference_mode()
-    def encode(self, src_ids: list[list[int]]) -> tuple[Memory, DecoderState]:
+    def encode(self, src_ids: list[list[int]]) -> tuple[GroupedMemory, DecoderState]:
         lens = torch.tensor([len(s) for s in src_ids], device=self.device)
         src = pad(src_ids).to(self.device)  # (B, S), EOS already appended
         with self.precision.autocast(self.device.type):
-            return self.model.encode(src, lens)
+            memory, state = self.model.encode(src, lens)
+        return GroupedMemory(memory, 1), state
 
-    @torch.inference_mode()
-    def step(self, prev_ids: np.ndarray, state: DecoderState, memory: Memory) -> tuple[Any, DecoderState, Any]:
+    def _step(
+        self, prev_ids: np.ndarray, state: DecoderState, memory: GroupedMemory | Memory
+    ) -> tuple[torch.Tensor, DecoderState, np.ndarray]:
         prev = torch.from_numpy(np.ascontiguousarray(prev_ids)).to(self.device)
         with self.precision.autocast(self.device.type):
-            log_probs, state, weights = self.model.step(prev, state, memory)
-        return log_probs.float().cpu().numpy(), state, weights.float().cpu().numpy()
+            log_probs, state, weights = self.model.step(prev, state, _memory(memory))
+        return log_probs, state, weights.float().cpu().numpy()
 
-    def select(self, obj: Memory | DecoderState, rows: np.ndarray) -> Any:
-        return obj.select(torch.from_numpy(np.ascontiguousarray(rows)).to(self.device))
+    @torch.inference_mode()
+    def step(
+        self, prev_ids: np.ndarray, state: DecoderState, memory: GroupedMemory | Memory
+    ) -> tuple[Any, DecoderState, Any]:
+        log_probs, state, weights = self._step(prev_ids, state, memory)
+        return log_probs.float().cpu().numpy(), state, weights
+
+    @torch.inference_mode()
+    def candidates(
+        self, prev_ids: np.ndarray, state: DecoderState, memory: GroupedMemory | Memory, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, DecoderState, np.ndarray]:
+        """One step as `k` candidates per row (search.py): their log-probs (N, k), best first, their
+        ids (N, k), EOS's log-prob (N,), the new state and the attention."""
+        log_probs, state, weights = self._step(prev_ids, state, memory)
+        values, ids = log_probs.topk(k, dim=1)
+        eos = log_probs[:, EOS_ID]
+        return values.float().cpu().numpy(), ids.cpu().numpy(), eos.float().cpu().numpy(), state, weights
+
+    def select(self, obj: GroupedMemory | Memory | DecoderState, rows: np.ndarray) -> Any:
+        if isinstance(obj, GroupedMemory):  # as OnnxEngine.select: a memory row per sentence where rows allow
+            sents = np.asarray(rows) // obj.group
+            grouped = equal_groups(sents) if len(sents) else None
+            if grouped is None:  # rows that do not come in whole, equal groups: one memory row per search row
+                return GroupedMemory(obj.memory.select(self._index(sents)), 1)
+            keep, size = grouped
+            if len(keep) == obj.memory.states.size(0) and (keep == np.arange(len(keep))).all():
+                return obj._replace(group=size)  # every sentence, in order: no copy
+            return GroupedMemory(obj.memory.select(self._index(keep)), size)
+        return obj.select(self._index(rows))
+
+    def _index(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(self.device)
 
     def footprint(self, src_len: int) -> tuple[int, int]:
-        """The vocabulary and the bytes per searched row (search.check_search)."""
-        vocab = self.model.out.out_features
-        return vocab, self.model.cfg.decode_row_bytes(src_len, vocab)
+        """The vocabulary and the bytes per searched row (search.check_search; an upper bound now that
+        beams share their sentence's memory row)."""
+        return self.vocab, self.model.cfg.decode_row_bytes(src_len, self.vocab)
+
+
+def _memory(memory: GroupedMemory | Memory) -> Memory:
+    return memory.memory if isinstance(memory, GroupedMemory) else memory
 
 
 class Translator(Translating):
