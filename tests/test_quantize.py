@@ -15,7 +15,7 @@ from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS_ID
 from seq2seq.translation import quantize
 from seq2seq.translation.onnx_model import OnnxEngine, export_graphs
-from seq2seq.translation.quantize import quantize_int8
+from seq2seq.translation.quantize import quantize_graphs
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,7 +67,7 @@ def test_int8_rows_never_depend_on_their_batch(name: str, tmp_path: Path) -> Non
     torch.manual_seed(0)
     model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
     encoder, step, names = export_graphs(model)
-    int8 = (quantize_int8(encoder, tmp_path, "encoder"), quantize_int8(step, tmp_path, "step"))
+    int8 = quantize_graphs(encoder, step, tmp_path)
     engine = OnnxEngine(*int8, {"model_config": dataclasses.asdict(model.cfg), **names}, threads=1)
     assert b"QuantizeLinear" in int8[1] and b"DynamicQuantizeLinear" not in int8[0] + int8[1]
     assert b"MatMulIntegerToFloat" in int8[1]  # the output layer: one fused kernel (quantize.fuse_matmuls)
@@ -93,10 +93,84 @@ def test_fused_int8_matmuls_compute_the_unfused_chain(
     model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
     encoder, step, names = export_graphs(model)
     meta = {"model_config": dataclasses.asdict(model.cfg), **names}
-    fused = OnnxEngine(quantize_int8(encoder, tmp_path, "e"), quantize_int8(step, tmp_path, "s"), meta, threads=1)
+    fused = OnnxEngine(*quantize_graphs(encoder, step, tmp_path), meta, threads=1)
     monkeypatch.setattr(quantize, "fuse_matmuls", lambda proto: 0)
-    plain = OnnxEngine(quantize_int8(encoder, tmp_path, "e"), quantize_int8(step, tmp_path, "s"), meta, threads=1)
+    plain = OnnxEngine(*quantize_graphs(encoder, step, tmp_path), meta, threads=1)
     src, prev = [[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID]], np.array([4, 5])
     (m1, s1), (m2, s2) = fused.encode(src), plain.encode(src)
     np.testing.assert_allclose(m1.keys, m2.keys, rtol=0, atol=1e-5)
     np.testing.assert_allclose(fused.step(prev, s1, m1)[0], plain.step(prev, s2, m2)[0], rtol=0, atol=1e-5)
+
+
+LSTM_KINDS = [name for name, cfg in VARIANTS.items() if cfg.cell == "lstm"]
+
+
+def _run(graph: bytes, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"]).run(outputs, feeds)
+
+
+def _step_feeds(model: Seq2Seq) -> dict[str, np.ndarray]:
+    """The step graph's inputs for 3 sentences, 2 rows each, after a random step of the state."""
+    src = torch.tensor([[5, 6, 7, 8, 9, 10, EOS_ID], [11, 12, EOS_ID, 0, 0, 0, 0], [13, 14, 15, EOS_ID, 0, 0, 0]])
+    with torch.no_grad():
+        memory, state = model.encode(src, torch.tensor([7, 3, 4]))
+    rows = torch.tensor([0, 0, 1, 1, 2, 2])
+    state = state.select(rows)
+    g = torch.Generator().manual_seed(1)
+    rnn = [
+        torch.tanh(3 * torch.randn(t.shape, generator=g)) if i == 0 else 5 * torch.randn(t.shape, generator=g)
+        for i, t in enumerate(state.rnn)
+    ]  # fmt: skip  (h in [-1, 1]; c unbounded)
+    feeds = {"prev_ids": np.array([4, 5, 6, 7, 8, 9]), "k": np.array([2])}
+    feeds |= {name: t.numpy() for name, t in zip(("h", "c"), rnn)}
+    if model.cfg.input_feeding:
+        feeds["feed"] = torch.tanh(3 * torch.randn(6, model.cfg.emb_size, generator=g)).numpy()
+    return feeds | {"states": memory.states.numpy(), "keys": memory.keys.numpy(), "mask": memory.mask.numpy()}
+
+
+@pytest.mark.parametrize("name", LSTM_KINDS)
+def test_the_written_out_lstm_cell_computes_the_lstm_operator(name: str) -> None:
+    """quantize.lstm_cells replaces each one-step LSTM node of the step graph by its cell (two MatMuls and
+    the gates): in fp32 the graph gives the LSTM operator's log-probs and new state."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
+    _, step, names = export_graphs(model)
+    proto = onnx.load_from_string(step)
+    quantize.lstm_cells(proto)
+    assert not any(n.op_type == "LSTM" for n in proto.graph.node)
+    feeds, outputs = _step_feeds(model), ["log_probs", "h_out", "c_out"]
+    for expect, got in zip(_run(step, feeds, outputs), _run(proto.SerializeToString(), feeds, outputs)):
+        np.testing.assert_allclose(got, expect, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_activation_the_int8_step_quantizes_lies_within_its_fixed_scale(name: str, tmp_path: Path) -> None:
+    """Each QuantizeLinear of the int8 step graph (the layers' inputs, and for LSTMs the cell's input and
+    state) covers [-127, 127] x its scale: 1/127 for values bounded by 1, an embedding table's largest
+    entry / 127 for its rows (quantize._bound). Weights x 20 drive every bounded value to its bound."""
+    import onnx
+    from onnx import numpy_helper
+
+    torch.manual_seed(0)
+    model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(20)
+    encoder, step, _ = export_graphs(model)
+    proto = onnx.load_from_string(quantize_graphs(encoder, step, tmp_path)[1])
+    init = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    quantized = {n.input[0]: float(init[n.input[1]]) * 127 for n in proto.graph.node if n.op_type == "QuantizeLinear"}
+    proto.graph.output.extend(onnx.helper.make_empty_tensor_value_info(x) for x in quantized)
+    feeds = _step_feeds(model)
+    feeds["h"] = np.tanh(feeds["h"] * 20)
+    seen = dict(zip(quantized, _run(proto.SerializeToString(), feeds, list(quantized))))
+    if model.cfg.cell == "lstm":
+        assert any(x.endswith("/cell/x") for x in seen) and any(x.endswith("/cell/h") for x in seen)
+    for x, values in seen.items():
+        assert np.abs(values).max() <= quantized[x] * (1 + 1e-6), (x, np.abs(values).max(), quantized[x])

@@ -133,8 +133,15 @@ MUTATIONS = (
     Mutation(
         "int8 export scales activations by the batch's range (ONNX Runtime's dynamic quantization)",
         "seq2seq/translation/quantize.py",
-        "    fixed_scale(proto)\n    fuse_matmuls(proto)",
+        "    fixed_scale(proto, bounds)\n    fuse_matmuls(proto)",
         "    fuse_matmuls(proto)",
+        ("tests/test_quantize.py",),
+    ),
+    Mutation(
+        "int8 decoder LSTM quantizes embedding rows as if they lay in [-1, 1]",
+        "seq2seq/translation/quantize.py",
+        "        if bound > 1.0:\n            bounds[names[\"x\"]] = bound",
+        "        pass",
         ("tests/test_quantize.py",),
     ),
     Mutation(

@@ -220,10 +220,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         if quantize == "int8":
-            from .quantize import quantize_int8
+            from .quantize import quantize_graphs
 
-            enc_bytes = quantize_int8(enc_bytes, Path(tmp), "encoder")
-            step_bytes = quantize_int8(step_bytes, Path(tmp), "step")
+            enc_bytes, step_bytes = quantize_graphs(enc_bytes, step_bytes, Path(tmp))
         manifest = {"format": FORMAT, "version": VERSION, "model_config": saved.model_config,
                     "src_lang": saved.src_lang, "tgt_lang": saved.tgt_lang, "quantize": quantize or "none",
                     "trained_steps": saved.step, "averaged": saved.averaged, "opset": OPSET, **io_names}  # fmt: skip

@@ -11,9 +11,12 @@ initial state, a tanh RNN's), their attention-weighted averages (the context), a
 (the bridge's input is RNN outputs; the attentional vector and the MLP attention's hidden layer are
 tanh). So each `DynamicQuantizeLinear` becomes a `QuantizeLinear` on the fixed scale 1/127 around
 the zero point 128: what a row computes depends on that row alone, int8 output is the same whatever
-the batch, and each integer matmul is fused with its scales and bias (`fuse_matmuls`). The LSTMs stay fp32:
-ONNX Runtime's int8 LSTM (`DynamicQuantizeLSTM`) quantizes its input and state per tensor inside
-the operator. tests/test_quantize.py checks the bound on every quantized input of every model kind.
+the batch, and each integer matmul is fused with its scales and bias (`fuse_matmuls`). The decoder
+step's LSTMs are written out as their cell first (`lstm_cells`: ONNX Runtime's int8 LSTM,
+`DynamicQuantizeLSTM`, quantizes its input and state per batch inside the operator), so that their
+two products are int8 on fixed scales too: the state h lies in [-1, 1], and an embedding row within
+its table's largest entry. The encoder's LSTMs (whole sequences, once per batch) stay fp32.
+tests/test_quantize.py checks the bound on every quantized input of every model kind.
 """
 
 from __future__ import annotations
@@ -27,17 +30,29 @@ if TYPE_CHECKING:
 
     import onnx
 
-QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]  # the layers with int8 weights (the LSTMs stay fp32)
+QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]  # the layers with int8 weights (the encoder's LSTMs stay fp32)
 SCALE, ZERO_POINT = 1 / 127, 128  # uint8 activations in [-1, 1]: x ~ (q - 128) / 127, q in 1 ... 255
 
 
-def quantize_int8(graph: bytes, folder: Path, name: str) -> bytes:
-    """`graph` with int8 weights for MatMul, Gemm and Gather (embeddings) and activations on the fixed
-    scale; `folder` holds ONNX Runtime's intermediate files."""
+def quantize_graphs(encoder: bytes, step: bytes, folder: Path) -> tuple[bytes, bytes]:
+    """The int8 encoder and decoder-step graphs of an export (`folder`: ONNX Runtime's intermediate files)."""
+    return quantize_int8(encoder, folder, "encoder"), quantize_int8(step, folder, "step", lstm_steps=True)
+
+
+def quantize_int8(graph: bytes, folder: Path, name: str, lstm_steps: bool = False) -> bytes:
+    """`graph` with int8 weights for MatMul, Gemm and Gather (embeddings) and activations on a fixed
+    scale; `folder` holds ONNX Runtime's intermediate files. `lstm_steps`: the graph's LSTMs run one
+    time step (the decoder step's), written out as their cell (`lstm_cells`) so that their products
+    are int8 too."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = folder / f"{name}.fp32.onnx", folder / f"{name}.int8.onnx"
+    bounds: dict[str, float] = {}
+    if lstm_steps:
+        proto = onnx.load_from_string(graph)
+        bounds = lstm_cells(proto)
+        graph = proto.SerializeToString()
     src.write_bytes(graph)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -49,15 +64,16 @@ def quantize_int8(graph: bytes, folder: Path, name: str) -> bytes:
         finally:
             logging.disable(logging.NOTSET)
     proto = onnx.load(dst)
-    fixed_scale(proto)
+    fixed_scale(proto, bounds)
     fuse_matmuls(proto)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
 
-def fixed_scale(proto: onnx.ModelProto) -> list[str]:
+def fixed_scale(proto: onnx.ModelProto, bounds: dict[str, float] | None = None) -> list[str]:
     """Replace every `DynamicQuantizeLinear` by a `QuantizeLinear` on the fixed scale 1/127 (zero point
     128) with the same three outputs: the uint8 tensor, its scale and its zero point (now constants).
+    An activation named in `bounds` lies in [-bound, bound] instead: its scale is bound/127.
     Returns the names of the activations quantized so."""
     from onnx import TensorProto, helper
 
@@ -68,7 +84,7 @@ def fixed_scale(proto: onnx.ModelProto) -> list[str]:
             continue
         (x,), (q, scale, zero_point) = node.input, node.output
         g.initializer.extend([
-            helper.make_tensor(scale, TensorProto.FLOAT, [], [SCALE]),
+            helper.make_tensor(scale, TensorProto.FLOAT, [], [(bounds or {}).get(x, 1.0) * SCALE]),
             helper.make_tensor(zero_point, TensorProto.UINT8, [], [ZERO_POINT]),
         ])  # fmt: skip
         nodes.append(helper.make_node("QuantizeLinear", [x, scale, zero_point], [q], name=f"{node.name}/fixed"))
@@ -115,3 +131,103 @@ def fuse_matmuls(proto: onnx.ModelProto) -> int:
     if fused and not any(o.domain == "com.microsoft" for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return len(fused)
+
+
+def lstm_cells(proto: onnx.ModelProto) -> dict[str, float]:
+    """Write each one-step, forward `LSTM` node of `proto` out as its cell (ONNX's LSTM, gates i, o, f,
+    c): gates = x W^T + h R^T + (Wb + Rb), c' = f c + i g, h' = o tanh(c'), as two MatMuls that
+    `quantize_dynamic` then stores in int8 (ONNX Runtime's own int8 LSTM scales its input and state
+    per batch). h lies in [-1, 1]; x is an RNN's output or an embedding row (with the input-feeding
+    vector, a tanh): returns the bound of each x that is not within 1 (`fixed_scale`'s `bounds`)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = proto.graph
+    init = {t.name: t for t in g.initializer}
+    made = {o: n for n in g.node for o in n.output}
+    nodes, bounds = [], {}
+    const = 0
+
+    def constant(values: list[int]) -> str:
+        nonlocal const
+        const += 1
+        name = f"lstm_cell_axes_{const}"
+        g.initializer.append(helper.make_tensor(name, TensorProto.INT64, [len(values)], values))
+        return name
+
+    for node in g.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        ins = list(node.input) + [""] * (8 - len(node.input))
+        if node.op_type != "LSTM" or set(attrs) - {"hidden_size"} or ins[4] or ins[7] or ins[1] not in init:
+            nodes.append(node)  # a full sequence (the encoder's), or options this rewrite does not know
+            continue
+        x, w, r, b, _, h0, c0, _ = ins
+        hidden = attrs["hidden_size"]
+        w_t, r_t = numpy_helper.to_array(init[w])[0].T, numpy_helper.to_array(init[r])[0].T  # (I, 4H), (H, 4H)
+        bias = numpy_helper.to_array(init[b])[0] if b else None
+        p = node.name or node.output[0]
+        parts = "W R B x h c xw hr sum gates i o f g si so sf tg fc ig c1 tc h1".split()
+        names = {k: f"{p}/cell/{k}" for k in parts}
+        g.initializer.extend(
+            [numpy_helper.from_array(w_t.copy(), names["W"]), numpy_helper.from_array(r_t.copy(), names["R"])]
+        )
+        zero = constant([0])
+        made_nodes = [
+            helper.make_node("Squeeze", [x, zero], [names["x"]]),  # (N, I): one time step
+            helper.make_node("Squeeze", [h0, zero], [names["h"]]),
+            helper.make_node("Squeeze", [c0, zero], [names["c"]]),
+            helper.make_node("MatMul", [names["x"], names["W"]], [names["xw"]]),
+            helper.make_node("MatMul", [names["h"], names["R"]], [names["hr"]]),
+        ]
+        xw = names["xw"]
+        if bias is not None:  # next to x W, where `fuse_matmuls` folds it into the int8 product
+            g.initializer.append(numpy_helper.from_array(bias[: 4 * hidden] + bias[4 * hidden :], names["B"]))
+            made_nodes.append(helper.make_node("Add", [xw, names["B"]], [names["sum"]]))
+            xw = names["sum"]
+        made_nodes += [
+            helper.make_node("Add", [xw, names["hr"]], [names["gates"]]),
+            helper.make_node("Split", [names["gates"]], [names["i"], names["o"], names["f"], names["g"]], axis=1),
+            helper.make_node("Sigmoid", [names["i"]], [names["si"]]),
+            helper.make_node("Sigmoid", [names["o"]], [names["so"]]),
+            helper.make_node("Sigmoid", [names["f"]], [names["sf"]]),
+            helper.make_node("Tanh", [names["g"]], [names["tg"]]),
+            helper.make_node("Mul", [names["sf"], names["c"]], [names["fc"]]),
+            helper.make_node("Mul", [names["si"], names["tg"]], [names["ig"]]),
+            helper.make_node("Add", [names["fc"], names["ig"]], [names["c1"]]),
+            helper.make_node("Tanh", [names["c1"]], [names["tc"]]),
+            helper.make_node("Mul", [names["so"], names["tc"]], [names["h1"]]),
+        ]  # fmt: skip
+        y, y_h, y_c = (list(node.output) + ["", "", ""])[:3]
+        if y:
+            made_nodes.append(helper.make_node("Unsqueeze", [names["h1"], constant([0, 1])], [y]))  # (1, 1, N, H)
+        if y_h:
+            made_nodes.append(helper.make_node("Unsqueeze", [names["h1"], zero], [y_h]))
+        if y_c:
+            made_nodes.append(helper.make_node("Unsqueeze", [names["c1"], zero], [y_c]))
+        for i, made_node in enumerate(made_nodes):
+            made_node.name = f"{p}/cell/{i}"  # unique names: the quantizer names its nodes after them
+        nodes.extend(made_nodes)
+        bound = _bound(x, made, init)
+        if bound > 1.0:
+            bounds[names["x"]] = bound
+    del g.node[:]
+    g.node.extend(nodes)
+    return bounds
+
+
+def _bound(name: str, made: dict, init: dict) -> float:
+    """The largest |value| a tensor can hold, followed back through shape operations to the embedding
+    rows it gathers (an embedding table's largest |entry|); anything else lies in [-1, 1] (RNN outputs
+    and tanh: checked for every model kind by tests/test_quantize.py)."""
+    from onnx import numpy_helper
+
+    node = made.get(name)
+    if node is None:
+        return 1.0
+    if node.op_type in ("Transpose", "Squeeze", "Unsqueeze", "Reshape", "Identity", "Slice", "Gather"):
+        data = node.input[0]  # the values pass through (moved, cut or picked)
+        if data in init:
+            return max(1.0, float(abs(numpy_helper.to_array(init[data])).max()))
+        return _bound(data, made, init)
+    if node.op_type == "Concat":
+        return max(_bound(i, made, init) for i in node.input)
+    return 1.0
