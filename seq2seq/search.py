@@ -309,17 +309,6 @@ def beam_search(
     return [sorted(fin, key=lambda h: -h.score)[:n_best] for fin in finished]
 
 
-def equal_groups(sents: np.ndarray) -> tuple[np.ndarray, int] | None:
-    """(sentences, rows per sentence) when `sents` is each of some sentences repeated equally often in
-    consecutive rows, else None. Engines keep one memory row per sentence for such rows (a beam's K
-    rows attend to their sentence's memory), instead of K copies."""
-    starts = np.flatnonzero(np.r_[True, sents[1:] != sents[:-1]])
-    size = len(sents) // len(starts)
-    if size * len(starts) != len(sents) or not (np.diff(np.r_[starts, len(sents)]) == size).all():
-        return None
-    return sents[starts], size
-
-
 def max_lengths(src_lens: np.ndarray, a: float, b: int) -> np.ndarray:
     """Output length limits a * source length + b (EOS included), computed in float32 and truncated."""
     return (np.float32(a) * src_lens.astype(np.float32) + np.float32(b)).astype(np.int64)

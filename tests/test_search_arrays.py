@@ -13,6 +13,7 @@ import torch
 
 from seq2seq import search
 from seq2seq.tokenizer import BOS_ID, EOS_ID
+from seq2seq.translation.base import equal_groups
 
 # --- the one search, whatever arrays the engine hands it -----------------------------------------
 
@@ -170,7 +171,7 @@ def test_a_row_whose_best_piece_is_eos_still_hands_the_search_k_live_candidates(
 def test_memory_rows_stay_per_sentence_only_for_whole_equal_groups(
     rows: list, group: int, expect: tuple | None
 ) -> None:
-    found = search.equal_groups(np.asarray(rows) // group)
+    found = equal_groups(np.asarray(rows) // group)
     if expect is None:
         assert found is None
     else:

@@ -51,7 +51,13 @@ MUTATIONS = (
         "seq2seq/search.py",
         "final_len = max_lens.astype(np.float64) if",
         "final_len = np.full(len(best_live), float(length)) if",
-        ("tests/test_beam_bound.py", "tests/test_search.py", "tests/test_search_arrays.py", "tests/test_ensemble.py"),
+        (
+            "tests/test_beam_bound.py",
+            "tests/test_search.py",
+            "tests/test_search_arrays.py",
+            "tests/test_search_torch.py",
+            "tests/test_ensemble.py",
+        ),
     ),
     Mutation(
         "ONNX engine keeps every sentence's memory after the search dropped finished ones",
@@ -124,6 +130,13 @@ MUTATIONS = (
         ("tests/test_search.py", "tests/test_beam_bound.py"),
     ),
     Mutation(
+        "torch engine keeps every sentence's memory after the search dropped finished ones",
+        "seq2seq/translation/torch_engine.py",
+        "return GroupedMemory(obj.memory.select(self._index(keep)), size)",
+        "return obj._replace(group=size)",
+        ("tests/test_search_torch.py", "tests/test_translate.py"),
+    ),
+    Mutation(
         "attention ignores the source mask (torch model)",
         "seq2seq/model.py",
         'scores = scores.masked_fill(~memory.mask[:, None, :], float("-inf"))',
@@ -140,7 +153,7 @@ MUTATIONS = (
     Mutation(
         "int8 decoder LSTM quantizes embedding rows as if they lay in [-1, 1]",
         "seq2seq/translation/quantize.py",
-        "        if bound > 1.0:\n            bounds[names[\"x\"]] = bound",
+        '        if bound > 1.0:\n            bounds[names["x"]] = bound',
         "        pass",
         ("tests/test_quantize.py",),
     ),

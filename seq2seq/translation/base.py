@@ -1,7 +1,7 @@
 """The text side of translation, shared by every engine: `Translating` cleans, tokenizes, searches
 (search.py, over the engine the subclass provides), detokenizes and keeps the input order; the
-str/list API with keyword decode options. Torch-free, so that translating with an exported model
-never imports torch.
+str/list API with keyword decode options; and `equal_groups`, how the engines keep one memory row
+per sentence's beams. Torch-free, so that translating with an exported model never imports torch.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
 
 from ..search import search
 from ..text import clean
@@ -20,6 +22,17 @@ if TYPE_CHECKING:
     from .alignment import Aligned
 
 log = logging.getLogger("seq2seq")
+
+
+def equal_groups(sents: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """(sentences, rows per sentence) when `sents` is each of some sentences repeated equally often in
+    consecutive rows, else None. Engines keep one memory row per sentence for such rows (a beam's K
+    rows attend to their sentence's memory), instead of K copies."""
+    starts = np.flatnonzero(np.r_[True, sents[1:] != sents[:-1]])
+    size = len(sents) // len(starts)
+    if size * len(starts) != len(sents) or not (np.diff(np.r_[starts, len(sents)]) == size).all():
+        return None
+    return sents[starts], size
 
 
 def _describe(value: Any) -> str:

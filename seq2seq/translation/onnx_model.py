@@ -38,9 +38,8 @@ import numpy as np
 from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..errors import CheckpointError
 from ..ids import EOS_ID, PAD_ID
-from ..search import equal_groups
 from ..tokenizer import Tokenizer
-from .base import Translating
+from .base import Translating, equal_groups
 
 FORMAT = "seq2seq-onnx"
 VERSION = 2  # 2: the step graph's candidate outputs (version 1 files still load; their search takes the log-probs)

@@ -15,9 +15,8 @@ from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig, from_
 from ..ids import EOS_ID
 from ..machine.hardware import resolve_device, resolve_precision
 from ..model import DecoderState, Memory, Seq2Seq
-from ..search import equal_groups
 from ..tokenizer import Tokenizer
-from .base import Translating
+from .base import Translating, equal_groups
 
 if TYPE_CHECKING:
     from pathlib import Path
