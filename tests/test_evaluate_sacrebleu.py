@@ -102,10 +102,10 @@ def test_a_second_reference_that_matches_raises_the_score(tmp_path: Path, capsys
 
 
 def test_the_metric_names_agree_with_the_core_and_the_command_line() -> None:
-    import seq2seq.cli
+    import seq2seq.cli.parser
     import seq2seq.metrics
 
-    assert evaluation.METRICS == seq2seq.metrics.METRICS == seq2seq.cli.METRICS
+    assert evaluation.METRICS == seq2seq.metrics.METRICS == seq2seq.cli.parser.METRICS
 
 
 def test_json_has_each_metric_score_signature_and_breakdown(tmp_path: Path, capsys) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import seq2seq.cli
+import seq2seq.cli.parser
 from seq2seq import errors
 from seq2seq.cli import main
 
@@ -87,6 +87,6 @@ def test_the_cli_turns_each_error_into_one_line_and_its_exit_status(
     def fail(_args: object) -> None:
         raise getattr(errors, name)("the file, line or field named here")
 
-    monkeypatch.setattr(seq2seq.cli, "cmd_hardware", fail)
+    monkeypatch.setattr(seq2seq.cli.parser, "cmd_hardware", fail)  # the body build_parser binds
     assert main(["hardware"]) == EXPECTED_STATUS[name]
     assert capsys.readouterr().err == "seq2seq hardware: error: the file, line or field named here\n"
