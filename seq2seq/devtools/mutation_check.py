@@ -117,7 +117,7 @@ MUTATIONS = (
         '"src_spm": ("src_spm", bytes),\n    "tgt_spm": ("tgt_spm", bytes),',
         '"src_spm": ("tgt_spm", bytes),\n    "tgt_spm": ("src_spm", bytes),',
         (
-            "tests/test_resume.py::test_model_file_and_resume_state_round_trip",
+            "tests/test_checkpoint_format.py::test_model_file_and_resume_state_round_trip",
             "tests/test_onnx.py",
             "tests/test_translate.py",
         ),

@@ -1,6 +1,6 @@
 """The text side of translation, shared by every engine: `Translating` cleans, tokenizes, searches
 (search.py, over the engine the subclass provides), detokenizes and keeps the input order; the
-str/list API with keyword decode options; and `equal_groups`, how the engines keep one memory row
+str/list API with keyword decode options; and `memory_rows`, how the engines keep one memory row
 per sentence's beams. Torch-free, so that translating with an exported model never imports torch.
 """
 
@@ -33,6 +33,21 @@ def equal_groups(sents: np.ndarray) -> tuple[np.ndarray, int] | None:
     if size * len(starts) != len(sents) or not (np.diff(np.r_[starts, len(sents)]) == size).all():
         return None
     return sents[starts], size
+
+
+def memory_rows(rows: np.ndarray, group: int, sentences: int) -> tuple[np.ndarray | None, int]:
+    """Which rows of a memory of `sentences` rows, each serving `group` consecutive search rows, the
+    search's `rows` need, and how many search rows each then serves: (None, size) when every sentence
+    stays, in order (the memory is kept, no copy); (kept sentences, size) for whole, equal groups;
+    else (one sentence per search row, 1)."""
+    sents = np.asarray(rows) // group
+    grouped = equal_groups(sents) if len(sents) else None
+    if grouped is None:
+        return sents, 1
+    keep, size = grouped
+    if len(keep) == sentences and (keep == np.arange(len(keep))).all():
+        return None, size
+    return keep, size
 
 
 def _describe(value: Any) -> str:

@@ -39,7 +39,7 @@ from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig, from_
 from ..errors import CheckpointError
 from ..ids import EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
-from .base import Translating, equal_groups
+from .base import Translating, memory_rows
 
 FORMAT = "seq2seq-onnx"
 VERSION = 2  # 2: the step graph's candidate outputs (version 1 files still load; their search takes the log-probs)
@@ -319,13 +319,9 @@ class OnnxEngine:
             return OnnxState(
                 tuple(a[rows] if i == last else a[:, rows] for i, a in enumerate(obj.arrays)), obj.feed_last
             )
-        sents = np.asarray(rows) // obj.group
-        grouped = equal_groups(sents) if len(sents) else None
-        if grouped is None:  # rows that do not come in whole, equal groups: one memory row per search row
-            return OnnxMemory(obj.states[sents], obj.keys[sents], obj.mask[sents], 1)
-        keep, size = grouped
-        if len(keep) == len(obj.states) and (keep == np.arange(len(keep))).all():
-            return obj._replace(group=size)  # every sentence, in order: no copy
+        keep, size = memory_rows(rows, obj.group, len(obj.states))
+        if keep is None:  # every sentence, in order: no copy
+            return obj._replace(group=size)
         return OnnxMemory(obj.states[keep], obj.keys[keep], obj.mask[keep], size)
 
 

@@ -16,7 +16,7 @@ from ..ids import EOS_ID
 from ..machine.hardware import resolve_device, resolve_precision
 from ..model import DecoderState, Memory, Seq2Seq
 from ..tokenizer import Tokenizer
-from .base import Translating, equal_groups
+from .base import Translating, memory_rows
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -83,14 +83,10 @@ class TorchEngine:
         return values.float().cpu().numpy(), ids.cpu().numpy(), eos.float().cpu().numpy(), state, weights
 
     def select(self, obj: GroupedMemory | Memory | DecoderState, rows: np.ndarray) -> Any:
-        if isinstance(obj, GroupedMemory):  # as OnnxEngine.select: a memory row per sentence where rows allow
-            sents = np.asarray(rows) // obj.group
-            grouped = equal_groups(sents) if len(sents) else None
-            if grouped is None:  # rows that do not come in whole, equal groups: one memory row per search row
-                return GroupedMemory(obj.memory.select(self._index(sents)), 1)
-            keep, size = grouped
-            if len(keep) == obj.memory.states.size(0) and (keep == np.arange(len(keep))).all():
-                return obj._replace(group=size)  # every sentence, in order: no copy
+        if isinstance(obj, GroupedMemory):  # a memory row per sentence where the rows allow (base.memory_rows)
+            keep, size = memory_rows(rows, obj.group, obj.memory.states.size(0))
+            if keep is None:  # every sentence, in order: no copy
+                return obj._replace(group=size)
             return GroupedMemory(obj.memory.select(self._index(keep)), size)
         return obj.select(self._index(rows))
 
