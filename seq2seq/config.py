@@ -80,11 +80,13 @@ class ModelConfig:
     input_feeding: bool = False  # feed the previous attentional vector to the decoder RNN
     tie_embeddings: bool = True  # decoder input embedding == output projection
     dropout: float = 0.2  # on embeddings, between RNN layers, before the output layer
+    emb_init_std: float = 0.25  # embeddings start as N(0, std^2) (torch's N(0, 1) before 2026-12-05)
 
     def __post_init__(self) -> None:
         for name in ("emb_size", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        _check(0 < self.emb_init_std <= 10, f"emb_init_std must be in (0, 10], got {self.emb_init_std}")
         _check(
             self.attention != "dot" or 2 * self.enc_hidden == self.dec_hidden,
             "attention='dot' needs dec_hidden == 2 * enc_hidden "

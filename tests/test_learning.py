@@ -4,7 +4,8 @@ and reaches a validation BLEU far above chance, for every cell and with truncate
 Every other training test compares runs with each other (resumed vs uninterrupted, two ranks vs
 one, chunks vs full BPTT), so a trainer that climbs the loss passes them all; this one does not.
 The thresholds are loose (measured at b55f506 on a 2-core CPU: final val BLEU 72-94, the loss
-falling 3-5x between the first and last validation), not numbers copied from a run.
+falling 3-5x between the first and last validation, with torch's N(0, 1) embeddings, which this tiny model keeps:
+emb_init_std=1), not numbers copied from a run.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def test_training_lowers_the_validation_loss_and_reaches_a_bleu_threshold(
     result = train(
         RunSpec(corpus, "xx", "yy", tmp_path / "run"),
         DataConfig(vocab_size=VOCAB),
-        ModelConfig(cell=cell, emb_size=32, enc_hidden=32, dec_hidden=32, dropout=0.0),
+        ModelConfig(cell=cell, emb_size=32, enc_hidden=32, dec_hidden=32, dropout=0.0, emb_init_std=1.0),
         TrainConfig(
             max_steps=STEPS, valid_every=EVERY, valid_bleu_sentences=20, max_tokens=600, lr=0.01, tbptt=tbptt, threads=1
         ),

@@ -20,7 +20,9 @@ SMOOTHING = 0.1
 
 def make_model(cell: str = "lstm", input_feeding: bool = False) -> Seq2Seq:
     torch.manual_seed(0)
-    cfg = ModelConfig(cell=cell, input_feeding=input_feeding, emb_size=10, enc_hidden=6, dec_hidden=12, dropout=0.0)
+    cfg = ModelConfig(
+        cell=cell, input_feeding=input_feeding, emb_size=10, enc_hidden=6, dec_hidden=12, dropout=0.0, emb_init_std=1.0
+    )  # fmt: skip  (torch's N(0, 1): outputs that depend clearly on the inputs fed)
     return Seq2Seq(cfg, SRC_VOCAB, TGT_VOCAB).train()
 
 
