@@ -4,6 +4,8 @@ shortcuts (each row's best candidates, one memory row per sentence's beams) sear
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -110,7 +112,9 @@ def test_torch_candidates_and_shared_memory_rows_search_as_all_log_probs(
     model kind (input feeding and Bahdanau attention read the memory differently), sentences
     finishing at different steps (memory rows dropped) and a batch smaller than the input."""
     torch.manual_seed(11)
-    model = Seq2Seq(VARIANTS[kind], 13, 11).eval()
+    # torch's N(0, 1) embeddings: decisive predictions (the default 0.25 start is near-uniform, where float
+    # summation order may flip exact-looking ties between the two searches)
+    model = Seq2Seq(dataclasses.replace(VARIANTS[kind], emb_init_std=1.0), 13, 11).eval()
     sources = random_sources(9, seed=12)
     cfg = DecodeConfig(beam_size=beam, n_best=n_best, length_penalty=length_penalty, batch_size=4, precision="fp32")
     fast, plain = TorchEngine(model, cfg), AllLogProbs(model, cfg)
