@@ -237,7 +237,7 @@ def test_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 
 def test_subword_regularisation_resamples_each_epoch(tmp_path: Path) -> None:
     from seq2seq.prepared import Prepared
-    from seq2seq.train import epoch_split
+    from seq2seq.trainer import epoch_split
 
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     train(

@@ -90,6 +90,7 @@ def test_bar_total_is_the_update_the_budget_ends_at() -> None:
 def test_max_minutes_counts_training_not_preprocessing_and_the_bar_has_a_total(tmp_path, monkeypatch) -> None:
     """A preparation that takes 1.5 s is not on the clock; with --max-minutes the bar gets a total (an ETA)."""
     import seq2seq.train as train_module
+    import seq2seq.trainer as trainer_module
 
     slow_prepare = train_module.ensure_prepared
 
@@ -98,7 +99,7 @@ def test_max_minutes_counts_training_not_preprocessing_and_the_bar_has_a_total(t
         return slow_prepare(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "ensure_prepared", prepare)
-    monkeypatch.setattr(train_module, "tqdm", _Bar)
+    monkeypatch.setattr(trainer_module, "tqdm", _Bar)
     corpus = write_corpus(tmp_path / "corpus", n_train=60)
     cfg = TrainConfig(max_tokens=120, max_minutes=10.0, max_epochs=1, valid_every=1000, valid_bleu_sentences=0,
                       log_every=1, threads=1)  # fmt: skip

@@ -103,7 +103,7 @@ MUTATIONS = (
     ),
     Mutation(
         "resume does not restore the RNG state",
-        "seq2seq/train.py",
+        "seq2seq/trainer.py",
         "        distributed.set_rng_state(states[dist.rank], device)\n        return",
         "        return",
         (
