@@ -177,6 +177,9 @@ _RESUME_KEYS: dict[str, tuple[str, type]] = {  # key -> (ResumeState field, its 
     "grad_scaler": ("grad_scaler", dict),
 }
 _OPTIONAL = {"averaged", "grad_scaler"}  # written only where they apply
+# Model config fields added after files were written without them: what such a file was trained with
+# (not today's default). Filled in on reading, so a resumed run, its new files and `average` agree.
+_MODEL_CONFIG_BEFORE = {"emb_init_std": 1.0}  # N(0, 1) embeddings until a07eb97 (2026-12-05)
 
 
 def _payload(model: ModelFile, resume: ResumeState | None) -> dict[str, Any]:
@@ -210,6 +213,13 @@ def _fields(path: Path, ckpt: dict[str, Any], keys: dict[str, tuple[str, type]])
     return values
 
 
+def _model_file(path: Path, ckpt: dict[str, Any]) -> ModelFile:
+    model = ModelFile(**_fields(path, ckpt, _MODEL_KEYS))
+    missing = {key: value for key, value in _MODEL_CONFIG_BEFORE.items() if key not in model.model_config}
+    model.model_config = {**model.model_config, **missing}
+    return model
+
+
 def write_model_checkpoint(path: str | Path, model: ModelFile, resume: ResumeState | None = None) -> None:
     """Write `model` (and with `resume`, everything needed to continue training) to `path`, atomically."""
     save_checkpoint(path, _payload(model, resume))
@@ -218,7 +228,7 @@ def write_model_checkpoint(path: str | Path, model: ModelFile, resume: ResumeSta
 def read_model(path: str | Path) -> ModelFile:
     """The model part of any checkpoint (best.pt, last.pt, stepNNNNNNN.pt, an averaged one)."""
     path = Path(path)
-    return ModelFile(**_fields(path, load_checkpoint(path), _MODEL_KEYS))
+    return _model_file(path, load_checkpoint(path))
 
 
 def check_vocab(path: str | Path, model: ModelFile) -> None:
@@ -266,7 +276,7 @@ def read_resume(path: str | Path) -> tuple[ModelFile, ResumeState]:
     ckpt = load_checkpoint(path)
     if "train_state" not in ckpt:
         raise CheckpointError(f"{path}: holds no training state to resume from")
-    return ModelFile(**_fields(path, ckpt, _MODEL_KEYS)), ResumeState(**_fields(path, ckpt, _RESUME_KEYS))
+    return _model_file(path, ckpt), ResumeState(**_fields(path, ckpt, _RESUME_KEYS))
 
 
 def resume_configs(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from seq2seq.checkpoint import (
     CheckpointError,
     ModelFile,
     ResumeState,
+    average_checkpoints,
     load_checkpoint,
     read_model,
     read_resume,
@@ -20,8 +21,9 @@ from seq2seq.checkpoint import (
     save_checkpoint,
     write_model_checkpoint,
 )
-from seq2seq.config import DataConfig, ModelConfig, TrainConfig, to_dict
+from seq2seq.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from seq2seq.progress import TrainState
+from seq2seq.runfiles import check_resume_request
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -142,3 +144,26 @@ def test_incomplete_or_mistyped_checkpoint_is_one_clear_line(tmp_path: Path, cha
 def _written(tmp_path: Path) -> Path:
     write_model_checkpoint(tmp_path / "good.pt", _model_file(), _resume_state())
     return tmp_path / "good.pt"
+
+
+def test_a_file_from_before_a_model_field_reads_as_what_it_was_trained_with(tmp_path: Path) -> None:
+    """Files written before `emb_init_std` existed were trained with N(0, 1) embeddings: they read as 1.0
+    (not today's default 0.25), so a resumed run records the truth, accepts `--emb-init-std 1`, refuses
+    0.25 by name, and its old and new step files average."""
+    old = _model_file()
+    del old.model_config["emb_init_std"]
+    write_model_checkpoint(tmp_path / "old.pt", old, _resume_state())
+    assert read_model(tmp_path / "old.pt").model_config["emb_init_std"] == 1.0
+    saved = resume_configs(tmp_path / "old.pt")
+    assert saved["model"]["emb_init_std"] == 1.0
+    assert list(saved["model"])[:-1] == list(old.model_config)  # the file's own keys first, in their order
+    check_resume_request(tmp_path / "old.pt", saved, {}, {"emb_init_std": 1.0})
+    with pytest.raises(CheckpointError, match=r"other model settings than asked \(emb_init_std 1\.0 then, 0\.25 now"):
+        check_resume_request(tmp_path / "old.pt", saved, {}, {"emb_init_std": 0.25})
+    new = _model_file()
+    new.model_config = to_dict(from_dict(ModelConfig, saved["model"]))  # what the resumed run writes
+    write_model_checkpoint(tmp_path / "new.pt", new)
+    average_checkpoints([tmp_path / "old.pt", tmp_path / "new.pt"], tmp_path / "avg.pt")
+    assert read_model(tmp_path / "avg.pt").model_config["emb_init_std"] == 1.0
+    # A file that names the field keeps its value.
+    assert read_model(_written(tmp_path)).model_config["emb_init_std"] == MODEL.emb_init_std == 0.25
