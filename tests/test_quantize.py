@@ -88,7 +88,9 @@ def test_fused_int8_matmuls_compute_the_unfused_chain(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """quantize.fuse_matmuls turns MatMulInteger -> Cast -> Mul(scales) [-> Add(bias)] into one kernel: the
-    graphs give the same memory and log-probs with and without it."""
+    graphs give the same memory and log-probs with and without it (both without `pair_safe`, which
+    rescales the fused kernels' weights only)."""
+    monkeypatch.setattr(quantize, "pair_safe", lambda proto: 0)
     torch.manual_seed(0)
     model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
     encoder, step, names = export_graphs(model)
@@ -174,3 +176,33 @@ def test_every_activation_the_int8_step_quantizes_lies_within_its_fixed_scale(na
         assert any(x.endswith("/cell/x") for x in seen) and any(x.endswith("/cell/h") for x in seen)
     for x, values in seen.items():
         assert np.abs(values).max() <= quantized[x] * (1 + 1e-6), (x, np.abs(values).max(), quantized[x])
+
+
+def test_pair_sums_is_the_worst_int16_pair_of_each_column() -> None:
+    """vpmaddubsw adds a0 w0 + a1 w1 (uint8 a, int8 w, rows 2j and 2j + 1) into an int16: the worst over a
+    is 255 x the larger of the pair's positive and negative sums; an odd K pairs its last row with 0."""
+    q = np.array([[127, -3, 100], [2, -127, -100], [-1, 5, 0]], np.int8)
+    assert quantize.pair_sums(q).tolist() == [129, 130, 100]
+    assert 255 * quantize.PAIR_LIMIT <= 32767 < 255 * (quantize.PAIR_LIMIT + 1)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_no_int8_product_can_overflow_an_int16_pair(name: str, tmp_path: Path) -> None:
+    """Every int8 weight of both int8 graphs keeps each pair of neighbouring rows within |w0| + |w1| <= 128
+    (quantize.pair_safe), so CPUs without VNNI (vpmaddubsw's saturating int16) compute the same products."""
+    import onnx
+    from onnx import numpy_helper
+
+    torch.manual_seed(0)
+    model = Seq2Seq(dataclasses.replace(VARIANTS[name], dropout=0.0), 23, 29).eval()
+    encoder, step, _ = export_graphs(model)
+    checked = 0
+    for graph in quantize_graphs(encoder, step, tmp_path):
+        proto = onnx.load_from_string(graph)
+        init = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        for node in proto.graph.node:
+            if node.op_type in ("MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"):
+                weight = init[node.input[1]]
+                assert weight.dtype == np.int8 and quantize.pair_sums(weight).max() <= 128, (node.name, weight.shape)
+                checked += 1
+    assert checked >= 3  # at least the bridge, the combining layer and the output layer

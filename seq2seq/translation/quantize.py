@@ -17,6 +17,13 @@ step's LSTMs are written out as their cell first (`lstm_cells`: ONNX Runtime's i
 two products are int8 on fixed scales too: the state h lies in [-1, 1], and an embedding row within
 its table's largest entry. The encoder's LSTMs (whole sequences, once per batch) stay fp32.
 tests/test_quantize.py checks the bound on every quantized input of every model kind.
+
+CPUs with AVX2 or AVX-512 but no VNNI multiply uint8 by int8 with `vpmaddubsw` (ONNX Runtime's
+U8S8 kernels there), which adds each two neighbouring products along K in a saturating int16: with
+activations up to 255, a pair of weights with |w0| + |w1| > 128 can overflow it (255 x 127 x 2 >
+32,767), and the same model file then gives other results on those CPUs than on VNNI ones. So every
+int8 weight column whose worst pair exceeds 128 gets the coarser scale that brings it within
+(`pair_safe`): the integer products are then exact on every CPU.
 """
 
 from __future__ import annotations
@@ -28,10 +35,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import numpy as np
     import onnx
 
 QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]  # the layers with int8 weights (the encoder's LSTMs stay fp32)
 SCALE, ZERO_POINT = 1 / 127, 128  # uint8 activations in [-1, 1]: x ~ (q - 128) / 127, q in 1 ... 255
+PAIR_LIMIT = 32767 // 255  # 128: |a0 w0 + a1 w1| <= 255 x 128 fits an int16 for uint8 a (`pair_safe`)
 
 
 def quantize_graphs(encoder: bytes, step: bytes, folder: Path) -> tuple[bytes, bytes]:
@@ -66,6 +75,7 @@ def quantize_int8(graph: bytes, folder: Path, name: str, lstm_steps: bool = Fals
     proto = onnx.load(dst)
     fixed_scale(proto, bounds)
     fuse_matmuls(proto)
+    pair_safe(proto)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
@@ -131,6 +141,44 @@ def fuse_matmuls(proto: onnx.ModelProto) -> int:
     if fused and not any(o.domain == "com.microsoft" for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return len(fused)
+
+
+def pair_sums(q: np.ndarray) -> np.ndarray:
+    """Per column of an int8 weight (K, N), the largest |a0 w0 + a1 w1| / 255 over uint8 a0, a1 of its
+    pairs of neighbouring rows (2j, 2j + 1): the larger of a pair's positive and negative entries' sums."""
+    import numpy as np
+
+    q = q.astype(np.int32).reshape(q.shape[0], -1)
+    pairs = np.concatenate([q, np.zeros((q.shape[0] % 2, q.shape[1]), np.int32)]).reshape(-1, 2, q.shape[1])
+    return np.maximum(np.clip(pairs, 0, None).sum(1), np.clip(-pairs, 0, None).sum(1)).max(0)
+
+
+def pair_safe(proto: onnx.ModelProto) -> int:
+    """Rescale each int8 weight column of the fused matmuls whose worst pair (`pair_sums`) exceeds
+    `PAIR_LIMIT`: its integers times r = 127 / worst, rounded (so a pair stays within 128), its scale
+    divided by r. Returns the number of columns rescaled."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    init = {t.name: t for t in proto.graph.initializer}
+    seen, changed = set(), 0
+    for node in proto.graph.node:
+        b, _, b_scale = node.input[1:4] if node.op_type == "MatMulIntegerToFloat" else ("", "", "")
+        if b in seen or b not in init or b_scale not in init:
+            continue
+        seen.add(b)
+        q, scale = numpy_helper.to_array(init[b]), numpy_helper.to_array(init[b_scale])
+        worst = pair_sums(q)
+        if scale.size != q.shape[-1]:  # one scale for the whole tensor: one factor for every column
+            worst = np.full_like(worst, worst.max())
+        r = np.where(worst > PAIR_LIMIT, (PAIR_LIMIT - 1) / np.maximum(worst, 1), 1.0)
+        if (r == 1.0).all():
+            continue
+        changed += int((r < 1.0).sum())
+        init[b].CopyFrom(numpy_helper.from_array(np.rint(q * r).astype(np.int8), b))
+        new_scale = scale / (r if scale.size == r.size else r[0])
+        init[b_scale].CopyFrom(numpy_helper.from_array(new_scale.astype(scale.dtype).reshape(scale.shape), b_scale))
+    return changed
 
 
 def lstm_cells(proto: onnx.ModelProto) -> dict[str, float]:
