@@ -1,4 +1,5 @@
-"""The guard rails run with the tests: ruff's rules from pyproject.toml (style, complexity, argument counts)."""
+"""The guard rails run with the tests: ruff's rules from pyproject.toml (style, complexity, argument counts),
+and closed code blocks in the Markdown pages."""
 
 from __future__ import annotations
 
@@ -28,3 +29,11 @@ def test_ruff_check_passes() -> None:
 def test_ruff_format_is_applied() -> None:
     done = subprocess.run([*_ruff(), "format", "--check", "seq2seq", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_every_code_block_in_the_docs_is_closed() -> None:
+    """An unclosed ``` turns the rest of a page into code (docs/results.md had one for days): every
+    Markdown file of the repository opens and closes its fenced blocks in pairs."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    odd = [p.name for p in pages if sum(line.lstrip().startswith("```") for line in p.read_text().splitlines()) % 2]
+    assert len(pages) > 5 and not odd, odd
