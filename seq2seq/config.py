@@ -188,7 +188,7 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         for name, (low, high) in DECODE_BOUNDS.items():
             value = getattr(self, name)
-            _check(math.isfinite(value), f"{name} must be a finite number, got {value}")
+            _check(not isinstance(value, float) or math.isfinite(value), f"{name} must be a finite number, got {value}")
             _check(value >= low, f"{name} must be >= {low}, got {value}")
             _check(value <= high, f"{name} must be <= {high} (docs/decoding.md), got {value}")
         _check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
@@ -252,6 +252,7 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
         _check(value in typing.get_args(tp), f"{where} must be one of {typing.get_args(tp)}, got {value!r}")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        _check(abs(value) < 2**1023, f"{where} must be a finite number, got an integer over 1e307")
         return float(value)
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise ConfigKeyError(f"{where} must be {tp.__name__}, got {type(value).__name__} {value!r}")

@@ -280,7 +280,7 @@ def beam_search(
         if ends.any():
             for bi, r in np.argwhere(ends).tolist():
                 row, lp = bi * k + int(top_beam[bi, r]), float(top_s[bi, r])
-                att = beams.attn[row] if beams.attn is not None else None
+                att = beams.attn[row].copy() if beams.attn is not None else None  # not a view: keeps (b K, t, S) alive
                 finished[sent[bi]].append(Hypothesis(beams.tokens[row, 1:t].tolist(), lp / t**length_penalty, lp, att))
             np.add.at(n_finished, sent, ends.sum(axis=1))
             for si in sent[ends.any(axis=1)].tolist():

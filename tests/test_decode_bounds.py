@@ -36,6 +36,8 @@ if TYPE_CHECKING:
         ({"memory_budget_gb": math.inf}, "memory_budget_gb must be a finite number"),
         ({"memory_budget_gb": -1.0}, "memory_budget_gb must be >= 0.0"),
         ({"beam_size": 0}, "beam_size must be >= 1"),
+        ({"beam_size": 10**400}, "beam_size must be <= 1000"),  # math.isfinite would overflow
+        ({"max_len_a": 10**400}, "max_len_a must be"),  # float(10**400) would overflow
     ],
 )
 def test_decode_config_refuses_non_finite_and_out_of_range_values(values: dict, message: str) -> None:
@@ -60,6 +62,7 @@ def test_every_number_of_decode_config_has_bounds_and_the_defaults_are_inside() 
         (["--max-len-a", "1e300"], "max_len_a must be <= 100.0"),
         (["--beam-size", "1000000"], "beam_size must be <= 1000"),
         (["--beam-size", "10000"], "beam_size must be <= 1000"),
+        (["--beam-size", "1" + "0" * 400], "beam_size must be <= 1000"),
     ],
 )
 def test_translate_refuses_bad_decode_values_in_one_line(tmp_path: Path, capsys, flags, message) -> None:

@@ -139,7 +139,7 @@ def test_a_sweep_retries_at_the_second_lr_and_stops_at_the_first_unsolved_delay(
     assert tried == [(10, 1e-2), (50, 1e-2)]  # no retry: stops at 50
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq[plot]")
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq-nmt[plot]")
 def test_quick_run_writes_the_table_and_both_pictures(tmp_path) -> None:  # noqa: ANN001
     result = memory_span.run_memory_span(tmp_path, tasks=("recall", "copy", "adding"), quick=True)
     for task in ("recall", "copy", "adding"):

@@ -37,6 +37,7 @@ from seq2seq.translation.onnx_model import (
     OnnxTranslator,
     export_graphs,
     is_onnx_model,
+    read_manifest,
 )
 from seq2seq.translation.torch_engine import Translator
 
@@ -273,11 +274,20 @@ def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> N
         "newer": (_rewrite(exported, tmp_path / "newer.zip", seq2seq_onnx_json=newer), "version 99 is newer"),
         "graph": (_rewrite(exported, tmp_path / "graph.zip", decoder_step_onnx=b"junk"), "corrupt ONNX model"),
         "missing": (tmp_path / "nothing.onnx.zip", "no such model file"),
+        "huge manifest": (  # its unpacked size is checked before it is read (a deflated one is a few KB)
+            _rewrite(exported, tmp_path / "huge.zip", seq2seq_onnx_json=b" " * (2 << 20) + newer),
+            "seq2seq-onnx.json unpacks to 2,097,",
+        ),
+        "nested manifest": (_rewrite(exported, tmp_path / "deep.zip", seq2seq_onnx_json=b"[" * 100_000), "ONNX model"),
     }
     for name, (path, message) in cases.items():
         with pytest.raises(CheckpointError, match=message) as err:
             OnnxTranslator.load(path)
         assert "\n" not in str(err.value), name
+        if "manifest" in name:  # the model card's reader (`seq2seq push`) too
+            with pytest.raises(CheckpointError, match=message) as err:
+                read_manifest(path)
+            assert "\n" not in str(err.value), name
 
 
 def test_a_missing_extra_is_named_in_one_line(

@@ -26,7 +26,7 @@ from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation.torch_engine import Translator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq[plot]")
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq-nmt[plot]")
 WORDS = "red blue green big small dog cat bird tree house sees has likes the a".split()
 
 
@@ -185,8 +185,8 @@ def test_missing_matplotlib_gives_install_hint(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    with pytest.raises(PlotError, match=r"pip install 'seq2seq\[plot\]'"):
+    with pytest.raises(PlotError, match=r"pip install 'seq2seq-nmt\[plot\]'"):
         new_figure()
     assert main(["plot", "--run", str(run)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pip install 'seq2seq[plot]'" in err
+    assert err.count("\n") == 1 and "pip install 'seq2seq-nmt[plot]'" in err

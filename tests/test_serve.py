@@ -242,6 +242,17 @@ BAD = {  # name: (method, path, body, status, words in the error)
     "no sentences": ("POST", "/translate", {"beam_size": 1}, 400, 'missing "sentences"'),
     "sentences a string": ("POST", "/translate", {"sentences": "red cat"}, 400, "must be an array of strings"),
     "a sentence a number": ("POST", "/translate", {"sentences": ["a", 5]}, 400, "holding a number (5)"),
+    "model an array": ("POST", "/translate", {"sentences": ["a"], "model": ["x"]}, 400, 'got an array (["x"])'),
+    "scores an array": ("POST", "/translate", {"sentences": ["a"], "scores": []}, 400, "got an array ([])"),
+    "an OpenNMT src an array": ("POST", "/translator/translate", [{"src": ["a"]}], 400, 'got an array (["a"])'),
+    "body an array of strings, OpenNMT": ("POST", "/translator/translate", ["a"], 400, "must be"),
+    "max_len_a a 400-digit integer": (
+        "POST",
+        "/translate",
+        b'{"sentences": ["a"], "max_len_a": 1' + b"0" * 400 + b"}",
+        400,
+        "max_len_a must be a finite number, got an integer over 1e307",
+    ),
     "beam_size a string": ("POST", "/translate", {"sentences": ["a"], "beam_size": "5"}, 400, "beam_size must be int"),
     "beam_size a float": ("POST", "/translate", {"sentences": ["a"], "beam_size": 2.0}, 400, "beam_size must be int"),
     "unknown option": ("POST", "/translate", {"sentences": ["a"], "beam": 5}, 400, "did you mean 'beam_size'"),
@@ -270,7 +281,7 @@ BAD = {  # name: (method, path, body, status, words in the error)
 def test_bad_requests_are_4xx_with_a_one_line_json_error(servers, name: str) -> None:
     method, path, body, status, words = BAD[name]
     got, reply = _call(servers["pt"].url, method, path, body)
-    assert (got, list(reply)) == (status, ["error"])
+    assert (got, list(reply)) == (status, ["error", "status"] if path.startswith("/translator/") else ["error"])
     assert words in reply["error"] and "\n" not in reply["error"]
 
 

@@ -54,7 +54,7 @@ class Shouting:
 def server(tiny: Translator, run_dir: Path):
     models = {"tiny": tiny, "loud": Shouting(tiny)}
     paths = {"tiny": str(run_dir / "best.pt"), "loud": "shouting"}
-    limits = ServeLimits(max_n_best=3, max_attention_sentences=4)
+    limits = ServeLimits(max_n_best=3, max_attention_sentences=4, max_attention_weights=50_000)
     with TranslationServer(models, DecodeConfig(beam_size=2), limits, model=paths, allow_origins=[PAGE]) as running:
         yield running
 
@@ -136,6 +136,11 @@ def test_alignments_and_attention_are_the_librarys(server: TranslationServer, ti
             "n_best 4 is over this server's limit of 3 (--max-n-best)",
         ),
         ({"sentences": ["a"] * 5, "attention": True}, 413, "5 sentences with attention in one request: the limit is 4"),
+        (  # 4 x 3 x (2 S + 1000) x S weights for S source pieces, before any work
+            {"sentences": ["a b c d"] * 4, "attention": True, "beam_size": 3, "n_best": 3, "max_len_b": 1000},
+            413,
+            "attention for 4 sentences x n_best 3 could hold",
+        ),
         ({"sentences": ["a"], "scores": "yes"}, 400, '"scores" must be true or false, got a string ("yes")'),
         ({"sentences": ["a"], "alignments": 1}, 400, '"alignments" must be true or false'),
         (

@@ -341,3 +341,15 @@ def test_the_new_limits_are_flags_with_help() -> None:
     out = subprocess.run([sys.executable, "-m", "seq2seq", "serve", "--help"], capture_output=True, text=True,
                          env=ENV, timeout=60).stdout  # fmt: skip
     assert "--max-output-len" in out and "--max-request-s" in out
+
+
+def test_each_search_gets_a_share_of_the_memory_budget(run_dir: Path) -> None:
+    """Rounds nest up to MAX_DEPTH deep inside another round's search (batcher.py), each search holding its
+    memory: every request's search gets 1 / (MAX_DEPTH + 1) of the server's budget, so all of them fit it."""
+    from seq2seq.serve.batcher import MAX_DEPTH
+
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    with TranslationServer(translator, DecodeConfig(memory_budget_gb=5.0)) as server:
+        cfg = server._decode_config(server.default, ["red cat"], {"beam_size": 2})
+        assert cfg.memory_budget_gb == pytest.approx(5.0 / (MAX_DEPTH + 1)) and MAX_DEPTH >= 1
+        assert server.decode()["memory_budget_gb"] == 5.0  # what the server reports is what it was given

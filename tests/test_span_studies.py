@@ -30,7 +30,7 @@ def test_activations_held_grow_with_t_under_full_bptt_and_stay_put_under_truncat
     assert row["cpu_s"] > 0 and row["wall_s"] > 0 and (row["T"], row["H"], row["K"]) == (30, 8, 0)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq[plot]")
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq-nmt[plot]")
 def test_the_sweep_runs_every_truncation_and_tabulates_them(tmp_path) -> None:  # noqa: ANN001
     summary = run_tbptt_sweep(tmp_path, ks=(3, 0), tasks=("adding",), cells=("lstm",), quick=True)
     saved = json.loads((tmp_path / "tbptt_sweep.json").read_text(encoding="utf-8"))

@@ -95,7 +95,7 @@ def test_the_median_span_counts_none_as_below_every_delay() -> None:
     assert median_span([]) is None
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq[plot]")
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq-nmt[plot]")
 def test_the_command_runs_every_seed_and_truncates(tmp_path, capsys) -> None:  # noqa: ANN001
     main(["memory-span", "--quick", "--task", "adding", "--cells", "gru", "lstm", "--seeds", "2", "--tbptt", "3",
           "--seed", "7", "--out", str(tmp_path)])  # fmt: skip

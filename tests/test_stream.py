@@ -64,6 +64,31 @@ class SlowStream(io.RawIOBase):
         return len(line)
 
 
+class EndlessStream(io.RawIOBase):
+    """`yes`: the same line forever, counting the lines read."""
+
+    def __init__(self) -> None:
+        self.read_lines = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        self.read_lines += 1
+        buffer[:2] = b"y\n"
+        return 2
+
+
+def test_a_producer_faster_than_translation_waits_instead_of_filling_memory() -> None:
+    """The reader thread stays at most two chunks (plus the line in hand) ahead of the chunks taken."""
+    stream = EndlessStream()
+    got = chunks(io.BufferedReader(stream, buffer_size=2), "<yes>", chunk=50)
+    assert len(next(got)) == 50  # the translation is "busy" from here on
+    time.sleep(0.5)
+    assert 100 <= stream.read_lines - 50 <= 102, stream.read_lines
+    assert [len(next(got)) for _ in range(3)] == [50, 50, 50]
+
+
 def test_slow_input_is_translated_line_by_line_and_fast_input_in_chunks() -> None:
     data = [f"line {i}\n".encode() for i in range(6)]
     slow = list(chunks(io.BufferedReader(SlowStream(data, pause=0.05)), "<slow>", gap=0.005))

@@ -18,6 +18,7 @@ class ServeLimits:
     max_beam_size: int = 32  # a larger beam_size, the server's default or a request's: 400
     max_n_best: int = 8  # a larger n_best (hypotheses per sentence), the server's default or a request's: 400
     max_attention_sentences: int = 32  # more sentences in one request asking for "attention" matrices: 413
+    max_attention_weights: int = 4_000_000  # attention matrices that could hold more weights (x ~12 bytes of JSON): 413
     max_output_len: int = 1024  # a request whose max_len_a x source pieces + max_len_b allows longer outputs: 400
     max_request_s: float = 60.0  # a request not answered within this many seconds: 503, and its translation stops
     max_batch: int = 256  # sentences the worker takes per round (a larger request is a round on its own)
@@ -25,7 +26,7 @@ class ServeLimits:
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_sentences", "max_chars", "max_beam_size", "max_n_best",
-                     "max_attention_sentences", "max_output_len", "max_batch"):  # fmt: skip
+                     "max_attention_sentences", "max_attention_weights", "max_output_len", "max_batch"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.batch_wait_ms <= 60_000:

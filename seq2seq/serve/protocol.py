@@ -31,8 +31,8 @@ def _json_type(value: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, list):
-        bad = next(v for v in value if not isinstance(v, str))
+    bad = next((v for v in value if not isinstance(v, str)), None) if isinstance(value, list) else None
+    if bad is not None:
         return f"an array holding {_json_type(bad)} ({json.dumps(bad)[:40]})"
     return f"{_json_type(value)} ({json.dumps(value)[:40]})"
 

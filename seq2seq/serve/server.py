@@ -20,13 +20,13 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config import ConfigError, DecodeConfig, to_dict
 from ..text import clean
 from ..translation.base import decode_config
-from .batcher import Batcher, RequestError
+from .batcher import MAX_DEPTH, Batcher, RequestError
 from .limits import ServeLimits
 from .protocol import (
     hypotheses_reply,
@@ -120,6 +120,9 @@ class TranslationServer:
         for served in self.models.values():
             served.check(self.decode_cfg)
         self.described = {name: served.describe() for name, served in self.models.items()}  # once: no model later
+        # Up to MAX_DEPTH + 1 searches hold memory at once (a round runs inside another's search, batcher.py):
+        # each search gets that share of the budget (the server's memory_budget_gb, or half of the RAM).
+        self.search_budget_gb = self.decode_cfg.memory_budget() / (MAX_DEPTH + 1) / 1e9
         wait_s, budget_s = self.limits.batch_wait_ms / 1000, self.limits.max_request_s
         self.batcher = Batcher(self._translate, self.limits.max_batch, wait_s, budget_s)
         if not 0 <= port <= 65535:
@@ -228,13 +231,16 @@ class TranslationServer:
                 except UnicodeEncodeError:  # "\ud800" is valid JSON but no text: the tokenizer would fail
                     raise RequestError(400, f"{where.format(i)} holds a lone surrogate (not Unicode text)") from None
 
-    def _decode_config(self, name: str, sentences: list[str], options: dict[str, Any]) -> DecodeConfig:
-        """The request's decode settings over the server's, checked against the limits and the model: 400."""
+    def _decode_config(
+        self, name: str, sentences: list[str], options: dict[str, Any], attention: bool = False
+    ) -> DecodeConfig:
+        """The request's decode settings over the server's, checked against the limits and the model: 400;
+        with `attention`, matrices that could hold more than `max_attention_weights` weights: 413."""
         translator = self.models[name]
         try:
             if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
                 raise ConfigError("memory_budget_gb is this server's setting (--memory-budget-gb), not a request's")
-            cfg = decode_config(self.decode_cfg, options)
+            cfg = replace(decode_config(self.decode_cfg, options), memory_budget_gb=self.search_budget_gb)
             check_beam(cfg, self.limits)
             translator.check(cfg)
             live = [text for text in map(clean, sentences) if text]  # as translate_nbest tokenizes them
@@ -242,6 +248,14 @@ class TranslationServer:
             check_output_len(cfg, self.limits, src_pieces)
         except (ConfigError, TypeError) as err:  # unknown option, wrong type, bad value, what this engine cannot run
             raise RequestError(400, str(err).splitlines()[0]) from None
+        if attention:  # each hypothesis's matrix: (output pieces, source pieces), EOS included on both
+            src = min(src_pieces, cfg.max_src_len) + 1
+            weights = len(sentences) * cfg.n_best * int(cfg.max_len_a * src + cfg.max_len_b) * src
+            limit = self.limits.max_attention_weights
+            if weights > limit:
+                what = f"attention for {len(sentences)} sentences x n_best {cfg.n_best} could hold {weights:,} weights"
+                raise RequestError(413, f"{what} (up to {src} source pieces, max_len_a and max_len_b): the limit is "
+                                        f"{limit:,} (--max-attention-weights)")  # fmt: skip
         return cfg
 
     def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -256,7 +270,7 @@ class TranslationServer:
             raise RequestError(400, f"no model {name[:100]!r} on this server: it serves {', '.join(self.models)} "
                                     "(GET /models)")  # fmt: skip
         self._check_sentences(sentences, "sentences[{}]", wanted["attention"])
-        cfg = self._decode_config(name, sentences, options)
+        cfg = self._decode_config(name, sentences, options, wanted["attention"])
         task = Task(name, cfg, cfg.n_best > 1 or any(wanted.values()), wanted["alignments"] or wanted["attention"])
         found = self.batcher.submit(sentences, task, gone) if sentences else []
         if not task.hypotheses:

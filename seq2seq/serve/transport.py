@@ -241,7 +241,9 @@ class Handler(BaseHTTPRequestHandler):
         one too large to read closes the connection (its rest would be taken for the next request)."""
         if 0 < self._unread <= DRAIN_BYTES:
             try:
-                self.rfile.read(self._unread)
+                while self._unread > 0 and (got := len(self.rfile.read(min(self._unread, 1 << 16)))):
+                    self._unread -= got  # 64 KiB at a time: a refused body is never held whole
+                self.close_connection |= self._unread > 0  # the client stopped short
             except OSError:
                 self.close_connection = True
         elif self._unread:

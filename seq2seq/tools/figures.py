@@ -2,7 +2,7 @@
 written whole, one colour per cell type. Used by tools/plots.py and by the science (science/ imports
 tools/figures.py; tools/ never imports science/).
 
-matplotlib is optional (`pip install 'seq2seq[plot]'`): it is imported only when a figure is
+matplotlib is optional (`pip install 'seq2seq-nmt[plot]'`): it is imported only when a figure is
 made, through `new_figure`, which draws with the file-only Agg canvas and never touches
 pyplot's global backend (so a notebook's inline plots keep working).
 """
@@ -18,7 +18,7 @@ from ..errors import PlotError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-INSTALL_HINT = "pip install 'seq2seq[plot]'"
+INSTALL_HINT = "pip install 'seq2seq-nmt[plot]'"
 CELL_COLORS = {"rnn": "C0", "gru": "C1", "lstm": "C2"}  # the same colour for a cell type in every figure
 
 

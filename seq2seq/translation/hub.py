@@ -99,7 +99,7 @@ def _pointed(pointer: Path, where: str) -> str:
         model = info["model"] if info.get("format") == POINTER_FORMAT else None
     except FileNotFoundError:
         raise HubError(_no_pointer(where)) from None
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
         model = None
     if not isinstance(model, str) or not model or model.startswith("/") or ".." in model.split("/"):
         raise HubError(f"{where}: {POINTER} does not name a model file (a {POINTER_FORMAT} 'model' entry)")

@@ -30,6 +30,7 @@ import json
 import os
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -59,14 +60,31 @@ def is_onnx_model(path: str | Path) -> bool:
         return False
 
 
+# a broken zip or manifest: truncated, bad CRC or deflate data, encrypted or unknown compression (RuntimeError),
+# not JSON (ValueError), nested too deeply (RecursionError), no such member (KeyError)
+_UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError, RecursionError, zipfile.BadZipFile, zlib.error)
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of a file written by `export_onnx` (languages, model config, quantization, trained
     steps), for its model card (sources/card.py); `OnnxTranslator.load` checks the whole file."""
     try:
         with zipfile.ZipFile(path) as z:
-            return json.loads(z.read(MANIFEST))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+            return json.loads(_member(z, MANIFEST, path))
+    except CheckpointError:
+        raise
+    except _UNREADABLE as err:
         raise CheckpointError(f"{path}: not a seq2seq ONNX model ({err})") from None
+
+
+def _member(z: zipfile.ZipFile, name: str, path: str | Path) -> bytes:
+    """A member of a model file, its unpacked size checked before it is read: the manifest at most 1 MiB,
+    a graph or tokenizer at most 2 GiB (protobuf's own limit for one ONNX graph)."""
+    size, limit = z.getinfo(name).file_size, (1 << 20 if name == MANIFEST else 2 << 30)
+    if size > limit:
+        raise CheckpointError(f"{path}: its {name} unpacks to {size:,} bytes, more than the {limit:,} a model file's "
+                              f"{name} may hold: not a model this seq2seq wrote")  # fmt: skip
+    return z.read(name)
 
 
 def _state_names(cfg: ModelConfig) -> list[str]:
@@ -358,14 +376,15 @@ class OnnxTranslator(Translating):
         _import_ort()
         try:
             with zipfile.ZipFile(path) as z:
-                manifest = json.loads(z.read(MANIFEST))
+                manifest = json.loads(_member(z, MANIFEST, path))
                 if manifest.get("format") != FORMAT or not isinstance(manifest.get("version"), int):
                     raise CheckpointError(f"{path}: not a {FORMAT} model (format {manifest.get('format')!r})")
                 if manifest["version"] > VERSION:
                     raise CheckpointError(f"{path}: {FORMAT} version {manifest['version']} is newer than this "
                                           f"seq2seq reads ({VERSION}): upgrade seq2seq")  # fmt: skip
-                graphs = z.read("encoder.onnx"), z.read("decoder_step.onnx")
-                src_tok, tgt_tok = Tokenizer(z.read("src.spm.model")), Tokenizer(z.read("tgt.spm.model"))
+                graphs = _member(z, "encoder.onnx", path), _member(z, "decoder_step.onnx", path)
+                src_tok = Tokenizer(_member(z, "src.spm.model", path))
+                tgt_tok = Tokenizer(_member(z, "tgt.spm.model", path))
             engine = OnnxEngine(*graphs, manifest, threads)
         except CheckpointError:
             raise

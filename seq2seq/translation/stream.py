@@ -41,8 +41,10 @@ def _read(stream: IO[bytes], lines: queue.Queue) -> None:
 
 
 def chunks(stream: IO[bytes], name: str, chunk: int = CHUNK, gap: float = GAP) -> Iterator[list[str]]:
-    """Lists of decoded lines of `stream`: waits for the first, takes what follows within `gap` seconds."""
-    lines: queue.Queue = queue.Queue()
+    """Lists of decoded lines of `stream`: waits for the first, takes what follows within `gap` seconds.
+    The reader stays at most two chunks ahead of the translation (a bounded queue: a producer faster than
+    translation, `yes | seq2seq translate ...`, waits instead of filling memory)."""
+    lines: queue.Queue = queue.Queue(maxsize=2 * chunk)
     threading.Thread(target=_read, args=(stream, lines), daemon=True, name="stdin-reader").start()
     number, error = 0, None
     while error is None:
