@@ -361,3 +361,27 @@ def test_checkpoint_and_model_are_exclusive() -> None:
     proc = subprocess.run([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", "a.pt", "--model", "b=b.pt"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+def test_connections_over_the_limit_are_answered_503_and_closed(tiny: Translator) -> None:
+    """Each open connection holds a handler thread: with --max-connections open (idle, or sending
+    slowly), one more gets a one-line 503 and is closed; once one closes, requests are served again."""
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), ServeLimits(max_connections=2)) as server:
+        parts = urlsplit(server.url)
+        idle = [socket.create_connection((parts.hostname, parts.port), timeout=10) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while server.httpd.connections < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as extra:
+            reply = b""
+            while chunk := extra.recv(65536):  # the server closes it after the reply
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in head
+        assert json.loads(body) == {"error": "2 connections are open, this server's limit (--max-connections): "
+                                             "try again"}  # fmt: skip
+        idle.pop().close()
+        while server.httpd.connections > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _call(server.url, "GET", "/health")[0] == 200
+        idle.pop().close()

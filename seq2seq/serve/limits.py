@@ -22,11 +22,13 @@ class ServeLimits:
     max_output_len: int = 1024  # a request whose max_len_a x source pieces + max_len_b allows longer outputs: 400
     max_request_s: float = 60.0  # a request not answered within this many seconds: 503, and its translation stops
     max_batch: int = 256  # sentences the worker takes per round (a larger request is a round on its own)
+    max_connections: int = 64  # open connections (one handler thread each); one more is answered 503 and closed
     batch_wait_ms: float = 0.0  # > 0: the worker waits this long for a round to fill before translating
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_sentences", "max_chars", "max_beam_size", "max_n_best",
-                     "max_attention_sentences", "max_attention_weights", "max_output_len", "max_batch"):  # fmt: skip
+                     "max_attention_sentences", "max_attention_weights", "max_output_len", "max_batch",
+                     "max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.batch_wait_ms <= 60_000:

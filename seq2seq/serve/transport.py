@@ -29,6 +29,8 @@ from .protocol import opennmt_models
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .limits import ServeLimits
+
 log = logging.getLogger("seq2seq")
 
 ROUTES = {"/health": "GET", "/models": "GET", "/translate": "POST", **PAGE_ROUTES,
@@ -45,6 +47,7 @@ class App(Protocol):
 
     allow_origins: tuple[str, ...]
     paths: dict[str, str]
+    limits: ServeLimits
 
     def health(self) -> dict[str, Any]: ...
     def list_models(self) -> dict[str, Any]: ...
@@ -66,7 +69,35 @@ class HTTPServer(ThreadingHTTPServer):
         self.idle: set[socket.socket] = set()  # kept-alive connections waiting for their next request
         self.idle_lock = threading.Lock()
         self.stopping = False
+        self.connections = 0  # open ones, each with its handler thread (at most the app's max_connections)
         super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A handler thread for the connection, or with `max_connections` open already a 503 and close:
+        slow or idle clients cannot make the server start threads without bound."""
+        with self.idle_lock:
+            full = self.connections >= self.app.limits.max_connections
+            self.connections += not full
+        if not full:
+            super().process_request(request, client_address)
+            return
+        limit = self.app.limits.max_connections
+        message = f"{limit} connections are open, this server's limit (--max-connections): try again"
+        body = json.dumps({"error": message}).encode()
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+                f"Content-Length: {len(body) + 1}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")  # fmt: skip
+        try:
+            request.sendall(head.encode() + body + b"\n")
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.idle_lock:
+                self.connections -= 1
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)  # not http.server.HTTPServer's: no getfqdn() (a DNS lookup) at start
