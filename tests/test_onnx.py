@@ -1,4 +1,4 @@
-"""The ONNX export and its ONNX Runtime engine (translation/onnx_model.py) against the torch reference path.
+"""The ONNX export and its engine (translation/onnx_model.py, onnx_engine.py) against the torch reference path.
 
 The network: every cell, attention kind, depth and input feeding exports, and its graphs give
 model.Seq2Seq's memory and step log-probs within float32 rounding, with beams grouped per sentence.
@@ -28,8 +28,7 @@ from seq2seq.config import ConfigError, DecodeConfig
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenizer import EOS_ID
-from seq2seq.translation import export_model, load_translator
-from seq2seq.translation import onnx_model as onnx_engine
+from seq2seq.translation import export_model, load_translator, onnx_engine
 from seq2seq.translation.onnx_model import (
     CANDIDATES,
     MANIFEST,

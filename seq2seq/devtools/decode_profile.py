@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import DecodeConfig
 from ..text import read_lines
-from ..translation import load_translator, onnx_model
+from ..translation import load_translator, onnx_engine
 
 RUN = "<built-in method onnxruntime.capi.onnxruntime_pybind11_state.run>"  # InferenceSession.run, in pstats
 
@@ -55,16 +55,16 @@ def _python_split(model: str, sents: list[str], cfg: DecodeConfig) -> dict[str, 
 
 
 def _operator_split(model: str, sents: list[str], cfg: DecodeConfig, folder: Path) -> dict[str, Any]:
-    plain = onnx_model._session
+    plain = onnx_engine._session
 
     def profiled(graph: bytes, threads: int) -> Any:
         return plain(graph, threads, profile_prefix=str(folder / "ort"))
 
-    onnx_model._session = profiled
+    onnx_engine._session = profiled
     try:
         translator = load_translator(model)
     finally:
-        onnx_model._session = plain
+        onnx_engine._session = plain
     translator.translate(sents, cfg)
     engine = translator.search_engine(cfg)
     result = {}

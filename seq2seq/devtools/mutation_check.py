@@ -61,14 +61,14 @@ MUTATIONS = (
     ),
     Mutation(
         "ONNX engine keeps every sentence's memory after the search dropped finished ones",
-        "seq2seq/translation/onnx_model.py",
+        "seq2seq/translation/onnx_engine.py",
         "return OnnxMemory(obj.states[keep], obj.keys[keep], obj.mask[keep], size)",
         "return obj._replace(group=size)",
         ("tests/test_onnx.py",),
     ),
     Mutation(
         "ONNX engine leaves the input-feeding vector unselected when beams are reordered",
-        "seq2seq/translation/onnx_model.py",
+        "seq2seq/translation/onnx_engine.py",
         "tuple(a[rows] if i == last else a[:, rows] for i, a in enumerate(obj.arrays))",
         "tuple(a if i == last else a[:, rows] for i, a in enumerate(obj.arrays))",
         ("tests/test_onnx.py",),
@@ -173,7 +173,7 @@ MUTATIONS = (
     ),
     Mutation(
         "ONNX engine attends over padding (every source as long as the batch's longest)",
-        "seq2seq/translation/onnx_model.py",
+        "seq2seq/translation/onnx_engine.py",
         "lens = np.array([len(s) for s in src_ids], dtype=np.int64)",
         "lens = np.full(len(src_ids), max(map(len, src_ids)), dtype=np.int64)",
         ("tests/test_onnx.py",),

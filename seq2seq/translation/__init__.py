@@ -4,7 +4,8 @@
 |---|---|
 | base.py | `Translating`: clean, tokenize, search, detokenize, keep the order; the str/list API |
 | torch_engine.py | `TorchEngine` and `Translator`: a `.pt` checkpoint on torch |
-| onnx_model.py | the exported ONNX model: `export_onnx`, `OnnxEngine`, `OnnxTranslator` (no torch) |
+| onnx_model.py | the exported ONNX model, its file format: `export_onnx`, `OnnxTranslator` (no torch) |
+| onnx_engine.py | `OnnxEngine`: the model file's graphs in ONNX Runtime sessions, over NumPy arrays |
 | ensemble.py | several models searched as one |
 | loading.py | `load_translator` and `export_model`: which engine a model file needs |
 | hub.py | `model_file`: `hf://ORG/NAME[@REVISION][/FILE]` to a file in huggingface_hub's cache |
