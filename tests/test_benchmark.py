@@ -77,7 +77,7 @@ def test_bf16_is_skipped_with_the_reason_only_where_it_cannot_run(monkeypatch: p
         error = None if runs else "no primitive"
         monkeypatch.setattr(hardware, "_probe_bf16_lstm", lambda e=error: e)
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda n=native: n)
-        skipped = benchmark._bf16_skipped()
+        skipped = benchmark.bf16_skipped()
         assert (skipped is None) == runs  # emulated bf16 is measured (and the JSON says it is not native)
         if not runs:
             assert "no native bf16" in skipped["skipped"] and "no primitive" in skipped["skipped"]

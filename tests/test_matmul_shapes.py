@@ -37,3 +37,13 @@ def test_sizes_that_make_no_sense_are_refused() -> None:
     with pytest.raises(SystemExit) as err:
         main(["--rows-min", "30", "--rows-max", "20"])
     assert err.value.code == 2
+
+
+def test_a_cpu_without_bf16_gets_the_benchmarks_skip_line_not_a_crash(monkeypatch, capsys) -> None:
+    import seq2seq.devtools.matmul_shapes as shapes
+
+    monkeypatch.setattr(shapes, "bf16_skipped", lambda: {"skipped": "no bf16 here"})
+    argv = ["--rows-min", "4", "--rows-max", "8", "--hidden", "8", "--vocab", "8", "--repeats", "2", "--threads", "1"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bf16"] == {"skipped": "no bf16 here"} and result["fp32"]["fixed"] > 0

@@ -112,7 +112,7 @@ def measure_training(
             "measured_s": round(last["elapsed_s"] - first["elapsed_s"], 1), "wall_s": round(wall, 1)}  # fmt: skip
 
 
-def _bf16_skipped() -> dict[str, str] | None:
+def bf16_skipped() -> dict[str, str] | None:
     """Why bf16 is not measured on this CPU (None: it runs, natively or emulated)."""
     probe = cpu_bf16()
     return None if probe.runs else {"skipped": f"{probe.describe} ({probe.error})"}
@@ -203,8 +203,8 @@ def measure_translation(
             if engine and setting.precision != "fp32":
                 continue
             key = setting.name + engine
-            if setting.precision == "bf16" and _bf16_skipped():
-                result[f"translate_sent_s_{key}"] = _bf16_skipped()
+            if setting.precision == "bf16" and bf16_skipped():
+                result[f"translate_sent_s_{key}"] = bf16_skipped()
                 continue
             result |= _timed(tr, path, setting, sents, out_dir, key)
             result |= _quality(out_dir, key, setting.name.replace("_bf16", ""), refs)
@@ -315,7 +315,7 @@ def run_benchmark(
     if quick:
         train_bf16 = {"skipped": "--quick measures fp32 training only"}
     else:
-        train_bf16 = _bf16_skipped() or measure_training(corpus, run, "bf16", warmup, measure, extra)
+        train_bf16 = bf16_skipped() or measure_training(corpus, run, "bf16", warmup, measure, extra)
     result["train_fp32"], result["train_bf16"] = train_fp32, train_bf16
     measured = [t for t in (train_fp32, train_bf16) if "tgt_tok_s" in t]
     result["train_tgt_tok_s"] = max(t["tgt_tok_s"] for t in measured)

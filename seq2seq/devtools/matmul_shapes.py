@@ -26,8 +26,9 @@ import torch
 
 from ..config import TrainConfig
 from ..machine import process
-from ..machine.hardware import cpu_bf16, cpu_summary
+from ..machine.hardware import cpu_summary
 from ..machine.process import ProcessSettings
+from .benchmark import bf16_skipped
 
 
 def flops(rows: int, hidden: int, vocab: int) -> int:
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"cpu": cpu_summary(), "threads": args.threads, "onednn_cache": args.onednn_cache}
     out.update(hidden=args.hidden, vocab=args.vocab, repeats=args.repeats, bucket=args.bucket)
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        if dtype == torch.bfloat16 and not cpu_bf16().runs:
-            out[name] = {"skipped": f"bf16 does not run on this CPU ({cpu_bf16().error})"}
+        if dtype == torch.bfloat16 and (skipped := bf16_skipped()):
+            out[name] = skipped
             continue
         gflop_s(dtype, sets["fixed"][:3], args.hidden, args.vocab)  # warm-up: libraries loaded, threads started
         out[name] = {key: gflop_s(dtype, rows, args.hidden, args.vocab) for key, rows in sets.items()}
