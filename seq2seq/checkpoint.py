@@ -180,6 +180,7 @@ _OPTIONAL = {"averaged", "grad_scaler"}  # written only where they apply
 # Model config fields added after files were written without them: what such a file was trained with
 # (not today's default). Filled in on reading, so a resumed run, its new files and `average` agree.
 _MODEL_CONFIG_BEFORE = {"emb_init_std": 1.0}  # N(0, 1) embeddings until a07eb97 (2026-12-05)
+_TRAIN_CONFIG_BEFORE = {"shape_buckets": "off"}  # batches of any shape until shape buckets (2026-12-05)
 
 
 def _payload(model: ModelFile, resume: ResumeState | None) -> dict[str, Any]:
@@ -217,6 +218,8 @@ def _model_file(path: Path, ckpt: dict[str, Any]) -> ModelFile:
     model = ModelFile(**_fields(path, ckpt, _MODEL_KEYS))
     missing = {key: value for key, value in _MODEL_CONFIG_BEFORE.items() if key not in model.model_config}
     model.model_config = {**model.model_config, **missing}
+    missing = {key: value for key, value in _TRAIN_CONFIG_BEFORE.items() if key not in model.train_config}
+    model.train_config = {**model.train_config, **missing}
     return model
 
 

@@ -105,6 +105,8 @@ class ModelConfig:
 
 
 DECODING_ONEDNN_CACHE = 16  # translate and serve: decoder steps repeat shapes (at 4, beam 5 is 13 % slower)
+TRAINING_ONEDNN_CACHE = 4  # training's batch shapes never repeat: keep the last few (docs/speed.md)
+BUCKETED_ONEDNN_CACHE = 1024  # ... unless they come from shape buckets: then keep every one (about 40 per shape)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0: torch's default)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where native/supported (docs/hardware.md)
     tf32: bool = False  # GPU: let cuBLAS/cuDNN use TF32 for fp32 work (off: fp32 is fp32; docs/hardware.md)
-    onednn_cache: int = 4  # entries in oneDNN's and torch's caches of oneDNN primitives (< 0: 1,024 each); bounds RSS
+    onednn_cache: int = -1  # entries in oneDNN's and torch's primitive caches (< 0: 1,024 with shape buckets, else 4)
+    shape_buckets: Literal["auto", "on", "off"] = "auto"  # pad batches to a few fixed shapes (auto: bf16 on AMX CPUs)
     malloc_mmap_kib: int = 262144  # glibc: smaller blocks reused from the heap, not faulted in again (0: off)
     keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
     tensorboard: bool = False  # also write metrics.jsonl's records as TensorBoard events (RUN/tensorboard; extra)

@@ -66,7 +66,8 @@ CE_ROWS = 64  # rows of scores per chunk: 64 x 4k vocabulary in float32 is 1 MiB
 
 
 class SmoothedCrossEntropy(torch.autograd.Function):
-    """Summed label-smoothed cross-entropy of logits (N, V) in float32, `CE_ROWS` rows at a time.
+    """Summed label-smoothed cross-entropy of logits (N, V) in float32, `CE_ROWS` rows at a time; the
+    rows past `target`'s length (padding to a fixed row count) get no loss and a zero gradient.
 
     The value and gradient of `F.cross_entropy(logits.float(), target, reduction="sum",
     label_smoothing=eps)` (pinned by a test), with one read of the scores in the forward (only
@@ -78,12 +79,13 @@ class SmoothedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, target: Tensor, eps: float) -> Tensor:  # type: ignore[override]
-        n, vocab = logits.shape
+        n, vocab = target.size(0), logits.size(1)  # rows of logits past the targets' count: padding, no loss
         lse = torch.empty(n, dtype=torch.float32, device=logits.device)
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
+        scored = logits[:n]
         with torch.autocast(logits.device.type, enabled=False):
             for i in range(0, n, CE_ROWS):
-                z = logits[i : i + CE_ROWS].float()
+                z = scored[i : i + CE_ROWS].float()
                 lse[i : i + CE_ROWS] = part = torch.logsumexp(z, dim=1)
                 total += part.sum() - (1 - eps) * z.gather(1, target[i : i + CE_ROWS, None]).sum()
                 if eps:
@@ -96,23 +98,33 @@ class SmoothedCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         logits, target, lse = ctx.saved_tensors
         eps, vocab = ctx.eps, logits.size(1)
+        n = target.size(0)
         out = torch.empty_like(logits)
+        out[n:] = 0
+        scored, scored_grad = logits[:n], out[:n]
         with torch.autocast(logits.device.type, enabled=False):
-            for i in range(0, logits.size(0), CE_ROWS):
-                g = (logits[i : i + CE_ROWS].float() - lse[i : i + CE_ROWS, None]).exp_()  # softmax
+            for i in range(0, n, CE_ROWS):
+                g = (scored[i : i + CE_ROWS].float() - lse[i : i + CE_ROWS, None]).exp_()  # softmax
                 if eps:
                     g.sub_(eps / vocab)
                 rows = torch.arange(g.size(0), device=g.device)
                 g[rows, target[i : i + CE_ROWS]] -= 1 - eps
-                out[i : i + CE_ROWS] = g.mul_(grad)
+                scored_grad[i : i + CE_ROWS] = g.mul_(grad)
         return out, None, None
 
 
-def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float) -> Tensor:
-    """Summed cross-entropy over the non-padding positions only (the output layer skips padding)."""
+OUTPUT_ROWS = 256  # with shape buckets, the output layer's rows are padded to a multiple of this
+
+
+def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float, pad_rows: bool = False) -> Tensor:
+    """Summed cross-entropy over the non-padding positions only (the output layer skips padding);
+    `pad_rows`: the output layer runs on those rows plus zero rows up to a multiple of `OUTPUT_ROWS`
+    (a few fixed shapes for its matmuls; the extra rows carry no loss)."""
     mask = tgt_out != PAD_ID  # (B, T)
-    logits = model.logits(att[mask])  # (tokens, V)
-    return SmoothedCrossEntropy.apply(logits, tgt_out[mask], label_smoothing)
+    rows = att[mask]  # (tokens, E)
+    if pad_rows and rows.size(0) % OUTPUT_ROWS:
+        rows = torch.cat([rows, rows.new_zeros(OUTPUT_ROWS - rows.size(0) % OUTPUT_ROWS, rows.size(1))])
+    return SmoothedCrossEntropy.apply(model.logits(rows), tgt_out[mask], label_smoothing)
 
 
 class TrainingLoss(nn.Module):
@@ -121,12 +133,13 @@ class TrainingLoss(nn.Module):
     def __init__(self, model: Seq2Seq, cfg: TrainConfig) -> None:
         super().__init__()
         self.model, self.label_smoothing, self.teacher_forcing = model, cfg.label_smoothing, cfg.teacher_forcing
+        self.pad_rows = cfg.shape_buckets == "on"
 
     def forward(self, batch: Batch) -> Tensor:
         memory, state = self.model.encode(batch.src_ids, batch.src_lens)
         steps = batch.tgt_in.size(1)
         att, _, _ = _decode_chunk(self.model, batch, 0, steps, state, memory, self.teacher_forcing, None)
-        return _loss(self.model, att, batch.tgt_out, self.label_smoothing)
+        return _loss(self.model, att, batch.tgt_out, self.label_smoothing, self.pad_rows)
 
 
 def forward_backward(
@@ -143,7 +156,7 @@ def forward_backward(
         (loss * scale).backward()
         return loss.item()
     memory, state = model.encode(batch.src_ids, batch.src_lens)
-    steps = batch.tgt_in.size(1)
+    steps = int((batch.tgt_out != PAD_ID).sum(1).max())  # the longest target: a bucketed batch pads beyond it
     roots = [memory.states, memory.keys, *state.rnn]
     leaves = [r.detach().requires_grad_() for r in roots]
     memory_l = Memory(leaves[0], leaves[1], memory.mask)
@@ -151,7 +164,7 @@ def forward_backward(
     total, prev_pred = 0.0, None
     for t0, t1 in chunks(steps, cfg.tbptt):
         att, state, prev_pred = _decode_chunk(model, batch, t0, t1, state, memory_l, cfg.teacher_forcing, prev_pred)
-        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing)
+        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing, cfg.shape_buckets == "on")
         (loss * scale).backward()
         total += loss.item()
         state = state.detach()
@@ -161,14 +174,17 @@ def forward_backward(
 
 
 @torch.inference_mode()
-def validation_loss(model: Seq2Seq, split: EncodedSplit, max_tokens: int, device: torch.device) -> float:
-    """Mean per-token cross-entropy (no label smoothing) of a split under teacher forcing."""
+def validation_loss(
+    model: Seq2Seq, split: EncodedSplit, max_tokens: int, device: torch.device, bucketed: bool = False
+) -> float:
+    """Mean per-token cross-entropy (no label smoothing) of a split under teacher forcing; `bucketed`:
+    in shape-bucketed batches, as training's (the same value, from a bounded set of shapes)."""
     model.eval()
     total, tokens = 0.0, 0
-    for idx in make_batches(split.src_lens, split.tgt_lens, max_tokens):
-        batch = collate(split, idx).to(device)
+    for idx in make_batches(split.src_lens, split.tgt_lens, max_tokens, bucketed=bucketed):
+        batch = collate(split, idx, max_tokens if bucketed else 0).to(device)
         memory, state = model.encode(batch.src_ids, batch.src_lens)
         att, _, _ = model.decoder(batch.tgt_in, state, memory)
-        total += _loss(model, att, batch.tgt_out, 0.0).item()
+        total += _loss(model, att, batch.tgt_out, 0.0, bucketed).item()
         tokens += batch.n_tokens
     return total / max(tokens, 1)

@@ -14,7 +14,7 @@ from corpora import write_corpus
 
 import seq2seq.train as train_module
 import seq2seq.updater as updater_module
-from seq2seq.config import DECODING_ONEDNN_CACHE, DataConfig, ModelConfig, TrainConfig
+from seq2seq.config import DECODING_ONEDNN_CACHE, TRAINING_ONEDNN_CACHE, DataConfig, ModelConfig, TrainConfig
 from seq2seq.errors import ConfigError
 from seq2seq.machine import process
 from seq2seq.machine.process import limit_onednn_cache, pin_mmap_threshold
@@ -207,7 +207,7 @@ def test_translate_and_serve_cap_the_caches_before_loading_a_model(tmp_path, com
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-1500:]
     # 16 entries, not training's 4: a decoder's steps repeat their shapes (beam 5 is 13 % slower at 4, docs/speed.md)
-    assert DECODING_ONEDNN_CACHE > TrainConfig.onednn_cache
+    assert DECODING_ONEDNN_CACHE > TRAINING_ONEDNN_CACHE
     assert out.stdout.split() == ["2", str(DECODING_ONEDNN_CACHE), str(DECODING_ONEDNN_CACHE)], (
         out.stdout,
         out.stderr,

@@ -90,6 +90,27 @@ def cpu_summary() -> str:
     return " + ".join([torch.backends.cpu.get_cpu_capability(), *found])
 
 
+def amx_in_use() -> bool:
+    """Whether oneDNN runs AMX kernels here: the CPU has AMX tiles and no ISA cap below AMX is set."""
+    import torch
+
+    cap = onednn_isa_cap()
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()) and (cap is None or "AMX" in cap)
+
+
+def shape_buckets_on(setting: str, precision: str, device_type: str) -> bool:
+    """Whether training pads its batches to a few fixed shapes (`TrainConfig.shape_buckets`).
+
+    `auto` turns them on for bf16 (asked for, or `auto` precision, which is bf16 there) on a CPU whose
+    oneDNN runs AMX: its bf16 matmul and LSTM kernels are made per shape, at about the cost of running
+    them, and every unbucketed batch is a new shape (docs/speed.md: 1.5-2x bf16 training tokens/s).
+    fp32 does not gain there (its kernels are cheap to make; the padding costs 5-10 %), and no other
+    CPU or GPU has been measured, so `auto` leaves them off elsewhere; `on` / `off` decide outright."""
+    if setting != "auto":
+        return setting == "on"
+    return device_type == "cpu" and precision in ("auto", "bf16") and amx_in_use()
+
+
 def _probe_bf16_lstm() -> str | None:
     """Run a tiny bidirectional LSTM forward and backward under CPU bf16 autocast; None if it runs,
     else the first line of the error (AVX2 CPUs: oneDNN has no bf16 LSTM primitive)."""

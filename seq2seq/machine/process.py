@@ -9,6 +9,8 @@ both grow for thousands of updates. Small caches keep the last few shapes: measu
 docs/speed.md, bf16 training's peak RSS halves (~1.1-1.2 GB to ~0.5 GB after 250 updates) at the
 same speed, and so does bf16 translation's. Training caps both at 4 entries (its batch shapes never
 repeat), translation and serving at 16 (decoder steps repeat theirs: beam 5 is 13 % slower at 4).
+Training with shape buckets (batches.py: a few fixed batch shapes, for bf16 on AMX CPUs) keeps 1,024:
+all of its shapes' primitives (about 40 per shape), made once per run instead of once per update.
 
 Every batch has a different shape, so its activations are freed and re-allocated in new sizes.
 glibc serves blocks above its mmap threshold (adaptive, at most 32 MiB) with fresh mappings that
@@ -30,8 +32,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import DECODING_ONEDNN_CACHE, TrainConfig
-from .hardware import set_tf32, set_threads
+from ..config import BUCKETED_ONEDNN_CACHE, DECODING_ONEDNN_CACHE, TRAINING_ONEDNN_CACHE, TrainConfig
+from .hardware import set_tf32, set_threads, shape_buckets_on
 
 log = logging.getLogger("seq2seq")
 
@@ -49,9 +51,14 @@ class ProcessSettings:
 
     @classmethod
     def for_training(cls, cfg: TrainConfig, device_type: str) -> ProcessSettings:
-        """The process settings of `cfg` for training on a `device_type` device (TF32: CUDA only)."""
+        """The process settings of `cfg` for training on a `device_type` device (TF32: CUDA only; a negative
+        `onednn_cache`: room for every shape-bucketed batch's primitives, else the last few)."""
         tf32 = cfg.tf32 if device_type == "cuda" else None
-        return cls(threads=cfg.threads, onednn_cache=cfg.onednn_cache, malloc_mmap_kib=cfg.malloc_mmap_kib, tf32=tf32)
+        cache = cfg.onednn_cache
+        if cache < 0:
+            bucketed = shape_buckets_on(cfg.shape_buckets, cfg.precision, device_type)
+            cache = BUCKETED_ONEDNN_CACHE if bucketed else TRAINING_ONEDNN_CACHE
+        return cls(threads=cfg.threads, onednn_cache=cache, malloc_mmap_kib=cfg.malloc_mmap_kib, tf32=tf32)
 
     @classmethod
     def for_decoding(cls) -> ProcessSettings:
