@@ -19,17 +19,16 @@ import sys
 from collections import Counter
 from typing import Any
 
-import numpy as np
 import torch
 from torch.autograd.graph import saved_tensors_hooks
 
-from ..batches import collate, make_batches
+from ..batches import collate
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..machine import process
 from ..machine.process import ProcessSettings
 from ..preprocess import ensure_prepared
 from ..updater import Updater
-from .train_profile import run_arguments, run_updates
+from .train_profile import decided, epoch_batches, run_arguments, run_updates
 
 MIB = 2**20
 
@@ -61,6 +60,7 @@ def _saved_by_shape(up: Updater, batch: Any, tokens: int) -> tuple[float, list[d
 
 def training_memory(data: str, src: str, tgt: str, out: str, cfg: TrainConfig, updates: int = 60) -> dict[str, Any]:
     """The phases' resident set and the saved-tensor breakdown (see the module doc)."""
+    cfg = decided(cfg)
     process.apply(ProcessSettings.for_training(cfg, "cpu"))
     rss = {"start": _rss_mib()}
     prepared = ensure_prepared(data, src, tgt, out, DataConfig(vocab_size=4000))
@@ -68,7 +68,7 @@ def training_memory(data: str, src: str, tgt: str, out: str, cfg: TrainConfig, u
     up = Updater.build(ModelConfig(), prepared.vocab, cfg)
     rss["model_and_optimiser"] = _rss_mib()
     split = prepared.split("train")
-    batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, np.random.default_rng([cfg.seed, 0]))
+    batches = epoch_batches(split, cfg)
     if len(batches) < updates or updates < 1:
         raise ValueError(f"{out}: {len(batches)} batches; --updates must be between 1 and that")
     up.model.train()
@@ -78,7 +78,8 @@ def training_memory(data: str, src: str, tgt: str, out: str, cfg: TrainConfig, u
             rss[f"after_update_{k}"] = _rss_mib()
     largest = max(batches[:updates], key=lambda idx: int(split.tgt_lens[idx].max() + 1) * len(idx))
     tokens = int(split.tgt_lens[largest].sum()) + len(largest)
-    saved, rows = _saved_by_shape(up, collate(split, largest).to(up.device), tokens)
+    bucket_tokens = cfg.max_tokens if cfg.shape_buckets == "on" else 0
+    saved, rows = _saved_by_shape(up, collate(split, largest, bucket_tokens).to(up.device), tokens)
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
     return {
         "precision": up.precision.name, "threads": torch.get_num_threads(), "max_tokens": cfg.max_tokens,
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p = run_arguments("python -m seq2seq.devtools.train_memory", __doc__ or "")
     p.add_argument("--updates", type=int, default=60)
     args = p.parse_args(argv)
-    cfg = TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3)
+    cfg = TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3,
+                      shape_buckets=args.shape_buckets)  # fmt: skip
     json.dump(training_memory(args.data, args.src, args.tgt, args.out, cfg, args.updates), sys.stdout, indent=1)
     print()
     return 0

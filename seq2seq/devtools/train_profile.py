@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 from ..batches import collate, make_batches
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..machine import process
+from ..machine.hardware import shape_buckets_on
 from ..machine.process import ProcessSettings
 from ..preprocess import ensure_prepared
 from ..updater import Updater
@@ -39,12 +41,23 @@ GROUPS = {  # operator name -> group (anything else: "other")
 }  # fmt: skip
 
 
+def decided(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with `shape_buckets` decided for CPU training, as `seq2seq train` decides it."""
+    return replace(cfg, shape_buckets="on" if shape_buckets_on(cfg.shape_buckets, cfg.precision, "cpu") else "off")
+
+
+def epoch_batches(split: EncodedSplit, cfg: TrainConfig) -> list[np.ndarray]:
+    """Epoch 0's batches of `cfg` (a decided one), in training's order."""
+    rng = np.random.default_rng([cfg.seed, 0])
+    return make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, cfg.shape_buckets == "on")
+
+
 def run_updates(up: Updater, split: EncodedSplit, batches: list[np.ndarray]) -> int:
-    """Run one update per batch; returns the target tokens (+ EOS) they trained on."""
-    tokens = 0
+    """Run one update per batch (shape-bucketed as `up.cfg` says); returns the target tokens (+ EOS) they trained on."""
+    tokens, bucket_tokens = 0, up.cfg.max_tokens if up.cfg.shape_buckets == "on" else 0
     for idx in batches:
         n = int(split.tgt_lens[idx].sum()) + len(idx)
-        up.step(collate(split, idx).to(up.device), n, up.cfg.lr)
+        up.step(collate(split, idx, bucket_tokens).to(up.device), n, up.cfg.lr)
         tokens += n
     return tokens
 
@@ -53,11 +66,12 @@ def profile_training(
     data: str, src: str, tgt: str, out: str, cfg: TrainConfig, warmup: int = 100, updates: int = 30
 ) -> dict[str, Any]:
     """Tokens/s of `updates` plain updates after `warmup`, then a profile of `updates` more (see module doc)."""
+    cfg = decided(cfg)
     process.apply(ProcessSettings.for_training(cfg, "cpu"))
     prepared = ensure_prepared(data, src, tgt, out, DataConfig(vocab_size=4000))
     up = Updater.build(ModelConfig(), prepared.vocab, cfg)
     split = prepared.split("train")
-    batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, np.random.default_rng([cfg.seed, 0]))
+    batches = epoch_batches(split, cfg)
     if len(batches) < warmup + 2 * updates:
         raise ValueError(f"{out}: {len(batches)} batches, fewer than warmup + 2 x updates = {warmup + 2 * updates}")
     up.model.train()
@@ -76,7 +90,7 @@ def profile_training(
         groups[group] = round(groups.get(group, 0.0) + share, 2)
     return {
         "precision": up.precision.name, "threads": torch.get_num_threads(), "max_tokens": cfg.max_tokens,
-        "warmup": warmup, "updates": updates, "tgt_tok_s": round(tok_s, 1),
+        "shape_buckets": cfg.shape_buckets, "warmup": warmup, "updates": updates, "tgt_tok_s": round(tok_s, 1),
         "profiled_self_cpu_s": round(total / 1e6, 3), "groups_pct": groups, "ops_pct": dict(list(ops.items())[:25]),
     }  # fmt: skip
 
@@ -91,6 +105,7 @@ def run_arguments(prog: str, doc: str) -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--max-tokens", type=int, default=2700, help="target tokens per batch (the benchmark's)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--shape-buckets", default="auto", choices=("auto", "on", "off"), help="as seq2seq train's")
     return p
 
 
@@ -99,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--updates", type=int, default=30)
     args = p.parse_args(argv)
-    cfg = TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3)
+    cfg = TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3,
+                      shape_buckets=args.shape_buckets)  # fmt: skip
     result = profile_training(args.data, args.src, args.tgt, args.out, cfg, args.warmup, args.updates)
     json.dump(result, sys.stdout, indent=1)
     print()
