@@ -178,6 +178,20 @@ MUTATIONS = (
         "lens = np.full(len(src_ids), max(map(len, src_ids)), dtype=np.int64)",
         ("tests/test_onnx.py",),
     ),
+    Mutation(
+        "a shape-bucketed batch's empty rows get a target (padding trained on)",
+        "seq2seq/batches.py",
+        "    tgt_in, tgt_out = (_fit(t, rows, cols) for t in batch[2:4])",
+        "    tgt_in, tgt_out = (_fit(t, rows, cols, EOS_ID) for t in batch[2:4])",
+        ("tests/test_shape_buckets.py",),
+    ),
+    Mutation(
+        "the output layer's padding rows get a gradient",
+        "seq2seq/objective.py",
+        "        out[n:] = 0",
+        "        out[n:] = 1",
+        ("tests/test_shape_buckets.py",),
+    ),
 )
 
 
