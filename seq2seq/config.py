@@ -150,6 +150,11 @@ class TrainConfig:
     keep_checkpoints: int = 0  # also keep the last K validated checkpoints as stepNNNNNNN.pt
     tensorboard: bool = False  # also write metrics.jsonl's records as TensorBoard events (RUN/tensorboard; extra)
 
+    @property
+    def bucket_tokens(self) -> int:
+        """The budget bucketed batches are padded by (`batches.collate`); 0: shape buckets off (or undecided)."""
+        return self.max_tokens if self.shape_buckets == "on" else 0
+
     def __post_init__(self) -> None:
         _check(self.max_tokens >= 1, "max_tokens must be >= 1")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")

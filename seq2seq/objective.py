@@ -133,7 +133,7 @@ class TrainingLoss(nn.Module):
     def __init__(self, model: Seq2Seq, cfg: TrainConfig) -> None:
         super().__init__()
         self.model, self.label_smoothing, self.teacher_forcing = model, cfg.label_smoothing, cfg.teacher_forcing
-        self.pad_rows = cfg.shape_buckets == "on"
+        self.pad_rows = bool(cfg.bucket_tokens)
 
     def forward(self, batch: Batch) -> Tensor:
         memory, state = self.model.encode(batch.src_ids, batch.src_lens)
@@ -164,7 +164,7 @@ def forward_backward(
     total, prev_pred = 0.0, None
     for t0, t1 in chunks(steps, cfg.tbptt):
         att, state, prev_pred = _decode_chunk(model, batch, t0, t1, state, memory_l, cfg.teacher_forcing, prev_pred)
-        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing, cfg.shape_buckets == "on")
+        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing, bool(cfg.bucket_tokens))
         (loss * scale).backward()
         total += loss.item()
         state = state.detach()

@@ -8,7 +8,6 @@ The objective itself (teacher forcing, truncated BPTT) lives in objective.py. Mu
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from .checkpoint import resume_configs
 from .config import DataConfig, ModelConfig, Settings, TrainConfig, from_dict, requested, to_dict
 from .machine import process
-from .machine.hardware import resolve_device, resolve_precision, shape_buckets_on
+from .machine.hardware import resolve_device, resolve_precision
 from .machine.process import ProcessSettings
 from .metrics import bleu_metric
 from .preprocess import ensure_prepared
@@ -101,8 +100,7 @@ def train(
     opts = options or RunOptions()
     data_asked, model_cfg, cfg = run_settings(spec.run, data_cfg, model_cfg, cfg, opts.resume)  # before any write
     device = resolve_device(opts.device)
-    buckets = shape_buckets_on(cfg.shape_buckets, cfg.precision, device.type)  # auto: decided once, kept in last.pt
-    cfg = dataclasses.replace(cfg, shape_buckets="on" if buckets else "off")
+    cfg = process.decide_shape_buckets(cfg, device.type)  # auto: decided once, kept in last.pt
     process.apply(ProcessSettings.for_training(cfg, device.type))  # before the first oneDNN primitive
     dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
     lock = RunLock(spec.run)

@@ -63,7 +63,7 @@ def _validate(
 ) -> dict[str, float]:
     """Validation loss/perplexity, and BLEU of greedy translations (in `precision`) of the first sentences."""
     val_split = prepared.cfg.val_split
-    loss = validation_loss(model, prepared.split(val_split), cfg.max_tokens, device, cfg.shape_buckets == "on")
+    loss = validation_loss(model, prepared.split(val_split), cfg.max_tokens, device, bool(cfg.bucket_tokens))
     result = {"val_loss": round(loss, 5), "val_ppl": round(math.exp(min(loss, 50)), 3)}
     if cfg.valid_bleu_sentences:
         src_text, ref_text = prepared.text(val_split, limit=cfg.valid_bleu_sentences)
@@ -165,7 +165,7 @@ class Trainer:
         cfg, st, world = self.cfg, self.st, self.dist.world
         split = epoch_split(self.prepared, cfg, st.epoch, self.dist)
         rng = np.random.default_rng([cfg.seed, st.epoch])
-        batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, cfg.shape_buckets == "on")
+        batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens))
         stop = None
         while stop is None and st.batch_in_epoch + world <= len(batches):
             shard = batches[st.batch_in_epoch : st.batch_in_epoch + world]  # one batch per rank
@@ -178,8 +178,7 @@ class Trainer:
     def _update(self, split: EncodedSplit, shard: list[np.ndarray], signals: StopSignal, bar: tqdm) -> str | None:
         """One update on this rank's batch of `shard`; then logging, validation and checkpoints as due."""
         st = self.st
-        bucket_tokens = self.cfg.max_tokens if self.cfg.shape_buckets == "on" else 0
-        batch = collate(split, shard[self.dist.rank], bucket_tokens).to(self.up.device)
+        batch = collate(split, shard[self.dist.rank], self.cfg.bucket_tokens).to(self.up.device)
         tokens = distributed.update_tokens(split.tgt_lens, shard)
         result = self.up.step(batch, tokens, self._lr())
         after_update(st, result.applied, tokens)

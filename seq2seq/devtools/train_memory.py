@@ -28,7 +28,7 @@ from ..machine import process
 from ..machine.process import ProcessSettings
 from ..preprocess import ensure_prepared
 from ..updater import Updater
-from .train_profile import decided, epoch_batches, run_arguments, run_updates
+from .train_profile import epoch_batches, run_arguments, run_updates
 
 MIB = 2**20
 
@@ -60,7 +60,7 @@ def _saved_by_shape(up: Updater, batch: Any, tokens: int) -> tuple[float, list[d
 
 def training_memory(data: str, src: str, tgt: str, out: str, cfg: TrainConfig, updates: int = 60) -> dict[str, Any]:
     """The phases' resident set and the saved-tensor breakdown (see the module doc)."""
-    cfg = decided(cfg)
+    cfg = process.decide_shape_buckets(cfg, "cpu")
     process.apply(ProcessSettings.for_training(cfg, "cpu"))
     rss = {"start": _rss_mib()}
     prepared = ensure_prepared(data, src, tgt, out, DataConfig(vocab_size=4000))
@@ -78,8 +78,7 @@ def training_memory(data: str, src: str, tgt: str, out: str, cfg: TrainConfig, u
             rss[f"after_update_{k}"] = _rss_mib()
     largest = max(batches[:updates], key=lambda idx: int(split.tgt_lens[idx].max() + 1) * len(idx))
     tokens = int(split.tgt_lens[largest].sum()) + len(largest)
-    bucket_tokens = cfg.max_tokens if cfg.shape_buckets == "on" else 0
-    saved, rows = _saved_by_shape(up, collate(split, largest, bucket_tokens).to(up.device), tokens)
+    saved, rows = _saved_by_shape(up, collate(split, largest, cfg.bucket_tokens).to(up.device), tokens)
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
     return {
         "precision": up.precision.name, "threads": torch.get_num_threads(), "max_tokens": cfg.max_tokens,

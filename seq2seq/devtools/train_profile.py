@@ -16,7 +16,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +24,6 @@ import torch
 from ..batches import collate, make_batches
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..machine import process
-from ..machine.hardware import shape_buckets_on
 from ..machine.process import ProcessSettings
 from ..preprocess import ensure_prepared
 from ..updater import Updater
@@ -41,23 +39,18 @@ GROUPS = {  # operator name -> group (anything else: "other")
 }  # fmt: skip
 
 
-def decided(cfg: TrainConfig) -> TrainConfig:
-    """`cfg` with `shape_buckets` decided for CPU training, as `seq2seq train` decides it."""
-    return replace(cfg, shape_buckets="on" if shape_buckets_on(cfg.shape_buckets, cfg.precision, "cpu") else "off")
-
-
 def epoch_batches(split: EncodedSplit, cfg: TrainConfig) -> list[np.ndarray]:
     """Epoch 0's batches of `cfg` (a decided one), in training's order."""
     rng = np.random.default_rng([cfg.seed, 0])
-    return make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, cfg.shape_buckets == "on")
+    return make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens))
 
 
 def run_updates(up: Updater, split: EncodedSplit, batches: list[np.ndarray]) -> int:
     """Run one update per batch (shape-bucketed as `up.cfg` says); returns the target tokens (+ EOS) they trained on."""
-    tokens, bucket_tokens = 0, up.cfg.max_tokens if up.cfg.shape_buckets == "on" else 0
+    tokens = 0
     for idx in batches:
         n = int(split.tgt_lens[idx].sum()) + len(idx)
-        up.step(collate(split, idx, bucket_tokens).to(up.device), n, up.cfg.lr)
+        up.step(collate(split, idx, up.cfg.bucket_tokens).to(up.device), n, up.cfg.lr)
         tokens += n
     return tokens
 
@@ -66,7 +59,7 @@ def profile_training(
     data: str, src: str, tgt: str, out: str, cfg: TrainConfig, warmup: int = 100, updates: int = 30
 ) -> dict[str, Any]:
     """Tokens/s of `updates` plain updates after `warmup`, then a profile of `updates` more (see module doc)."""
-    cfg = decided(cfg)
+    cfg = process.decide_shape_buckets(cfg, "cpu")
     process.apply(ProcessSettings.for_training(cfg, "cpu"))
     prepared = ensure_prepared(data, src, tgt, out, DataConfig(vocab_size=4000))
     up = Updater.build(ModelConfig(), prepared.vocab, cfg)

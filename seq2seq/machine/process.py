@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import os
 import signal
@@ -64,6 +65,13 @@ class ProcessSettings:
     def for_decoding(cls) -> ProcessSettings:
         """What `seq2seq translate` and `seq2seq serve` set: training's allocator, and caches of 16 entries."""
         return cls(onednn_cache=DECODING_ONEDNN_CACHE, malloc_mmap_kib=TrainConfig.malloc_mmap_kib)
+
+
+def decide_shape_buckets(cfg: TrainConfig, device_type: str) -> TrainConfig:
+    """`cfg` with `shape_buckets` decided ("on" / "off") for training on a `device_type` device (`auto`:
+    `hardware.shape_buckets_on`), as a run records it in its configs."""
+    on = shape_buckets_on(cfg.shape_buckets, cfg.precision, device_type)
+    return dataclasses.replace(cfg, shape_buckets="on" if on else "off")
 
 
 def apply(settings: ProcessSettings) -> None:
