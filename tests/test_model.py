@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.model import DecoderState, Seq2Seq, count_parameters
+from seq2seq.model import DecoderState, Dropout, Seq2Seq, count_parameters
 from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 SRC_VOCAB, TGT_VOCAB = 17, 13
@@ -210,3 +210,22 @@ def test_embeddings_start_as_asked_and_a_fresh_model_predicts_near_uniformly(std
         assert abs(first_loss(model) - math.log(vocab)) < 0.05
     torch.manual_seed(0)
     assert first_loss(Seq2Seq(ModelConfig(dropout=0.0, emb_init_std=1.0), vocab, vocab).eval()) > math.log(vocab) + 0.3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_keeps_each_element_with_probability_1_minus_p_scaled_to_keep_the_mean(dtype) -> None:
+    torch.manual_seed(0)
+    drop = Dropout(0.25).train()
+    x = torch.ones(1001, 999, dtype=dtype, requires_grad=True)  # an element count that is not a multiple of 4
+    y = drop(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    values = y.unique().tolist()  # dropped, or scaled by 1 / (1 - p)
+    assert len(values) == 2 and values[0] == 0 and values[1] == pytest.approx(4 / 3, rel=4e-3)
+    kept = (y != 0).float().flatten()
+    # each of the four 16-bit lanes of a 64-bit draw keeps 3/4 (a lane without its sign bit would keep all)
+    lanes = kept[: kept.numel() // 4 * 4].view(-1, 4).mean(0)
+    torch.testing.assert_close(lanes, torch.full((4,), 0.75), rtol=0, atol=0.005)
+    assert y.float().mean().item() == pytest.approx(1.0, abs=0.01)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * mask)/dx = mask
+    assert drop.eval()(x) is x and Dropout(0.0).train()(x) is x

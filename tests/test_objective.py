@@ -14,7 +14,7 @@ from seq2seq.objective import SmoothedCrossEntropy
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rows", [1, 7, 64, 150])  # fewer than, exactly, and more than one chunk
 def test_chunked_cross_entropy_matches_torch(eps: float, dtype: torch.dtype, rows: int, monkeypatch) -> None:
-    monkeypatch.setattr(objective, "CE_ROWS", 64)
+    monkeypatch.setattr(objective, "CE_ROWS", 64)  # rows 150: two whole chunks and a part
     g = torch.Generator().manual_seed(rows)
     logits = (3 * torch.randn(rows, 37, generator=g)).to(dtype).requires_grad_()
     target = torch.randint(0, 37, (rows,), generator=g)
@@ -40,3 +40,16 @@ def test_hand_computed_value_and_gradient() -> None:
     loss.backward()
     # dloss/dz = p - (1 - eps) [v = t] - eps / V = (0.5 - 0.8 - 0.1, 0.5 - 0.1)
     torch.testing.assert_close(logits.grad, torch.tensor([[-0.4, 0.4]]))
+
+
+def test_without_a_gradient_the_loss_is_the_same_and_a_second_backward_is_refused() -> None:
+    g = torch.Generator().manual_seed(3)
+    logits = (3 * torch.randn(20, 11, generator=g)).requires_grad_()
+    target = torch.randint(0, 11, (20,), generator=g)
+    with torch.inference_mode():  # validation's path: no gradient computed
+        plain = SmoothedCrossEntropy.apply(logits.detach(), target, 0.1)
+    loss = SmoothedCrossEntropy.apply(logits, target, 0.1)
+    assert plain.item() == loss.item()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward only"):
+        loss.backward()  # the saved gradient was scaled in place: a second pass would scale it twice

@@ -97,8 +97,8 @@ MUTATIONS = (
     Mutation(
         "label smoothing loses its uniform part (SmoothedCrossEntropy forward)",
         "seq2seq/objective.py",
-        "total -= eps / vocab * z.sum()",
-        "total -= 0 * z.sum()",
+        "total -= eps / vocab * logp.sum()",
+        "total -= 0 * logp.sum()",
         ("tests/test_objective.py", "tests/test_tbptt.py"),
     ),
     Mutation(
@@ -188,8 +188,8 @@ MUTATIONS = (
     Mutation(
         "the output layer's padding rows get a gradient",
         "seq2seq/objective.py",
-        "        out[n:] = 0",
-        "        out[n:] = 1",
+        "            grad[n:] = 0",
+        "            grad[n:] = 1",
         ("tests/test_shape_buckets.py",),
     ),
 )
