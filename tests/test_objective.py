@@ -53,3 +53,14 @@ def test_without_a_gradient_the_loss_is_the_same_and_a_second_backward_is_refuse
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward only"):
         loss.backward()  # the saved gradient was scaled in place: a second pass would scale it twice
+
+
+def test_the_upstream_gradient_scales_a_bf16_gradient_in_float32() -> None:
+    # the saved bf16 gradient times a float32 scale (1 / tokens) is rounded once, not after rounding the scale
+    g = torch.Generator().manual_seed(5)
+    logits = (3 * torch.randn(300, 50, generator=g)).bfloat16().requires_grad_()
+    target = torch.randint(0, 50, (300,), generator=g)
+    scale = torch.tensor(1 / 2345)
+    (unscaled,) = torch.autograd.grad(SmoothedCrossEntropy.apply(logits, target, 0.1), logits)
+    (scaled,) = torch.autograd.grad(SmoothedCrossEntropy.apply(logits, target, 0.1) * scale, logits)
+    assert torch.equal(scaled, (unscaled.float() * scale).bfloat16())
