@@ -28,7 +28,7 @@ def test_chunked_cross_entropy_matches_torch(eps: float, dtype: torch.dtype, row
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-4)
     assert grad_ours.dtype == dtype
-    tol = 1e-6 if dtype == torch.float32 else 4e-3  # bf16: both round the float32 gradient once
+    tol = 1e-6 if dtype == torch.float32 else 4e-3  # bf16: the reference rounds once, ours twice (saved, scaled)
     torch.testing.assert_close(grad_ours.float(), grad_ref.float(), rtol=0, atol=tol)
 
 
@@ -64,3 +64,15 @@ def test_the_upstream_gradient_scales_a_bf16_gradient_in_float32() -> None:
     (unscaled,) = torch.autograd.grad(SmoothedCrossEntropy.apply(logits, target, 0.1), logits)
     (scaled,) = torch.autograd.grad(SmoothedCrossEntropy.apply(logits, target, 0.1) * scale, logits)
     assert torch.equal(scaled, (unscaled.float() * scale).bfloat16())
+
+
+def test_fp16_logits_get_the_gradient_of_float32_scaled_before_rounding() -> None:
+    # fp16 flushes values under 6e-8: the gradient is kept in float32 until the loss scale (here 1024) is applied
+    g = torch.Generator().manual_seed(7)
+    logits = (4 * torch.randn(64, 4000, generator=g)).half().requires_grad_()
+    target = torch.randint(0, 4000, (64,), generator=g)
+    (ours,) = torch.autograd.grad(SmoothedCrossEntropy.apply(logits, target, 0.1) * 1024.0, logits)
+    ref = F.cross_entropy(logits.float(), target, reduction="sum", label_smoothing=0.1)
+    (expected,) = torch.autograd.grad(ref * 1024.0, logits)
+    assert ours.dtype == torch.float16
+    torch.testing.assert_close(ours.float(), expected.float(), rtol=2e-3, atol=2e-7)  # subnormal steps: 6e-8

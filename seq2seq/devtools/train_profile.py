@@ -35,7 +35,8 @@ GROUPS = {  # operator name -> group (anything else: "other")
     "aten::mm": "gemm", "aten::addmm": "gemm", "aten::bmm": "gemm",
     "aten::mkldnn_rnn_layer": "lstm", "aten::mkldnn_rnn_layer_backward": "lstm",
     "aten::copy_": "copies", "aten::exp_": "exp", "aten::exp": "exp",
-    "aten::uniform_": "dropout masks", "aten::_fused_adam_": "optimizer",
+    "aten::random_": "dropout masks", "aten::uniform_": "dropout masks", "aten::_fused_adam_": "optimizer",
+    "aten::_log_softmax": "loss",
 }  # fmt: skip
 
 
