@@ -76,12 +76,13 @@ def test_padded_rows_carry_a_lone_eos_and_no_target() -> None:
     assert (padded.tgt_out[:, plain.tgt_out.size(1) :] == PAD_ID).all()
 
 
-def test_padding_rows_of_logits_get_no_loss_and_no_gradient() -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # gradient made in the backward / the forward
+def test_padding_rows_of_logits_get_no_loss_and_no_gradient(dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(10, 7, generator=g, requires_grad=True)
+    logits = torch.randn(10, 7, generator=g).to(dtype).requires_grad_()
     target = torch.randint(0, 7, (6,), generator=g)
     loss = SmoothedCrossEntropy.apply(logits, target, 0.1)
-    ref = torch.nn.functional.cross_entropy(logits[:6], target, reduction="sum", label_smoothing=0.1)
+    ref = torch.nn.functional.cross_entropy(logits[:6].float(), target, reduction="sum", label_smoothing=0.1)
     torch.testing.assert_close(loss, ref)
     loss.backward()
     assert (logits.grad[6:] == 0).all() and (logits.grad[:6] != 0).any()
