@@ -76,7 +76,7 @@ def test_padded_rows_carry_a_lone_eos_and_no_target() -> None:
     assert (padded.tgt_out[:, plain.tgt_out.size(1) :] == PAD_ID).all()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # gradient made in the backward / the forward
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # the gradient kept as float32 / as bf16
 def test_padding_rows_of_logits_get_no_loss_and_no_gradient(dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(10, 7, generator=g).to(dtype).requires_grad_()
