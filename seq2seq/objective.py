@@ -87,9 +87,11 @@ class SmoothedCrossEntropy(torch.autograd.Function):
         if grad is not None:
             grad[n:] = 0
         scored, scored_grad = logits[:n], None if grad is None else grad[:n]
+        in_place = scored_grad is not None and scored_grad.dtype == torch.float32  # float32: made where it is kept
         with torch.autocast(logits.device.type, enabled=False):
             for i in range(0, n, CE_ROWS):
-                logp = torch.log_softmax(scored[i : i + CE_ROWS], dim=1, dtype=torch.float32)
+                out = scored_grad[i : i + CE_ROWS] if in_place else None
+                logp = torch.log_softmax(scored[i : i + CE_ROWS], dim=1, dtype=torch.float32, out=out)
                 rows = target[i : i + CE_ROWS, None]
                 total -= (1 - eps) * logp.gather(1, rows).sum()
                 if eps:
@@ -99,7 +101,7 @@ class SmoothedCrossEntropy(torch.autograd.Function):
                     if eps:
                         g.sub_(eps / vocab)
                     g.scatter_add_(1, rows, g.new_full(rows.shape, -(1 - eps)))
-                    scored_grad[i : i + CE_ROWS] = g
+                    scored_grad[i : i + CE_ROWS] = g  # in place: the same memory, no copy (copy_ returns early)
         ctx.save_for_backward(grad)
         ctx.dtype = logits.dtype
         return total

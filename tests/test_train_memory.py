@@ -9,7 +9,7 @@ import pytest
 from corpora import write_corpus
 
 from seq2seq.config import ModelConfig, TrainConfig
-from seq2seq.devtools.train_memory import main, training_memory
+from seq2seq.devtools.train_memory import main, resident_by_kind, training_memory
 from seq2seq.prepared import Prepared
 
 if TYPE_CHECKING:
@@ -35,6 +35,23 @@ def test_phases_and_the_saved_output_scores_are_reported(tmp_path: Path, capsys)
     # parameters are not activations: the (tied) output weight the output layer saves is left out
     weight = [vocab, ModelConfig().emb_size]
     assert not [r for r in saved["by_shape"] if r["shape"] in (weight, weight[::-1])]  # as saved: transposed
+    # where the resident set is, before and after glibc gives back the free heap it keeps
+    end, trimmed = result["resident_by_kind"]["end"], result["resident_by_kind"]["after_malloc_trim"]
+    assert list(end["by_kind"]) == ["heap", "anonymous", "jit code", "files"]
+    assert abs(sum(end["by_kind"].values()) - end["rss"]) < 8  # smaps' mappings add up to VmRSS
+    assert trimmed["rss"] <= end["rss"] + 1 and trimmed["by_kind"]["heap"] <= end["by_kind"]["heap"] + 1
+
+
+def test_resident_memory_is_sorted_into_heap_jit_code_anonymous_and_files(tmp_path: Path) -> None:
+    smaps = tmp_path / "smaps"
+    smaps.write_text(
+        "55d0c000-55d0d000 rw-p 00000000 00:00 0          [heap]\nSize:  4096 kB\nRss:  2048 kB\nVmFlags: rd wr\n"
+        "7f000000-7f001000 rwxp 00000000 00:00 0 \nRss:  1024 kB\n"  # a JIT kernel: anonymous, executable
+        "7f002000-7f003000 rw-p 00000000 00:00 0 \nRss:   512 kB\n"
+        "7f004000-7f005000 r-xp 00000000 08:01 1234       /usr/lib/libc.so.6\nRss:  3072 kB\n"
+        "7ffc0000-7ffc1000 rw-p 00000000 00:00 0          [stack]\nRss:   512 kB\n"
+    )
+    assert resident_by_kind(str(smaps)) == {"heap": 2.0, "anonymous": 1.0, "jit code": 1.0, "files": 3.0}
 
 
 def test_more_updates_than_batches_is_refused(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Where a training process's memory goes: resident set after each phase, and what autograd keeps.
 
     python -m seq2seq.devtools.train_memory --data DIR --src de --tgt en --out RUN \\
-        [--precision fp32] [--max-tokens 2700] [--threads 2] [--updates 60]
+        [--precision fp32] [--max-tokens 2700] [--threads 2] [--shape-buckets auto] [--updates 60] [--onednn-cache N]
 
 Prepares RUN if needed, builds the default model with `Updater.build` and runs `--updates` updates
 on the first batches of epoch 0's order (the benchmark's batches), printing one JSON object:
@@ -9,10 +9,17 @@ VmRSS (MiB) after start-up, preparation, building the model and optimiser, and a
 5, 20 and the last; the process's peak; and, for one more update on the batch with the most padded
 target positions among them, the tensors autograd saved for the backward (parameters excluded),
 in MiB by shape and dtype, largest first (oneDNN's LSTM workspaces are the flat uint8 ones).
+Then where the resident set is (`resident_by_kind`, from /proc/self/smaps: the C heap, other
+anonymous memory, JIT code — oneDNN's kernels, anonymous and executable — and mapped files, i.e.
+libraries), before and after glibc's `malloc_trim(0)` gives back the free heap it keeps (training
+pins glibc's trim threshold: `TrainConfig.malloc_mmap_kib`); what the trim frees is allocator slack,
+what stays is live. `--onednn-cache N` caps oneDNN's and torch's primitive caches, as `seq2seq train`'s.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import resource
 import sys
@@ -36,6 +43,37 @@ MIB = 2**20
 def _rss_mib() -> float:
     with open("/proc/self/status") as f:
         return round(int(f.read().split("VmRSS:")[1].split()[0]) / 1024, 1)
+
+
+def resident_by_kind(smaps: str = "/proc/self/smaps") -> dict[str, float]:
+    """Resident MiB of a process by kind of mapping (`smaps`: its /proc/PID/smaps): "heap" (the C heap),
+    "jit code" (anonymous and executable), "anonymous" (the rest without a file: thread arenas, Python's
+    own arenas, large blocks, stacks) and "files" (libraries' code and data, memory-mapped files)."""
+    kinds: Counter[str] = Counter()
+    kind = "files"
+    with open(smaps) as f:
+        for line in f:
+            head = line.split()
+            if not head:
+                continue
+            if not head[0].endswith(":"):  # a mapping: address perms offset device inode [path]
+                path = head[5] if len(head) > 5 else ""
+                anonymous = not path or path.startswith("[")
+                kind = ("heap" if path == "[heap]" else "jit code" if anonymous and "x" in head[1]
+                        else "anonymous" if anonymous else "files")  # fmt: skip
+            elif head[0] == "Rss:":
+                kinds[kind] += int(head[1])  # kB
+    return {k: round(kinds[k] / 1024, 1) for k in ("heap", "anonymous", "jit code", "files")}
+
+
+def malloc_trim() -> bool:
+    """glibc's `malloc_trim(0)`: give the heap's free pages back to the OS; False where there is no such call."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)  # 1 if it gave memory back, 0 if there was none to give
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def _saved_by_shape(up: Updater, batch: Any, tokens: int) -> tuple[float, list[dict[str, Any]]]:
@@ -80,19 +118,23 @@ def training_memory(data: str, src: str, tgt: str, out: str, cfg: TrainConfig, u
     tokens = int(split.tgt_lens[largest].sum()) + len(largest)
     saved, rows = _saved_by_shape(up, collate(split, largest, cfg.bucket_tokens).to(up.device), tokens)
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    end = {"rss": _rss_mib(), "by_kind": resident_by_kind()}
+    trimmed = {"rss": _rss_mib(), "by_kind": resident_by_kind()} if malloc_trim() else None
     return {
         "precision": up.precision.name, "threads": torch.get_num_threads(), "max_tokens": cfg.max_tokens,
-        "updates": updates, "rss_mib": rss, "peak_rss_mib": peak,
+        "shape_buckets": cfg.shape_buckets, "updates": updates, "rss_mib": rss, "peak_rss_mib": peak,
         "saved_for_backward": {"batch": len(largest), "tgt_tokens": tokens, "mib": saved, "by_shape": rows[:20]},
+        "resident_by_kind": {"end": end, "after_malloc_trim": trimmed},
     }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     p = run_arguments("python -m seq2seq.devtools.train_memory", __doc__ or "")
     p.add_argument("--updates", type=int, default=60)
+    p.add_argument("--onednn-cache", type=int, default=-1, help="primitive-cache entries, as seq2seq train's")
     args = p.parse_args(argv)
     cfg = TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3,
-                      shape_buckets=args.shape_buckets)  # fmt: skip
+                      shape_buckets=args.shape_buckets, onednn_cache=args.onednn_cache)  # fmt: skip
     json.dump(training_memory(args.data, args.src, args.tgt, args.out, cfg, args.updates), sys.stdout, indent=1)
     print()
     return 0
