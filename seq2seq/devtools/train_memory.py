@@ -58,9 +58,9 @@ def resident_by_kind(smaps: str = "/proc/self/smaps") -> dict[str, float]:
                 continue
             if not head[0].endswith(":"):  # a mapping: address perms offset device inode [path]
                 path = head[5] if len(head) > 5 else ""
-                anonymous = not path or path.startswith("[")
-                kind = ("heap" if path == "[heap]" else "jit code" if anonymous and "x" in head[1]
-                        else "anonymous" if anonymous else "files")  # fmt: skip
+                jit = (not path or path.startswith("[anon:")) and "x" in head[1]  # not [vdso] / [vsyscall]
+                kind = ("heap" if path == "[heap]" else "jit code" if jit
+                        else "anonymous" if not path or path.startswith("[") else "files")  # fmt: skip
             elif head[0] == "Rss:":
                 kinds[kind] += int(head[1])  # kB
     return {k: round(kinds[k] / 1024, 1) for k in ("heap", "anonymous", "jit code", "files")}
