@@ -65,6 +65,15 @@ def test_malloc_trim_gives_freed_heap_blocks_back() -> None:
     assert len(top) == 100 * 1024
 
 
+def test_a_bad_setting_is_one_line_and_exit_status_2(tmp_path: Path, capsys) -> None:
+    argv = ["--data", str(tmp_path), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"),
+            "--onednn-cache", "5000"]  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert "onednn_cache must be <= 1024" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_more_updates_than_batches_is_refused(tmp_path: Path) -> None:
     data = write_corpus(tmp_path / "data", n_train=20, n_val=4, n_test=4)
     with pytest.raises(ValueError, match="--updates must be between 1"):

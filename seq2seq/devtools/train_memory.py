@@ -35,7 +35,7 @@ from ..machine import process
 from ..machine.process import ProcessSettings
 from ..preprocess import ensure_prepared
 from ..updater import Updater
-from .train_profile import epoch_batches, run_arguments, run_updates
+from .train_profile import epoch_batches, run_arguments, run_updates, train_config
 
 MIB = 2**20
 
@@ -133,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--updates", type=int, default=60)
     p.add_argument("--onednn-cache", type=int, default=-1, help="primitive-cache entries, as seq2seq train's")
     args = p.parse_args(argv)
-    cfg = TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3,
-                      shape_buckets=args.shape_buckets, onednn_cache=args.onednn_cache)  # fmt: skip
+    cfg = train_config(p, args, onednn_cache=args.onednn_cache)
     json.dump(training_memory(args.data, args.src, args.tgt, args.out, cfg, args.updates), sys.stdout, indent=1)
     print()
     return 0

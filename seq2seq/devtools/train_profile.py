@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..batches import collate, make_batches
-from ..config import DataConfig, ModelConfig, TrainConfig
+from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from ..machine import process
 from ..machine.process import ProcessSettings
 from ..preprocess import ensure_prepared
@@ -103,13 +103,21 @@ def run_arguments(prog: str, doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def train_config(p: argparse.ArgumentParser, args: argparse.Namespace, **more: Any) -> TrainConfig:
+    """The run's TrainConfig from the shared options (and `more` fields); a bad value: one line, exit 2."""
+    try:
+        return TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3,
+                           shape_buckets=args.shape_buckets, **more)  # fmt: skip
+    except ConfigError as e:
+        p.error(str(e))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = run_arguments("python -m seq2seq.devtools.train_profile", __doc__ or "")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--updates", type=int, default=30)
     args = p.parse_args(argv)
-    cfg = TrainConfig(precision=args.precision, max_tokens=args.max_tokens, threads=args.threads, lr=2e-3,
-                      shape_buckets=args.shape_buckets)  # fmt: skip
+    cfg = train_config(p, args)
     result = profile_training(args.data, args.src, args.tgt, args.out, cfg, args.warmup, args.updates)
     json.dump(result, sys.stdout, indent=1)
     print()
