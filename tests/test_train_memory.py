@@ -9,7 +9,8 @@ import pytest
 from corpora import write_corpus
 
 from seq2seq.config import ModelConfig, TrainConfig
-from seq2seq.devtools.train_memory import _rss_mib, main, malloc_trim, resident_by_kind, training_memory
+from seq2seq.devtools.train_memory import _rss_mib, main, resident_by_kind, training_memory
+from seq2seq.machine.process import malloc_trim
 from seq2seq.prepared import Prepared
 
 if TYPE_CHECKING:

@@ -18,8 +18,6 @@ what stays is live. `--onednn-cache N` caps oneDNN's and torch's primitive cache
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import resource
 import sys
@@ -32,7 +30,7 @@ from torch.autograd.graph import saved_tensors_hooks
 from ..batches import collate
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..machine import process
-from ..machine.process import ProcessSettings
+from ..machine.process import ProcessSettings, malloc_trim
 from ..preprocess import ensure_prepared
 from ..updater import Updater
 from .train_profile import epoch_batches, run_arguments, run_updates, train_config
@@ -64,16 +62,6 @@ def resident_by_kind(smaps: str = "/proc/self/smaps") -> dict[str, float]:
             elif head[0] == "Rss:":
                 kinds[kind] += int(head[1])  # kB
     return {k: round(kinds[k] / 1024, 1) for k in ("heap", "anonymous", "jit code", "files")}
-
-
-def malloc_trim() -> bool:
-    """glibc's `malloc_trim(0)`: give the heap's free pages back to the OS; False where there is no such call."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)  # 1 if it gave memory back, 0 if there was none to give
-    except (OSError, AttributeError):
-        return False
-    return True
 
 
 def _saved_by_shape(up: Updater, batch: Any, tokens: int) -> tuple[float, list[dict[str, Any]]]:

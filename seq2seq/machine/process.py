@@ -96,6 +96,20 @@ def limit_onednn_cache(entries: int) -> None:
         os.environ["LRU_CACHE_CAPACITY"] = str(max(entries, 1))
 
 
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def malloc_trim() -> bool:
+    """glibc's `malloc_trim(0)`: give the heap's free pages back to the OS; False where there is no such call
+    (the memory breakdown of devtools/train_memory uses it; training keeps its heap, see the module doc)."""
+    try:
+        _libc().malloc_trim(0)  # 1 if it gave memory back, 0 if there was none to give
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def pin_mmap_threshold(kib: int) -> bool:
     """Serve allocations of `kib` KiB or more with mmap, smaller ones from the heap, and trim the heap
     top only beyond `kib` KiB of free space (glibc only; at most 2 GiB - 1).
@@ -105,7 +119,7 @@ def pin_mmap_threshold(kib: int) -> bool:
     if kib <= 0:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _libc()
         size = min(kib * 1024, 2**31 - 1)  # mallopt takes an int
         ok = libc.mallopt(_M_MMAP_THRESHOLD, size) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, size) == 1
     except (OSError, AttributeError):
