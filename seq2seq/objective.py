@@ -72,14 +72,16 @@ class SmoothedCrossEntropy(torch.autograd.Function):
     The value and gradient of `F.cross_entropy(logits.float(), target, reduction="sum",
     label_smoothing=eps)` (pinned by a test). The forward makes one float32 log-softmax per chunk and,
     when the logits need a gradient, the gradient too, kept instead of the logits (in their dtype; float32
-    for fp16, whose range would flush small probabilities before the loss scale); the backward only
-    scales it (2026-12-05, 2,560 x 4,000 bf16: 10.5 ms forward + backward, against 20.6 when the backward
-    read the logits again). The upstream scale is applied in float32, so bf16 rounds twice, not once.
+    for fp16, whose range would flush small probabilities before the loss scale) and already multiplied,
+    in float32, by `grad_scale`: the factor the caller multiplies the loss by before its backward (training:
+    1 / target tokens, times the fp16 loss scale). Then bf16 rounds once, and the backward returns the kept
+    gradient as it is (2,560 x 4,000 bf16: one pass over the scores less; before 2026-12-06 the backward
+    scaled a rounded gradient). Any other upstream is still applied, as a float32 factor in the backward.
     loss_i = -(1 - eps) log p_i[t_i] - eps / V sum_v log p_iv;  dloss_i/dz_iv = p_iv - (1 - eps) [v = t_i] - eps / V.
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, target: Tensor, eps: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, logits: Tensor, target: Tensor, eps: float, grad_scale: float = 1.0) -> Tensor:  # type: ignore[override]
         n, vocab = target.size(0), logits.size(1)  # rows of logits past the targets' count: padding, no loss
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
         kept = torch.float32 if logits.dtype == torch.float16 else logits.dtype
@@ -88,6 +90,8 @@ class SmoothedCrossEntropy(torch.autograd.Function):
             grad[n:] = 0
         scored, scored_grad = logits[:n], None if grad is None else grad[:n]
         in_place = scored_grad is not None and scored_grad.dtype == torch.float32  # float32: made where it is kept
+        scale = torch.tensor(grad_scale, dtype=torch.float32).item()  # as float32 math will see the upstream
+        uniform = torch.tensor(-eps / vocab * scale, dtype=torch.float32, device=logits.device)
         with torch.autocast(logits.device.type, enabled=False):
             for i in range(0, n, CE_ROWS):
                 out = scored_grad[i : i + CE_ROWS] if in_place else None
@@ -98,35 +102,41 @@ class SmoothedCrossEntropy(torch.autograd.Function):
                     total -= eps / vocab * logp.sum()
                 if scored_grad is not None:
                     g = logp.exp_()  # softmax
-                    if eps:
-                        g.sub_(eps / vocab)
-                    g.scatter_add_(1, rows, g.new_full(rows.shape, -(1 - eps)))
+                    if eps or scale != 1:
+                        torch.add(uniform, g, alpha=scale, out=g)  # scale * (p - eps / V), one float32 pass
+                    g.scatter_add_(1, rows, g.new_full(rows.shape, -(1 - eps) * scale))
                     scored_grad[i : i + CE_ROWS] = g  # in place: the same memory, no copy (copy_ returns early)
         ctx.save_for_backward(grad)
-        ctx.dtype = logits.dtype
+        ctx.dtype, ctx.scale = logits.dtype, scale
         return total
 
     @staticmethod
-    def backward(ctx: Any, upstream: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, upstream: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         if getattr(ctx, "done", False):
             raise RuntimeError("SmoothedCrossEntropy scales its saved gradient in place: one backward only")
         ctx.done = True
         (grad,) = ctx.saved_tensors
-        return grad.mul_(upstream.item()).to(ctx.dtype), None, None  # a Python float: float32 math on any device
+        factor = upstream.item() / ctx.scale  # a Python float: float32 math on any device
+        if factor != 1:  # the upstream is not the grad_scale the forward applied
+            grad.mul_(factor)
+        return grad.to(ctx.dtype), None, None, None
 
 
 OUTPUT_ROWS = 256  # with shape buckets, the output layer's rows are padded to a multiple of this
 
 
-def _loss(model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float, pad_rows: bool = False) -> Tensor:
+def _loss(
+    model: Seq2Seq, att: Tensor, tgt_out: Tensor, label_smoothing: float, pad_rows: bool = False, grad_scale: float = 1.0
+) -> Tensor:
     """Summed cross-entropy over the non-padding positions only (the output layer skips padding);
     `pad_rows`: the output layer runs on those rows plus zero rows up to a multiple of `OUTPUT_ROWS`
-    (a few fixed shapes for its matmuls; the extra rows carry no loss)."""
+    (a few fixed shapes for its matmuls; the extra rows carry no loss); `grad_scale`: what the loss
+    will be multiplied by before its backward (see SmoothedCrossEntropy)."""
     mask = tgt_out != PAD_ID  # (B, T)
     rows = att[mask]  # (tokens, E)
     if pad_rows and rows.size(0) % OUTPUT_ROWS:
         rows = torch.cat([rows, rows.new_zeros(OUTPUT_ROWS - rows.size(0) % OUTPUT_ROWS, rows.size(1))])
-    return SmoothedCrossEntropy.apply(model.logits(rows), tgt_out[mask], label_smoothing)
+    return SmoothedCrossEntropy.apply(model.logits(rows), tgt_out[mask], label_smoothing, grad_scale)
 
 
 class TrainingLoss(nn.Module):
@@ -137,11 +147,12 @@ class TrainingLoss(nn.Module):
         self.model, self.label_smoothing, self.teacher_forcing = model, cfg.label_smoothing, cfg.teacher_forcing
         self.pad_rows = bool(cfg.bucket_tokens)
 
-    def forward(self, batch: Batch) -> Tensor:
+    def forward(self, batch: Batch, grad_scale: float = 1.0) -> Tensor:
+        """The summed loss; `grad_scale`: the factor its backward will bring (see SmoothedCrossEntropy)."""
         memory, state = self.model.encode(batch.src_ids, batch.src_lens)
         steps = batch.tgt_in.size(1)
         att, _, _ = _decode_chunk(self.model, batch, 0, steps, state, memory, self.teacher_forcing, None)
-        return _loss(self.model, att, batch.tgt_out, self.label_smoothing, self.pad_rows)
+        return _loss(self.model, att, batch.tgt_out, self.label_smoothing, self.pad_rows, grad_scale)
 
 
 def forward_backward(
@@ -153,8 +164,9 @@ def forward_backward(
     is no truncation: `TrainingLoss(model, cfg)` (the default) or its DDP wrapper.
     """
     scale = 1.0 / batch.n_tokens if scale is None else scale
+    grad_scale = float(scale)  # the loss's gradient is made already scaled by it
     if cfg.tbptt == 0:
-        loss = (net or TrainingLoss(model, cfg))(batch)
+        loss = (net or TrainingLoss(model, cfg))(batch, grad_scale)
         (loss * scale).backward()
         return loss.item()
     memory, state = model.encode(batch.src_ids, batch.src_lens)
@@ -166,7 +178,7 @@ def forward_backward(
     total, prev_pred = 0.0, None
     for t0, t1 in chunks(steps, cfg.tbptt):
         att, state, prev_pred = _decode_chunk(model, batch, t0, t1, state, memory_l, cfg.teacher_forcing, prev_pred)
-        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing, bool(cfg.bucket_tokens))
+        loss = _loss(model, att, batch.tgt_out[:, t0:t1], cfg.label_smoothing, bool(cfg.bucket_tokens), grad_scale)
         (loss * scale).backward()
         total += loss.item()
         state = state.detach()

@@ -66,6 +66,25 @@ def test_the_upstream_gradient_scales_a_bf16_gradient_in_float32() -> None:
     assert torch.equal(scaled, (unscaled.float() * scale).bfloat16())
 
 
+def test_a_grad_scale_given_to_the_forward_rounds_a_bf16_gradient_once() -> None:
+    # training passes 1 / tokens as grad_scale and multiplies the loss by it: the bf16 gradient is then the
+    # float32 one (of the same logits) times the scale, rounded once, and the backward leaves it as it is
+    g = torch.Generator().manual_seed(11)
+    logits = (3 * torch.randn(300, 50, generator=g)).bfloat16()
+    target = torch.randint(0, 50, (300,), generator=g)
+    scale = 1 / 2345
+    low, full = logits.clone().requires_grad_(), logits.float().requires_grad_()
+    (ours,) = torch.autograd.grad(SmoothedCrossEntropy.apply(low, target, 0.1, scale) * scale, low)
+    (f32,) = torch.autograd.grad(SmoothedCrossEntropy.apply(full, target, 0.1, scale) * scale, full)
+    assert torch.equal(ours, f32.bfloat16())
+    plain = logits.float().requires_grad_()
+    (expected,) = torch.autograd.grad(F.cross_entropy(plain, target, reduction="sum", label_smoothing=0.1) * scale, plain)
+    torch.testing.assert_close(f32, expected, rtol=0, atol=1e-9)  # and it is the gradient of torch's loss
+    # an upstream other than the grad_scale is still applied (here the scale twice)
+    (twice,) = torch.autograd.grad(SmoothedCrossEntropy.apply(full, target, 0.1, scale) * scale * scale, full)
+    torch.testing.assert_close(twice, expected * scale, rtol=1e-5, atol=1e-13)
+
+
 def test_fp16_logits_get_the_gradient_of_float32_scaled_before_rounding() -> None:
     # fp16 flushes values under 6e-8: the gradient is kept in float32 until the loss scale (here 1024) is applied
     g = torch.Generator().manual_seed(7)

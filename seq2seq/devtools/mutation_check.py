@@ -90,8 +90,8 @@ MUTATIONS = (
     Mutation(
         "training ignores label_smoothing (full BPTT)",
         "seq2seq/objective.py",
-        "return _loss(self.model, att, batch.tgt_out, self.label_smoothing, self.pad_rows)",
-        "return _loss(self.model, att, batch.tgt_out, 0.0, self.pad_rows)",
+        "return _loss(self.model, att, batch.tgt_out, self.label_smoothing, self.pad_rows, grad_scale)",
+        "return _loss(self.model, att, batch.tgt_out, 0.0, self.pad_rows, grad_scale)",
         ("tests/test_tbptt.py", "tests/test_objective.py"),
     ),
     Mutation(
