@@ -1,4 +1,4 @@
-"""The chunked label-smoothed cross-entropy is pinned to torch's `F.cross_entropy`."""
+"""The output layer with its chunked label-smoothed cross-entropy, pinned to `F.linear` + `F.cross_entropy`."""
 
 from __future__ import annotations
 
@@ -7,91 +7,132 @@ import torch
 import torch.nn.functional as F
 
 import seq2seq.objective as objective
-from seq2seq.objective import SmoothedCrossEntropy
+from seq2seq.objective import OutputLoss
+
+
+def layer(rows: int, vocab: int, seed: int, dtype: torch.dtype = torch.float32, width: int = 8):
+    """Rows h (rows, width) in `dtype`, a float32 weight (vocab, width) and bias, and targets, all leaves."""
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(rows, width, generator=g).to(dtype).requires_grad_()
+    w = (torch.randn(vocab, width, generator=g) / 2).requires_grad_()
+    b = torch.randn(vocab, generator=g).requires_grad_()
+    return h, w, b, torch.randint(0, vocab, (rows,), generator=g)
+
+
+def reference(h, w, b, target, eps: float) -> torch.Tensor:
+    """torch's loss of the same scores: F.linear in h's dtype (as autocast runs it), cross-entropy in float32."""
+    return F.cross_entropy(
+        F.linear(h, w.to(h.dtype), b.to(h.dtype)).float(), target, reduction="sum", label_smoothing=eps
+    )
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rows", [1, 7, 64, 150])  # fewer than, exactly, and more than one chunk
-def test_chunked_cross_entropy_matches_torch(eps: float, dtype: torch.dtype, rows: int, monkeypatch) -> None:
+def test_float32_loss_and_gradients_match_torch(eps: float, rows: int, monkeypatch) -> None:
     monkeypatch.setattr(objective, "CE_ROWS", 64)  # rows 150: two whole chunks and a part
-    g = torch.Generator().manual_seed(rows)
-    logits = (3 * torch.randn(rows, 37, generator=g)).to(dtype).requires_grad_()
-    target = torch.randint(0, 37, (rows,), generator=g)
-    upstream = torch.tensor(0.37)  # d(final)/d(loss): the gradient must be scaled by it
-
-    ours = SmoothedCrossEntropy.apply(logits, target, eps)
-    (grad_ours,) = torch.autograd.grad(ours * upstream, logits)
-    ref = F.cross_entropy(logits.float(), target, reduction="sum", label_smoothing=eps)
-    (grad_ref,) = torch.autograd.grad(ref * upstream, logits)
-
+    h, w, b, target = layer(rows, 37, rows)
+    upstream = 0.37  # d(final)/d(loss), not the grad_scale: the backward must still apply it
+    ours = OutputLoss.apply(h, w, b, target, eps)
+    grads = torch.autograd.grad(ours * upstream, (h, w, b))
+    ref = reference(h, w, b, target, eps)
+    expected = torch.autograd.grad(ref * upstream, (h, w, b))
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-4)
-    assert grad_ours.dtype == dtype
-    tol = 1e-6 if dtype == torch.float32 else 4e-3  # bf16: the reference rounds once, ours twice (saved, scaled)
-    torch.testing.assert_close(grad_ours.float(), grad_ref.float(), rtol=0, atol=tol)
+    for got, want in zip(grads, expected):
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_bf16_under_autocast_matches_torch_within_bf16_rounding(eps: float) -> None:
+    # the matmuls in bf16 as autocast's F.linear runs them; the bias, softmax and loss in float32
+    h, w, b, target = layer(150, 37, 3, torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = OutputLoss.apply(h, w, b, target, eps, 1 / 150)
+    grads = torch.autograd.grad(ours / 150, (h, w, b))
+    ref = reference(h, w, b, target, eps)
+    expected = torch.autograd.grad(ref / 150, (h, w, b))
+    torch.testing.assert_close(ours, ref, rtol=2e-3, atol=0)
+    assert [g.dtype for g in grads] == [torch.bfloat16, torch.float32, torch.float32]  # as the leaves'
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-4)
+
+
+def test_rows_past_the_targets_get_no_loss_and_no_gradient() -> None:
+    # training pads the rows to a multiple of OUTPUT_ROWS with zeros; here the padding rows are not zero,
+    # so a loss or gradient that reached them would show
+    h, w, b, target = layer(20, 11, 4)
+    ours = OutputLoss.apply(h, w, b, target[:13], 0.1)
+    grads = torch.autograd.grad(ours, (h, w, b))
+    ref = reference(h[:13], w, b, target[:13], 0.1)
+    expected = torch.autograd.grad(ref, (h, w, b), allow_unused=True)
+    torch.testing.assert_close(ours, ref)
+    assert torch.equal(grads[0][13:], torch.zeros(7, 8))
+    torch.testing.assert_close(grads[0][:13], expected[0][:13])
+    torch.testing.assert_close(grads[1], expected[1])
+    torch.testing.assert_close(grads[2], expected[2])
 
 
 def test_hand_computed_value_and_gradient() -> None:
     # two classes with equal scores: p = (1/2, 1/2), lse = log 2; eps = 0.2 puts 0.1 on each class
-    logits = torch.zeros(1, 2, requires_grad=True)
-    loss = SmoothedCrossEntropy.apply(logits, torch.tensor([0]), 0.2)
+    h = torch.ones(1, 1, requires_grad=True)
+    w = torch.tensor([[1.0], [1.0]], requires_grad=True)
+    b = torch.zeros(2, requires_grad=True)
+    loss = OutputLoss.apply(h, w, b, torch.tensor([0]), 0.2)
     assert loss.item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
     loss.backward()
-    # dloss/dz = p - (1 - eps) [v = t] - eps / V = (0.5 - 0.8 - 0.1, 0.5 - 0.1)
-    torch.testing.assert_close(logits.grad, torch.tensor([[-0.4, 0.4]]))
+    # dloss/dz = p - (1 - eps) [v = t] - eps / V = (0.5 - 0.8 - 0.1, 0.5 - 0.1) = (-0.4, 0.4): the bias's gradient;
+    # the weight's is dz times h = 1, and h's is dz . w = -0.4 + 0.4
+    torch.testing.assert_close(b.grad, torch.tensor([-0.4, 0.4]))
+    torch.testing.assert_close(w.grad, torch.tensor([[-0.4], [0.4]]))
+    torch.testing.assert_close(h.grad, torch.tensor([[0.0]]))
 
 
 def test_without_a_gradient_the_loss_is_the_same_and_a_second_backward_is_refused() -> None:
-    g = torch.Generator().manual_seed(3)
-    logits = (3 * torch.randn(20, 11, generator=g)).requires_grad_()
-    target = torch.randint(0, 11, (20,), generator=g)
+    h, w, b, target = layer(20, 11, 3)
     with torch.inference_mode():  # validation's path: no gradient computed
-        plain = SmoothedCrossEntropy.apply(logits.detach(), target, 0.1)
-    loss = SmoothedCrossEntropy.apply(logits, target, 0.1)
+        plain = OutputLoss.apply(h.detach(), w.detach(), b.detach(), target, 0.1)
+    loss = OutputLoss.apply(h, w, b, target, 0.1)
     assert plain.item() == loss.item()
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward only"):
         loss.backward()  # the saved gradient was scaled in place: a second pass would scale it twice
 
 
-def test_the_upstream_gradient_scales_a_bf16_gradient_in_float32() -> None:
-    # the saved bf16 gradient times a float32 scale (1 / tokens) is rounded once, not after rounding the scale
-    g = torch.Generator().manual_seed(5)
-    logits = (3 * torch.randn(300, 50, generator=g)).bfloat16().requires_grad_()
-    target = torch.randint(0, 50, (300,), generator=g)
-    scale = torch.tensor(1 / 2345)
-    (unscaled,) = torch.autograd.grad(SmoothedCrossEntropy.apply(logits, target, 0.1), logits)
-    (scaled,) = torch.autograd.grad(SmoothedCrossEntropy.apply(logits, target, 0.1) * scale, logits)
-    assert torch.equal(scaled, (unscaled.float() * scale).bfloat16())
-
-
 def test_a_grad_scale_given_to_the_forward_rounds_a_bf16_gradient_once() -> None:
-    # training passes 1 / tokens as grad_scale and multiplies the loss by it: the bf16 gradient is then the
-    # float32 one (of the same logits) times the scale, rounded once, and the backward leaves it as it is
+    # training passes 1 / tokens as grad_scale and multiplies the loss by it: the bf16 gradient of the scores is
+    # then the float32 one times the scale, rounded once, and the backward applies no factor of its own. Seen
+    # through h's gradient G W with W = I: h's gradient is G itself.
     g = torch.Generator().manual_seed(11)
-    logits = (3 * torch.randn(300, 50, generator=g)).bfloat16()
+    h = (3 * torch.randn(300, 50, generator=g)).bfloat16()
+    w, b = torch.eye(50), torch.zeros(50)
     target = torch.randint(0, 50, (300,), generator=g)
     scale = 1 / 2345
-    low, full = logits.clone().requires_grad_(), logits.float().requires_grad_()
-    (ours,) = torch.autograd.grad(SmoothedCrossEntropy.apply(low, target, 0.1, scale) * scale, low)
-    (f32,) = torch.autograd.grad(SmoothedCrossEntropy.apply(full, target, 0.1, scale) * scale, full)
+    low, full = h.clone().requires_grad_(), h.float().requires_grad_()
+    (ours,) = torch.autograd.grad(OutputLoss.apply(low, w.bfloat16(), b, target, 0.1, scale) * scale, low)
+    (f32,) = torch.autograd.grad(OutputLoss.apply(full, w, b, target, 0.1, scale) * scale, full)
     assert torch.equal(ours, f32.bfloat16())
-    plain = logits.float().requires_grad_()
-    (expected,) = torch.autograd.grad(F.cross_entropy(plain, target, reduction="sum", label_smoothing=0.1) * scale, plain)
+    plain = h.float().requires_grad_()
+    (expected,) = torch.autograd.grad(
+        F.cross_entropy(plain, target, reduction="sum", label_smoothing=0.1) * scale, plain
+    )
     torch.testing.assert_close(f32, expected, rtol=0, atol=1e-9)  # and it is the gradient of torch's loss
     # an upstream other than the grad_scale is still applied (here the scale twice)
-    (twice,) = torch.autograd.grad(SmoothedCrossEntropy.apply(full, target, 0.1, scale) * scale * scale, full)
+    (twice,) = torch.autograd.grad(OutputLoss.apply(full, w, b, target, 0.1, scale) * scale * scale, full)
     torch.testing.assert_close(twice, expected * scale, rtol=1e-5, atol=1e-13)
 
 
-def test_fp16_logits_get_the_gradient_of_float32_scaled_before_rounding() -> None:
-    # fp16 flushes values under 6e-8: the gradient is kept in float32 until the loss scale (here 1024) is applied
+def test_fp16_scores_get_the_gradient_of_float32_scaled_before_rounding() -> None:
+    # fp16 flushes values under 6e-8: the gradient is kept in float32 until the loss scale (here 1024) is applied.
+    # Seen through h's gradient G W with W = I (fp16 matmuls run on the CPU too)
     g = torch.Generator().manual_seed(7)
-    logits = (4 * torch.randn(64, 4000, generator=g)).half().requires_grad_()
+    h = (4 * torch.randn(64, 4000, generator=g)).half().requires_grad_()
+    w, b = torch.eye(4000).half(), torch.zeros(4000)
     target = torch.randint(0, 4000, (64,), generator=g)
-    (ours,) = torch.autograd.grad(SmoothedCrossEntropy.apply(logits, target, 0.1) * 1024.0, logits)
-    ref = F.cross_entropy(logits.float(), target, reduction="sum", label_smoothing=0.1)
-    (expected,) = torch.autograd.grad(ref * 1024.0, logits)
+    (ours,) = torch.autograd.grad(OutputLoss.apply(h, w, b, target, 0.1) * 1024.0, h)
+    plain = h.detach().float().requires_grad_()
+    (expected,) = torch.autograd.grad(
+        F.cross_entropy(plain, target, reduction="sum", label_smoothing=0.1) * 1024.0, plain
+    )
     assert ours.dtype == torch.float16
     torch.testing.assert_close(ours.float(), expected.float(), rtol=2e-3, atol=2e-7)  # subnormal steps: 6e-8

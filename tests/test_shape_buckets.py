@@ -18,7 +18,7 @@ from seq2seq.ids import EOS_ID, PAD_ID
 from seq2seq.machine import hardware
 from seq2seq.machine.process import ProcessSettings
 from seq2seq.model import Seq2Seq
-from seq2seq.objective import SmoothedCrossEntropy, TrainingLoss, forward_backward
+from seq2seq.objective import OutputLoss, TrainingLoss, forward_backward
 from seq2seq.prepared import EncodedSplit
 from seq2seq.train import RunOptions, RunSpec, train
 
@@ -76,16 +76,20 @@ def test_padded_rows_carry_a_lone_eos_and_no_target() -> None:
     assert (padded.tgt_out[:, plain.tgt_out.size(1) :] == PAD_ID).all()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # the gradient kept as float32 / as bf16
-def test_padding_rows_of_logits_get_no_loss_and_no_gradient(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.bfloat16]
+)  # the gradient written over the scores in their dtype
+def test_padding_rows_of_the_output_layer_get_no_loss_and_no_gradient(dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(10, 7, generator=g).to(dtype).requires_grad_()
+    h = torch.randn(10, 5, generator=g).to(dtype).requires_grad_()
+    w, b = torch.randn(7, 5, generator=g).requires_grad_(), torch.randn(7, generator=g).requires_grad_()
     target = torch.randint(0, 7, (6,), generator=g)
-    loss = SmoothedCrossEntropy.apply(logits, target, 0.1)
-    ref = torch.nn.functional.cross_entropy(logits[:6].float(), target, reduction="sum", label_smoothing=0.1)
-    torch.testing.assert_close(loss, ref)
+    loss = OutputLoss.apply(h, w, b, target, 0.1)
+    scores = torch.nn.functional.linear(h[:6], w.to(dtype), b.to(dtype)).float()
+    ref = torch.nn.functional.cross_entropy(scores, target, reduction="sum", label_smoothing=0.1)
+    torch.testing.assert_close(loss, ref, rtol=1e-5 if dtype == torch.float32 else 1e-2, atol=0)
     loss.backward()
-    assert (logits.grad[6:] == 0).all() and (logits.grad[:6] != 0).any()
+    assert (h.grad[6:] == 0).all() and (h.grad[:6] != 0).any()
 
 
 def _grads(model: Seq2Seq, batch, cfg: TrainConfig) -> tuple[float, list[torch.Tensor]]:

@@ -95,7 +95,7 @@ MUTATIONS = (
         ("tests/test_tbptt.py", "tests/test_objective.py"),
     ),
     Mutation(
-        "label smoothing loses its uniform part (SmoothedCrossEntropy forward)",
+        "label smoothing loses its uniform part (OutputLoss forward)",
         "seq2seq/objective.py",
         "total -= eps / vocab * logp.sum()",
         "total -= 0 * logp.sum()",
