@@ -73,16 +73,18 @@ class OutputLoss(torch.autograd.Function):
     The value and gradients of `F.cross_entropy(F.linear(h, W, b).float(), target, reduction="sum",
     label_smoothing=eps)` (pinned by tests). Under autocast the matmuls run in autocast's dtype (as
     `F.linear` would), everything else in float32. The forward makes h W^T without the bias, then for
-    each chunk adds the bias in float32 (bf16: the cast the log-softmax needs anyway), takes the
+    each chunk adds the bias in float32 (bf16: in the pass that casts to float32 anyway), takes the
     log-softmax and, when a gradient is needed, dloss/dz already multiplied by `grad_scale` (the factor
     the caller multiplies the loss by before its backward: training's 1 / target tokens, times the fp16
     loss scale; so bf16 rounds it once) and the bias gradient (summed in float32). The gradient is
     written over the scores (fp16: kept in float32, whose range small probabilities need before the
-    loss scale). The backward is two matmuls: dh = G W and dW = (h^T G)^T, the order the CPU's GEMMs
-    run fastest. Any upstream other than `grad_scale` is applied as a float32 factor in the backward.
-    Against `F.linear` + a loss over its scores (2,560 x 256 -> 4,000, paired runs, 2026-12-06): 23 %
-    less time for bf16, 19 % for fp32 (no bias broadcast, no cast pass, no second (N, V) buffer, no
-    bias-gradient pass, no scaling pass, dW's faster layout).
+    loss scale). The backward is the two matmuls dh = G W and dW = G^T h. Any upstream other than
+    `grad_scale` is applied as a float32 factor in the backward. A gradient is made when h, W or b
+    requires one (`ctx.needs_input_grad`, blind to no-grad mode: `_loss` detaches W and b there).
+    Against `F.linear` + the previous loss over its scores (2026-12-05, bf16 / fp32): 23 % / 19 % less
+    time for the layer and loss alone (2,560 x 256 -> 4,000, forward + backward, paired calls); in
+    training, paired per-batch updates 1-2 % / 3 % faster, and fp32's peak RSS 659 -> 570 MiB (no second
+    (N, V) float32 buffer); see docs/speed.md.
     loss_i = -(1 - eps) log p_i[t_i] - eps / V sum_v log p_iv;  dloss_i/dz_iv = p_iv - (1 - eps) [v = t_i] - eps / V.
     """
 
@@ -101,7 +103,7 @@ class OutputLoss(torch.autograd.Function):
             grad = scores.new_empty(scores.shape, dtype=torch.float32) if need and dtype == torch.float16 else scores
             total = torch.zeros((), dtype=torch.float32, device=h.device)
             db = torch.zeros(vocab, dtype=torch.float32, device=h.device) if need else None
-            uniform = torch.tensor(-eps / vocab * scale, dtype=torch.float32, device=h.device)
+            uniform = torch.tensor(-eps / vocab * scale, dtype=torch.float32)  # a 0-dim CPU operand: no copy
             for i in range(0, n, CE_ROWS):
                 chunk = scores[i : min(i + CE_ROWS, n)]
                 if chunk.dtype == torch.float32:  # in place: these scores become the gradient
@@ -163,9 +165,10 @@ def _loss(
     rows = att[mask]  # (tokens, E)
     if pad_rows and rows.size(0) % OUTPUT_ROWS:
         rows = torch.cat([rows, rows.new_zeros(OUTPUT_ROWS - rows.size(0) % OUTPUT_ROWS, rows.size(1))])
-    return OutputLoss.apply(
-        model.dropout(rows), model.out.weight, model.out.bias, tgt_out[mask], label_smoothing, grad_scale
-    )
+    weight, bias = model.out.weight, model.out.bias
+    if not torch.is_grad_enabled():  # validation: the forward sees only requires_grad, so no gradient is made
+        weight, bias = weight.detach(), bias.detach()
+    return OutputLoss.apply(model.dropout(rows), weight, bias, tgt_out[mask], label_smoothing, grad_scale)
 
 
 class TrainingLoss(nn.Module):
@@ -193,7 +196,7 @@ def forward_backward(
     is no truncation: `TrainingLoss(model, cfg)` (the default) or its DDP wrapper.
     """
     scale = 1.0 / batch.n_tokens if scale is None else scale
-    grad_scale = float(scale)  # the loss's gradient is made already scaled by it
+    grad_scale = float(scale)  # the loss's gradient is made already scaled by it (fp16: a tensor, one host sync)
     if cfg.tbptt == 0:
         loss = (net or TrainingLoss(model, cfg))(batch, grad_scale)
         (loss * scale).backward()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import seq2seq.objective as objective
-from seq2seq.objective import OutputLoss
+from seq2seq.batches import collate
+from seq2seq.config import ModelConfig, TrainConfig
+from seq2seq.model import Seq2Seq
+from seq2seq.objective import OutputLoss, forward_backward, validation_loss
+from seq2seq.prepared import EncodedSplit
 
 
 def layer(rows: int, vocab: int, seed: int, dtype: torch.dtype = torch.float32, width: int = 8):
@@ -71,6 +76,57 @@ def test_rows_past_the_targets_get_no_loss_and_no_gradient() -> None:
     torch.testing.assert_close(grads[0][:13], expected[0][:13])
     torch.testing.assert_close(grads[1], expected[1])
     torch.testing.assert_close(grads[2], expected[2])
+
+
+def test_float32_rows_under_autocast_get_the_matmuls_in_bf16_and_a_float32_gradient() -> None:
+    # what F.linear does under autocast: the loss is the one of bf16 scores, not of float32 ones
+    h, w, _, target = layer(150, 37, 5)
+    b = torch.zeros(37, requires_grad=True)  # zero: the bias is added in float32 here, in bf16 by F.linear
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = OutputLoss.apply(h, w, b, target, 0.1)
+        low = F.cross_entropy(F.linear(h, w, b).float(), target, reduction="sum", label_smoothing=0.1)
+    torch.testing.assert_close(ours, low, rtol=1e-5, atol=0)
+    assert not torch.allclose(ours, reference(h, w, b, target, 0.1), rtol=1e-5, atol=0)  # float32 matmuls
+    (dh,) = torch.autograd.grad(ours, h)
+    assert dh.dtype == torch.float32
+
+
+def tiny() -> tuple[Seq2Seq, EncodedSplit]:
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(emb_size=10, enc_hidden=6, dec_hidden=12, dropout=0.0), 20, 20)
+    src, tgt = [[4, 5, 6, 7], [8, 9], [10, 11, 12, 13, 14]], [[4, 5, 6, 7, 8, 9], [10, 11], [5, 7, 9, 11]]
+    return model, EncodedSplit.from_lists(src, tgt)
+
+
+def spy_on_output_loss(monkeypatch) -> list[tuple]:
+    """The arguments of every OutputLoss.apply call from now on."""
+    calls: list[tuple] = []
+    real = OutputLoss.apply
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(OutputLoss, "apply", spy)
+    return calls
+
+
+@pytest.mark.parametrize("tbptt", [0, 3])
+def test_training_gives_the_loss_the_scale_its_backward_will_bring(tbptt: int, monkeypatch) -> None:
+    model, split = tiny()
+    batch = collate(split, np.arange(3))
+    calls = spy_on_output_loss(monkeypatch)
+    forward_backward(model.train(), batch, TrainConfig(tbptt=tbptt, label_smoothing=0.1))
+    assert len(calls) == (1 if tbptt == 0 else 3)  # 7 target steps in chunks of 3
+    assert all(call[-1] == 1 / batch.n_tokens for call in calls)
+
+
+def test_validation_asks_for_no_gradient(monkeypatch) -> None:
+    # under inference mode the parameters still require a gradient, and a custom function sees only that
+    model, split = tiny()
+    calls = spy_on_output_loss(monkeypatch)
+    validation_loss(model, split, 100, torch.device("cpu"))
+    assert calls and not any(a.requires_grad for call in calls for a in call if isinstance(a, torch.Tensor))
 
 
 def test_hand_computed_value_and_gradient() -> None:

@@ -192,6 +192,13 @@ MUTATIONS = (
         "            grad[n:] = 1",
         ("tests/test_shape_buckets.py",),
     ),
+    Mutation(
+        "training does not give the loss its grad_scale (the backward scales a rounded gradient)",
+        "seq2seq/objective.py",
+        "return _loss(self.model, att, batch.tgt_out, self.label_smoothing, self.pad_rows, grad_scale)",
+        "return _loss(self.model, att, batch.tgt_out, self.label_smoothing, self.pad_rows)",
+        ("tests/test_objective.py", "tests/test_tbptt.py"),
+    ),
 )
 
 
