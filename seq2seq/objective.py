@@ -81,10 +81,8 @@ class OutputLoss(torch.autograd.Function):
     loss scale). The backward is the two matmuls dh = G W and dW = G^T h. Any upstream other than
     `grad_scale` is applied as a float32 factor in the backward. A gradient is made when h, W or b
     requires one (`ctx.needs_input_grad`, blind to no-grad mode: `_loss` detaches W and b there).
-    Against `F.linear` + the previous loss over its scores (2026-12-05, bf16 / fp32): 23 % / 19 % less
-    time for the layer and loss alone (2,560 x 256 -> 4,000, forward + backward, paired calls); in
-    training, paired per-batch updates 1-2 % / 3 % faster, and fp32's peak RSS 659 -> 570 MiB (no second
-    (N, V) float32 buffer); see docs/speed.md.
+    Measured against `F.linear` + a loss over its scores in docs/speed.md (paired training updates 1-3 %
+    faster, fp32 peak RSS 659 -> 570 MiB).
     loss_i = -(1 - eps) log p_i[t_i] - eps / V sum_v log p_iv;  dloss_i/dz_iv = p_iv - (1 - eps) [v = t_i] - eps / V.
     """
 
