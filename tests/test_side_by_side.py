@@ -108,7 +108,20 @@ def test_a_contender_that_dies_is_an_error_naming_it(tmp_path: Path) -> None:
         sbs.run_rounds([proc], rounds=1, slice_s=0.5, warmups=[0.5], gemm_s=0)
 
 
-def test_the_cli_refuses_without_the_installed_peer(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="run ../shared/peers/run.sh first"):
-        sbs.main(["--data", str(tmp_path), "--peers-home", str(tmp_path), "--peer-config", str(tmp_path / "c.yaml"),
-                  "--out", str(tmp_path / "out")])  # fmt: skip
+def test_the_cli_refuses_bad_input_with_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = ["--data", str(tmp_path), "--peers-home", str(tmp_path), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as stop:
+        sbs.main([*base, "--peer-config", str(tmp_path / "c.yaml")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "onmt_train not found: run ../shared/peers/run.sh first" in err
+    for path in ("venvs/onmt/bin/onmt_train", "data/vocab.en.counts", "c.yaml"):  # the peer installed
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("")
+    for flags in (["--slice", "5"], ["--rounds", "1000"], ["--warmup", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            sbs.main([*base, "--peer-config", str(tmp_path / "c.yaml"), *flags])
+        assert stop.value.code == 2 and "--slice 10 to 600 s" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # no corpus in --data
+        sbs.main([*base, "--peer-config", str(tmp_path / "c.yaml")])
+    assert stop.value.code == 2 and str(tmp_path) in capsys.readouterr().err

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import torch
 
 from ..config import DataConfig, ModelConfig
+from ..errors import EXIT_USAGE, USER_ERRORS
 from ..machine.hardware import cpu_bf16
 from ..preprocess import ensure_prepared
 from ..runfiles import read_metrics
@@ -200,11 +201,16 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     home, out = Path(a.peers_home).resolve(), Path(a.out).resolve()
     onmt_train = home / "venvs/onmt/bin/onmt_train"
-    for need in (onmt_train, home / "data/vocab.en.counts", Path(a.peer_config)):
-        if not need.exists():
-            sys.exit(f"side_by_side: {need} not found: run ../shared/peers/run.sh first (it installs the peer there)")
-    if a.rounds < 1 or not 10 <= a.slice <= 600:
-        sys.exit("side_by_side: --rounds must be >= 1 and --slice between 10 and 600 seconds")
+    missing = next(
+        (n for n in (onmt_train, home / "data/vocab.en.counts", Path(a.peer_config)) if not n.exists()), None
+    )
+    problem = (f"{missing} not found: run ../shared/peers/run.sh first (it installs the peer there)" if missing else
+               "--rounds must be 1 to 100, --slice 10 to 600 s, the warm-ups 0 to 3600 s"
+               if not (1 <= a.rounds <= 100 and 10 <= a.slice <= 600 and 0 <= min(a.warmup, a.peer_warmup)
+                       and max(a.warmup, a.peer_warmup) <= 3600) else None)  # fmt: skip
+    if problem:
+        print(f"side_by_side: error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     out.mkdir(parents=True, exist_ok=True)
     peer_dir = out / "onmt"
     peer_dir.mkdir(exist_ok=True)
@@ -220,7 +226,11 @@ def main(argv: list[str] | None = None) -> None:
     precisions = ["bf16", "fp32"] if cpu_bf16().native else ["fp32"]
     for precision in precisions:
         run = out / precision
-        prepared = ensure_prepared(Path(a.data), a.src, a.tgt, run, data_cfg)
+        try:
+            prepared = ensure_prepared(Path(a.data), a.src, a.tgt, run, data_cfg)
+        except USER_ERRORS as err:  # a missing or broken corpus: one line, as the command line gives it
+            print(f"side_by_side: error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
         cmd = [sys.executable, "-m", "seq2seq", "train", "--data", a.data, "--src", a.src, "--tgt", a.tgt,
                "--out", str(run), "--overwrite", "--max-minutes", "600",
                "--valid-every", "1000000", "--valid-bleu-sentences", "0", "--log-every", "5",
