@@ -93,16 +93,28 @@ class Corpus(NamedTuple):
     tgt: str
 
 
-def measure_training(
-    corpus: Corpus, run: Path, precision: str, warmup_s: float, measure_s: float, extra: list[str]
-) -> dict[str, float]:
-    """Steady-state target tokens/s after `warmup_s`, over `measure_s`, from a real `seq2seq train`."""
-    minutes = (warmup_s + measure_s + 5) / 60
-    cmd = _seq2seq(
+def train_command(corpus: Corpus, run: Path, precision: str, minutes: float, extra: list[str]) -> list[str]:
+    """The `seq2seq train` process whose speed is measured: no validation, a train record every 5 updates."""
+    return _seq2seq(
         "train", "--data", str(corpus.data), "--src", corpus.src, "--tgt", corpus.tgt, "--out", str(run), "--overwrite",
         "--max-minutes", f"{minutes:.3f}", "--valid-every", "1000000", "--valid-bleu-sentences", "0",
         "--log-every", "5", "--precision", precision, *extra,
     )  # fmt: skip
+
+
+def model_flops(prepared: Any) -> float:
+    """`flops_per_tgt_token` of the default model on a prepared folder's train split (its mean lengths)."""
+    split = prepared.split("train")
+    return flops_per_tgt_token(
+        ModelConfig(), len(prepared.tgt_tok), float(split.src_lens.mean()) + 1, float(split.tgt_lens.mean()) + 1
+    )
+
+
+def measure_training(
+    corpus: Corpus, run: Path, precision: str, warmup_s: float, measure_s: float, extra: list[str]
+) -> dict[str, float]:
+    """Steady-state target tokens/s after `warmup_s`, over `measure_s`, from a real `seq2seq train`."""
+    cmd = train_command(corpus, run, precision, (warmup_s + measure_s + 5) / 60, extra)
     wall, rss = _run_child(cmd, run / f"bench-train-{precision}.log")
     train = read_metrics(run / "metrics.jsonl")["train"]
     first = next(r for r in train if r["elapsed_s"] >= warmup_s)
@@ -320,11 +332,7 @@ def run_benchmark(
     measured = [t for t in (train_fp32, train_bf16) if "tgt_tok_s" in t]
     result["train_tgt_tok_s"] = max(t["tgt_tok_s"] for t in measured)
     result["train_peak_rss_mb"] = max(t["peak_rss_mb"] for t in measured)
-    split = prepared.split("train")
-    model_cfg = ModelConfig()
-    flops = flops_per_tgt_token(
-        model_cfg, len(prepared.tgt_tok), float(split.src_lens.mean()) + 1, float(split.tgt_lens.mean()) + 1
-    )
+    flops = model_flops(prepared)
     result["model_mflop_per_tgt_token"] = round(flops / 1e6, 2)
     result["model_gflop_s"] = round(flops * train_fp32["tgt_tok_s"] / 1e9, 1)
     result["gemm_peak_gflop_s"] = round(gemm_gflop_s(torch.float32), 1)

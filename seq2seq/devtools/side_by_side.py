@@ -32,12 +32,12 @@ from typing import NamedTuple
 
 import torch
 
-from ..config import DataConfig, ModelConfig
+from ..config import DataConfig
 from ..errors import EXIT_USAGE, USER_ERRORS
 from ..machine.hardware import cpu_bf16
 from ..preprocess import ensure_prepared
 from ..runfiles import read_metrics
-from .benchmark import flops_per_tgt_token, gemm_gflop_s, this_machine
+from .benchmark import Corpus, gemm_gflop_s, model_flops, this_machine, train_command
 
 ONMT_STEP = re.compile(
     r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+) INFO\] Step (\d+)/\s*\d+;.*?bsz:\s*\d+/\s*(\d+)/\s*\d+;"
@@ -223,24 +223,19 @@ def main(argv: list[str] | None = None) -> None:
     peer_cmd = [str(onmt_train), "-config", str(peer_dir / "config.yaml")]
     procs = [Proc("opennmt-py", peer_cmd, env, "onmt", peer_dir / "opennmt-py.log")]  # its output is its log
     data_cfg = DataConfig(vocab_size=4000, test_split=a.test_split)
+    corpus = Corpus(Path(a.data), a.src, a.tgt)
     precisions = ["bf16", "fp32"] if cpu_bf16().native else ["fp32"]
     for precision in precisions:
         run = out / precision
         try:
-            prepared = ensure_prepared(Path(a.data), a.src, a.tgt, run, data_cfg)
+            prepared = ensure_prepared(corpus.data, a.src, a.tgt, run, data_cfg)
         except USER_ERRORS as err:  # a missing or broken corpus: one line, as the command line gives it
             print(f"side_by_side: error: {err}", file=sys.stderr)
             sys.exit(EXIT_USAGE)
-        cmd = [sys.executable, "-m", "seq2seq", "train", "--data", a.data, "--src", a.src, "--tgt", a.tgt,
-               "--out", str(run), "--overwrite", "--max-minutes", "600",
-               "--valid-every", "1000000", "--valid-bleu-sentences", "0", "--log-every", "5",
-               "--precision", precision, "--max-tokens", "2700", "--threads", "2"]  # fmt: skip
+        cmd = train_command(corpus, run, precision, 600, ["--max-tokens", "2700", "--threads", "2"])
         procs.append(Proc(precision, cmd, dict(os.environ), "metrics", run / "metrics.jsonl"))
     torch.set_num_threads(2)
-    split = prepared.split("train")
-    flops = flops_per_tgt_token(
-        ModelConfig(), len(prepared.tgt_tok), float(split.src_lens.mean()) + 1, float(split.tgt_lens.mean()) + 1
-    )
+    flops = model_flops(prepared)
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     measured = run_rounds(procs, a.rounds, a.slice, [a.peer_warmup] + [a.warmup] * len(precisions))
     result = {"machine": this_machine()._asdict(), "started": started, "rounds": a.rounds, "slice_s": a.slice,
