@@ -73,10 +73,9 @@ class OutputLoss(torch.autograd.Function):
     The value and gradients of `F.cross_entropy(F.linear(h, W, b).float(), target, reduction="sum",
     label_smoothing=eps)` (pinned by tests). Under autocast the matmuls run in autocast's dtype (as
     `F.linear` would), everything else in float32. The forward makes h W^T without the bias, then for
-    each chunk makes z in float32 (in place; bf16: in one reused float32 buffer, as a copy and an add_, not
-    a promoting add that casts into a temporary first), shifts each row by its maximum, takes the loss from
-    z and each row's log-sum-exp (log p is never made; torch's log_softmax, 2.5x the time of an exp pass,
-    is not used) and, when a gradient is needed, dloss/dz already multiplied by `grad_scale` (the factor
+    each chunk makes z in float32 (in place; bf16: copied into one reused float32 buffer), shifts each row
+    by its maximum and takes the loss from z and each row's log-sum-exp (no log_softmax: it takes 2.5x an
+    exp pass) and, when a gradient is needed, dloss/dz already multiplied by `grad_scale` (the factor
     the caller multiplies the loss by before its backward: training's 1 / target tokens, times the fp16
     loss scale; so bf16 rounds it once) and the bias gradient (summed in float32). The gradient is
     written over the scores (fp16: kept in float32, whose range small probabilities need before the
@@ -104,21 +103,19 @@ class OutputLoss(torch.autograd.Function):
             total = torch.zeros((), dtype=torch.float32, device=h.device)
             db = torch.zeros(vocab, dtype=torch.float32, device=h.device) if need else None
             uniform = torch.tensor(-eps / vocab * scale, dtype=torch.float32)  # a 0-dim CPU operand: no copy
-            rows_buf = (min(n, CE_ROWS), vocab)  # bf16 scores: their chunk's float32 z goes here
-            buf = None if grad.dtype == torch.float32 else scores.new_empty(rows_buf, dtype=torch.float32)
+            buf = None if grad.dtype == torch.float32 else scores.new_empty(min(n, CE_ROWS), vocab, dtype=torch.float32)
             for i in range(0, n, CE_ROWS):
                 chunk = scores[i : min(i + CE_ROWS, n)]
                 # float32 z = scores + bias, made where the gradient goes (float32 scores: in place) or in a buffer
                 z = (grad[i : i + chunk.size(0)] if buf is None else buf[: chunk.size(0)]).copy_(chunk).add_(b32)
                 z.sub_(z.amax(1, keepdim=True))  # shifted by each row's maximum: exp cannot overflow
                 rows = target[i : i + CE_ROWS, None]
-                # log p = z - lse with lse = log sum exp z: the loss from z and lse, log p is never made
                 total -= (1 - eps) * z.gather(1, rows).sum()
                 if eps:
                     total -= eps / vocab * z.sum()
                 e = z.exp_()
                 sums = e.sum(1, keepdim=True)
-                total += sums.log().sum()  # (1 - eps) lse + eps / V * V lse per row
+                total += sums.log().sum()  # log p = z - lse: (1 - eps) lse + eps / V * V lse per row
                 if db is not None:
                     g = e.mul_(sums.reciprocal_().mul_(scale))  # scale * softmax
                     if eps:
