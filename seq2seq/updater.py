@@ -89,10 +89,12 @@ class Updater:
             loss = forward_backward(self.model, batch, self.cfg, scale=scale, net=self.net)
         loss = self.dist.sum(loss)
         self.scaler.unscale_(self.opt)  # a no-op unless fp16
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm or math.inf).item()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()  # clip_grad_norm_'s norm
         applied = math.isfinite(loss) and math.isfinite(norm)
-        if applied:
-            self.scaler.step(self.opt)  # opt.step() (fp16: on the unscaled gradients)
+        if applied:  # clipped as clip_grad_norm_ would (x min(1, clip / (norm + 1e-6))), inside Adam's one pass
+            clip = max(1.0, (norm + 1e-6) / self.cfg.clip_norm) if self.cfg.clip_norm else 1.0
+            self.scaler.step(self.opt, grad_scale=clip)  # opt.step(grad_scale=clip) (fp16: on unscaled gradients)
         self.scaler.update()  # fp16: a smaller loss scale after a non-finite step
         return StepResult(loss / tokens, norm, applied)
 

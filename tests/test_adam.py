@@ -57,6 +57,24 @@ def test_foreach_path_equals_torch_optim_adam_foreach(monkeypatch: pytest.Monkey
     assert not torch.equal(ours[0], _params()[0])  # it moved
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_grad_scale_divides_the_gradients_as_torch_optim_adam_after_a_division(fused: bool, monkeypatch) -> None:
+    # gradient clipping's factor, applied inside the step: the update of grad / 4 by torch.optim.Adam
+    if not fused:
+        monkeypatch.setattr(adam_module, "_fused_kernel", lambda device, dtype: False)
+    ours, theirs = _params(), _params()
+    a, b = Adam(ours, lr=1e-2), torch.optim.Adam(theirs, lr=1e-2, fused=fused, foreach=not fused)
+    for step in range(3):
+        for p, q, g in zip(ours, theirs, _grads(step, ours)):
+            p.grad, q.grad = g.clone(), g / 4
+        a.step(grad_scale=4.0)
+        b.step()
+        for p, q in zip(ours, theirs):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+            torch.testing.assert_close(p.grad, q.grad)  # left divided, as clipping leaves them
+    assert not torch.equal(ours[0], _params()[0])
+
+
 def test_a_torch_without_the_cpu_kernel_falls_back_to_foreach(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch 2.2/2.3 have the op but no CPU kernel: the first step finds out and the update is still Adam's."""
     monkeypatch.setattr(adam_module, "_NO_KERNEL", set())

@@ -123,3 +123,39 @@ def test_the_tokenizer_seed_is_data_config_spm_seed(tmp_path: Path, spm_seeds: l
     train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     assert spm_seeds == [1234, 1234] and DATA.spm_seed == 1234
     assert load_checkpoint(tmp_path / "run" / "last.pt")["data_config"]["spm_seed"] == 1234
+
+
+@pytest.mark.parametrize("clip_norm", [0.01, 0.0, 1e6])  # clipped; off; a bound the gradient stays under
+def test_an_update_clips_as_clip_grad_norm_then_torch_adam_would(clip_norm: float) -> None:
+    # Updater folds the clipping factor into Adam's pass (grad_scale); the reference clips the gradients first
+    import copy
+
+    import numpy as np
+
+    from seq2seq.batches import collate
+    from seq2seq.config import ModelConfig
+    from seq2seq.objective import forward_backward
+    from seq2seq.prepared import EncodedSplit
+    from seq2seq.updater import Updater
+
+    cfg = TrainConfig(clip_norm=clip_norm, lr=1e-2, precision="fp32")
+    up = Updater.build(ModelConfig(emb_size=10, enc_hidden=6, dec_hidden=12, dropout=0.0), (20, 20), cfg)
+    ref = copy.deepcopy(up.model)
+    opt = torch.optim.Adam(ref.parameters(), lr=1e-2, fused=True)
+    split = EncodedSplit.from_lists([[4, 5, 6, 7], [8, 9], [10, 11, 12]], [[4, 5, 6, 7, 8, 9], [10, 11], [5, 7, 9]])
+    batch = collate(split, np.arange(3))
+    for _ in range(3):
+        result = up.step(batch, batch.n_tokens, 1e-2)
+        opt.zero_grad(set_to_none=True)
+        forward_backward(ref, batch, cfg, scale=1 / batch.n_tokens)
+        norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), clip_norm or float("inf")).item()
+        opt.step()
+        assert result.applied and result.grad_norm == pytest.approx(norm, rel=1e-5)
+        for (name, p), q in zip(up.model.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-9, msg=name)  # both left clipped
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+        if clip_norm == 0.01:  # the gradient was over the bound: it was scaled down to it
+            clipped = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(p.grad) for p in ref.parameters()])
+            )
+            assert norm > 2 * clip_norm and clipped.item() == pytest.approx(clip_norm, rel=1e-4)

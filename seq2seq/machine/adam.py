@@ -86,8 +86,10 @@ class Adam:
         return state
 
     @torch.no_grad()
-    def step(self) -> None:
-        """One Adam update of every parameter that has a gradient."""
+    def step(self, grad_scale: float = 1.0) -> None:
+        """One Adam update of every parameter that has a gradient, divided by `grad_scale` first (gradient
+        clipping's 1 / factor: the fused kernel divides as it reads each gradient, where a separate clip
+        would read and write every gradient once more; the gradients are left divided, as clipping leaves them)."""
         group = self.param_groups[0]
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
@@ -102,12 +104,15 @@ class Adam:
             m, v, steps = ([s[k] for s in states] for k in ("exp_avg", "exp_avg_sq", "step"))
             torch._foreach_add_(steps, 1)
             if _fused_kernel(device, dtype):
+                scale = None if grad_scale == 1 else torch.tensor(grad_scale, dtype=torch.float32, device=device)
                 try:
                     torch._fused_adam_(ps, grads, m, v, [], steps, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
-                                       weight_decay=0.0, eps=eps, maximize=False)  # fmt: skip
+                                       weight_decay=0.0, eps=eps, maximize=False, grad_scale=scale)  # fmt: skip
                     continue
                 except (NotImplementedError, RuntimeError):  # no kernel for this device in this torch
                     _NO_KERNEL.add((device.type, dtype))
+            if grad_scale != 1:
+                torch._foreach_div_(grads, grad_scale)
             _foreach_step(ps, grads, m, v, steps, lr, beta1, beta2, eps)
 
     def state_dict(self) -> dict[str, Any]:
