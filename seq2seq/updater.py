@@ -90,7 +90,8 @@ class Updater:
         loss = self.dist.sum(loss)
         self.scaler.unscale_(self.opt)  # a no-op unless fp16
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()  # clip_grad_norm_'s norm
+        norms = torch._foreach_norm(grads) if grads else []  # the norm as clip_grad_norm_ takes it (0 without any)
+        norm = torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
         applied = math.isfinite(loss) and math.isfinite(norm)
         if applied:  # clipped as clip_grad_norm_ would (x min(1, clip / (norm + 1e-6))), inside Adam's one pass
             clip = max(1.0, (norm + 1e-6) / self.cfg.clip_norm) if self.cfg.clip_norm else 1.0

@@ -97,9 +97,16 @@ MUTATIONS = (
     Mutation(
         "label smoothing loses its uniform part (OutputLoss forward)",
         "seq2seq/objective.py",
-        "total -= eps / vocab * logp.sum()",
-        "total -= 0 * logp.sum()",
+        "total -= eps / vocab * z.sum()",
+        "total -= 0 * z.sum()",
         ("tests/test_objective.py", "tests/test_tbptt.py"),
+    ),
+    Mutation(
+        "an update is never clipped (the factor folded into Adam's pass is dropped)",
+        "seq2seq/updater.py",
+        "self.scaler.step(self.opt, grad_scale=clip)",
+        "self.scaler.step(self.opt, grad_scale=1.0)",
+        ("tests/test_training_pieces.py",),
     ),
     Mutation(
         "resume does not restore the RNG state",
