@@ -59,8 +59,14 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write `payload` with its weights' checksum to a temporary file beside `path`, flush it to disk,
     then rename."""
     payload = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}  # always this payload's own
-    with atomic_write(path, "wb") as f:  # .NAME.PID.tmp beside it, flushed, renamed (RunFiles.truncate clears it)
-        torch.save({"format": FORMAT, "version": VERSION, CHECKSUM_KEY: weights_checksum(payload), **payload}, f)
+    try:
+        with atomic_write(path, "wb") as f:  # .NAME.PID.tmp beside it, flushed, renamed (RunFiles.truncate clears it)
+            torch.save({"format": FORMAT, "version": VERSION, CHECKSUM_KEY: weights_checksum(payload), **payload}, f)
+    except RuntimeError as err:  # torch's zip writer wraps the file's OSError (a full disk) in its own error
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
+        raise
 
 
 # The member marking each exported model file (a zip): the ONNX model's (onnx_model.py), the removed .npz's.
@@ -74,7 +80,7 @@ def _exported_kind(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile):  # ValueError: undecodable names
         return None
     return next((kind for member, kind in EXPORTED_MARKERS.items() if member in names), None)
 

@@ -77,14 +77,17 @@ class RunFiles:
 
     def save(self, weights: ModelFile, resume: ResumeState, best: bool = False, keep: int = 0) -> None:
         """last.pt (resumable); best.pt too if `best`; with `keep` > 0 also stepNNNNNNN.pt, of which
-        the last `keep` are kept."""
+        the last `keep` are kept. last.pt comes last: a run stopped before it resumes from the previous
+        last.pt and writes the others again (last.pt already records the new best, so best.pt written
+        after it would stay stale after a stop between the two)."""
         if not self.write:
             return
-        write_model_checkpoint(self.last, weights, resume)
         if best:
             write_model_checkpoint(self.run / "best.pt", weights)  # no resume state
         if keep > 0:
             write_model_checkpoint(self.run / f"step{weights.step:07d}.pt", weights)
+        write_model_checkpoint(self.last, weights, resume)
+        if keep > 0:
             for old in self.step_files()[:-keep]:
                 old.unlink()
 
@@ -116,6 +119,11 @@ class RunFiles:
             raise CheckpointError(
                 f"{self.run} already holds a trained model ({last}); pass --resume to continue it "
                 "or --overwrite to start again"
+            )
+        if not overwrite and (kept := [p for p in [self.run / "best.pt", *self.step_files()] if p.exists()]):
+            raise CheckpointError(
+                f"{self.run} holds trained models ({', '.join(p.name for p in kept)}) but no last.pt to resume "
+                "from; a fresh run would replace them: pass --overwrite to start again, or use another --out folder"
             )
         if not self.write:
             return

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import resume_configs
-from .config import DataConfig, ModelConfig, Settings, TrainConfig, from_dict, requested, to_dict
+from .config import ConfigError, DataConfig, ModelConfig, Settings, TrainConfig, from_dict, requested, to_dict
 from .machine import process
 from .machine.hardware import resolve_device, resolve_precision
 from .machine.process import ProcessSettings
@@ -48,6 +48,12 @@ class RunOptions:
     overwrite: bool = False  # start again in a run folder that holds a trained model (its checkpoints go)
     device: str = "cpu"  # cpu, cuda, cuda:N, or auto (a CUDA GPU if there is one)
     progress: bool = True  # a progress bar (rank 0)
+
+    def __post_init__(self) -> None:  # a flag the run would ignore is refused
+        if self.reset_optimizer and not self.resume:
+            raise ConfigError("--reset-optimizer applies to a resumed run only: add --resume, or drop it")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues RUN/last.pt and --overwrite starts the run again: pass one of them")
 
 
 def run_settings(
@@ -109,7 +115,7 @@ def train(
         bleu_metric(cfg.bleu_tokenize)  # ... and so does a BLEU tokenizer whose package is missing
         dist.on_main(lock.acquire)  # one writer per run folder: rank 0 (a refusal is raised on every rank)
         prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_asked,  # noqa: E731
-                                          overwrite=opts.overwrite and not opts.resume, resume=opts.resume)  # fmt: skip
+                                          overwrite=opts.overwrite, resume=opts.resume)  # fmt: skip
         prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load
         check_val_split(prepared)  # before the first update, not at the first validation
         updater = Updater.build(model_cfg, prepared.vocab, cfg, dev, dist)

@@ -152,7 +152,10 @@ class Trainer:
         bar = tqdm(total=bar_total(cfg, st.step, self.clock.elapsed()), initial=st.step, desc="train", unit="step",
                    disable=None if self.progress else True)  # only on a terminal  # fmt: skip
         self.meter, self.saved_at = _Meter(), st.step
-        (stop,) = self.dist.agree(self._stop(None) or early_stop(cfg, st))  # a resumed run may be finished already
+        early = None
+        if st.step and st.step % cfg.valid_every == 0 and all(r["step"] != st.step for r in st.history):
+            early = self.validate_and_save()  # interrupted on a validation's update: that validation, as it would have
+        (stop,) = self.dist.agree(self._stop(None) or early or early_stop(cfg, st))  # a resumed run may be finished
         self.up.model.train()
         with StopSignal() as signals:
             while stop is None and st.epoch < cfg.max_epochs:

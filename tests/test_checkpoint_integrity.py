@@ -143,3 +143,28 @@ def test_tensors_that_do_not_fit_the_config_give_one_full_line(run_dir: Path, tm
     write_model_checkpoint(tmp_path / "fewer.pt", dataclasses.replace(saved, state_dict=fewer))
     with pytest.raises(CheckpointError, match="weights do not fit its model config \\(missing bridge_h.bias\\)"):
         Translator.from_checkpoint(tmp_path / "fewer.pt")
+
+
+def test_a_damaged_zip_directory_is_a_corrupt_checkpoint_in_one_line(run_dir: Path, tmp_path: Path, capsys) -> None:
+    data = bytearray((run_dir / "best.pt").read_bytes())
+    end = data.rindex(b"PK\x01\x02")  # the last central-directory entry: its file name bytes made undecodable
+    data[end + 46 : end + 54] = b"\xff" * 8
+    (tmp_path / "dir.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="dir.pt: truncated or corrupt checkpoint"):
+        read_model(tmp_path / "dir.pt")
+    code, err = translate_cli(tmp_path / "dir.pt", tmp_path, capsys)
+    assert code == 2 and err.count("\n") == 1 and "dir.pt" in err, err
+
+
+def test_a_full_disk_inside_torch_save_names_the_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(obj, f, *args, **kwargs):  # torch's zip writer wraps the file's OSError in a RuntimeError
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as err:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") from err
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match="No space left on device") as caught:
+        save_checkpoint(tmp_path / "best.pt", {"model": {"w": torch.ones(2)}})
+    assert caught.value.filename == str(tmp_path / "best.pt") and caught.value.errno == 28
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left

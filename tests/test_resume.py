@@ -23,7 +23,9 @@ from seq2seq.checkpoint import (
     read_model,
     save_checkpoint,
 )
-from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq import runfiles, trainer
+from seq2seq.cli import main
+from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from seq2seq.train import RunOptions, RunSpec, train
 
 if TYPE_CHECKING:
@@ -110,6 +112,85 @@ def test_fresh_train_refuses_to_overwrite_a_run(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="--resume"):
         train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
     train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(overwrite=True, progress=False))
+
+
+def test_fresh_train_refuses_a_run_with_best_pt_but_no_last_pt(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=2, valid_bleu_sentences=0, keep_checkpoints=2)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    (tmp_path / "run" / "last.pt").unlink()  # e.g. deleted to save disk space
+    before = (tmp_path / "run" / "best.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="best.pt, step0000002.pt, step0000004.pt.* --overwrite"):
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    assert (tmp_path / "run" / "best.pt").read_bytes() == before and len(list((tmp_path / "run").glob("step*"))) == 2
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(overwrite=True, progress=False))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"reset_optimizer": True}, "--reset-optimizer applies to a resumed run only"),
+     ({"resume": True, "overwrite": True}, "pass one of them")],
+)  # fmt: skip
+def test_flags_a_run_would_ignore_are_refused(tmp_path: Path, capsys, options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RunOptions(**options)
+    corpus = write_corpus(tmp_path / "corpus", n_train=40)
+    flags = [f"--{k.replace('_', '-')}" for k in options]
+    code = main(["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_stop_between_best_pt_and_last_pt_loses_no_best_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=8, valid_every=4, valid_bleu_sentences=0, best_metric="loss")
+    full = tmp_path / "full"
+    train(RunSpec(corpus, "xx", "yy", full), DATA, MODEL, cfg, RunOptions(progress=False))
+    assert read_model(full / "best.pt").step == 8  # update 8 improved: its save writes best.pt and last.pt
+    real, written = runfiles.write_model_checkpoint, []
+
+    def dies_at_the_second_file_of_update_8(path, weights, resume=None):
+        if weights.step == 8 and written:
+            raise OSError(28, "No space left on device", str(path))
+        real(path, weights, resume)
+        written.extend([path.name] if weights.step == 8 else [])
+
+    monkeypatch.setattr(runfiles, "write_model_checkpoint", dies_at_the_second_file_of_update_8)
+    with pytest.raises(OSError):
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "part"), DATA, MODEL, cfg, RunOptions(progress=False))
+    monkeypatch.undo()
+    assert len(written) == 1  # the stop came between the two files
+    resumed = train(RunSpec(corpus, "xx", "yy", tmp_path / "part"), DATA, MODEL, cfg, RunOptions(resume=True,
+                    progress=False))  # fmt: skip
+    assert resumed.steps == 8
+    best = read_model(full / "best.pt").step
+    assert read_model(tmp_path / "part" / "best.pt").step == best
+    assert_same_weights(full / "best.pt", tmp_path / "part" / "best.pt")
+
+
+def test_an_interrupt_on_a_validation_update_validates_on_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=12, valid_every=4, valid_bleu_sentences=5, lr_patience=1)
+    full = train(RunSpec(corpus, "xx", "yy", tmp_path / "full"), DATA, MODEL, cfg, RunOptions(progress=False))
+    real = trainer.after_update
+
+    def ctrl_c_after_update_8(st, applied, tokens):  # SIGINT lands during update 8, which ends on a validation
+        real(st, applied, tokens)
+        if st.step == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer, "after_update", ctrl_c_after_update_8)
+    part = train(RunSpec(corpus, "xx", "yy", tmp_path / "part"), DATA, MODEL, cfg, RunOptions(progress=False))
+    monkeypatch.undo()
+    assert part.steps == 8 and "SIGINT" in part.stop_reason
+    resumed = train(RunSpec(corpus, "xx", "yy", tmp_path / "part"), DATA, MODEL, cfg, RunOptions(resume=True,
+                    progress=False))  # fmt: skip
+    assert resumed.steps == full.steps == 12
+    for name in ("last.pt", "best.pt"):
+        assert_same_weights(tmp_path / "full" / name, tmp_path / "part" / name)
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [r["step"] for r in map(json.loads, lines) if r["type"] == "valid"] == [4, 8, 12]
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,18 +49,18 @@ OPSET = 17
 QUANTIZE = ("int8",)
 
 
+# a broken zip or manifest: truncated, bad CRC or deflate data, encrypted or unknown compression (RuntimeError),
+# not JSON or undecodable member names (ValueError), nested too deeply (RecursionError), no such member (KeyError)
+_UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError, RecursionError, zipfile.BadZipFile, zlib.error)
+
+
 def is_onnx_model(path: str | Path) -> bool:
     """True for a file written by `export_onnx` (a zip holding the manifest)."""
     try:
         with zipfile.ZipFile(path) as z:
             return MANIFEST in z.namelist()
-    except (OSError, zipfile.BadZipFile):
+    except _UNREADABLE:
         return False
-
-
-# a broken zip or manifest: truncated, bad CRC or deflate data, encrypted or unknown compression (RuntimeError),
-# not JSON (ValueError), nested too deeply (RecursionError), no such member (KeyError)
-_UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError, RecursionError, zipfile.BadZipFile, zlib.error)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
