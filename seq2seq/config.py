@@ -64,6 +64,13 @@ class DataConfig:
         )
         _check(1 <= self.min_len <= self.max_len, "need 1 <= min_len <= max_len")
         _check(self.max_len_ratio >= 1, "max_len_ratio must be >= 1")
+        _check(self.spm_input_sentence_size > 100, "spm_input_sentence_size must be >= 101 (SentencePiece's trainer "
+               f"refuses 1-100; a smaller corpus is read whole), got {self.spm_input_sentence_size}")  # fmt: skip
+        _check(0 <= self.spm_seed < 2**32, f"spm_seed must be in [0, {2**32 - 1}] (SentencePiece's unsigned 32-bit "
+                                           f"seed), got {self.spm_seed}")  # fmt: skip
+        for name, split in (("val_split", self.val_split), ("test_split", self.test_split)):  # not over cache/train
+            _check(split not in (self.train_split, "train"), f"{name} {split!r} would overwrite the prepared training "
+                   f"split (train_split {self.train_split!r}, stored as 'train'): choose another {name}")  # fmt: skip
 
 
 @dataclass(frozen=True)
