@@ -10,6 +10,7 @@ the two SentencePiece models, so a cache is never read with another tokenizer th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
+from .atomic import write_text_atomic
 from .config import DataConfig, from_dict
 from .corpus import read_pairs
 from .errors import CorpusError
@@ -112,14 +114,44 @@ def tokenizer_key(src_model: bytes, tgt_model: bytes) -> str:
 
 
 def install(work: Path, out: Path, src_model: bytes, tgt_model: bytes, manifest: dict) -> None:
-    """Move a finished preparation into `out`; the manifest, which marks a complete one, comes last."""
+    """Move a finished preparation into `out`. What can fail (moving the cache in, a copy where `out` is
+    on another file system; writing files) happens first, into `out/.install-PID/`, with the old
+    preparation untouched; then renames inside `out` swap it in, and the manifest, which marks a complete
+    one, comes last, written whole (atomic.py)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
-    (out / "spm.src.model").write_bytes(src_model)
-    (out / "spm.tgt.model").write_bytes(tgt_model)
-    shutil.rmtree(out / "cache", ignore_errors=True)  # caches of earlier tokenizers
-    os.replace(work / "cache", out / "cache")
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    stage = out / f".install-{os.getpid()}"
+    try:
+        stage.mkdir()
+        try:
+            os.replace(work / "cache", stage / "cache")
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            _copy(work / "cache", stage / "cache")  # `out` is a mount point: across file systems
+        (stage / "spm.src.model").write_bytes(src_model)
+        (stage / "spm.tgt.model").write_bytes(tgt_model)
+        (out / MANIFEST).unlink(missing_ok=True)  # the old preparation is replaced from here on
+        for name in ("spm.src.model", "spm.tgt.model"):
+            os.replace(stage / name, out / name)
+        if (out / "cache").exists():  # caches of earlier tokenizers
+            os.replace(out / "cache", stage / "old")
+        os.replace(stage / "cache", out / "cache")
+        write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy folder `src` to `dst`, stopping at the first error (a full disk), which names the file written."""
+    dst.mkdir()
+    for path in src.iterdir():
+        if path.is_dir():
+            _copy(path, dst / path.name)
+            continue
+        try:
+            shutil.copyfile(path, dst / path.name)
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(dst / path.name)) from None
 
 
 @dataclass
@@ -137,8 +169,13 @@ class Prepared:
         run = Path(run)
         if not (run / MANIFEST).is_file():
             raise CorpusError(f"{run} is not a prepared run folder (no {MANIFEST}); run `seq2seq preprocess` first")
-        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
-        cfg = from_dict(DataConfig, manifest["data"])
+        try:
+            manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
+            cfg = from_dict(DataConfig, manifest["data"])
+        except (OSError, ValueError, KeyError, TypeError) as err:  # an empty or cut file (a full disk), a bad field
+            why = f"{type(err).__name__}: {err}".replace("\n", " ")
+            raise CorpusError(f"{run / MANIFEST} cannot be read ({why}): prepare {run} again with "
+                              "`seq2seq preprocess --overwrite`") from None  # fmt: skip
         src_model, tgt_model = (run / "spm.src.model").read_bytes(), (run / "spm.tgt.model").read_bytes()
         if "tokenizer" not in manifest:
             raise CorpusError(f"{run}: prepared by an older seq2seq (no tokenizer key in {MANIFEST}); "

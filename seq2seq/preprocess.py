@@ -80,7 +80,8 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
             f"{out} already holds a trained model ({out / 'last.pt'}); preparing it again would replace the "
             "SentencePiece models it was trained with: use another --out folder, or --overwrite to prepare it again"
         )
-    work = out.parent / f".{out.name}.preprocess-{os.getpid()}"
+    place = out.resolve()  # a linked --out: the work folder beside its target, on the file system of `out`
+    work = place.parent / f".{place.name}.preprocess-{os.getpid()}"
     try:
         work.mkdir(parents=True)
         train_files = split_paths(data_dir, cfg.train_split, src, tgt)  # missing: clean_split's error comes first

@@ -6,18 +6,21 @@ project resumes on its identical corpus; work folders of killed runs are removed
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
+import os
 import shutil
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 from corpora import write_corpus
-from test_refusals import _corpus_args, _refused
+from test_refusals import TINY, _corpus_args, _hashes, _refused
 
+import seq2seq.preprocess
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DataConfig
-
-if TYPE_CHECKING:
-    from pathlib import Path
+from seq2seq.prepared import MANIFEST, Prepared
 
 
 @pytest.fixture
@@ -31,6 +34,105 @@ def prepared(tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[Path, Path]
 
 def _preprocess(corpus: Path, run: Path, *flags: str) -> list[str]:
     return ["preprocess", *_corpus_args(corpus, run), *flags]
+
+
+# --- 1. the manifest: written whole, and an unreadable one is one line ---
+
+
+class _FullDisk(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_leaves_no_empty_manifest(prepared, monkeypatch, capsys) -> None:
+    corpus, run = prepared
+    real_open = builtins.open
+
+    def full_at_the_manifest(file, mode="r", *args, **kwargs):  # the disk fills up at the manifest's write
+        handle = real_open(file, mode, *args, **kwargs)  # created (emptied), then nothing fits
+        if "w" in mode and MANIFEST in os.path.basename(str(file)):
+            handle.close()
+            return _FullDisk()
+        return handle
+
+    monkeypatch.setattr(builtins, "open", full_at_the_manifest)
+    monkeypatch.setattr(io, "open", full_at_the_manifest)
+    assert main(_preprocess(corpus, run, "--vocab-size", "28")) == 1
+    monkeypatch.undo()
+    assert "No space left on device" in capsys.readouterr().err
+    assert not [p.name for p in run.iterdir() if MANIFEST in p.name]  # no empty preprocess.json, no temporary file
+    with pytest.raises(Exception, match="is not a prepared run folder"):
+        Prepared.load(run)
+
+
+@pytest.mark.parametrize("text", ["", '{"data": {"vocab_size": 60', "[]", '{"data": {"vocab_size": "many"}}'])
+def test_an_unreadable_manifest_is_one_line_naming_it(prepared, capsys, text: str) -> None:
+    corpus, run = prepared
+    (run / MANIFEST).write_text(text)
+    line = _refused(["train", *_corpus_args(corpus, run), *TINY, "--max-steps", "2"], capsys)
+    assert f"{run / MANIFEST} cannot be read (" in line
+    assert line.endswith(f"prepare {run} again with `seq2seq preprocess --overwrite`")
+    assert main(_preprocess(corpus, run, "--vocab-size", "60", "--overwrite")) == 0  # the way out works
+    assert Prepared.load(run).cfg.vocab_size == 60
+
+
+# --- 2. a linked --out, and an install that fails ---
+
+
+def test_a_linked_out_gets_its_work_folder_beside_its_target(tmp_path: Path, monkeypatch) -> None:
+    corpus, target = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "elsewhere" / "run"
+    target.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(target)
+    works, install = [], seq2seq.preprocess.install
+    monkeypatch.setattr(seq2seq.preprocess, "install", lambda work, *rest: works.append(work) or install(work, *rest))
+    assert main(_preprocess(corpus, tmp_path / "link", "--vocab-size", "60")) == 0
+    assert [w.parent for w in works] == [target.parent]  # the same file system as the folder written into
+    assert Prepared.load(tmp_path / "link").cfg.vocab_size == 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "elsewhere", "link"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["run"]  # work folder removed
+
+
+def test_an_install_that_fails_leaves_the_old_preparation_loadable(prepared, monkeypatch, capsys) -> None:
+    corpus, run = prepared
+    before = _hashes(run)
+
+    real = os.replace
+
+    def cross_device(src, dst, *args, **kwargs):  # every rename into the run folder
+        if run not in Path(dst).parents:
+            return real(src, dst, *args, **kwargs)
+        raise OSError(errno.EXDEV, "Invalid cross-device link", str(src), None, str(dst))
+
+    def full_disk(src, dst, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", cross_device)  # the rename fails, and the copy instead too
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    assert main(_preprocess(corpus, run, "--vocab-size", "28")) == 1
+    monkeypatch.undo()
+    assert "No space left on device" in capsys.readouterr().err
+    assert _hashes(run) == before  # nothing of the old preparation touched, nothing left behind
+    assert Prepared.load(run).cfg.vocab_size == 60
+    assert not list(run.parent.glob(".run.preprocess-*"))
+
+
+def test_an_out_on_another_file_system_than_its_parent_gets_a_copy(prepared, monkeypatch) -> None:
+    """An --out that is a mount point: the cache cannot be renamed in from the work folder beside it."""
+    corpus, run = prepared
+    old_key, real = Prepared.load(run).manifest["tokenizer"], os.replace
+
+    def across(src, dst, *args, **kwargs):
+        if ".run.preprocess-" in str(src) and run in Path(dst).parents:
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src), None, str(dst))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", across)
+    assert main(_preprocess(corpus, run, "--vocab-size", "28")) == 0
+    monkeypatch.undo()
+    loaded = Prepared.load(run)
+    assert loaded.vocab == (28, 28) and loaded.manifest["tokenizer"] != old_key and len(loaded.split("train")) == 120
+    assert sorted(p.name for p in (run / "cache").iterdir()) == [loaded.manifest["tokenizer"]]
+    assert not [p for p in run.iterdir() if p.name.startswith(".install")]
 
 
 # --- 3. a held-out split named like the training split ---
