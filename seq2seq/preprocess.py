@@ -196,10 +196,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def corpus_change(prepared: Prepared, data_dir: Path) -> str | None:
+def corpus_change(prepared: Prepared, data_dir: Path, hash_all: bool = False) -> str | None:
     """How a corpus file differs from its record in preprocess.json (`corpus_files`), or None. Cheap:
-    a file of the recorded size and modification time is taken as unchanged; another size is a
-    change; another modification time alone (an edit of the same length, a `touch`, a copy) is hashed."""
+    a file of the recorded size and modification time is taken as unchanged (unless `hash_all`); another
+    size is a change; another modification time alone (an edit of the same length, a `touch`, a copy) is hashed."""
     for name, then in prepared.manifest["corpus_files"].items():
         path, since = data_dir / name, f"since {prepared.run} was prepared from it"
         try:
@@ -208,7 +208,7 @@ def corpus_change(prepared: Prepared, data_dir: Path) -> str | None:
             return f"{path}: no such file any more ({then['bytes']} bytes {since})"
         if now.st_size != then["bytes"]:
             return f"{path} changed {since} ({then['bytes']} bytes then, {now.st_size} now)"
-        if now.st_mtime_ns != then["mtime_ns"] and (sha := _sha256(path)) != then["sha256"]:
+        if (hash_all or now.st_mtime_ns != then["mtime_ns"]) and (sha := _sha256(path)) != then["sha256"]:
             return f"{path} changed {since} (same size, sha256 {then['sha256'][:12]}… then, {sha[:12]}… now)"
     return None
 
@@ -219,10 +219,15 @@ def _difference(
     """How a prepared folder differs from what a run asks for (the source, its corpus files, data
     settings), with the way out; None if it does not."""
     m, run = prepared.manifest, prepared.run
-    if (m["src"], m["tgt"]) != (src, tgt) or Path(m["data_dir"]) != data_dir.resolve():
+    moved = Path(m["data_dir"]) != data_dir.resolve()  # a moved or copied project: the same files are the same data
+    same_files = not moved or ("corpus_files" in m and corpus_change(prepared, data_dir, hash_all=True) is None)
+    if (m["src"], m["tgt"]) != (src, tgt) or not same_files:
         here, there = f"{m['data_dir']} {m['src']}->{m['tgt']}", f"{data_dir.resolve()} {src}->{tgt}"
         problem = f"{run} was prepared from {here}, not {there}"
         return problem, "use another --out folder, or --overwrite to prepare it again from the new data"
+    if moved:
+        log.info("%s was prepared from %s: %s holds the same corpus files (sizes, sha256); training on it", run,
+                 m["data_dir"], data_dir.resolve())  # fmt: skip
     if changed := changed_fields(to_dict(prepared.cfg), asked, "there", "asked"):
         problem = f"{run / MANIFEST} records other data settings than asked ({', '.join(changed)})"
         return problem, ("leave those flags out to train on its preparation, pass --overwrite to prepare it again "
@@ -230,7 +235,7 @@ def _difference(
     if "corpus_files" not in m:  # prepared by seq2seq before 2026-12: nothing to compare with
         log.warning("%s records no corpus file sizes and hashes (an older seq2seq prepared it): a corpus changed "
                     "since goes unnoticed; `seq2seq preprocess` again to record them", run / MANIFEST)  # fmt: skip
-    elif problem := corpus_change(prepared, data_dir):
+    elif not moved and (problem := corpus_change(prepared, data_dir)):
         return problem, "restore the file, or pass --overwrite to prepare the folder again from the new text"
     return None
 
@@ -261,6 +266,9 @@ def ensure_prepared(
     if difference is None:
         return prepared
     problem, way_out = difference
+    if resume:  # --overwrite and --resume exclude each other
+        way_out = ("a resumed run trains on the data it was prepared from: restore that (a copy of its folder will "
+                   "do), or start the run again with --overwrite instead of --resume")  # fmt: skip
     if not overwrite:
         raise CorpusError(f"{problem}: {way_out}")
     log.info("%s; --overwrite: preparing it again", problem)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import builtins
 import errno
 import io
+import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -178,3 +180,36 @@ def test_the_sentencepiece_bounds_are_the_last_values_that_work(tmp_path: Path) 
     assert main(_preprocess(corpus, run, "--vocab-size", "60", *edge)) == 0
     with pytest.raises(ConfigError, match="got 100"):
         DataConfig(spm_input_sentence_size=100)
+
+
+# --- 5. a moved or copied project ---
+
+
+def test_a_copied_project_resumes_on_its_identical_corpus(prepared, tmp_path: Path, capsys, caplog) -> None:
+    corpus, run = prepared
+    steps = ["--max-steps", "2", "--valid-every", "2", "--valid-bleu-sentences", "0"]
+    assert main(["train", *_corpus_args(corpus, run), *TINY, *steps]) == 0
+    corpus2, run2 = tmp_path / "copy" / "corpus", tmp_path / "copy" / "run"
+    shutil.copytree(corpus, corpus2)  # as `cp -a` (copy2): the same bytes, each file hashed all the same
+    shutil.copytree(run, run2)
+
+    def resume(data: Path, *flags: str) -> list[str]:
+        return ["train", *_corpus_args(data, run2), "--resume", "--threads", "1", *flags]
+
+    # other languages on the identical corpus are refused
+    swapped = ["train", "--data", str(corpus2), "--src", "yy", "--tgt", "xx", "--out", str(run2), "--resume"]
+    assert f"{corpus.resolve()} xx->yy, not {corpus2.resolve()} yy->xx" in _refused(swapped, capsys)
+    with caplog.at_level(logging.INFO, logger="seq2seq"):
+        assert main(resume(corpus2, "--max-steps", "4")) == 0
+    moved = f"{run2} was prepared from {corpus.resolve()}: {corpus2.resolve()} holds the same corpus files"
+    assert moved in caplog.text
+    # a copy that differs is refused: other bytes of the same size, the recorded modification time kept
+    recorded = json.loads((run2 / MANIFEST).read_text())["corpus_files"]["val.yy"]["mtime_ns"]
+    path = corpus2 / "val.yy"
+    path.write_text(path.read_text().replace("RED", "OLD", 1))
+    os.utime(path, ns=(recorded, recorded))
+    before = _hashes(run2)
+    line = _refused(resume(corpus2, "--max-steps", "6"), capsys)
+    assert f"{run2} was prepared from {corpus.resolve()} xx->yy, not {corpus2.resolve()} xx->yy" in line
+    assert line.endswith("or start the run again with --overwrite instead of --resume")
+    assert _hashes(run2) == before
