@@ -15,6 +15,7 @@ import glob
 import hashlib
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
             "SentencePiece models it was trained with: use another --out folder, or --overwrite to prepare it again"
         )
     place = out.resolve()  # a linked --out: the work folder beside its target, on the file system of `out`
+    _remove_leftovers(place)
     work = place.parent / f".{place.name}.preprocess-{os.getpid()}"
     try:
         work.mkdir(parents=True)
@@ -136,6 +138,23 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the work folders (`.NAME.preprocess-PID` beside `out`, `out/.install-PID`) of preprocess runs
+    that no longer run (a `kill -9`, a power cut); a PID still in use keeps its folder."""
+    named = re.compile(rf"(\.{re.escape(out.name)}\.preprocess|\.install)-([1-9][0-9]{{0,8}})")
+    for folder in [*out.parent.glob(f".{glob.escape(out.name)}.preprocess-*"), *out.glob(".install-*")]:
+        pid = int(found[2]) if (found := named.fullmatch(folder.name)) else os.getpid()
+        if pid == os.getpid() or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.info("removing %s, left by preprocess process %d, which no longer runs", folder, pid)
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # it runs, as another user
+            pass
 
 
 def _clean_held_out(data_dir: Path, src: str, tgt: str, cfg: DataConfig, work: Path) -> dict[str, int]:

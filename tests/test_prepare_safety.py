@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -213,3 +215,26 @@ def test_a_copied_project_resumes_on_its_identical_corpus(prepared, tmp_path: Pa
     assert f"{run2} was prepared from {corpus.resolve()} xx->yy, not {corpus2.resolve()} xx->yy" in line
     assert line.endswith("or start the run again with --overwrite instead of --resume")
     assert _hashes(run2) == before
+
+
+# --- 6. work folders of killed runs ---
+
+
+def test_work_folders_of_runs_that_no_longer_run_are_removed(prepared, tmp_path: Path) -> None:
+    corpus, run = prepared
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(dead.stdout), os.getppid()
+    gone = [tmp_path / f".run.preprocess-{dead_pid}", run / f".install-{dead_pid}"]
+    kept = [
+        tmp_path / f".run.preprocess-{live_pid}",
+        tmp_path / f".run.preprocess-{dead_pid}-x",  # alive; other names
+        tmp_path / ".run.preprocess-abc",
+        tmp_path / f".other.preprocess-{dead_pid}",
+        run / f".installs-{dead_pid}",
+    ]
+    for folder in gone + kept:
+        folder.mkdir()
+        (folder / "spm.src.model").write_text("left behind")
+    assert main(_preprocess(corpus, run, "--vocab-size", "60", "--overwrite")) == 0
+    assert [f for f in gone if f.exists()] == []
+    assert [f for f in kept if not f.exists()] == []
