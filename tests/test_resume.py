@@ -17,13 +17,13 @@ import pytest
 import torch
 from corpora import write_corpus
 
+from seq2seq import runfiles, trainer
 from seq2seq.checkpoint import (
     CheckpointError,
     load_checkpoint,
     read_model,
     save_checkpoint,
 )
-from seq2seq import runfiles, trainer
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from seq2seq.train import RunOptions, RunSpec, train
@@ -142,7 +142,7 @@ def test_flags_a_run_would_ignore_are_refused(tmp_path: Path, capsys, options: d
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
-def test_a_stop_between_best_pt_and_last_pt_loses_no_best_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stop_between_best_and_last_pt_loses_no_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=8, valid_every=4, valid_bleu_sentences=0, best_metric="loss")
     full = tmp_path / "full"
@@ -169,7 +169,7 @@ def test_a_stop_between_best_pt_and_last_pt_loses_no_best_model(tmp_path: Path, 
     assert_same_weights(full / "best.pt", tmp_path / "part" / "best.pt")
 
 
-def test_an_interrupt_on_a_validation_update_validates_on_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupt_on_a_validation_update_validates_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=120)
     cfg = TrainConfig(max_tokens=120, max_steps=12, valid_every=4, valid_bleu_sentences=5, lr_patience=1)
     full = train(RunSpec(corpus, "xx", "yy", tmp_path / "full"), DATA, MODEL, cfg, RunOptions(progress=False))
