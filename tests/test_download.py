@@ -244,3 +244,37 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     check(tmp_path / "o", "val", DE[:1], EN[:1])
     assert main(["download", "--dataset", str(tmp_path / "nope"), *flags]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_new_download_replaces_the_old_one_whole(tmp_path: Path, streaming: bool) -> None:
+    write_jsonl(tmp_path / "a" / "train.jsonl", columns(DE, EN))
+    write_jsonl(tmp_path / "a" / "validation.jsonl", columns(DE[:1], EN[:1]))
+    write_jsonl(tmp_path / "a" / "test.jsonl", columns(DE[1:], EN[1:]))
+    out = tmp_path / "out"
+    download(str(tmp_path / "a"), "de", "en", out)
+    write_jsonl(tmp_path / "b" / "train.jsonl", columns(DE[:2], EN[:2]))  # no test split
+    write_jsonl(tmp_path / "b" / "validation.jsonl", columns(DE[2:], EN[2:]))
+    manifest = download(str(tmp_path / "b"), "de", "en", out, streaming=streaming)
+    check(out, "train", DE[:2], EN[:2])
+    check(out, "val", DE[2:], EN[2:])
+    assert not (out / "test.de").exists() and not (out / "test.en").exists()  # the old download's test split went
+    assert sorted(manifest["splits"]) == ["train", "val"]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_jsonl(tmp_path / "c" / "train.jsonl", columns(DE, EN))
+    (tmp_path / "c" / "test.jsonl").write_text('{"de": "a", "en": "b"}\n{"de": broken\n', encoding="utf-8")
+    with pytest.raises(CorpusError):
+        download(str(tmp_path / "c"), "de", "en", out, streaming=streaming)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # a failed download changes nothing
+
+
+def test_the_reason_follows_the_whole_chain_on_one_line() -> None:
+    try:
+        try:
+            raise ValueError("Couldn't cast\nbecause column names don't match")
+        except ValueError:
+            raise RuntimeError("Config name is missing.\nPick one of the available configs: ['a', 'b']")  # noqa: B904
+    except RuntimeError as err:
+        reason = download_module._reason(err)
+    assert "\n" not in reason
+    assert "the available configs: ['a', 'b']" in reason and "column names don't match" in reason

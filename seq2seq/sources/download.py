@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -123,12 +124,40 @@ def _load_local(dataset: str, subset: str | None, streaming: bool) -> tuple[dict
     return dict(splits), {"source": "files", "data_files": data_files}
 
 
-def _reason(err: BaseException) -> str:
-    """One line saying why `err` happened: its message, plus that of its root cause."""
-    root = err
-    while root.__cause__ is not None:
-        root = root.__cause__
-    lines = [(str(e).strip().splitlines() or [type(e).__name__])[0] for e in dict.fromkeys((err, root))]
+def _old_splits(out: Path, src: str, tgt: str) -> list[str]:
+    """The split files an earlier download of `src`-`tgt` wrote in `out` (its manifest's splits)."""
+    try:
+        old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return [f"{split}.{lang}" for split in old["splits"] for lang in (src, tgt)] if (old["src"], old["tgt"]) == (
+            src, tgt) else []  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _swap_in(stage: Path, out: Path, old: list[str], new: list[str]) -> None:
+    """Replace an earlier download's split files in `out` by the new ones written in `stage`: the old
+    manifest first (a folder without one is no finished download), then the old splits the new download
+    lacks, then the new files by renames."""
+    (out / MANIFEST).unlink(missing_ok=True)
+    for name in set(old) - set(new):
+        (out / name).unlink(missing_ok=True)
+    for name in new:
+        os.replace(stage / name, out / name)
+
+
+def _reason(err: BaseException, limit: int = 300) -> str:
+    """One line saying why `err` happened: the messages of its chain of causes (`raise ... from`, and
+    exceptions raised while handling another), each whole on one line, cut at `limit` characters."""
+    chain, e = [], err
+    while e is not None and e not in chain and len(chain) < 4:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+
+    def one_line(e: BaseException) -> str:
+        text = " ".join(str(e).split()) or type(e).__name__
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    lines = list(dict.fromkeys(one_line(e) for e in chain))
     return " (".join(lines) + ")" * (len(lines) - 1)
 
 
@@ -311,15 +340,16 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
     if hold_out.size:
         _check_hold_out(dataset, splits, names, hold_out.size)
     written, broken = {}, 0
+    stage = out / f".download-{os.getpid()}"  # every split is written here first: a failure leaves `out` as it was
     try:  # streaming datasets read (and may fail on) their rows only from here on
         schemas = {}
         for name, ds in splits.items():
             schemas[name] = find_schema(ds.column_names or list(next(iter(ds), {})), ds.features, src, tgt, *columns)
-        out.mkdir(parents=True, exist_ok=True)
+        stage.mkdir(parents=True)
         for name, ds in splits.items():
             split = names[name]
             whole = split == "train" and hold_out.size > 0  # written whole, then split in two (_split_off)
-            paths = tuple(out / f"{'.' * whole}{split}.{lang}{'.whole' * whole}" for lang in (src, tgt))
+            paths = tuple(stage / f"{'.' * whole}{split}.{lang}{'.whole' * whole}" for lang in (src, tgt))
             lines, n_broken = _write_split(ds, schemas[name], src, tgt, paths, split)
             fingerprint = getattr(ds, "_fingerprint", None)  # None when streaming
             written[split] = {"from_split": name, "lines": lines, "fingerprint": fingerprint}
@@ -328,11 +358,15 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
                 written["train"]["lines"] = lines - hold_out.size
                 written["val"] = {"from_split": name, "lines": hold_out.size, "held_out_of": lines,
                                   "seed": hold_out.seed, "fingerprint": None}  # fmt: skip
-                _split_off(paths, out, (src, tgt), hold_out, lines)
+                _split_off(paths, stage, (src, tgt), hold_out, lines)
+        new = [f"{split}.{lang}" for split in written for lang in (src, tgt)]
+        _swap_in(stage, out, _old_splits(out, src, tgt), new)
     except CorpusError:
         raise
     except (OSError, ValueError, DatasetsError) as err:
         raise CorpusError(f"cannot read {dataset!r}: {_reason(err)}") from err
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     info = next(iter(splits.values())).info
     manifest = {
         "dataset": str(dataset), "subset": subset, "revision": revision, **source, "streaming": streaming,
