@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import RunFolderError
+from .errors import OutputError, RunFolderError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -30,6 +30,9 @@ LOCK = ".lock"
 _held: dict[Path, list[int]] = {}  # resolved run folder -> [file descriptor, depth] (this process's locks)
 _guard = threading.Lock()
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)  # filesystems without flock
+
+
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST)
 
 
 class RunLock:
@@ -44,13 +47,18 @@ class RunLock:
     def acquire(self) -> None:
         """Lock the folder, or raise RunFolderError naming the PID of the process that holds it."""
         self.created = not self.run.exists()
-        self.run.mkdir(parents=True, exist_ok=True)
-        key = self.run.resolve()
-        with _guard:
-            if key in _held:
-                _held[key][1] += 1
-            else:  # refused: the folder, even one this call made, is the holder's now
-                _held[key] = [_lock_file(self.run / LOCK, self.run), 1]
+        try:
+            self.run.mkdir(parents=True, exist_ok=True)
+            key = self.run.resolve()
+            with _guard:
+                if key in _held:
+                    _held[key][1] += 1
+                else:  # refused: the folder, even one this call made, is the holder's now
+                    _held[key] = [_lock_file(self.run / LOCK, self.run), 1]
+        except OSError as err:  # a bad path, before any work: read-only, not ours, a file
+            if err.errno not in _UNWRITABLE:
+                raise
+            raise OutputError(f"cannot write in the run folder {self.run}: {err.strerror}") from None
         self.key = key
 
     def release(self) -> None:

@@ -4,23 +4,21 @@ left behind by a killed process (kill -9) does not block the next run."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 from corpora import write_corpus
 
 from seq2seq.cli import main
-from seq2seq.errors import RunFolderError
+from seq2seq.errors import OutputError, RunFolderError
 from seq2seq.runlock import LOCK, RunLock
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 TINY = ["--vocab-size", "60", "--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32", "--max-tokens", "120",
         "--threads", "1", "--valid-bleu-sentences", "0"]  # fmt: skip
@@ -105,3 +103,24 @@ def test_the_lock_is_reentrant_in_one_process_and_leaves_no_folder_it_made_for_n
     with RunLock(run):
         (run / "kept").write_text("x")
     assert sorted(p.name for p in run.iterdir()) == [LOCK, "kept"]
+
+
+def test_a_run_folder_that_cannot_be_written_is_one_line_before_any_work(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=40)
+    (tmp_path / "a_file").write_text("x")
+    base = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out"]
+    for out in (tmp_path / "a_file", tmp_path / "a_file" / "run"):  # a file; a folder inside a file
+        assert main([*base, str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"cannot write in the run folder {out}" in err, err
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main([*base, str(tmp_path / "ro")]) == 2
+    assert "Read-only file system" in capsys.readouterr().err
+    with pytest.raises(OutputError):
+        RunLock(tmp_path / "ro").acquire()
