@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .batches import collate, make_batches
 from .checkpoint import ResumeState
 from .config import DecodeConfig, TrainConfig
-from .errors import DivergedError
+from .errors import CheckpointError, DivergedError
 from .machine.hardware import cpu_summary
 from .machine.process import StopSignal
 from .metrics import bleu_signature, score
@@ -134,8 +134,15 @@ class Trainer:
         """Continue from last.pt: weights, optimiser, schedule, counters, data position, RNG."""
         saved, resume = self.files.read_resume()
         check_resumable(saved, self.prepared, self.files.last)
-        self.up.load(saved.state_dict, resume, reset_optimizer)
-        self.st = st = TrainState(**resume.train_state)
+        try:  # a training state or optimiser of another shape (a newer seq2seq, a damaged or edited file)
+            self.st = st = TrainState(**resume.train_state)
+            if bad := [k for k in ("step", "epoch", "batch_in_epoch") if type(getattr(st, k)) is not int]:
+                raise TypeError(f"{', '.join(bad)}: not whole numbers")
+            self.up.load(saved.state_dict, resume, reset_optimizer)
+        except (TypeError, ValueError, KeyError) as err:
+            why = " ".join(str(err).split())
+            raise CheckpointError(f"{self.files.last}: damaged training state ({why}); resume from another "
+                                  "checkpoint, or start again with --overwrite") from None  # fmt: skip
         if reset_optimizer:
             st.lr_scale, st.plateau = 1.0, 0
         self.clock.before = st.train_seconds

@@ -435,3 +435,24 @@ def test_a_kill_during_a_checkpoint_write_truncates_nothing(tmp_path: Path) -> N
     assert not list(run.glob(".*.tmp"))
     assert load_checkpoint(run / "last.pt")["train_state"]["step"] == steps
     assert_same_weights(tmp_path / "full" / "last.pt", run / "last.pt")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda c: c["train_state"].update(from_a_newer_seq2seq=1),
+        lambda c: c["train_state"].update(step="2"),
+        lambda c: c["optimizer"].update(param_groups=[]),
+    ],
+)
+def test_a_damaged_training_state_is_one_line(tmp_path: Path, capsys, damage) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    damage(saved)
+    save_checkpoint(tmp_path / "run" / "last.pt", saved)
+    args = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"), "--resume"]
+    assert main([*args, "--max-steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "last.pt: damaged training state" in err, err
