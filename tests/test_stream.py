@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -123,3 +124,38 @@ def test_bad_utf8_on_stdin_names_the_line_after_writing_the_lines_before_it(run_
     assert len(proc.stdout.decode().splitlines()) == 2  # work already done is kept
     with pytest.raises(CorpusError, match="<x>:2: NUL byte"):
         list(chunks(io.BufferedReader(io.BytesIO(b"ok\nno\x00\n")), "<x>"))
+
+
+@pytest.mark.parametrize("end", ["bad line", "ctrl-c"])
+def test_stdin_still_open_ends_cleanly_on_a_bad_line_or_ctrl_c(run_dir: Path, end: str) -> None:
+    """The reader thread waits for more input when the translation stops: the process still exits with
+    its status (2: the bad line, 130: Ctrl-C), not with Python's fatal error at shutdown (SIGABRT)."""
+    cmd = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", str(run_dir / "best.pt"), "--beam-size", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        proc.stdin.write(b"red cat\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline()  # translating, stdin open
+        if end == "bad line":
+            proc.stdin.write(b"bad \xff byte\n")
+            proc.stdin.flush()
+        else:
+            proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=60)  # stdin is still open
+        err = proc.stderr.read().decode()
+        assert status == (2 if end == "bad line" else 130), err
+        assert "Fatal Python error" not in err and len(err.strip().splitlines()) == 1, err
+    finally:
+        proc.kill()
+
+
+def test_lines_of_a_file_descriptor_arrive_whole_whatever_the_reads(tmp_path: Path) -> None:
+    data = b"a\n" + b"x" * 200_000 + b"\n\nlast without newline"
+    (tmp_path / "in").write_bytes(data)
+    fd = os.open(tmp_path / "in", os.O_RDONLY)
+    try:
+        got = [line for c in chunks(fd, "<fd>") for line in c]
+    finally:
+        os.close(fd)
+    assert got == ["a", "x" * 200_000, "", "last without newline"]

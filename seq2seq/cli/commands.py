@@ -75,7 +75,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
     loaded = time.perf_counter()
-    lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.buffer, "<stdin>")
+    lines = iter([read_lines(args.input)]) if args.input else chunks(sys.stdin.fileno(), "<stdin>")
     # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
     with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
         n = stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format,

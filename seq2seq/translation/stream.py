@@ -11,6 +11,7 @@ batch (the equivalence tests), so streaming writes what batch mode writes.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import IO, TYPE_CHECKING
@@ -30,20 +31,38 @@ GAP = 0.005  # seconds to wait for a further line before translating what has ar
 _END = object()
 
 
-def _read(stream: IO[bytes], lines: queue.Queue) -> None:
+def _read(stream: IO[bytes] | int, lines: queue.Queue) -> None:
     """Put each raw line of `stream` on `lines` as it arrives, then _END (or the exception that ended it)."""
     try:
-        for raw in stream:  # a buffered binary stream's readline returns once a line is complete
+        for raw in _fd_lines(stream) if isinstance(stream, int) else stream:  # a buffered stream: line by line
             lines.put(raw)
         lines.put(_END)
     except BaseException as err:  # noqa: BLE001 -- handed to the translating thread, which raises it
         lines.put(err)
 
 
-def chunks(stream: IO[bytes], name: str, chunk: int = CHUNK, gap: float = GAP) -> Iterator[list[str]]:
-    """Lists of decoded lines of `stream`: waits for the first, takes what follows within `gap` seconds.
-    The reader stays at most two chunks ahead of the translation (a bounded queue: a producer faster than
-    translation, `yes | seq2seq translate ...`, waits instead of filling memory)."""
+def _fd_lines(fd: int, size: int = 1 << 16) -> Iterator[bytes]:
+    """The lines of file descriptor `fd` as they arrive, read by os.read: no buffered stream, whose lock a
+    reader still waiting for input would hold while the interpreter shuts down (a bad line or Ctrl-C
+    then ended in "Fatal Python error: _enter_buffered_busy" and SIGABRT instead of exit 2 or 130)."""
+    pending, scanned = bytearray(), 0
+    while data := os.read(fd, size):
+        pending += data
+        start = 0
+        while (end := pending.find(b"\n", scanned)) >= 0:
+            yield bytes(pending[start : end + 1])
+            start = scanned = end + 1
+        del pending[:start]
+        scanned = len(pending)  # a long line is scanned once, not again with every read
+    if pending:
+        yield bytes(pending)
+
+
+def chunks(stream: IO[bytes] | int, name: str, chunk: int = CHUNK, gap: float = GAP) -> Iterator[list[str]]:
+    """Lists of decoded lines of `stream` (a binary stream, or a file descriptor such as standard input's,
+    read without a buffered stream: `_fd_lines`): waits for the first, takes what follows within `gap`
+    seconds. The reader stays at most two chunks ahead of the translation (a bounded queue: a producer
+    faster than translation, `yes | seq2seq translate ...`, waits instead of filling memory)."""
     lines: queue.Queue = queue.Queue(maxsize=2 * chunk)
     threading.Thread(target=_read, args=(stream, lines), daemon=True, name="stdin-reader").start()
     number, error = 0, None
