@@ -122,6 +122,15 @@ def test_empty_and_whitespace_lines_give_empty_output(translator: Translator) ->
     assert translator.translate_nbest([" "]) == [[]]
 
 
+def test_lines_without_a_piece_give_empty_output_not_an_invented_sentence(translator: Translator) -> None:
+    invisible = ["\u200b", "\ufeff", "\x01\x02", "\u200b\u200b"]  # zero-width space, a BOM mid-file, controls
+    assert translator.src_tok.encode(invisible) == [[]] * 4  # SentencePiece's normalisation leaves nothing
+    out = translator.translate([*invisible, "red cat"])
+    assert out[:4] == [""] * 4 and out[4] == translator.translate("red cat")
+    assert translator.translate_nbest(invisible[:1]) == [[]]
+    assert [str(a) for a in translator.translate_aligned(invisible[:1])] == ["[]"]
+
+
 def test_translation_does_not_mutate_its_input(translator: Translator) -> None:
     sentences = list(SENTENCES)
     translator.translate(sentences, DecodeConfig(beam_size=3, batch_size=2))

@@ -103,8 +103,9 @@ class Translating:
         options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`)."""
         cfg = decode_config(cfg, options)
         texts = [clean(s) for s in sentences]
-        live = [i for i, s in enumerate(texts) if s]
-        src_ids = self.src_tok.encode([texts[i] for i in live])
+        encoded = self.src_tok.encode([s for s in texts if s])
+        live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if ids]  # no pieces: no words
+        src_ids = [ids for ids in encoded if ids]  # (a zero-width space, a BOM, control characters: as if blank)
         long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
         if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
             msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
