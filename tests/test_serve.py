@@ -140,6 +140,14 @@ def test_health_describes_the_model_decode_settings_and_limits(servers, run_dir:
     assert set(health["stats"]) >= {"jobs", "batches", "translate_calls", "pending_jobs"}
 
 
+def test_health_and_models_report_the_precision_the_server_decodes_in(reference: Translator) -> None:
+    assert reference.describe(DecodeConfig(precision="fp32"))["precision"] == "fp32"
+    with TranslationServer(reference, DecodeConfig(precision="fp32")) as server:
+        health, models = _call(server.url, "GET", "/health")[1], _call(server.url, "GET", "/models")[1]
+    assert health["precision"] == health["decode"]["precision"] == "fp32"  # not what "auto" would pick
+    assert "fp32" in json.dumps(models) and "bf16" not in json.dumps(models), models
+
+
 @pytest.mark.parametrize("options", [{}, {"beam_size": 1}, {"beam_size": 5, "length_penalty": 0.5}])
 def test_translations_are_the_libraries_in_input_order(servers, reference: Translator, options: dict) -> None:
     status, reply = _call(servers["pt"].url, "POST", "/translate", {"sentences": SENTENCES, **options})

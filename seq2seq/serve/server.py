@@ -119,7 +119,7 @@ class TranslationServer:
         check_output_len(self.decode_cfg, self.limits, 1, "the default ")
         for served in self.models.values():
             served.check(self.decode_cfg)
-        self.described = {name: served.describe() for name, served in self.models.items()}  # once: no model later
+        self.described = {name: served.describe(self.decode_cfg) for name, served in self.models.items()}  # once
         # Up to MAX_DEPTH + 1 searches hold memory at once (a round runs inside another's search, batcher.py):
         # each search gets that share of the budget (the server's memory_budget_gb, or half of the RAM).
         self.search_budget_gb = self.decode_cfg.memory_budget() / (MAX_DEPTH + 1) / 1e9

@@ -159,11 +159,12 @@ class Translating:
             raise TypeError(f"translate() takes a str or a list of str, got {_describe(sentences)}")
         return [nbest[0][0] if nbest else "" for nbest in self.translate_nbest(sentences, cfg, progress=progress)]
 
-    def describe(self) -> dict[str, Any]:
-        """What is loaded, for logs and a server's /health: engine, languages, device, precision."""
-        return {"engine": self.engine, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang, **self._where()}
+    def describe(self, cfg: DecodeConfig | None = None) -> dict[str, Any]:
+        """What is loaded, for logs and a server's /health: engine, languages, device, and the precision
+        it decodes in with `cfg` (default: DecodeConfig's, "auto")."""
+        return {"engine": self.engine, "src_lang": self.src_lang, "tgt_lang": self.tgt_lang, **self._where(cfg)}
 
-    def _where(self) -> dict[str, Any]:
+    def _where(self, cfg: DecodeConfig | None) -> dict[str, Any]:
         return {"device": "cpu", "precision": "fp32"}
 
     def check(self, cfg: DecodeConfig) -> None:

@@ -131,9 +131,9 @@ class EnsembleTranslator(Translating):
         self.check(cfg)
         return EnsembleEngine([member.search_engine(cfg) for member in self.members])
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, cfg: DecodeConfig | None = None) -> dict[str, Any]:
         """As for one model, with `engine` saying `ensemble of N models (torch, numpy)` and the member files."""
-        parts = [member.describe() for member in self.members]
+        parts = [member.describe(cfg) for member in self.members]
         engines = ", ".join(dict.fromkeys(str(p["engine"]) for p in parts))
         where = {key: ", ".join(dict.fromkeys(str(p[key]) for p in parts)) for key in ("device", "precision")}
         return {

@@ -292,5 +292,5 @@ class OnnxTranslator(Translating):
                 "use the .pt checkpoint for --precision bf16"
             )
 
-    def _where(self) -> dict[str, Any]:
+    def _where(self, cfg: DecodeConfig | None) -> dict[str, Any]:  # the file's precision, whatever cfg asks
         return {"device": "cpu", "precision": "int8" if self.quantize == "int8" else "fp32"}

@@ -149,9 +149,9 @@ class Translator(Translating):
             return OnnxTranslator.load(path)
         return cls.from_checkpoint(path, device=device)
 
-    def _where(self) -> dict[str, Any]:
+    def _where(self, cfg: DecodeConfig | None) -> dict[str, Any]:
         device = str(next(self.model.parameters()).device)
-        return {"device": device, "precision": resolve_precision("auto", device, DEBUG).name}
+        return {"device": device, "precision": resolve_precision((cfg or DecodeConfig()).precision, device, DEBUG).name}
 
     def check(self, cfg: DecodeConfig) -> None:
         """A precision this machine cannot run or a beam wider than the target vocabulary: one-line errors."""
