@@ -269,10 +269,13 @@ def test_export_command_makes_folders_and_reports_unwritable_paths(
 def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> None:
     manifest = json.loads(zipfile.ZipFile(exported).read(MANIFEST))
     newer = json.dumps(manifest | {"version": 99}).encode()
+    (tmp_path / "cut.zip").write_bytes(exported.read_bytes()[: exported.stat().st_size // 2])  # no zip directory
+    assert is_onnx_model(tmp_path / "cut.zip")  # so `translate` and `serve` load it as one, and say what is wrong
     cases = {
         "newer": (_rewrite(exported, tmp_path / "newer.zip", seq2seq_onnx_json=newer), "version 99 is newer"),
         "graph": (_rewrite(exported, tmp_path / "graph.zip", decoder_step_onnx=b"junk"), "corrupt ONNX model"),
         "missing": (tmp_path / "nothing.onnx.zip", "no such model file"),
+        "truncated": (tmp_path / "cut.zip", "incomplete or corrupt ONNX model"),
         "huge manifest": (  # its unpacked size is checked before it is read (a deflated one is a few KB)
             _rewrite(exported, tmp_path / "huge.zip", seq2seq_onnx_json=b" " * (2 << 20) + newer),
             "seq2seq-onnx.json unpacks to 2,097,",

@@ -55,12 +55,19 @@ _UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError, RecursionE
 
 
 def is_onnx_model(path: str | Path) -> bool:
-    """True for a file written by `export_onnx` (a zip holding the manifest)."""
+    """True for a file written by `export_onnx` (a zip holding the manifest), a damaged one included: the
+    manifest is its first member, named in the zip's first local header, which a truncated file keeps."""
     try:
         with zipfile.ZipFile(path) as z:
             return MANIFEST in z.namelist()
     except _UNREADABLE:
-        return False
+        try:
+            with open(path, "rb") as f:
+                head = f.read(30 + len(MANIFEST))
+        except OSError:
+            return False
+        return head[:4] == b"PK\x03\x04" and head[26:28] == len(MANIFEST).to_bytes(2, "little") and (
+            head[30:] == MANIFEST.encode())  # fmt: skip
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
