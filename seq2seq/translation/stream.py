@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from typing import IO, TYPE_CHECKING
 
@@ -56,6 +57,15 @@ def _fd_lines(fd: int, size: int = 1 << 16) -> Iterator[bytes]:
         scanned = len(pending)  # a long line is scanned once, not again with every read
     if pending:
         yield bytes(pending)
+
+
+def standard_input() -> IO[bytes] | int:
+    """What `chunks` reads standard input from: its file descriptor (`_fd_lines`), or, where sys.stdin
+    has none (replaced by a program or a test harness), its binary stream."""
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no file descriptor
+        return sys.stdin.buffer
 
 
 def chunks(stream: IO[bytes] | int, name: str, chunk: int = CHUNK, gap: float = GAP) -> Iterator[list[str]]:
