@@ -176,7 +176,15 @@ class Prepared:
             why = f"{type(err).__name__}: {err}".replace("\n", " ")
             raise CorpusError(f"{run / MANIFEST} cannot be read ({why}): prepare {run} again with "
                               "`seq2seq preprocess --overwrite`") from None  # fmt: skip
+        again = (
+            f"prepare it again with `seq2seq preprocess --overwrite` and the data settings {MANIFEST} records "
+            "(checkpoints are kept; the same corpus and settings give the same tokenizer, so a run resumes)"
+        )
+        if missing := [name for name in ("spm.src.model", "spm.tgt.model") if not (run / name).is_file()]:
+            raise CorpusError(f"{run}: {' and '.join(missing)} missing: {again}")
         src_model, tgt_model = (run / "spm.src.model").read_bytes(), (run / "spm.tgt.model").read_bytes()
+        if "tokenizer" in manifest and not (run / "cache" / manifest["tokenizer"]).is_dir():
+            raise CorpusError(f"{run}: its encoded splits (cache/{manifest['tokenizer']}) are missing: {again}")
         if "tokenizer" not in manifest:
             raise CorpusError(f"{run}: prepared by an older seq2seq (no tokenizer key in {MANIFEST}); "
                               "run `seq2seq preprocess` again")  # fmt: skip

@@ -238,3 +238,19 @@ def test_work_folders_of_runs_that_no_longer_run_are_removed(prepared, tmp_path:
     assert main(_preprocess(corpus, run, "--vocab-size", "60", "--overwrite")) == 0
     assert [f for f in gone if f.exists()] == []
     assert [f for f in kept if not f.exists()] == []
+
+
+def test_a_missing_cache_or_tokenizer_is_one_line_and_preparing_again_restores_it(
+    prepared: tuple[Path, Path], capsys: pytest.CaptureFixture
+) -> None:
+    corpus, run = prepared
+    key = Prepared.load(run).manifest["tokenizer"]
+    shutil.rmtree(run / "cache")  # e.g. deleted to save disk space
+    with pytest.raises(seq2seq.preprocess.CorpusError, match=rf"cache/{key}\) are missing: .*preprocess --overwrite"):
+        Prepared.load(run)
+    assert main(_preprocess(corpus, run, "--vocab-size", "60", "--overwrite")) == 0
+    assert Prepared.load(run).manifest["tokenizer"] == key  # the same tokenizer again: a trained run resumes
+    (run / "spm.tgt.model").unlink()
+    with pytest.raises(seq2seq.preprocess.CorpusError, match="spm.tgt.model missing"):
+        Prepared.load(run)
+    capsys.readouterr()
