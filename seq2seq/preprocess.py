@@ -163,23 +163,32 @@ def _clean_held_out(data_dir: Path, src: str, tgt: str, cfg: DataConfig, work: P
     folder to pass instead where there is one (test_2016_flickr for test; valid, dev for val)."""
     held_out, val = {}, cfg.val_split
     for split in dict.fromkeys([val, cfg.test_split]):
-        missing = [str(p) for p in split_paths(data_dir, split, src, tgt) if not p.is_file()]
+        missing = _absent([p for p in split_paths(data_dir, split, src, tgt) if not p.is_file()])
         if not missing:
             held_out[split] = clean_split(data_dir, split, src, tgt, work / split)[0]
         elif split == val:
             instead = _found(data_dir, val, src, tgt, "--val-split")
-            raise CorpusError(f"no validation split: {' and '.join(missing)} not found, and training validates on "
+            raise CorpusError(f"no validation split: {missing}, and training validates on "
                               f"it (best.pt, early stopping): write {val}.{src} and {val}.{tgt} (`seq2seq download "
                               "--val-size N` holds N pairs out of a one-file dataset: docs/data.md), or name "
                               f"another split with --val-split NAME{instead}")  # fmt: skip
         else:
-            log.warning("no %s split in %s (looked for %s.%s and %s.%s)%s", split, data_dir, split, src, split, tgt,
-                        _found(data_dir, split, src, tgt, "--test-split"))  # fmt: skip
+            log.warning("no %s split: %s%s", split, missing, _found(data_dir, split, src, tgt, "--test-split"))
     if not held_out[val]:
         raise CorpusError(f"validation split {val!r} of {data_dir} ({val}.{src}/{val}.{tgt}) has no non-empty "
                           "sentence pairs after cleaning, and training validates on it: write pairs there, or name "
                           "another split with --val-split NAME")  # fmt: skip
     return held_out
+
+
+def _absent(paths: list[Path]) -> str:
+    """Why a split's files cannot be read ("" for none): not there, or folders."""
+    folders, gone = [str(p) for p in paths if p.is_dir()], [str(p) for p in paths if not p.is_dir()]
+    said = [f"{' and '.join(gone)} not found"] if gone else []
+    if folders:
+        what = "is a folder, not a text file" if len(folders) == 1 else "are folders, not text files"
+        said.append(f"{' and '.join(folders)} {what}")
+    return "; ".join(said)
 
 
 def _found(data_dir: Path, split: str, src: str, tgt: str, flag: str) -> str:

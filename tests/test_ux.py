@@ -134,6 +134,25 @@ def test_preprocess_without_a_val_split_exits_2_naming_the_file(tmp_path, capsys
     assert line.endswith("found valid.xx/valid.yy: pass --val-split valid")
 
 
+def test_a_split_file_that_is_a_folder_is_named_as_a_folder(tmp_path, capsys, caplog) -> None:
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=60), tmp_path / "run"
+    val = (corpus / "val.xx").read_text()
+    (corpus / "val.xx").unlink()
+    (corpus / "val.xx").mkdir()
+    line = _one_error_line(["preprocess", *_corpus_args(corpus, run)], capsys)
+    assert f"no validation split: {corpus / 'val.xx'} is a folder, not a text file" in line
+    assert "not found" not in line
+    (corpus / "val.xx").rmdir()
+    (corpus / "val.xx").write_text(val)
+    for lang in ("xx", "yy"):
+        (corpus / f"test.{lang}").unlink()
+        (corpus / f"test.{lang}").mkdir()
+    caplog.set_level(logging.WARNING, logger="seq2seq")
+    preprocess(corpus, "xx", "yy", run, TINY_DATA)
+    (warning,) = [r.getMessage() for r in caplog.records if "no test split" in r.getMessage()]
+    assert warning == f"no test split: {corpus / 'test.xx'} and {corpus / 'test.yy'} are folders, not text files"
+
+
 def test_a_missing_test_split_warning_names_the_test_split_to_pass(tmp_path, caplog) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=60)
     for lang in ("xx", "yy"):
