@@ -171,6 +171,19 @@ def test_line_breaks_inside_a_sentence_keep_files_aligned(tmp_path: Path) -> Non
     assert manifest["splits"]["train"]["lines"] == 5
 
 
+def test_nul_characters_are_removed_so_that_preprocess_reads_the_files(tmp_path: Path) -> None:
+    de, en = ["ei\x00ns", "zwei", "drei"], ["one", "\x00two\x00", "three"]
+    translation(de, en).save_to_disk(tmp_path / "saved")
+    manifest = download(tmp_path / "saved", "de", "en", tmp_path / "out")
+    check(tmp_path / "out", "train", ["eins", "zwei", "drei"], ["one", "two", "three"])
+    assert manifest["nul_characters_removed"] == 2 and manifest["line_breaks_replaced"] == 0
+    for lang in ("de", "en"):  # the reader preprocess uses, which refuses a NUL byte
+        assert (
+            read_lines(tmp_path / "out" / f"train.{lang}")
+            == (["eins", "zwei", "drei"], ["one", "two", "three"])[lang == "en"]
+        )
+
+
 def test_missing_path(tmp_path: Path) -> None:
     for name in (tmp_path / "nowhere", tmp_path / "nowhere.jsonl", f"{tmp_path}/*.csv", "./no/such/folder"):
         with pytest.raises(CorpusError, match="no such file or folder"):

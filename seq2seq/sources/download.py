@@ -203,18 +203,25 @@ def find_schema(
     return Schema("translation", "translation", nested=True)
 
 
-def _one_line(text: Any) -> tuple[str, bool]:
-    """`text` as one line (line breaks of any kind become spaces, missing -> "") and whether it changed."""
+def _one_line(text: Any) -> tuple[str, bool, bool]:
+    """`text` as one line (line breaks of any kind become spaces, missing -> "", NUL characters removed: every
+    line reader takes the file, and `text.read_lines` refuses NUL as the mark of a binary file), whether it had
+    line breaks and whether it had NULs."""
     text = "" if text is None else str(text)
     line = " ".join(text.splitlines())
-    return line, line != text
+    broken = line != text
+    nul = "\x00" in line
+    return (line.replace("\x00", "") if nul else line), broken, nul
 
 
-def _write_split(ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path, Path], desc: str) -> tuple[int, int]:
-    """Write one split line by line; returns (lines written, sentences that had line breaks)."""
+def _write_split(
+    ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path, Path], desc: str
+) -> tuple[int, int, int]:
+    """Write one split line by line; returns (lines written, sentences that had line breaks, sentences that
+    had NUL characters)."""
     from tqdm.auto import tqdm
 
-    n = broken = 0
+    n = broken = nuls = 0
     total = getattr(ds, "num_rows", None)
     tmp = [p.with_name(p.name + ".part") for p in paths]
     try:
@@ -231,8 +238,9 @@ def _write_split(ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path,
                         [(p or {}).get(tgt) for p in tgt_texts],
                     )
                 for s, t in zip(src_texts, tgt_texts):
-                    (s_line, s_broken), (t_line, t_broken) = _one_line(s), _one_line(t)
+                    (s_line, s_broken, s_nul), (t_line, t_broken, t_nul) = _one_line(s), _one_line(t)
                     broken += s_broken + t_broken
+                    nuls += s_nul + t_nul
                     src_f.write(s_line + "\n")
                     tgt_f.write(t_line + "\n")
                 n += len(src_texts)
@@ -242,7 +250,7 @@ def _write_split(ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path,
     finally:
         for part in tmp:
             part.unlink(missing_ok=True)
-    return n, broken
+    return n, broken, nuls
 
 
 class HoldOut(NamedTuple):
@@ -339,7 +347,7 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
         raise CorpusError(f"splits {sorted(splits)} give two {clashes[0]!r} splits")
     if hold_out.size:
         _check_hold_out(dataset, splits, names, hold_out.size)
-    written, broken = {}, 0
+    written, broken, nuls = {}, 0, 0
     stage = out / f".download-{os.getpid()}"  # every split is written here first: a failure leaves `out` as it was
     try:  # streaming datasets read (and may fail on) their rows only from here on
         schemas = {}
@@ -350,10 +358,11 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
             split = names[name]
             whole = split == "train" and hold_out.size > 0  # written whole, then split in two (_split_off)
             paths = tuple(stage / f"{'.' * whole}{split}.{lang}{'.whole' * whole}" for lang in (src, tgt))
-            lines, n_broken = _write_split(ds, schemas[name], src, tgt, paths, split)
+            lines, n_broken, n_nul = _write_split(ds, schemas[name], src, tgt, paths, split)
             fingerprint = getattr(ds, "_fingerprint", None)  # None when streaming
             written[split] = {"from_split": name, "lines": lines, "fingerprint": fingerprint}
             broken += n_broken
+            nuls += n_nul
             if whole:
                 written["train"]["lines"] = lines - hold_out.size
                 written["val"] = {"from_split": name, "lines": hold_out.size, "held_out_of": lines,
@@ -372,7 +381,8 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
         "dataset": str(dataset), "subset": subset, "revision": revision, **source, "streaming": streaming,
         "builder": info.builder_name, "config_name": info.config_name, "version": info.version and str(info.version),
         "src": src, "tgt": tgt, "columns": next(iter(schemas.values())).describe(src, tgt),
-        "splits": written, "line_breaks_replaced": broken, "datasets_version": datasets.__version__,
+        "splits": written, "line_breaks_replaced": broken, "nul_characters_removed": nuls,
+        "datasets_version": datasets.__version__,
     }  # fmt: skip
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
