@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,20 +295,37 @@ def resume_configs(path: str | Path) -> dict[str, dict[str, Any]]:
     return {"data": model.data_config, "model": model.model_config, "train": model.train_config}
 
 
-def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
-    """Write the element-wise mean of the weights of checkpoints from one run (e.g. stepNNNNNNN.pt)."""
-    if not paths:
-        raise CheckpointError("no checkpoints to average")
+def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[str] | None = None) -> Path:
+    """Write the element-wise mean of the weights of checkpoints from one run (e.g. stepNNNNNNN.pt): at
+    least two different files, of one model config, vocabulary and seed (another seed starts from other
+    weights: their mean is no model). Weights tied in the files (one tensor under two names) stay tied.
+    `names`: how the files are recorded in the result (default: `paths`)."""
+    if len(paths) < 2:
+        raise CheckpointError(f"averaging needs at least two checkpoints of one run, got {len(paths)}")
     check_output(out, inputs=paths)  # before reading: a missing folder, a folder, or one of the checkpoints
-    models = [read_model(p) for p in paths]
+    names = names or [str(p) for p in paths]
+    models = [read_model(p) for p in paths]  # a missing or damaged file: one line naming it
+    for i, path in enumerate(paths):
+        twice = next((j for j in range(i) if os.path.samefile(paths[j], path)), None)
+        if twice is not None:
+            raise CheckpointError(f"{names[i]}: the same file as {names[twice]}; average different checkpoints")
     first = models[0]
-    for path, model in zip(paths[1:], models[1:]):
+    for name, model in zip(names[1:], models[1:]):
         if (model.model_config, model.src_spm, model.tgt_spm) != (first.model_config, first.src_spm, first.tgt_spm):
-            raise CheckpointError(f"{path}: other model config or vocabulary than {paths[0]}; average one run's files")
-    mean = {
-        name: (sum(m.state_dict[name].double() for m in models) / len(models)).to(tensor.dtype)
-        for name, tensor in first.state_dict.items()
-    }
-    averaged = dataclasses.replace(first, state_dict=mean, averaged=[str(p) for p in paths])
+            raise CheckpointError(f"{name}: other model config or vocabulary than {names[0]}; average one run's files")
+        if model.train_config.get("seed") != first.train_config.get("seed"):
+            raise CheckpointError(
+                f"{name}: trained with seed {model.train_config.get('seed')}, {names[0]} with seed "
+                f"{first.train_config.get('seed')}: runs from other initial weights do not average into a model; "
+                "average one run's files (or ensemble the runs: translate --checkpoint A B)"
+            )
+    mean: dict[str, torch.Tensor] = {}
+    done: dict[tuple, torch.Tensor] = {}  # a tensor's storage, offset, shape -> its mean (tied weights: once)
+    for name, tensor in first.state_dict.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
+        if key not in done:
+            done[key] = (sum(m.state_dict[name].double() for m in models) / len(models)).to(tensor.dtype)
+        mean[name] = done[key]
+    averaged = dataclasses.replace(first, state_dict=mean, averaged=names)
     write_model_checkpoint(out, averaged)  # weights only: no resume state
     return Path(out)

@@ -178,6 +178,24 @@ def test_hf_paths_parse_as_huggingface_hubs_own() -> None:
     for bad in ("hf://me", "hf://me/", "hf://me/tiny@", "hf:///tiny"):
         with pytest.raises(HubError, match="not a Hugging Face Hub model path"):
             parse_hub_path(bad)
+    assert parse_hub_path("HF://me/tiny/model.pt") == parse_hub_path("hf://me/tiny/model.pt")  # a scheme: any case
+    for bad in ("hf://me/tiny/../model.pt", "hf://me/tiny/a/./model.pt", "hf://me/tiny/a//model.pt"):
+        with pytest.raises(HubError, match="FILE must be a path inside the repository"):
+            parse_hub_path(bad)
+
+
+@pytest.mark.parametrize("command", ["average", "export"])
+def test_an_hf_output_path_is_refused_not_written_as_a_local_folder(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    models = [str(run_dir / "best.pt"), str(run_dir / "last.pt")]
+    argv = ["average", "--checkpoints", *models] if command == "average" else ["export", "--checkpoint", models[0]]
+    assert main([*argv, "--out", "hf://me/tiny/model.pt"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"seq2seq {command}: error: hf://me/tiny/model.pt: {command} writes a local file; upload it with seq2seq push"
+    ]
+    assert not (tmp_path / "hf:").exists()
 
 
 def test_translate_downloads_through_the_cache_then_works_offline(
@@ -208,11 +226,17 @@ def test_from_pretrained_and_every_command_take_hf_models(
                        load_translator("hf://me/tiny"),
                        load_translator([f"hf://me/tiny@{commit}/model.pt"])):  # fmt: skip
         assert isinstance(translator, Translator) and translator.translate(LINES, beam_size=3) == expect
-    assert main(["average", "--checkpoints", "hf://me/tiny", f"hf://me/tiny@{commit}", "--out",
+    assert main(["average", "--checkpoints", "hf://me/tiny", str(run_dir / "last.pt"), "--out",
                  str(tmp_path / "avg.pt")]) == 0  # fmt: skip
-    averaged, saved = read_model(tmp_path / "avg.pt"), read_model(run_dir / "best.pt")
-    assert all(torch.equal(averaged.state_dict[k], v) for k, v in saved.state_dict.items())  # a model twice
+    averaged, best, last = (read_model(p) for p in (tmp_path / "avg.pt", run_dir / "best.pt", run_dir / "last.pt"))
+    for name, weight in averaged.state_dict.items():
+        mean = (best.state_dict[name].double() + last.state_dict[name].double()) / 2
+        assert torch.equal(weight, mean.to(weight.dtype))
+    assert averaged.averaged == ["hf://me/tiny", str(run_dir / "last.pt")]  # as given, not the cache's path
     assert capsys.readouterr().out.startswith("averaged 2 checkpoints")
+    assert main(["average", "--checkpoints", "hf://me/tiny", f"hf://me/tiny@{commit}", "--out",
+                 str(tmp_path / "avg2.pt")]) == 2  # fmt: skip
+    assert f"hf://me/tiny@{commit}: the same file as hf://me/tiny" in capsys.readouterr().err
 
 
 def test_an_onnx_model_on_the_hub_translates_without_torch(

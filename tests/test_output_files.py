@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,19 @@ def test_export_refuses_to_overwrite_its_checkpoint(run_dir, tmp_path, capsys) -
     assert err == [f"seq2seq export: error: cannot write {tmp_path / 'model.onnx.zip'}: it is the input {checkpoint}; "
                    "writing it would destroy the input"]  # fmt: skip
     assert checkpoint.read_bytes() == before
+
+
+def test_export_replaces_a_links_target_and_keeps_the_files_permissions(run_dir, tmp_path, capsys) -> None:
+    """Written through atomic_write like every output: the link stays a link, a private model stays private."""
+    (tmp_path / "models").mkdir()
+    real, link = tmp_path / "models" / "real.onnx.zip", tmp_path / "current.onnx.zip"
+    real.write_bytes(b"an older model")
+    real.chmod(0o600)
+    link.symlink_to(real)
+    code, err = _run(capsys, "export", "--checkpoint", run_dir / "best.pt", "--out", link)
+    assert code == 0, err
+    assert link.is_symlink() and zipfile.is_zipfile(real) and (real.stat().st_mode & 0o777) == 0o600
+    assert _no_temporary_files(tmp_path) and _no_temporary_files(tmp_path / "models")
 
 
 def _bad_output_commands(run_dir: Path, text: Path, out: Path) -> dict[str, list[object]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -314,6 +315,40 @@ def test_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     train(RunSpec(corpus, "xx", "yy", tmp_path / "other"), DATA, other, cfg, RunOptions(progress=False))
     code = main(["average", "--checkpoints", str(steps[0]), str(tmp_path / "other" / "last.pt"), "--out", "x.pt"])
     assert code == 2 and "other model config" in capsys.readouterr().err
+
+
+def _tied(weights: dict[str, torch.Tensor]) -> set[tuple[str, str]]:
+    """The pairs of names that hold one tensor (tied weights)."""
+    return {(a, b) for a in weights for b in weights if a < b and weights[a].data_ptr() == weights[b].data_ptr()}
+
+
+def test_average_keeps_tied_weights_tied_and_refuses_other_seeds_and_single_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from seq2seq.cli import main
+
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=2, valid_bleu_sentences=0, keep_checkpoints=2)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    steps = sorted((tmp_path / "run").glob("step*.pt"))
+    out = tmp_path / "avg.pt"
+    assert main(["average", "--checkpoints", *map(str, steps), "--out", str(out)]) == 0
+    tied = _tied(load_checkpoint(steps[0])["model"])
+    assert tied and _tied(load_checkpoint(out)["model"]) == tied  # the output layer and the target embedding
+    assert out.stat().st_size < steps[0].stat().st_size * 1.05  # each tensor stored once, as in the step files
+
+    seeded = dataclasses.replace(cfg, seed=cfg.seed + 1)  # same corpus, model and tokenizer; other initial weights
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "seeded"), DATA, MODEL, seeded, RunOptions(progress=False))
+    capsys.readouterr()
+    other = tmp_path / "seeded" / "last.pt"
+    assert main(["average", "--checkpoints", str(steps[0]), str(other), "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert f"{other}: trained with seed {cfg.seed + 1}, {steps[0]} with seed {cfg.seed}" in err
+    assert main(["average", "--checkpoints", str(steps[0]), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "averaging needs at least two checkpoints of one run, got 1" in capsys.readouterr().err
+    assert main(["average", "--checkpoints", str(steps[0]), str(steps[0]), "--out", str(tmp_path / "x.pt")]) == 2
+    assert f"{steps[0]}: the same file as {steps[0]}" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_subword_regularisation_resamples_each_epoch(tmp_path: Path) -> None:

@@ -144,11 +144,9 @@ def cmd_memory_span(args: argparse.Namespace) -> None:
 
 
 def cmd_average(args: argparse.Namespace) -> None:
-    from ..checkpoint import average_checkpoints
-    from ..translation.hub import model_file
+    from ..translation.loading import average_models
 
-    paths = [model_file(p) for p in args.checkpoints]  # hf://ORG/NAME: downloaded
-    print(f"averaged {len(args.checkpoints)} checkpoints into {average_checkpoints(paths, args.out)}")
+    print(f"averaged {len(args.checkpoints)} checkpoints into {average_models(args.checkpoints, args.out)}")
 
 
 def cmd_push(args: argparse.Namespace) -> None:

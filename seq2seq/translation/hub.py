@@ -50,18 +50,28 @@ class HubPath:
 
 
 def is_hub_path(path: object) -> bool:
-    return isinstance(path, str) and path.startswith(SCHEME)
+    return isinstance(path, str) and path[: len(SCHEME)].lower() == SCHEME  # a URL's scheme: any case
 
 
 def parse_hub_path(text: str) -> HubPath:
-    """`hf://ORG/NAME[@REVISION][/FILE]` (or `ORG/NAME...` without the scheme); else a HubError."""
-    body = text[len(SCHEME) :] if text.startswith(SCHEME) else text
+    """`hf://ORG/NAME[@REVISION][/FILE]` (or `ORG/NAME...` without the scheme); else a HubError. FILE is a
+    path inside the repository: no `.` or `..` segment, no empty one."""
+    body = text[len(SCHEME) :] if is_hub_path(text) else text
     org, _, rest = body.partition("/")
     name_rev, _, filename = rest.partition("/")
     name, at, revision = name_rev.partition("@")
     if not (_PART.fullmatch(org) and _PART.fullmatch(name)) or (at and not revision):
         raise HubError(f"{text}: not a Hugging Face Hub model path: write hf://ORG/NAME[@REVISION][/FILE]")
-    return HubPath(f"{org}/{name}", unquote(revision) or None, filename.strip("/") or None)
+    filename = filename.strip("/")
+    if filename and any(part in ("", ".", "..") for part in filename.split("/")):
+        raise HubError(f"{text}: FILE must be a path inside the repository, without '.', '..' or empty parts")
+    return HubPath(f"{org}/{name}", unquote(revision) or None, filename or None)
+
+
+def refuse_hub_output(out: object, command: str) -> None:
+    """An output path written `hf://...` (which a local write would turn into a folder named `hf:`): a HubError."""
+    if is_hub_path(out):
+        raise HubError(f"{out}: {command} writes a local file; upload it with seq2seq push")
 
 
 def model_file(path: str | Path) -> Path:
@@ -133,6 +143,8 @@ def _fetch(where: HubPath, filename: str, missing: str | None = None) -> Path:
     except (OSError, hub.OfflineModeIsEnabled) as err:  # LocalEntryNotFoundError, no connection, a full disk
         raise HubError(f"{repo}: cannot download {filename} from the Hugging Face Hub ({constants.ENDPOINT}): "
                        f"{_why(err, constants)}") from None  # fmt: skip
+    except ValueError as err:  # a file name huggingface_hub refuses
+        raise HubError(f"{repo}: cannot download {filename!r}: {_first_line(err)}") from None
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import check_output
 from ..config import ConfigError, DecodeConfig
-from .hub import model_file
+from .hub import model_file, refuse_hub_output
 
 REMOVED_NPZ = "the NumPy runtime's .npz format was removed (the ONNX model replaces it, docs/deploy.md)"
 
@@ -27,11 +27,21 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None
     """`seq2seq export`: a checkpoint as an ONNX model (`onnx_model.py`), the one export format."""
     if fmt not in (None, "onnx") or Path(out).suffix == ".npz":
         raise ConfigError(f"{REMOVED_NPZ}: write an ONNX model instead (--format onnx, e.g. --out model.onnx.zip)")
+    refuse_hub_output(out, "export")
     check_output(out, inputs=[checkpoint], make_folder=True)  # before any work: a folder, or the checkpoint itself
     checkpoint = model_file(checkpoint)  # hf://ORG/NAME: downloaded (hub.py)
     from .onnx_model import export_onnx
 
     return export_onnx(checkpoint, out, quantize)
+
+
+def average_models(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
+    """`seq2seq average`: the mean of the weights of one run's checkpoints (local files or hf:// paths)."""
+    from ..checkpoint import average_checkpoints
+
+    refuse_hub_output(out, "average")
+    files = [model_file(p) for p in checkpoints]  # hf://ORG/NAME: downloaded
+    return average_checkpoints(files, out, names=[str(p) for p in checkpoints])
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Translating:

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import warnings
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_write
 from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
 from ..errors import CheckpointError
 from ..ids import EOS_ID, PAD_ID
@@ -225,24 +225,23 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
     model.eval()
     with torch.no_grad():
         enc_bytes, step_bytes, io_names = export_graphs(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        if quantize == "int8":
-            from .quantize import quantize_graphs
+    if quantize == "int8":
+        from .quantize import quantize_graphs
 
+        with tempfile.TemporaryDirectory(prefix="seq2seq-quantize-") as tmp:  # the quantizer's scratch files
             enc_bytes, step_bytes = quantize_graphs(enc_bytes, step_bytes, Path(tmp))
-        manifest = {"format": FORMAT, "version": VERSION, "model_config": saved.model_config,
-                    "src_lang": saved.src_lang, "tgt_lang": saved.tgt_lang, "quantize": quantize or "none",
-                    "trained_steps": saved.step, "averaged": saved.averaged, "opset": OPSET, **io_names}  # fmt: skip
-        staged = Path(tmp) / out.name
-        with zipfile.ZipFile(staged, "w", zipfile.ZIP_STORED) as z:
-            z.writestr(MANIFEST, json.dumps(manifest, indent=1))
-            z.writestr("encoder.onnx", enc_bytes)
-            z.writestr("decoder_step.onnx", step_bytes)
-            z.writestr("src.spm.model", saved.src_spm)
-            z.writestr("tgt.spm.model", saved.tgt_spm)
-        os.replace(staged, out)
+    manifest = {"format": FORMAT, "version": VERSION, "model_config": saved.model_config,
+                "src_lang": saved.src_lang, "tgt_lang": saved.tgt_lang, "quantize": quantize or "none",
+                "trained_steps": saved.step, "averaged": saved.averaged, "opset": OPSET, **io_names}  # fmt: skip
+    out = Path(out)
+    # atomic_write (the one way output files are written): whole or not at all, synced, a link's target
+    # replaced and the old file's permissions kept; a device or pipe written straight into
+    with atomic_write(out, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(MANIFEST, json.dumps(manifest, indent=1))
+        z.writestr("encoder.onnx", enc_bytes)
+        z.writestr("decoder_step.onnx", step_bytes)
+        z.writestr("src.spm.model", saved.src_spm)
+        z.writestr("tgt.spm.model", saved.tgt_spm)
     return out
 
 
