@@ -170,6 +170,14 @@ def test_int8_translates_and_says_so(run_dir: Path, exported: Path, exported_int
     fp32 = load_translator(exported).translate(SENTENCES, beam_size=3)
     int8 = translator.translate(SENTENCES, beam_size=3)
     assert sum(a == b for a, b in zip(fp32, int8)) >= len(SENTENCES) - 2  # a trained model's outputs barely move
+    with pytest.raises(ConfigError, match="an int8 ONNX model decodes in int8, not fp32: drop --precision"):
+        translator.translate(SENTENCES, DecodeConfig(precision="fp32"))  # would run int8 all the same
+    cfg = DecodeConfig(beam_size=3, precision="fp32")  # beside torch members, fp32 is theirs
+    ensemble = load_translator([exported_int8, run_dir / "best.pt"], cfg=cfg)
+    assert (
+        len(ensemble.translate(SENTENCES, cfg)) == len(SENTENCES)
+        and ensemble.describe(cfg)["precision"] == "int8, fp32"
+    )
 
 
 def test_onnx_and_torch_members_ensemble(run_dir: Path, exported: Path) -> None:

@@ -30,8 +30,9 @@ def export_quality(checkpoint: Path, data: Path, src: str, tgt: str, out: Path, 
     for split in splits:
         sources, refs = read_lines(data / f"{split}.{src}"), read_lines(data / f"{split}.{tgt}")
         for beam in (5, 1):
-            cfg = DecodeConfig(beam_size=beam, precision="fp32")
-            outputs = {k: tr.translate(sources, cfg) for k, tr in translators.items()}
+            cfg = DecodeConfig(beam_size=beam, precision="fp32")  # int8: the file's own (fp32 is refused there)
+            auto = DecodeConfig(beam_size=beam)
+            outputs = {k: tr.translate(sources, auto if k == "onnx_int8" else cfg) for k, tr in translators.items()}
             for k, hyps in outputs.items():
                 scores = score(hyps, refs)
                 same = sum(a == b for a, b in zip(hyps, outputs["torch_fp32"]))

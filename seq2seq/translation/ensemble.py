@@ -9,6 +9,7 @@ several paths), which must share both SentencePiece models and languages.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -121,15 +122,21 @@ class EnsembleTranslator(Translating):
         self.src_tok, self.tgt_tok = first.src_tok, first.tgt_tok
         self.src_lang, self.tgt_lang = first.src_lang, first.tgt_lang
 
+    def _member_cfg(self, member: Translating, cfg: DecodeConfig) -> DecodeConfig:
+        """With torch members, `--precision fp32` is theirs: an ONNX member (int8 alone refuses it) runs
+        its file's precision beside them."""
+        theirs = member.engine == "onnx" and cfg.precision == "fp32" and any(m.engine == "torch" for m in self.members)
+        return dataclasses.replace(cfg, precision="auto") if theirs else cfg
+
     def check(self, cfg: DecodeConfig) -> None:
         """What every member can run."""
         for member in self.members:
-            member.check(cfg)
+            member.check(self._member_cfg(member, cfg))
 
     def search_engine(self, cfg: DecodeConfig) -> EnsembleEngine:
         """The members' engines as one; settings a member cannot run are one-line errors."""
         self.check(cfg)
-        return EnsembleEngine([member.search_engine(cfg) for member in self.members])
+        return EnsembleEngine([member.search_engine(self._member_cfg(member, cfg)) for member in self.members])
 
     def describe(self, cfg: DecodeConfig | None = None) -> dict[str, Any]:
         """As for one model, with `engine` saying `ensemble of N models (torch, numpy)` and the member files."""

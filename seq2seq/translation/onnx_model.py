@@ -292,6 +292,11 @@ class OnnxTranslator(Translating):
         """The graphs compute in fp32 (int8 weights where quantized), with a beam no wider than the
         vocabulary."""
         cfg.check_vocab(len(self.tgt_tok))
+        if self.quantize == "int8" and cfg.precision != "auto":
+            raise ConfigError(
+                f"an int8 ONNX model decodes in int8, not {cfg.precision}: drop --precision, or translate with "
+                "the fp32 export or the .pt checkpoint"
+            )
         if cfg.precision not in ("auto", "fp32"):
             raise ConfigError(
                 "an ONNX model decodes in fp32 (or the int8 it was exported with): "
