@@ -86,6 +86,11 @@ class TrainResult:
     history: list[dict[str, Any]]
     rank: int = 0  # of the process returning it (multi-process training: all return, rank 0 reports)
 
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by a signal (Ctrl-C, SIGTERM: `_stop`), not by a budget or early stopping."""
+        return self.stop_reason.startswith("interrupted by ")
+
 
 def epoch_split(prepared: Prepared, cfg: TrainConfig, epoch: int, dist: Dist | None = None) -> EncodedSplit:
     """The training pairs of an epoch: the cached encoding, or with `subword_alpha` > 0 a fresh

@@ -99,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from ..tools.demo import run_demo
 
-    run_demo(args.out, max_minutes=args.max_minutes, seed=args.seed)
+    run_demo(args.out, max_minutes=args.max_minutes, seed=args.seed, progress=not args.quiet)
 
 
 def cmd_plot(args: argparse.Namespace) -> None:

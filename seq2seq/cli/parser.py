@@ -191,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on a built-in synthetic English->German task")
-    p.add_argument("--out", default="checkpoints/demo", help="run folder (default: checkpoints/demo)")
+    p.add_argument(
+        "--out",
+        default="checkpoints/demo",
+        help="run folder: new, empty or an earlier demo's, which it replaces (default: checkpoints/demo)",
+    )
     p.add_argument("--max-minutes", type=float, default=2.5, help="training wall-clock budget (minutes)")
     p.add_argument("--seed", type=int, default=1234, help="random seed of data, model and training (default: 1234)")
     p.set_defaults(func=cmd_demo)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..atomic import write_text_atomic
 from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from ..errors import CorpusError, OutputError
 from ..metrics import Scores, score
+from ..prepared import Prepared
 from ..text import read_lines
 from ..train import RunOptions, RunSpec, train
 from ..translation.torch_engine import Translator
@@ -22,18 +24,45 @@ DEMO_MODEL = ModelConfig(emb_size=128, enc_hidden=128, dec_hidden=256, dropout=0
 DEMO_TRAIN = TrainConfig(max_tokens=4000, lr=2e-3, valid_every=250, valid_bleu_sentences=500, patience=0)
 
 
-def run_demo(out: str | Path = "checkpoints/demo", max_minutes: float = 2.5, seed: int = 1234) -> Scores:
-    """Run the whole pipeline in `out`, print example translations and the held-out BLEU."""
+def _check_out(out: Path) -> None:
+    """`out` is new, empty or an earlier demo's (its corpus/ and a run prepared from it): the demo writes its run
+    over it. Anything else (another run's folder, other files) is refused before anything is written."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputError(f"cannot write the demo into {out}: it is a file")
+    corpus = out / "corpus"
+    if not any(out.iterdir()):
+        return
+    try:
+        earlier = Prepared.load(out).manifest.get("data_dir") == str(corpus.resolve())
+    except CorpusError:  # not prepared (yet), or damaged: an earlier demo is one whose corpus/ is there
+        earlier = corpus.is_dir() and not (out / "last.pt").exists()
+    if not earlier:
+        raise OutputError(
+            f"{out} holds files of something other than an earlier demo (a run folder?); the demo would replace "
+            "them: give it another --out"
+        )
+
+
+def run_demo(
+    out: str | Path = "checkpoints/demo", max_minutes: float = 2.5, seed: int = 1234, progress: bool = True
+) -> Scores:
+    """Run the whole pipeline in `out`, print example translations and the held-out BLEU. An interrupted
+    demo (Ctrl-C, SIGTERM: training stops at the next update) raises KeyboardInterrupt."""
     start, out = time.monotonic(), Path(out)
+    _check_out(out)
+    train_cfg = TrainConfig(**{**DEMO_TRAIN.__dict__, "max_minutes": max_minutes, "seed": seed})
+    data_cfg = DataConfig(**{**DEMO_DATA.__dict__, "spm_seed": seed})  # the demo's seed seeds its tokenizer too
     corpus = out / "corpus"
     counts = generate_corpus(corpus, seed=seed)
     log.info("synthetic corpus in %s: %s", corpus, counts)
-    train_cfg = TrainConfig(**{**DEMO_TRAIN.__dict__, "max_minutes": max_minutes, "seed": seed})
-    data_cfg = DataConfig(**{**DEMO_DATA.__dict__, "spm_seed": seed})  # the demo's seed seeds its tokenizer too
-    train(RunSpec(corpus, SRC_LANG, TGT_LANG, out), data_cfg, DEMO_MODEL, train_cfg, RunOptions(overwrite=True))
+    spec = RunSpec(corpus, SRC_LANG, TGT_LANG, out)
+    if train(spec, data_cfg, DEMO_MODEL, train_cfg, RunOptions(overwrite=True, progress=progress)).interrupted:
+        raise KeyboardInterrupt  # not on to translating with whatever best.pt there is
     translator = Translator.from_checkpoint(out / "best.pt")
     src, ref = read_lines(corpus / f"test.{SRC_LANG}"), read_lines(corpus / f"test.{TGT_LANG}")
-    hyps = translator.translate(src, DecodeConfig(beam_size=5), progress=True)
+    hyps = translator.translate(src, DecodeConfig(beam_size=5), progress=progress)
     write_text_atomic(out / f"test.hyp.{TGT_LANG}", "".join(h + "\n" for h in hyps))
     result = score(hyps, ref)
     print("\nExample translations (held-out test set, beam 5):")

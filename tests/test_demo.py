@@ -1,0 +1,56 @@
+"""`seq2seq demo`: never over another run's folder, and an interrupted demo stops (exit 130)."""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from corpora import write_corpus
+
+from seq2seq.cli import main
+from seq2seq.config import DataConfig
+from seq2seq.preprocess import preprocess
+from seq2seq.tools import demo
+from seq2seq.trainer import TrainResult
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_demo_refuses_a_trained_run_folder_before_writing_anything(run_dir: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    before = _listing(run)
+    assert main(["demo", "--out", str(run), "--max-minutes", "0.01"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"seq2seq demo: error: {run} holds files of something other than an earlier demo (a run "
+                   "folder?); the demo would replace them: give it another --out"]  # fmt: skip
+    assert _listing(run) == before  # not a file added, changed or removed (it replaced best.pt and last.pt)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    assert main(["demo", "--out", str(tmp_path / "notes.txt")]) == 2
+
+
+def test_an_earlier_demo_folder_new_or_empty_folders_are_taken(tmp_path: Path) -> None:
+    demo._check_out(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    demo._check_out(tmp_path / "empty")
+    earlier = tmp_path / "earlier"
+    write_corpus(earlier / "corpus", n_train=60)
+    demo._check_out(earlier)  # killed before preprocessing
+    preprocess(earlier / "corpus", "xx", "yy", earlier, DataConfig(vocab_size=40))
+    demo._check_out(earlier)  # prepared from its own corpus/
+
+
+def test_an_interrupted_demo_stops_with_exit_130_without_translating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(demo, "generate_corpus", lambda folder, seed: {"train": 0})
+    monkeypatch.setattr(demo, "train", lambda *a, **k: TrainResult(tmp_path, 112, None, "interrupted by SIGINT", []))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--quiet"]) == 130
+    assert capsys.readouterr().err.splitlines() == ["seq2seq demo: interrupted"]  # not "best.pt: no such file"
