@@ -146,6 +146,19 @@ def test_unknown_or_missing_devices_are_clear_errors(monkeypatch: pytest.MonkeyP
     with pytest.raises(HardwareError, match="--device cuda: no CUDA GPU is available here"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+    for name in ("mps", "xpu", "meta"):  # torch parses them; nothing of this toolkit runs there
+        with pytest.raises(HardwareError, match=f"--device {name}: this toolkit runs on cpu or cuda"):
+            resolve_device(name)
+
+
+def test_hardware_exits_2_for_a_precision_this_machine_cannot_run(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from seq2seq.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["hardware", "--precision", "fp16", "--get", "precision"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "fp16" in captured.err  # a script reading the value gets no error text
+    assert main(["hardware", "--device", "mps", "--get", "device"]) == 2
 
 
 def test_config_takes_auto_and_refuses_unknown_precisions() -> None:

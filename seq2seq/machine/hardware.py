@@ -155,6 +155,8 @@ def resolve_device(name: str) -> Any:
         dev = torch.device(name)
     except RuntimeError:
         raise HardwareError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type not in ("cpu", "cuda"):  # mps, xpu, meta, ...: torch parses them, nothing here runs on them
+        raise HardwareError(f"--device {name}: this toolkit runs on cpu or cuda (cuda:N, auto)")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
@@ -263,7 +265,8 @@ def set_tf32(enabled: bool) -> None:
 
 
 def report(device: str = "auto", precision: str = "auto") -> dict[str, str]:
-    """What this machine is and what the toolkit would choose on it (`seq2seq hardware`)."""
+    """What this machine is and what the toolkit would choose on it (`seq2seq hardware`); a device or
+    precision asked for that this machine cannot run is a HardwareError (exit 2), never a value."""
     import platform
 
     import torch
@@ -279,10 +282,7 @@ def report(device: str = "auto", precision: str = "auto") -> dict[str, str]:
         "cpu_bf16": cpu_bf16().describe,
         "gpu": ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none",
     }
-    try:
-        out["precision"] = str(choose_precision(precision, str(dev)))
-    except HardwareError as err:
-        out["precision"] = f"error: {err}"
+    out["precision"] = str(choose_precision(precision, str(dev)))  # one asked for that cannot run: HardwareError
     return out
 
 
