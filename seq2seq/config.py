@@ -37,6 +37,27 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _shown(value: Any) -> str:
+    """A value for a message: an integer of hundreds of digits by its size (str() of one over 4,300 digits fails)."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _check_ranges(obj: Any, bounds: dict[str, tuple[float, float]]) -> None:
+    """Every float field finite, and each field of `bounds` in its [low, high]: what a run can ask for is
+    bounded before anything is allocated or started (a NaN passes every comparison, so it is named first)."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        _check(
+            not isinstance(value, float) or math.isfinite(value),
+            f"{f.name} must be a finite number, got {_shown(value)}",
+        )
+    for name, (low, high) in bounds.items():
+        value = getattr(obj, name)
+        _check(low <= value <= high, f"{name} must be in [{low:,}, {high:,}], got {_shown(value)}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Corpus cleaning, filtering and the SentencePiece tokenizer."""
@@ -68,6 +89,7 @@ class DataConfig:
                f"refuses 1-100; a smaller corpus is read whole), got {self.spm_input_sentence_size}")  # fmt: skip
         _check(0 <= self.spm_seed < 2**32, f"spm_seed must be in [0, {2**32 - 1}] (SentencePiece's unsigned 32-bit "
                                            f"seed), got {self.spm_seed}")  # fmt: skip
+        _check_ranges(self, DATA_BOUNDS)
         for name, split in (("val_split", self.val_split), ("test_split", self.test_split)):  # not over cache/train
             _check(split not in (self.train_split, "train"), f"{name} {split!r} would overwrite the prepared training "
                    f"split (train_split {self.train_split!r}, stored as 'train'): choose another {name}")  # fmt: skip
@@ -92,6 +114,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("emb_size", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers"):
             _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        _check_ranges(self, MODEL_BOUNDS)
         _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
         _check(0 < self.emb_init_std <= 10, f"emb_init_std must be in (0, 10], got {self.emb_init_std}")
         _check(
@@ -183,6 +206,7 @@ class TrainConfig:
         _check(
             self.loss_growth == 0 or self.loss_growth > 1, f"loss_growth must be > 1 (0: off), got {self.loss_growth}"
         )
+        _check_ranges(self, TRAIN_BOUNDS)
 
 
 @dataclass(frozen=True)
@@ -203,9 +227,12 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         for name, (low, high) in DECODE_BOUNDS.items():
             value = getattr(self, name)
-            _check(not isinstance(value, float) or math.isfinite(value), f"{name} must be a finite number, got {value}")
-            _check(value >= low, f"{name} must be >= {low}, got {value}")
-            _check(value <= high, f"{name} must be <= {high} (docs/decoding.md), got {value}")
+            _check(
+                not isinstance(value, float) or math.isfinite(value),
+                f"{name} must be a finite number, got {_shown(value)}",
+            )
+            _check(value >= low, f"{name} must be >= {low}, got {_shown(value)}")
+            _check(value <= high, f"{name} must be <= {high} (docs/decoding.md), got {_shown(value)}")
         _check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
 
     def check_vocab(self, vocab: int) -> None:
@@ -244,6 +271,44 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
+# The range of the other configs' numbers (and every float finite): far beyond any real run, so that a typo
+# (--enc-hidden 10000000, --max-tokens 10**12, --threads 1000000) is one line, not an allocator error or a hang.
+DATA_BOUNDS: dict[str, tuple[float, float]] = {
+    "vocab_size": (16, 1_000_000),
+    "spm_input_sentence_size": (101, 1_000_000_000),
+    "min_len": (1, 100_000),
+    "max_len": (1, 100_000),
+    "max_len_ratio": (1.0, 1e6),
+}
+MODEL_BOUNDS: dict[str, tuple[float, float]] = {
+    "emb_size": (1, 8192),
+    "enc_hidden": (1, 8192),
+    "dec_hidden": (1, 8192),
+    "enc_layers": (1, 32),
+    "dec_layers": (1, 32),
+}
+TRAIN_BOUNDS: dict[str, tuple[float, float]] = {
+    "seed": (0, 2**63 - 1),  # torch.manual_seed's range
+    "max_tokens": (1, 1_000_000),
+    "max_steps": (0, 10**12),
+    "max_epochs": (1, 10**6),
+    "max_minutes": (0.0, 1e7),
+    "warmup_steps": (0, 10**12),
+    "lr_patience": (0, 10**6),
+    "min_lr": (0.0, 1e3),
+    "patience": (0, 10**6),
+    "clip_norm": (0.0, 1e9),
+    "tbptt": (0, 100_000),
+    "valid_every": (1, 10**12),
+    "log_every": (1, 10**12),
+    "valid_bleu_sentences": (0, 10**8),
+    "max_nan_steps": (1, 10**6),
+    "threads": (0, 1024),
+    "onednn_cache": (-1, 1024),  # -1: the default for the batches (shape buckets or not)
+    "malloc_mmap_kib": (0, 2**31 // 1024 - 1),  # mallopt takes the bytes as a C int
+    "keep_checkpoints": (0, 10**6),
+}
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -270,7 +335,9 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
         _check(abs(value) < 2**1023, f"{where} must be a finite number, got an integer over 1e307")
         return float(value)
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigKeyError(f"{where} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigKeyError(f"{where} must be {tp.__name__}, got {type(value).__name__} {_shown(value)}")
+    if tp is int:  # no setting needs more; and a message can show the value (str() fails past 4,300 digits)
+        _check(abs(value) < 2**63, f"{where} must be an integer of at most 18 digits, got {_shown(value)}")
     return value
 
 

@@ -100,6 +100,42 @@ def test_out_of_range_values_are_errors(cls, values: dict) -> None:
         cls(**values)
 
 
+@pytest.mark.parametrize(
+    ("cls", "values", "words"),
+    [  # each accepted before: a run of 0 updates at exit 0, a traceback, an allocator error or a hang
+        (TrainConfig, {"patience": -1}, "patience must be in [0, 1,000,000], got -1"),
+        (TrainConfig, {"max_epochs": -1}, "max_epochs must be in [1, 1,000,000], got -1"),
+        (TrainConfig, {"warmup_steps": -5}, "warmup_steps must be in"),
+        (TrainConfig, {"clip_norm": -1.0}, "clip_norm must be in"),
+        (TrainConfig, {"min_lr": float("nan")}, "min_lr must be a finite number, got nan"),
+        (TrainConfig, {"max_minutes": float("inf")}, "max_minutes must be a finite number, got inf"),
+        (TrainConfig, {"keep_checkpoints": -2}, "keep_checkpoints must be in"),
+        (TrainConfig, {"max_nan_steps": 0}, "max_nan_steps must be in [1, "),
+        (TrainConfig, {"malloc_mmap_kib": -1}, "malloc_mmap_kib must be in"),
+        (TrainConfig, {"valid_bleu_sentences": -3}, "valid_bleu_sentences must be in"),
+        (TrainConfig, {"max_tokens": 10**12}, "max_tokens must be in [1, 1,000,000], got 1000000000000"),
+        (TrainConfig, {"threads": 10**6}, "threads must be in [0, 1,024]"),
+        (TrainConfig, {"seed": -1}, "seed must be in [0, "),
+        (TrainConfig, {"seed": 10**23}, "TrainConfig.seed must be an integer of at most 18 digits, got 1000000000000"),
+        (ModelConfig, {"enc_hidden": 10**7}, "enc_hidden must be in [1, 8,192], got 10000000"),
+        (ModelConfig, {"emb_size": 10**7}, "emb_size must be in [1, 8,192]"),
+        (ModelConfig, {"enc_layers": 100_000}, "enc_layers must be in [1, 32]"),
+        (DataConfig, {"vocab_size": 3 * 10**9}, "vocab_size must be in [16, 1,000,000], got 3000000000"),
+        (DataConfig, {"max_len": 10**9}, "max_len must be in [1, 100,000]"),
+        (
+            DecodeConfig,
+            {"max_len_b": 10**5000},
+            "max_len_b must be an integer of at most 18 digits, got an integer of about 5000 digits",
+        ),  # fmt: skip
+        (DataConfig, {"spm_seed": -(10**5000)}, "DataConfig.spm_seed must be an integer of at most 18 digits"),
+    ],
+)
+def test_huge_negative_and_non_finite_values_are_one_line_each(cls, values: dict, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        from_dict(cls, values)
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
 def test_configs_are_frozen_and_round_trip_through_dicts() -> None:
     cfg = ModelConfig(cell="gru", emb_size=64, input_feeding=True)
     with pytest.raises(dataclasses.FrozenInstanceError):
