@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -298,6 +299,56 @@ def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> N
             with pytest.raises(CheckpointError, match=message) as err:
                 read_manifest(path)
             assert "\n" not in str(err.value), name
+
+
+def _spm(tmp_path: Path, pieces: int) -> bytes:
+    import sentencepiece as spm
+
+    words = [" ".join(chr(97 + i * j % 12) + chr(97 + (i + j) % 12) + chr(97 + j % 12) for j in range(6))
+             for i in range(300)]  # fmt: skip
+    prefix = tmp_path / f"spm{pieces}"
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(words), model_prefix=str(prefix), vocab_size=pieces,
+                                   pad_id=0, unk_id=1, bos_id=2, eos_id=3, minloglevel=2)  # fmt: skip
+    return prefix.with_suffix(".model").read_bytes()
+
+
+def test_a_file_whose_parts_disagree_is_one_line_not_garbage_or_a_traceback(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Each part readable, but not parts of one model: a tokenizer of another size than its embedding or
+    output layer (ids read as other pieces: garbage, exit 0 until checked), a manifest naming other graph
+    inputs (a ValueError traceback at the first sentence) or the right ones in another order (values are
+    passed by position: h fed as c)."""
+    z = zipfile.ZipFile(exported)
+    manifest = json.loads(z.read(MANIFEST))
+    vocab = len(OnnxTranslator.load(exported).tgt_tok)
+    small, large = _spm(tmp_path, vocab - 10), _spm(tmp_path, vocab + 10)
+    inputs = manifest["step_inputs"]
+    swapped = [inputs[0], inputs[2], inputs[1], *inputs[3:]]  # h, c
+    assert inputs[1:3] == ["h", "c"] and sorted(swapped) == sorted(inputs)
+    cases = {
+        "tgt small": ({"tgt_spm_model": small}, f"its tgt.spm.model has {vocab - 10} pieces, the output layer of its "
+                      f"decoder_step.onnx {vocab}"),
+        "src small": ({"src_spm_model": small}, f"its src.spm.model has {vocab - 10} pieces, the embedding of its "
+                      "encoder.onnx more"),
+        "src large": ({"src_spm_model": large}, "its graphs do not run on the last pieces of its tokenizers"),
+        "tgt large": ({"tgt_spm_model": large}, "its graphs do not run on the last pieces of its tokenizers"),
+        "names": ({"seq2seq_onnx_json": json.dumps(manifest | {"step_inputs": ["x", "k"]}).encode()},
+                  "its seq2seq-onnx.json lists step_inputs x, k, its decoder_step.onnx has prev_ids, h, c, states"),
+        "order": ({"seq2seq_onnx_json": json.dumps(manifest | {"step_inputs": swapped}).encode()},
+                  "its seq2seq-onnx.json lists step_inputs prev_ids, c, h, "),
+        "outputs": ({"seq2seq_onnx_json": json.dumps(manifest | {"encoder_outputs": "states"}).encode()},
+                    "its seq2seq-onnx.json lists encoder_outputs 'states', its encoder.onnx has states, keys"),
+    }  # fmt: skip
+    for name, (changes, message) in cases.items():
+        path = _rewrite(exported, tmp_path / f"{name.replace(' ', '-')}.onnx.zip", **changes)
+        with pytest.raises(CheckpointError) as err:
+            OnnxTranslator.load(path)
+        assert str(err.value).startswith(f"{path}: {message}"), (name, str(err.value))
+        assert str(err.value).endswith(": damaged or inconsistent ONNX model") and "\n" not in str(err.value)
+        assert main(["translate", "--checkpoint", str(path), "--input", os.devnull]) == 2
+        err_text = capsys.readouterr().err
+        assert err_text == f"seq2seq translate: error: {err.value}\n", (name, err_text)  # no ONNX Runtime log
 
 
 def test_a_missing_extra_is_named_in_one_line(

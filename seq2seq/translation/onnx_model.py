@@ -40,7 +40,7 @@ from ..errors import CheckpointError
 from ..ids import EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
 from .base import Translating
-from .onnx_engine import CANDIDATES, EXTRA, OnnxEngine, import_ort, state_names
+from .onnx_engine import CANDIDATES, EXTRA, InconsistentModel, OnnxEngine, import_ort, state_names
 
 FORMAT = "seq2seq-onnx"
 VERSION = 2  # 2: the step graph's candidate outputs (version 1 files still load; their search takes the log-probs)
@@ -256,7 +256,9 @@ class OnnxTranslator(Translating):
 
     @classmethod
     def load(cls, path: str | Path, threads: int = 0) -> OnnxTranslator:
-        """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per core)."""
+        """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per core),
+        its parts checked against each other: the graphs' input and output names against the manifest's,
+        the tokenizers' sizes against the embeddings and the output layer (a CheckpointError, one line)."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such model file")
@@ -274,9 +276,12 @@ class OnnxTranslator(Translating):
                 graphs = _member(z, "encoder.onnx", path), _member(z, "decoder_step.onnx", path)
                 src_tok = Tokenizer(_member(z, "src.spm.model", path))
                 tgt_tok = Tokenizer(_member(z, "tgt.spm.model", path))
-            engine = OnnxEngine(*graphs, manifest, threads)
+            engine = OnnxEngine(*graphs, manifest, threads)  # its graphs' names against the manifest's
+            engine.check_vocab(len(src_tok), len(tgt_tok))  # its embeddings and output layer against the tokenizers
         except CheckpointError:
             raise
+        except InconsistentModel as err:  # each part readable, but not parts of one model
+            raise CheckpointError(f"{path}: {err}: damaged or inconsistent ONNX model") from None
         except Exception as err:  # noqa: BLE001  (zip, JSON, protobuf and ONNX Runtime errors alike)
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise CheckpointError(f"{path}: incomplete or corrupt ONNX model ({msg})") from None
