@@ -251,6 +251,12 @@ class DecodeConfig:
             return 8 * 10**9
 
 
+def refuse_ignored_decode(values: dict[str, Any]) -> None:
+    """Decode settings given (flags, a [decode] table) that the search would ignore: one ConfigError."""
+    if values.get("beam_size", DecodeConfig.beam_size) == 1 and "stopping" in values:
+        raise ConfigError("stopping applies to beam search; with beam_size 1 (greedy search) it would be ignored")
+
+
 # Sentences per search batch with batch_size 0, by engine (search.check_search halves it until the search fits the
 # memory budget): torch pays a per-step overhead that larger batches amortise (beam 5, 1,000 sentences, whole
 # process: 5.5 s at 64, 4.6-4.8 s at 256; docs/decoding.md), ONNX Runtime does not (the same time, twice the memory).
@@ -336,8 +342,8 @@ def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
         return float(value)
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise ConfigKeyError(f"{where} must be {tp.__name__}, got {type(value).__name__} {_shown(value)}")
-    if tp is int:  # no setting needs more; and a message can show the value (str() fails past 4,300 digits)
-        _check(abs(value) < 2**63, f"{where} must be an integer of at most 18 digits, got {_shown(value)}")
+    if tp is int:  # far out of every range; refused here, where no message tries str() (past 4,300 digits: fails)
+        _check(value.bit_length() <= 14_000, f"{where} is out of range: {_shown(value)}")
     return value
 
 

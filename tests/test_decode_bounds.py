@@ -63,6 +63,7 @@ def test_every_number_of_decode_config_has_bounds_and_the_defaults_are_inside() 
         (["--beam-size", "1000000"], "beam_size must be <= 1000"),
         (["--beam-size", "10000"], "beam_size must be <= 1000"),
         (["--beam-size", "1" + "0" * 400], "beam_size must be <= 1000"),
+        (["--beam-size", "1", "--stopping", "beam"], "stopping applies to beam search; with beam_size 1 (greedy"),
     ],
 )
 def test_translate_refuses_bad_decode_values_in_one_line(tmp_path: Path, capsys, flags, message) -> None:

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..config import from_dict
+from ..config import DecodeConfig, from_dict, refuse_ignored_decode
 
 C = TypeVar("C")
 
@@ -84,5 +84,9 @@ def given(cls: type, args: argparse.Namespace, base: dict[str, Any] | None = Non
 
 
 def from_flags(cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None = None) -> C:
-    """Build `cls` from `base` (e.g. a TOML table) overridden by the flags the user gave."""
-    return from_dict(cls, given(cls, args, base))
+    """Build `cls` from `base` (e.g. a TOML table) overridden by the flags the user gave; for DecodeConfig,
+    a setting given that the search would ignore is refused (`refuse_ignored_decode`)."""
+    values = given(cls, args, base)
+    if cls is DecodeConfig:
+        refuse_ignored_decode(values)
+    return from_dict(cls, values)
