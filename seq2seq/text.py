@@ -62,3 +62,9 @@ def decode_line(raw: bytes, name: str, number: int) -> str:
 def clean(text: str) -> str:
     """Unicode NFC and single spaces between words."""
     return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def has_content(text: str) -> bool:
+    """Whether `text` holds a character other than control, format and separator ones (NUL, a soft hyphen,
+    a zero-width space, a BOM, a word joiner: a line of only those is blank to a translator)."""
+    return any(unicodedata.category(c)[0] not in "CZ" for c in text)

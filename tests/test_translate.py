@@ -103,6 +103,10 @@ def test_decode_options_as_keywords_equal_a_decode_config(translator: Translator
         (lambda t: t.translate(["red cat"], beam_sise=2), "did you mean 'beam_size'"),
         (lambda t: t.translate(["red cat"], beam_size="5"), "DecodeConfig.beam_size must be int, got str"),
         (lambda t: t.translate(["red cat"], {"beam_size": 2}), "cfg must be a DecodeConfig"),
+        (lambda t: t.translate("red cat", n_best=3), "for n_best, use translate_nbest"),  # was: the best only
+        (lambda t: t.translate_nbest("red cat"), r"translate_nbest\(\) takes a list of str \(for one sentence"),
+        (lambda t: t.translate_aligned("red cat"), r"translate_aligned\(\) takes a list of str"),  # was: per letter
+        (lambda t: t.translate_nbest(["red cat", 1]), "a list holding a int"),
     ],
 )
 def test_wrong_types_are_a_clear_type_error(translator: Translator, call, message: str) -> None:  # noqa: ANN001
@@ -113,6 +117,8 @@ def test_wrong_types_are_a_clear_type_error(translator: Translator, call, messag
 def test_a_bad_option_value_is_a_value_error(translator: Translator) -> None:
     with pytest.raises(ValueError, match="beam_size must be >= 1"):
         translator.translate("red cat", beam_size=0)
+    with pytest.raises(ValueError, match=r"sentences\[1\] holds a lone surrogate"):
+        translator.translate(["red cat", "cat \ud800"])
 
 
 def test_empty_and_whitespace_lines_give_empty_output(translator: Translator) -> None:
@@ -127,6 +133,9 @@ def test_lines_without_a_piece_give_empty_output_not_an_invented_sentence(transl
     assert translator.src_tok.encode(invisible) == [[]] * 4  # SentencePiece's normalisation leaves nothing
     out = translator.translate([*invisible, "red cat"])
     assert out[:4] == [""] * 4 and out[4] == translator.translate("red cat")
+    unknown = ["\x00", "\u00ad", "\u2060", "\x00 \u00ad"]  # NUL, a soft hyphen, a word joiner: pieces, all <unk>
+    assert all(translator.src_tok.encode(unknown))
+    assert translator.translate(unknown) == [""] * 4  # were an invented sentence each
     assert translator.translate_nbest(invisible[:1]) == [[]]
     assert [str(a) for a in translator.translate_aligned(invisible[:1])] == ["[]"]
 

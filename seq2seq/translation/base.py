@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from ..search import search
-from ..text import clean
+from ..text import clean, has_content
 
 if TYPE_CHECKING:
     from ..config import DecodeConfig
@@ -55,6 +55,23 @@ def _describe(value: Any) -> str:
         bad = next((v for v in value if not isinstance(v, str)), None)
         return f"a {type(value).__name__} holding a {type(bad).__name__} ({bad!r:.40})"
     return f"{type(value).__name__} {value!r:.40}"
+
+
+def _check_sentences(sentences: Any, name: str, one: bool = False) -> None:
+    """A list of str (`one`: or a str), without lone surrogates (which no UTF-8 tokenizer takes): else a
+    TypeError / ValueError naming the argument or the sentence."""
+    if (
+        isinstance(sentences, str)
+        or not isinstance(sentences, Sequence)
+        or not all(isinstance(s, str) for s in sentences)
+    ):
+        takes = "a str or a list of str" if one else "a list of str (for one sentence: translate(str))"
+        raise TypeError(f"{name}() takes {takes}, got {_describe(sentences)}")
+    for i, s in enumerate(sentences):
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"sentences[{i}] holds a lone surrogate (not text UTF-8 can carry): {s!r:.60}") from None
 
 
 def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeConfig:
@@ -102,10 +119,11 @@ class Translating:
         """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses. Decode
         options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`)."""
         cfg = decode_config(cfg, options)
-        texts = [clean(s) for s in sentences]
+        _check_sentences(sentences, "translate_nbest")
+        texts = [clean(s) if has_content(s) else "" for s in sentences]  # NUL, soft hyphens, BOMs only: blank
         encoded = self.src_tok.encode([s for s in texts if s])
         live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if ids]  # no pieces: no words
-        src_ids = [ids for ids in encoded if ids]  # (a zero-width space, a BOM, control characters: as if blank)
+        src_ids = [ids for ids in encoded if ids]
         long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
         if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
             msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
@@ -126,6 +144,7 @@ class Translating:
         from .alignment import Aligned, align
 
         cfg = decode_config(cfg, options)
+        _check_sentences(sentences, "translate_aligned")
         nbest = self.translate_nbest(sentences, cfg, keep_attention=True, progress=progress)
         live = [i for i, hyps in enumerate(nbest) if hyps]
         texts = [clean(sentences[i]) for i in live]
@@ -152,11 +171,12 @@ class Translating:
         """A sentence's translation (a str gives a str), or one per sentence in order (a list gives a
         list); an empty sentence translates to ''. Decode options as a `DecodeConfig` and/or keywords
         (`beam_size=5`): keywords override `cfg`'s fields; a wrong name or type raises TypeError."""
+        if options.get("n_best", 1) != 1:
+            raise TypeError("translate() gives each sentence's best translation: for n_best, use translate_nbest()")
         cfg = decode_config(cfg, options)
         if isinstance(sentences, str):
             return self.translate([sentences], cfg)[0]
-        if not isinstance(sentences, Sequence) or not all(isinstance(s, str) for s in sentences):
-            raise TypeError(f"translate() takes a str or a list of str, got {_describe(sentences)}")
+        _check_sentences(sentences, "translate", one=True)
         return [nbest[0][0] if nbest else "" for nbest in self.translate_nbest(sentences, cfg, progress=progress)]
 
     def describe(self, cfg: DecodeConfig | None = None) -> dict[str, Any]:
