@@ -397,6 +397,10 @@ def load_toml(path: str | Path, used: tuple[str, ...] = tuple(SECTIONS)) -> dict
         raise ConfigError(f"{path}: {err}{hint}") from None
     tables = " ".join(f"[{name}]" for name in used)
     for section, values in raw.items():
+        if section not in SECTIONS and not isinstance(values, dict):  # a key above every table
+            owners = [f"[{name}]" for name, cls in SECTIONS.items() if section in {f.name for f in fields(cls)}]
+            where = f"; it belongs in {' or '.join(owners)}" if owners else f"; this command reads {tables}"
+            raise ConfigError(f"{path}: {section} = ... is outside any table{where}")
         if section not in SECTIONS:
             close = difflib.get_close_matches(section, list(SECTIONS), n=1)
             hint = f"; did you mean [{close[0]}]?" if close else f"; this command reads {tables}"

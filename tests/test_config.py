@@ -157,6 +157,16 @@ def test_toml_file_loads_sections(tmp_path: Path) -> None:
     assert "data" not in raw  # every section is optional
 
 
+def test_toml_key_outside_a_table_names_its_table(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("beam_size = 3\n[decode]\nn_best = 1\n")
+    with pytest.raises(ConfigError, match=r"beam_size = \.\.\. is outside any table; it belongs in \[decode\]$"):
+        load_toml(path)  # was: "unknown section [beam_size]"
+    path.write_text("nonsense = 3\n")
+    with pytest.raises(ConfigError, match=r"nonsense = \.\.\. is outside any table; this command reads"):
+        load_toml(path)
+
+
 def test_toml_unknown_section_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[modle]\nemb_size = 64\n")
