@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from typing import TYPE_CHECKING
 
 import pytest
-import tomllib
 import torch
 from corpora import translate_in_a_fresh_process
 
@@ -24,7 +26,7 @@ from seq2seq.checkpoint import read_model
 from seq2seq.cli import main
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig, from_dict, load_toml
 from seq2seq.devtools.hub_standin import HubStandIn
-from seq2seq.errors import HubError
+from seq2seq.errors import EXIT_INTERRUPTED, HubError
 from seq2seq.runfiles import read_metrics
 from seq2seq.translation import export_model, load_translator
 from seq2seq.translation.hub import model_file, parse_hub_path
@@ -131,23 +133,7 @@ def test_a_card_says_what_is_not_recorded_and_takes_a_licence(run_dir: Path, tmp
 def test_push_uploads_the_staged_files_in_one_commit(
     hub: HubStandIn, pushed: Path, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    import huggingface_hub
-
-    calls = []
-
-    class Api:
-        def create_repo(self, repo: str, **kw: object) -> None:
-            calls.append(("create_repo", repo, kw))
-
-        def create_branch(self, repo: str, **kw: object) -> None:
-            calls.append(("create_branch", repo, kw))
-
-        def create_commit(self, repo: str, operations: list, **kw: object) -> object:
-            files = {op.path_in_repo: op.path_or_fileobj for op in operations}
-            calls.append(("create_commit", repo, {**kw, "files": files}))
-            return type("Info", (), {"commit_url": "https://huggingface.co/me/tiny/commit/abc"})()
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    calls = _recording_api(monkeypatch, present=[".gitattributes"])
     argv = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny", "--private", "--revision", "v1"]
     assert main(argv) == 2  # no token: one line, before any work
     assert capsys.readouterr().err == (
@@ -159,12 +145,171 @@ def test_push_uploads_the_staged_files_in_one_commit(
     bleu = ["--bleu-file", f"test2016={pushed.parent / 'scores.txt'}"]
     assert main([*argv, *bleu]) == 0
     assert capsys.readouterr().out.startswith("uploaded model.pt, README.md, seq2seq.json, config.toml to hf://me/tiny")
-    assert [c[0] for c in calls] == ["create_repo", "create_branch", "create_commit"]
+    assert [c[0] for c in calls] == ["create_repo", "create_branch", "list_repo_files", "create_commit"]
     assert calls[0][2] == {"private": True, "exist_ok": True} and calls[1][2] == {"branch": "v1", "exist_ok": True}
-    commit = calls[2][2]
+    commit = calls[3][2]
     assert commit["revision"] == "v1" and commit["commit_message"] == "seq2seq push: model.pt"
+    assert commit["deleted"] == []
     files = {name: open(c, "rb").read() if isinstance(c, str) else c for name, c in commit["files"].items()}
     assert files == {p.name: p.read_bytes() for p in pushed.iterdir()}  # what --out wrote is what is uploaded
+
+
+def test_a_card_counts_tied_weights_once_as_training_logged(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """out.weight and decoder.embed.weight are one tensor (tie_embeddings): the card counted it twice."""
+    from seq2seq.checkpoint import load_checkpoint, save_checkpoint
+
+    logged = re.search(r"model: ([\d,]+) parameters", (run_dir / "train.log").read_text()).group(1)
+    weights = read_model(run_dir / "best.pt").state_dict
+    assert weights["out.weight"].data_ptr() == weights["decoder.embed.weight"].data_ptr()  # one storage
+    ckpt = load_checkpoint(run_dir / "best.pt")  # and a file holding the tied weight as two copies
+    ckpt["model"] = {name: tensor.clone() for name, tensor in ckpt["model"].items()}
+    save_checkpoint(tmp_path / "copies.pt", {k: v for k, v in ckpt.items() if k not in ("format", "version")})
+    for model in (run_dir / "best.pt", tmp_path / "copies.pt"):
+        assert main(["push", "--checkpoint", str(model), "--repo", "me/tiny", "--dry-run"]) == 0
+        assert f"\n- parameters: {logged}\n" in capsys.readouterr().out
+
+
+def test_dry_run_refuses_the_flags_of_an_upload(run_dir: Path, tmp_path: Path, capsys) -> None:
+    base = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny", "--dry-run", "--out",
+            str(tmp_path / "repo")]  # fmt: skip
+    assert _error([*base, "--private"], capsys) == (
+        "seq2seq push: error: --private: it applies to an upload, and --dry-run uploads nothing: leave it out, or "
+        "drop --dry-run"
+    )
+    assert _error([*base, "--revision", "v1", "--commit-message", "m"], capsys).startswith(
+        "seq2seq push: error: --revision, --commit-message: they apply to an upload"
+    )
+    assert not (tmp_path / "repo").exists()
+
+
+def _run_copy(run_dir: Path, where: Path, **train: object) -> Path:
+    """A copy of the tiny run folder whose recorded [train] settings are changed by `train`."""
+    shutil.copytree(run_dir, where, ignore=shutil.ignore_patterns("*.pt", ".lock"))
+    settings = json.loads((where / "config.json").read_text())
+    settings["train"].update(train)
+    (where / "config.json").write_text(json.dumps(settings))
+    return where
+
+
+def _with_manifest(exported: Path, out: Path, **changes: object) -> Path:
+    from seq2seq.translation.onnx_model import MANIFEST
+
+    with zipfile.ZipFile(exported) as z, zipfile.ZipFile(out, "w") as new:
+        for name in z.namelist():  # the manifest stays the first member
+            data = json.dumps(json.loads(z.read(name)) | changes).encode() if name == MANIFEST else z.read(name)
+            new.writestr(name, data)
+    return out
+
+
+def test_a_run_folder_of_another_run_is_refused_not_put_on_the_card(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """Two seeds of one recipe share their SentencePiece models: the card took the other run's validation
+    BLEU and stop; the run's recorded settings now have to be the model file's."""
+    seed = read_model(run_dir / "best.pt").train_config["seed"]
+    other = _run_copy(run_dir, tmp_path / "seed2", seed=seed + 1)
+    push = ["push", "--repo", "me/tiny", "--dry-run", "--checkpoint"]
+    assert _error([*push, str(run_dir / "best.pt"), "--run", str(other)], capsys) == (
+        f"seq2seq push: error: --run {other}: not the run of {run_dir / 'best.pt'}: best.pt was trained with seed "
+        f"{seed} (the run: {seed + 1}): name its own run folder, or leave --run out"
+    )
+    shutil.copy(run_dir / "best.pt", other / "best.pt")  # the folder the checkpoint lies in: refused alike
+    assert "best.pt was trained with seed" in _error([*push, str(other / "best.pt")], capsys)
+    lr = _run_copy(run_dir, tmp_path / "lr", lr=0.5)  # any setting, not only the seed
+    assert "was trained with lr 0.01 (the run: 0.5)" in _error([*push, str(run_dir / "best.pt"), "--run", str(lr)],
+                                                                capsys)  # fmt: skip
+    # an ONNX file records its model settings and trained updates: matched on those, and on a future export
+    # that records its data and train settings (the manifest's data_config, train_config), on everything
+    exported = export_model(run_dir / "best.pt", tmp_path / "model.onnx.zip")
+    steps = _with_manifest(exported, tmp_path / "steps.onnx.zip", trained_steps=10**6)
+    assert "steps.onnx.zip was trained 1,000,000 updates, the run records 60 at most" in _error(
+        [*push, str(steps), "--run", str(run_dir)], capsys
+    )
+    saved = read_model(run_dir / "best.pt")
+    full = _with_manifest(exported, tmp_path / "full.onnx.zip", data_config=saved.data_config,
+                          train_config=saved.train_config)  # fmt: skip
+    assert "full.onnx.zip was trained with seed" in _error([*push, str(full), "--run", str(other)], capsys)
+    assert main([*push, str(full), "--run", str(run_dir)]) == 0
+    card = capsys.readouterr().out
+    assert f"training's validation of the checkpoint exported (update {saved.step})" in card
+    assert "seq2seq train --config config.toml" in card and "The run stopped after 60 updates" in card
+
+
+def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """An earlier push's folder held model.pt and config.toml after a push of an ONNX model (two models,
+    the settings of the one no longer pushed), and was rewritten file by file (an interruption left a
+    card whose SHA-256 was not the model's)."""
+    out = tmp_path / "repo"
+    push = ["push", "--repo", "me/tiny", "--dry-run", "--out", str(out), "--checkpoint"]
+    assert main([*push, str(run_dir / "best.pt")]) == 0
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(earlier) == ["README.md", "config.toml", "model.pt", "seq2seq.json"]
+    exported = export_model(run_dir / "best.pt", tmp_path / "model.onnx.zip")
+    synced = []
+
+    def interrupted(fd: int) -> None:  # Ctrl-C once the model file is written, before the card is
+        synced.append(fd)
+        if len(synced) == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", interrupted)
+        assert main([*push, str(exported), "--run", str(run_dir)]) == EXIT_INTERRUPTED
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx.zip", "repo"]  # no staging folder left
+    assert main([*push, str(exported), "--run", str(run_dir)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.onnx.zip", "seq2seq.json"]
+    assert json.loads((out / "seq2seq.json").read_text())["model"] == "model.onnx.zip"
+    capsys.readouterr()
+    (out / "notes.md").write_text("mine")  # a file push does not write: refused, not lost
+    assert _error([*push, str(run_dir / "best.pt")], capsys) == (
+        f"seq2seq push: error: --out {out}: holds notes.md, which `seq2seq push` does not write, and the folder is "
+        "replaced whole: move it out, or name another folder"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.onnx.zip", "notes.md", "seq2seq.json"]
+
+
+def test_an_upload_deletes_the_files_of_an_earlier_push_it_does_not_write(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    earlier = [".gitattributes", "README.md", "seq2seq.json", "model.onnx.zip", "config.toml", "notes.md"]
+    calls = _recording_api(monkeypatch, present=earlier)
+    assert main(["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("; removed model.onnx.zip of the earlier push")
+    commit = calls[-1][2]
+    assert commit["deleted"] == ["model.onnx.zip"] and set(commit["files"]) == {
+        "model.pt", "README.md", "seq2seq.json", "config.toml"}  # fmt: skip
+    calls = _recording_api(monkeypatch, present=[".gitattributes", "model.onnx.zip"])  # no push wrote it
+    assert main(["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny"]) == 0
+    assert calls[-1][2]["deleted"] == []
+
+
+def _recording_api(monkeypatch: pytest.MonkeyPatch, present: list[str]) -> list[tuple[str, str, dict]]:
+    """huggingface_hub.HfApi replaced by one that records its calls (the Hub cannot be reached); the
+    repository holds the files `present`."""
+    import huggingface_hub
+    from huggingface_hub import CommitOperationDelete
+
+    calls: list[tuple[str, str, dict]] = []
+
+    class Api:
+        def create_repo(self, repo: str, **kw: object) -> None:
+            calls.append(("create_repo", repo, kw))
+
+        def create_branch(self, repo: str, **kw: object) -> None:
+            calls.append(("create_branch", repo, kw))
+
+        def list_repo_files(self, repo: str, **kw: object) -> list[str]:
+            calls.append(("list_repo_files", repo, kw))
+            return list(present)
+
+        def create_commit(self, repo: str, operations: list, **kw: object) -> object:
+            deleted = [op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)]
+            files = {op.path_in_repo: op.path_or_fileobj for op in operations if op.path_in_repo not in deleted}
+            calls.append(("create_commit", repo, {**kw, "files": files, "deleted": deleted}))
+            return type("Info", (), {"commit_url": "https://huggingface.co/me/tiny/commit/abc"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    return calls
 
 
 # --- hf:// models ----------------------------------------------------------------------------------
@@ -248,9 +393,9 @@ def test_an_onnx_model_on_the_hub_translates_without_torch(
     assert json.loads((tmp_path / "repo" / "seq2seq.json").read_text())["model"] == "model.onnx.zip"
     card = (tmp_path / "repo" / "README.md").read_text(encoding="utf-8")
     assert "- onnx\n" in card and "an ONNX model exported from a seq2seq checkpoint (fp32)" in card
-    assert tomllib.loads((tmp_path / "repo" / "config.toml").read_text()) == tomllib.loads(
-        (run_dir / "config.toml").read_text()
-    )  # the run's settings
+    # the file records no seed: the run's data is given, not its numbers (another seed's run matches as well)
+    assert not (tmp_path / "repo" / "config.toml").exists() and "| BLEU |" not in card
+    assert "but not the seed or the other training settings" in card and "## Training data\n\n- data folder" in card
     with HubStandIn({"me/tiny-onnx": tmp_path / "repo"}) as onnx_hub:
         _point(monkeypatch, onnx_hub)
         out, imported_torch = translate_in_a_fresh_process("hf://me/tiny-onnx", tmp_path, LINES, beam_size=2)

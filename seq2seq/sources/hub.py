@@ -6,20 +6,23 @@ the model), `seq2seq.json` (names the model file: `hf://ORG/NAME` loads it, tran
 and, where the settings are known, `config.toml` (`seq2seq train --config config.toml ...` trains
 it again).
 
-`--out DIR` writes the very files that are uploaded; `--dry-run` uploads nothing. The upload uses
-huggingface_hub (`HfApi.create_repo`, `create_commit`) with its usual token (`HF_TOKEN`, or
-`hf auth login`).
+`--out DIR` writes the very files that are uploaded, the folder whole (staged beside it, then swapped
+in: an earlier push's folder is replaced, none of its files left); `--dry-run` uploads nothing (and
+refuses the flags of an upload). The upload uses huggingface_hub (`HfApi.create_repo`,
+`create_commit`) with its usual token (`HF_TOKEN`, or `hf auth login`); its commit deletes the files
+of an earlier push that this one does not write (an earlier model file, its config.toml).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat as stat_
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import atomic_write
 from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig, from_dict, toml_text
 from ..errors import HubError
 from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path
@@ -36,6 +39,11 @@ class UploadOptions:
 
 
 # ---------------------------------------------------------------------------------------------- push
+
+# Every file `stage` may write: a folder (or repository) holding seq2seq.json was written by push, and
+# these are its files; the first four may be left over from an earlier push of another model file.
+MODEL_FILES = ("model.pt", "model.onnx.zip", "model.int8.onnx.zip")
+PUSH_FILES = (*MODEL_FILES, "config.toml", "README.md", POINTER)
 
 
 def _config_toml(facts: ModelFacts, model: Path) -> str | None:
@@ -73,20 +81,66 @@ def stage(model: str | Path, repo: str, card: CardOptions = CardOptions()) -> di
     return files
 
 
-def write_folder(files: dict[str, Path | bytes], out: str | Path) -> Path:
-    """The staged files in `out` (a new or empty folder, or one an earlier push wrote), each written whole."""
+def check_out(out: str | Path) -> Path:
+    """`--out`: a new or empty folder, or one an earlier push wrote holding nothing else (it is replaced
+    whole: a file push does not write would be lost); else a HubError, before any work."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / POINTER).is_file())):
+    if not out.exists():
+        return out
+    if not out.is_dir():
+        raise HubError(f"--out {out}: not a folder")
+    present = sorted(p.name for p in out.iterdir())
+    if present and POINTER not in present:
         raise HubError(f"--out {out}: not a new or empty folder (nor one `seq2seq push --out` wrote)")
-    out.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        with atomic_write(out / name, "wb") as f:
-            if isinstance(content, Path):
-                with open(content, "rb") as src:
-                    shutil.copyfileobj(src, f, 1 << 20)
-            else:
-                f.write(content)
+    if foreign := [name for name in present if name not in PUSH_FILES]:
+        raise HubError(f"--out {out}: holds {foreign[0]}, which `seq2seq push` does not write, and the folder is "
+                       "replaced whole: move it out, or name another folder")  # fmt: skip
     return out
+
+
+def write_folder(files: dict[str, Path | bytes], out: str | Path) -> Path:
+    """The staged files as the folder `out` (`check_out`), written whole: into `.NAME.push-PID` beside it,
+    each file synced, then swapped in by renames. An interruption leaves the earlier folder as it was
+    (or none), never a mix of two pushes; no file of an earlier push stays (model.pt beside a new
+    model.onnx.zip, its config.toml). A link to a folder is kept: its target is replaced."""
+    out = check_out(out)
+    target = Path(os.path.realpath(out))
+    stage, old = (target.with_name(f".{target.name}.{what}-{os.getpid()}") for what in ("push", "old"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        for name, content in files.items():
+            with open(stage / name, "wb") as f:
+                if isinstance(content, Path):
+                    with open(content, "rb") as src:
+                        shutil.copyfileobj(src, f, 1 << 20)
+                else:
+                    f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+        if target.exists():
+            os.chmod(stage, stat_.S_IMODE(target.stat().st_mode))  # the folder's permissions kept
+            os.replace(target, old)
+        os.replace(stage, target)
+        _sync_folder(target.parent)
+    except OSError as err:
+        if old.exists() and not target.exists():
+            os.replace(old, target)  # the earlier folder back
+        raise HubError(f"--out {out}: cannot write it ({err.strerror or err}"
+                       f"{': ' + str(err.filename) if err.filename else ''})") from None  # fmt: skip
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _repo_id(repo: str) -> str:
@@ -105,9 +159,14 @@ def check_token(repo: str) -> None:
                        "(--dry-run --out DIR writes the files without uploading)")  # fmt: skip
 
 
-def upload(files: dict[str, Path | bytes], repo: str, options: UploadOptions = UploadOptions()) -> str:
-    """Create the repository if missing (and the branch), then commit the files in one commit; its URL."""
-    from huggingface_hub import CommitOperationAdd, HfApi
+def upload(
+    files: dict[str, Path | bytes], repo: str, options: UploadOptions = UploadOptions()
+) -> tuple[str, list[str]]:
+    """Create the repository if missing (and the branch), then commit the files in one commit, which
+    deletes the files of an earlier push (the repository holds seq2seq.json) that this push does not
+    write: its model file of another kind, its config.toml (earlier commits keep them). The commit's URL,
+    and the files deleted."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     where = f"{SCHEME}{repo}"
@@ -120,6 +179,9 @@ def upload(files: dict[str, Path | bytes], repo: str, options: UploadOptions = U
         api.create_repo(repo, private=options.private, exist_ok=True)
         if options.revision:
             api.create_branch(repo, branch=options.revision, exist_ok=True)
+        present = set(api.list_repo_files(repo, revision=options.revision))
+        stale = sorted(present & set(PUSH_FILES) - set(files)) if POINTER in present else []
+        operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
         info = api.create_commit(repo, operations, commit_message=message, revision=options.revision)
     except (HfHubHTTPError, OSError, ValueError) as err:
         raise HubError(f"{where}: cannot upload to the Hugging Face Hub: {_first_line(err)}") from None
@@ -127,7 +189,7 @@ def upload(files: dict[str, Path | bytes], repo: str, options: UploadOptions = U
         if type(err).__module__.split(".")[0] != "httpx2":
             raise
         raise HubError(f"{where}: cannot reach the Hugging Face Hub: {_first_line(err)}") from None
-    return str(info.commit_url)
+    return str(info.commit_url), stale
 
 
 def _first_line(err: BaseException) -> str:
@@ -146,8 +208,14 @@ def push(
     """`seq2seq push`: stage the files (`stage`), write them to `out` if given, upload them unless
     `dry_run`; a line saying what was done (with `dry_run` and no `out`: the model card too)."""
     repo = _repo_id(repo)
+    if dry_run and (upload_flags := _upload_flags(options)):
+        these = ("they apply", "them") if len(upload_flags) > 1 else ("it applies", "it")
+        raise HubError(f"{', '.join(upload_flags)}: {these[0]} to an upload, and --dry-run uploads nothing: leave "
+                       f"{these[1]} out, or drop --dry-run")  # fmt: skip
+    if out is not None:
+        check_out(out)  # before any work
     if not dry_run:
-        check_token(repo)  # before any work
+        check_token(repo)
     files = stage(model, repo, card)
     names = ", ".join(files)
     done = []
@@ -157,5 +225,13 @@ def push(
         card_text = files["README.md"]
         readme = "" if out is not None or isinstance(card_text, Path) else "\n" + card_text.decode()
         return "; ".join([*done, f"nothing uploaded (--dry-run): {SCHEME}{repo} would get {names}"]) + readme
-    url = upload(files, repo, options)
-    return "; ".join([*done, f"uploaded {names} to {SCHEME}{repo} ({url})"])
+    url, stale = upload(files, repo, options)
+    removed = f"; removed {', '.join(stale)} of the earlier push" if stale else ""
+    return "; ".join([*done, f"uploaded {names} to {SCHEME}{repo} ({url}){removed}"])
+
+
+def _upload_flags(options: UploadOptions) -> list[str]:
+    """The flags given that only an upload uses."""
+    given = (("--private", options.private), ("--revision", options.revision is not None),
+             ("--commit-message", options.commit_message is not None))  # fmt: skip
+    return [flag for flag, on in given if on]
