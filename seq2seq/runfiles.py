@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,21 +163,30 @@ class RunFiles:
         write_text_atomic(self.run / "config.toml", toml_text(tables, header))
 
 
+# The fields of train and valid records that are numbers (or null): the curves `seq2seq plot` draws and more.
+NUMBERS = ("epoch", "loss", "lr", "grad_norm", "tgt_tok_s", "tokens", "elapsed_s", "val_loss", "val_ppl", "val_bleu")
+
+
 def read_metrics(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     """Records of a metrics.jsonl by type, sorted by step; after a resume the latest record of a step wins."""
     path = Path(path)
     if not path.is_file():
         raise RunFolderError(f"{path}: no such file (is this a run folder written by `seq2seq train`?)")
     by_type: dict[str, dict[int, dict[str, Any]]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
         try:
-            rec = json.loads(line)
+            rec = json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except UnicodeDecodeError:
+            raise RunFolderError(f"{path}:{n}: not UTF-8 text") from None
         except json.JSONDecodeError as err:
             raise RunFolderError(f"{path}:{n}: not JSON ({err.msg})") from None
         if isinstance(rec, dict) and "type" in rec and "step" in rec:
-            by_type.setdefault(rec["type"], {})[int(rec["step"])] = rec
+            step = rec["step"]
+            if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step % 1:
+                raise RunFolderError(f"{path}:{n}: step is {step!r}, not a whole number")
+            if bad := [k for k in NUMBERS if k in rec and type(rec[k]) not in (int, float, type(None))]:
+                raise RunFolderError(f"{path}:{n}: {bad[0]} is {rec[bad[0]]!r}, not a number")
+            by_type.setdefault(str(rec["type"]), {})[int(step)] = rec
     return {kind: [recs[s] for s in sorted(recs)] for kind, recs in by_type.items()}
 
 

@@ -16,6 +16,8 @@ from ..atomic import atomic_write, check_output
 from ..errors import PlotError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from matplotlib.figure import Figure
 
 INSTALL_HINT = "pip install 'seq2seq-nmt[plot]'"
@@ -34,10 +36,23 @@ def new_figure(**kwargs: Any) -> Figure:
     return fig
 
 
+def check_figure_output(out: str | Path, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Refuse, before any work, a figure file that cannot be written (`check_output`, the folder created)
+    or whose suffix names no format matplotlib writes (`--out a.txt`); no suffix: a PNG. matplotlib
+    missing is a PlotError with the install hint."""
+    out = Path(out)
+    check_output(out, inputs, make_folder=True)
+    kind = out.suffix.lstrip(".").lower()
+    formats = new_figure().canvas.get_supported_filetypes()
+    if kind and kind not in formats:
+        raise PlotError(f"cannot write {out}: a figure is written as one of {', '.join(sorted(formats))} (its "
+                        f"suffix), not {kind}")  # fmt: skip
+    return out
+
+
 def save_figure(fig: Figure, out_png: str | Path) -> Path:
     """Write `fig` as a PNG (creating the folder; whole or not at all: `atomic_write`) and return the path."""
-    out = Path(out_png)
-    check_output(out, make_folder=True)
+    out = check_figure_output(out_png)
     with atomic_write(out, "wb") as f:  # a file object: the format comes from the name's suffix, as savefig(path)
         fig.savefig(f, dpi=120, format=out.suffix.lstrip(".").lower() or "png")
     return out

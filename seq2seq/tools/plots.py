@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..atomic import check_output
-from ..errors import PlotError  # defined in errors.py, re-exported here
-from .figures import new_figure, save_figure
+from ..errors import PlotError, RunFolderError  # PlotError: defined in errors.py, re-exported here
+from .figures import check_figure_output, new_figure, save_figure
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -63,6 +62,29 @@ def _curve(
     return save_figure(fig, run / name)
 
 
+def _train_config(path: Path) -> dict[str, Any]:
+    """The [train] settings of a run's config.json that the plots label ({} without the file); a file that
+    is not JSON, or a setting of the wrong type, is a RunFolderError naming the file and the field."""
+    if not path.is_file():
+        return {}
+    try:
+        cfg = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RunFolderError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise RunFolderError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
+    if not isinstance(cfg, dict):
+        raise RunFolderError(f"{path}: a JSON {type(cfg).__name__}, not an object of settings")
+    train = cfg.get("train", {})
+    if not isinstance(train, dict):
+        raise RunFolderError(f"{path}: train is {train!r}, not an object of settings")
+    for key in ("label_smoothing", "clip_norm"):
+        value = train.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RunFolderError(f"{path}: train.{key} is {value!r}, not a number")
+    return train
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Training-curve PNGs in RUN from RUN/metrics.jsonl: loss, BLEU, learning rate, gradient norm."""
     run = Path(run_dir)
@@ -74,8 +96,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     train, valid = recs.get("train", []), recs.get("valid", [])
     if not train and not valid:
         raise PlotError(f"{run / 'metrics.jsonl'}: no train or valid records to plot yet")
-    cfg_path = run / "config.json"
-    train_cfg = json.loads(cfg_path.read_text(encoding="utf-8")).get("train", {}) if cfg_path.is_file() else {}
+    train_cfg = _train_config(run / "config.json")
     smoothing = train_cfg.get("label_smoothing", 0.0)
     train_label = "train (mean since last log" + (f", label smoothing {smoothing})" if smoothing else ")")
     val_label = "validation (no label smoothing)" if smoothing else "validation"
@@ -157,8 +178,8 @@ def attention_map(
     from ..translation.hub import model_file
     from ..translation.torch_engine import Translator
 
-    new_figure()  # fail before loading the model when matplotlib is missing
-    check_output(out_png, inputs=[checkpoint], make_folder=True)  # and before it, on a path that cannot be written
+    # before loading the model: matplotlib missing, a path that cannot be written, a suffix no figure format has
+    check_figure_output(out_png, inputs=[checkpoint])
     translator = Translator.from_checkpoint(model_file(checkpoint), device=device)  # hf://: downloaded
     cfg = DecodeConfig() if beam_size is None else DecodeConfig(beam_size=beam_size)
     nbest = translator.translate_nbest([sentence], cfg, keep_attention=True)[0]

@@ -1,0 +1,95 @@
+"""`seq2seq plot` on damaged run files and `seq2seq attention` on an output it cannot write: one line
+naming the file (and line or field), exit status 2, no traceback, nothing loaded or drawn first."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from seq2seq.cli import main
+from seq2seq.errors import RunFolderError
+from seq2seq.runfiles import read_metrics
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+GOOD = {"type": "train", "step": 50, "loss": 5.7, "lr": 0.002, "grad_norm": 0.2}
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (b'{"type": "train", "step": 60, "loss": \xff}', "metrics.jsonl:2: not UTF-8 text"),
+        (b'{"type": "train", "step": "abc", "loss": 1}', "metrics.jsonl:2: step is 'abc', not a whole number"),
+        (b'{"type": "train", "step": 1.5, "loss": 1}', "metrics.jsonl:2: step is 1.5, not a whole number"),
+        (b'{"type": "train", "step": null, "loss": 1}', "metrics.jsonl:2: step is None"),
+        (b'{"type": "train", "step": 60, "loss": "abc"}', "metrics.jsonl:2: loss is 'abc', not a number"),
+        (b'{"type": "train", "step": 60, "loss": [1, 2]}', "metrics.jsonl:2: loss is [1, 2], not a number"),
+        (b'{"type": "valid", "step": 60, "val_bleu": {"a": 1}}', "metrics.jsonl:2: val_bleu is {'a': 1}"),
+    ],
+)
+def test_plot_names_the_line_of_a_damaged_metrics_record(
+    line: bytes, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "metrics.jsonl").write_bytes(json.dumps(GOOD).encode() + b"\n" + line + b"\n")
+    err = refused(["plot", "--run", str(tmp_path)], capsys)
+    assert f"{tmp_path}/{says}" in err
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_read_metrics_keeps_what_a_run_writes(tmp_path: Path) -> None:
+    lines = [{"type": "hardware", "step": 0, "device": "cpu", "threads": 2}, GOOD,
+             {"type": "valid", "step": 50, "val_loss": None, "val_bleu": 1.5, "best": True, "lr": 2e-3},
+             {"type": "stop", "step": 50.0, "reason": "max_steps"}]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + "\n")
+    recs = read_metrics(tmp_path / "metrics.jsonl")
+    assert recs["train"] == [GOOD] and recs["valid"][0]["best"] is True and recs["stop"][0]["step"] == 50.0
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"type": "train", "step": True, "loss": 1}) + "\n")
+    with pytest.raises(RunFolderError, match=r"metrics.jsonl:1: step is True"):
+        read_metrics(tmp_path / "metrics.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        (b"not json", "config.json:1: not JSON"),
+        (b"\xff\xfe", "config.json: not UTF-8 text"),
+        (b"[1]", "config.json: a JSON list, not an object of settings"),
+        (b'{"train": [1]}', "config.json: train is [1], not an object of settings"),
+        (b'{"train": {"clip_norm": "x"}}', "config.json: train.clip_norm is 'x', not a number"),
+        (b'{"train": {"label_smoothing": [0.1]}}', "config.json: train.label_smoothing is [0.1], not a number"),
+    ],
+)
+def test_plot_names_the_field_of_a_damaged_config(
+    config: bytes, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(GOOD) + "\n")
+    (tmp_path / "config.json").write_bytes(config)
+    err = refused(["plot", "--run", str(tmp_path)], capsys)
+    assert f"{tmp_path}/{says}" in err
+
+
+def test_attention_refuses_a_suffix_no_figure_has_before_loading_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seq2seq.translation import torch_engine
+
+    def load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the refusal")
+
+    monkeypatch.setattr(torch_engine.Translator, "from_checkpoint", load)
+    (tmp_path / "model.pt").write_bytes(b"never read")
+    out = tmp_path / "a" / "a.txt"
+    err = refused(["attention", "--checkpoint", str(tmp_path / "model.pt"), "--sentence", "hallo", "--out", str(out)],
+                  capsys)  # fmt: skip
+    assert f"cannot write {out}" in err and "png" in err and "not txt" in err
+    assert not out.exists()
