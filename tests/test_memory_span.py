@@ -163,5 +163,5 @@ def test_retry_learning_rates_are_checked_and_tried_in_order() -> None:
     assert SpanSettings(lr=1e-2, retry_lrs="3e-3 1e-2 1e-3").lrs == [1e-2, 3e-3, 1e-3]
     assert SpanSettings(retry_lrs="").lrs == [SpanSettings().lr]
     for bad in ("fast", "1e-3 -1", "0"):
-        with pytest.raises(ConfigError, match="retry_lrs"):
+        with pytest.raises(ConfigError, match="retry-lrs"):
             SpanSettings(retry_lrs=bad)

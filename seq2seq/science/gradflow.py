@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..atomic import check_output
 from ..batches import Batch, collate, pad
 from ..config import ConfigError, DecodeConfig, ModelConfig
 from ..errors import CorpusError
@@ -35,13 +34,19 @@ from ..ids import BOS_ID, EOS_ID, PAD_ID
 from ..model import Seq2Seq
 from ..prepared import EncodedSplit
 from ..text import clean
-from ..tools.figures import CELL_COLORS, new_figure, save_figure
+from ..tools.figures import CELL_COLORS, check_figure_output, new_figure, save_figure
+from .span_settings import memory_budget
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 Loss = Literal["last", "all"]
 CELLS = ("rnn", "gru", "lstm")
+# Bounds of the fresh models' batch, far beyond a readable plot; the memory a run needs is checked
+# against `memory_budget` too: ~100 kB per token, measured for ModelConfig() in float64, and
+# the attention's (B, T, S) terms (1,000 tokens x 4 sentences: 0.53 GB, 400 x 40: 1.36 GB).
+MAX_LENGTH, MAX_BATCH, MAX_SEED = 10_000, 10_000, 2**32 - 1
+BYTES_PER_TOKEN, BYTES_PER_ATTENTION = 100_000, 48
 
 
 def _objective(model: Seq2Seq, att: Tensor, tgt_out: Tensor, loss: Loss) -> Tensor:
@@ -145,6 +150,8 @@ def fresh_gradient_flow(
     """
     if length < 1 or batch_size < 1:
         raise ConfigError(f"need length >= 1 and batch_size >= 1, got {length} and {batch_size}")
+    if model_cfg is None:  # the sizes fresh_memory was measured with
+        _check_fresh_memory(length, batch_size)
     batch = synthetic_batch(vocab_size, length, batch_size, seed)
     base = model_cfg or ModelConfig(dropout=0.0)
     results = {}
@@ -221,6 +228,30 @@ class FreshModels:
     batch_size: int = 16
     seed: int = 1234
 
+    def __post_init__(self) -> None:
+        if self.cell not in (*CELLS, "all"):
+            raise ConfigError(f"--cell must be one of {', '.join(CELLS)} or all, got {self.cell!r}")
+        for flag, value, high in (("--length", self.length, MAX_LENGTH), ("--batch-size", self.batch_size, MAX_BATCH),
+                                  ("--seed", self.seed, MAX_SEED)):  # fmt: skip
+            low = 0 if flag == "--seed" else 1
+            if not low <= value <= high:
+                raise ConfigError(f"gradflow {flag} must be in [{low}, {high:,}], got {value:,}")
+
+
+def fresh_memory(length: int, batch_size: int) -> int:
+    """Bytes `fresh_gradient_flow` holds at its peak for one model, roughly (float64, the default sizes):
+    about 100 kB per token, measured, and the attention's (B, T, S) terms."""
+    return batch_size * length * (BYTES_PER_TOKEN + BYTES_PER_ATTENTION * length)
+
+
+def _check_fresh_memory(length: int, batch_size: int) -> None:
+    need, budget = fresh_memory(length, batch_size), memory_budget()
+    if need > budget:
+        raise ConfigError(
+            f"gradflow --length {length:,} --batch-size {batch_size:,} needs about {need / 1e9:.1f} GB; this machine "
+            f"allows {budget / 1e9:.1f} GB (half its memory): use a smaller --length or --batch-size"
+        )
+
 
 def run_gradient_flow(
     out_png: str | Path,
@@ -238,12 +269,15 @@ def run_gradient_flow(
     from ..text import read_lines
 
     what = "loss of each sentence's final output" if loss == "last" else "summed loss of all outputs"
-    check_output(out_png, inputs=[*(checkpoints or ()), input_path, references_path], make_folder=True)
+    _check_flags(checkpoints, input_path, references_path, fresh, device)
+    check_figure_output(out_png, inputs=[*(checkpoints or ()), input_path, references_path])
     if checkpoints:
-        if not input_path:
-            raise ConfigError("gradflow --checkpoint needs --input FILE (source sentences, one per line)")
-        sources = read_lines(input_path)
+        sources = read_lines(input_path)  # type: ignore[arg-type]  # _check_flags: given
         refs = read_lines(references_path) if references_path else None
+        if refs is not None and len(refs) != len(sources):
+            raise CorpusError(f"{input_path} has {len(sources)} lines but {references_path} has {len(refs)}")
+        if not any(clean(s) for s in sources):
+            raise CorpusError(f"{input_path}: no non-empty source sentences")
         results = {
             f"{Path(c).parent.name}/{Path(c).name}": checkpoint_gradient_flow(c, sources, refs, loss, device)
             for c in checkpoints
@@ -251,6 +285,7 @@ def run_gradient_flow(
         title = f"Gradient flow through time: {len(sources)} sentences from {input_path}; L = {what}"
     else:
         cells = CELLS if fresh.cell == "all" else (fresh.cell,)
+        _check_fresh_memory(fresh.length, fresh.batch_size)  # before the figure's check, which imports matplotlib
         results = fresh_gradient_flow(cells, fresh.length, fresh.batch_size, loss=loss, seed=fresh.seed)
         title = f"Gradient flow through time: freshly initialised models, {fresh.length} random tokens; L = {what}"
     path = plot_gradient_flow(results, out_png, title)
@@ -260,3 +295,26 @@ def run_gradient_flow(
             at = sorted({0, len(values) // 4, len(values) // 2, 3 * len(values) // 4, len(values) - 1})
             lines.append(f"{name} {part}: " + "  ".join(f"t={t}: {values[t]:.3g}" for t in at))
     return path, lines
+
+
+def _check_flags(
+    checkpoints: Sequence[str] | None, input_path: str | None, references_path: str | None, fresh: FreshModels,
+    device: str,
+) -> None:  # fmt: skip
+    """No flag the run would ignore: trained models take their sentences and device, fresh ones their sizes and seed."""
+    if checkpoints:
+        if not input_path:
+            raise ConfigError("gradflow --checkpoint needs --input FILE (source sentences, one per line)")
+        default = FreshModels()
+        ignored = [f"--{name.replace('_', '-')} {getattr(fresh, name)}" for name in ("cell", "length", "batch_size",
+                   "seed") if getattr(fresh, name) != getattr(default, name)]  # fmt: skip
+        if ignored:
+            raise ConfigError(f"gradflow --checkpoint runs the trained model on --input's sentences: "
+                              f"{', '.join(ignored)} would be ignored (they set up --cell's fresh models); leave "
+                              f"them out")  # fmt: skip
+        return
+    ignored = [flag for flag, value in (("--input", input_path), ("--references", references_path)) if value]
+    ignored += [f"--device {device}"] if device != "cpu" else []
+    if ignored:
+        raise ConfigError(f"gradflow --cell runs fresh models on random tokens, on the CPU: {', '.join(ignored)} "
+                          f"would be ignored (they apply to --checkpoint); leave them out")  # fmt: skip

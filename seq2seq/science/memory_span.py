@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from bisect import bisect_left
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -32,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ..atomic import check_output
 from ..config import ConfigError
-from ..errors import LOG_FORMAT, TIME_FORMAT
+from ..errors import LOG_FORMAT, TIME_FORMAT, OutputError
 from ..model import RNNS, count_parameters
 from ..objective import chunks
 from ..tools.figures import new_figure
@@ -44,12 +46,17 @@ from .span_settings import (
     CELLS,
     DEFAULT_DELAYS,
     DEFAULT_TASKS,
+    MAX_DELAY,
+    MAX_SEED,
+    MAX_WORKERS,
     QUICK,
     QUICK_DELAYS,
     TASKS,
     MemorySpanResult,  # defined in span_settings.py (span_plots.py reads it), re-exported here
     SpanSettings,
+    flag,
     median_span,
+    memory_budget,
 )
 from .span_tasks import Task
 
@@ -161,9 +168,44 @@ def count_for(cell: str, hidden: int, task: Task) -> int:
 
 
 def matched_hidden(cells: Sequence[str], task: Task) -> dict[str, int]:
-    """Per cell, the hidden size whose parameter count is closest to the budget LSTM's."""
-    budget = count_for("lstm", task.s.hidden, task)
-    return {c: min(range(1, 8 * task.s.hidden), key=lambda h: abs(count_for(c, h, task) - budget)) for c in cells}
+    """Per cell, the hidden size in [1, 8 * hidden) whose parameter count is closest to the budget LSTM's
+    (the smaller on a tie). The count grows with the size: a bisection, not a count of every size."""
+    budget, sizes = count_for("lstm", task.s.hidden, task), range(1, 8 * task.s.hidden)
+    found = {}
+    for c in cells:
+        above = bisect_left(sizes, budget, key=lambda h: count_for(c, h, task))  # the first size >= budget
+        near = sizes[max(above - 1, 0) : above + 1]
+        found[c] = min(near, key=lambda h: abs(count_for(c, h, task) - budget))
+    return found
+
+
+def span_memory(task: Task, hidden: int) -> int:
+    """Bytes one training run of `task` at a hidden size holds at its peak, roughly (float32): the
+    parameters with their gradient and Adam's two moments, the held-out inputs (generated whole), an
+    update's activations (about 8 numbers per hidden unit and step, and the outputs), a probe's unrolled
+    graph and a scored chunk's outputs."""
+    s, length, n_in, n_out = task.s, task.length, task.n_in, task.n_out
+    params = 4 * hidden * (n_in + hidden + 2) + n_out * (hidden + 1)  # an LSTM's: the most of the three cells
+    held = (s.val_size + s.test_size) * length * n_in
+    update = s.batch_size * length * (n_in + 8 * hidden + n_out)
+    probe_and_score = min(64, s.val_size) * length * (12 * hidden + n_out) + SCORE_CHUNK * length * n_out
+    return 4 * (4 * params + held + update + probe_and_score)
+
+
+def _check_memory(tasks: Sequence[str], cells: Sequence[str], delay: int, s: SpanSettings, workers: int) -> None:
+    """Every task's run at the largest delay, `workers` at once, fits in `memory_budget`; else a ConfigError."""
+    budget = memory_budget()
+    for name in tasks:
+        task = Task(name, delay, s)
+        for cell, hidden in matched_hidden(cells, task).items():
+            need = span_memory(task, hidden) * workers
+            if need > budget:
+                raise ConfigError(
+                    f"a {name} run of the {cell} (hidden {hidden}) at delay {delay} needs about "
+                    f"{need / 1e9:.1f} GB ({workers} at once); this machine allows {budget / 1e9:.1f} GB (half its "
+                    "memory): use smaller --delays, --batch-size, --val-size, --test-size or --hidden, or fewer "
+                    "--workers"
+                )
 
 
 @torch.no_grad()
@@ -240,13 +282,39 @@ def _largest(rows: list[dict[str, Any]]) -> int | None:
     return max(solved) if solved else None
 
 
-def _check(tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int]) -> None:
+def _check(tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int], s: SpanSettings) -> None:
+    """Known tasks and cells, delays in [2, MAX_DELAY], and no setting that this run would ignore."""
     for name, given, valid in (("task", tasks, TASKS), ("cell", cells, CELLS)):
         bad = [g for g in given if g not in valid]
         if bad or not given:
             raise ConfigError(f"unknown or no {name}(s) {bad or list(given)}; choose from {', '.join(valid)}")
-    if not delays or min(delays) < 2:
-        raise ConfigError(f"need delays >= 2, got {list(delays)}")
+    if not delays or min(delays) < 2 or max(delays) > MAX_DELAY:
+        raise ConfigError(f"--delays must be in [2, {MAX_DELAY:,}], got {' '.join(map(str, delays)) or 'none'}")
+    default, gated = SpanSettings(), set(cells) != {"rnn"}
+    ignored = [  # (setting, changed from its default, when it applies)
+        ("forget_bias", s.init == "forget-bias" and gated, "with --init forget-bias and a gated cell (gru, lstm)"),
+        ("chrono_tmax", s.init == "chrono" and gated, "with --init chrono and a gated cell (gru, lstm)"),
+        ("init", gated, "to the gated cells (gru, lstm): the tanh RNN has no gates"),
+        ("n_symbols", "recall" in tasks, "to the recall task"),
+        ("alphabet", "recall" in tasks or "copy" in tasks, "to the recall and copy tasks"),
+        ("copy_length", "copy" in tasks, "to the copy task"),
+    ]
+    for name, applies, where in ignored:
+        if getattr(s, name) != getattr(default, name) and not applies:
+            raise ConfigError(f"{flag(name)} {getattr(s, name)} would be ignored: it applies only {where}; "
+                              f"leave it out")  # fmt: skip
+
+
+def _check_run(seed: int, s: SpanSettings, workers: int | None, out: Path) -> None:
+    """Seeds torch takes, a bounded number of workers, and an output folder that can be written."""
+    if not 0 <= seed <= MAX_SEED - s.seeds + 1:
+        raise ConfigError(f"--seed must be in [0, {MAX_SEED - s.seeds + 1:,}] (--seeds {s.seeds}), got {seed:,}")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {workers:,}")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder (--out names a folder)")
+    for name in ("memory_span.json", "memory_span.csv", "memory_span.png", "gradient_flow.png"):
+        check_output(out / name, make_folder=True)
 
 
 def run_memory_span(
@@ -268,12 +336,14 @@ def run_memory_span(
     """
     start, tasks, cells = time.monotonic(), list(dict.fromkeys(tasks)), list(dict.fromkeys(cells))
     delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
-    _check(tasks, cells, delays)
-    s = settings or (QUICK if quick else SpanSettings())
+    s, out = settings or (QUICK if quick else SpanSettings()), Path(out_dir)
+    _check(tasks, cells, delays, s)
+    _check_run(seed, s, workers, out)
     new_figure()  # fail now, not after training, when matplotlib is missing
     seeds = [seed + i for i in range(s.seeds)]
     jobs = [(t, c, sd) for sd in seeds for t in tasks for c in sorted(cells, key=CELLS.index, reverse=True)]
     workers = workers or (1 if quick else max(1, min(2, os.cpu_count() or 1)))
+    _check_memory(tasks, cells, max(delays), s, min(workers, len(jobs)))
     log.info("memory span: tasks %s, cells %s, delays %s, init %s, tbptt %s, seeds %s, %d workers",
              tasks, cells, delays, s.init, s.tbptt or "off", seeds, workers)  # fmt: skip
     if workers == 1:
@@ -294,7 +364,6 @@ def run_memory_span(
     largest = {t: {c: median_span(spans[t][c]) for c in cells} for t in tasks}
     cpu = round(sum(a.get("cpu_seconds", 0.0) for r in rows for a in r.get("attempts", [r])), 1)
     result = MemorySpanResult(rows, largest, s, round(time.monotonic() - start, 1), spans=spans, cpu_seconds=cpu)
-    out = Path(out_dir)
     result.files = [*write_result(out, result, seed), plot_memory_span(result, out / "memory_span.png"),
                     plot_gradient_flow(result, out / "gradient_flow.png")]  # fmt: skip
     return result

@@ -7,6 +7,8 @@ of the set-up it controls.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +24,28 @@ DEFAULT_TASKS = ("recall", "adding")
 DEFAULT_DELAYS = (10, 20, 50, 100, 200, 500)
 QUICK_DELAYS = (2, 8)
 Init = Literal["default", "forget-bias", "chrono"]
+# The bounds of the settings, far beyond any real experiment (the defaults are far below), so that a
+# typo (--steps 1000000000000, --hidden 10000000) is refused at once instead of allocating or looping
+# for hours; run_memory_span also checks the memory a run of the largest delay needs (span_memory).
+LOWEST = {"hidden": 1, "steps": 1, "batch_size": 1, "eval_every": 1, "n_symbols": 1, "alphabet": 2, "copy_length": 1,
+          "val_size": 1, "test_size": 1, "seeds": 1, "tbptt": 0, "chrono_tmax": 0}  # fmt: skip
+LIMITS = {"hidden": 4096, "steps": 1_000_000, "batch_size": 65_536, "eval_every": 1_000_000, "n_symbols": 1000,
+          "alphabet": 1000, "copy_length": 10_000, "val_size": 1_000_000, "test_size": 1_000_000, "seeds": 100,
+          "tbptt": 1_000_000, "chrono_tmax": 1_000_000}  # fmt: skip
+MAX_DELAY, MAX_WORKERS, MAX_SEED = 100_000, 256, 2**32 - 1
+
+
+def memory_budget() -> int:
+    """What one experiment may hold: half of this machine's physical memory (8 GB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 10**9
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: `--batch-size` for batch_size."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -52,19 +76,21 @@ class SpanSettings:
         return list(dict.fromkeys([self.lr, *map(float, self.retry_lrs.split())]))
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "steps", "batch_size", "eval_every", "n_symbols", "copy_length", "val_size", "seeds"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.alphabet < 2 or self.lr <= 0 or self.clip_norm < 0 or self.chrono_tmax < 0 or self.tbptt < 0:
-            raise ConfigError("need alphabet >= 2, lr > 0, clip_norm >= 0, chrono_tmax >= 0, tbptt >= 0")
+        for name, low in LOWEST.items():
+            value, high = getattr(self, name), LIMITS[name]
+            if not low <= value <= high:
+                raise ConfigError(f"{flag(name)} must be in [{low}, {high:,}], got {value:,}")
+        for name in ("lr", "clip_norm", "forget_bias"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{flag(name)} must be a finite number, got {getattr(self, name)}")
+        if not self.lr > 0 or self.clip_norm < 0:
+            raise ConfigError(f"need --lr > 0 and --clip-norm >= 0, got {self.lr:g} and {self.clip_norm:g}")
         try:
-            ok = all(float(lr) > 0 for lr in self.retry_lrs.split())
+            ok = all(0 < float(lr) < math.inf for lr in self.retry_lrs.split())
         except ValueError:
             ok = False
         if not ok:
-            raise ConfigError(f"retry_lrs must be learning rates > 0 separated by spaces, got {self.retry_lrs!r}")
-        if self.test_size < 1:
-            raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
+            raise ConfigError(f"--retry-lrs must be learning rates > 0 separated by spaces, got {self.retry_lrs!r}")
 
 
 QUICK = SpanSettings(hidden=12, steps=60, batch_size=32, eval_every=20, val_size=128, test_size=256, seeds=1)
