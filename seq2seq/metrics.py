@@ -68,6 +68,10 @@ def bleu_metric(tokenize: str = "13a") -> sacrebleu.metrics.BLEU:
         raise ConfigError(f"unknown BLEU tokenizer {tokenize!r}; sacrebleu offers {', '.join(BLEU_TOKENIZERS)}")
     try:
         return sacrebleu.metrics.BLEU(tokenize=tokenize)
+    except OSError as err:  # flores101, flores200, spm: the SentencePiece model's download failed (URLError)
+        raise ConfigError(f"BLEU tokenizer {tokenize!r} needs a SentencePiece model that sacrebleu downloads on "
+                          f"first use, and the download failed ({getattr(err, 'reason', err)}): run it once online, "
+                          "or use another tokenizer") from None  # fmt: skip
     except (ImportError, RuntimeError, ValueError) as err:  # the tokenizer's optional package is missing
         why = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise ConfigError(

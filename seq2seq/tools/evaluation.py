@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 METRICS = ("bleu", "chrf", "ter")  # seq2seq.metrics.METRICS
+TER_TOKENIZERS = ("zh", "ja-mecab", "ko-mecab")  # --tokenize values that TER takes too: its CJK support (make_metric)
 CONFIDENCE_N = 1000  # bootstrap resamples for --confidence (sacrebleu's --confidence-n default)
 PAIRED_N = {"bs": 1000, "ar": 10000}  # resamples / trials of each paired test (sacrebleu's defaults)
 PAIRED_TESTS = {"bs": "paired bootstrap resampling", "ar": "paired approximate randomization"}
@@ -149,6 +150,11 @@ class EvalSettings:
         unknown = set(self.metrics) - set(METRICS)
         if unknown or not self.metrics:
             raise ConfigError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
+        ter_uses = "ter" in self.metrics and self.tokenize in TER_TOKENIZERS
+        if self.tokenize != "13a" and "bleu" not in self.metrics and not ter_uses:
+            raise ConfigError(f"--tokenize {self.tokenize} would be ignored: it is BLEU's tokenizer (TER takes only "
+                              f"{', '.join(TER_TOKENIZERS)}), and --metrics {' '.join(self.metrics)} has no bleu; "
+                              "add bleu or leave --tokenize out")  # fmt: skip
         if self.paired_test not in PAIRED_N:
             raise ConfigError(f"unknown paired test {self.paired_test!r}; choose from {', '.join(PAIRED_N)}")
         for flag, n in (("--confidence-n", self.confidence_n), ("--paired-n", self.paired_n)):
@@ -213,7 +219,8 @@ def evaluate_files(
     from ..metrics import bleu_metric
 
     settings = settings or EvalSettings()
-    bleu_metric(settings.tokenize)  # a tokenizer that cannot run here fails before the files are read
+    if "bleu" in settings.metrics:
+        bleu_metric(settings.tokenize)  # a tokenizer that cannot run here fails before the files are read
     if not ref_paths:
         raise ConfigError("evaluate needs at least one reference file")
     hyps = read_lines(hyp_path)
