@@ -225,7 +225,7 @@ def measure_translation(
     return result
 
 
-def _load(path: Path) -> Any:
+def _load(path: str | Path) -> Any:
     from ..translation import load_translator
 
     return load_translator(path)
@@ -257,12 +257,30 @@ def _peer_machine(entry: dict[str, Any]) -> PeerMachine | None:
     return PeerMachine(model, entry["cpu_capability"], bool(entry["bf16"]))
 
 
+def read_peers(peers_file: Path) -> list[dict[str, Any]]:
+    """The `machines` entries of a peers.json; a file that cannot be read, or is not one, is a ConfigError naming it."""
+    from ..config import ConfigError
+
+    try:
+        data = json.loads(peers_file.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise ConfigError(f"--peers {peers_file}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--peers {peers_file}: not UTF-8 text (a peers.json is JSON)") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--peers {peers_file}:{err.lineno}: not JSON ({err.msg})") from None
+    entries = data.get("machines", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"--peers {peers_file}: not a peers.json (an object whose machines are a list of objects)")
+    return entries
+
+
 def peers_for_this_machine(peers_file: Path, here: PeerMachine | None = None) -> tuple[str, dict[str, Any] | None]:
     """(description, peer figures) of the peers.json `machines` entry measured on a machine like this one
     (same CPU model, capability and native bf16), else (why not, None): a ratio against figures from
     another machine would divide two different CPUs' speeds."""
     here = here or this_machine()
-    entries = json.loads(peers_file.read_text()).get("machines", [])
+    entries = read_peers(peers_file)
     for entry in entries:
         if _peer_machine(entry) == here:
             return entry["machine"], entry["peers"]
@@ -295,6 +313,20 @@ def compare(result: dict[str, Any], peers: dict[str, dict[str, float]]) -> dict[
     return ratios
 
 
+def _check_inputs(corpus: Corpus, checkpoint: str | Path | None, test_split: str, peers: str | Path | None) -> None:
+    """What the benchmark reads only after minutes of training, checked before it: the peers.json, the model
+    (loaded once), and the test split's source file it translates."""
+    from ..errors import CorpusError
+
+    if peers is not None:
+        read_peers(Path(peers))
+    if checkpoint is not None:
+        _load(checkpoint)  # a missing or damaged file: a one-line CheckpointError
+    src = corpus.data / f"{test_split}.{corpus.src}"
+    if not src.is_file():
+        raise CorpusError(f"{src}: no such file (the --test-split {test_split} that the benchmark translates)")
+
+
 def run_benchmark(
     corpus: Corpus,
     out: str | Path = "checkpoints/benchmark",
@@ -309,6 +341,7 @@ def run_benchmark(
     from ..config import DataConfig
     from ..preprocess import ensure_prepared
 
+    _check_inputs(corpus, checkpoint, test_split, peers)
     threads = min(2, os.cpu_count() or 1)  # the peers were measured at 2 threads
     torch.set_num_threads(threads)
     out = Path(out)
