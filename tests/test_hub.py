@@ -169,6 +169,20 @@ def test_a_card_counts_tied_weights_once_as_training_logged(run_dir: Path, tmp_p
         assert f"\n- parameters: {logged}\n" in capsys.readouterr().out
 
 
+def test_a_card_names_averaged_files_from_the_hub_cache_as_hf_models(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """Files averaged before `average` recorded hf:// names hold the cache's paths: the card gives the model."""
+    from seq2seq.checkpoint import load_checkpoint, save_checkpoint
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    cached = f"/home/u/.cache/huggingface/hub/models--me--tiny/snapshots/{commit}/model.pt"
+    ckpt = load_checkpoint(run_dir / "best.pt") | {"averaged": [cached, "runs/a/step_100.pt"]}
+    save_checkpoint(tmp_path / "avg.pt", {k: v for k, v in ckpt.items() if k not in ("format", "version")})
+    assert main(["push", "--checkpoint", str(tmp_path / "avg.pt"), "--repo", "me/avg", "--dry-run"]) == 0
+    assert f"average of 2 checkpoints: `hf://me/tiny@{commit}/model.pt`, `runs/a/step_100.pt`\n" in (
+        capsys.readouterr().out
+    )
+
+
 def test_dry_run_refuses_the_flags_of_an_upload(run_dir: Path, tmp_path: Path, capsys) -> None:
     base = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny", "--dry-run", "--out",
             str(tmp_path / "repo")]  # fmt: skip

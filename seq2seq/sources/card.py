@@ -245,8 +245,19 @@ def _model(facts: ModelFacts, digest: str, size: int) -> list[str]:
         lines.append(f"- parameters: {facts.parameters:,}")
     lines.append(f"- trained updates: {facts.step:,}" if facts.step is not None else "- trained updates: not recorded")
     if facts.averaged:
-        lines.append(f"- the weights are the average of {len(facts.averaged)} checkpoints: {', '.join(facts.averaged)}")
+        files = ", ".join(f"`{_averaged_name(str(name))}`" for name in facts.averaged)
+        lines.append(f"- the weights are the average of {len(facts.averaged)} checkpoints: {files}")
     return lines
+
+
+# a file in huggingface_hub's cache, as files averaged before `average` recorded hf:// names held them
+_CACHED = re.compile(r"(?:^|/)models--([^/]+?)--([^/]+)/snapshots/([0-9a-f]{40})/(.+)$")
+
+
+def _averaged_name(name: str) -> str:
+    """An averaged file as the card names it: a path in the Hub cache as the hf:// model it was, else as recorded."""
+    cached = _CACHED.search(name)
+    return f"hf://{cached[1]}/{cached[2]}@{cached[3]}/{cached[4]}" if cached else name
 
 
 def _data(facts: ModelFacts) -> list[str]:
