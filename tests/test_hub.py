@@ -270,7 +270,7 @@ def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, 
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx.zip", "repo"]  # no staging folder left
     assert main([*push, str(exported), "--run", str(run_dir)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.onnx.zip", "seq2seq.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.toml", "model.onnx.zip", "seq2seq.json"]
     assert json.loads((out / "seq2seq.json").read_text())["model"] == "model.onnx.zip"
     capsys.readouterr()
     (out / "notes.md").write_text("mine")  # a file push does not write: refused, not lost
@@ -278,7 +278,13 @@ def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, 
         f"seq2seq push: error: --out {out}: holds notes.md, which `seq2seq push` does not write, and the folder is "
         "replaced whole: move it out, or name another folder"
     )
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.onnx.zip", "notes.md", "seq2seq.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.toml",
+        "model.onnx.zip",
+        "notes.md",
+        "seq2seq.json",
+    ]
 
 
 def test_an_upload_deletes_the_files_of_an_earlier_push_it_does_not_write(
@@ -407,9 +413,23 @@ def test_an_onnx_model_on_the_hub_translates_without_torch(
     assert json.loads((tmp_path / "repo" / "seq2seq.json").read_text())["model"] == "model.onnx.zip"
     card = (tmp_path / "repo" / "README.md").read_text(encoding="utf-8")
     assert "- onnx\n" in card and "an ONNX model exported from a seq2seq checkpoint (fp32)" in card
-    # the file records no seed: the run's data is given, not its numbers (another seed's run matches as well)
-    assert not (tmp_path / "repo" / "config.toml").exists() and "| BLEU |" not in card
-    assert "but not the seed or the other training settings" in card and "## Training data\n\n- data folder" in card
+    # the export records the run's settings (since 2026-12-06): matched like a checkpoint, the run's numbers on the card
+    assert (tmp_path / "repo" / "config.toml").exists() and "| BLEU |" in card
+    assert "but not the seed or the other training settings" not in card and "## Training data\n\n- data folder" in card
+    other = tmp_path / "other.onnx.zip"  # a file exported before: no seed, so the run's data only, said on the card
+    with zipfile.ZipFile(exported) as z, zipfile.ZipFile(other, "w") as o:
+        for name in z.namelist():
+            data = z.read(name)
+            if name == "seq2seq-onnx.json":
+                data = json.dumps(
+                    {k: v for k, v in json.loads(data).items() if k not in ("data_config", "train_config")}
+                )
+            o.writestr(name, data)
+    assert main(["push", "--checkpoint", str(other), "--repo", "me/tiny-onnx", "--run", str(run_dir),
+                 "--dry-run", "--out", str(tmp_path / "repo-old")]) == 0  # fmt: skip
+    card_old = (tmp_path / "repo-old" / "README.md").read_text(encoding="utf-8")
+    assert not (tmp_path / "repo-old" / "config.toml").exists() and "| BLEU |" not in card_old
+    assert "but not the seed or the other training settings" in card_old
     with HubStandIn({"me/tiny-onnx": tmp_path / "repo"}) as onnx_hub:
         _point(monkeypatch, onnx_hub)
         out, imported_torch = translate_in_a_fresh_process("hf://me/tiny-onnx", tmp_path, LINES, beam_size=2)

@@ -287,7 +287,7 @@ def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> N
         "truncated": (tmp_path / "cut.zip", "incomplete or corrupt ONNX model"),
         "huge manifest": (  # its unpacked size is checked before it is read (a deflated one is a few KB)
             _rewrite(exported, tmp_path / "huge.zip", seq2seq_onnx_json=b" " * (2 << 20) + newer),
-            "seq2seq-onnx.json unpacks to 2,097,",
+            f"seq2seq-onnx.json unpacks to {(2 << 20) + len(newer):,} bytes",
         ),
         "nested manifest": (_rewrite(exported, tmp_path / "deep.zip", seq2seq_onnx_json=b"[" * 100_000), "ONNX model"),
     }
@@ -326,13 +326,19 @@ def test_a_file_whose_parts_disagree_is_one_line_not_garbage_or_a_traceback(
     inputs = manifest["step_inputs"]
     swapped = [inputs[0], inputs[2], inputs[1], *inputs[3:]]  # h, c
     assert inputs[1:3] == ["h", "c"] and sorted(swapped) == sorted(inputs)
+    assert set(manifest["spm_sha256"]) == {"src", "tgt"}
+    before = json.dumps({k: v for k, v in manifest.items() if k != "spm_sha256"}).encode()  # exported before digests
     cases = {
-        "tgt small": ({"tgt_spm_model": small}, f"its tgt.spm.model has {vocab - 10} pieces, the output layer of its "
-                      f"decoder_step.onnx {vocab}"),
-        "src small": ({"src_spm_model": small}, f"its src.spm.model has {vocab - 10} pieces, the embedding of its "
-                      "encoder.onnx more"),
-        "src large": ({"src_spm_model": large}, "its graphs do not run on the last pieces of its tokenizers"),
-        "tgt large": ({"tgt_spm_model": large}, "its graphs do not run on the last pieces of its tokenizers"),
+        "tgt small": ({"tgt_spm_model": small, "seq2seq_onnx_json": before}, f"its tgt.spm.model has {vocab - 10} "
+                      f"pieces, the output layer of its decoder_step.onnx {vocab}"),
+        "src small": ({"src_spm_model": small, "seq2seq_onnx_json": before}, f"its src.spm.model has {vocab - 10} "
+                      "pieces, the embedding of its encoder.onnx more"),
+        "src large": ({"src_spm_model": large, "seq2seq_onnx_json": before},
+                      "its graphs do not run on the last pieces of its tokenizers"),
+        "tgt large": ({"tgt_spm_model": large, "seq2seq_onnx_json": before},
+                      "its graphs do not run on the last pieces of its tokenizers"),
+        "swapped": ({"src_spm_model": z.read("tgt.spm.model"), "tgt_spm_model": z.read("src.spm.model")},
+                    "src.spm.model is not the tokenizer the model was exported with"),  # the sizes alike: garbage
         "names": ({"seq2seq_onnx_json": json.dumps(manifest | {"step_inputs": ["x", "k"]}).encode()},
                   "its seq2seq-onnx.json lists step_inputs x, k, its decoder_step.onnx has prev_ids, h, c, states"),
         "order": ({"seq2seq_onnx_json": json.dumps(manifest | {"step_inputs": swapped}).encode()},

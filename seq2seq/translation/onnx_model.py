@@ -232,7 +232,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
             enc_bytes, step_bytes = quantize_graphs(enc_bytes, step_bytes, Path(tmp))
     manifest = {"format": FORMAT, "version": VERSION, "model_config": saved.model_config,
                 "src_lang": saved.src_lang, "tgt_lang": saved.tgt_lang, "quantize": quantize or "none",
-                "trained_steps": saved.step, "averaged": saved.averaged, "opset": OPSET, **io_names}  # fmt: skip
+                "trained_steps": saved.step, "averaged": saved.averaged, "opset": OPSET, **io_names,
+                "data_config": saved.data_config, "train_config": saved.train_config,  # the run it came from (push)
+                "spm_sha256": {"src": _sha256(saved.src_spm), "tgt": _sha256(saved.tgt_spm)}}  # fmt: skip
     out = Path(out)
     # atomic_write (the one way output files are written): whole or not at all, synced, a link's target
     # replaced and the old file's permissions kept; a device or pipe written straight into
@@ -243,6 +245,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
         z.writestr("src.spm.model", saved.src_spm)
         z.writestr("tgt.spm.model", saved.tgt_spm)
     return out
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 class OnnxTranslator(Translating):
@@ -274,8 +282,11 @@ class OnnxTranslator(Translating):
                     raise CheckpointError(f"{path}: {FORMAT} version {manifest['version']} is newer than this "
                                           f"seq2seq reads ({VERSION}): upgrade seq2seq")  # fmt: skip
                 graphs = _member(z, "encoder.onnx", path), _member(z, "decoder_step.onnx", path)
-                src_tok = Tokenizer(_member(z, "src.spm.model", path))
-                tgt_tok = Tokenizer(_member(z, "tgt.spm.model", path))
+                spm = {side: _member(z, f"{side}.spm.model", path) for side in ("src", "tgt")}
+                for side, digest in (manifest.get("spm_sha256") or {}).items():  # recorded since 2026-12-06
+                    if side in spm and _sha256(spm[side]) != digest:
+                        raise InconsistentModel(f"{side}.spm.model is not the tokenizer the model was exported with")
+                src_tok, tgt_tok = Tokenizer(spm["src"]), Tokenizer(spm["tgt"])
             engine = OnnxEngine(*graphs, manifest, threads)  # its graphs' names against the manifest's
             engine.check_vocab(len(src_tok), len(tgt_tok))  # its embeddings and output layer against the tokenizers
         except CheckpointError:
