@@ -23,6 +23,41 @@ if TYPE_CHECKING:
 
 REPLY_OPTIONS = ("scores", "alignments", "attention")  # booleans: what a reply carries beyond the translations
 WEIGHT_DECIMALS = 3  # attention weights in replies: enough for a heat map, a third of the bytes of float32 repr
+SHOWN_CHARS = 40  # a value a client sent is echoed in an error message up to this many characters, then "…"
+MAX_INT_DIGITS = 4300  # Python's own limit for int("...") (sys.get_int_max_str_digits): refused with our message
+MESSAGE_CHARS = 1000  # an error message is cut to this many characters (each value in it is clipped already)
+LONG_RUN = re.compile(
+    rf"'([^'\n]{{{SHOWN_CHARS + 1},}})'|\b(\d{{{SHOWN_CHARS + 1},}})"
+)  # a long quoted value, a long number
+
+
+def clip(text: str, chars: int = SHOWN_CHARS) -> str:
+    """`text` up to `chars` characters, then "…"."""
+    return text if len(text) <= chars else text[:chars] + "…"
+
+
+def shown(value: Any) -> str:
+    """A value a client sent, for an error message: as JSON (a string's characters escaped, no Python
+    repr: `true`, not `True`), clipped to SHOWN_CHARS."""
+    return clip(json.dumps(value, ensure_ascii=False))
+
+
+def quoted(text: str) -> str:
+    """A name a client sent (a key, a model), for an error message: in single quotes, its characters
+    escaped as in JSON (no newline gets into the one-line message), clipped to SHOWN_CHARS."""
+    return f"'{clip(json.dumps(text, ensure_ascii=False)[1:-1])}'"
+
+
+def clip_message(message: str) -> str:
+    """One line of a refusal with every quoted value and every number over SHOWN_CHARS characters
+    clipped (messages built below the serve layer, e.g. DecodeConfig's, echo what they were given)."""
+    message = message.splitlines()[0] if message else message
+
+    def one(match: re.Match[str]) -> str:
+        quoted, digits = match.groups()
+        return f"'{clip(quoted)}'" if quoted is not None else clip(digits)
+
+    return clip(LONG_RUN.sub(one, message), MESSAGE_CHARS)
 
 
 def _json_type(value: Any) -> str:
@@ -33,18 +68,41 @@ def _json_type(value: Any) -> str:
 def _describe(value: Any) -> str:
     bad = next((v for v in value if not isinstance(v, str)), None) if isinstance(value, list) else None
     if bad is not None:
-        return f"an array holding {_json_type(bad)} ({json.dumps(bad)[:40]})"
-    return f"{_json_type(value)} ({json.dumps(value)[:40]})"
+        return f"an array holding {_json_type(bad)} ({shown(bad)})"
+    return f"{_json_type(value)} ({shown(value)})"
+
+
+class _Refused(ValueError):
+    """JSON this server does not take, with the message to answer (not json's "line 1 column 5")."""
 
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:  # int() would refuse it with Python's advice, sys.set_int_max_str_digits()
+        raise _Refused(f"body holds an integer of {digits} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):  # {"beam_size": 1, "beam_size": 8}: which one did the client mean?
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise _Refused(f"body has the key {quoted(twice)} twice")
+    return obj
+
+
 def load_json(body: bytes) -> Any:
-    """The body as JSON; malformed (NaN and Infinity too, invalid UTF-8, nested too deeply): RequestError 400."""
+    """The body as JSON; malformed (NaN and Infinity too, invalid UTF-8, nested too deeply), a key twice in
+    one object, an integer of more than MAX_INT_DIGITS digits: RequestError 400."""
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        return json.loads(body, parse_constant=_no_constant, parse_int=_int, object_pairs_hook=_object)
+    except _Refused as err:
+        raise RequestError(400, str(err)) from None
     except ValueError as err:  # JSONDecodeError, invalid UTF-8, NaN/Infinity
         raise RequestError(400, f"body is not valid JSON: {err}") from None
     except RecursionError:
@@ -65,16 +123,17 @@ def parse_body(body: bytes) -> tuple[list[str], dict[str, Any]]:
         raise RequestError(400, f'"sentences" must be an array of strings, got {_describe(sentences)}')
     for key, value in options.items():  # 1e400 parses as inf
         if isinstance(value, float) and not math.isfinite(value):
-            raise RequestError(400, f"{key} must be a finite number, got {json.dumps(value)[:40]}")
+            raise RequestError(400, f"{clip(key)} must be a finite number, got {json.dumps(value)}")
     return sentences, options
 
 
 def reply_options(options: dict[str, Any]) -> tuple[str | None, dict[str, bool]]:
-    """Take `"model"` (a name, or None: the default model) and the booleans of REPLY_OPTIONS out of
-    `options` (what is left are decode options); a wrong type is a RequestError 400."""
+    """Take `"model"` (a name; left out: None, the default model) and the booleans of REPLY_OPTIONS out
+    of `options` (what is left are decode options); a wrong type (null too) is a RequestError 400."""
+    if "model" in options and not isinstance(options["model"], str):  # null too: leave "model" out for the default
+        got = _describe(options["model"])
+        raise RequestError(400, f'"model" must be a string naming a model (GET /models), got {got}')
     model = options.pop("model", None)
-    if model is not None and not isinstance(model, str):
-        raise RequestError(400, f'"model" must be a string naming a model (GET /models), got {_describe(model)}')
     wanted = {}
     for key in REPLY_OPTIONS:
         value = options.pop(key, False)
@@ -134,18 +193,19 @@ def opennmt_request(body: bytes) -> tuple[list[str], str | None]:
     for n, item in enumerate(request):
         unknown = sorted(set(item) - set(OPENNMT_KEYS))
         if unknown:
-            raise RequestError(400, f'[{n}] has {unknown[0]!r}: this route takes "src" and "id" only')
+            raise RequestError(400, f'[{n}] has {quoted(unknown[0])}: this route takes "src" and "id" only')
         if not isinstance(item.get("src"), str):
             raise RequestError(400, f'[{n}]["src"] must be a string, got {_describe(item.get("src"))}')
         sentences.append(item["src"])
-        if item.get("id") is not None:
-            ids.add(json.dumps(item["id"]))
+        model = item.get("id")
+        if model is not None and (isinstance(model, bool) or not isinstance(model, (str, int))):
+            raise RequestError(400, f'[{n}]["id"] must name a model (a string or an integer), got {_describe(model)}')
+        if model is not None:
+            ids.add(str(model))
     if len(ids) > 1:
-        raise RequestError(
-            400, f"the items name different models (ids {', '.join(sorted(ids))}): send one request each"
-        )
-    model = json.loads(ids.pop()) if ids else None
-    return sentences, None if model is None else str(model)
+        named = ", ".join(quoted(i) for i in sorted(ids)[:5])
+        raise RequestError(400, f"the items name different models (ids {named}): send one request each")
+    return sentences, ids.pop() if ids else None
 
 
 def opennmt_reply(sentences: Sequence[str], found: Sequence[Sequence[Any]], n_best: int) -> list[list[dict]]:

@@ -29,10 +29,12 @@ from ..translation.base import decode_config
 from .batcher import MAX_DEPTH, Batcher, RequestError
 from .limits import ServeLimits
 from .protocol import (
+    clip_message,
     hypotheses_reply,
     opennmt_reply,
     opennmt_request,
     parse_body,
+    quoted,
     reply_options,
 )
 from .transport import Handler, HTTPServer, HTTPServer6
@@ -247,7 +249,7 @@ class TranslationServer:
             src_pieces = max(map(len, translator.src_tok.encode(live)), default=0) if live else 0
             check_output_len(cfg, self.limits, src_pieces)
         except (ConfigError, TypeError) as err:  # unknown option, wrong type, bad value, what this engine cannot run
-            raise RequestError(400, str(err).splitlines()[0]) from None
+            raise RequestError(400, clip_message(str(err))) from None  # each value it echoes clipped
         if attention:  # each hypothesis's matrix: (output pieces, source pieces), EOS included on both
             src = min(src_pieces, cfg.max_src_len) + 1
             weights = len(sentences) * cfg.n_best * int(cfg.max_len_a * src + cfg.max_len_b) * src
@@ -267,7 +269,7 @@ class TranslationServer:
         name, wanted = reply_options(options)
         name = name if name is not None else self.default
         if name not in self.models:
-            raise RequestError(400, f"no model {name[:100]!r} on this server: it serves {', '.join(self.models)} "
+            raise RequestError(400, f"no model {quoted(name)} on this server: it serves {', '.join(self.models)} "
                                     "(GET /models)")  # fmt: skip
         self._check_sentences(sentences, "sentences[{}]", wanted["attention"])
         cfg = self._decode_config(name, sentences, options, wanted["attention"])
@@ -283,9 +285,11 @@ class TranslationServer:
         (protocol.py); `id` names the model (none: the default), the n-best is the server's default."""
         sentences, model_id = opennmt_request(body)
         if model_id is not None and model_id not in self.models:
-            served, model_id = ", ".join(self.models), model_id[:100]
-            raise RequestError(400, f"No such model '{model_id}': this server serves {served} (name a model by "
-                                    f"the id your clients send: --model {model_id}=PATH)")  # fmt: skip
+            served = ", ".join(self.models)
+            hint = f"--model {model_id}=PATH" if MODEL_NAME.fullmatch(model_id) and len(model_id) <= 40 else \
+                "--model NAME=PATH, NAME of letters, digits, '.', '_', '-'"  # fmt: skip
+            raise RequestError(400, f"No such model {quoted(model_id)}: this server serves {served} (name a model "
+                                    f"by the id your clients send: {hint})")  # fmt: skip
         name = model_id if model_id is not None else self.default
         self._check_sentences(sentences, '[{}]["src"]')
         cfg = self._decode_config(name, sentences, {})

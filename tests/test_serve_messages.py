@@ -1,0 +1,113 @@
+"""What `seq2seq serve` says when it refuses a body (docs/serving.md, "Errors"): a key given twice is
+named, not silently the last; `"model": null` is not the default model; and a value the client sent
+is echoed as JSON (no Python repr: `true`, not `True`), clipped to 40 characters and "…", never in
+full (a 5,000-character option, a 4,300-digit number) nor with Python's advice about int digits.
+
+An in-process server over the tiny trained model (conftest `run_dir`), a real HTTP client.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from seq2seq.config import DecodeConfig
+from seq2seq.serve.server import TranslationServer
+from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture(scope="module")
+def server(run_dir: Path):
+    tiny = Translator.from_checkpoint(run_dir / "best.pt")
+    with TranslationServer({"tiny": tiny, "100": tiny}, DecodeConfig(beam_size=1)) as running:
+        yield running
+
+
+def _post(server: TranslationServer, body: bytes | str, path: str = "/translate") -> tuple[int, Any]:
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read())
+    finally:
+        conn.close()
+
+
+# --- 6: a key twice, a null model ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('{"sentences": ["red cat"], "beam_size": 1, "beam_size": 8}', "beam_size"),
+        ('{"sentences": ["a"], "sentences": ["b"]}', "sentences"),
+        ('{"sentences": ["a"], "model": "tiny", "model": "100"}', "model"),
+    ],
+)
+def test_a_key_given_twice_is_400_naming_it(server: TranslationServer, body: str, key: str) -> None:
+    assert _post(server, body) == (400, {"error": f"body has the key '{key}' twice"})
+
+
+def test_a_null_model_is_400_not_the_default_model(server: TranslationServer) -> None:
+    status, reply = _post(server, '{"sentences": ["red cat"], "model": null}')
+    assert status == 400 and reply["error"].startswith('"model" must be a string naming a model (GET /models)')
+    assert _post(server, '{"sentences": ["red cat"]}')[0] == 200  # left out: the default model
+
+
+# --- 7: values echoed as JSON, clipped -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item_id", "words"),
+    [
+        ("true", '[0]["id"] must name a model (a string or an integer), got a boolean (true)'),
+        ('{"a": 1}', '[0]["id"] must name a model (a string or an integer), got an object ({"a": 1})'),
+        ("1.5", '[0]["id"] must name a model (a string or an integer), got a number (1.5)'),
+        ('"a\\nb"', "No such model 'a\\nb': this server serves tiny, 100"),
+        (
+            "7",
+            "No such model '7': this server serves tiny, 100 (name a model by the id your clients send: "
+            "--model 7=PATH)",
+        ),  # fmt: skip
+    ],
+)
+def test_opennmt_ids_are_shown_as_json_not_python(server: TranslationServer, item_id: str, words: str) -> None:
+    status, reply = _post(server, f'[{{"src": "red cat", "id": {item_id}}}]', "/translator/translate")
+    assert status == 400 and reply["status"] == "error" and reply["error"].startswith(words)
+    assert "True" not in reply["error"] and "{'a'" not in reply["error"]
+
+
+LONG = "x" * 5000  # a value of 5,000 characters: echoed as its first 40 and "…"
+CLIPPED = "x" * 40 + "…"
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "shown"),
+    [
+        (f'[{{"src": "a", "id": "{LONG}"}}]', "/translator/translate", f"No such model '{CLIPPED}'"),
+        (f'{{"sentences": ["a"], "model": "{LONG}"}}', "/translate", f"no model '{CLIPPED}'"),
+        (f'{{"sentences": ["a"], "stopping": "{LONG}"}}', "/translate", f"'{CLIPPED}'"),
+        (f'{{"sentences": ["a"], "{LONG}": 1}}', "/translate", f"'{CLIPPED}'"),
+        (f'{{"sentences": ["a"], "{LONG}": 1, "{LONG}": 2}}', "/translate", f"body has the key '{CLIPPED}' twice"),
+    ],
+)
+def test_a_long_value_is_echoed_clipped(server: TranslationServer, body: str, path: str, shown: str) -> None:
+    status, reply = _post(server, body, path)
+    assert status == 400 and shown in reply["error"] and len(reply["error"]) < 400
+
+
+@pytest.mark.parametrize("digits", [4300, 5001])
+def test_a_huge_number_is_neither_echoed_nor_met_with_pythons_advice(server: TranslationServer, digits: int) -> None:
+    status, reply = _post(server, f'{{"sentences": ["a"], "max_len_b": 1{"0" * (digits - 1)}}}')
+    assert status == 400 and len(reply["error"]) < 200, reply["error"][:300]
+    assert "set_int_max_str_digits" not in reply["error"] and "0" * 41 not in reply["error"]
+    if digits > 4300:
+        assert reply["error"] == f"body holds an integer of {digits} digits (at most 4300)"
