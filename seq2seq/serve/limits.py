@@ -24,6 +24,7 @@ class ServeLimits:
     max_batch: int = 256  # sentences the worker takes per round (a larger request is a round on its own)
     max_connections: int = 64  # open connections (one handler thread each); one more is answered 503 and closed
     batch_wait_ms: float = 0.0  # > 0: the worker waits this long for a round to fill before translating
+    max_read_s: float = 30.0  # seconds to send a whole request (request line, headers, body: else 408), or to stay idle
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_sentences", "max_chars", "max_beam_size", "max_n_best",
@@ -35,3 +36,5 @@ class ServeLimits:
             raise ConfigError(f"batch_wait_ms must be in [0, 60000], got {self.batch_wait_ms}")
         if not 0 < self.max_request_s <= 86_400:  # also refuses nan
             raise ConfigError(f"max_request_s must be in (0, 86400] seconds, got {self.max_request_s}")
+        if not 0 < self.max_read_s <= 3600:
+            raise ConfigError(f"max_read_s must be in (0, 3600] seconds, got {self.max_read_s}")

@@ -2,14 +2,18 @@
 
 Standard library only: `http.server.ThreadingHTTPServer` runs one handler thread per connection;
 a handler parses and checks its request, then hands its body to the server (server.py: the models,
-the limits, the `Batcher`) and waits. Connections are kept alive (HTTP/1.1); stopping closes the
-idle ones, so it never waits on a client. CORS is off unless origins are allowed (`--allow-origin`).
+the limits, the `Batcher`) and waits. Connections are kept alive (HTTP/1.1). A client has
+`--max-read-s` for its whole request (request line, headers and body, however slowly it sends them:
+one deadline, not one per read), and an idle connection as long for its next request; stopping closes
+the idle connections and the ones part-way through sending a request, and waits a bounded time for
+the rest, so it never waits on a client. CORS is off unless origins are allowed (`--allow-origin`).
 The JSON itself: protocol.py. server.py imports this module, never the other way (no import cycle):
 the handler knows the server only as an `App`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import select
@@ -40,6 +44,8 @@ OPENNMT_OK = {"status": "ok"}  # its GET /translator/health
 DRAIN_BYTES = 16 << 20  # an unread request body up to this size is read before replying (no reset)
 CORS_MAX_AGE = 600  # seconds a browser may cache a preflight's answer
 CORS_HEADERS = "Content-Type"  # the request headers a cross-origin page may send (JSON bodies need it)
+READ_SLICE_S = 0.25  # a handler waiting for a request's bytes looks this often whether the server is stopping
+STOP_GRACE_S = 5.0  # stopping waits for the handlers this long beyond a request's budget, then cuts them off
 
 
 class App(Protocol):
@@ -59,9 +65,53 @@ class App(Protocol):
     def translate_opennmt(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[list[dict]]: ...
 
 
+class RequestCut(Exception):
+    """A request whose bytes stopped coming: past its deadline (408), or the server is stopping (503).
+    `status` None: the connection was idle between requests (closed without a reply). Not an
+    OSError: http.server must not swallow it, the handler answers it."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RequestReader(io.RawIOBase):
+    """The connection's bytes for the handler's `rfile`, read against one deadline for the whole request
+    (`Handler.deadline`): a client sending a byte now and then cannot hold its thread past it, as it could
+    with a timeout per read. While the server stops, a read that would wait ends the request instead."""
+
+    def __init__(self, handler: Handler) -> None:
+        super().__init__()
+        self.handler = handler
+        self.sock: socket.socket = handler.connection
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        handler = self.handler
+        while True:
+            left = handler.deadline - time.monotonic()
+            if left <= 0:
+                handler.cut(408, f"the request was not sent within {handler.read_s:g} s (--max-read-s)")
+            stopping = handler.server.stopping
+            self.sock.settimeout(0 if stopping else min(left, READ_SLICE_S))
+            try:
+                got = self.sock.recv_into(buffer)
+            except (TimeoutError, BlockingIOError, InterruptedError):
+                if stopping:
+                    handler.cut(503, "this server is stopping: send the request again")
+                continue
+            finally:
+                self.sock.settimeout(handler.read_s)  # writes: a reply's sendall() has as long
+            if got and handler.waiting:  # a request's first byte: its deadline starts
+                handler.waiting, handler.deadline = False, time.monotonic() + handler.read_s
+            return got
+
+
 class HTTPServer(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins the handler threads: in-flight requests finish
-    block_on_close = True
+    daemon_threads = True  # server_close() joins the handler threads (requests in flight finish), for a bounded time
+    block_on_close = False  # ... itself, not ThreadingMixIn's unbounded join
     request_queue_size = 128  # listen backlog (the default 5 drops connections under concurrent load)
     app: App
 
@@ -70,6 +120,7 @@ class HTTPServer(ThreadingHTTPServer):
         self.idle_lock = threading.Lock()
         self.stopping = False
         self.connections = 0  # open ones, each with its handler thread (at most the app's max_connections)
+        self.handlers: dict[threading.Thread, socket.socket] = {}  # the handler threads and their connections
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -79,7 +130,10 @@ class HTTPServer(ThreadingHTTPServer):
             full = self.connections >= self.app.limits.max_connections
             self.connections += not full
         if not full:
-            super().process_request(request, client_address)
+            thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
+            with self.idle_lock:
+                self.handlers[thread] = request
+            thread.start()
             return
         limit = self.app.limits.max_connections
         message = f"{limit} connections are open, this server's limit (--max-connections): try again"
@@ -98,6 +152,31 @@ class HTTPServer(ThreadingHTTPServer):
         finally:
             with self.idle_lock:
                 self.connections -= 1
+                self.handlers.pop(threading.current_thread(), None)
+
+    def server_close(self, wait_s: float | None = None) -> None:
+        """Close the listening socket and wait for the handler threads: requests in flight finish (each
+        answered within `--max-request-s`, its reply written within `--max-read-s`), a request still being
+        sent ends within READ_SLICE_S. After `wait_s` (default: those two and STOP_GRACE_S) the connections
+        left are shut down, so no client can keep the server from stopping."""
+        super().server_close()
+        limits = self.app.limits
+        wait_s = limits.max_request_s + limits.max_read_s + STOP_GRACE_S if wait_s is None else wait_s
+        deadline = time.monotonic() + wait_s
+        while (left := deadline - time.monotonic()) > 0 and (threads := list(self.handlers)):
+            threads[0].join(left)
+        with self.idle_lock:
+            stuck = dict(self.handlers)
+        if not stuck:
+            return
+        log.warning("stopping: %d connections still open after %.0f s: closing them", len(stuck), wait_s)
+        for conn in stuck.values():
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in stuck:
+            thread.join(1.0)
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)  # not http.server.HTTPServer's: no getfqdn() (a DNS lookup) at start
@@ -125,24 +204,52 @@ class Handler(BaseHTTPRequestHandler):
     server: HTTPServer
     protocol_version = "HTTP/1.1"  # connections are kept alive unless the client says close
     server_version = "seq2seq-serve"
-    timeout = 30  # seconds a client may stall while sending its request, or keep an idle connection
     disable_nagle_algorithm = True
+    read_s = 30.0  # the app's max_read_s: for a whole request, for an idle connection, for writing a reply
+    deadline = 0.0  # time.monotonic() by which the request being read must be in (RequestReader)
+    waiting = True  # no byte of the next request has come yet (the connection is idle)
+    replied = False  # this request's reply has been started
     _unread = 0  # bytes of request body not read yet
     _started = 0.0
     _origin: str | None = None  # the Access-Control-Allow-Origin of this request's reply (CORS), if any
 
+    def setup(self) -> None:
+        """StreamRequestHandler's, but the request is read through a `RequestReader` (one deadline)."""
+        self.connection = self.request
+        self.read_s = self.server.app.limits.max_read_s
+        self.connection.settimeout(self.read_s)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        self.rfile = io.BufferedReader(RequestReader(self))
+        self.wfile = socketserver._SocketWriter(self.connection)  # type: ignore[attr-defined]
+
+    def cut(self, status: int | None, message: str) -> None:
+        """End the request being read (RequestReader): idle between requests, the connection just closes."""
+        raise RequestCut(None if self.waiting else status, message)
+
     def handle_one_request(self) -> None:
-        """Wait for the next request as an idle connection (closed by `close_idle` when stopping)."""
+        """Wait for the next request as an idle connection (closed by `close_idle` when stopping), `read_s`
+        at most; from its first byte the whole request has `read_s` to come in, else a 408 and close."""
         with self.server.idle_lock:
             if self.server.stopping:
                 self.close_connection = True
                 return
             self.server.idle.add(self.connection)
-        super().handle_one_request()
+        self.waiting, self.replied, self.deadline = True, False, time.monotonic() + self.read_s
+        self.command, self.path, self.request_version = "", "", "HTTP/1.1"  # not the previous request's
+        try:
+            super().handle_one_request()
+        except RequestCut as err:
+            self.close_connection = True
+            if err.status is None or self.replied:
+                return
+            self._started = self._started or time.perf_counter()
+            self._unread = 0
+            self._error(err.status, str(err))
 
     def parse_request(self) -> bool:
         with self.server.idle_lock:  # the request line has come: no longer idle
             self.server.idle.discard(self.connection)
+        self.waiting = False  # (a pipelined request's first bytes may have been read with the one before)
         self._started, self._origin = time.perf_counter(), None
         return super().parse_request()
 
@@ -275,7 +382,7 @@ class Handler(BaseHTTPRequestHandler):
                 while self._unread > 0 and (got := len(self.rfile.read(min(self._unread, 1 << 16)))):
                     self._unread -= got  # 64 KiB at a time: a refused body is never held whole
                 self.close_connection |= self._unread > 0  # the client stopped short
-            except OSError:
+            except (OSError, RequestCut):
                 self.close_connection = True
         elif self._unread:
             self.close_connection = True
@@ -287,6 +394,7 @@ class Handler(BaseHTTPRequestHandler):
         """Send `obj` as JSON (bytes as they are; None: no body, a 204) with `headers`, the CORS headers
         and Content-Length; `Connection: close` when the connection ends after it."""
         self._drain()
+        self.replied = True
         if obj is None:
             body, head = b"", {}
         else:
