@@ -236,7 +236,9 @@ def test_cors_is_off_by_default_and_star_allows_any_origin(tiny: Translator) -> 
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         status, reply, _ = _request(conn, "OPTIONS", "/health", None, {**preflight, "Origin": "http://any.example"})
         assert (status, reply.getheader("Access-Control-Allow-Origin")) == (204, "*")
-        assert reply.getheader("Access-Control-Allow-Methods") == "GET, OPTIONS" and reply.getheader("Vary") is None
+        assert (
+            reply.getheader("Access-Control-Allow-Methods") == "GET, HEAD, OPTIONS" and reply.getheader("Vary") is None
+        )
     assert check_origins(["*", "null", "https://a.example", "http://[::1]:8080"])
     for bad in ("http://a.example/", "a.example", "http://a.example/page"):
         with pytest.raises(ConfigError, match="an origin is SCHEME://HOST"):
@@ -274,7 +276,8 @@ def _raw(url: str, data: bytes) -> bytes:
 
 def test_the_connection_closes_when_asked_or_when_its_rest_is_unreadable(server: TranslationServer) -> None:
     body = b'{"sentences": ["red cat"]}'
-    head = f"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n".encode()
+    head = f"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    head = head.encode()
     assert b"Connection: close" in _raw(server.url, head + b"Connection: close\r\n\r\n" + body)
     old = _raw(server.url, b"GET /health HTTP/1.0\r\n\r\n")  # HTTP/1.0: one request (the server closes)
     assert old.startswith(b"HTTP/1.1 200") and b"Connection: close" in old

@@ -128,7 +128,7 @@ def test_the_request_the_page_sends_gets_every_field_the_page_draws(server) -> N
 
 def test_other_methods_and_paths_are_refused_in_json(server) -> None:
     status, headers, body = _get(server.url + "/", "POST")
-    assert status == 405 and headers["allow"] == "GET" and body.startswith(b'{"error": ')
+    assert status == 405 and headers["allow"] == "GET, HEAD" and body.startswith(b'{"error": ')
     status, headers, body = _get(server.url + "/static/nope.js")
     assert status == 404 and headers["content-type"].startswith("application/json")
 

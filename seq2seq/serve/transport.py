@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import select
 import socket
 import socketserver
@@ -46,6 +47,8 @@ CORS_MAX_AGE = 600  # seconds a browser may cache a preflight's answer
 CORS_HEADERS = "Content-Type"  # the request headers a cross-origin page may send (JSON bodies need it)
 READ_SLICE_S = 0.25  # a handler waiting for a request's bytes looks this often whether the server is stopping
 STOP_GRACE_S = 5.0  # stopping waits for the handlers this long beyond a request's budget, then cuts them off
+DIGITS = re.compile(r"[0-9]+")  # a Content-Length: ASCII digits only (int() takes "+17", "1_7", "١٧")
+JSON_TYPE = "application/json"  # what POST bodies must say they are (Content-Type), charset utf-8 optional
 
 
 class App(Protocol):
@@ -251,7 +254,12 @@ class Handler(BaseHTTPRequestHandler):
             self.server.idle.discard(self.connection)
         self.waiting = False  # (a pipelined request's first bytes may have been read with the one before)
         self._started, self._origin = time.perf_counter(), None
-        return super().parse_request()
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # "GET /health" without a version: http.server would answer a bare body
+            self.send_error(400, "the request line has no HTTP version: send 'GET /health HTTP/1.1'")
+            return False
+        return True
 
     def finish(self) -> None:
         with self.server.idle_lock:
@@ -265,17 +273,26 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         app = self.server.app
-        self._unread = self._length(strict=False) or 0
-        if self.headers.get("Content-Length") not in (None, str(self._unread)) or "Transfer-Encoding" in self.headers:
+        self._origin = app.cors_origin(self.headers.get("Origin"))
+        try:
+            self._unread = self._length() or 0
+        except RequestError as err:  # two lengths, or one that is not digits: where this request ends is unknown
+            self._unread, self.close_connection = 0, True
+            self._error(err.status, str(err))
+            return
+        if "Transfer-Encoding" in self.headers:
             self.close_connection = True  # a body of unknown length: the connection cannot carry another request
         path = self.path.split("?", 1)[0]
-        self._origin = app.cors_origin(self.headers.get("Origin"))
+        method = "GET" if self.command == "HEAD" else self.command  # HEAD: a GET's status and headers, no body
+        allowed = ROUTES.get(path, "")
+        allowed = f"{allowed}, HEAD" if allowed == "GET" else allowed
         if self.command == "OPTIONS" and app.allow_origins and path in ROUTES:
-            self._preflight(path)
+            self._preflight(path, allowed)
         elif path not in ROUTES:
-            self._error(404, f"no such path {path!r}: GET /health, GET /models or POST /translate (docs/serving.md)")
-        elif self.command != ROUTES[path]:
-            allow = f"{ROUTES[path]}, OPTIONS" if app.allow_origins else ROUTES[path]
+            self._error(404, f"no such path {path[:100]!r}: GET /health, GET /models or POST /translate "
+                             "(docs/serving.md)")  # fmt: skip
+        elif method != ROUTES[path]:
+            allow = f"{allowed}, OPTIONS" if app.allow_origins else allowed
             self._error(405, f"{path} takes {ROUTES[path]}, not {self.command}", {"Allow": allow})
         elif path in PAGE_ROUTES:  # the page at / (page.py)
             body, headers = page_file(path)
@@ -300,10 +317,10 @@ class Handler(BaseHTTPRequestHandler):
             count = len(reply["translations"]) if isinstance(reply, dict) else len(reply[0]) if reply else 0
             self._reply(200, reply, f"{count} sentences")
 
-    def _preflight(self, path: str) -> None:
+    def _preflight(self, path: str, allowed: str) -> None:
         """A CORS preflight (OPTIONS with Origin) from an allowed origin: 204 with what it may send; from
         another origin 403. Without Origin (not a browser's preflight): 204 naming the methods."""
-        origin, methods = self.headers.get("Origin"), f"{ROUTES[path]}, OPTIONS"
+        origin, methods = self.headers.get("Origin"), f"{allowed}, OPTIONS"
         if origin is not None and self._origin is None:
             allowed = " ".join(self.server.app.allow_origins)
             self._error(403, f"origin {origin[:100]!r} is not allowed: this server allows {allowed} (--allow-origin)")
@@ -317,32 +334,53 @@ class Handler(BaseHTTPRequestHandler):
     def _client_gone(self) -> bool:
         """Whether the client has closed its connection (end of stream or a reset) while its request
         waits: the body is read, so a readable socket with nothing to read means it hung up (a
-        pipelined next request is something to read: not gone)."""
+        pipelined next request is something to read: not gone). poll(), not select(): select() fails
+        for a descriptor over 1023, as a connection gets with a thousand others open."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except BlockingIOError:
+            poller = select.poll()
+            poller.register(self.connection, select.POLLIN)
+            if not poller.poll(0):
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, TimeoutError):
             return False
-        except (OSError, ValueError):  # a reset; a closed socket
+        except (OSError, ValueError):  # a reset; a closed socket (fileno -1)
             return True
 
-    def _length(self, strict: bool = True) -> int | None:
-        raw = self.headers.get("Content-Length")
-        try:
-            length = int(raw) if raw is not None else None
-        except ValueError:
-            length = -1
-        if strict and (length is None or length < 0):
-            detail = "is required" if raw is None else f"{raw!r} is not a byte count"
-            raise RequestError(411 if raw is None else 400, f"Content-Length {detail}")
-        return length if length is None or length >= 0 else None
+    def _length(self) -> int | None:
+        """The Content-Length (None: none given). Two different ones, or one that is not ASCII digits
+        (int() would take "+17", " 1_7", "١٧"): a RequestError 400, and the connection cannot go on."""
+        values = {value.strip(" \t") for value in self.headers.get_all("Content-Length") or ()}
+        if len(values) > 1:
+            shown = ", ".join(sorted(json.dumps(value)[:40] for value in values))
+            raise RequestError(400, f"the request has {len(values)} different Content-Length headers ({shown})")
+        raw = values.pop() if values else None
+        if raw is not None and not DIGITS.fullmatch(raw):
+            raise RequestError(400, f"Content-Length {json.dumps(raw)[:40]} is not a byte count (ASCII digits)")
+        if raw is None:
+            return None
+        digits = raw.lstrip("0") or "0"
+        return int(digits) if len(digits) <= 30 else 10**30  # over any limit all the same (no 4,300-digit int)
+
+    def _check_type(self) -> None:
+        """A POST body must say it is JSON: a browser page may send text/plain, a form or an untyped body
+        to any server without asking first (no CORS preflight), and would have it translate."""
+        raw = self.headers.get("Content-Type")
+        kind, *params = (raw or "").split(";")
+        charset = next((p.split("=", 1)[1].strip(" \t\"").lower() for p in params if "=" in p
+                        and p.split("=", 1)[0].strip().lower() == "charset"), "utf-8")  # fmt: skip
+        if kind.strip(" \t").lower() != JSON_TYPE or charset not in ("utf-8", "utf8"):
+            got = "none" if raw is None else json.dumps(raw)[:60]
+            raise RequestError(415, f"Content-Type must be {JSON_TYPE} (charset utf-8, if any), got {got}")
 
     def _body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             raise RequestError(411, "send the body with a Content-Length (chunked transfer encoding is not supported)")
         length = self._length()
-        assert length is not None
+        if length is None:
+            raise RequestError(411, "Content-Length is required")
         self.server.app.check_length(length)
+        self._check_type()
         body = self.rfile.read(length)
         self._unread = 0
         if len(body) < length:
@@ -353,7 +391,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_expect_100(self) -> bool:
         """`Expect: 100-continue` (curl, for large bodies): refuse a body over the limit before it is sent."""
         try:
-            self.server.app.check_length(self._length(strict=False) or 0)
+            self.server.app.check_length(self._length() or 0)
         except RequestError as err:
             self._origin = self.server.app.cors_origin(self.headers.get("Origin"))
             self._unread, self.close_connection = 0, True  # the client may send the body or not: close

@@ -1,0 +1,202 @@
+"""HTTP details of `seq2seq serve` a reviewer found wrong (docs/serving.md, "Errors" and "Connections"):
+hang-up detection on descriptors over 1023, one unambiguous Content-Length, HEAD wherever GET works,
+no HTTP/0.9 replies, and POST bodies that must say they are JSON (no cross-origin form or text/plain
+POST without a CORS preflight).
+
+In-process servers over the tiny trained model (conftest `run_dir`), real sockets.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import pytest
+from test_serve_limits import Endless
+
+from seq2seq.config import DecodeConfig
+from seq2seq.serve.limits import ServeLimits
+from seq2seq.serve.server import TranslationServer
+from seq2seq.serve.transport import Handler
+from seq2seq.translation.torch_engine import Translator
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+BODY = b'{"sentences": ["red cat"]}'
+
+
+@pytest.fixture(scope="module")
+def tiny(run_dir: Path) -> Translator:
+    return Translator.from_checkpoint(run_dir / "best.pt")
+
+
+@pytest.fixture(scope="module")
+def server(tiny: Translator):
+    with TranslationServer({"tiny": tiny, "100": tiny}, DecodeConfig(beam_size=1)) as running:
+        yield running
+
+
+def _raw(server: TranslationServer, data: bytes) -> bytes:
+    """Send `data` on one connection; everything the server answers until it closes (a 5 s stall fails)."""
+    parts = urlsplit(server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+def _post(server: TranslationServer, headers: bytes, body: bytes = BODY, path: str = "/translate") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+    return _raw(server, head + headers + b"\r\n" + body)
+
+
+def _status(reply: bytes) -> tuple[int, dict]:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+# --- 2: hang-up detection on any descriptor ---------------------------------------------------------
+
+
+def test_a_request_on_a_descriptor_over_1023_is_answered(run_dir: Path) -> None:
+    """select() cannot watch a descriptor over 1023 (ValueError): the hang-up check took that for a
+    client gone, and every translation over 0.1 s on such a connection (a server with a thousand
+    connections open) was dropped without a reply."""
+    translator = Endless()  # 4 ms per decoder step: 60 steps take 0.24 s, the hang-up check runs
+    request = json.dumps({"sentences": ["a b"], "beam_size": 1, "max_len_a": 0.0, "max_len_b": 60})
+    filler: list[int] = []
+    with TranslationServer(translator, limits=ServeLimits(max_output_len=100)) as running:
+        parts = urlsplit(running.url)
+        try:
+            while not filler or filler[-1] < 1030:  # every lower descriptor taken: the next ones are over 1023
+                filler.append(os.open(os.devnull, os.O_RDONLY))
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            conn.request("POST", "/translate", request, {"Content-Type": "application/json"})
+            assert conn.sock.fileno() > 1024
+            reply = conn.getresponse()
+            assert (reply.status, json.loads(reply.read())) == (200, {"translations": ["x" * 59]})  # 59 + EOS
+            conn.close()
+        finally:
+            for fd in filler:
+                os.close(fd)
+    assert translator.steps >= 59
+
+
+def test_a_hang_up_is_still_seen_on_a_descriptor_over_1023() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        high = os.dup2(ours.fileno(), 1100)
+        with socket.socket(fileno=high) as conn:
+            handler = SimpleNamespace(connection=conn)
+            assert Handler._client_gone(handler) is False  # type: ignore[arg-type]
+            theirs.sendall(b"GET /health HTTP/1.1\r\n")  # a pipelined request: still there
+            assert Handler._client_gone(handler) is False  # type: ignore[arg-type]
+            conn.recv(100)
+            theirs.close()
+            assert Handler._client_gone(handler) is True  # type: ignore[arg-type]
+
+
+# --- 3: one unambiguous Content-Length ---------------------------------------------------------------
+
+
+def test_two_different_content_lengths_are_400_and_nothing_after_them_runs(server: TranslationServer) -> None:
+    """Request smuggling: with two lengths, a proxy and this server could read different bodies; the
+    first used to win and the rest ran as a second request on the kept-alive connection."""
+    smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = (b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Content-Length: %d\r\n\r\n%s%s") % (len(BODY), len(BODY) + len(smuggled), BODY, smuggled)  # fmt: skip
+    reply = _raw(server, data)
+    assert reply.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in reply  # one reply, then closed
+    status, body = _status(reply)
+    assert status == 400 and body["error"] == 'the request has 2 different Content-Length headers ("26", "59")'
+
+
+@pytest.mark.parametrize("value", ["+26", "1_26", "0x1a", "26.0", "-1", "26, 26", "\u0662\u0666", "\u200326"])
+def test_a_content_length_that_is_not_ascii_digits_is_400(server: TranslationServer, value: str) -> None:
+    reply = _post(server, f"Content-Type: application/json\r\nContent-Length: {value}\r\n".encode())
+    status, body = _status(reply)
+    assert status == 400 and "is not a byte count (ASCII digits)" in body["error"]
+    assert reply.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in reply
+
+
+@pytest.mark.parametrize(
+    "lengths", [b"Content-Length: 26\r\n", b"Content-Length: 26\r\nContent-Length: 26\r\n", b"Content-Length:  26 \r\n"]
+)
+def test_one_length_given_once_twice_or_with_spaces_is_read(server: TranslationServer, lengths: bytes) -> None:
+    assert _status(_post(server, b"Content-Type: application/json\r\n" + lengths))[0] == 200
+
+
+# --- 4: HEAD, HTTP/0.9 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/health", "/models", "/", "/translator/models"])
+def test_head_is_answered_wherever_get_is(server: TranslationServer, path: str) -> None:
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    conn.request("GET", path)
+    got = conn.getresponse()
+    body = got.read()
+    conn.request("HEAD", path)  # on the same connection: no body follows the headers
+    head = conn.getresponse()
+    assert (head.status, head.read()) == (200, b"")
+    assert head.getheader("Content-Length") == got.getheader("Content-Length") == str(len(body))
+    assert head.getheader("Content-Type") == got.getheader("Content-Type")
+    conn.request("HEAD", "/translate")
+    refused = conn.getresponse()
+    assert (refused.status, refused.getheader("Allow"), refused.read()) == (405, "POST", b"")
+    conn.request("POST", path, BODY, {"Content-Type": "application/json"})
+    refused = conn.getresponse()
+    assert (refused.status, refused.getheader("Allow")) == (405, "GET, HEAD")
+    conn.close()
+
+
+def test_a_request_line_without_a_version_is_400_with_a_status_line(server: TranslationServer) -> None:
+    reply = _raw(server, b"GET /health\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in reply
+    assert _status(reply)[1] == {"error": "the request line has no HTTP version: send 'GET /health HTTP/1.1'"}
+
+
+# --- 5: POST bodies must say they are JSON ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "application/json; charset=latin-1",
+        "application/jsonp",
+    ],  # fmt: skip
+)
+@pytest.mark.parametrize("path", ["/translate", "/translator/translate"])
+def test_a_body_not_labelled_json_is_415_and_not_translated(
+    server: TranslationServer, content_type: str | None, path: str
+) -> None:
+    """What a page on any site can POST here without a CORS preflight (a form, text/plain, an untyped
+    body): it must not get a translation, or any page a user opens could use this server's CPU."""
+    jobs = server.batcher.stats["jobs"]
+    body = BODY if path == "/translate" else b'[{"src": "red cat"}]'
+    header = b"" if content_type is None else f"Content-Type: {content_type}\r\n".encode()
+    status, reply = _status(_post(server, header + b"Content-Length: %d\r\n" % len(body), body, path))
+    shown = "none" if content_type is None else json.dumps(content_type)
+    assert status == 415
+    assert reply["error"] == f"Content-Type must be application/json (charset utf-8, if any), got {shown}"
+    assert server.batcher.stats["jobs"] == jobs
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "Application/JSON", "application/json; charset=utf-8",
+                                          'application/json;charset="UTF-8"'])  # fmt: skip
+def test_json_bodies_are_translated(server: TranslationServer, content_type: str) -> None:
+    reply = _post(server, f"Content-Type: {content_type}\r\nContent-Length: {len(BODY)}\r\n".encode())
+    assert _status(reply)[0] == 200
