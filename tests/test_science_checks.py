@@ -151,3 +151,16 @@ def test_gradflow_still_plots_fresh_models(tmp_path: Path) -> None:
         main(["gradflow", "--cell", "gru", "--length", "5", "--batch-size", "2", "--out", str(tmp_path / "g.svg")]) == 0
     )
     assert (tmp_path / "g.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+
+
+def test_a_trained_models_input_too_large_for_memory_is_refused_before_its_backward(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The input's sentences are one batch: `gradflow --checkpoint C --input BIG` was unbounded."""
+    sentences = ["red cat", "small dog bird"] * 50
+    assert gradflow.checkpoint_gradient_flow(run_dir / "best.pt", sentences)["decoder"]  # fits: runs
+    need = gradflow.fresh_memory(max(len(s.split()) for s in sentences) + 1, len(sentences))
+    monkeypatch.setattr(gradflow, "memory_budget", lambda: need // 2)
+    monkeypatch.setattr(gradflow, "gradient_flow", lambda *a, **k: pytest.fail("the backward ran"))
+    with pytest.raises(ConfigError, match=r"gradflow on 100 sentences of up to \d+ pieces \(one batch\) needs about"):
+        gradflow.checkpoint_gradient_flow(run_dir / "best.pt", sentences)

@@ -181,10 +181,12 @@ def checkpoint_gradient_flow(
         raise CorpusError("no non-empty source sentences")
     translator = Translator.from_checkpoint(model_file(checkpoint), device=device)  # hf://: downloaded
     src_ids = translator.src_tok.encode([s for s, _ in pairs])
+    _check_input_memory(len(pairs), max(map(len, src_ids)) + 1)  # the sources alone: before any search
     if references:
         tgt_ids = translator.tgt_tok.encode([r for _, r in pairs])
     else:
         tgt_ids = [nbest[0].ids for nbest in translator.search(src_ids, DecodeConfig(beam_size=1))]
+    _check_input_memory(len(pairs), max(max(map(len, src_ids)), max(map(len, tgt_ids), default=0)) + 1)
     batch = collate(EncodedSplit.from_lists(src_ids, tgt_ids), np.arange(len(pairs))).to(device)
     return gradient_flow(translator.model, batch, loss)
 
@@ -250,6 +252,17 @@ def _check_fresh_memory(length: int, batch_size: int) -> None:
         raise ConfigError(
             f"gradflow --length {length:,} --batch-size {batch_size:,} needs about {need / 1e9:.1f} GB; this machine "
             f"allows {budget / 1e9:.1f} GB (half its memory): use a smaller --length or --batch-size"
+        )
+
+
+def _check_input_memory(sentences: int, longest: int) -> None:
+    """The input's sentences are one batch: refused (ConfigError) where `fresh_memory` puts it over the budget."""
+    need, budget = fresh_memory(longest, sentences), memory_budget()
+    if need > budget:
+        raise ConfigError(
+            f"gradflow on {sentences:,} sentences of up to {longest:,} pieces (one batch) needs about "
+            f"{need / 1e9:.1f} GB; this machine allows {budget / 1e9:.1f} GB (half its memory): give fewer or "
+            "shorter sentences"
         )
 
 
