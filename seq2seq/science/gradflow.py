@@ -246,24 +246,24 @@ def fresh_memory(length: int, batch_size: int) -> int:
     return batch_size * length * (BYTES_PER_TOKEN + BYTES_PER_ATTENTION * length)
 
 
-def _check_fresh_memory(length: int, batch_size: int) -> None:
+def _check_memory(length: int, batch_size: int, what: str, instead: str) -> None:
+    """A batch of `batch_size` sequences of `length` tokens (`what`) over half this machine's memory
+    (`fresh_memory`'s estimate): one ConfigError saying what to give `instead`."""
     need, budget = fresh_memory(length, batch_size), memory_budget()
     if need > budget:
-        raise ConfigError(
-            f"gradflow --length {length:,} --batch-size {batch_size:,} needs about {need / 1e9:.1f} GB; this machine "
-            f"allows {budget / 1e9:.1f} GB (half its memory): use a smaller --length or --batch-size"
-        )
+        raise ConfigError(f"{what} needs about {need / 1e9:.1f} GB; this machine allows {budget / 1e9:.1f} GB "
+                          f"(half its memory): {instead}")  # fmt: skip
+
+
+def _check_fresh_memory(length: int, batch_size: int) -> None:
+    what = f"gradflow --length {length:,} --batch-size {batch_size:,}"
+    _check_memory(length, batch_size, what, "use a smaller --length or --batch-size")
 
 
 def _check_input_memory(sentences: int, longest: int) -> None:
-    """The input's sentences are one batch: refused (ConfigError) where `fresh_memory` puts it over the budget."""
-    need, budget = fresh_memory(longest, sentences), memory_budget()
-    if need > budget:
-        raise ConfigError(
-            f"gradflow on {sentences:,} sentences of up to {longest:,} pieces (one batch) needs about "
-            f"{need / 1e9:.1f} GB; this machine allows {budget / 1e9:.1f} GB (half its memory): give fewer or "
-            "shorter sentences"
-        )
+    """The input's sentences are one batch: refused where `fresh_memory` puts it over the budget."""
+    what = f"gradflow on {sentences:,} sentences of up to {longest:,} pieces (one batch)"
+    _check_memory(longest, sentences, what, "give fewer or shorter sentences")
 
 
 def run_gradient_flow(
