@@ -46,6 +46,7 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["--metrics", "ter", "--tokenize", "intl"], "--tokenize intl would be ignored"),
         (["--metrics", "chrf", "ter", "--tokenize", "flores101"], "--tokenize flores101 would be ignored"),
         (["--metrics", "chrf", "--tokenize", "zh"], "--tokenize zh would be ignored"),
+        (["--metrics", "chrf", "--tokenize", "13a"], "--tokenize 13a would be ignored"),  # given at the default
     ],
 )
 def test_a_tokenizer_no_asked_metric_uses_is_refused(
@@ -62,6 +63,7 @@ def test_ter_takes_the_cjk_tokenizers_and_bleu_any(files: list[str], capsys: pyt
     assert main(["evaluate", *files, "--metrics", "bleu", "chrf", "--tokenize", "char"]) == 0
     assert "tok:char" in capsys.readouterr().out
     EvalSettings(metrics=("chrf",))  # the default tokenizer goes with any metrics
+    assert main(["evaluate", *files, "--metrics", "chrf"]) == 0  # --tokenize left out
 
 
 @pytest.mark.parametrize("tokenize", ["flores101", "flores200", "spm"])

@@ -66,6 +66,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--copy-length", "5"], "--copy-length 5 would be ignored"),  # tasks recall and adding
         (["--task", "copy", "--n-symbols", "4"], "--n-symbols 4 would be ignored"),
         (["--task", "adding", "--alphabet", "4"], "--alphabet 4 would be ignored"),
+        (["--cells", "rnn", "--init", "chrono"], "--init chrono would be ignored"),  # given at the default
+        (["--copy-length", "10"], "--copy-length 10 would be ignored"),  # the default, given
     ],
 )
 def test_memory_span_refuses_in_one_line_before_training(
@@ -123,6 +125,8 @@ def test_span_settings_refuse_what_the_command_line_would() -> None:
             "--length 7, --batch-size 99",
         ),
         (["--checkpoint", "CKPT", "--input", "IN", "--seed", "5"], "--seed 5 would be ignored"),
+        (["--checkpoint", "CKPT", "--input", "IN", "--seed", "1234"], "--seed 1234 would be ignored"),  # the default
+        (["--checkpoint", "CKPT", "--input", "IN", "--length", "100"], "--length 100 would be ignored"),
         (["--cell", "lstm", "--out", "OUT/g/s.txt"], "not txt"),
         (["--checkpoint", "CKPT", "--input", "IN", "--out", "OUT/g/s.txt"], "not txt"),
         (["--checkpoint", "CKPT", "--input", "IN", "--references", "REF"], "IN has 2 lines but REF has 1"),

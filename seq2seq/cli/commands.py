@@ -119,7 +119,7 @@ def cmd_attention(args: argparse.Namespace) -> None:
 def cmd_gradflow(args: argparse.Namespace) -> None:
     from ..science.gradflow import FreshModels, run_gradient_flow
 
-    fresh = FreshModels(args.cell or "all", args.length, args.batch_size, args.seed)
+    fresh = FreshModels.from_flags(cell=args.cell, length=args.length, batch_size=args.batch_size, seed=args.seed)
     path, lines = run_gradient_flow(
         args.out, args.checkpoint, input_path=args.input, references_path=args.references, fresh=fresh,
         loss=args.loss, device=args.device,
@@ -138,7 +138,15 @@ def cmd_memory_span(args: argparse.Namespace) -> None:
     changes = {f.name: getattr(args, f.name) for f in fields(SpanSettings)}
     settings = settings_with(QUICK if args.quick else SpanSettings(), **changes)
     result = run_memory_span(
-        args.out, args.task, args.cells, args.delays, args.quick, args.seed, settings, args.workers
+        args.out,
+        args.task,
+        args.cells,
+        args.delays,
+        args.quick,
+        args.seed,
+        settings,
+        args.workers,
+        given=[name for name, value in changes.items() if value is not None],
     )
     print(format_result(result))
 

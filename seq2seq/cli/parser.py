@@ -69,9 +69,9 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--input", help="source sentences, one per line (required with --checkpoint)")
     p.add_argument("--references", help="with --checkpoint: reference translations (default: the model's greedy ones)")
     p.add_argument("--loss", choices=("last", "all"), default="last", help="L: final output's loss (default) or all")
-    p.add_argument("--length", type=int, default=100, help="with --cell: sequence length (default: 100)")
-    p.add_argument("--batch-size", type=int, default=16, help="with --cell: random sequences (default: 16)")
-    p.add_argument("--seed", type=int, default=1234, help="random seed of the fresh models and sequences")
+    p.add_argument("--length", type=int, help="with --cell: sequence length (default: 100)")
+    p.add_argument("--batch-size", type=int, help="with --cell: random sequences (default: 16)")
+    p.add_argument("--seed", type=int, help="with --cell: seed of the fresh models and sequences (default: 1234)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.set_defaults(func=cmd_gradflow)
 
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", required=True, nargs="+", action="extend", metavar="REF",
                    help="raw reference translations; several (--ref a.en b.en, or --ref repeated): multi-reference "
                    "scores, each file as long as --hyp")  # fmt: skip
-    p.add_argument("--tokenize", default="13a", choices=BLEU_TOKENIZERS,
+    p.add_argument("--tokenize", choices=BLEU_TOKENIZERS,
                    help="BLEU's tokenizer (default: 13a; zh: Chinese, ja-mecab: Japanese, char, intl)")  # fmt: skip
     p.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS, help="default: bleu chrf ter")
     p.add_argument("--confidence", action="store_true", help="bootstrap mean and 95%% interval of each score "

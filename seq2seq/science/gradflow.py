@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -229,6 +229,13 @@ class FreshModels:
     length: int = 100
     batch_size: int = 16
     seed: int = 1234
+    given: frozenset[str] | None = None  # the fields set by flags (None: those off their defaults)
+
+    @classmethod
+    def from_flags(cls, **flags: Any) -> FreshModels | None:
+        """The fresh models the flags given (not None) ask for; None where none was given."""
+        given = {name: value for name, value in flags.items() if value is not None}
+        return cls(**given, given=frozenset(given)) if given else None
 
     def __post_init__(self) -> None:
         if self.cell not in (*CELLS, "all"):
@@ -271,11 +278,12 @@ def run_gradient_flow(
     checkpoints: Sequence[str] | None = None,
     input_path: str | None = None,
     references_path: str | None = None,
-    fresh: FreshModels = FreshModels(),
+    fresh: FreshModels | None = None,
     loss: Loss = "last",
     device: str = "cpu",
 ) -> tuple[Path, list[str]]:
-    """`seq2seq gradflow`: trained checkpoints on `input_path`'s sentences, or `fresh` models.
+    """`seq2seq gradflow`: trained checkpoints on `input_path`'s sentences, or `fresh` models (None: the
+    default FreshModels; given with `checkpoints`, whose run would ignore it, a ConfigError).
 
     Returns the PNG written and one summary line per model and part (values at five time steps).
     """
@@ -297,6 +305,7 @@ def run_gradient_flow(
         }
         title = f"Gradient flow through time: {len(sources)} sentences from {input_path}; L = {what}"
     else:
+        fresh = fresh or FreshModels()
         cells = CELLS if fresh.cell == "all" else (fresh.cell,)
         _check_fresh_memory(fresh.length, fresh.batch_size)  # before the figure's check, which imports matplotlib
         results = fresh_gradient_flow(cells, fresh.length, fresh.batch_size, loss=loss, seed=fresh.seed)
@@ -311,16 +320,22 @@ def run_gradient_flow(
 
 
 def _check_flags(
-    checkpoints: Sequence[str] | None, input_path: str | None, references_path: str | None, fresh: FreshModels,
-    device: str,
+    checkpoints: Sequence[str] | None, input_path: str | None, references_path: str | None,
+    fresh: FreshModels | None, device: str,
 ) -> None:  # fmt: skip
-    """No flag the run would ignore: trained models take their sentences and device, fresh ones their sizes and seed."""
+    """No flag the run would ignore: trained models take their sentences and device, fresh ones their sizes and seed.
+    With `checkpoints`, `fresh.given` names the flags that set it (else each value off its default)."""
     if checkpoints:
         if not input_path:
             raise ConfigError("gradflow --checkpoint needs --input FILE (source sentences, one per line)")
         default = FreshModels()
-        ignored = [f"--{name.replace('_', '-')} {getattr(fresh, name)}" for name in ("cell", "length", "batch_size",
-                   "seed") if getattr(fresh, name) != getattr(default, name)]  # fmt: skip
+        names = ("cell", "length", "batch_size", "seed")
+        ignored = [
+            f"--{name.replace('_', '-')} {getattr(fresh, name)}"
+            for name in names
+            if fresh is not None
+            and (name in fresh.given if fresh.given is not None else getattr(fresh, name) != getattr(default, name))
+        ]
         if ignored:
             raise ConfigError(f"gradflow --checkpoint runs the trained model on --input's sentences: "
                               f"{', '.join(ignored)} would be ignored (they set up --cell's fresh models); leave "

@@ -61,7 +61,7 @@ from .span_settings import (
 from .span_tasks import Task
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Collection, Iterator, Sequence
 
 log = logging.getLogger("seq2seq")
 PROBES = 3  # gradient-flow measurements per run: before training, halfway, at the end
@@ -282,12 +282,15 @@ def _largest(rows: list[dict[str, Any]]) -> int | None:
     return max(solved) if solved else None
 
 
-def _check(tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int], s: SpanSettings) -> None:
+def _check(
+    tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int], s: SpanSettings,
+    given: Collection[str] | None = None,
+) -> None:  # fmt: skip
     """Known tasks and cells, delays in [2, MAX_DELAY], and no setting that this run would ignore."""
-    for name, given, valid in (("task", tasks, TASKS), ("cell", cells, CELLS)):
-        bad = [g for g in given if g not in valid]
-        if bad or not given:
-            raise ConfigError(f"unknown or no {name}(s) {bad or list(given)}; choose from {', '.join(valid)}")
+    for name, asked, valid in (("task", tasks, TASKS), ("cell", cells, CELLS)):
+        bad = [g for g in asked if g not in valid]
+        if bad or not asked:
+            raise ConfigError(f"unknown or no {name}(s) {bad or list(asked)}; choose from {', '.join(valid)}")
     if not delays or min(delays) < 2 or max(delays) > MAX_DELAY:
         raise ConfigError(f"--delays must be in [2, {MAX_DELAY:,}], got {' '.join(map(str, delays)) or 'none'}")
     default, gated = SpanSettings(), set(cells) != {"rnn"}
@@ -300,7 +303,8 @@ def _check(tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int], s:
         ("copy_length", "copy" in tasks, "to the copy task"),
     ]
     for name, applies, where in ignored:
-        if getattr(s, name) != getattr(default, name) and not applies:
+        set_ = name in given if given is not None else getattr(s, name) != getattr(default, name)
+        if set_ and not applies:
             raise ConfigError(f"{flag(name)} {getattr(s, name)} would be ignored: it applies only {where}; "
                               f"leave it out")  # fmt: skip
 
@@ -326,18 +330,20 @@ def run_memory_span(
     seed: int = 1234,
     settings: SpanSettings | None = None,
     workers: int | None = None,
+    given: Collection[str] | None = None,
 ) -> MemorySpanResult:
     """Sweep every task and cell, `s.seeds` times (seeds `seed`, `seed` + 1, ...); write
     memory_span.{json,csv}, memory_span.png and gradient_flow.png.
 
     `quick` is a < 1 minute smoke run (tiny model, delays 2 and 8, one seed). `workers` parallel
     processes (default: one per CPU core, at most 2; 1 in quick mode), each running whole sweeps on
-    one thread.
+    one thread. `given`: the settings fields set by flags, so that one given at its default is refused
+    where the run would ignore it too (None: the fields off their defaults).
     """
     start, tasks, cells = time.monotonic(), list(dict.fromkeys(tasks)), list(dict.fromkeys(cells))
     delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
     s, out = settings or (QUICK if quick else SpanSettings()), Path(out_dir)
-    _check(tasks, cells, delays, s)
+    _check(tasks, cells, delays, s, given)
     _check_run(seed, s, workers, out)
     new_figure()  # fail now, not after training, when matplotlib is missing
     seeds = [seed + i for i in range(s.seeds)]

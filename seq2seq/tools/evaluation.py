@@ -150,11 +150,8 @@ class EvalSettings:
         unknown = set(self.metrics) - set(METRICS)
         if unknown or not self.metrics:
             raise ConfigError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
-        ter_uses = "ter" in self.metrics and self.tokenize in TER_TOKENIZERS
-        if self.tokenize != "13a" and "bleu" not in self.metrics and not ter_uses:
-            raise ConfigError(f"--tokenize {self.tokenize} would be ignored: it is BLEU's tokenizer (TER takes only "
-                              f"{', '.join(TER_TOKENIZERS)}), and --metrics {' '.join(self.metrics)} has no bleu; "
-                              "add bleu or leave --tokenize out")  # fmt: skip
+        if self.tokenize != "13a":  # the default goes with any metrics
+            _check_tokenizer_used(self.tokenize, self.metrics)
         if self.paired_test not in PAIRED_N:
             raise ConfigError(f"unknown paired test {self.paired_test!r}; choose from {', '.join(PAIRED_N)}")
         for flag, n in (("--confidence-n", self.confidence_n), ("--paired-n", self.paired_n)):
@@ -163,12 +160,14 @@ class EvalSettings:
 
     @classmethod
     def from_flags(
-        cls, tokenize: str, metrics: Sequence[str], confidence: bool, confidence_n: int | None,
+        cls, tokenize: str | None, metrics: Sequence[str], confidence: bool, confidence_n: int | None,
         paired_test: str | None, paired_n: int | None,
     ) -> EvalSettings:  # fmt: skip
         """The settings `seq2seq evaluate`'s flags ask for (None: not given). --confidence-n without
         --confidence, or with --paired-bs (whose intervals come from its own resamples), and
         --paired-n without a paired test would be ignored: ConfigErrors."""
+        if tokenize is not None:  # given, so even the default 13a is refused where no metric uses it
+            _check_tokenizer_used(tokenize, metrics)
         if confidence_n is not None and not confidence:
             raise ConfigError("--confidence-n needs --confidence")
         if paired_n is not None and paired_test is None:
@@ -180,7 +179,15 @@ class EvalSettings:
             if n is not None:  # given, so 0 is out of bounds too
                 _check_resamples(flag, n)
         n = (CONFIDENCE_N if confidence_n is None else confidence_n) if confidence and paired_test != "bs" else 0
-        return cls(tokenize, tuple(metrics), n, paired_test or "bs", paired_n or 0)
+        return cls(tokenize or "13a", tuple(metrics), n, paired_test or "bs", paired_n or 0)
+
+
+def _check_tokenizer_used(tokenize: str, metrics: Sequence[str]) -> None:
+    """BLEU, or TER with a CJK tokenizer, uses `tokenize`; else it would be ignored: a ConfigError."""
+    if "bleu" not in metrics and not ("ter" in metrics and tokenize in TER_TOKENIZERS):
+        raise ConfigError(f"--tokenize {tokenize} would be ignored: it is BLEU's tokenizer (TER takes only "
+                          f"{', '.join(TER_TOKENIZERS)}), and --metrics {' '.join(metrics)} has no bleu; "
+                          "add bleu or leave --tokenize out")  # fmt: skip
 
 
 def _check_resamples(flag: str, n: int) -> None:
