@@ -27,6 +27,7 @@ from ..config import ConfigError, DecodeConfig, to_dict
 from ..text import clean
 from ..translation.base import decode_config
 from .batcher import MAX_DEPTH, Batcher, RequestError
+from .connections import HTTPServer, HTTPServer6
 from .limits import ServeLimits
 from .protocol import (
     clip_message,
@@ -37,7 +38,7 @@ from .protocol import (
     quoted,
     reply_options,
 )
-from .transport import Handler, HTTPServer, HTTPServer6
+from .transport import Handler
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

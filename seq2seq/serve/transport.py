@@ -7,8 +7,9 @@ the limits, the `Batcher`) and waits. Connections are kept alive (HTTP/1.1). A c
 one deadline, not one per read), and an idle connection as long for its next request; stopping closes
 the idle connections and the ones part-way through sending a request, and waits a bounded time for
 the rest, so it never waits on a client. CORS is off unless origins are allowed (`--allow-origin`).
-The JSON itself: protocol.py. server.py imports this module, never the other way (no import cycle):
-the handler knows the server only as an `App`.
+The connections (their limit, the idle ones, stopping): connections.py. The JSON itself: protocol.py.
+server.py imports these modules, never the other way (no import cycle): the handler knows the server
+only as an `App`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ import re
 import select
 import socket
 import socketserver
-import sys
-import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .batcher import ClientGone, RequestError
@@ -34,6 +33,7 @@ from .protocol import opennmt_models
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .connections import HTTPServer
     from .limits import ServeLimits
 
 log = logging.getLogger("seq2seq")
@@ -46,7 +46,6 @@ DRAIN_BYTES = 16 << 20  # an unread request body up to this size is read before 
 CORS_MAX_AGE = 600  # seconds a browser may cache a preflight's answer
 CORS_HEADERS = "Content-Type"  # the request headers a cross-origin page may send (JSON bodies need it)
 READ_SLICE_S = 0.25  # a handler waiting for a request's bytes looks this often whether the server is stopping
-STOP_GRACE_S = 5.0  # stopping waits for the handlers this long beyond a request's budget, then cuts them off
 DIGITS = re.compile(r"[0-9]+")  # a Content-Length: ASCII digits only (int() takes "+17", "1_7", "١٧")
 JSON_TYPE = "application/json"  # what POST bodies must say they are (Content-Type), charset utf-8 optional
 
@@ -110,97 +109,6 @@ class RequestReader(io.RawIOBase):
             if got and handler.waiting:  # a request's first byte: its deadline starts
                 handler.waiting, handler.deadline = False, time.monotonic() + handler.read_s
             return got
-
-
-class HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # server_close() joins the handler threads (requests in flight finish), for a bounded time
-    block_on_close = False  # ... itself, not ThreadingMixIn's unbounded join
-    request_queue_size = 128  # listen backlog (the default 5 drops connections under concurrent load)
-    app: App
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.idle: set[socket.socket] = set()  # kept-alive connections waiting for their next request
-        self.idle_lock = threading.Lock()
-        self.stopping = False
-        self.connections = 0  # open ones, each with its handler thread (at most the app's max_connections)
-        self.handlers: dict[threading.Thread, socket.socket] = {}  # the handler threads and their connections
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """A handler thread for the connection, or with `max_connections` open already a 503 and close:
-        slow or idle clients cannot make the server start threads without bound."""
-        with self.idle_lock:
-            full = self.connections >= self.app.limits.max_connections
-            self.connections += not full
-        if not full:
-            thread = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
-            with self.idle_lock:
-                self.handlers[thread] = request
-            thread.start()
-            return
-        limit = self.app.limits.max_connections
-        message = f"{limit} connections are open, this server's limit (--max-connections): try again"
-        body = json.dumps({"error": message}).encode()
-        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
-                f"Content-Length: {len(body) + 1}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")  # fmt: skip
-        try:
-            request.sendall(head.encode() + body + b"\n")
-        except OSError:
-            pass
-        self.shutdown_request(request)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self.idle_lock:
-                self.connections -= 1
-                self.handlers.pop(threading.current_thread(), None)
-
-    def server_close(self, wait_s: float | None = None) -> None:
-        """Close the listening socket and wait for the handler threads: requests in flight finish (each
-        answered within `--max-request-s`, its reply written within `--max-read-s`), a request still being
-        sent ends within READ_SLICE_S. After `wait_s` (default: those two and STOP_GRACE_S) the connections
-        left are shut down, so no client can keep the server from stopping."""
-        super().server_close()
-        limits = self.app.limits
-        wait_s = limits.max_request_s + limits.max_read_s + STOP_GRACE_S if wait_s is None else wait_s
-        deadline = time.monotonic() + wait_s
-        while (left := deadline - time.monotonic()) > 0 and (threads := list(self.handlers)):
-            threads[0].join(left)
-        with self.idle_lock:
-            stuck = dict(self.handlers)
-        if not stuck:
-            return
-        log.warning("stopping: %d connections still open after %.0f s: closing them", len(stuck), wait_s)
-        for conn in stuck.values():
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for thread in stuck:
-            thread.join(1.0)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # not http.server.HTTPServer's: no getfqdn() (a DNS lookup) at start
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.warning("connection from %s: %s", client_address[0], sys.exc_info()[1])
-
-    def close_idle(self) -> None:
-        """Stopping: close every connection waiting for a request; the busy ones close after their reply."""
-        with self.idle_lock:
-            self.stopping = True
-            for conn in self.idle:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)  # its handler's read ends: the thread finishes
-                except OSError:
-                    pass
-
-
-class HTTPServer6(HTTPServer):
-    address_family = socket.AF_INET6
 
 
 class Handler(BaseHTTPRequestHandler):
