@@ -15,13 +15,32 @@ import sys
 import threading
 import time
 from http.server import ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .transport import App
+    from collections.abc import Callable
+
+    from .limits import ServeLimits
 
 log = logging.getLogger("seq2seq")
 STOP_GRACE_S = 5.0  # stopping waits for the handlers this long beyond a request's budget, then cuts them off
+
+
+class App(Protocol):
+    """What the handler asks of the server behind it: server.py's `TranslationServer`."""
+
+    allow_origins: tuple[str, ...]
+    paths: dict[str, str]
+    limits: ServeLimits
+
+    def health(self) -> dict[str, Any]: ...
+    def list_models(self) -> dict[str, Any]: ...
+    def decode(self) -> dict[str, Any]: ...
+    def cors_origin(self, origin: str | None) -> str | None: ...
+    def cors_headers(self, allowed: str | None) -> dict[str, str]: ...
+    def check_length(self, length: int) -> None: ...
+    def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> dict[str, Any]: ...
+    def translate_opennmt(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[list[dict]]: ...
 
 
 class HTTPServer(ThreadingHTTPServer):

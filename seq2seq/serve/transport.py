@@ -9,7 +9,7 @@ the idle connections and the ones part-way through sending a request, and waits 
 the rest, so it never waits on a client. CORS is off unless origins are allowed (`--allow-origin`).
 The connections (their limit, the idle ones, stopping): connections.py. The JSON itself: protocol.py.
 server.py imports these modules, never the other way (no import cycle): the handler knows the server
-only as an `App`.
+only as an `App` (connections.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import socketserver
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .batcher import ClientGone, RequestError
 from .page import PAGE_ROUTES, page_file
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .connections import HTTPServer
-    from .limits import ServeLimits
 
 log = logging.getLogger("seq2seq")
 
@@ -48,23 +47,6 @@ CORS_HEADERS = "Content-Type"  # the request headers a cross-origin page may sen
 READ_SLICE_S = 0.25  # a handler waiting for a request's bytes looks this often whether the server is stopping
 DIGITS = re.compile(r"[0-9]+")  # a Content-Length: ASCII digits only (int() takes "+17", "1_7", "١٧")
 JSON_TYPE = "application/json"  # what POST bodies must say they are (Content-Type), charset utf-8 optional
-
-
-class App(Protocol):
-    """What the handler asks of the server behind it: server.py's `TranslationServer`."""
-
-    allow_origins: tuple[str, ...]
-    paths: dict[str, str]
-    limits: ServeLimits
-
-    def health(self) -> dict[str, Any]: ...
-    def list_models(self) -> dict[str, Any]: ...
-    def decode(self) -> dict[str, Any]: ...
-    def cors_origin(self, origin: str | None) -> str | None: ...
-    def cors_headers(self, allowed: str | None) -> dict[str, str]: ...
-    def check_length(self, length: int) -> None: ...
-    def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> dict[str, Any]: ...
-    def translate_opennmt(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[list[dict]]: ...
 
 
 class RequestCut(Exception):
