@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from seq2seq.config import DecodeConfig
+from seq2seq.config import ConfigError, DecodeConfig
 from seq2seq.serve.server import TranslationServer
 from seq2seq.translation.torch_engine import Translator
 
@@ -54,6 +54,17 @@ def _post(server: TranslationServer, body: bytes | str, path: str = "/translate"
 )
 def test_a_key_given_twice_is_400_naming_it(server: TranslationServer, body: str, key: str) -> None:
     assert _post(server, body) == (400, {"error": f"body has the key '{key}' twice"})
+
+
+def test_stopping_with_greedy_search_is_400_as_on_the_command_line(server: TranslationServer, run_dir: Path) -> None:
+    """The server's default is greedy: a request's `stopping` would be ignored, unless it asks for a beam."""
+    status, reply = _post(server, '{"sentences": ["red cat"], "stopping": "beam"}')
+    assert status == 400 and reply["error"].startswith("stopping applies to beam search; with beam_size 1")
+    assert _post(server, '{"sentences": ["red cat"], "stopping": "beam", "beam_size": 2}')[0] == 200
+    tiny = Translator.from_checkpoint(run_dir / "best.pt")  # the Python API: the same check
+    with pytest.raises(ConfigError, match="stopping applies to beam search"):
+        tiny.translate("red cat", beam_size=1, stopping="beam")
+    assert isinstance(tiny.translate("red cat", stopping="beam"), str)  # beam 5, its default: accepted
 
 
 def test_a_null_model_is_400_not_the_default_model(server: TranslationServer) -> None:

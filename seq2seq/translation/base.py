@@ -76,14 +76,17 @@ def _check_sentences(sentences: Any, name: str, one: bool = False) -> None:
 
 def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeConfig:
     """`cfg` (default: DecodeConfig()) with the keyword `options` replacing its fields; an unknown
-    option or a value of the wrong type is a TypeError naming it (a bad value is a ConfigError)."""
-    from ..config import DecodeConfig, from_dict, to_dict
+    option or a value of the wrong type is a TypeError naming it (a bad value is a ConfigError, and so
+    is an option the search would ignore: `stopping` given with greedy search)."""
+    from ..config import DecodeConfig, from_dict, refuse_ignored_decode, to_dict
 
     if cfg is not None and not isinstance(cfg, DecodeConfig):
         raise TypeError(f"cfg must be a DecodeConfig, got {_describe(cfg)}")
     if not options:
         return cfg or DecodeConfig()
-    return from_dict(DecodeConfig, {**to_dict(cfg or DecodeConfig()), **options})
+    out = from_dict(DecodeConfig, {**to_dict(cfg or DecodeConfig()), **options})
+    refuse_ignored_decode({**options, "beam_size": out.beam_size})  # cfg's own settings are not the options'
+    return out
 
 
 class Translating:
