@@ -164,6 +164,17 @@ def test_a_request_line_without_a_version_is_400_with_a_status_line(server: Tran
     assert _status(reply)[1] == {"error": "the request line has no HTTP version: send 'GET /health HTTP/1.1'"}
 
 
+def test_a_refused_request_line_is_logged_with_its_method_and_path(
+    server: TranslationServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """http.server refuses HTTP/2.0 (505) before it sets the method and path: the log names them anyway."""
+    with caplog.at_level("INFO", logger="seq2seq"):
+        reply = _raw(server, b"GET /health HTTP/2.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 505 ") or reply.startswith(b"HTTP/1.0 505 ")
+    lines = [r.getMessage() for r in caplog.records if " 505 " in r.getMessage()]
+    assert lines and lines[0].startswith("GET /health 505 "), lines
+
+
 # --- 5: POST bodies must say they are JSON ----------------------------------------------------------
 
 

@@ -340,7 +340,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
         ms = (time.perf_counter() - self._started) * 1000
-        log.info("%s %s %d %.1f ms %s", self.command, getattr(self, "path", "-"), status, ms, note)
+        log.info("%s %s %d %.1f ms %s", *self._request_words(), status, ms, note)
+
+    def _request_words(self) -> tuple[str, str]:
+        """The method and path to log: http.server's, or where it refused the request line before setting
+        them (a 505 for HTTP/2.0, a 400) the line's own first two words, clipped; "-" for none."""
+        words = str(getattr(self, "requestline", "") or "").split()
+        command = self.command or (words[0][:16] if words else "-")
+        return command, getattr(self, "path", "") or (words[1][:200] if len(words) > 1 else "-")
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Logged by _reply (one line per request)."""
