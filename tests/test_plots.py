@@ -9,6 +9,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -107,6 +108,23 @@ def test_cli_attention_map(run: Path, tmp_path: Path, beam_size: str) -> None:
 
 
 @needs_matplotlib
+def test_a_long_sentence_keeps_the_attention_figure_bounded(tmp_path: Path) -> None:
+    """400 source and 900 output pieces: at most MAX_INCHES a side (the size grew with the pieces: 130 x 270
+    inches, 560 million pixels), every k-th piece labelled."""
+    from PIL import Image
+
+    from seq2seq.tools.plots import MAX_INCHES, plot_attention
+
+    src, tgt = [f"\u2581s{i}" for i in range(400)], [f"\u2581t{i}" for i in range(900)]
+    weights = np.full((900, 400), 1 / 400)
+    out = plot_attention(weights, src, tgt, tmp_path / "long.png", title="long")
+    with Image.open(out) as image:
+        assert max(image.size) <= MAX_INCHES * 120 and min(image.size) > 1000, image.size
+    small = plot_attention(weights[:5, :4], src[:4], tgt[:5], tmp_path / "short.png")  # short: as before
+    with Image.open(small) as image:
+        assert image.size[0] == 6 * 120
+
+
 def test_cli_plot(run: Path) -> None:
     (run / "loss.png").unlink(missing_ok=True)
     assert main(["plot", "--run", str(run)]) == 0

@@ -139,27 +139,38 @@ def piece_labels(pieces: Sequence[str]) -> tuple[list[str], list[int]]:
     return labels, starts
 
 
+MAX_INCHES = 30.0  # an attention figure's largest side (3,600 px at 120 dpi), however long the sentence
+MAX_LABELS = 90  # piece labels per axis that fit those inches; a longer axis labels every k-th piece
+
+
+def _axis(n: int, per: float, base: float) -> tuple[float, int]:
+    """Inches for an axis of `n` pieces (`per` each beside `base`, at most MAX_INCHES) and its label stride."""
+    return min(MAX_INCHES, base + per * n), -(-n // MAX_LABELS)
+
+
 def plot_attention(
     weights: Any, src_pieces: Sequence[str], tgt_pieces: Sequence[str], out_png: str | Path, title: str = ""
 ) -> Path:
-    """Heatmap of attention `weights` (T, S): output pieces down, source pieces across."""
+    """Heatmap of attention `weights` (T, S): output pieces down, source pieces across. A long sentence
+    keeps the figure within MAX_INCHES a side: every k-th piece labelled, the word lines left out."""
     w = np.asarray(weights.detach().cpu().float() if hasattr(weights, "detach") else weights, dtype=float)
     if w.ndim != 2 or w.shape != (len(tgt_pieces), len(src_pieces)):
         raise PlotError(
             f"attention weights of shape {w.shape} do not match "
             f"{len(tgt_pieces)} output x {len(src_pieces)} source pieces"
         )
-    width = max(6.0, 2.5 + 0.32 * len(src_pieces))
+    (width, x_every), (height, y_every) = _axis(len(src_pieces), 0.32, 2.5), _axis(len(tgt_pieces), 0.3, 2.2)
+    width = max(6.0, width)
     title_lines = textwrap.wrap(title or "attention weights", width=int(width * 11))
-    fig = new_figure(figsize=(width, 2.2 + 0.3 * len(tgt_pieces) + 0.2 * len(title_lines)), layout="constrained")
+    fig = new_figure(figsize=(width, min(MAX_INCHES, height + 0.2 * len(title_lines))), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
     (src_labels, src_words), (tgt_labels, tgt_words) = piece_labels(src_pieces), piece_labels(tgt_pieces)
-    ax.set_xticks(range(len(src_pieces)), src_labels, rotation=90)
-    ax.set_yticks(range(len(tgt_pieces)), tgt_labels)
-    for x in src_words:  # a thin line before each word: a word's pieces sit between two lines
+    ax.set_xticks(range(0, len(src_pieces), x_every), src_labels[::x_every], rotation=90)
+    ax.set_yticks(range(0, len(tgt_pieces), y_every), tgt_labels[::y_every])
+    for x in src_words if x_every == 1 else ():  # a thin line before each word: its pieces sit between two
         ax.axvline(x - 0.5, color="white", linewidth=0.8, alpha=0.7)
-    for y in tgt_words:
+    for y in tgt_words if y_every == 1 else ():
         ax.axhline(y - 0.5, color="white", linewidth=0.8, alpha=0.7)
     ax.set_xlabel(f"source words (SentencePiece pieces; {JOINS} joins the pieces of a word)")
     ax.set_ylabel("output words (pieces)")
