@@ -46,15 +46,13 @@ from .span_settings import (
     CELLS,
     DEFAULT_DELAYS,
     DEFAULT_TASKS,
-    MAX_DELAY,
     MAX_SEED,
     MAX_WORKERS,
     QUICK,
     QUICK_DELAYS,
-    TASKS,
     MemorySpanResult,  # defined in span_settings.py (span_plots.py reads it), re-exported here
     SpanSettings,
-    flag,
+    check_settings,
     median_span,
     memory_budget,
 )
@@ -282,33 +280,6 @@ def _largest(rows: list[dict[str, Any]]) -> int | None:
     return max(solved) if solved else None
 
 
-def _check(
-    tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int], s: SpanSettings,
-    given: Collection[str] | None = None,
-) -> None:  # fmt: skip
-    """Known tasks and cells, delays in [2, MAX_DELAY], and no setting that this run would ignore."""
-    for name, asked, valid in (("task", tasks, TASKS), ("cell", cells, CELLS)):
-        bad = [g for g in asked if g not in valid]
-        if bad or not asked:
-            raise ConfigError(f"unknown or no {name}(s) {bad or list(asked)}; choose from {', '.join(valid)}")
-    if not delays or min(delays) < 2 or max(delays) > MAX_DELAY:
-        raise ConfigError(f"--delays must be in [2, {MAX_DELAY:,}], got {' '.join(map(str, delays)) or 'none'}")
-    default, gated = SpanSettings(), set(cells) != {"rnn"}
-    ignored = [  # (setting, changed from its default, when it applies)
-        ("forget_bias", s.init == "forget-bias" and gated, "with --init forget-bias and a gated cell (gru, lstm)"),
-        ("chrono_tmax", s.init == "chrono" and gated, "with --init chrono and a gated cell (gru, lstm)"),
-        ("init", gated, "to the gated cells (gru, lstm): the tanh RNN has no gates"),
-        ("n_symbols", "recall" in tasks, "to the recall task"),
-        ("alphabet", "recall" in tasks or "copy" in tasks, "to the recall and copy tasks"),
-        ("copy_length", "copy" in tasks, "to the copy task"),
-    ]
-    for name, applies, where in ignored:
-        set_ = name in given if given is not None else getattr(s, name) != getattr(default, name)
-        if set_ and not applies:
-            raise ConfigError(f"{flag(name)} {getattr(s, name)} would be ignored: it applies only {where}; "
-                              f"leave it out")  # fmt: skip
-
-
 def _check_run(seed: int, s: SpanSettings, workers: int | None, out: Path) -> None:
     """Seeds torch takes, a bounded number of workers, and an output folder that can be written."""
     if not 0 <= seed <= MAX_SEED - s.seeds + 1:
@@ -343,7 +314,7 @@ def run_memory_span(
     start, tasks, cells = time.monotonic(), list(dict.fromkeys(tasks)), list(dict.fromkeys(cells))
     delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
     s, out = settings or (QUICK if quick else SpanSettings()), Path(out_dir)
-    _check(tasks, cells, delays, s, given)
+    check_settings(tasks, cells, delays, s, given)
     _check_run(seed, s, workers, out)
     new_figure()  # fail now, not after training, when matplotlib is missing
     seeds = [seed + i for i in range(s.seeds)]

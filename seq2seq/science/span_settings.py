@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..config import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
     from pathlib import Path
 
 TASKS = ("recall", "copy", "adding")
@@ -119,3 +120,31 @@ def median_span(spans: list[int | None]) -> int | None:
 def settings_with(base: SpanSettings, **changes: Any) -> SpanSettings:
     """`base` with the given fields changed (None values ignored), for command-line overrides."""
     return replace(base, **{k: v for k, v in changes.items() if v is not None})
+
+
+def check_settings(
+    tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int], s: SpanSettings,
+    given: Collection[str] | None = None,
+) -> None:  # fmt: skip
+    """Known tasks and cells, delays in [2, MAX_DELAY], and no setting that this run would ignore (`given`:
+    the fields set by flags; None: those off their defaults). Else a ConfigError."""
+    for name, asked, valid in (("task", tasks, TASKS), ("cell", cells, CELLS)):
+        bad = [g for g in asked if g not in valid]
+        if bad or not asked:
+            raise ConfigError(f"unknown or no {name}(s) {bad or list(asked)}; choose from {', '.join(valid)}")
+    if not delays or min(delays) < 2 or max(delays) > MAX_DELAY:
+        raise ConfigError(f"--delays must be in [2, {MAX_DELAY:,}], got {' '.join(map(str, delays)) or 'none'}")
+    default, gated = SpanSettings(), set(cells) != {"rnn"}
+    ignored = [  # (setting, changed from its default, when it applies)
+        ("forget_bias", s.init == "forget-bias" and gated, "with --init forget-bias and a gated cell (gru, lstm)"),
+        ("chrono_tmax", s.init == "chrono" and gated, "with --init chrono and a gated cell (gru, lstm)"),
+        ("init", gated, "to the gated cells (gru, lstm): the tanh RNN has no gates"),
+        ("n_symbols", "recall" in tasks, "to the recall task"),
+        ("alphabet", "recall" in tasks or "copy" in tasks, "to the recall and copy tasks"),
+        ("copy_length", "copy" in tasks, "to the copy task"),
+    ]
+    for name, applies, where in ignored:
+        set_ = name in given if given is not None else getattr(s, name) != getattr(default, name)
+        if set_ and not applies:
+            raise ConfigError(f"{flag(name)} {getattr(s, name)} would be ignored: it applies only {where}; "
+                              f"leave it out")  # fmt: skip
