@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import os
 import typing
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .errors import ConfigError, ConfigKeyError  # defined in errors.py; `seq2seq.config.ConfigError` stays
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
-    import tomli as tomllib
-
 
 # sacreBLEU's BLEU tokenizers (sacrebleu.metrics.bleu._TOKENIZERS): 13a for most languages, zh for
 # Chinese, ja-mecab / ko-mecab for Japanese / Korean (need sacrebleu[ja] / sacrebleu[ko]), char, intl, ...
@@ -321,12 +313,6 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "decode": DecodeConfig,
 }
-TABLE_READERS = {  # who reads each table of a --config file: a table a command does not read is refused
-    "data": "seq2seq preprocess, seq2seq train",
-    "model": "seq2seq train",
-    "train": "seq2seq train",
-    "decode": "seq2seq translate, seq2seq serve",
-}
 C = TypeVar("C")
 Settings = C | dict[str, Any] | None  # a config (every field asked for), a dict of some fields, or None
 
@@ -383,50 +369,6 @@ def requested(cls: type, given: Any) -> dict[str, Any]:
 def changed_fields(old: dict[str, Any], new: dict[str, Any], was: str = "then", now: str = "now") -> list[str]:
     """`field OLD then, NEW now` (labels: `was`, `now`) for each field of `new` whose value differs from `old`'s."""
     return [f"{key} {old.get(key)!r} {was}, {value!r} {now}" for key, value in new.items() if old.get(key) != value]
-
-
-def load_toml(path: str | Path, used: tuple[str, ...] = tuple(SECTIONS)) -> dict[str, dict[str, Any]]:
-    """Read a TOML file with [data]/[model]/[train]/[decode] tables (each optional), e.g. a run
-    folder's config.toml (`write_toml`). Every table is used or refused: a table that is not one of
-    `used` (the tables the command reads) is a ConfigError naming it, and so is an unknown table, an
-    unknown key or a value of the wrong type, whatever table it is in."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        hint = " (a run's settings to reuse: RUN/config.toml)" if str(path).endswith(".json") else ""
-        raise ConfigError(f"{path}: {err}{hint}") from None
-    tables = " ".join(f"[{name}]" for name in used)
-    for section, values in raw.items():
-        if section not in SECTIONS and not isinstance(values, dict):  # a key above every table
-            owners = [f"[{name}]" for name, cls in SECTIONS.items() if section in {f.name for f in fields(cls)}]
-            where = f"; it belongs in {' or '.join(owners)}" if owners else f"; this command reads {tables}"
-            raise ConfigError(f"{path}: {section} = ... is outside any table{where}")
-        if section not in SECTIONS:
-            close = difflib.get_close_matches(section, list(SECTIONS), n=1)
-            hint = f"; did you mean [{close[0]}]?" if close else f"; this command reads {tables}"
-            raise ConfigError(f"{path}: unknown section [{section}]{hint}")
-        _check(isinstance(values, dict), f"{path}: {section} = ... is a value, not a [{section}] table")
-        try:
-            raw[section] = checked_values(SECTIONS[section], values)
-        except ConfigError as err:
-            raise type(err)(f"{path}: [{section}] {err}") from None
-        if section not in used:
-            raise ConfigError(
-                f"{path}: table [{section}] is not read by this command (it reads {tables}); "
-                f"remove it or give it to a command that reads it ({TABLE_READERS[section]})"
-            )
-    return raw
-
-
-def toml_text(cfgs: dict[str, Any], header: str = "") -> str:
-    """Config dataclasses as TOML tables ({"train": TrainConfig(...), ...}) that `load_toml` reads back."""
-    lines = [f"# {line}" for line in header.splitlines()]
-    for section, cfg in cfgs.items():
-        lines += ["", f"[{section}]"]
-        for key, value in to_dict(cfg).items():
-            text = str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, float) else None
-            lines.append(f"{key} = {text or json.dumps(value, ensure_ascii=False)}")
-    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from seq2seq.config import (
     ModelConfig,
     TrainConfig,
     from_dict,
-    load_toml,
     to_dict,
 )
+from seq2seq.config_toml import load_toml
 
 if typing.TYPE_CHECKING:
     from pathlib import Path

@@ -16,7 +16,8 @@ from test_refusals import TINY, _corpus_args, _hashes, _refused
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint
 from seq2seq.cli import main
-from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig, load_toml
+from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
+from seq2seq.config_toml import load_toml
 from seq2seq.machine.hardware import shape_buckets_on
 from seq2seq.train import RunOptions, RunSpec, run_settings, train
 

@@ -9,7 +9,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig, load_toml
+from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from ..config_toml import load_toml
 from .flags import from_flags, given
 
 if TYPE_CHECKING:

@@ -149,7 +149,8 @@ def _mismatch(facts: ModelFacts, model: Path, prepared: Any, records: dict[str, 
 
 def _run_settings(folder: Path, where: str) -> dict[str, dict[str, Any]]:
     """The settings the run folder records it was trained with: config.json (every setting), else config.toml."""
-    from ..config import ConfigError, load_toml
+    from ..config import ConfigError
+    from ..config_toml import load_toml
 
     try:
         if (folder / "config.json").is_file():
