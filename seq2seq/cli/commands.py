@@ -56,6 +56,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         given(TrainConfig, args, toml.get("train")),
         options,
     )
+    if result.interrupted:  # saved (the log says how to resume); exit 130, so `train && translate` stops here
+        raise KeyboardInterrupt
     if result.rank == 0:
         print(f"trained {result.steps} updates ({result.stop_reason}); best.pt and last.pt in {result.run}")
 
