@@ -22,7 +22,7 @@ from typing import Any
 
 from .config import DataConfig, Settings, changed_fields, from_dict, requested, to_dict
 from .corpus import TrainFilter, clean_split, read_pairs, split_paths, write_text
-from .errors import CheckpointError, CorpusError
+from .errors import CheckpointError, CorpusError, OutputError
 from .prepared import MANIFEST, Prepared, SplitWriter, install, tokenizer_key
 from .runlock import RunLock
 from .tokenizer import Tokenizer, train_tokenizers
@@ -74,6 +74,19 @@ def preprocess(
         return _preprocess(Path(data_dir), src, tgt, Path(out), cfg, overwrite)
 
 
+def _refuse_foreign(out: Path) -> None:
+    """`out` is new, empty (hidden files aside: the lock) or a run folder (a preparation's files, complete
+    or cut short); a folder of other files is an OutputError, since preparing it and training there replace
+    or delete cache/, config.json/.toml, metrics.jsonl, train.log and tensorboard/."""
+    if not out.is_dir() or any((out / name).exists() for name in (MANIFEST, "spm.src.model", "spm.tgt.model")):
+        return
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if names:
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        raise OutputError(f"{out} is not a run folder (no {MANIFEST}) and holds {shown}: preparing it would replace "
+                          "or delete what is there; use a new or empty --out folder, or --overwrite")  # fmt: skip
+
+
 def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, overwrite: bool) -> dict:
     """`preprocess`, with the run folder locked."""
     if (out / "last.pt").exists() and not overwrite:
@@ -81,6 +94,8 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
             f"{out} already holds a trained model ({out / 'last.pt'}); preparing it again would replace the "
             "SentencePiece models it was trained with: use another --out folder, or --overwrite to prepare it again"
         )
+    if not overwrite:
+        _refuse_foreign(out)
     place = out.resolve()  # a linked --out: the work folder beside its target, on the file system of `out`
     _remove_leftovers(place)
     work = place.parent / f".{place.name}.preprocess-{os.getpid()}"

@@ -254,3 +254,30 @@ def test_a_missing_cache_or_tokenizer_is_one_line_and_preparing_again_restores_i
     with pytest.raises(seq2seq.preprocess.CorpusError, match="spm.tgt.model missing"):
         Prepared.load(run)
     capsys.readouterr()
+
+
+# --- a folder of other files is not prepared or trained in (its files would be replaced or deleted) ---
+
+
+@pytest.mark.parametrize("command", ["preprocess", "train"])
+def test_a_folder_of_other_files_is_refused_and_left_as_it_was(tmp_path: Path, capsys, command: str) -> None:
+    corpus, out = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "project"
+    (out / "tensorboard" / "x").mkdir(parents=True)  # a fresh run's clear() deleted these, preprocess the cache
+    (out / "tensorboard" / "x" / "events").write_text("mine")
+    (out / "cache").mkdir()
+    (out / "cache" / "w.bin").write_text("mine")
+    (out / "config.toml").write_text("[my]\n")
+    before = _hashes(out)
+    flags = ["--vocab-size", "60"] + (TINY + ["--max-steps", "1"] if command == "train" else [])
+    line = _refused([command, *_corpus_args(corpus, out), *flags], capsys)
+    assert f"{out} is not a run folder (no preprocess.json) and holds cache, config.toml, tensorboard" in line
+    after = {name: digest for name, digest in _hashes(out).items() if name != ".lock"}  # the run lock's file
+    assert after == before and not (out / MANIFEST).exists()
+
+
+def test_an_empty_folder_or_a_cut_short_preparation_is_prepared(tmp_path: Path, capsys) -> None:
+    corpus, out = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "empty"
+    out.mkdir()
+    assert main(_preprocess(corpus, out, "--vocab-size", "60")) == 0
+    (out / MANIFEST).unlink()  # killed before the manifest: its own files, prepared again
+    assert main(_preprocess(corpus, out, "--vocab-size", "60")) == 0 and (out / MANIFEST).is_file()
