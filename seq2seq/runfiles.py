@@ -94,8 +94,9 @@ class RunFiles:
                 old.unlink()
 
     def step_files(self) -> list[Path]:
-        """The stepNNNNNNN.pt files, oldest first."""
-        return sorted(self.run.glob("step[0-9]*.pt"))
+        """The stepNNNNNNN.pt files, oldest first (by number: step10000000.pt comes after step9999999.pt)."""
+        steps = [(int(p.stem[4:]), p) for p in self.run.glob("step[0-9]*.pt") if p.stem[4:].isdigit()]
+        return [p for _, p in sorted(steps)]
 
     def read_resume(self) -> tuple[ModelFile, ResumeState]:
         """The model and training state in last.pt."""

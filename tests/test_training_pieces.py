@@ -159,3 +159,14 @@ def test_an_update_clips_as_clip_grad_norm_then_torch_adam_would(clip_norm: floa
                 torch.stack([torch.linalg.vector_norm(p.grad) for p in ref.parameters()])
             )
             assert norm > 2 * clip_norm and clipped.item() == pytest.approx(clip_norm, rel=1e-4)
+
+
+def test_step_checkpoints_are_ordered_by_number(tmp_path) -> None:
+    """--keep-checkpoints deletes the oldest: by update number, not by name (step10000000.pt sorted before
+    step9999999.pt as text, so the newest was deleted right after it was written); other names are not its."""
+    from seq2seq.runfiles import RunFiles
+
+    for name in ("step10000000.pt", "step9999999.pt", "step0000005.pt", "step12b.pt", "stepper.pt"):
+        (tmp_path / name).write_bytes(b"")
+    names = [p.name for p in RunFiles(tmp_path).step_files()]
+    assert names == ["step0000005.pt", "step9999999.pt", "step10000000.pt"]
