@@ -306,11 +306,14 @@ class Trainer:
         self.save(validated=True, improved=improved)
         log.info("update %d: %s%s", st.step, "  ".join(f"{k}={v}" for k, v in result.items()), "  (best)" * improved)
         self.val_seconds = time.monotonic() - t0
-        return early_stop(cfg, st)
+        return self.diverged or early_stop(cfg, st)
 
     def save(self, validated: bool, improved: bool = False) -> None:
         """last.pt (resumable), best.pt when improved, and the last `keep_checkpoints` step files (rank 0)."""
         rng = self.dist.gather(distributed.rng_state(self.up.device))  # every rank's, for an exact resume
+        if not all(bool(torch.isfinite(p).all()) for p in self.up.model.parameters()):  # the same on every rank
+            self.diverged = "non-finite weights"  # a finite loss and gradient times a huge step: never saved
+            return
         self.checkpoint_step = self.st.step
         if not self.dist.main:
             return

@@ -15,7 +15,7 @@ from test_resume import DATA, MODEL
 import seq2seq.updater as updater_module
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
-from seq2seq.config import DecodeConfig, TrainConfig
+from seq2seq.config import ConfigError, DecodeConfig, TrainConfig
 from seq2seq.errors import DivergedError
 from seq2seq.machine.hardware import HardwareError, cpu_bf16
 from seq2seq.prepared import Prepared
@@ -116,6 +116,36 @@ def test_nan_losses_are_skipped_then_stop_training(tmp_path, monkeypatch) -> Non
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["train_state"]["step"] == 4  # the last good checkpoint, not one after the NaNs
     assert all(torch.isfinite(t).all() for t in ckpt["model"].values())
+
+
+def test_non_finite_weights_after_a_finite_update_are_never_saved(tmp_path, monkeypatch) -> None:
+    """A finite loss and gradient can still leave non-finite weights (a huge step): the run stops as diverged
+    and keeps the last good checkpoint (it wrote the non-finite weights into last.pt and best.pt at exit 0)."""
+    corpus = write_corpus(tmp_path / "c", n_train=120)
+    real = updater_module.forward_backward
+    calls = {"n": 0}
+
+    def overflowing_step(model, batch, cfg, **kwargs):
+        calls["n"] += 1
+        loss = real(model, batch, cfg, **kwargs)
+        if calls["n"] == 5:  # as if the optimiser's step overflowed: the update goes ahead, finite loss
+            with torch.no_grad():
+                next(model.parameters()).fill_(math.inf)
+        return loss
+
+    monkeypatch.setattr(updater_module, "forward_backward", overflowing_step)
+    cfg = TrainConfig(max_steps=5, valid_every=2, valid_bleu_sentences=0)
+    with pytest.raises(DivergedError, match="after update 5 \\(non-finite weights\\).* is from update 4;"):
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    for name in ("last.pt", "best.pt"):
+        ckpt = load_checkpoint(tmp_path / "run" / name)
+        assert all(torch.isfinite(t).all() for t in ckpt["model"].values()), name
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["step"] == 4
+
+
+def test_a_learning_rate_past_its_bound_is_one_line() -> None:
+    with pytest.raises(ConfigError, match="lr must be in"):
+        TrainConfig(lr=1e300)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
