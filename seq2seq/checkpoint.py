@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .atomic import atomic_write, check_output
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
 
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
@@ -303,6 +303,14 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[st
     if len(paths) < 2:
         raise CheckpointError(f"averaging needs at least two checkpoints of one run, got {len(paths)}")
     check_output(out, inputs=paths)  # before reading: a missing folder, a folder, or one of the checkpoints
+    target = Path(out)
+    if (target.parent / "preprocess.json").is_file() and (
+        target.name in ("last.pt", "best.pt")
+        or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
+    ):
+        raise OutputError(f"--out {out} is a checkpoint of the run in {target.parent} (training resumes from last.pt; "
+                          "best.pt is its chosen model): write the average beside them under another name, e.g. "
+                          f"{target.parent / 'average.pt'}")  # fmt: skip
     names = names or [str(p) for p in paths]
     models = [read_model(p) for p in paths]  # a missing or damaged file: one line naming it
     for i, path in enumerate(paths):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import random
 import signal
 import stat
@@ -98,6 +99,22 @@ def test_average_refuses_to_overwrite_one_of_its_checkpoints(run_dir, tmp_path, 
         assert (first.read_bytes(), second.read_bytes()) == before
     code, err = _run(capsys, "average", "--checkpoints", first, second, "--out", tmp_path / "avg.pt")
     assert code == 0 and (tmp_path / "avg.pt").is_file() and _no_temporary_files(tmp_path)
+
+
+def test_average_refuses_to_write_over_a_runs_own_checkpoints(run_dir, tmp_path, capsys) -> None:
+    """Averaged weights written as RUN/last.pt lost the run's resume state (--resume: "holds no training state")."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    first.write_bytes((run / "best.pt").read_bytes())
+    second.write_bytes((run / "last.pt").read_bytes())
+    before = {name: (run / name).read_bytes() for name in ("best.pt", "last.pt")}
+    for name in ("last.pt", "best.pt", "step0000060.pt"):
+        code, err = _run(capsys, "average", "--checkpoints", first, second, "--out", run / name)
+        assert code == 2 and len(err) == 1 and f"is a checkpoint of the run in {run}" in err[0], err
+    assert {name: (run / name).read_bytes() for name in before} == before and not (run / "step0000060.pt").exists()
+    code, err = _run(capsys, "average", "--checkpoints", first, second, "--out", run / "average.pt")
+    assert code == 0 and (run / "average.pt").is_file()
 
 
 def test_export_refuses_to_overwrite_its_checkpoint(run_dir, tmp_path, capsys) -> None:
