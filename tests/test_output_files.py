@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import random
+import shutil
 import signal
 import stat
 import subprocess
