@@ -144,13 +144,20 @@ class RunFiles:
             for tmp in self.run.glob(".*.pt.*.tmp"):
                 tmp.unlink(missing_ok=True)
         if self.write and self.metrics.is_file():
-            records = []
-            for line in self.metrics.read_text(encoding="utf-8").splitlines():
+            records, lines = [], self.metrics.read_bytes().splitlines()
+            for n, raw in enumerate(lines, 1):
                 try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut short by the kill
-                    continue
-            keep = [r for r in records if r.get("step", 0) <= step and r.get("type") != "stop"]
+                    rec = json.loads(raw.decode("utf-8")) if raw.strip() else None
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    if n == len(lines):  # the last line, cut short by the kill (a character's bytes too)
+                        continue
+                    raise RunFolderError(f"{self.metrics}:{n}: not a JSON record; remove that line") from None
+                at = rec.get("step") if isinstance(rec, dict) else None
+                if rec is not None and (isinstance(at, bool) or not isinstance(at, (int, float)) or at != at):
+                    raise RunFolderError(f"{self.metrics}:{n}: not a record of seq2seq train (no whole step); remove "
+                                         "that line")  # fmt: skip
+                records += [rec] if rec is not None else []
+            keep = [r for r in records if r["step"] <= step and r.get("type") != "stop"]
             write_text_atomic(self.metrics, "".join(json.dumps(r) + "\n" for r in keep))  # a kill keeps the old
 
     def write_config(self, cfgs: dict[str, Any]) -> None:

@@ -491,3 +491,24 @@ def test_a_damaged_training_state_is_one_line(tmp_path: Path, capsys, damage) ->
     assert main([*args, "--max-steps", "4"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "last.pt: damaged training state" in err, err
+
+
+def test_a_damaged_metrics_file_is_one_line_on_resume_and_a_cut_last_line_is_dropped(tmp_path: Path) -> None:
+    from seq2seq.errors import RunFolderError
+
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
+    spec, run = RunSpec(corpus, "xx", "yy", tmp_path / "run"), tmp_path / "run"
+    train(spec, DATA, MODEL, cfg, RunOptions(progress=False))
+    metrics = run / "metrics.jsonl"
+    good = metrics.read_bytes()
+    longer = dataclasses.replace(cfg, max_steps=4)
+    for junk, says in ((b"[]\n", ":3: not a record"), (b'{"type": "train", "step": "7"}\n', ":3: not a record of seq2seq train \\(no whole step\\)"),
+                       (b"\xff\xfe\n{}\n", ":3: not a JSON record")):  # fmt: skip
+        lines = good.splitlines(keepends=True)
+        metrics.write_bytes(b"".join(lines[:2]) + junk + b"".join(lines[2:]))  # a traceback each (list.get, str <= int)
+        with pytest.raises(RunFolderError, match=f"metrics.jsonl{says}"):
+            train(spec, DATA, MODEL, longer, RunOptions(resume=True, progress=False))
+    metrics.write_bytes(good + b'{"type": "train", "loss": "\xc3')  # a kill in a record's two-byte character
+    assert train(spec, DATA, MODEL, longer, RunOptions(resume=True, progress=False)).steps == 4
+    assert all(json.loads(line)["step"] <= 4 for line in metrics.read_text().splitlines())
