@@ -503,8 +503,12 @@ def test_a_damaged_metrics_file_is_one_line_on_resume_and_a_cut_last_line_is_dro
     metrics = run / "metrics.jsonl"
     good = metrics.read_bytes()
     longer = dataclasses.replace(cfg, max_steps=4)
-    for junk, says in ((b"[]\n", ":3: not a record"), (b'{"type": "train", "step": "7"}\n', ":3: not a record of seq2seq train \\(no whole step\\)"),
-                       (b"\xff\xfe\n{}\n", ":3: not a JSON record")):  # fmt: skip
+    junks = [
+        (b"[]\n", ":3: not a record"),
+        (b'{"type": "train", "step": "7"}\n', ":3: not a record of seq2seq train \\(no whole step\\)"),
+        (b"\xff\xfe\n{}\n", ":3: not a JSON record"),
+    ]
+    for junk, says in junks:
         lines = good.splitlines(keepends=True)
         metrics.write_bytes(b"".join(lines[:2]) + junk + b"".join(lines[2:]))  # a traceback each (list.get, str <= int)
         with pytest.raises(RunFolderError, match=f"metrics.jsonl{says}"):
