@@ -13,9 +13,12 @@ import math
 import os
 import typing
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .errors import ConfigError, ConfigKeyError  # defined in errors.py; `seq2seq.config.ConfigError` stays
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 # sacreBLEU's BLEU tokenizers (sacrebleu.metrics.bleu._TOKENIZERS): 13a for most languages, zh for
 # Chinese, ja-mecab / ko-mecab for Japanese / Korean (need sacrebleu[ja] / sacrebleu[ko]), char, intl, ...
@@ -199,6 +202,7 @@ class TrainConfig:
             self.loss_growth == 0 or self.loss_growth > 1, f"loss_growth must be > 1 (0: off), got {self.loss_growth}"
         )
         _check_ranges(self, TRAIN_BOUNDS)
+        _check(self.min_lr <= self.lr, f"min_lr {self.min_lr:g} is above lr {self.lr:g}: no update would run at lr")
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,19 @@ def refuse_ignored_decode(values: dict[str, Any]) -> None:
     """Decode settings given (flags, a [decode] table) that the search would ignore: one ConfigError."""
     if values.get("beam_size", DecodeConfig.beam_size) == 1 and "stopping" in values:
         raise ConfigError("stopping applies to beam search; with beam_size 1 (greedy search) it would be ignored")
+
+
+def refuse_ignored_train(cfg: TrainConfig, given: Collection[str]) -> None:
+    """Training settings `given` (those asked for off their defaults) that the run `cfg` would ignore: a ConfigError."""
+    applies = {  # field: (applies to cfg, when it applies)
+        "anneal_fraction": (cfg.lr_schedule == "anneal", "with lr_schedule 'anneal'"),
+        "lr_decay": (cfg.lr_schedule == "plateau", "with lr_schedule 'plateau'"),
+        "lr_patience": (cfg.lr_schedule == "plateau", "with lr_schedule 'plateau'"),
+        "bleu_tokenize": (cfg.valid_bleu_sentences > 0, "with validation BLEU (valid_bleu_sentences > 0)"),
+    }
+    for name, (used, when) in applies.items():
+        if name in given and not used:
+            raise ConfigError(f"{name} {getattr(cfg, name)!r} would be ignored: it applies only {when}; leave it out")
 
 
 # Sentences per search batch with batch_size 0, by engine (search.check_search halves it until the search fits the

@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import resume_configs
-from .config import ConfigError, DataConfig, ModelConfig, Settings, TrainConfig, from_dict, requested, to_dict
+from .config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    Settings,
+    TrainConfig,
+    from_dict,
+    refuse_ignored_train,
+    requested,
+    to_dict,
+)
 from .machine import process
 from .machine.hardware import resolve_device, resolve_precision
 from .machine.process import ProcessSettings
@@ -70,13 +80,18 @@ def run_settings(
     its data settings are completed by the run folder's preparation (`ensure_prepared`). A resumed run
     reads its own configs from last.pt: the training fields asked for change them, while a model or
     data field asked for with another value than the run's is refused (`check_resume_request`)."""
-    data, model = requested(DataConfig, data_cfg), requested(ModelConfig, model_cfg)
+    data, model, asked = requested(DataConfig, data_cfg), requested(ModelConfig, model_cfg), requested(TrainConfig, cfg)
+    default = to_dict(TrainConfig())  # a whole config, or a run's config.toml, names every field: those off their
+    given = {k: v for k, v in asked.items() if v != default[k]}  # defaults are the ones asked for
     if not resume:
-        return data, from_dict(ModelConfig, model), from_dict(TrainConfig, requested(TrainConfig, cfg))
+        train_cfg = from_dict(TrainConfig, asked)
+        refuse_ignored_train(train_cfg, given)
+        return data, from_dict(ModelConfig, model), train_cfg
     last = Path(run) / "last.pt"
     saved = resume_configs(last)
     check_resume_request(last, saved, data, model)
-    train_cfg = from_dict(TrainConfig, {**saved["train"], **requested(TrainConfig, cfg)})
+    train_cfg = from_dict(TrainConfig, {**saved["train"], **asked})
+    refuse_ignored_train(train_cfg, given)
     return to_dict(from_dict(DataConfig, saved["data"])), from_dict(ModelConfig, saved["model"]), train_cfg
 
 

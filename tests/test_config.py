@@ -300,3 +300,34 @@ def test_bad_flag_values_are_rejected_by_the_parser() -> None:
     args = parser.parse_args(base + ["--dropout", "-0.5"])  # parses, but the config refuses it
     with pytest.raises(ConfigError, match="dropout"):
         from_flags(ModelConfig, args)
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"lr_schedule": "plateau", "anneal_fraction": 0.3}, "anneal_fraction 0.3 would be ignored"),
+        ({"lr_schedule": "anneal", "max_steps": 10, "lr_decay": 0.7}, "lr_decay 0.7 would be ignored"),
+        ({"lr_schedule": "anneal", "max_steps": 10, "lr_patience": 3}, "lr_patience 3 would be ignored"),
+        ({"valid_bleu_sentences": 0, "bleu_tokenize": "zh"}, "bleu_tokenize 'zh' would be ignored"),
+    ],
+)
+def test_training_settings_the_run_would_ignore_are_refused(tmp_path: Path, given: dict, says: str) -> None:
+    """The settings asked for off their defaults (a dict: the CLI's flags and [train] table; a run's config.toml
+    names every field, so a default value given is not refused)."""
+    from seq2seq.train import run_settings
+
+    with pytest.raises(ConfigError, match=f"^{says}: it applies only "):
+        run_settings(tmp_path, None, None, given, resume=False)
+    cfg = TrainConfig(**{k: v for k, v in given.items() if k != next(reversed(given))})
+    run_settings(tmp_path, None, None, cfg, resume=False)  # without the ignored one: fine
+
+
+def test_a_whole_training_config_counts_the_fields_off_their_defaults_as_asked(tmp_path: Path) -> None:
+    from seq2seq.train import run_settings
+
+    run_settings(tmp_path, None, None, TrainConfig(valid_bleu_sentences=0), resume=False)  # defaults: not asked
+    run_settings(tmp_path, None, None, {"lr_schedule": "anneal", "max_steps": 9, "lr_decay": 0.5}, resume=False)
+    with pytest.raises(ConfigError, match="anneal_fraction 0.3 would be ignored"):
+        run_settings(tmp_path, None, None, TrainConfig(anneal_fraction=0.3), resume=False)
+    with pytest.raises(ConfigError, match="min_lr 0.01 is above lr 0.001"):
+        TrainConfig(min_lr=0.01)
