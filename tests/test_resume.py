@@ -516,3 +516,18 @@ def test_a_damaged_metrics_file_is_one_line_on_resume_and_a_cut_last_line_is_dro
     metrics.write_bytes(good + b'{"type": "train", "loss": "\xc3')  # a kill in a record's two-byte character
     assert train(spec, DATA, MODEL, longer, RunOptions(resume=True, progress=False)).steps == 4
     assert all(json.loads(line)["step"] <= 4 for line in metrics.read_text().splitlines())
+
+
+def test_a_resumed_subword_sampling_run_goes_on_with_its_epochs_segmentation(tmp_path: Path) -> None:
+    """SentencePiece's sampling differs between processes whatever its seed: two resumes of one interrupted
+    run, each in its own process, train on the segmentation it was interrupted in and end bitwise equal
+    (each re-sampled its epoch before, so each ended elsewhere)."""
+    corpus = write_corpus(tmp_path / "corpus", n_train=400)
+    alpha = ["--subword-alpha", "0.5"]
+    assert _run(_train_cmd(corpus, tmp_path / "a", 6) + alpha).returncode == 0  # stops at a validation's checkpoint
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    for run in ("a", "b"):
+        done = _run(_train_cmd(corpus, tmp_path / run, 10) + [*alpha, "--resume"])
+        assert done.returncode == 0, done.stderr
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["train_state"]["epoch"] == 0  # still the first epoch
+    assert_same_weights(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
