@@ -238,13 +238,17 @@ class DecodeConfig:
 
     def memory_budget(self) -> int:
         """Bytes a search may need at its peak (search.check_search): `memory_budget_gb`, or with 0
-        half of this machine's physical memory (8 GB where the system does not say)."""
-        if self.memory_budget_gb > 0:
-            return int(self.memory_budget_gb * 1e9)
-        try:
-            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-        except (ValueError, OSError, AttributeError):
-            return 8 * 10**9
+        `half_memory()`."""
+        return int(self.memory_budget_gb * 1e9) if self.memory_budget_gb > 0 else half_memory()
+
+
+def half_memory() -> int:
+    """Half of this machine's physical memory (8 GB where the system does not say): what one search,
+    model, evaluation or experiment may hold unless told otherwise."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 10**9
 
 
 def refuse_ignored_decode(values: dict[str, Any]) -> None:

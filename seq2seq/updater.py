@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
+from .config import ConfigError, half_memory
 from .machine.adam import Adam
 from .machine.hardware import Precision, resolve_precision
-from .model import Seq2Seq
+from .model import Seq2Seq, count_parameters
 from .objective import TrainingLoss, forward_backward
 from .scale import distributed
 from .scale.distributed import Dist
@@ -29,6 +30,22 @@ class StepResult(NamedTuple):
     loss: float  # per target token of the whole update (all ranks' batches)
     grad_norm: float  # before clipping
     applied: bool  # False: a non-finite loss or gradient, and the weights were left as they were
+
+
+TRAINING_BYTES_PER_PARAMETER = 16  # float32 weight, its gradient and Adam's two moments (activations come on top)
+
+
+def check_model_memory(model_cfg: ModelConfig, vocab: tuple[int, int]) -> None:
+    """The model's weights, gradients and Adam's moments fit in `half_memory()`, counted on a model built
+    without storage (torch's meta device); else a ConfigError, before anything is allocated."""
+    with torch.device("meta"):
+        n = count_parameters(Seq2Seq(model_cfg, *vocab))
+    need, budget = n * TRAINING_BYTES_PER_PARAMETER, half_memory()
+    if need > budget:
+        raise ConfigError(f"a model of {n:,} parameters needs about {need / 1e9:,.1f} GB to train (weights, "
+                          f"gradients, Adam's moments), over half this machine's memory ({budget / 1e9:.1f} GB): use "
+                          "smaller --emb-size, --enc-hidden, --dec-hidden, --enc-layers, --dec-layers or "
+                          "--vocab-size")  # fmt: skip
 
 
 @dataclass
@@ -62,6 +79,7 @@ class Updater:
         dist, dev = dist or Dist(), torch.device(device)
         distributed.check(cfg, dist)
         precision = resolve_precision(cfg.precision, str(dev))  # HardwareError if it can't run
+        check_model_memory(model_cfg, vocab)
         torch.manual_seed(cfg.seed)
         model = Seq2Seq(model_cfg, *vocab).to(dev)
         net = distributed.wrap(TrainingLoss(model, cfg), dist, dev)  # DDP with > 1 process

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import TYPE_CHECKING
 
 import pytest
@@ -205,3 +206,18 @@ def test_same_seed_gives_identical_runs(tmp_path) -> None:
     t0, t1 = (Translator.from_checkpoint(tmp_path / f"r{i}" / "best.pt") for i in range(2))
     sents = ["red cat", "big old house tree"]
     assert t0.translate(sents) == t1.translate(sents)
+
+
+def test_a_model_too_large_for_this_machine_is_one_line_before_anything_is_allocated(tmp_path, capsys) -> None:
+    """Each size within its bound, together 67.8 billion parameters: counted on torch's meta device (it was an
+    allocator error, or the OOM killer)."""
+    from seq2seq.cli import main
+
+    corpus = write_corpus(tmp_path / "c", n_train=60)
+    big = ["--enc-hidden", "8192", "--enc-layers", "32", "--dec-hidden", "8192", "--dec-layers", "32"]
+    args = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"),
+            "--vocab-size", "60", "--max-steps", "1", *big]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(r"a model of 67,817,[0-9,]+ parameters needs about 1,085\.1 GB to", err[0])
+    assert not (tmp_path / "run" / "last.pt").exists()

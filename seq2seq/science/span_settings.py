@@ -8,11 +8,10 @@ of the set-up it controls.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..config import ConfigError
+from ..config import ConfigError, half_memory
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
@@ -36,12 +35,7 @@ LIMITS = {"hidden": 4096, "steps": 1_000_000, "batch_size": 65_536, "eval_every"
 MAX_DELAY, MAX_WORKERS, MAX_SEED = 100_000, 256, 2**32 - 1
 
 
-def memory_budget() -> int:
-    """What one experiment may hold: half of this machine's physical memory (8 GB where the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * 10**9
+memory_budget = half_memory  # what one experiment may hold (a name of its own: tests lower it)
 
 
 def flag(name: str) -> str:

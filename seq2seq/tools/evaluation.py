@@ -16,11 +16,10 @@ reads this module's defaults for its --help.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import BLEU_TOKENIZERS
+from ..config import BLEU_TOKENIZERS, half_memory
 from ..errors import ConfigError, CorpusError
 from ..text import read_lines
 
@@ -195,12 +194,7 @@ def _check_resamples(flag: str, n: int) -> None:
         raise ConfigError(f"{flag} must be in [{MIN_RESAMPLES}, {MAX_RESAMPLES:,}], got {n:,}")
 
 
-def _memory_budget() -> int:
-    """Half of this machine's physical memory (8 GB where the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 8 * 10**9
+_memory_budget = half_memory  # what the resamples may hold (a name of its own: tests lower it)
 
 
 def check_memory(n: int, flag: str, sentences: int, metrics: Sequence[str]) -> None:
