@@ -122,6 +122,9 @@ class Updater:
         self.model.load_state_dict(weights)
         if not reset_optimizer:
             self.opt.load_state_dict(resume.optimizer)
+            moments = [v for state in self.opt.state.values() for v in state.values() if torch.is_tensor(v)]
+            if not all(bool(torch.isfinite(v).all()) for v in moments):  # the checksum covers the weights only
+                raise ValueError("the optimiser's moments hold non-finite values; --reset-optimizer drops them")
             self.opt.param_groups[0]["betas"] = (self.cfg.adam_beta1, self.cfg.adam_beta2)  # the run's, not the file's
         if self.scaler.is_enabled() and resume.grad_scaler is not None:
             self.scaler.load_state_dict(resume.grad_scaler)

@@ -478,6 +478,7 @@ def test_a_kill_during_a_checkpoint_write_truncates_nothing(tmp_path: Path) -> N
         lambda c: c["train_state"].update(from_a_newer_seq2seq=1),
         lambda c: c["train_state"].update(step="2"),
         lambda c: c["optimizer"].update(param_groups=[]),
+        lambda c: next(iter(c["optimizer"]["state"].values()))["exp_avg"].fill_(float("nan")),  # a NaN moment
     ],
 )
 def test_a_damaged_training_state_is_one_line(tmp_path: Path, capsys, damage) -> None:
