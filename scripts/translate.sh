@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Translate with $CKPT (default $RUN/best.pt) and score with sacreBLEU when a reference exists.
-# Default input: the test split $DATA/$TEST_SPLIT.$SRC, output $RUN/$TEST_SPLIT.hyp.$TGT, reference
-# $DATA/$TEST_SPLIT.$TGT. INPUT=- reads stdin and writes stdout (scored only if REF is given).
-# CKPT="a.pt b.pt c.pt" (several files, space-separated) translates with their ensemble.
+# Default input: the test split $DATA/$TEST_SPLIT.$SRC, output $RUN/$TEST_SPLIT.hyp.$TGT (with CKPT given and
+# no RUN: beside the checkpoint), scored against $DATA/$TEST_SPLIT.$TGT. INPUT=FILE (another file) writes to
+# OUTPUT (default: stdout) and is scored only against a REF given; INPUT=- reads stdin.
+# CKPT="a.pt b.pt c.pt" (several files, space-separated) translates with their ensemble. BEAM (default 5)
+# is the beam size.
 set -euo pipefail
+run_given=${RUN+yes} ckpt_given=${CKPT+yes}
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
+for arg in "$@"; do
+  if [[ $arg == --beam-size || $arg == --beam-size=* ]]; then
+    echo "translate.sh: BEAM gives the beam size (BEAM=1 scripts/translate.sh); drop --beam-size" >&2; exit 2
+  fi
+done
 CKPT=${CKPT:-$RUN/best.pt}
 if [ -e "$CKPT" ]; then ckpts=("$CKPT"); else read -r -a ckpts <<< "$CKPT"; fi
 BEAM=${BEAM:-5}
-if [ "${INPUT:-}" = - ]; then
+if [ -n "${INPUT:-}" ]; then  # another input than the test split: no file of the run is written or scored
   OUTPUT=${OUTPUT:--}
 else
-  INPUT=${INPUT:-$DATA/$TEST_SPLIT.$SRC}
-  OUTPUT=${OUTPUT:-$RUN/$TEST_SPLIT.hyp.$TGT}
+  INPUT=$DATA/$TEST_SPLIT.$SRC
+  folder=$RUN; [ -n "$ckpt_given" ] && [ -z "$run_given" ] && folder=$(dirname "${ckpts[0]}")
+  OUTPUT=${OUTPUT:-$folder/$TEST_SPLIT.hyp.$TGT}
   REF=${REF:-$DATA/$TEST_SPLIT.$TGT}
 fi
 io=(); [ "$INPUT" != - ] && io+=(--input "$INPUT"); [ "$OUTPUT" != - ] && io+=(--output "$OUTPUT")

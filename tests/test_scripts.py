@@ -103,3 +103,32 @@ def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2 and "SEEDS gives the seeds" in proc.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(run_dir: Path, tmp_path: Path) -> None:
+    """INPUT=FILE goes to stdout, unscored (it replaced RUN's test output and was scored against the test
+    references); CKPT without RUN writes beside the checkpoint, not into the default run folder; --beam-size is
+    BEAM's (the flag won over the "(beam 5)" it printed)."""
+    run, other = tmp_path / "run", tmp_path / "other"
+    for folder in (run, other):
+        folder.mkdir()
+        (folder / "best.pt").write_bytes((run_dir / "best.pt").read_bytes())
+    data = run_dir.parent / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("RUN", "CKPT", "INPUT", "OUTPUT", "REF")}
+    env.update(DATA=str(data), SRC="xx", TGT="yy", TEST_SPLIT="test", BEAM="1")
+
+    def script(*args: str, **knobs: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(ROOT / "scripts/translate.sh"), "-q", *args], env={**env, **knobs},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    done = script(RUN=str(run))
+    assert done.returncode == 0 and "BLEU" in done.stdout, done.stderr[-2000:]
+    test_output = (run / "test.hyp.yy").read_bytes()
+    (tmp_path / "mine.xx").write_text("a b c\n")
+    done = script(RUN=str(run), INPUT=str(tmp_path / "mine.xx"))
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 1 and "BLEU" not in done.stdout, done.stdout
+    assert (run / "test.hyp.yy").read_bytes() == test_output
+    done = script(CKPT=str(other / "best.pt"))
+    assert done.returncode == 0 and (other / "test.hyp.yy").is_file(), done.stderr[-2000:]
+    done = script("--beam-size", "3", RUN=str(run))
+    assert done.returncode == 2 and "BEAM gives the beam size" in done.stderr
