@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 # Chinese, ja-mecab / ko-mecab for Japanese / Korean (need sacrebleu[ja] / sacrebleu[ko]), char, intl, ...
 BleuTokenize = Literal["13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "none", "spm", "flores101", "flores200"]
 BLEU_TOKENIZERS: tuple[str, ...] = typing.get_args(BleuTokenize)
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a split's file stem: no path, no hidden file
 MIN_CHARACTER_COVERAGE = 0.98  # SentencePiece's trainer refuses a lower --character-coverage
 
 
@@ -85,6 +87,11 @@ class DataConfig:
         _check(0 <= self.spm_seed < 2**32, f"spm_seed must be in [0, {2**32 - 1}] (SentencePiece's unsigned 32-bit "
                                            f"seed), got {self.spm_seed}")  # fmt: skip
         _check_ranges(self, DATA_BOUNDS)
+        for name in ("train_split", "val_split", "test_split"):  # a file stem, never a path: prepared files take it
+            split = getattr(self, name)
+            _check(bool(SPLIT_NAME.fullmatch(split)), f"{name} {_shown(split)} is not a split name: letters, digits, "
+                   "'_', '-' and '.' (not first), at most 100 (its files are DATA/{split}.{lang}; --data names the "
+                   "folder)")  # fmt: skip
         for name, split in (("val_split", self.val_split), ("test_split", self.test_split)):  # not over cache/train
             _check(split not in (self.train_split, "train"), f"{name} {split!r} would overwrite the prepared training "
                    f"split (train_split {self.train_split!r}, stored as 'train'): choose another {name}")  # fmt: skip

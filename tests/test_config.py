@@ -331,3 +331,13 @@ def test_a_whole_training_config_counts_the_fields_off_their_defaults_as_asked(t
         run_settings(tmp_path, None, None, TrainConfig(anneal_fraction=0.3), resume=False)
     with pytest.raises(ConfigError, match="min_lr 0.01 is above lr 0.001"):
         TrainConfig(min_lr=0.01)
+
+
+@pytest.mark.parametrize("split", ["dev/val", "/tmp/corpus/val", "../val", ".val", "", "v" * 101])
+def test_a_split_name_is_a_file_stem_never_a_path(split: str) -> None:
+    """`--val-split /path/dev/val` wrote the prepared files beside the corpus (outside the run folder), and
+    recorded a name the next run could not find."""
+    for name in ("train_split", "val_split", "test_split"):
+        with pytest.raises(ConfigError, match=f"^{name} .* is not a split name"):
+            DataConfig(**{name: split})
+    DataConfig(val_split="dev.clean", test_split="test_2016_flickr")
