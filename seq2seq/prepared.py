@@ -68,9 +68,24 @@ class EncodedSplit:
 
     @classmethod
     def load(cls, prefix: Path) -> EncodedSplit:
-        """Memory-map a saved split: pages are read on demand and shared by every process that maps them."""
-        names = ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets")
-        return cls(*(np.load(f"{prefix}.{name}.npy", mmap_mode="r") for name in names))
+        """Memory-map a saved split: pages are read on demand and shared by every process that maps them.
+        A missing, cut or inconsistent file is a CorpusError naming it and the way back."""
+        arrays = []
+        for name in ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets"):
+            path = Path(f"{prefix}.{name}.npy")
+            try:
+                arrays.append(np.load(path, mmap_mode="r"))
+            except (OSError, ValueError) as err:  # missing, a header cut short, data shorter than the header says
+                raise CorpusError(f"{path}: a damaged prepared split ({' '.join(str(err).split())[:120]}): prepare "
+                                  f"the run folder again (seq2seq preprocess --overwrite)") from None  # fmt: skip
+        split = cls(*arrays)
+        for side in ("src", "tgt"):
+            ids, offsets = getattr(split, f"{side}_ids"), getattr(split, f"{side}_offsets")
+            if len(offsets) != len(split.src_offsets) or not len(offsets) or offsets[0] != 0 or offsets[-1] != len(ids):
+                raise CorpusError(f"{prefix}.{side}_offsets.npy: a damaged prepared split (its offsets do not match "
+                                  f"{side}_ids or the other side): prepare the run folder again (seq2seq preprocess "
+                                  "--overwrite)")  # fmt: skip
+        return split
 
 
 class SplitWriter:
@@ -210,9 +225,15 @@ class Prepared:
 
     def text(self, name: str, limit: int | None = None) -> tuple[list[str], list[str]]:
         """Cleaned source and reference lines of a prepared split (the first `limit` of them)."""
-        self.split(name)
+        n = len(self.split(name))
         src, tgt = (iter_lines(self.cache / f"{name}.{side}.txt") for side in ("src", "tgt"))
-        return list(itertools.islice(src, limit)), list(itertools.islice(tgt, limit))
+        lines = list(itertools.islice(src, limit)), list(itertools.islice(tgt, limit))
+        for side, got in zip(("src", "tgt"), lines):
+            if len(got) != min(n, limit if limit is not None else n):
+                raise CorpusError(f"{self.cache / f'{name}.{side}.txt'}: {len(got)} lines where the prepared split "
+                                  f"has {n} pairs (a damaged file): prepare the run folder again (seq2seq preprocess "
+                                  "--overwrite)")  # fmt: skip
+        return lines
 
     def write_sampled_train(self, epoch: int, alpha: float, seed: int) -> Path:
         """Encode the training text with sampled segmentations (subword regularisation) into on-disk

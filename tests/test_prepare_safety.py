@@ -281,3 +281,25 @@ def test_an_empty_folder_or_a_cut_short_preparation_is_prepared(tmp_path: Path, 
     assert main(_preprocess(corpus, out, "--vocab-size", "60")) == 0
     (out / MANIFEST).unlink()  # killed before the manifest: its own files, prepared again
     assert main(_preprocess(corpus, out, "--vocab-size", "60")) == 0 and (out / MANIFEST).is_file()
+
+
+def _damaged_cache(run: Path) -> Path:
+    return next(p for p in (run / "cache").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda c: os.truncate(c / "train.src_ids.npy", 100), "train.src_ids.npy: a damaged prepared split"),
+        (lambda c: os.truncate(c / "train.tgt_ids.npy", 200), "train.tgt_ids.npy: a damaged prepared split"),
+        (lambda c: (c / "val.tgt_offsets.npy").unlink(), "val.tgt_offsets.npy: a damaged prepared split"),
+        (lambda c: (c / "val.tgt.txt").write_text(""), "val.tgt.txt: 0 lines where the prepared split has"),
+    ],
+)
+def test_a_damaged_prepared_cache_is_one_line_naming_the_file(prepared, capsys, damage, says) -> None:
+    """Each was a traceback at exit 1 (EOF reading an array header, mmap longer than the file, a missing
+    file, "30 hypotheses but 0 references" at the first validation)."""
+    corpus, run = prepared
+    damage(_damaged_cache(run))
+    line = _refused(["train", *_corpus_args(corpus, run), *TINY, "--max-steps", "1"], capsys)
+    assert says in line and "preprocess --overwrite" in line
