@@ -303,3 +303,14 @@ def test_a_damaged_prepared_cache_is_one_line_naming_the_file(prepared, capsys, 
     damage(_damaged_cache(run))
     line = _refused(["train", *_corpus_args(corpus, run), *TINY, "--max-steps", "1"], capsys)
     assert says in line and "preprocess --overwrite" in line
+
+
+def test_training_text_of_only_overlong_lines_is_one_line(tmp_path: Path, capsys) -> None:
+    """CR-only line endings make each file one 20 kB line: SentencePiece skips lines over 4,192 bytes and
+    failed with "INTERNAL: trainer_interface.cc [!sentences_.empty()]" (a traceback, exit 1)."""
+    corpus = write_corpus(tmp_path / "corpus", n_train=1200)
+    for lang in ("xx", "yy"):
+        path = corpus / f"train.{lang}"
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
+    line = _refused(_preprocess(corpus, tmp_path / "run", "--vocab-size", "60"), capsys)
+    assert "no line of the source training text is under SentencePiece's 4,192-byte limit" in line
