@@ -23,11 +23,12 @@ def read_lines(path: str | Path) -> list[str]:
 
 
 def iter_lines(path: str | Path, block_bytes: int = 1 << 20) -> Iterator[str]:
-    """The lines of a UTF-8 file, read a block at a time (any file size); a missing file is a CorpusError."""
+    """The lines of a UTF-8 file, read a block at a time (any file size); a missing file is a CorpusError.
+    A pipe (`--input <(...)`, /dev/stdin) is read like a file."""
     path = Path(path)
     if path.is_dir():
         raise CorpusError(f"{path}: is a folder, not a text file")
-    if not path.is_file():
+    if not path.exists():
         raise CorpusError(f"{path}: no such file")
     number = 0
     with open(path, "rb") as f:

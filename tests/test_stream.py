@@ -159,3 +159,27 @@ def test_lines_of_a_file_descriptor_arrive_whole_whatever_the_reads(tmp_path: Pa
     finally:
         os.close(fd)
     assert got == ["a", "x" * 200_000, "", "last without newline"]
+
+
+def test_input_from_a_pipe_is_read_like_a_file(run_dir: Path, tmp_path: Path) -> None:
+    """`--input <(cmd)` and `--input /dev/stdin` name a FIFO or a character device: it said "no such file"."""
+    from seq2seq.cli import main
+
+    fifo, out = tmp_path / "pipe", tmp_path / "out.txt"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("red cat\nbig old dog\n"), daemon=True)
+    writer.start()
+    args = ["translate", "--checkpoint", str(run_dir / "best.pt"), "--beam-size", "1", "-q"]
+    assert main([*args, "--input", str(fifo), "--output", str(out)]) == 0
+    writer.join(timeout=10)
+    assert len(out.read_text().splitlines()) == 2
+    assert main([*args, "--input", str(tmp_path / "missing.txt"), "--output", str(out)]) == 2  # still one line
+
+
+def test_closed_standard_input_is_one_line(run_dir: Path) -> None:
+    cmd = [sys.executable, "-m", "seq2seq", "translate", "--checkpoint", str(run_dir / "best.pt"), "--beam-size", "1"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=120, preexec_fn=lambda: os.close(0))  # `<&-`
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode().strip().splitlines() == [
+        "seq2seq translate: error: no standard input (it is closed): pass --input FILE"
+    ]

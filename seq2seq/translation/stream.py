@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import IO, TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..errors import ConfigError, CorpusError
 from ..text import decode_line
 
 if TYPE_CHECKING:
@@ -62,6 +62,8 @@ def _fd_lines(fd: int, size: int = 1 << 16) -> Iterator[bytes]:
 def standard_input() -> IO[bytes] | int:
     """What `chunks` reads standard input from: its file descriptor (`_fd_lines`), or, where sys.stdin
     has none (replaced by a program or a test harness), its binary stream."""
+    if sys.stdin is None:  # started with standard input closed (`<&-`)
+        raise CorpusError("no standard input (it is closed): pass --input FILE")
     try:
         return sys.stdin.fileno()
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no file descriptor
