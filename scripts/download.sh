@@ -9,7 +9,7 @@ DATASET=${DATASET:-bentrevett/multi30k}
 SUBSET=${SUBSET:-}
 SRC=${SRC:-de}
 TGT=${TGT:-en}
-NAME=${NAME:-$(basename "$DATASET")}
+name=$(basename "$DATASET"); NAME=${NAME:-${name%%.*}}  # a file's name without .jsonl (OUT is a folder)
 OUT=${OUT:-data/$NAME}
 subset=(); [ -n "$SUBSET" ] && subset=(--subset "$SUBSET")
 seq2seq download --dataset "$DATASET" "${subset[@]}" --src "$SRC" --tgt "$TGT" --out "$OUT" "$@"

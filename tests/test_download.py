@@ -73,7 +73,7 @@ def test_translation_column_saved_dataset_dict(tmp_path: Path) -> None:
     assert manifest["splits"]["val"]["from_split"] == "validation"
     assert all(split["fingerprint"] for split in manifest["splits"].values())
     assert manifest["datasets_version"] == datasets.__version__
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".lock") == sorted(
         ["manifest.json"] + [f"{s}.{lang}" for s in ("train", "val", "test") for lang in ("de", "en")]
     )
 
@@ -291,3 +291,44 @@ def test_the_reason_follows_the_whole_chain_on_one_line() -> None:
         reason = download_module._reason(err)
     assert "\n" not in reason
     assert "the available configs: ['a', 'b']" in reason and "column names don't match" in reason
+
+
+def test_flags_the_download_would_ignore_and_one_language_twice_are_refused(tmp_path: Path, capsys) -> None:
+    write_jsonl(tmp_path / "pairs.jsonl", columns(DE, EN))
+    translation(DE, EN).save_to_disk(tmp_path / "saved")
+    base = ["download", "--src", "de", "--tgt", "en", "--out", str(tmp_path / "out")]
+    capsys.readouterr()  # save_to_disk's progress bars
+    cases = [
+        (["--dataset", str(tmp_path / "pairs.jsonl"), "--val-seed", "7"], "--val-seed 7 would be ignored"),
+        (["--dataset", str(tmp_path / "saved"), "--streaming"], "--streaming applies to Hub datasets"),
+        (["--dataset", str(tmp_path / "pairs.jsonl"), "--tgt", "de"], "--src and --tgt are both 'de'"),
+    ]
+    for flags, says in cases:
+        assert main([*base, *flags]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "out").exists()  # nothing written, not even the folder
+
+
+def test_a_second_download_into_a_folder_in_use_is_refused(tmp_path: Path) -> None:
+    """Two downloads into one folder mixed one's files with the other's manifest (both exit 0)."""
+    import subprocess
+    import sys
+
+    from seq2seq.errors import RunFolderError
+
+    write_jsonl(tmp_path / "pairs.jsonl", columns(DE, EN))
+    hold = (
+        "import sys, time; from seq2seq.runlock import RunLock; "
+        "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another process downloading there
+        with pytest.raises(RunFolderError, match="in use by another seq2seq process"):
+            download(str(tmp_path / "pairs.jsonl"), "de", "en", tmp_path / "out")
+    finally:
+        holder.kill()
+        holder.wait()
+    download(str(tmp_path / "pairs.jsonl"), "de", "en", tmp_path / "out")  # free again
+    check(tmp_path / "out", "train", DE, EN)

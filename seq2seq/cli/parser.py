@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=0, metavar="N",
                    help="a dataset without a val split (one file, a train split only): hold N random training "
                    "pairs out as val (docs/data.md; default: 0, none)")  # fmt: skip
-    p.add_argument("--val-seed", type=int, default=1234, help="which pairs --val-size picks (default: 1234)")
+    p.add_argument("--val-seed", type=int, help="which pairs --val-size picks (default: 1234)")
     p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("preprocess", help="clean the corpus, train SentencePiece, cache encoded splits in a run folder")

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from ..atomic import write_text_atomic
 from ..errors import CorpusError
+from ..runlock import RunLock
 
 MANIFEST = "manifest.json"
 SPLIT_NAMES = {"validation": "val", "valid": "val", "dev": "val"}  # others are kept as they are
@@ -104,6 +105,9 @@ def _load_local(dataset: str, subset: str | None, streaming: bool) -> tuple[dict
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
         if subset:
             raise CorpusError(f"{dataset}: a saved dataset has no subsets")
+        if streaming:
+            raise CorpusError(f"{dataset}: --streaming applies to Hub datasets, dataset folders and data files; a "
+                              "saved dataset is read from its memory-mapped Arrow files anyway")  # fmt: skip
         # Arrow files on disk are memory-mapped, so `streaming` would save nothing here.
         loaded = datasets.load_from_disk(str(path))
         splits = dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {str(loaded.split or "train"): loaded}
@@ -257,7 +261,12 @@ class HoldOut(NamedTuple):
     """A val split held out of the train split: `size` pairs picked by `random.Random(seed).sample`."""
 
     size: int = 0  # 0: none
-    seed: int = 1234
+    seed: int | None = None  # None: 1234; given without a size, a ConfigError (it would pick nothing)
+
+    @property
+    def picks(self) -> int:
+        """The seed of the pick (1234 where none was given)."""
+        return 1234 if self.seed is None else self.seed
 
 
 def _check_hold_out(dataset: str, splits: dict, names: dict[str, str], size: int) -> None:
@@ -290,7 +299,7 @@ def _split_off(whole: tuple[Path, ...], out: Path, langs: tuple[str, str], hold_
     try:
         if hold_out.size >= lines:
             raise CorpusError(_too_many(hold_out.size, lines))
-        picked = set(random.Random(hold_out.seed).sample(range(lines), hold_out.size))
+        picked = set(random.Random(hold_out.picks).sample(range(lines), hold_out.size))
         for path, lang in zip(whole, langs):
             parts = [out / f"{split}.{lang}.part" for split in ("train", "val")]
             with (
@@ -323,11 +332,16 @@ def download(dataset: str | Path, src: str, tgt: str, out: str | Path, subset: s
     line count; a dataset that has a val split already is refused."""
     import datasets
 
+    if src == tgt:
+        raise CorpusError(f"--src and --tgt are both {src!r}: each side is written to {{split}}.{{lang}}, so they need "
+                          "two language codes")  # fmt: skip
     bars = not datasets.are_progress_bars_disabled()
     if bars and not sys.stderr.isatty():
         datasets.disable_progress_bars()
     try:
-        return _download(str(dataset), src, tgt, Path(out), subset, columns, revision, streaming, hold_out or HoldOut())
+        with RunLock(out):  # one writer per folder: two downloads into one folder mixed their files and manifests
+            return _download(str(dataset), src, tgt, Path(out), subset, columns, revision, streaming,
+                             hold_out or HoldOut())  # fmt: skip
     finally:
         if bars:
             datasets.enable_progress_bars()
@@ -345,6 +359,8 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
     clashes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
     if clashes:
         raise CorpusError(f"splits {sorted(splits)} give two {clashes[0]!r} splits")
+    if hold_out.seed is not None and not hold_out.size:
+        raise CorpusError(f"--val-seed {hold_out.seed} would be ignored: it picks the pairs --val-size holds out")
     if hold_out.size:
         _check_hold_out(dataset, splits, names, hold_out.size)
     written, broken, nuls = {}, 0, 0
@@ -366,7 +382,7 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
             if whole:
                 written["train"]["lines"] = lines - hold_out.size
                 written["val"] = {"from_split": name, "lines": hold_out.size, "held_out_of": lines,
-                                  "seed": hold_out.seed, "fingerprint": None}  # fmt: skip
+                                  "seed": hold_out.picks, "fingerprint": None}  # fmt: skip
                 _split_off(paths, stage, (src, tgt), hold_out, lines)
         new = [f"{split}.{lang}" for split in written for lang in (src, tgt)]
         _swap_in(stage, out, _old_splits(out, src, tgt), new)
