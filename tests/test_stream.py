@@ -183,3 +183,18 @@ def test_closed_standard_input_is_one_line(run_dir: Path) -> None:
     assert proc.stderr.decode().strip().splitlines() == [
         "seq2seq translate: error: no standard input (it is closed): pass --input FILE"
     ]
+
+
+def test_a_file_is_translated_a_chunk_at_a_time_after_a_check_of_the_whole(tmp_path: Path) -> None:
+    """`translate --input` held the whole file and every result in memory (about 6 kB a line with alignments);
+    a bad line anywhere still stops it before the first translation."""
+    from seq2seq.translation.stream import file_chunks
+
+    good = tmp_path / "good.txt"
+    good.write_text("".join(f"line {i}\n" for i in range(7)))
+    assert [len(c) for c in file_chunks(str(good), chunk=3)] == [3, 3, 1]
+    assert [x for c in file_chunks(str(good), chunk=3) for x in c] == [f"line {i}" for i in range(7)]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"".join(f"line {i}\n".encode() for i in range(6)) + b"bad \xff\n")
+    with pytest.raises(CorpusError, match="bad.txt:7: invalid UTF-8"):
+        next(file_chunks(str(bad), chunk=3))

@@ -67,9 +67,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
     from ..atomic import atomic_write, check_output
     from ..machine import process
-    from ..text import read_lines
     from ..translation import load_translator
-    from ..translation.stream import chunks, standard_input, stream_translate
+    from ..translation.stream import chunks, file_chunks, standard_input, stream_translate
 
     cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
     if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0) or a model file
@@ -78,7 +77,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
     loaded = time.perf_counter()
-    lines = iter([read_lines(args.input)]) if args.input else chunks(standard_input(), "<stdin>")
+    lines = file_chunks(args.input) if args.input else chunks(standard_input(), "<stdin>")
     # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
     with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
         n = stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format,

@@ -15,10 +15,11 @@ import os
 import queue
 import sys
 import threading
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import ConfigError, CorpusError
-from ..text import decode_line
+from ..text import decode_line, iter_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -57,6 +58,23 @@ def _fd_lines(fd: int, size: int = 1 << 16) -> Iterator[bytes]:
         scanned = len(pending)  # a long line is scanned once, not again with every read
     if pending:
         yield bytes(pending)
+
+
+def file_chunks(path: str, chunk: int = 4 * CHUNK) -> Iterator[list[str]]:
+    """The lines of file `path` in lists of `chunk` (memory bounded by a chunk's lines and results, not the
+    file's). A regular file is checked whole first (bad UTF-8 or a NUL named by line before any translation);
+    a pipe is read once, a chunk at a time."""
+    if Path(path).is_file():
+        for _ in iter_lines(path):
+            pass
+    batch: list[str] = []
+    for line in iter_lines(path):
+        batch.append(line)
+        if len(batch) == chunk:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def standard_input() -> IO[bytes] | int:
