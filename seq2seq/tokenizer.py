@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import re
@@ -70,6 +71,11 @@ class Tokenizer:
             # (prepared.write_sampled_train keeps an epoch's samples for a resumed run instead).
             return self.sp.encode(list(texts), enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
         return self.sp.encode(list(texts))
+
+    @functools.cached_property
+    def longest_piece(self) -> int:
+        """Characters of the longest piece (its word-start mark included)."""
+        return max(len(self.sp.id_to_piece(i)) for i in range(len(self.sp)))
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Detokenised text; special ids are skipped."""

@@ -198,3 +198,23 @@ def test_a_file_is_translated_a_chunk_at_a_time_after_a_check_of_the_whole(tmp_p
     bad.write_bytes(b"".join(f"line {i}\n".encode() for i in range(6)) + b"bad \xff\n")
     with pytest.raises(CorpusError, match="bad.txt:7: invalid UTF-8"):
         next(file_chunks(str(bad), chunk=3))
+
+
+def test_a_huge_line_is_cut_to_what_max_src_len_keeps_before_it_is_encoded(run_dir: Path) -> None:
+    """A 25 MB line with --max-src-len 10 peaked at 900 MB (encoded whole, then truncated); the pieces kept
+    are those of the whole line."""
+    tiny = Translator.from_checkpoint(run_dir / "best.pt")
+    seen: list[int] = []
+    encode = tiny.src_tok.encode
+
+    def recording(texts, alpha=0.0):
+        seen.extend(len(t) for t in texts)
+        return encode(texts, alpha)
+
+    tiny.src_tok.encode = recording  # type: ignore[method-assign]
+    words = "red cat big old dog new house tree small bird ".split()
+    huge = " ".join(words[i % len(words)] for i in range(200_000))
+    cfg = DecodeConfig(beam_size=1, max_src_len=10)
+    assert tiny.translate([huge], cfg) == tiny.translate([" ".join(huge.split()[:40])], cfg)
+    assert max(seen) <= 2 * tiny.src_tok.longest_piece * 10 < len(huge) // 1000
+    assert encode([huge])[0][:10] == encode([" ".join(huge.split()[:40])])[0][:10]  # the same first pieces

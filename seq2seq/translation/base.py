@@ -89,6 +89,14 @@ def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeCo
     return out
 
 
+def _cut(text: str, cap: int) -> str:
+    """`text` up to `cap` characters: at its last space past half of them, else at `cap`."""
+    if len(text) <= cap:
+        return text
+    space = text.rfind(" ", 0, cap)
+    return text[:space] if space >= cap // 2 else text[:cap]
+
+
 class Translating:
     """Text in, text out around the search over piece ids: what every translator shares (torch
     `Translator`, `OnnxTranslator`, `EnsembleTranslator`)."""
@@ -124,6 +132,9 @@ class Translating:
         cfg = decode_config(cfg, options)
         _check_sentences(sentences, "translate_nbest")
         texts = [clean(s) if has_content(s) else "" for s in sentences]  # NUL, soft hyphens, BOMs only: blank
+        # cut to what max_src_len keeps before encoding (a 25 MB line held ~26 bytes per byte): pieces never
+        # span a space, and half the cut holds max_src_len of the longest pieces, so the kept pieces are the same
+        texts = [_cut(s, 2 * self.src_tok.longest_piece * cfg.max_src_len) for s in texts]
         encoded = self.src_tok.encode([s for s in texts if s])
         live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if ids]  # no pieces: no words
         src_ids = [ids for ids in encoded if ids]
