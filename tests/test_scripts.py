@@ -132,3 +132,20 @@ def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(ru
     assert done.returncode == 0 and (other / "test.hyp.yy").is_file(), done.stderr[-2000:]
     done = script("--beam-size", "3", RUN=str(run))
     assert done.returncode == 2 and "BEAM gives the beam size" in done.stderr
+
+
+def test_preprocess_script_leaves_the_splits_to_a_config_table_unless_a_knob_names_them(tmp_path: Path) -> None:
+    """knobs.sh passed --val-split val always, and flags beat --config: `[data] val_split = "dev"` was overridden
+    ("no validation split: DATA/val.xx")."""
+    data = write_corpus(tmp_path / "data")
+    for lang in ("xx", "yy"):
+        (data / f"val.{lang}").rename(data / f"dev.{lang}")
+    (tmp_path / "dev.toml").write_text('[data]\nval_split = "dev"\nvocab_size = 60\n')
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_SPLIT")}
+    env.update(DATA=str(data), SRC="xx", TGT="yy", RUN=str(tmp_path / "run"))
+    cmd = ["bash", str(ROOT / "scripts/preprocess.sh"), "--config", str(tmp_path / "dev.toml")]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    env.update(VAL_SPLIT="val", RUN=str(tmp_path / "run2"))  # a knob still wins
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "no validation split" in done.stderr and "pass --val-split dev" in done.stderr
