@@ -13,7 +13,7 @@ import torch
 from .config import ConfigError, half_memory
 from .machine.adam import Adam
 from .machine.hardware import Precision, resolve_precision
-from .model import Seq2Seq, count_parameters
+from .model import Seq2Seq
 from .objective import TrainingLoss, forward_backward
 from .scale import distributed
 from .scale.distributed import Dist
@@ -33,16 +33,19 @@ class StepResult(NamedTuple):
 
 
 TRAINING_BYTES_PER_PARAMETER = 16  # float32 weight, its gradient and Adam's two moments (activations come on top)
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight matrices per recurrent layer and direction
 
 
 def check_model_memory(model_cfg: ModelConfig, vocab: tuple[int, int]) -> None:
-    """The model's weights, gradients and Adam's moments fit in `half_memory()`, counted on a model built
-    without storage (torch's meta device); else a ConfigError, before anything is allocated."""
-    with torch.device("meta"):
-        n = count_parameters(Seq2Seq(model_cfg, *vocab))
+    """The model's weights, gradients and Adam's moments fit in `half_memory()`; else a ConfigError, before
+    anything is allocated. Counted from the sizes (a model built on torch's meta device imports sympy and
+    dynamo, which training never does): the recurrent hidden-to-hidden matrices and the embeddings alone, a
+    lower bound of the model's parameters."""
+    c = model_cfg
+    n = GATES[c.cell] * (2 * c.enc_layers * c.enc_hidden**2 + c.dec_layers * c.dec_hidden**2) + sum(vocab) * c.emb_size
     need, budget = n * TRAINING_BYTES_PER_PARAMETER, half_memory()
     if need > budget:
-        raise ConfigError(f"a model of {n:,} parameters needs about {need / 1e9:,.1f} GB to train (weights, "
+        raise ConfigError(f"a model of more than {n:,} parameters needs over {need / 1e9:,.1f} GB to train (weights, "
                           f"gradients, Adam's moments), over half this machine's memory ({budget / 1e9:.1f} GB): use "
                           "smaller --emb-size, --enc-hidden, --dec-hidden, --enc-layers, --dec-layers or "
                           "--vocab-size")  # fmt: skip
