@@ -319,7 +319,6 @@ TRAIN_BOUNDS: dict[str, tuple[float, float]] = {
     "max_steps": (0, 10**12),
     "max_epochs": (1, 10**6),
     "max_minutes": (0.0, 1e7),
-    "lr": (0.0, 100.0),  # and > 0; Adam's steps are about lr each: beyond, the weights overflow
     "warmup_steps": (0, 10**12),
     "lr_patience": (0, 10**6),
     "min_lr": (0.0, 1e3),

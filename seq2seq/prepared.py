@@ -16,11 +16,13 @@ import itertools
 import json
 import os
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sentencepiece as spm
 
 from .atomic import write_text_atomic
 from .config import DataConfig, from_dict
@@ -238,9 +240,9 @@ class Prepared:
     def write_sampled_train(self, epoch: int, alpha: float, seed: int) -> Path:
         """Encode the training text with sampled segmentations (subword regularisation) into on-disk
         arrays, a chunk at a time, for epoch `epoch` of the run of training seed `seed`; returns the prefix
-        to load. SentencePiece seeds its sampler from the operating system (its seed setting does not
-        reach it), so two runs sample differently; a resumed run reuses its epoch's arrays, recorded as
-        complete in `{prefix}.json`, and so goes on with the very segmentation it was interrupted in."""
+        to load. SentencePiece's samples follow its seed within a process but differ between processes, so
+        two runs sample differently; a resumed run reuses its epoch's arrays, recorded as complete in
+        `{prefix}.json`, and so goes on with the very segmentation it was interrupted in."""
         prefix, key = self.cache / f"train.sampled{epoch}", {"epoch": epoch, "alpha": alpha, "seed": seed}
         try:
             if json.loads(Path(f"{prefix}.json").read_text(encoding="utf-8")) == key:
@@ -250,8 +252,11 @@ class Prepared:
         for old in self.cache.glob("train.sampled*"):  # earlier epochs' (mapped files stay readable)
             old.unlink()
         writer = SplitWriter(prefix)
-        for src, tgt in read_pairs(self.cache / "train"):
-            writer.add(self.src_tok.encode(src, alpha), self.tgt_tok.encode(tgt, alpha))
+        for chunk, (src, tgt) in enumerate(read_pairs(self.cache / "train")):  # the seed varies the samples by
+            spm.set_random_generator_seed(zlib.crc32(f"{seed}/{epoch}/{chunk}/src".encode()))  # epoch and chunk
+            src_ids = self.src_tok.encode(src, alpha)  # (without it each call samples alike within a process)
+            spm.set_random_generator_seed(zlib.crc32(f"{seed}/{epoch}/{chunk}/tgt".encode()))
+            writer.add(src_ids, self.tgt_tok.encode(tgt, alpha))
         writer.close()
         write_text_atomic(Path(f"{prefix}.json"), json.dumps(key) + "\n")  # last: the arrays are whole
         return prefix

@@ -74,13 +74,17 @@ def preprocess(
         return _preprocess(Path(data_dir), src, tgt, Path(out), cfg, overwrite)
 
 
-def _refuse_foreign(out: Path) -> None:
-    """`out` is new, empty (hidden files aside: the lock) or a run folder (a preparation's files, complete
-    or cut short); a folder of other files is an OutputError, since preparing it and training there replace
-    or delete cache/, config.json/.toml, metrics.jsonl, train.log and tensorboard/."""
+def _refuse_foreign(out: Path, data_dir: Path) -> None:
+    """`out` is new, empty (hidden files aside: the lock; and the corpus being prepared, where it lies inside
+    `out`, as the demo's does) or a run folder (a preparation's files, complete or cut short); a folder of
+    other files is an OutputError, since preparing it and training there replace or delete cache/,
+    config.json/.toml, metrics.jsonl, train.log and tensorboard/."""
     if not out.is_dir() or any((out / name).exists() for name in (MANIFEST, "spm.src.model", "spm.tgt.model")):
         return
-    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    corpus = data_dir.resolve()
+    names = sorted(
+        p.name for p in out.iterdir() if not p.name.startswith(".") and not corpus.is_relative_to(p.resolve())
+    )
     if names:
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         raise OutputError(f"{out} is not a run folder (no {MANIFEST}) and holds {shown}: preparing it would replace "
@@ -95,7 +99,7 @@ def _preprocess(data_dir: Path, src: str, tgt: str, out: Path, cfg: DataConfig, 
             "SentencePiece models it was trained with: use another --out folder, or --overwrite to prepare it again"
         )
     if not overwrite:
-        _refuse_foreign(out)
+        _refuse_foreign(out, data_dir)
     place = out.resolve()  # a linked --out: the work folder beside its target, on the file system of `out`
     _remove_leftovers(place)
     work = place.parent / f".{place.name}.preprocess-{os.getpid()}"

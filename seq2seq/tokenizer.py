@@ -67,8 +67,8 @@ class Tokenizer:
     def encode(self, texts: Sequence[str], alpha: float = 0.0) -> list[list[int]]:
         """Piece ids (no BOS/EOS); alpha > 0 samples a segmentation (subword regularisation)."""
         if alpha > 0:
-            # SentencePiece seeds its sampler from the OS, per thread: no seed makes this repeatable
-            # (prepared.write_sampled_train keeps an epoch's samples for a resumed run instead).
+            # One thread; SentencePiece's samples follow spm.set_random_generator_seed within a process but
+            # differ between processes (prepared.write_sampled_train keeps an epoch's samples for a resume).
             return self.sp.encode(list(texts), enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
         return self.sp.encode(list(texts))
 

@@ -144,9 +144,10 @@ def test_non_finite_weights_after_a_finite_update_are_never_saved(tmp_path, monk
     assert load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["step"] == 4
 
 
-def test_a_learning_rate_past_its_bound_is_one_line() -> None:
-    with pytest.raises(ConfigError, match="lr must be in"):
-        TrainConfig(lr=1e300)
+def test_a_minimum_learning_rate_above_the_learning_rate_is_one_line() -> None:
+    """Every update ran at min_lr (the lr never decays below it)."""
+    with pytest.raises(ConfigError, match="min_lr 0.01 is above lr 0.001: no update would run at lr"):
+        TrainConfig(min_lr=0.01)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

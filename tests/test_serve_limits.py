@@ -44,6 +44,8 @@ LOG_PROBS[:4] = -30.0  # EOS (and the other specials) never among the best: outp
 class _Pieces:
     """A tokenizer for the scripted translator: one piece per word; an output of n pieces is "x" * n."""
 
+    longest_piece = 10**6  # a piece is a whole word, of any length (what Translating cuts long sentences by)
+
     def __len__(self) -> int:
         return VOCAB
 

@@ -197,8 +197,8 @@ def test_download_holds_out_exactly_n_val_pairs(tmp_path, offline, streaming) ->
     assert manifest["splits"]["val"] == {"from_split": "train", "lines": 4, "held_out_of": 12, "seed": 7,
                                          "fingerprint": None}  # fmt: skip
     assert manifest["splits"]["train"]["lines"] == 8
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["manifest.json", "train.de", "train.en",
-                                                                   "val.de", "val.en"]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.name != ".lock") == [
+        "manifest.json", "train.de", "train.en", "val.de", "val.en"]  # fmt: skip
     download(tmp_path / "corpus.jsonl", "de", "en", tmp_path / "b", hold_out=HoldOut(4, seed=7))
     assert _pairs(tmp_path / "b", "val") == val  # deterministic: the same seed picks the same pairs
 
@@ -211,7 +211,7 @@ def test_download_refuses_a_val_size_it_cannot_hold_out(tmp_path, offline, capsy
     assert not (tmp_path / "a").exists()
     line = _one_error_line([*args, "--out", str(tmp_path / "s"), "--val-size", "9", "--streaming"], capsys)
     assert "--val-size 9: the train split has 5 lines" in line  # known once streamed: nothing left behind
-    assert not list((tmp_path / "s").iterdir())
+    assert not (tmp_path / "s").exists()  # the folder the download's lock made goes too
     _jsonl(tmp_path / "validation.jsonl", 2)
     both = ["download", "--dataset", str(tmp_path / "*.jsonl"), "--src", "de", "--tgt", "en", "--val-size", "1"]
     line = _one_error_line([*both, "--out", str(tmp_path / "c")], capsys)
