@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 # The core's size, pinned (issue 28) on 2026-12-03: `wc -l seq2seq/*.py`, the package's top-level modules
 # (this file included). A change that needs more says so in its commit and moves the pin (tests/test_layers.py).
-CORE_LINES = 4323  # +1 12-04: updater.py imports machine/adam.py; +1, +3 12-05: onednn_cache bound, decoding cache;
+CORE_LINES = 4334  # +1 12-04: updater.py imports machine/adam.py; +1, +3 12-05: onednn_cache bound, decoding cache;
 # +22 12-05: prepared.py split into the format (prepared.py) and the pipeline (preprocess.py): docstring, imports;
 # +5 12-05: --adam-beta1/--adam-beta2 (two TrainConfig fields, their bound, the resumed optimiser takes them)
 # +12 12-05: decoding's batch size chosen by the engine (DECODE_BATCH) and halved to fit the memory budget
@@ -49,9 +49,9 @@ CORE_LINES = 4323  # +1 12-04: updater.py imports machine/adam.py; +1, +3 12-05:
 # damaged metrics.jsonl and offline SentencePiece BLEU tokenizers; +6 text.has_content; +5 TrainResult.interrupted
 # (and these 5 lines)
 # +16 12-06 (s22): config_toml.py, TOML in and out, split from config.py (its docstring, imports; this line)
-# +136 12-06 (s22): reliability: config.py +29 (lr bound, min_lr <= lr, refuse_ignored_train, split names, half_memory
-# in one place); prepared.py +24 (damaged caches one line, subword samples kept for resume); preprocess.py +15 (a
-# folder of other files refused); train.py +15, updater.py +21 (settings the run ignores, the model's memory on the
-# meta device, non-finite optimiser moments); tokenizer.py +12 (overlong lines, longest_piece); checkpoint.py +8
-# (average over a run's checkpoints); runfiles.py +8 (step files by number, a damaged metrics.jsonl); trainer.py +3
-# (non-finite weights never saved); text.py +1 (pipes); and these 6 lines
+# +147 12-06 (s22): reliability: config.py +28 (min_lr <= lr, refuse_ignored_train, split names, half_memory in one
+# place); prepared.py +29 (damaged caches one line, subword samples kept for resume); preprocess.py +19 (a folder of
+# other files refused); train.py +15, updater.py +24 (settings the run ignores, the model's memory from its sizes,
+# non-finite optimiser moments); tokenizer.py +12 (overlong lines, longest_piece); checkpoint.py +8 (average over a
+# run's checkpoints); runfiles.py +8 (step files by number, a damaged metrics.jsonl); trainer.py +3 (non-finite
+# weights never saved); text.py +1 (pipes); and these 6 lines
