@@ -1,22 +1,21 @@
-"""Every default of the toolkit, in four frozen dataclasses, with strict loading.
+"""Every default of the toolkit, in four frozen dataclasses, with their bounds and the checks across fields.
 
 `DataConfig` (corpus preparation and tokenizer), `ModelConfig` (the network), `TrainConfig`
-(the optimisation) and `DecodeConfig` (search). Unknown keys and wrong types are errors that
-name the closest valid key; CLI flags are generated from the fields (`cli/flags.py`).
+(the optimisation) and `DecodeConfig` (search). Loading them strictly from dicts is config_dict.py's
+(unknown keys and wrong types are errors that name the closest valid key), from TOML config_toml.py's;
+CLI flags are generated from the fields (`cli/flags.py`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
 import os
 import re
 import typing
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigError, ConfigKeyError  # defined in errors.py; `seq2seq.config.ConfigError` stays
+from .errors import ConfigError  # defined in errors.py; `seq2seq.config.ConfigError` stays
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -29,12 +28,13 @@ SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a split's file s
 MIN_CHARACTER_COVERAGE = 0.98  # SentencePiece's trainer refuses a lower --character-coverage
 
 
-def _check(cond: bool, msg: str) -> None:
+def check(cond: bool, msg: str) -> None:
+    """A ConfigError saying `msg` unless `cond`."""
     if not cond:
         raise ConfigError(msg)
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value for a message: an integer of hundreds of digits by its size (str() of one over 4,300 digits fails)."""
     if isinstance(value, int) and value.bit_length() > 200:
         return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
@@ -46,13 +46,13 @@ def _check_ranges(obj: Any, bounds: dict[str, tuple[float, float]]) -> None:
     bounded before anything is allocated or started (a NaN passes every comparison, so it is named first)."""
     for f in fields(obj):
         value = getattr(obj, f.name)
-        _check(
+        check(
             not isinstance(value, float) or math.isfinite(value),
-            f"{f.name} must be a finite number, got {_shown(value)}",
+            f"{f.name} must be a finite number, got {shown(value)}",
         )
     for name, (low, high) in bounds.items():
         value = getattr(obj, name)
-        _check(low <= value <= high, f"{name} must be in [{low:,}, {high:,}], got {_shown(value)}")
+        check(low <= value <= high, f"{name} must be in [{low:,}, {high:,}], got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -74,26 +74,26 @@ class DataConfig:
     test_split: str = "test"  # file stem of the test split (reported, never tuned on)
 
     def __post_init__(self) -> None:
-        _check(self.vocab_size >= 16, f"vocab_size must be >= 16, got {self.vocab_size}")
-        _check(
+        check(self.vocab_size >= 16, f"vocab_size must be >= 16, got {self.vocab_size}")
+        check(
             MIN_CHARACTER_COVERAGE <= self.character_coverage <= 1,
             f"character_coverage must be in [{MIN_CHARACTER_COVERAGE}, 1] (SentencePiece's range), "
             f"got {self.character_coverage}",
         )
-        _check(1 <= self.min_len <= self.max_len, "need 1 <= min_len <= max_len")
-        _check(self.max_len_ratio >= 1, "max_len_ratio must be >= 1")
-        _check(self.spm_input_sentence_size > 100, "spm_input_sentence_size must be >= 101 (SentencePiece's trainer "
+        check(1 <= self.min_len <= self.max_len, "need 1 <= min_len <= max_len")
+        check(self.max_len_ratio >= 1, "max_len_ratio must be >= 1")
+        check(self.spm_input_sentence_size > 100, "spm_input_sentence_size must be >= 101 (SentencePiece's trainer "
                f"refuses 1-100; a smaller corpus is read whole), got {self.spm_input_sentence_size}")  # fmt: skip
-        _check(0 <= self.spm_seed < 2**32, f"spm_seed must be in [0, {2**32 - 1}] (SentencePiece's unsigned 32-bit "
+        check(0 <= self.spm_seed < 2**32, f"spm_seed must be in [0, {2**32 - 1}] (SentencePiece's unsigned 32-bit "
                                            f"seed), got {self.spm_seed}")  # fmt: skip
         _check_ranges(self, DATA_BOUNDS)
         for name in ("train_split", "val_split", "test_split"):  # a file stem, never a path: prepared files take it
             split = getattr(self, name)
-            _check(bool(SPLIT_NAME.fullmatch(split)), f"{name} {_shown(split)} is not a split name: letters, digits, "
+            check(bool(SPLIT_NAME.fullmatch(split)), f"{name} {shown(split)} is not a split name: letters, digits, "
                    "'_', '-' and '.' (not first), at most 100 (its files are DATA/{split}.{lang}; --data names the "
                    "folder)")  # fmt: skip
         for name, split in (("val_split", self.val_split), ("test_split", self.test_split)):  # not over cache/train
-            _check(split not in (self.train_split, "train"), f"{name} {split!r} would overwrite the prepared training "
+            check(split not in (self.train_split, "train"), f"{name} {split!r} would overwrite the prepared training "
                    f"split (train_split {self.train_split!r}, stored as 'train'): choose another {name}")  # fmt: skip
 
 
@@ -115,11 +115,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("emb_size", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers"):
-            _check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _check_ranges(self, MODEL_BOUNDS)
-        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        _check(0 < self.emb_init_std <= 10, f"emb_init_std must be in (0, 10], got {self.emb_init_std}")
-        _check(
+        check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        check(0 < self.emb_init_std <= 10, f"emb_init_std must be in (0, 10], got {self.emb_init_std}")
+        check(
             self.attention != "dot" or 2 * self.enc_hidden == self.dec_hidden,
             "attention='dot' needs dec_hidden == 2 * enc_hidden "
             f"(got {self.dec_hidden} and 2*{self.enc_hidden}); use 'general' or 'bahdanau'",
@@ -168,7 +168,7 @@ class TrainConfig:
     tbptt: int = 0  # truncated BPTT chunk length over the target (0: full BPTT)
     valid_every: int = 500  # updates between validations (and checkpoints)
     valid_bleu_sentences: int = 1000  # validation sentences translated for BLEU (0: none)
-    best_metric: Literal["bleu", "loss"] = "bleu"  # validation metric that picks best.pt and early stopping
+    best_metric: Literal["bleu", "loss"] = "bleu"  # picks best.pt and stops early (the loss without validation BLEU)
     bleu_tokenize: BleuTokenize = "13a"  # validation BLEU's sacreBLEU tokenizer (zh, ja-mecab, ...: docs/training.md)
     log_every: int = 50  # updates between training-loss records (metrics.jsonl, train.log)
     max_nan_steps: int = 10  # consecutive non-finite losses: the run diverged (stops, exit status 3)
@@ -188,28 +188,28 @@ class TrainConfig:
         return self.max_tokens if self.shape_buckets == "on" else 0
 
     def __post_init__(self) -> None:
-        _check(self.max_tokens >= 1, "max_tokens must be >= 1")
-        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1]")
-        _check(0 < self.anneal_fraction <= 1, f"anneal_fraction must be in (0, 1], got {self.anneal_fraction}")
-        _check(
+        check(self.max_tokens >= 1, "max_tokens must be >= 1")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1]")
+        check(0 < self.anneal_fraction <= 1, f"anneal_fraction must be in (0, 1], got {self.anneal_fraction}")
+        check(
             self.lr_schedule != "anneal" or bool(self.max_steps or self.max_minutes),
             "lr_schedule='anneal' decays toward the end of the budget: set max_steps and/or max_minutes",
         )
-        _check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
-        _check(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam_beta1/adam_beta2 must be in [0, 1)")
-        _check(0 <= self.teacher_forcing <= 1, "teacher_forcing must be in [0, 1]")
-        _check(0 <= self.subword_alpha <= 1, "subword_alpha must be in [0, 1]")
-        _check(self.tbptt >= 0, f"tbptt must be >= 0, got {self.tbptt}")
-        _check(self.valid_every >= 1 and self.log_every >= 1, "valid_every/log_every must be >= 1")
-        _check(self.max_steps >= 0 and self.max_minutes >= 0, "max_steps/max_minutes must be >= 0")
-        _check(self.threads >= 0, f"threads must be >= 0 (0: torch's default), got {self.threads}")
-        _check(self.onednn_cache <= 1024, f"onednn_cache must be <= 1024 (torch's default), got {self.onednn_cache}")
-        _check(
+        check(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+        check(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "adam_beta1/adam_beta2 must be in [0, 1)")
+        check(0 <= self.teacher_forcing <= 1, "teacher_forcing must be in [0, 1]")
+        check(0 <= self.subword_alpha <= 1, "subword_alpha must be in [0, 1]")
+        check(self.tbptt >= 0, f"tbptt must be >= 0, got {self.tbptt}")
+        check(self.valid_every >= 1 and self.log_every >= 1, "valid_every/log_every must be >= 1")
+        check(self.max_steps >= 0 and self.max_minutes >= 0, "max_steps/max_minutes must be >= 0")
+        check(self.threads >= 0, f"threads must be >= 0 (0: torch's default), got {self.threads}")
+        check(self.onednn_cache <= 1024, f"onednn_cache must be <= 1024 (torch's default), got {self.onednn_cache}")
+        check(
             self.loss_growth == 0 or self.loss_growth > 1, f"loss_growth must be > 1 (0: off), got {self.loss_growth}"
         )
         _check_ranges(self, TRAIN_BOUNDS)
-        _check(self.min_lr <= self.lr, f"min_lr {self.min_lr:g} is above lr {self.lr:g}: no update would run at lr")
+        check(self.min_lr <= self.lr, f"min_lr {self.min_lr:g} is above lr {self.lr:g}: no update would run at lr")
 
 
 @dataclass(frozen=True)
@@ -230,17 +230,17 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         for name, (low, high) in DECODE_BOUNDS.items():
             value = getattr(self, name)
-            _check(
+            check(
                 not isinstance(value, float) or math.isfinite(value),
-                f"{name} must be a finite number, got {_shown(value)}",
+                f"{name} must be a finite number, got {shown(value)}",
             )
-            _check(value >= low, f"{name} must be >= {low}, got {_shown(value)}")
-            _check(value <= high, f"{name} must be <= {high} (docs/decoding.md), got {_shown(value)}")
-        _check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
+            check(value >= low, f"{name} must be >= {low}, got {shown(value)}")
+            check(value <= high, f"{name} must be <= {high} (docs/decoding.md), got {shown(value)}")
+        check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
 
     def check_vocab(self, vocab: int) -> None:
         """A beam wider than the target vocabulary (`vocab` pieces) is a ConfigError naming both."""
-        _check(self.beam_size <= vocab, f"beam_size {self.beam_size} is larger than the model's target vocabulary "
+        check(self.beam_size <= vocab, f"beam_size {self.beam_size} is larger than the model's target vocabulary "
                                         f"({vocab} pieces): use a beam of at most {vocab}")  # fmt: skip
 
     def memory_budget(self) -> int:
@@ -264,9 +264,11 @@ def refuse_ignored_decode(values: dict[str, Any]) -> None:
         raise ConfigError("stopping applies to beam search; with beam_size 1 (greedy search) it would be ignored")
 
 
-def refuse_ignored_train(cfg: TrainConfig, given: Collection[str]) -> None:
-    """Training settings `given` (those asked for off their defaults) that the run `cfg` would ignore: a ConfigError."""
+def refuse_ignored_train(cfg: TrainConfig, given: Collection[str], device_type: str = "cpu") -> None:
+    """Training settings `given` (those asked for off their defaults) that the run `cfg` on a `device_type`
+    device would ignore: a ConfigError."""
     applies = {  # field: (applies to cfg, when it applies)
+        "tf32": (device_type == "cuda", "on a CUDA GPU (cuBLAS/cuDNN); a CPU's fp32 is always fp32"),
         "anneal_fraction": (cfg.lr_schedule == "anneal", "with lr_schedule 'anneal'"),
         "lr_decay": (cfg.lr_schedule == "plateau", "with lr_schedule 'plateau'"),
         "lr_patience": (cfg.lr_schedule == "plateau", "with lr_schedule 'plateau'"),
@@ -341,64 +343,3 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "decode": DecodeConfig,
 }
-C = TypeVar("C")
-Settings = C | dict[str, Any] | None  # a config (every field asked for), a dict of some fields, or None
-
-
-def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
-    """Check `value` against the field's annotation (ints widen to floats, nothing else)."""
-    where = f"{cls.__name__}.{name}"
-    if typing.get_origin(tp) is Literal:
-        _check(value in typing.get_args(tp), f"{where} must be one of {typing.get_args(tp)}, got {value!r}")
-        return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        _check(abs(value) < 2**1023, f"{where} must be a finite number, got an integer over 1e307")
-        return float(value)
-    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigKeyError(f"{where} must be {tp.__name__}, got {type(value).__name__} {_shown(value)}")
-    if tp is int:  # far out of every range; refused here, where no message tries str() (past 4,300 digits: fails)
-        _check(value.bit_length() <= 14_000, f"{where} is out of range: {_shown(value)}")
-    return value
-
-
-def checked_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with every key a field of `cls` and every value of its type (ints widened to floats);
-    an unknown key or a wrong type raises ConfigError. The checks between fields are `cls`'s own."""
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in hints:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
-            raise ConfigKeyError(f"unknown {cls.__name__} key {key!r}{hint}")
-        kwargs[key] = _coerce(cls, key, hints[key], value)
-    return kwargs
-
-
-def from_dict(cls: type[C], values: dict[str, Any]) -> C:
-    """Build `cls` from a dict; unknown keys and wrong types raise ConfigError."""
-    return cls(**checked_values(cls, values))
-
-
-def requested(cls: type, given: Any) -> dict[str, Any]:
-    """The fields of `cls` a caller asked for: all of them for a `cls` instance, the keys of a dict
-    (checked: `checked_values`), none for None. Fields not asked for are the library's to fill in (a
-    default, a resumed run's saved value, a prepared folder's setting)."""
-    if given is None:
-        return {}
-    if isinstance(given, cls):
-        return to_dict(given)
-    if not isinstance(given, dict):
-        raise ConfigKeyError(f"expected a {cls.__name__} or a dict of its fields, got {type(given).__name__}")
-    return checked_values(cls, given)
-
-
-def changed_fields(old: dict[str, Any], new: dict[str, Any], was: str = "then", now: str = "now") -> list[str]:
-    """`field OLD then, NEW now` (labels: `was`, `now`) for each field of `new` whose value differs from `old`'s."""
-    return [f"{key} {old.get(key)!r} {was}, {value!r} {now}" for key, value in new.items() if old.get(key) != value]
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A plain dict of a config dataclass (for JSON and checkpoints)."""
-    return dataclasses.asdict(cfg)

@@ -11,7 +11,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import SECTIONS, checked_values, to_dict
+from .config import SECTIONS
+from .config_dict import checked_values, to_dict
 from .errors import ConfigError
 
 try:

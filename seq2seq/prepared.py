@@ -25,7 +25,8 @@ import numpy as np
 import sentencepiece as spm
 
 from .atomic import write_text_atomic
-from .config import DataConfig, from_dict
+from .config import DataConfig
+from .config_dict import from_dict
 from .corpus import read_pairs
 from .errors import CorpusError
 from .text import iter_lines

@@ -20,7 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .config import DataConfig, Settings, changed_fields, from_dict, requested, to_dict
+from .config import DataConfig
+from .config_dict import Settings, changed_fields, from_dict, requested, to_dict
 from .corpus import TrainFilter, clean_split, read_pairs, split_paths, write_text
 from .errors import CheckpointError, CorpusError, OutputError
 from .prepared import MANIFEST, Prepared, SplitWriter, install, tokenizer_key

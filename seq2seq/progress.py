@@ -92,9 +92,15 @@ def growth_stop(cfg: TrainConfig, st: TrainState, loss: float) -> str | None:
     return None
 
 
+def selection_metric(cfg: TrainConfig) -> str:
+    """The metric that picks best.pt and stops early: `best_metric`, except that without validation BLEU
+    (`valid_bleu_sentences` 0) "bleu" falls back to the loss."""
+    return "bleu" if cfg.best_metric == "bleu" and cfg.valid_bleu_sentences > 0 else "loss"
+
+
 def after_validation(cfg: TrainConfig, st: TrainState, result: dict[str, float]) -> bool:
     """Update best/patience/plateau counters; returns whether this validation is the best so far."""
-    value = result["val_bleu"] if cfg.best_metric == "bleu" and "val_bleu" in result else -result["val_loss"]
+    value = result["val_bleu"] if selection_metric(cfg) == "bleu" and "val_bleu" in result else -result["val_loss"]
     improved = st.best is None or value > st.best
     if improved:
         st.best, st.bad_validations, st.plateau = value, 0, 0

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import write_text_atomic
 from .checkpoint import CheckpointError, ModelFile, ResumeState, read_resume, write_model_checkpoint
-from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, changed_fields, from_dict, to_dict
+from .config import ConfigError, DataConfig, ModelConfig, TrainConfig
+from .config_dict import changed_fields, from_dict, to_dict
 from .config_toml import toml_text
 from .errors import LOG_FORMAT, TIME_FORMAT, CorpusError, RunFolderError
 from .prepared import MANIFEST, Prepared

@@ -13,17 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import resume_configs
-from .config import (
-    ConfigError,
-    DataConfig,
-    ModelConfig,
-    Settings,
-    TrainConfig,
-    from_dict,
-    refuse_ignored_train,
-    requested,
-    to_dict,
-)
+from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, refuse_ignored_train
+from .config_dict import Settings, from_dict, requested, to_dict
 from .machine import process
 from .machine.hardware import resolve_device, resolve_precision
 from .machine.process import ProcessSettings
@@ -72,6 +63,7 @@ def run_settings(
     model_cfg: Settings[ModelConfig],
     cfg: Settings[TrainConfig],
     resume: bool,
+    device_type: str = "cpu",
 ) -> tuple[dict[str, Any], ModelConfig, TrainConfig]:
     """What a run trains with: (the data settings asked for, the model config, the training config).
 
@@ -79,19 +71,20 @@ def run_settings(
     flags given over the --config table), or None (none). A fresh run takes the defaults for the rest;
     its data settings are completed by the run folder's preparation (`ensure_prepared`). A resumed run
     reads its own configs from last.pt: the training fields asked for change them, while a model or
-    data field asked for with another value than the run's is refused (`check_resume_request`)."""
+    data field asked for with another value than the run's is refused (`check_resume_request`). A training
+    field asked for that a run on a `device_type` device would ignore is refused (`refuse_ignored_train`)."""
     data, model, asked = requested(DataConfig, data_cfg), requested(ModelConfig, model_cfg), requested(TrainConfig, cfg)
     default = to_dict(TrainConfig())  # a whole config, or a run's config.toml, names every field: those off their
     given = {k: v for k, v in asked.items() if v != default[k]}  # defaults are the ones asked for
     if not resume:
         train_cfg = from_dict(TrainConfig, asked)
-        refuse_ignored_train(train_cfg, given)
+        refuse_ignored_train(train_cfg, given, device_type)
         return data, from_dict(ModelConfig, model), train_cfg
     last = Path(run) / "last.pt"
     saved = resume_configs(last)
     check_resume_request(last, saved, data, model)
     train_cfg = from_dict(TrainConfig, {**saved["train"], **asked})
-    refuse_ignored_train(train_cfg, given)
+    refuse_ignored_train(train_cfg, given, device_type)
     return to_dict(from_dict(DataConfig, saved["data"])), from_dict(ModelConfig, saved["model"]), train_cfg
 
 
@@ -119,8 +112,9 @@ def train(
     (runlock.py).
     """
     opts = options or RunOptions()
-    data_asked, model_cfg, cfg = run_settings(spec.run, data_cfg, model_cfg, cfg, opts.resume)  # before any write
     device = resolve_device(opts.device)
+    settings = (data_cfg, model_cfg, cfg)
+    data_asked, model_cfg, cfg = run_settings(spec.run, *settings, opts.resume, device.type)  # before any write
     cfg = process.decide_shape_buckets(cfg, device.type)  # auto: decided once, kept in last.pt
     process.apply(ProcessSettings.for_training(cfg, device.type))  # before the first oneDNN primitive
     dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise

@@ -41,6 +41,7 @@ from .progress import (
     growth_stop,
     learning_rate,
     nan_stop,
+    selection_metric,
     stop_reason,
 )
 from .runfiles import RunFiles, check_resumable, model_file
@@ -279,7 +280,7 @@ class Trainer:
                         "requested": self.cfg.precision, "reason": up.precision.reason, "cpu": cpu_summary(),
                         "torch": torch.__version__, "threads": torch.get_num_threads()})  # fmt: skip
         signature = bleu_signature(self.cfg.bleu_tokenize) if self.cfg.valid_bleu_sentences else None
-        self.files.log({"type": "selection", "step": st.step, "best_metric": self.cfg.best_metric,
+        self.files.log({"type": "selection", "step": st.step, "best_metric": selection_metric(self.cfg),
                         "val_bleu_signature": signature,
                         "val_bleu_sentences": self.cfg.valid_bleu_sentences})  # fmt: skip
 

@@ -21,7 +21,8 @@ from seq2seq.checkpoint import (
     save_checkpoint,
     write_model_checkpoint,
 )
-from seq2seq.config import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from seq2seq.config import DataConfig, ModelConfig, TrainConfig
+from seq2seq.config_dict import from_dict, to_dict
 from seq2seq.progress import TrainState
 from seq2seq.runfiles import check_resume_request
 

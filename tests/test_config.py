@@ -9,16 +9,8 @@ import pytest
 
 from seq2seq.cli import build_parser
 from seq2seq.cli.flags import from_flags
-from seq2seq.config import (
-    SECTIONS,
-    ConfigError,
-    DataConfig,
-    DecodeConfig,
-    ModelConfig,
-    TrainConfig,
-    from_dict,
-    to_dict,
-)
+from seq2seq.config import SECTIONS, ConfigError, DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.config_dict import from_dict, to_dict
 from seq2seq.config_toml import load_toml
 
 if typing.TYPE_CHECKING:
@@ -309,6 +301,7 @@ def test_bad_flag_values_are_rejected_by_the_parser() -> None:
         ({"lr_schedule": "anneal", "max_steps": 10, "lr_decay": 0.7}, "lr_decay 0.7 would be ignored"),
         ({"lr_schedule": "anneal", "max_steps": 10, "lr_patience": 3}, "lr_patience 3 would be ignored"),
         ({"valid_bleu_sentences": 0, "bleu_tokenize": "zh"}, "bleu_tokenize 'zh' would be ignored"),
+        ({"tf32": True}, "tf32 True would be ignored"),  # on a CPU (run_settings' device_type)
     ],
 )
 def test_training_settings_the_run_would_ignore_are_refused(tmp_path: Path, given: dict, says: str) -> None:
@@ -320,6 +313,14 @@ def test_training_settings_the_run_would_ignore_are_refused(tmp_path: Path, give
         run_settings(tmp_path, None, None, given, resume=False)
     cfg = TrainConfig(**{k: v for k, v in given.items() if k != next(reversed(given))})
     run_settings(tmp_path, None, None, cfg, resume=False)  # without the ignored one: fine
+
+
+def test_tf32_is_a_gpu_setting(tmp_path: Path) -> None:
+    from seq2seq.train import run_settings
+
+    assert run_settings(tmp_path, None, None, {"tf32": True}, resume=False, device_type="cuda")[2].tf32
+    with pytest.raises(ConfigError, match="^tf32 True would be ignored: it applies only on a CUDA GPU"):
+        run_settings(tmp_path, None, None, {"tf32": True}, resume=False, device_type="cpu")
 
 
 def test_a_whole_training_config_counts_the_fields_off_their_defaults_as_asked(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ from corpora import translate_in_a_fresh_process
 
 from seq2seq.checkpoint import read_model
 from seq2seq.cli import main
-from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig, from_dict
+from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.config_dict import from_dict
 from seq2seq.config_toml import load_toml
 from seq2seq.devtools.hub_standin import HubStandIn
 from seq2seq.errors import EXIT_INTERRUPTED, HubError

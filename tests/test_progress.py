@@ -10,7 +10,7 @@ from corpora import write_corpus
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
-from seq2seq.progress import budget_progress, learning_rate
+from seq2seq.progress import TrainState, after_validation, budget_progress, learning_rate
 from seq2seq.train import RunOptions, RunSpec, train
 
 if TYPE_CHECKING:
@@ -65,10 +65,20 @@ def test_annealed_run_ends_at_min_lr_and_logs_the_schedule(tmp_path: Path) -> No
     assert lrs == pytest.approx([0.01] * 6 + [0.001 + 0.009 * (10 - k) / 5 for k in range(6, 10)])
 
 
+@pytest.mark.parametrize(("bleu_sentences", "picks"), [(100, "bleu"), (0, "loss")])
+def test_best_metric_bleu_without_validation_bleu_selects_by_the_loss(bleu_sentences: int, picks: str) -> None:
+    cfg, st = TrainConfig(best_metric="bleu", valid_bleu_sentences=bleu_sentences), TrainState()
+    assert after_validation(cfg, st, {"val_loss": 2.0, "val_bleu": 10.0})
+    better_bleu_worse_loss = {"val_loss": 3.0, "val_bleu": 20.0}
+    assert after_validation(cfg, st, better_bleu_worse_loss) == (picks == "bleu")
+
+
 def test_max_minutes_counts_over_resumed_sessions(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus", n_train=60)
     cfg = TrainConfig(max_tokens=120, max_steps=4, valid_every=4, valid_bleu_sentences=0)
     train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert next(r for r in records if r["type"] == "selection")["best_metric"] == "loss"  # no validation BLEU
     spent = load_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["train_seconds"]
     assert spent > 0  # preprocessing is not counted (tests/test_ux.py), training is
     budget = TrainConfig(**{**cfg.__dict__, "max_steps": 100, "max_minutes": spent / 60})  # already spent

@@ -22,7 +22,8 @@ from seq2seq.checkpoint import (
     write_model_checkpoint,
 )
 from seq2seq.cli import main
-from seq2seq.config import ConfigError, DecodeConfig, from_dict
+from seq2seq.config import ConfigError, DecodeConfig
+from seq2seq.config_dict import from_dict
 from seq2seq.translation.torch_engine import Translator
 
 if TYPE_CHECKING:

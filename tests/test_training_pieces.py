@@ -15,7 +15,8 @@ from test_resume import DATA, MODEL
 import seq2seq.tokenizer as tokenizer_module
 from seq2seq.checkpoint import ModelFile, ResumeState, load_checkpoint, read_model
 from seq2seq.cli import main
-from seq2seq.config import TrainConfig, to_dict
+from seq2seq.config import TrainConfig
+from seq2seq.config_dict import to_dict
 from seq2seq.machine import process
 from seq2seq.machine.process import ProcessSettings
 from seq2seq.progress import TrainState, after_update, early_stop, nan_stop, stop_reason

@@ -13,7 +13,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..config import DecodeConfig, from_dict, refuse_ignored_decode
+from ..config import DecodeConfig, refuse_ignored_decode
+from ..config_dict import from_dict
 
 C = TypeVar("C")
 

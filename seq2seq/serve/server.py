@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..config import ConfigError, DecodeConfig, to_dict
+from ..config import ConfigError, DecodeConfig
+from ..config_dict import to_dict
 from ..text import clean
 from ..translation.base import decode_config
 from .batcher import MAX_DEPTH, Batcher, RequestError

@@ -88,7 +88,8 @@ def _parameters(saved: Any) -> int:
     tied weights once, however the file stores them (one tensor under two names, or two equal copies)."""
     import torch
 
-    from ..config import ModelConfig, from_dict
+    from ..config import ModelConfig
+    from ..config_dict import from_dict
     from ..model import Seq2Seq, count_parameters
 
     weights = saved.state_dict

@@ -23,7 +23,8 @@ import stat as stat_
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig, from_dict
+from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig
+from ..config_dict import from_dict
 from ..config_toml import toml_text
 from ..errors import HubError
 from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path

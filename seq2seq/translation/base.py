@@ -78,7 +78,8 @@ def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeCo
     """`cfg` (default: DecodeConfig()) with the keyword `options` replacing its fields; an unknown
     option or a value of the wrong type is a TypeError naming it (a bad value is a ConfigError, and so
     is an option the search would ignore: `stopping` given with greedy search)."""
-    from ..config import DecodeConfig, from_dict, refuse_ignored_decode, to_dict
+    from ..config import DecodeConfig, refuse_ignored_decode
+    from ..config_dict import from_dict, to_dict
 
     if cfg is not None and not isinstance(cfg, DecodeConfig):
         raise TypeError(f"cfg must be a DecodeConfig, got {_describe(cfg)}")

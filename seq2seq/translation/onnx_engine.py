@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..config import DECODE_BATCH, ConfigError, ModelConfig, from_dict
+from ..config import DECODE_BATCH, ConfigError, ModelConfig
+from ..config_dict import from_dict
 from ..ids import PAD_ID
 from .base import memory_rows
 
