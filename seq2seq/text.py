@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from .errors import CorpusError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark, dropped from the start of a file or stream (decode_line)
+MAX_LINE_BYTES = 16 << 20  # a longer line is refused as it is read: no sentence is that long (a CR-only file is)
 
 
 def read_lines(path: str | Path) -> list[str]:
@@ -30,12 +31,37 @@ def iter_lines(path: str | Path, block_bytes: int = 1 << 20) -> Iterator[str]:
         raise CorpusError(f"{path}: is a folder, not a text file")
     if not path.exists():
         raise CorpusError(f"{path}: no such file")
-    number = 0
     with open(path, "rb") as f:
-        while block := f.readlines(block_bytes):
-            for raw in block:
-                number += 1
-                yield decode_line(raw, str(path), number)
+        for number, raw in enumerate(byte_lines(f.read, str(path), block_bytes), 1):
+            yield decode_line(raw, str(path), number)
+
+
+def byte_lines(read: Callable[[int], bytes], name: str, size: int = 1 << 20) -> Iterator[bytes]:
+    """The raw lines (without "\\n") that calls of `read(size)` return, each yielded as soon as its end has
+    been read (`read` may return fewer bytes: os.read on a pipe gives what has arrived; b"" ends). A line
+    over `MAX_LINE_BYTES` is a CorpusError naming it as soon as that many bytes of it are held: memory stays
+    bounded by the cap, not by the input (a file without a line end is not read whole)."""
+    pending, number = bytearray(), 0  # the start of a line whose end has not been read yet
+    while data := read(size):
+        if b"\n" not in data:
+            pending += data
+            if len(pending) > MAX_LINE_BYTES:
+                raise _too_long(name, number + 1)
+            continue
+        *lines, rest = (bytes(pending) + data if pending else data).split(b"\n")
+        for line in lines:
+            number += 1
+            if len(line) > MAX_LINE_BYTES:
+                raise _too_long(name, number)
+            yield line
+        pending = bytearray(rest)
+    if pending:
+        yield bytes(pending)
+
+
+def _too_long(name: str, number: int) -> CorpusError:
+    return CorpusError(f"{name}:{number}: a line over {MAX_LINE_BYTES >> 20} MiB (no sentence is that long: "
+                       f"a file whose lines end in CR alone?); split it into sentences")  # fmt: skip
 
 
 def decode_lines(data: bytes, name: str) -> list[str]:

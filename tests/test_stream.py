@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from seq2seq import text
 from seq2seq.config import DecodeConfig
 from seq2seq.errors import CorpusError
-from seq2seq.translation.stream import chunks, output_lines, stream_translate
+from seq2seq.text import BOM, byte_lines, decode_lines, iter_lines
+from seq2seq.translation import stream as stream_module
+from seq2seq.translation.stream import chunks, file_chunks, output_lines, stream_translate
 from seq2seq.translation.torch_engine import Translator
 
 if TYPE_CHECKING:
@@ -88,6 +91,80 @@ def test_a_producer_faster_than_translation_waits_instead_of_filling_memory() ->
     time.sleep(0.5)
     assert 100 <= stream.read_lines - 50 <= 102, stream.read_lines
     assert [len(next(got)) for _ in range(3)] == [50, 50, 50]
+
+
+class BigLines(io.RawIOBase):
+    """A producer of lines of 1,000 bytes (and a newline), forever, counting them."""
+
+    def __init__(self) -> None:
+        self.read_lines = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        self.read_lines += 1
+        buffer[:1001] = b"y" * 1000 + b"\n"
+        return 1001
+
+
+def test_long_lines_end_chunks_and_hold_the_reader_by_their_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With lines of up to 16 MiB, a queue of 2 x chunk lines could hold gigabytes: it is bounded in bytes too."""
+    monkeypatch.setattr(stream_module, "CHUNK_BYTES", 10_000)
+    big = BigLines()
+    got = chunks(big, "<big>", chunk=50)
+    assert len(next(got)) == 10  # a chunk ends at the line that reaches CHUNK_BYTES
+    time.sleep(0.5)
+    assert 20 <= big.read_lines - 10 <= 21, big.read_lines  # 2 x CHUNK_BYTES queued (+ the line in hand), not 100
+    assert [len(next(got)) for _ in range(3)] == [10, 10, 10]
+
+
+def test_a_file_is_chunked_by_bytes_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(stream_module, "CHUNK_BYTES", 100)
+    (tmp_path / "f").write_text("".join(f"{i:059d}\n" for i in range(9)), encoding="utf-8")
+    assert [len(c) for c in file_chunks(str(tmp_path / "f"), chunk=1000)] == [2, 2, 2, 2, 1]
+
+
+def test_a_line_over_the_cap_is_refused_once_that_much_of_it_is_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line without an end (a file of CR line ends, `cat /dev/zero | tr`) was read whole into memory."""
+    monkeypatch.setattr(text, "MAX_LINE_BYTES", 1000)
+    reads = []
+
+    def endless(n: int) -> bytes:
+        reads.append(n)
+        return b"a\nb\n" if len(reads) == 1 else b"x" * 100
+
+    with pytest.raises(CorpusError, match=r"^<in>:3: a line over .*split it into sentences"):
+        list(byte_lines(endless, "<in>"))
+    assert len(reads) <= 12
+    whole = b"ok\n" + b"z" * 1001 + b"\nafter\n"  # one block holding the whole long line
+    with pytest.raises(CorpusError, match=r"^<f>:2: a line over"):
+        list(byte_lines(io.BytesIO(whole).read, "<f>"))
+    assert list(byte_lines(io.BytesIO(b"z" * 1000 + b"\n").read, "<f>")) == [b"z" * 1000]  # at the cap: fine
+
+
+def test_the_line_reader_splits_files_alike_whatever_its_block_size(tmp_path: Path) -> None:
+    data = BOM + "Grüße\r\n\nzwei  Wörter\n\r\n".encode() + b"x" * 50 + "\nohne Zeilenende é".encode()
+    (tmp_path / "f").write_bytes(data)
+    want = decode_lines(data, "f")
+    assert want[0] == "Grüße" and want[-1] == "ohne Zeilenende é" and len(want) == 6
+    for size in (1, 2, 3, 7, 64, 1 << 20):
+        assert list(iter_lines(tmp_path / "f", size)) == want, size
+
+
+def test_the_reader_waits_while_its_bytes_are_held() -> None:
+    budget = stream_module._Budget(100)
+    budget.take(60)
+    second = threading.Thread(target=budget.take, args=(60,), daemon=True)
+    second.start()
+    second.join(0.3)
+    assert second.is_alive()  # 120 > 100: waits for the first to be taken off
+    budget.give(60)
+    second.join(5)
+    assert not second.is_alive() and budget.held == 60
+    budget.give(60)
+    budget.take(500)  # more than the cap, with nothing held: goes on
+    assert budget.held == 500
 
 
 def test_slow_input_is_translated_line_by_line_and_fast_input_in_chunks() -> None:

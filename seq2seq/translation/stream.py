@@ -11,6 +11,7 @@ batch (the equivalence tests), so streaming writes what batch mode writes.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import ConfigError, CorpusError
-from ..text import decode_line, iter_lines
+from ..text import byte_lines, decode_line, iter_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -30,55 +31,68 @@ if TYPE_CHECKING:
 NBEST_FORMATS = ("tsv", "moses")  # translate --nbest-format: index<TAB>score<TAB>text, or Moses' `|||` lines
 CHUNK = 4096  # lines per translate call at most (a pipe full of lines still sorts and batches well)
 GAP = 0.005  # seconds to wait for a further line before translating what has arrived
+CHUNK_BYTES = 32 << 20  # ... and bytes: a chunk ends at the line that reaches this (lines can be 16 MiB each)
 _END = object()
 
 
-def _read(stream: IO[bytes] | int, lines: queue.Queue) -> None:
-    """Put each raw line of `stream` on `lines` as it arrives, then _END (or the exception that ended it)."""
+class _Budget:
+    """The bytes of lines read but not yet taken: the reader waits while they are `cap` (a line bigger than
+    what is left waits for none to be held), so that lines of up to 16 MiB cannot fill memory."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.held, self.changed = cap, 0, threading.Condition()
+
+    def take(self, n: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.held == 0 or self.held + n <= self.cap)
+            self.held += n
+
+    def give(self, n: int) -> None:
+        with self.changed:
+            self.held -= n
+            self.changed.notify()
+
+
+def _read(stream: IO[bytes] | int, name: str, lines: queue.Queue, budget: _Budget) -> None:
+    """Put each raw line of `stream` on `lines` as it arrives, then _END (or the exception that ended it).
+    A file descriptor is read by os.read: no buffered stream, whose lock a reader still waiting for input
+    would hold while the interpreter shuts down (a bad line or Ctrl-C then ended in "Fatal Python error:
+    _enter_buffered_busy" and SIGABRT instead of exit 2 or 130). A line over text.MAX_LINE_BYTES is an
+    error as soon as that much of it has arrived (`byte_lines`)."""
+    if isinstance(stream, int):
+        read = functools.partial(os.read, stream)
+    else:  # a binary stream: read1 returns what has arrived, read would wait for a whole block
+        read = getattr(stream, "read1", stream.read)
     try:
-        for raw in _fd_lines(stream) if isinstance(stream, int) else stream:  # a buffered stream: line by line
+        for raw in byte_lines(read, name, 1 << 16):
+            budget.take(len(raw))
             lines.put(raw)
         lines.put(_END)
     except BaseException as err:  # noqa: BLE001 -- handed to the translating thread, which raises it
         lines.put(err)
 
 
-def _fd_lines(fd: int, size: int = 1 << 16) -> Iterator[bytes]:
-    """The lines of file descriptor `fd` as they arrive, read by os.read: no buffered stream, whose lock a
-    reader still waiting for input would hold while the interpreter shuts down (a bad line or Ctrl-C
-    then ended in "Fatal Python error: _enter_buffered_busy" and SIGABRT instead of exit 2 or 130)."""
-    pending, scanned = bytearray(), 0
-    while data := os.read(fd, size):
-        pending += data
-        start = 0
-        while (end := pending.find(b"\n", scanned)) >= 0:
-            yield bytes(pending[start : end + 1])
-            start = scanned = end + 1
-        del pending[:start]
-        scanned = len(pending)  # a long line is scanned once, not again with every read
-    if pending:
-        yield bytes(pending)
-
-
 def file_chunks(path: str, chunk: int = 4 * CHUNK) -> Iterator[list[str]]:
-    """The lines of file `path` in lists of `chunk` (memory bounded by a chunk's lines and results, not the
-    file's). A regular file is checked whole first (bad UTF-8 or a NUL named by line before any translation);
-    a pipe is read once, a chunk at a time."""
+    """The lines of file `path` in lists of `chunk` or of CHUNK_BYTES (memory bounded by a chunk's lines and
+    results, not the file's). A regular file is checked whole first (bad UTF-8 or a NUL named by line before
+    any translation); a pipe is read once, a chunk at a time."""
     if Path(path).is_file():
         for _ in iter_lines(path):
             pass
     batch: list[str] = []
+    size = 0
     for line in iter_lines(path):
         batch.append(line)
-        if len(batch) == chunk:
+        size += len(line)
+        if len(batch) == chunk or size >= CHUNK_BYTES:
             yield batch
-            batch = []
+            batch, size = [], 0
     if batch:
         yield batch
 
 
 def standard_input() -> IO[bytes] | int:
-    """What `chunks` reads standard input from: its file descriptor (`_fd_lines`), or, where sys.stdin
+    """What `chunks` reads standard input from: its file descriptor (read by os.read: `_read`), or, where sys.stdin
     has none (replaced by a program or a test harness), its binary stream."""
     if sys.stdin is None:  # started with standard input closed (`<&-`)
         raise CorpusError("no standard input (it is closed): pass --input FILE")
@@ -90,14 +104,17 @@ def standard_input() -> IO[bytes] | int:
 
 def chunks(stream: IO[bytes] | int, name: str, chunk: int = CHUNK, gap: float = GAP) -> Iterator[list[str]]:
     """Lists of decoded lines of `stream` (a binary stream, or a file descriptor such as standard input's,
-    read without a buffered stream: `_fd_lines`): waits for the first, takes what follows within `gap`
-    seconds. The reader stays at most two chunks ahead of the translation (a bounded queue: a producer
-    faster than translation, `yes | seq2seq translate ...`, waits instead of filling memory)."""
+    read without a buffered stream: `_read`): waits for the first, takes what follows within `gap`
+    seconds, up to `chunk` lines or CHUNK_BYTES. The reader stays at most two chunks ahead of the translation
+    (a queue bounded in lines and bytes: a producer faster than translation, `yes | seq2seq translate ...`,
+    waits instead of filling memory)."""
     lines: queue.Queue = queue.Queue(maxsize=2 * chunk)
-    threading.Thread(target=_read, args=(stream, lines), daemon=True, name="stdin-reader").start()
+    budget = _Budget(2 * CHUNK_BYTES)
+    threading.Thread(target=_read, args=(stream, name, lines, budget), daemon=True, name="stdin-reader").start()
     number, error = 0, None
     while error is None:
         batch: list[str] = []
+        size = 0
         item = lines.get()
         while True:
             if item is _END:
@@ -106,12 +123,14 @@ def chunks(stream: IO[bytes] | int, name: str, chunk: int = CHUNK, gap: float = 
             try:
                 if isinstance(item, BaseException):
                     raise item
+                budget.give(len(item))
+                size += len(item)
                 batch.append(decode_line(item, name, number + 1))  # bad UTF-8: an error naming the line
             except Exception as err:  # noqa: BLE001 -- raised once the lines before it are translated
                 error = err
                 break
             number += 1
-            if len(batch) >= chunk:
+            if len(batch) >= chunk or size >= CHUNK_BYTES:
                 break
             try:
                 item = lines.get(timeout=gap)
