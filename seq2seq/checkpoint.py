@@ -295,6 +295,19 @@ def resume_configs(path: str | Path) -> dict[str, dict[str, Any]]:
     return {"data": model.data_config, "model": model.model_config, "train": model.train_config}
 
 
+def refuse_run_checkpoint(out: str | Path, what: str, instead: str) -> None:
+    """An OutputError when `out` is a run's own checkpoint (last.pt, best.pt, stepN.pt beside a
+    preprocess.json): writing `what` there would replace what training resumes from or chose."""
+    target = Path(out)
+    if (target.parent / "preprocess.json").is_file() and (
+        target.name in ("last.pt", "best.pt")
+        or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
+    ):
+        raise OutputError(f"--out {out} is a checkpoint of the run in {target.parent} (training resumes from last.pt; "
+                          f"best.pt is its chosen model): write {what} beside them under another name, e.g. "
+                          f"{target.parent / instead}")  # fmt: skip
+
+
 def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[str] | None = None) -> Path:
     """Write the element-wise mean of the weights of checkpoints from one run (e.g. stepNNNNNNN.pt): at
     least two different files, of one model config, vocabulary and seed (another seed starts from other
@@ -303,14 +316,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[st
     if len(paths) < 2:
         raise CheckpointError(f"averaging needs at least two checkpoints of one run, got {len(paths)}")
     check_output(out, inputs=paths)  # before reading: a missing folder, a folder, or one of the checkpoints
-    target = Path(out)
-    if (target.parent / "preprocess.json").is_file() and (
-        target.name in ("last.pt", "best.pt")
-        or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
-    ):
-        raise OutputError(f"--out {out} is a checkpoint of the run in {target.parent} (training resumes from last.pt; "
-                          "best.pt is its chosen model): write the average beside them under another name, e.g. "
-                          f"{target.parent / 'average.pt'}")  # fmt: skip
+    refuse_run_checkpoint(out, "the average", "average.pt")
     names = names or [str(p) for p in paths]
     models = [read_model(p) for p in paths]  # a missing or damaged file: one line naming it
     for i, path in enumerate(paths):
@@ -318,9 +324,13 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[st
         if twice is not None:
             raise CheckpointError(f"{names[i]}: the same file as {names[twice]}; average different checkpoints")
     first = models[0]
+    shapes = {n: tuple(t.shape) for n, t in first.state_dict.items()}
     for name, model in zip(names[1:], models[1:]):
         if (model.model_config, model.src_spm, model.tgt_spm) != (first.model_config, first.src_spm, first.tgt_spm):
             raise CheckpointError(f"{name}: other model config or vocabulary than {names[0]}; average one run's files")
+        if {n: tuple(getattr(t, "shape", ())) for n, t in model.state_dict.items()} != shapes:
+            raise CheckpointError(f"{name}: its weights (names or shapes) differ from those of {names[0]}: "
+                                  "a damaged file, or not one run's")  # fmt: skip
         if model.train_config.get("seed") != first.train_config.get("seed"):
             raise CheckpointError(
                 f"{name}: trained with seed {model.train_config.get('seed')}, {names[0]} with seed "

@@ -284,8 +284,9 @@ def beam_search(
                 finished[sent[bi]].append(Hypothesis(beams.tokens[row, 1:t].tolist(), lp / t**length_penalty, lp, att))
             np.add.at(n_finished, sent, ends.sum(axis=1))
             for si in sent[ends.any(axis=1)].tolist():
-                if len(finished[si]) >= n_best:
-                    nth_best[si] = sorted(h.score for h in finished[si])[-n_best]
+                if len(finished[si]) >= n_best:  # only the n_best best are returned: drop the rest now (stable:
+                    finished[si] = sorted(finished[si], key=lambda h: -h.score)[:n_best]  # first found stays)
+                    nth_best[si] = finished[si][-1].score
         # The K best candidates that do not end live on.
         live_r = np.argsort(is_eos, axis=1, kind="stable")[:, :k]  # best first among the non-EOS ones
         beams.scores = np.where(np.take_along_axis(is_eos, live_r, axis=1), -np.inf,
@@ -314,14 +315,19 @@ def max_lengths(src_lens: np.ndarray, a: float, b: int) -> np.ndarray:
     return (np.float32(a) * src_lens.astype(np.float32) + np.float32(b)).astype(np.int64)
 
 
-def search_bytes(rows: int, steps: int, src_len: int, footprint: tuple[int, int], keep_attention: bool) -> int:
+def search_bytes(
+    rows: int, steps: int, src_len: int, footprint: tuple[int, int], keep_attention: bool, kept_per_row: float = 2.0
+) -> int:
     """The peak bytes of a search over `rows` hypotheses (batch x beam) of up to `steps` output pieces:
     per row the token ids of every step (int64, back-pointers resolved into them), one step's top-k
     work over the log-probs (a negated copy and int64 indices: 12 bytes a piece), attention weights
-    of every step if kept (float32, twice while they grow), and what the engine holds (`footprint`)."""
+    of every step if kept (float32, twice while they grow), what the engine holds (`footprint`), and the
+    finished hypotheses kept (n_best, and one step's K: 1 + n_best / K a row), their ids (Python ints, up
+    to 36 bytes a piece) and attention."""
     vocab, engine_bytes = footprint
-    per_row = 8 * (steps + 1) + 12 * vocab + engine_bytes + (8 * steps * src_len if keep_attention else 0)
-    return rows * per_row
+    live = 8 * (steps + 1) + 12 * vocab + engine_bytes + (8 * steps * src_len if keep_attention else 0)
+    finished = kept_per_row * (36 * steps + (4 * steps * src_len if keep_attention else 0))
+    return int(rows * (live + finished))
 
 
 def engine_batch_size(engine: Engine) -> int:
@@ -344,11 +350,11 @@ def check_search(engine: Engine, src_ids: Sequence[Sequence[int]], cfg: DecodeCo
         cfg.check_vocab(footprint[0])
     batch = max(1, min(cfg.batch_size or engine_batch_size(engine), len(src_ids)))
     steps = int(max_lengths(np.array([src_len]), cfg.max_len_a, cfg.max_len_b)[0])
-    budget = cfg.memory_budget()
-    need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention)
+    budget, kept = cfg.memory_budget(), 1 + cfg.n_best / cfg.beam_size  # finished hypotheses kept per row
+    need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
     while need > budget and batch > 1 and not cfg.batch_size:
         batch = (batch + 1) // 2
-        need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention)
+        need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
     if need > budget:
         where = "memory_budget_gb" if cfg.memory_budget_gb else "half of this machine's memory; memory_budget_gb"
         raise ConfigError(

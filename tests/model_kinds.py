@@ -20,3 +20,16 @@ VARIANTS = {
     ),
     "lstm dot": ModelConfig(emb_size=16, enc_hidden=8, dec_hidden=16, attention="dot", dec_layers=2),
 }
+
+
+def output_layer_op(step_graph: bytes) -> str:
+    """The operator that makes the decoder step's scores: walked back from `log_probs` to the first product
+    (a substring test of the graph finds any fused matmul, the LSTM cell's too)."""
+    import onnx
+
+    graph = onnx.load_from_string(step_graph).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    node = made_by["log_probs"]
+    while node.op_type not in ("MatMul", "Gemm", "MatMulInteger", "MatMulIntegerToFloat"):
+        node = made_by[node.input[0]]
+    return node.op_type

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 from corpora import translate_in_a_fresh_process
-from model_kinds import VARIANTS
+from model_kinds import VARIANTS, output_layer_op
 
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DecodeConfig
@@ -167,7 +167,8 @@ def test_int8_translates_and_says_so(run_dir: Path, exported: Path, exported_int
     assert translator.describe()["precision"] == "int8" and load_translator(exported).describe()["precision"] == "fp32"
     with zipfile.ZipFile(exported_int8) as z:
         ops = z.read("decoder_step.onnx")
-    assert b"MatMulInteger" in ops and b"QuantizeLSTM" not in ops  # the output layer in int8, the LSTM in fp32
+    assert output_layer_op(ops) == "MatMulIntegerToFloat"  # the output layer in int8
+    assert b"QuantizeLSTM" not in ops  # the decoder's LSTM written out as its cell (quantize.lstm_cells)
     fp32 = load_translator(exported).translate(SENTENCES, beam_size=3)
     int8 = translator.translate(SENTENCES, beam_size=3)
     assert sum(a == b for a, b in zip(fp32, int8)) >= len(SENTENCES) - 2  # a trained model's outputs barely move
@@ -201,7 +202,17 @@ def test_the_deploy_page_example_translates_with_onnxruntime_sentencepiece_and_n
     blocked = "import sys; sys.modules['torch'] = None; sys.modules['seq2seq'] = None\n"  # neither is used
     done = subprocess.run([sys.executable, "-c", blocked + code[1], str(exported), "red cat"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    assert done.stdout.strip() == OnnxTranslator.load(exported).translate("red cat", beam_size=1)
+    engine = OnnxTranslator.load(exported)
+    assert done.stdout.strip() == engine.translate("red cat", beam_size=1)
+    # at the length limit (here 0 S + 3: two pieces, then EOS forced) too; the example ran one step more
+    short = code[1].replace("2 * src.shape[1] + 10", "0 * src.shape[1] + 3")
+    assert short != code[1], "the example's length limit is not 2 * src.shape[1] + 10"
+    long_one = SENTENCES[2]
+    limited = engine.translate(long_one, beam_size=1, max_len_a=0.0, max_len_b=3)
+    assert len(limited.split()) < len(engine.translate(long_one, beam_size=1).split())  # the limit is reached
+    done = subprocess.run([sys.executable, "-c", blocked + short, str(exported), long_one],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == limited
 
 
 def test_onnx_models_refuse_what_they_cannot_do(exported: Path) -> None:
@@ -213,6 +224,7 @@ def test_onnx_models_refuse_what_they_cannot_do(exported: Path) -> None:
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="on the CPU"):
         load_translator(exported, device="cuda")
+    assert load_translator(exported, device="auto").translate("red cat") == tr.translate("red cat")  # auto: the CPU
 
 
 def _rewrite(src: Path, dst: Path, **changes: bytes) -> Path:
@@ -366,6 +378,45 @@ def test_a_missing_extra_is_named_in_one_line(
     assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(tmp_path / "m.onnx.zip")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all("seq2seq-nmt[onnx]" in line for line in lines), lines
+
+
+def test_int8_without_onnx_runtime_is_one_line_before_any_export(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """With onnx installed but not ONNX Runtime, --quantize int8 made the whole fp32 export, then a traceback."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
+    out = tmp_path / "m.onnx.zip"
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out), "--quantize", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--quantize int8 needs ONNX Runtime" in err and "seq2seq-nmt[onnx]" in err, err
+    assert not out.exists()
+
+
+def test_export_never_writes_over_a_runs_checkpoint(run_dir: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "preprocess.json").write_text("{}")
+    (run / "last.pt").write_bytes((run_dir / "best.pt").read_bytes())
+    before = (run / "last.pt").read_bytes()
+    for name in ("last.pt", "best.pt", "step400.pt"):
+        assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(run / name)]) == 2
+        assert f"is a checkpoint of the run in {run}" in capsys.readouterr().err
+    assert (run / "last.pt").read_bytes() == before and not (run / "best.pt").exists()
+
+
+def test_a_misshapen_checkpoint_is_one_line_for_export_as_for_translate(run_dir: Path, tmp_path: Path, capsys) -> None:
+    from seq2seq.checkpoint import read_model, write_model_checkpoint
+
+    saved = read_model(run_dir / "best.pt")
+    bad = tmp_path / "bad.pt"
+    write_model_checkpoint(bad, dataclasses.replace(
+        saved, model_config={**saved.model_config, "dec_hidden": saved.model_config["dec_hidden"] + 1}))  # fmt: skip
+    for command in (["export", "--checkpoint", str(bad), "--out", str(tmp_path / "m.onnx.zip")],
+                    ["translate", "--checkpoint", str(bad), "--input", os.devnull]):  # fmt: skip
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "inconsistent checkpoint" in err, err
 
 
 def test_export_quality_scores_the_three_paths_on_val_and_test(run_dir: Path, tmp_path: Path) -> None:

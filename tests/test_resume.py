@@ -348,6 +348,14 @@ def test_average_keeps_tied_weights_tied_and_refuses_other_seeds_and_single_file
     assert "averaging needs at least two checkpoints of one run, got 1" in capsys.readouterr().err
     assert main(["average", "--checkpoints", str(steps[0]), str(steps[0]), "--out", str(tmp_path / "x.pt")]) == 2
     assert f"{steps[0]}: the same file as {steps[0]}" in capsys.readouterr().err
+    from seq2seq.checkpoint import read_model, write_model_checkpoint
+
+    saved = read_model(steps[1])  # same config, vocabulary and seed, but a tensor missing: was a KeyError traceback
+    damaged = tmp_path / "damaged.pt"
+    write_model_checkpoint(damaged, dataclasses.replace(saved, state_dict=dict(list(saved.state_dict.items())[1:])))
+    assert main(["average", "--checkpoints", str(steps[0]), str(damaged), "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{damaged}: its weights (names or shapes) differ from those of" in err, err
     assert not (tmp_path / "x.pt").exists()
 
 

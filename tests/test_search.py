@@ -259,6 +259,35 @@ def test_scripted_batch_gives_each_sentence_its_own_result() -> None:
             assert [(h.ids, round(h.score, 6)) for h in hyps] == [(h.ids, round(h.score, 6)) for h in alone[sent]]
 
 
+class EndsEveryStep(NeverEnds):
+    """A .5, EOS .3, B .2 at every step, over a source of 200 positions: a hypothesis finishes at every step."""
+
+    def start(self, sentences: list[int] | None = None) -> tuple[FakeMemory, PrefixState]:
+        return FakeMemory(torch.tensor(sentences or [0]), src_len=200), PrefixState([()] * len(sentences or [0]))
+
+    def step(self, prev_ids, state, memory):
+        self.calls += 1
+        prefixes = [p if t == BOS_ID else p + (t,) for p, t in zip(state.prefixes, prev_ids.tolist())]
+        log_probs = torch.full((len(prefixes), VOCAB), -math.inf)
+        for tok, p in {A: 0.5, EOS_ID: 0.3, B: 0.2}.items():
+            log_probs[:, tok] = math.log(p)
+        return log_probs, PrefixState(prefixes), memory.mask.float() / memory.mask.size(1)
+
+
+def test_finished_hypotheses_beyond_n_best_are_dropped_as_the_search_goes() -> None:
+    """Every finished hypothesis was kept, with a copy of its attention, until the end: at length penalty 10 the
+    search runs to the limit and 300 steps kept ~300 x (t, 200) float32 arrays (~36 MB), none of them counted
+    by the memory check. Only n_best can be returned, so only n_best (+ one step's) are kept."""
+    import tracemalloc
+
+    tracemalloc.start()
+    [hyps] = run_beam(EndsEveryStep(), 4, length_penalty=10.0, n_best=2, max_len=300, keep_attention=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(hyps) == 2 and hyps[0].ids == [A] * 299 and hyps[0].score >= hyps[1].score  # the longest wins
+    assert peak < 8e6, peak
+
+
 def test_keep_attention_has_one_row_per_output_step() -> None:
     [[hyp]] = run_beam(ScriptedModel(LONG_WINS), 2, 1.0, keep_attention=True)
     assert hyp.attention.shape == (len(hyp.ids) + 1, 3)

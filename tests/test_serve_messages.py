@@ -122,3 +122,19 @@ def test_a_huge_number_is_neither_echoed_nor_met_with_pythons_advice(server: Tra
     assert "set_int_max_str_digits" not in reply["error"] and "0" * 41 not in reply["error"]
     if digits > 4300:
         assert reply["error"] == f"body holds an integer of {digits} digits (at most 4300)"
+
+
+def test_opennmt_reply_keeps_the_sources_outer_whitespace_in_linear_time() -> None:
+    """The reply's head and tail came from re.search(r"\\s*$"): quadratic in a run of spaces (256 sources of
+    1,999 spaces and a letter, 0.5 MB under the body limit, held the handler thread for seconds)."""
+    import time
+
+    from seq2seq.search import Hypothesis
+    from seq2seq.serve.protocol import opennmt_reply
+
+    hyp = Hypothesis([5], -1.0, -1.0, None)
+    reply = opennmt_reply([" \t a b \n", "a", "   "], [[("A B", hyp)], [("A", hyp)], []], 1)
+    assert [r["tgt"] for r in reply[0]] == [" \t A B \n", "A", ""]
+    start = time.perf_counter()
+    opennmt_reply([" " * 1999 + "x"] * 256, [[("X", hyp)]] * 256, 1)
+    assert time.perf_counter() - start < 0.5

@@ -214,7 +214,8 @@ def opennmt_reply(sentences: Sequence[str], found: Sequence[Sequence[Any]], n_be
     its translation, as OpenNMT-py does. A source with fewer hypotheses (empty) gets "" scored 0."""
     out: list[list[dict]] = [[] for _ in range(n_best)]
     for src, hyps in zip(sentences, found):
-        head, tail = re.match(r"\s*", src)[0], re.search(r"\s*$", src)[0]  # type: ignore[index]
+        head = src[: len(src) - len(src.lstrip())]  # not re.search(r"\s*$"): quadratic on a run of spaces
+        tail = src[len(src.rstrip()) :]
         for rank in range(n_best):
             text, score = (hyps[rank][0], hyps[rank][1].score) if rank < len(hyps) else ("", 0.0)
             tgt = f"{head}{text}{tail}" if src.strip() else text

@@ -24,14 +24,17 @@ if TYPE_CHECKING:
 
 
 def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None, quantize: str | None = None) -> Path:
-    """`seq2seq export`: a checkpoint as an ONNX model (`onnx_model.py`), the one export format."""
+    """`seq2seq export`: a checkpoint as an ONNX model (`onnx_model.py`), the one export format; never over a
+    run's own checkpoint (last.pt, best.pt, stepN.pt)."""
+    from ..checkpoint import refuse_run_checkpoint  # imports torch, which export needs anyway
+    from .onnx_model import export_onnx
+
     if fmt not in (None, "onnx") or Path(out).suffix == ".npz":
         raise ConfigError(f"{REMOVED_NPZ}: write an ONNX model instead (--format onnx, e.g. --out model.onnx.zip)")
     refuse_hub_output(out, "export")
     check_output(out, inputs=[checkpoint], make_folder=True)  # before any work: a folder, or the checkpoint itself
+    refuse_run_checkpoint(out, "the exported model", "model.onnx.zip")
     checkpoint = model_file(checkpoint)  # hf://ORG/NAME: downloaded (hub.py)
-    from .onnx_model import export_onnx
-
     return export_onnx(checkpoint, out, quantize)
 
 
@@ -51,7 +54,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Translating:
 
     path = model_file(path)  # hf://ORG/NAME[@REVISION][/FILE]: downloaded into huggingface_hub's cache (hub.py)
     if is_onnx_model(path):
-        if device != "cpu":
+        if device not in ("cpu", "auto"):  # auto: the CPU, the only device an ONNX model runs on here
             raise ConfigError(f"{path}: an ONNX model runs on the CPU; drop --device {device}")
         return OnnxTranslator.load(path)
     from .torch_engine import Translator

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write
-from ..config import ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..config import ConfigError, DecodeConfig, ModelConfig
+from ..config_dict import from_dict
 from ..errors import CheckpointError
 from ..ids import EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
@@ -206,7 +207,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
 
     import torch
 
-    from ..checkpoint import check_vocab, read_model
+    from ..checkpoint import check_vocab, load_weights, read_model
     from ..model import Seq2Seq
 
     if quantize is not None and quantize not in QUANTIZE:
@@ -215,14 +216,19 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
         import onnx  # noqa: F401  (torch.onnx needs it)
     except ImportError:
         raise ConfigError(f"exporting ONNX needs the onnx package: {EXTRA}") from None
+    if quantize == "int8":
+        try:
+            import onnxruntime.quantization  # noqa: F401  (quantize.py's: before the fp32 export, not after)
+        except ImportError:
+            raise ConfigError(f"--quantize int8 needs ONNX Runtime's quantization tools: {EXTRA}") from None
     saved = read_model(checkpoint)
     check_vocab(checkpoint, saved)
     cfg = from_dict(ModelConfig, saved.model_config)
     model = Seq2Seq(
         cfg, saved.state_dict["encoder.embed.weight"].shape[0], saved.state_dict["decoder.embed.weight"].shape[0]
     )
-    model.load_state_dict({k: v.float() for k, v in saved.state_dict.items()})
-    model.eval()
+    load_weights(checkpoint, model, saved.state_dict)  # a misshapen or missing tensor: one line naming it
+    model.float().eval()
     with torch.no_grad():
         enc_bytes, step_bytes, io_names = export_graphs(model)
     if quantize == "int8":

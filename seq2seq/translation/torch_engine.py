@@ -11,7 +11,8 @@ import torch
 
 from ..batches import pad
 from ..checkpoint import CheckpointError, check_vocab, load_weights, read_model
-from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig, from_dict
+from ..config import DECODE_BATCH, ConfigError, DecodeConfig, ModelConfig
+from ..config_dict import from_dict
 from ..ids import EOS_ID
 from ..machine.hardware import resolve_device, resolve_precision
 from ..model import DecoderState, Memory, Seq2Seq
@@ -144,7 +145,7 @@ class Translator(Translating):
 
         path = pretrained_file(repo, revision, filename)
         if is_onnx_model(path):  # as loading.load_model (which imports this module, so cannot be imported here)
-            if device != "cpu":
+            if device not in ("cpu", "auto"):
                 raise ConfigError(f"{path}: an ONNX model runs on the CPU; drop device={device!r}")
             return OnnxTranslator.load(path)
         return cls.from_checkpoint(path, device=device)
