@@ -185,6 +185,24 @@ def test_cli_gradflow_fresh_and_checkpoint(run: Path, tmp_path: Path) -> None:
 
 
 @needs_matplotlib
+def test_gradflow_keeps_models_of_the_same_run_name_apart(run: Path, tmp_path: Path, capsys) -> None:
+    """a/run/best.pt and b/run/best.pt were both "run/best.pt": one of them vanished from plot and summary."""
+    import shutil
+
+    models = [tmp_path / side / "run" / "best.pt" for side in "ab"]
+    for model in models:
+        model.parent.mkdir(parents=True)
+        shutil.copy(run / "best.pt", model)
+    (tmp_path / "src.txt").write_text("the dog sees a cat\n", encoding="utf-8")
+    args = ["gradflow", "--input", str(tmp_path / "src.txt"), "--out", str(tmp_path / "g.png"), "--checkpoint"]
+    assert main([*args, *map(str, models)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{model} decoder:" in out for model in models), out
+    assert main([*args, str(models[0]), str(models[0])]) == 2
+    assert "more than once" in capsys.readouterr().err
+
+
+@needs_matplotlib
 def test_cli_memory_span(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["memory-span", "--out", str(tmp_path), "--quick", "--cells", "gru", "--delays", "3", "--steps", "10"]
     assert main(args) == 0

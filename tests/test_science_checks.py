@@ -68,6 +68,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--task", "adding", "--alphabet", "4"], "--alphabet 4 would be ignored"),
         (["--cells", "rnn", "--init", "chrono"], "--init chrono would be ignored"),  # given at the default
         (["--copy-length", "10"], "--copy-length 10 would be ignored"),  # the default, given
+        (["--task", "adding", "--tbptt", "8"], "--tbptt 8 would be ignored: the longest sequence of this run has 8"),
     ],
 )
 def test_memory_span_refuses_in_one_line_before_training(
@@ -84,6 +85,23 @@ def test_memory_span_refuses_an_out_that_is_a_file_before_training(
     err = refused(["memory-span", "--quick", "--out", str(tmp_path / "msfile")], capsys)
     assert "msfile" in err and "not a folder" in err
     assert (tmp_path / "msfile").read_text() == "mine\n"
+
+
+def test_memory_span_refuses_an_out_that_holds_a_result_unless_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second run into the same --out replaced a study of hours (memory_span.json, its csv and pictures)."""
+    monkeypatch.setattr(memory_span, "sweep", lambda *a, **k: [])
+    monkeypatch.setattr(memory_span, "write_result", lambda *a: [])
+    monkeypatch.setattr(memory_span, "plot_memory_span", lambda *a: None)
+    monkeypatch.setattr(memory_span, "plot_gradient_flow", lambda *a: None)
+    (tmp_path / "ms").mkdir()
+    (tmp_path / "ms" / "memory_span.json").write_text("{}")
+    err = refused(["memory-span", "--quick", "--out", str(tmp_path / "ms")], capsys)
+    assert "already holds a memory-span result" in err and "--overwrite" in err
+    from seq2seq.cli import main
+
+    assert main(["memory-span", "--quick", "--out", str(tmp_path / "ms"), "--overwrite", "--task", "adding"]) == 0
 
 
 def test_the_ignored_settings_still_apply_where_they_are_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from typing import TYPE_CHECKING
 
 import pytest
 
 from seq2seq.config import ConfigError
 from seq2seq.science.span_cost import measure
 from seq2seq.science.span_tbptt import format_sweep, reach, run_tbptt_sweep
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_a_loss_at_the_last_step_reaches_back_through_the_last_chunk_only() -> None:
@@ -40,8 +44,55 @@ def test_the_sweep_runs_every_truncation_and_tabulates_them(tmp_path) -> None:  
     assert (tmp_path / "tbptt_sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert format_sweep(summary).splitlines()[0] == "| task | cell | K = 3 | K = full |"
     before = (tmp_path / "k3" / "memory_span.json").stat().st_mtime_ns
-    again = run_tbptt_sweep(tmp_path, ks=(3, 0), tasks=("adding",), cells=("lstm",), quick=True, resume=True)
+    again = run_tbptt_sweep(tmp_path, ks=(3, 0), tasks=("adding",), cells=("lstm",), quick=True, existing="resume")
     assert again["largest"] == summary["largest"] and again["scores"] == summary["scores"]
     assert (tmp_path / "k3" / "memory_span.json").stat().st_mtime_ns == before  # read, not run again
     with pytest.raises(ConfigError, match="K >= 0"):
         run_tbptt_sweep(tmp_path, ks=(-1,))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq-nmt[plot]")
+def test_a_finished_sweep_is_read_only_when_it_was_run_as_asked(tmp_path, capsys) -> None:  # noqa: ANN001
+    """--resume read any k*/memory_span.json: a --quick smoke run's numbers under the full study's headings."""
+    from seq2seq.errors import OutputError
+    from seq2seq.science.span_tbptt import main
+
+    run_tbptt_sweep(tmp_path, ks=(3,), tasks=("adding",), cells=("lstm",), quick=True)
+    with pytest.raises(OutputError, match="already holds a sweep: add --resume"):  # neither resume nor overwrite
+        run_tbptt_sweep(tmp_path, ks=(3,), tasks=("adding",), cells=("lstm",), quick=True)
+    with pytest.raises(ConfigError, match=r"--resume: .*k3.* was run with other settings \(hidden 12 there, 64"):
+        run_tbptt_sweep(tmp_path, ks=(3,), tasks=("adding",), cells=("lstm",), existing="resume")
+    with pytest.raises(ConfigError, match="was run with no adding/gru"):
+        run_tbptt_sweep(tmp_path, ks=(3,), tasks=("adding",), cells=("gru", "lstm"), quick=True, existing="resume")
+    with pytest.raises(ConfigError, match=r"was run with delays \[2(, 8)?\], not asked for"):
+        run_tbptt_sweep(tmp_path, ks=(3,), tasks=("adding",), cells=("lstm",), delays=[4, 16], quick=True,
+                        existing="resume")  # fmt: skip
+    with pytest.raises(SystemExit) as stop:  # every K checked before the first trains: K = 3 is not run again
+        main(
+            ["--out", str(tmp_path / "late"), "--quick", "--ks", "3", "2000000", "--task", "adding", "--cells", "lstm"]
+        )
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "tbptt" in err, err
+    assert not (tmp_path / "late").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--lengths", "10"], "--lengths must be in [22,"),
+        (["--repeats", "0"], "--repeats must be in [1,"),
+        (["--cells", "foo"], "unknown or no cell(s) ['foo']"),
+        (["--k", "-3"], "--k must be in [1,"),
+        (["--lengths", "100000", "--hiddens", "4096"], "needs about"),
+    ],
+)
+def test_the_cost_study_refuses_bad_values_in_one_line_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], says: str
+) -> None:
+    from seq2seq.science.span_cost import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path / "c"), *flags])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "c").exists()

@@ -149,6 +149,7 @@ def cmd_memory_span(args: argparse.Namespace) -> None:
         settings,
         args.workers,
         given=[name for name, value in changes.items() if value is not None],
+        overwrite=args.overwrite,
     )
     print(format_result(result))
 

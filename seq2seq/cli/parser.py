@@ -90,6 +90,7 @@ def _add_inspection_commands(sub: Any) -> None:
     p.add_argument("--delays", nargs="+", type=int, help=f"delays D, tried in increasing order (default: {delays})")
     p.add_argument("--workers", type=int, help="parallel processes (default: CPU cores, at most 2)")
     p.add_argument("--seed", type=int, default=1234, help="random seed of tasks and models (default: 1234)")
+    p.add_argument("--overwrite", action="store_true", help="replace the result an --out folder holds")
     add_flags(p, SpanSettings)
     p.set_defaults(func=cmd_memory_span)
 
@@ -213,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file to write (e.g. model.onnx.zip)")
     p.add_argument("--format", choices=["onnx"], default="onnx",
                    help="onnx: encoder and decoder-step graphs for ONNX Runtime (default: onnx)")  # fmt: skip
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (default: none, fp32)")
+    p.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="int8 weights, activations on a fixed scale (default: none, fp32; docs/deploy.md)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("push", help="upload a model with a generated model card to the Hugging Face Hub "

@@ -6,7 +6,8 @@ the encoder's input at step t. With `loss="last"` (the default) L is the loss of
 sentence's final output (its EOS): a decoder state h_t with t < T reaches it only through the
 recurrence, so the curve shows how fast gradients vanish (or explode) with distance. A source
 position also reaches it directly through attention: a shortcut around the recurrence. With
-`loss="all"` L is the summed training loss (every step adds a direct term).
+`loss="all"` L is the summed cross-entropy of every output (training's loss without label smoothing; every
+step adds a direct term).
 
 The model code is unchanged. A fused RNN call hides its per-step states inside one op, so a
 forward hook re-runs the decoder RNN one step at a time with the same weights (checked against
@@ -299,9 +300,13 @@ def run_gradient_flow(
             raise CorpusError(f"{input_path} has {len(sources)} lines but {references_path} has {len(refs)}")
         if not any(clean(s) for s in sources):
             raise CorpusError(f"{input_path}: no non-empty source sentences")
+        labels = [f"{Path(c).parent.name}/{Path(c).name}" for c in checkpoints]  # RUN/best.pt
+        if len(set(labels)) < len(labels):  # a/run/best.pt and b/run/best.pt: each by its whole path
+            labels = [str(c) for c in checkpoints]
+        if len(set(labels)) < len(labels):
+            raise ConfigError(f"--checkpoint names {labels[0]} more than once: give each model once")
         results = {
-            f"{Path(c).parent.name}/{Path(c).name}": checkpoint_gradient_flow(c, sources, refs, loss, device)
-            for c in checkpoints
+            label: checkpoint_gradient_flow(c, sources, refs, loss, device) for label, c in zip(labels, checkpoints)
         }
         title = f"Gradient flow through time: {len(sources)} sentences from {input_path}; L = {what}"
     else:

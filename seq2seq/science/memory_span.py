@@ -33,28 +33,23 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..atomic import check_output
-from ..config import ConfigError
-from ..errors import LOG_FORMAT, TIME_FORMAT, OutputError
+from ..errors import LOG_FORMAT, TIME_FORMAT
 from ..model import RNNS, count_parameters
 from ..objective import chunks
 from ..tools.figures import new_figure
 from .span_cells import run_rnn
+from .span_checks import SCORE_CHUNK, check_memory, check_run, check_span_run
 from .span_plots import plot_gradient_flow, plot_memory_span
 from .span_report import write_result
 from .span_settings import (
     CELLS,
     DEFAULT_DELAYS,
     DEFAULT_TASKS,
-    MAX_SEED,
-    MAX_WORKERS,
     QUICK,
     QUICK_DELAYS,
     MemorySpanResult,  # defined in span_settings.py (span_plots.py reads it), re-exported here
     SpanSettings,
-    check_settings,
     median_span,
-    memory_budget,
 )
 from .span_tasks import Task
 
@@ -63,9 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("seq2seq")
 PROBES = 3  # gradient-flow measurements per run: before training, halfway, at the end
-# Sequences scored at a time: 1,000 at once at T = 504 need hundreds of MiB of fresh memory per check,
-# which took 2.2 s for the GRU against 0.9 s in chunks of 128 (2-core AMD EPYC, huge pages on).
-SCORE_CHUNK = 128
 
 
 class SpanNet(nn.Module):
@@ -177,35 +169,6 @@ def matched_hidden(cells: Sequence[str], task: Task) -> dict[str, int]:
     return found
 
 
-def span_memory(task: Task, hidden: int) -> int:
-    """Bytes one training run of `task` at a hidden size holds at its peak, roughly (float32): the
-    parameters with their gradient and Adam's two moments, the held-out inputs (generated whole), an
-    update's activations (about 8 numbers per hidden unit and step, and the outputs), a probe's unrolled
-    graph and a scored chunk's outputs."""
-    s, length, n_in, n_out = task.s, task.length, task.n_in, task.n_out
-    params = 4 * hidden * (n_in + hidden + 2) + n_out * (hidden + 1)  # an LSTM's: the most of the three cells
-    held = (s.val_size + s.test_size) * length * n_in
-    update = s.batch_size * length * (n_in + 8 * hidden + n_out)
-    probe_and_score = min(64, s.val_size) * length * (12 * hidden + n_out) + SCORE_CHUNK * length * n_out
-    return 4 * (4 * params + held + update + probe_and_score)
-
-
-def _check_memory(tasks: Sequence[str], cells: Sequence[str], delay: int, s: SpanSettings, workers: int) -> None:
-    """Every task's run at the largest delay, `workers` at once, fits in `memory_budget`; else a ConfigError."""
-    budget = memory_budget()
-    for name in tasks:
-        task = Task(name, delay, s)
-        for cell, hidden in matched_hidden(cells, task).items():
-            need = span_memory(task, hidden) * workers
-            if need > budget:
-                raise ConfigError(
-                    f"a {name} run of the {cell} (hidden {hidden}) at delay {delay} needs about "
-                    f"{need / 1e9:.1f} GB ({workers} at once); this machine allows {budget / 1e9:.1f} GB (half its "
-                    "memory): use smaller --delays, --batch-size, --val-size, --test-size or --hidden, or fewer "
-                    "--workers"
-                )
-
-
 @torch.no_grad()
 def _score(net: SpanNet, task: Task, x: Tensor, y: Tensor, chunk: int = SCORE_CHUNK) -> float:
     """The task's score of the network's predictions for sequences x, run `chunk` sequences at a time."""
@@ -257,7 +220,7 @@ def sweep(task_name: str, cell: str, delays: Sequence[int], s: SpanSettings, see
     delay not solved at `s.lr` is trained again at each of `s.retry_lrs` until one solves it; the
     row kept is the solved one (or the best score), with every attempt's lr, score and time."""
     rows = []
-    for delay in sorted(delays):
+    for delay in sorted(set(delays)):  # a delay given twice is trained once
         task = Task(task_name, delay, s)
         hidden = matched_hidden([cell], task)[cell]
         tries: list[dict[str, Any]] = []
@@ -280,19 +243,7 @@ def _largest(rows: list[dict[str, Any]]) -> int | None:
     return max(solved) if solved else None
 
 
-def _check_run(seed: int, s: SpanSettings, workers: int | None, out: Path) -> None:
-    """Seeds torch takes, a bounded number of workers, and an output folder that can be written."""
-    if not 0 <= seed <= MAX_SEED - s.seeds + 1:
-        raise ConfigError(f"--seed must be in [0, {MAX_SEED - s.seeds + 1:,}] (--seeds {s.seeds}), got {seed:,}")
-    if workers is not None and not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {workers:,}")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"cannot write into {out}: it is a file, not a folder (--out names a folder)")
-    for name in ("memory_span.json", "memory_span.csv", "memory_span.png", "gradient_flow.png"):
-        check_output(out / name, make_folder=True)
-
-
-def run_memory_span(
+def run_memory_span(  # noqa: PLR0913 -- the command's settings, each its own flag
     out_dir: str | Path,
     tasks: Sequence[str] = DEFAULT_TASKS,
     cells: Sequence[str] = CELLS,
@@ -302,6 +253,7 @@ def run_memory_span(
     settings: SpanSettings | None = None,
     workers: int | None = None,
     given: Collection[str] | None = None,
+    overwrite: bool = False,
 ) -> MemorySpanResult:
     """Sweep every task and cell, `s.seeds` times (seeds `seed`, `seed` + 1, ...); write
     memory_span.{json,csv}, memory_span.png and gradient_flow.png.
@@ -309,18 +261,19 @@ def run_memory_span(
     `quick` is a < 1 minute smoke run (tiny model, delays 2 and 8, one seed). `workers` parallel
     processes (default: one per CPU core, at most 2; 1 in quick mode), each running whole sweeps on
     one thread. `given`: the settings fields set by flags, so that one given at its default is refused
-    where the run would ignore it too (None: the fields off their defaults).
+    where the run would ignore it too (None: the fields off their defaults). An `out_dir` that holds a
+    result already is refused before any training, unless `overwrite`.
     """
     start, tasks, cells = time.monotonic(), list(dict.fromkeys(tasks)), list(dict.fromkeys(cells))
-    delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
+    delays = sorted(set(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS)))
     s, out = settings or (QUICK if quick else SpanSettings()), Path(out_dir)
-    check_settings(tasks, cells, delays, s, given)
-    _check_run(seed, s, workers, out)
+    check_span_run(tasks, cells, delays, s, given)
+    check_run(seed, s, workers, out, overwrite)
     new_figure()  # fail now, not after training, when matplotlib is missing
     seeds = [seed + i for i in range(s.seeds)]
     jobs = [(t, c, sd) for sd in seeds for t in tasks for c in sorted(cells, key=CELLS.index, reverse=True)]
     workers = workers or (1 if quick else max(1, min(2, os.cpu_count() or 1)))
-    _check_memory(tasks, cells, max(delays), s, min(workers, len(jobs)))
+    check_memory(tasks, lambda task: matched_hidden(cells, task), max(delays), s, min(workers, len(jobs)))
     log.info("memory span: tasks %s, cells %s, delays %s, init %s, tbptt %s, seeds %s, %d workers",
              tasks, cells, delays, s.init, s.tbptt or "off", seeds, workers)  # fmt: skip
     if workers == 1:

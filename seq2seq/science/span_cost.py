@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_text_atomic
+from ..errors import EXIT_USAGE, USER_ERRORS, ConfigError
 from ..tools.figures import CELL_COLORS, new_figure, save_figure
 
 if TYPE_CHECKING:
@@ -110,6 +112,36 @@ def measure(cell: str, length: int, hidden: int, tbptt: int, task: str = "copy",
             "rss_mib": round(max(peak - rss0, 0.0), 1)}  # fmt: skip
 
 
+MAX_REPEATS = 1000
+
+
+def check_cost(cells: Sequence[str], lengths: Sequence[int], hiddens: Sequence[int], k: int, repeats: int) -> None:
+    """Known cells, lengths the copy task can have (T - 20 >= 2 delay steps) and sizes whose update fits the
+    memory budget (half the RAM), 1 <= K < the longest T (K cuts something), repeats in [1, MAX_REPEATS]:
+    else a ConfigError, before anything is measured."""
+    from .span_checks import update_memory
+    from .span_settings import LIMITS, MAX_DELAY, SpanSettings, memory_budget
+    from .span_tasks import Task
+
+    bad = [c for c in cells if c not in CELLS]
+    if bad or not cells:
+        raise ConfigError(f"unknown or no cell(s) {bad or list(cells)}; choose from {', '.join(CELLS)}")
+    if min(lengths) < 22 or max(lengths) > MAX_DELAY + 20:
+        raise ConfigError(f"--lengths must be in [22, {MAX_DELAY + 20:,}] (the copy task: 20 symbols and a delay of "
+                          f"at least 2), got {' '.join(map(str, lengths))}")  # fmt: skip
+    if min(hiddens) < 1 or max(hiddens) > LIMITS["hidden"]:
+        raise ConfigError(f"--hiddens must be in [1, {LIMITS['hidden']:,}], got {' '.join(map(str, hiddens))}")
+    if not 1 <= k < max(lengths):
+        raise ConfigError(f"--k must be in [1, {max(lengths) - 1:,}] (a truncation that cuts the longest T), got {k:,}")
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise ConfigError(f"--repeats must be in [1, {MAX_REPEATS:,}], got {repeats:,}")
+    task = Task("copy", max(lengths) - 20, SpanSettings(hidden=max(hiddens)))
+    if (need := update_memory(task, max(hiddens))) > memory_budget():
+        raise ConfigError(f"T {max(lengths):,} with H {max(hiddens):,} needs about {need / 1e9:.1f} GB for one update; "
+                          f"this machine allows {memory_budget() / 1e9:.1f} GB (half its memory): smaller --lengths or "
+                          "--hiddens")  # fmt: skip
+
+
 def _fresh(args: tuple) -> dict[str, Any]:
     with get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         return pool.apply(measure, args)
@@ -126,7 +158,8 @@ def run_cost(out_dir: str | Path, cells: Sequence[str] = CELLS, lengths: Sequenc
              hiddens: Sequence[int] = HIDDENS, k: int = 50, hidden: int = 64, length: int = 200,
              repeats: int = 5, rss: bool = False) -> dict[str, Any]:  # fmt: skip
     """Against T (H = `hidden`) and against H (T = `length`), full BPTT and K (`rss`: each point in a fresh
-    process, its resident set measured too)."""
+    process, its resident set measured too). Every setting is checked first (`check_cost`)."""
+    check_cost(cells, [*lengths, length], [*hiddens, hidden], k, repeats)
     start = time.monotonic()
     points = []
     for cell in cells:
@@ -233,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--rss", action="store_true", help="each point in a fresh process, its resident set measured")
     args = p.parse_args(argv)
-    result = run_cost(args.out, args.cells, args.lengths, args.hiddens, args.k, repeats=args.repeats, rss=args.rss)
+    try:
+        result = run_cost(args.out, args.cells, args.lengths, args.hiddens, args.k, repeats=args.repeats, rss=args.rss)
+    except USER_ERRORS as err:  # one line and exit 2, as the seq2seq command line gives them
+        print(f"{p.prog}: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     for q in result["points"]:
         print(json.dumps(q))
     print("\n".join(slopes(result)))

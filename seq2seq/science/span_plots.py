@@ -89,5 +89,8 @@ def plot_gradient_flow(result: MemorySpanResult, out_png: str | Path) -> Path:
             ax.grid(True, alpha=0.3, which="both")
             ax.legend(fontsize=7)
         axes[i][0].set_ylabel("mean ||dL/dh_t||")
-    fig.suptitle("Gradient flow through time of the trained models (the loss is read at the end)")
+    ends = [t for t in tasks if t != "copy"]  # copy has a loss at every output step, the others at the last
+    where = [f"{', '.join(ends)}: the loss is read at the end"] if ends else []
+    where += ["copy: a loss at every output step"] if "copy" in tasks else []
+    fig.suptitle(f"Gradient flow through time of the trained models ({'; '.join(where)})")
     return save_figure(fig, out_png)

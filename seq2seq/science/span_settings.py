@@ -26,7 +26,7 @@ QUICK_DELAYS = (2, 8)
 Init = Literal["default", "forget-bias", "chrono"]
 # The bounds of the settings, far beyond any real experiment (the defaults are far below), so that a
 # typo (--steps 1000000000000, --hidden 10000000) is refused at once instead of allocating or looping
-# for hours; run_memory_span also checks the memory a run of the largest delay needs (span_memory).
+# for hours; run_memory_span also checks the memory a run of the largest delay needs (span_checks.span_memory).
 LOWEST = {"hidden": 1, "steps": 1, "batch_size": 1, "eval_every": 1, "n_symbols": 1, "alphabet": 2, "copy_length": 1,
           "val_size": 1, "test_size": 1, "seeds": 1, "tbptt": 0, "chrono_tmax": 0}  # fmt: skip
 LIMITS = {"hidden": 4096, "steps": 1_000_000, "batch_size": 65_536, "eval_every": 1_000_000, "n_symbols": 1000,

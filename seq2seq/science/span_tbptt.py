@@ -15,15 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_text_atomic
 from ..config import ConfigError
+from ..errors import EXIT_USAGE, USER_ERRORS, OutputError, RunFolderError
 from ..tools.figures import new_figure, save_figure
 from .memory_span import run_memory_span
+from .span_checks import check_span_run
 from .span_plots import TITLES
 from .span_settings import DEFAULT_DELAYS, DEFAULT_TASKS, QUICK, QUICK_DELAYS, SpanSettings
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("seq2seq")
 DEFAULT_KS = (10, 25, 50, 100, 0)
+QUICK_KS = (3, 0)  # --quick's sequences are 12 steps long at most: a K of 10 or more would cut nothing
 SWEEP = SpanSettings(retry_lrs="", seeds=1)  # the gated cells solve at Adam 0.01 where they solve at all
 
 
@@ -43,35 +47,46 @@ def reach(length: int, k: int) -> int:
 
 def run_tbptt_sweep(
     out_dir: str | Path,
-    ks: Sequence[int] = DEFAULT_KS,
+    ks: Sequence[int] | None = None,
     tasks: Sequence[str] = DEFAULT_TASKS,
     cells: Sequence[str] = ("gru", "lstm"),
     delays: Sequence[int] | None = None,
     settings: SpanSettings | None = None,
     seed: int = 1234,
     quick: bool = False,
-    resume: bool = False,
+    existing: str = "refuse",
 ) -> dict[str, Any]:
     """The memory-span sweep once per truncation K; writes OUT/k{K}/ and OUT/tbptt_sweep.{json,png}.
-    `resume`: a K whose OUT/k{K}/memory_span.json exists is read, not run again."""
+    A K whose OUT/k{K}/memory_span.json exists (`existing`): "refuse" (an OutputError before any training),
+    "resume" (read, not run again, if it was run with these settings: any seed count and retries, seed
+    `seed`'s sweep is taken) or "overwrite" (run again). Every K is checked before the first one trains."""
+    if existing not in EXISTING:
+        raise ConfigError(f"existing must be one of {', '.join(EXISTING)}, got {existing!r}")
+    ks = list(ks if ks is not None else (QUICK_KS if quick else DEFAULT_KS))
     if not ks or min(ks) < 0:
         raise ConfigError(f"need truncations K >= 0 (0: full BPTT), got {list(ks)}")
     out, start = Path(out_dir), time.monotonic()
     base = settings or (QUICK if quick else SWEEP)
-    delays = list(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS))
+    tasks, cells = list(dict.fromkeys(tasks)), list(dict.fromkeys(cells))
+    delays = sorted(set(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS)))
+    per_k = {k: replace(base, tbptt=k) for k in dict.fromkeys(ks)}  # bounds: every K before any training
+    for k_settings in per_k.values():
+        check_span_run(tasks, cells, delays, k_settings)
     largest: dict[str, dict[str, dict[str, int | None]]] = {}
     scores: dict[str, Any] = {}
     cpu = 0.0
-    for k in dict.fromkeys(ks):
-        name = str(k) if k else "full"
-        done = out / f"k{name}" / "memory_span.json"
-        if resume and done.exists():  # a finished sweep of an earlier run
-            saved = json.loads(done.read_text(encoding="utf-8"))
-            rows = [r for r in saved["rows"] if r["task"] in tasks and r["cell"] in cells]
-            largest[name] = {t: {c: saved["tasks"][t][c]["largest_delay_solved"] for c in cells} for t in tasks}
-            log.info("tbptt %s: %s (read from %s)", name, largest[name], done)
+    folders = {k: out / f"k{k or 'full'}" for k in per_k}
+    done = [f for f in folders.values() if (f / "memory_span.json").exists()]
+    if existing == "refuse" and done:
+        raise OutputError(f"{done[0]} already holds a sweep: add --resume to read the finished ones, --overwrite "
+                          "to run them again, or use another --out")  # fmt: skip
+    for k, k_settings in per_k.items():
+        name, finished = str(k) if k else "full", folders[k] / "memory_span.json"
+        if existing == "resume" and finished.exists():  # a finished sweep of an earlier run
+            rows, largest[name] = _finished(finished, k_settings, tasks, cells, delays, seed)
+            log.info("tbptt %s: %s (read from %s)", name, largest[name], finished)
         else:
-            result = run_memory_span(out / f"k{name}", tasks, cells, delays, quick, seed, replace(base, tbptt=k))
+            result = run_memory_span(folders[k], tasks, cells, delays, quick, seed, k_settings, overwrite=True)
             rows, largest[name] = result.rows, result.largest
             log.info("tbptt %s: %s (%.1f min)", name, result.largest, result.seconds / 60)
         keys = ("task", "cell", "delay", "score", "solved", "steps", "cpu_seconds")
@@ -84,6 +99,36 @@ def run_tbptt_sweep(
     write_text_atomic(out / "tbptt_sweep.json", json.dumps(summary, indent=1) + "\n")
     summary["png"] = str(plot_tbptt_sweep(summary, out / "tbptt_sweep.png"))
     return summary
+
+
+EXISTING = ("refuse", "resume", "overwrite")  # what run_tbptt_sweep does with a K's finished sweep
+FREE = ("seeds", "retry_lrs")  # settings a finished sweep may differ in: one seed's sweep is read from it
+
+
+def _finished(
+    path: Path, s: SpanSettings, tasks: list[str], cells: list[str], delays: list[int], seed: int
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int | None]]]:
+    """Seed `seed`'s rows and largest delays solved from a finished memory_span.json, refused (one line) when
+    it was run with other settings, without a task, cell or that seed, or at delays not asked for."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        settings, seeds, rows, found = saved["settings"], saved["seeds"], saved["rows"], saved["tasks"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RunFolderError(f"{path}: not a readable memory-span result ({err}); run it again: --overwrite") from None
+    asked = {k: v for k, v in asdict(s).items() if k not in FREE}
+    differ = [f"{k} {settings.get(k)!r} there, {v!r} asked" for k, v in asked.items() if settings.get(k) != v]
+    missing = [f"{t}/{c}" for t in tasks for c in cells if c not in found.get(t, {})]
+    tried = {r["delay"] for r in rows if r.get("seed", seed) == seed}
+    problem = (f"other settings ({'; '.join(differ)})" if differ else f"no {', '.join(missing)}" if missing
+               else f"no seed {seed} (seeds {seeds})" if seed not in seeds
+               else f"delays {sorted(tried - set(delays))}, not asked for" if not tried <= set(delays)
+               else None)  # fmt: skip
+    if problem:
+        raise ConfigError(f"--resume: {path} was run with {problem}; run it again (--overwrite) or use another --out")
+    index = seeds.index(seed)
+    rows = [r for r in rows if r["task"] in tasks and r["cell"] in cells and r.get("seed", seed) == seed]
+    spans = {t: {c: found[t][c].get("per_seed") or [found[t][c]["largest_delay_solved"]] for c in cells} for t in tasks}
+    return rows, {t: {c: spans[t][c][index] for c in cells} for t in tasks}
 
 
 def format_sweep(summary: dict[str, Any]) -> str:
@@ -144,17 +189,27 @@ def plot_tbptt_sweep(summary: dict[str, Any], out_png: str | Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="scripts/memory_span_tbptt.sh", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="checkpoints/memory_span_tbptt", help="folder for k*/ and tbptt_sweep.*")
-    p.add_argument("--ks", nargs="+", type=int, default=list(DEFAULT_KS), help="truncations K (0: full BPTT)")
+    p.add_argument(
+        "--ks", nargs="+", type=int, help=f"truncations K (0: full BPTT; default {DEFAULT_KS}, --quick {QUICK_KS})"
+    )
     p.add_argument("--task", nargs="+", default=list(DEFAULT_TASKS), help="recall adding (default), copy")
     p.add_argument("--cells", nargs="+", default=["gru", "lstm"], help="cells (default: gru lstm)")
     p.add_argument("--delays", nargs="+", type=int, help="delays (default: the memory-span study's)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--quick", action="store_true", help="tiny smoke run")
     p.add_argument("--resume", action="store_true", help="read the K whose OUT/k{K}/memory_span.json exists")
+    p.add_argument("--overwrite", action="store_true", help="run again the K whose OUT/k{K}/ holds a sweep")
     args = p.parse_args(argv)
+    if args.resume and args.overwrite:
+        p.error("--resume reads the finished sweeps and --overwrite runs them again: pass one of them")
+    existing = "resume" if args.resume else "overwrite" if args.overwrite else "refuse"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = run_tbptt_sweep(args.out, args.ks, args.task, args.cells, args.delays, seed=args.seed,
-                              quick=args.quick, resume=args.resume)  # fmt: skip
+    try:
+        summary = run_tbptt_sweep(args.out, args.ks, args.task, args.cells, args.delays, seed=args.seed,
+                                  quick=args.quick, existing=existing)  # fmt: skip
+    except USER_ERRORS as err:  # one line and exit 2, as the seq2seq command line gives them
+        print(f"{p.prog}: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     print(format_sweep(summary))
     print(f"picture: {summary['png']}")
 

@@ -1,0 +1,95 @@
+"""What a memory-span run is checked for before it trains (memory_span.run_memory_span): its settings
+(`check_span_run`: known tasks and cells, delays, no setting it would ignore), seeds, workers and output
+folder (`check_run`), and the memory its largest delay needs (`span_memory`, `check_memory`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..atomic import check_output
+from ..config import ConfigError
+from ..errors import OutputError
+from .span_settings import MAX_SEED, MAX_WORKERS, SpanSettings, check_settings, memory_budget
+from .span_tasks import Task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Sequence
+    from pathlib import Path
+
+# Sequences scored at a time: 1,000 at once at T = 504 need hundreds of MiB of fresh memory per check,
+# which took 2.2 s for the GRU against 0.9 s in chunks of 128 (2-core AMD EPYC, huge pages on).
+SCORE_CHUNK = 128
+
+
+def check_span_run(
+    tasks: Sequence[str], cells: Sequence[str], delays: Sequence[int], s: SpanSettings,
+    given: Collection[str] | None = None,
+) -> None:  # fmt: skip
+    """`check_settings`, and a truncation that would cut nothing refused: with K at or above the longest
+    sequence of the run, training is full BPTT however it is labelled."""
+    check_settings(tasks, cells, delays, s, given)
+    longest = max(Task(name, max(delays), s).length for name in tasks)
+    if s.tbptt >= longest:
+        raise ConfigError(f"--tbptt {s.tbptt} would be ignored: the longest sequence of this run has {longest} "
+                          f"steps, so chunks of {s.tbptt} are full BPTT; use a K below {longest}, or leave it "
+                          "out")  # fmt: skip
+
+
+def check_run(seed: int, s: SpanSettings, workers: int | None, out: Path, overwrite: bool) -> None:
+    """Seeds torch takes, a bounded number of workers, and an output folder that can be written (and holds
+    no result, unless `overwrite`: a run can take hours)."""
+    if not 0 <= seed <= MAX_SEED - s.seeds + 1:
+        raise ConfigError(f"--seed must be in [0, {MAX_SEED - s.seeds + 1:,}] (--seeds {s.seeds}), got {seed:,}")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {workers:,}")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder (--out names a folder)")
+    if not overwrite and (out / "memory_span.json").exists():
+        raise OutputError(f"{out} already holds a memory-span result (memory_span.json): add --overwrite to replace "
+                          "it, or use another --out")  # fmt: skip
+    for name in ("memory_span.json", "memory_span.csv", "memory_span.png", "gradient_flow.png"):
+        check_output(out / name, make_folder=True)
+
+
+SAVED_PER_STEP = 20  # floats per hidden unit, step and sequence an update saves for backward (LSTM: ~17.6 measured)
+
+
+def update_memory(task: Task, hidden: int) -> int:
+    """Bytes an update holds for its backward (float32): the inputs, `SAVED_PER_STEP` x H per step and
+    sequence (oneDNN's LSTM workspace: about 17.6 H, docs/science.md; the GRU's 6.3), the outputs."""
+    return 4 * task.s.batch_size * task.length * (task.n_in + SAVED_PER_STEP * hidden + task.n_out)
+
+
+def span_memory(task: Task, hidden: int) -> int:
+    """Bytes one training run of `task` at a hidden size holds at its peak, roughly, summed over its phases
+    (upper bound): the parameters with their gradient and Adam's two moments; the validation inputs (float32,
+    kept); an update (`update_memory`) and a probe's unrolled graph; the test inputs, generated after
+    training as int64 one-hot and then their float32 copy (12 bytes a number at once); a scored chunk's
+    outputs, and for copy (a prediction at every step) every test sequence's predictions, joined."""
+    s, length, n_in, n_out = task.s, task.length, task.n_in, task.n_out
+    params = 4 * hidden * (n_in + hidden + 2) + n_out * (hidden + 1)  # an LSTM's: the most of the three cells
+    val = 4 * s.val_size * length * n_in
+    test = 12 * s.test_size * length * n_in
+    probe = 4 * min(64, s.val_size) * length * (12 * hidden + n_out)
+    scored = 4 * (SCORE_CHUNK + (s.test_size if task.name == "copy" else 0)) * length * n_out
+    return 4 * 4 * params + val + update_memory(task, hidden) + probe + test + scored
+
+
+def check_memory(
+    tasks: Sequence[str], hidden: Callable[[Task], dict[str, int]], delay: int, s: SpanSettings, workers: int
+) -> None:
+    """Every task's run at the largest delay (per cell the size `hidden(task)` gives), `workers` at once, fits
+    in `memory_budget`; else a ConfigError."""
+    budget = memory_budget()
+    for name in tasks:
+        task = Task(name, delay, s)
+        for cell, hidden_size in hidden(task).items():
+            need = span_memory(task, hidden_size) * workers
+            if need > budget:
+                raise ConfigError(
+                    f"a {name} run of the {cell} (hidden {hidden_size}) at delay {delay} needs about "
+                    f"{need / 1e9:.1f} GB ({workers} at once); this machine allows {budget / 1e9:.1f} GB (half its "
+                    "memory): use smaller --delays, --batch-size, --val-size, --test-size or --hidden, or fewer "
+                    "--workers"
+                )
