@@ -349,7 +349,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(servers, reference:
     ("flags", "words"),
     [
         (["--checkpoint", "no/such/model.pt"], "no/such/model.pt"),
-        (["--max-batch", "0"], "max_batch must be >= 1"),
+        (["--max-batch", "0"], "max_batch must be in [1, 100,000], got 0"),
         (["--beam-size", "40"], "the default beam_size 40 is over this server's limit of 32"),
     ],
 )

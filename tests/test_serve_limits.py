@@ -330,7 +330,12 @@ def test_the_limits_are_in_health_and_no_refusal_left_a_traceback(server) -> Non
         ),  # fmt: skip
         (["--max-request-s", "0"], "max_request_s must be in (0, 86400] seconds, got 0.0"),
         (["--max-request-s", "nan"], "max_request_s must be in (0, 86400] seconds, got nan"),
-        (["--max-output-len", "0"], "max_output_len must be >= 1, got 0"),
+        (["--max-output-len", "0"], "max_output_len must be in [1, 100,000], got 0"),
+        (
+            ["--max-body-bytes", "100000000000000"],
+            "max_body_bytes must be in [1, 1,073,741,824], got 100,000,000,000,000",
+        ),
+        (["--max-connections", "1000000000"], "max_connections must be in [1, 10,000], got 1,000,000,000"),
     ],
 )
 def test_bad_limits_at_start_up_are_exit_2_with_one_line(run_dir: Path, flags: list[str], words: str) -> None:

@@ -7,6 +7,21 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
+# The most each count may be set to: far beyond a sane server, so that a typo (--max-body-bytes 1e14, a request
+# body read in one allocation; --max-connections 1e9, a thread each) is one line, not a server that can be felled.
+LIMIT_BOUNDS = {
+    "max_body_bytes": 1 << 30,
+    "max_sentences": 100_000,
+    "max_chars": 1_000_000,
+    "max_beam_size": 1000,  # DecodeConfig's own bounds
+    "max_n_best": 1000,
+    "max_attention_sentences": 100_000,
+    "max_attention_weights": 10**9,
+    "max_output_len": 100_000,
+    "max_batch": 100_000,
+    "max_connections": 10_000,
+}
+
 
 @dataclass(frozen=True)
 class ServeLimits:
@@ -27,11 +42,9 @@ class ServeLimits:
     max_read_s: float = 30.0  # seconds to send a whole request (request line, headers, body: else 408), or to stay idle
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_sentences", "max_chars", "max_beam_size", "max_n_best",
-                     "max_attention_sentences", "max_attention_weights", "max_output_len", "max_batch",
-                     "max_connections"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, high in LIMIT_BOUNDS.items():
+            if not 1 <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be in [1, {high:,}], got {getattr(self, name):,}")
         if not 0 <= self.batch_wait_ms <= 60_000:
             raise ConfigError(f"batch_wait_ms must be in [0, 60000], got {self.batch_wait_ms}")
         if not 0 < self.max_request_s <= 86_400:  # also refuses nan
