@@ -268,7 +268,12 @@ def refuse_ignored_train(cfg: TrainConfig, given: Collection[str], device_type: 
     """Training settings `given` (those asked for off their defaults) that the run `cfg` on a `device_type`
     device would ignore: a ConfigError."""
     applies = {  # field: (applies to cfg, when it applies)
-        "tf32": (device_type == "cuda", "on a CUDA GPU (cuBLAS/cuDNN); a CPU's fp32 is always fp32"),
+        "tf32": (
+            device_type == "cuda" and cfg.precision == "fp32",
+            "with --precision fp32 on a CUDA GPU (auto "
+            "trains in bf16 or fp16 there, which TF32 does not change; a CPU's fp32 is always fp32)",
+        ),
+        "onednn_cache": (device_type == "cpu", "on a CPU (oneDNN's kernels; a GPU's are cuDNN's and cuBLAS's)"),
         "anneal_fraction": (cfg.lr_schedule == "anneal", "with lr_schedule 'anneal'"),
         "lr_decay": (cfg.lr_schedule == "plateau", "with lr_schedule 'plateau'"),
         "lr_patience": (cfg.lr_schedule == "plateau", "with lr_schedule 'plateau'"),

@@ -179,7 +179,8 @@ def _remove_leftovers(out: Path) -> None:
 
 def _clean_held_out(data_dir: Path, src: str, tgt: str, cfg: DataConfig, work: Path) -> dict[str, int]:
     """Clean the val and test splits into `work`; returns their pair counts. A missing or empty val split
-    is an error (training validates on it), a missing test split a warning; both name a split of the
+    is an error (training validates on it), a missing test split a warning (an error when one other than the
+    default `test` was named); both name a split of the
     folder to pass instead where there is one (test_2016_flickr for test; valid, dev for val)."""
     held_out, val = {}, cfg.val_split
     for split in dict.fromkeys([val, cfg.test_split]):
@@ -192,6 +193,8 @@ def _clean_held_out(data_dir: Path, src: str, tgt: str, cfg: DataConfig, work: P
                               f"it (best.pt, early stopping): write {val}.{src} and {val}.{tgt} (`seq2seq download "
                               "--val-size N` holds N pairs out of a one-file dataset: docs/data.md), or name "
                               f"another split with --val-split NAME{instead}")  # fmt: skip
+        elif split != DataConfig.test_split:  # named off the default: a test split asked for, not left out quietly
+            raise CorpusError(f"no test split {split!r}: {missing}{_found(data_dir, split, src, tgt, '--test-split')}")
         else:
             log.warning("no %s split: %s%s", split, missing, _found(data_dir, split, src, tgt, "--test-split"))
     if not held_out[val]:

@@ -252,6 +252,26 @@ def check_val_split(prepared: Prepared) -> None:
     )
 
 
+def check_lengths(prepared: Prepared, cfg: TrainConfig) -> None:
+    """Settings the training pairs' lengths make pointless, refused before any update: a `max_tokens` below the
+    widest pair (every batch of it would be that pair alone, over the budget), and truncated BPTT in chunks as
+    long as the longest target (EOS included) or longer, which is full BPTT under another name. With subword
+    sampling the lengths vary by epoch, so neither is checked."""
+    if cfg.subword_alpha:
+        return
+    split = prepared.split("train")
+    src, tgt = int(split.src_lens.max(initial=0)) + 1, int(split.tgt_lens.max(initial=0)) + 1  # + EOS / BOS
+    if cfg.max_tokens < max(src, tgt):
+        raise ConfigError(f"max_tokens {cfg.max_tokens} is below the widest training pair ({max(src, tgt)} pieces "
+                          "with EOS): such a pair would make a batch alone, over the budget; raise max_tokens or "
+                          "prepare with a smaller max_len")  # fmt: skip
+    if cfg.tbptt >= tgt:
+        raise ConfigError(
+            f"tbptt {cfg.tbptt} would be ignored: the longest training target has {tgt} steps (EOS "
+            f"included), so chunks of {cfg.tbptt} are full BPTT; use a smaller tbptt, or leave it out"
+        )
+
+
 def model_file(prepared: Prepared, model: Seq2Seq, cfg: TrainConfig, step: int) -> ModelFile:
     """The self-contained model part of a checkpoint: weights, tokenizers, configs."""
     return ModelFile(

@@ -20,7 +20,7 @@ from .machine.hardware import resolve_device, resolve_precision
 from .machine.process import ProcessSettings
 from .metrics import bleu_metric
 from .preprocess import ensure_prepared
-from .runfiles import RunFiles, check_resume_request, check_val_split, run_log
+from .runfiles import RunFiles, check_lengths, check_resume_request, check_val_split, run_log
 from .runlock import RunLock
 from .scale import distributed
 from .trainer import Trainer, TrainResult
@@ -127,6 +127,7 @@ def train(
                                           overwrite=opts.overwrite, resume=opts.resume)  # fmt: skip
         prepared = dist.main_first(prepare)  # rank 0 preprocesses if needed, the others then load
         check_val_split(prepared)  # before the first update, not at the first validation
+        check_lengths(prepared, cfg)
         updater = Updater.build(model_cfg, prepared.vocab, cfg, dev, dist)
         files = RunFiles(prepared.run, write=dist.main, tensorboard=cfg.tensorboard)
         trainer = Trainer(prepared, updater, files, opts.progress)

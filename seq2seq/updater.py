@@ -36,11 +36,12 @@ TRAINING_BYTES_PER_PARAMETER = 16  # float32 weight, its gradient and Adam's two
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight matrices per recurrent layer and direction
 
 
-def check_model_memory(model_cfg: ModelConfig, vocab: tuple[int, int]) -> None:
-    """The model's weights, gradients and Adam's moments fit in `half_memory()`; else a ConfigError, before
-    anything is allocated. Counted from the sizes (a model built on torch's meta device imports sympy and
-    dynamo, which training never does): the recurrent hidden-to-hidden matrices and the embeddings alone, a
-    lower bound of the model's parameters."""
+def check_model_memory(model_cfg: ModelConfig, vocab: tuple[int, int], cfg: TrainConfig) -> None:
+    """The model's weights, gradients and Adam's moments, and one batch's output scores, fit in `half_memory()`;
+    else a ConfigError, before anything is allocated. Counted from the sizes (a model built on torch's meta
+    device imports sympy and dynamo, which training never does): the recurrent hidden-to-hidden matrices and
+    the embeddings alone, a lower bound of the model's parameters; and `cfg.max_tokens` x the target vocabulary
+    scores (float32 in fp32, else at least bf16), a lower bound of a batch's activations."""
     c = model_cfg
     n = GATES[c.cell] * (2 * c.enc_layers * c.enc_hidden**2 + c.dec_layers * c.dec_hidden**2) + sum(vocab) * c.emb_size
     need, budget = n * TRAINING_BYTES_PER_PARAMETER, half_memory()
@@ -49,6 +50,12 @@ def check_model_memory(model_cfg: ModelConfig, vocab: tuple[int, int]) -> None:
                           f"gradients, Adam's moments), over half this machine's memory ({budget / 1e9:.1f} GB): use "
                           "smaller --emb-size, --enc-hidden, --dec-hidden, --enc-layers, --dec-layers or "
                           "--vocab-size")  # fmt: skip
+    scores = cfg.max_tokens * vocab[1] * (4 if cfg.precision == "fp32" else 2)
+    if need + scores > budget:
+        raise ConfigError(f"batches of {cfg.max_tokens:,} target tokens over {vocab[1]:,} target pieces need over "
+                          f"{(need + scores) / 1e9:,.1f} GB with the model (the output layer's scores alone: "
+                          f"{scores / 1e9:,.1f} GB), over half this machine's memory ({budget / 1e9:.1f} GB): use a "
+                          "smaller --max-tokens")  # fmt: skip
 
 
 @dataclass
@@ -82,7 +89,7 @@ class Updater:
         dist, dev = dist or Dist(), torch.device(device)
         distributed.check(cfg, dist)
         precision = resolve_precision(cfg.precision, str(dev))  # HardwareError if it can't run
-        check_model_memory(model_cfg, vocab)
+        check_model_memory(model_cfg, vocab, cfg)
         torch.manual_seed(cfg.seed)
         model = Seq2Seq(model_cfg, *vocab).to(dev)
         net = distributed.wrap(TrainingLoss(model, cfg), dist, dev)  # DDP with > 1 process

@@ -222,3 +222,21 @@ def test_a_model_too_large_for_this_machine_is_one_line_before_anything_is_alloc
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(r"a model of more than 25,769,[0-9,]+ parameters needs over 412\.3 GB", err[0])
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_batch_whose_output_scores_alone_exceed_the_memory_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-tokens 1,000,000 is within its bound, but one batch's (tokens x 34 pieces) float32 scores need 136 MB."""
+    from seq2seq import updater
+    from seq2seq.cli import main
+
+    monkeypatch.setattr(updater, "half_memory", lambda: 50_000_000)  # a 100 MB machine
+    corpus = write_corpus(tmp_path / "c", n_train=60)
+    args = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"),
+            "--vocab-size", "60", "--max-steps", "1", "--precision", "fp32", "--max-tokens"]  # fmt: skip
+    assert main([*args, "1000000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "batches of 1,000,000 target tokens over 34 target pieces need over 0.1 GB" in err[0], err
+    assert not (tmp_path / "run" / "last.pt").exists()
+    assert main([*args, "1000", "--overwrite"]) == 0  # 0.14 MB of scores: trains

@@ -315,12 +315,17 @@ def test_training_settings_the_run_would_ignore_are_refused(tmp_path: Path, give
     run_settings(tmp_path, None, None, cfg, resume=False)  # without the ignored one: fine
 
 
-def test_tf32_is_a_gpu_setting(tmp_path: Path) -> None:
+def test_tf32_is_a_gpu_fp32_setting_and_the_onednn_cache_a_cpu_one(tmp_path: Path) -> None:
     from seq2seq.train import run_settings
 
-    assert run_settings(tmp_path, None, None, {"tf32": True}, resume=False, device_type="cuda")[2].tf32
-    with pytest.raises(ConfigError, match="^tf32 True would be ignored: it applies only on a CUDA GPU"):
-        run_settings(tmp_path, None, None, {"tf32": True}, resume=False, device_type="cpu")
+    fp32 = {"tf32": True, "precision": "fp32"}
+    assert run_settings(tmp_path, None, None, fp32, resume=False, device_type="cuda")[2].tf32
+    for device, asked in (("cpu", fp32), ("cuda", {"tf32": True})):  # auto on a GPU: bf16 or fp16
+        with pytest.raises(ConfigError, match="^tf32 True would be ignored: it applies only with --precision fp32 on"):
+            run_settings(tmp_path, None, None, asked, resume=False, device_type=device)
+    assert run_settings(tmp_path, None, None, {"onednn_cache": 8}, resume=False, device_type="cpu")[2].onednn_cache == 8
+    with pytest.raises(ConfigError, match="^onednn_cache 8 would be ignored: it applies only on a CPU"):
+        run_settings(tmp_path, None, None, {"onednn_cache": 8}, resume=False, device_type="cuda")
 
 
 def test_a_whole_training_config_counts_the_fields_off_their_defaults_as_asked(tmp_path: Path) -> None:

@@ -86,3 +86,16 @@ def test_max_minutes_counts_over_resumed_sessions(tmp_path: Path) -> None:
         RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, budget, RunOptions(resume=True, progress=False)
     )
     assert more.steps == 4 and more.stop_reason.startswith("max_minutes")
+
+
+def test_tbptt_as_long_as_every_target_is_refused_before_training(tmp_path: Path) -> None:
+    """Chunks at least as long as the longest target are full BPTT: the flag would change nothing."""
+    corpus = write_corpus(tmp_path / "corpus", n_train=60)
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_bleu_sentences=0, tbptt=1000)
+    with pytest.raises(ConfigError, match=r"^tbptt 1000 would be ignored: the longest training target has \d+ steps"):
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    assert not (tmp_path / "run" / "last.pt").exists()
+    short = TrainConfig(max_tokens=120, max_steps=2, valid_bleu_sentences=0, tbptt=2)  # cuts: trains
+    assert (
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, short, RunOptions(progress=False)).steps == 2
+    )

@@ -5,6 +5,7 @@ and the pictures' axes."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import socket
@@ -21,6 +22,7 @@ from corpora import write_corpus
 from seq2seq.cli import build_parser, main
 from seq2seq.cli.flags import DefaultsHelp
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.errors import CorpusError
 from seq2seq.machine import hardware
 from seq2seq.preprocess import preprocess
 from seq2seq.progress import bar_total
@@ -162,6 +164,9 @@ def test_a_missing_test_split_warning_names_the_test_split_to_pass(tmp_path, cap
     assert sorted(manifest["splits"]) == ["train", "val"]
     (warning,) = [r.getMessage() for r in caplog.records if "no test split" in r.getMessage()]
     assert warning.endswith("found test_2016_flickr.xx/test_2016_flickr.yy: pass --test-split test_2016_flickr")
+    named = dataclasses.replace(TINY_DATA, test_split="test_2016")  # a test split asked for by name: an error
+    with pytest.raises(CorpusError, match=r"^no test split 'test_2016': .*pass --test-split test_2016_flickr"):
+        preprocess(corpus, "xx", "yy", tmp_path / "run2", named)
 
 
 @pytest.fixture
