@@ -10,6 +10,9 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
+if [ -n "${MODELS:-}" ] && [ -n "${CHECKPOINT:-}" ]; then  # else CHECKPOINT would be ignored
+  echo "browser_check.sh: MODELS and CHECKPOINT both name what to serve: set one of them" >&2; exit 2
+fi
 if [ -n "${MODELS:-}" ]; then
   models=()
   for model in $MODELS; do models+=(--model "$model"); done

@@ -11,6 +11,10 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
 INPUT=${INPUT:-$DATA/$VAL_SPLIT.$SRC}
+if [ -n "${URL:-}" ] && [ -n "${CHECKPOINT:-}${SERVE_FLAGS:-}" ]; then  # else they would be ignored
+  echo "serve_load.sh: URL names a running server; CHECKPOINT and SERVE_FLAGS start one: set one or the other" >&2
+  exit 2
+fi
 if [ -z "${URL:-}" ] && [ -n "${CHECKPOINT:-}" ]; then
   logs=$(mktemp -d)
   # shellcheck disable=SC2086  # SERVE_FLAGS: several flags

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or reuse a virtualenv ($VENV, default .venv) with seq2seq and its dependencies.
-# torch is installed first as $TORCH_SPEC (default torch==2.13.0, a CPU build on these
-# machines) so that resolving the other dependencies never pulls a CUDA build.
+# torch is installed first as $TORCH_SPEC (default torch==2.13.0) so that resolving the other dependencies
+# never pulls another torch; from $TORCH_INDEX when set (e.g. https://download.pytorch.org/whl/cpu, torch's CPU
+# builds: PyPI's Linux torch is a CUDA build), else from pip's own configuration.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV=${VENV:-$ROOT/.venv}
@@ -11,7 +12,8 @@ want="$(sha256sum < "$ROOT/pyproject.toml" | cut -d' ' -f1) $TORCH_SPEC"
 [ -x "$VENV/bin/python" ] || ${PYTHON:-python3} -m venv "$VENV"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setting up $VENV ..."
-  "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
+  index=(); [ -n "${TORCH_INDEX:-}" ] && index=(--index-url "$TORCH_INDEX")
+  "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q ${index[@]+"${index[@]}"} "$TORCH_SPEC"
   "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,plot,tensorboard,onnx]"
   echo "$want" > "$stamp"
 fi

@@ -6,7 +6,7 @@
 # CKPT="a.pt b.pt c.pt" (several files, space-separated) translates with their ensemble. BEAM (default 5)
 # is the beam size.
 set -euo pipefail
-run_given=${RUN+yes} ckpt_given=${CKPT+yes}
+run_given=${RUN+yes} ckpt_given=${CKPT+yes} ref_given=${REF:+yes}
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
 for arg in "$@"; do
@@ -26,8 +26,13 @@ else
   REF=${REF:-$DATA/$TEST_SPLIT.$TGT}
 fi
 io=(); [ "$INPUT" != - ] && io+=(--input "$INPUT"); [ "$OUTPUT" != - ] && io+=(--output "$OUTPUT")
+if [ -n "$ref_given" ] && { [ "$OUTPUT" = - ] || [ ! -f "$REF" ]; }; then  # else the REF given would be ignored
+  why="OUTPUT is standard output: set OUTPUT=FILE to score it"; [ "$OUTPUT" = - ] || why="no such file"
+  echo "translate.sh: REF=$REF cannot be scored against: $why" >&2; exit 2
+fi
+[ -f "${REF:-}" ] || REF=  # the test split's references, where it has them
 seq2seq translate --checkpoint "${ckpts[@]}" --beam-size "$BEAM" "${io[@]}" "$@"
-if [ -n "${REF:-}" ] && [ "$OUTPUT" != - ] && [ -f "$REF" ]; then
+if [ -n "${REF:-}" ]; then
   echo "$OUTPUT vs $REF (beam $BEAM):"
   seq2seq evaluate --hyp "$OUTPUT" --ref "$REF"
 fi

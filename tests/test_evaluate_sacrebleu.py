@@ -208,6 +208,7 @@ def test_a_reference_or_baseline_of_another_length_is_one_line(tmp_path: Path, c
         (["--paired-n", 500], "--paired-n needs --paired-bs or --paired-ar"),
         (["--paired-ar", "REF", "--paired-n", -1], "--paired-n must be in [100, 100,000], got -1"),
         (["--paired-bs", "REF", "--confidence", "--confidence-n", 500], "--confidence-n does not apply to --paired-bs"),
+        (["--paired-bs", "REF", "--confidence"], "--confidence does not apply to --paired-bs"),  # printed the same
     ],
 )
 def test_resampling_flags_out_of_bounds_or_ignored_are_one_line(tmp_path: Path, capsys, flags, message) -> None:

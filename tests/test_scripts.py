@@ -132,6 +132,15 @@ def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(ru
     assert done.returncode == 0 and (other / "test.hyp.yy").is_file(), done.stderr[-2000:]
     done = script("--beam-size", "3", RUN=str(run))
     assert done.returncode == 2 and "BEAM gives the beam size" in done.stderr
+    ref = str(data / "test.yy")  # a REF given and left unused (output to stdout, a missing file) was dropped
+    done = script(RUN=str(run), INPUT=str(tmp_path / "mine.xx"), REF=ref)
+    assert done.returncode == 2 and "REF=" in done.stderr and "set OUTPUT=FILE" in done.stderr, done.stderr
+    done = script(RUN=str(run), REF=str(tmp_path / "no-such.yy"))
+    assert done.returncode == 2 and "no such file" in done.stderr, done.stderr
+    out = tmp_path / "mine.yy"
+    (tmp_path / "one.yy").write_text("a b c\n")
+    done = script(RUN=str(run), INPUT=str(tmp_path / "mine.xx"), OUTPUT=str(out), REF=str(tmp_path / "one.yy"))
+    assert done.returncode == 0 and "BLEU" in done.stdout and out.is_file(), done.stderr[-2000:]
 
 
 def test_preprocess_script_leaves_the_splits_to_a_config_table_unless_a_knob_names_them(tmp_path: Path) -> None:

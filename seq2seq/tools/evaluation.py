@@ -163,7 +163,7 @@ class EvalSettings:
         paired_test: str | None, paired_n: int | None,
     ) -> EvalSettings:  # fmt: skip
         """The settings `seq2seq evaluate`'s flags ask for (None: not given). --confidence-n without
-        --confidence, or with --paired-bs (whose intervals come from its own resamples), and
+        --confidence, either with --paired-bs (whose intervals come from its own resamples), and
         --paired-n without a paired test would be ignored: ConfigErrors."""
         if tokenize is not None:  # given, so even the default 13a is refused where no metric uses it
             _check_tokenizer_used(tokenize, metrics)
@@ -171,9 +171,10 @@ class EvalSettings:
             raise ConfigError("--confidence-n needs --confidence")
         if paired_n is not None and paired_test is None:
             raise ConfigError("--paired-n needs --paired-bs or --paired-ar")
-        if confidence_n is not None and paired_test == "bs":
-            raise ConfigError("--confidence-n does not apply to --paired-bs: its intervals come from the "
-                              "--paired-n resamples of the test")  # fmt: skip
+        if (confidence or confidence_n is not None) and paired_test == "bs":
+            flag = "--confidence-n" if confidence_n is not None else "--confidence"
+            raise ConfigError(f"{flag} does not apply to --paired-bs: its intervals come from the "
+                              "--paired-n resamples of the test, which it prints anyway")  # fmt: skip
         for flag, n in (("--confidence-n", confidence_n), ("--paired-n", paired_n)):
             if n is not None:  # given, so 0 is out of bounds too
                 _check_resamples(flag, n)
