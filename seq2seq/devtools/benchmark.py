@@ -25,6 +25,7 @@ from ..config import ModelConfig
 from ..machine.hardware import cpu_bf16, cpu_model, report
 from ..runfiles import read_metrics
 from ..text import read_lines
+from ..translation.hub import model_file
 
 PEER_KEYS = {  # our key -> (peers.json key, higher is better)
     "train_tgt_tok_s": ("train_tgt_tok_s", True),
@@ -374,8 +375,8 @@ def run_benchmark(
     if "tgt_tok_s" in train_bf16:
         result["model_gflop_s_bf16"] = round(flops * train_bf16["tgt_tok_s"] / 1e9, 1)
         result["gemm_peak_gflop_s_bf16"] = round(gemm_gflop_s(torch.bfloat16), 1)
-    ckpt = Path(checkpoint) if checkpoint else trained
-    result["translate_checkpoint"] = str(ckpt)
+    ckpt = model_file(checkpoint) if checkpoint else trained  # hf://ORG/NAME: from huggingface_hub's cache
+    result["translate_checkpoint"] = str(checkpoint or trained)
     src, ref = (corpus.data / f"{test_split}.{lang}" for lang in (corpus.src, corpus.tgt))
     result |= measure_translation(ckpt, src, out, 200 if quick else 1000, ref)
     if peers is not None:
