@@ -178,3 +178,16 @@ def test_retry_learning_rates_are_checked_and_tried_in_order() -> None:
     for bad in ("fast", "1e-3 -1", "0"):
         with pytest.raises(ConfigError, match="retry-lrs"):
             SpanSettings(retry_lrs=bad)
+
+
+def test_a_delay_given_twice_is_trained_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    trained: list[int] = []
+
+    def fake(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -> dict:
+        trained.append(task.delay)
+        return {"task": task.name, "cell": cell, "delay": task.delay, "solved": True, "score": 1.0, "lr": task.s.lr,
+                "seconds": 0.0, "metric": "accuracy", "steps": 1, "probes": [{"keep_gate": 1.0}]}  # fmt: skip
+
+    monkeypatch.setattr(memory_span, "train_one", fake)
+    rows = sweep("recall", "lstm", [20, 10, 10], SpanSettings(hidden=16, retry_lrs=""), seed=0)
+    assert trained == [10, 20] and [r["delay"] for r in rows] == [10, 20]

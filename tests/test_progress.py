@@ -99,3 +99,12 @@ def test_tbptt_as_long_as_every_target_is_refused_before_training(tmp_path: Path
     assert (
         train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, short, RunOptions(progress=False)).steps == 2
     )
+
+
+def test_max_tokens_below_the_widest_training_pair_is_refused_before_training(tmp_path: Path) -> None:
+    """Such a pair made a batch alone, over the budget: --max-tokens 8 trained on at exit 0."""
+    corpus = write_corpus(tmp_path / "corpus", n_train=60)
+    cfg = TrainConfig(max_tokens=3, max_steps=2, valid_bleu_sentences=0)
+    with pytest.raises(ConfigError, match=r"^max_tokens 3 is below the widest training pair \(\d+ pieces with EOS\)"):
+        train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -158,3 +158,18 @@ def test_preprocess_script_leaves_the_splits_to_a_config_table_unless_a_knob_nam
     env.update(VAL_SPLIT="val", RUN=str(tmp_path / "run2"))  # a knob still wins
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "no validation split" in done.stderr and "pass --val-split dev" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "knobs", "says"),
+    [
+        ("serve_load.sh", {"URL": "http://127.0.0.1:9", "CHECKPOINT": "x.pt"}, "URL names a running server"),
+        ("serve_load.sh", {"URL": "http://127.0.0.1:9", "SERVE_FLAGS": "--max-batch 8"}, "URL names a running server"),
+        ("browser_check.sh", {"MODELS": "a=x.pt", "CHECKPOINT": "y.pt"}, "MODELS and CHECKPOINT both name"),
+    ],
+)
+def test_script_knobs_that_would_be_ignored_are_refused(tmp_path: Path, script: str, knobs: dict, says: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("URL", "CHECKPOINT", "SERVE_FLAGS", "MODELS")}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / script)], env={**env, **knobs}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
