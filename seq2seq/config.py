@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigError  # defined in errors.py; `seq2seq.config.ConfigError` stays
+from .errors import ConfigError, ConfigKeyError  # noqa: F401 -- defined in errors.py; these old names stay
 
 if TYPE_CHECKING:
     from collections.abc import Collection
