@@ -13,7 +13,7 @@
 #   out: --threads cores/number of seeds), then the test split translated by their ensemble. On 2 CPU cores
 #   two 1-thread runs train more tokens per second in total than one 2-thread run (docs/results.md); with
 #   15 minutes each model trains on batches of <= 3,000 tokens instead of 4,000 (43.44 BLEU on two pairs,
-#   2026-12-05; one model: 41.72).
+#   one model 41.72, on a 2-core AMD EPYC, 2026-12-05; on the Intel Xeon of README's results 42.77 and 42.44).
 # Knobs: DATA (default data/multi30k, from `scripts/download.sh`), RUN, MINUTES, TEST_SPLIT, DEVICE (default cpu; auto: a CUDA
 # GPU if there is one), SEEDS; extra flags go to train.
 set -euo pipefail

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from ..atomic import write_text_atomic
 from ..errors import CorpusError
 from ..runlock import RunLock
+from .holdout import HoldOut, check_hold_out, split_off
 
 MANIFEST = "manifest.json"
 SPLIT_NAMES = {"validation": "val", "valid": "val", "dev": "val"}  # others are kept as they are
@@ -257,67 +258,6 @@ def _write_split(
     return n, broken, nuls
 
 
-class HoldOut(NamedTuple):
-    """A val split held out of the train split: `size` pairs picked by `random.Random(seed).sample`."""
-
-    size: int = 0  # 0: none
-    seed: int | None = None  # None: 1234; given without a size, a ConfigError (it would pick nothing)
-
-    @property
-    def picks(self) -> int:
-        """The seed of the pick (1234 where none was given)."""
-        return 1234 if self.seed is None else self.seed
-
-
-def _check_hold_out(dataset: str, splits: dict, names: dict[str, str], size: int) -> None:
-    """Refuse a --val-size that cannot be held out, before anything is written (the line count of a
-    streamed split is known only once it is read: `_split_off` checks it then)."""
-    train = next((name for name, split in names.items() if split == "train"), None)
-    if size < 0:
-        raise CorpusError(f"--val-size must be >= 0 (0: hold nothing out), got {size}")
-    if "val" in names.values():
-        given = next(name for name, split in names.items() if split == "val")
-        raise CorpusError(f"--val-size {size}: {dataset} has a val split already ({given!r}); --val-size holds "
-                          "one out of the train split of a dataset that has none")  # fmt: skip
-    if train is None:
-        raise CorpusError(f"--val-size {size}: {dataset} has no train split to hold pairs out of "
-                          f"(splits: {', '.join(sorted(splits))})")  # fmt: skip
-    rows = getattr(splits[train], "num_rows", None)
-    if rows is not None and size >= rows:
-        raise CorpusError(_too_many(size, rows))
-
-
-def _too_many(size: int, lines: int) -> str:
-    return f"--val-size {size}: the train split has {lines} lines; hold out fewer, so that training keeps some"
-
-
-def _split_off(whole: tuple[Path, ...], out: Path, langs: tuple[str, str], hold_out: HoldOut, lines: int) -> None:
-    """Split the `whole` train files (then deleted) into train.{lang} and val.{lang}: the lines
-    numbered by `random.Random(seed).sample(range(lines), size)` go to val, in their order."""
-    import random
-
-    try:
-        if hold_out.size >= lines:
-            raise CorpusError(_too_many(hold_out.size, lines))
-        picked = set(random.Random(hold_out.picks).sample(range(lines), hold_out.size))
-        for path, lang in zip(whole, langs):
-            parts = [out / f"{split}.{lang}.part" for split in ("train", "val")]
-            with (
-                open(path, encoding="utf-8", newline="\n") as f,
-                open(parts[0], "w", encoding="utf-8", newline="\n") as train,
-                open(parts[1], "w", encoding="utf-8", newline="\n") as val,
-            ):
-                for i, line in enumerate(f):
-                    (val if i in picked else train).write(line)
-            for part, split in zip(parts, ("train", "val")):
-                os.replace(part, out / f"{split}.{lang}")
-    finally:
-        for path in whole:
-            path.unlink(missing_ok=True)
-        for part in out.glob("*.part"):
-            part.unlink(missing_ok=True)
-
-
 def download(dataset: str | Path, src: str, tgt: str, out: str | Path, subset: str | None = None,
              columns: tuple[str | None, str | None] = (None, None), revision: str | None = None,
              streaming: bool = False, hold_out: HoldOut | None = None) -> dict:  # fmt: skip
@@ -362,7 +302,7 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
     if hold_out.seed is not None and not hold_out.size:
         raise CorpusError(f"--val-seed {hold_out.seed} would be ignored: it picks the pairs --val-size holds out")
     if hold_out.size:
-        _check_hold_out(dataset, splits, names, hold_out.size)
+        check_hold_out(dataset, splits, names, hold_out.size)
     written, broken, nuls = {}, 0, 0
     stage = out / f".download-{os.getpid()}"  # every split is written here first: a failure leaves `out` as it was
     try:  # streaming datasets read (and may fail on) their rows only from here on
@@ -372,7 +312,7 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
         stage.mkdir(parents=True)
         for name, ds in splits.items():
             split = names[name]
-            whole = split == "train" and hold_out.size > 0  # written whole, then split in two (_split_off)
+            whole = split == "train" and hold_out.size > 0  # written whole, then split in two (holdout.split_off)
             paths = tuple(stage / f"{'.' * whole}{split}.{lang}{'.whole' * whole}" for lang in (src, tgt))
             lines, n_broken, n_nul = _write_split(ds, schemas[name], src, tgt, paths, split)
             fingerprint = getattr(ds, "_fingerprint", None)  # None when streaming
@@ -383,7 +323,7 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
                 written["train"]["lines"] = lines - hold_out.size
                 written["val"] = {"from_split": name, "lines": hold_out.size, "held_out_of": lines,
                                   "seed": hold_out.picks, "fingerprint": None}  # fmt: skip
-                _split_off(paths, stage, (src, tgt), hold_out, lines)
+                split_off(paths, stage, (src, tgt), hold_out, lines)
         new = [f"{split}.{lang}" for split in written for lang in (src, tgt)]
         _swap_in(stage, out, _old_splits(out, src, tgt), new)
     except CorpusError:
