@@ -69,18 +69,18 @@ class SlowStream(io.RawIOBase):
 
 
 class EndlessStream(io.RawIOBase):
-    """`yes`: the same line forever, counting the lines read."""
+    """`yes`: the same line (`width` bytes and a newline) forever, counting the lines read."""
 
-    def __init__(self) -> None:
-        self.read_lines = 0
+    def __init__(self, width: int = 1) -> None:
+        self.read_lines, self.line = 0, b"y" * width + b"\n"
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # noqa: ANN001
         self.read_lines += 1
-        buffer[:2] = b"y\n"
-        return 2
+        buffer[: len(self.line)] = self.line
+        return len(self.line)
 
 
 def test_a_producer_faster_than_translation_waits_instead_of_filling_memory() -> None:
@@ -93,25 +93,10 @@ def test_a_producer_faster_than_translation_waits_instead_of_filling_memory() ->
     assert [len(next(got)) for _ in range(3)] == [50, 50, 50]
 
 
-class BigLines(io.RawIOBase):
-    """A producer of lines of 1,000 bytes (and a newline), forever, counting them."""
-
-    def __init__(self) -> None:
-        self.read_lines = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # noqa: ANN001
-        self.read_lines += 1
-        buffer[:1001] = b"y" * 1000 + b"\n"
-        return 1001
-
-
 def test_long_lines_end_chunks_and_hold_the_reader_by_their_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """With lines of up to 16 MiB, a queue of 2 x chunk lines could hold gigabytes: it is bounded in bytes too."""
     monkeypatch.setattr(stream_module, "CHUNK_BYTES", 10_000)
-    big = BigLines()
+    big = EndlessStream(width=1000)
     got = chunks(big, "<big>", chunk=50)
     assert len(next(got)) == 10  # a chunk ends at the line that reaches CHUNK_BYTES
     time.sleep(0.5)
