@@ -244,7 +244,7 @@ class DecodeConfig:
                                         f"({vocab} pieces): use a beam of at most {vocab}")  # fmt: skip
 
     def memory_budget(self) -> int:
-        """Bytes a search may need at its peak (search.check_search): `memory_budget_gb`, or with 0
+        """Bytes a search may need at its peak (search_budget.check_search): `memory_budget_gb`, or with 0
         `half_memory()`."""
         return int(self.memory_budget_gb * 1e9) if self.memory_budget_gb > 0 else half_memory()
 
@@ -284,8 +284,8 @@ def refuse_ignored_train(cfg: TrainConfig, given: Collection[str], device_type: 
             raise ConfigError(f"{name} {getattr(cfg, name)!r} would be ignored: it applies only {when}; leave it out")
 
 
-# Sentences per search batch with batch_size 0, by engine (search.check_search halves it until the search fits the
-# memory budget): torch pays a per-step overhead that larger batches amortise (beam 5, 1,000 sentences, whole
+# Sentences per search batch with batch_size 0, by engine (search_budget.check_search halves it until the search fits
+# the memory budget): torch pays a per-step overhead that larger batches amortise (beam 5, 1,000 sentences, whole
 # process: 5.5 s at 64, 4.6-4.8 s at 256; docs/decoding.md), ONNX Runtime does not (the same time, twice the memory).
 DECODE_BATCH = {"torch": 256, "onnx": 64}
 

@@ -12,7 +12,8 @@ import pytest
 from seq2seq.cli import main
 from seq2seq.config import DECODE_BATCH, DECODE_BOUNDS, ConfigError, DecodeConfig, ModelConfig
 from seq2seq.config_dict import from_dict
-from seq2seq.search import search, search_bytes
+from seq2seq.search import search
+from seq2seq.search_budget import search_bytes
 from seq2seq.translation.ensemble import EnsembleEngine
 from seq2seq.translation.onnx_model import OnnxEngine
 from seq2seq.translation.torch_engine import TorchEngine, Translator

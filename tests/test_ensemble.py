@@ -14,7 +14,7 @@ import torch
 from seq2seq.checkpoint import CheckpointError, read_model, write_model_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DecodeConfig
-from seq2seq.search import max_lengths
+from seq2seq.search_budget import max_lengths
 from seq2seq.tokenizer import BOS_ID, EOS_ID
 from seq2seq.translation import load_translator
 from seq2seq.translation.ensemble import EnsembleTranslator

@@ -229,7 +229,7 @@ def test_a_job_queued_past_its_budget_is_answered_503_and_never_translated() -> 
 
 
 def test_a_search_the_memory_bound_refuses_is_a_400_not_a_500(run_dir: Path) -> None:
-    """The search's memory estimate (search.check_search) refuses a request in the worker: 400 with its line."""
+    """The search's memory estimate (search_budget.check_search) refuses a request in the worker: 400 with its line."""
     translator = Translator.from_checkpoint(run_dir / "best.pt")
     batcher = Batcher(translator.translate, max_batch=8, wait_s=0.0)
     batcher.start()

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import ConfigError, DecodeConfig
 from ..errors import CheckpointError
-from ..search import engine_batch_size
+from ..search_budget import engine_batch_size
 from .base import Translating
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class EnsembleEngine:
 
     @property
     def batch_size(self) -> int:
-        """The smallest of the members' own batch sizes (search.check_search)."""
+        """The smallest of the members' own batch sizes (search_budget.check_search)."""
         return min(engine_batch_size(e) for e in self.engines)
 
     def footprint(self, src_len: int) -> tuple[int, int]:

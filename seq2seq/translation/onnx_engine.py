@@ -168,7 +168,7 @@ class OnnxEngine:
         return values, ids, eos, OnnxState(tuple(new), state.feed_last), attention
 
     def footprint(self, src_len: int) -> tuple[int, int]:
-        """The vocabulary and the bytes per searched row (search.check_search; an upper bound here,
+        """The vocabulary and the bytes per searched row (search_budget.check_search; an upper bound here,
         where beams share their sentence's memory row)."""
         return self.vocab, self.cfg.decode_row_bytes(src_len, self.vocab)
 

@@ -95,7 +95,7 @@ class TorchEngine:
         return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(self.device)
 
     def footprint(self, src_len: int) -> tuple[int, int]:
-        """The vocabulary and the bytes per searched row (search.check_search; an upper bound now that
+        """The vocabulary and the bytes per searched row (search_budget.check_search; an upper bound now that
         beams share their sentence's memory row)."""
         return self.vocab, self.model.cfg.decode_row_bytes(src_len, self.vocab)
 

@@ -1,0 +1,70 @@
+"""What a search may allocate, checked before it starts (`check_search`): the output length limits
+(`max_lengths`), the peak bytes of a batch (`search_bytes`) and the sentences per batch (an engine's
+`batch_size`, halved until the batch fits `DecodeConfig.memory_budget()`). search.py searches.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .config import DecodeConfig
+
+
+def max_lengths(src_lens: np.ndarray, a: float, b: int) -> np.ndarray:
+    """Output length limits a * source length + b (EOS included), computed in float32 and truncated."""
+    return (np.float32(a) * src_lens.astype(np.float32) + np.float32(b)).astype(np.int64)
+
+
+def search_bytes(
+    rows: int, steps: int, src_len: int, footprint: tuple[int, int], keep_attention: bool, kept_per_row: float = 2.0
+) -> int:
+    """The peak bytes of a search over `rows` hypotheses (batch x beam) of up to `steps` output pieces:
+    per row the token ids of every step (int64, back-pointers resolved into them), one step's top-k
+    work over the log-probs (a negated copy and int64 indices: 12 bytes a piece), attention weights
+    of every step if kept (float32, twice while they grow), what the engine holds (`footprint`), and the
+    finished hypotheses kept (n_best, and one step's K: 1 + n_best / K a row), their ids (Python ints, up
+    to 36 bytes a piece) and attention."""
+    vocab, engine_bytes = footprint
+    live = 8 * (steps + 1) + 12 * vocab + engine_bytes + (8 * steps * src_len if keep_attention else 0)
+    finished = kept_per_row * (36 * steps + (4 * steps * src_len if keep_attention else 0))
+    return int(rows * (live + finished))
+
+
+def engine_batch_size(engine: Any) -> int:
+    """Sentences per batch the engine asks for (`engine.batch_size`), else ONNX's (config.DECODE_BATCH)."""
+    from .config import DECODE_BATCH
+
+    return getattr(engine, "batch_size", DECODE_BATCH["onnx"])
+
+
+def check_search(engine: Any, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool) -> int:
+    """The sentences per batch, checked before anything is allocated: `cfg.batch_size`, or with 0 the
+    engine's own (`engine.batch_size`; DECODE_BATCH["onnx"] for an engine without one) halved until the
+    largest batch (the longest sources, output length limit, full beam) fits `cfg.memory_budget()`.
+    A beam wider than the engine's vocabulary, or a search that does not fit even so, is one ConfigError."""
+    from .config import ConfigError
+
+    src_len = min(max((len(s) for s in src_ids), default=0), cfg.max_src_len) + 1  # EOS appended
+    footprint = engine.footprint(src_len) if hasattr(engine, "footprint") else (0, 0)
+    if footprint[0]:
+        cfg.check_vocab(footprint[0])
+    batch = max(1, min(cfg.batch_size or engine_batch_size(engine), len(src_ids)))
+    steps = int(max_lengths(np.array([src_len]), cfg.max_len_a, cfg.max_len_b)[0])
+    budget, kept = cfg.memory_budget(), 1 + cfg.n_best / cfg.beam_size  # finished hypotheses kept per row
+    need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
+    while need > budget and batch > 1 and not cfg.batch_size:
+        batch = (batch + 1) // 2
+        need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
+    if need > budget:
+        where = "memory_budget_gb" if cfg.memory_budget_gb else "half of this machine's memory; memory_budget_gb"
+        raise ConfigError(
+            f"this search would need about {need / 1e9:.1f} GB (batch {batch} x beam {cfg.beam_size} x up to {steps} "
+            f"output pieces, {footprint[0]}-piece vocabulary), over the budget of {budget / 1e9:.1f} GB ({where}): "
+            "lower beam_size, batch_size or max_len_a/max_len_b"
+        )
+    return batch
