@@ -33,8 +33,9 @@ from typing import NamedTuple
 import torch
 
 from ..config import DataConfig
-from ..errors import EXIT_USAGE, USER_ERRORS
+from ..errors import EXIT_USAGE
 from ..machine.hardware import cpu_bf16
+from ..machine.process import one_line
 from ..preprocess import ensure_prepared
 from ..runfiles import read_metrics
 from .benchmark import Corpus, gemm_gflop_s, model_flops, this_machine, train_command
@@ -227,11 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     precisions = ["bf16", "fp32"] if cpu_bf16().native else ["fp32"]
     for precision in precisions:
         run = out / precision
-        try:
-            prepared = ensure_prepared(corpus.data, a.src, a.tgt, run, data_cfg)
-        except USER_ERRORS as err:  # a missing or broken corpus: one line, as the command line gives it
-            print(f"side_by_side: error: {err}", file=sys.stderr)
-            sys.exit(EXIT_USAGE)
+        prepared = one_line("side_by_side", lambda run=run: ensure_prepared(corpus.data, a.src, a.tgt, run, data_cfg))
         cmd = train_command(corpus, run, precision, 600, ["--max-tokens", "2700", "--threads", "2"])
         procs.append(Proc(precision, cmd, dict(os.environ), "metrics", run / "metrics.jsonl"))
     torch.set_num_threads(2)

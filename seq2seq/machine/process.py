@@ -30,11 +30,18 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import BUCKETED_ONEDNN_CACHE, DECODING_ONEDNN_CACHE, TRAINING_ONEDNN_CACHE, TrainConfig
+from ..errors import USER_ERRORS, exit_status
 from .hardware import set_tf32, set_threads, shape_buckets_on
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
 
 log = logging.getLogger("seq2seq")
 
@@ -150,3 +157,13 @@ class StopSignal:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+
+
+def one_line(prog: str, run: Callable[[], T]) -> T:
+    """`run()`, where a `USER_ERRORS` error ends the process as the command line does: one line on standard
+    error (`PROG: error: ...`) and its exit status (the lab and developer scripts run with `python -m`)."""
+    try:
+        return run()
+    except USER_ERRORS as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(exit_status(err))

@@ -24,14 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_text_atomic
-from ..errors import EXIT_USAGE, USER_ERRORS, ConfigError
+from ..errors import ConfigError
+from ..machine.process import one_line
 from ..tools.figures import CELL_COLORS, new_figure, save_figure
 
 if TYPE_CHECKING:
@@ -266,11 +266,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--rss", action="store_true", help="each point in a fresh process, its resident set measured")
     args = p.parse_args(argv)
-    try:
-        result = run_cost(args.out, args.cells, args.lengths, args.hiddens, args.k, repeats=args.repeats, rss=args.rss)
-    except USER_ERRORS as err:  # one line and exit 2, as the seq2seq command line gives them
-        print(f"{p.prog}: error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+    result = one_line(p.prog, lambda: run_cost(args.out, args.cells, args.lengths, args.hiddens, args.k,
+                                               repeats=args.repeats, rss=args.rss))  # fmt: skip
     for q in result["points"]:
         print(json.dumps(q))
     print("\n".join(slopes(result)))

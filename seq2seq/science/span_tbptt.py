@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..atomic import write_text_atomic
 from ..config import ConfigError
-from ..errors import EXIT_USAGE, USER_ERRORS, OutputError, RunFolderError
+from ..errors import OutputError, RunFolderError
+from ..machine.process import one_line
 from ..tools.figures import new_figure, save_figure
 from .memory_span import run_memory_span
 from .span_checks import check_span_run
@@ -204,12 +204,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         p.error("--resume reads the finished sweeps and --overwrite runs them again: pass one of them")
     existing = "resume" if args.resume else "overwrite" if args.overwrite else "refuse"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        summary = run_tbptt_sweep(args.out, args.ks, args.task, args.cells, args.delays, seed=args.seed,
-                                  quick=args.quick, existing=existing)  # fmt: skip
-    except USER_ERRORS as err:  # one line and exit 2, as the seq2seq command line gives them
-        print(f"{p.prog}: error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+    sweep = lambda: run_tbptt_sweep(args.out, args.ks, args.task, args.cells, args.delays,  # noqa: E731
+                                    seed=args.seed, quick=args.quick, existing=existing)  # fmt: skip
+    summary = one_line(p.prog, sweep)
     print(format_sweep(summary))
     print(f"picture: {summary['png']}")
 
