@@ -173,7 +173,7 @@ MUTATIONS = (
     ),
     Mutation(
         "the engine's decoding batch is never halved to fit the memory budget",
-        "seq2seq/search.py",
+        "seq2seq/search_budget.py",
         "while need > budget and batch > 1 and not cfg.batch_size:",
         "while False:",
         ("tests/test_decode_bounds.py",),
