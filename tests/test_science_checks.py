@@ -76,6 +76,7 @@ def test_memory_span_refuses_in_one_line_before_training(
 ) -> None:
     err = refused(["memory-span", "--quick", "--out", str(tmp_path / "ms"), *flags], capsys)
     assert says in err
+    assert not (tmp_path / "ms").exists()  # a refused run leaves no folder behind
 
 
 def test_memory_span_refuses_an_out_that_is_a_file_before_training(

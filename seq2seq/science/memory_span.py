@@ -38,7 +38,7 @@ from ..model import RNNS, count_parameters
 from ..objective import chunks
 from ..tools.figures import new_figure
 from .span_cells import run_rnn
-from .span_checks import SCORE_CHUNK, check_memory, check_run, check_span_run
+from .span_checks import SCORE_CHUNK, check_memory, check_run, check_span_run, make_out
 from .span_plots import plot_gradient_flow, plot_memory_span
 from .span_report import write_result
 from .span_settings import (
@@ -274,6 +274,7 @@ def run_memory_span(  # noqa: PLR0913 -- the command's settings, each its own fl
     jobs = [(t, c, sd) for sd in seeds for t in tasks for c in sorted(cells, key=CELLS.index, reverse=True)]
     workers = workers or (1 if quick else max(1, min(2, os.cpu_count() or 1)))
     check_memory(tasks, lambda task: matched_hidden(cells, task), max(delays), s, min(workers, len(jobs)))
+    make_out(out)
     log.info("memory span: tasks %s, cells %s, delays %s, init %s, tbptt %s, seeds %s, %d workers",
              tasks, cells, delays, s.init, s.tbptt or "off", seeds, workers)  # fmt: skip
     if workers == 1:

@@ -37,8 +37,9 @@ def check_span_run(
 
 
 def check_run(seed: int, s: SpanSettings, workers: int | None, out: Path, overwrite: bool) -> None:
-    """Seeds torch takes, a bounded number of workers, and an output folder that can be written (and holds
-    no result, unless `overwrite`: a run can take hours)."""
+    """Seeds torch takes, a bounded number of workers, and an output folder that can hold the result (and
+    holds none, unless `overwrite`: a run can take hours). Nothing is created: `make_out` does that, after
+    the memory check."""
     if not 0 <= seed <= MAX_SEED - s.seeds + 1:
         raise ConfigError(f"--seed must be in [0, {MAX_SEED - s.seeds + 1:,}] (--seeds {s.seeds}), got {seed:,}")
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
@@ -48,6 +49,12 @@ def check_run(seed: int, s: SpanSettings, workers: int | None, out: Path, overwr
     if not overwrite and (out / "memory_span.json").exists():
         raise OutputError(f"{out} already holds a memory-span result (memory_span.json): add --overwrite to replace "
                           "it, or use another --out")  # fmt: skip
+    if out.is_dir():
+        make_out(out)
+
+
+def make_out(out: Path) -> None:
+    """Create the output folder (after every check: a refused run leaves none behind); its files can be written."""
     for name in ("memory_span.json", "memory_span.csv", "memory_span.png", "gradient_flow.png"):
         check_output(out / name, make_folder=True)
 
