@@ -238,20 +238,24 @@ class Prepared:
                                   "--overwrite)")  # fmt: skip
         return lines
 
-    def write_sampled_train(self, epoch: int, alpha: float, seed: int) -> Path:
+    def write_sampled_train(self, epoch: int, alpha: float, seed: int, keep: int | None = None) -> Path:
         """Encode the training text with sampled segmentations (subword regularisation) into on-disk
         arrays, a chunk at a time, for epoch `epoch` of the run of training seed `seed`; returns the prefix
         to load. SentencePiece's samples follow its seed within a process but differ between processes, so
         two runs sample differently; a resumed run reuses its epoch's arrays, recorded as complete in
-        `{prefix}.json`, and so goes on with the very segmentation it was interrupted in."""
+        `{prefix}.json`, and so goes on with the very segmentation it was interrupted in. Other epochs'
+        arrays are deleted, except epoch `keep`'s: the epoch of the run's last checkpoint, which a resume
+        after a kill goes on with."""
         prefix, key = self.cache / f"train.sampled{epoch}", {"epoch": epoch, "alpha": alpha, "seed": seed}
         try:
             if json.loads(Path(f"{prefix}.json").read_text(encoding="utf-8")) == key:
                 return prefix
         except (OSError, ValueError):  # none yet, or cut short: sampled again
             pass
-        for old in self.cache.glob("train.sampled*"):  # earlier epochs' (mapped files stay readable)
-            old.unlink()
+        kept = {f"train.sampled{keep}"} if keep is not None and keep != epoch else set()
+        for old in self.cache.glob("train.sampled*"):  # other epochs' (mapped files stay readable)
+            if ".".join(old.name.split(".")[:2]) not in kept:
+                old.unlink()
         writer = SplitWriter(prefix)
         for chunk, (src, tgt) in enumerate(read_pairs(self.cache / "train")):  # the seed varies the samples by
             spm.set_random_generator_seed(zlib.crc32(f"{seed}/{epoch}/{chunk}/src".encode()))  # epoch and chunk

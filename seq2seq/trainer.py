@@ -93,12 +93,15 @@ class TrainResult:
         return self.stop_reason.startswith("interrupted by ")
 
 
-def epoch_split(prepared: Prepared, cfg: TrainConfig, epoch: int, dist: Dist | None = None) -> EncodedSplit:
+def epoch_split(
+    prepared: Prepared, cfg: TrainConfig, epoch: int, dist: Dist | None = None, keep: int | None = None
+) -> EncodedSplit:
     """The training pairs of an epoch: the cached encoding, or with `subword_alpha` > 0 a fresh
-    sampled segmentation of the text (subword regularisation), a function of (seed, epoch)."""
+    sampled segmentation of the text (subword regularisation), a function of (seed, epoch); epoch `keep`'s
+    (last.pt's) stays on disk."""
     if not cfg.subword_alpha:
         return prepared.split("train")
-    write = lambda: prepared.write_sampled_train(epoch, cfg.subword_alpha, cfg.seed)  # noqa: E731
+    write = lambda: prepared.write_sampled_train(epoch, cfg.subword_alpha, cfg.seed, keep)  # noqa: E731
     return EncodedSplit.load((dist or Dist()).on_main(write))  # rank 0 encodes to disk, every rank maps it
 
 
@@ -133,6 +136,7 @@ class Trainer:
         self.val_seconds = 0.0  # the last validation's (a max_minutes run leaves room for one more)
         self.saved_at = 0  # the update of the last checkpoint
         self.checkpoint_step: int | None = None  # the update of last.pt in the run folder (None: there is none)
+        self.checkpoint_epoch: int | None = None  # its epoch (subword sampling keeps that epoch's segmentation)
         self.diverged: str | None = None  # why the loss counts as diverged (non-finite, grown)
         self.interrupted: str | None = None  # a signal caught by any rank
 
@@ -152,7 +156,7 @@ class Trainer:
         if reset_optimizer:
             st.lr_scale, st.plateau = 1.0, 0
         self.clock.before = st.train_seconds
-        self.checkpoint_step = st.step
+        self.checkpoint_step, self.checkpoint_epoch = st.step, st.epoch
         restore_rng(resume, self.dist, self.up.device, self.cfg.seed + 1_000_003 * self.dist.rank + st.step)
         self.files.truncate(st.step)  # records of the lost steps are written again
         log.info("resuming %s at update %d (epoch %d, batch %d)", self.files.last, st.step, st.epoch, st.batch_in_epoch)
@@ -179,7 +183,7 @@ class Trainer:
     def _epoch(self, signals: StopSignal, bar: tqdm) -> str | None:
         """Updates on the epoch's batches, from where the run left off, until a stop or the epoch's end."""
         cfg, st, world = self.cfg, self.st, self.dist.world
-        split = epoch_split(self.prepared, cfg, st.epoch, self.dist)
+        split = epoch_split(self.prepared, cfg, st.epoch, self.dist, self.checkpoint_epoch)
         rng = np.random.default_rng([cfg.seed, st.epoch])
         batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens))
         stop = None
@@ -230,7 +234,7 @@ class Trainer:
 
     def _finish(self, stop: str, caught: str | None) -> TrainResult:
         st = self.st
-        if st.step > self.saved_at and st.nan_streak == 0 and not self.diverged:  # ended between validations
+        if st.step > self.saved_at and not self.diverged:  # ended between validations (a skipped last update too)
             self.validate_and_save()  # keep what was learned
         self.files.log({"type": "stop", "step": st.step, "reason": stop, "elapsed_s": self.clock.elapsed()})
         if self.interrupted or caught:
@@ -307,6 +311,7 @@ class Trainer:
         self.save(validated=True, improved=improved)
         log.info("update %d: %s%s", st.step, "  ".join(f"{k}={v}" for k, v in result.items()), "  (best)" * improved)
         self.val_seconds = time.monotonic() - t0
+        self.meter.since += self.val_seconds  # tokens/s counts training time, not validations and saves
         return self.diverged or early_stop(cfg, st)
 
     def save(self, validated: bool, improved: bool = False) -> None:
@@ -315,7 +320,7 @@ class Trainer:
         if not all(bool(torch.isfinite(p).all()) for p in self.up.model.parameters()):  # the same on every rank
             self.diverged = "non-finite weights"  # a finite loss and gradient times a huge step: never saved
             return
-        self.checkpoint_step = self.st.step
+        self.checkpoint_step, self.checkpoint_epoch = self.st.step, self.st.epoch
         if not self.dist.main:
             return
         self.st.train_seconds = self.clock.elapsed()

@@ -109,3 +109,16 @@ def test_the_growth_threshold_is_loss_growth_times_the_first_loss() -> None:
     for bad in (0.5, 1.0, -1.0, math.nan):
         with pytest.raises(ConfigError, match="loss_growth must be > 1"):
             TrainConfig(loss_growth=bad)
+
+
+def test_a_skipped_last_update_still_saves_what_the_run_learned(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The run ends (its epochs used up) on a skipped non-finite update, below --max-nan-steps: the updates
+    since the last validation are saved, as at any other end."""
+    corpus = write_corpus(tmp_path / "c", n_train=120)
+    assert main(_train(corpus, tmp_path / "count", "--max-epochs", "1", "--valid-every", "1000")) == 0
+    updates = load_checkpoint(tmp_path / "count" / "last.pt")["train_state"]["step"]
+    _inject(monkeypatch, lambda n: n == updates, lambda loss: math.nan)  # the epoch's last batch
+    run = tmp_path / "run"
+    assert main(_train(corpus, run, "--max-epochs", "1", "--valid-every", "1000")) == 0
+    state = load_checkpoint(run / "last.pt")["train_state"]  # no checkpoint at all before the fix
+    assert (state["step"], state["skipped_steps"]) == (updates - 1, 1)

@@ -540,3 +540,39 @@ def test_a_resumed_subword_sampling_run_goes_on_with_its_epochs_segmentation(tmp
         assert done.returncode == 0, done.stderr
     assert load_checkpoint(tmp_path / "a" / "last.pt")["train_state"]["epoch"] == 0  # still the first epoch
     assert_same_weights(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
+
+
+def test_a_kill_in_the_epoch_after_the_last_checkpoint_keeps_that_checkpoints_segmentation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With subword sampling, last.pt of epoch 0 and a kill in epoch 1 (whose segmentation is on disk by
+    then): a resume goes on with epoch 0's segmentation, which must still be there. Two resumes, each in its
+    own process, end bitwise equal (each re-sampled epoch 0 when epoch 1's sampling had deleted it)."""
+    from seq2seq.batches import make_batches
+    from seq2seq.prepared import EncodedSplit, Prepared
+
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=400), tmp_path / "a"
+    alpha = ["--subword-alpha", "0.5"]
+    assert _run(_train_cmd(corpus, run, 3) + alpha).returncode == 0  # a checkpoint at update 3, in epoch 0
+    split = EncodedSplit.load(Prepared.load(run).cache / "train.sampled0")  # epoch 0's batches: more than 3,
+    bucket = 120 if load_checkpoint(run / "last.pt")["train_config"]["shape_buckets"] == "on" else 0  # and not 3k
+    batches = len(make_batches(split.src_lens, split.tgt_lens, 120, np.random.default_rng([1234, 0]), bucket))
+    assert batches > 3 and batches % 3
+
+    def crash(self: trainer.Trainer, *args: object) -> None:  # a kill -9 in epoch 1, before its first checkpoint
+        if self.st.epoch == 1:
+            raise SystemExit("killed")
+        return real(self, *args)
+
+    real = trainer.Trainer._update
+    monkeypatch.setattr(trainer.Trainer, "_update", crash)
+    cmd = _train_cmd(corpus, run, 10**6)[3:] + [*alpha, "--resume", "--max-epochs", "3", "-q"]
+    with pytest.raises(SystemExit, match="killed"):
+        main(cmd)
+    assert load_checkpoint(run / "last.pt")["train_state"]["epoch"] == 0
+    assert (Prepared.load(run).cache / "train.sampled1.json").exists()  # epoch 1 had been sampled
+    shutil.copytree(run, tmp_path / "b")
+    for name in ("a", "b"):
+        done = _run(_train_cmd(corpus, tmp_path / name, batches + 2) + [*alpha, "--resume"])
+        assert done.returncode == 0, done.stderr
+    assert_same_weights(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")

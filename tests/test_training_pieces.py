@@ -171,3 +171,26 @@ def test_step_checkpoints_are_ordered_by_number(tmp_path) -> None:
         (tmp_path / name).write_bytes(b"")
     names = [p.name for p in RunFiles(tmp_path).step_files()]
     assert names == ["step0000005.pt", "step9999999.pt", "step10000000.pt"]
+
+
+def test_training_tokens_per_second_leave_validation_time_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A validation of 1.5 s between two log records of a few ms of updates each: the record after it
+    reports the updates' pace (it read ~50x low when the window held the validation)."""
+    import time
+
+    from seq2seq import trainer
+
+    real = trainer._validate
+
+    def slow(*args: object) -> dict[str, float]:
+        time.sleep(1.5)
+        return real(*args)
+
+    monkeypatch.setattr(trainer, "_validate", slow)
+    corpus, run = write_corpus(tmp_path / "c", n_train=120), tmp_path / "run"
+    cfg = TrainConfig(max_tokens=120, max_steps=8, valid_every=4, log_every=2, valid_bleu_sentences=0, threads=1)
+    train(RunSpec(corpus, "xx", "yy", run), DATA, MODEL, cfg, RunOptions(progress=False))
+    rates = {r["step"]: r["tgt_tok_s"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+             if r["type"] == "train"}  # fmt: skip
+    assert sorted(rates) == [2, 4, 6, 8]
+    assert rates[6] > rates[4] / 10 and rates[6] > rates[2] / 10  # step 6's window began before update 4's validation
