@@ -130,8 +130,23 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         if old is not None:  # keep the permissions of the file being replaced
             os.chmod(tmp, stat.S_IMODE(old.st_mode))
         os.replace(tmp, target)
+        _sync_folder(target.parent)  # the rename itself on disk, before anything that counts on it (pruning)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename into it survives a power loss (where the OS allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder: the rename is then as durable as they make it
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

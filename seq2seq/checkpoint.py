@@ -9,10 +9,11 @@ This module owns the format: the keys inside the file are written and read only 
 `read_resume` and `resume_configs`; everything else works with those types.
 
 Integrity: `save_checkpoint` stores the SHA-256 of the weights (`CHECKSUM_KEY`: every tensor of the
-model, by sorted name: its name, dtype, shape and bytes), and `load_checkpoint` recomputes it (torch
-checks no CRCs: flipped bytes inside a tensor would load) and refuses non-finite model weights. Files
-written before the checksum existed have none and load unchecked, apart from the finite-weights check
-(docs/training.md, "Checkpoints"). Files written while decoding had a vocabulary shortlist also hold
+model, by sorted name: its name, dtype, shape and bytes) and of everything else in the file
+(`CONTENTS_KEY`: configs, SentencePiece models, optimiser, training and RNG states), and
+`load_checkpoint` recomputes both (torch checks no CRCs: flipped bytes inside a tensor would load) and
+refuses non-finite model weights. Files written before a checksum existed have none and load without
+that check, apart from the finite-weights check (docs/training.md, "Checkpoints"). Files written while decoding had a vocabulary shortlist also hold
 its `lexicon` table: their checksum covers it, so it is checked like the weights, then dropped.
 """
 
@@ -34,7 +35,9 @@ from .errors import CheckpointError, OutputError
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
 CHECKSUM_KEY = "weights_sha256"  # hex SHA-256 of the weights (`weights_checksum`); absent in older files
+CONTENTS_KEY = "contents_sha256"  # hex SHA-256 of everything else (`contents_checksum`); absent in older files
 _HASHED = ("model", "lexicon")  # the payload's tensor tables that the checksum covers (lexicon: older files)
+_UNHASHED = {"format", "version", CHECKSUM_KEY, CONTENTS_KEY, *_HASHED}  # what the contents checksum leaves out
 _RETIRED = ("lexicon",)  # keys older files hold and nothing reads any more: checked, then dropped on load
 
 
@@ -56,13 +59,46 @@ def weights_checksum(payload: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def _digest(digest: Any, value: Any) -> None:
+    """Feed `value` (what a weights_only file holds: tensors, numbers, strings, bytes, None, and lists and
+    dicts of them) into `digest`, each part tagged with its kind and length, dict items in sorted key order."""
+    if isinstance(value, torch.Tensor):
+        digest.update(f"T{value.dtype}/{tuple(value.shape)}\n".encode())
+        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}\n".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+            _digest(digest, key)
+            _digest(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}\n".encode())
+        for item in value:
+            _digest(digest, item)
+    elif isinstance(value, bytes):
+        digest.update(f"B{len(value)}\n".encode() + value)
+    elif isinstance(value, float):
+        digest.update(f"F{value.hex()}\n".encode())
+    else:  # str, int, bool, None (and anything else by its repr)
+        text = repr(value)
+        digest.update(f"{type(value).__name__}{len(text)}\n{text}".encode())
+
+
+def contents_checksum(payload: dict[str, Any]) -> str:
+    """SHA-256 over everything in the payload but the weights (which `weights_checksum` covers): configs,
+    SentencePiece models, and in last.pt the optimiser, training and RNG states."""
+    digest = hashlib.sha256()
+    _digest(digest, {k: v for k, v in payload.items() if k not in _UNHASHED})
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write `payload` with its weights' checksum to a temporary file beside `path`, flush it to disk,
-    then rename."""
-    payload = {k: v for k, v in payload.items() if k != CHECKSUM_KEY}  # always this payload's own
+    """Write `payload` with its checksums (weights, and everything else) to a temporary file beside `path`,
+    flush it to disk, then rename."""
+    payload = {k: v for k, v in payload.items() if k not in (CHECKSUM_KEY, CONTENTS_KEY)}  # always its own
+    sums = {CHECKSUM_KEY: weights_checksum(payload), CONTENTS_KEY: contents_checksum(payload)}
     try:
         with atomic_write(path, "wb") as f:  # .NAME.PID.tmp beside it, flushed, renamed (RunFiles.truncate clears it)
-            torch.save({"format": FORMAT, "version": VERSION, CHECKSUM_KEY: weights_checksum(payload), **payload}, f)
+            torch.save({"format": FORMAT, "version": VERSION, **sums, **payload}, f)
     except RuntimeError as err:  # torch's zip writer wraps the file's OSError (a full disk) in its own error
         cause = err.__cause__ or err.__context__
         if isinstance(cause, OSError):
@@ -126,10 +162,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def _check_weights(path: Path, obj: dict[str, Any]) -> None:
     """The stored checksum (popped from `obj`) must match the weights, and the model weights must be finite."""
-    stored = obj.pop(CHECKSUM_KEY, None)
+    stored, contents = obj.pop(CHECKSUM_KEY, None), obj.pop(CONTENTS_KEY, None)
     if stored is not None and stored != weights_checksum(obj):
         raise CheckpointError(f"{path}: checksum mismatch: its weights are not the ones it was saved with "
                               "(a damaged or altered file); use another checkpoint")  # fmt: skip
+    if contents is not None and contents != contents_checksum(obj):
+        raise CheckpointError(f"{path}: checksum mismatch: its settings, tokenizers or training state are not the ones "
+                              "it was saved with (a damaged or altered file); use another checkpoint")  # fmt: skip
     weights = obj.get("model")
     for name, t in weights.items() if isinstance(weights, dict) else ():
         if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):

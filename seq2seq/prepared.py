@@ -84,7 +84,8 @@ class EncodedSplit:
         split = cls(*arrays)
         for side in ("src", "tgt"):
             ids, offsets = getattr(split, f"{side}_ids"), getattr(split, f"{side}_offsets")
-            if len(offsets) != len(split.src_offsets) or not len(offsets) or offsets[0] != 0 or offsets[-1] != len(ids):
+            if (len(offsets) != len(split.src_offsets) or not len(offsets) or offsets[0] != 0 or offsets[-1] != len(ids)
+                    or bool((np.diff(offsets) < 0).any())):  # fmt: skip
                 raise CorpusError(f"{prefix}.{side}_offsets.npy: a damaged prepared split (its offsets do not match "
                                   f"{side}_ids or the other side): prepare the run folder again (seq2seq preprocess "
                                   "--overwrite)")  # fmt: skip

@@ -9,6 +9,7 @@ is the used fraction of the step/time budget (`budget_progress`), `bar_total` th
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,27 @@ class TrainState:
     tokens: int = 0
     train_seconds: float = 0.0  # wall clock of the run so far, over all resumed sessions (max_minutes)
     history: list[dict[str, Any]] = field(default_factory=list)  # validation results
+
+
+_COUNTS = ("step", "epoch", "batch_in_epoch", "bad_validations", "plateau", "nan_streak", "skipped_steps", "tokens")
+
+
+def saved_state(saved: dict[str, Any]) -> TrainState:
+    """The TrainState of last.pt, every field checked: whole counts >= 0, finite numbers (lr_scale > 0),
+    validation records with a whole `step`. A field of another kind raises TypeError or ValueError naming it."""
+    st = TrainState(**saved)  # an unknown field: TypeError
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    bad = [k for k in _COUNTS if type(getattr(st, k)) is not int or getattr(st, k) < 0]
+    bad += [k for k in ("lr_scale", "train_seconds") if not number(getattr(st, k)) or getattr(st, k) < 0]
+    bad += [k for k in ("best", "first_loss") if getattr(st, k) is not None and not number(getattr(st, k))]
+    if not st.lr_scale:
+        bad.append("lr_scale")
+    if not isinstance(st.history, list) or not all(isinstance(r, dict) and type(r.get("step")) is int
+                                                   for r in st.history):  # fmt: skip
+        bad.append("history")
+    if bad:
+        raise ValueError(f"{', '.join(dict.fromkeys(bad))}: not what a run saves")
+    return st
 
 
 @dataclass

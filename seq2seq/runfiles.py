@@ -20,6 +20,7 @@ from .config_dict import changed_fields, from_dict, to_dict
 from .config_toml import toml_text
 from .errors import LOG_FORMAT, TIME_FORMAT, CorpusError, RunFolderError
 from .prepared import MANIFEST, Prepared
+from .progress import TrainState, selection_metric
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -219,10 +220,10 @@ def check_resumable(saved: ModelFile, prepared: Prepared, last: Path) -> None:
     """A checkpoint continues only on the tokenizers and data settings it was trained with: a run folder
     prepared again since (other SentencePiece models, other filters) is a CheckpointError naming what differs."""
     run, problems = prepared.run, []
-    sides = [(name, Tokenizer(old), tok) for name, old, tok in (("source", saved.src_spm, prepared.src_tok),
+    sides = [(name, _pieces(old), tok) for name, old, tok in (("source", saved.src_spm, prepared.src_tok),
              ("target", saved.tgt_spm, prepared.tgt_tok)) if old != tok.model_proto]  # fmt: skip
     if sides:
-        which = "; ".join(f"{name}: {len(old)} pieces then, {len(new)} now" for name, old, new in sides)
+        which = "; ".join(f"{name}: {old} pieces then, {len(new)} now" for name, old, new in sides)
         problems.append(f"were trained with other SentencePiece models than {run}/spm.*.model now holds ({which})")
     then, now = to_dict(from_dict(DataConfig, saved.data_config)), to_dict(prepared.cfg)
     if changed := [f"{key} {then[key]!r} then, {now[key]!r} now" for key in now if then[key] != now[key]]:
@@ -234,6 +235,37 @@ def check_resumable(saved: ModelFile, prepared: Prepared, last: Path) -> None:
             "resume needs the preparation it was trained on: start again with --overwrite, or prepare the new "
             "data into another --out folder"
         )
+
+
+BATCH_ORDER = ("max_tokens", "seed", "shape_buckets", "subword_alpha")  # what an epoch's batches are made from
+
+
+def check_resume_state(last: Path, saved_train: dict[str, Any], cfg: TrainConfig, st: TrainState) -> None:
+    """A resumed run's settings must keep what its saved state counts in: the metric `st.best` holds
+    (another would never count as better, so best.pt would freeze and early stopping fire), and, in the
+    middle of an epoch, the settings its batches were made with (`batch_in_epoch` counts batches of that
+    list: another list would skip or repeat pairs). Else a ConfigError naming both values."""
+    then = from_dict(TrainConfig, saved_train)
+    was, now = selection_metric(then), selection_metric(cfg)
+    if st.best is not None and was != now:
+        raise ConfigError(f"{last} picks best.pt by the validation {was} (--best-metric {then.best_metric}, "
+                          f"--valid-bleu-sentences {then.valid_bleu_sentences}); these flags pick by the {now}, "
+                          f"against which no later validation would count as best: keep them as they were, or "
+                          "start a new run")  # fmt: skip
+    changed = [k for k in BATCH_ORDER if getattr(then, k) != getattr(cfg, k)]
+    if st.batch_in_epoch and changed:
+        flags = lambda c: ", ".join(f"--{k.replace('_', '-')} {getattr(c, k)}" for k in changed)  # noqa: E731
+        raise ConfigError(f"{last} stopped at batch {st.batch_in_epoch} of epoch {st.epoch}, whose batches were made "
+                          f"with {flags(then)}; with {flags(cfg)} the rest of the epoch would skip or repeat pairs: "
+                          "resume with the same values, or start again with --overwrite")  # fmt: skip
+
+
+def _pieces(spm_model: bytes) -> str:
+    """How many pieces a checkpoint's SentencePiece model has ("an unreadable number of" when it is damaged)."""
+    try:
+        return f"{len(Tokenizer(spm_model)):,}"
+    except (RuntimeError, OSError, ValueError, TypeError):
+        return "an unreadable number of"
 
 
 def check_val_split(prepared: Prepared) -> None:

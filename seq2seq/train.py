@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import resume_configs
+from .errors import CheckpointError
 from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, refuse_ignored_train
 from .config_dict import Settings, from_dict, requested, to_dict
 from .machine import process
@@ -82,6 +83,12 @@ def run_settings(
         return data, from_dict(ModelConfig, model), train_cfg
     last = Path(run) / "last.pt"
     saved = resume_configs(last)
+    for kind, name in ((DataConfig, "data"), (ModelConfig, "model"), (TrainConfig, "train")):
+        try:  # the file's own settings first: an error there names last.pt, not a flag
+            from_dict(kind, saved[name])
+        except ConfigError as err:
+            raise CheckpointError(f"{last}: damaged {name} settings ({err}); resume from another checkpoint, or "
+                                  "start again with --overwrite") from None  # fmt: skip
     check_resume_request(last, saved, data, model)
     train_cfg = from_dict(TrainConfig, {**saved["train"], **asked})
     refuse_ignored_train(train_cfg, given, device_type)

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batches import collate, make_batches
-from .checkpoint import ResumeState
+from .checkpoint import ResumeState, load_weights
 from .config import DecodeConfig, TrainConfig
 from .errors import CheckpointError, DivergedError
 from .machine.hardware import cpu_summary
@@ -41,10 +41,11 @@ from .progress import (
     growth_stop,
     learning_rate,
     nan_stop,
+    saved_state,
     selection_metric,
     stop_reason,
 )
-from .runfiles import RunFiles, check_resumable, model_file
+from .runfiles import RunFiles, check_resumable, check_resume_state, model_file
 from .scale import distributed
 from .scale.distributed import Dist
 from .search import search
@@ -144,20 +145,21 @@ class Trainer:
         """Continue from last.pt: weights, optimiser, schedule, counters, data position, RNG."""
         saved, resume = self.files.read_resume()
         check_resumable(saved, self.prepared, self.files.last)
-        try:  # a training state or optimiser of another shape (a newer seq2seq, a damaged or edited file)
-            self.st = st = TrainState(**resume.train_state)
-            if bad := [k for k in ("step", "epoch", "batch_in_epoch") if type(getattr(st, k)) is not int]:
-                raise TypeError(f"{', '.join(bad)}: not whole numbers")
+        load_weights(self.files.last, self.up.model, saved.state_dict)  # a tensor of another shape: one line
+        try:  # a training state, optimiser or RNG state of another shape (a newer seq2seq, an edited file)
+            self.st = st = saved_state(resume.train_state)
             self.up.load(saved.state_dict, resume, reset_optimizer)
-        except (TypeError, ValueError, KeyError) as err:
-            why = " ".join(str(err).split())
+            seed = self.cfg.seed + 1_000_003 * self.dist.rank + st.step
+            restore_rng(resume, self.dist, self.up.device, seed)
+        except (TypeError, ValueError, KeyError, RuntimeError) as err:
+            why = " ".join(str(err).split())[:200]
             raise CheckpointError(f"{self.files.last}: damaged training state ({why}); resume from another "
                                   "checkpoint, or start again with --overwrite") from None  # fmt: skip
+        check_resume_state(self.files.last, saved.train_config, self.cfg, st)
         if reset_optimizer:
             st.lr_scale, st.plateau = 1.0, 0
         self.clock.before = st.train_seconds
         self.checkpoint_step, self.checkpoint_epoch = st.step, st.epoch
-        restore_rng(resume, self.dist, self.up.device, self.cfg.seed + 1_000_003 * self.dist.rank + st.step)
         self.files.truncate(st.step)  # records of the lost steps are written again
         log.info("resuming %s at update %d (epoch %d, batch %d)", self.files.last, st.step, st.epoch, st.batch_in_epoch)
 

@@ -14,7 +14,9 @@ import torch
 
 from seq2seq.checkpoint import (
     CHECKSUM_KEY,
+    CONTENTS_KEY,
     CheckpointError,
+    contents_checksum,
     load_checkpoint,
     read_model,
     read_resume,
@@ -168,3 +170,33 @@ def test_a_full_disk_inside_torch_save_names_the_checkpoint(tmp_path: Path, monk
         save_checkpoint(tmp_path / "best.pt", {"model": {"w": torch.ones(2)}})
     assert caught.value.filename == str(tmp_path / "best.pt") and caught.value.errno == 28
     assert list(tmp_path.iterdir()) == []  # nothing half-written left
+
+
+def _flip_bytes_of(src: Path, dst: Path, stored: bytes, count: int = 16) -> None:
+    """Copy `src` with `count` bytes inverted in the middle of where `stored` (found once) lies in it."""
+    data = bytearray(src.read_bytes())
+    at = data.find(stored)
+    assert at >= 0 and data.find(stored, at + 1) < 0
+    for i in range(at + len(stored) // 2, at + len(stored) // 2 + count):
+        data[i] ^= 0xFF
+    dst.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_in_the_resume_state_or_a_tokenizer_are_a_checksum_mismatch(run_dir: Path, tmp_path: Path) -> None:
+    """The weights' checksum left the rest out: a flip inside an Adam moment or the RNG state resumed
+    silently into another run, one in a SentencePiece model gave a traceback or another tokenizer."""
+    raw = torch.load(run_dir / "last.pt", weights_only=True)
+    moment = max((s["exp_avg"] for s in raw["optimizer"]["state"].values()), key=lambda t: t.numel())
+    tensor_bytes = lambda t: t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()  # noqa: E731
+    for what, stored in (("moment", tensor_bytes(moment)), ("rng", tensor_bytes(raw["rng"][0]["cpu"]))):
+        _flip_bytes_of(run_dir / "last.pt", tmp_path / f"{what}.pt", stored)
+    # bytes are pickled as latin-1 text in UTF-8: one ASCII letter of the SentencePiece model changed
+    data, spm = (run_dir / "last.pt").read_bytes(), raw["src_spm"].decode("latin-1").encode()
+    assert data.count(spm) == 1
+    at = data.find(spm) + len(spm) // 2
+    at += next(i for i, b in enumerate(data[at:]) if chr(b).isascii() and chr(b).isalpha())
+    (tmp_path / "spm.pt").write_bytes(data[:at] + bytes([data[at] ^ 0x20]) + data[at + 1 :])  # a <-> A
+    for what in ("moment", "rng", "spm"):
+        with pytest.raises(CheckpointError, match=f"{what}.pt: checksum mismatch: its settings"):
+            read_resume(tmp_path / f"{what}.pt")
+    assert raw[CONTENTS_KEY] == contents_checksum(raw)  # what was saved is what is read

@@ -283,6 +283,16 @@ def test_an_empty_folder_or_a_cut_short_preparation_is_prepared(tmp_path: Path, 
     assert main(_preprocess(corpus, out, "--vocab-size", "60")) == 0 and (out / MANIFEST).is_file()
 
 
+def _set_offset(path: Path, i: int, value: int) -> None:
+    """One offset inside the array changed (the first and last kept): read as a pair of 10^9 pieces, the
+    training said to raise --max-tokens for it."""
+    import numpy as np
+
+    offsets = np.load(path)
+    offsets[i] = value
+    np.save(path, offsets)
+
+
 def _damaged_cache(run: Path) -> Path:
     return next(p for p in (run / "cache").iterdir() if p.is_dir())
 
@@ -294,6 +304,7 @@ def _damaged_cache(run: Path) -> Path:
         (lambda c: os.truncate(c / "train.tgt_ids.npy", 200), "train.tgt_ids.npy: a damaged prepared split"),
         (lambda c: (c / "val.tgt_offsets.npy").unlink(), "val.tgt_offsets.npy: a damaged prepared split"),
         (lambda c: (c / "val.tgt.txt").write_text(""), "val.tgt.txt: 0 lines where the prepared split has"),
+        (lambda c: _set_offset(c / "train.tgt_offsets.npy", 5, 10**9), "train.tgt_offsets.npy: a damaged prepared"),
     ],
 )
 def test_a_damaged_prepared_cache_is_one_line_naming_the_file(prepared, capsys, damage, says) -> None:

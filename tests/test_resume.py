@@ -487,6 +487,14 @@ def test_a_kill_during_a_checkpoint_write_truncates_nothing(tmp_path: Path) -> N
         lambda c: c["train_state"].update(step="2"),
         lambda c: c["optimizer"].update(param_groups=[]),
         lambda c: next(iter(c["optimizer"]["state"].values()))["exp_avg"].fill_(float("nan")),  # a NaN moment
+        # edited files (checksums made again): each was a traceback, or (batch_in_epoch) accepted
+        lambda c: c.update(rng=[{}]),
+        lambda c: c["rng"][0].update(cpu=c["rng"][0]["cpu"][:10]),
+        lambda c: c["train_state"]["history"].append({"type": "valid"}),
+        lambda c: c["train_state"].update(lr_scale="a"),
+        lambda c: c["train_state"].update(best="x"),
+        lambda c: c["train_state"].update(tokens="x"),
+        lambda c: c["train_state"].update(batch_in_epoch=-5),
     ],
 )
 def test_a_damaged_training_state_is_one_line(tmp_path: Path, capsys, damage) -> None:
@@ -576,3 +584,57 @@ def test_a_kill_in_the_epoch_after_the_last_checkpoint_keeps_that_checkpoints_se
         done = _run(_train_cmd(corpus, tmp_path / name, batches + 2) + [*alpha, "--resume"])
         assert done.returncode == 0, done.stderr
     assert_same_weights(tmp_path / "a" / "last.pt", tmp_path / "b" / "last.pt")
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda c: c.update(src_spm=b"garbage"), "other SentencePiece models than"),
+        (lambda c: c["model_config"].update(dec_hidden=33), "last.pt: inconsistent checkpoint: "),
+        (lambda c: c["train_config"].update(max_tokens=10**9), "last.pt: damaged train settings (max_tokens"),
+    ],
+)
+def test_an_edited_checkpoint_is_one_line_naming_it(tmp_path: Path, capsys, damage, says: str) -> None:
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    damage(saved)
+    save_checkpoint(tmp_path / "run" / "last.pt", saved)
+    args = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"), "--resume"]
+    assert main([*args, "--max-steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "last.pt" in err and says in err, err
+
+
+def _stopped_mid_epoch(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A run stopped at update 2 (a validation, selecting by BLEU), in the middle of its first epoch."""
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=400), tmp_path / "run"
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=5)
+    train(RunSpec(corpus, "xx", "yy", run), DATA, MODEL, cfg, RunOptions(progress=False))
+    state = load_checkpoint(run / "last.pt")["train_state"]
+    assert (state["epoch"], state["batch_in_epoch"]) == (0, 2) and state["best"] is not None
+    args = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(run), "--resume",
+            "--max-steps", "4"]  # fmt: skip
+    return run, args
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--valid-bleu-sentences", "0"], "picks best.pt by the validation bleu"),
+        (["--best-metric", "loss"], "picks best.pt by the validation bleu"),
+        (["--max-tokens", "160"], "stopped at batch 2 of epoch 0, whose batches were made with --max-tokens 120;"),
+        (["--seed", "7"], "--seed 1234; with --seed 7 the rest of the epoch would skip or repeat pairs"),
+    ],
+)
+def test_a_resume_that_would_change_what_its_state_counts_in_is_refused(tmp_path, capsys, flags, says) -> None:
+    """Another selection metric froze best.pt (BLEU against -loss: nothing was ever better) and fired early
+    stopping; other batches in mid-epoch skipped or repeated pairs, silently."""
+    run, args = _stopped_mid_epoch(tmp_path)
+    before = (run / "last.pt").read_bytes()
+    assert main([*args, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err, err
+    assert (run / "last.pt").read_bytes() == before
+    assert main([*args, "--lr", "1e-3"]) == 0  # a setting that changes neither is taken
