@@ -76,7 +76,7 @@ class RunFiles:
         self.write = write
         self.tensorboard, self.events = tensorboard and write, None
         self.resumed_at: int | None = None  # the step a resumed run continues from (`truncate`)
-        if self.tensorboard:
+        if tensorboard:  # on every process (rank 0 alone refusing left the others waiting for it)
             tensorboard_writer()  # no tensorboard package: a ConfigError before any training
 
     def save(self, weights: ModelFile, resume: ResumeState, best: bool = False, keep: int = 0) -> None:

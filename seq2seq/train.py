@@ -125,10 +125,12 @@ def train(
     cfg = process.decide_shape_buckets(cfg, device.type)  # auto: decided once, kept in last.pt
     process.apply(ProcessSettings.for_training(cfg, device.type))  # before the first oneDNN primitive
     dist, dev = distributed.setup(device)  # joins torchrun's processes; alone otherwise
-    lock = RunLock(spec.run)
+    lock, failed = RunLock(spec.run), True
     try:
-        resolve_precision(cfg.precision, str(dev))  # a precision this machine cannot run stops before any write
-        bleu_metric(cfg.bleu_tokenize)  # ... and so does a BLEU tokenizer whose package is missing
+        dist.on_main(lambda: distributed.check(cfg, dist))  # what several processes cannot train: before any write
+        precision = resolve_precision(cfg.precision, str(dev))  # a precision this machine cannot run, too
+        distributed.check_same_choices(dist, precision.name, cfg.shape_buckets)
+        bleu_metric(cfg.bleu_tokenize)  # ... and a BLEU tokenizer whose package is missing
         dist.on_main(lock.acquire)  # one writer per run folder: rank 0 (a refusal is raised on every rank)
         prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_asked,  # noqa: E731
                                           overwrite=opts.overwrite, resume=opts.resume)  # fmt: skip
@@ -143,7 +145,9 @@ def train(
         else:
             trainer.files.clear(opts.overwrite)
         with run_log(prepared.run, write=dist.main):
-            return trainer.run()
+            result = trainer.run()
+        failed = False
+        return result
     finally:
         lock.release()
-        distributed.teardown(dist)
+        distributed.teardown(dist, failed)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .batches import collate, make_batches
 from .checkpoint import ResumeState, load_weights
 from .config import DecodeConfig, TrainConfig
-from .errors import CheckpointError, DivergedError
+from .errors import CheckpointError, ConfigError, DivergedError
 from .machine.hardware import cpu_summary
 from .machine.process import StopSignal
 from .metrics import bleu_signature, score
@@ -160,7 +160,7 @@ class Trainer:
             st.lr_scale, st.plateau = 1.0, 0
         self.clock.before = st.train_seconds
         self.checkpoint_step, self.checkpoint_epoch = st.step, st.epoch
-        self.files.truncate(st.step)  # records of the lost steps are written again
+        self.dist.on_main(lambda: self.files.truncate(st.step))  # records of the lost steps are written again
         log.info("resuming %s at update %d (epoch %d, batch %d)", self.files.last, st.step, st.epoch, st.batch_in_epoch)
 
     def run(self) -> TrainResult:
@@ -188,6 +188,10 @@ class Trainer:
         split = epoch_split(self.prepared, cfg, st.epoch, self.dist, self.checkpoint_epoch)
         rng = np.random.default_rng([cfg.seed, st.epoch])
         batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens))
+        if len(batches) < world:  # every rank alike: the same batch list
+            raise ConfigError(f"epoch {st.epoch} makes {len(batches)} batch(es) of <= {cfg.max_tokens:,} target tokens, "
+                              f"fewer than the {world} processes (one batch each per update): it would train "
+                              "nothing; use a smaller --max-tokens or fewer processes")  # fmt: skip
         stop = None
         while stop is None and st.batch_in_epoch + world <= len(batches):
             shard = batches[st.batch_in_epoch : st.batch_in_epoch + world]  # one batch per rank
@@ -239,7 +243,7 @@ class Trainer:
         if st.step > self.saved_at and not self.diverged:  # ended between validations (a skipped last update too)
             self.validate_and_save()  # keep what was learned
         self.files.log({"type": "stop", "step": st.step, "reason": stop, "elapsed_s": self.clock.elapsed()})
-        if self.interrupted or caught:
+        if (self.interrupted or caught) and self.dist.main:  # rank 0 saved it
             log.warning("%s: saved %s; continue with the same command plus --resume (RESUME=1 for scripts/train.sh)",
                         self.interrupted or caught, self.files.last)  # fmt: skip
         log.info("stopped after %d updates: %s", st.step, stop)

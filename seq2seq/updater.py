@@ -5,6 +5,7 @@ DistributedDataParallel the loss of the whole update. The loop around it is trai
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,25 +37,38 @@ TRAINING_BYTES_PER_PARAMETER = 16  # float32 weight, its gradient and Adam's two
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight matrices per recurrent layer and direction
 
 
-def check_model_memory(model_cfg: ModelConfig, vocab: tuple[int, int], cfg: TrainConfig) -> None:
-    """The model's weights, gradients and Adam's moments, and one batch's output scores, fit in `half_memory()`;
-    else a ConfigError, before anything is allocated. Counted from the sizes (a model built on torch's meta
+def training_memory(device: torch.device) -> tuple[int, str]:
+    """(bytes, what they are) one training process may hold: a CUDA GPU's memory; on the CPU half this
+    machine's memory, shared out among the processes torchrun starts on it (LOCAL_WORLD_SIZE)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory, f"the memory of {device}"
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    if local == 1:
+        return half_memory(), "half this machine's memory"
+    return half_memory() // local, f"half this machine's memory over its {local} training processes"
+
+
+def check_model_memory(
+    model_cfg: ModelConfig, vocab: tuple[int, int], cfg: TrainConfig, device: torch.device | None = None
+) -> None:
+    """The model's weights, gradients and Adam's moments, and one batch's output scores, fit in what one
+    training process on `device` may hold (`training_memory`); else a ConfigError, before anything is allocated. Counted from the sizes (a model built on torch's meta
     device imports sympy and dynamo, which training never does): the recurrent hidden-to-hidden matrices and
     the embeddings alone, a lower bound of the model's parameters; and `cfg.max_tokens` x the target vocabulary
     scores (float32 in fp32, else at least bf16), a lower bound of a batch's activations."""
     c = model_cfg
     n = GATES[c.cell] * (2 * c.enc_layers * c.enc_hidden**2 + c.dec_layers * c.dec_hidden**2) + sum(vocab) * c.emb_size
-    need, budget = n * TRAINING_BYTES_PER_PARAMETER, half_memory()
+    (budget, where), need = training_memory(device or torch.device("cpu")), n * TRAINING_BYTES_PER_PARAMETER
     if need > budget:
         raise ConfigError(f"a model of more than {n:,} parameters needs over {need / 1e9:,.1f} GB to train (weights, "
-                          f"gradients, Adam's moments), over half this machine's memory ({budget / 1e9:.1f} GB): use "
+                          f"gradients, Adam's moments), over {where} ({budget / 1e9:.1f} GB): use "
                           "smaller --emb-size, --enc-hidden, --dec-hidden, --enc-layers, --dec-layers or "
                           "--vocab-size")  # fmt: skip
     scores = cfg.max_tokens * vocab[1] * (4 if cfg.precision == "fp32" else 2)
     if need + scores > budget:
         raise ConfigError(f"batches of {cfg.max_tokens:,} target tokens over {vocab[1]:,} target pieces need over "
                           f"{(need + scores) / 1e9:,.1f} GB with the model (the output layer's scores alone: "
-                          f"{scores / 1e9:,.1f} GB), over half this machine's memory ({budget / 1e9:.1f} GB): use a "
+                          f"{scores / 1e9:,.1f} GB), over {where} ({budget / 1e9:.1f} GB): use a "
                           "smaller --max-tokens")  # fmt: skip
 
 
@@ -89,7 +103,7 @@ class Updater:
         dist, dev = dist or Dist(), torch.device(device)
         distributed.check(cfg, dist)
         precision = resolve_precision(cfg.precision, str(dev))  # HardwareError if it can't run
-        check_model_memory(model_cfg, vocab, cfg)
+        check_model_memory(model_cfg, vocab, cfg, dev)
         torch.manual_seed(cfg.seed)
         model = Seq2Seq(model_cfg, *vocab).to(dev)
         net = distributed.wrap(TrainingLoss(model, cfg), dist, dev)  # DDP with > 1 process

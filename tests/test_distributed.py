@@ -163,3 +163,111 @@ def test_torchrun_command(tmp_path: Path) -> None:
     assert [r["step"] for r in records if r["type"] == "valid"] == [2, 4]
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["train_state"]["step"] == 4 and len(ckpt["rng"]) == 2
+
+
+def test_an_error_on_one_process_ends_the_job_in_one_line(tmp_path: Path) -> None:
+    """Rank 0 alone reads metrics.jsonl on a resume: its refusal used to leave it waiting at the teardown
+    barrier and rank 1 in a collective, silently, for the process group's 2-hour timeout."""
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "run"
+    assert _torchrun(corpus, run, "--max-steps", "2").returncode == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join([*lines[:2], "garbage line", *lines[3:]]) + "\n")
+    done = _torchrun(corpus, run, "--max-steps", "4", "--resume")  # timeout=240: a hang fails the test
+    assert done.returncode != 0
+    assert done.stderr.count("metrics.jsonl:3: not a JSON record") == 1, done.stderr[-3000:]
+    assert "Connection closed" not in done.stderr  # rank 1 got the refusal too, not a broken connection
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--tbptt", "4"], "--tbptt 4 with 2 processes"),
+        (["--max-tokens", "100000", "--shape-buckets", "off"], "fewer than the 2 processes"),
+    ],
+)
+def test_what_two_processes_cannot_train_is_refused_before_training(tmp_path: Path, flags, says) -> None:
+    """--tbptt: once, before the run folder is prepared (it came after preprocessing, from both ranks
+    on one line). One batch for two processes: 0 updates, exit 0 and "best.pt and last.pt in RUN" (none)."""
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=20), tmp_path / "run"
+    done = _torchrun(corpus, run, "--max-steps", "4", *flags)
+    assert done.returncode != 0 and says in done.stderr and "trained" not in done.stdout, done.stderr[-3000:]
+    assert not (run / "last.pt").exists()
+    if "--tbptt" in flags:
+        assert done.stderr.count(says) == 1 and not (run / "preprocess.json").exists()
+
+
+def test_a_failure_on_rank_1_alone_ends_the_job_promptly(tmp_path: Path) -> None:
+    """Rank 1 fails in an update (out of memory, say) while rank 0 waits in the update's collective: rank 1
+    leaves without the teardown barrier, so rank 0's collective fails and torchrun ends the job; at the
+    barrier both waited for the group's 2-hour timeout."""
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "run"
+    wrapper = tmp_path / "rank1_fails.py"
+    wrapper.write_text(
+        "import os, sys\nfrom seq2seq import updater\nfrom seq2seq.cli import main\nreal = updater.Updater.step\n"
+        "def step(self, *a, **k):\n    if os.environ['RANK'] == '1':\n"
+        "        raise MemoryError('simulated: rank 1 out of memory')\n    return real(self, *a, **k)\n"
+        "updater.Updater.step = step\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(wrapper), "train",
+           "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(run), "--vocab-size", "60",
+           "--emb-size", "16", "--enc-hidden", "16", "--dec-hidden", "32", "--max-tokens", "60", "--threads", "1",
+           "--max-steps", "4"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=90)
+    assert done.returncode != 0 and "simulated: rank 1 out of memory" in done.stderr, done.stderr[-3000:]
+
+
+class _Gathered(Dist):
+    """A world of two whose `gather` returns what the two processes are given to have chosen."""
+
+    def __init__(self, others: tuple[str, str]) -> None:
+        super().__init__(rank=0, world=2)
+        object.__setattr__(self, "others", others)
+
+    def gather(self, obj):  # noqa: ANN001, ANN201
+        return [obj, self.others]
+
+
+def test_processes_on_unlike_machines_must_choose_alike() -> None:
+    """Each process chose precision and shape buckets from its own hardware: an AMX node trained bf16 with
+    buckets beside an AVX2 node in fp32 without, on other batch lists, and said nothing."""
+    from seq2seq.errors import HardwareError
+    from seq2seq.scale.distributed import check_same_choices
+
+    check_same_choices(_Gathered(("bf16", "on")), "bf16", "on")
+    with pytest.raises(HardwareError, match=r"process 0: precision bf16, shape buckets on; process 1: precision "
+                                            r"fp32, shape buckets off\): give --precision and --shape-buckets"):  # fmt: skip
+        check_same_choices(_Gathered(("fp32", "off")), "bf16", "on")
+
+
+def test_a_torchrun_environment_that_cannot_work_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seq2seq.errors import HardwareError
+    from seq2seq.scale.distributed import setup
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ConfigError, match="WORLD_SIZE=2 without RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT: start"):
+        setup("cpu")  # was a ValueError traceback from torch
+    for key, value in (("RANK", "3"), ("LOCAL_RANK", "3"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: pytest.fail("set_device(cuda:3) on a 2-GPU machine"))
+    with pytest.raises(HardwareError, match="process 3 of this machine needs cuda:3, and it has 2 CUDA GPU"):
+        setup("cuda")
+
+
+def test_the_training_memory_check_shares_the_machine_among_its_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seq2seq import updater
+
+    monkeypatch.setattr(updater, "half_memory", lambda: 8 * 10**9)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert updater.training_memory(torch.device("cpu")) == (8 * 10**9, "half this machine's memory")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert updater.training_memory(torch.device("cpu"))[0] == 2 * 10**9
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: type("P", (), {"total_memory": 80 * 10**9}))
+    assert updater.training_memory(torch.device("cuda", 0)) == (80 * 10**9, "the memory of cuda:0")
+    model = ModelConfig(emb_size=4096, enc_hidden=4096, dec_hidden=4096)  # about 0.4 G parameters: 6.5 GB
+    updater.check_model_memory(model, (8000, 8000), TrainConfig(), torch.device("cuda", 0))
+    with pytest.raises(ConfigError, match="over half this machine's memory over its 4 training processes"):
+        updater.check_model_memory(model, (8000, 8000), TrainConfig())

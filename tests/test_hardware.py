@@ -149,6 +149,8 @@ def test_unknown_or_missing_devices_are_clear_errors(monkeypatch: pytest.MonkeyP
     for name in ("mps", "xpu", "meta"):  # torch parses them; nothing of this toolkit runs there
         with pytest.raises(HardwareError, match=f"--device {name}: this toolkit runs on cpu or cuda"):
             resolve_device(name)
+    with pytest.raises(HardwareError, match="--device cpu:1: a CPU takes no index"):  # torch ignored the index
+        resolve_device("cpu:1")
 
 
 def test_hardware_exits_2_for_a_precision_this_machine_cannot_run(monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -182,6 +182,7 @@ def test_a_trained_models_input_too_large_for_memory_is_refused_before_its_backw
     """The input's sentences are one batch: `gradflow --checkpoint C --input BIG` was unbounded."""
     sentences = ["red cat", "small dog bird"] * 50
     assert gradflow.checkpoint_gradient_flow(run_dir / "best.pt", sentences)["decoder"]  # fits: runs
+    assert gradflow.checkpoint_gradient_flow(run_dir / "best.pt", sentences[:2], device="auto")["decoder"]  # its help
     need = gradflow.fresh_memory(max(len(s.split()) for s in sentences) + 1, len(sentences))
     monkeypatch.setattr(gradflow, "memory_budget", lambda: need // 2)
     monkeypatch.setattr(gradflow, "gradient_flow", lambda *a, **k: pytest.fail("the backward ran"))

@@ -4,6 +4,7 @@ prints (commands.py); `main` runs it and turns errors into one line and an exit 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from ..errors import EXIT_INTERRUPTED, LOG_FORMAT, TIME_FORMAT, USER_ERRORS, exit_status
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except USER_ERRORS as err:  # errors.EXIT_STATUS: 2, or 3 for a diverged loss (`train && translate` stops)
-        print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
+        if not getattr(err, "reported_by_rank0", False):  # several processes: rank 0 prints what all raise
+            print(f"seq2seq {args.command}: error: {err}", file=sys.stderr)
         return exit_status(err)
     except BrokenPipeError:
         return 1
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seq2seq {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C (training turns it into a stop between updates: StopSignal)
-        print(f"seq2seq {args.command}: interrupted", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for all processes
+            print(f"seq2seq {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

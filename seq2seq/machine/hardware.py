@@ -157,6 +157,8 @@ def resolve_device(name: str) -> Any:
         raise HardwareError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
     if dev.type not in ("cpu", "cuda"):  # mps, xpu, meta, ...: torch parses them, nothing here runs on them
         raise HardwareError(f"--device {name}: this toolkit runs on cpu or cuda (cuda:N, auto)")
+    if dev.type == "cpu" and dev.index is not None:  # torch ignores a CPU index: the flag would be ignored
+        raise HardwareError(f"--device {name}: a CPU takes no index (all its cores are one device): use --device cpu")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")

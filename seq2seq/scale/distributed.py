@@ -39,6 +39,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..config import ConfigError, TrainConfig
+from ..errors import HardwareError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -112,6 +113,8 @@ class Dist:
                 box[1] = err if _picklable(err) else RuntimeError(f"rank 0: {type(err).__name__}: {err}")
         dist.broadcast_object_list(box, src=0, device=self.device)
         if box[1] is not None:
+            if not self.main:  # rank 0 reports it; the others exit with its status, silently (cli.main)
+                box[1].reported_by_rank0 = True
             raise box[1]
         return box[0]
 
@@ -140,10 +143,17 @@ def setup(device: str | torch.device) -> tuple[Dist, torch.device]:
     if not (dist.is_available() and dist.is_initialized()):
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return Dist(), dev
+        if missing := [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]:
+            raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} without {', '.join(missing)}: start several "
+                              "processes with torchrun (docs/scaling.md), or unset WORLD_SIZE to train in one")  # fmt: skip
         if dev.type == "cuda":
             if dev.index is not None:
                 raise ConfigError(f"under torchrun pass --device cuda, not {dev}: each process takes cuda:LOCAL_RANK")
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+            if local >= gpus:
+                raise HardwareError(f"process {local} of this machine needs cuda:{local}, and it has {gpus} CUDA "
+                                    "GPU(s): start at most that many processes per machine (--nproc_per_node)")  # fmt: skip
+            dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
         # Rank 0 validates alone while the others wait in a collective: allow for long validations.
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(hours=2))
@@ -158,10 +168,23 @@ def setup(device: str | torch.device) -> tuple[Dist, torch.device]:
     return d, dev
 
 
-def teardown(d: Dist) -> None:
-    if d.owns_group and dist.is_initialized():
+def teardown(d: Dist, failed: bool = False) -> None:
+    """Leave the process group. After an error (`failed`) a rank leaves at once, without the barrier: the
+    others may be waiting in a collective it will never join, and its exit is what makes torchrun stop
+    them (waiting for them at the barrier hung the job, silently, for the group's 2-hour timeout)."""
+    if d.owns_group and dist.is_initialized() and not failed:
         dist.barrier()  # no rank tears gloo down while another still talks to it (seen: abort at exit)
         dist.destroy_process_group()
+
+
+def check_same_choices(d: Dist, precision: str, shape_buckets: str) -> None:
+    """Every process must train in the same precision with the same batch shapes (each decides from its own
+    hardware: machines that differ would train alike only by chance, and build other batch lists)."""
+    everyone = d.gather((precision, shape_buckets))
+    if len(set(everyone)) > 1:
+        which = "; ".join(f"process {r}: precision {p}, shape buckets {b}" for r, (p, b) in enumerate(everyone))
+        raise HardwareError(f"the processes chose different settings for their hardware ({which}): give --precision "
+                            "and --shape-buckets explicitly, with values every machine runs")  # fmt: skip
 
 
 def check(cfg: TrainConfig, d: Dist) -> None:

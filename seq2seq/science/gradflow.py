@@ -188,6 +188,7 @@ def checkpoint_gradient_flow(
     else:
         tgt_ids = [nbest[0].ids for nbest in translator.search(src_ids, DecodeConfig(beam_size=1))]
     _check_input_memory(len(pairs), max(max(map(len, src_ids)), max(map(len, tgt_ids), default=0)) + 1)
+    device = next(translator.model.parameters()).device  # "auto" resolved
     batch = collate(EncodedSplit.from_lists(src_ids, tgt_ids), np.arange(len(pairs))).to(device)
     return gradient_flow(translator.model, batch, loss)
 
