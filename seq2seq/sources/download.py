@@ -130,13 +130,38 @@ def _load_local(dataset: str, subset: str | None, streaming: bool) -> tuple[dict
 
 
 def _old_splits(out: Path, src: str, tgt: str) -> list[str]:
-    """The split files an earlier download of `src`-`tgt` wrote in `out` (its manifest's splits)."""
-    try:
-        old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        return [f"{split}.{lang}" for split in old["splits"] for lang in (src, tgt)] if (old["src"], old["tgt"]) == (
-            src, tgt) else []  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError):
+    """The split files an earlier download wrote in `out` (its manifest's splits), which a new download of
+    the same two languages replaces whole. A folder whose manifest cannot be read, or records another pair
+    of languages, is refused (a CorpusError): replacing some of its files would leave the files of two
+    downloads side by side (train.en of one beside train.de of the other)."""
+    path = out / MANIFEST
+    if not path.exists():
         return []
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(old, dict) or not isinstance(old.get("splits"), dict):
+            raise ValueError("not a manifest of `seq2seq download`")
+        old_src, old_tgt = old["src"], old["tgt"]
+        if not (isinstance(old_src, str) and isinstance(old_tgt, str)):
+            raise ValueError("no src and tgt languages")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError) as err:
+        raise CorpusError(f"--out {out}: its {MANIFEST} cannot be read ({_reason(err, 120)}), so which files an "
+                          "earlier download wrote there is unknown: name another folder, or remove that "
+                          "one first") from None  # fmt: skip
+    if {old_src, old_tgt} != {src, tgt}:
+        raise CorpusError(f"--out {out}: holds a {old_src}-{old_tgt} download ({old.get('dataset')}); a {src}-{tgt} "
+                          "download would leave its files beside that one's: name another folder, or remove "
+                          "that one first")  # fmt: skip
+    return [f"{split}.{lang}" for split in old["splits"] for lang in (old_src, old_tgt)]
+
+
+def _check_clobber(out: Path, old: list[str], new: list[str]) -> None:
+    """A CorpusError naming the first file the new download would write over that no earlier download
+    (its manifest) wrote: the user's own `{split}.{lang}` files are never overwritten."""
+    if foreign := [name for name in new if name not in old and (out / name).exists()]:
+        raise CorpusError(f"--out {out}: {out / foreign[0]} is not a file of an earlier download (the folder's "
+                          f"{MANIFEST} does not list it) and would be overwritten: move it, or name another "
+                          "folder")  # fmt: skip
 
 
 def _swap_in(stage: Path, out: Path, old: list[str], new: list[str]) -> None:
@@ -294,6 +319,8 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
     import datasets
     from datasets.exceptions import DatasetsError
 
+    old = _old_splits(out, src, tgt)  # before any work: a folder of another download is refused
+    _check_clobber(out, old, [f"{split}.{lang}" for split in ("train", "val", "test") for lang in (src, tgt)])
     splits, source = _load(dataset, subset, revision, streaming)
     names = {name: SPLIT_NAMES.get(name.lower(), name) for name in splits}
     clashes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
@@ -325,7 +352,8 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
                                   "seed": hold_out.picks, "fingerprint": None}  # fmt: skip
                 split_off(paths, stage, (src, tgt), hold_out, lines)
         new = [f"{split}.{lang}" for split in written for lang in (src, tgt)]
-        _swap_in(stage, out, _old_splits(out, src, tgt), new)
+        _check_clobber(out, old, new)
+        _swap_in(stage, out, old, new)
     except CorpusError:
         raise
     except (OSError, ValueError, DatasetsError) as err:
