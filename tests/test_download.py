@@ -374,3 +374,17 @@ def test_the_users_own_split_files_are_never_overwritten(tmp_path: Path, capsys:
     assert main(flags) == 2
     assert f"{out / 'test2016.en'} is not a file of an earlier download" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == ["test2016.en"]
+
+
+@pytest.mark.parametrize("name", ["newstest2014.jsonl", "devtest.jsonl"])
+def test_a_file_of_a_glob_whose_name_names_no_split_is_refused(tmp_path: Path, name: str, capsys) -> None:
+    """Such a file was merged into train (test sentences trained on, exit 0)."""
+    write_jsonl(tmp_path / "c" / "train.jsonl", columns(DE, EN))
+    write_jsonl(tmp_path / "c" / name, columns(DE[:1], EN[:1]))
+    flags = ["download", "--dataset", str(tmp_path / "c" / "*.jsonl"), "--src", "de", "--tgt", "en"]
+    assert main([*flags, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'c' / name}: its name names no split" in err[0], err
+    assert not (tmp_path / "out").exists()
+    assert main(["download", "--dataset", str(tmp_path / "c" / name), *flags[3:], "--out", str(tmp_path / "o")]) == 0
+    check(tmp_path / "o", "train", DE[:1], EN[:1])  # one file alone is still the train split

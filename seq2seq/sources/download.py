@@ -45,10 +45,18 @@ class Schema(NamedTuple):
         return {"src": self.src_col, "tgt": self.tgt_col}
 
 
-def _file_split(path: str) -> str:
-    """The split a data file holds, read from its name (`validation.jsonl` -> validation), else train."""
+def _file_split(path: str, alone: bool = True) -> str:
+    """The split a data file holds, read from its name (`validation.jsonl` -> validation); a file whose
+    name names none is train when it is the only file, else refused (a CorpusError naming it):
+    `newstest2014.jsonl` beside `train.jsonl` was merged into train."""
     stem = Path(path).name.split(".")[0]
-    return stem if _SPLIT_IN_NAME.match(stem.lower()) else "train"
+    if _SPLIT_IN_NAME.match(stem.lower()):
+        return stem
+    if alone:
+        return "train"
+    raise CorpusError(f"{path}: its name names no split, so it would be merged into train: with several files, "
+                      "each name starts with its split (train, validation, valid, val, dev or test, e.g. "
+                      "test_newstest2014.jsonl): rename it, or download it alone")  # fmt: skip
 
 
 def _extension(path: str) -> str:
@@ -123,7 +131,7 @@ def _load_local(dataset: str, subset: str | None, streaming: bool) -> tuple[dict
         raise CorpusError(f"{dataset}: --subset applies to Hub datasets and dataset folders only")
     data_files: dict[str, list[str]] = {}
     for f in files:
-        data_files.setdefault(_file_split(f), []).append(f)
+        data_files.setdefault(_file_split(f, alone=len(files) == 1), []).append(f)
     builder, options = _builder(files)
     splits = datasets.load_dataset(builder, data_files=data_files, streaming=streaming, **options)
     return dict(splits), {"source": "files", "data_files": data_files}
