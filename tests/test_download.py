@@ -388,3 +388,31 @@ def test_a_file_of_a_glob_whose_name_names_no_split_is_refused(tmp_path: Path, n
     assert not (tmp_path / "out").exists()
     assert main(["download", "--dataset", str(tmp_path / "c" / name), *flags[3:], "--out", str(tmp_path / "o")]) == 0
     check(tmp_path / "o", "train", DE[:1], EN[:1])  # one file alone is still the train split
+
+
+@pytest.mark.parametrize(
+    ("rows", "says"),
+    [
+        ([{"de": "Hund", "en": "dog"}, {"de": {"w": "Hund"}, "en": "dog"}], "split 'train', row 2: column 'de' holds dict"),
+        ([{"de": "a", "en": "b"}] * 2 + [{"de": "c", "en": 7}], "split 'train', row 3: column 'en' holds int"),
+        ([{"translation": "hello"}], "split 'train', row 1: column 'translation' holds str"),
+        ([{"translation": {"de": ["Hund"], "en": "dog"}}], "row 1: column 'translation.de' holds list"),
+    ],
+)
+def test_a_value_that_is_not_text_is_refused_naming_split_row_and_column(tmp_path: Path, rows, says, capsys) -> None:
+    """Such values were written as Python reprs ({'w': 'Hund'}), or were an AttributeError traceback."""
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    flags = ["--src", "de", "--tgt", "en", "--out", str(tmp_path / "out")]
+    assert main(["download", "--dataset", str(tmp_path / "train.jsonl"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*")) == []
+
+
+def test_one_column_for_both_sides_is_refused(tmp_path: Path, capsys) -> None:
+    write_jsonl(tmp_path / "train.jsonl", [{"text": "a"}])
+    flags = ["--src-column", "text", "--tgt-column", "text", "--src", "de", "--tgt", "en", "--out", str(tmp_path / "o")]
+    assert main(["download", "--dataset", str(tmp_path / "train.jsonl"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--src-column and --tgt-column are both 'text'" in err[0], err
+    assert not (tmp_path / "o").exists()

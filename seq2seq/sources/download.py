@@ -252,11 +252,18 @@ def _one_line(text: Any) -> tuple[str, bool, bool]:
     return (line.replace("\x00", "") if nul else line), broken, nul
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _write_split(
-    ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path, Path], desc: str
+    ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path, Path], desc: str, split: str = "train"
 ) -> tuple[int, int, int]:
     """Write one split line by line; returns (lines written, sentences that had line breaks, sentences that
-    had NUL characters)."""
+    had NUL characters). A value that is neither a string nor missing (None) is a CorpusError naming the
+    split (`split`, the dataset's name of it), the row and the column: a number or a dict was written as
+    its Python repr."""
     from tqdm.auto import tqdm
 
     n = broken = nuls = 0
@@ -271,10 +278,20 @@ def _write_split(
             for batch in ds.select_columns(sorted({schema.src_col, schema.tgt_col})).iter(batch_size=_BATCH):
                 src_texts, tgt_texts = batch[schema.src_col], batch[schema.tgt_col]
                 if schema.nested:  # a pair without one of the languages becomes an empty line
+                    for row, p in enumerate(src_texts, n + 1):
+                        if p is not None and not isinstance(p, dict):
+                            raise CorpusError(f"split {split!r}, row {row:,}: column {schema.src_col!r} holds "
+                                              f"{type(p).__name__} {_show(p)}, not a {{language: text}} dict")
                     src_texts, tgt_texts = (
                         [(p or {}).get(src) for p in src_texts],
                         [(p or {}).get(tgt) for p in tgt_texts],
                     )
+                columns = schema.describe(src, tgt)
+                for side, texts in (("src", src_texts), ("tgt", tgt_texts)):
+                    for row, text in enumerate(texts, n + 1):
+                        if text is not None and not isinstance(text, str):
+                            raise CorpusError(f"split {split!r}, row {row:,}: column {columns[side]!r} holds "
+                                              f"{type(text).__name__} {_show(text)}, not text (a string)")
                 for s, t in zip(src_texts, tgt_texts):
                     (s_line, s_broken, s_nul), (t_line, t_broken, t_nul) = _one_line(s), _one_line(t)
                     broken += s_broken + t_broken
@@ -308,6 +325,9 @@ def download(dataset: str | Path, src: str, tgt: str, out: str | Path, subset: s
     if src == tgt:
         raise CorpusError(f"--src and --tgt are both {src!r}: each side is written to {{split}}.{{lang}}, so they need "
                           "two language codes")  # fmt: skip
+    if columns[0] is not None and columns[0] == columns[1]:
+        raise CorpusError(f"--src-column and --tgt-column are both {columns[0]!r}: the two sides of a pair are two "
+                          "columns")  # fmt: skip
     bars = not datasets.are_progress_bars_disabled()
     if bars and not sys.stderr.isatty():
         datasets.disable_progress_bars()
@@ -349,7 +369,7 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
             split = names[name]
             whole = split == "train" and hold_out.size > 0  # written whole, then split in two (holdout.split_off)
             paths = tuple(stage / f"{'.' * whole}{split}.{lang}{'.whole' * whole}" for lang in (src, tgt))
-            lines, n_broken, n_nul = _write_split(ds, schemas[name], src, tgt, paths, split)
+            lines, n_broken, n_nul = _write_split(ds, schemas[name], src, tgt, paths, split, name)
             fingerprint = getattr(ds, "_fingerprint", None)  # None when streaming
             written[split] = {"from_split": name, "lines": lines, "fingerprint": fingerprint}
             broken += n_broken
