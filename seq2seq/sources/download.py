@@ -257,6 +257,26 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _texts(batch: dict, schema: Schema, src: str, tgt: str, where: str, first: int) -> tuple[list, list]:
+    """The source and target values of a batch whose first row is row `first`: strings, or None where
+    missing (a pair without one of the languages becomes an empty line). Any other value is a CorpusError
+    naming `where` (the split), the row and the column."""
+    src_texts, tgt_texts = batch[schema.src_col], batch[schema.tgt_col]
+    if schema.nested:
+        for row, pair in enumerate(src_texts, first):
+            if pair is not None and not isinstance(pair, dict):
+                raise CorpusError(f"{where} {row:,}: column {schema.src_col!r} holds {type(pair).__name__} "
+                                  f"{_show(pair)}, not a {{language: text}} dict")  # fmt: skip
+        src_texts, tgt_texts = [(p or {}).get(src) for p in src_texts], [(p or {}).get(tgt) for p in tgt_texts]
+    columns = schema.describe(src, tgt)
+    for side, texts in (("src", src_texts), ("tgt", tgt_texts)):
+        for row, text in enumerate(texts, first):
+            if text is not None and not isinstance(text, str):
+                raise CorpusError(f"{where} {row:,}: column {columns[side]!r} holds {type(text).__name__} "
+                                  f"{_show(text)}, not text (a string)")  # fmt: skip
+    return src_texts, tgt_texts
+
+
 def _write_split(
     ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path, Path], desc: str, split: str = "train"
 ) -> tuple[int, int, int]:
@@ -276,22 +296,7 @@ def _write_split(
             tqdm(total=total, desc=desc, unit=" pairs", disable=None) as bar,
         ):
             for batch in ds.select_columns(sorted({schema.src_col, schema.tgt_col})).iter(batch_size=_BATCH):
-                src_texts, tgt_texts = batch[schema.src_col], batch[schema.tgt_col]
-                if schema.nested:  # a pair without one of the languages becomes an empty line
-                    for row, p in enumerate(src_texts, n + 1):
-                        if p is not None and not isinstance(p, dict):
-                            raise CorpusError(f"split {split!r}, row {row:,}: column {schema.src_col!r} holds "
-                                              f"{type(p).__name__} {_show(p)}, not a {{language: text}} dict")
-                    src_texts, tgt_texts = (
-                        [(p or {}).get(src) for p in src_texts],
-                        [(p or {}).get(tgt) for p in tgt_texts],
-                    )
-                columns = schema.describe(src, tgt)
-                for side, texts in (("src", src_texts), ("tgt", tgt_texts)):
-                    for row, text in enumerate(texts, n + 1):
-                        if text is not None and not isinstance(text, str):
-                            raise CorpusError(f"split {split!r}, row {row:,}: column {columns[side]!r} holds "
-                                              f"{type(text).__name__} {_show(text)}, not text (a string)")
+                src_texts, tgt_texts = _texts(batch, schema, src, tgt, f"split {split!r}, row", n + 1)
                 for s, t in zip(src_texts, tgt_texts):
                     (s_line, s_broken, s_nul), (t_line, t_broken, t_nul) = _one_line(s), _one_line(t)
                     broken += s_broken + t_broken
