@@ -249,6 +249,48 @@ def test_a_run_folder_of_another_run_is_refused_not_put_on_the_card(run_dir: Pat
     assert "seq2seq train --config config.toml" in card and "The run stopped after 60 updates" in card
 
 
+def _on_own_data(run_dir: Path, where: Path, dataset: str) -> tuple[Path, Path]:
+    """A copy of the tiny run (best.pt too) prepared from a copy of its data folder, which a `seq2seq download`
+    of the Hub dataset `dataset` wrote (its manifest.json): (run, data)."""
+    run, data = where / "run", where / "data"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns(".lock"))
+    manifest = json.loads((run / "preprocess.json").read_text())
+    shutil.copytree(manifest["data_dir"], data)  # copy2: the recorded sizes and modification times stay true
+    (run / "preprocess.json").write_text(json.dumps(manifest | {"data_dir": str(data.resolve())}))
+    _download_manifest(data, dataset)
+    return run, data
+
+
+def _download_manifest(data: Path, dataset: str) -> None:
+    splits = {split: {"from_split": split, "lines": 1} for split in ("train", "val", "test")}
+    (data / "manifest.json").write_text(json.dumps({"dataset": dataset, "source": "hub", "src": "xx", "tgt": "yy",
+                                                    "splits": splits}))  # fmt: skip
+
+
+def test_the_card_names_the_dataset_the_run_was_prepared_from_or_none(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """The card described the data folder as it was at push time: a download of c2 into it after training on c1
+    named c2; a damaged or foreign manifest.json was a traceback (JSONDecodeError, KeyError, ...)."""
+    run, data = _on_own_data(run_dir, tmp_path, "me/c1")
+    push = ["push", "--checkpoint", str(run / "best.pt"), "--repo", "me/tiny", "--dry-run"]
+    assert main(push) == 0
+    card = capsys.readouterr().out
+    assert "from hub dataset `me/c1`" in card and "datasets:\n- me/c1\n" in card and "dataset: not given" not in card
+    for damaged in (b"{", b"[1]", b'{"a": 1}', b"\xff\xfe"):
+        (data / "manifest.json").write_bytes(damaged)
+        assert main(push) == 0, damaged
+        card = capsys.readouterr().out
+        assert f"- dataset: not given: `{data / 'manifest.json'}` cannot be read (" in card, damaged
+        assert "datasets:" not in card and "written by `seq2seq download`" not in card
+    (data / "train.xx").write_text((data / "train.xx").read_text() + "one more line\n")  # a download of c2 there
+    _download_manifest(data, "me/c2")
+    assert main(push) == 0
+    card = capsys.readouterr().out
+    assert f"- dataset: not given: the data folder changed since the run was prepared ({data / 'train.xx'} changed" in (
+        card
+    )
+    assert "me/c2" not in card and "me/c1" not in card
+
+
 def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """An earlier push's folder held model.pt and config.toml after a push of an ONNX model (two models,
     the settings of the one no longer pushed), and was rewritten file by file (an interruption left a

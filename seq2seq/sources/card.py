@@ -121,9 +121,11 @@ def add_run_facts(facts: ModelFacts, model: Path, run: str | Path | None) -> Non
         advice = "name its own run folder" + (", or leave --run out" if run is not None else " with --run")
         raise RunFolderError(f"{where}: not the run of {model}: {problem}: {advice}")
     facts.run["prepared"] = prepared.manifest
-    data_manifest = Path(prepared.manifest["data_dir"]) / "manifest.json"  # sources/download.py's
-    if data_manifest.is_file():
-        facts.run["data"] = json.loads(data_manifest.read_text(encoding="utf-8"))
+    data, note = _data_manifest(prepared)
+    if data is not None:
+        facts.run["data"] = data
+    if note is not None:
+        facts.run["data_note"] = note
     if facts.configs is None:  # an ONNX file recording its model settings alone: which of the recipe's runs?
         facts.run["unmatched"] = str(folder)
         return
@@ -133,6 +135,36 @@ def add_run_facts(facts: ModelFacts, model: Path, run: str | Path | None) -> Non
         facts.run["valid"] = next((r for r in records.get("valid", []) if r["step"] == facts.step), None)
         for kind in ("selection", "stop", "hardware"):
             facts.run[kind] = records[kind][-1] if records.get(kind) else None
+
+
+def _data_manifest(prepared: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The data folder's `seq2seq download` manifest when it describes the data the run was prepared from,
+    else a note saying why the dataset is left off the card (None, None: the folder has no manifest). The
+    folder is as it is now, at push time: a download into it after preprocessing (another dataset) would
+    be named as the training data; so the corpus files are checked against the sizes and hashes the run
+    recorded (`preprocess.corpus_change`, the check `train --resume` makes)."""
+    from ..preprocess import corpus_change
+
+    data_dir = Path(prepared.manifest["data_dir"])
+    path = data_dir / "manifest.json"  # sources/download.py's
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("dataset"), str):
+            raise ValueError("not a manifest of `seq2seq download`")
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        reason = " ".join(str(err).split())[:160] or type(err).__name__
+        return None, f"`{path}` cannot be read ({reason}), so the dataset is not given"
+    if "corpus_files" not in prepared.manifest:
+        return None, (
+            f"the run records no sizes and hashes of its corpus files (an older seq2seq prepared it), so "
+            f"whether `{path}` describes the data it was trained on is unknown: the dataset is not given"
+        )
+    if change := corpus_change(prepared, data_dir):
+        return None, (f"the data folder changed since the run was prepared ({change}), so its `manifest.json` "
+                      "may describe other data: the dataset is not given")  # fmt: skip
+    return data, None
 
 
 def _mismatch(facts: ModelFacts, model: Path, prepared: Any, records: dict[str, list[dict[str, Any]]], folder: Path,
@@ -269,6 +301,8 @@ def _data(facts: ModelFacts) -> list[str]:
                 "`--run RUN`)."]  # fmt: skip
     lines = ["## Training data", "", f"- data folder: `{prepared['data_dir']}` (`{{split}}.{prepared['src']}`, "
              f"`{{split}}.{prepared['tgt']}`)"]  # fmt: skip
+    if note := facts.run.get("data_note"):
+        lines.append(f"- dataset: not given: {note}")
     if data:
         what = ", ".join(f"{k} {data[k]}" for k in ("subset", "revision", "commit") if data.get(k))
         lines.append(f"- written by `seq2seq download` from {data.get('source', 'a')} dataset `{data['dataset']}`"
