@@ -291,6 +291,21 @@ def test_the_card_names_the_dataset_the_run_was_prepared_from_or_none(run_dir: P
     assert "me/c2" not in card and "me/c1" not in card
 
 
+def test_a_score_is_of_the_training_dataset_only_on_one_of_its_splits(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """model-index gave every --bleu-file score the training dataset as its dataset, newstest2014 too."""
+    from huggingface_hub import ModelCard
+
+    run, _ = _on_own_data(run_dir, tmp_path, "me/c1")
+    (tmp_path / "scores.txt").write_text(SCORES, encoding="utf-8")
+    out = tmp_path / "repo"
+    assert main(["push", "--checkpoint", str(run / "best.pt"), "--repo", "me/tiny", "--dry-run", "--out", str(out),
+                 "--bleu-file", f"test={tmp_path / 'scores.txt'}",
+                 "--bleu-file", f"newstest2014={tmp_path / 'scores.txt'}"]) == 0  # fmt: skip
+    results = ModelCard((out / "README.md").read_text(encoding="utf-8")).data.to_dict()["model-index"][0]["results"]
+    datasets = {(r["dataset"]["name"], r["dataset"]["type"], r["dataset"].get("split")) for r in results}
+    assert datasets == {("test", "me/c1", "test"), ("newstest2014", "newstest2014", None)}
+
+
 def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """An earlier push's folder held model.pt and config.toml after a push of an ONNX model (two models,
     the settings of the one no longer pushed), and was rewritten file by file (an interruption left a

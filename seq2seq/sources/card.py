@@ -242,10 +242,14 @@ def _yaml(repo: str, facts: ModelFacts, scores: list[dict[str, Any]], license_: 
 
     data = facts.run.get("data") or {}
     hub_dataset = data.get("dataset") if data.get("source") == "hub" else None
+    splits = data.get("splits") if isinstance(data.get("splits"), dict) else {}
+    # the training dataset is a score's dataset only where NAME is one of its splits (ours, or as it names them)
+    own = set(splits) | {v.get("from_split") for v in splits.values() if isinstance(v, dict)} if hub_dataset else set()
     task = f"Translation {facts.src_lang}-{facts.tgt_lang}"
-    results = [EvalResult(task_type="translation", task_name=task, dataset_type=hub_dataset or s["set"],
-                          dataset_name=s["set"], metric_type=s["metric"].lower(), metric_value=s["value"],
-                          metric_name=s["metric"], metric_config=s["signature"]) for s in scores]  # fmt: skip
+    results = [EvalResult(task_type="translation", task_name=task, dataset_type=hub_dataset if s["set"] in own
+                          else s["set"], dataset_name=s["set"], dataset_split=s["set"] if s["set"] in own else None,
+                          metric_type=s["metric"].lower(), metric_value=s["value"], metric_name=s["metric"],
+                          metric_config=s["signature"]) for s in scores]  # fmt: skip
     tags = ["translation", "seq2seq-nmt", facts.model_config.get("cell", "rnn"), *(["onnx"] * (facts.kind == "onnx"))]
     card = ModelCardData(language=[facts.src_lang, facts.tgt_lang], license=license_, library_name=PACKAGE,
                          pipeline_tag="translation", tags=tags, datasets=[hub_dataset] if hub_dataset else None,
