@@ -306,6 +306,28 @@ def test_a_score_is_of_the_training_dataset_only_on_one_of_its_splits(run_dir: P
     assert datasets == {("test", "me/c1", "test"), ("newstest2014", "newstest2014", None)}
 
 
+def test_a_score_file_is_named_on_the_card_and_must_be_signed(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """The card's test scores had no provenance, and a score line without its signature was dropped silently;
+    NAME=FILE split at the last '=', so a FILE in a folder such as lr=0.1 was misread."""
+    import hashlib
+
+    folder = tmp_path / "lr=0.1"
+    folder.mkdir()
+    (folder / "test.scores").write_text(SCORES, encoding="utf-8")
+    sha = hashlib.sha256(SCORES.encode()).hexdigest()
+    push = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny", "--dry-run", "--bleu-file"]
+    for spec, name in ((f"test2016={folder / 'test.scores'}", "test2016"), (str(folder / "test.scores"), "test")):
+        assert main([*push, spec]) == 0, spec
+        card = capsys.readouterr().out
+        assert f"| {name} | BLEU | 41.17 |" in card
+        assert f"- {name}: from `test.scores` (SHA-256 `{sha}`), `seq2seq evaluate` output" in card
+    (folder / "test.scores").write_text(SCORES.replace("  (nrefs:1|case:mixed|eff:yes|nc:6", "  (x"), encoding="utf-8")
+    assert _error([*push, f"test={folder / 'test.scores'}"], capsys) == (
+        f"seq2seq push: error: --bleu-file {folder / 'test.scores'}:2: a score without its sacreBLEU signature "
+        "('(nrefs:...)' at the end of the line): write the file with `seq2seq evaluate --hyp HYP --ref REF > FILE`"
+    )
+
+
 def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """An earlier push's folder held model.pt and config.toml after a push of an ONNX model (two models,
     the settings of the one no longer pushed), and was rewritten file by file (an interruption left a

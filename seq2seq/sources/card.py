@@ -11,6 +11,7 @@ recorded is said to be unknown. The licence stays the user's to fill in (`licens
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 PACKAGE = "seq2seq-nmt"  # pyproject.toml's name (the import name is seq2seq)
 # A score line of `seq2seq evaluate`: NAME = VALUE [details]  (SIGNATURE), sacreBLEU's signatures start with nrefs:
 _SCORE = re.compile(r"^(BLEU|chrF\S*|TER) = (-?\d+(?:\.\d+)?)(?:\s.*)?\s\((nrefs:[^()]*)\)\s*$")
+_SCORE_NAME = re.compile(r"^\s*(BLEU|chrF\S*|TER)\s*=")  # a score line, signed or not
 
 
 @dataclass(frozen=True)
@@ -213,23 +215,37 @@ def _differences(mine: dict[str, dict[str, Any]], run: dict[str, dict[str, Any]]
 
 
 def read_scores(specs: Sequence[str]) -> list[dict[str, Any]]:
-    """The scores of `seq2seq evaluate` output files, `[NAME=]FILE` (NAME: the test set; default the
-    file's name without its suffix): one entry per score line (BLEU, chrF, TER) with its signature."""
+    """The scores of `seq2seq evaluate` output files, `[NAME=]FILE` (NAME: the test set, up to the first
+    '='; default the file's name without its suffix; a FILE whose own name holds '=' is taken whole when
+    it exists): one entry per score line (BLEU, chrF, TER) with its signature, the file's name and
+    SHA-256 (the card says which file each score came from). A score line without its signature is
+    refused, naming FILE:LINE: a number whose settings are unknown does not go on the card."""
     scores = []
     for spec in specs:
-        name, _, path = spec.rpartition("=")
+        name, _, path = spec.partition("=")
+        if not path or (not Path(path).is_file() and Path(spec).is_file()):
+            name, path = "", spec
         path_ = Path(path)
         try:
-            lines = path_.read_text(encoding="utf-8").splitlines()
+            data = path_.read_bytes()
+            lines = data.decode("utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise CorpusError(f"--bleu-file {path}: cannot read it ({err})") from None
-        found = [m for m in map(_SCORE.match, lines) if m]
+        found = []
+        for number, line in enumerate(lines, 1):
+            if m := _SCORE.match(line):
+                found.append(m)
+            elif _SCORE_NAME.match(line):
+                raise CorpusError(f"--bleu-file {path}:{number}: a score without its sacreBLEU signature "
+                                  "('(nrefs:...)' at the end of the line): write the file with `seq2seq evaluate "
+                                  "--hyp HYP --ref REF > FILE`")  # fmt: skip
         if not any(m[1] == "BLEU" for m in found):
             raise CorpusError(f"--bleu-file {path}: no 'BLEU = SCORE  (SIGNATURE)' line: write it with "
                               "`seq2seq evaluate --hyp HYP --ref REF > FILE`")  # fmt: skip
+        sha256 = hashlib.sha256(data).hexdigest()
         for m in found:
             scores.append({"set": name or path_.name.split(".")[0], "metric": m[1], "value": float(m[2]),
-                           "signature": m[3]})  # fmt: skip
+                           "signature": m[3], "file": path_.name, "sha256": sha256})  # fmt: skip
     return scores
 
 
@@ -332,8 +348,13 @@ def _evaluation(facts: ModelFacts, scores: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return ["## Evaluation", "", "No score is recorded for this file: score a test set with `seq2seq "
                 "evaluate` and push again with `--bleu-file NAME=FILE`."]  # fmt: skip
+    files = {(s["set"], s["file"], s["sha256"]): None for s in scores}
+    sources = [f"- {name}: from `{file}` (SHA-256 `{sha}`), `seq2seq evaluate` output as given to `seq2seq push "
+               "--bleu-file`; the card records the file, it cannot tell which model's translations it scored"
+               for name, file, sha in files]  # fmt: skip
     return ["## Evaluation", "", "sacreBLEU scores, each with its signature.", "",
-            "| data | metric | score | sacreBLEU signature |", "|---|---|---|---|", *rows]  # fmt: skip
+            "| data | metric | score | sacreBLEU signature |", "|---|---|---|---|", *rows,
+            *([""] + sources if sources else [])]  # fmt: skip
 
 
 def _training(facts: ModelFacts, has_config: bool) -> list[str]:
