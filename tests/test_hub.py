@@ -444,6 +444,17 @@ def test_an_hf_output_path_is_refused_not_written_as_a_local_folder(
     assert not (tmp_path / "hf:").exists()
 
 
+def test_push_out_to_an_hf_path_is_refused_not_written_as_a_local_folder(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """push --out hf://me/x wrote a local folder hf:/me/x."""
+    monkeypatch.chdir(tmp_path)
+    push = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/x", "--dry-run", "--out", "hf://me/x"]
+    assert _error(push, capsys) == ("seq2seq push: error: hf://me/x: push --out writes a local folder (what it would "
+                                    "upload); the repository is --repo")  # fmt: skip
+    assert not (tmp_path / "hf:").exists()
+
+
 def test_translate_downloads_through_the_cache_then_works_offline(
     hub: HubStandIn, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

@@ -27,7 +27,7 @@ from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from ..config_dict import from_dict
 from ..config_toml import toml_text
 from ..errors import HubError
-from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path
+from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path, refuse_hub_output
 from .card import CardOptions, ModelFacts, add_run_facts, model_card, read_facts, read_scores
 
 
@@ -215,6 +215,7 @@ def push(
         raise HubError(f"{', '.join(upload_flags)}: {these[0]} to an upload, and --dry-run uploads nothing: leave "
                        f"{these[1]} out, or drop --dry-run")  # fmt: skip
     if out is not None:
+        refuse_hub_output(out, "push --out", "a local folder (what it would upload); the repository is --repo")
         check_out(out)  # before any work
     if not dry_run:
         check_token(repo)

@@ -68,10 +68,10 @@ def parse_hub_path(text: str) -> HubPath:
     return HubPath(f"{org}/{name}", unquote(revision) or None, filename or None)
 
 
-def refuse_hub_output(out: object, command: str) -> None:
+def refuse_hub_output(out: object, command: str, advice: str = "a local file; upload it with seq2seq push") -> None:
     """An output path written `hf://...` (which a local write would turn into a folder named `hf:`): a HubError."""
     if is_hub_path(out):
-        raise HubError(f"{out}: {command} writes a local file; upload it with seq2seq push")
+        raise HubError(f"{out}: {command} writes {advice}")
 
 
 def model_file(path: str | Path) -> Path:
