@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,9 +34,6 @@ from seq2seq.translation import export_model, load_translator
 from seq2seq.translation.hub import model_file, parse_hub_path
 from seq2seq.translation.onnx_model import OnnxTranslator
 from seq2seq.translation.torch_engine import Translator
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 LINES = ["red cat", "big old dog", "", "tree house blue"]
 SCORES = (
@@ -152,8 +149,7 @@ def test_push_uploads_the_staged_files_in_one_commit(
     commit = calls[3][2]
     assert commit["revision"] == "v1" and commit["commit_message"] == "seq2seq push: model.pt"
     assert commit["deleted"] == []
-    files = {name: open(c, "rb").read() if isinstance(c, str) else c for name, c in commit["files"].items()}
-    assert files == {p.name: p.read_bytes() for p in pushed.iterdir()}  # what --out wrote is what is uploaded
+    assert commit["files"] == {p.name: p.read_bytes() for p in pushed.iterdir()}  # what --out wrote is uploaded
 
 
 def test_a_card_counts_tied_weights_once_as_training_logged(run_dir: Path, tmp_path: Path, capsys) -> None:
@@ -328,6 +324,29 @@ def test_a_score_file_is_named_on_the_card_and_must_be_signed(run_dir: Path, tmp
     )
 
 
+def test_push_reads_digests_and_uploads_one_copy_of_the_model(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """push read the facts from one version of the file and uploaded the path re-opened later: a training
+    process replacing best.pt meanwhile gave a card (SHA-256, facts) of one file and the bytes of another."""
+    import hashlib
+
+    import seq2seq.sources.hub as hub_module
+
+    model, original = tmp_path / "best.pt", (run_dir / "best.pt").read_bytes()
+    model.write_bytes(original)
+    real = hub_module.read_facts
+
+    def read_then_replaced(path: Path):
+        facts = real(path)
+        model.write_bytes(b"a newer checkpoint, written while push runs")
+        return facts
+
+    monkeypatch.setattr(hub_module, "read_facts", read_then_replaced)
+    out = tmp_path / "repo"
+    assert main(["push", "--checkpoint", str(model), "--repo", "me/tiny", "--dry-run", "--out", str(out)]) == 0
+    assert (out / "model.pt").read_bytes() == original
+    assert f"SHA-256 `{hashlib.sha256(original).hexdigest()}`" in (out / "README.md").read_text(encoding="utf-8")
+
+
 def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """An earlier push's folder held model.pt and config.toml after a push of an ONNX model (two models,
     the settings of the one no longer pushed), and was rewritten file by file (an interruption left a
@@ -406,6 +425,8 @@ def _recording_api(monkeypatch: pytest.MonkeyPatch, present: list[str]) -> list[
         def create_commit(self, repo: str, operations: list, **kw: object) -> object:
             deleted = [op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)]
             files = {op.path_in_repo: op.path_or_fileobj for op in operations if op.path_in_repo not in deleted}
+            # a file to upload is read during the call, as huggingface_hub does (push's snapshot is gone after it)
+            files = {name: Path(c).read_bytes() if isinstance(c, str) else c for name, c in files.items()}
             calls.append(("create_commit", repo, {**kw, "files": files, "deleted": deleted}))
             return type("Info", (), {"commit_url": "https://huggingface.co/me/tiny/commit/abc"})()
 
