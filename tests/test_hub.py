@@ -493,6 +493,17 @@ def test_translate_downloads_through_the_cache_then_works_offline(
     assert capsys.readouterr().out.splitlines() == expect and len(hub.requests) == asked  # from the cache alone
 
 
+def test_the_model_is_fetched_at_the_commit_its_pointer_came_from(hub: HubStandIn, run_dir: Path) -> None:
+    """seq2seq.json and the model it names were fetched against the moving branch one after the other: a push
+    between the two paired one push's pointer with another push's model file."""
+    path = model_file("hf://me/tiny")
+    assert path.read_bytes() == (run_dir / "best.pt").read_bytes()
+    commit = hub.commits["me/tiny"]
+    assert {r.split()[1] for r in hub.requests if r.endswith("/seq2seq.json")} == {"/me/tiny/resolve/main/seq2seq.json"}
+    models = [r.split()[1] for r in hub.requests if r.endswith("/model.pt")]
+    assert models and set(models) == {f"/me/tiny/resolve/{commit}/model.pt"}  # not .../main/model.pt
+
+
 def test_from_pretrained_and_every_command_take_hf_models(
     hub: HubStandIn, pushed: Path, run_dir: Path, tmp_path: Path, capsys
 ) -> None:
