@@ -130,8 +130,8 @@ def _train_side(lines: Iterator[str], side: str, spm_args: dict) -> bytes:
     except RuntimeError as err:
         if "sentences_.empty()" in str(err):  # its trainer skips lines over max_sentence_length, 4,192 bytes
             raise CorpusError(f"no line of the {side} training text is under SentencePiece's 4,192-byte limit, so it "
-                              "has nothing to learn from: one sentence per line (a file with CR-only line endings "
-                              "reads as a single line)") from None  # fmt: skip
+                              "has nothing to learn from: one sentence per line (a line that long is a paragraph "
+                              "or a whole file, not a sentence)") from None  # fmt: skip
         if "Vocabulary size is smaller than required_chars" not in str(err):
             raise
         # SentencePiece says "... required_chars. 20 vs 22. ...": the second number is the least that works
