@@ -64,7 +64,7 @@ class DataConfig:
     sp_model_type: Literal["unigram", "bpe"] = "unigram"  # SentencePiece algorithm
     character_coverage: float = 1.0  # share of characters SentencePiece covers (rarer ones: <unk>)
     spm_input_sentence_size: int = 2_000_000  # sentences sampled to train SentencePiece
-    spm_seed: int = 1234  # SentencePiece's random seed (which sentences it samples, its shuffles)
+    spm_seed: int = 1234  # which sentences SentencePiece learns from (tokenizer.sample_sentences), its seed
     min_len: int = 1  # pairs with a side shorter than this (in pieces) are dropped from train
     max_len: int = 250  # pairs with a side longer than this (in pieces) are dropped from train
     max_len_ratio: float = 9.0  # pairs whose piece-length ratio exceeds this are dropped from train

@@ -73,7 +73,8 @@ def decode_lines(data: bytes, name: str) -> list[str]:
 
 
 def decode_line(raw: bytes, name: str, number: int) -> str:
-    """One line without its line ending; a NUL byte or invalid UTF-8 is an error naming `name:number`.
+    """One line without its line ending (\n or \r\n); a NUL byte, invalid UTF-8 or a carriage return inside
+    the line (a file with CR-only line endings) is an error naming `name:number`.
     Line 1 loses a leading UTF-8 byte order mark (U+FEFF, as Windows editors write): it is no text."""
     if number == 1 and raw.startswith(BOM):
         raw = raw[len(BOM) :]
@@ -83,7 +84,11 @@ def decode_line(raw: bytes, name: str, number: int) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise CorpusError(f"{name}:{number}: invalid UTF-8 (byte 0x{raw[err.start]:02x})") from None
-    return text.removesuffix("\n").removesuffix("\r")
+    text = text.removesuffix("\n").removesuffix("\r")
+    if "\r" in text:  # clean() would turn it into a space: a CR-only file would be one sentence
+        raise CorpusError(f"{name}:{number}: carriage return inside a line: CR-only line endings? (convert them "
+                          "to \\n, e.g. `tr '\\r' '\\n'`)")  # fmt: skip
+    return text
 
 
 def clean(text: str) -> str:

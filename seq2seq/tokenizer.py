@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import random
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,17 +32,20 @@ def train_sentencepiece(
     input_sentence_size: int = 2_000_000,
     seed: int = 1234,
 ) -> bytes:
-    """Train a SentencePiece model on `sentences` and return it as bytes."""
+    """Train a SentencePiece model on `sentences` and return it as bytes. Over `input_sentence_size`
+    sentences, it learns from a sample of that many (`sample_sentences`, seeded by `seed`): the same
+    sentences and seed give the same model in any process. SentencePiece's own sampling ignored
+    `spm.set_random_generator_seed` and differed from process to process."""
     spm.set_random_generator_seed(seed)
     out = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
+        sentence_iterator=iter(sample_sentences(sentences, input_sentence_size, seed)),
         model_writer=out,
         vocab_size=vocab_size,
         model_type=model_type,
         character_coverage=character_coverage,
-        input_sentence_size=input_sentence_size,
-        shuffle_input_sentence=True,
+        input_sentence_size=0,  # the sample above is read whole
+        shuffle_input_sentence=False,
         hard_vocab_limit=False,  # tiny corpora get a smaller vocabulary instead of an error
         pad_id=PAD_ID,
         unk_id=UNK_ID,
@@ -51,6 +55,21 @@ def train_sentencepiece(
         minloglevel=2,
     )
     return out.getvalue()
+
+
+def sample_sentences(sentences: Iterable[str], size: int, seed: int) -> list[str]:
+    """`size` of `sentences` (all of them when there are no more), picked by reservoir sampling with
+    `random.Random(seed)`: one pass, memory bounded by `size` sentences, the same picks for the same
+    input and seed in any process. `size` 0: all of them."""
+    if size <= 0:
+        return list(sentences)
+    rng, sample = random.Random(seed), []
+    for i, sentence in enumerate(sentences):
+        if i < size:
+            sample.append(sentence)
+        elif (j := rng.randrange(i + 1)) < size:
+            sample[j] = sentence
+    return sample
 
 
 class Tokenizer:
@@ -111,8 +130,8 @@ def _train_side(lines: Iterator[str], side: str, spm_args: dict) -> bytes:
     except RuntimeError as err:
         if "sentences_.empty()" in str(err):  # its trainer skips lines over max_sentence_length, 4,192 bytes
             raise CorpusError(f"no line of the {side} training text is under SentencePiece's 4,192-byte limit, so it "
-                              "has nothing to learn from: one sentence per line (a file with CR-only line endings "
-                              "reads as a single line)") from None  # fmt: skip
+                              "has nothing to learn from: one sentence per line (a line that long is a paragraph "
+                              "or a whole file, not a sentence)") from None  # fmt: skip
         if "Vocabulary size is smaller than required_chars" not in str(err):
             raise
         # SentencePiece says "... required_chars. 20 vs 22. ...": the second number is the least that works

@@ -332,3 +332,87 @@ def test_a_second_download_into_a_folder_in_use_is_refused(tmp_path: Path) -> No
         holder.wait()
     download(str(tmp_path / "pairs.jsonl"), "de", "en", tmp_path / "out")  # free again
     check(tmp_path / "out", "train", DE, EN)
+
+
+def test_a_download_of_another_pair_or_a_damaged_manifest_is_refused_before_any_file_changes(tmp_path: Path) -> None:
+    """de-en then fr-en into one folder replaced train.en and kept train.de (misaligned, exit 0); with a
+    damaged manifest the old splits were not known and stayed beside the new ones."""
+    write_jsonl(tmp_path / "a" / "train.jsonl", columns(DE, EN))
+    write_jsonl(tmp_path / "a" / "test.jsonl", columns(DE[:1], EN[:1]))
+    write_jsonl(tmp_path / "b" / "train.jsonl", [{"fr": f"f{i}", "en": f"e{i}"} for i in range(2)])
+    out = tmp_path / "out"
+    download(str(tmp_path / "a"), "de", "en", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(CorpusError, match="holds a de-en download .* a fr-en download would leave its files"):
+        download(str(tmp_path / "b"), "fr", "en", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    for damaged in (b"{", b"[1]", b'{"a": 1}', b"\xff\xfe"):
+        (out / "manifest.json").write_bytes(damaged)
+        with pytest.raises(CorpusError, match="manifest.json cannot be read"):
+            download(str(tmp_path / "a"), "de", "en", out)
+    (out / "manifest.json").write_bytes(before["manifest.json"])
+    write_jsonl(tmp_path / "c" / "train.jsonl", columns(DE[:2], EN[:2]))
+    download(str(tmp_path / "c"), "en", "de", out)  # the same two languages the other way round: replaced whole
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == ["manifest.json", "train.de", "train.en"]
+    check(out, "train", DE[:2], EN[:2])
+
+
+def test_the_users_own_split_files_are_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder holding the user's own {split}.{lang} files and no manifest had them overwritten."""
+    write_jsonl(tmp_path / "a" / "train.jsonl", columns(DE, EN))
+    write_jsonl(tmp_path / "a" / "test2016.jsonl", columns(DE[:1], EN[:1]))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.en").write_text("mine\n", encoding="utf-8")
+    flags = ["download", "--dataset", str(tmp_path / "a" / "*.jsonl"), "--src", "de", "--tgt", "en", "--out", str(out)]
+    assert main(flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{out / 'train.en'} is not a file of an earlier download" in err[0], err
+    assert (out / "train.en").read_text(encoding="utf-8") == "mine\n" and not (out / "train.de").exists()
+    (out / "train.en").unlink()
+    (out / "test2016.en").write_text("mine too\n", encoding="utf-8")  # a split name only the dataset tells
+    assert main(flags) == 2
+    assert f"{out / 'test2016.en'} is not a file of an earlier download" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == ["test2016.en"]
+
+
+@pytest.mark.parametrize("name", ["newstest2014.jsonl", "devtest.jsonl"])
+def test_a_file_of_a_glob_whose_name_names_no_split_is_refused(tmp_path: Path, name: str, capsys) -> None:
+    """Such a file was merged into train (test sentences trained on, exit 0)."""
+    write_jsonl(tmp_path / "c" / "train.jsonl", columns(DE, EN))
+    write_jsonl(tmp_path / "c" / name, columns(DE[:1], EN[:1]))
+    flags = ["download", "--dataset", str(tmp_path / "c" / "*.jsonl"), "--src", "de", "--tgt", "en"]
+    assert main([*flags, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'c' / name}: its name names no split" in err[0], err
+    assert not (tmp_path / "out").exists()
+    assert main(["download", "--dataset", str(tmp_path / "c" / name), *flags[3:], "--out", str(tmp_path / "o")]) == 0
+    check(tmp_path / "o", "train", DE[:1], EN[:1])  # one file alone is still the train split
+
+
+@pytest.mark.parametrize(
+    ("rows", "says"),
+    [
+        ([{"de": "H", "en": "d"}, {"de": {"w": "H"}, "en": "d"}], "split 'train', row 2: column 'de' holds dict"),
+        ([{"de": "a", "en": "b"}] * 2 + [{"de": "c", "en": 7}], "split 'train', row 3: column 'en' holds int"),
+        ([{"translation": "hello"}], "split 'train', row 1: column 'translation' holds str"),
+        ([{"translation": {"de": ["Hund"], "en": "dog"}}], "row 1: column 'translation.de' holds list"),
+    ],
+)
+def test_a_value_that_is_not_text_is_refused_naming_split_row_and_column(tmp_path: Path, rows, says, capsys) -> None:
+    """Such values were written as Python reprs ({'w': 'Hund'}), or were an AttributeError traceback."""
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    flags = ["--src", "de", "--tgt", "en", "--out", str(tmp_path / "out")]
+    assert main(["download", "--dataset", str(tmp_path / "train.jsonl"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*")) == []
+
+
+def test_one_column_for_both_sides_is_refused(tmp_path: Path, capsys) -> None:
+    write_jsonl(tmp_path / "train.jsonl", [{"text": "a"}])
+    flags = ["--src-column", "text", "--tgt-column", "text", "--src", "de", "--tgt", "en", "--out", str(tmp_path / "o")]
+    assert main(["download", "--dataset", str(tmp_path / "train.jsonl"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--src-column and --tgt-column are both 'text'" in err[0], err
+    assert not (tmp_path / "o").exists()

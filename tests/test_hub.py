@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,9 +34,6 @@ from seq2seq.translation import export_model, load_translator
 from seq2seq.translation.hub import model_file, parse_hub_path
 from seq2seq.translation.onnx_model import OnnxTranslator
 from seq2seq.translation.torch_engine import Translator
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 LINES = ["red cat", "big old dog", "", "tree house blue"]
 SCORES = (
@@ -152,8 +149,7 @@ def test_push_uploads_the_staged_files_in_one_commit(
     commit = calls[3][2]
     assert commit["revision"] == "v1" and commit["commit_message"] == "seq2seq push: model.pt"
     assert commit["deleted"] == []
-    files = {name: open(c, "rb").read() if isinstance(c, str) else c for name, c in commit["files"].items()}
-    assert files == {p.name: p.read_bytes() for p in pushed.iterdir()}  # what --out wrote is what is uploaded
+    assert commit["files"] == {p.name: p.read_bytes() for p in pushed.iterdir()}  # what --out wrote is uploaded
 
 
 def test_a_card_counts_tied_weights_once_as_training_logged(run_dir: Path, tmp_path: Path, capsys) -> None:
@@ -249,6 +245,108 @@ def test_a_run_folder_of_another_run_is_refused_not_put_on_the_card(run_dir: Pat
     assert "seq2seq train --config config.toml" in card and "The run stopped after 60 updates" in card
 
 
+def _on_own_data(run_dir: Path, where: Path, dataset: str) -> tuple[Path, Path]:
+    """A copy of the tiny run (best.pt too) prepared from a copy of its data folder, which a `seq2seq download`
+    of the Hub dataset `dataset` wrote (its manifest.json): (run, data)."""
+    run, data = where / "run", where / "data"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns(".lock"))
+    manifest = json.loads((run / "preprocess.json").read_text())
+    shutil.copytree(manifest["data_dir"], data)  # copy2: the recorded sizes and modification times stay true
+    (run / "preprocess.json").write_text(json.dumps(manifest | {"data_dir": str(data.resolve())}))
+    _download_manifest(data, dataset)
+    return run, data
+
+
+def _download_manifest(data: Path, dataset: str) -> None:
+    splits = {split: {"from_split": split, "lines": 1} for split in ("train", "val", "test")}
+    (data / "manifest.json").write_text(json.dumps({"dataset": dataset, "source": "hub", "src": "xx", "tgt": "yy",
+                                                    "splits": splits}))  # fmt: skip
+
+
+def test_the_card_names_the_dataset_the_run_was_prepared_from_or_none(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """The card described the data folder as it was at push time: a download of c2 into it after training on c1
+    named c2; a damaged or foreign manifest.json was a traceback (JSONDecodeError, KeyError, ...)."""
+    run, data = _on_own_data(run_dir, tmp_path, "me/c1")
+    push = ["push", "--checkpoint", str(run / "best.pt"), "--repo", "me/tiny", "--dry-run"]
+    assert main(push) == 0
+    card = capsys.readouterr().out
+    assert "from hub dataset `me/c1`" in card and "datasets:\n- me/c1\n" in card and "dataset: not given" not in card
+    for damaged in (b"{", b"[1]", b'{"a": 1}', b"\xff\xfe"):
+        (data / "manifest.json").write_bytes(damaged)
+        assert main(push) == 0, damaged
+        card = capsys.readouterr().out
+        assert f"- dataset: not given: `{data / 'manifest.json'}` cannot be read (" in card, damaged
+        assert "datasets:" not in card and "written by `seq2seq download`" not in card
+    (data / "train.xx").write_text((data / "train.xx").read_text() + "one more line\n")  # a download of c2 there
+    _download_manifest(data, "me/c2")
+    assert main(push) == 0
+    card = capsys.readouterr().out
+    assert f"- dataset: not given: the data folder changed since the run was prepared ({data / 'train.xx'} changed" in (
+        card
+    )
+    assert "me/c2" not in card and "me/c1" not in card
+
+
+def test_a_score_is_of_the_training_dataset_only_on_one_of_its_splits(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """model-index gave every --bleu-file score the training dataset as its dataset, newstest2014 too."""
+    from huggingface_hub import ModelCard
+
+    run, _ = _on_own_data(run_dir, tmp_path, "me/c1")
+    (tmp_path / "scores.txt").write_text(SCORES, encoding="utf-8")
+    out = tmp_path / "repo"
+    assert main(["push", "--checkpoint", str(run / "best.pt"), "--repo", "me/tiny", "--dry-run", "--out", str(out),
+                 "--bleu-file", f"test={tmp_path / 'scores.txt'}",
+                 "--bleu-file", f"newstest2014={tmp_path / 'scores.txt'}"]) == 0  # fmt: skip
+    results = ModelCard((out / "README.md").read_text(encoding="utf-8")).data.to_dict()["model-index"][0]["results"]
+    datasets = {(r["dataset"]["name"], r["dataset"]["type"], r["dataset"].get("split")) for r in results}
+    assert datasets == {("test", "me/c1", "test"), ("newstest2014", "newstest2014", None)}
+
+
+def test_a_score_file_is_named_on_the_card_and_must_be_signed(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """The card's test scores had no provenance, and a score line without its signature was dropped silently;
+    NAME=FILE split at the last '=', so a FILE in a folder such as lr=0.1 was misread."""
+    import hashlib
+
+    folder = tmp_path / "lr=0.1"
+    folder.mkdir()
+    (folder / "test.scores").write_text(SCORES, encoding="utf-8")
+    sha = hashlib.sha256(SCORES.encode()).hexdigest()
+    push = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/tiny", "--dry-run", "--bleu-file"]
+    for spec, name in ((f"test2016={folder / 'test.scores'}", "test2016"), (str(folder / "test.scores"), "test")):
+        assert main([*push, spec]) == 0, spec
+        card = capsys.readouterr().out
+        assert f"| {name} | BLEU | 41.17 |" in card
+        assert f"- {name}: from `test.scores` (SHA-256 `{sha}`), `seq2seq evaluate` output" in card
+    (folder / "test.scores").write_text(SCORES.replace("  (nrefs:1|case:mixed|eff:yes|nc:6", "  (x"), encoding="utf-8")
+    assert _error([*push, f"test={folder / 'test.scores'}"], capsys) == (
+        f"seq2seq push: error: --bleu-file {folder / 'test.scores'}:2: a score without its sacreBLEU signature "
+        "('(nrefs:...)' at the end of the line): write the file with `seq2seq evaluate --hyp HYP --ref REF > FILE`"
+    )
+
+
+def test_push_reads_digests_and_uploads_one_copy_of_the_model(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """push read the facts from one version of the file and uploaded the path re-opened later: a training
+    process replacing best.pt meanwhile gave a card (SHA-256, facts) of one file and the bytes of another."""
+    import hashlib
+
+    import seq2seq.sources.hub as hub_module
+
+    model, original = tmp_path / "best.pt", (run_dir / "best.pt").read_bytes()
+    model.write_bytes(original)
+    real = hub_module.read_facts
+
+    def read_then_replaced(path: Path):
+        facts = real(path)
+        model.write_bytes(b"a newer checkpoint, written while push runs")
+        return facts
+
+    monkeypatch.setattr(hub_module, "read_facts", read_then_replaced)
+    out = tmp_path / "repo"
+    assert main(["push", "--checkpoint", str(model), "--repo", "me/tiny", "--dry-run", "--out", str(out)]) == 0
+    assert (out / "model.pt").read_bytes() == original
+    assert f"SHA-256 `{hashlib.sha256(original).hexdigest()}`" in (out / "README.md").read_text(encoding="utf-8")
+
+
 def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """An earlier push's folder held model.pt and config.toml after a push of an ONNX model (two models,
     the settings of the one no longer pushed), and was rewritten file by file (an interruption left a
@@ -327,6 +425,8 @@ def _recording_api(monkeypatch: pytest.MonkeyPatch, present: list[str]) -> list[
         def create_commit(self, repo: str, operations: list, **kw: object) -> object:
             deleted = [op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)]
             files = {op.path_in_repo: op.path_or_fileobj for op in operations if op.path_in_repo not in deleted}
+            # a file to upload is read during the call, as huggingface_hub does (push's snapshot is gone after it)
+            files = {name: Path(c).read_bytes() if isinstance(c, str) else c for name, c in files.items()}
             calls.append(("create_commit", repo, {**kw, "files": files, "deleted": deleted}))
             return type("Info", (), {"commit_url": "https://huggingface.co/me/tiny/commit/abc"})()
 
@@ -365,6 +465,17 @@ def test_an_hf_output_path_is_refused_not_written_as_a_local_folder(
     assert not (tmp_path / "hf:").exists()
 
 
+def test_push_out_to_an_hf_path_is_refused_not_written_as_a_local_folder(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """push --out hf://me/x wrote a local folder hf:/me/x."""
+    monkeypatch.chdir(tmp_path)
+    push = ["push", "--checkpoint", str(run_dir / "best.pt"), "--repo", "me/x", "--dry-run", "--out", "hf://me/x"]
+    assert _error(push, capsys) == ("seq2seq push: error: hf://me/x: push --out writes a local folder (what it would "
+                                    "upload); the repository is --repo")  # fmt: skip
+    assert not (tmp_path / "hf:").exists()
+
+
 def test_translate_downloads_through_the_cache_then_works_offline(
     hub: HubStandIn, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -380,6 +491,17 @@ def test_translate_downloads_through_the_cache_then_works_offline(
     _offline(monkeypatch)  # here, not in a new process: that is a second torch import (seconds)
     assert main(command[3:]) == 0
     assert capsys.readouterr().out.splitlines() == expect and len(hub.requests) == asked  # from the cache alone
+
+
+def test_the_model_is_fetched_at_the_commit_its_pointer_came_from(hub: HubStandIn, run_dir: Path) -> None:
+    """seq2seq.json and the model it names were fetched against the moving branch one after the other: a push
+    between the two paired one push's pointer with another push's model file."""
+    path = model_file("hf://me/tiny")
+    assert path.read_bytes() == (run_dir / "best.pt").read_bytes()
+    commit = hub.commits["me/tiny"]
+    assert {r.split()[1] for r in hub.requests if r.endswith("/seq2seq.json")} == {"/me/tiny/resolve/main/seq2seq.json"}
+    models = [r.split()[1] for r in hub.requests if r.endswith("/model.pt")]
+    assert models and set(models) == {f"/me/tiny/resolve/{commit}/model.pt"}  # not .../main/model.pt
 
 
 def test_from_pretrained_and_every_command_take_hf_models(

@@ -317,11 +317,23 @@ def test_a_damaged_prepared_cache_is_one_line_naming_the_file(prepared, capsys, 
 
 
 def test_training_text_of_only_overlong_lines_is_one_line(tmp_path: Path, capsys) -> None:
-    """CR-only line endings make each file one 20 kB line: SentencePiece skips lines over 4,192 bytes and
-    failed with "INTERNAL: trainer_interface.cc [!sentences_.empty()]" (a traceback, exit 1)."""
+    """Each file one 20 kB line: SentencePiece skips lines over 4,192 bytes and failed with "INTERNAL:
+    trainer_interface.cc [!sentences_.empty()]" (a traceback, exit 1)."""
     corpus = write_corpus(tmp_path / "corpus", n_train=1200)
     for lang in ("xx", "yy"):
         path = corpus / f"train.{lang}"
-        path.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
+        path.write_bytes(path.read_bytes().rstrip(b"\n").replace(b"\n", b" ") + b"\n")
     line = _refused(_preprocess(corpus, tmp_path / "run", "--vocab-size", "60"), capsys)
     assert "no line of the source training text is under SentencePiece's 4,192-byte limit" in line
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_cr_only_line_endings_are_refused_naming_file_and_line(tmp_path: Path, split: str, capsys) -> None:
+    """clean() turned the CRs of a CR-only file into spaces: the file became one sentence pair, silently
+    (a val split of one pair; a train split refused only by SentencePiece's length limit, if at all)."""
+    corpus = write_corpus(tmp_path / "corpus", n_train=200)
+    for lang in ("xx", "yy"):
+        path = corpus / f"{split}.{lang}"
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
+    line = _refused(_preprocess(corpus, tmp_path / "run", "--vocab-size", "60"), capsys)
+    assert f"{corpus / f'{split}.xx'}:1: carriage return inside a line: CR-only line endings?" in line

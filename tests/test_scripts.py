@@ -173,3 +173,24 @@ def test_script_knobs_that_would_be_ignored_are_refused(tmp_path: Path, script: 
     done = subprocess.run(["bash", str(ROOT / "scripts" / script)], env={**env, **knobs}, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_download_script_names_a_globs_folder_after_its_folder(tmp_path: Path) -> None:
+    """DATASET='c1/*.jsonl' wrote into a folder literally named data/*."""
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c1" / "train.jsonl").write_text('{"de": "Hund", "en": "dog"}\n', encoding="utf-8")
+    (tmp_path / "top.jsonl").write_text('{"de": "Katze", "en": "cat"}\n', encoding="utf-8")
+    env = dict(os.environ, PYTHON=sys.executable, HF_HOME=str(tmp_path / "hf"), HF_DATASETS_OFFLINE="1",
+               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")  # fmt: skip
+    env.pop("OUT", None), env.pop("NAME", None)
+
+    def script(dataset: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(ROOT / "scripts/download.sh")], env={**env, "DATASET": dataset},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    done = script("c1/*.jsonl")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "data" / "c1" / "train.de").read_text(encoding="utf-8") == "Hund\n"
+    refused = script("*.jsonl")  # a glob of the current folder names no folder: OUT (or NAME) is needed
+    assert refused.returncode == 2 and "set OUT or NAME" in refused.stderr.strip().splitlines()[-1], refused.stderr
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["c1"]

@@ -11,6 +11,7 @@ recorded is said to be unknown. The licence stays the user's to fill in (`licens
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 PACKAGE = "seq2seq-nmt"  # pyproject.toml's name (the import name is seq2seq)
 # A score line of `seq2seq evaluate`: NAME = VALUE [details]  (SIGNATURE), sacreBLEU's signatures start with nrefs:
 _SCORE = re.compile(r"^(BLEU|chrF\S*|TER) = (-?\d+(?:\.\d+)?)(?:\s.*)?\s\((nrefs:[^()]*)\)\s*$")
+_SCORE_NAME = re.compile(r"^\s*(BLEU|chrF\S*|TER)\s*=")  # a score line, signed or not
 
 
 @dataclass(frozen=True)
@@ -121,9 +123,11 @@ def add_run_facts(facts: ModelFacts, model: Path, run: str | Path | None) -> Non
         advice = "name its own run folder" + (", or leave --run out" if run is not None else " with --run")
         raise RunFolderError(f"{where}: not the run of {model}: {problem}: {advice}")
     facts.run["prepared"] = prepared.manifest
-    data_manifest = Path(prepared.manifest["data_dir"]) / "manifest.json"  # sources/download.py's
-    if data_manifest.is_file():
-        facts.run["data"] = json.loads(data_manifest.read_text(encoding="utf-8"))
+    data, note = _data_manifest(prepared)
+    if data is not None:
+        facts.run["data"] = data
+    if note is not None:
+        facts.run["data_note"] = note
     if facts.configs is None:  # an ONNX file recording its model settings alone: which of the recipe's runs?
         facts.run["unmatched"] = str(folder)
         return
@@ -133,6 +137,36 @@ def add_run_facts(facts: ModelFacts, model: Path, run: str | Path | None) -> Non
         facts.run["valid"] = next((r for r in records.get("valid", []) if r["step"] == facts.step), None)
         for kind in ("selection", "stop", "hardware"):
             facts.run[kind] = records[kind][-1] if records.get(kind) else None
+
+
+def _data_manifest(prepared: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The data folder's `seq2seq download` manifest when it describes the data the run was prepared from,
+    else a note saying why the dataset is left off the card (None, None: the folder has no manifest). The
+    folder is as it is now, at push time: a download into it after preprocessing (another dataset) would
+    be named as the training data; so the corpus files are checked against the sizes and hashes the run
+    recorded (`preprocess.corpus_change`, the check `train --resume` makes)."""
+    from ..preprocess import corpus_change
+
+    data_dir = Path(prepared.manifest["data_dir"])
+    path = data_dir / "manifest.json"  # sources/download.py's
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("dataset"), str):
+            raise ValueError("not a manifest of `seq2seq download`")
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        reason = " ".join(str(err).split())[:160] or type(err).__name__
+        return None, f"`{path}` cannot be read ({reason}), so the dataset is not given"
+    if "corpus_files" not in prepared.manifest:
+        return None, (
+            f"the run records no sizes and hashes of its corpus files (an older seq2seq prepared it), so "
+            f"whether `{path}` describes the data it was trained on is unknown: the dataset is not given"
+        )
+    if change := corpus_change(prepared, data_dir):
+        return None, (f"the data folder changed since the run was prepared ({change}), so its `manifest.json` "
+                      "may describe other data: the dataset is not given")  # fmt: skip
+    return data, None
 
 
 def _mismatch(facts: ModelFacts, model: Path, prepared: Any, records: dict[str, list[dict[str, Any]]], folder: Path,
@@ -181,23 +215,37 @@ def _differences(mine: dict[str, dict[str, Any]], run: dict[str, dict[str, Any]]
 
 
 def read_scores(specs: Sequence[str]) -> list[dict[str, Any]]:
-    """The scores of `seq2seq evaluate` output files, `[NAME=]FILE` (NAME: the test set; default the
-    file's name without its suffix): one entry per score line (BLEU, chrF, TER) with its signature."""
+    """The scores of `seq2seq evaluate` output files, `[NAME=]FILE` (NAME: the test set, up to the first
+    '='; default the file's name without its suffix; a FILE whose own name holds '=' is taken whole when
+    it exists): one entry per score line (BLEU, chrF, TER) with its signature, the file's name and
+    SHA-256 (the card says which file each score came from). A score line without its signature is
+    refused, naming FILE:LINE: a number whose settings are unknown does not go on the card."""
     scores = []
     for spec in specs:
-        name, _, path = spec.rpartition("=")
+        name, _, path = spec.partition("=")
+        if not path or (not Path(path).is_file() and Path(spec).is_file()):
+            name, path = "", spec
         path_ = Path(path)
         try:
-            lines = path_.read_text(encoding="utf-8").splitlines()
+            data = path_.read_bytes()
+            lines = data.decode("utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise CorpusError(f"--bleu-file {path}: cannot read it ({err})") from None
-        found = [m for m in map(_SCORE.match, lines) if m]
+        found = []
+        for number, line in enumerate(lines, 1):
+            if m := _SCORE.match(line):
+                found.append(m)
+            elif _SCORE_NAME.match(line):
+                raise CorpusError(f"--bleu-file {path}:{number}: a score without its sacreBLEU signature "
+                                  "('(nrefs:...)' at the end of the line): write the file with `seq2seq evaluate "
+                                  "--hyp HYP --ref REF > FILE`")  # fmt: skip
         if not any(m[1] == "BLEU" for m in found):
             raise CorpusError(f"--bleu-file {path}: no 'BLEU = SCORE  (SIGNATURE)' line: write it with "
                               "`seq2seq evaluate --hyp HYP --ref REF > FILE`")  # fmt: skip
+        sha256 = hashlib.sha256(data).hexdigest()
         for m in found:
             scores.append({"set": name or path_.name.split(".")[0], "metric": m[1], "value": float(m[2]),
-                           "signature": m[3]})  # fmt: skip
+                           "signature": m[3], "file": path_.name, "sha256": sha256})  # fmt: skip
     return scores
 
 
@@ -210,10 +258,14 @@ def _yaml(repo: str, facts: ModelFacts, scores: list[dict[str, Any]], license_: 
 
     data = facts.run.get("data") or {}
     hub_dataset = data.get("dataset") if data.get("source") == "hub" else None
+    splits = data.get("splits") if isinstance(data.get("splits"), dict) else {}
+    # the training dataset is a score's dataset only where NAME is one of its splits (ours, or as it names them)
+    own = set(splits) | {v.get("from_split") for v in splits.values() if isinstance(v, dict)} if hub_dataset else set()
     task = f"Translation {facts.src_lang}-{facts.tgt_lang}"
-    results = [EvalResult(task_type="translation", task_name=task, dataset_type=hub_dataset or s["set"],
-                          dataset_name=s["set"], metric_type=s["metric"].lower(), metric_value=s["value"],
-                          metric_name=s["metric"], metric_config=s["signature"]) for s in scores]  # fmt: skip
+    results = [EvalResult(task_type="translation", task_name=task, dataset_type=hub_dataset if s["set"] in own
+                          else s["set"], dataset_name=s["set"], dataset_split=s["set"] if s["set"] in own else None,
+                          metric_type=s["metric"].lower(), metric_value=s["value"], metric_name=s["metric"],
+                          metric_config=s["signature"]) for s in scores]  # fmt: skip
     tags = ["translation", "seq2seq-nmt", facts.model_config.get("cell", "rnn"), *(["onnx"] * (facts.kind == "onnx"))]
     card = ModelCardData(language=[facts.src_lang, facts.tgt_lang], license=license_, library_name=PACKAGE,
                          pipeline_tag="translation", tags=tags, datasets=[hub_dataset] if hub_dataset else None,
@@ -269,6 +321,8 @@ def _data(facts: ModelFacts) -> list[str]:
                 "`--run RUN`)."]  # fmt: skip
     lines = ["## Training data", "", f"- data folder: `{prepared['data_dir']}` (`{{split}}.{prepared['src']}`, "
              f"`{{split}}.{prepared['tgt']}`)"]  # fmt: skip
+    if note := facts.run.get("data_note"):
+        lines.append(f"- dataset: not given: {note}")
     if data:
         what = ", ".join(f"{k} {data[k]}" for k in ("subset", "revision", "commit") if data.get(k))
         lines.append(f"- written by `seq2seq download` from {data.get('source', 'a')} dataset `{data['dataset']}`"
@@ -294,8 +348,13 @@ def _evaluation(facts: ModelFacts, scores: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return ["## Evaluation", "", "No score is recorded for this file: score a test set with `seq2seq "
                 "evaluate` and push again with `--bleu-file NAME=FILE`."]  # fmt: skip
+    files = {(s["set"], s["file"], s["sha256"]): None for s in scores}
+    sources = [f"- {name}: from `{file}` (SHA-256 `{sha}`), `seq2seq evaluate` output as given to `seq2seq push "
+               "--bleu-file`; the card records the file, it cannot tell which model's translations it scored"
+               for name, file, sha in files]  # fmt: skip
     return ["## Evaluation", "", "sacreBLEU scores, each with its signature.", "",
-            "| data | metric | score | sacreBLEU signature |", "|---|---|---|---|", *rows]  # fmt: skip
+            "| data | metric | score | sacreBLEU signature |", "|---|---|---|---|", *rows,
+            *([""] + sources if sources else [])]  # fmt: skip
 
 
 def _training(facts: ModelFacts, has_config: bool) -> list[str]:

@@ -45,10 +45,18 @@ class Schema(NamedTuple):
         return {"src": self.src_col, "tgt": self.tgt_col}
 
 
-def _file_split(path: str) -> str:
-    """The split a data file holds, read from its name (`validation.jsonl` -> validation), else train."""
+def _file_split(path: str, alone: bool = True) -> str:
+    """The split a data file holds, read from its name (`validation.jsonl` -> validation); a file whose
+    name names none is train when it is the only file, else refused (a CorpusError naming it):
+    `newstest2014.jsonl` beside `train.jsonl` was merged into train."""
     stem = Path(path).name.split(".")[0]
-    return stem if _SPLIT_IN_NAME.match(stem.lower()) else "train"
+    if _SPLIT_IN_NAME.match(stem.lower()):
+        return stem
+    if alone:
+        return "train"
+    raise CorpusError(f"{path}: its name names no split, so it would be merged into train: with several files, "
+                      "each name starts with its split (train, validation, valid, val, dev or test, e.g. "
+                      "test_newstest2014.jsonl): rename it, or download it alone")  # fmt: skip
 
 
 def _extension(path: str) -> str:
@@ -123,20 +131,45 @@ def _load_local(dataset: str, subset: str | None, streaming: bool) -> tuple[dict
         raise CorpusError(f"{dataset}: --subset applies to Hub datasets and dataset folders only")
     data_files: dict[str, list[str]] = {}
     for f in files:
-        data_files.setdefault(_file_split(f), []).append(f)
+        data_files.setdefault(_file_split(f, alone=len(files) == 1), []).append(f)
     builder, options = _builder(files)
     splits = datasets.load_dataset(builder, data_files=data_files, streaming=streaming, **options)
     return dict(splits), {"source": "files", "data_files": data_files}
 
 
 def _old_splits(out: Path, src: str, tgt: str) -> list[str]:
-    """The split files an earlier download of `src`-`tgt` wrote in `out` (its manifest's splits)."""
-    try:
-        old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        return [f"{split}.{lang}" for split in old["splits"] for lang in (src, tgt)] if (old["src"], old["tgt"]) == (
-            src, tgt) else []  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError):
+    """The split files an earlier download wrote in `out` (its manifest's splits), which a new download of
+    the same two languages replaces whole. A folder whose manifest cannot be read, or records another pair
+    of languages, is refused (a CorpusError): replacing some of its files would leave the files of two
+    downloads side by side (train.en of one beside train.de of the other)."""
+    path = out / MANIFEST
+    if not path.exists():
         return []
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(old, dict) or not isinstance(old.get("splits"), dict):
+            raise ValueError("not a manifest of `seq2seq download`")
+        old_src, old_tgt = old["src"], old["tgt"]
+        if not (isinstance(old_src, str) and isinstance(old_tgt, str)):
+            raise ValueError("no src and tgt languages")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError) as err:
+        raise CorpusError(f"--out {out}: its {MANIFEST} cannot be read ({_reason(err, 120)}), so which files an "
+                          "earlier download wrote there is unknown: name another folder, or remove that "
+                          "one first") from None  # fmt: skip
+    if {old_src, old_tgt} != {src, tgt}:
+        raise CorpusError(f"--out {out}: holds a {old_src}-{old_tgt} download ({old.get('dataset')}); a {src}-{tgt} "
+                          "download would leave its files beside that one's: name another folder, or remove "
+                          "that one first")  # fmt: skip
+    return [f"{split}.{lang}" for split in old["splits"] for lang in (old_src, old_tgt)]
+
+
+def _check_clobber(out: Path, old: list[str], new: list[str]) -> None:
+    """A CorpusError naming the first file the new download would write over that no earlier download
+    (its manifest) wrote: the user's own `{split}.{lang}` files are never overwritten."""
+    if foreign := [name for name in new if name not in old and (out / name).exists()]:
+        raise CorpusError(f"--out {out}: {out / foreign[0]} is not a file of an earlier download (the folder's "
+                          f"{MANIFEST} does not list it) and would be overwritten: move it, or name another "
+                          "folder")  # fmt: skip
 
 
 def _swap_in(stage: Path, out: Path, old: list[str], new: list[str]) -> None:
@@ -219,11 +252,38 @@ def _one_line(text: Any) -> tuple[str, bool, bool]:
     return (line.replace("\x00", "") if nul else line), broken, nul
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _texts(batch: dict, schema: Schema, src: str, tgt: str, where: str, first: int) -> tuple[list, list]:
+    """The source and target values of a batch whose first row is row `first`: strings, or None where
+    missing (a pair without one of the languages becomes an empty line). Any other value is a CorpusError
+    naming `where` (the split), the row and the column."""
+    src_texts, tgt_texts = batch[schema.src_col], batch[schema.tgt_col]
+    if schema.nested:
+        for row, pair in enumerate(src_texts, first):
+            if pair is not None and not isinstance(pair, dict):
+                raise CorpusError(f"{where} {row:,}: column {schema.src_col!r} holds {type(pair).__name__} "
+                                  f"{_show(pair)}, not a {{language: text}} dict")  # fmt: skip
+        src_texts, tgt_texts = [(p or {}).get(src) for p in src_texts], [(p or {}).get(tgt) for p in tgt_texts]
+    columns = schema.describe(src, tgt)
+    for side, texts in (("src", src_texts), ("tgt", tgt_texts)):
+        for row, text in enumerate(texts, first):
+            if text is not None and not isinstance(text, str):
+                raise CorpusError(f"{where} {row:,}: column {columns[side]!r} holds {type(text).__name__} "
+                                  f"{_show(text)}, not text (a string)")  # fmt: skip
+    return src_texts, tgt_texts
+
+
 def _write_split(
-    ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path, Path], desc: str
+    ds: Any, schema: Schema, src: str, tgt: str, paths: tuple[Path, Path], desc: str, split: str = "train"
 ) -> tuple[int, int, int]:
     """Write one split line by line; returns (lines written, sentences that had line breaks, sentences that
-    had NUL characters)."""
+    had NUL characters). A value that is neither a string nor missing (None) is a CorpusError naming the
+    split (`split`, the dataset's name of it), the row and the column: a number or a dict was written as
+    its Python repr."""
     from tqdm.auto import tqdm
 
     n = broken = nuls = 0
@@ -236,12 +296,7 @@ def _write_split(
             tqdm(total=total, desc=desc, unit=" pairs", disable=None) as bar,
         ):
             for batch in ds.select_columns(sorted({schema.src_col, schema.tgt_col})).iter(batch_size=_BATCH):
-                src_texts, tgt_texts = batch[schema.src_col], batch[schema.tgt_col]
-                if schema.nested:  # a pair without one of the languages becomes an empty line
-                    src_texts, tgt_texts = (
-                        [(p or {}).get(src) for p in src_texts],
-                        [(p or {}).get(tgt) for p in tgt_texts],
-                    )
+                src_texts, tgt_texts = _texts(batch, schema, src, tgt, f"split {split!r}, row", n + 1)
                 for s, t in zip(src_texts, tgt_texts):
                     (s_line, s_broken, s_nul), (t_line, t_broken, t_nul) = _one_line(s), _one_line(t)
                     broken += s_broken + t_broken
@@ -275,6 +330,9 @@ def download(dataset: str | Path, src: str, tgt: str, out: str | Path, subset: s
     if src == tgt:
         raise CorpusError(f"--src and --tgt are both {src!r}: each side is written to {{split}}.{{lang}}, so they need "
                           "two language codes")  # fmt: skip
+    if columns[0] is not None and columns[0] == columns[1]:
+        raise CorpusError(f"--src-column and --tgt-column are both {columns[0]!r}: the two sides of a pair are two "
+                          "columns")  # fmt: skip
     bars = not datasets.are_progress_bars_disabled()
     if bars and not sys.stderr.isatty():
         datasets.disable_progress_bars()
@@ -294,6 +352,8 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
     import datasets
     from datasets.exceptions import DatasetsError
 
+    old = _old_splits(out, src, tgt)  # before any work: a folder of another download is refused
+    _check_clobber(out, old, [f"{split}.{lang}" for split in ("train", "val", "test") for lang in (src, tgt)])
     splits, source = _load(dataset, subset, revision, streaming)
     names = {name: SPLIT_NAMES.get(name.lower(), name) for name in splits}
     clashes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
@@ -314,7 +374,7 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
             split = names[name]
             whole = split == "train" and hold_out.size > 0  # written whole, then split in two (holdout.split_off)
             paths = tuple(stage / f"{'.' * whole}{split}.{lang}{'.whole' * whole}" for lang in (src, tgt))
-            lines, n_broken, n_nul = _write_split(ds, schemas[name], src, tgt, paths, split)
+            lines, n_broken, n_nul = _write_split(ds, schemas[name], src, tgt, paths, split, name)
             fingerprint = getattr(ds, "_fingerprint", None)  # None when streaming
             written[split] = {"from_split": name, "lines": lines, "fingerprint": fingerprint}
             broken += n_broken
@@ -325,7 +385,8 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
                                   "seed": hold_out.picks, "fingerprint": None}  # fmt: skip
                 split_off(paths, stage, (src, tgt), hold_out, lines)
         new = [f"{split}.{lang}" for split in written for lang in (src, tgt)]
-        _swap_in(stage, out, _old_splits(out, src, tgt), new)
+        _check_clobber(out, old, new)
+        _swap_in(stage, out, old, new)
     except CorpusError:
         raise
     except (OSError, ValueError, DatasetsError) as err:

@@ -20,14 +20,15 @@ import json
 import os
 import shutil
 import stat as stat_
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from ..config_dict import from_dict
 from ..config_toml import toml_text
-from ..errors import HubError
-from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path
+from ..errors import CheckpointError, CorpusError, HubError, OutputError
+from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path, refuse_hub_output
 from .card import CardOptions, ModelFacts, add_run_facts, model_card, read_facts, read_scores
 
 
@@ -60,27 +61,50 @@ def _config_toml(facts: ModelFacts, model: Path) -> str | None:
     return toml_text(tables, f"The settings {model.name} was trained with (seq2seq push).")
 
 
-def stage(model: str | Path, repo: str, card: CardOptions = CardOptions()) -> dict[str, Path | bytes]:
-    """The repository's files, name -> the local model file or the bytes of a generated one."""
+def stage(model: str | Path, repo: str, card: CardOptions = CardOptions(),
+          snapshot: Path | None = None) -> dict[str, Path | bytes]:  # fmt: skip
+    """The repository's files, name -> the local model file or the bytes of a generated one.
+
+    `snapshot`: a folder to copy the model file into first; the facts, the card's SHA-256 and size, and
+    the file uploaded are then all of that one copy (a training process replacing best.pt meanwhile
+    changes none of them). Without it, the file is read where it is."""
     model = model_file(model)  # hf://ORG/NAME too: downloaded (translation/hub.py)
     if not model.is_file():
         raise HubError(f"{model}: no such model file")
-    facts = read_facts(model)
+    copy = model
+    if snapshot is not None:
+        copy = snapshot / model.name
+        try:
+            shutil.copyfile(model, copy)
+        except OSError as err:
+            raise HubError(f"{model}: cannot copy it to {snapshot} to push one version of it ({err.strerror or err})"
+                           ) from None  # fmt: skip
+    facts = _read_facts(copy, model)
     add_run_facts(facts, model, card.run)
     scores = read_scores(card.bleu_files)
     config = _config_toml(facts, model)
     digest = hashlib.sha256()
-    with open(model, "rb") as f:
+    with open(copy, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     pointer = {"format": POINTER_FORMAT, "version": 1, "model": facts.filename, "kind": facts.kind,
                "src_lang": facts.src_lang, "tgt_lang": facts.tgt_lang}  # fmt: skip
-    readme = model_card(repo, facts, scores, card, digest.hexdigest(), model.stat().st_size, config is not None)
-    files: dict[str, Path | bytes] = {facts.filename: model, "README.md": readme.encode(),
+    readme = model_card(repo, facts, scores, card, digest.hexdigest(), copy.stat().st_size, config is not None)
+    files: dict[str, Path | bytes] = {facts.filename: copy, "README.md": readme.encode(),
                                       POINTER: (json.dumps(pointer, indent=1) + "\n").encode()}  # fmt: skip
     if config is not None:
         files["config.toml"] = config.encode()
     return files
+
+
+def _read_facts(copy: Path, model: Path) -> ModelFacts:
+    """`read_facts` of the snapshot `copy`, its errors naming `model` (the file the user named)."""
+    try:
+        return read_facts(copy)
+    except (CheckpointError, ConfigError, CorpusError, HubError, OutputError) as err:
+        if copy == model or str(copy) not in str(err):
+            raise
+        raise type(err)(str(err).replace(str(copy), str(model))) from None
 
 
 def check_out(out: str | Path) -> Path:
@@ -215,19 +239,21 @@ def push(
         raise HubError(f"{', '.join(upload_flags)}: {these[0]} to an upload, and --dry-run uploads nothing: leave "
                        f"{these[1]} out, or drop --dry-run")  # fmt: skip
     if out is not None:
+        refuse_hub_output(out, "push --out", "a local folder (what it would upload); the repository is --repo")
         check_out(out)  # before any work
     if not dry_run:
         check_token(repo)
-    files = stage(model, repo, card)
-    names = ", ".join(files)
-    done = []
-    if out is not None:
-        done.append(f"wrote {names} to {write_folder(files, out)}")
-    if dry_run:
-        card_text = files["README.md"]
-        readme = "" if out is not None or isinstance(card_text, Path) else "\n" + card_text.decode()
-        return "; ".join([*done, f"nothing uploaded (--dry-run): {SCHEME}{repo} would get {names}"]) + readme
-    url, stale = upload(files, repo, options)
+    with tempfile.TemporaryDirectory(prefix="seq2seq-push-") as snapshot:
+        files = stage(model, repo, card, Path(snapshot))  # one copy of the model file: read, digested, uploaded
+        names = ", ".join(files)
+        done = []
+        if out is not None:
+            done.append(f"wrote {names} to {write_folder(files, out)}")
+        if dry_run:
+            card_text = files["README.md"]
+            readme = "" if out is not None or isinstance(card_text, Path) else "\n" + card_text.decode()
+            return "; ".join([*done, f"nothing uploaded (--dry-run): {SCHEME}{repo} would get {names}"]) + readme
+        url, stale = upload(files, repo, options)
     removed = f"; removed {', '.join(stale)} of the earlier push" if stale else ""
     return "; ".join([*done, f"uploaded {names} to {SCHEME}{repo} ({url}){removed}"])
 

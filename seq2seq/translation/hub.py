@@ -68,10 +68,10 @@ def parse_hub_path(text: str) -> HubPath:
     return HubPath(f"{org}/{name}", unquote(revision) or None, filename or None)
 
 
-def refuse_hub_output(out: object, command: str) -> None:
+def refuse_hub_output(out: object, command: str, advice: str = "a local file; upload it with seq2seq push") -> None:
     """An output path written `hf://...` (which a local write would turn into a folder named `hf:`): a HubError."""
     if is_hub_path(out):
-        raise HubError(f"{out}: {command} writes a local file; upload it with seq2seq push")
+        raise HubError(f"{out}: {command} writes {advice}")
 
 
 def model_file(path: str | Path) -> Path:
@@ -92,9 +92,22 @@ def pretrained_file(repo: str, revision: str | None = None, filename: str | None
 
 def download(where: HubPath) -> Path:
     """The model file of `where`, through huggingface_hub's cache (the file seq2seq.json names
-    when `where` names none)."""
-    filename = where.filename or _pointed(_fetch(where, POINTER, missing=_no_pointer(str(where))), str(where))
-    return _fetch(where, filename)
+    when `where` names none, fetched at the commit that seq2seq.json came from: a push between the
+    two downloads cannot pair one push's pointer with another's model)."""
+    if where.filename:
+        return _fetch(where, where.filename)
+    pointer = _fetch(where, POINTER, missing=_no_pointer(str(where)))
+    return _fetch(HubPath(where.repo, _snapshot_commit(pointer) or where.revision), _pointed(pointer, str(where)))
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _snapshot_commit(path: Path) -> str | None:
+    """The commit of a file hf_hub_download returned: its cache path is `.../snapshots/COMMIT/FILE`
+    (huggingface_hub's cache layout), so knowing it costs no request."""
+    folder = path.parent
+    return folder.name if folder.parent.name == "snapshots" and _COMMIT.fullmatch(folder.name) else None
 
 
 def _no_pointer(where: str) -> str:
