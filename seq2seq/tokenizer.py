@@ -44,8 +44,8 @@ def train_sentencepiece(
         vocab_size=vocab_size,
         model_type=model_type,
         character_coverage=character_coverage,
-        input_sentence_size=0,  # the sample above is read whole
-        shuffle_input_sentence=False,
+        input_sentence_size=input_sentence_size,  # the sample holds at most that many: read whole, in the order
+        shuffle_input_sentence=True,  # SentencePiece shuffles it to (seeded: the same in every process)
         hard_vocab_limit=False,  # tiny corpora get a smaller vocabulary instead of an error
         pad_id=PAD_ID,
         unk_id=UNK_ID,
