@@ -337,3 +337,13 @@ def test_cr_only_line_endings_are_refused_naming_file_and_line(tmp_path: Path, s
         path.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
     line = _refused(_preprocess(corpus, tmp_path / "run", "--vocab-size", "60"), capsys)
     assert f"{corpus / f'{split}.xx'}:1: carriage return inside a line: CR-only line endings?" in line
+
+
+def test_a_stray_carriage_return_past_the_first_line_is_whitespace(tmp_path: Path) -> None:
+    """Web-crawled corpora hold a stray CR here and there: one inside line 3 of millions must not refuse them."""
+    corpus = write_corpus(tmp_path / "corpus", n_train=200)
+    for lang in ("xx", "yy"):
+        lines = (corpus / f"train.{lang}").read_text().splitlines()
+        lines[2] = lines[2].replace(" ", "\r", 1)
+        (corpus / f"train.{lang}").write_text("\n".join(lines) + "\n")
+    assert main(_preprocess(corpus, tmp_path / "run", "--vocab-size", "60")) == 0
