@@ -49,6 +49,7 @@ class RunOptions:
     overwrite: bool = False  # start again in a run folder that holds a trained model (its checkpoints go)
     device: str = "cpu"  # cpu, cuda, cuda:N, or auto (a CUDA GPU if there is one)
     progress: bool = True  # a progress bar (rank 0)
+    continue_with: str = "the same command plus --resume (RESUME=1 for scripts/train.sh)"  # after an interrupt
 
     def __post_init__(self) -> None:  # a flag the run would ignore is refused
         if self.reset_optimizer and not self.resume:
@@ -130,7 +131,7 @@ def train(
         check_lengths(prepared, cfg)
         updater = Updater.build(model_cfg, prepared.vocab, cfg, dev, dist)
         files = RunFiles(prepared.run, write=dist.main, tensorboard=cfg.tensorboard)
-        trainer = Trainer(prepared, updater, files, opts.progress)
+        trainer = Trainer(prepared, updater, files, opts.progress, opts.continue_with)
         if opts.resume:
             trainer.resume(opts.reset_optimizer)
         else:

@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="checkpoints/demo",
         help="run folder: new, empty or an earlier demo's, which it replaces (default: checkpoints/demo)",
     )
-    p.add_argument("--max-minutes", type=float, default=2.5, help="training wall-clock budget (minutes)")
+    help_ = "training wall-clock budget (minutes; > 0: the demo's only stop)"
+    p.add_argument("--max-minutes", type=float, default=2.5, help=help_)
     p.add_argument("--seed", type=int, default=1234, help="random seed of data, model and training (default: 1234)")
     p.set_defaults(func=cmd_demo)
     _add_inspection_commands(sub)
