@@ -143,6 +143,51 @@ def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(ru
     assert done.returncode == 0 and "BLEU" in done.stdout and out.is_file(), done.stderr[-2000:]
 
 
+def test_translate_script_refuses_what_would_score_the_wrong_file(run_dir: Path, tmp_path: Path) -> None:
+    """OUTPUT=REF overwrote the references and scored them against themselves (BLEU 100); --output, --input,
+    --n-best, --nbest-format and --alignments made it score a stale or wrong file, or fail after the work;
+    OUTPUT=- failed after the work. The refusals run with a
+    stand-in for Python that logs its calls (none may translate), the rest with the real one."""
+    run = tmp_path / "my run"
+    run.mkdir()
+    (run / "best.pt").write_bytes((run_dir / "best.pt").read_bytes())
+    data = run_dir.parent / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("RUN", "CKPT", "INPUT", "OUTPUT", "REF")}
+    env.update(DATA=str(data), SRC="xx", TGT="yy", TEST_SPLIT="test", BEAM="1", RUN=str(run), PYTHON=sys.executable)
+    standin, calls = tmp_path / "python", tmp_path / "calls.log"
+    standin.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    standin.chmod(0o755)
+
+    def script(*args: str, **knobs: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(ROOT / "scripts/translate.sh"), *args], env={**env, **knobs},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    def refused(says: str, *args: str, **knobs: str) -> None:
+        done = script(*args, **knobs, PYTHON=str(standin))
+        assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert "translate" not in calls.read_text()  # refused before translating
+
+    ref = tmp_path / "ref.yy"
+    ref.write_text((data / "test.yy").read_text())
+    (tmp_path / "link.yy").symlink_to(ref)
+    for output in (ref, tmp_path / "link.yy"):  # the reference itself, by its path or through a link
+        refused("is the reference REF=", OUTPUT=str(output), REF=str(ref))
+    assert ref.read_text() == (data / "test.yy").read_text()
+    for flags in (["--output", "x"], ["--out=x"], ["--input", "x"]):
+        refused("INPUT and OUTPUT give the files", *flags)
+    for flags in (["--n-best", "3"], ["--nbest-format", "moses"], ["--alignments"], ["--align"]):
+        refused("writes lines that are not one translation each", *flags)
+    (tmp_path / "other run").mkdir()
+    (tmp_path / "other run/best.pt").write_bytes((run_dir / "best.pt").read_bytes())
+    done = script("--device", "cpu", OUTPUT="-", CKPT=str(tmp_path / "other run/best.pt"))  # printed, unscored
+    lines = len((data / "test.xx").read_text().splitlines())
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == lines and "BLEU" not in done.stdout, done.stderr
+    assert "OUTPUT is standard output: not scored" in done.stderr and "the model loaded" in done.stderr
+    (tmp_path / "mine.xx").write_text("a b c\n")  # nothing scored: the flag is the user's
+    done = script("-q", "--alignments", INPUT=str(tmp_path / "mine.xx"))
+    assert done.returncode == 0 and " ||| " in done.stdout, done.stderr
+
+
 def test_preprocess_script_leaves_the_splits_to_a_config_table_unless_a_knob_names_them(tmp_path: Path) -> None:
     """knobs.sh passed --val-split val always, and flags beat --config: `[data] val_split = "dev"` was overridden
     ("no validation split: DATA/val.xx")."""
