@@ -69,4 +69,4 @@ for i in "${!pids[@]}"; do
 done
 (( status == 0 )) || exit $status
 for seed in "${seeds[@]}"; do grep -h "^trained " "$RUN.seed$seed.log" >&2 || true; done
-CKPT="${ckpts[*]}" "$here/translate.sh" --device "$device"
+CKPT=$(printf '%s\n' "${ckpts[@]}") "$here/translate.sh" --device "$device"  # one a line: RUN may hold spaces

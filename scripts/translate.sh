@@ -3,11 +3,12 @@
 # Default input: the test split $DATA/$TEST_SPLIT.$SRC, output $RUN/$TEST_SPLIT.hyp.$TGT (with CKPT given and
 # no RUN: beside the checkpoint), scored against $DATA/$TEST_SPLIT.$TGT. INPUT=FILE (another file) writes to
 # OUTPUT (default: stdout) and is scored only against a REF given; INPUT=- reads stdin.
-# CKPT="a.pt b.pt c.pt" (several files, space-separated) translates with their ensemble. BEAM (default 5)
-# is the beam size. OUTPUT=- prints the test split's translations, unscored. OUTPUT naming REF (or a link to
-# it) is refused. Flags go to `seq2seq translate`; those the knobs give (--beam-size, --input, --output) are
-# refused, and so are those whose output is no translation a line (--n-best, --nbest-format, --alignments)
-# where the output is scored.
+# CKPT="a.pt b.pt c.pt" (several files, space-separated) translates with their ensemble; one file a line
+# (CKPT=$'run 1/best.pt\nrun 2/best.pt', what multi30k.sh's SEEDS passes) for paths with spaces; a single
+# existing file is taken whole (CKPT="my run/best.pt"). BEAM (default 5) is the beam size. OUTPUT=- prints the
+# test split's translations, unscored. OUTPUT naming REF (or a link to it) is refused. Flags go to
+# `seq2seq translate`; those the knobs give (--beam-size, --input, --output) are refused, and so are those whose
+# output is no translation a line (--n-best, --nbest-format, --alignments) where the output is scored.
 set -euo pipefail
 run_given=${RUN+yes} ckpt_given=${CKPT+yes} ref_given=${REF:+yes}
 source "$(dirname "$0")/env.sh"
@@ -27,7 +28,10 @@ for arg in "$@"; do
   esac
 done
 CKPT=${CKPT:-$RUN/best.pt}
-if [ -e "$CKPT" ]; then ckpts=("$CKPT"); else read -r -a ckpts <<< "$CKPT"; fi
+if [[ $CKPT == *$'\n'* ]]; then  # one file a line: paths with spaces
+  ckpts=(); while IFS= read -r line; do [ -z "$line" ] || ckpts+=("$line"); done <<< "$CKPT"
+elif [ -e "$CKPT" ]; then ckpts=("$CKPT")
+else read -r -a ckpts <<< "$CKPT"; fi
 BEAM=${BEAM:-5}
 if [ -n "${INPUT:-}" ]; then  # another input than the test split: no file of the run is written or scored
   OUTPUT=${OUTPUT:--}

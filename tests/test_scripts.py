@@ -82,7 +82,7 @@ def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None
 
 def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with_their_ensemble(tmp_path: Path) -> None:
     data = recipe_corpus(tmp_path)
-    run = tmp_path / "runs/m30k"
+    run = tmp_path / "runs/m 30k"  # a space: the checkpoint list reached translate.sh split at it
     env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), RUN=str(run), TEST_SPLIT="test", MINUTES="15",
                SEEDS="7 8")  # fmt: skip
     env.pop("OMP_NUM_THREADS", None)  # nproc would answer with it
@@ -91,7 +91,7 @@ def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     threads = max(1, os.cpu_count() // 2)
     for seed in (7, 8):
-        config = (tmp_path / f"runs/m30k.seed{seed}/config.json").read_text()
+        config = (tmp_path / f"runs/m 30k.seed{seed}/config.json").read_text()
         assert f'"seed": {seed}' in config and f'"threads": {threads}' in config and '"max_steps": 2' in config
         assert '"max_tokens": 3000' in config and '"dropout": 0.2' in config  # the 15-minute settings, per model
         assert f"training seed {seed} in {run}.seed{seed}" in proc.stderr
@@ -146,7 +146,7 @@ def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(ru
 def test_translate_script_refuses_what_would_score_the_wrong_file(run_dir: Path, tmp_path: Path) -> None:
     """OUTPUT=REF overwrote the references and scored them against themselves (BLEU 100); --output, --input,
     --n-best, --nbest-format and --alignments made it score a stale or wrong file, or fail after the work;
-    OUTPUT=- failed after the work. The refusals run with a
+    OUTPUT=- failed after the work. CKPT one file a line keeps paths with spaces whole. The refusals run with a
     stand-in for Python that logs its calls (none may translate), the rest with the real one."""
     run = tmp_path / "my run"
     run.mkdir()
@@ -186,6 +186,9 @@ def test_translate_script_refuses_what_would_score_the_wrong_file(run_dir: Path,
     (tmp_path / "mine.xx").write_text("a b c\n")  # nothing scored: the flag is the user's
     done = script("-q", "--alignments", INPUT=str(tmp_path / "mine.xx"))
     assert done.returncode == 0 and " ||| " in done.stdout, done.stderr
+    two = f"{run / 'best.pt'}\n{tmp_path / 'other run/best.pt'}"  # one a line, as multi30k.sh passes SEEDS' models
+    done = script(CKPT=two, INPUT=str(tmp_path / "mine.xx"))
+    assert done.returncode == 0 and "an ensemble of 2 models loaded" in done.stderr, done.stderr[-2000:]
 
 
 def test_preprocess_script_leaves_the_splits_to_a_config_table_unless_a_knob_names_them(tmp_path: Path) -> None:
