@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,47 @@ def test_ablation_script_rejects_an_unknown_variant(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "unknown variant 'no-such-thing'" in proc.stderr
+
+
+def standin_scripts(folder: Path, **standins: str) -> Path:
+    """A copy of scripts/ in `folder` (a path with a space) with some scripts replaced by stand-ins (`name=body`,
+    bash; the stand-in of multi30k.sh is `multi30k_sh`): the script under test runs as it is, fast."""
+    scripts = folder / "re po/scripts"
+    shutil.copytree(ROOT / "scripts", scripts)
+    for name, body in standins.items():
+        path = scripts / name.replace("_sh", ".sh")
+        path.write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + body)
+        path.chmod(0o755)
+    return scripts
+
+
+STANDIN_PREPROCESS = """mkdir -p "$RUN/cache"; echo '{"data": {"test_split": "val"}}' > "$RUN/preprocess.json"
+touch "$RUN/spm.src.model" "$RUN/spm.tgt.model"
+"""
+STANDIN_RESULT = """mkdir -p "$RUN"; echo '{"type": "train", "step": 2, "elapsed_s": 1.2}' > "$RUN/metrics.jsonl"
+echo "x vs y (beam 5):"; echo "BLEU = 30.00 ..."; echo "chrF = 50.00"
+"""
+
+
+def test_ablation_baseline_is_the_documented_recipe_not_the_short_budget_one(tmp_path: Path) -> None:
+    """MINUTES=0 (ablation.sh: a run bounded by --max-steps) took multi30k.sh's short-budget branch (m < 10: lr
+    6e-3) where docs/results.md says the baseline is the 15/60-minute recipe with dropout 0.3 (lr 2e-3). The real
+    ablation.sh and multi30k.sh, with stand-ins for preprocessing, training and translation."""
+    scripts = standin_scripts(tmp_path, preprocess_sh=STANDIN_PREPROCESS, translate_sh=STANDIN_RESULT,
+                              train_sh='mkdir -p "$RUN"; echo "$*" > "$RUN/train.args"\n')  # fmt: skip
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(ROOT), OUT=str(out), VARIANTS="baseline", STEPS="7")
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr + (out / "baseline.log").read_text()
+    args = (out / "baseline/train.args").read_text().split()
+    value = {flag: val for flag, val in zip(args, args[1:]) if flag.startswith("--")}  # a later flag wins
+    assert (value["--lr"], value["--dropout"], value["--max-tokens"], value["--max-steps"]) == (
+        "2e-3",
+        "0.3",
+        "4000",
+        "7",
+    )
+    assert value["--max-minutes"] == "0"
 
 
 def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None:
