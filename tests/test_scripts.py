@@ -83,6 +83,27 @@ echo "x vs y (beam 5):"; echo "BLEU = 30.00 ..."; echo "chrF = 50.00"
 """
 
 
+def test_ablation_runs_on_past_a_failed_variant_and_names_it_at_the_end(tmp_path: Path) -> None:
+    """One failed variant ended the study silently (set -e with wait -n; grep under pipefail in the table)."""
+    scripts = standin_scripts(tmp_path, preprocess_sh=STANDIN_PREPROCESS, multi30k_sh="""
+[[ " $* " == *" --no-tie-embeddings "* ]] && { echo "seq2seq train: error: something broke" >&2; exit 2; }
+""" + STANDIN_RESULT)  # fmt: skip
+    out = tmp_path / "ab lation"
+    env = dict(os.environ, OUT=str(out), JOBS="2", VARIANTS="untied-embeddings baseline dropout-0.1 vocab-8000")
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    rows = list(csv.DictReader((out / "ablation.tsv").open(), delimiter="\t"))
+    assert [(r["variant"], r["val_bleu_beam5"], r["updates"]) for r in rows] == [
+        ("untied-embeddings", "?", "?"), ("baseline", "30.00", "2"), ("dropout-0.1", "30.00", "2"),
+        ("vocab-8000", "30.00", "2"),
+    ]  # fmt: skip
+    assert "untied-embeddings  --no-tie-embeddings" in done.stdout  # the table is printed too
+    assert done.stderr.splitlines() == [
+        f"ablation.sh: 1 of 4 variants failed: untied-embeddings ({out}/untied-embeddings.log: seq2seq train: "
+        "error: something broke)"
+    ]
+
+
 def test_ablation_baseline_is_the_documented_recipe_not_the_short_budget_one(tmp_path: Path) -> None:
     """MINUTES=0 (ablation.sh: a run bounded by --max-steps) took multi30k.sh's short-budget branch (m < 10: lr
     6e-3) where docs/results.md says the baseline is the 15/60-minute recipe with dropout 0.3 (lr 2e-3). The real
