@@ -5,8 +5,9 @@
 # schedule runs over the steps), $JOBS at a time with one thread each, and is scored on the
 # validation split with beam 5 (tuning never looks at the test split).
 # Knobs: DATA (default data/multi30k), OUT (default checkpoints/ablation), STEPS
-# (default 1000), JOBS (default 2), BASE (a run folder prepared by preprocess.sh to copy the
-# tokenizers and encoded data from; default: prepare once into $OUT/prepared),
+# (default 1000), JOBS (default 2), BASE (a run folder prepared for the ablation, with val as its test split:
+# RUN=BASE TEST_SPLIT=val scripts/preprocess.sh --vocab-size 4000, to copy the tokenizers and encoded data from;
+# another is refused up front; default: prepare once into $OUT/prepared),
 # VARIANTS (names to run, default all). Tokenizer variants prepare their own data (PREP flags);
 # the others reuse BASE. Prints one line per variant and writes $OUT/ablation.tsv. A variant that fails gets a
 # '?' row while the others run on, and the study then exits 1 with one line naming the failed variants.
@@ -34,6 +35,16 @@ read -r -a names <<< "${VARIANTS:-$all}"
 for name in "${names[@]}"; do
   [ -n "${FLAGS[$name]+set}" ] || { echo "unknown variant '$name' (known: ${!FLAGS[*]})" >&2; exit 2; }
 done
+if [ -n "${BASE:-}" ]; then  # the variants train with --test-split val (tuning never looks at test): BASE must match
+  base_split=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"]["test_split"])' \
+    "$BASE/preprocess.json" 2>/dev/null) || base_split=
+  if [ "$base_split" != val ]; then
+    echo "ablation.sh: BASE=$BASE is not prepared for the ablation (test split: ${base_split:-no preprocess.json" \
+      "read}; the variants need val): prepare it with RUN=BASE TEST_SPLIT=val scripts/preprocess.sh" \
+      "--vocab-size 4000, or leave BASE out" >&2
+    exit 2
+  fi
+fi
 mkdir -p "$OUT"
 if [ -z "${BASE:-}" ]; then
   BASE=$OUT/prepared

@@ -104,6 +104,26 @@ def test_ablation_runs_on_past_a_failed_variant_and_names_it_at_the_end(tmp_path
     ]
 
 
+def test_ablation_refuses_a_base_prepared_for_another_test_split_up_front(tmp_path: Path) -> None:
+    """BASE, documented, failed in every variant: preprocess.sh records the test split, and the variants train
+    with --test-split val."""
+    scripts = standin_scripts(tmp_path, multi30k_sh='echo ran >> "$OUT_LOG"\n' + STANDIN_RESULT)
+    base, out = tmp_path / "my base", tmp_path / "out"
+    base.mkdir()
+    (base / "preprocess.json").write_text('{"data": {"test_split": "test"}}')
+    env = dict(os.environ, OUT=str(out), BASE=str(base), VARIANTS="baseline", OUT_LOG=str(tmp_path / "ran"))
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"BASE={base} is not prepared for the ablation (test split: test; the variants need val)" in done.stderr
+    assert not out.exists() and not (tmp_path / "ran").exists()
+    (base / "preprocess.json").write_text('{"data": {"test_split": "val"}}')  # as RUN=BASE TEST_SPLIT=val prepares
+    for name in ("spm.src.model", "spm.tgt.model", "cache/x"):
+        (base / name).parent.mkdir(exist_ok=True)
+        (base / name).touch()
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and (out / "baseline/cache/x").exists(), done.stderr
+
+
 def test_ablation_baseline_is_the_documented_recipe_not_the_short_budget_one(tmp_path: Path) -> None:
     """MINUTES=0 (ablation.sh: a run bounded by --max-steps) took multi30k.sh's short-budget branch (m < 10: lr
     6e-3) where docs/results.md says the baseline is the 15/60-minute recipe with dropout 0.3 (lr 2e-3). The real
