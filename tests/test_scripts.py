@@ -163,6 +163,24 @@ def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None
     assert '"threads": 1' in config and '"max_steps": 2' in config
 
 
+def test_long_recipe_prints_both_directions_when_one_fails_and_exits_with_its_status(tmp_path: Path) -> None:
+    """A failed direction hid the other's result and the real exit status (grep -A2 under pipefail)."""
+    scripts = standin_scripts(tmp_path, multi30k_sh="""
+[ "$SRC" = de ] && { echo "seq2seq train: error: something broke" >&2; exit 3; }
+echo "x vs y (beam 5):"; echo "BLEU = 30.00"; echo "chrF = 50.00"; echo "TER = 40"
+""")  # fmt: skip
+    prefix = tmp_path / "long runs/m30k"
+    env = dict(os.environ, PREFIX=str(prefix))
+    done = subprocess.run(["bash", str(scripts / "multi30k_long.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines() == [
+        f"== de-en ({prefix}.de-en.log)", "failed (exit 3): seq2seq train: error: something broke",
+        f"== en-de ({prefix}.en-de.log)", "x vs y (beam 5):", "BLEU = 30.00", "chrF = 50.00",
+    ]  # fmt: skip
+    assert done.stderr.splitlines() == ["multi30k_long.sh: failed: de-en (exit 3)"]
+
+
 def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with_their_ensemble(tmp_path: Path) -> None:
     data = recipe_corpus(tmp_path)
     run = tmp_path / "runs/m 30k"  # a space: the checkpoint list reached translate.sh split at it
