@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -322,3 +323,43 @@ def test_script_knobs_that_would_be_ignored_are_refused(tmp_path: Path, script: 
     done = subprocess.run(["bash", str(ROOT / "scripts" / script)], env={**env, **knobs}, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_precision_measures_from_the_warm_up_record_and_refuses_bad_steps_and_another_runs_folder(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """precision.sh replaced a trained run's best.pt given as OUT (train --overwrite); STEPS=1 was an IndexError,
+    STEPS=10 a ZeroDivisionError; its window dropped update 10's record (measuring STEPS - 10 updates)."""
+    from seq2seq.devtools.precision import check_run, result, tokens_per_second
+    from seq2seq.errors import ConfigError, OutputError
+
+    metrics = tmp_path / "metrics.jsonl"
+    recs = [{"type": "hardware", "step": 0, "cpu": "a CPU"}]
+    recs += [{"type": "train", "step": s, "tokens": 1000 * s, "elapsed_s": s / 10 + (5 if s > 10 else 0)}
+             for s in (10, 20, 30)]  # fmt: skip
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert tokens_per_second(metrics) == pytest.approx(20_000 / 7)  # updates 10 to 30: 20,000 tokens in 7 s
+    assert result("DEFAULT", "fp32", 0, tmp_path / "x.log", metrics) == {
+        "onednn_max_cpu_isa": "DEFAULT", "precision": "fp32", "exit": 0, "cpu": "a CPU", "tgt_tok_s": 2857,
+    }  # fmt: skip
+    (tmp_path / "x.log").write_text("step 1\nprecision bf16: this CPU cannot run it\n")
+    assert result("AVX2", "bf16", 2, tmp_path / "x.log", metrics)["error"] == "precision bf16: this CPU cannot run it"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in recs[:3]))  # STEPS=10: updates 10 to 20
+    assert tokens_per_second(metrics) == pytest.approx(10_000 / 6)
+    assert check_run(tmp_path / "new", "010") == 10 and check_run(tmp_path / "new", "60") == 60
+    for steps in ("1", "0", "15", "abc", "-10"):
+        with pytest.raises(ConfigError, match=f"STEPS={steps}: give a whole multiple of 10"):
+            check_run(tmp_path / "new", steps)
+    run = tmp_path / "my run"
+    shutil.copytree(run_dir, run)  # a trained run folder
+    env = {k: v for k, v in os.environ.items() if k != "STEPS"}
+    done = subprocess.run(["bash", str(ROOT / "scripts/precision.sh")], env={**env, "OUT": str(run)},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"OUT={run} holds last.pt of a run that precision.sh did not write" in done.stderr
+    for name in ("best.pt", "last.pt", "metrics.jsonl"):  # nothing trained over the run
+        assert (run / name).read_bytes() == (run_dir / name).read_bytes(), name
+    (run / "DEFAULT-fp32.log").touch()  # precision.sh's own folder: measured again
+    assert check_run(run, "60") == 60
+    with pytest.raises(OutputError):
+        check_run(run_dir, "60")
