@@ -152,7 +152,12 @@ def test_alignments_of_a_line_over_the_length_limit_align_to_the_cut_source(
     cut one (translate_nbest's `_cut`): both encode the same cut text now."""
     line = "big old dog " * 20_000  # 240,000 characters, ~60,000 pieces: far past max_src_len 6
     encode, longest = translator.src_tok.encode, []
-    monkeypatch.setattr(translator.src_tok, "encode", lambda texts: (longest.append(max(map(len, texts))), encode(texts))[1])
+
+    def measured(texts: list[str]) -> list[list[int]]:
+        longest.append(max(map(len, texts)))
+        return encode(texts)
+
+    monkeypatch.setattr(translator.src_tok, "encode", measured)
     (hyps,) = translator.translate_aligned([line], beam_size=1, max_src_len=6)
     cap = 2 * translator.src_tok.longest_piece * 6
     assert longest and max(longest) <= cap  # neither encoding saw more than the cut text

@@ -150,7 +150,8 @@ class Translating:
 
     def _cut_source(self, text: str, cfg: DecodeConfig) -> str:
         """`text` cut to what max_src_len keeps before encoding (a 25 MB line held ~26 bytes per byte): pieces
-        never span a space, and half the cut holds max_src_len of the longest pieces, so the kept pieces are the same."""
+        never span a space, and half the cut holds max_src_len of the longest pieces, so the kept pieces are
+        the same."""
         return _cut(text, 2 * self.src_tok.longest_piece * cfg.max_src_len)
 
     def translate_aligned(
@@ -165,7 +166,7 @@ class Translating:
         _check_sentences(sentences, "translate_aligned")
         nbest = self.translate_nbest(sentences, cfg, keep_attention=True, progress=progress)
         live = [i for i, hyps in enumerate(nbest) if hyps]
-        texts = [self._cut_source(clean(sentences[i]), cfg) for i in live]  # the text the search saw, not the whole line
+        texts = [self._cut_source(clean(sentences[i]), cfg) for i in live]  # what the search saw, not the line
         out: list[list[Aligned]] = [[] for _ in sentences]
         for i, text, ids in zip(live, texts, self.src_tok.encode(texts)):
             ids = ids[: cfg.max_src_len]  # the search's truncation
