@@ -7,6 +7,7 @@
 #     embeddings), dropout 0.4 where it trains in bf16, 0.3 in fp32 (0.2 with SEEDS), batches of <= 4,000 tokens,
 #     15 minutes. A budget under 10
 #     minutes (MINUTES=4) trains with dropout 0.1 and lr 6e-3 instead: chosen on val (docs/results.md).
+#     MINUTES=0 is no time limit (--max-steps bounds the run, as in scripts/ablation.sh): the 15-minute settings.
 #   GPU (DEVICE=cuda, or found by DEVICE=auto): a 12.8 M-parameter model (emb 512, 2-layer bi-LSTM 2x256,
 #     2-layer LSTM decoder 512), dropout 0.3, batches of <= 8,000 tokens, 4 minutes.
 # SEEDS="1234 2": one model per seed, trained at the same time (each in $RUN.seedS, with the cores shared
@@ -32,7 +33,7 @@ device=$(seq2seq hardware --device "${DEVICE:-cpu}" --get device)  # exits 2 on 
 if [[ $device == cuda* ]]; then
   recipe=(--max-minutes "${MINUTES:-4}" --emb-size 512 --enc-hidden 256 --enc-layers 2 --dec-hidden 512
           --dec-layers 2 --dropout 0.3 --max-tokens 8000 --lr 2e-3)
-elif awk -v m="${MINUTES:-15}" 'BEGIN { exit !(m < 10) }'; then  # a short budget: fewer, bolder updates pay
+elif awk -v m="${MINUTES:-15}" 'BEGIN { exit !(m > 0 && m < 10) }'; then  # a short budget: fewer, bolder updates pay
   recipe=(--max-minutes "$MINUTES" --dropout 0.1 --max-tokens 4000 --lr 6e-3)
 else  # with SEEDS (the cores shared out): batches of <= 3,000 tokens, more updates; chosen on val (docs/results.md)
   # one model: dropout 0.4 where training runs in bf16 (5,700-12,900 updates in 15 minutes: val +0.45 to +1.60 over
@@ -69,4 +70,4 @@ for i in "${!pids[@]}"; do
 done
 (( status == 0 )) || exit $status
 for seed in "${seeds[@]}"; do grep -h "^trained " "$RUN.seed$seed.log" >&2 || true; done
-CKPT="${ckpts[*]}" "$here/translate.sh" --device "$device"
+CKPT=$(printf '%s\n' "${ckpts[@]}") "$here/translate.sh" --device "$device"  # one a line: RUN may hold spaces

@@ -3,7 +3,8 @@
 # directions at once, de->en and en->de, one thread each (on 2 cores, two 1-thread runs side by side train as
 # fast in total as one 2-thread run after the other). Logs: $PREFIX.{de-en,en-de}.log.
 # Knobs: DATA, MINUTES, PREFIX (run folders $PREFIX.de-en and $PREFIX.en-de; default
-# checkpoints/m30k-long); extra flags go to train.
+# checkpoints/m30k-long); extra flags go to train. Both directions' results are printed; a failed one as its log's
+# last line, and the script then exits with its status, naming it.
 set -euo pipefail
 here="$(dirname "$0")"
 export MINUTES=${MINUTES:-60}
@@ -15,10 +16,17 @@ for pair in de-en en-de; do
     > "$PREFIX.$pair.log" 2>&1 &
   pids+=($!)
 done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
-for pair in de-en en-de; do
+status=0 failed=() pairs=(de-en en-de)
+for i in 0 1; do  # each direction's result is printed, whatever the other's
+  pair=${pairs[$i]} code=0
+  wait "${pids[$i]}" || code=$?
   echo "== $pair ($PREFIX.$pair.log)"
-  grep -A2 " vs " "$PREFIX.$pair.log" | tail -3
+  if (( code )); then
+    status=$code failed+=("$pair (exit $code)")
+    echo "failed (exit $code): $(tail -1 "$PREFIX.$pair.log")"
+  else
+    grep -A2 " vs " "$PREFIX.$pair.log" | tail -3 || echo "no score in the log"
+  fi
 done
-exit $status
+if (( ${#failed[@]} )); then echo "multi30k_long.sh: failed: ${failed[*]}" >&2; fi
+exit "$status"

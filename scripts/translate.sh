@@ -3,19 +3,35 @@
 # Default input: the test split $DATA/$TEST_SPLIT.$SRC, output $RUN/$TEST_SPLIT.hyp.$TGT (with CKPT given and
 # no RUN: beside the checkpoint), scored against $DATA/$TEST_SPLIT.$TGT. INPUT=FILE (another file) writes to
 # OUTPUT (default: stdout) and is scored only against a REF given; INPUT=- reads stdin.
-# CKPT="a.pt b.pt c.pt" (several files, space-separated) translates with their ensemble. BEAM (default 5)
-# is the beam size.
+# CKPT="a.pt b.pt c.pt" (several files, space-separated) translates with their ensemble; one file a line
+# (CKPT=$'run 1/best.pt\nrun 2/best.pt', what multi30k.sh's SEEDS passes) for paths with spaces; a single
+# existing file is taken whole (CKPT="my run/best.pt"). BEAM (default 5) is the beam size. OUTPUT=- prints the
+# test split's translations, unscored. OUTPUT naming REF (or a link to it) is refused. Flags go to
+# `seq2seq translate`; those the knobs give (--beam-size, --input, --output) are refused, and so are those whose
+# output is no translation a line (--n-best, --nbest-format, --alignments) where the output is scored.
 set -euo pipefail
 run_given=${RUN+yes} ckpt_given=${CKPT+yes} ref_given=${REF:+yes}
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
+flag_of() {  # the flag of `seq2seq translate` among $2... that $1 names (argparse takes a prefix: --out is --output)
+  local name=${1%%=*} flag
+  [[ $name == --?* ]] || return 0
+  for flag in "${@:2}"; do [[ $flag == "$name"* ]] && { echo "$flag"; return 0; }; done
+  return 0  # none of them
+}
 for arg in "$@"; do
-  if [[ $arg == --beam-size || $arg == --beam-size=* ]]; then
-    echo "translate.sh: BEAM gives the beam size (BEAM=1 scripts/translate.sh); drop --beam-size" >&2; exit 2
-  fi
+  case $(flag_of "$arg" --beam-size --input --output) in
+    --beam-size) echo "translate.sh: BEAM gives the beam size (BEAM=1 scripts/translate.sh); drop $arg" >&2; exit 2 ;;
+    --input | --output)
+      echo "translate.sh: INPUT and OUTPUT give the files (INPUT=FILE OUTPUT=FILE scripts/translate.sh); drop $arg" >&2
+      exit 2 ;;
+  esac
 done
 CKPT=${CKPT:-$RUN/best.pt}
-if [ -e "$CKPT" ]; then ckpts=("$CKPT"); else read -r -a ckpts <<< "$CKPT"; fi
+if [[ $CKPT == *$'\n'* ]]; then  # one file a line: paths with spaces
+  ckpts=(); while IFS= read -r line; do [ -z "$line" ] || ckpts+=("$line"); done <<< "$CKPT"
+elif [ -e "$CKPT" ]; then ckpts=("$CKPT")
+else read -r -a ckpts <<< "$CKPT"; fi
 BEAM=${BEAM:-5}
 if [ -n "${INPUT:-}" ]; then  # another input than the test split: no file of the run is written or scored
   OUTPUT=${OUTPUT:--}
@@ -31,6 +47,20 @@ if [ -n "$ref_given" ] && { [ "$OUTPUT" = - ] || [ ! -f "$REF" ]; }; then  # els
   echo "translate.sh: REF=$REF cannot be scored against: $why" >&2; exit 2
 fi
 [ -f "${REF:-}" ] || REF=  # the test split's references, where it has them
+if [ -n "$REF" ] && [ "$OUTPUT" = - ]; then
+  echo "translate.sh: OUTPUT is standard output: not scored (set OUTPUT=FILE to score it against $REF)" >&2; REF=
+fi
+if [ -n "$REF" ] && [ "$OUTPUT" -ef "$REF" ]; then  # the same file, by its path or a link
+  echo "translate.sh: OUTPUT=$OUTPUT is the reference REF=$REF: it would be overwritten, then scored against" \
+    "itself; set another OUTPUT" >&2; exit 2
+fi
+for arg in "$@"; do
+  flag=$(flag_of "$arg" --n-best --nbest-format --alignments)
+  if [ -n "$REF" ] && [ -n "$flag" ]; then
+    echo "translate.sh: $flag writes lines that are not one translation each, and OUTPUT is scored against" \
+      "REF=$REF; drop $arg (or run seq2seq translate)" >&2; exit 2
+  fi
+done
 seq2seq translate --checkpoint "${ckpts[@]}" --beam-size "$BEAM" "${io[@]}" "$@"
 if [ -n "${REF:-}" ]; then
   echo "$OUTPUT vs $REF (beam $BEAM):"

@@ -24,7 +24,7 @@ from .preprocess import ensure_prepared
 from .runfiles import RunFiles, check_lengths, check_resume_request, check_val_split, run_log
 from .runlock import RunLock
 from .scale import distributed
-from .trainer import Trainer, TrainResult
+from .trainer import RESUME_ADVICE, Trainer, TrainResult
 from .updater import Updater
 
 __all__ = ["RunOptions", "RunSpec", "TrainResult", "run_settings", "train"]
@@ -50,6 +50,7 @@ class RunOptions:
     overwrite: bool = False  # start again in a run folder that holds a trained model (its checkpoints go)
     device: str = "cpu"  # cpu, cuda, cuda:N, or auto (a CUDA GPU if there is one)
     progress: bool = True  # a progress bar (rank 0)
+    continue_with: str = RESUME_ADVICE  # what the warning after an interrupt says to do next
 
     def __post_init__(self) -> None:  # a flag the run would ignore is refused
         if self.reset_optimizer and not self.resume:
@@ -139,7 +140,7 @@ def train(
         check_lengths(prepared, cfg)
         updater = Updater.build(model_cfg, prepared.vocab, cfg, dev, dist)
         files = RunFiles(prepared.run, write=dist.main, tensorboard=cfg.tensorboard)
-        trainer = Trainer(prepared, updater, files, opts.progress)
+        trainer = Trainer(prepared, updater, files, opts.progress, opts.continue_with)
         if opts.resume:
             trainer.resume(opts.reset_optimizer)
         else:

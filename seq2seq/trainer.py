@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from .updater import Updater
 
 log = logging.getLogger("seq2seq")
+RESUME_ADVICE = "the same command plus --resume (RESUME=1 for scripts/train.sh)"  # an interrupted run's next step
 progress_log = logging.getLogger("seq2seq.progress")  # what the progress bar shows, for logs (train.log, nohup)
 
 
@@ -126,8 +127,16 @@ class Trainer:
     `RunFiles`, counters, stop rules and the learning rate from progress.py, and validation. Whatever
     decides control flow is agreed by all ranks (`Dist.agree`); rank 0 alone validates and writes."""
 
-    def __init__(self, prepared: Prepared, updater: Updater, files: RunFiles, progress: bool = True):
+    def __init__(
+        self,
+        prepared: Prepared,
+        updater: Updater,
+        files: RunFiles,
+        progress: bool = True,
+        continue_with: str = RESUME_ADVICE,
+    ):
         self.prepared, self.up, self.files = prepared, updater, files
+        self.continue_with = continue_with  # what the interrupt's warning says to do next
         self.clock = Clock(time.monotonic())  # the training clock (max_minutes): restarted by run()
         self.cfg, self.dist = updater.cfg, updater.dist
         self.progress = progress and self.dist.main
@@ -244,8 +253,8 @@ class Trainer:
             self.validate_and_save()  # keep what was learned
         self.files.log({"type": "stop", "step": st.step, "reason": stop, "elapsed_s": self.clock.elapsed()})
         if (self.interrupted or caught) and self.dist.main:  # rank 0 saved it
-            log.warning("%s: saved %s; continue with the same command plus --resume (RESUME=1 for scripts/train.sh)",
-                        self.interrupted or caught, self.files.last)  # fmt: skip
+            log.warning("%s: saved %s; continue with %s", self.interrupted or caught, self.files.last,
+                        self.continue_with)  # fmt: skip
         log.info("stopped after %d updates: %s", st.step, stop)
         result = TrainResult(self.files.run, st.step, st.best, stop, st.history, self.dist.rank)
         if self.diverged:

@@ -143,3 +143,24 @@ def test_translate_alignments_writes_text_then_the_i_j_pairs(run_dir: Path, tmp_
     moses = capsys.readouterr().out.splitlines()
     assert [line.rsplit(" ||| ", 1)[1] for line in moses] == [str(h[0].alignment) for h in expected if h]
     assert main(base) == 0 and " ||| " not in capsys.readouterr().out  # off by default
+
+
+def test_alignments_of_a_line_over_the_length_limit_align_to_the_cut_source(
+    translator: Translator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """translate_aligned re-encoded the whole uncut line (365 MB more on a 15 MB line) where the search saw the
+    cut one (translate_nbest's `_cut`): both encode the same cut text now."""
+    line = "big old dog " * 20_000  # 240,000 characters, ~60,000 pieces: far past max_src_len 6
+    encode, longest = translator.src_tok.encode, []
+
+    def measured(texts: list[str]) -> list[list[int]]:
+        longest.append(max(map(len, texts)))
+        return encode(texts)
+
+    monkeypatch.setattr(translator.src_tok, "encode", measured)
+    (hyps,) = translator.translate_aligned([line], beam_size=1, max_src_len=6)
+    cap = 2 * translator.src_tok.longest_piece * 6
+    assert longest and max(longest) <= cap  # neither encoding saw more than the cut text
+    a = hyps[0].alignment
+    assert len(a.src_pieces) == 6 + 1  # the kept pieces and EOS
+    assert all(0 <= i < len(a.src_words) for i, _ in a.pairs) and len(a.src_words) <= 6

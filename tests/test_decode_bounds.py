@@ -66,6 +66,10 @@ def test_every_number_of_decode_config_has_bounds_and_the_defaults_are_inside() 
         (["--beam-size", "10000"], "beam_size must be <= 1000"),
         (["--beam-size", "1" + "0" * 400], "beam_size must be <= 1000"),
         (["--beam-size", "1", "--stopping", "beam"], "stopping applies to beam search; with beam_size 1 (greedy"),
+        # greedy search's length penalty changes only scores, which a plain output never prints
+        (["--beam-size", "1", "--length-penalty", "0.6"], "length_penalty with beam_size 1 (greedy search) changes"),
+        (["--nbest-format", "tsv"], "--nbest-format tsv applies only with --n-best > 1"),
+        (["--beam-size", "3", "--nbest-format", "tsv"], "--nbest-format tsv applies only with --n-best > 1"),
     ],
 )
 def test_translate_refuses_bad_decode_values_in_one_line(tmp_path: Path, capsys, flags, message) -> None:
@@ -205,3 +209,19 @@ def test_the_estimate_bounds_what_the_numpy_search_allocates(translator: Transla
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert 0.05 * estimate < peak < estimate  # loose: it counts the kept finished hypotheses at full length
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--beam-size", "1", "--length-penalty", "0.6", "--nbest-format", "moses"],  # Moses lines print the score
+        ["--beam-size", "3", "--length-penalty", "0.6"],  # the beam's ranking uses it
+        ["--beam-size", "3", "--n-best", "2", "--length-penalty", "0.6", "--nbest-format", "tsv"],
+    ],
+)
+def test_a_length_penalty_or_nbest_format_that_shows_in_the_output_is_kept(run_dir: Path, tmp_path: Path, flags,
+                                                                           capsys) -> None:  # fmt: skip
+    (tmp_path / "in.txt").write_text("red cat\n")
+    code = main(["translate", "--checkpoint", str(run_dir / "best.pt"), "--input", str(tmp_path / "in.txt"), "-q",
+                 *flags])  # fmt: skip
+    assert code == 0, capsys.readouterr().err

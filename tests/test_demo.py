@@ -54,3 +54,45 @@ def test_an_interrupted_demo_stops_with_exit_130_without_translating(
     monkeypatch.setattr(demo, "train", lambda *a, **k: TrainResult(tmp_path, 112, None, "interrupted by SIGINT", []))
     assert main(["demo", "--out", str(tmp_path / "d"), "--quiet"]) == 130
     assert capsys.readouterr().err.splitlines() == ["seq2seq demo: interrupted"]  # not "best.pt: no such file"
+
+
+def test_a_demo_without_a_time_budget_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    """`demo --max-minutes 0` trained forever: the demo has no step cap, and 0 meant no time limit."""
+    for minutes in ("0", "-1", "nan"):
+        assert main(["demo", "--out", str(tmp_path / "d"), "--max-minutes", minutes]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"seq2seq demo: error: --max-minutes must be > 0 for the demo (its only stop), got {minutes}"]
+    assert not (tmp_path / "d").exists()
+
+
+def test_an_interrupted_demos_warning_says_what_continues_it(tmp_path: Path, monkeypatch, caplog) -> None:
+    """It said 'continue with the same command plus --resume', and the demo has no --resume: the demo's options
+    (seen by a stand-in for train) run a tiny real training, interrupted after update 2, whose warning is read."""
+    import logging
+    import os
+    import signal
+
+    from seq2seq import trainer
+    from seq2seq.config import ModelConfig, TrainConfig
+    from seq2seq.train import RunSpec, train
+
+    seen = []
+    monkeypatch.setattr(demo, "generate_corpus", lambda folder, seed: {"train": 0})
+    monkeypatch.setattr(demo, "train", lambda *a: (seen.append(a[-1]), TrainResult(tmp_path, 1, None, "x", []))[1])
+    monkeypatch.setattr(demo.Translator, "from_checkpoint", lambda path: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--quiet"]) == 130
+    corpus, real = write_corpus(tmp_path / "corpus", n_train=60), trainer.after_update
+
+    def ctrl_c_after_update_2(st, applied, tokens):
+        real(st, applied, tokens)
+        if st.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer, "after_update", ctrl_c_after_update_2)
+    cfg = TrainConfig(max_tokens=120, max_steps=6, valid_every=100, valid_bleu_sentences=0)
+    model = ModelConfig(emb_size=8, enc_hidden=8, dec_hidden=8)
+    with caplog.at_level(logging.WARNING, logger="seq2seq"):
+        result = train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DataConfig(vocab_size=40), model, cfg, seen[0])
+    assert result.interrupted
+    (warning,) = [r.getMessage() for r in caplog.records if "; continue with " in r.getMessage()]
+    assert warning.endswith("continue with `seq2seq demo` again, which starts over (the demo has no --resume)")

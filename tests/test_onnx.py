@@ -431,6 +431,31 @@ def test_export_quality_scores_the_three_paths_on_val_and_test(run_dir: Path, tm
     assert found["size_mb"]["onnx_int8"] < found["size_mb"]["onnx_fp32"] and "tok:13a" in found["signature"]
 
 
+def test_export_quality_checks_its_inputs_before_any_export_in_one_line(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No argument was 'unbound variable'; a missing checkpoint a traceback; a missing val split a traceback after
+    both exports were written."""
+    from seq2seq.devtools.export_quality import main as export_quality_main
+
+    done = subprocess.run(["bash", str(ROOT / "scripts/export_quality.sh")], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("usage: scripts/export_quality.sh CHECKPOINT"), done.stderr
+    assert done.stderr.count("\n") == 1
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    for lang in ("xx", "yy"):  # a test split, no val split
+        (data / f"test.{lang}").write_text((run_dir.parent / "data" / f"test.{lang}").read_text())
+    prog = "python -m seq2seq.devtools.export_quality"
+    for checkpoint, says in ((tmp_path / "no.pt", "no.pt"), (run_dir / "best.pt", f"{data / 'val.xx'}: no such file")):
+        argv = [prog, str(checkpoint), str(data), "xx", "yy", "--out", str(out), "--splits", "test", "val"]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as stop:
+            export_quality_main()
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(f"{prog}: error: ") and says in err
+        assert not out.exists()  # refused before any export
+
+
 def test_decode_profile_splits_a_run_between_onnx_runtime_and_the_search(
     exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -93,3 +93,36 @@ def test_attention_refuses_a_suffix_no_figure_has_before_loading_the_model(
                   capsys)  # fmt: skip
     assert f"cannot write {out}" in err and "png" in err and "not txt" in err
     assert not out.exists()
+
+
+def test_a_diverged_runs_plot_draws_its_finite_points_and_says_what_it_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NaN first loss, an Infinity loss and an lr of 1e308 (a constant whose double overflows) gave a traceback
+    (axis limits of NaN or Inf) or an empty plot: the finite points are drawn, on finite axes, with one warning."""
+    pytest.importorskip("matplotlib")
+    import math
+
+    from seq2seq.tools import plots
+
+    recs = [{"type": "train", "step": s, "loss": loss, "lr": 1e308, "grad_norm": 0.5} for s, loss in
+            ((10, float("nan")), (20, 4.0), (30, float("inf")), (40, 3.0))]  # fmt: skip
+    recs.append({"type": "valid", "step": 40, "val_loss": float("inf"), "val_bleu": 1.0})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))  # NaN, Infinity as written
+    drawn, save = {}, plots.save_figure
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        drawn[path.name] = (ax.get_ylim(), [list(line.get_ydata()) for line in ax.get_lines()])
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    with caplog.at_level("WARNING", logger="seq2seq"):
+        assert main(["plot", "--run", str(tmp_path), "-q"]) == 0
+    assert {"loss.png", "lr.png", "bleu.png", "grad_norm.png"} <= set(drawn)
+    assert drawn["loss.png"][1][0] == [4.0, 3.0]  # the train loss's finite points; the val loss had none
+    for name, (limits, _) in drawn.items():
+        assert all(math.isfinite(x) for x in limits), name
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{tmp_path / 'metrics.jsonl'}: non-finite values left out of the plots (a diverged run?): "
+                        "loss at steps 10, 30; val_loss at step 40"]  # fmt: skip

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +64,88 @@ def test_ablation_script_rejects_an_unknown_variant(tmp_path: Path) -> None:
     assert "unknown variant 'no-such-thing'" in proc.stderr
 
 
+def standin_scripts(folder: Path, **standins: str) -> Path:
+    """A copy of scripts/ in `folder` (a path with a space) with some scripts replaced by stand-ins (`name=body`,
+    bash; the stand-in of multi30k.sh is `multi30k_sh`): the script under test runs as it is, fast."""
+    scripts = folder / "re po/scripts"
+    shutil.copytree(ROOT / "scripts", scripts)
+    for name, body in standins.items():
+        path = scripts / name.replace("_sh", ".sh")
+        path.write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + body)
+        path.chmod(0o755)
+    return scripts
+
+
+STANDIN_PREPROCESS = """mkdir -p "$RUN/cache"; echo '{"data": {"test_split": "val"}}' > "$RUN/preprocess.json"
+touch "$RUN/spm.src.model" "$RUN/spm.tgt.model"
+"""
+STANDIN_RESULT = """mkdir -p "$RUN"; echo '{"type": "train", "step": 2, "elapsed_s": 1.2}' > "$RUN/metrics.jsonl"
+echo "x vs y (beam 5):"; echo "BLEU = 30.00 ..."; echo "chrF = 50.00"
+"""
+
+
+def test_ablation_runs_on_past_a_failed_variant_and_names_it_at_the_end(tmp_path: Path) -> None:
+    """One failed variant ended the study silently (set -e with wait -n; grep under pipefail in the table)."""
+    scripts = standin_scripts(tmp_path, preprocess_sh=STANDIN_PREPROCESS, multi30k_sh="""
+[[ " $* " == *" --no-tie-embeddings "* ]] && { echo "seq2seq train: error: something broke" >&2; exit 2; }
+""" + STANDIN_RESULT)  # fmt: skip
+    out = tmp_path / "ab lation"
+    env = dict(os.environ, OUT=str(out), JOBS="2", VARIANTS="untied-embeddings baseline dropout-0.1 vocab-8000")
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    rows = list(csv.DictReader((out / "ablation.tsv").open(), delimiter="\t"))
+    assert [(r["variant"], r["val_bleu_beam5"], r["updates"]) for r in rows] == [
+        ("untied-embeddings", "?", "?"), ("baseline", "30.00", "2"), ("dropout-0.1", "30.00", "2"),
+        ("vocab-8000", "30.00", "2"),
+    ]  # fmt: skip
+    assert "untied-embeddings  --no-tie-embeddings" in done.stdout  # the table is printed too
+    assert done.stderr.splitlines() == [
+        f"ablation.sh: 1 of 4 variants failed: untied-embeddings ({out}/untied-embeddings.log: seq2seq train: "
+        "error: something broke)"
+    ]
+
+
+def test_ablation_refuses_a_base_prepared_for_another_test_split_up_front(tmp_path: Path) -> None:
+    """BASE, documented, failed in every variant: preprocess.sh records the test split, and the variants train
+    with --test-split val."""
+    scripts = standin_scripts(tmp_path, multi30k_sh='echo ran >> "$OUT_LOG"\n' + STANDIN_RESULT)
+    base, out = tmp_path / "my base", tmp_path / "out"
+    base.mkdir()
+    (base / "preprocess.json").write_text('{"data": {"test_split": "test"}}')
+    env = dict(os.environ, OUT=str(out), BASE=str(base), VARIANTS="baseline", OUT_LOG=str(tmp_path / "ran"))
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"BASE={base} is not prepared for the ablation (test split: test; the variants need val)" in done.stderr
+    assert not out.exists() and not (tmp_path / "ran").exists()
+    (base / "preprocess.json").write_text('{"data": {"test_split": "val"}}')  # as RUN=BASE TEST_SPLIT=val prepares
+    for name in ("spm.src.model", "spm.tgt.model", "cache/x"):
+        (base / name).parent.mkdir(exist_ok=True)
+        (base / name).touch()
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and (out / "baseline/cache/x").exists(), done.stderr
+
+
+def test_ablation_baseline_is_the_documented_recipe_not_the_short_budget_one(tmp_path: Path) -> None:
+    """MINUTES=0 (ablation.sh: a run bounded by --max-steps) took multi30k.sh's short-budget branch (m < 10: lr
+    6e-3) where docs/results.md says the baseline is the 15/60-minute recipe with dropout 0.3 (lr 2e-3). The real
+    ablation.sh and multi30k.sh, with stand-ins for preprocessing, training and translation."""
+    scripts = standin_scripts(tmp_path, preprocess_sh=STANDIN_PREPROCESS, translate_sh=STANDIN_RESULT,
+                              train_sh='mkdir -p "$RUN"; echo "$*" > "$RUN/train.args"\n')  # fmt: skip
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONPATH=str(ROOT), OUT=str(out), VARIANTS="baseline", STEPS="7")
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr + (out / "baseline.log").read_text()
+    args = (out / "baseline/train.args").read_text().split()
+    value = {flag: val for flag, val in zip(args, args[1:]) if flag.startswith("--")}  # a later flag wins
+    assert (value["--lr"], value["--dropout"], value["--max-tokens"], value["--max-steps"]) == (
+        "2e-3",
+        "0.3",
+        "4000",
+        "7",
+    )
+    assert value["--max-minutes"] == "0"
+
+
 def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None:
     data = recipe_corpus(tmp_path)
     prefix = tmp_path / "runs/long"
@@ -80,9 +164,27 @@ def test_long_recipe_trains_both_directions_side_by_side(tmp_path: Path) -> None
     assert '"threads": 1' in config and '"max_steps": 2' in config
 
 
+def test_long_recipe_prints_both_directions_when_one_fails_and_exits_with_its_status(tmp_path: Path) -> None:
+    """A failed direction hid the other's result and the real exit status (grep -A2 under pipefail)."""
+    scripts = standin_scripts(tmp_path, multi30k_sh="""
+[ "$SRC" = de ] && { echo "seq2seq train: error: something broke" >&2; exit 3; }
+echo "x vs y (beam 5):"; echo "BLEU = 30.00"; echo "chrF = 50.00"; echo "TER = 40"
+""")  # fmt: skip
+    prefix = tmp_path / "long runs/m30k"
+    env = dict(os.environ, PREFIX=str(prefix))
+    done = subprocess.run(["bash", str(scripts / "multi30k_long.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines() == [
+        f"== de-en ({prefix}.de-en.log)", "failed (exit 3): seq2seq train: error: something broke",
+        f"== en-de ({prefix}.en-de.log)", "x vs y (beam 5):", "BLEU = 30.00", "chrF = 50.00",
+    ]  # fmt: skip
+    assert done.stderr.splitlines() == ["multi30k_long.sh: failed: de-en (exit 3)"]
+
+
 def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with_their_ensemble(tmp_path: Path) -> None:
     data = recipe_corpus(tmp_path)
-    run = tmp_path / "runs/m30k"
+    run = tmp_path / "runs/m 30k"  # a space: the checkpoint list reached translate.sh split at it
     env = dict(os.environ, PYTHON=sys.executable, DATA=str(data), RUN=str(run), TEST_SPLIT="test", MINUTES="15",
                SEEDS="7 8")  # fmt: skip
     env.pop("OMP_NUM_THREADS", None)  # nproc would answer with it
@@ -91,7 +193,7 @@ def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     threads = max(1, os.cpu_count() // 2)
     for seed in (7, 8):
-        config = (tmp_path / f"runs/m30k.seed{seed}/config.json").read_text()
+        config = (tmp_path / f"runs/m 30k.seed{seed}/config.json").read_text()
         assert f'"seed": {seed}' in config and f'"threads": {threads}' in config and '"max_steps": 2' in config
         assert '"max_tokens": 3000' in config and '"dropout": 0.2' in config  # the 15-minute settings, per model
         assert f"training seed {seed} in {run}.seed{seed}" in proc.stderr
@@ -141,6 +243,54 @@ def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(ru
     (tmp_path / "one.yy").write_text("a b c\n")
     done = script(RUN=str(run), INPUT=str(tmp_path / "mine.xx"), OUTPUT=str(out), REF=str(tmp_path / "one.yy"))
     assert done.returncode == 0 and "BLEU" in done.stdout and out.is_file(), done.stderr[-2000:]
+
+
+def test_translate_script_refuses_what_would_score_the_wrong_file(run_dir: Path, tmp_path: Path) -> None:
+    """OUTPUT=REF overwrote the references and scored them against themselves (BLEU 100); --output, --input,
+    --n-best, --nbest-format and --alignments made it score a stale or wrong file, or fail after the work;
+    OUTPUT=- failed after the work. CKPT one file a line keeps paths with spaces whole. The refusals run with a
+    stand-in for Python that logs its calls (none may translate), the rest with the real one."""
+    run = tmp_path / "my run"
+    run.mkdir()
+    (run / "best.pt").write_bytes((run_dir / "best.pt").read_bytes())
+    data = run_dir.parent / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("RUN", "CKPT", "INPUT", "OUTPUT", "REF")}
+    env.update(DATA=str(data), SRC="xx", TGT="yy", TEST_SPLIT="test", BEAM="1", RUN=str(run), PYTHON=sys.executable)
+    standin, calls = tmp_path / "python", tmp_path / "calls.log"
+    standin.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    standin.chmod(0o755)
+
+    def script(*args: str, **knobs: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(ROOT / "scripts/translate.sh"), *args], env={**env, **knobs},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    def refused(says: str, *args: str, **knobs: str) -> None:
+        done = script(*args, **knobs, PYTHON=str(standin))
+        assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert "translate" not in calls.read_text()  # refused before translating
+
+    ref = tmp_path / "ref.yy"
+    ref.write_text((data / "test.yy").read_text())
+    (tmp_path / "link.yy").symlink_to(ref)
+    for output in (ref, tmp_path / "link.yy"):  # the reference itself, by its path or through a link
+        refused("is the reference REF=", OUTPUT=str(output), REF=str(ref))
+    assert ref.read_text() == (data / "test.yy").read_text()
+    for flags in (["--output", "x"], ["--out=x"], ["--input", "x"]):
+        refused("INPUT and OUTPUT give the files", *flags)
+    for flags in (["--n-best", "3"], ["--nbest-format", "moses"], ["--alignments"], ["--align"]):
+        refused("writes lines that are not one translation each", *flags)
+    (tmp_path / "other run").mkdir()
+    (tmp_path / "other run/best.pt").write_bytes((run_dir / "best.pt").read_bytes())
+    done = script("--device", "cpu", OUTPUT="-", CKPT=str(tmp_path / "other run/best.pt"))  # printed, unscored
+    lines = len((data / "test.xx").read_text().splitlines())
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == lines and "BLEU" not in done.stdout, done.stderr
+    assert "OUTPUT is standard output: not scored" in done.stderr and "the model loaded" in done.stderr
+    (tmp_path / "mine.xx").write_text("a b c\n")  # nothing scored: the flag is the user's
+    done = script("-q", "--alignments", INPUT=str(tmp_path / "mine.xx"))
+    assert done.returncode == 0 and " ||| " in done.stdout, done.stderr
+    two = f"{run / 'best.pt'}\n{tmp_path / 'other run/best.pt'}"  # one a line, as multi30k.sh passes SEEDS' models
+    done = script(CKPT=two, INPUT=str(tmp_path / "mine.xx"))
+    assert done.returncode == 0 and "an ensemble of 2 models loaded" in done.stderr, done.stderr[-2000:]
 
 
 def test_preprocess_script_leaves_the_splits_to_a_config_table_unless_a_knob_names_them(tmp_path: Path) -> None:
@@ -194,3 +344,43 @@ def test_download_script_names_a_globs_folder_after_its_folder(tmp_path: Path) -
     refused = script("*.jsonl")  # a glob of the current folder names no folder: OUT (or NAME) is needed
     assert refused.returncode == 2 and "set OUT or NAME" in refused.stderr.strip().splitlines()[-1], refused.stderr
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["c1"]
+
+
+def test_precision_measures_from_the_warm_up_record_and_refuses_bad_steps_and_another_runs_folder(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """precision.sh replaced a trained run's best.pt given as OUT (train --overwrite); STEPS=1 was an IndexError,
+    STEPS=10 a ZeroDivisionError; its window dropped update 10's record (measuring STEPS - 10 updates)."""
+    from seq2seq.devtools.precision import check_run, result, tokens_per_second
+    from seq2seq.errors import ConfigError, OutputError
+
+    metrics = tmp_path / "metrics.jsonl"
+    recs = [{"type": "hardware", "step": 0, "cpu": "a CPU"}]
+    recs += [{"type": "train", "step": s, "tokens": 1000 * s, "elapsed_s": s / 10 + (5 if s > 10 else 0)}
+             for s in (10, 20, 30)]  # fmt: skip
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert tokens_per_second(metrics) == pytest.approx(20_000 / 7)  # updates 10 to 30: 20,000 tokens in 7 s
+    assert result("DEFAULT", "fp32", 0, tmp_path / "x.log", metrics) == {
+        "onednn_max_cpu_isa": "DEFAULT", "precision": "fp32", "exit": 0, "cpu": "a CPU", "tgt_tok_s": 2857,
+    }  # fmt: skip
+    (tmp_path / "x.log").write_text("step 1\nprecision bf16: this CPU cannot run it\n")
+    assert result("AVX2", "bf16", 2, tmp_path / "x.log", metrics)["error"] == "precision bf16: this CPU cannot run it"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in recs[:3]))  # STEPS=10: updates 10 to 20
+    assert tokens_per_second(metrics) == pytest.approx(10_000 / 6)
+    assert check_run(tmp_path / "new", "010") == 10 and check_run(tmp_path / "new", "60") == 60
+    for steps in ("1", "0", "15", "abc", "-10"):
+        with pytest.raises(ConfigError, match=f"STEPS={steps}: give a whole multiple of 10"):
+            check_run(tmp_path / "new", steps)
+    run = tmp_path / "my run"
+    shutil.copytree(run_dir, run)  # a trained run folder
+    env = {k: v for k, v in os.environ.items() if k != "STEPS"}
+    done = subprocess.run(["bash", str(ROOT / "scripts/precision.sh")], env={**env, "OUT": str(run)},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"OUT={run} holds last.pt of a run that precision.sh did not write" in done.stderr
+    for name in ("best.pt", "last.pt", "metrics.jsonl"):  # nothing trained over the run
+        assert (run / name).read_bytes() == (run_dir / name).read_bytes(), name
+    (run / "DEFAULT-fp32.log").touch()  # precision.sh's own folder: measured again
+    assert check_run(run, "60") == 60
+    with pytest.raises(OutputError):
+        check_run(run_dir, "60")

@@ -288,7 +288,7 @@ def test_every_help_names_docs_pages_not_source_files_and_shows_every_default() 
             shown = formatter._get_help_string(action)
             assert "default" in shown or "required" in shown, f"seq2seq {name} {action.option_strings[0]}"
     demo = commands["demo"].format_help()
-    assert "training wall-clock budget (minutes) (default: 2.5)" in " ".join(demo.split())
+    assert "training wall-clock budget (minutes; > 0: the demo's only stop) (default: 2.5)" in " ".join(demo.split())
     train_help = " ".join(commands["train"].format_help().split())
     assert "--max-minutes FLOAT stop after this many training minutes: preprocessing not counted" in train_help
     attention = " ".join(commands["attention"].format_help().split())

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from ..config_toml import load_toml
+from ..errors import ConfigError
 from .flags import from_flags, given
 
 if TYPE_CHECKING:
@@ -68,9 +69,13 @@ def cmd_translate(args: argparse.Namespace) -> None:
     from ..atomic import atomic_write, check_output
     from ..machine import process
     from ..translation import load_translator
-    from ..translation.stream import chunks, file_chunks, standard_input, stream_translate
+    from ..translation.stream import NBEST_FORMATS, chunks, file_chunks, standard_input, stream_translate
 
-    cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
+    moses = args.nbest_format == "moses"  # scores printed with --n-best 1 too
+    cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"), scores_shown=moses)
+    if args.nbest_format == "tsv" and cfg.n_best == 1:  # tsv lines are n-best lines: a plain output would ignore it
+        raise ConfigError("--nbest-format tsv applies only with --n-best > 1 (index<TAB>score<TAB>text lines); "
+                          "leave it out")  # fmt: skip
     if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0) or a model file
         check_output(args.output, inputs=[args.input if args.input else 0, *args.checkpoint])
     process.apply(process.ProcessSettings.for_decoding())
@@ -80,8 +85,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     lines = file_chunks(args.input) if args.input else chunks(standard_input(), "<stdin>")
     # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
     with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
-        n = stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, args.nbest_format,
-                             args.alignments)  # fmt: skip
+        n = stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet,
+                             args.nbest_format or NBEST_FORMATS[0], args.alignments)  # fmt: skip
     seconds = time.perf_counter() - loaded  # reading, translating and writing (stdin: waiting for lines too)
     models = "the model" if len(args.checkpoint) == 1 else f"an ensemble of {len(args.checkpoint)} models"
     log.info("translated %d sentences in %.2f s (%.1f sentences/s; %s loaded in %.2f s)", n, seconds,

@@ -84,10 +84,13 @@ def given(cls: type, args: argparse.Namespace, base: dict[str, Any] | None = Non
     return values
 
 
-def from_flags(cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None = None) -> C:
+def from_flags(
+    cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None = None, scores_shown: bool = True
+) -> C:
     """Build `cls` from `base` (e.g. a TOML table) overridden by the flags the user gave; for DecodeConfig,
-    a setting given that the search would ignore is refused (`refuse_ignored_decode`)."""
+    a setting given that the search would ignore, or that would change nothing printed (`scores_shown` False:
+    an output of texts alone), is refused (`refuse_ignored_decode`)."""
     values = given(cls, args, base)
     if cls is DecodeConfig:
-        refuse_ignored_decode(values)
+        refuse_ignored_decode(values, scores_shown)
     return from_dict(cls, values)

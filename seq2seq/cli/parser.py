@@ -155,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "into place at the end, so Ctrl-C (exit 130) leaves the old file; never the input file")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.add_argument("--config", help="TOML file with a [decode] table (other tables are refused)")
-    p.add_argument("--nbest-format", choices=NBEST_FORMATS, default=NBEST_FORMATS[0],
-                   help="tsv: index<TAB>score<TAB>text lines when --n-best > 1 (default); moses: every hypothesis "
-                   "as `index ||| text ||| LogProb= lp ||| score`, 0-based as Moses (docs/decoding.md)")  # fmt: skip
+    p.add_argument("--nbest-format", choices=NBEST_FORMATS,
+                   help="tsv: index<TAB>score<TAB>text lines, with --n-best > 1 (its default there); moses: "
+                   "every hypothesis as `index ||| text ||| LogProb= lp ||| score`, 0-based as Moses "
+                   "(docs/decoding.md)")  # fmt: skip
     p.add_argument("--alignments", action="store_true",
                    help="after each output text, ' ||| ' and its word alignment from attention: fast_align/Moses "
                    "'i-j' pairs, 0-based source and output words (docs/decoding.md) (default: off)")  # fmt: skip
@@ -197,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="checkpoints/demo",
         help="run folder: new, empty or an earlier demo's, which it replaces (default: checkpoints/demo)",
     )
-    p.add_argument("--max-minutes", type=float, default=2.5, help="training wall-clock budget (minutes)")
+    help_ = "training wall-clock budget (minutes; > 0: the demo's only stop)"
+    p.add_argument("--max-minutes", type=float, default=2.5, help=help_)
     p.add_argument("--seed", type=int, default=1234, help="random seed of data, model and training (default: 1234)")
     p.set_defaults(func=cmd_demo)
     _add_inspection_commands(sub)

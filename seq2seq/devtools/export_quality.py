@@ -13,12 +13,27 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DecodeConfig
+from ..errors import CorpusError, OutputError
+from ..machine.process import one_line
 from ..metrics import score
 from ..text import read_lines
 from ..translation import export_model, load_translator
 
 
 def export_quality(checkpoint: Path, data: Path, src: str, tgt: str, out: Path, splits: list[str]) -> dict[str, Any]:
+    """The scores (module docstring). Every input is checked before the exports are written: the checkpoint
+    loads, each split's source and reference files read, as many lines each, and `out` is a folder or new
+    (a CheckpointError, CorpusError or OutputError of one line otherwise)."""
+    torch_path = load_translator(checkpoint)  # a missing or damaged checkpoint: one line, before any export
+    texts = {}
+    for split in splits:
+        sources, refs = read_lines(data / f"{split}.{src}"), read_lines(data / f"{split}.{tgt}")
+        if len(sources) != len(refs):
+            raise CorpusError(f"{data / f'{split}.{src}'} has {len(sources)} lines but {data / f'{split}.{tgt}'} "
+                              f"has {len(refs)}")  # fmt: skip
+        texts[split] = sources, refs
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: not a folder (--out names the folder the exports go to)")
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "torch_fp32": checkpoint,
@@ -26,9 +41,8 @@ def export_quality(checkpoint: Path, data: Path, src: str, tgt: str, out: Path, 
         "onnx_int8": export_model(checkpoint, out / "model.int8.onnx.zip", quantize="int8"),
     }
     result: dict[str, Any] = {"size_mb": {k: round(p.stat().st_size / 2**20, 2) for k, p in files.items()}}
-    translators = {k: load_translator(p) for k, p in files.items()}
-    for split in splits:
-        sources, refs = read_lines(data / f"{split}.{src}"), read_lines(data / f"{split}.{tgt}")
+    translators = {k: torch_path if k == "torch_fp32" else load_translator(p) for k, p in files.items()}
+    for split, (sources, refs) in texts.items():
         for beam in (5, 1):
             cfg = DecodeConfig(beam_size=beam, precision="fp32")  # int8: the file's own (fp32 is refused there)
             auto = DecodeConfig(beam_size=beam)
@@ -51,7 +65,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("checkpoints/export_quality"))
     p.add_argument("--splits", nargs="+", default=["val", "test"])
     args = p.parse_args()
-    print(json.dumps(export_quality(args.checkpoint, args.data, args.src, args.tgt, args.out, args.splits), indent=1))
+    result = one_line(p.prog, lambda: export_quality(args.checkpoint, args.data, args.src, args.tgt, args.out,
+                                                     args.splits))  # fmt: skip
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

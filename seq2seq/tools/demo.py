@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..atomic import write_text_atomic
 from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
-from ..errors import CorpusError, OutputError
+from ..errors import ConfigError, CorpusError, OutputError
 from ..metrics import Scores, score
 from ..prepared import Prepared
 from ..text import read_lines
@@ -22,6 +22,7 @@ log = logging.getLogger("seq2seq")
 DEMO_DATA = DataConfig(vocab_size=1000)
 DEMO_MODEL = ModelConfig(emb_size=128, enc_hidden=128, dec_hidden=256, dropout=0.1)
 DEMO_TRAIN = TrainConfig(max_tokens=4000, lr=2e-3, valid_every=250, valid_bleu_sentences=500, patience=0)
+DEMO_AGAIN = "`seq2seq demo` again, which starts over (the demo has no --resume)"  # what an interrupt's warning says
 
 
 def _check_out(out: Path) -> None:
@@ -51,6 +52,8 @@ def run_demo(
     """Run the whole pipeline in `out`, print example translations and the held-out BLEU. An interrupted
     demo (Ctrl-C, SIGTERM: training stops at the next update) raises KeyboardInterrupt."""
     start, out = time.monotonic(), Path(out)
+    if not max_minutes > 0:  # the demo's only stop rule (it has no step cap): 0 would train forever
+        raise ConfigError(f"--max-minutes must be > 0 for the demo (its only stop), got {max_minutes:g}")
     _check_out(out)
     train_cfg = TrainConfig(**{**DEMO_TRAIN.__dict__, "max_minutes": max_minutes, "seed": seed})
     data_cfg = DataConfig(**{**DEMO_DATA.__dict__, "spm_seed": seed})  # the demo's seed seeds its tokenizer too
@@ -58,7 +61,8 @@ def run_demo(
     counts = generate_corpus(corpus, seed=seed)
     log.info("synthetic corpus in %s: %s", corpus, counts)
     spec = RunSpec(corpus, SRC_LANG, TGT_LANG, out)
-    if train(spec, data_cfg, DEMO_MODEL, train_cfg, RunOptions(overwrite=True, progress=progress)).interrupted:
+    options = RunOptions(overwrite=True, progress=progress, continue_with=DEMO_AGAIN)
+    if train(spec, data_cfg, DEMO_MODEL, train_cfg, options).interrupted:
         raise KeyboardInterrupt  # not on to translating with whatever best.pt there is
     translator = Translator.from_checkpoint(out / "best.pt")
     src, ref = read_lines(corpus / f"test.{SRC_LANG}"), read_lines(corpus / f"test.{TGT_LANG}")

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +20,18 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
-def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+log = logging.getLogger("seq2seq")
+
+
+def _series(
+    records: list[dict[str, Any]], key: str, left_out: dict[str, list[int]] | None = None
+) -> tuple[list[int], list[float]]:
+    """The (steps, values) of `key` in `records`: finite values only (a diverged run's Infinity or NaN loss,
+    which no axis can hold), the steps of those left out added to `left_out[key]`."""
     pairs = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    if left_out is not None and (bad := [s for s, v in pairs if not math.isfinite(v)]):
+        left_out.setdefault(key, []).extend(bad)
+    pairs = [(s, v) for s, v in pairs if math.isfinite(v)]
     return [s for s, _ in pairs], [v for _, v in pairs]
 
 
@@ -29,7 +41,8 @@ def flat_limits(values: Sequence[float]) -> tuple[float, float] | None:
     low, high = min(values), max(values)
     if high - low > 1e-6 * max(abs(low), abs(high)):
         return None
-    return (min(0.0, 2 * high), max(0.0, 2 * high)) if high else (-1.0, 1.0)
+    twice = 2 * high if math.isfinite(2 * high) else high  # 1e308: its double is no axis limit
+    return (min(0.0, twice), max(0.0, twice)) if high else (-1.0, 1.0)
 
 
 def _curve(
@@ -101,23 +114,29 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     train_label = "train (mean since last log" + (f", label smoothing {smoothing})" if smoothing else ")")
     val_label = "validation (no label smoothing)" if smoothing else "validation"
     clip = train_cfg.get("clip_norm", 0.0)
-    grad_steps, grad_norms = _series(train, "grad_norm")
+    left_out: dict[str, list[int]] = {}  # non-finite values (a diverged run): drawn without them, and said so
+    grad_steps, grad_norms = _series(train, "grad_norm", left_out)
     grad_lines = [("pre-clip global norm", grad_steps, grad_norms, "-")]
     if clip and grad_steps:
         grad_lines.append((f"clip_norm = {clip:g}", [grad_steps[0], grad_steps[-1]], [clip, clip], "k--"))
     made = [
         _curve(
             run, "loss.png", "Cross-entropy per target token", "loss (nats / token)",
-            [(train_label, *_series(train, "loss"), "-"), (val_label, *_series(valid, "val_loss"), "o-")],
+            [(train_label, *_series(train, "loss", left_out), "-"),
+             (val_label, *_series(valid, "val_loss", left_out), "o-")],
             log_y=False,
         ),
-        _curve(run, "bleu.png", "Validation BLEU (greedy)", "BLEU", [("validation", *_series(valid, "val_bleu"), "o-")],
-               log_y=False),
-        _curve(run, "lr.png", "Learning rate", "learning rate", [("lr", *_series(train or valid, "lr"), "-")],
+        _curve(run, "bleu.png", "Validation BLEU (greedy)", "BLEU",
+               [("validation", *_series(valid, "val_bleu", left_out), "o-")], log_y=False),
+        _curve(run, "lr.png", "Learning rate", "learning rate", [("lr", *_series(train or valid, "lr", left_out), "-")],
                log_y=False),
         _curve(run, "grad_norm.png", "Gradient norm before clipping", "global L2 norm (log scale)", grad_lines,
                log_y=True),
     ]  # fmt: skip
+    if left_out:
+        said = "; ".join(f"{key} at step{'s' * (len(s) > 1)} {', '.join(map(str, s[:5]))}{' ...' * (len(s) > 5)}"
+                         for key, s in left_out.items())  # fmt: skip
+        log.warning("%s: non-finite values left out of the plots (a diverged run?): %s", run / "metrics.jsonl", said)
     return [p for p in made if p is not None]
 
 

@@ -133,9 +133,7 @@ class Translating:
         cfg = decode_config(cfg, options)
         _check_sentences(sentences, "translate_nbest")
         texts = [clean(s) if has_content(s) else "" for s in sentences]  # NUL, soft hyphens, BOMs only: blank
-        # cut to what max_src_len keeps before encoding (a 25 MB line held ~26 bytes per byte): pieces never
-        # span a space, and half the cut holds max_src_len of the longest pieces, so the kept pieces are the same
-        texts = [_cut(s, 2 * self.src_tok.longest_piece * cfg.max_src_len) for s in texts]
+        texts = [self._cut_source(s, cfg) for s in texts]
         encoded = self.src_tok.encode([s for s in texts if s])
         live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if ids]  # no pieces: no words
         src_ids = [ids for ids in encoded if ids]
@@ -150,6 +148,12 @@ class Translating:
             out[i] = [(next(decoded), h) for h in hyps]
         return out
 
+    def _cut_source(self, text: str, cfg: DecodeConfig) -> str:
+        """`text` cut to what max_src_len keeps before encoding (a 25 MB line held ~26 bytes per byte): pieces
+        never span a space, and half the cut holds max_src_len of the longest pieces, so the kept pieces are
+        the same."""
+        return _cut(text, 2 * self.src_tok.longest_piece * cfg.max_src_len)
+
     def translate_aligned(
         self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False, **options: Any
     ) -> list[list[Aligned]]:
@@ -162,7 +166,7 @@ class Translating:
         _check_sentences(sentences, "translate_aligned")
         nbest = self.translate_nbest(sentences, cfg, keep_attention=True, progress=progress)
         live = [i for i, hyps in enumerate(nbest) if hyps]
-        texts = [clean(sentences[i]) for i in live]
+        texts = [self._cut_source(clean(sentences[i]), cfg) for i in live]  # what the search saw, not the line
         out: list[list[Aligned]] = [[] for _ in sentences]
         for i, text, ids in zip(live, texts, self.src_tok.encode(texts)):
             ids = ids[: cfg.max_src_len]  # the search's truncation
