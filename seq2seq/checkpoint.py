@@ -13,8 +13,9 @@ model, by sorted name: its name, dtype, shape and bytes) and of everything else 
 (`CONTENTS_KEY`: configs, SentencePiece models, optimiser, training and RNG states), and
 `load_checkpoint` recomputes both (torch checks no CRCs: flipped bytes inside a tensor would load) and
 refuses non-finite model weights. Files written before a checksum existed have none and load without
-that check, apart from the finite-weights check (docs/training.md, "Checkpoints"). Files written while decoding had a vocabulary shortlist also hold
-its `lexicon` table: their checksum covers it, so it is checked like the weights, then dropped.
+that check, apart from the finite-weights check (docs/training.md, "Checkpoints"). Files written while
+decoding had a vocabulary shortlist also hold its `lexicon` table: their checksum covers it, so it is
+checked like the weights, then dropped.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import resume_configs
-from .errors import CheckpointError
 from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, refuse_ignored_train
 from .config_dict import Settings, from_dict, requested, to_dict
+from .errors import CheckpointError
 from .machine import process
 from .machine.hardware import resolve_device, resolve_precision
 from .machine.process import ProcessSettings

@@ -198,8 +198,8 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, st.epoch])
         batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens))
         if len(batches) < world:  # every rank alike: the same batch list
-            raise ConfigError(f"epoch {st.epoch} makes {len(batches)} batch(es) of <= {cfg.max_tokens:,} target tokens, "
-                              f"fewer than the {world} processes (one batch each per update): it would train "
+            raise ConfigError(f"epoch {st.epoch} makes {len(batches)} batch(es) of <= {cfg.max_tokens:,} target "
+                              f"tokens, fewer than the {world} processes (one batch each per update): it would train "
                               "nothing; use a smaller --max-tokens or fewer processes")  # fmt: skip
         stop = None
         while stop is None and st.batch_in_epoch + world <= len(batches):

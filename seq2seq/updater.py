@@ -52,8 +52,9 @@ def check_model_memory(
     model_cfg: ModelConfig, vocab: tuple[int, int], cfg: TrainConfig, device: torch.device | None = None
 ) -> None:
     """The model's weights, gradients and Adam's moments, and one batch's output scores, fit in what one
-    training process on `device` may hold (`training_memory`); else a ConfigError, before anything is allocated. Counted from the sizes (a model built on torch's meta
-    device imports sympy and dynamo, which training never does): the recurrent hidden-to-hidden matrices and
+    training process on `device` may hold (`training_memory`); else a ConfigError, before anything is
+    allocated. Counted from the sizes (a model built on torch's meta device imports sympy and dynamo, which
+    training never does): the recurrent hidden-to-hidden matrices and
     the embeddings alone, a lower bound of the model's parameters; and `cfg.max_tokens` x the target vocabulary
     scores (float32 in fp32, else at least bf16), a lower bound of a batch's activations."""
     c = model_cfg

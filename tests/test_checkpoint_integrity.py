@@ -182,7 +182,9 @@ def _flip_bytes_of(src: Path, dst: Path, stored: bytes, count: int = 16) -> None
     dst.write_bytes(bytes(data))
 
 
-def test_flipped_bytes_in_the_resume_state_or_a_tokenizer_are_a_checksum_mismatch(run_dir: Path, tmp_path: Path) -> None:
+def test_flipped_bytes_in_the_resume_state_or_a_tokenizer_are_a_checksum_mismatch(
+    run_dir: Path, tmp_path: Path
+) -> None:
     """The weights' checksum left the rest out: a flip inside an Adam moment or the RNG state resumed
     silently into another run, one in a SentencePiece model gave a traceback or another tokenizer."""
     raw = torch.load(run_dir / "last.pt", weights_only=True)

@@ -217,8 +217,9 @@ def test_download_refuses_a_val_size_it_cannot_hold_out(tmp_path, offline, capsy
     line = _one_error_line([*args, "--out", str(tmp_path / "s"), "--val-size", "9", "--streaming"], capsys)
     assert "--val-size 9: the train split has 5 lines" in line  # known once streamed: nothing left behind
     assert not (tmp_path / "s").exists()  # the folder the download's lock made goes too
-    _jsonl(tmp_path / "validation.jsonl", 2)
-    both = ["download", "--dataset", str(tmp_path / "*.jsonl"), "--src", "de", "--tgt", "en", "--val-size", "1"]
+    (tmp_path / "g").mkdir()  # a glob's files each name their split
+    _jsonl(tmp_path / "g" / "train.jsonl", 5), _jsonl(tmp_path / "g" / "validation.jsonl", 2)
+    both = ["download", "--dataset", str(tmp_path / "g" / "*.jsonl"), "--src", "de", "--tgt", "en", "--val-size", "1"]
     line = _one_error_line([*both, "--out", str(tmp_path / "c")], capsys)
     assert "has a val split already ('validation')" in line
     assert main([*args, "--out", str(tmp_path / "d"), "--val-size", "2"]) == 0

@@ -144,15 +144,15 @@ def setup(device: str | torch.device) -> tuple[Dist, torch.device]:
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return Dist(), dev
         if missing := [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]:
-            raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} without {', '.join(missing)}: start several "
-                              "processes with torchrun (docs/scaling.md), or unset WORLD_SIZE to train in one")  # fmt: skip
+            raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} without {', '.join(missing)}: start "
+                              "several processes with torchrun (docs/scaling.md), or unset WORLD_SIZE")  # fmt: skip
         if dev.type == "cuda":
             if dev.index is not None:
                 raise ConfigError(f"under torchrun pass --device cuda, not {dev}: each process takes cuda:LOCAL_RANK")
             local, gpus = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
             if local >= gpus:
-                raise HardwareError(f"process {local} of this machine needs cuda:{local}, and it has {gpus} CUDA "
-                                    "GPU(s): start at most that many processes per machine (--nproc_per_node)")  # fmt: skip
+                raise HardwareError(f"process {local} of this machine needs cuda:{local}, and it has {gpus} "
+                                    "CUDA GPU(s): start at most that many per machine (--nproc_per_node)")  # fmt: skip
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
         # Rank 0 validates alone while the others wait in a collective: allow for long validations.
