@@ -240,3 +240,22 @@ def test_hardware_command_reports_what_it_would_choose() -> None:
     chosen = hardware.choose_precision("auto", "cpu").name
     assert fields["precision"].split()[0] == chosen
     assert _seq2seq(["hardware", "--device", "cpu", "--get", "precision"], {}).stdout.split()[0] == chosen
+
+
+def test_more_threads_than_usable_cores_is_said_counting_affinity_and_processes(monkeypatch, caplog) -> None:
+    """The warning counted the machine's cores (os.cpu_count), not those this process may use (taskset, a
+    container's cpuset), and one process's threads, not those of torchrun's processes on the machine."""
+    from seq2seq.machine import hardware
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    try:
+        for threads, processes, warned in ((2, "1", False), (3, "1", True), (1, "2", False), (2, "2", True)):
+            monkeypatch.setenv("LOCAL_WORLD_SIZE", processes)
+            caplog.clear()
+            hardware.set_threads(threads)
+            assert ("on 2 usable CPU cores" in caplog.text) is warned, (threads, processes, caplog.text)
+    finally:
+        torch.set_num_threads(before)

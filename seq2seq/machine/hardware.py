@@ -246,15 +246,26 @@ def choose_precision(requested: str, device: str = "cpu") -> Precision:
     return chosen
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity: taskset, a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity call on this system
+        return os.cpu_count() or 1
+
+
 def set_threads(threads: int) -> None:
-    """torch's intra-op threads (0: torch's default); more threads than cores is allowed but said once."""
+    """torch's intra-op threads (0: torch's default); more threads than cores is allowed but said once.
+    Under torchrun the machine's cores are shared by its LOCAL_WORLD_SIZE processes."""
     if threads <= 0:
         return  # without importing torch (the NumPy runtime never does)
     import torch
 
-    cores = os.cpu_count() or 1
-    if threads > cores:
-        log.warning("threads: %d asked for on %d CPU cores: threads will compete for cores", threads, cores)
+    cores, processes = usable_cores(), max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    if threads * processes > cores:
+        each = f" in each of {processes} processes" if processes > 1 else ""
+        log.warning("threads: %d asked for%s on %d usable CPU cores: threads will compete for cores", threads, each,
+                    cores)  # fmt: skip
     torch.set_num_threads(threads)
 
 
