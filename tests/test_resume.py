@@ -480,6 +480,21 @@ def test_a_kill_during_a_checkpoint_write_truncates_nothing(tmp_path: Path) -> N
     assert_same_weights(tmp_path / "full" / "last.pt", run / "last.pt")
 
 
+def _resume_refused(tmp_path: Path, capsys, damage) -> str:
+    """A 2-update run whose last.pt `damage` changes (its checksums made again, as an edited file's); the
+    stderr of `train --resume` on it, which must exit 2."""
+    corpus = write_corpus(tmp_path / "corpus", n_train=120)
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
+    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    damage(saved)
+    save_checkpoint(tmp_path / "run" / "last.pt", saved)
+    args = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"), "--resume"]
+    assert main([*args, "--max-steps", "4"]) == 2
+    err = capsys.readouterr().err
+    return err
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -498,15 +513,7 @@ def test_a_kill_during_a_checkpoint_write_truncates_nothing(tmp_path: Path) -> N
     ],
 )
 def test_a_damaged_training_state_is_one_line(tmp_path: Path, capsys, damage) -> None:
-    corpus = write_corpus(tmp_path / "corpus", n_train=120)
-    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
-    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
-    saved = load_checkpoint(tmp_path / "run" / "last.pt")
-    damage(saved)
-    save_checkpoint(tmp_path / "run" / "last.pt", saved)
-    args = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"), "--resume"]
-    assert main([*args, "--max-steps", "4"]) == 2
-    err = capsys.readouterr().err
+    err = _resume_refused(tmp_path, capsys, damage)
     assert err.count("\n") == 1 and "last.pt: damaged training state" in err, err
 
 
@@ -597,15 +604,7 @@ def test_a_kill_in_the_epoch_after_the_last_checkpoint_keeps_that_checkpoints_se
     ],
 )
 def test_an_edited_checkpoint_is_one_line_naming_it(tmp_path: Path, capsys, damage, says: str) -> None:
-    corpus = write_corpus(tmp_path / "corpus", n_train=120)
-    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
-    train(RunSpec(corpus, "xx", "yy", tmp_path / "run"), DATA, MODEL, cfg, RunOptions(progress=False))
-    saved = load_checkpoint(tmp_path / "run" / "last.pt")
-    damage(saved)
-    save_checkpoint(tmp_path / "run" / "last.pt", saved)
-    args = ["train", "--data", str(corpus), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run"), "--resume"]
-    assert main([*args, "--max-steps", "4"]) == 2
-    err = capsys.readouterr().err
+    err = _resume_refused(tmp_path, capsys, damage)
     assert err.count("\n") == 1 and "last.pt" in err and says in err, err
 
 
