@@ -6,6 +6,7 @@ a validation split) before training starts or resumes."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from .progress import TrainState, selection_metric
 from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from .model import Seq2Seq
 
@@ -240,12 +241,24 @@ def check_resumable(saved: ModelFile, prepared: Prepared, last: Path) -> None:
 BATCH_ORDER = ("max_tokens", "seed", "shape_buckets", "subword_alpha")  # what an epoch's batches are made from
 
 
-def check_resume_state(last: Path, saved_train: dict[str, Any], cfg: TrainConfig, st: TrainState) -> None:
+def check_resume_state(
+    last: Path,
+    saved_train: dict[str, Any],
+    cfg: TrainConfig,
+    st: TrainState,
+    epoch_batches: Callable[[TrainConfig], int],
+    world: int = 1,
+) -> None:
     """A resumed run's settings must keep what its saved state counts in: the metric `st.best` holds
     (another would never count as better, so best.pt would freeze and early stopping fire), and, in the
     middle of an epoch, the settings its batches were made with (`batch_in_epoch` counts batches of that
-    list: another list would skip or repeat pairs). Else a ConfigError naming both values."""
-    then = from_dict(TrainConfig, saved_train)
+    list, `epoch_batches(settings)` long: another list would skip or repeat pairs; an epoch whose updates are
+    all done may go on with others). Else a ConfigError naming both values."""
+    kept = {k: saved_train[k] for k in (*BATCH_ORDER, "best_metric", "valid_bleu_sentences") if k in saved_train}
+    try:  # the saved values of what the state counts in, beside today's others (a saved value newer rules refuse
+        then = dataclasses.replace(cfg, **kept)  # elsewhere, and a flag overrides, is no concern here)
+    except ConfigError:  # one of these refused now: the flag that overrides it was given on purpose
+        return
     was, now = selection_metric(then), selection_metric(cfg)
     if st.best is not None and was != now:
         raise ConfigError(f"{last} picks best.pt by the validation {was} (--best-metric {then.best_metric}, "
@@ -253,7 +266,7 @@ def check_resume_state(last: Path, saved_train: dict[str, Any], cfg: TrainConfig
                           f"against which no later validation would count as best: keep them as they were, or "
                           "start a new run")  # fmt: skip
     changed = [k for k in BATCH_ORDER if getattr(then, k) != getattr(cfg, k)]
-    if st.batch_in_epoch and changed:
+    if st.batch_in_epoch and changed and st.batch_in_epoch + world <= epoch_batches(then):
         flags = lambda c: ", ".join(f"--{k.replace('_', '-')} {getattr(c, k)}" for k in changed)  # noqa: E731
         raise ConfigError(f"{last} stopped at batch {st.batch_in_epoch} of epoch {st.epoch}, whose batches were made "
                           f"with {flags(then)}; with {flags(cfg)} the rest of the epoch would skip or repeat pairs: "

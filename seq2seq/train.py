@@ -84,14 +84,22 @@ def run_settings(
         return data, from_dict(ModelConfig, model), train_cfg
     last = Path(run) / "last.pt"
     saved = resume_configs(last)
-    for kind, name in ((DataConfig, "data"), (ModelConfig, "model"), (TrainConfig, "train")):
+    for kind, name in ((DataConfig, "data"), (ModelConfig, "model")):
         try:  # the file's own settings first: an error there names last.pt, not a flag
             from_dict(kind, saved[name])
         except ConfigError as err:
             raise CheckpointError(f"{last}: damaged {name} settings ({err}); resume from another checkpoint, or "
                                   "start again with --overwrite") from None  # fmt: skip
     check_resume_request(last, saved, data, model)
-    train_cfg = from_dict(TrainConfig, {**saved["train"], **asked})
+    try:  # a training flag may override a saved value that newer rules refuse
+        train_cfg = from_dict(TrainConfig, {**saved["train"], **asked})
+    except ConfigError as err:
+        try:
+            from_dict(TrainConfig, saved["train"])
+        except ConfigError as saved_err:  # the file's own value: say so, and that a flag can set it
+            raise CheckpointError(f"{last}: its train settings are refused ({saved_err}): give that setting's flag "
+                                  "to override it, or start again with --overwrite") from None  # fmt: skip
+        raise err from None
     refuse_ignored_train(train_cfg, given, device_type)
     return to_dict(from_dict(DataConfig, saved["data"])), from_dict(ModelConfig, saved["model"]), train_cfg
 
@@ -129,8 +137,8 @@ def train(
     lock, failed = RunLock(spec.run), True
     try:
         dist.on_main(lambda: distributed.check(cfg, dist))  # what several processes cannot train: before any write
-        precision = resolve_precision(cfg.precision, str(dev))  # a precision this machine cannot run, too
-        distributed.check_same_choices(dist, precision.name, cfg.shape_buckets)
+        choice = lambda: resolve_precision(cfg.precision, str(dev)).name  # noqa: E731  (a precision it cannot run:
+        distributed.check_same_choices(dist, choice, cfg.shape_buckets)  # refused, on every process, before any write)
         bleu_metric(cfg.bleu_tokenize)  # ... and a BLEU tokenizer whose package is missing
         dist.on_main(lock.acquire)  # one writer per run folder: rank 0 (a refusal is raised on every rank)
         prepare = lambda: ensure_prepared(spec.data_dir, spec.src, spec.tgt, spec.run, data_asked,  # noqa: E731

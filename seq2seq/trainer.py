@@ -160,11 +160,14 @@ class Trainer:
             self.up.load(saved.state_dict, resume, reset_optimizer)
             seed = self.cfg.seed + 1_000_003 * self.dist.rank + st.step
             restore_rng(resume, self.dist, self.up.device, seed)
+        except torch.OutOfMemoryError:  # a RuntimeError too, but no damage: the file is fine, the device full
+            raise
         except (TypeError, ValueError, KeyError, RuntimeError) as err:
             why = " ".join(str(err).split())[:200]
             raise CheckpointError(f"{self.files.last}: damaged training state ({why}); resume from another "
                                   "checkpoint, or start again with --overwrite") from None  # fmt: skip
-        check_resume_state(self.files.last, saved.train_config, self.cfg, st)
+        with self.dist.alike():  # the same file and flags on every rank
+            check_resume_state(self.files.last, saved.train_config, self.cfg, st, self._epoch_batches, self.dist.world)
         if reset_optimizer:
             st.lr_scale, st.plateau = 1.0, 0
         self.clock.before = st.train_seconds
@@ -191,6 +194,12 @@ class Trainer:
         bar.close()
         return self._finish(stop or f"max_epochs={cfg.max_epochs}", signals.caught)
 
+    def _epoch_batches(self, cfg: TrainConfig) -> int:
+        """How many batches epoch `self.st.epoch` has under the settings `cfg` (a resume's check)."""
+        split = epoch_split(self.prepared, cfg, self.st.epoch, self.dist, self.st.epoch)
+        rng = np.random.default_rng([cfg.seed, self.st.epoch])
+        return len(make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens)))
+
     def _epoch(self, signals: StopSignal, bar: tqdm) -> str | None:
         """Updates on the epoch's batches, from where the run left off, until a stop or the epoch's end."""
         cfg, st, world = self.cfg, self.st, self.dist.world
@@ -198,9 +207,10 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, st.epoch])
         batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens))
         if len(batches) < world:  # every rank alike: the same batch list
-            raise ConfigError(f"epoch {st.epoch} makes {len(batches)} batch(es) of <= {cfg.max_tokens:,} target "
-                              f"tokens, fewer than the {world} processes (one batch each per update): it would train "
-                              "nothing; use a smaller --max-tokens or fewer processes")  # fmt: skip
+            with self.dist.alike():
+                raise ConfigError(f"epoch {st.epoch} makes {len(batches)} batch(es) of <= {cfg.max_tokens:,} "
+                                  f"target tokens, fewer than the {world} processes (one batch each per update): it "
+                                  "would train nothing; use a smaller --max-tokens or fewer processes")  # fmt: skip
         stop = None
         while stop is None and st.batch_in_epoch + world <= len(batches):
             shard = batches[st.batch_in_epoch : st.batch_in_epoch + world]  # one batch per rank

@@ -218,26 +218,39 @@ def test_a_failure_on_rank_1_alone_ends_the_job_promptly(tmp_path: Path) -> None
 
 
 class _Gathered(Dist):
-    """A world of two whose `gather` returns what the two processes are given to have chosen."""
+    """Rank `rank` of a world of two whose `gather` returns what the other process is given to have chosen."""
 
-    def __init__(self, others: tuple[str, str]) -> None:
-        super().__init__(rank=0, world=2)
-        object.__setattr__(self, "others", others)
+    def __init__(self, other: tuple, rank: int = 0) -> None:
+        super().__init__(rank=rank, world=2)
+        object.__setattr__(self, "other", other)
 
     def gather(self, obj):  # noqa: ANN001, ANN201
-        return [obj, self.others]
+        return [obj, self.other] if self.rank == 0 else [self.other, obj]
 
 
 def test_processes_on_unlike_machines_must_choose_alike() -> None:
     """Each process chose precision and shape buckets from its own hardware: an AMX node trained bf16 with
-    buckets beside an AVX2 node in fp32 without, on other batch lists, and said nothing."""
+    buckets beside an AVX2 node in fp32 without, on other batch lists, and said nothing. A process that could
+    not run the precision at all stopped alone, while the others waited for it in the gather."""
     from seq2seq.errors import HardwareError
     from seq2seq.scale.distributed import check_same_choices
 
-    check_same_choices(_Gathered(("bf16", "on")), "bf16", "on")
+    check_same_choices(_Gathered(("bf16", "on", None)), lambda: "bf16", "on")
     says = r"process 0: precision bf16, shape buckets on; process 1: precision fp32, shape buckets off\): give"
     with pytest.raises(HardwareError, match=says):
-        check_same_choices(_Gathered(("fp32", "off")), "bf16", "on")
+        check_same_choices(_Gathered(("fp32", "off", None)), lambda: "bf16", "on")
+
+    def cannot() -> str:
+        raise HardwareError("precision bf16: this CPU (AVX2) cannot run it")
+
+    with pytest.raises(HardwareError, match=r"^process 1: precision bf16: this CPU \(AVX2\)") as raised:
+        check_same_choices(_Gathered(("bf16", "on", None), rank=1), cannot, "on")  # rank 1 says why: to everyone
+    assert raised.value.reported_by_rank0  # and rank 0 prints it
+    with pytest.raises(HardwareError, match=r"^process 1: precision bf16") as raised:
+        check_same_choices(
+            _Gathered((None, "on", "precision bf16: this CPU (AVX2) cannot run it")), lambda: "bf16", "on"
+        )
+    assert not hasattr(raised.value, "reported_by_rank0")
 
 
 def test_a_torchrun_environment_that_cannot_work_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,8 +260,10 @@ def test_a_torchrun_environment_that_cannot_work_is_one_error(monkeypatch: pytes
     monkeypatch.setenv("WORLD_SIZE", "2")
     for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(ConfigError, match="WORLD_SIZE=2 without RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT: start"):
-        setup("cpu")  # was a ValueError traceback from torch
+    with pytest.raises(ConfigError, match="WORLD_SIZE=2 without RANK, MASTER_ADDR, MASTER_PORT: start"):
+        setup("cpu")  # was a ValueError traceback from torch (LOCAL_RANK: only a GPU needs it; SLURM/MPI launchers)
+    with pytest.raises(ConfigError, match="WORLD_SIZE=2 without RANK, MASTER_ADDR, MASTER_PORT, LOCAL_RANK: start"):
+        setup("cuda")
     for key, value in (("RANK", "3"), ("LOCAL_RANK", "3"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")):
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -271,3 +286,12 @@ def test_the_training_memory_check_shares_the_machine_among_its_processes(monkey
     updater.check_model_memory(model, (8000, 8000), TrainConfig(), torch.device("cuda", 0))
     with pytest.raises(ConfigError, match="over half this machine's memory over its 4 training processes"):
         updater.check_model_memory(model, (8000, 8000), TrainConfig())
+
+
+def test_a_refusal_every_process_makes_alike_is_printed_once(tmp_path: Path) -> None:
+    """A resume that changes --max-tokens in mid-epoch is refused by every process from the same last.pt:
+    each printed it."""
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "run"
+    assert _torchrun(corpus, run, "--max-steps", "2").returncode == 0
+    done = _torchrun(corpus, run, "--max-steps", "4", "--resume", "--max-tokens", "80")
+    assert done.returncode != 0 and done.stderr.count("whose batches were made with --max-tokens 60") == 1, done.stderr

@@ -416,3 +416,33 @@ def test_one_column_for_both_sides_is_refused(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--src-column and --tgt-column are both 'text'" in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_shards_that_name_no_split_are_train_and_numbered_shards_join_their_split(tmp_path: Path) -> None:
+    """A glob of part-0001/part-0002 was refused (only a split-less file beside named ones is), and
+    train-00000-of-00002 / train-00001-of-00002 became two splits of those names."""
+    write_jsonl(tmp_path / "s" / "part-0001.jsonl", columns(DE[:2], EN[:2]))
+    write_jsonl(tmp_path / "s" / "part-0002.jsonl", columns(DE[2:], EN[2:]))
+    flags = ["--src", "de", "--tgt", "en"]
+    assert main(["download", "--dataset", str(tmp_path / "s" / "*.jsonl"), *flags, "--out", str(tmp_path / "o")]) == 0
+    check(tmp_path / "o", "train", DE, EN)
+    write_jsonl(tmp_path / "h" / "train-00000-of-00002.jsonl", columns(DE[:2], EN[:2]))
+    write_jsonl(tmp_path / "h" / "train-00001-of-00002.jsonl", columns(DE[2:], EN[2:]))
+    write_jsonl(tmp_path / "h" / "test_2016_flickr.jsonl", columns(DE[:1], EN[:1]))
+    assert main(["download", "--dataset", str(tmp_path / "h" / "*.jsonl"), *flags, "--out", str(tmp_path / "p")]) == 0
+    check(tmp_path / "p", "train", DE, EN)
+    check(tmp_path / "p", "test_2016_flickr", DE[:1], EN[:1])
+
+
+def test_own_files_of_a_split_the_download_does_not_write_are_kept(tmp_path: Path) -> None:
+    """The user's own test.de/test.en beside a download of a train split alone were refused as if they would
+    be overwritten."""
+    write_jsonl(tmp_path / "one" / "train.jsonl", columns(DE, EN))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "test.de").write_text("mein Test\n", encoding="utf-8")
+    (out / "test.en").write_text("my test\n", encoding="utf-8")
+    flags = ["download", "--dataset", str(tmp_path / "one" / "train.jsonl"), "--src", "de", "--tgt", "en"]
+    assert main([*flags, "--out", str(out)]) == 0
+    check(out, "train", DE, EN)
+    assert (out / "test.de").read_text(encoding="utf-8") == "mein Test\n"

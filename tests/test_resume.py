@@ -600,12 +600,20 @@ def test_a_kill_in_the_epoch_after_the_last_checkpoint_keeps_that_checkpoints_se
     [
         (lambda c: c.update(src_spm=b"garbage"), "other SentencePiece models than"),
         (lambda c: c["model_config"].update(dec_hidden=33), "last.pt: inconsistent checkpoint: "),
-        (lambda c: c["train_config"].update(max_tokens=10**9), "last.pt: damaged train settings (max_tokens"),
+        (lambda c: c["train_config"].update(max_tokens=10**9), "last.pt: its train settings are refused (max_tokens"),
     ],
 )
 def test_an_edited_checkpoint_is_one_line_naming_it(tmp_path: Path, capsys, damage, says: str) -> None:
     err = _resume_refused(tmp_path, capsys, damage)
     assert err.count("\n") == 1 and "last.pt" in err and says in err, err
+
+
+def test_a_flag_overrides_a_saved_train_setting_newer_rules_refuse(tmp_path: Path, capsys) -> None:
+    """min_lr above lr was accepted once: such a last.pt resumes when the flag sets a value taken now."""
+    err = _resume_refused(tmp_path, capsys, lambda c: c["train_config"].update(min_lr=0.01, lr=0.001))
+    assert "last.pt: its train settings are refused (min_lr" in err, err
+    args = ["train", "--data", str(tmp_path / "corpus"), "--src", "xx", "--tgt", "yy", "--out", str(tmp_path / "run")]
+    assert main([*args, "--resume", "--max-steps", "4", "--min-lr", "0"]) == 0
 
 
 def _stopped_mid_epoch(tmp_path: Path) -> tuple[Path, list[str]]:
@@ -639,3 +647,33 @@ def test_a_resume_that_would_change_what_its_state_counts_in_is_refused(tmp_path
     assert err.count("\n") == 1 and says in err, err
     assert (run / "last.pt").read_bytes() == before
     assert main([*args, "--lr", "1e-3"]) == 0  # a setting that changes neither is taken
+
+
+def test_an_epoch_whose_updates_are_all_done_may_go_on_with_other_batches(tmp_path: Path) -> None:
+    """last.pt of an epoch's last update records epoch 0 at its last batch: nothing of it is left, so other
+    --max-tokens from there skip or repeat nothing (it was refused as if in mid-epoch)."""
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "run"
+    cfg = TrainConfig(max_tokens=120, max_epochs=1, valid_every=1, valid_bleu_sentences=0)
+    first = train(RunSpec(corpus, "xx", "yy", run), DATA, MODEL, cfg, RunOptions(progress=False))
+    state = load_checkpoint(run / "last.pt")["train_state"]
+    assert (state["epoch"], state["batch_in_epoch"]) == (0, first.steps)  # saved before the epoch rolled over
+    more = dataclasses.replace(cfg, max_tokens=200, max_epochs=2)
+    assert train(RunSpec(corpus, "xx", "yy", run), DATA, MODEL, more, RunOptions(resume=True, progress=False)).steps
+
+
+def test_a_full_device_while_resuming_is_no_damaged_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """Loading Adam's moments onto a full GPU raises torch.OutOfMemoryError (a RuntimeError): it was reported
+    as a damaged last.pt, with advice (--overwrite) that would discard a good run."""
+    from seq2seq.updater import Updater
+
+    corpus, run = write_corpus(tmp_path / "corpus", n_train=120), tmp_path / "run"
+    cfg = TrainConfig(max_tokens=120, max_steps=2, valid_every=2, valid_bleu_sentences=0)
+    train(RunSpec(corpus, "xx", "yy", run), DATA, MODEL, cfg, RunOptions(progress=False))
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Updater, "load", full)
+    longer = dataclasses.replace(cfg, max_steps=4)
+    with pytest.raises(torch.OutOfMemoryError):
+        train(RunSpec(corpus, "xx", "yy", run), DATA, MODEL, longer, RunOptions(resume=True, progress=False))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -42,7 +43,7 @@ from ..config import ConfigError, TrainConfig
 from ..errors import HardwareError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 log = logging.getLogger("seq2seq")
 T = TypeVar("T")
@@ -118,6 +119,17 @@ class Dist:
             raise box[1]
         return box[0]
 
+    @contextmanager
+    def alike(self) -> Iterator[None]:
+        """Around a check every rank makes on the same inputs: its error, raised on every rank alike, is
+        printed by rank 0 alone (the others exit with its status, silently: cli.main)."""
+        try:
+            yield
+        except Exception as err:
+            if not self.main:
+                err.reported_by_rank0 = True  # type: ignore[attr-defined]
+            raise
+
     def main_first(self, fn: Callable[[], T]) -> T:
         """Run `fn` on rank 0, then on the others (rank 0 writes what they then only read)."""
         result = self.on_main(fn)
@@ -143,7 +155,10 @@ def setup(device: str | torch.device) -> tuple[Dist, torch.device]:
     if not (dist.is_available() and dist.is_initialized()):
         if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
             return Dist(), dev
-        if missing := [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]:
+        needed = ("RANK", "MASTER_ADDR", "MASTER_PORT") + (
+            ("LOCAL_RANK",) if dev.type == "cuda" else ()
+        )  # gloo: no GPU
+        if missing := [k for k in needed if k not in os.environ]:
             raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} without {', '.join(missing)}: start "
                               "several processes with torchrun (docs/scaling.md), or unset WORLD_SIZE")  # fmt: skip
         if dev.type == "cuda":
@@ -177,14 +192,27 @@ def teardown(d: Dist, failed: bool = False) -> None:
         dist.destroy_process_group()
 
 
-def check_same_choices(d: Dist, precision: str, shape_buckets: str) -> None:
+def check_same_choices(d: Dist, precision: Callable[[], str], shape_buckets: str) -> None:
     """Every process must train in the same precision with the same batch shapes (each decides from its own
-    hardware: machines that differ would train alike only by chance, and build other batch lists)."""
-    everyone = d.gather((precision, shape_buckets))
-    if len(set(everyone)) > 1:
-        which = "; ".join(f"process {r}: precision {p}, shape buckets {b}" for r, (p, b) in enumerate(everyone))
-        raise HardwareError(f"the processes chose different settings for their hardware ({which}): give --precision "
-                            "and --shape-buckets explicitly, with values every machine runs")  # fmt: skip
+    hardware: machines that differ would train alike only by chance, and build other batch lists). `precision`
+    gives this process's (or raises a HardwareError): what each process chose, or why it cannot, is shared
+    before any refusal, so that no process waits for one that stopped."""
+    try:
+        mine: tuple[str | None, str, str | None] = (precision(), shape_buckets, None)
+    except HardwareError as err:
+        mine = (None, shape_buckets, str(err))
+    everyone = d.gather(mine)
+    with d.alike():
+        if cannot := next(((r, e) for r, (_, _, e) in enumerate(everyone) if e), None):
+            where = f"process {cannot[0]}: " if d.world > 1 else ""
+            raise HardwareError(f"{where}{cannot[1]}")
+        if len({(p, b) for p, b, _ in everyone}) > 1:
+            chosen = enumerate(everyone)
+            which = "; ".join(f"process {r}: precision {p}, shape buckets {b}" for r, (p, b, _) in chosen)
+            raise HardwareError(
+                f"the processes chose different settings for their hardware ({which}): "
+                "give --precision and --shape-buckets explicitly (values every machine runs)"
+            )
 
 
 def check(cfg: TrainConfig, d: Dist) -> None:

@@ -45,18 +45,32 @@ class Schema(NamedTuple):
         return {"src": self.src_col, "tgt": self.tgt_col}
 
 
-def _file_split(path: str, alone: bool = True) -> str:
-    """The split a data file holds, read from its name (`validation.jsonl` -> validation); a file whose
-    name names none is train when it is the only file, else refused (a CorpusError naming it):
-    `newstest2014.jsonl` beside `train.jsonl` was merged into train."""
+_SHARD = re.compile(r"^(train|validation|valid|val|dev|test)[-_]\d+(-of-\d+)?$")  # train-00000-of-00002
+
+
+def _named_split(path: str) -> str | None:
+    """The split a data file's name names (`validation.jsonl` -> validation, `test_2016_flickr.jsonl` ->
+    test_2016_flickr, a shard `train-00001-of-00004.parquet` -> train), or None."""
     stem = Path(path).name.split(".")[0]
-    if _SPLIT_IN_NAME.match(stem.lower()):
-        return stem
-    if alone:
-        return "train"
-    raise CorpusError(f"{path}: its name names no split, so it would be merged into train: with several files, "
-                      "each name starts with its split (train, validation, valid, val, dev or test, e.g. "
-                      "test_newstest2014.jsonl): rename it, or download it alone")  # fmt: skip
+    if not (m := _SPLIT_IN_NAME.match(stem.lower())):
+        return None
+    return stem[: len(m.group(1))] if _SHARD.match(stem.lower()) else stem
+
+
+def _file_splits(files: list[str]) -> dict[str, list[str]]:
+    """The data files of each split, by name. Files whose names name no split are train (shards such as
+    `part-0001.jsonl`), unless others do name theirs: `newstest2014.jsonl` beside `train.jsonl` would be
+    merged into train, so it is refused (a CorpusError naming it)."""
+    named = {f: _named_split(f) for f in files}
+    if None in named.values() and (other := next((f for f, s in named.items() if s is not None), None)):
+        bare = next(f for f, s in named.items() if s is None)
+        raise CorpusError(f"{bare}: its name names no split, beside files that do ({Path(other).name}), so it "
+                          "would be merged into train: name its split first (train, validation, valid, val, dev or "
+                          "test, e.g. test_newstest2014.jsonl), or download it alone")  # fmt: skip
+    splits: dict[str, list[str]] = {}
+    for f, split in named.items():
+        splits.setdefault(split or "train", []).append(f)
+    return splits
 
 
 def _extension(path: str) -> str:
@@ -129,9 +143,7 @@ def _load_local(dataset: str, subset: str | None, streaming: bool) -> tuple[dict
         raise CorpusError(f"{dataset}: no such file or folder")
     if subset:
         raise CorpusError(f"{dataset}: --subset applies to Hub datasets and dataset folders only")
-    data_files: dict[str, list[str]] = {}
-    for f in files:
-        data_files.setdefault(_file_split(f, alone=len(files) == 1), []).append(f)
+    data_files = _file_splits(files)
     builder, options = _builder(files)
     splits = datasets.load_dataset(builder, data_files=data_files, streaming=streaming, **options)
     return dict(splits), {"source": "files", "data_files": data_files}
@@ -353,12 +365,13 @@ def _download(dataset: str, src: str, tgt: str, out: Path, subset: str | None,
     from datasets.exceptions import DatasetsError
 
     old = _old_splits(out, src, tgt)  # before any work: a folder of another download is refused
-    _check_clobber(out, old, [f"{split}.{lang}" for split in ("train", "val", "test") for lang in (src, tgt)])
     splits, source = _load(dataset, subset, revision, streaming)
     names = {name: SPLIT_NAMES.get(name.lower(), name) for name in splits}
     clashes = sorted({n for n in names.values() if list(names.values()).count(n) > 1})
     if clashes:
         raise CorpusError(f"splits {sorted(splits)} give two {clashes[0]!r} splits")
+    will_write = {*names.values(), *(["val"] if hold_out.size else [])}  # the split files this download writes:
+    _check_clobber(out, old, [f"{split}.{lang}" for split in will_write for lang in (src, tgt)])  # before reading
     if hold_out.seed is not None and not hold_out.size:
         raise CorpusError(f"--val-seed {hold_out.seed} would be ignored: it picks the pairs --val-size holds out")
     if hold_out.size:
