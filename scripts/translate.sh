@@ -54,8 +54,13 @@ if [ -n "$REF" ] && [ "$OUTPUT" -ef "$REF" ]; then  # the same file, by its path
   echo "translate.sh: OUTPUT=$OUTPUT is the reference REF=$REF: it would be overwritten, then scored against" \
     "itself; set another OUTPUT" >&2; exit 2
 fi
-for arg in "$@"; do
-  flag=$(flag_of "$arg" --n-best --nbest-format --alignments)
+args=("$@")
+for i in "${!args[@]}"; do
+  arg=${args[$i]} flag=$(flag_of "${args[$i]}" --n-best --nbest-format --alignments)
+  if [ "$flag" = --n-best ]; then  # --n-best 1 prints one translation a line: scored as it is
+    if [[ $arg == *=* ]]; then value=${arg#*=}; else value=${args[$((i + 1))]:-}; fi
+    [ "$value" = 1 ] && flag=
+  fi
   if [ -n "$REF" ] && [ -n "$flag" ]; then
     echo "translate.sh: $flag writes lines that are not one translation each, and OUTPUT is scored against" \
       "REF=$REF; drop $arg (or run seq2seq translate)" >&2; exit 2

@@ -225,3 +225,15 @@ def test_a_length_penalty_or_nbest_format_that_shows_in_the_output_is_kept(run_d
     code = main(["translate", "--checkpoint", str(run_dir / "best.pt"), "--input", str(tmp_path / "in.txt"), "-q",
                  *flags])  # fmt: skip
     assert code == 0, capsys.readouterr().err
+
+
+def test_a_decode_table_shared_with_serve_may_hold_a_length_penalty(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """`serve` prints scores, so a [decode] table shared with it may hold length_penalty beside beam_size 1:
+    `translate --config` on it was refused, and no flag could clear a value from the table. The flag itself
+    given with greedy plain output stays refused."""
+    (tmp_path / "in.txt").write_text("red cat\n")
+    (tmp_path / "decode.toml").write_text("[decode]\nbeam_size = 1\nlength_penalty = 0.6\n")
+    args = ["translate", "--checkpoint", str(run_dir / "best.pt"), "--input", str(tmp_path / "in.txt"), "-q"]
+    assert main([*args, "--config", str(tmp_path / "decode.toml")]) == 0, capsys.readouterr().err
+    assert main([*args, "--beam-size", "1", "--length-penalty", "0.6"]) == 2
+    assert "length_penalty with beam_size 1" in capsys.readouterr().err

@@ -258,7 +258,8 @@ def _on_own_data(run_dir: Path, where: Path, dataset: str) -> tuple[Path, Path]:
 
 
 def _download_manifest(data: Path, dataset: str) -> None:
-    splits = {split: {"from_split": split, "lines": 1} for split in ("train", "val", "test")}
+    splits = {split: {"from_split": hub, "lines": 1} for split, hub in (("train", "train"), ("val", "validation"),
+                                                                       ("test", "test"))}  # fmt: skip
     (data / "manifest.json").write_text(json.dumps({"dataset": dataset, "source": "hub", "src": "xx", "tgt": "yy",
                                                     "splits": splits}))  # fmt: skip
 
@@ -295,11 +296,12 @@ def test_a_score_is_of_the_training_dataset_only_on_one_of_its_splits(run_dir: P
     (tmp_path / "scores.txt").write_text(SCORES, encoding="utf-8")
     out = tmp_path / "repo"
     assert main(["push", "--checkpoint", str(run / "best.pt"), "--repo", "me/tiny", "--dry-run", "--out", str(out),
-                 "--bleu-file", f"test={tmp_path / 'scores.txt'}",
+                 "--bleu-file", f"test={tmp_path / 'scores.txt'}", "--bleu-file", f"val={tmp_path / 'scores.txt'}",
                  "--bleu-file", f"newstest2014={tmp_path / 'scores.txt'}"]) == 0  # fmt: skip
     results = ModelCard((out / "README.md").read_text(encoding="utf-8")).data.to_dict()["model-index"][0]["results"]
     datasets = {(r["dataset"]["name"], r["dataset"]["type"], r["dataset"].get("split")) for r in results}
-    assert datasets == {("test", "me/c1", "test"), ("newstest2014", "newstest2014", None)}
+    assert datasets == {("test", "me/c1", "test"), ("val", "me/c1", "validation"),  # the Hub's own split name
+                        ("newstest2014", "newstest2014", None)}  # fmt: skip
 
 
 def test_a_score_file_is_named_on_the_card_and_must_be_signed(run_dir: Path, tmp_path: Path, capsys) -> None:
@@ -340,11 +342,36 @@ def test_push_reads_digests_and_uploads_one_copy_of_the_model(run_dir: Path, tmp
         model.write_bytes(b"a newer checkpoint, written while push runs")
         return facts
 
-    monkeypatch.setattr(hub_module, "read_facts", read_then_replaced)
+    def read_then_renamed_over(path: Path):  # as training writes checkpoints: a new file renamed over it
+        facts = real(path)
+        (tmp_path / "new.pt").write_bytes(b"a newer checkpoint, written while push runs")
+        os.replace(tmp_path / "new.pt", model)
+        return facts
+
+    monkeypatch.setattr(hub_module, "read_facts", read_then_renamed_over)
     out = tmp_path / "repo"
     assert main(["push", "--checkpoint", str(model), "--repo", "me/tiny", "--dry-run", "--out", str(out)]) == 0
     assert (out / "model.pt").read_bytes() == original
     assert f"SHA-256 `{hashlib.sha256(original).hexdigest()}`" in (out / "README.md").read_text(encoding="utf-8")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".seq2seq-push-")]  # the snapshot is gone
+    model.write_bytes(original)  # written over in place (`cp` onto it): the snapshot, a hard link, changes too
+    monkeypatch.setattr(hub_module, "read_facts", read_then_replaced)
+    assert (
+        main(["push", "--checkpoint", str(model), "--repo", "me/tiny", "--dry-run", "--out", str(tmp_path / "r2")]) == 2
+    )
+
+
+def test_push_takes_its_snapshot_as_a_link_beside_the_model(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Every push copied the model into the system's temporary folder first: a model of gigabytes did not
+    fit a small /tmp (a RAM disk in places), even for --dry-run."""
+    import seq2seq.sources.hub as hub_module
+
+    model = tmp_path / "best.pt"
+    model.write_bytes((run_dir / "best.pt").read_bytes())
+    monkeypatch.setattr(hub_module.shutil, "copyfile", lambda *a, **k: pytest.fail("the model file was copied"))
+    assert (
+        main(["push", "--checkpoint", str(model), "--repo", "me/tiny", "--dry-run", "--out", str(tmp_path / "r")]) == 0
+    )
 
 
 def test_push_out_replaces_an_earlier_push_whole(run_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -347,3 +347,11 @@ def test_a_stray_carriage_return_past_the_first_line_is_whitespace(tmp_path: Pat
         lines[2] = lines[2].replace(" ", "\r", 1)
         (corpus / f"train.{lang}").write_text("\n".join(lines) + "\n")
     assert main(_preprocess(corpus, tmp_path / "run", "--vocab-size", "60")) == 0
+
+
+def test_lines_ending_in_two_carriage_returns_read_as_before(tmp_path: Path) -> None:
+    """\\r\\r\\n (a CRLF file converted to CRLF again by a Windows tool) left a CR on line 1, read as a CR-only file."""
+    from seq2seq.text import clean, read_lines
+
+    (tmp_path / "rrn.de").write_bytes(b"Hallo Welt\r\r\nZweite Zeile\r\r\n")
+    assert [clean(line) for line in read_lines(tmp_path / "rrn.de")] == ["Hallo Welt", "Zweite Zeile"]

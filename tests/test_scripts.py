@@ -277,8 +277,11 @@ def test_translate_script_refuses_what_would_score_the_wrong_file(run_dir: Path,
     assert ref.read_text() == (data / "test.yy").read_text()
     for flags in (["--output", "x"], ["--out=x"], ["--input", "x"]):
         refused("INPUT and OUTPUT give the files", *flags)
-    for flags in (["--n-best", "3"], ["--nbest-format", "moses"], ["--alignments"], ["--align"]):
+    for flags in (["--n-best", "3"], ["--n-best=2"], ["--nbest-format", "moses"], ["--alignments"], ["--align"]):
         refused("writes lines that are not one translation each", *flags)
+    for flags in (["--n-best", "1"], ["--n-best=1"]):  # one translation a line: scored as it is
+        done = script(*flags, "-q")
+        assert done.returncode == 0 and "BLEU" in done.stdout, done.stderr
     (tmp_path / "other run").mkdir()
     (tmp_path / "other run/best.pt").write_bytes((run_dir / "best.pt").read_bytes())
     done = script("--device", "cpu", OUTPUT="-", CKPT=str(tmp_path / "other run/best.pt"))  # printed, unscored

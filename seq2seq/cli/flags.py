@@ -92,5 +92,5 @@ def from_flags(
     an output of texts alone), is refused (`refuse_ignored_decode`)."""
     values = given(cls, args, base)
     if cls is DecodeConfig:
-        refuse_ignored_decode(values, scores_shown)
+        refuse_ignored_decode(values, scores_shown, flags=given(cls, args))
     return from_dict(cls, values)

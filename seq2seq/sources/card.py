@@ -252,6 +252,12 @@ def read_scores(specs: Sequence[str]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------- card
 
 
+def _hub_split(splits: dict[str, Any], name: str) -> str:
+    """The Hub dataset's own name for a split (`val` -> `validation`, its `from_split`), or `name` itself."""
+    ours = splits.get(name)
+    return ours["from_split"] if isinstance(ours, dict) and isinstance(ours.get("from_split"), str) else name
+
+
 def _yaml(repo: str, facts: ModelFacts, scores: list[dict[str, Any]], license_: str) -> str:
     """The card's Hub metadata (huggingface_hub's ModelCardData), the licence left to fill in if `other`."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -263,7 +269,8 @@ def _yaml(repo: str, facts: ModelFacts, scores: list[dict[str, Any]], license_: 
     own = set(splits) | {v.get("from_split") for v in splits.values() if isinstance(v, dict)} if hub_dataset else set()
     task = f"Translation {facts.src_lang}-{facts.tgt_lang}"
     results = [EvalResult(task_type="translation", task_name=task, dataset_type=hub_dataset if s["set"] in own
-                          else s["set"], dataset_name=s["set"], dataset_split=s["set"] if s["set"] in own else None,
+                          else s["set"], dataset_name=s["set"],
+                          dataset_split=_hub_split(splits, s["set"]) if s["set"] in own else None,
                           metric_type=s["metric"].lower(), metric_value=s["value"], metric_name=s["metric"],
                           metric_config=s["signature"]) for s in scores]  # fmt: skip
     tags = ["translation", "seq2seq-nmt", facts.model_config.get("cell", "rnn"), *(["onnx"] * (facts.kind == "onnx"))]

@@ -15,6 +15,7 @@ of an earlier push that this one does not write (an earlier model file, its conf
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ import stat as stat_
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from ..config_dict import from_dict
@@ -30,6 +32,9 @@ from ..config_toml import toml_text
 from ..errors import CheckpointError, CorpusError, HubError, OutputError
 from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path, refuse_hub_output
 from .card import CardOptions, ModelFacts, add_run_facts, model_card, read_facts, read_scores
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @dataclass(frozen=True)
@@ -61,13 +66,41 @@ def _config_toml(facts: ModelFacts, model: Path) -> str | None:
     return toml_text(tables, f"The settings {model.name} was trained with (seq2seq push).")
 
 
+@contextlib.contextmanager
+def _snapshot_folder(model: str | Path) -> Iterator[Path]:
+    """A temporary folder for `stage`'s snapshot: beside the model file where that folder is writable (the
+    same file system: a hard link, no copy of a model of gigabytes into a small /tmp), else the system's."""
+    try:
+        holder = tempfile.TemporaryDirectory(prefix=".seq2seq-push-", dir=model_file(model).parent)
+    except OSError:
+        holder = tempfile.TemporaryDirectory(prefix="seq2seq-push-")
+    with holder as folder:
+        yield Path(folder)
+
+
+def _version(files: dict[str, Path | bytes]) -> tuple[int, int]:
+    """(size, modification time) of the staged model file."""
+    st = next(v for v in files.values() if isinstance(v, Path)).stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _unchanged(files: dict[str, Path | bytes], read_as: tuple[int, int], model: str | Path, what: str) -> None:
+    """The snapshot (a hard link) must be as `stage` read it: a model file written over in place (`cp` onto
+    it, where training replaces its files by a rename) changes the link's bytes too. A HubError if it did."""
+    if _version(files) != read_as:
+        raise HubError(f"{model}: written over while push read it, so {what} may hold parts of two versions; "
+                       "push again once it is written")  # fmt: skip
+
+
 def stage(model: str | Path, repo: str, card: CardOptions = CardOptions(),
           snapshot: Path | None = None) -> dict[str, Path | bytes]:  # fmt: skip
     """The repository's files, name -> the local model file or the bytes of a generated one.
 
-    `snapshot`: a folder to copy the model file into first; the facts, the card's SHA-256 and size, and
-    the file uploaded are then all of that one copy (a training process replacing best.pt meanwhile
-    changes none of them). Without it, the file is read where it is."""
+    `snapshot`: a folder to take the model file into first, as a hard link where it is on the model's file
+    system (no copy: checkpoints are replaced by a rename, so the link keeps this version's bytes), else a
+    copy; the facts, the card's SHA-256 and size, and the file uploaded are then all of that one version
+    (a training process replacing best.pt meanwhile changes none of them). Without it, the file is read
+    where it is."""
     model = model_file(model)  # hf://ORG/NAME too: downloaded (translation/hub.py)
     if not model.is_file():
         raise HubError(f"{model}: no such model file")
@@ -75,10 +108,14 @@ def stage(model: str | Path, repo: str, card: CardOptions = CardOptions(),
     if snapshot is not None:
         copy = snapshot / model.name
         try:
-            shutil.copyfile(model, copy)
-        except OSError as err:
-            raise HubError(f"{model}: cannot copy it to {snapshot} to push one version of it ({err.strerror or err})"
-                           ) from None  # fmt: skip
+            os.link(model, copy)
+        except OSError:  # another file system, or no hard links there
+            try:
+                shutil.copyfile(model, copy)
+            except OSError as err:
+                raise HubError(f"{model}: cannot copy it to {snapshot} to push one version of it "
+                               f"({err.strerror or err})") from None  # fmt: skip
+    read_as = (copy.stat().st_size, copy.stat().st_mtime_ns)
     facts = _read_facts(copy, model)
     add_run_facts(facts, model, card.run)
     scores = read_scores(card.bleu_files)
@@ -94,6 +131,8 @@ def stage(model: str | Path, repo: str, card: CardOptions = CardOptions(),
                                       POINTER: (json.dumps(pointer, indent=1) + "\n").encode()}  # fmt: skip
     if config is not None:
         files["config.toml"] = config.encode()
+    if snapshot is not None:
+        _unchanged(files, read_as, model, "the card")
     return files
 
 
@@ -243,17 +282,19 @@ def push(
         check_out(out)  # before any work
     if not dry_run:
         check_token(repo)
-    with tempfile.TemporaryDirectory(prefix="seq2seq-push-") as snapshot:
-        files = stage(model, repo, card, Path(snapshot))  # one copy of the model file: read, digested, uploaded
-        names = ", ".join(files)
+    with _snapshot_folder(model) as snapshot:
+        files = stage(model, repo, card, snapshot)  # one version of the model file: read, digested, uploaded
+        read_as, names = _version(files), ", ".join(files)
         done = []
         if out is not None:
             done.append(f"wrote {names} to {write_folder(files, out)}")
+            _unchanged(files, read_as, model, "the folder written")
         if dry_run:
             card_text = files["README.md"]
             readme = "" if out is not None or isinstance(card_text, Path) else "\n" + card_text.decode()
             return "; ".join([*done, f"nothing uploaded (--dry-run): {SCHEME}{repo} would get {names}"]) + readme
         url, stale = upload(files, repo, options)
+        _unchanged(files, read_as, model, "the upload")
     removed = f"; removed {', '.join(stale)} of the earlier push" if stale else ""
     return "; ".join([*done, f"uploaded {names} to {SCHEME}{repo} ({url}){removed}"])
 
