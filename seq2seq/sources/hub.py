@@ -31,7 +31,8 @@ from ..config_dict import from_dict
 from ..config_toml import toml_text
 from ..errors import CheckpointError, CorpusError, HubError, OutputError
 from ..translation.hub import POINTER, POINTER_FORMAT, SCHEME, model_file, parse_hub_path, refuse_hub_output
-from .card import CardOptions, ModelFacts, add_run_facts, model_card, read_facts, read_scores
+from .card import CardOptions, model_card, read_scores
+from .facts import ModelFacts, add_run_facts, read_facts
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
