@@ -194,18 +194,21 @@ class Trainer:
         bar.close()
         return self._finish(stop or f"max_epochs={cfg.max_epochs}", signals.caught)
 
-    def _epoch_batches(self, cfg: TrainConfig) -> int:
-        """How many batches epoch `self.st.epoch` has under the settings `cfg` (a resume's check)."""
-        split = epoch_split(self.prepared, cfg, self.st.epoch, self.dist, self.st.epoch)
+    def _batches(self, cfg: TrainConfig, keep: int | None) -> tuple[EncodedSplit, list[np.ndarray]]:
+        """Epoch `self.st.epoch`'s pairs and batch list under the settings `cfg` (a function of seed and epoch);
+        `keep`: the epoch whose sampled segmentation stays on disk (`epoch_split`)."""
+        split = epoch_split(self.prepared, cfg, self.st.epoch, self.dist, keep)
         rng = np.random.default_rng([cfg.seed, self.st.epoch])
-        return len(make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens)))
+        return split, make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens))
+
+    def _epoch_batches(self, cfg: TrainConfig) -> int:
+        """How many batches the current epoch has under the settings `cfg` (a resume's check)."""
+        return len(self._batches(cfg, self.st.epoch)[1])
 
     def _epoch(self, signals: StopSignal, bar: tqdm) -> str | None:
         """Updates on the epoch's batches, from where the run left off, until a stop or the epoch's end."""
         cfg, st, world = self.cfg, self.st, self.dist.world
-        split = epoch_split(self.prepared, cfg, st.epoch, self.dist, self.checkpoint_epoch)
-        rng = np.random.default_rng([cfg.seed, st.epoch])
-        batches = make_batches(split.src_lens, split.tgt_lens, cfg.max_tokens, rng, bool(cfg.bucket_tokens))
+        split, batches = self._batches(cfg, self.checkpoint_epoch)
         if len(batches) < world:  # every rank alike: the same batch list
             with self.dist.alike():
                 raise ConfigError(f"epoch {st.epoch} makes {len(batches)} batch(es) of <= {cfg.max_tokens:,} "
