@@ -291,7 +291,7 @@ def check_vocab(path: str | Path, model: ModelFile) -> None:
         weight = model.state_dict.get(key)
         try:
             pieces = len(Tokenizer(spm_bytes))
-        except (RuntimeError, OSError, ValueError, TypeError, AssertionError):
+        except (RuntimeError, OSError, ValueError, TypeError):
             raise CheckpointError(f"{path}: its {side} SentencePiece model does not load") from None
         if weight is None or weight.shape[0] != pieces:
             rows = "no" if weight is None else weight.shape[0]
@@ -315,7 +315,19 @@ def load_weights(path: str | Path, module: torch.nn.Module, weights: dict[str, t
             [f"unexpected {', '.join(unexpected)}"] if unexpected else [])  # fmt: skip
         raise CheckpointError(f"{path}: inconsistent checkpoint: weights do not fit its model config "
                               f"({'; '.join(parts)})")  # fmt: skip
+    for names in _shared(expected):  # one parameter under two names (tied embeddings): the file's copies must agree
+        if not all(torch.equal(weights[names[0]], weights[n]) for n in names[1:]):
+            raise CheckpointError(f"{path}: inconsistent checkpoint: {' and '.join(names)} are one tied weight in "
+                                  "its model config but differ in the file")  # fmt: skip
     module.load_state_dict(weights)
+
+
+def _shared(tensors: dict[str, torch.Tensor]) -> list[list[str]]:
+    """Names of a state dict that share one tensor's storage, in groups of two or more."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name, t in tensors.items():
+        groups.setdefault((t.untyped_storage().data_ptr(), t.storage_offset()), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def read_resume(path: str | Path) -> tuple[ModelFile, ResumeState]:

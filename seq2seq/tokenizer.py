@@ -78,7 +78,9 @@ class Tokenizer:
     def __init__(self, model_proto: bytes) -> None:
         self.model_proto = bytes(model_proto)
         self.sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
-        assert self.sp.pad_id() == PAD_ID and self.sp.eos_id() == EOS_ID, "special ids differ"
+        ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
+        if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):  # not an assert: `python -O` would load such a model
+            raise ValueError(f"special ids differ: pad/unk/bos/eos are {ids}, not {(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}")
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()

@@ -91,6 +91,23 @@ def test_a_torch_without_the_cpu_kernel_falls_back_to_foreach(monkeypatch: pytes
     assert adam_module._NO_KERNEL == {("cpu", torch.float32)}
 
 
+def test_an_out_of_memory_in_the_fused_kernel_is_raised_not_taken_for_a_missing_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A RuntimeError that is not "no kernel" (CPU out of memory is a plain RuntimeError) is the caller's:
+    caught, it switched the process to the slower foreach path for good."""
+    monkeypatch.setattr(adam_module, "_NO_KERNEL", set())
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 40000000000 bytes")
+
+    monkeypatch.setattr(torch, "_fused_adam_", out_of_memory)
+    ours = _params()
+    with pytest.raises(RuntimeError, match="can't allocate memory"):
+        _run(Adam(ours, lr=1e-2), ours, range(1))
+    assert adam_module._NO_KERNEL == set()
+
+
 def test_a_parameter_that_never_gets_a_gradient_has_no_state() -> None:
     used, unused = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
     opt = Adam([used, unused], lr=0.1)
@@ -201,6 +218,16 @@ def test_state_for_other_parameters_is_refused_by_name() -> None:
         ({**good, "state": {0: {**good["state"][0], "step": torch.ones(2)}}}, "one-element tensor"),
         ({**good, "state": {0: {"exp_avg": good["state"][0]["exp_avg"]}}}, "not Adam's"),
     ]
+    # finite but impossible: each made the first update NaN (bias correction 1 - beta**0, sqrt of a negative)
+    group = good["param_groups"][0]
+    for key, value, message in (("step", torch.tensor(-1.0), "step -1.0; it must be a whole number >= 0"),
+                                ("step", torch.tensor(2.5), "step 2.5"),
+                                ("exp_avg_sq", -good["state"][0]["exp_avg_sq"] - 1, "negative values")):  # fmt: skip
+        broken.append(({**good, "state": {0: {**good["state"][0], key: value}}}, message))
+    for key, value, message in (("eps", 0.0, "eps=0.0"), ("eps", -1e-8, "eps=-1e-08"),
+                                ("lr", float("nan"), "lr=nan"), ("betas", (0.9, 1.0), "betas=\\(0.9, 1.0\\)"),
+                                ("betas", (0.9,), "two numbers")):  # fmt: skip
+        broken.append(({**good, "param_groups": [{**group, key: value}]}, message))
     for state, message in broken:
         with pytest.raises(ValueError, match=message):
             Adam(_params(), lr=1e-2).load_state_dict(state)

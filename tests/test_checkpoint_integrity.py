@@ -147,6 +147,45 @@ def test_tensors_that_do_not_fit_the_config_give_one_full_line(run_dir: Path, tm
         Translator.from_checkpoint(tmp_path / "fewer.pt")
 
 
+def test_two_copies_of_a_tied_weight_that_differ_are_an_inconsistent_checkpoint(
+    run_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """Tied embeddings are one tensor saved under two names; the later copy silently won (an edited or damaged
+    out.weight turned the decoder's embedding into it: 'a a a a ...')."""
+    saved = read_model(run_dir / "best.pt")
+    assert saved.model_config["tie_embeddings"]
+    assert torch.equal(saved.state_dict["decoder.embed.weight"], saved.state_dict["out.weight"])
+    weights = {**saved.state_dict, "out.weight": torch.zeros_like(saved.state_dict["out.weight"])}
+    write_model_checkpoint(tmp_path / "tied.pt", dataclasses.replace(saved, state_dict=weights))
+    expected = "decoder.embed.weight and out.weight are one tied weight in its model config but differ in the file"
+    with pytest.raises(CheckpointError, match=expected):
+        Translator.from_checkpoint(tmp_path / "tied.pt")
+    code, out = translate_cli(tmp_path / "tied.pt", tmp_path, capsys)
+    assert code == 2 and out.count("\n") == 1 and expected in out, out
+    Translator.from_checkpoint(run_dir / "best.pt")  # equal copies load
+
+
+def test_a_tokenizer_with_other_special_ids_does_not_load(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """Every special id is checked (only pad and eos were, by an assert that `python -O` skips): a model whose unk
+    and bos ids are swapped loaded and decoded bos as a piece."""
+    import io
+
+    import sentencepiece as spm
+
+    from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+
+    saved = read_model(run_dir / "best.pt")
+    lines = [f"word{i} and more words {i % 7}" for i in range(300)]
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=out, vocab_size=40, pad_id=PAD_ID,
+                                   unk_id=BOS_ID, bos_id=UNK_ID, eos_id=EOS_ID, minloglevel=2)  # fmt: skip
+    write_model_checkpoint(tmp_path / "ids.pt", dataclasses.replace(saved, src_spm=out.getvalue()))
+    with pytest.raises(CheckpointError, match="its source SentencePiece model does not load"):
+        Translator.from_checkpoint(tmp_path / "ids.pt")
+    code, printed = translate_cli(tmp_path / "ids.pt", tmp_path, capsys)
+    assert code == 2 and printed.count("\n") == 1 and "source SentencePiece model does not load" in printed
+
+
 def test_a_damaged_zip_directory_is_a_corrupt_checkpoint_in_one_line(run_dir: Path, tmp_path: Path, capsys) -> None:
     data = bytearray((run_dir / "best.pt").read_bytes())
     end = data.rindex(b"PK\x01\x02")  # the last central-directory entry: its file name bytes made undecodable

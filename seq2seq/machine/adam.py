@@ -9,6 +9,7 @@ writes `torch.optim.Adam`'s `state_dict` format, so checkpoints written by eithe
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,6 +32,12 @@ def _fused_kernel(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether to try the one-kernel Adam for parameters of `device` and `dtype` (CPU needs torch >= 2.4:
     an older torch has the op without a CPU kernel, found out at the first step)."""
     return hasattr(torch, "_fused_adam_") and dtype.is_floating_point and (device.type, dtype) not in _NO_KERNEL
+
+
+def _no_kernel(e: Exception) -> bool:
+    """Whether an error of `torch._fused_adam_` says this torch has no kernel for the device or dtype
+    (NotImplementedError, or a RuntimeError "... not implemented for ...")."""
+    return isinstance(e, NotImplementedError) or "not implemented" in str(e).lower()
 
 
 def _foreach_step(
@@ -109,7 +116,9 @@ class Adam:
                     torch._fused_adam_(ps, grads, m, v, [], steps, amsgrad=False, lr=lr, beta1=beta1, beta2=beta2,
                                        weight_decay=0.0, eps=eps, maximize=False, grad_scale=scale)  # fmt: skip
                     continue
-                except (NotImplementedError, RuntimeError):  # no kernel for this device in this torch
+                except (NotImplementedError, RuntimeError) as e:
+                    if not _no_kernel(e):
+                        raise  # out of memory, or anything else: not a reason to switch paths for good
                     _NO_KERNEL.add((device.type, dtype))
             if grad_scale != 1:
                 torch._foreach_div_(grads, grad_scale)
@@ -149,8 +158,25 @@ class Adam:
             state[p] = _loaded_entry(pid, s, p)
         self.state = state
         mine = self.param_groups[0]
-        mine.update(lr=group.get("lr", mine["lr"]), betas=tuple(group.get("betas", mine["betas"])),
-                    eps=group.get("eps", mine["eps"]))  # fmt: skip
+        mine.update(_loaded_hyper(group, mine))
+
+
+def _loaded_hyper(group: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]:
+    """lr, betas and eps of a saved parameter group (this Adam's own where the group has none), each
+    checked: a finite lr >= 0, two betas in [0, 1), a finite eps > 0 (any other value makes the first
+    update NaN or divides by zero)."""
+    lr, betas, eps = (group.get(k, mine[k]) for k in ("lr", "betas", "eps"))
+    if not _real(lr) or not 0 <= lr < math.inf:
+        raise ValueError(f"optimizer state has lr={lr!r}; it must be a finite number >= 0")
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2 or not all(_real(b) and 0 <= b < 1 for b in betas):
+        raise ValueError(f"optimizer state has betas={betas!r}; they must be two numbers in [0, 1)")
+    if not _real(eps) or not 0 < eps < math.inf:
+        raise ValueError(f"optimizer state has eps={eps!r}; it must be a finite number > 0")
+    return {"lr": lr, "betas": tuple(betas), "eps": eps}
+
+
+def _real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _loaded_entry(pid: int, s: Any, p: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -165,6 +191,11 @@ def _loaded_entry(pid: int, s: Any, p: torch.Tensor) -> dict[str, torch.Tensor]:
         if s[key].shape != p.shape:
             raise ValueError(f"optimizer state {key} of parameter {pid} has shape {tuple(s[key].shape)}, "
                              f"the parameter {tuple(p.shape)}")  # fmt: skip
+    step = float(s["step"].reshape(()))
+    if not (step >= 0 and step == math.floor(step) and step < math.inf):
+        raise ValueError(f"optimizer state of parameter {pid} has step {step!r}; it must be a whole number >= 0")
+    if bool((s["exp_avg_sq"] < 0).any()):
+        raise ValueError(f"optimizer state exp_avg_sq of parameter {pid} holds negative values (a mean of squares)")
     return {
         "step": s["step"].to(device=p.device, dtype=torch.float32).reshape(()).clone(),  # never shared
         "exp_avg": s["exp_avg"].to(device=p.device, dtype=p.dtype),
