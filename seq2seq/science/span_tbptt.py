@@ -109,7 +109,7 @@ def _finished(
     path: Path, s: SpanSettings, tasks: list[str], cells: list[str], delays: list[int], seed: int
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int | None]]]:
     """Seed `seed`'s rows and largest delays solved from a finished memory_span.json, refused (one line) when
-    it was run with other settings, without a task, cell or that seed, or at delays not asked for."""
+    it was run with other settings, without a task, cell or that seed, or with other delays (`_other_delays`)."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         settings, seeds, rows, found = saved["settings"], saved["seeds"], saved["rows"], saved["tasks"]
@@ -118,17 +118,39 @@ def _finished(
     asked = {k: v for k, v in asdict(s).items() if k not in FREE}
     differ = [f"{k} {settings.get(k)!r} there, {v!r} asked" for k, v in asked.items() if settings.get(k) != v]
     missing = [f"{t}/{c}" for t in tasks for c in cells if c not in found.get(t, {})]
-    tried = {r["delay"] for r in rows if r.get("seed", seed) == seed}
     problem = (f"other settings ({'; '.join(differ)})" if differ else f"no {', '.join(missing)}" if missing
                else f"no seed {seed} (seeds {seeds})" if seed not in seeds
-               else f"delays {sorted(tried - set(delays))}, not asked for" if not tried <= set(delays)
-               else None)  # fmt: skip
+               else _other_delays(rows, tasks, cells, delays, seed))  # fmt: skip
     if problem:
         raise ConfigError(f"--resume: {path} was run with {problem}; run it again (--overwrite) or use another --out")
     index = seeds.index(seed)
     rows = [r for r in rows if r["task"] in tasks and r["cell"] in cells and r.get("seed", seed) == seed]
     spans = {t: {c: found[t][c].get("per_seed") or [found[t][c]["largest_delay_solved"]] for c in cells} for t in tasks}
     return rows, {t: {c: spans[t][c][index] for c in cells} for t in tasks}
+
+
+def _other_delays(
+    rows: list[dict[str, Any]], tasks: list[str], cells: list[str], delays: list[int], seed: int
+) -> str | None:
+    """Where seed `seed`'s sweep of a task and cell differs from the one `delays` asks for (None: nowhere). A
+    sweep tries the delays in increasing order up to its first unsolved one, so the rows must be exactly
+    those: a sweep of D = 2 that solved it never tried 8, and its span is no answer to --delays 2 8."""
+    for task, cell in ((t, c) for t in tasks for c in cells):
+        solved = {
+            r["delay"]: r["solved"] for r in rows if (r["task"], r["cell"], r.get("seed", seed)) == (task, cell, seed)
+        }
+        walked: list[int] = []
+        for delay in delays:  # the delays the asked sweep tries, given these outcomes
+            walked.append(delay)
+            if not solved.get(delay):
+                break
+        if walked[-1] not in solved:
+            after = f"after solving D = {walked[-2]}" if len(walked) > 1 else "first"
+            asked = " ".join(map(str, delays))
+            return f"no D = {walked[-1]} for {task}/{cell}, which a sweep of --delays {asked} tries {after}"
+        if extra := sorted(set(solved) - set(walked)):
+            return f"delays {extra} for {task}/{cell}, not asked for"
+    return None
 
 
 def format_sweep(summary: dict[str, Any]) -> str:
