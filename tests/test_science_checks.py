@@ -69,6 +69,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--cells", "rnn", "--init", "chrono"], "--init chrono would be ignored"),  # given at the default
         (["--copy-length", "10"], "--copy-length 10 would be ignored"),  # the default, given
         (["--task", "adding", "--tbptt", "8"], "--tbptt 8 would be ignored: the longest sequence of this run has 8"),
+        (["--seed", "0"], "seed 0 at delay 2 would train on its own test set"),  # --quick: delays 2 and 8
+        (["--seed", "0", "--delays", "3", "5"], "seed 0 at delay 3 would train on its own probe set"),
     ],
 )
 def test_memory_span_refuses_in_one_line_before_training(

@@ -50,6 +50,7 @@ from .span_settings import (
     MemorySpanResult,  # defined in span_settings.py (span_plots.py reads it), re-exported here
     SpanSettings,
     median_span,
+    stream_seeds,
 )
 from .span_tasks import Task
 
@@ -183,9 +184,10 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
     net = SpanNet(cell, hidden, task)
     initialise(net, s, s.chrono_tmax or task.length, torch.Generator().manual_seed(seed))
     opt = torch.optim.Adam(net.parameters(), lr=s.lr)
-    data = torch.Generator().manual_seed(seed * 100_003 + task.delay)  # the same stream for every cell
-    val_x, val_y = task.batch(torch.Generator().manual_seed(seed + 1), s.val_size)
-    probe_x, probe_y = task.batch(torch.Generator().manual_seed(seed + 3), min(64, s.val_size))
+    streams = stream_seeds(seed, task.delay)  # the training stream: the same for every cell
+    data = torch.Generator().manual_seed(streams["training"])
+    val_x, val_y = task.batch(torch.Generator().manual_seed(streams["validation"]), s.val_size)
+    probe_x, probe_y = task.batch(torch.Generator().manual_seed(streams["probe"]), min(64, s.val_size))
     probes, step, val = [{"step": 0, **probe(net, task, probe_x, probe_y)}], 0, task.baseline()
     curve = []  # (update, validation score): the learning curve
     while step < s.steps and not task.solved(val):
@@ -203,7 +205,7 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
             probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
     if probes[-1]["step"] != step:
         probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
-    test_x, test_y = task.batch(torch.Generator().manual_seed(seed + 2), s.test_size)
+    test_x, test_y = task.batch(torch.Generator().manual_seed(streams["test"]), s.test_size)
     score = _score(net, task, test_x, test_y)
     return {
         "task": task.name, "cell": cell, "delay": task.delay, "score": round(score, 5),
@@ -268,7 +270,7 @@ def run_memory_span(  # noqa: PLR0913 -- the command's settings, each its own fl
     delays = sorted(set(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS)))
     s, out = settings or (QUICK if quick else SpanSettings()), Path(out_dir)
     check_span_run(tasks, cells, delays, s, given)
-    check_run(seed, s, workers, out, overwrite)
+    check_run(seed, s, workers, out, overwrite, delays)
     new_figure()  # fail now, not after training, when matplotlib is missing
     seeds = [seed + i for i in range(s.seeds)]
     jobs = [(t, c, sd) for sd in seeds for t in tasks for c in sorted(cells, key=CELLS.index, reverse=True)]

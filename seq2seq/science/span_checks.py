@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..atomic import check_output
 from ..config import ConfigError
 from ..errors import OutputError
-from .span_settings import MAX_SEED, MAX_WORKERS, SpanSettings, check_settings, memory_budget
+from .span_settings import MAX_SEED, MAX_WORKERS, SpanSettings, check_settings, memory_budget, stream_clash
 from .span_tasks import Task
 
 if TYPE_CHECKING:
@@ -36,12 +36,20 @@ def check_span_run(
                           "out")  # fmt: skip
 
 
-def check_run(seed: int, s: SpanSettings, workers: int | None, out: Path, overwrite: bool) -> None:
-    """Seeds torch takes, a bounded number of workers, and an output folder that can hold the result (and
-    holds none, unless `overwrite`: a run can take hours). Nothing is created: `make_out` does that, after
-    the memory check."""
+def check_run(
+    seed: int, s: SpanSettings, workers: int | None, out: Path, overwrite: bool, delays: Sequence[int] = ()
+) -> None:
+    """Seeds torch takes, none whose training stream at one of `delays` is one of its held-out sets
+    (`stream_clash`: seed 0 at delays 2 and 3), a bounded number of workers, and an output folder that can
+    hold the result (and holds none, unless `overwrite`: a run can take hours). Nothing is created:
+    `make_out` does that, after the memory check."""
     if not 0 <= seed <= MAX_SEED - s.seeds + 1:
         raise ConfigError(f"--seed must be in [0, {MAX_SEED - s.seeds + 1:,}] (--seeds {s.seeds}), got {seed:,}")
+    for sd, delay in ((sd, d) for sd in range(seed, seed + s.seeds) for d in delays):
+        if clash := stream_clash(sd, delay):
+            raise ConfigError(f"seed {sd} at delay {delay} would train on its own {clash} set (the training stream's "
+                              f"seed, {sd} x 100,003 + {delay}, is the {clash} set's): use another --seed, or leave "
+                              f"delay {delay} out")  # fmt: skip
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {workers:,}")
     if out.exists() and not out.is_dir():

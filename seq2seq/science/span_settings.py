@@ -35,6 +35,21 @@ LIMITS = {"hidden": 4096, "steps": 1_000_000, "batch_size": 65_536, "eval_every"
 MAX_DELAY, MAX_WORKERS, MAX_SEED = 100_000, 256, 2**32 - 1
 
 
+def stream_seeds(seed: int, delay: int) -> dict[str, int]:
+    """The generator seeds of a run's data at `seed` and `delay`: its training batches (a stream per delay, the
+    same for every cell) and its held-out sets (validation, test, and the probe's sequences of the gradient
+    flow). The held-out seeds follow one another, so seed s's test set is seed s + 1's validation set: each
+    seed's scores are of its own model, not of independent sets. At seed 0 the training stream of delay 2 is
+    the test set's and that of delay 3 the probe's: `check_run` refuses those (`stream_clash`)."""
+    return {"training": seed * 100_003 + delay, "validation": seed + 1, "test": seed + 2, "probe": seed + 3}
+
+
+def stream_clash(seed: int, delay: int) -> str | None:
+    """The held-out set whose stream is the training stream of `seed` at `delay` (None: none is)."""
+    streams = stream_seeds(seed, delay)
+    return next((name for name, value in streams.items() if name != "training" and value == streams["training"]), None)
+
+
 memory_budget = half_memory  # what one experiment may hold (a name of its own: tests lower it)
 
 
