@@ -115,3 +115,17 @@ def test_a_finished_sweep_that_never_tried_a_larger_delay_asked_for_is_not_read_
     run_tbptt_sweep(tmp_path / "b", delays=[2, 8], **longer)  # solves 2 as above, so it tries 8 too
     with pytest.raises(ConfigError, match=r"was run with delays \[8\] for adding/rnn, not asked for"):
         run_tbptt_sweep(tmp_path / "b", delays=[2], existing="resume", **longer)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq-nmt[plot]")
+def test_the_cost_study_measures_the_adding_problem_under_full_bptt_too(tmp_path: Path) -> None:
+    """Truncation's time gain on the adding problem was judged against the copy task's full BPTT: not like with
+    like (adding's full backward carries decaying gradients down to subnormal floats). Each task has both now."""
+    from seq2seq.science.span_cost import run_cost, slopes
+
+    result = run_cost(tmp_path, cells=("rnn",), lengths=(22, 30), hiddens=(4,), k=10, hidden=4, length=22, repeats=1)
+    measured = {(p["T"], p["K"], p["task"]) for p in result["points"] if p["H"] == 4}
+    assert {(t, k, task) for t in (22, 30) for k in (0, 10) for task in ("copy", "adding")} <= measured
+    saved = json.loads((tmp_path / "span_cost.json").read_text(encoding="utf-8"))
+    assert {(p["K"], p["task"]) for p in saved["points"]} == {(0, "copy"), (10, "copy"), (0, "adding"), (10, "adding")}
+    assert any(line.startswith("rnn K=full adding: slope against T (22->30)") for line in slopes(result))
