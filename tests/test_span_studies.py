@@ -129,3 +129,34 @@ def test_the_cost_study_measures_the_adding_problem_under_full_bptt_too(tmp_path
     saved = json.loads((tmp_path / "span_cost.json").read_text(encoding="utf-8"))
     assert {(p["K"], p["task"]) for p in saved["points"]} == {(0, "copy"), (10, "copy"), (0, "adding"), (10, "adding")}
     assert any(line.startswith("rnn K=full adding: slope against T (22->30)") for line in slopes(result))
+
+
+@pytest.mark.parametrize("study", ["cost", "tbptt"])
+def test_an_out_that_is_a_file_or_holds_a_folder_in_place_of_a_result_is_refused_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, study: str
+) -> None:
+    """The cost study's --out naming a file was a FileExistsError traceback after all the measuring."""
+    pytest.importorskip("matplotlib")
+    from seq2seq.science import memory_span, span_cost, span_tbptt
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the refusal")
+
+    monkeypatch.setattr(span_cost, "measure", started)
+    monkeypatch.setattr(memory_span, "sweep", started)
+    if study == "cost":
+        main, flags, result = (
+            span_cost.main,
+            ["--cells", "rnn", "--lengths", "22", "--hiddens", "4", "--k", "10"],
+            "span_cost",
+        )
+    else:
+        main, flags, result = span_tbptt.main, ["--quick", "--task", "adding", "--cells", "lstm"], "tbptt_sweep"
+    (tmp_path / "file").write_text("mine\n")
+    (tmp_path / "dir" / f"{result}.png").mkdir(parents=True)
+    for out, says in ((tmp_path / "file", "it is a file, not a folder"), (tmp_path / "dir", "it is a folder")):
+        with pytest.raises(SystemExit) as stop:
+            main(["--out", str(out), *flags])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and says in err, err
+    assert (tmp_path / "file").read_text() == "mine\n"

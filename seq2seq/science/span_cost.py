@@ -31,10 +31,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import write_text_atomic
-from ..errors import ConfigError
+from ..atomic import check_output, write_text_atomic
+from ..errors import ConfigError, OutputError
 from ..machine.process import one_line
-from ..tools.figures import CELL_COLORS, new_figure, save_figure
+from ..tools.figures import CELL_COLORS, check_figure_output, new_figure, save_figure
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -144,6 +144,17 @@ def check_cost(cells: Sequence[str], lengths: Sequence[int], hiddens: Sequence[i
                           "--hiddens")  # fmt: skip
 
 
+def check_cost_output(out_dir: str | Path) -> Path:
+    """The folder `out_dir` can take span_cost.json and span_cost.png (created; matplotlib there): checked
+    before anything is measured, not found after the measuring. Else an OutputError (or PlotError)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder (--out names a folder)")
+    check_output(out / "span_cost.json", make_folder=True)
+    check_figure_output(out / "span_cost.png")
+    return out
+
+
 def _fresh(args: tuple) -> dict[str, Any]:
     with get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         return pool.apply(measure, args)
@@ -162,6 +173,7 @@ def run_cost(out_dir: str | Path, cells: Sequence[str] = CELLS, lengths: Sequenc
     """Against T (H = `hidden`) and against H (T = `length`), full BPTT and K (`rss`: each point in a fresh
     process, its resident set measured too). Every setting is checked first (`check_cost`)."""
     check_cost(cells, [*lengths, length], [*hiddens, hidden], k, repeats)
+    out = check_cost_output(out_dir)
     start = time.monotonic()
     points = []
     for cell in cells:
@@ -173,8 +185,6 @@ def run_cost(out_dir: str | Path, cells: Sequence[str] = CELLS, lengths: Sequenc
                 points.append(_point((cell, length, h, kk, "copy", 64, repeats), rss))
     result = {"points": points, "k": k, "hidden": hidden, "length": length, "repeats": repeats, "rss": rss,
               "minutes": round((time.monotonic() - start) / 60, 2)}  # fmt: skip
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "span_cost.json", json.dumps(result, indent=1) + "\n")
     result["png"] = str(plot_cost(result, out / "span_cost.png"))
     return result

@@ -20,11 +20,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import write_text_atomic
+from ..atomic import check_output, write_text_atomic
 from ..config import ConfigError
 from ..errors import OutputError, RunFolderError
 from ..machine.process import one_line
-from ..tools.figures import new_figure, save_figure
+from ..tools.figures import check_figure_output, new_figure, save_figure
 from .memory_span import run_memory_span
 from .span_checks import check_span_run
 from .span_plots import TITLES
@@ -80,6 +80,11 @@ def run_tbptt_sweep(
     if existing == "refuse" and done:
         raise OutputError(f"{done[0]} already holds a sweep: add --resume to read the finished ones, --overwrite "
                           "to run them again, or use another --out")  # fmt: skip
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder (--out names a folder)")
+    if out.is_dir():  # the summary, written after every K, checked now (a new folder is made by the first K)
+        check_output(out / "tbptt_sweep.json")
+        check_figure_output(out / "tbptt_sweep.png")
     for k, k_settings in per_k.items():
         name, finished = str(k) if k else "full", folders[k] / "memory_span.json"
         if existing == "resume" and finished.exists():  # a finished sweep of an earlier run
