@@ -59,6 +59,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--clip-norm", "nan"], "--clip-norm must be a finite number"),
         (["--init", "forget-bias", "--forget-bias", "nan"], "--forget-bias must be a finite number"),
         (["--retry-lrs", "nan"], "--retry-lrs"),
+        (["--lr", "1e308"], "need --lr in (0, 1,000]"),  # a traceback mid-run (Adam's step overflows float32)
+        (["--retry-lrs", "3e-3 1e30"], "--retry-lrs must be learning rates in (0, 1,000]"),
         (["--seed", "100000000000000000000000"], "--seed must be in [0, "),
         (["--init", "chrono", "--forget-bias", "5"], "--forget-bias 5.0 would be ignored"),
         (["--init", "default", "--chrono-tmax", "50"], "--chrono-tmax 50 would be ignored"),

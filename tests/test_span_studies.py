@@ -160,3 +160,25 @@ def test_an_out_that_is_a_file_or_holds_a_folder_in_place_of_a_result_is_refused
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.count("\n") == 1 and says in err, err
     assert (tmp_path / "file").read_text() == "mine\n"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq-nmt[plot]")
+def test_a_diverged_score_is_written_null_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run at --lr 1e30 scored NaN, written as NaN into memory_span.json and tbptt_sweep.json: not JSON."""
+    from seq2seq.science import memory_span
+
+    monkeypatch.setattr(memory_span, "_score", lambda *args, **kwargs: float("nan"))  # a diverged model's score
+    flags = dict(ks=(0,), tasks=("adding",), cells=("lstm",), delays=[2], quick=True)
+
+    def strict(path: Path) -> dict:
+        def refuse(constant: str) -> None:
+            raise AssertionError(f"{path} holds {constant}")
+
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+    run_tbptt_sweep(tmp_path, **flags)
+    row = strict(tmp_path / "kfull" / "memory_span.json")["rows"][0]
+    assert row["score"] is None and row["solved"] is False and all(v is None for _, v in row["curve"])
+    assert strict(tmp_path / "tbptt_sweep.json")["scores"]["full"][0]["score"] is None
+    again = run_tbptt_sweep(tmp_path, existing="resume", **flags)  # the null read back, and drawn as a gap
+    assert again["scores"]["full"][0]["score"] is None and again["largest"]["full"]["adding"]["lstm"] is None

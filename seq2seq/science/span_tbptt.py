@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..tools.figures import check_figure_output, new_figure, save_figure
 from .memory_span import run_memory_span
 from .span_checks import check_span_run
 from .span_plots import TITLES
+from .span_report import finite
 from .span_settings import DEFAULT_DELAYS, DEFAULT_TASKS, QUICK, QUICK_DELAYS, SpanSettings
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE
 
@@ -101,7 +103,7 @@ def run_tbptt_sweep(
     summary = {"largest": largest, "scores": scores, "delays": delays, "settings": {**base.__dict__, "tbptt": "K"},
                "seed": seed, "minutes": minutes, "cpu_minutes": cpu_minutes}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "tbptt_sweep.json", json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(out / "tbptt_sweep.json", json.dumps(finite(summary), indent=1, allow_nan=False) + "\n")
     summary["png"] = str(plot_tbptt_sweep(summary, out / "tbptt_sweep.png"))
     return summary
 
@@ -187,7 +189,8 @@ def plot_tbptt_sweep(summary: dict[str, Any], out_png: str | Path) -> Path:
             for i, name in enumerate(names):
                 rows = [r for r in summary["scores"][name] if (r["task"], r["cell"]) == (task, cell)]
                 span = summary["largest"][name][task].get(cell)
-                ax.plot([r["delay"] for r in rows], [r["score"] for r in rows], marker="o", markersize=4,
+                scores = [math.nan if r["score"] is None else r["score"] for r in rows]  # null: diverged
+                ax.plot([r["delay"] for r in rows], scores, marker="o", markersize=4,
                         color=colours(0.85 * i / max(len(names) - 1, 1)), linewidth=1.6 if name == "full" else 1.2,
                         linestyle="-" if name == "full" else "--",
                         label=f"K = {name}: " + (f"up to {span}" if span else "none solved"))  # fmt: skip
