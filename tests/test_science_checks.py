@@ -70,7 +70,14 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--task", "adding", "--alphabet", "4"], "--alphabet 4 would be ignored"),
         (["--cells", "rnn", "--init", "chrono"], "--init chrono would be ignored"),  # given at the default
         (["--copy-length", "10"], "--copy-length 10 would be ignored"),  # the default, given
-        (["--task", "adding", "--tbptt", "8"], "--tbptt 8 would be ignored: the longest sequence of this run has 8"),
+        (
+            ["--task", "adding", "--tbptt", "8"],
+            "--tbptt 8 would be ignored on adding: its longest sequence in this run has 8 steps",
+        ),  # fmt: skip
+        (
+            ["--task", "recall", "adding", "--tbptt", "10"],  # recall's 12 steps are cut, adding's 8 would not be
+            "--tbptt 10 would be ignored on adding: its longest sequence in this run has 8 steps",
+        ),
         (["--seed", "0"], "seed 0 at delay 2 would train on its own test set"),  # --quick: delays 2 and 8
         (["--seed", "0", "--delays", "3", "5"], "seed 0 at delay 3 would train on its own probe set"),
     ],

@@ -27,13 +27,16 @@ def check_span_run(
     given: Collection[str] | None = None,
 ) -> None:  # fmt: skip
     """`check_settings`, and a truncation that would cut nothing refused: with K at or above the longest
-    sequence of the run, training is full BPTT however it is labelled."""
+    sequence of a task in the run, that task trains with full BPTT however it is labelled (checked per task:
+    the adding problem's sequences are shorter than recall's at the same delay)."""
     check_settings(tasks, cells, delays, s, given)
-    longest = max(Task(name, max(delays), s).length for name in tasks)
-    if s.tbptt >= longest:
-        raise ConfigError(f"--tbptt {s.tbptt} would be ignored: the longest sequence of this run has {longest} "
-                          f"steps, so chunks of {s.tbptt} are full BPTT; use a K below {longest}, or leave it "
-                          "out")  # fmt: skip
+    longest = {name: Task(name, max(delays), s).length for name in tasks}
+    uncut = [name for name in tasks if s.tbptt >= longest[name]]
+    if s.tbptt and uncut:
+        below = min(longest.values())
+        raise ConfigError(f"--tbptt {s.tbptt} would be ignored on {uncut[0]}: its longest sequence in this run has "
+                          f"{longest[uncut[0]]} steps, so chunks of {s.tbptt} are full BPTT there; use a K below "
+                          f"{below}, or leave it out")  # fmt: skip
 
 
 def check_run(
