@@ -7,7 +7,8 @@ stops at its first unsolved delay. The result per task and cell is the largest d
 the set-up that solved it.
 
 The instruments say *why* a cell fails: for the model trained at a cell's longest delay,
-||dL/dh_t|| through time (measured at the start, the middle and the end of training, on held-out
+||dL/dh_t|| through time (measured at the start, at half the update budget if training gets there,
+and at the end of training, on held-out
 sequences, by unrolling the cell step by step with its own weights) and the mean activation of the
 gate that keeps the state (LSTM forget gate, GRU update gate; 1 keeps everything).
 
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
 
 log = logging.getLogger("seq2seq")
-PROBES = 3  # gradient-flow measurements per run: before training, halfway, at the end
+PROBES = 3  # gradient-flow measurements per run, at most: before training, at update steps // 2, at the end
 
 
 class SpanNet(nn.Module):
