@@ -46,6 +46,7 @@ from .span_settings import (
     CELLS,
     DEFAULT_DELAYS,
     DEFAULT_TASKS,
+    PROBE_SEQUENCES,
     QUICK,
     QUICK_DELAYS,
     MemorySpanResult,  # defined in span_settings.py (span_plots.py reads it), re-exported here
@@ -125,7 +126,9 @@ def unroll(net: SpanNet, x: Tensor) -> tuple[list[Tensor], Tensor]:
 
 
 def probe(net: SpanNet, task: Task, x: Tensor, y: Tensor) -> dict[str, Any]:
-    """Mean ||dL/dh_t|| over the sequences, for every step t, and the mean keep-gate activation."""
+    """For every step t the mean over the n sequences of x of ||dL/dh_t||, L the task's loss of the batch:
+    their mean loss, so that a sequence's gradient carries a factor 1/n (a scale set by n; the runs probe
+    min(PROBE_SEQUENCES, val_size) sequences). And the mean keep-gate activation."""
     with torch.enable_grad():
         states, keep = unroll(net, x)
         out = net.head(torch.stack(states, dim=1))
@@ -188,7 +191,7 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
     streams = stream_seeds(seed, task.delay)  # the training stream: the same for every cell
     data = torch.Generator().manual_seed(streams["training"])
     val_x, val_y = task.batch(torch.Generator().manual_seed(streams["validation"]), s.val_size)
-    probe_x, probe_y = task.batch(torch.Generator().manual_seed(streams["probe"]), min(64, s.val_size))
+    probe_x, probe_y = task.batch(torch.Generator().manual_seed(streams["probe"]), min(PROBE_SEQUENCES, s.val_size))
     probes, step, val = [{"step": 0, **probe(net, task, probe_x, probe_y)}], 0, task.baseline()
     curve = []  # (update, validation score): the learning curve
     while step < s.steps and not task.solved(val):

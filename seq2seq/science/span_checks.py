@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 from ..atomic import check_output
 from ..config import ConfigError
 from ..errors import OutputError
-from .span_settings import MAX_SEED, MAX_WORKERS, SpanSettings, check_settings, memory_budget, stream_clash
+from .span_settings import (
+    MAX_SEED,
+    MAX_WORKERS,
+    PROBE_SEQUENCES,
+    SpanSettings,
+    check_settings,
+    memory_budget,
+    stream_clash,
+)
 from .span_tasks import Task
 
 if TYPE_CHECKING:
@@ -89,7 +97,7 @@ def span_memory(task: Task, hidden: int) -> int:
     params = 4 * hidden * (n_in + hidden + 2) + n_out * (hidden + 1)  # an LSTM's: the most of the three cells
     val = 4 * s.val_size * length * n_in
     test = 12 * s.test_size * length * n_in
-    probe = 4 * min(64, s.val_size) * length * (12 * hidden + n_out)
+    probe = 4 * min(PROBE_SEQUENCES, s.val_size) * length * (12 * hidden + n_out)
     scored = 4 * (SCORE_CHUNK + (s.test_size if task.name == "copy" else 0)) * length * n_out
     return 4 * 4 * params + val + update_memory(task, hidden) + probe + test + scored
 

@@ -36,6 +36,7 @@ MAX_DELAY, MAX_WORKERS, MAX_SEED = 100_000, 256, 2**32 - 1
 # Adam's first step moves a weight by up to 10 x lr (its bias correction): past float32's 3.4e38 torch stops
 # mid-run ("cannot be converted to type float without overflow"); 1,000 is far beyond any rate that trains.
 MAX_LR = 1000.0
+PROBE_SEQUENCES = 64  # held-out sequences of the gradient-flow probe (fewer with a smaller val_size)
 
 
 def stream_seeds(seed: int, delay: int) -> dict[str, int]:
