@@ -191,3 +191,40 @@ def test_a_delay_given_twice_is_trained_once(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(memory_span, "train_one", fake)
     rows = sweep("recall", "lstm", [20, 10, 10], SpanSettings(hidden=16, retry_lrs=""), seed=0)
     assert trained == [10, 20] and [r["delay"] for r in rows] == [10, 20]
+
+
+def test_no_seed_trains_on_its_own_held_out_sets_and_the_documented_seeds_keep_their_streams() -> None:
+    """At seed 0 the training stream (seed x 100,003 + D) of D = 2 was the test set's (seed + 2), of D = 3 the
+    probe's: refused (test_science_checks). Every other seed's streams are apart, and unchanged: the figures
+    of docs/science.md were measured at seeds 1234-1236 with these very streams."""
+    from seq2seq.science.span_settings import stream_clash, stream_seeds
+
+    assert stream_clash(0, 2) == "test" and stream_clash(0, 3) == "probe"
+    assert all(stream_clash(seed, d) is None for seed in range(1, 200) for d in range(2, 2000))
+    assert all(stream_clash(0, d) is None for d in range(4, 2000))
+    assert stream_seeds(1234, 500) == {"training": 1234 * 100_003 + 500, "validation": 1235, "test": 1236,
+                                       "probe": 1237}  # fmt: skip
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs seq2seq-nmt[plot]")
+@pytest.mark.parametrize("val_size", [8, 128])
+def test_the_gradient_flow_axis_says_over_how_many_sequences_l_is_a_mean(
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+    val_size: int,  # noqa: ANN001
+) -> None:
+    """L is the probe batch's mean loss, so a value carries 1/n: with --val-size 8 the curves were 8 times those
+    of the default 64 sequences under the same label, "mean ||dL/dh_t||"."""
+    from dataclasses import replace
+
+    from seq2seq.science import span_plots
+    from seq2seq.science.span_settings import QUICK
+
+    labels, save = [], span_plots.save_figure
+    monkeypatch.setattr(span_plots, "save_figure", lambda fig, path: labels.append(fig.axes[0].get_ylabel()) or
+                        save(fig, path))  # fmt: skip
+    result = memory_span.run_memory_span(
+        tmp_path, ("adding",), ("rnn",), [2], settings=replace(QUICK, val_size=val_size)
+    )
+    assert len(result.rows[0]["probes"][0]["grad_norm"]) == 2
+    assert f"over {min(64, val_size)} sequences,\nL their mean loss" in labels[-1]  # gradient_flow.png, drawn last

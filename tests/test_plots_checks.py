@@ -124,5 +124,28 @@ def test_a_diverged_runs_plot_draws_its_finite_points_and_says_what_it_left_out(
     for name, (limits, _) in drawn.items():
         assert all(math.isfinite(x) for x in limits), name
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"{tmp_path / 'metrics.jsonl'}: non-finite values left out of the plots (a diverged run?): "
-                        "loss at steps 10, 30; val_loss at step 40"]  # fmt: skip
+    assert warnings == [f"{tmp_path / 'metrics.jsonl'}: values left out of the plots: "
+                        "loss at steps 10, 30; val_loss at step 40 (not finite: a diverged run?)"]  # fmt: skip
+
+
+@pytest.mark.parametrize("norms", [(0.0, 0.5, 0.0, 0.25), (0.0, 0.0, 0.0, 0.0)])
+def test_a_gradient_norm_of_zero_is_left_off_its_log_axis_and_said_in_the_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, norms: tuple[float, ...]
+) -> None:
+    """A norm of 0 (nothing to clip: a frozen model, an underflow) has no place on the log axis: all zeros drew an
+    empty axis with matplotlib's own warning. The positive ones are drawn, the others named with the non-finite."""
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    recs = [{"type": "train", "step": 10 * (i + 1), "loss": float("nan") if i == 3 else 2.0, "lr": 1e-3,
+             "grad_norm": g} for i, g in enumerate(norms)]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    with caplog.at_level("WARNING", logger="seq2seq"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # none of matplotlib's
+        assert main(["plot", "--run", str(tmp_path), "-q"]) == 0
+    zeros = [10 * (i + 1) for i, g in enumerate(norms) if g == 0]
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == [f"{tmp_path / 'metrics.jsonl'}: values left out of the plots: loss at step 40 (not finite: a "
+                    f"diverged run?); grad_norm at steps {', '.join(map(str, zeros))} (0 or below: no place on a log "
+                    "axis)"]  # fmt: skip
+    assert (tmp_path / "grad_norm.png").exists() == any(norms)

@@ -59,6 +59,8 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--clip-norm", "nan"], "--clip-norm must be a finite number"),
         (["--init", "forget-bias", "--forget-bias", "nan"], "--forget-bias must be a finite number"),
         (["--retry-lrs", "nan"], "--retry-lrs"),
+        (["--lr", "1e308"], "need --lr in (0, 1,000]"),  # a traceback mid-run (Adam's step overflows float32)
+        (["--retry-lrs", "3e-3 1e30"], "--retry-lrs must be learning rates in (0, 1,000]"),
         (["--seed", "100000000000000000000000"], "--seed must be in [0, "),
         (["--init", "chrono", "--forget-bias", "5"], "--forget-bias 5.0 would be ignored"),
         (["--init", "default", "--chrono-tmax", "50"], "--chrono-tmax 50 would be ignored"),
@@ -68,7 +70,16 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--task", "adding", "--alphabet", "4"], "--alphabet 4 would be ignored"),
         (["--cells", "rnn", "--init", "chrono"], "--init chrono would be ignored"),  # given at the default
         (["--copy-length", "10"], "--copy-length 10 would be ignored"),  # the default, given
-        (["--task", "adding", "--tbptt", "8"], "--tbptt 8 would be ignored: the longest sequence of this run has 8"),
+        (
+            ["--task", "adding", "--tbptt", "8"],
+            "--tbptt 8 would be ignored on adding: its longest sequence in this run has 8 steps",
+        ),  # fmt: skip
+        (
+            ["--task", "recall", "adding", "--tbptt", "10"],  # recall's 12 steps are cut, adding's 8 would not be
+            "--tbptt 10 would be ignored on adding: its longest sequence in this run has 8 steps",
+        ),
+        (["--seed", "0"], "seed 0 at delay 2 would train on its own test set"),  # --quick: delays 2 and 8
+        (["--seed", "0", "--delays", "3", "5"], "seed 0 at delay 3 would train on its own probe set"),
     ],
 )
 def test_memory_span_refuses_in_one_line_before_training(

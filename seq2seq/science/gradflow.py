@@ -4,7 +4,8 @@
 top-layer RNN states h_t (B, T, Hd) and ||dL/dx_t|| for the source embeddings x_t (B, S, E),
 the encoder's input at step t. With `loss="last"` (the default) L is the loss of each
 sentence's final output (its EOS): a decoder state h_t with t < T reaches it only through the
-recurrence, so the curve shows how fast gradients vanish (or explode) with distance. A source
+recurrence, so the curve shows how fast gradients vanish (or explode) with distance; the decoder's
+sentences are aligned at their EOS for it (value T - 1 - d: d steps before each one's EOS). A source
 position also reaches it directly through attention: a shortcut around the recurrence. With
 `loss="all"` L is the summed cross-entropy of every output (training's loss without label smoothing; every
 step adds a direct term).
@@ -19,6 +20,8 @@ encoder is probed at its input, not its states: that needs no knowledge of its i
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,6 +44,7 @@ from .span_settings import memory_budget
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+log = logging.getLogger("seq2seq")
 Loss = Literal["last", "all"]
 CELLS = ("rnn", "gru", "lstm")
 # Bounds of the fresh models' batch, far beyond a readable plot; the memory a run needs is checked
@@ -59,9 +63,17 @@ def _objective(model: Seq2Seq, att: Tensor, tgt_out: Tensor, loss: Loss) -> Tens
     return F.cross_entropy(logits.float() if logits.dtype != torch.float64 else logits, tgt_out[mask], reduction="sum")
 
 
-def _mean_norms(grad: Tensor, mask: Tensor) -> list[float]:
-    """Per time step, the mean over real (unpadded) rows of ||grad[b, t]||: (B, X, H) -> X values."""
+def _mean_norms(grad: Tensor, mask: Tensor, align_end: bool = False) -> list[float]:
+    """Per time step, the mean over real (unpadded) rows of ||grad[b, t]||: (B, X, H) -> X values.
+
+    `align_end`: each row shifted right by its padding first, so that value X - 1 - d is the mean over the
+    rows of their step d steps before their own last real step (a row of n steps counts for d < n only)."""
     norms = grad.double().norm(dim=-1) * mask  # (B, X)
+    if align_end:
+        width = mask.size(1)
+        source = torch.arange(width, device=mask.device)[None] - (width - mask.sum(1, keepdim=True))  # (B, X)
+        mask = source >= 0
+        norms = norms.gather(1, source.clamp(min=0)) * mask
     return (norms.sum(0) / mask.sum(0).clamp(min=1)).tolist()
 
 
@@ -69,8 +81,13 @@ def gradient_flow(model: Seq2Seq, batch: Batch, loss: Loss = "last") -> dict[str
     """{"encoder": S values, "decoder": T values}: mean ||dL/dx_t|| and ||dL/dh_t|| per time step.
 
     Encoder: x_t, the source embeddings, through every path (the recurrence both ways and
-    attention). Decoder: h_t, the top-layer RNN states, through the output at t and every later
-    step. Dropout is off; the parameters' `.grad` is left untouched.
+    attention), by source position. Decoder: h_t, the top-layer RNN states, through the output at t
+    and every later step. With `loss="all"` by target position t; with `loss="last"` the sentences
+    are aligned at their own EOS (where each one's loss is read): value T - 1 - d is the mean over
+    the sentences of ||dL/dh|| d steps before their EOS, so that sentences of different lengths are
+    averaged at the same distance from their loss (by position, a short sentence's direct gradient at
+    its EOS would sit among a long one's vanished ones). Dropout is off; the parameters' `.grad` is
+    left untouched.
     """
     if loss not in ("last", "all"):
         raise ValueError(f"loss must be 'last' or 'all', got {loss!r}")
@@ -114,7 +131,7 @@ def gradient_flow(model: Seq2Seq, batch: Batch, loss: Loss = "last") -> dict[str
     src_mask = torch.arange(batch.src_ids.size(1), device=batch.src_ids.device)[None] < batch.src_lens[:, None]
     return {
         "encoder": _mean_norms(grads[0], src_mask),  # (B, S, E)
-        "decoder": _mean_norms(torch.cat(grads[1:], 1), batch.tgt_out != PAD_ID),  # (B, T, Hd)
+        "decoder": _mean_norms(torch.cat(grads[1:], 1), batch.tgt_out != PAD_ID, loss == "last"),  # (B, T, Hd)
     }
 
 
@@ -190,13 +207,17 @@ def checkpoint_gradient_flow(
     _check_input_memory(len(pairs), max(max(map(len, src_ids)), max(map(len, tgt_ids), default=0)) + 1)
     device = next(translator.model.parameters()).device  # "auto" resolved
     batch = collate(EncodedSplit.from_lists(src_ids, tgt_ids), np.arange(len(pairs))).to(device)
-    return gradient_flow(translator.model, batch, loss)
+    # float64 as the fresh models: in float32 gradients below ~1e-45 are exactly 0 (a 300-piece target's
+    # earliest steps), gaps in the plot; the targets above came from the model as `translate` runs it
+    return gradient_flow(translator.model.double(), batch, loss)
 
 
 def plot_gradient_flow(
-    results_per_cell: dict[str, dict[str, list[float]]], out_png: str | Path, title: str = ""
+    results_per_cell: dict[str, dict[str, list[float]]], out_png: str | Path, title: str = "", loss: Loss = "last"
 ) -> Path:
-    """Two log-scale panels, encoder outputs and decoder states: ||dL/dh_t|| over t, one line per cell."""
+    """Two log-scale panels, encoder outputs and decoder states: ||dL/dh_t|| over t, one line per cell.
+    With `loss="last"` the decoder's x axis is the distance d to each sentence's EOS (`gradient_flow`),
+    drawn decreasing to the right so that the EOS, where L is read, is at the right as in time."""
     fig = new_figure(figsize=(12, 4.6), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, part, what in zip(
@@ -204,10 +225,11 @@ def plot_gradient_flow(
         ("encoder", "decoder"),
         ("encoder inputs x_t (source embeddings; attention links each to L)", "decoder hidden states h_t (top layer)"),
     ):
+        to_end = part == "decoder" and loss == "last"
         for name, result in results_per_cell.items():
             values = np.asarray(result[part], dtype=float)
             ax.plot(
-                np.arange(len(values)),
+                np.arange(len(values))[::-1] if to_end else np.arange(len(values)),
                 np.where(values > 0, values, np.nan),
                 label=name,
                 linewidth=1.6,
@@ -215,7 +237,11 @@ def plot_gradient_flow(
             )
         ax.set_yscale("log")
         ax.set_title(what)
-        ax.set_xlabel("time step t (source position)" if part == "encoder" else "time step t (target position)")
+        if to_end:
+            ax.invert_xaxis()
+            ax.set_xlabel("steps d before each sentence's EOS (where L is read)")
+        else:
+            ax.set_xlabel("time step t (source position)" if part == "encoder" else "time step t (target position)")
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(title="model")
     axes[0].set_ylabel("mean ||∂L/∂x_t||, ||∂L/∂h_t||  (log scale)")
@@ -316,13 +342,29 @@ def run_gradient_flow(
         _check_fresh_memory(fresh.length, fresh.batch_size)  # before the figure's check, which imports matplotlib
         results = fresh_gradient_flow(cells, fresh.length, fresh.batch_size, loss=loss, seed=fresh.seed)
         title = f"Gradient flow through time: freshly initialised models, {fresh.length} random tokens; L = {what}"
-    path = plot_gradient_flow(results, out_png, title)
+    path = plot_gradient_flow(results, out_png, title, loss)
+    _warn_gaps(results)
     lines = []
     for name, result in results.items():
         for part, values in result.items():
             at = sorted({0, len(values) // 4, len(values) // 2, 3 * len(values) // 4, len(values) - 1})
-            lines.append(f"{name} {part}: " + "  ".join(f"t={t}: {values[t]:.3g}" for t in at))
+            if part == "decoder" and loss == "last":  # aligned at each sentence's EOS: d steps before it
+                said = "  ".join(f"d={len(values) - 1 - t}: {values[t]:.3g}" for t in at)
+                lines.append(f"{name} {part}: {said}  (d: steps before each sentence's EOS)")
+            else:
+                lines.append(f"{name} {part}: " + "  ".join(f"t={t}: {values[t]:.3g}" for t in at))
     return path, lines
+
+
+def _warn_gaps(results: dict[str, dict[str, list[float]]]) -> None:
+    """One warning line for the values a log axis cannot hold (drawn as gaps): gradients that underflowed
+    to exactly 0, even in float64 (or were not finite)."""
+    gaps = [f"{name} {part} {sum(not 0 < v < math.inf for v in values)} of {len(values)}"
+            for name, result in results.items() for part, values in result.items()
+            if not all(0 < v < math.inf for v in values)]  # fmt: skip
+    if gaps:
+        log.warning("gradflow: values 0 (below float64's smallest number) or not finite, gaps in the plot: %s",
+                    "; ".join(gaps))  # fmt: skip
 
 
 def _check_flags(

@@ -7,7 +7,8 @@ stops at its first unsolved delay. The result per task and cell is the largest d
 the set-up that solved it.
 
 The instruments say *why* a cell fails: for the model trained at a cell's longest delay,
-||dL/dh_t|| through time (measured at the start, the middle and the end of training, on held-out
+||dL/dh_t|| through time (measured at the start, at half the update budget if training gets there,
+and at the end of training, on held-out
 sequences, by unrolling the cell step by step with its own weights) and the mean activation of the
 gate that keeps the state (LSTM forget gate, GRU update gate; 1 keeps everything).
 
@@ -45,11 +46,13 @@ from .span_settings import (
     CELLS,
     DEFAULT_DELAYS,
     DEFAULT_TASKS,
+    PROBE_SEQUENCES,
     QUICK,
     QUICK_DELAYS,
     MemorySpanResult,  # defined in span_settings.py (span_plots.py reads it), re-exported here
     SpanSettings,
     median_span,
+    stream_seeds,
 )
 from .span_tasks import Task
 
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
 
 log = logging.getLogger("seq2seq")
-PROBES = 3  # gradient-flow measurements per run: before training, halfway, at the end
+PROBES = 3  # gradient-flow measurements per run, at most: before training, at update steps // 2, at the end
 
 
 class SpanNet(nn.Module):
@@ -123,7 +126,9 @@ def unroll(net: SpanNet, x: Tensor) -> tuple[list[Tensor], Tensor]:
 
 
 def probe(net: SpanNet, task: Task, x: Tensor, y: Tensor) -> dict[str, Any]:
-    """Mean ||dL/dh_t|| over the sequences, for every step t, and the mean keep-gate activation."""
+    """For every step t the mean over the n sequences of x of ||dL/dh_t||, L the task's loss of the batch:
+    their mean loss, so that a sequence's gradient carries a factor 1/n (a scale set by n; the runs probe
+    min(PROBE_SEQUENCES, val_size) sequences). And the mean keep-gate activation."""
     with torch.enable_grad():
         states, keep = unroll(net, x)
         out = net.head(torch.stack(states, dim=1))
@@ -183,9 +188,10 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
     net = SpanNet(cell, hidden, task)
     initialise(net, s, s.chrono_tmax or task.length, torch.Generator().manual_seed(seed))
     opt = torch.optim.Adam(net.parameters(), lr=s.lr)
-    data = torch.Generator().manual_seed(seed * 100_003 + task.delay)  # the same stream for every cell
-    val_x, val_y = task.batch(torch.Generator().manual_seed(seed + 1), s.val_size)
-    probe_x, probe_y = task.batch(torch.Generator().manual_seed(seed + 3), min(64, s.val_size))
+    streams = stream_seeds(seed, task.delay)  # the training stream: the same for every cell
+    data = torch.Generator().manual_seed(streams["training"])
+    val_x, val_y = task.batch(torch.Generator().manual_seed(streams["validation"]), s.val_size)
+    probe_x, probe_y = task.batch(torch.Generator().manual_seed(streams["probe"]), min(PROBE_SEQUENCES, s.val_size))
     probes, step, val = [{"step": 0, **probe(net, task, probe_x, probe_y)}], 0, task.baseline()
     curve = []  # (update, validation score): the learning curve
     while step < s.steps and not task.solved(val):
@@ -203,7 +209,7 @@ def train_one(task: Task, cell: str, hidden: int, seed: int, threads: int = 1) -
             probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
     if probes[-1]["step"] != step:
         probes.append({"step": step, **probe(net, task, probe_x, probe_y)})
-    test_x, test_y = task.batch(torch.Generator().manual_seed(seed + 2), s.test_size)
+    test_x, test_y = task.batch(torch.Generator().manual_seed(streams["test"]), s.test_size)
     score = _score(net, task, test_x, test_y)
     return {
         "task": task.name, "cell": cell, "delay": task.delay, "score": round(score, 5),
@@ -268,7 +274,7 @@ def run_memory_span(  # noqa: PLR0913 -- the command's settings, each its own fl
     delays = sorted(set(delays or (QUICK_DELAYS if quick else DEFAULT_DELAYS)))
     s, out = settings or (QUICK if quick else SpanSettings()), Path(out_dir)
     check_span_run(tasks, cells, delays, s, given)
-    check_run(seed, s, workers, out, overwrite)
+    check_run(seed, s, workers, out, overwrite, delays)
     new_figure()  # fail now, not after training, when matplotlib is missing
     seeds = [seed + i for i in range(s.seeds)]
     jobs = [(t, c, sd) for sd in seeds for t in tasks for c in sorted(cells, key=CELLS.index, reverse=True)]

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 from ..atomic import check_output
 from ..config import ConfigError
 from ..errors import OutputError
-from .span_settings import MAX_SEED, MAX_WORKERS, SpanSettings, check_settings, memory_budget
+from .span_settings import (
+    MAX_SEED,
+    MAX_WORKERS,
+    PROBE_SEQUENCES,
+    SpanSettings,
+    check_settings,
+    memory_budget,
+    stream_clash,
+)
 from .span_tasks import Task
 
 if TYPE_CHECKING:
@@ -27,21 +35,32 @@ def check_span_run(
     given: Collection[str] | None = None,
 ) -> None:  # fmt: skip
     """`check_settings`, and a truncation that would cut nothing refused: with K at or above the longest
-    sequence of the run, training is full BPTT however it is labelled."""
+    sequence of a task in the run, that task trains with full BPTT however it is labelled (checked per task:
+    the adding problem's sequences are shorter than recall's at the same delay)."""
     check_settings(tasks, cells, delays, s, given)
-    longest = max(Task(name, max(delays), s).length for name in tasks)
-    if s.tbptt >= longest:
-        raise ConfigError(f"--tbptt {s.tbptt} would be ignored: the longest sequence of this run has {longest} "
-                          f"steps, so chunks of {s.tbptt} are full BPTT; use a K below {longest}, or leave it "
-                          "out")  # fmt: skip
+    longest = {name: Task(name, max(delays), s).length for name in tasks}
+    uncut = [name for name in tasks if s.tbptt >= longest[name]]
+    if s.tbptt and uncut:
+        below = min(longest.values())
+        raise ConfigError(f"--tbptt {s.tbptt} would be ignored on {uncut[0]}: its longest sequence in this run has "
+                          f"{longest[uncut[0]]} steps, so chunks of {s.tbptt} are full BPTT there; use a K below "
+                          f"{below}, or leave it out")  # fmt: skip
 
 
-def check_run(seed: int, s: SpanSettings, workers: int | None, out: Path, overwrite: bool) -> None:
-    """Seeds torch takes, a bounded number of workers, and an output folder that can hold the result (and
-    holds none, unless `overwrite`: a run can take hours). Nothing is created: `make_out` does that, after
-    the memory check."""
+def check_run(
+    seed: int, s: SpanSettings, workers: int | None, out: Path, overwrite: bool, delays: Sequence[int] = ()
+) -> None:
+    """Seeds torch takes, none whose training stream at one of `delays` is one of its held-out sets
+    (`stream_clash`: seed 0 at delays 2 and 3), a bounded number of workers, and an output folder that can
+    hold the result (and holds none, unless `overwrite`: a run can take hours). Nothing is created:
+    `make_out` does that, after the memory check."""
     if not 0 <= seed <= MAX_SEED - s.seeds + 1:
         raise ConfigError(f"--seed must be in [0, {MAX_SEED - s.seeds + 1:,}] (--seeds {s.seeds}), got {seed:,}")
+    for sd, delay in ((sd, d) for sd in range(seed, seed + s.seeds) for d in delays):
+        if clash := stream_clash(sd, delay):
+            raise ConfigError(f"seed {sd} at delay {delay} would train on its own {clash} set (the training stream's "
+                              f"seed, {sd} x 100,003 + {delay}, is the {clash} set's): use another --seed, or leave "
+                              f"delay {delay} out")  # fmt: skip
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {workers:,}")
     if out.exists() and not out.is_dir():
@@ -78,7 +97,7 @@ def span_memory(task: Task, hidden: int) -> int:
     params = 4 * hidden * (n_in + hidden + 2) + n_out * (hidden + 1)  # an LSTM's: the most of the three cells
     val = 4 * s.val_size * length * n_in
     test = 12 * s.test_size * length * n_in
-    probe = 4 * min(64, s.val_size) * length * (12 * hidden + n_out)
+    probe = 4 * min(PROBE_SEQUENCES, s.val_size) * length * (12 * hidden + n_out)
     scored = 4 * (SCORE_CHUNK + (s.test_size if task.name == "copy" else 0)) * length * n_out
     return 4 * 4 * params + val + update_memory(task, hidden) + probe + test + scored
 

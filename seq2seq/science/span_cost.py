@@ -5,8 +5,10 @@ The texts' table: forward and BPTT time O(T * H^2) per sequence, memory O(T * H)
 O(K * H) truncated. Here one update of the memory-span network (memory_span.SpanNet: one RNN layer
 and a linear read-out) on a batch of the copy task, whose loss is read at every step (as a
 translation decoder's), so that truncated BPTT back-propagates every chunk: the same work as full
-BPTT, with only one chunk's activations held at a time. A second truncated line uses the adding
-problem, whose loss is read at the last step only: its backward runs through the last chunk alone.
+BPTT, with only one chunk's activations held at a time. The adding problem, whose loss is read at
+the last step only, is measured under full BPTT and truncated: truncated, its backward runs through
+the last chunk alone, so its gain is judged against full BPTT on the same task (whose backward carries
+gradients that decay towards 0 over the whole sequence: subnormal floats, slow on x86 CPUs).
 
 Every point runs on one thread. The time is the minimum over `repeats` updates of the process's
 CPU time per update (the machine may be shared; the minimum is the least disturbed), wall time
@@ -29,10 +31,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import write_text_atomic
-from ..errors import ConfigError
+from ..atomic import check_output, write_text_atomic
+from ..errors import ConfigError, OutputError
 from ..machine.process import one_line
-from ..tools.figures import CELL_COLORS, new_figure, save_figure
+from ..tools.figures import CELL_COLORS, check_figure_output, new_figure, save_figure
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -142,6 +144,17 @@ def check_cost(cells: Sequence[str], lengths: Sequence[int], hiddens: Sequence[i
                           "--hiddens")  # fmt: skip
 
 
+def check_cost_output(out_dir: str | Path) -> Path:
+    """The folder `out_dir` can take span_cost.json and span_cost.png (created; matplotlib there): checked
+    before anything is measured, not found after the measuring. Else an OutputError (or PlotError)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder (--out names a folder)")
+    check_output(out / "span_cost.json", make_folder=True)
+    check_figure_output(out / "span_cost.png")
+    return out
+
+
 def _fresh(args: tuple) -> dict[str, Any]:
     with get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         return pool.apply(measure, args)
@@ -160,22 +173,26 @@ def run_cost(out_dir: str | Path, cells: Sequence[str] = CELLS, lengths: Sequenc
     """Against T (H = `hidden`) and against H (T = `length`), full BPTT and K (`rss`: each point in a fresh
     process, its resident set measured too). Every setting is checked first (`check_cost`)."""
     check_cost(cells, [*lengths, length], [*hiddens, hidden], k, repeats)
+    out = check_cost_output(out_dir)
     start = time.monotonic()
     points = []
     for cell in cells:
         for t in lengths:
-            for kk, task in ((0, "copy"), (k, "copy"), (k, "adding")):
+            for kk, task in series(k):
                 points.append(_point((cell, t, hidden, kk, task, 64, repeats), rss))
         for h in hiddens:
             for kk in (0, k):
                 points.append(_point((cell, length, h, kk, "copy", 64, repeats), rss))
     result = {"points": points, "k": k, "hidden": hidden, "length": length, "repeats": repeats, "rss": rss,
               "minutes": round((time.monotonic() - start) / 60, 2)}  # fmt: skip
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "span_cost.json", json.dumps(result, indent=1) + "\n")
     result["png"] = str(plot_cost(result, out / "span_cost.png"))
     return result
+
+
+def series(k: int) -> tuple[tuple[int, str], ...]:
+    """The (truncation, task) pairs measured against T: each task under full BPTT (0) and truncated at `k`."""
+    return (0, "copy"), (k, "copy"), (0, "adding"), (k, "adding")
 
 
 def _series(points: list[dict[str, Any]], cell: str, axis: str, fixed: dict[str, Any]) -> list[dict[str, Any]]:
@@ -195,7 +212,9 @@ def plot_cost(result: dict[str, Any], out_png: str | Path) -> Path:
     pts, k, hid, length = result["points"], result["k"], result["hidden"], result["length"]
     fig = new_figure(figsize=(11, 9), layout="constrained")
     axes = fig.subplots(2, 2)
-    styles = ((0, "copy", "-", "full BPTT"), (k, "copy", "--", f"K = {k}, loss at every step (copy)"),
+    styles = ((0, "copy", "-", "full BPTT, loss at every step (copy)"),
+              (k, "copy", "--", f"K = {k}, loss at every step (copy)"),
+              (0, "adding", "-.", "full BPTT, loss at the end (adding)"),
               (k, "adding", ":", f"K = {k}, loss at the end (adding)"))  # fmt: skip
     cells = list(dict.fromkeys(p["cell"] for p in pts))
     guides = {("T", "cpu_s"): (1, "∝ T"), ("T", "saved_mib"): (1, "∝ T"),
@@ -242,7 +261,7 @@ def slopes(result: dict[str, Any]) -> list[str]:
     pts, k = result["points"], result["k"]
     for axis, fixed in (("T", {"H": result["hidden"]}), ("H", {"T": result["length"]})):
         for cell in dict.fromkeys(p["cell"] for p in pts):
-            for kk, task in ((0, "copy"), (k, "copy"), (k, "adding")):
+            for kk, task in series(k):
                 rows = _series(pts, cell, axis, {**fixed, "K": kk, "task": task})
                 if len(rows) < 2:
                     continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..tools.figures import CELL_COLORS, new_figure, save_figure
+from .span_settings import PROBE_SEQUENCES
 from .span_tasks import ADDING_BASELINE, SOLVED_ACCURACY, SOLVED_MSE
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def plot_gradient_flow(result: MemorySpanResult, out_png: str | Path) -> Path:
     """||dL/dh_t|| through time of the model trained at each cell's longest delay (solved or not),
     before, during and after training; one row per task, one column per cell."""
     tasks, cells = list(result.largest), list(next(iter(result.largest.values())))
+    probed = min(PROBE_SEQUENCES, result.settings.val_size)  # the probe's sequences (memory_span.train_one)
     fig = new_figure(figsize=(4.6 * len(cells), 3.6 * len(tasks)), layout="constrained")
     axes = fig.subplots(len(tasks), len(cells), squeeze=False, sharey="row")
     from matplotlib.ticker import MaxNLocator  # after new_figure, which imports matplotlib (optional)
@@ -88,7 +90,7 @@ def plot_gradient_flow(result: MemorySpanResult, out_png: str | Path) -> Path:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # steps: no 2.5, 7.5 ticks
             ax.grid(True, alpha=0.3, which="both")
             ax.legend(fontsize=7)
-        axes[i][0].set_ylabel("mean ||dL/dh_t||")
+        axes[i][0].set_ylabel(f"mean ||dL/dh_t|| over {probed} sequences,\nL their mean loss", fontsize=9)
     ends = [t for t in tasks if t != "copy"]  # copy has a loss at every output step, the others at the last
     where = [f"{', '.join(ends)}: the loss is read at the end"] if ends else []
     where += ["copy: a loss at every output step"] if "copy" in tasks else []

@@ -4,6 +4,7 @@ plain-text summary the command prints."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,21 @@ def setup_of(s: SpanSettings, cell: str, lr: float | None = None) -> str:
     return f"{init}, Adam lr {lr or s.lr:g}, batch {s.batch_size}, <= {s.steps} updates, {clip}{bptt}"
 
 
+def finite(value: Any) -> Any:
+    """`value` with every float that is not finite (a diverged run's NaN score, curve or gradient norm) as None:
+    JSON has no NaN or Infinity (Python writes them, strict readers refuse the file), so they are written null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def write_result(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
     """memory_span.csv (a row per run) and memory_span.json (per task and cell the spans, set-up and
-    minutes, the settings, every run); returns their paths."""
+    minutes, the settings, every run; a number that is not finite written null: `finite`); returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "memory_span.csv", out / "memory_span.json"
     flat = [{k: v for k, v in r.items() if k not in ("probes", "attempts", "curve")} for r in result.rows]
@@ -65,7 +78,7 @@ def write_result(out: Path, result: MemorySpanResult, seed: int) -> list[Path]:
         "cpu_seconds": result.cpu_seconds,
         "rows": result.rows,
     }  # fmt: skip
-    write_text_atomic(json_path, json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(json_path, json.dumps(finite(summary), indent=1, allow_nan=False) + "\n")
     return [json_path, csv_path]
 
 

@@ -33,6 +33,25 @@ LIMITS = {"hidden": 4096, "steps": 1_000_000, "batch_size": 65_536, "eval_every"
           "alphabet": 1000, "copy_length": 10_000, "val_size": 1_000_000, "test_size": 1_000_000, "seeds": 100,
           "tbptt": 1_000_000, "chrono_tmax": 1_000_000}  # fmt: skip
 MAX_DELAY, MAX_WORKERS, MAX_SEED = 100_000, 256, 2**32 - 1
+# Adam's first step moves a weight by up to 10 x lr (its bias correction): past float32's 3.4e38 torch stops
+# mid-run ("cannot be converted to type float without overflow"); 1,000 is far beyond any rate that trains.
+MAX_LR = 1000.0
+PROBE_SEQUENCES = 64  # held-out sequences of the gradient-flow probe (fewer with a smaller val_size)
+
+
+def stream_seeds(seed: int, delay: int) -> dict[str, int]:
+    """The generator seeds of a run's data at `seed` and `delay`: its training batches (a stream per delay, the
+    same for every cell) and its held-out sets (validation, test, and the probe's sequences of the gradient
+    flow). The held-out seeds follow one another, so seed s's test set is seed s + 1's validation set: each
+    seed's scores are of its own model, not of independent sets. At seed 0 the training stream of delay 2 is
+    the test set's and that of delay 3 the probe's: `check_run` refuses those (`stream_clash`)."""
+    return {"training": seed * 100_003 + delay, "validation": seed + 1, "test": seed + 2, "probe": seed + 3}
+
+
+def stream_clash(seed: int, delay: int) -> str | None:
+    """The held-out set whose stream is the training stream of `seed` at `delay` (None: none is)."""
+    streams = stream_seeds(seed, delay)
+    return next((name for name, value in streams.items() if name != "training" and value == streams["training"]), None)
 
 
 memory_budget = half_memory  # what one experiment may hold (a name of its own: tests lower it)
@@ -78,14 +97,16 @@ class SpanSettings:
         for name in ("lr", "clip_norm", "forget_bias"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"{flag(name)} must be a finite number, got {getattr(self, name)}")
-        if not self.lr > 0 or self.clip_norm < 0:
-            raise ConfigError(f"need --lr > 0 and --clip-norm >= 0, got {self.lr:g} and {self.clip_norm:g}")
+        if not 0 < self.lr <= MAX_LR or self.clip_norm < 0:
+            raise ConfigError(f"need --lr in (0, {MAX_LR:,g}] and --clip-norm >= 0, got {self.lr:g} and "
+                              f"{self.clip_norm:g}")  # fmt: skip
         try:
-            ok = all(0 < float(lr) < math.inf for lr in self.retry_lrs.split())
+            ok = all(0 < float(lr) <= MAX_LR for lr in self.retry_lrs.split())
         except ValueError:
             ok = False
         if not ok:
-            raise ConfigError(f"--retry-lrs must be learning rates > 0 separated by spaces, got {self.retry_lrs!r}")
+            raise ConfigError(f"--retry-lrs must be learning rates in (0, {MAX_LR:,g}] separated by spaces, got "
+                              f"{self.retry_lrs!r}")  # fmt: skip
 
 
 QUICK = SpanSettings(hidden=12, steps=60, batch_size=32, eval_every=20, val_size=128, test_size=256, seeds=1)

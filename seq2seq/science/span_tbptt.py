@@ -15,19 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..atomic import write_text_atomic
+from ..atomic import check_output, write_text_atomic
 from ..config import ConfigError
 from ..errors import OutputError, RunFolderError
 from ..machine.process import one_line
-from ..tools.figures import new_figure, save_figure
+from ..tools.figures import check_figure_output, new_figure, save_figure
 from .memory_span import run_memory_span
 from .span_checks import check_span_run
 from .span_plots import TITLES
+from .span_report import finite
 from .span_settings import DEFAULT_DELAYS, DEFAULT_TASKS, QUICK, QUICK_DELAYS, SpanSettings
 from .span_tasks import SOLVED_ACCURACY, SOLVED_MSE
 
@@ -80,6 +82,11 @@ def run_tbptt_sweep(
     if existing == "refuse" and done:
         raise OutputError(f"{done[0]} already holds a sweep: add --resume to read the finished ones, --overwrite "
                           "to run them again, or use another --out")  # fmt: skip
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"cannot write into {out}: it is a file, not a folder (--out names a folder)")
+    if out.is_dir():  # the summary, written after every K, checked now (a new folder is made by the first K)
+        check_output(out / "tbptt_sweep.json")
+        check_figure_output(out / "tbptt_sweep.png")
     for k, k_settings in per_k.items():
         name, finished = str(k) if k else "full", folders[k] / "memory_span.json"
         if existing == "resume" and finished.exists():  # a finished sweep of an earlier run
@@ -96,7 +103,7 @@ def run_tbptt_sweep(
     summary = {"largest": largest, "scores": scores, "delays": delays, "settings": {**base.__dict__, "tbptt": "K"},
                "seed": seed, "minutes": minutes, "cpu_minutes": cpu_minutes}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "tbptt_sweep.json", json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(out / "tbptt_sweep.json", json.dumps(finite(summary), indent=1, allow_nan=False) + "\n")
     summary["png"] = str(plot_tbptt_sweep(summary, out / "tbptt_sweep.png"))
     return summary
 
@@ -109,7 +116,7 @@ def _finished(
     path: Path, s: SpanSettings, tasks: list[str], cells: list[str], delays: list[int], seed: int
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, int | None]]]:
     """Seed `seed`'s rows and largest delays solved from a finished memory_span.json, refused (one line) when
-    it was run with other settings, without a task, cell or that seed, or at delays not asked for."""
+    it was run with other settings, without a task, cell or that seed, or with other delays (`_other_delays`)."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         settings, seeds, rows, found = saved["settings"], saved["seeds"], saved["rows"], saved["tasks"]
@@ -118,17 +125,39 @@ def _finished(
     asked = {k: v for k, v in asdict(s).items() if k not in FREE}
     differ = [f"{k} {settings.get(k)!r} there, {v!r} asked" for k, v in asked.items() if settings.get(k) != v]
     missing = [f"{t}/{c}" for t in tasks for c in cells if c not in found.get(t, {})]
-    tried = {r["delay"] for r in rows if r.get("seed", seed) == seed}
     problem = (f"other settings ({'; '.join(differ)})" if differ else f"no {', '.join(missing)}" if missing
                else f"no seed {seed} (seeds {seeds})" if seed not in seeds
-               else f"delays {sorted(tried - set(delays))}, not asked for" if not tried <= set(delays)
-               else None)  # fmt: skip
+               else _other_delays(rows, tasks, cells, delays, seed))  # fmt: skip
     if problem:
         raise ConfigError(f"--resume: {path} was run with {problem}; run it again (--overwrite) or use another --out")
     index = seeds.index(seed)
     rows = [r for r in rows if r["task"] in tasks and r["cell"] in cells and r.get("seed", seed) == seed]
     spans = {t: {c: found[t][c].get("per_seed") or [found[t][c]["largest_delay_solved"]] for c in cells} for t in tasks}
     return rows, {t: {c: spans[t][c][index] for c in cells} for t in tasks}
+
+
+def _other_delays(
+    rows: list[dict[str, Any]], tasks: list[str], cells: list[str], delays: list[int], seed: int
+) -> str | None:
+    """Where seed `seed`'s sweep of a task and cell differs from the one `delays` asks for (None: nowhere). A
+    sweep tries the delays in increasing order up to its first unsolved one, so the rows must be exactly
+    those: a sweep of D = 2 that solved it never tried 8, and its span is no answer to --delays 2 8."""
+    for task, cell in ((t, c) for t in tasks for c in cells):
+        solved = {
+            r["delay"]: r["solved"] for r in rows if (r["task"], r["cell"], r.get("seed", seed)) == (task, cell, seed)
+        }
+        walked: list[int] = []
+        for delay in delays:  # the delays the asked sweep tries, given these outcomes
+            walked.append(delay)
+            if not solved.get(delay):
+                break
+        if walked[-1] not in solved:
+            after = f"after solving D = {walked[-2]}" if len(walked) > 1 else "first"
+            asked = " ".join(map(str, delays))
+            return f"no D = {walked[-1]} for {task}/{cell}, which a sweep of --delays {asked} tries {after}"
+        if extra := sorted(set(solved) - set(walked)):
+            return f"delays {extra} for {task}/{cell}, not asked for"
+    return None
 
 
 def format_sweep(summary: dict[str, Any]) -> str:
@@ -160,7 +189,8 @@ def plot_tbptt_sweep(summary: dict[str, Any], out_png: str | Path) -> Path:
             for i, name in enumerate(names):
                 rows = [r for r in summary["scores"][name] if (r["task"], r["cell"]) == (task, cell)]
                 span = summary["largest"][name][task].get(cell)
-                ax.plot([r["delay"] for r in rows], [r["score"] for r in rows], marker="o", markersize=4,
+                scores = [math.nan if r["score"] is None else r["score"] for r in rows]  # null: diverged
+                ax.plot([r["delay"] for r in rows], scores, marker="o", markersize=4,
                         color=colours(0.85 * i / max(len(names) - 1, 1)), linewidth=1.6 if name == "full" else 1.2,
                         linestyle="-" if name == "full" else "--",
                         label=f"K = {name}: " + (f"up to {span}" if span else "none solved"))  # fmt: skip

@@ -23,16 +23,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("seq2seq")
 
 
+NOT_FINITE, NOT_POSITIVE = "not finite: a diverged run?", "0 or below: no place on a log axis"
+
+
 def _series(
-    records: list[dict[str, Any]], key: str, left_out: dict[str, list[int]] | None = None
-) -> tuple[list[int], list[float]]:
+    records: list[dict[str, Any]], key: str, left_out: dict[str, dict[str, list[int]]] | None = None,
+    log_axis: bool = False,
+) -> tuple[list[int], list[float]]:  # fmt: skip
     """The (steps, values) of `key` in `records`: finite values only (a diverged run's Infinity or NaN loss,
-    which no axis can hold), the steps of those left out added to `left_out[key]`."""
+    which no axis can hold), and on a `log_axis` positive ones only (a gradient norm of 0); the steps of
+    those left out added to `left_out[reason][key]`."""
     pairs = [(r["step"], r[key]) for r in records if r.get(key) is not None]
-    if left_out is not None and (bad := [s for s, v in pairs if not math.isfinite(v)]):
-        left_out.setdefault(key, []).extend(bad)
-    pairs = [(s, v) for s, v in pairs if math.isfinite(v)]
+    for reason, bad in ((NOT_FINITE, lambda v: not math.isfinite(v)), (NOT_POSITIVE, lambda v: log_axis and v <= 0)):
+        if left_out is not None and (steps := [s for s, v in pairs if bad(v)]):
+            left_out.setdefault(reason, {}).setdefault(key, []).extend(steps)
+    pairs = [(s, v) for s, v in pairs if math.isfinite(v) and (v > 0 or not log_axis)]
     return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+def _left_out(left_out: dict[str, dict[str, list[int]]]) -> str:
+    """`loss at steps 10, 30; val_loss at step 40 (not finite: ...); grad_norm at step 5 (0 or below: ...)`."""
+    return "; ".join(
+        "; ".join(f"{key} at step{'s' * (len(s) > 1)} {', '.join(map(str, s[:5]))}{' ...' * (len(s) > 5)}"
+                  for key, s in per_key.items()) + f" ({reason})"
+        for reason in (NOT_FINITE, NOT_POSITIVE) if (per_key := left_out.get(reason))
+    )  # fmt: skip
 
 
 def flat_limits(values: Sequence[float]) -> tuple[float, float] | None:
@@ -114,8 +129,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     train_label = "train (mean since last log" + (f", label smoothing {smoothing})" if smoothing else ")")
     val_label = "validation (no label smoothing)" if smoothing else "validation"
     clip = train_cfg.get("clip_norm", 0.0)
-    left_out: dict[str, list[int]] = {}  # non-finite values (a diverged run): drawn without them, and said so
-    grad_steps, grad_norms = _series(train, "grad_norm", left_out)
+    left_out: dict[str, dict[str, list[int]]] = {}  # values no axis holds: drawn without them, and said so
+    grad_steps, grad_norms = _series(train, "grad_norm", left_out, log_axis=True)
     grad_lines = [("pre-clip global norm", grad_steps, grad_norms, "-")]
     if clip and grad_steps:
         grad_lines.append((f"clip_norm = {clip:g}", [grad_steps[0], grad_steps[-1]], [clip, clip], "k--"))
@@ -134,9 +149,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
                log_y=True),
     ]  # fmt: skip
     if left_out:
-        said = "; ".join(f"{key} at step{'s' * (len(s) > 1)} {', '.join(map(str, s[:5]))}{' ...' * (len(s) > 5)}"
-                         for key, s in left_out.items())  # fmt: skip
-        log.warning("%s: non-finite values left out of the plots (a diverged run?): %s", run / "metrics.jsonl", said)
+        log.warning("%s: values left out of the plots: %s", run / "metrics.jsonl", _left_out(left_out))
     return [p for p in made if p is not None]
 
 
