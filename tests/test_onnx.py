@@ -217,8 +217,9 @@ def test_the_deploy_page_example_translates_with_onnxruntime_sentencepiece_and_n
 
 def test_onnx_models_refuse_what_they_cannot_do(exported: Path) -> None:
     tr = OnnxTranslator.load(exported)
-    with pytest.raises(ConfigError, match="ONNX model"):
-        tr.translate(["red cat"], DecodeConfig(precision="bf16"))
+    for precision in ("bf16", "fp16"):  # the precision asked for is the one named (fp16 was told bf16)
+        with pytest.raises(ConfigError, match=f"ONNX model .*use the .pt checkpoint for --precision {precision}$"):
+            tr.translate(["red cat"], DecodeConfig(precision=precision))
     with pytest.raises(ConfigError, match="^unknown DecodeConfig key 'shortlist'") as err:  # the shortlist is gone
         tr.translate(["red cat"], shortlist=10)
     assert "\n" not in str(err.value)

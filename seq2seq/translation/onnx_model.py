@@ -322,7 +322,7 @@ class OnnxTranslator(Translating):
         if cfg.precision not in ("auto", "fp32"):
             raise ConfigError(
                 "an ONNX model decodes in fp32 (or the int8 it was exported with): "
-                "use the .pt checkpoint for --precision bf16"
+                f"use the .pt checkpoint for --precision {cfg.precision}"
             )
 
     def _where(self, cfg: DecodeConfig | None) -> dict[str, Any]:  # the file's precision, whatever cfg asks
