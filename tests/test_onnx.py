@@ -228,6 +228,17 @@ def test_onnx_models_refuse_what_they_cannot_do(exported: Path) -> None:
     assert load_translator(exported, device="auto").translate("red cat") == tr.translate("red cat")  # auto: the CPU
 
 
+def test_onnx_runtime_threads_follow_the_cores_this_process_may_use(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One intra-op thread per core of the process's affinity (taskset, a cpuset), not per core of the machine."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    engine = OnnxTranslator.load(exported).net
+    assert engine.encoder.get_session_options().intra_op_num_threads == 3
+    assert OnnxTranslator.load(exported, threads=2).net.step_graph.get_session_options().intra_op_num_threads == 2
+
+
 def _rewrite(src: Path, dst: Path, **changes: bytes) -> Path:
     with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
         for name in z.namelist():

@@ -4,7 +4,6 @@ arrays. Imports numpy and onnxruntime only, never torch."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -12,6 +11,7 @@ import numpy as np
 from ..config import DECODE_BATCH, ConfigError, ModelConfig
 from ..config_dict import from_dict
 from ..ids import PAD_ID
+from ..machine.hardware import usable_cores
 from .base import memory_rows
 
 MANIFEST_NAME = "seq2seq-onnx.json"  # onnx_model.MANIFEST (that module imports this one)
@@ -64,9 +64,9 @@ class OnnxEngine:
     batch_size = DECODE_BATCH["onnx"]  # sentences per batch unless DecodeConfig.batch_size says
 
     def __init__(self, encoder: bytes, step: bytes, manifest: dict[str, Any], threads: int = 0) -> None:
-        """Sessions for both graphs (`threads`: ONNX Runtime's intra-op threads, 0: one per core, at most 8);
-        `manifest` gives the model config and the step graph's input names."""
-        threads = threads or min(os.cpu_count() or 1, 8)
+        """Sessions for both graphs (`threads`: ONNX Runtime's intra-op threads, 0: one per core this process
+        may run on, at most 8); `manifest` gives the model config and the step graph's input names."""
+        threads = threads or min(usable_cores(), 8)  # its affinity (taskset, a container's cpuset), not the machine's
         self.encoder, self.step_graph = _session(encoder, threads), _session(step, threads)
         self.cfg = from_dict(ModelConfig, manifest["model_config"])
         self._check_names(manifest)

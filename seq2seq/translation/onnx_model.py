@@ -270,7 +270,7 @@ class OnnxTranslator(Translating):
 
     @classmethod
     def load(cls, path: str | Path, threads: int = 0) -> OnnxTranslator:
-        """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per core),
+        """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per usable core),
         its parts checked against each other: the graphs' input and output names against the manifest's,
         the tokenizers' sizes against the embeddings and the output layer (a CheckpointError, one line)."""
         path = Path(path)
