@@ -337,15 +337,17 @@ def resume_configs(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def refuse_run_checkpoint(out: str | Path, what: str, instead: str) -> None:
     """An OutputError when `out` is a run's own checkpoint (last.pt, best.pt, stepN.pt beside a
-    preprocess.json): writing `what` there would replace what training resumes from or chose."""
-    target = Path(out)
-    if (target.parent / "preprocess.json").is_file() and (
-        target.name in ("last.pt", "best.pt")
-        or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
-    ):
-        raise OutputError(f"--out {out} is a checkpoint of the run in {target.parent} (training resumes from last.pt; "
-                          f"best.pt is its chosen model): write {what} beside them under another name, e.g. "
-                          f"{target.parent / instead}")  # fmt: skip
+    preprocess.json), also through a symbolic link (atomic_write replaces its target): writing `what`
+    there would replace what training resumes from or chose."""
+    for target in dict.fromkeys((Path(out), Path(os.path.realpath(out)))):
+        if (target.parent / "preprocess.json").is_file() and (
+            target.name in ("last.pt", "best.pt")
+            or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
+        ):
+            link = "" if target == Path(out) else f" (a link to {target})"
+            raise OutputError(f"--out {out}{link} is a checkpoint of the run in {target.parent} (training resumes "
+                              f"from last.pt; best.pt is its chosen model): write {what} beside them under another "
+                              f"name, e.g. {target.parent / instead}")  # fmt: skip
 
 
 def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[str] | None = None) -> Path:

@@ -414,6 +414,12 @@ def test_export_never_writes_over_a_runs_checkpoint(run_dir: Path, tmp_path: Pat
     for name in ("last.pt", "best.pt", "step400.pt"):
         assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(run / name)]) == 2
         assert f"is a checkpoint of the run in {run}" in capsys.readouterr().err
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "model.onnx.zip").symlink_to(run / "last.pt")  # atomic_write replaces a link's target
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(links / "model.onnx.zip")]) == 2
+    err = capsys.readouterr().err
+    assert f"(a link to {run / 'last.pt'}) is a checkpoint of the run in {run}" in err and err.count("\n") == 1
     assert (run / "last.pt").read_bytes() == before and not (run / "best.pt").exists()
 
 
