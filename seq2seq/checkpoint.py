@@ -357,7 +357,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[st
     `names`: how the files are recorded in the result (default: `paths`)."""
     if len(paths) < 2:
         raise CheckpointError(f"averaging needs at least two checkpoints of one run, got {len(paths)}")
-    check_output(out, inputs=paths)  # before reading: a missing folder, a folder, or one of the checkpoints
+    check_output(out, inputs=paths, regular=True)  # before reading: no folder, a folder, a pipe, a checkpoint given
     refuse_run_checkpoint(out, "the average", "average.pt")
     names = names or [str(p) for p in paths]
     models = [read_model(p) for p in paths]  # a missing or damaged file: one line naming it

@@ -289,6 +289,9 @@ def test_export_command_makes_folders_and_reports_unwritable_paths(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "a" / "b" / "model.onnx.zip"
+    assert main(["export", "--checkpoint", str(tmp_path / "no.pt"), "--out", str(out)]) == 2
+    assert not (tmp_path / "a").exists()  # the folder is made when the model is written, not before a refusal
+    capsys.readouterr()
     assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out)]) == 0
     assert is_onnx_model(out)
     blocker = tmp_path / "a-file"
@@ -297,6 +300,23 @@ def test_export_command_makes_folders_and_reports_unwritable_paths(
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"seq2seq export: error: cannot write {blocker / 'm.onnx.zip'}: {blocker} is not a folder"
     )  # a bad output path is exit 2, checked before the checkpoint is read (tests/test_output_files.py)
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(blocker / "new" / "m.onnx.zip")]) == 2
+    assert capsys.readouterr().err.endswith(f"{blocker} is not a folder\n")  # a folder that could not be made
+
+
+def test_export_and_average_write_model_files_not_devices_or_pipes(run_dir: Path, tmp_path: Path) -> None:
+    """`export --out /dev/stdout > m.onnx.zip` wrote the zip with the 'wrote ...' line after it, exit 0: a
+    corrupt model file. A model file is written whole and renamed into place: a device or a pipe is refused."""
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes((run_dir / "best.pt").read_bytes())
+    best = str(run_dir / "best.pt")
+    for command in (["export", "--checkpoint", best, "--out", "/dev/stdout"],
+                    ["average", "--checkpoints", best, str(copy), "--out", "/dev/stdout"]):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "seq2seq", *command], capture_output=True, timeout=300)
+        assert done.returncode == 2 and done.stdout == b"", done.stderr
+        assert done.stderr.decode() == (f"seq2seq {command[0]}: error: cannot write /dev/stdout: not a regular file (a "
+                                        "device or a pipe); a model file is written whole, then renamed into place: "
+                                        "name a file\n")  # fmt: skip
 
 
 def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None
     if fmt not in (None, "onnx") or Path(out).suffix == ".npz":
         raise ConfigError(f"{REMOVED_NPZ}: write an ONNX model instead (--format onnx, e.g. --out model.onnx.zip)")
     refuse_hub_output(out, "export")
-    check_output(out, inputs=[checkpoint], make_folder=True)  # before any work: a folder, or the checkpoint itself
+    # before any work: a folder, a device or pipe, or the checkpoint itself; a missing folder is created when written
+    check_output(out, inputs=[checkpoint], make_folder=True, later=True, regular=True)
     refuse_run_checkpoint(out, "the exported model", "model.onnx.zip")
     checkpoint = model_file(checkpoint)  # hf://ORG/NAME: downloaded (hub.py)
     return export_onnx(checkpoint, out, quantize)

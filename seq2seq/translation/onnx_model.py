@@ -243,8 +243,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
                 "spm_sha256": {"src": _sha256(saved.src_spm), "tgt": _sha256(saved.tgt_spm)}}  # fmt: skip
     out = Path(out)
     # atomic_write (the one way output files are written): whole or not at all, synced, a link's target
-    # replaced and the old file's permissions kept; a device or pipe written straight into
-    with atomic_write(out, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+    # replaced and the old file's permissions kept; a missing folder created now, not before the work
+    with atomic_write(out, "wb", make_folder=True) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
         z.writestr(MANIFEST, json.dumps(manifest, indent=1))
         z.writestr("encoder.onnx", enc_bytes)
         z.writestr("decoder_step.onnx", step_bytes)
