@@ -494,6 +494,29 @@ def test_export_quality_checks_its_inputs_before_any_export_in_one_line(
         assert not out.exists()  # refused before any export
 
 
+def test_export_quality_puts_each_checkpoints_exports_in_a_folder_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every checkpoint's exports went to checkpoints/export_quality/, each run replacing the last one's."""
+    from seq2seq.devtools import export_quality as module
+
+    fake = tmp_path / "python"  # the script's Python: prints the command it is given
+    fake.write_text('#!/bin/sh\nif [ "$1" = -c ]; then exit 0; fi\necho "$@"\n')
+    fake.chmod(0o755)
+    script = ["bash", str(ROOT / "scripts/export_quality.sh"), "runs/a/best.pt"]
+    env = {**os.environ, "PYTHON": str(fake), "DATA": str(tmp_path)}
+    done = subprocess.run(script, env=env, capture_output=True, text=True, check=True)
+    assert "--out" not in done.stdout and "runs/a/best.pt" in done.stdout  # the module's default, not one folder
+    done = subprocess.run(script, env={**env, "OUT": str(tmp_path / "o")}, capture_output=True, text=True, check=True)
+    assert f"--out {tmp_path / 'o'}" in done.stdout
+    asked = []
+    monkeypatch.setattr(module, "export_quality", lambda *args: asked.append(args[4]) or {})
+    for run in ("a", "b"):
+        monkeypatch.setattr(sys, "argv", ["prog", f"runs/{run}/best.pt", str(tmp_path), "xx", "yy"])
+        module.main()
+    assert asked == [Path("checkpoints/export_quality/a.best"), Path("checkpoints/export_quality/b.best")]
+
+
 def test_decode_profile_splits_a_run_between_onnx_runtime_and_the_search(
     exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
