@@ -107,20 +107,19 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
-# The member marking each exported model file (a zip): the ONNX model's (onnx_model.py), the removed .npz's.
-EXPORTED_MARKERS = {"format.npy": "a removed NumPy runtime .npz", "seq2seq-onnx.json": "an ONNX model"}
+# An exported ONNX model is recognised where a model file is read (translation/onnx_model.is_onnx_model); an
+# old .npz of the removed NumPy runtime, which no module reads any more, here: a zip holding this member.
+REMOVED_NPZ_MARKER = "format.npy"
 
 
-def _exported_kind(path: Path) -> str | None:
-    """What kind of exported model `path` is, if it is one (read without importing the exporters)."""
+def _is_removed_npz(path: Path) -> bool:
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
+            return REMOVED_NPZ_MARKER in z.namelist()
     except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile):  # ValueError: undecodable names
-        return None
-    return next((kind for member, kind in EXPORTED_MARKERS.items() if member in names), None)
+        return False
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -140,10 +139,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"could run code{': ' + culprit if culprit else ''}"
         ) from None
     except Exception as err:  # truncated zip, damaged records, ...
-        exported = _exported_kind(path)
-        if exported:
-            use = "seq2seq translate and load_translator take it" if "ONNX" in exported else "export ONNX instead"
-            raise CheckpointError(f"{path}: {exported} (from seq2seq export), no checkpoint: {use}") from None
+        if _is_removed_npz(path):
+            raise CheckpointError(f"{path}: a removed NumPy runtime .npz (from seq2seq export), no checkpoint: "
+                                  "export ONNX instead") from None  # fmt: skip
         msg = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:

@@ -246,12 +246,28 @@ def _rewrite(src: Path, dst: Path, **changes: bytes) -> Path:
     return dst
 
 
-def test_checkpoint_loading_names_an_exported_model_by_its_owners_marker(exported: Path, tmp_path: Path) -> None:
-    from seq2seq.checkpoint import EXPORTED_MARKERS, load_checkpoint
-
-    assert EXPORTED_MARKERS[MANIFEST] == "an ONNX model"
-    with pytest.raises(CheckpointError, match=r"an ONNX model \(from seq2seq export\), no checkpoint"):
-        load_checkpoint(exported)
+def test_an_onnx_model_given_for_a_checkpoint_is_named_whole_or_damaged(
+    run_dir: Path, exported: Path, tmp_path: Path, capsys
+) -> None:
+    """Where a .pt checkpoint is read (export, average, the torch engine), an ONNX model is named as one by its
+    owner's test (onnx_model.is_onnx_model): a truncated one too, which a second copy of the test in checkpoint.py
+    called 'truncated or corrupt checkpoint (PytorchStreamReader ...)'."""
+    cut = tmp_path / "cut.onnx.zip"
+    cut.write_bytes(exported.read_bytes()[: exported.stat().st_size // 2])
+    for model in (exported, cut):
+        says = f"{model}: an ONNX model (from seq2seq export), no checkpoint: seq2seq translate and load_translator "
+        says += "take it"
+        commands = (
+            ["export", "--checkpoint", str(model), "--out", str(tmp_path / "m.onnx.zip")],
+            ["average", "--checkpoints", str(model), str(run_dir / "best.pt"), "--out", str(tmp_path / "a.pt")],
+            ["attention", "--checkpoint", str(model), "--sentence", "red", "--out", str(tmp_path / "a.png")],
+        )
+        for command in commands:
+            assert main(command) == 2
+            assert capsys.readouterr().err == f"seq2seq {command[0]}: error: {says}\n", command
+        with pytest.raises(CheckpointError, match="^" + re.escape(says) + "$"):
+            Translator.from_checkpoint(model)
+    assert not list(tmp_path.glob("[ma].*"))
 
 
 def test_the_removed_npz_format_is_named_in_one_line(

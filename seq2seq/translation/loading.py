@@ -42,9 +42,12 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None
 def average_models(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     """`seq2seq average`: the mean of the weights of one run's checkpoints (local files or hf:// paths)."""
     from ..checkpoint import average_checkpoints
+    from .onnx_model import refuse_onnx_model
 
     refuse_hub_output(out, "average")
     files = [model_file(p) for p in checkpoints]  # hf://ORG/NAME: downloaded
+    for file in files:
+        refuse_onnx_model(file)
     return average_checkpoints(files, out, names=[str(p) for p in checkpoints])
 
 

@@ -71,6 +71,14 @@ def is_onnx_model(path: str | Path) -> bool:
             head[30:] == MANIFEST.encode())  # fmt: skip
 
 
+def refuse_onnx_model(path: str | Path) -> None:
+    """Where a `.pt` checkpoint is read (export, average, the torch engine): an ONNX model, a damaged one
+    included, named as what it is (a CheckpointError) instead of a checkpoint torch cannot read."""
+    if is_onnx_model(path):
+        raise CheckpointError(f"{path}: an ONNX model (from seq2seq export), no checkpoint: seq2seq translate and "
+                              "load_translator take it")  # fmt: skip
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of a file written by `export_onnx` (languages, model config, quantization, trained
     steps), for its model card (sources/card.py); `OnnxTranslator.load` checks the whole file."""
@@ -221,6 +229,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
             import onnxruntime.quantization  # noqa: F401  (quantize.py's: before the fp32 export, not after)
         except ImportError:
             raise ConfigError(f"--quantize int8 needs ONNX Runtime's quantization tools: {EXTRA}") from None
+    refuse_onnx_model(checkpoint)
     saved = read_model(checkpoint)
     check_vocab(checkpoint, saved)
     cfg = from_dict(ModelConfig, saved.model_config)
