@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -415,6 +416,46 @@ def test_a_file_whose_parts_disagree_is_one_line_not_garbage_or_a_traceback(
         assert main(["translate", "--checkpoint", str(path), "--input", os.devnull]) == 2
         err_text = capsys.readouterr().err
         assert err_text == f"seq2seq translate: error: {err.value}\n", (name, err_text)  # no ONNX Runtime log
+
+
+def _overlapping(src: Path, dst: Path) -> Path:
+    """`src` with its decoder_step.onnx's entry inside its encoder.onnx's: each entry valid (name, size, CRC),
+    but the two share their bytes, so reading every member reads more than the file."""
+    with zipfile.ZipFile(src) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    step = zipfile.ZipInfo("decoder_step.onnx")
+    step.file_size = step.compress_size = len(members["decoder_step.onnx"])
+    step.CRC = zlib.crc32(members["decoder_step.onnx"])
+    with zipfile.ZipFile(dst, "w") as out:
+        out.writestr(MANIFEST, members[MANIFEST])
+        out.writestr("encoder.onnx", step.FileHeader() + members["decoder_step.onnx"] + members["encoder.onnx"])
+        encoder = out.getinfo("encoder.onnx")
+        step.header_offset = encoder.header_offset + 30 + len(encoder.filename) + len(encoder.extra)
+        out.filelist.append(step)
+        out.NameToInfo[step.filename] = step
+        for name in ("src.spm.model", "tgt.spm.model"):
+            out.writestr(name, members[name])
+    return dst
+
+
+def test_members_are_stored_and_together_no_larger_than_the_file(exported: Path, tmp_path: Path) -> None:
+    """A 7 MB file holding two deflated 768 MiB graphs made loading take 2.4 GB: each member is stored (as
+    export writes it) and checked before it is read, a tokenizer at most 64 MiB, all together at most the file."""
+    deflated = tmp_path / "deflated.zip"
+    with zipfile.ZipFile(exported) as z, zipfile.ZipFile(deflated, "w") as out:
+        for name in z.namelist():
+            deflate = name == "decoder_step.onnx"
+            out.writestr(name, z.read(name), zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED)
+    cases = {
+        deflated: "its decoder_step.onnx is compressed (deflate); a model file's members are stored, not compressed",
+        _rewrite(exported, tmp_path / "big.zip", tgt_spm_model=bytes((64 << 20) + 1)):
+            f"its tgt.spm.model unpacks to {(64 << 20) + 1:,} bytes, more than the {64 << 20:,}",
+        _overlapping(exported, tmp_path / "overlapping.zip"): "its members unpack to ",
+    }  # fmt: skip
+    for path, message in cases.items():
+        with pytest.raises(CheckpointError) as err:
+            OnnxTranslator.load(path)
+        assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value), str(err.value)
 
 
 def test_a_missing_extra_is_named_in_one_line(

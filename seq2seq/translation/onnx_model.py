@@ -91,14 +91,39 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a seq2seq ONNX model ({err})") from None
 
 
-def _member(z: zipfile.ZipFile, name: str, path: str | Path) -> bytes:
-    """A member of a model file, its unpacked size checked before it is read: the manifest at most 1 MiB,
-    a graph or tokenizer at most 2 GiB (protobuf's own limit for one ONNX graph)."""
-    size, limit = z.getinfo(name).file_size, (1 << 20 if name == MANIFEST else 2 << 30)
+GRAPHS = ("encoder.onnx", "decoder_step.onnx")
+TOKENIZERS = ("src.spm.model", "tgt.spm.model")
+# The most each member may hold: the manifest 1 MiB, a tokenizer 64 MiB, a graph 2 GiB (protobuf's own limit for
+# one ONNX graph). Every member is stored, not compressed, so together they hold no more than the file's size.
+_LIMITS = {MANIFEST: 1 << 20, **dict.fromkeys(TOKENIZERS, 64 << 20), **dict.fromkeys(GRAPHS, 2 << 30)}
+
+
+def _member(z: zipfile.ZipFile, name: str, path: str | Path, read: bool = True) -> bytes:
+    """A member of a model file (`read` False: b"", checked only), stored (as `export_onnx` writes it: its size
+    is its size in the file) and no larger than `_LIMITS` allows, both checked before it is read."""
+    info = z.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        method = zipfile.compressor_names.get(info.compress_type, f"method {info.compress_type}")
+        raise CheckpointError(f"{path}: its {name} is compressed ({method}); a model file's members are stored, not "
+                              "compressed: not a model this seq2seq wrote")  # fmt: skip
+    size, limit = max(info.file_size, info.compress_size), _LIMITS[name]
     if size > limit:
         raise CheckpointError(f"{path}: its {name} unpacks to {size:,} bytes, more than the {limit:,} a model file's "
                               f"{name} may hold: not a model this seq2seq wrote")  # fmt: skip
-    return z.read(name)
+    return z.read(name) if read else b""
+
+
+def _parts(z: zipfile.ZipFile, path: str | Path) -> dict[str, bytes]:
+    """Both graphs and both tokenizers (`_member`), together no larger than the file (members whose entries
+    share their bytes would be read, and held, once each)."""
+    names = (*GRAPHS, *TOKENIZERS)
+    for name in names:
+        _member(z, name, path, read=False)
+    total = sum(z.getinfo(name).file_size for name in names)
+    if total > (whole := Path(path).stat().st_size):
+        raise CheckpointError(f"{path}: its members unpack to {total:,} bytes, more than the file's {whole:,}: not a "
+                              "model this seq2seq wrote")  # fmt: skip
+    return {name: _member(z, name, path) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -296,8 +321,9 @@ class OnnxTranslator(Translating):
                 if manifest["version"] > VERSION:
                     raise CheckpointError(f"{path}: {FORMAT} version {manifest['version']} is newer than this "
                                           f"seq2seq reads ({VERSION}): upgrade seq2seq")  # fmt: skip
-                graphs = _member(z, "encoder.onnx", path), _member(z, "decoder_step.onnx", path)
-                spm = {side: _member(z, f"{side}.spm.model", path) for side in ("src", "tgt")}
+                parts = _parts(z, path)
+                graphs = tuple(parts[name] for name in GRAPHS)
+                spm = {side: parts[f"{side}.spm.model"] for side in ("src", "tgt")}
                 for side, digest in (manifest.get("spm_sha256") or {}).items():  # recorded since 2026-12-06
                     if side in spm and _sha256(spm[side]) != digest:
                         raise InconsistentModel(f"{side}.spm.model is not the tokenizer the model was exported with")
