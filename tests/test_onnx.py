@@ -404,8 +404,8 @@ def test_a_file_whose_parts_disagree_is_one_line_not_garbage_or_a_traceback(
                   "its seq2seq-onnx.json lists step_inputs x, k, its decoder_step.onnx has prev_ids, h, c, states"),
         "order": ({"seq2seq_onnx_json": json.dumps(manifest | {"step_inputs": swapped}).encode()},
                   "its seq2seq-onnx.json lists step_inputs prev_ids, c, h, "),
-        "outputs": ({"seq2seq_onnx_json": json.dumps(manifest | {"encoder_outputs": "states"}).encode()},
-                    "its seq2seq-onnx.json lists encoder_outputs 'states', its encoder.onnx has states, keys"),
+        "outputs": ({"seq2seq_onnx_json": json.dumps(manifest | {"encoder_outputs": ["states"]}).encode()},
+                    "its seq2seq-onnx.json lists encoder_outputs states, its encoder.onnx has states, keys"),
     }  # fmt: skip
     for name, (changes, message) in cases.items():
         path = _rewrite(exported, tmp_path / f"{name.replace(' ', '-')}.onnx.zip", **changes)
@@ -456,6 +456,46 @@ def test_members_are_stored_and_together_no_larger_than_the_file(exported: Path,
         with pytest.raises(CheckpointError) as err:
             OnnxTranslator.load(path)
         assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value), str(err.value)
+
+
+def test_every_manifest_field_is_checked_and_named(exported: Path, tmp_path: Path, capsys) -> None:
+    """A missing src_lang loaded (then `push` raised KeyError), a dict for a language reached the model card,
+    version true or 0 loaded, '2' was 'not a seq2seq-onnx model', a string for a list was "'str' object has no
+    attribute 'items'": each field's type and value is checked, one line naming it."""
+    manifest = json.loads(zipfile.ZipFile(exported).read(MANIFEST))
+    field_is = f"{exported.parent}/{{}}.onnx.zip: its {MANIFEST} has "
+    cases = {
+        "no_lang": ({"src_lang": ...}, "no src_lang"),
+        "lang_obj": ({"src_lang": {"x": [1]}}, "src_lang {'x': [1]}, not a language code"),
+        "lang_nl": ({"tgt_lang": "de\nlicense: mit"}, "tgt_lang 'de\\nlicense: mit', not a language code"),
+        "ver_bool": ({"version": True}, "version True, not a whole number >= 1"),
+        "ver_0": ({"version": 0}, "version 0, not a whole number >= 1"),
+        "ver_str": ({"version": "2"}, "version '2', not a whole number >= 1"),
+        "int4": ({"quantize": "int4"}, "quantize 'int4', not none or int8"),
+        "no_config": ({"model_config": ...}, "no model_config"),
+        "config_list": ({"model_config": [1, 2]}, "model_config [1, 2], not an object"),
+        "config_bad": ({"model_config": manifest["model_config"] | {"emb_size": 10**9}},
+                       "a model_config seq2seq cannot build (emb_size must be in"),
+        "sha_str": ({"spm_sha256": "abc"}, "spm_sha256 'abc', not the src and tgt tokenizers' SHA-256 digests"),
+        "no_inputs": ({"step_inputs": ...}, "no step_inputs"),
+        "steps": ({"trained_steps": "many"}, "trained_steps 'many', not a whole number >= 0, or null"),
+        "averaged": ({"averaged": [1]}, "averaged [1], not a list of file names, or null"),
+        "train_config": ({"train_config": "x"}, "train_config 'x', not an object (the run's settings), or null"),
+    }  # fmt: skip
+    for name, (changes, message) in cases.items():
+        changed = {k: v for k, v in (manifest | changes).items() if v is not ...}
+        path = _rewrite(exported, exported.parent / f"{name}.onnx.zip", seq2seq_onnx_json=json.dumps(changed).encode())
+        for read in (OnnxTranslator.load, read_manifest):  # read_manifest: the model card's reader
+            with pytest.raises(CheckpointError) as err:
+                read(path)
+            assert str(err.value) == field_is.format(name) + message + str(err.value).split(message, 1)[1], name
+            assert str(err.value).endswith(": damaged or inconsistent ONNX model") and "\n" not in str(err.value)
+    listed = _rewrite(exported, tmp_path / "list.onnx.zip", seq2seq_onnx_json=b"[1, 2]")
+    with pytest.raises(CheckpointError, match=f"its {MANIFEST} is list, not a JSON object: damaged"):
+        OnnxTranslator.load(listed)
+    argv = ["push", "--checkpoint", str(exported.parent / "no_lang.onnx.zip"), "--repo", "a/b", "--dry-run"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.endswith(f"its {MANIFEST} has no src_lang: damaged or inconsistent ONNX model\n")
 
 
 def test_a_missing_extra_is_named_in_one_line(

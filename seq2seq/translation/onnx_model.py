@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..atomic import atomic_write
 from ..config import ConfigError, DecodeConfig, ModelConfig
@@ -42,6 +44,9 @@ from ..ids import EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
 from .base import Translating
 from .onnx_engine import CANDIDATES, EXTRA, InconsistentModel, OnnxEngine, import_ort, state_names
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 FORMAT = "seq2seq-onnx"
 VERSION = 2  # 2: the step graph's candidate outputs (version 1 files still load; their search takes the log-probs)
@@ -81,14 +86,24 @@ def refuse_onnx_model(path: str | Path) -> None:
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of a file written by `export_onnx` (languages, model config, quantization, trained
-    steps), for its model card (sources/card.py); `OnnxTranslator.load` checks the whole file."""
+    steps), every field checked (`_check_manifest`), for its model card (sources/facts.py);
+    `OnnxTranslator.load` checks the whole file."""
+    with _reading(path), zipfile.ZipFile(path) as z:
+        return _check_manifest(json.loads(_member(z, MANIFEST, path)), path)
+
+
+@contextmanager
+def _reading(path: str | Path) -> Iterator[None]:
+    """Any error reading a model file as one CheckpointError line naming it."""
     try:
-        with zipfile.ZipFile(path) as z:
-            return json.loads(_member(z, MANIFEST, path))
+        yield
     except CheckpointError:
         raise
-    except _UNREADABLE as err:
-        raise CheckpointError(f"{path}: not a seq2seq ONNX model ({err})") from None
+    except InconsistentModel as err:  # each part readable, but not parts of one model
+        raise CheckpointError(f"{path}: {err}: damaged or inconsistent ONNX model") from None
+    except Exception as err:  # noqa: BLE001  (zip, JSON, protobuf and ONNX Runtime errors alike)
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: incomplete or corrupt ONNX model ({msg})") from None
 
 
 GRAPHS = ("encoder.onnx", "decoder_step.onnx")
@@ -124,6 +139,84 @@ def _parts(z: zipfile.ZipFile, path: str | Path) -> dict[str, bytes]:
         raise CheckpointError(f"{path}: its members unpack to {total:,} bytes, more than the file's {whole:,}: not a "
                               "model this seq2seq wrote")  # fmt: skip
     return {name: _member(z, name, path) for name in names}
+
+
+# --- the manifest
+
+
+LANGUAGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a language code, as the corpus files' suffix
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _language(value: Any) -> bool:
+    return isinstance(value, str) and bool(LANGUAGE.fullmatch(value))
+
+
+def _digests(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) <= {"src", "tgt"} and all(
+        isinstance(d, str) and bool(_SHA256.fullmatch(d)) for d in value.values())  # fmt: skip
+
+
+def _dict_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+_NAMES = "a list of the graph's input or output names"
+# The manifest's fields besides format and version: (required, the check of its value, what the value must be)
+_FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "model_config": (True, lambda v: isinstance(v, dict), "an object (the model's settings)"),
+    "src_lang": (True, _language, "a language code (letters, digits, '_', '-', '.', at most 100)"),
+    "tgt_lang": (True, _language, "a language code (letters, digits, '_', '-', '.', at most 100)"),
+    "quantize": (True, lambda v: isinstance(v, str) and v in ("none", *QUANTIZE), f"none or {' or '.join(QUANTIZE)}"),
+    "step_inputs": (True, _names, _NAMES),
+    "step_outputs": (True, _names, _NAMES),
+    "encoder_inputs": (False, _names, _NAMES),
+    "encoder_outputs": (False, _names, _NAMES),
+    "trained_steps": (False, lambda v: v is None or _count(v), "a whole number >= 0, or null"),
+    "averaged": (False, lambda v: v is None or _names(v), "a list of file names, or null"),
+    "opset": (False, _count, "a whole number"),
+    "data_config": (False, _dict_or_none, "an object (the run's settings), or null"),
+    "train_config": (False, _dict_or_none, "an object (the run's settings), or null"),
+    "spm_sha256": (False, _digests, "the src and tgt tokenizers' SHA-256 digests"),
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_manifest(manifest: Any, path: str | Path) -> dict[str, Any]:
+    """`manifest` itself, each field checked: its type and value (a CheckpointError for another format or a
+    newer version, an InconsistentModel naming the field otherwise)."""
+    if not isinstance(manifest, dict):
+        raise InconsistentModel(f"its {MANIFEST} is {type(manifest).__name__}, not a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} model (format {_shown(manifest.get('format'))})")
+    version = manifest.get("version")
+    if not _count(version) or version < 1:
+        raise InconsistentModel(f"its {MANIFEST} has version {_shown(version)}, not a whole number >= 1")
+    if version > VERSION:
+        raise CheckpointError(f"{path}: {FORMAT} version {version} is newer than this seq2seq reads ({VERSION}): "
+                              "upgrade seq2seq")  # fmt: skip
+    for key, (required, valid, what) in _FIELDS.items():
+        if key not in manifest and required:
+            raise InconsistentModel(f"its {MANIFEST} has no {key}")
+        if key in manifest and not valid(manifest[key]):
+            raise InconsistentModel(f"its {MANIFEST} has {key} {_shown(manifest[key])}, not {what}")
+    try:
+        from_dict(ModelConfig, manifest["model_config"])
+    except ConfigError as err:
+        raise InconsistentModel(f"its {MANIFEST} has a model_config seq2seq cannot build ({err})") from None
+    return manifest
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -304,41 +397,28 @@ class OnnxTranslator(Translating):
 
     @classmethod
     def load(cls, path: str | Path, threads: int = 0) -> OnnxTranslator:
-        """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per usable core),
-        its parts checked against each other: the graphs' input and output names against the manifest's,
-        the tokenizers' sizes against the embeddings and the output layer (a CheckpointError, one line)."""
+        """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per usable
+        core), checked whole before the first sentence (a CheckpointError, one line): its members stored and
+        bounded, its manifest's fields, and its parts against each other (the graphs' input and output names
+        against the manifest's, the tokenizers' sizes against the embeddings and the output layer)."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such model file")
         if not is_onnx_model(path):
             raise CheckpointError(f"{path}: not a seq2seq ONNX model (write one with `seq2seq export --format onnx`)")
         import_ort()
-        try:
+        with _reading(path):
             with zipfile.ZipFile(path) as z:
-                manifest = json.loads(_member(z, MANIFEST, path))
-                if manifest.get("format") != FORMAT or not isinstance(manifest.get("version"), int):
-                    raise CheckpointError(f"{path}: not a {FORMAT} model (format {manifest.get('format')!r})")
-                if manifest["version"] > VERSION:
-                    raise CheckpointError(f"{path}: {FORMAT} version {manifest['version']} is newer than this "
-                                          f"seq2seq reads ({VERSION}): upgrade seq2seq")  # fmt: skip
+                manifest = _check_manifest(json.loads(_member(z, MANIFEST, path)), path)
                 parts = _parts(z, path)
-                graphs = tuple(parts[name] for name in GRAPHS)
-                spm = {side: parts[f"{side}.spm.model"] for side in ("src", "tgt")}
-                for side, digest in (manifest.get("spm_sha256") or {}).items():  # recorded since 2026-12-06
-                    if side in spm and _sha256(spm[side]) != digest:
-                        raise InconsistentModel(f"{side}.spm.model is not the tokenizer the model was exported with")
-                src_tok, tgt_tok = Tokenizer(spm["src"]), Tokenizer(spm["tgt"])
-            engine = OnnxEngine(*graphs, manifest, threads)  # its graphs' names against the manifest's
+            for side, digest in manifest.get("spm_sha256", {}).items():  # recorded since 2026-12-06
+                if _sha256(parts[f"{side}.spm.model"]) != digest:
+                    raise InconsistentModel(f"{side}.spm.model is not the tokenizer the model was exported with")
+            src_tok, tgt_tok = (Tokenizer(parts[name]) for name in TOKENIZERS)
+            engine = OnnxEngine(*(parts[name] for name in GRAPHS), manifest, threads)  # names: the manifest's
             engine.check_vocab(len(src_tok), len(tgt_tok))  # its embeddings and output layer against the tokenizers
-        except CheckpointError:
-            raise
-        except InconsistentModel as err:  # each part readable, but not parts of one model
-            raise CheckpointError(f"{path}: {err}: damaged or inconsistent ONNX model") from None
-        except Exception as err:  # noqa: BLE001  (zip, JSON, protobuf and ONNX Runtime errors alike)
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise CheckpointError(f"{path}: incomplete or corrupt ONNX model ({msg})") from None
-        translator = cls(engine, src_tok, tgt_tok, manifest.get("quantize", "none"))
-        translator.src_lang, translator.tgt_lang = manifest.get("src_lang"), manifest.get("tgt_lang")
+        translator = cls(engine, src_tok, tgt_tok, manifest["quantize"])
+        translator.src_lang, translator.tgt_lang = manifest["src_lang"], manifest["tgt_lang"]
         return translator
 
     def search_engine(self, cfg: DecodeConfig) -> OnnxEngine:
