@@ -458,6 +458,50 @@ def test_members_are_stored_and_together_no_larger_than_the_file(exported: Path,
         assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value), str(err.value)
 
 
+def test_a_graph_whose_tensors_are_in_another_file_is_refused_before_it_is_read(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An initializer, or a Constant's tensor, stored as ONNX external data ("secret.bin") made ONNX Runtime read
+    that file from the current folder: a model file is read whole from itself, never from other files."""
+    import math
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(os.urandom(1 << 22))
+    for where in ("initializer", "constant"):
+        proto = onnx.load_from_string(zipfile.ZipFile(exported).read("encoder.onnx"))
+        if where == "initializer":
+            tensor = next(t for t in proto.graph.initializer if len(t.dims) == 2)
+        else:
+            value = helper.make_tensor("secret", TensorProto.FLOAT, [4], [0.0] * 4)
+            proto.graph.node.append(helper.make_node("Constant", [], ["unused"], value=value))
+            tensor = proto.graph.node[-1].attribute[0].t
+        tensor.ClearField("raw_data")
+        tensor.ClearField("float_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", "secret.bin"), ("offset", "0"), ("length", str(4 * math.prod(tensor.dims)))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        path = _rewrite(exported, tmp_path / f"{where}.onnx.zip", encoder_onnx=proto.SerializeToString())
+        with pytest.raises(CheckpointError) as err:
+            OnnxTranslator.load(path)
+        assert str(err.value) == (f"{path}: its encoder.onnx keeps tensor {tensor.name!r} in another file (ONNX "
+                                  "external data): refused, a model file is read whole from itself")  # fmt: skip
+
+
+def test_the_manifests_quantization_is_the_graphs(exported: Path, exported_int8: Path, tmp_path: Path) -> None:
+    """quantize was never checked: an fp32 file marked int8 (or int4) loaded and said it decoded in int8."""
+    for src, claim, graphs in ((exported, "int8", "fp32"), (exported_int8, "none", "int8")):
+        manifest = json.loads(zipfile.ZipFile(src).read(MANIFEST)) | {"quantize": claim}
+        path = _rewrite(src, tmp_path / f"{claim}.onnx.zip", seq2seq_onnx_json=json.dumps(manifest).encode())
+        with pytest.raises(CheckpointError) as err:
+            OnnxTranslator.load(path)
+        assert str(err.value) == (f"{path}: its {MANIFEST} has quantize {claim!r}, its graphs are {graphs}: damaged "
+                                  "or inconsistent ONNX model")  # fmt: skip
+
+
 def test_every_manifest_field_is_checked_and_named(exported: Path, tmp_path: Path, capsys) -> None:
     """A missing src_lang loaded (then `push` raised KeyError), a dict for a language reached the model card,
     version true or 0 loaded, '2' was 'not a seq2seq-onnx model', a string for a list was "'str' object has no

@@ -33,6 +33,7 @@ import warnings
 import zipfile
 import zlib
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,6 +220,100 @@ def _check_manifest(manifest: Any, path: str | Path) -> dict[str, Any]:
     return manifest
 
 
+# --- the graphs
+
+# The messages of an ONNX model (protobuf, onnx.proto) that can hold a tensor, by field number: a graph's nodes,
+# initializers and sparse ones; a node's attributes; an attribute's tensors and subgraphs; the model's graph,
+# training graphs and functions.
+_HOLDS = {
+    "model": {7: "graph", 20: "training", 25: "function"},
+    "training": {1: "graph", 2: "graph"},
+    "function": {7: "node"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+_NODE_OP, _TENSOR_NAME, _EXTERNAL_DATA, _DATA_LOCATION = 4, 8, 13, 14  # NodeProto.op_type; TensorProto fields
+_INT8_OPS = {"MatMulIntegerToFloat", "MatMulInteger", "QuantizeLinear", "DynamicQuantizeLinear", "DynamicQuantizeLSTM"}
+
+
+def _varint(data: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise ValueError("not an ONNX graph (a damaged protobuf varint)")
+        byte, at = data[at], at + 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _fields(data: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """The fields of one protobuf message: (number, wire type, value: a varint, or a length-delimited field's
+    bytes; None for a fixed-size number)."""
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        wire, value = key & 7, None
+        if wire == 0:
+            value, at = _varint(data, at)
+        elif wire == 2:
+            size, at = _varint(data, at)
+            value, at = data[at : at + size], at + size
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"not an ONNX graph (protobuf wire type {wire})")
+        if at > len(data):
+            raise ValueError("not an ONNX graph (a truncated protobuf field)")
+        yield key >> 3, wire, value
+
+
+@dataclass
+class _Scan:
+    external: str | None = None  # the first tensor whose data is in another file
+    ops: set[str] = field(default_factory=set)  # every node's operator
+
+
+def _scan(data: memoryview, kind: str = "model", found: _Scan | None = None, depth: int = 0) -> _Scan:
+    """What an ONNX model's protobuf holds, read without the onnx package (no runtime dependency): its
+    operators, and a tensor that keeps its data in another file (`data_location` EXTERNAL, or
+    `external_data` entries), which ONNX Runtime would read from the current folder."""
+    found = _Scan() if found is None else found
+    if depth > 64:
+        raise ValueError("not an ONNX graph (nested more than 64 deep)")
+    name, external = "(unnamed)", False
+    for number, wire, value in _fields(data):
+        if kind == "tensor":
+            name = bytes(value).decode("utf-8", "replace") if (number, wire) == (_TENSOR_NAME, 2) else name
+            external |= (number, wire) == (_EXTERNAL_DATA, 2) or ((number, wire) == (_DATA_LOCATION, 0) and value != 0)
+        elif kind == "node" and (number, wire) == (_NODE_OP, 2):
+            found.ops.add(bytes(value).decode("utf-8", "replace"))
+        elif wire == 2 and number in _HOLDS[kind]:
+            _scan(value, _HOLDS[kind][number], found, depth + 1)
+    if external and found.external is None:
+        found.external = name
+    return found
+
+
+def _check_graphs(graphs: dict[str, bytes], manifest: dict[str, Any], path: str | Path) -> None:
+    """Neither graph reads another file (a model file is read whole from itself), and int8 operators are in
+    the graphs exactly when the manifest says they are quantized."""
+    ops = set()
+    for name, graph in graphs.items():
+        scan = _scan(memoryview(graph))
+        if scan.external is not None:
+            raise CheckpointError(f"{path}: its {name} keeps tensor {_shown(scan.external)} in another file (ONNX "
+                                  "external data): refused, a model file is read whole from itself")  # fmt: skip
+        ops |= scan.ops
+    int8 = "int8" if ops & _INT8_OPS else "none"
+    if manifest["quantize"] != int8:
+        raise InconsistentModel(f"its {MANIFEST} has quantize {manifest['quantize']!r}, its graphs are "
+                                f"{'int8' if int8 == 'int8' else 'fp32'}")  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------- export
 
 
@@ -399,8 +494,9 @@ class OnnxTranslator(Translating):
     def load(cls, path: str | Path, threads: int = 0) -> OnnxTranslator:
         """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per usable
         core), checked whole before the first sentence (a CheckpointError, one line): its members stored and
-        bounded, its manifest's fields, and its parts against each other (the graphs' input and output names
-        against the manifest's, the tokenizers' sizes against the embeddings and the output layer)."""
+        bounded, its manifest's fields, graphs that read no other file, and its parts against each other (the
+        graphs' input and output names against the manifest's, their quantization, the tokenizers' sizes against
+        the embeddings and the output layer)."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such model file")
@@ -414,8 +510,10 @@ class OnnxTranslator(Translating):
             for side, digest in manifest.get("spm_sha256", {}).items():  # recorded since 2026-12-06
                 if _sha256(parts[f"{side}.spm.model"]) != digest:
                     raise InconsistentModel(f"{side}.spm.model is not the tokenizer the model was exported with")
+            graphs = {name: parts[name] for name in GRAPHS}
+            _check_graphs(graphs, manifest, path)  # before ONNX Runtime reads them
             src_tok, tgt_tok = (Tokenizer(parts[name]) for name in TOKENIZERS)
-            engine = OnnxEngine(*(parts[name] for name in GRAPHS), manifest, threads)  # names: the manifest's
+            engine = OnnxEngine(*graphs.values(), manifest, threads)  # its graphs' names against the manifest's
             engine.check_vocab(len(src_tok), len(tgt_tok))  # its embeddings and output layer against the tokenizers
         translator = cls(engine, src_tok, tgt_tok, manifest["quantize"])
         translator.src_lang, translator.tgt_lang = manifest["src_lang"], manifest["tgt_lang"]
