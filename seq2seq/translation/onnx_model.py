@@ -37,14 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..atomic import atomic_write
 from ..config import ConfigError, DecodeConfig, ModelConfig
 from ..config_dict import from_dict
 from ..errors import CheckpointError
-from ..ids import EOS_ID, PAD_ID
+from ..ids import BOS_ID, EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
 from .base import Translating
-from .onnx_engine import CANDIDATES, EXTRA, InconsistentModel, OnnxEngine, import_ort, state_names
+from .onnx_engine import CANDIDATES, EXTRA, InconsistentModel, OnnxEngine, OnnxMemory, import_ort, state_names
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -314,6 +316,130 @@ def _check_graphs(graphs: dict[str, bytes], manifest: dict[str, Any], path: str 
                                 f"{'int8' if int8 == 'int8' else 'fp32'}")  # fmt: skip
 
 
+def _io(session: Any, outputs: bool) -> dict[str, list[Any]]:
+    return {a.name: list(a.shape) for a in (session.get_outputs() if outputs else session.get_inputs())}
+
+
+def _check_names(engine: OnnxEngine, manifest: dict[str, Any]) -> None:
+    """The graphs' inputs and outputs are the ones the model config makes and the manifest names, in the
+    order the engine passes and reads them (values go by position): else InconsistentModel."""
+    states = state_names(engine.cfg)
+    rnn = [s for s in states if s != "feed"]
+    graphs = {
+        "encoder_inputs": (GRAPHS[0], _io(engine.encoder, False), ["src_ids", "src_lens"]),
+        "encoder_outputs": (GRAPHS[0], _io(engine.encoder, True), ["states", "keys", "mask", *rnn]),
+        "step_inputs": (GRAPHS[1], _io(engine.step_graph, False), ["prev_ids", *states, "states", "keys", "mask"]),
+        "step_outputs": (GRAPHS[1], _io(engine.step_graph, True),
+                         ["log_probs", *(f"{s}_out" for s in states), "attention"]),
+    }  # fmt: skip
+    for key, (graph, io_shapes, expected) in graphs.items():
+        names = list(io_shapes)
+        listed = manifest.get(key, names)
+        extra = ["k"] if key == "step_inputs" else list(CANDIDATES) if key == "step_outputs" else []
+        # a manifest may leave out the step graph's candidate input and outputs (its search then takes the
+        # log-probs, as for a version 1 file); the names it lists are the graph's, in the graph's order
+        if listed not in (names, [n for n in names if n not in extra]):
+            raise InconsistentModel(f"its {MANIFEST} lists {key} {_listed(listed)}, its {graph} has {_listed(names)}")
+        if names not in (expected, expected + extra):
+            config = f"{engine.cfg.cell}, input feeding {engine.cfg.input_feeding}"
+            raise InconsistentModel(f"its {graph} has {key} {_listed(names)}, its model config ({config}) makes "
+                                    f"{_listed(expected)}")  # fmt: skip
+        _check_dims(engine.cfg, graph, io_shapes, enforced=key == "step_inputs")
+
+
+def _listed(names: Any) -> str:
+    return ", ".join(map(str, names)) if isinstance(names, list) else repr(names)
+
+
+def _dims(cfg: ModelConfig) -> dict[str, tuple[Any, ...]]:
+    """Each graph input's and output's dimensions: a name for any size (B sentences, S pieces, N rows, V
+    pieces, k candidates), a number, or (size, the model config's fields that give it)."""
+    rnn = ((cfg.dec_layers, ("dec_layers",)), "N", (cfg.dec_hidden, ("dec_hidden",)))
+    states = (2 * cfg.enc_hidden, ("enc_hidden",))
+    keys = states if cfg.attention == "dot" else (cfg.dec_hidden, ("dec_hidden",))
+    keys = (keys[0], ("attention", *keys[1]))
+    feed = ("N", (cfg.emb_size, ("emb_size",)))
+    return {"src_ids": ("B", "S"), "src_lens": ("B",), "states": ("B", "S", states), "keys": ("B", "S", keys),
+            "mask": ("B", "S"), "prev_ids": ("N",), "k": (1,), "log_probs": ("N", "V"), "attention": ("N", "S"),
+            "cand_values": ("N", "k"), "cand_ids": ("N", "k"), "eos_log_prob": ("N",),
+            **{name: rnn for name in ("h", "c", "h_out", "c_out")}, "feed": feed, "feed_out": feed}  # fmt: skip
+
+
+def _check_dims(cfg: ModelConfig, graph: str, io_shapes: dict[str, list[Any]], enforced: bool) -> None:
+    """Each input's and output's declared sizes (a number, or a name for any size) are the model config's:
+    the step graph's inputs, which ONNX Runtime holds every call to, declare every size the config gives,
+    so that a search's memory estimate from the config (`ModelConfig.decode_row_bytes`) holds."""
+    dims = _dims(cfg)
+    for name, shape in io_shapes.items():
+        want = dims[name]
+        sizes = [d[0] if isinstance(d, tuple) else d for d in want]
+        if len(shape) == len(want) and all(not isinstance(size, int) or given == size or not (
+                enforced or isinstance(given, int)) for given, size in zip(shape, sizes)):  # fmt: skip
+            continue
+        fields = [f for d in want if isinstance(d, tuple) for f in d[1]]
+        config = ", ".join(f"{f} {getattr(cfg, f)}" for f in dict.fromkeys(fields))
+        raise InconsistentModel(
+            f"its {graph} has {name} of shape {_shape(shape)}, "
+            f"{f'its model config ({config})' if config else 'seq2seq'} makes {_shape(sizes)}"
+        )
+
+
+def _shape(dims: list[Any]) -> str:
+    return "(" + ", ".join(str(d) if d else "?" for d in dims) + ")"
+
+
+def _check_vocab(engine: OnnxEngine, src_vocab: int, tgt_vocab: int) -> None:
+    """The graphs run on one sentence, and their embeddings and output layer have the tokenizers' sizes
+    (`src_vocab`, `tgt_vocab` pieces): else InconsistentModel. A tokenizer of another size than its
+    graph's embedding or output layer would translate garbage (ids read as other pieces)."""
+    try:
+        memory, state = engine.encode([[src_vocab - 1, src_vocab - 1]])
+        log_probs, _, _ = engine.step(np.array([tgt_vocab - 1]), state, memory)
+    except Exception as err:  # noqa: BLE001  (ONNX Runtime's errors have no common base)
+        msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise InconsistentModel(f"its graphs do not run on the last pieces of its tokenizers ({src_vocab:,} "
+                                f"and {tgt_vocab:,} pieces): {msg}") from None  # fmt: skip
+    if log_probs.shape[-1] != tgt_vocab:
+        raise InconsistentModel(f"its {TOKENIZERS[1]} has {tgt_vocab:,} pieces, the output layer of its {GRAPHS[1]} "
+                                f"{log_probs.shape[-1]:,}")  # fmt: skip
+    try:
+        engine.encode([[src_vocab]])  # one past the tokenizer: must be past the embedding too
+    except Exception:  # noqa: BLE001
+        return
+    raise InconsistentModel(f"its {TOKENIZERS[0]} has {src_vocab:,} pieces, the embedding of its {GRAPHS[0]} more")
+
+
+def _check_attention(engine: OnnxEngine) -> None:
+    """The attention kind of the model config is the graphs': dot attention's keys are the encoder's states
+    themselves; general and dot score a key linearly (q . k: twice the key, twice the score), Bahdanau's
+    does not (v . tanh(k + W q): saturates). Probed with one key scaled from 1/64 to 64 in seven
+    sentences (scores far from 0 and from softmax's underflow only); an answer either way too close to
+    call (a query orthogonal to the key) refuses nothing."""
+    cfg, scales = engine.cfg, 2.0 ** np.arange(-6, 7, 2, dtype=np.float32)
+    memory, state = engine.encode([[EOS_ID]] * len(scales))
+    dot = memory.keys.shape == memory.states.shape and bool(np.array_equal(memory.keys, memory.states))
+    if dot != (cfg.attention == "dot"):
+        made = "are" if dot else "are not"
+        raise InconsistentModel(f"its model config has attention {cfg.attention}, the keys its {GRAPHS[0]} makes "
+                                f"{made} its states (dot attention's are)")  # fmt: skip
+    key = np.where(np.arange(memory.keys.shape[-1]) % 3 == 1, -1.0, 1.0).astype(np.float32)
+    keys = np.zeros((len(scales), 2, len(key)), np.float32)
+    keys[:, 1] = scales[:, None] * key  # sentence i: a zero key, then scales[i] x key
+    probe = OnnxMemory(np.zeros((len(scales), 2, memory.states.shape[-1]), np.float32), keys,
+                       np.ones((len(scales), 2), bool), 1)  # fmt: skip
+    _, _, weights = engine.step(np.full(len(scales), BOS_ID), state, probe)
+    with np.errstate(divide="ignore"):
+        scores = np.log(weights[:, 1]) - np.log(weights[:, 0])  # the key's score over the zero key's
+    usable = np.isfinite(scores) & (np.abs(scores) > 1e-2) & (np.abs(scores) < 30)
+    per_scale = scores[usable] / scales[usable]
+    if len(per_scale) < 2:
+        return
+    spread = float(np.ptp(per_scale) / np.abs(per_scale).max())
+    if (cfg.attention == "bahdanau" and spread < 1e-3) or (cfg.attention != "bahdanau" and spread > 0.1):
+        kind = "linearly (general or dot attention)" if spread < 1e-3 else "not linearly (Bahdanau attention)"
+        raise InconsistentModel(f"its model config has attention {cfg.attention}, its {GRAPHS[1]} scores keys {kind}")
+
+
 # ---------------------------------------------------------------------------------------------- export
 
 
@@ -495,8 +621,8 @@ class OnnxTranslator(Translating):
         """Read a file written by `export_onnx` (threads: ONNX Runtime's intra-op threads, 0: one per usable
         core), checked whole before the first sentence (a CheckpointError, one line): its members stored and
         bounded, its manifest's fields, graphs that read no other file, and its parts against each other (the
-        graphs' input and output names against the manifest's, their quantization, the tokenizers' sizes against
-        the embeddings and the output layer)."""
+        graphs' input and output names and sizes against the manifest's model config, their attention and
+        quantization, the tokenizers' sizes against the embeddings and the output layer)."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such model file")
@@ -513,8 +639,11 @@ class OnnxTranslator(Translating):
             graphs = {name: parts[name] for name in GRAPHS}
             _check_graphs(graphs, manifest, path)  # before ONNX Runtime reads them
             src_tok, tgt_tok = (Tokenizer(parts[name]) for name in TOKENIZERS)
-            engine = OnnxEngine(*graphs.values(), manifest, threads)  # its graphs' names against the manifest's
-            engine.check_vocab(len(src_tok), len(tgt_tok))  # its embeddings and output layer against the tokenizers
+            engine = OnnxEngine(*graphs.values(), manifest, threads)
+            _check_names(engine, manifest)  # its graphs' names and sizes against the manifest's
+            with engine.probing():
+                _check_vocab(engine, len(src_tok), len(tgt_tok))  # its embeddings and output layer: the tokenizers'
+                _check_attention(engine)
         translator = cls(engine, src_tok, tgt_tok, manifest["quantize"])
         translator.src_lang, translator.tgt_lang = manifest["src_lang"], manifest["tgt_lang"]
         return translator
