@@ -542,6 +542,21 @@ def test_every_manifest_field_is_checked_and_named(exported: Path, tmp_path: Pat
     assert capsys.readouterr().err.endswith(f"its {MANIFEST} has no src_lang: damaged or inconsistent ONNX model\n")
 
 
+def test_export_writes_no_manifest_its_reader_would_refuse(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """A checkpoint's languages are whatever --src and --tgt were: one that is no language code (a space in it)
+    is refused when exporting, not written into a file that would not load."""
+    from seq2seq.checkpoint import read_model, write_model_checkpoint
+
+    odd = tmp_path / "odd.pt"
+    write_model_checkpoint(odd, dataclasses.replace(read_model(run_dir / "best.pt"), src_lang="de en"))
+    out = tmp_path / "m.onnx.zip"
+    assert main(["export", "--checkpoint", str(odd), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"seq2seq export: error: {odd}: cannot be exported: its {MANIFEST} has "
+                                       "src_lang 'de en', not a language code (letters, digits, '_', '-', '.', at "
+                                       "most 100)\n")  # fmt: skip
+    assert not out.exists()
+
+
 def test_the_model_config_is_the_graphs_sizes_and_attention(exported: Path, tmp_path: Path) -> None:
     """A manifest claiming sizes of 1 escaped the search's memory budget (estimated from the config); one
     claiming Bahdanau attention for a general-attention graph loaded. Each size the graphs fix, and the

@@ -589,6 +589,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = 
                 "trained_steps": saved.step, "averaged": saved.averaged, "opset": OPSET, **io_names,
                 "data_config": saved.data_config, "train_config": saved.train_config,  # the run it came from (push)
                 "spm_sha256": {"src": _sha256(saved.src_spm), "tgt": _sha256(saved.tgt_spm)}}  # fmt: skip
+    try:
+        _check_manifest(manifest, out)  # the reader's own check: never a file that would not load
+    except InconsistentModel as err:
+        raise CheckpointError(f"{checkpoint}: cannot be exported: {err}") from None
     out = Path(out)
     # atomic_write (the one way output files are written): whole or not at all, synced, a link's target
     # replaced and the old file's permissions kept; a missing folder created now, not before the work
