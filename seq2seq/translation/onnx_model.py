@@ -43,10 +43,10 @@ from ..atomic import atomic_write
 from ..config import ConfigError, DecodeConfig, ModelConfig
 from ..config_dict import from_dict
 from ..errors import CheckpointError
-from ..ids import BOS_ID, EOS_ID, PAD_ID
+from ..ids import EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
 from .base import Translating
-from .onnx_engine import CANDIDATES, EXTRA, InconsistentModel, OnnxEngine, OnnxMemory, import_ort, state_names
+from .onnx_engine import CANDIDATES, EXTRA, InconsistentModel, OnnxEngine, import_ort, state_names
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -409,37 +409,6 @@ def _check_vocab(engine: OnnxEngine, src_vocab: int, tgt_vocab: int) -> None:
     raise InconsistentModel(f"its {TOKENIZERS[0]} has {src_vocab:,} pieces, the embedding of its {GRAPHS[0]} more")
 
 
-def _check_attention(engine: OnnxEngine) -> None:
-    """The attention kind of the model config is the graphs': dot attention's keys are the encoder's states
-    themselves; general and dot score a key linearly (q . k: twice the key, twice the score), Bahdanau's
-    does not (v . tanh(k + W q): saturates). Probed with one key scaled from 1/64 to 64 in seven
-    sentences (scores far from 0 and from softmax's underflow only); an answer either way too close to
-    call (a query orthogonal to the key) refuses nothing."""
-    cfg, scales = engine.cfg, 2.0 ** np.arange(-6, 7, 2, dtype=np.float32)
-    memory, state = engine.encode([[EOS_ID]] * len(scales))
-    dot = memory.keys.shape == memory.states.shape and bool(np.array_equal(memory.keys, memory.states))
-    if dot != (cfg.attention == "dot"):
-        made = "are" if dot else "are not"
-        raise InconsistentModel(f"its model config has attention {cfg.attention}, the keys its {GRAPHS[0]} makes "
-                                f"{made} its states (dot attention's are)")  # fmt: skip
-    key = np.where(np.arange(memory.keys.shape[-1]) % 3 == 1, -1.0, 1.0).astype(np.float32)
-    keys = np.zeros((len(scales), 2, len(key)), np.float32)
-    keys[:, 1] = scales[:, None] * key  # sentence i: a zero key, then scales[i] x key
-    probe = OnnxMemory(np.zeros((len(scales), 2, memory.states.shape[-1]), np.float32), keys,
-                       np.ones((len(scales), 2), bool), 1)  # fmt: skip
-    _, _, weights = engine.step(np.full(len(scales), BOS_ID), state, probe)
-    with np.errstate(divide="ignore"):
-        scores = np.log(weights[:, 1]) - np.log(weights[:, 0])  # the key's score over the zero key's
-    usable = np.isfinite(scores) & (np.abs(scores) > 1e-2) & (np.abs(scores) < 30)
-    per_scale = scores[usable] / scales[usable]
-    if len(per_scale) < 2:
-        return
-    spread = float(np.ptp(per_scale) / np.abs(per_scale).max())
-    if (cfg.attention == "bahdanau" and spread < 1e-3) or (cfg.attention != "bahdanau" and spread > 0.1):
-        kind = "linearly (general or dot attention)" if spread < 1e-3 else "not linearly (Bahdanau attention)"
-        raise InconsistentModel(f"its model config has attention {cfg.attention}, its {GRAPHS[1]} scores keys {kind}")
-
-
 # ---------------------------------------------------------------------------------------------- export
 
 
@@ -647,7 +616,6 @@ class OnnxTranslator(Translating):
             _check_names(engine, manifest)  # its graphs' names and sizes against the manifest's
             with engine.probing():
                 _check_vocab(engine, len(src_tok), len(tgt_tok))  # its embeddings and output layer: the tokenizers'
-                _check_attention(engine)
         translator = cls(engine, src_tok, tgt_tok, manifest["quantize"])
         translator.src_lang, translator.tgt_lang = manifest["src_lang"], manifest["tgt_lang"]
         return translator
