@@ -8,5 +8,6 @@ fi
 source "$(dirname "$0")/env.sh"
 DATA=${DATA:-data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
 source "$(dirname "$0")/knobs.sh"  # TEST_SPLIT: test, or test_2016_flickr where DATA has it
-"$SEQ2SEQ_PY" -m seq2seq.devtools.export_quality "$1" "$DATA" "$SRC" "$TGT" --out "${OUT:-checkpoints/export_quality}" \
+# OUT: the exports' folder; by default one per checkpoint, checkpoints/export_quality/RUN.NAME for RUN/NAME.pt
+"$SEQ2SEQ_PY" -m seq2seq.devtools.export_quality "$1" "$DATA" "$SRC" "$TGT" ${OUT:+--out "$OUT"} \
   --splits "$VAL_SPLIT" "$TEST_SPLIT"

@@ -44,14 +44,23 @@ def is_special(path: str | Path) -> bool:
     return found is not None and not stat.S_ISREG(found.st_mode)
 
 
-def _check_folder(path: Path, make_folder: bool) -> None:
-    """The folder of `path` exists (with `make_folder`: is created) and this process may create files in it."""
+def _make_folder(path: Path) -> None:
     folder = path.parent
-    if make_folder and not folder.exists():
+    if not folder.exists():
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputError(f"cannot write {path}: cannot create folder {folder}/ ({err.strerror})") from None
+
+
+def _check_folder(path: Path, make_folder: bool, later: bool) -> None:
+    """The folder of `path` exists (with `make_folder`: is created; with `later` too: the nearest existing
+    folder above it is one this process may create it in) and this process may create files in it."""
+    folder = path.parent
+    if make_folder and later and not folder.exists():
+        folder = next((p for p in folder.parents if p.exists()), folder)  # where the first new folder goes
+    elif make_folder:
+        _make_folder(path)
     if not folder.exists():
         raise OutputError(f"cannot write {path}: folder {folder}/ does not exist")
     if not folder.is_dir():
@@ -60,16 +69,24 @@ def _check_folder(path: Path, make_folder: bool) -> None:
         raise OutputError(f"cannot write {path}: folder {folder}/ is not writable")
 
 
-def check_output(path: str | Path, inputs: Iterable[str | Path | int | None] = (), make_folder: bool = False) -> None:
+def check_output(
+    path: str | Path, inputs: Iterable[str | Path | int | None] = (), make_folder: bool = False, *,
+    later: bool = False, regular: bool = False,
+) -> None:  # fmt: skip
     """Refuse, with an OutputError naming `path`, an output file that cannot be written: it is a
-    folder, its folder is missing (with `make_folder`: created) or not writable, it is read-only, or
-    it is one of `inputs` (paths, or file descriptors such as stdin's 0; also through a link)."""
+    folder, its folder is missing (with `make_folder`: created, or with `later` too created by
+    `atomic_write(make_folder=True)` when written) or not writable, it is read-only, or it is one of
+    `inputs` (paths, or file descriptors such as stdin's 0; also through a link). With `regular`, a device
+    or pipe too (a model file is a zip or torch archive: written whole and renamed into place)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder")
+    if is_special(path) and regular:
+        raise OutputError(f"cannot write {path}: not a regular file (a device or a pipe); a model file is written "
+                          "whole, then renamed into place: name a file")  # fmt: skip
     if is_special(path):  # /dev/null, /dev/stdout, a pipe: written straight into, nothing to destroy
         return
-    _check_folder(path, make_folder)
+    _check_folder(path, make_folder, later)
     out = _stat(path)
     if out is None:  # a new file: it cannot be an input
         return
@@ -108,17 +125,20 @@ def _naming(path: str | Path) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+def atomic_write(path: str | Path, mode: str = "w", make_folder: bool = False) -> Iterator[IO[Any]]:
     """A new file object ("w": UTF-8 text with \\n line endings, "wb": bytes) that becomes `path` when
     the block ends without an exception (flushed to disk, then renamed over it); on any exception,
     KeyboardInterrupt included, the temporary file is removed and `path` is left as it was.
-    A device or pipe (`is_special`: /dev/null, /dev/stdout) is written straight into instead."""
+    A device or pipe (`is_special`: /dev/null, /dev/stdout) is written straight into instead.
+    `make_folder`: a missing folder is created first (`check_output(make_folder=True, later=True)`)."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', not {mode!r}")
     if is_special(path):
         with _naming(path), _open(path, mode) as f:
             yield f
         return
+    if make_folder:
+        _make_folder(Path(os.path.realpath(path)))
     tmp = temporary_path(path)
     target = tmp.with_name(Path(os.path.realpath(path)).name)
     try:

@@ -107,20 +107,19 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         raise
 
 
-# The member marking each exported model file (a zip): the ONNX model's (onnx_model.py), the removed .npz's.
-EXPORTED_MARKERS = {"format.npy": "a removed NumPy runtime .npz", "seq2seq-onnx.json": "an ONNX model"}
+# An exported ONNX model is recognised where a model file is read (translation/onnx_model.is_onnx_model); an
+# old .npz of the removed NumPy runtime, which no module reads any more, here: a zip holding this member.
+REMOVED_NPZ_MARKER = "format.npy"
 
 
-def _exported_kind(path: Path) -> str | None:
-    """What kind of exported model `path` is, if it is one (read without importing the exporters)."""
+def _is_removed_npz(path: Path) -> bool:
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
+            return REMOVED_NPZ_MARKER in z.namelist()
     except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile):  # ValueError: undecodable names
-        return None
-    return next((kind for member, kind in EXPORTED_MARKERS.items() if member in names), None)
+        return False
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -140,10 +139,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"could run code{': ' + culprit if culprit else ''}"
         ) from None
     except Exception as err:  # truncated zip, damaged records, ...
-        exported = _exported_kind(path)
-        if exported:
-            use = "seq2seq translate and load_translator take it" if "ONNX" in exported else "export ONNX instead"
-            raise CheckpointError(f"{path}: {exported} (from seq2seq export), no checkpoint: {use}") from None
+        if _is_removed_npz(path):
+            raise CheckpointError(f"{path}: a removed NumPy runtime .npz (from seq2seq export), no checkpoint: "
+                                  "export ONNX instead") from None  # fmt: skip
         msg = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
@@ -349,15 +347,17 @@ def resume_configs(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def refuse_run_checkpoint(out: str | Path, what: str, instead: str) -> None:
     """An OutputError when `out` is a run's own checkpoint (last.pt, best.pt, stepN.pt beside a
-    preprocess.json): writing `what` there would replace what training resumes from or chose."""
-    target = Path(out)
-    if (target.parent / "preprocess.json").is_file() and (
-        target.name in ("last.pt", "best.pt")
-        or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
-    ):
-        raise OutputError(f"--out {out} is a checkpoint of the run in {target.parent} (training resumes from last.pt; "
-                          f"best.pt is its chosen model): write {what} beside them under another name, e.g. "
-                          f"{target.parent / instead}")  # fmt: skip
+    preprocess.json), also through a symbolic link (atomic_write replaces its target): writing `what`
+    there would replace what training resumes from or chose."""
+    for target in dict.fromkeys((Path(out), Path(os.path.realpath(out)))):
+        if (target.parent / "preprocess.json").is_file() and (
+            target.name in ("last.pt", "best.pt")
+            or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
+        ):
+            link = "" if target == Path(out) else f" (a link to {target})"
+            raise OutputError(f"--out {out}{link} is a checkpoint of the run in {target.parent} (training resumes "
+                              f"from last.pt; best.pt is its chosen model): write {what} beside them under another "
+                              f"name, e.g. {target.parent / instead}")  # fmt: skip
 
 
 def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[str] | None = None) -> Path:
@@ -367,7 +367,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[st
     `names`: how the files are recorded in the result (default: `paths`)."""
     if len(paths) < 2:
         raise CheckpointError(f"averaging needs at least two checkpoints of one run, got {len(paths)}")
-    check_output(out, inputs=paths)  # before reading: a missing folder, a folder, or one of the checkpoints
+    check_output(out, inputs=paths, regular=True)  # before reading: no folder, a folder, a pipe, a checkpoint given
     refuse_run_checkpoint(out, "the average", "average.pt")
     names = names or [str(p) for p in paths]
     models = [read_model(p) for p in paths]  # a missing or damaged file: one line naming it

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 # The core's size, pinned (issue 28) on 2026-12-03: `wc -l seq2seq/*.py`, the package's top-level modules
 # (this file included). A change that needs more says so in its commit and moves the pin (tests/test_layers.py).
-CORE_LINES = 4699  # +1 12-04: updater.py imports machine/adam.py; +1, +3 12-05: onednn_cache bound, decoding cache;
+CORE_LINES = 4723  # +1 12-04: updater.py imports machine/adam.py; +1, +3 12-05: onednn_cache bound, decoding cache;
 # +22 12-05: prepared.py split into the format (prepared.py) and the pipeline (preprocess.py): docstring, imports;
 # +5 12-05: --adam-beta1/--adam-beta2 (two TrainConfig fields, their bound, the resumed optimiser takes them)
 # +12 12-05: decoding's batch size chosen by the engine (DECODE_BATCH) and halved to fit the memory budget
@@ -72,3 +72,7 @@ CORE_LINES = 4699  # +1 12-04: updater.py imports machine/adam.py; +1, +3 12-05:
 # +33 12-06 (evening): the second review's fixes: a finished epoch may resume with other batches (trainer.py,
 # runfiles.py), a flag overrides a saved train setting refused now (train.py), OOM is no damage (these lines);
 # +1: a [decode] table's length_penalty is no flag (config.py); +3: trainer._batches (the epoch and the resume check)
+# +3 12-06 (ONNX review): refuse_run_checkpoint follows a symbolic link to a run's checkpoint (and this line)
+# +22 12-06 (ONNX review): atomic.py check_output(regular=True) refuses a device or pipe for a model file,
+# (later=True) leaves a missing folder to atomic_write(make_folder=True) (and these lines)
+# -2 12-06 (ONNX review): checkpoint.py no longer tests for an ONNX model (onnx_model.is_onnx_model does) (+1)

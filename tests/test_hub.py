@@ -662,6 +662,44 @@ def test_offline_or_unreachable_is_one_line_naming_the_repository(
     assert done.stderr.endswith(f"retried) and it is not in the local cache ({cache})\n"), done.stderr
 
 
+def test_hub_failures_are_one_line_with_huggingface_hub_0x_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub 0.x has no RemoteEntryNotFoundError (naming it was an AttributeError traceback for any
+    failure) nor constants.is_offline_mode, and its LocalEntryNotFoundError (offline, not in the cache) is an
+    EntryNotFoundError and an HfHubHTTPError too: its errors module and download, as 0.36 raises them."""
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+
+    class EntryNotFoundError(errors.HfHubHTTPError):  # 0.x: the remote one
+        def __init__(self, message: str) -> None:
+            Exception.__init__(self, message)
+
+    class LocalEntryNotFoundError(EntryNotFoundError, FileNotFoundError, ValueError):
+        pass
+
+    raised: list[Exception] = []
+
+    def download(repo_id: str, filename: str, revision: str | None = None) -> str:
+        raise raised[-1]
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)  # first: its module imports today's names
+    monkeypatch.delattr(errors, "RemoteEntryNotFoundError")
+    monkeypatch.setattr(errors, "EntryNotFoundError", EntryNotFoundError)
+    monkeypatch.setattr(errors, "LocalEntryNotFoundError", LocalEntryNotFoundError)
+    monkeypatch.delattr(constants, "is_offline_mode")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    raised.append(EntryNotFoundError("404 Client Error. Entry Not Found for url: .../nope.pt"))
+    with pytest.raises(HubError) as err:
+        model_file("hf://me/tiny/nope.pt")
+    assert str(err.value) == "hf://me/tiny: the repository holds no file 'nope.pt'"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    raised.append(LocalEntryNotFoundError("Cannot find the requested files in the disk cache"))
+    with pytest.raises(HubError) as err:
+        model_file("hf://me/tiny")
+    assert str(err.value) == (f"hf://me/tiny: cannot download seq2seq.json from the Hugging Face Hub "
+                              f"({constants.ENDPOINT}): offline mode is on (HF_HUB_OFFLINE=1) and it is not in the "
+                              f"local cache ({tmp_path / 'hub'})")  # fmt: skip
+
+
 def test_local_paths_stay_as_they_are(run_dir: Path) -> None:
     assert model_file(run_dir / "best.pt") == run_dir / "best.pt"
     assert model_file(str(run_dir / "best.pt")) == run_dir / "best.pt"

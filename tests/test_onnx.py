@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -217,14 +218,26 @@ def test_the_deploy_page_example_translates_with_onnxruntime_sentencepiece_and_n
 
 def test_onnx_models_refuse_what_they_cannot_do(exported: Path) -> None:
     tr = OnnxTranslator.load(exported)
-    with pytest.raises(ConfigError, match="ONNX model"):
-        tr.translate(["red cat"], DecodeConfig(precision="bf16"))
+    for precision in ("bf16", "fp16"):  # the precision asked for is the one named (fp16 was told bf16)
+        with pytest.raises(ConfigError, match=f"ONNX model .*use the .pt checkpoint for --precision {precision}$"):
+            tr.translate(["red cat"], DecodeConfig(precision=precision))
     with pytest.raises(ConfigError, match="^unknown DecodeConfig key 'shortlist'") as err:  # the shortlist is gone
         tr.translate(["red cat"], shortlist=10)
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="on the CPU"):
         load_translator(exported, device="cuda")
     assert load_translator(exported, device="auto").translate("red cat") == tr.translate("red cat")  # auto: the CPU
+
+
+def test_onnx_runtime_threads_follow_the_cores_this_process_may_use(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One intra-op thread per core of the process's affinity (taskset, a cpuset), not per core of the machine."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    engine = OnnxTranslator.load(exported).net
+    assert engine.encoder.get_session_options().intra_op_num_threads == 3
+    assert OnnxTranslator.load(exported, threads=2).net.step_graph.get_session_options().intra_op_num_threads == 2
 
 
 def _rewrite(src: Path, dst: Path, **changes: bytes) -> Path:
@@ -234,12 +247,28 @@ def _rewrite(src: Path, dst: Path, **changes: bytes) -> Path:
     return dst
 
 
-def test_checkpoint_loading_names_an_exported_model_by_its_owners_marker(exported: Path, tmp_path: Path) -> None:
-    from seq2seq.checkpoint import EXPORTED_MARKERS, load_checkpoint
-
-    assert EXPORTED_MARKERS[MANIFEST] == "an ONNX model"
-    with pytest.raises(CheckpointError, match=r"an ONNX model \(from seq2seq export\), no checkpoint"):
-        load_checkpoint(exported)
+def test_an_onnx_model_given_for_a_checkpoint_is_named_whole_or_damaged(
+    run_dir: Path, exported: Path, tmp_path: Path, capsys
+) -> None:
+    """Where a .pt checkpoint is read (export, average, the torch engine), an ONNX model is named as one by its
+    owner's test (onnx_model.is_onnx_model): a truncated one too, which a second copy of the test in checkpoint.py
+    called 'truncated or corrupt checkpoint (PytorchStreamReader ...)'."""
+    cut = tmp_path / "cut.onnx.zip"
+    cut.write_bytes(exported.read_bytes()[: exported.stat().st_size // 2])
+    for model in (exported, cut):
+        says = f"{model}: an ONNX model (from seq2seq export), no checkpoint: seq2seq translate and load_translator "
+        says += "take it"
+        commands = (
+            ["export", "--checkpoint", str(model), "--out", str(tmp_path / "m.onnx.zip")],
+            ["average", "--checkpoints", str(model), str(run_dir / "best.pt"), "--out", str(tmp_path / "a.pt")],
+            ["attention", "--checkpoint", str(model), "--sentence", "red", "--out", str(tmp_path / "a.png")],
+        )
+        for command in commands:
+            assert main(command) == 2
+            assert capsys.readouterr().err == f"seq2seq {command[0]}: error: {says}\n", command
+        with pytest.raises(CheckpointError, match="^" + re.escape(says) + "$"):
+            Translator.from_checkpoint(model)
+    assert not list(tmp_path.glob("[ma].*"))
 
 
 def test_the_removed_npz_format_is_named_in_one_line(
@@ -277,6 +306,9 @@ def test_export_command_makes_folders_and_reports_unwritable_paths(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "a" / "b" / "model.onnx.zip"
+    assert main(["export", "--checkpoint", str(tmp_path / "no.pt"), "--out", str(out)]) == 2
+    assert not (tmp_path / "a").exists()  # the folder is made when the model is written, not before a refusal
+    capsys.readouterr()
     assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(out)]) == 0
     assert is_onnx_model(out)
     blocker = tmp_path / "a-file"
@@ -285,6 +317,23 @@ def test_export_command_makes_folders_and_reports_unwritable_paths(
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"seq2seq export: error: cannot write {blocker / 'm.onnx.zip'}: {blocker} is not a folder"
     )  # a bad output path is exit 2, checked before the checkpoint is read (tests/test_output_files.py)
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(blocker / "new" / "m.onnx.zip")]) == 2
+    assert capsys.readouterr().err.endswith(f"{blocker} is not a folder\n")  # a folder that could not be made
+
+
+def test_export_and_average_write_model_files_not_devices_or_pipes(run_dir: Path, tmp_path: Path) -> None:
+    """`export --out /dev/stdout > m.onnx.zip` wrote the zip with the 'wrote ...' line after it, exit 0: a
+    corrupt model file. A model file is written whole and renamed into place: a device or a pipe is refused."""
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes((run_dir / "best.pt").read_bytes())
+    best = str(run_dir / "best.pt")
+    for command in (["export", "--checkpoint", best, "--out", "/dev/stdout"],
+                    ["average", "--checkpoints", best, str(copy), "--out", "/dev/stdout"]):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "seq2seq", *command], capture_output=True, timeout=300)
+        assert done.returncode == 2 and done.stdout == b"", done.stderr
+        assert done.stderr.decode() == (f"seq2seq {command[0]}: error: cannot write /dev/stdout: not a regular file (a "
+                                        "device or a pipe); a model file is written whole, then renamed into place: "
+                                        "name a file\n")  # fmt: skip
 
 
 def test_bad_onnx_files_are_one_line_errors(exported: Path, tmp_path: Path) -> None:
@@ -355,8 +404,8 @@ def test_a_file_whose_parts_disagree_is_one_line_not_garbage_or_a_traceback(
                   "its seq2seq-onnx.json lists step_inputs x, k, its decoder_step.onnx has prev_ids, h, c, states"),
         "order": ({"seq2seq_onnx_json": json.dumps(manifest | {"step_inputs": swapped}).encode()},
                   "its seq2seq-onnx.json lists step_inputs prev_ids, c, h, "),
-        "outputs": ({"seq2seq_onnx_json": json.dumps(manifest | {"encoder_outputs": "states"}).encode()},
-                    "its seq2seq-onnx.json lists encoder_outputs 'states', its encoder.onnx has states, keys"),
+        "outputs": ({"seq2seq_onnx_json": json.dumps(manifest | {"encoder_outputs": ["states"]}).encode()},
+                    "its seq2seq-onnx.json lists encoder_outputs states, its encoder.onnx has states, keys"),
     }  # fmt: skip
     for name, (changes, message) in cases.items():
         path = _rewrite(exported, tmp_path / f"{name.replace(' ', '-')}.onnx.zip", **changes)
@@ -367,6 +416,168 @@ def test_a_file_whose_parts_disagree_is_one_line_not_garbage_or_a_traceback(
         assert main(["translate", "--checkpoint", str(path), "--input", os.devnull]) == 2
         err_text = capsys.readouterr().err
         assert err_text == f"seq2seq translate: error: {err.value}\n", (name, err_text)  # no ONNX Runtime log
+
+
+def _overlapping(src: Path, dst: Path) -> Path:
+    """`src` with its decoder_step.onnx's entry inside its encoder.onnx's: each entry valid (name, size, CRC),
+    but the two share their bytes, so reading every member reads more than the file."""
+    with zipfile.ZipFile(src) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    step = zipfile.ZipInfo("decoder_step.onnx")
+    step.file_size = step.compress_size = len(members["decoder_step.onnx"])
+    step.CRC = zlib.crc32(members["decoder_step.onnx"])
+    with zipfile.ZipFile(dst, "w") as out:
+        out.writestr(MANIFEST, members[MANIFEST])
+        out.writestr("encoder.onnx", step.FileHeader() + members["decoder_step.onnx"] + members["encoder.onnx"])
+        encoder = out.getinfo("encoder.onnx")
+        step.header_offset = encoder.header_offset + 30 + len(encoder.filename) + len(encoder.extra)
+        out.filelist.append(step)
+        out.NameToInfo[step.filename] = step
+        for name in ("src.spm.model", "tgt.spm.model"):
+            out.writestr(name, members[name])
+    return dst
+
+
+def test_members_are_stored_and_together_no_larger_than_the_file(exported: Path, tmp_path: Path) -> None:
+    """A 7 MB file holding two deflated 768 MiB graphs made loading take 2.4 GB: each member is stored (as
+    export writes it) and checked before it is read, a tokenizer at most 64 MiB, all together at most the file."""
+    deflated = tmp_path / "deflated.zip"
+    with zipfile.ZipFile(exported) as z, zipfile.ZipFile(deflated, "w") as out:
+        for name in z.namelist():
+            deflate = name == "decoder_step.onnx"
+            out.writestr(name, z.read(name), zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED)
+    cases = {
+        deflated: "its decoder_step.onnx is compressed (deflate); a model file's members are stored, not compressed",
+        _rewrite(exported, tmp_path / "big.zip", tgt_spm_model=bytes((64 << 20) + 1)):
+            f"its tgt.spm.model unpacks to {(64 << 20) + 1:,} bytes, more than the {64 << 20:,}",
+        _overlapping(exported, tmp_path / "overlapping.zip"): "its members unpack to ",
+    }  # fmt: skip
+    for path, message in cases.items():
+        with pytest.raises(CheckpointError) as err:
+            OnnxTranslator.load(path)
+        assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_graph_whose_tensors_are_in_another_file_is_refused_before_it_is_read(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An initializer, or a Constant's tensor, stored as ONNX external data ("secret.bin") made ONNX Runtime read
+    that file from the current folder: a model file is read whole from itself, never from other files."""
+    import math
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(os.urandom(1 << 22))
+    for where in ("initializer", "constant"):
+        proto = onnx.load_from_string(zipfile.ZipFile(exported).read("encoder.onnx"))
+        if where == "initializer":
+            tensor = next(t for t in proto.graph.initializer if len(t.dims) == 2)
+        else:
+            value = helper.make_tensor("secret", TensorProto.FLOAT, [4], [0.0] * 4)
+            proto.graph.node.append(helper.make_node("Constant", [], ["unused"], value=value))
+            tensor = proto.graph.node[-1].attribute[0].t
+        tensor.ClearField("raw_data")
+        tensor.ClearField("float_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", "secret.bin"), ("offset", "0"), ("length", str(4 * math.prod(tensor.dims)))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+        path = _rewrite(exported, tmp_path / f"{where}.onnx.zip", encoder_onnx=proto.SerializeToString())
+        with pytest.raises(CheckpointError) as err:
+            OnnxTranslator.load(path)
+        assert str(err.value) == (f"{path}: its encoder.onnx keeps tensor {tensor.name!r} in another file (ONNX "
+                                  "external data): refused, a model file is read whole from itself")  # fmt: skip
+
+
+def test_the_manifests_quantization_is_the_graphs(exported: Path, exported_int8: Path, tmp_path: Path) -> None:
+    """quantize was never checked: an fp32 file marked int8 (or int4) loaded and said it decoded in int8."""
+    for src, claim, graphs in ((exported, "int8", "fp32"), (exported_int8, "none", "int8")):
+        manifest = json.loads(zipfile.ZipFile(src).read(MANIFEST)) | {"quantize": claim}
+        path = _rewrite(src, tmp_path / f"{claim}.onnx.zip", seq2seq_onnx_json=json.dumps(manifest).encode())
+        with pytest.raises(CheckpointError) as err:
+            OnnxTranslator.load(path)
+        assert str(err.value) == (f"{path}: its {MANIFEST} has quantize {claim!r}, its graphs are {graphs}: damaged "
+                                  "or inconsistent ONNX model")  # fmt: skip
+
+
+def test_every_manifest_field_is_checked_and_named(exported: Path, tmp_path: Path, capsys) -> None:
+    """A missing src_lang loaded (then `push` raised KeyError), a dict for a language reached the model card,
+    version true or 0 loaded, '2' was 'not a seq2seq-onnx model', a string for a list was "'str' object has no
+    attribute 'items'": each field's type and value is checked, one line naming it."""
+    manifest = json.loads(zipfile.ZipFile(exported).read(MANIFEST))
+    field_is = f"{exported.parent}/{{}}.onnx.zip: its {MANIFEST} has "
+    cases = {
+        "no_lang": ({"src_lang": ...}, "no src_lang"),
+        "lang_obj": ({"src_lang": {"x": [1]}}, "src_lang {'x': [1]}, not a language code"),
+        "lang_nl": ({"tgt_lang": "de\nlicense: mit"}, "tgt_lang 'de\\nlicense: mit', not a language code"),
+        "ver_bool": ({"version": True}, "version True, not a whole number >= 1"),
+        "ver_0": ({"version": 0}, "version 0, not a whole number >= 1"),
+        "ver_str": ({"version": "2"}, "version '2', not a whole number >= 1"),
+        "int4": ({"quantize": "int4"}, "quantize 'int4', not none or int8"),
+        "no_config": ({"model_config": ...}, "no model_config"),
+        "config_list": ({"model_config": [1, 2]}, "model_config [1, 2], not an object"),
+        "config_bad": ({"model_config": manifest["model_config"] | {"emb_size": 10**9}},
+                       "a model_config seq2seq cannot build (emb_size must be in"),
+        "sha_str": ({"spm_sha256": "abc"}, "spm_sha256 'abc', not the src and tgt tokenizers' SHA-256 digests"),
+        "no_inputs": ({"step_inputs": ...}, "no step_inputs"),
+        "steps": ({"trained_steps": "many"}, "trained_steps 'many', not a whole number >= 0, or null"),
+        "averaged": ({"averaged": [1]}, "averaged [1], not a list of file names, or null"),
+        "train_config": ({"train_config": "x"}, "train_config 'x', not an object (the run's settings), or null"),
+    }  # fmt: skip
+    for name, (changes, message) in cases.items():
+        changed = {k: v for k, v in (manifest | changes).items() if v is not ...}
+        path = _rewrite(exported, exported.parent / f"{name}.onnx.zip", seq2seq_onnx_json=json.dumps(changed).encode())
+        for read in (OnnxTranslator.load, read_manifest):  # read_manifest: the model card's reader
+            with pytest.raises(CheckpointError) as err:
+                read(path)
+            assert str(err.value) == field_is.format(name) + message + str(err.value).split(message, 1)[1], name
+            assert str(err.value).endswith(": damaged or inconsistent ONNX model") and "\n" not in str(err.value)
+    listed = _rewrite(exported, tmp_path / "list.onnx.zip", seq2seq_onnx_json=b"[1, 2]")
+    with pytest.raises(CheckpointError, match=f"its {MANIFEST} is list, not a JSON object: damaged"):
+        OnnxTranslator.load(listed)
+    argv = ["push", "--checkpoint", str(exported.parent / "no_lang.onnx.zip"), "--repo", "a/b", "--dry-run"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.endswith(f"its {MANIFEST} has no src_lang: damaged or inconsistent ONNX model\n")
+
+
+def test_export_writes_no_manifest_its_reader_would_refuse(run_dir: Path, tmp_path: Path, capsys) -> None:
+    """A checkpoint's languages are whatever --src and --tgt were: one that is no language code (a space in it)
+    is refused when exporting, not written into a file that would not load."""
+    from seq2seq.checkpoint import read_model, write_model_checkpoint
+
+    odd = tmp_path / "odd.pt"
+    write_model_checkpoint(odd, dataclasses.replace(read_model(run_dir / "best.pt"), src_lang="de en"))
+    out = tmp_path / "m.onnx.zip"
+    assert main(["export", "--checkpoint", str(odd), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"seq2seq export: error: {odd}: cannot be exported: its {MANIFEST} has "
+                                       "src_lang 'de en', not a language code (letters, digits, '_', '-', '.', at "
+                                       "most 100)\n")  # fmt: skip
+    assert not out.exists()
+
+
+def test_the_model_config_is_the_graphs_sizes(exported: Path, tmp_path: Path) -> None:
+    """A manifest claiming sizes of 1 escaped the search's memory budget (estimated from the config): each size
+    the graphs fix is checked against the model config."""
+    manifest = json.loads(zipfile.ZipFile(exported).read(MANIFEST))
+    config = manifest["model_config"]
+    assert [config[k] for k in ("attention", "cell", "enc_hidden", "dec_hidden")] == ["general", "lstm", 32, 32]
+    cases = {
+        "small": ({"emb_size": 1, "enc_hidden": 1, "dec_hidden": 1},
+                  "its encoder.onnx has keys of shape (B, S, 32), its model config (attention general, dec_hidden 1) "
+                  "makes (B, S, 1)"),
+        "layers": ({"dec_layers": 2}, "its encoder.onnx has h of shape (1, B, 32), its model config (dec_layers 2, "
+                   "dec_hidden 32) makes (2, N, 32)"),
+        "dot": ({"attention": "dot", "enc_hidden": 16}, "its decoder_step.onnx has states of shape (B, S, 64), its "
+                "model config (enc_hidden 16) makes (B, S, 32)"),  # dot needs dec_hidden = 2 x enc_hidden
+    }  # fmt: skip
+    for name, (changes, message) in cases.items():
+        lie = json.dumps(manifest | {"model_config": config | changes}).encode()
+        path = _rewrite(exported, tmp_path / f"{name}.onnx.zip", seq2seq_onnx_json=lie)
+        with pytest.raises(CheckpointError) as err:
+            OnnxTranslator.load(path)
+        assert str(err.value) == f"{path}: {message}: damaged or inconsistent ONNX model", name
 
 
 def test_a_missing_extra_is_named_in_one_line(
@@ -402,6 +613,12 @@ def test_export_never_writes_over_a_runs_checkpoint(run_dir: Path, tmp_path: Pat
     for name in ("last.pt", "best.pt", "step400.pt"):
         assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(run / name)]) == 2
         assert f"is a checkpoint of the run in {run}" in capsys.readouterr().err
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "model.onnx.zip").symlink_to(run / "last.pt")  # atomic_write replaces a link's target
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "--out", str(links / "model.onnx.zip")]) == 2
+    err = capsys.readouterr().err
+    assert f"(a link to {run / 'last.pt'}) is a checkpoint of the run in {run}" in err and err.count("\n") == 1
     assert (run / "last.pt").read_bytes() == before and not (run / "best.pt").exists()
 
 
@@ -454,6 +671,29 @@ def test_export_quality_checks_its_inputs_before_any_export_in_one_line(
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(f"{prog}: error: ") and says in err
         assert not out.exists()  # refused before any export
+
+
+def test_export_quality_puts_each_checkpoints_exports_in_a_folder_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every checkpoint's exports went to checkpoints/export_quality/, each run replacing the last one's."""
+    from seq2seq.devtools import export_quality as module
+
+    fake = tmp_path / "python"  # the script's Python: prints the command it is given
+    fake.write_text('#!/bin/sh\nif [ "$1" = -c ]; then exit 0; fi\necho "$@"\n')
+    fake.chmod(0o755)
+    script = ["bash", str(ROOT / "scripts/export_quality.sh"), "runs/a/best.pt"]
+    env = {**os.environ, "PYTHON": str(fake), "DATA": str(tmp_path)}
+    done = subprocess.run(script, env=env, capture_output=True, text=True, check=True)
+    assert "--out" not in done.stdout and "runs/a/best.pt" in done.stdout  # the module's default, not one folder
+    done = subprocess.run(script, env={**env, "OUT": str(tmp_path / "o")}, capture_output=True, text=True, check=True)
+    assert f"--out {tmp_path / 'o'}" in done.stdout
+    asked = []
+    monkeypatch.setattr(module, "export_quality", lambda *args: asked.append(args[4]) or {})
+    for run in ("a", "b"):
+        monkeypatch.setattr(sys, "argv", ["prog", f"runs/{run}/best.pt", str(tmp_path), "xx", "yy"])
+        module.main()
+    assert asked == [Path("checkpoints/export_quality/a.best"), Path("checkpoints/export_quality/b.best")]
 
 
 def test_decode_profile_splits_a_run_between_onnx_runtime_and_the_search(

@@ -3,6 +3,9 @@ export and its ONNX int8 export on the val and test splits (greedy and beam 5), 
 the lines identical to the torch path's; one JSON object (`scripts/export_quality.sh`, docs/deploy.md).
 
     python -m seq2seq.devtools.export_quality CHECKPOINT DATA SRC TGT [--out DIR] [--splits val test]
+
+The exports go to DIR/model.onnx.zip and DIR/model.int8.onnx.zip; DIR is by default named after the
+checkpoint (`checkpoints/export_quality/RUN.NAME` for RUN/NAME.pt), so each checkpoint's exports are its own.
 """
 
 from __future__ import annotations
@@ -56,16 +59,23 @@ def export_quality(checkpoint: Path, data: Path, src: str, tgt: str, out: Path, 
     return result
 
 
+def default_out(checkpoint: Path) -> Path:
+    """Where a checkpoint's exports go without --out: a folder named after its run folder and file name."""
+    whole = checkpoint.resolve()
+    return Path("checkpoints/export_quality") / f"{whole.parent.name}.{whole.stem}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m seq2seq.devtools.export_quality", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("data", type=Path, help="folder of {split}.{lang} files")
     p.add_argument("src")
     p.add_argument("tgt")
-    p.add_argument("--out", type=Path, default=Path("checkpoints/export_quality"))
+    p.add_argument("--out", type=Path, help="folder of the exports (default: checkpoints/export_quality/RUN.NAME)")
     p.add_argument("--splits", nargs="+", default=["val", "test"])
     args = p.parse_args()
-    result = one_line(p.prog, lambda: export_quality(args.checkpoint, args.data, args.src, args.tgt, args.out,
+    out = args.out or default_out(args.checkpoint)
+    result = one_line(p.prog, lambda: export_quality(args.checkpoint, args.data, args.src, args.tgt, out,
                                                      args.splits))  # fmt: skip
     print(json.dumps(result, indent=1))
 

@@ -138,10 +138,16 @@ def _fetch(where: HubPath, filename: str, missing: str | None = None) -> Path:
     except ImportError:
         raise HubError(f"{where}: models on the Hub need huggingface_hub: pip install huggingface_hub") from None
     repo = HubPath(where.repo, where.revision)  # named in messages with the file beside it
+    # huggingface_hub 0.x: no RemoteEntryNotFoundError (its EntryNotFoundError is the remote one), and
+    # LocalEntryNotFoundError (not in the cache, cannot download) is an EntryNotFoundError and an
+    # HfHubHTTPError there: caught first, with the OSErrors it belongs to
+    remote_missing = getattr(hub, "RemoteEntryNotFoundError", hub.EntryNotFoundError)
     try:
         with _quiet_retries():
             return Path(hf_hub_download(where.repo, filename, revision=where.revision))
-    except hub.RemoteEntryNotFoundError:
+    except (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled) as err:
+        raise HubError(_cannot_download(repo, filename, err, constants)) from None
+    except remote_missing:
         raise HubError(missing or f"{repo}: the repository holds no file {filename!r}") from None
     except hub.RevisionNotFoundError:
         raise HubError(f"{repo}: the repository has no revision {where.revision!r}") from None
@@ -153,9 +159,8 @@ def _fetch(where: HubPath, filename: str, missing: str | None = None) -> Path:
                        "log in with hf auth login, or set HF_TOKEN)") from None  # fmt: skip
     except hub.HfHubHTTPError as err:
         raise HubError(f"{repo}: the Hugging Face Hub refused {filename}: {_first_line(err)}") from None
-    except (OSError, hub.OfflineModeIsEnabled) as err:  # LocalEntryNotFoundError, no connection, a full disk
-        raise HubError(f"{repo}: cannot download {filename} from the Hugging Face Hub ({constants.ENDPOINT}): "
-                       f"{_why(err, constants)}") from None  # fmt: skip
+    except OSError as err:  # no connection, a full disk
+        raise HubError(_cannot_download(repo, filename, err, constants)) from None
     except ValueError as err:  # a file name huggingface_hub refuses
         raise HubError(f"{repo}: cannot download {filename!r}: {_first_line(err)}") from None
 
@@ -173,9 +178,14 @@ def _quiet_retries() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _cannot_download(repo: HubPath, filename: str, err: BaseException, constants: Any) -> str:
+    return (f"{repo}: cannot download {filename} from the Hugging Face Hub ({constants.ENDPOINT}): "
+            f"{_why(err, constants)}")  # fmt: skip
+
+
 def _why(err: BaseException, constants: Any) -> str:
     cache = f"it is not in the local cache ({constants.HF_HUB_CACHE})"
-    if constants.is_offline_mode():
+    if getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)():  # huggingface_hub 0.x: the constant
         return f"offline mode is on (HF_HUB_OFFLINE=1) and {cache}"
     cause = err.__cause__ or err.__context__
     if isinstance(err, FileNotFoundError) and cause is not None:  # LocalEntryNotFoundError: cannot connect

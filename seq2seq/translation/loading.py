@@ -32,7 +32,8 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None
     if fmt not in (None, "onnx") or Path(out).suffix == ".npz":
         raise ConfigError(f"{REMOVED_NPZ}: write an ONNX model instead (--format onnx, e.g. --out model.onnx.zip)")
     refuse_hub_output(out, "export")
-    check_output(out, inputs=[checkpoint], make_folder=True)  # before any work: a folder, or the checkpoint itself
+    # before any work: a folder, a device or pipe, or the checkpoint itself; a missing folder is created when written
+    check_output(out, inputs=[checkpoint], make_folder=True, later=True, regular=True)
     refuse_run_checkpoint(out, "the exported model", "model.onnx.zip")
     checkpoint = model_file(checkpoint)  # hf://ORG/NAME: downloaded (hub.py)
     return export_onnx(checkpoint, out, quantize)
@@ -41,9 +42,12 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None
 def average_models(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     """`seq2seq average`: the mean of the weights of one run's checkpoints (local files or hf:// paths)."""
     from ..checkpoint import average_checkpoints
+    from .onnx_model import refuse_onnx_model
 
     refuse_hub_output(out, "average")
     files = [model_file(p) for p in checkpoints]  # hf://ORG/NAME: downloaded
+    for file in files:
+        refuse_onnx_model(file)
     return average_checkpoints(files, out, names=[str(p) for p in checkpoints])
 
 

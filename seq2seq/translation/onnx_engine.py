@@ -4,17 +4,20 @@ arrays. Imports numpy and onnxruntime only, never torch."""
 
 from __future__ import annotations
 
-import os
-from typing import Any, NamedTuple
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..config import DECODE_BATCH, ConfigError, ModelConfig
 from ..config_dict import from_dict
 from ..ids import PAD_ID
+from ..machine.hardware import usable_cores
 from .base import memory_rows
 
-MANIFEST_NAME = "seq2seq-onnx.json"  # onnx_model.MANIFEST (that module imports this one)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 CANDIDATES = ("cand_values", "cand_ids", "eos_log_prob")  # the step graph's candidate outputs (version >= 2)
 EXTRA = "pip install 'seq2seq-nmt[onnx]' (onnx and onnxruntime)"
 
@@ -34,10 +37,6 @@ def import_ort() -> Any:
 
 class InconsistentModel(ValueError):
     """The parts of a model file disagree (graphs, manifest, tokenizers); the message says how."""
-
-
-def _names(names: Any) -> str:
-    return ", ".join(map(str, names)) if isinstance(names, list) else repr(names)
 
 
 class OnnxMemory(NamedTuple):
@@ -60,16 +59,15 @@ class OnnxEngine:
     """The exported graphs as a search engine (search.py)."""
 
     vocab = 0  # the target vocabulary, for `footprint` (OnnxTranslator sets it; 0: unknown)
-    run_options: Any = None  # ONNX Runtime's RunOptions for every run (check_vocab's: no error log)
+    run_options: Any = None  # ONNX Runtime's RunOptions for every run (`probing`'s: no error log)
     batch_size = DECODE_BATCH["onnx"]  # sentences per batch unless DecodeConfig.batch_size says
 
     def __init__(self, encoder: bytes, step: bytes, manifest: dict[str, Any], threads: int = 0) -> None:
-        """Sessions for both graphs (`threads`: ONNX Runtime's intra-op threads, 0: one per core, at most 8);
-        `manifest` gives the model config and the step graph's input names."""
-        threads = threads or min(os.cpu_count() or 1, 8)
+        """Sessions for both graphs (`threads`: ONNX Runtime's intra-op threads, 0: one per core this process
+        may run on, at most 8); `manifest` gives the model config and the step graph's input names."""
+        threads = threads or min(usable_cores(), 8)  # its affinity (taskset, a container's cpuset), not the machine's
         self.encoder, self.step_graph = _session(encoder, threads), _session(step, threads)
         self.cfg = from_dict(ModelConfig, manifest["model_config"])
-        self._check_names(manifest)
         self.step_inputs = [name for name in manifest["step_inputs"] if name != "k"]
         self.takes_k = "k" in {i.name for i in self.step_graph.get_inputs()}  # files of version >= 2
         self.feed = self.cfg.input_feeding
@@ -79,58 +77,15 @@ class OnnxEngine:
         self.supports_candidates = CANDIDATES[0] in outputs  # search.py asks for candidates (version >= 2)
         self.candidate_outputs = [*CANDIDATES, *state_out, "attention"]
 
-    def _check_names(self, manifest: dict[str, Any]) -> None:
-        """The graphs' inputs and outputs are the ones the model config makes and the manifest names, in the
-        order the engine passes and reads them (values go by position): else InconsistentModel."""
-        states = state_names(self.cfg)
-        rnn = [s for s in states if s != "feed"]
-        graphs = {
-            "encoder_inputs": ("encoder.onnx", [i.name for i in self.encoder.get_inputs()], ["src_ids", "src_lens"]),
-            "encoder_outputs": ("encoder.onnx", [o.name for o in self.encoder.get_outputs()],
-                                ["states", "keys", "mask", *rnn]),
-            "step_inputs": ("decoder_step.onnx", [i.name for i in self.step_graph.get_inputs()],
-                            ["prev_ids", *states, "states", "keys", "mask"]),
-            "step_outputs": ("decoder_step.onnx", [o.name for o in self.step_graph.get_outputs()],
-                             ["log_probs", *(f"{s}_out" for s in states), "attention"]),
-        }  # fmt: skip
-        for key, (graph, names, expected) in graphs.items():
-            listed = manifest[key] if key.startswith("step") else manifest.get(key, names)  # step_*: required
-            extra = ["k"] if key == "step_inputs" else list(CANDIDATES) if key == "step_outputs" else []
-            # a manifest may leave out the step graph's candidate input and outputs (its search then takes the
-            # log-probs, as for a version 1 file); the names it lists are the graph's, in the graph's order
-            if listed not in (names, [n for n in names if n not in extra]):
-                raise InconsistentModel(f"its {MANIFEST_NAME} lists {key} {_names(listed)}, its {graph} has "
-                                        f"{_names(names)}")  # fmt: skip
-            if names not in (expected, expected + extra):
-                config = f"{self.cfg.cell}, input feeding {self.cfg.input_feeding}"
-                raise InconsistentModel(f"its {graph} has {key} {_names(names)}, its model config ({config}) makes "
-                                        f"{_names(expected)}")  # fmt: skip
-
-    def check_vocab(self, src_vocab: int, tgt_vocab: int) -> None:
-        """The graphs run on one sentence, and their embeddings and output layer have the tokenizers' sizes
-        (`src_vocab`, `tgt_vocab` pieces): else InconsistentModel. A tokenizer of another size than its
-        graph's embedding or output layer would translate garbage (ids read as other pieces)."""
+    @contextmanager
+    def probing(self) -> Iterator[None]:
+        """Runs whose failure is the answer (the checks of a model file as it loads, onnx_model.py): no error
+        log of ONNX Runtime's for them."""
         quiet = import_ort().RunOptions()
-        quiet.log_severity_level = 4  # a probe's failure is the answer, raised here: no error log for it
+        quiet.log_severity_level = 4
         self.run_options = quiet
         try:
-            try:
-                memory, state = self.encode([[src_vocab - 1, src_vocab - 1]])
-                log_probs, _, _ = self.step(np.array([tgt_vocab - 1]), state, memory)
-            except Exception as err:  # noqa: BLE001  (ONNX Runtime's errors have no common base)
-                msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-                raise InconsistentModel(f"its graphs do not run on the last pieces of its tokenizers ({src_vocab:,} "
-                                        f"and {tgt_vocab:,} pieces): {msg}") from None  # fmt: skip
-            if log_probs.shape[-1] != tgt_vocab:
-                raise InconsistentModel(f"its tgt.spm.model has {tgt_vocab:,} pieces, the output layer of its "
-                                        f"decoder_step.onnx {log_probs.shape[-1]:,}")  # fmt: skip
-            try:
-                self.encode([[src_vocab]])  # one past the tokenizer: must be past the embedding too
-            except Exception:  # noqa: BLE001
-                return
-            raise InconsistentModel(
-                f"its src.spm.model has {src_vocab:,} pieces, the embedding of its encoder.onnx more"
-            )
+            yield
         finally:
             self.run_options = None
 

@@ -115,6 +115,9 @@ class Translator(Translating):
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Translator:
         """Load a checkpoint written by `seq2seq train` (best.pt, last.pt, or an averaged one)."""
+        from .onnx_model import refuse_onnx_model
+
+        refuse_onnx_model(path)
         saved = read_model(path)
         check_vocab(path, saved)
         try:
