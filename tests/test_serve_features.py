@@ -360,6 +360,21 @@ def test_serve_start_up_errors_are_one_line_exit_2(run_dir: Path, flags: list[st
     assert (proc.returncode, proc.stdout) == (2, "") and proc.stderr.count("\n") == 1 and words in proc.stderr
 
 
+def test_a_port_in_use_is_one_line_and_exit_1(tiny: Translator, run_dir: Path) -> None:
+    """A failed bind called server_close() before the server had its app: an AttributeError, not the line."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError) as refused:
+            TranslationServer(tiny, DecodeConfig(beam_size=1), port=port)
+        assert refused.value.strerror == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+        proc = subprocess.run([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", str(run_dir / "best.pt"),
+                               "--port", str(port)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+    assert proc.stderr == f"seq2seq serve: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
 def test_checkpoint_and_model_are_exclusive() -> None:
     proc = subprocess.run([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", "a.pt", "--model", "b=b.pt"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip

@@ -49,13 +49,14 @@ class HTTPServer(ThreadingHTTPServer):
     request_queue_size = 128  # listen backlog (the default 5 drops connections under concurrent load)
     app: App
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, address: Any, handler: Any, app: App) -> None:
+        self.app = app  # before binding: a bind that fails calls server_close(), which reads the app's limits
         self.idle: set[socket.socket] = set()  # kept-alive connections waiting for their next request
         self.idle_lock = threading.Lock()
         self.stopping = False
         self.connections = 0  # open ones, each with its handler thread (at most the app's max_connections)
         self.handlers: dict[threading.Thread, socket.socket] = {}  # the handler threads and their connections
-        super().__init__(*args, **kwargs)
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """A handler thread for the connection, or with `max_connections` open already a 503 and close:

@@ -131,8 +131,10 @@ class TranslationServer:
         self.batcher = Batcher(self._translate, self.limits.max_batch, wait_s, budget_s)
         if not 0 <= port <= 65535:
             raise ConfigError(f"port must be in [0, 65535], got {port}")
-        self.httpd = (HTTPServer6 if ":" in host else HTTPServer)((host, port), Handler)
-        self.httpd.app = self
+        try:
+            self.httpd = (HTTPServer6 if ":" in host else HTTPServer)((host, port), Handler, self)
+        except OSError as err:  # a port in use, a host that names no address here: one line (exit status 1)
+            raise OSError(err.errno, f"cannot listen on {host}:{port}: {err.strerror or err}") from None
         self._thread: threading.Thread | None = None
 
     @property
