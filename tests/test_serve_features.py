@@ -351,6 +351,8 @@ def test_opennmt_errors_are_one_line_with_its_status_field(
         (["--model", "a.pt"], "--model 'a.pt': give NAME=PATH"),
         (["--checkpoint", "CKPT", "--allow-origin", "http://a.example/"], "--allow-origin 'http://a.example/': an"),
         (["--model", "x=CKPT", "--model", "y=no/such.pt"], "no/such.pt"),
+        (["--checkpoint", "no/such.pt", "--port", "70000"], "--port must be in [0, 65535], got 70000"),  # not loaded
+        (["--checkpoint", "no/such.pt", "--host", ""], "--host '' names no address"),  # not 0.0.0.0 unsaid
     ],
 )
 def test_serve_start_up_errors_are_one_line_exit_2(run_dir: Path, flags: list[str], words: str) -> None:

@@ -129,8 +129,7 @@ class TranslationServer:
         self.search_budget_gb = self.decode_cfg.memory_budget() / (MAX_DEPTH + 1) / 1e9
         wait_s, budget_s = self.limits.batch_wait_ms / 1000, self.limits.max_request_s
         self.batcher = Batcher(self._translate, self.limits.max_batch, wait_s, budget_s)
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"port must be in [0, 65535], got {port}")
+        check_address(host, port)
         try:
             self.httpd = (HTTPServer6 if ":" in host else HTTPServer)((host, port), Handler, self)
         except OSError as err:  # a port in use, a host that names no address here: one line (exit status 1)
@@ -301,6 +300,14 @@ class TranslationServer:
         return opennmt_reply(sentences, found, cfg.n_best)
 
 
+def check_address(host: str, port: int) -> None:
+    """The address to listen on: an empty host (every interface, unsaid) or a port out of range is a ConfigError."""
+    if not host:
+        raise ConfigError("--host '' names no address: give one (127.0.0.1: this machine; 0.0.0.0: every interface)")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be in [0, 65535], got {port}")
+
+
 def check_beam(cfg: DecodeConfig, limits: ServeLimits, what: str = "") -> None:
     """A beam wider than `limits.max_beam_size`, or an n_best over `limits.max_n_best`, is a
     ConfigError (`what`: "" or "the default ")."""
@@ -339,7 +346,8 @@ def serve(
 
     out = out or sys.stdout
     decode_cfg, limits = decode_cfg or DecodeConfig(), limits or ServeLimits()
-    check_beam(decode_cfg, limits, "the default ")  # before the model loads
+    check_address(host, port)  # before the models load
+    check_beam(decode_cfg, limits, "the default ")
     check_output_len(decode_cfg, limits, 1, "the default ")
     check_origins(allow_origins)
     several = isinstance(checkpoint, Mapping)
