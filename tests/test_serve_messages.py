@@ -138,3 +138,43 @@ def test_opennmt_reply_keeps_the_sources_outer_whitespace_in_linear_time() -> No
     start = time.perf_counter()
     opennmt_reply([" " * 1999 + "x"] * 256, [[("X", hyp)]] * 256, 1)
     assert time.perf_counter() - start < 0.5
+
+
+# --- lone surrogates and bodies not in UTF-8 (a review of 2026-12-06) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "words"),
+    [
+        (b'{"sentences": [], "model": "\\ud800"}', "/translate", "no model '\\ud800' on this server"),
+        (b'{"sentences": ["a"], "scores": "\\ud800"}', "/translate", 'got a string ("\\ud800")'),
+        (b'[{"src": "a", "id": "\\ud800"}]', "/translator/translate", "No such model '\\ud800'"),
+        (b'[{"src": "a", "\\ud800": 1}]', "/translator/translate", "[0] has '\\ud800'"),
+        (b'{"sentences": ["a"], "\\ud800": 1e400}', "/translate", "must be a finite number"),  # any echo is sent
+    ],
+)
+def test_a_lone_surrogate_echoed_is_escaped_and_answered(server: TranslationServer, body: bytes, path: str,
+                                                         words: str) -> None:  # fmt: skip
+    """The message held the surrogate itself: the reply could not be encoded and the connection dropped."""
+    status, reply = _post(server, body, path)
+    assert status == 400 and words in reply["error"], reply
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"sentences": ["\xed\xa0\x80"]}',  # a lone surrogate's bytes: not UTF-8
+        '{"sentences": ["red cat"]}'.encode("utf-16"),  # with its byte order mark
+        '{"sentences": ["red cat"]}'.encode("utf-16-le"),
+        '{"sentences": ["red cat"]}'.encode("utf-32"),
+    ],
+    ids=["surrogate bytes", "utf-16", "utf-16-le", "utf-32"],
+)
+def test_a_body_not_in_utf_8_is_400(server: TranslationServer, body: bytes) -> None:
+    """json.loads(bytes) guessed UTF-16 and UTF-32 and translated them; the docs say invalid UTF-8 is a 400."""
+    status, reply = _post(server, body)
+    assert status == 400 and reply["error"].startswith("body is not valid JSON: ") and "UTF-8" in reply["error"], reply
+
+
+def test_a_utf_8_byte_order_mark_is_skipped(server: TranslationServer) -> None:
+    assert _post(server, b'\xef\xbb\xbf{"sentences": []}') == (200, {"translations": []})

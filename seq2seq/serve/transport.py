@@ -326,7 +326,7 @@ class Handler(BaseHTTPRequestHandler):
         if obj is None:
             body, head = b"", {}
         else:
-            body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+            body = obj if isinstance(obj, bytes) else _json_bytes(obj)
             head = {"Content-Type": "application/json; charset=utf-8", "Content-Length": str(len(body))}
         head.update({**(headers or {}), **self.server.app.cors_headers(self._origin)})
         if self.close_connection:
@@ -354,3 +354,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- http.server's signature
         log.warning("%s: %s", self.address_string(), format % args)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """A reply's JSON in UTF-8, a line; a lone surrogate (a client's, echoed) written as JSON's `\\ud800`
+    (strict UTF-8 cannot carry it: the reply was never sent)."""
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
