@@ -296,11 +296,15 @@ def test_bad_requests_are_4xx_with_a_one_line_json_error(servers, name: str) -> 
 @pytest.mark.parametrize(
     ("request_", "status", "words"),
     [
-        (b"POST /translate HTTP/1.1\r\nHost: x\r\n\r\n", 411, "Content-Length is required"),
-        (b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n", 400, "not a byte count"),
-        (b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\nExpect: 100-continue\r\n\r\n", 413, "4096"),
+        (b"POST /translate HTTP/1.1\r\nHost: localhost\r\n\r\n", 411, "Content-Length is required"),
+        (b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Length: many\r\n\r\n", 400, "not a byte count"),
+        (
+            b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 9000\r\nExpect: 100-continue\r\n\r\n",
+            413,
+            "4096",
+        ),  # fmt: skip
         (b"HELLO\r\n\r\n", 400, "Bad request"),
-        (b"BREW /health HTTP/1.1\r\nHost: x\r\n\r\n", 501, "Unsupported method"),
+        (b"BREW /health HTTP/1.1\r\nHost: localhost\r\n\r\n", 501, "Unsupported method"),
     ],
 )
 def test_protocol_errors_are_json_too(servers, request_: bytes, status: int, words: str) -> None:

@@ -276,14 +276,15 @@ def _raw(url: str, data: bytes) -> bytes:
 
 def test_the_connection_closes_when_asked_or_when_its_rest_is_unreadable(server: TranslationServer) -> None:
     body = b'{"sentences": ["red cat"]}'
-    head = f"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    head = head.encode()
+    head = (b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n" % len(body))  # fmt: skip
     assert b"Connection: close" in _raw(server.url, head + b"Connection: close\r\n\r\n" + body)
     old = _raw(server.url, b"GET /health HTTP/1.0\r\n\r\n")  # HTTP/1.0: one request (the server closes)
     assert old.startswith(b"HTTP/1.1 200") and b"Connection: close" in old
     two = _raw(server.url, head + b"\r\n" + body + head + b"Connection: close\r\n\r\n" + body)
     assert two.count(b"HTTP/1.1 200 OK") == 2  # pipelined on one connection, both answered
-    chunked = b"POST /translate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    chunked = b"POST /translate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"5\r\nhello\r\n0\r\n\r\n"
     assert b"411" in _raw(server.url, chunked).split(b"\r\n")[0] and b"Connection: close" in _raw(server.url, chunked)
 
 
@@ -353,6 +354,7 @@ def test_opennmt_errors_are_one_line_with_its_status_field(
         (["--model", "x=CKPT", "--model", "y=no/such.pt"], "no/such.pt"),
         (["--checkpoint", "no/such.pt", "--port", "70000"], "--port must be in [0, 65535], got 70000"),  # not loaded
         (["--checkpoint", "no/such.pt", "--host", ""], "--host '' names no address"),  # not 0.0.0.0 unsaid
+        (["--checkpoint", "no/such.pt", "--allow-host", "box:80"], "--allow-host 'box:80': give a name"),
     ],
 )
 def test_serve_start_up_errors_are_one_line_exit_2(run_dir: Path, flags: list[str], words: str) -> None:

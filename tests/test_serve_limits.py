@@ -157,7 +157,8 @@ def test_a_request_whose_client_hangs_up_stops_being_translated(caplog: pytest.L
         parts = urlsplit(server.url)
         body = json.dumps(MAXIMAL).encode()
         sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
-        head = b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        head = b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: %d\r\n\r\n"
         sock.sendall(head % len(body) + body)
         _wait_for(lambda: translator.steps > 20, "the request never started", timeout=30)
         sock.close()

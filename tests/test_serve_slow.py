@@ -25,7 +25,7 @@ from seq2seq.translation.torch_engine import Translator
 if TYPE_CHECKING:
     from pathlib import Path
 
-HEAD = b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+HEAD = b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ NAME=PATH` repeated): jobs are grouped by model too. The JSON itself: protocol.p
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -66,6 +67,9 @@ class Task:
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+")  # what a browser sends: scheme://host[:port]
+LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")  # the Host names a server on a loopback address answers
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4, [IPv6]
+HOST_HEADER = re.compile(rf"({HOST_NAME.pattern})(?::[0-9]*)?")  # a Host header: the name, maybe a port
 
 
 def parse_models(specs: Sequence[str]) -> dict[str, str]:
@@ -84,6 +88,15 @@ def parse_models(specs: Sequence[str]) -> dict[str, str]:
     return models
 
 
+def check_hosts(names: Sequence[str]) -> tuple[str, ...]:
+    """The `--allow-host` values, checked: a host name or an address as a Host header names it, without a port."""
+    for name in names:
+        if not HOST_NAME.fullmatch(name):
+            raise ConfigError(f"--allow-host {name!r}: give a name as a browser's Host header holds it, without "
+                              "the port (my-laptop.local, 192.168.1.5, [fe80::1])")  # fmt: skip
+    return tuple(name.lower() for name in names)
+
+
 def check_origins(origins: Sequence[str]) -> tuple[str, ...]:
     """The `--allow-origin` values, checked: `*`, `null` or an origin as browsers send it (no path)."""
     for origin in origins:
@@ -99,7 +112,8 @@ class TranslationServer:
 
     `translator`: one model (named "default"), or {name: translator} for several, the first the
     default (`model`: the path or {name: path} that /health and /models show). One worker serves
-    them all. `allow_origins`: the origins whose pages may call this server (CORS; "*": any)."""
+    them all. `allow_origins`: the origins whose pages may call this server (CORS; "*": any).
+    `allow_hosts`: the Host names answered besides localhost, 127.0.0.1 and [::1] (`host_names`)."""
 
     def __init__(
         self,
@@ -110,6 +124,7 @@ class TranslationServer:
         port: int = 0,
         model: str | Mapping[str, str] = "",
         allow_origins: Sequence[str] = (),
+        allow_hosts: Sequence[str] = (),
     ) -> None:
         self.models = dict(translator) if isinstance(translator, Mapping) else {DEFAULT_MODEL: translator}
         if not self.models:
@@ -118,7 +133,7 @@ class TranslationServer:
         self.translator, self.decode_cfg = self.models[self.default], decode_cfg or DecodeConfig()
         self.paths = {name: (model.get(name, "") if isinstance(model, Mapping) else model) for name in self.models}
         self.limits, self.model = limits or ServeLimits(), self.paths[self.default]
-        self.allow_origins = check_origins(allow_origins)
+        self.allow_origins, allowed = check_origins(allow_origins), check_hosts(allow_hosts)
         check_beam(self.decode_cfg, self.limits, "the default ")
         check_output_len(self.decode_cfg, self.limits, 1, "the default ")
         for served in self.models.values():
@@ -134,6 +149,7 @@ class TranslationServer:
             self.httpd = (HTTPServer6 if ":" in host else HTTPServer)((host, port), Handler, self)
         except OSError as err:  # a port in use, a host that names no address here: one line (exit status 1)
             raise OSError(err.errno, f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+        self.hosts = self.host_names(allowed)
         self._thread: threading.Thread | None = None
 
     @property
@@ -201,6 +217,28 @@ class TranslationServer:
         if allowed is not None:
             headers["Access-Control-Allow-Origin"] = allowed
         return headers
+
+    def host_names(self, allowed: tuple[str, ...]) -> frozenset[str] | None:
+        """The Host names this server answers, on a loopback address or with `allowed` names (--allow-host):
+        localhost, 127.0.0.1, [::1], its own address and `allowed`; None (any) elsewhere. A page whose site's
+        name an attacker has pointed at 127.0.0.1 (DNS rebinding) sends its own name: refused."""
+        address = ipaddress.ip_address(self.httpd.server_address[0])
+        if not (address.is_loopback or allowed):
+            return None
+        own = [f"[{address}]" if address.version == 6 else str(address)] if address.is_loopback else []
+        return frozenset((*LOCAL_NAMES, *own, *allowed))
+
+    def check_host(self, values: list[str]) -> None:
+        """A request's Host headers: none (no browser sends none), or one naming this server (`hosts`); else
+        a RequestError 421."""
+        if self.hosts is None or not values:
+            return
+        named = HOST_HEADER.fullmatch(values[0].strip(" \t"))
+        if len(values) == 1 and named and named.group(1).lower() in self.hosts:
+            return
+        names = ", ".join(sorted(self.hosts))
+        raise RequestError(421, f"Host {quoted(values[0])} is not a name of this server: it answers {names} "
+                                "(--allow-host NAME adds one)")  # fmt: skip
 
     def check_length(self, length: int) -> None:
         if length > self.limits.max_body_bytes:
@@ -338,6 +376,7 @@ def serve(
     limits: ServeLimits | None = None,
     out: TextIO | None = None,
     allow_origins: Sequence[str] = (),
+    allow_hosts: Sequence[str] = (),
 ) -> None:
     """`seq2seq serve`: load the model (a path), or the models ({name: path}, the first the default),
     listen, print `serving CKPT on http://HOST:PORT` (`serving NAME=PATH ... on ...`), serve until
@@ -349,13 +388,13 @@ def serve(
     check_address(host, port)  # before the models load
     check_beam(decode_cfg, limits, "the default ")
     check_output_len(decode_cfg, limits, 1, "the default ")
-    check_origins(allow_origins)
+    check_origins(allow_origins), check_hosts(allow_hosts)
     several = isinstance(checkpoint, Mapping)
     paths = {name: str(path) for name, path in checkpoint.items()} if several else {DEFAULT_MODEL: str(checkpoint)}
     if not paths:
         raise ConfigError("no model to serve")
     translators = {name: load_translator(path, device, decode_cfg) for name, path in paths.items()}
-    server = TranslationServer(translators, decode_cfg, limits, host, port, paths, allow_origins)
+    server = TranslationServer(translators, decode_cfg, limits, host, port, paths, allow_origins, allow_hosts)
     stopper = threading.Thread(target=server.stop, name="seq2seq-serve-stop")  # the first signal starts it
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -172,6 +172,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         if "Transfer-Encoding" in self.headers:
             self.close_connection = True  # a body of unknown length: the connection cannot carry another request
+        try:
+            app.check_host(self.headers.get_all("Host") or [])
+        except RequestError as err:
+            self._error(err.status, str(err))
+            return
         path = self.path.split("?", 1)[0]
         method = "GET" if self.command == "HEAD" else self.command  # HEAD: a GET's status and headers, no body
         allowed = ROUTES.get(path, "")
