@@ -141,6 +141,11 @@ def test_alignments_and_attention_are_the_librarys(server: TranslationServer, ti
             413,
             "attention for 4 sentences x n_best 3 could hold",
         ),
+        (  # alignments keep every hypothesis's attention for the request too: the same bound
+            {"sentences": ["a b c d"] * 4, "alignments": True, "beam_size": 3, "n_best": 3, "max_len_b": 1000},
+            413,
+            "alignments for 4 sentences x n_best 3 could hold",
+        ),
         ({"sentences": ["a"], "scores": "yes"}, 400, '"scores" must be true or false, got a string ("yes")'),
         ({"sentences": ["a"], "alignments": 1}, 400, '"alignments" must be true or false'),
         (

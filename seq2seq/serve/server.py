@@ -274,11 +274,10 @@ class TranslationServer:
                 except UnicodeEncodeError:  # "\ud800" is valid JSON but no text: the tokenizer would fail
                     raise RequestError(400, f"{where.format(i)} holds a lone surrogate (not Unicode text)") from None
 
-    def _decode_config(
-        self, name: str, sentences: list[str], options: dict[str, Any], attention: bool = False
-    ) -> DecodeConfig:
+    def _decode_config(self, name: str, sentences: list[str], options: dict[str, Any], kept: str = "") -> DecodeConfig:
         """The request's decode settings over the server's, checked against the limits and the model: 400;
-        with `attention`, matrices that could hold more than `max_attention_weights` weights: 413."""
+        with `kept` ("attention" or "alignments": what keeps each hypothesis's attention), matrices that
+        could hold more than `max_attention_weights` weights: 413."""
         translator = self.models[name]
         try:
             if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
@@ -291,15 +290,21 @@ class TranslationServer:
             check_output_len(cfg, self.limits, src_pieces)
         except (ConfigError, TypeError) as err:  # unknown option, wrong type, bad value, what this engine cannot run
             raise RequestError(400, clip_message(str(err))) from None  # each value it echoes clipped
-        if attention:  # each hypothesis's matrix: (output pieces, source pieces), EOS included on both
-            src = min(src_pieces, cfg.max_src_len) + 1
-            weights = len(sentences) * cfg.n_best * int(cfg.max_len_a * src + cfg.max_len_b) * src
-            limit = self.limits.max_attention_weights
-            if weights > limit:
-                what = f"attention for {len(sentences)} sentences x n_best {cfg.n_best} could hold {weights:,} weights"
-                raise RequestError(413, f"{what} (up to {src} source pieces, max_len_a and max_len_b): the limit is "
-                                        f"{limit:,} (--max-attention-weights)")  # fmt: skip
+        if kept:
+            self._check_attention(cfg, len(sentences), src_pieces, kept)
         return cfg
+
+    def _check_attention(self, cfg: DecodeConfig, sentences: int, src_pieces: int, kept: str) -> None:
+        """413 for attention matrices (kept for `kept`, "attention" or "alignments", until the request is
+        answered) that could hold more than `max_attention_weights` weights: each hypothesis's is (output
+        pieces, source pieces), EOS included on both."""
+        src = min(src_pieces, cfg.max_src_len) + 1
+        weights = sentences * cfg.n_best * int(cfg.max_len_a * src + cfg.max_len_b) * src
+        limit = self.limits.max_attention_weights
+        if weights > limit:
+            what = f"{kept} for {sentences} sentences x n_best {cfg.n_best} could hold {weights:,} attention weights"
+            raise RequestError(413, f"{what} (up to {src} source pieces, max_len_a and max_len_b): the limit is "
+                                    f"{limit:,} (--max-attention-weights)")  # fmt: skip
 
     def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> dict[str, Any]:
         """A /translate body's reply: `{"translations": [...]}` in order, and `"hypotheses"` when the
@@ -313,7 +318,8 @@ class TranslationServer:
             raise RequestError(400, f"no model {quoted(name)} on this server: it serves {', '.join(self.models)} "
                                     "(GET /models)")  # fmt: skip
         self._check_sentences(sentences, "sentences[{}]", wanted["attention"])
-        cfg = self._decode_config(name, sentences, options, wanted["attention"])
+        kept = next((key for key in ("attention", "alignments") if wanted[key]), "")  # each keeps the attention
+        cfg = self._decode_config(name, sentences, options, kept)
         task = Task(name, cfg, cfg.n_best > 1 or any(wanted.values()), wanted["alignments"] or wanted["attention"])
         found = self.batcher.submit(sentences, task, gone) if sentences else []
         if not task.hypotheses:
