@@ -268,6 +268,20 @@ BAD = {  # name: (method, path, body, status, words in the error)
     "n_best > beam": ("POST", "/translate", {"sentences": ["a"], "n_best": 3}, 400, "n_best must be in"),
     "bad precision": ("POST", "/translate", {"sentences": ["a"], "precision": "fp8"}, 400, "precision must be one of"),
     "beam over the limit": ("POST", "/translate", {"sentences": ["a"], "beam_size": 33}, 400, "limit of 32"),
+    "beam over DecodeConfig's bound too": (  # the server's limit is the one to name
+        "POST",
+        "/translate",
+        {"sentences": ["a"], "beam_size": 5000},
+        400,
+        "beam_size 5000 is over this server's limit of 32 (--max-beam-size)",
+    ),
+    "n_best over DecodeConfig's bound too": (
+        "POST",
+        "/translate",
+        {"sentences": ["a"], "n_best": 2000},
+        400,
+        "n_best 2000 is over this server's limit of 8 (--max-n-best)",
+    ),
     "n_best over --max-n-best": (
         "POST",
         "/translate",

@@ -134,7 +134,7 @@ class TranslationServer:
         self.paths = {name: (model.get(name, "") if isinstance(model, Mapping) else model) for name in self.models}
         self.limits, self.model = limits or ServeLimits(), self.paths[self.default]
         self.allow_origins, allowed = check_origins(allow_origins), check_hosts(allow_hosts)
-        check_beam(self.decode_cfg, self.limits, "the default ")
+        check_beam(to_dict(self.decode_cfg), self.limits, "the default ")
         check_output_len(self.decode_cfg, self.limits, 1, "the default ")
         for served in self.models.values():
             served.check(self.decode_cfg)
@@ -282,8 +282,8 @@ class TranslationServer:
         try:
             if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
                 raise ConfigError("memory_budget_gb is this server's setting (--memory-budget-gb), not a request's")
+            check_beam(options, self.limits)  # the server's limits first: a beam of 5000 names --max-beam-size
             cfg = replace(decode_config(self.decode_cfg, options), memory_budget_gb=self.search_budget_gb)
-            check_beam(cfg, self.limits)
             translator.check(cfg)
             live = [text for text in map(clean, sentences) if text]  # as translate_nbest tokenizes them
             src_pieces = max(map(len, translator.src_tok.encode(live)), default=0) if live else 0
@@ -352,15 +352,15 @@ def check_address(host: str, port: int) -> None:
         raise ConfigError(f"--port must be in [0, 65535], got {port}")
 
 
-def check_beam(cfg: DecodeConfig, limits: ServeLimits, what: str = "") -> None:
-    """A beam wider than `limits.max_beam_size`, or an n_best over `limits.max_n_best`, is a
-    ConfigError (`what`: "" or "the default ")."""
-    if cfg.beam_size > limits.max_beam_size:
-        limit = f"this server's limit of {limits.max_beam_size} (--max-beam-size)"
-        raise ConfigError(f"{what}beam_size {cfg.beam_size} is over {limit}")
-    if cfg.n_best > limits.max_n_best:
-        limit = f"this server's limit of {limits.max_n_best} (--max-n-best)"
-        raise ConfigError(f"{what}n_best {cfg.n_best} is over {limit}")
+def check_beam(values: Mapping[str, Any], limits: ServeLimits, what: str = "") -> None:
+    """A beam_size in `values` (a config's fields, or a request's options as sent: before DecodeConfig's
+    own, wider bounds) over `limits.max_beam_size`, or an n_best over `limits.max_n_best`, is a
+    ConfigError (`what`: "" or "the default "); a value of another type is left to DecodeConfig."""
+    for name, limit in (("beam_size", limits.max_beam_size), ("n_best", limits.max_n_best)):
+        value = values.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            flag = f"--max-{name.replace('_', '-')}"
+            raise ConfigError(f"{what}{name} {value} is over this server's limit of {limit} ({flag})")
 
 
 def check_output_len(cfg: DecodeConfig, limits: ServeLimits, src_pieces: int, what: str = "") -> None:
@@ -392,7 +392,7 @@ def serve(
     out = out or sys.stdout
     decode_cfg, limits = decode_cfg or DecodeConfig(), limits or ServeLimits()
     check_address(host, port)  # before the models load
-    check_beam(decode_cfg, limits, "the default ")
+    check_beam(to_dict(decode_cfg), limits, "the default ")
     check_output_len(decode_cfg, limits, 1, "the default ")
     check_origins(allow_origins), check_hosts(allow_hosts)
     several = isinstance(checkpoint, Mapping)
