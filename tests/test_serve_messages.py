@@ -178,3 +178,20 @@ def test_a_body_not_in_utf_8_is_400(server: TranslationServer, body: bytes) -> N
 
 def test_a_utf_8_byte_order_mark_is_skipped(server: TranslationServer) -> None:
     assert _post(server, b'\xef\xbb\xbf{"sentences": []}') == (200, {"translations": []})
+
+
+# --- what a request would have ignored ----------------------------------------------------------------
+
+
+def test_length_penalty_with_greedy_search_and_no_scores_is_400_as_on_the_command_line(
+    server: TranslationServer,
+) -> None:
+    """With beam_size 1 a length_penalty changes only the scores: a reply of texts alone ignored it (200)."""
+    status, reply = _post(server, '{"sentences": ["red cat"], "beam_size": 1, "length_penalty": 3}')
+    assert status == 400 and reply["error"] == (
+        "length_penalty with beam_size 1 (greedy search) changes only the hypotheses' scores, and this reply "
+        'shows none (ask for "scores": true): leave it out'
+    )
+    assert _post(server, '{"sentences": ["red cat"], "length_penalty": 3}')[0] == 400  # the server's greedy default
+    for shown in ('"scores": true', '"alignments": true', '"beam_size": 2'):  # scores shown, or a beam it ranks
+        assert _post(server, f'{{"sentences": ["red cat"], "length_penalty": 3, {shown}}}')[0] == 200, shown

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..config import ConfigError, DecodeConfig
+from ..config import ConfigError, DecodeConfig, refuse_ignored_decode
 from ..config_dict import to_dict
 from ..text import clean
 from ..translation.base import decode_config
@@ -274,16 +274,16 @@ class TranslationServer:
                 except UnicodeEncodeError:  # "\ud800" is valid JSON but no text: the tokenizer would fail
                     raise RequestError(400, f"{where.format(i)} holds a lone surrogate (not Unicode text)") from None
 
-    def _decode_config(self, name: str, sentences: list[str], options: dict[str, Any], kept: str = "") -> DecodeConfig:
+    def _decode_config(
+        self, name: str, sentences: list[str], options: dict[str, Any], kept: str = "", scores: bool = True
+    ) -> DecodeConfig:
         """The request's decode settings over the server's, checked against the limits and the model: 400;
         with `kept` ("attention" or "alignments": what keeps each hypothesis's attention), matrices that
-        could hold more than `max_attention_weights` weights: 413."""
+        could hold more than `max_attention_weights` weights: 413. `scores`: the reply shows hypotheses'
+        scores (else a length_penalty with greedy search, which changes only them, is refused)."""
         translator = self.models[name]
         try:
-            if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
-                raise ConfigError("memory_budget_gb is this server's setting (--memory-budget-gb), not a request's")
-            check_beam(options, self.limits)  # the server's limits first: a beam of 5000 names --max-beam-size
-            cfg = replace(decode_config(self.decode_cfg, options), memory_budget_gb=self.search_budget_gb)
+            cfg = self._request_config(options, scores)
             translator.check(cfg)
             live = [text for text in map(clean, sentences) if text]  # as translate_nbest tokenizes them
             src_pieces = max(map(len, translator.src_tok.encode(live)), default=0) if live else 0
@@ -292,6 +292,17 @@ class TranslationServer:
             raise RequestError(400, clip_message(str(err))) from None  # each value it echoes clipped
         if kept:
             self._check_attention(cfg, len(sentences), src_pieces, kept)
+        return cfg
+
+    def _request_config(self, options: dict[str, Any], scores: bool) -> DecodeConfig:
+        """The request's `options` over the server's decode settings: a ConfigError (or TypeError) for one this
+        server bounds, a value out of range, or one the search or the reply would ignore (`scores`: _decode_config)."""
+        if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
+            raise ConfigError("memory_budget_gb is this server's setting (--memory-budget-gb), not a request's")
+        check_beam(options, self.limits)  # the server's limits first: a beam of 5000 names --max-beam-size
+        cfg = replace(decode_config(self.decode_cfg, options), memory_budget_gb=self.search_budget_gb)
+        unshown = 'this reply shows none (ask for "scores": true)'
+        refuse_ignored_decode({**options, "beam_size": cfg.beam_size, "n_best": cfg.n_best}, scores, options, unshown)
         return cfg
 
     def _check_attention(self, cfg: DecodeConfig, sentences: int, src_pieces: int, kept: str) -> None:
@@ -319,7 +330,7 @@ class TranslationServer:
                                     "(GET /models)")  # fmt: skip
         self._check_sentences(sentences, "sentences[{}]", wanted["attention"])
         kept = next((key for key in ("attention", "alignments") if wanted[key]), "")  # each keeps the attention
-        cfg = self._decode_config(name, sentences, options, kept)
+        cfg = self._decode_config(name, sentences, options, kept, any(wanted.values()))
         task = Task(name, cfg, cfg.n_best > 1 or any(wanted.values()), wanted["alignments"] or wanted["attention"])
         found = self.batcher.submit(sentences, task, gone) if sentences else []
         if not task.hypotheses:
