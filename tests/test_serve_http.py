@@ -8,6 +8,7 @@ In-process servers over the tiny trained model (conftest `run_dir`), real socket
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -258,3 +259,30 @@ def test_allow_host_takes_a_name_without_a_port() -> None:
     with pytest.raises(ConfigError, match=r"--allow-host 'box:8000': give a name .* without the port"):
         check_hosts(["box:8000"])
     assert check_hosts(["Box.Local", "10.0.0.5", "[fe80::1]"]) == ("box.local", "10.0.0.5", "[fe80::1]")
+
+
+# --- what a request would have had ignored ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/translate?beam_size=1"), ("GET", "/health?x"), ("GET", "/?")])
+def test_a_query_string_is_400_not_ignored(server: TranslationServer, method: str, path: str) -> None:
+    """POST /translate?beam_size=1 translated with the server's beam: the query was dropped unread."""
+    jobs = server.batcher.stats["jobs"]
+    head = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(BODY)
+    request = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n".encode() + head + b"\r\n" + BODY
+    status, reply = _status(_raw(server, request))
+    query = path[path.index("?") :]
+    assert (status, reply) == (400, {"error": f'the query string "{query}" would be ignored: this server reads none '
+                                              "(decode options go in the JSON body of POST /translate)"})  # fmt: skip
+    assert server.batcher.stats["jobs"] == jobs
+
+
+@pytest.mark.parametrize("coding", ["gzip", "identity"])
+def test_a_content_encoding_is_415_not_ignored(server: TranslationServer, coding: str) -> None:
+    """A gzip body was read as if it were JSON (a confusing 400); "identity" said nothing the server used."""
+    body = gzip.compress(BODY) if coding == "gzip" else BODY
+    headers = f"Content-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {len(body)}\r\n"
+    status, reply = _status(_post(server, headers.encode(), body))
+    assert (
+        status == 415 and reply["error"] == f'Content-Encoding "{coding}" is not supported: send the body uncompressed'
+    )

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batcher import ClientGone, RequestError
 from .page import PAGE_ROUTES, page_file
-from .protocol import opennmt_models
+from .protocol import opennmt_models, shown
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -173,7 +173,7 @@ class Handler(BaseHTTPRequestHandler):
         if "Transfer-Encoding" in self.headers:
             self.close_connection = True  # a body of unknown length: the connection cannot carry another request
         try:
-            app.check_host(self.headers.get_all("Host") or [])
+            self._check_request()
         except RequestError as err:
             self._error(err.status, str(err))
             return
@@ -198,6 +198,15 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, replies[path]())
         else:
             self._translate(app.translate_body if path == "/translate" else app.translate_opennmt)
+
+    def _check_request(self) -> None:
+        """What no route takes: a Host that is not this server's (421, DNS rebinding); a query string (400:
+        nothing reads it, `/translate?beam_size=1` would translate with the default beam)."""
+        self.server.app.check_host(self.headers.get_all("Host") or [])
+        if "?" in self.path:
+            query = shown(self.path[self.path.index("?") :])
+            raise RequestError(400, f"the query string {query} would be ignored: this server reads none (decode "
+                                    "options go in the JSON body of POST /translate)")  # fmt: skip
 
     def _translate(self, translate: Callable[[bytes, Callable[[], bool]], Any]) -> None:
         try:
@@ -276,6 +285,9 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(411, "Content-Length is required")
         self.server.app.check_length(length)
         self._check_type()
+        if "Content-Encoding" in self.headers:  # a gzip body would be read as JSON
+            coding = shown(self.headers["Content-Encoding"])
+            raise RequestError(415, f"Content-Encoding {coding} is not supported: send the body uncompressed")
         body = self.rfile.read(length)
         self._unread = 0
         if len(body) < length:
