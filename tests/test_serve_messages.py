@@ -105,7 +105,7 @@ CLIPPED = "x" * 40 + "…"
     [
         (f'[{{"src": "a", "id": "{LONG}"}}]', "/translator/translate", f"No such model '{CLIPPED}'"),
         (f'{{"sentences": ["a"], "model": "{LONG}"}}', "/translate", f"no model '{CLIPPED}'"),
-        (f'{{"sentences": ["a"], "stopping": "{LONG}"}}', "/translate", f"'{CLIPPED}'"),
+        (f'{{"sentences": ["a"], "stopping": "{LONG}"}}', "/translate", f'got "{CLIPPED[1:]}'),  # JSON, clipped
         (f'{{"sentences": ["a"], "{LONG}": 1}}', "/translate", f"'{CLIPPED}'"),
         (f'{{"sentences": ["a"], "{LONG}": 1, "{LONG}": 2}}', "/translate", f"body has the key '{CLIPPED}' twice"),
     ],
@@ -195,3 +195,20 @@ def test_length_penalty_with_greedy_search_and_no_scores_is_400_as_on_the_comman
     assert _post(server, '{"sentences": ["red cat"], "length_penalty": 3}')[0] == 400  # the server's greedy default
     for shown in ('"scores": true', '"alignments": true', '"beam_size": 2'):  # scores shown, or a beam it ranks
         assert _post(server, f'{{"sentences": ["red cat"], "length_penalty": 3, {shown}}}')[0] == 200, shown
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        ('"beam_size": true', "DecodeConfig.beam_size must be int, got true"),
+        ('"beam_size": null', "DecodeConfig.beam_size must be int, got null"),
+        ('"beam_size": "5"', 'DecodeConfig.beam_size must be int, got "5"'),
+        ('"max_len_b": 1e8', "DecodeConfig.max_len_b must be int, got 100000000.0"),
+        ('"length_penalty": "x\\ny"', 'DecodeConfig.length_penalty must be float, got "x\\ny"'),
+        ('"stopping": null', 'DecodeConfig.stopping must be one of "bound", "beam", got null'),
+        ('"precision": ["x"]', 'DecodeConfig.precision must be one of "auto", "fp32", "bf16", "fp16", got ["x"]'),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_shown_as_json(server: TranslationServer, option: str, words: str) -> None:
+    """The messages were Python's: "got bool True", "got NoneType None", "got str '5'", "one of ('bound', 'beam')"."""
+    assert _post(server, f'{{"sentences": ["a"], {option}}}') == (400, {"error": words})

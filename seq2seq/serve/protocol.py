@@ -66,6 +66,17 @@ def clip_message(message: str) -> str:
     return clip(LONG_RUN.sub(one, message), MESSAGE_CHARS)
 
 
+def refusal(err: Exception) -> str:
+    """A refused option's one line: a value of the wrong type or not one of a field's choices (config_dict
+    sets `field`, `wanted` and `value` on the error) shown as JSON (`true`, `null`, `"5"`, not Python's
+    `True`, `None`, `'5'`); any other message with its values clipped (`clip_message`)."""
+    field, wanted = getattr(err, "field", None), getattr(err, "wanted", "")
+    if field is None:
+        return clip_message(str(err))
+    kind = wanted if isinstance(wanted, str) else f"one of {', '.join(map(shown, wanted))}"
+    return clip_message(f"{field} must be {kind}, got {shown(getattr(err, 'value', None))}")
+
+
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     return names.get(type(value), "a number")

@@ -32,12 +32,12 @@ from .batcher import MAX_DEPTH, Batcher, RequestError
 from .connections import HTTPServer, HTTPServer6
 from .limits import ServeLimits
 from .protocol import (
-    clip_message,
     hypotheses_reply,
     opennmt_reply,
     opennmt_request,
     parse_body,
     quoted,
+    refusal,
     reply_options,
 )
 from .transport import Handler
@@ -289,7 +289,7 @@ class TranslationServer:
             src_pieces = max(map(len, translator.src_tok.encode(live)), default=0) if live else 0
             check_output_len(cfg, self.limits, src_pieces)
         except (ConfigError, TypeError) as err:  # unknown option, wrong type, bad value, what this engine cannot run
-            raise RequestError(400, clip_message(str(err))) from None  # each value it echoes clipped
+            raise RequestError(400, refusal(err)) from None  # each value it echoes as JSON, clipped
         if kept:
             self._check_attention(cfg, len(sentences), src_pieces, kept)
         return cfg
