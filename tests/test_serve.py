@@ -202,7 +202,7 @@ def test_concurrent_requests_are_batched_and_grouped_by_decode_settings(referenc
         stats = _call(server.url, "GET", "/health")[1]["stats"]
     assert [got.get(i) for i in range(6)] == [(200, {"translations": e}) for e in expected]
     assert stats == {"jobs": 6, "sentences": 12, "batches": 1, "translate_calls": 2, "max_jobs_per_batch": 6,
-                     "interleaved_batches": 0, "stopped_jobs": 0, "pending_jobs": 0}  # fmt: skip
+                     "interleaved_batches": 0, "stopped_jobs": 0, "retried_jobs": 0, "pending_jobs": 0}  # fmt: skip
 
 
 class Failing:
@@ -234,7 +234,10 @@ def test_a_failing_request_fails_alone_not_the_requests_batched_with_it(referenc
             t.start()
         for t in threads:
             t.join(timeout=60)
-        assert server.batcher.stats["batches"] == 1
+        stats = _call(server.url, "GET", "/health")[1]["stats"]
+    # each sentence counted once, the call that failed once; the three jobs translated alone again as retries
+    assert (stats["batches"], stats["jobs"], stats["sentences"], stats["translate_calls"]) == (1, 3, 3, 1)
+    assert stats["retried_jobs"] == 3
     assert got[0] == (200, {"translations": reference.translate(["red cat"])})
     assert got[2] == (200, {"translations": reference.translate(["big dog"])})
     assert got[1] == (500, {"error": "translation failed: RuntimeError: the model exploded"})
