@@ -88,8 +88,6 @@ class RequestReader(io.RawIOBase):
                 continue
             finally:
                 self.sock.settimeout(handler.read_s)  # writes: a reply's sendall() has as long
-            if got and handler.waiting:  # a request's first byte: its deadline starts
-                handler.waiting, handler.deadline = False, time.monotonic() + handler.read_s
             return got
 
 
@@ -130,6 +128,7 @@ class Handler(BaseHTTPRequestHandler):
         self.waiting, self.replied, self.deadline = True, False, time.monotonic() + self.read_s
         self.command, self.path, self.request_version = "", "", "HTTP/1.1"  # not the previous request's
         try:
+            self._first_byte()
             super().handle_one_request()
         except RequestCut as err:
             self.close_connection = True
@@ -139,10 +138,16 @@ class Handler(BaseHTTPRequestHandler):
             self._unread = 0
             self._error(err.status, str(err))
 
+    def _first_byte(self) -> None:
+        """Idle until the next request's first byte is in: read now, or read already with the request before
+        (pipelined). From then the connection is busy: out of the idle set (a stop answers it 503, it is not
+        closed unanswered) and the whole request has `read_s` from now (else a 408)."""
+        if self.rfile.peek(1):  # the buffer's bytes, or one read (RequestReader: ends an idle wait by its deadline)
+            with self.server.idle_lock:
+                self.server.idle.discard(self.connection)
+            self.waiting, self.deadline = False, time.monotonic() + self.read_s
+
     def parse_request(self) -> bool:
-        with self.server.idle_lock:  # the request line has come: no longer idle
-            self.server.idle.discard(self.connection)
-        self.waiting = False  # (a pipelined request's first bytes may have been read with the one before)
         self._started, self._origin = time.perf_counter(), None
         if not super().parse_request():
             return False
