@@ -412,3 +412,21 @@ def test_connections_over_the_limit_are_answered_503_and_closed(tiny: Translator
             time.sleep(0.01)
         assert _call(server.url, "GET", "/health")[0] == 200
         idle.pop().close()
+
+
+@pytest.mark.parametrize(("origins", "header"), [(["*"], b"Access-Control-Allow-Origin: *"), ([PAGE], b"Vary: Origin")])
+def test_the_503_over_the_connection_limit_carries_cors_headers(tiny: Translator, origins: list, header: bytes) -> None:
+    """Every other reply has them; a page allowed by `*` could not read this one's message."""
+    limits = ServeLimits(max_connections=1)
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), limits, allow_origins=origins) as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10):
+            deadline = time.monotonic() + 10
+            while server.httpd.connections < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with socket.create_connection((parts.hostname, parts.port), timeout=10) as extra:
+                reply = b""
+                while chunk := extra.recv(65536):
+                    reply += chunk
+    head = reply.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 503") and header in head.split(b"\r\n"), head

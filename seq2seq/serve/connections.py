@@ -74,8 +74,10 @@ class HTTPServer(ThreadingHTTPServer):
         limit = self.app.limits.max_connections
         message = f"{limit} connections are open, this server's limit (--max-connections): try again"
         body = json.dumps({"error": message}).encode()
+        app = self.app  # CORS as on every reply; the request is not read, so its Origin is unknown (`*` still says)
+        cors = "".join(f"{key}: {value}\r\n" for key, value in app.cors_headers(app.cors_origin(None)).items())
         head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
-                f"Content-Length: {len(body) + 1}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")  # fmt: skip
+                f"Content-Length: {len(body) + 1}\r\nRetry-After: 1\r\n{cors}Connection: close\r\n\r\n")  # fmt: skip
         try:
             request.sendall(head.encode() + body + b"\n")
         except OSError:
