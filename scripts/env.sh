@@ -9,3 +9,9 @@ else
   SEQ2SEQ_PY="${VENV:-$ROOT/.venv}/bin/python"
 fi
 seq2seq() { "$SEQ2SEQ_PY" -m seq2seq "$@"; }
+flag_of() {  # the flag among $2... that the argument $1 names (argparse takes a prefix: --out is --output), if any
+  local name=${1%%=*} flag
+  [[ $name == --?* ]] || return 0
+  for flag in "${@:2}"; do [[ $flag == "$name"* ]] && { echo "$flag"; return 0; }; done
+  return 0  # none of them
+}

@@ -13,12 +13,6 @@ set -euo pipefail
 run_given=${RUN+yes} ckpt_given=${CKPT+yes} ref_given=${REF:+yes}
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
-flag_of() {  # the flag of `seq2seq translate` among $2... that $1 names (argparse takes a prefix: --out is --output)
-  local name=${1%%=*} flag
-  [[ $name == --?* ]] || return 0
-  for flag in "${@:2}"; do [[ $flag == "$name"* ]] && { echo "$flag"; return 0; }; done
-  return 0  # none of them
-}
 for arg in "$@"; do
   case $(flag_of "$arg" --beam-size --input --output) in
     --beam-size) echo "translate.sh: BEAM gives the beam size (BEAM=1 scripts/translate.sh); drop $arg" >&2; exit 2 ;;

@@ -258,18 +258,24 @@ def half_memory() -> int:
         return 8 * 10**9
 
 
-def refuse_ignored_decode(values: dict[str, Any], scores_shown: bool = True, flags: Collection[str] = ()) -> None:
+def refuse_ignored_decode(
+    values: dict[str, Any],
+    scores_shown: bool = True,
+    flags: Collection[str] = (),
+    unshown: str = "this output prints none (no --n-best > 1, no --nbest-format moses)",
+) -> None:
     """Decode settings given (flags, a [decode] table) that the search would ignore: one ConfigError.
     `scores_shown` False: the output is each sentence's best text alone (`translate` without --n-best > 1 or
     --nbest-format moses), where a length_penalty with greedy search, given as a flag (`flags`: the fields
-    given so; a [decode] table shared with `serve`, which prints scores, may hold one), changes nothing printed."""
+    given so; a [decode] table shared with `serve`, which prints scores, may hold one), changes nothing printed
+    (`unshown` says how to show the scores: a `serve` request's reply asks for them otherwise)."""
     greedy = values.get("beam_size", DecodeConfig.beam_size) == 1
     if greedy and "stopping" in values:
         raise ConfigError("stopping applies to beam search; with beam_size 1 (greedy search) it would be ignored")
     if greedy and not scores_shown and "length_penalty" in flags and values.get("n_best", 1) == 1:
         raise ConfigError(
-            "length_penalty with beam_size 1 (greedy search) changes only the hypotheses' scores, and "
-            "this output prints none (no --n-best > 1, no --nbest-format moses): leave it out"
+            f"length_penalty with beam_size 1 (greedy search) changes only the hypotheses' scores, and {unshown}: "
+            "leave it out"
         )
 
 

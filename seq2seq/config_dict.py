@@ -13,23 +13,33 @@ from dataclasses import fields
 from typing import Any, Literal, TypeVar
 
 from .config import check, shown
-from .errors import ConfigKeyError
+from .errors import ConfigError, ConfigKeyError
 
 C = TypeVar("C")
 Settings = C | dict[str, Any] | None  # a config (every field asked for), a dict of some fields, or None
+
+
+def _refused(error: type[ConfigError], message: str, where: str, wanted: str | tuple, value: Any) -> ConfigError:
+    """`error(message)` carrying the field, what it wants and the value it got (errors.ConfigError)."""
+    err = error(message)
+    err.field, err.wanted, err.value = where, wanted, value
+    return err
 
 
 def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
     """Check `value` against the field's annotation (ints widen to floats, nothing else)."""
     where = f"{cls.__name__}.{name}"
     if typing.get_origin(tp) is Literal:
-        check(value in typing.get_args(tp), f"{where} must be one of {typing.get_args(tp)}, got {value!r}")
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise _refused(ConfigError, f"{where} must be one of {choices}, got {value!r}", where, choices, value)
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         check(abs(value) < 2**1023, f"{where} must be a finite number, got an integer over 1e307")
         return float(value)
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigKeyError(f"{where} must be {tp.__name__}, got {type(value).__name__} {shown(value)}")
+        message = f"{where} must be {tp.__name__}, got {type(value).__name__} {shown(value)}"
+        raise _refused(ConfigKeyError, message, where, tp.__name__, value)
     if tp is int:  # far out of every range; refused here, where no message tries str() (past 4,300 digits: fails)
         check(value.bit_length() <= 14_000, f"{where} is out of range: {shown(value)}")
     return value

@@ -16,7 +16,13 @@ EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, the status a shell gives a comma
 
 
 class ConfigError(ValueError):
-    """A configuration value or key that cannot be used."""
+    """A configuration value or key that cannot be used. A value refused for its type, or for not being one of
+    a field's choices (config_dict), also carries `field`, `wanted` (a type's name, or the choices) and `value`,
+    for a caller that shows values its own way (`seq2seq serve`: as JSON, `true` and `null`, not `True`, `None`)."""
+
+    field: str | None = None
+    wanted: str | tuple[object, ...] = ""
+    value: object = None
 
 
 class ConfigKeyError(ConfigError, TypeError):

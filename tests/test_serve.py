@@ -208,7 +208,7 @@ def test_concurrent_requests_are_batched_and_grouped_by_decode_settings(referenc
         stats = _call(server.url, "GET", "/health")[1]["stats"]
     assert [got.get(i) for i in range(6)] == [(200, {"translations": e}) for e in expected]
     assert stats == {"jobs": 6, "sentences": 12, "batches": 1, "translate_calls": 2, "max_jobs_per_batch": 6,
-                     "interleaved_batches": 0, "stopped_jobs": 0, "pending_jobs": 0}  # fmt: skip
+                     "interleaved_batches": 0, "stopped_jobs": 0, "retried_jobs": 0, "pending_jobs": 0}  # fmt: skip
 
 
 class Failing:
@@ -240,7 +240,10 @@ def test_a_failing_request_fails_alone_not_the_requests_batched_with_it(referenc
             t.start()
         for t in threads:
             t.join(timeout=60)
-        assert server.batcher.stats["batches"] == 1
+        stats = _call(server.url, "GET", "/health")[1]["stats"]
+    # each sentence counted once, the call that failed once; the three jobs translated alone again as retries
+    assert (stats["batches"], stats["jobs"], stats["sentences"], stats["translate_calls"]) == (1, 3, 3, 1)
+    assert stats["retried_jobs"] == 3
     assert got[0] == (200, {"translations": reference.translate(["red cat"])})
     assert got[2] == (200, {"translations": reference.translate(["big dog"])})
     assert got[1] == (500, {"error": "translation failed: RuntimeError: the model exploded"})
@@ -274,6 +277,20 @@ BAD = {  # name: (method, path, body, status, words in the error)
     "n_best > beam": ("POST", "/translate", {"sentences": ["a"], "n_best": 3}, 400, "n_best must be in"),
     "bad precision": ("POST", "/translate", {"sentences": ["a"], "precision": "fp8"}, 400, "precision must be one of"),
     "beam over the limit": ("POST", "/translate", {"sentences": ["a"], "beam_size": 33}, 400, "limit of 32"),
+    "beam over DecodeConfig's bound too": (  # the server's limit is the one to name
+        "POST",
+        "/translate",
+        {"sentences": ["a"], "beam_size": 5000},
+        400,
+        "beam_size 5000 is over this server's limit of 32 (--max-beam-size)",
+    ),
+    "n_best over DecodeConfig's bound too": (
+        "POST",
+        "/translate",
+        {"sentences": ["a"], "n_best": 2000},
+        400,
+        "n_best 2000 is over this server's limit of 8 (--max-n-best)",
+    ),
     "n_best over --max-n-best": (
         "POST",
         "/translate",
@@ -302,11 +319,15 @@ def test_bad_requests_are_4xx_with_a_one_line_json_error(servers, name: str) -> 
 @pytest.mark.parametrize(
     ("request_", "status", "words"),
     [
-        (b"POST /translate HTTP/1.1\r\nHost: x\r\n\r\n", 411, "Content-Length is required"),
-        (b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: many\r\n\r\n", 400, "not a byte count"),
-        (b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Length: 9000\r\nExpect: 100-continue\r\n\r\n", 413, "4096"),
+        (b"POST /translate HTTP/1.1\r\nHost: localhost\r\n\r\n", 411, "Content-Length is required"),
+        (b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Length: many\r\n\r\n", 400, "not a byte count"),
+        (
+            b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Length: 9000\r\nExpect: 100-continue\r\n\r\n",
+            413,
+            "4096",
+        ),  # fmt: skip
         (b"HELLO\r\n\r\n", 400, "Bad request"),
-        (b"BREW /health HTTP/1.1\r\nHost: x\r\n\r\n", 501, "Unsupported method"),
+        (b"BREW /health HTTP/1.1\r\nHost: localhost\r\n\r\n", 501, "Unsupported method"),
     ],
 )
 def test_protocol_errors_are_json_too(servers, request_: bytes, status: int, words: str) -> None:

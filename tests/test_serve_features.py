@@ -141,6 +141,11 @@ def test_alignments_and_attention_are_the_librarys(server: TranslationServer, ti
             413,
             "attention for 4 sentences x n_best 3 could hold",
         ),
+        (  # alignments keep every hypothesis's attention for the request too: the same bound
+            {"sentences": ["a b c d"] * 4, "alignments": True, "beam_size": 3, "n_best": 3, "max_len_b": 1000},
+            413,
+            "alignments for 4 sentences x n_best 3 could hold",
+        ),
         ({"sentences": ["a"], "scores": "yes"}, 400, '"scores" must be true or false, got a string ("yes")'),
         ({"sentences": ["a"], "alignments": 1}, 400, '"alignments" must be true or false'),
         (
@@ -276,14 +281,15 @@ def _raw(url: str, data: bytes) -> bytes:
 
 def test_the_connection_closes_when_asked_or_when_its_rest_is_unreadable(server: TranslationServer) -> None:
     body = b'{"sentences": ["red cat"]}'
-    head = f"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    head = head.encode()
+    head = (b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n" % len(body))  # fmt: skip
     assert b"Connection: close" in _raw(server.url, head + b"Connection: close\r\n\r\n" + body)
     old = _raw(server.url, b"GET /health HTTP/1.0\r\n\r\n")  # HTTP/1.0: one request (the server closes)
     assert old.startswith(b"HTTP/1.1 200") and b"Connection: close" in old
     two = _raw(server.url, head + b"\r\n" + body + head + b"Connection: close\r\n\r\n" + body)
     assert two.count(b"HTTP/1.1 200 OK") == 2  # pipelined on one connection, both answered
-    chunked = b"POST /translate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    chunked = b"POST /translate HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunked += b"5\r\nhello\r\n0\r\n\r\n"
     assert b"411" in _raw(server.url, chunked).split(b"\r\n")[0] and b"Connection: close" in _raw(server.url, chunked)
 
 
@@ -351,6 +357,9 @@ def test_opennmt_errors_are_one_line_with_its_status_field(
         (["--model", "a.pt"], "--model 'a.pt': give NAME=PATH"),
         (["--checkpoint", "CKPT", "--allow-origin", "http://a.example/"], "--allow-origin 'http://a.example/': an"),
         (["--model", "x=CKPT", "--model", "y=no/such.pt"], "no/such.pt"),
+        (["--checkpoint", "no/such.pt", "--port", "70000"], "--port must be in [0, 65535], got 70000"),  # not loaded
+        (["--checkpoint", "no/such.pt", "--host", ""], "--host '' names no address"),  # not 0.0.0.0 unsaid
+        (["--checkpoint", "no/such.pt", "--allow-host", "box:80"], "--allow-host 'box:80': give a name"),
     ],
 )
 def test_serve_start_up_errors_are_one_line_exit_2(run_dir: Path, flags: list[str], words: str) -> None:
@@ -358,6 +367,21 @@ def test_serve_start_up_errors_are_one_line_exit_2(run_dir: Path, flags: list[st
     proc = subprocess.run([sys.executable, "-m", "seq2seq", "serve", "--port", "0", *flags], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert (proc.returncode, proc.stdout) == (2, "") and proc.stderr.count("\n") == 1 and words in proc.stderr
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tiny: Translator, run_dir: Path) -> None:
+    """A failed bind called server_close() before the server had its app: an AttributeError, not the line."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError) as refused:
+            TranslationServer(tiny, DecodeConfig(beam_size=1), port=port)
+        assert refused.value.strerror == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+        proc = subprocess.run([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", str(run_dir / "best.pt"),
+                               "--port", str(port)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (1, ""), proc.stderr
+    assert proc.stderr == f"seq2seq serve: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_checkpoint_and_model_are_exclusive() -> None:
@@ -388,3 +412,21 @@ def test_connections_over_the_limit_are_answered_503_and_closed(tiny: Translator
             time.sleep(0.01)
         assert _call(server.url, "GET", "/health")[0] == 200
         idle.pop().close()
+
+
+@pytest.mark.parametrize(("origins", "header"), [(["*"], b"Access-Control-Allow-Origin: *"), ([PAGE], b"Vary: Origin")])
+def test_the_503_over_the_connection_limit_carries_cors_headers(tiny: Translator, origins: list, header: bytes) -> None:
+    """Every other reply has them; a page allowed by `*` could not read this one's message."""
+    limits = ServeLimits(max_connections=1)
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), limits, allow_origins=origins) as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10):
+            deadline = time.monotonic() + 10
+            while server.httpd.connections < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with socket.create_connection((parts.hostname, parts.port), timeout=10) as extra:
+                reply = b""
+                while chunk := extra.recv(65536):
+                    reply += chunk
+    head = reply.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 503") and header in head.split(b"\r\n"), head

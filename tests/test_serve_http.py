@@ -8,6 +8,7 @@ In-process servers over the tiny trained model (conftest `run_dir`), real socket
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -19,9 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 from test_serve_limits import Endless
 
-from seq2seq.config import DecodeConfig
+from seq2seq.config import ConfigError, DecodeConfig
 from seq2seq.serve.limits import ServeLimits
-from seq2seq.serve.server import TranslationServer
+from seq2seq.serve.server import TranslationServer, check_hosts
 from seq2seq.serve.transport import Handler
 from seq2seq.translation.torch_engine import Translator
 
@@ -54,7 +55,7 @@ def _raw(server: TranslationServer, data: bytes) -> bytes:
 
 
 def _post(server: TranslationServer, headers: bytes, body: bytes = BODY, path: str = "/translate") -> bytes:
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+    head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n".encode()
     return _raw(server, head + headers + b"\r\n" + body)
 
 
@@ -110,13 +111,13 @@ def test_a_hang_up_is_still_seen_on_a_descriptor_over_1023() -> None:
 def test_two_different_content_lengths_are_400_and_nothing_after_them_runs(server: TranslationServer) -> None:
     """Request smuggling: with two lengths, a proxy and this server could read different bodies; the
     first used to win and the rest ran as a second request on the kept-alive connection."""
-    smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-    data = (b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    smuggled = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    data = (b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
             b"Content-Length: %d\r\n\r\n%s%s") % (len(BODY), len(BODY) + len(smuggled), BODY, smuggled)  # fmt: skip
     reply = _raw(server, data)
     assert reply.count(b"HTTP/1.1 ") == 1 and b"Connection: close" in reply  # one reply, then closed
     status, body = _status(reply)
-    assert status == 400 and body["error"] == 'the request has 2 different Content-Length headers ("26", "59")'
+    assert status == 400 and body["error"] == 'the request has 2 different Content-Length headers ("26", "67")'
 
 
 @pytest.mark.parametrize("value", ["+26", "1_26", "0x1a", "26.0", "-1", "26, 26", "\u0662\u0666", "\u200326"])
@@ -211,3 +212,77 @@ def test_a_body_not_labelled_json_is_415_and_not_translated(
 def test_json_bodies_are_translated(server: TranslationServer, content_type: str) -> None:
     reply = _post(server, f"Content-Type: {content_type}\r\nContent-Length: {len(BODY)}\r\n".encode())
     assert _status(reply)[0] == 200
+
+
+# --- DNS rebinding: a loopback server answers its own names only (a review of 2026-12-06) -----------
+
+
+def _get(server: TranslationServer, host: bytes | None, path: str = "/models") -> tuple[int, dict]:
+    head = b"GET %s HTTP/1.1\r\nConnection: close\r\n" % path.encode()
+    return _status(_raw(server, head + (b"" if host is None else b"Host: %s\r\n" % host) + b"\r\n"))
+
+
+@pytest.mark.parametrize("host", [b"localhost", b"LocalHost:8000", b"127.0.0.1", b"127.0.0.1:80", b"[::1]:8000", None])
+def test_a_loopback_server_answers_its_own_names(server: TranslationServer, host: bytes | None) -> None:
+    assert _get(server, host)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "host", [b"attacker.example", b"attacker.example:8000", b"localhost.attacker.example", b"127.0.0.1.nip.io", b""]
+)
+def test_a_loopback_server_refuses_other_host_names(server: TranslationServer, host: bytes) -> None:
+    """A page on attacker.example whose name was pointed at 127.0.0.1 (DNS rebinding) read /models: 200."""
+    jobs = server.batcher.stats["jobs"]
+    status, reply = _get(server, host)
+    assert status == 421 and list(reply) == ["error"] and "models" not in reply
+    assert reply["error"].startswith(f"Host '{host.decode()}' is not a name of this server: it answers ")
+    assert reply["error"].endswith("(--allow-host NAME adds one)") and "\n" not in reply["error"]
+    body = b'{"sentences": ["red cat"]}'
+    head = b"POST /translate HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nConnection: close\r\n" % host
+    assert _status(_raw(server, head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)))[0] == 421
+    assert server.batcher.stats["jobs"] == jobs
+    assert _status(_raw(server, b"GET /models HTTP/1.1\r\nHost: localhost\r\nHost: x\r\nConnection: close\r\n\r\n"))[
+        0] == 421  # fmt: skip
+
+
+def test_allow_host_adds_names_and_checks_the_host_on_any_address(tiny: Translator) -> None:
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), allow_hosts=["My-Box.local"]) as named:
+        got = [_get(named, host)[0] for host in (b"my-box.local:8000", b"localhost", b"other.local")]
+        assert got == [200, 200, 421]
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), host="0.0.0.0") as everywhere:
+        assert _get(everywhere, b"any.example")[0] == 200  # reached by any name: nothing to rebind
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), host="0.0.0.0", allow_hosts=["box"]) as listed:
+        assert [_get(listed, host)[0] for host in (b"box:8000", b"127.0.0.1", b"any.example")] == [200, 200, 421]
+
+
+def test_allow_host_takes_a_name_without_a_port() -> None:
+    with pytest.raises(ConfigError, match=r"--allow-host 'box:8000': give a name .* without the port"):
+        check_hosts(["box:8000"])
+    assert check_hosts(["Box.Local", "10.0.0.5", "[fe80::1]"]) == ("box.local", "10.0.0.5", "[fe80::1]")
+
+
+# --- what a request would have had ignored ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/translate?beam_size=1"), ("GET", "/health?x"), ("GET", "/?")])
+def test_a_query_string_is_400_not_ignored(server: TranslationServer, method: str, path: str) -> None:
+    """POST /translate?beam_size=1 translated with the server's beam: the query was dropped unread."""
+    jobs = server.batcher.stats["jobs"]
+    head = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(BODY)
+    request = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n".encode() + head + b"\r\n" + BODY
+    status, reply = _status(_raw(server, request))
+    query = path[path.index("?") :]
+    assert (status, reply) == (400, {"error": f'the query string "{query}" would be ignored: this server reads none '
+                                              "(decode options go in the JSON body of POST /translate)"})  # fmt: skip
+    assert server.batcher.stats["jobs"] == jobs
+
+
+@pytest.mark.parametrize("coding", ["gzip", "identity"])
+def test_a_content_encoding_is_415_not_ignored(server: TranslationServer, coding: str) -> None:
+    """A gzip body was read as if it were JSON (a confusing 400); "identity" said nothing the server used."""
+    body = gzip.compress(BODY) if coding == "gzip" else BODY
+    headers = f"Content-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {len(body)}\r\n"
+    status, reply = _status(_post(server, headers.encode(), body))
+    assert (
+        status == 415 and reply["error"] == f'Content-Encoding "{coding}" is not supported: send the body uncompressed'
+    )

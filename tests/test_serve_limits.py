@@ -157,7 +157,8 @@ def test_a_request_whose_client_hangs_up_stops_being_translated(caplog: pytest.L
         parts = urlsplit(server.url)
         body = json.dumps(MAXIMAL).encode()
         sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
-        head = b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        head = b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: %d\r\n\r\n"
         sock.sendall(head % len(body) + body)
         _wait_for(lambda: translator.steps > 20, "the request never started", timeout=30)
         sock.close()
@@ -336,6 +337,11 @@ def test_the_limits_are_in_health_and_no_refusal_left_a_traceback(server) -> Non
             "max_body_bytes must be in [1, 1,073,741,824], got 100,000,000,000,000",
         ),
         (["--max-connections", "1000000000"], "max_connections must be in [1, 10,000], got 1,000,000,000"),
+        (  # a round of one sentence is full at once: the wait never happened
+            ["--batch-wait-ms", "500", "--max-batch", "1"],
+            "batch_wait_ms 500 would be ignored: with max_batch 1 every round is full at once, nothing is waited for; "
+            "leave it out or raise max_batch",
+        ),
     ],
 )
 def test_bad_limits_at_start_up_are_exit_2_with_one_line(run_dir: Path, flags: list[str], words: str) -> None:

@@ -105,7 +105,7 @@ CLIPPED = "x" * 40 + "…"
     [
         (f'[{{"src": "a", "id": "{LONG}"}}]', "/translator/translate", f"No such model '{CLIPPED}'"),
         (f'{{"sentences": ["a"], "model": "{LONG}"}}', "/translate", f"no model '{CLIPPED}'"),
-        (f'{{"sentences": ["a"], "stopping": "{LONG}"}}', "/translate", f"'{CLIPPED}'"),
+        (f'{{"sentences": ["a"], "stopping": "{LONG}"}}', "/translate", f'got "{CLIPPED[1:]}'),  # JSON, clipped
         (f'{{"sentences": ["a"], "{LONG}": 1}}', "/translate", f"'{CLIPPED}'"),
         (f'{{"sentences": ["a"], "{LONG}": 1, "{LONG}": 2}}', "/translate", f"body has the key '{CLIPPED}' twice"),
     ],
@@ -138,3 +138,77 @@ def test_opennmt_reply_keeps_the_sources_outer_whitespace_in_linear_time() -> No
     start = time.perf_counter()
     opennmt_reply([" " * 1999 + "x"] * 256, [[("X", hyp)]] * 256, 1)
     assert time.perf_counter() - start < 0.5
+
+
+# --- lone surrogates and bodies not in UTF-8 (a review of 2026-12-06) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "words"),
+    [
+        (b'{"sentences": [], "model": "\\ud800"}', "/translate", "no model '\\ud800' on this server"),
+        (b'{"sentences": ["a"], "scores": "\\ud800"}', "/translate", 'got a string ("\\ud800")'),
+        (b'[{"src": "a", "id": "\\ud800"}]', "/translator/translate", "No such model '\\ud800'"),
+        (b'[{"src": "a", "\\ud800": 1}]', "/translator/translate", "[0] has '\\ud800'"),
+        (b'{"sentences": ["a"], "\\ud800": 1e400}', "/translate", "must be a finite number"),  # any echo is sent
+    ],
+)
+def test_a_lone_surrogate_echoed_is_escaped_and_answered(server: TranslationServer, body: bytes, path: str,
+                                                         words: str) -> None:  # fmt: skip
+    """The message held the surrogate itself: the reply could not be encoded and the connection dropped."""
+    status, reply = _post(server, body, path)
+    assert status == 400 and words in reply["error"], reply
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"sentences": ["\xed\xa0\x80"]}',  # a lone surrogate's bytes: not UTF-8
+        '{"sentences": ["red cat"]}'.encode("utf-16"),  # with its byte order mark
+        '{"sentences": ["red cat"]}'.encode("utf-16-le"),
+        '{"sentences": ["red cat"]}'.encode("utf-32"),
+    ],
+    ids=["surrogate bytes", "utf-16", "utf-16-le", "utf-32"],
+)
+def test_a_body_not_in_utf_8_is_400(server: TranslationServer, body: bytes) -> None:
+    """json.loads(bytes) guessed UTF-16 and UTF-32 and translated them; the docs say invalid UTF-8 is a 400."""
+    status, reply = _post(server, body)
+    assert status == 400 and reply["error"].startswith("body is not valid JSON: ") and "UTF-8" in reply["error"], reply
+
+
+def test_a_utf_8_byte_order_mark_is_skipped(server: TranslationServer) -> None:
+    assert _post(server, b'\xef\xbb\xbf{"sentences": []}') == (200, {"translations": []})
+
+
+# --- what a request would have ignored ----------------------------------------------------------------
+
+
+def test_length_penalty_with_greedy_search_and_no_scores_is_400_as_on_the_command_line(
+    server: TranslationServer,
+) -> None:
+    """With beam_size 1 a length_penalty changes only the scores: a reply of texts alone ignored it (200)."""
+    status, reply = _post(server, '{"sentences": ["red cat"], "beam_size": 1, "length_penalty": 3}')
+    assert status == 400 and reply["error"] == (
+        "length_penalty with beam_size 1 (greedy search) changes only the hypotheses' scores, and this reply "
+        'shows none (ask for "scores": true): leave it out'
+    )
+    assert _post(server, '{"sentences": ["red cat"], "length_penalty": 3}')[0] == 400  # the server's greedy default
+    for shown in ('"scores": true', '"alignments": true', '"beam_size": 2'):  # scores shown, or a beam it ranks
+        assert _post(server, f'{{"sentences": ["red cat"], "length_penalty": 3, {shown}}}')[0] == 200, shown
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        ('"beam_size": true', "DecodeConfig.beam_size must be int, got true"),
+        ('"beam_size": null', "DecodeConfig.beam_size must be int, got null"),
+        ('"beam_size": "5"', 'DecodeConfig.beam_size must be int, got "5"'),
+        ('"max_len_b": 1e8', "DecodeConfig.max_len_b must be int, got 100000000.0"),
+        ('"length_penalty": "x\\ny"', 'DecodeConfig.length_penalty must be float, got "x\\ny"'),
+        ('"stopping": null', 'DecodeConfig.stopping must be one of "bound", "beam", got null'),
+        ('"precision": ["x"]', 'DecodeConfig.precision must be one of "auto", "fp32", "bf16", "fp16", got ["x"]'),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_shown_as_json(server: TranslationServer, option: str, words: str) -> None:
+    """The messages were Python's: "got bool True", "got NoneType None", "got str '5'", "one of ('bound', 'beam')"."""
+    assert _post(server, f'{{"sentences": ["a"], {option}}}') == (400, {"error": words})

@@ -25,7 +25,7 @@ from seq2seq.translation.torch_engine import Translator
 if TYPE_CHECKING:
     from pathlib import Path
 
-HEAD = b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+HEAD = b"POST /translate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,35 @@ def test_stopping_cuts_off_a_request_still_being_sent(tiny: Translator) -> None:
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head
     assert json.loads(body) == {"error": "this server is stopping: send the request again"}
+
+
+def test_stopping_answers_a_request_line_part_way_503(tiny: Translator) -> None:
+    """A connection counted as idle until its whole request line was in: stopping closed it unanswered."""
+    server = TranslationServer(tiny, DecodeConfig(beam_size=1)).start()
+    with _connect(server) as sock:
+        sock.sendall(b"POST /trans")  # part of a request line, then nothing
+        _wait_for(lambda: server.httpd.connections == 1, "the connection was never accepted")
+        time.sleep(0.3)  # its bytes are in
+        server.stop()
+        reply = _read_all(sock)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and b"Connection: close" in head, reply
+    assert json.loads(body) == {"error": "this server is stopping: send the request again"}
+
+
+def test_a_pipelined_request_left_part_way_gets_408_when_its_time_is_up(tiny: Translator) -> None:
+    """The start of a second request, sent with the first, waited as an idle connection: closed unanswered."""
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), ServeLimits(max_read_s=1.0)) as server:
+        with _connect(server) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /hea")
+            started = time.monotonic()
+            reply = _read_all(sock)
+            took = time.monotonic() - started
+    first, second = reply.split(b"HTTP/1.1 ")[1:]  # the health reply, then the refusal
+    assert first.startswith(b"200 ") and second.startswith(b"408 ") and b"Connection: close" in second, reply
+    error = json.loads(second.partition(b"\r\n\r\n")[2])["error"]
+    assert error == "the request was not sent within 1 s (--max-read-s)"
+    assert 0.9 < took < 2.5
 
 
 def test_the_wait_for_handler_threads_is_bounded(tiny: Translator) -> None:

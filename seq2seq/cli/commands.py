@@ -205,4 +205,5 @@ def cmd_serve(args: argparse.Namespace) -> None:
     cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"))
     models = parse_models(args.model) if args.model else args.checkpoint
     process.apply(process.ProcessSettings.for_decoding())
-    serve(models, args.host, args.port, args.device, cfg, from_flags(ServeLimits, args), None, args.allow_origin or ())
+    limits = from_flags(ServeLimits, args)
+    serve(models, args.host, args.port, args.device, cfg, limits, None, args.allow_origin or (), args.allow_host or ())

@@ -274,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
                    help="let pages from ORIGIN (e.g. http://localhost:8080; repeatable; *: any) call this server "
                    "from a browser: CORS headers (default: none, CORS off)")  # fmt: skip
+    p.add_argument("--allow-host", action="append", metavar="NAME",
+                   help="answer requests whose Host header names NAME (repeatable), besides localhost, 127.0.0.1 "
+                   "and [::1]: on a loopback address other names are refused (DNS rebinding); given, the Host is "
+                   "checked on any address (default: none)")  # fmt: skip
     add_flags(p, DecodeConfig)  # the defaults; a request's JSON may override any of them
     add_flags(p, ServeLimits)
     p.set_defaults(func=cmd_serve)

@@ -81,7 +81,7 @@ class Batcher:
         self._stopping = self._hurry = False  # hurry: no more waiting for rounds to fill
         self._thread = threading.Thread(target=self.run, name="seq2seq-serve-worker", daemon=True)
         self.stats = {"jobs": 0, "sentences": 0, "batches": 0, "translate_calls": 0, "max_jobs_per_batch": 0,
-                      "interleaved_batches": 0, "stopped_jobs": 0}  # fmt: skip
+                      "interleaved_batches": 0, "stopped_jobs": 0, "retried_jobs": 0}  # fmt: skip
         self.pending = 0  # jobs submitted and not yet answered
 
     def start(self) -> None:
@@ -205,13 +205,16 @@ class Batcher:
 
         return should_stop
 
-    def _translate_group(self, cfg: Hashable, group: list[_Job], depth: int = 0) -> None:
+    def _translate_group(self, cfg: Hashable, group: list[_Job], depth: int = 0, retry: bool = False) -> None:
+        """Translate `group` in one call, and hand each job its slice; `retry`: a job of a group whose call
+        failed, translated alone again (counted in `retried_jobs`, its sentences and call counted already)."""
         group = _live(group)
         if not group:
             return
         sentences = [s for job in group for s in job.sentences]
-        self.stats["translate_calls"] += 1
-        self.stats["sentences"] += len(sentences)
+        counts = {"retried_jobs": 1} if retry else {"translate_calls": 1, "sentences": len(sentences)}
+        for key, count in counts.items():
+            self.stats[key] += count
         try:
             with stop_when(self._should_stop(group, depth)):
                 out = self._translate(sentences, cfg)
@@ -223,24 +226,28 @@ class Batcher:
                 job.done.set()
             return
         except Exception as err:  # a failure answers this group's requests with 500; the server goes on
-            if len(group) > 1:  # one bad request must not fail the others batched with it: each alone
-                for job in group:
-                    self._translate_group(cfg, [job], depth)
-                return
-            refused = isinstance(err, ConfigError)  # a search the bounds refuse (its memory estimate): 400
-            if not refused:
-                log.exception("translation of %d sentences failed", len(sentences))
-            detail = str(err).splitlines()[0] if str(err) else ""
-            message = detail if refused else f"translation failed: {type(err).__name__}: {detail}"
-            for job in group:
-                job.error = RequestError(400 if refused else 500, message)
-                job.done.set()
+            self._failed(cfg, group, depth, err)
             return
         start = 0
         for job in group:
             job.result = out[start : start + len(job.sentences)]
             start += len(job.sentences)
             job.done.set()
+
+    def _failed(self, cfg: Hashable, group: list[_Job], depth: int, err: Exception) -> None:
+        """`group`'s translation raised `err`: each job translated alone again (one bad request must not
+        fail the others batched with it), or the one job answered 500 (400: a search the bounds refuse)."""
+        if len(group) > 1:
+            for job in group:
+                self._translate_group(cfg, [job], depth, retry=True)
+            return
+        refused = isinstance(err, ConfigError)  # a search the bounds refuse (its memory estimate): 400
+        if not refused:
+            log.exception("translation of %d sentences failed", len(group[0].sentences))
+        detail = str(err).splitlines()[0] if str(err) else ""
+        message = detail if refused else f"translation failed: {type(err).__name__}: {detail}"
+        group[0].error = RequestError(400 if refused else 500, message)
+        group[0].done.set()
 
 
 def _live(group: list[_Job]) -> list[_Job]:

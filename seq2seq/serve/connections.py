@@ -38,6 +38,7 @@ class App(Protocol):
     def decode(self) -> dict[str, Any]: ...
     def cors_origin(self, origin: str | None) -> str | None: ...
     def cors_headers(self, allowed: str | None) -> dict[str, str]: ...
+    def check_host(self, values: list[str]) -> None: ...
     def check_length(self, length: int) -> None: ...
     def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> dict[str, Any]: ...
     def translate_opennmt(self, body: bytes, gone: Callable[[], bool] | None = None) -> list[list[dict]]: ...
@@ -49,13 +50,14 @@ class HTTPServer(ThreadingHTTPServer):
     request_queue_size = 128  # listen backlog (the default 5 drops connections under concurrent load)
     app: App
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, address: Any, handler: Any, app: App) -> None:
+        self.app = app  # before binding: a bind that fails calls server_close(), which reads the app's limits
         self.idle: set[socket.socket] = set()  # kept-alive connections waiting for their next request
         self.idle_lock = threading.Lock()
         self.stopping = False
         self.connections = 0  # open ones, each with its handler thread (at most the app's max_connections)
         self.handlers: dict[threading.Thread, socket.socket] = {}  # the handler threads and their connections
-        super().__init__(*args, **kwargs)
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """A handler thread for the connection, or with `max_connections` open already a 503 and close:
@@ -72,8 +74,10 @@ class HTTPServer(ThreadingHTTPServer):
         limit = self.app.limits.max_connections
         message = f"{limit} connections are open, this server's limit (--max-connections): try again"
         body = json.dumps({"error": message}).encode()
+        app = self.app  # CORS as on every reply; the request is not read, so its Origin is unknown (`*` still says)
+        cors = "".join(f"{key}: {value}\r\n" for key, value in app.cors_headers(app.cors_origin(None)).items())
         head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
-                f"Content-Length: {len(body) + 1}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")  # fmt: skip
+                f"Content-Length: {len(body) + 1}\r\nRetry-After: 1\r\n{cors}Connection: close\r\n\r\n")  # fmt: skip
         try:
             request.sendall(head.encode() + body + b"\n")
         except OSError:

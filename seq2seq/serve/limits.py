@@ -51,3 +51,6 @@ class ServeLimits:
             raise ConfigError(f"max_request_s must be in (0, 86400] seconds, got {self.max_request_s}")
         if not 0 < self.max_read_s <= 3600:
             raise ConfigError(f"max_read_s must be in (0, 3600] seconds, got {self.max_read_s}")
+        if self.batch_wait_ms > 0 and self.max_batch == 1:  # a round is full with one job's first sentence
+            raise ConfigError(f"batch_wait_ms {self.batch_wait_ms:g} would be ignored: with max_batch 1 every round "
+                              "is full at once, nothing is waited for; leave it out or raise max_batch")  # fmt: skip

@@ -36,16 +36,22 @@ def clip(text: str, chars: int = SHOWN_CHARS) -> str:
     return text if len(text) <= chars else text[:chars] + "…"
 
 
+def _as_json(value: Any) -> str:
+    """`value` as JSON text, non-ASCII characters as they are but a lone surrogate escaped (`\\ud800`:
+    valid JSON, and text that UTF-8 can carry, so that a reply echoing it can be sent)."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def shown(value: Any) -> str:
     """A value a client sent, for an error message: as JSON (a string's characters escaped, no Python
     repr: `true`, not `True`), clipped to SHOWN_CHARS."""
-    return clip(json.dumps(value, ensure_ascii=False))
+    return clip(_as_json(value))
 
 
 def quoted(text: str) -> str:
     """A name a client sent (a key, a model), for an error message: in single quotes, its characters
     escaped as in JSON (no newline gets into the one-line message), clipped to SHOWN_CHARS."""
-    return f"'{clip(json.dumps(text, ensure_ascii=False)[1:-1])}'"
+    return f"'{clip(_as_json(text)[1:-1])}'"
 
 
 def clip_message(message: str) -> str:
@@ -58,6 +64,17 @@ def clip_message(message: str) -> str:
         return f"'{clip(quoted)}'" if quoted is not None else clip(digits)
 
     return clip(LONG_RUN.sub(one, message), MESSAGE_CHARS)
+
+
+def refusal(err: Exception) -> str:
+    """A refused option's one line: a value of the wrong type or not one of a field's choices (config_dict
+    sets `field`, `wanted` and `value` on the error) shown as JSON (`true`, `null`, `"5"`, not Python's
+    `True`, `None`, `'5'`); any other message with its values clipped (`clip_message`)."""
+    field, wanted = getattr(err, "field", None), getattr(err, "wanted", "")
+    if field is None:
+        return clip_message(str(err))
+    kind = wanted if isinstance(wanted, str) else f"one of {', '.join(map(shown, wanted))}"
+    return clip_message(f"{field} must be {kind}, got {shown(getattr(err, 'value', None))}")
 
 
 def _json_type(value: Any) -> str:
@@ -97,13 +114,21 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def load_json(body: bytes) -> Any:
-    """The body as JSON; malformed (NaN and Infinity too, invalid UTF-8, nested too deeply), a key twice in
-    one object, an integer of more than MAX_INT_DIGITS digits: RequestError 400."""
+    """The body as JSON; not UTF-8 (UTF-16 and UTF-32 too; a UTF-8 byte order mark is skipped), malformed
+    (NaN and Infinity too, nested too deeply), a key twice in one object, an integer of more than
+    MAX_INT_DIGITS digits: RequestError 400."""
+    if b"\x00" in body:  # JSON in UTF-8 holds none (a NUL in a string is written \u0000): UTF-16 or UTF-32
+        raise RequestError(400, "body is not valid JSON: it holds NUL bytes (UTF-16 or UTF-32?): send UTF-8")
     try:
-        return json.loads(body, parse_constant=_no_constant, parse_int=_int, object_pairs_hook=_object)
+        text = body.decode("utf-8-sig")  # strict: json.loads(bytes) would guess UTF-16 or UTF-32
+    except UnicodeDecodeError as err:  # the bytes of a lone surrogate (ED A0 80) too
+        where = f"byte {err.start}: 0x{body[err.start]:02x}"
+        raise RequestError(400, f"body is not valid JSON: not UTF-8 ({where})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_int=_int, object_pairs_hook=_object)
     except _Refused as err:
         raise RequestError(400, str(err)) from None
-    except ValueError as err:  # JSONDecodeError, invalid UTF-8, NaN/Infinity
+    except ValueError as err:  # JSONDecodeError, NaN/Infinity
         raise RequestError(400, f"body is not valid JSON: {err}") from None
     except RecursionError:
         raise RequestError(400, "body is not valid JSON: nested too deeply") from None

@@ -13,6 +13,7 @@ NAME=PATH` repeated): jobs are grouped by model too. The JSON itself: protocol.p
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..config import ConfigError, DecodeConfig
+from ..config import ConfigError, DecodeConfig, refuse_ignored_decode
 from ..config_dict import to_dict
 from ..text import clean
 from ..translation.base import decode_config
@@ -31,12 +32,12 @@ from .batcher import MAX_DEPTH, Batcher, RequestError
 from .connections import HTTPServer, HTTPServer6
 from .limits import ServeLimits
 from .protocol import (
-    clip_message,
     hypotheses_reply,
     opennmt_reply,
     opennmt_request,
     parse_body,
     quoted,
+    refusal,
     reply_options,
 )
 from .transport import Handler
@@ -66,6 +67,9 @@ class Task:
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+")  # what a browser sends: scheme://host[:port]
+LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")  # the Host names a server on a loopback address answers
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4, [IPv6]
+HOST_HEADER = re.compile(rf"({HOST_NAME.pattern})(?::[0-9]*)?")  # a Host header: the name, maybe a port
 
 
 def parse_models(specs: Sequence[str]) -> dict[str, str]:
@@ -84,6 +88,15 @@ def parse_models(specs: Sequence[str]) -> dict[str, str]:
     return models
 
 
+def check_hosts(names: Sequence[str]) -> tuple[str, ...]:
+    """The `--allow-host` values, checked: a host name or an address as a Host header names it, without a port."""
+    for name in names:
+        if not HOST_NAME.fullmatch(name):
+            raise ConfigError(f"--allow-host {name!r}: give a name as a browser's Host header holds it, without "
+                              "the port (my-laptop.local, 192.168.1.5, [fe80::1])")  # fmt: skip
+    return tuple(name.lower() for name in names)
+
+
 def check_origins(origins: Sequence[str]) -> tuple[str, ...]:
     """The `--allow-origin` values, checked: `*`, `null` or an origin as browsers send it (no path)."""
     for origin in origins:
@@ -99,7 +112,8 @@ class TranslationServer:
 
     `translator`: one model (named "default"), or {name: translator} for several, the first the
     default (`model`: the path or {name: path} that /health and /models show). One worker serves
-    them all. `allow_origins`: the origins whose pages may call this server (CORS; "*": any)."""
+    them all. `allow_origins`: the origins whose pages may call this server (CORS; "*": any).
+    `allow_hosts`: the Host names answered besides localhost, 127.0.0.1 and [::1] (`host_names`)."""
 
     def __init__(
         self,
@@ -110,6 +124,7 @@ class TranslationServer:
         port: int = 0,
         model: str | Mapping[str, str] = "",
         allow_origins: Sequence[str] = (),
+        allow_hosts: Sequence[str] = (),
     ) -> None:
         self.models = dict(translator) if isinstance(translator, Mapping) else {DEFAULT_MODEL: translator}
         if not self.models:
@@ -118,8 +133,8 @@ class TranslationServer:
         self.translator, self.decode_cfg = self.models[self.default], decode_cfg or DecodeConfig()
         self.paths = {name: (model.get(name, "") if isinstance(model, Mapping) else model) for name in self.models}
         self.limits, self.model = limits or ServeLimits(), self.paths[self.default]
-        self.allow_origins = check_origins(allow_origins)
-        check_beam(self.decode_cfg, self.limits, "the default ")
+        self.allow_origins, allowed = check_origins(allow_origins), check_hosts(allow_hosts)
+        check_beam(to_dict(self.decode_cfg), self.limits, "the default ")
         check_output_len(self.decode_cfg, self.limits, 1, "the default ")
         for served in self.models.values():
             served.check(self.decode_cfg)
@@ -129,10 +144,12 @@ class TranslationServer:
         self.search_budget_gb = self.decode_cfg.memory_budget() / (MAX_DEPTH + 1) / 1e9
         wait_s, budget_s = self.limits.batch_wait_ms / 1000, self.limits.max_request_s
         self.batcher = Batcher(self._translate, self.limits.max_batch, wait_s, budget_s)
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"port must be in [0, 65535], got {port}")
-        self.httpd = (HTTPServer6 if ":" in host else HTTPServer)((host, port), Handler)
-        self.httpd.app = self
+        check_address(host, port)
+        try:
+            self.httpd = (HTTPServer6 if ":" in host else HTTPServer)((host, port), Handler, self)
+        except OSError as err:  # a port in use, a host that names no address here: one line (exit status 1)
+            raise OSError(err.errno, f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+        self.hosts = self.host_names(allowed)
         self._thread: threading.Thread | None = None
 
     @property
@@ -201,6 +218,28 @@ class TranslationServer:
             headers["Access-Control-Allow-Origin"] = allowed
         return headers
 
+    def host_names(self, allowed: tuple[str, ...]) -> frozenset[str] | None:
+        """The Host names this server answers, on a loopback address or with `allowed` names (--allow-host):
+        localhost, 127.0.0.1, [::1], its own address and `allowed`; None (any) elsewhere. A page whose site's
+        name an attacker has pointed at 127.0.0.1 (DNS rebinding) sends its own name: refused."""
+        address = ipaddress.ip_address(self.httpd.server_address[0])
+        if not (address.is_loopback or allowed):
+            return None
+        own = [f"[{address}]" if address.version == 6 else str(address)] if address.is_loopback else []
+        return frozenset((*LOCAL_NAMES, *own, *allowed))
+
+    def check_host(self, values: list[str]) -> None:
+        """A request's Host headers: none (no browser sends none), or one naming this server (`hosts`); else
+        a RequestError 421."""
+        if self.hosts is None or not values:
+            return
+        named = HOST_HEADER.fullmatch(values[0].strip(" \t"))
+        if len(values) == 1 and named and named.group(1).lower() in self.hosts:
+            return
+        names = ", ".join(sorted(self.hosts))
+        raise RequestError(421, f"Host {quoted(values[0])} is not a name of this server: it answers {names} "
+                                "(--allow-host NAME adds one)")  # fmt: skip
+
     def check_length(self, length: int) -> None:
         if length > self.limits.max_body_bytes:
             limit = self.limits.max_body_bytes
@@ -236,31 +275,47 @@ class TranslationServer:
                     raise RequestError(400, f"{where.format(i)} holds a lone surrogate (not Unicode text)") from None
 
     def _decode_config(
-        self, name: str, sentences: list[str], options: dict[str, Any], attention: bool = False
+        self, name: str, sentences: list[str], options: dict[str, Any], kept: str = "", scores: bool = True
     ) -> DecodeConfig:
         """The request's decode settings over the server's, checked against the limits and the model: 400;
-        with `attention`, matrices that could hold more than `max_attention_weights` weights: 413."""
+        with `kept` ("attention" or "alignments": what keeps each hypothesis's attention), matrices that
+        could hold more than `max_attention_weights` weights: 413. `scores`: the reply shows hypotheses'
+        scores (else a length_penalty with greedy search, which changes only them, is refused)."""
         translator = self.models[name]
         try:
-            if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
-                raise ConfigError("memory_budget_gb is this server's setting (--memory-budget-gb), not a request's")
-            cfg = replace(decode_config(self.decode_cfg, options), memory_budget_gb=self.search_budget_gb)
-            check_beam(cfg, self.limits)
+            cfg = self._request_config(options, scores)
             translator.check(cfg)
             live = [text for text in map(clean, sentences) if text]  # as translate_nbest tokenizes them
             src_pieces = max(map(len, translator.src_tok.encode(live)), default=0) if live else 0
             check_output_len(cfg, self.limits, src_pieces)
         except (ConfigError, TypeError) as err:  # unknown option, wrong type, bad value, what this engine cannot run
-            raise RequestError(400, clip_message(str(err))) from None  # each value it echoes clipped
-        if attention:  # each hypothesis's matrix: (output pieces, source pieces), EOS included on both
-            src = min(src_pieces, cfg.max_src_len) + 1
-            weights = len(sentences) * cfg.n_best * int(cfg.max_len_a * src + cfg.max_len_b) * src
-            limit = self.limits.max_attention_weights
-            if weights > limit:
-                what = f"attention for {len(sentences)} sentences x n_best {cfg.n_best} could hold {weights:,} weights"
-                raise RequestError(413, f"{what} (up to {src} source pieces, max_len_a and max_len_b): the limit is "
-                                        f"{limit:,} (--max-attention-weights)")  # fmt: skip
+            raise RequestError(400, refusal(err)) from None  # each value it echoes as JSON, clipped
+        if kept:
+            self._check_attention(cfg, len(sentences), src_pieces, kept)
         return cfg
+
+    def _request_config(self, options: dict[str, Any], scores: bool) -> DecodeConfig:
+        """The request's `options` over the server's decode settings: a ConfigError (or TypeError) for one this
+        server bounds, a value out of range, or one the search or the reply would ignore (`scores`: _decode_config)."""
+        if "memory_budget_gb" in options:  # a bound of the server's, not a client's to raise
+            raise ConfigError("memory_budget_gb is this server's setting (--memory-budget-gb), not a request's")
+        check_beam(options, self.limits)  # the server's limits first: a beam of 5000 names --max-beam-size
+        cfg = replace(decode_config(self.decode_cfg, options), memory_budget_gb=self.search_budget_gb)
+        unshown = 'this reply shows none (ask for "scores": true)'
+        refuse_ignored_decode({**options, "beam_size": cfg.beam_size, "n_best": cfg.n_best}, scores, options, unshown)
+        return cfg
+
+    def _check_attention(self, cfg: DecodeConfig, sentences: int, src_pieces: int, kept: str) -> None:
+        """413 for attention matrices (kept for `kept`, "attention" or "alignments", until the request is
+        answered) that could hold more than `max_attention_weights` weights: each hypothesis's is (output
+        pieces, source pieces), EOS included on both."""
+        src = min(src_pieces, cfg.max_src_len) + 1
+        weights = sentences * cfg.n_best * int(cfg.max_len_a * src + cfg.max_len_b) * src
+        limit = self.limits.max_attention_weights
+        if weights > limit:
+            what = f"{kept} for {sentences} sentences x n_best {cfg.n_best} could hold {weights:,} attention weights"
+            raise RequestError(413, f"{what} (up to {src} source pieces, max_len_a and max_len_b): the limit is "
+                                    f"{limit:,} (--max-attention-weights)")  # fmt: skip
 
     def translate_body(self, body: bytes, gone: Callable[[], bool] | None = None) -> dict[str, Any]:
         """A /translate body's reply: `{"translations": [...]}` in order, and `"hypotheses"` when the
@@ -274,7 +329,8 @@ class TranslationServer:
             raise RequestError(400, f"no model {quoted(name)} on this server: it serves {', '.join(self.models)} "
                                     "(GET /models)")  # fmt: skip
         self._check_sentences(sentences, "sentences[{}]", wanted["attention"])
-        cfg = self._decode_config(name, sentences, options, wanted["attention"])
+        kept = next((key for key in ("attention", "alignments") if wanted[key]), "")  # each keeps the attention
+        cfg = self._decode_config(name, sentences, options, kept, any(wanted.values()))
         task = Task(name, cfg, cfg.n_best > 1 or any(wanted.values()), wanted["alignments"] or wanted["attention"])
         found = self.batcher.submit(sentences, task, gone) if sentences else []
         if not task.hypotheses:
@@ -299,15 +355,23 @@ class TranslationServer:
         return opennmt_reply(sentences, found, cfg.n_best)
 
 
-def check_beam(cfg: DecodeConfig, limits: ServeLimits, what: str = "") -> None:
-    """A beam wider than `limits.max_beam_size`, or an n_best over `limits.max_n_best`, is a
-    ConfigError (`what`: "" or "the default ")."""
-    if cfg.beam_size > limits.max_beam_size:
-        limit = f"this server's limit of {limits.max_beam_size} (--max-beam-size)"
-        raise ConfigError(f"{what}beam_size {cfg.beam_size} is over {limit}")
-    if cfg.n_best > limits.max_n_best:
-        limit = f"this server's limit of {limits.max_n_best} (--max-n-best)"
-        raise ConfigError(f"{what}n_best {cfg.n_best} is over {limit}")
+def check_address(host: str, port: int) -> None:
+    """The address to listen on: an empty host (every interface, unsaid) or a port out of range is a ConfigError."""
+    if not host:
+        raise ConfigError("--host '' names no address: give one (127.0.0.1: this machine; 0.0.0.0: every interface)")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be in [0, 65535], got {port}")
+
+
+def check_beam(values: Mapping[str, Any], limits: ServeLimits, what: str = "") -> None:
+    """A beam_size in `values` (a config's fields, or a request's options as sent: before DecodeConfig's
+    own, wider bounds) over `limits.max_beam_size`, or an n_best over `limits.max_n_best`, is a
+    ConfigError (`what`: "" or "the default "); a value of another type is left to DecodeConfig."""
+    for name, limit in (("beam_size", limits.max_beam_size), ("n_best", limits.max_n_best)):
+        value = values.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            flag = f"--max-{name.replace('_', '-')}"
+            raise ConfigError(f"{what}{name} {value} is over this server's limit of {limit} ({flag})")
 
 
 def check_output_len(cfg: DecodeConfig, limits: ServeLimits, src_pieces: int, what: str = "") -> None:
@@ -329,6 +393,7 @@ def serve(
     limits: ServeLimits | None = None,
     out: TextIO | None = None,
     allow_origins: Sequence[str] = (),
+    allow_hosts: Sequence[str] = (),
 ) -> None:
     """`seq2seq serve`: load the model (a path), or the models ({name: path}, the first the default),
     listen, print `serving CKPT on http://HOST:PORT` (`serving NAME=PATH ... on ...`), serve until
@@ -337,15 +402,16 @@ def serve(
 
     out = out or sys.stdout
     decode_cfg, limits = decode_cfg or DecodeConfig(), limits or ServeLimits()
-    check_beam(decode_cfg, limits, "the default ")  # before the model loads
+    check_address(host, port)  # before the models load
+    check_beam(to_dict(decode_cfg), limits, "the default ")
     check_output_len(decode_cfg, limits, 1, "the default ")
-    check_origins(allow_origins)
+    check_origins(allow_origins), check_hosts(allow_hosts)
     several = isinstance(checkpoint, Mapping)
     paths = {name: str(path) for name, path in checkpoint.items()} if several else {DEFAULT_MODEL: str(checkpoint)}
     if not paths:
         raise ConfigError("no model to serve")
     translators = {name: load_translator(path, device, decode_cfg) for name, path in paths.items()}
-    server = TranslationServer(translators, decode_cfg, limits, host, port, paths, allow_origins)
+    server = TranslationServer(translators, decode_cfg, limits, host, port, paths, allow_origins, allow_hosts)
     stopper = threading.Thread(target=server.stop, name="seq2seq-serve-stop")  # the first signal starts it
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batcher import ClientGone, RequestError
 from .page import PAGE_ROUTES, page_file
-from .protocol import opennmt_models
+from .protocol import opennmt_models, shown
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,8 +88,6 @@ class RequestReader(io.RawIOBase):
                 continue
             finally:
                 self.sock.settimeout(handler.read_s)  # writes: a reply's sendall() has as long
-            if got and handler.waiting:  # a request's first byte: its deadline starts
-                handler.waiting, handler.deadline = False, time.monotonic() + handler.read_s
             return got
 
 
@@ -130,6 +128,7 @@ class Handler(BaseHTTPRequestHandler):
         self.waiting, self.replied, self.deadline = True, False, time.monotonic() + self.read_s
         self.command, self.path, self.request_version = "", "", "HTTP/1.1"  # not the previous request's
         try:
+            self._first_byte()
             super().handle_one_request()
         except RequestCut as err:
             self.close_connection = True
@@ -139,10 +138,16 @@ class Handler(BaseHTTPRequestHandler):
             self._unread = 0
             self._error(err.status, str(err))
 
+    def _first_byte(self) -> None:
+        """Idle until the next request's first byte is in: read now, or read already with the request before
+        (pipelined). From then the connection is busy: out of the idle set (a stop answers it 503, it is not
+        closed unanswered) and the whole request has `read_s` from now (else a 408)."""
+        if self.rfile.peek(1):  # the buffer's bytes, or one read (RequestReader: ends an idle wait by its deadline)
+            with self.server.idle_lock:
+                self.server.idle.discard(self.connection)
+            self.waiting, self.deadline = False, time.monotonic() + self.read_s
+
     def parse_request(self) -> bool:
-        with self.server.idle_lock:  # the request line has come: no longer idle
-            self.server.idle.discard(self.connection)
-        self.waiting = False  # (a pipelined request's first bytes may have been read with the one before)
         self._started, self._origin = time.perf_counter(), None
         if not super().parse_request():
             return False
@@ -172,6 +177,11 @@ class Handler(BaseHTTPRequestHandler):
             return
         if "Transfer-Encoding" in self.headers:
             self.close_connection = True  # a body of unknown length: the connection cannot carry another request
+        try:
+            self._check_request()
+        except RequestError as err:
+            self._error(err.status, str(err))
+            return
         path = self.path.split("?", 1)[0]
         method = "GET" if self.command == "HEAD" else self.command  # HEAD: a GET's status and headers, no body
         allowed = ROUTES.get(path, "")
@@ -193,6 +203,15 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, replies[path]())
         else:
             self._translate(app.translate_body if path == "/translate" else app.translate_opennmt)
+
+    def _check_request(self) -> None:
+        """What no route takes: a Host that is not this server's (421, DNS rebinding); a query string (400:
+        nothing reads it, `/translate?beam_size=1` would translate with the default beam)."""
+        self.server.app.check_host(self.headers.get_all("Host") or [])
+        if "?" in self.path:
+            query = shown(self.path[self.path.index("?") :])
+            raise RequestError(400, f"the query string {query} would be ignored: this server reads none (decode "
+                                    "options go in the JSON body of POST /translate)")  # fmt: skip
 
     def _translate(self, translate: Callable[[bytes, Callable[[], bool]], Any]) -> None:
         try:
@@ -271,6 +290,9 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(411, "Content-Length is required")
         self.server.app.check_length(length)
         self._check_type()
+        if "Content-Encoding" in self.headers:  # a gzip body would be read as JSON
+            coding = shown(self.headers["Content-Encoding"])
+            raise RequestError(415, f"Content-Encoding {coding} is not supported: send the body uncompressed")
         body = self.rfile.read(length)
         self._unread = 0
         if len(body) < length:
@@ -326,7 +348,7 @@ class Handler(BaseHTTPRequestHandler):
         if obj is None:
             body, head = b"", {}
         else:
-            body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n"
+            body = obj if isinstance(obj, bytes) else _json_bytes(obj)
             head = {"Content-Type": "application/json; charset=utf-8", "Content-Length": str(len(body))}
         head.update({**(headers or {}), **self.server.app.cors_headers(self._origin)})
         if self.close_connection:
@@ -354,3 +376,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- http.server's signature
         log.warning("%s: %s", self.address_string(), format % args)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """A reply's JSON in UTF-8, a line; a lone surrogate (a client's, echoed) written as JSON's `\\ud800`
+    (strict UTF-8 cannot carry it: the reply was never sent)."""
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n"
