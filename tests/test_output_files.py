@@ -73,6 +73,19 @@ def test_translate_refuses_an_output_that_is_its_model_file(run_dir, text, tmp_p
     assert model.read_bytes() == before
 
 
+def test_translate_refuses_an_output_that_is_its_config_file(run_dir, text, tmp_path, capsys) -> None:
+    """`translate --config c.toml --output c.toml` replaced the settings with translations."""
+    config = tmp_path / "c.toml"
+    config.write_text("[decode]\nbeam_size = 2\n", encoding="utf-8")
+    before = config.read_bytes()
+    code, err = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--input", text, "--config", config,
+                     "--output", config)  # fmt: skip
+    assert code == 2
+    assert err == [f"seq2seq translate: error: cannot write {config}: it is the input {config}; "
+                   "writing it would destroy the input"]  # fmt: skip
+    assert config.read_bytes() == before
+
+
 def test_translate_refuses_an_output_that_is_its_standard_input(run_dir, text) -> None:
     """`translate --output F < F`: the same file as fd 0 (a subprocess, for a real standard input)."""
     before = text.read_bytes()
