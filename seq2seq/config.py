@@ -219,7 +219,7 @@ class DecodeConfig:
     beam_size: int = 5  # 1: greedy search
     batch_size: int = 0  # sentences per batch, 0: the engine's (DECODE_BATCH), halved to fit; never changes output
     length_penalty: float = 1.0  # hypothesis score = log-prob / length**length_penalty
-    max_len_a: float = 2.0  # output length limit: a * source_length + b pieces
+    max_len_a: float = 2.0  # output length limit, its EOS included: int(a * (source pieces + its EOS) + b) pieces
     max_len_b: int = 10  # (see max_len_a)
     max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
     n_best: int = 1  # hypotheses printed per sentence (index<TAB>score<TAB>text when > 1)

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def max_lengths(src_lens: np.ndarray, a: float, b: int) -> np.ndarray:
-    """Output length limits a * source length + b (EOS included), computed in float32 and truncated."""
+    """Output length limits in pieces, the output's EOS included: a * `src_lens` + b, where a source's length
+    counts its EOS (3 pieces + EOS, a=2, b=10: 18, so at most 17 pieces before EOS); float32, truncated."""
     return (np.float32(a) * src_lens.astype(np.float32) + np.float32(b)).astype(np.int64)
 
 

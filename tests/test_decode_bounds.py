@@ -115,6 +115,29 @@ def test_the_onnx_engine_refuses_a_beam_wider_than_the_vocabulary(run_dir: Path,
         search(engine, [[5, 6]], DecodeConfig(beam_size=vocab + 1))
 
 
+class Endless:
+    """An engine whose best next piece is never EOS: every output runs to its length limit."""
+
+    def encode(self, src_ids):
+        return np.zeros(len(src_ids)), np.zeros(len(src_ids))
+
+    def step(self, prev_ids, state, memory):
+        log_probs = np.full((len(prev_ids), 8), -5.0, np.float32)
+        log_probs[:, 4] = -0.1
+        return log_probs, state, np.ones((len(prev_ids), 4), np.float32) / 4
+
+    def select(self, obj, rows):
+        return obj[rows]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_the_length_limit_is_a_times_the_source_with_its_eos_plus_b_eos_included(beam_size: int) -> None:
+    """docs/decoding.md: a 3-piece source with the defaults (a=2, b=10) gets 2 * (3 + 1) + 10 = 18 output
+    pieces, EOS included: 17 before the forced EOS (not 2 * 3 + 10 = 16)."""
+    best = search(Endless(), [[5, 6, 7]], DecodeConfig(beam_size=beam_size))[0][0]
+    assert len(best.ids) == 17
+
+
 class NoAllocation:
     """An engine that fails the test if the search gets as far as encoding (allocating) anything."""
 
