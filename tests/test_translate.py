@@ -103,7 +103,8 @@ def test_decode_options_as_keywords_equal_a_decode_config(translator: Translator
         (lambda t: t.translate(["red cat"], beam_sise=2), "did you mean 'beam_size'"),
         (lambda t: t.translate(["red cat"], beam_size="5"), "DecodeConfig.beam_size must be int, got str"),
         (lambda t: t.translate(["red cat"], {"beam_size": 2}), "cfg must be a DecodeConfig"),
-        (lambda t: t.translate("red cat", n_best=3), "for n_best, use translate_nbest"),  # was: the best only
+        (lambda t: t.translate("red cat", n_best=3), "not n_best=3: for n_best, use translate_nbest"),
+        (lambda t: t.translate(["red cat"], DecodeConfig(beam_size=3, n_best=3)), "for n_best, use translate_nbest"),
         (lambda t: t.translate_nbest("red cat"), r"translate_nbest\(\) takes a list of str \(for one sentence"),
         (lambda t: t.translate_aligned("red cat"), r"translate_aligned\(\) takes a list of str"),  # was: per letter
         (lambda t: t.translate_nbest(["red cat", 1]), "a list holding a int"),

@@ -189,10 +189,12 @@ class Translating:
     ) -> str | list[str]:
         """A sentence's translation (a str gives a str), or one per sentence in order (a list gives a
         list); an empty sentence translates to ''. Decode options as a `DecodeConfig` and/or keywords
-        (`beam_size=5`): keywords override `cfg`'s fields; a wrong name or type raises TypeError."""
-        if options.get("n_best", 1) != 1:
-            raise TypeError("translate() gives each sentence's best translation: for n_best, use translate_nbest()")
+        (`beam_size=5`): keywords override `cfg`'s fields; a wrong name or type raises TypeError, and so does
+        an n_best other than 1 (keyword or `cfg`'s: its search would be paid for and all but the best dropped)."""
         cfg = decode_config(cfg, options)
+        if cfg.n_best != 1:
+            raise TypeError(f"translate() gives each sentence's best translation, not n_best={cfg.n_best}: for n_best, "
+                            "use translate_nbest()")  # fmt: skip
         if isinstance(sentences, str):
             return self.translate([sentences], cfg)[0]
         _check_sentences(sentences, "translate", one=True)
