@@ -236,7 +236,8 @@ class DecodeConfig:
             )
             check(value >= low, f"{name} must be >= {low}, got {shown(value)}")
             check(value <= high, f"{name} must be <= {high} (docs/decoding.md), got {shown(value)}")
-        check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
+        n_best, beam = self.n_best, self.beam_size
+        check(1 <= n_best <= beam, f"n_best must be in [1, beam_size {beam}], got {n_best}")
 
     def check_vocab(self, vocab: int) -> None:
         """A beam wider than the target vocabulary (`vocab` pieces) is a ConfigError naming both."""
