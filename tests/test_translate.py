@@ -229,6 +229,28 @@ def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> 
         )
 
 
+def test_a_model_of_another_language_pair_is_refused_when_languages_are_given(run_dir: Path, capsys) -> None:
+    """The checkpoint records xx -> yy: asking for yy -> xx is one ConfigError naming the file (a model of another
+    pair translated into nonsense); a side not asked for is not checked; a file recording none cannot be checked."""
+    from seq2seq.cli import main
+    from seq2seq.errors import ConfigError
+    from seq2seq.translation import load_translator
+    from seq2seq.translation.loading import check_languages
+
+    path = run_dir / "best.pt"
+    assert load_translator(path, languages=("xx", "yy")).src_lang == "xx"
+    assert load_translator(path, languages=(None, "YY")).tgt_lang == "yy"  # codes compared case-insensitively
+    with pytest.raises(ConfigError, match=rf"^{path} translates xx -> yy, not yy -> \? \(source language 'yy'\)"):
+        load_translator(path, languages=("yy", None))
+    tr = Translator.from_checkpoint(path)
+    tr.src_lang = None
+    with pytest.raises(ConfigError, match="records no source language, so 'xx' cannot be checked"):
+        check_languages(tr, "xx", None)
+    assert main(["translate", "--checkpoint", str(path), "--src", "xx", "--tgt", "zz", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"seq2seq translate: error: {path} translates xx -> yy, not xx -> zz "
+                                       "(target language 'zz'): use a model of that language pair\n")  # fmt: skip
+
+
 def test_translate_nbest_takes_decode_options_as_keywords(translator: Translator) -> None:
     by_keywords = translator.translate_nbest(["red cat", "blue house"], beam_size=4, n_best=3)
     by_config = translator.translate_nbest(["red cat", "blue house"], DecodeConfig(beam_size=4, n_best=3))

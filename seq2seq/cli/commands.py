@@ -80,7 +80,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
         check_output(args.output, inputs=[args.input if args.input else 0, *args.checkpoint, args.config])
     process.apply(process.ProcessSettings.for_decoding())
     started = time.perf_counter()
-    translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
+    translator = load_translator(args.checkpoint, args.device, cfg, (args.src, args.tgt))  # fails before stdin is read
     loaded = time.perf_counter()
     lines = file_chunks(args.input) if args.input else chunks(standard_input(), "<stdin>")
     # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
