@@ -102,6 +102,15 @@ class Tokenizer:
         """Detokenised text; special ids are skipped."""
         return self.sp.decode([[i for i in seq if i > EOS_ID] for seq in ids])
 
+    def has_words(self, ids: Sequence[int]) -> bool:
+        """Whether `ids` hold a piece other than `<unk>` and the bare word-start mark `▁` (a line of characters
+        the vocabulary lacks, `🙂` or `東京` for a de-en model, is `▁ <unk>`: nothing to translate)."""
+        return any(i != UNK_ID and i != self._bare_mark for i in ids)
+
+    @functools.cached_property
+    def _bare_mark(self) -> int:
+        return self.sp.piece_to_id("\u2581")  # UNK_ID where the vocabulary has no bare `▁`
+
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The pieces behind `ids`, for display (attention maps, debugging)."""
         return [self.sp.id_to_piece(i) for i in ids]

@@ -139,6 +139,12 @@ def test_lines_without_a_piece_give_empty_output_not_an_invented_sentence(transl
     assert translator.translate(unknown) == [""] * 4  # were an invented sentence each
     assert translator.translate_nbest(invisible[:1]) == [[]]
     assert [str(a) for a in translator.translate_aligned(invisible[:1])] == ["[]"]
+    foreign = ["\U0001f642", "\u6771\u4eac", "\U0001f642 \u6771\u4eac"]  # characters the vocabulary lacks: <unk> alone
+    assert all(set(translator.src_tok.pieces(ids)) <= {"\u2581", "<unk>"} for ids in translator.src_tok.encode(foreign))
+    out = translator.translate([*foreign, "red cat"], beam_size=1)
+    assert out == ["", "", "", translator.translate("red cat", beam_size=1)]
+    assert translator.translate_nbest(foreign[:1]) == [[]]  # were an invented sentence each
+    assert translator.translate(["red \U0001f642 cat"]) != [""]  # a word beside them: translated
 
 
 def test_translation_does_not_mutate_its_input(translator: Translator) -> None:

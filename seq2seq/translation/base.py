@@ -135,8 +135,9 @@ class Translating:
         texts = [clean(s) if has_content(s) else "" for s in sentences]  # NUL, soft hyphens, BOMs only: blank
         texts = [self._cut_source(s, cfg) for s in texts]
         encoded = self.src_tok.encode([s for s in texts if s])
-        live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if ids]  # no pieces: no words
-        src_ids = [ids for ids in encoded if ids]
+        words = self.src_tok.has_words  # no pieces, or <unk> alone: no words (an empty line, not an invented one)
+        live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if words(ids)]
+        src_ids = [ids for ids in encoded if words(ids)]
         long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
         if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
             msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
