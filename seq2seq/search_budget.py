@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -36,6 +38,21 @@ def search_bytes(
     return int(rows * (live + finished))
 
 
+class OverBudget(ConfigError):
+    """A search `check_search` refuses for memory. `reason` says what it would need; `index` is the source whose
+    length set the need, as its caller numbers it."""
+
+    def __init__(self, reason: str, index: int | None = None) -> None:
+        super().__init__(reason if index is None else f"sentence {index + 1}: {reason}")
+        self.reason, self.index = reason, index
+
+
+def _size(n: float) -> str:
+    """Bytes as GB, MB or kB: a budget of 0.015 GB is 15.0 MB, not 0.0 GB."""
+    scale, unit = next((s, u) for s, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")) if n >= s or u == "kB")
+    return f"{n / scale:.1f} {unit}"
+
+
 def engine_batch_size(engine: Any) -> int:
     """Sentences per batch the engine asks for (`engine.batch_size`), else ONNX's (config.DECODE_BATCH)."""
     from .config import DECODE_BATCH
@@ -46,26 +63,28 @@ def engine_batch_size(engine: Any) -> int:
 def check_search(engine: Any, src_ids: Sequence[Sequence[int]], cfg: DecodeConfig, keep_attention: bool) -> int:
     """The sentences per batch, checked before anything is allocated: `cfg.batch_size`, or with 0 the
     engine's own (`engine.batch_size`; DECODE_BATCH["onnx"] for an engine without one) halved until the
-    largest batch (the longest sources, output length limit, full beam) fits `cfg.memory_budget()`.
-    A beam wider than the engine's vocabulary, or a search that does not fit even so, is one ConfigError."""
-    from .config import ConfigError
-
-    src_len = min(max((len(s) for s in src_ids), default=0), cfg.max_src_len) + 1  # EOS appended
+    largest batch (the longest sources, output length limit, full beam) fits `cfg.memory_budget()`. A beam
+    wider than the engine's vocabulary is one ConfigError; a batch that does not fit even so, an `OverBudget`
+    naming the longest source."""
+    lens = np.array([min(len(s), cfg.max_src_len) + 1 for s in src_ids], dtype=np.int64)  # EOS appended
+    src_len = int(lens.max(initial=1))
     footprint = engine.footprint(src_len) if hasattr(engine, "footprint") else (0, 0)
     if footprint[0]:
         cfg.check_vocab(footprint[0])
     batch = max(1, min(cfg.batch_size or engine_batch_size(engine), len(src_ids)))
     steps = int(max_lengths(np.array([src_len]), cfg.max_len_a, cfg.max_len_b)[0])
-    budget, kept = cfg.memory_budget(), 1 + cfg.n_best / cfg.beam_size  # finished hypotheses kept per row
+    budget = cfg.memory_budget()
+    where = "memory_budget_gb" if cfg.memory_budget_gb else "half of this machine's memory; memory_budget_gb"
+    kept = 1 + cfg.n_best / cfg.beam_size  # finished hypotheses kept per row
     need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
     while need > budget and batch > 1 and not cfg.batch_size:
         batch = (batch + 1) // 2
         need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
     if need > budget:
-        where = "memory_budget_gb" if cfg.memory_budget_gb else "half of this machine's memory; memory_budget_gb"
-        raise ConfigError(
-            f"this search would need about {need / 1e9:.1f} GB (batch {batch} x beam {cfg.beam_size} x up to {steps} "
-            f"output pieces, {footprint[0]}-piece vocabulary), over the budget of {budget / 1e9:.1f} GB ({where}): "
-            "lower beam_size, batch_size or max_len_a/max_len_b"
+        raise OverBudget(
+            f"this search would need about {_size(need)} (batch {batch} x beam {cfg.beam_size} x up to "
+            f"{steps} output pieces, {footprint[0]}-piece vocabulary), over the budget of {_size(budget)} ({where}): "
+            "lower beam_size, batch_size or max_len_a/max_len_b",
+            int(lens.argmax()),
         )
     return batch

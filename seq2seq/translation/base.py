@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from ..search import search
+from ..search_budget import OverBudget, check_search
 from ..text import clean, has_content
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..config import DecodeConfig
     from ..search import Engine, Hypothesis
     from ..tokenizer import Tokenizer
@@ -90,6 +94,18 @@ def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeCo
     return out
 
 
+@contextmanager
+def _numbered(live: list[int], first: int) -> Iterator[None]:
+    """An `OverBudget` naming a source (its index among the searched ones) names its sentence instead, counted
+    from `first`."""
+    try:
+        yield
+    except OverBudget as err:
+        if err.index is None:
+            raise
+        raise OverBudget(err.reason, first + live[err.index]) from None
+
+
 def _cut(text: str, cap: int) -> str:
     """`text` up to `cap` characters: at its last space past half of them, else at `cap`."""
     if len(text) <= cap:
@@ -126,28 +142,43 @@ class Translating:
         cfg: DecodeConfig | None = None,
         keep_attention: bool = False,
         progress: bool = False,
+        first: int = 0,
         **options: Any,
     ) -> list[list[tuple[str, Hypothesis]]]:
         """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses. Decode
-        options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`)."""
+        options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`). Messages number the
+        sentences from `first` + 1 (`seq2seq translate`: its input's line numbers); a search over the memory
+        budget is an `OverBudget` naming its longest sentence, or none for the n-best lists of them all."""
         cfg = decode_config(cfg, options)
         _check_sentences(sentences, "translate_nbest")
-        texts = [clean(s) if has_content(s) else "" for s in sentences]  # NUL, soft hyphens, BOMs only: blank
-        texts = [self._cut_source(s, cfg) for s in texts]
-        encoded = self.src_tok.encode([s for s in texts if s])
-        words = self.src_tok.has_words  # no pieces, or <unk> alone: no words (an empty line, not an invented one)
-        live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if words(ids)]
-        src_ids = [ids for ids in encoded if words(ids)]
+        live, src_ids = self._sources(sentences, cfg)
+        with _numbered(live, first):
+            found = self.search(src_ids, cfg, keep_attention, progress)
         long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
         if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
             msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
-            log.warning(msg, len(long), len(sentences), cfg.max_src_len, long[0] + 1)
-        found = self.search(src_ids, cfg, keep_attention, progress)
+            log.warning(msg, len(long), len(sentences), cfg.max_src_len, first + long[0] + 1)
         decoded = iter(self.tgt_tok.decode([h.ids for hyps in found for h in hyps]))  # one batched call
         out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
         for i, hyps in zip(live, found):
             out[i] = [(next(decoded), h) for h in hyps]
         return out
+
+    def check_memory(self, sentences: Sequence[str], cfg: DecodeConfig, keep_attention: bool = False,
+                     first: int = 0) -> None:  # fmt: skip
+        """The `OverBudget` that `translate_nbest` would raise for these arguments, without searching."""
+        live, src_ids = self._sources(sentences, cfg)
+        with _numbered(live, first):
+            check_search(self.search_engine(cfg), src_ids, cfg, keep_attention)
+
+    def _sources(self, sentences: Sequence[str], cfg: DecodeConfig) -> tuple[list[int], list[list[int]]]:
+        """The sentences that hold words, and their piece ids (a line of NUL, soft hyphens or BOMs, of no piece,
+        or of <unk> alone holds none: an empty line, not an invented one)."""
+        texts = [self._cut_source(clean(s), cfg) if has_content(s) else "" for s in sentences]
+        encoded = self.src_tok.encode([s for s in texts if s])
+        words = self.src_tok.has_words
+        live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if words(ids)]
+        return live, [ids for ids in encoded if words(ids)]
 
     def _cut_source(self, text: str, cfg: DecodeConfig) -> str:
         """`text` cut to what max_src_len keeps before encoding (a 25 MB line held ~26 bytes per byte): pieces
@@ -156,7 +187,12 @@ class Translating:
         return _cut(text, 2 * self.src_tok.longest_piece * cfg.max_src_len)
 
     def translate_aligned(
-        self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False, **options: Any
+        self,
+        sentences: Sequence[str],
+        cfg: DecodeConfig | None = None,
+        progress: bool = False,
+        first: int = 0,
+        **options: Any,
     ) -> list[list[Aligned]]:
         """The n-best hypotheses per sentence as `Aligned(text, hypothesis, alignment)`: `str(alignment)`
         is the fast_align/Moses line `0-0 2-1 1-2` of its word alignment (alignment.py: the rule)."""
@@ -165,7 +201,7 @@ class Translating:
 
         cfg = decode_config(cfg, options)
         _check_sentences(sentences, "translate_aligned")
-        nbest = self.translate_nbest(sentences, cfg, keep_attention=True, progress=progress)
+        nbest = self.translate_nbest(sentences, cfg, keep_attention=True, progress=progress, first=first)
         live = [i for i, hyps in enumerate(nbest) if hyps]
         texts = [self._cut_source(clean(sentences[i]), cfg) for i in live]  # what the search saw, not the line
         out: list[list[Aligned]] = [[] for _ in sentences]
