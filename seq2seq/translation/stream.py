@@ -119,12 +119,18 @@ def _chunked(lines: Iterable[str], chunk: int) -> Iterator[list[str]]:
 
 
 def in_parts(run: Callable[[list[str], int], object], lines: list[str], first: int, name: str) -> None:
-    """`run(part, first line's index)` over `lines` (the input's lines from index `first`), in order: a line whose
-    search cannot fit the memory budget (`OverBudget`) ends it, once the lines before it have run, as a ConfigError
-    naming `name:line`."""
+    """`run(part, first line's index)` over `lines` (the input's lines from index `first`), in order, in parts the
+    memory budget allows: where the n-best lists of a part would not fit (`OverBudget` naming no line) it is halved;
+    a line whose search cannot fit ends it, once the lines before it have run, as a ConfigError naming
+    `name:line`."""
     try:
         run(lines, first)
     except OverBudget as err:
+        if err.index is None and len(lines) > 1:
+            half = len(lines) // 2
+            in_parts(run, lines[:half], first, name)
+            in_parts(run, lines[half:], first + half, name)
+            return
         index = first if err.index is None else err.index
         if index > first:
             in_parts(run, lines[: index - first], first, name)
