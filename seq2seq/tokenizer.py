@@ -111,6 +111,15 @@ class Tokenizer:
     def _bare_mark(self) -> int:
         return self.sp.piece_to_id("\u2581")  # UNK_ID where the vocabulary has no bare `▁`
 
+    def word_of_pieces(self, words: Sequence[str], ids: Sequence[int]) -> list[int] | None:
+        """The word (of `words`, a text's whitespace-separated tokens) each of `ids` (that text's pieces, perhaps
+        cut) comes from. SentencePiece segments each token on its own, so the text's pieces are its tokens' one
+        after another, and a token that makes none (a zero-width space) has none; None where they are not."""
+        each = self.sp.encode(list(words))
+        if [i for token in each for i in token][: len(ids)] != list(ids):
+            return None
+        return [w for w, token in enumerate(each) for _ in token][: len(ids)]
+
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The pieces behind `ids`, for display (attention maps, debugging)."""
         return [self.sp.id_to_piece(i) for i in ids]

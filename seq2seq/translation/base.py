@@ -207,12 +207,12 @@ class Translating:
         out: list[list[Aligned]] = [[] for _ in sentences]
         for i, text, ids in zip(live, texts, self.src_tok.encode(texts)):
             ids = ids[: cfg.max_src_len]  # the search's truncation
-            src_pieces = self.src_tok.pieces(ids)
+            src_pieces, src_of = self.src_tok.pieces(ids), self.src_tok.word_of_pieces(text.split(), ids)
             for out_text, hyp in nbest[i]:
                 tgt_pieces = [p if t > EOS_ID else None for t, p in zip(hyp.ids, self.tgt_tok.pieces(hyp.ids))]
                 weights = hyp.attention[:, : len(ids) + 1]  # the batch's padding columns cut
                 out[i].append(Aligned(out_text, hyp, align(weights, src_pieces, tgt_pieces, text.split(),
-                                                           out_text.split())))  # fmt: skip
+                                                           out_text.split(), src_of)))  # fmt: skip
         return out
 
     @overload
