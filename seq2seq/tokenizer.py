@@ -78,6 +78,7 @@ class Tokenizer:
     def __init__(self, model_proto: bytes) -> None:
         self.model_proto = bytes(model_proto)
         self.sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        self._no_piece: dict[str, bool] = {}  # no_piece's answers
         ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
         if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):  # not an assert: `python -O` would load such a model
             raise ValueError(f"special ids differ: pad/unk/bos/eos are {ids}, not {(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}")
@@ -110,6 +111,14 @@ class Tokenizer:
     @functools.cached_property
     def _bare_mark(self) -> int:
         return self.sp.piece_to_id("\u2581")  # UNK_ID where the vocabulary has no bare `▁`
+
+    def no_piece(self, chars: Iterable[str]) -> set[str]:
+        """Those of `chars` that make no piece: this model's normalisation turns them into nothing or a space (a
+        zero-width space, a BOM, controls, other spaces); the plain space aside."""
+        chars = set(chars)
+        new = [c for c in chars if c not in self._no_piece]
+        self._no_piece.update((c, not ids and c != " ") for c, ids in zip(new, self.sp.encode(new)))
+        return {c for c in chars if self._no_piece[c]}
 
     def word_of_pieces(self, words: Sequence[str], ids: Sequence[int]) -> list[int] | None:
         """The word (of `words`, a text's whitespace-separated tokens) each of `ids` (that text's pieces, perhaps

@@ -362,3 +362,15 @@ def test_a_file_line_too_long_for_the_budget_is_refused_before_any_work(run_dir:
     assert main([*flags, "--output", str(out)]) == 2
     assert capsys.readouterr().err.strip().endswith(f"; {out} holds the translations of line 1")
     assert out.read_text().splitlines() == translator.translate(["red cat"], cfg)
+
+
+def test_characters_that_make_no_piece_do_not_fill_the_cut_of_a_long_line(run_dir: Path) -> None:
+    """3,000 zero-width spaces before the words filled the cut that max_src_len sets (it counted them as
+    characters), and the line translated to ''."""
+    tiny = Translator.from_checkpoint(run_dir / "best.pt")
+    cfg = DecodeConfig(beam_size=1, max_src_len=3)
+    assert 3000 > 2 * tiny.src_tok.longest_piece * cfg.max_src_len
+    for blank in ("\u200b" * 3000, "\ufeff\x01" * 1500, "\u200b " * 1500):
+        assert tiny.translate([blank + "red cat big old dog"], cfg) == tiny.translate(["red cat big old dog"], cfg)
+        roomy = DecodeConfig(beam_size=1, max_src_len=30)  # the words within the cut: none of them cut off
+        assert tiny.translate([blank + "red cat big old dog"], roomy) == tiny.translate(["red cat big old dog"], roomy)

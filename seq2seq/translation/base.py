@@ -7,7 +7,8 @@ per sentence's beams. Torch-free, so that translating with an exported model nev
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, overload
 
@@ -106,12 +107,25 @@ def _numbered(live: list[int], first: int) -> Iterator[None]:
         raise OverBudget(err.reason, first + live[err.index]) from None
 
 
-def _cut(text: str, cap: int) -> str:
-    """`text` up to `cap` characters: at its last space past half of them, else at `cap`."""
+def _cut(text: str, cap: int, blank: Iterable[str] = ()) -> str:
+    """`text` up to `cap` characters, at its last space past half of them, else at the cap-th. Characters of
+    `blank` (which make no piece) are not counted, and where there are some, nor are spaces (a space next to one
+    may make no piece either)."""
     if len(text) <= cap:
         return text
-    space = text.rfind(" ", 0, cap)
-    return text[:space] if space >= cap // 2 else text[:cap]
+    skip = re.escape("".join(sorted({*blank, " "}))) if blank else ""
+
+    def end(n: int) -> int:  # where the n-th counted character ends
+        if not skip:
+            return n
+        found = re.match(f"(?:[{skip}]*[^{skip}]){{{n}}}", text)
+        return found.end() if found else len(text)
+
+    stop = end(cap)
+    if stop == len(text):  # fewer than `cap` counted
+        return text
+    space = text.rfind(" ", end(cap // 2), stop)
+    return text[:space] if space >= 0 else text[:stop]
 
 
 class Translating:
@@ -183,8 +197,10 @@ class Translating:
     def _cut_source(self, text: str, cfg: DecodeConfig) -> str:
         """`text` cut to what max_src_len keeps before encoding (a 25 MB line held ~26 bytes per byte): pieces
         never span a space, and half the cut holds max_src_len of the longest pieces, so the kept pieces are
-        the same."""
-        return _cut(text, 2 * self.src_tok.longest_piece * cfg.max_src_len)
+        the same. Characters that make no piece (zero-width spaces, `Tokenizer.no_piece`) are not counted: 3,000
+        of them before the words filled the cut, and the line translated to ''."""
+        cap = 2 * self.src_tok.longest_piece * cfg.max_src_len
+        return _cut(text, cap, self.src_tok.no_piece(text) if len(text) > cap else ())
 
     def translate_aligned(
         self,
