@@ -82,7 +82,8 @@ def load_translator(
 
         translator = EnsembleTranslator([load_model(p, device) for p in paths], paths)
     translator.check(cfg or DecodeConfig())
-    check_languages(translator, *languages, name=" ".join(str(p) for p in paths))
+    name = str(paths[0]) if len(paths) == 1 else f"the ensemble of {', '.join(str(p) for p in paths)}"
+    check_languages(translator, *languages, name=name)
     return translator
 
 
