@@ -5,17 +5,23 @@
 # OUTPUT (default: stdout) and is scored only against a REF given; INPUT=- reads stdin.
 # CKPT="a.pt b.pt c.pt" (several files, space-separated) translates with their ensemble; one file a line
 # (CKPT=$'run 1/best.pt\nrun 2/best.pt', what multi30k.sh's SEEDS passes) for paths with spaces; a single
-# existing file is taken whole (CKPT="my run/best.pt"). BEAM (default 5) is the beam size. OUTPUT=- prints the
+# existing file is taken whole (CKPT="my run/best.pt"). BEAM is the beam size (unset: a --config's [decode]
+# beam_size, else seq2seq's default, 5; set, it beats the --config's, as a flag does). OUTPUT=- prints the
 # test split's translations, unscored. OUTPUT naming REF (or a link to it) is refused. Flags go to
-# `seq2seq translate`; those the knobs give (--beam-size, --input, --output) are refused, and so are those whose
-# output is no translation a line (--n-best, --nbest-format, --alignments) where the output is scored.
+# `seq2seq translate`; those the knobs give (--beam-size, --input, --output, --src, --tgt) are refused, and so are
+# those whose output is no translation a line (--n-best, --nbest-format, --alignments) where the output is scored.
+# SRC and TGT, the test split's languages (and INPUT's, where given), must be the model's: `seq2seq translate
+# --src SRC --tgt TGT` refuses a model of another pair (it translated into nonsense, BLEU 0.05, exit 0).
 set -euo pipefail
-run_given=${RUN+yes} ckpt_given=${CKPT+yes} ref_given=${REF:+yes}
+run_given=${RUN+yes} ckpt_given=${CKPT+yes} ref_given=${REF:+yes} input_given=${INPUT:+yes}
+src_given=${SRC:+yes} tgt_given=${TGT:+yes}
 source "$(dirname "$0")/env.sh"
 source "$(dirname "$0")/knobs.sh"
 for arg in "$@"; do
-  case $(flag_of "$arg" --beam-size --input --output) in
+  case $(flag_of "$arg" --beam-size --input --output --src --tgt) in
     --beam-size) echo "translate.sh: BEAM gives the beam size (BEAM=1 scripts/translate.sh); drop $arg" >&2; exit 2 ;;
+    --src | --tgt) echo "translate.sh: SRC and TGT give the languages (SRC=en TGT=de scripts/translate.sh); drop $arg" >&2
+      exit 2 ;;
     --input | --output)
       echo "translate.sh: INPUT and OUTPUT give the files (INPUT=FILE OUTPUT=FILE scripts/translate.sh); drop $arg" >&2
       exit 2 ;;
@@ -26,7 +32,10 @@ if [[ $CKPT == *$'\n'* ]]; then  # one file a line: paths with spaces
   ckpts=(); while IFS= read -r line; do [ -z "$line" ] || ckpts+=("$line"); done <<< "$CKPT"
 elif [ -e "$CKPT" ]; then ckpts=("$CKPT")
 else read -r -a ckpts <<< "$CKPT"; fi
-BEAM=${BEAM:-5}
+beam=(); [ -n "${BEAM:-}" ] && beam=(--beam-size "$BEAM")  # unset: a --config's beam_size (a flag would beat it)
+langs=()  # checked against the model's: the test split's always, another INPUT's where SRC/TGT are given
+if [ -z "$input_given" ] || [ -n "$src_given" ]; then langs+=(--src "$SRC"); fi
+if [ -z "$input_given" ] || [ -n "$tgt_given" ]; then langs+=(--tgt "$TGT"); fi
 if [ -n "${INPUT:-}" ]; then  # another input than the test split: no file of the run is written or scored
   OUTPUT=${OUTPUT:--}
 else
@@ -60,8 +69,8 @@ for i in "${!args[@]}"; do
       "REF=$REF; drop $arg (or run seq2seq translate)" >&2; exit 2
   fi
 done
-seq2seq translate --checkpoint "${ckpts[@]}" --beam-size "$BEAM" "${io[@]}" "$@"
+seq2seq translate --checkpoint "${ckpts[@]}" "${beam[@]}" "${langs[@]}" "${io[@]}" "$@"
 if [ -n "${REF:-}" ]; then
-  echo "$OUTPUT vs $REF (beam $BEAM):"
+  echo "$OUTPUT vs $REF (beam ${BEAM:-of --config, else 5}):"
   seq2seq evaluate --hyp "$OUTPUT" --ref "$REF"
 fi

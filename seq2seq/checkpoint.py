@@ -126,7 +126,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load and check a checkpoint; anything else raises CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        folder = f"is a folder, not a checkpoint file: name the file in it (e.g. {path}/best.pt)"
+        raise CheckpointError(f"{path}: {folder if path.is_dir() else 'no such checkpoint file'}")
     with open(path, "rb") as f:
         if f.read(4)[:1] not in (b"P", b"\x80"):  # a torch zip archive or a legacy pickle stream
             raise CheckpointError(f"{path}: not a checkpoint file (not a torch archive)")

@@ -219,7 +219,7 @@ class DecodeConfig:
     beam_size: int = 5  # 1: greedy search
     batch_size: int = 0  # sentences per batch, 0: the engine's (DECODE_BATCH), halved to fit; never changes output
     length_penalty: float = 1.0  # hypothesis score = log-prob / length**length_penalty
-    max_len_a: float = 2.0  # output length limit: a * source_length + b pieces
+    max_len_a: float = 2.0  # output length limit, its EOS included: int(a * (source pieces + its EOS) + b) pieces
     max_len_b: int = 10  # (see max_len_a)
     max_src_len: int = 400  # longer inputs are truncated to this many pieces (bounded cost)
     n_best: int = 1  # hypotheses printed per sentence (index<TAB>score<TAB>text when > 1)
@@ -236,7 +236,8 @@ class DecodeConfig:
             )
             check(value >= low, f"{name} must be >= {low}, got {shown(value)}")
             check(value <= high, f"{name} must be <= {high} (docs/decoding.md), got {shown(value)}")
-        check(1 <= self.n_best <= self.beam_size, "n_best must be in [1, beam_size]")
+        n_best, beam = self.n_best, self.beam_size
+        check(1 <= n_best <= beam, f"n_best must be in [1, beam_size {beam}], got {n_best}")
 
     def check_vocab(self, vocab: int) -> None:
         """A beam wider than the target vocabulary (`vocab` pieces) is a ConfigError naming both."""

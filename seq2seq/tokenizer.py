@@ -78,6 +78,7 @@ class Tokenizer:
     def __init__(self, model_proto: bytes) -> None:
         self.model_proto = bytes(model_proto)
         self.sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
+        self._no_piece: dict[str, bool] = {}  # no_piece's answers
         ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
         if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):  # not an assert: `python -O` would load such a model
             raise ValueError(f"special ids differ: pad/unk/bos/eos are {ids}, not {(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}")
@@ -101,6 +102,32 @@ class Tokenizer:
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Detokenised text; special ids are skipped."""
         return self.sp.decode([[i for i in seq if i > EOS_ID] for seq in ids])
+
+    def has_words(self, ids: Sequence[int]) -> bool:
+        """Whether `ids` hold a piece other than `<unk>` and the bare word-start mark `▁` (a line of characters
+        the vocabulary lacks, `🙂` or `東京` for a de-en model, is `▁ <unk>`: nothing to translate)."""
+        return any(i != UNK_ID and i != self._bare_mark for i in ids)
+
+    @functools.cached_property
+    def _bare_mark(self) -> int:
+        return self.sp.piece_to_id("\u2581")  # UNK_ID where the vocabulary has no bare `▁`
+
+    def no_piece(self, chars: Iterable[str]) -> set[str]:
+        """Those of `chars` that make no piece: this model's normalisation turns them into nothing or a space (a
+        zero-width space, a BOM, controls, other spaces); the plain space aside."""
+        chars = set(chars)
+        new = [c for c in chars if c not in self._no_piece]
+        self._no_piece.update((c, not ids and c != " ") for c, ids in zip(new, self.sp.encode(new)))
+        return {c for c in chars if self._no_piece[c]}
+
+    def word_of_pieces(self, words: Sequence[str], ids: Sequence[int]) -> list[int] | None:
+        """The word (of `words`, a text's whitespace-separated tokens) each of `ids` (that text's pieces, perhaps
+        cut) comes from. SentencePiece segments each token on its own, so the text's pieces are its tokens' one
+        after another, and a token that makes none (a zero-width space) has none; None where they are not."""
+        each = self.sp.encode(list(words))
+        if [i for token in each for i in token][: len(ids)] != list(ids):
+            return None
+        return [w for w, token in enumerate(each) for _ in token][: len(ids)]
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The pieces behind `ids`, for display (attention maps, debugging)."""

@@ -164,3 +164,15 @@ def test_alignments_of_a_line_over_the_length_limit_align_to_the_cut_source(
     a = hyps[0].alignment
     assert len(a.src_pieces) == 6 + 1  # the kept pieces and EOS
     assert all(0 <= i < len(a.src_words) for i, _ in a.pairs) and len(a.src_words) <= 6
+
+
+def test_a_source_token_that_makes_no_piece_keeps_the_indices_of_the_source_words(translator: Translator) -> None:
+    """A zero-width space between spaces is a token to str.split but makes no piece: the alignment silently
+    switched to the pieces' words, and every index after it named the word before the one meant."""
+    plain, spaced = "red cat big dog", "red \u200b cat big \ufeff dog"
+    (a,), (b,) = (hyps[:1] for hyps in translator.translate_aligned([plain, spaced], beam_size=1))
+    assert a.text == b.text
+    assert b.alignment.src_words == tuple(spaced.split()) and None not in b.alignment.src_word_of_piece[:-1]
+    shift = {0: 0, 1: 2, 2: 3, 3: 5}  # plain's words in spaced
+    assert b.alignment.pairs == tuple((shift[i], j) for i, j in a.alignment.pairs)
+    assert {1, 4}.isdisjoint(b.alignment.src_word_of_piece)  # the invisible tokens: no piece, no link

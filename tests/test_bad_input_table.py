@@ -263,7 +263,8 @@ def _bad_checkpoint(tmp_path: Path, kind: str) -> Path:
     ("kind", "message"),
     [("text", ": not a checkpoint file"), ("truncated", ": truncated or corrupt checkpoint ("),
      ("newer", ": checkpoint format version 99 is newer than this seq2seq reads (1); upgrade seq2seq"),
-     ("other", ": not a seq2seq checkpoint"), ("missing", ": no such checkpoint file"), ("folder", ":")],
+     ("other", ": not a seq2seq checkpoint"), ("missing", ": no such checkpoint file"),
+     ("folder", ": is a folder, not a checkpoint file: name the file in it (e.g. ")],
 )  # fmt: skip
 def test_bad_checkpoint_files_are_one_line(tmp_path: Path, capsys, kind: str, message: str) -> None:
     """The library raises CheckpointError naming the file; the command prints it as one line, exit 2."""

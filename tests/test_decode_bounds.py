@@ -13,7 +13,7 @@ from seq2seq.cli import main
 from seq2seq.config import DECODE_BATCH, DECODE_BOUNDS, ConfigError, DecodeConfig, ModelConfig
 from seq2seq.config_dict import from_dict
 from seq2seq.search import search
-from seq2seq.search_budget import search_bytes
+from seq2seq.search_budget import kept_bytes, search_bytes
 from seq2seq.translation.ensemble import EnsembleEngine
 from seq2seq.translation.onnx_model import OnnxEngine
 from seq2seq.translation.torch_engine import TorchEngine, Translator
@@ -113,6 +113,29 @@ def test_the_onnx_engine_refuses_a_beam_wider_than_the_vocabulary(run_dir: Path,
     assert engine.footprint(10)[0] == vocab
     with pytest.raises(ConfigError, match="larger than the model's target vocabulary"):
         search(engine, [[5, 6]], DecodeConfig(beam_size=vocab + 1))
+
+
+class Endless:
+    """An engine whose best next piece is never EOS: every output runs to its length limit."""
+
+    def encode(self, src_ids):
+        return np.zeros(len(src_ids)), np.zeros(len(src_ids))
+
+    def step(self, prev_ids, state, memory):
+        log_probs = np.full((len(prev_ids), 8), -5.0, np.float32)
+        log_probs[:, 4] = -0.1
+        return log_probs, state, np.ones((len(prev_ids), 4), np.float32) / 4
+
+    def select(self, obj, rows):
+        return obj[rows]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_the_length_limit_is_a_times_the_source_with_its_eos_plus_b_eos_included(beam_size: int) -> None:
+    """docs/decoding.md: a 3-piece source with the defaults (a=2, b=10) gets 2 * (3 + 1) + 10 = 18 output
+    pieces, EOS included: 17 before the forced EOS (not 2 * 3 + 10 = 16)."""
+    best = search(Endless(), [[5, 6, 7]], DecodeConfig(beam_size=beam_size))[0][0]
+    assert len(best.ids) == 17
 
 
 class NoAllocation:
@@ -237,3 +260,46 @@ def test_a_decode_table_shared_with_serve_may_hold_a_length_penalty(run_dir: Pat
     assert main([*args, "--config", str(tmp_path / "decode.toml")]) == 0, capsys.readouterr().err
     assert main([*args, "--beam-size", "1", "--length-penalty", "0.6"]) == 2
     assert "length_penalty with beam_size 1" in capsys.readouterr().err
+
+
+LINES = ["red cat", "big old dog", "new house tree", "small bird", "green blue cat dog", "sun", "", "tree house"] * 25
+
+
+def _kept(translator: Translator, sentences: list[str], cfg: DecodeConfig, keep_attention: bool) -> int:
+    lens = np.array([len(ids) + 1 for ids in translator.src_tok.encode([s for s in sentences if s])])
+    return kept_bytes(lens, cfg, keep_attention)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_the_kept_n_best_lists_stay_under_their_estimate(translator: Translator, aligned: bool) -> None:
+    """What a translate_nbest / translate_aligned call holds once it returns (ids, texts, attention, alignments),
+    measured with tracemalloc, is below `kept_bytes` (and above a tenth of it: it is meant as a bound, not a guess)."""
+    import tracemalloc
+
+    cfg = DecodeConfig(beam_size=4, n_best=4)
+    tracemalloc.start()
+    found = translator.translate_aligned(LINES, cfg) if aligned else translator.translate_nbest(LINES, cfg)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert sum(map(len, found)) == 4 * 175
+    assert 0.1 * _kept(translator, LINES, cfg, aligned) < held < _kept(translator, LINES, cfg, aligned)
+
+
+def test_the_n_best_lists_of_a_chunk_count_against_the_budget(translator: Translator) -> None:
+    """search() kept every sentence's n-best lists (and attention, for alignments) until the chunk of up to 16,384
+    lines ended, unchecked (172 kB a sentence with --alignments --beam-size 20 --n-best 20: 2.8 GB a chunk). Now they
+    count: a call whose lists would take over half the budget is refused (no line to blame), and `translate` cuts
+    such a chunk into parts that fit, writing the same translations in the same order."""
+    from dataclasses import replace
+
+    from seq2seq.search_budget import OverBudget
+    from seq2seq.translation.stream import output_lines, stream_translate
+
+    roomy = DecodeConfig(beam_size=4, n_best=4)
+    tight = replace(roomy, memory_budget_gb=1.5 * _kept(translator, LINES, roomy, True) / 1e9)
+    with pytest.raises(OverBudget, match=r"^the n-best lists of 175 sentences would need about .* over half"):
+        translator.translate_aligned(LINES, tight)
+    out: list[str] = []
+    assert stream_translate(translator, iter([LINES]), out.append, lambda: None, tight, alignments=True) == len(LINES)
+    unscored = [line.split("\t")[::2] for line in output_lines(translator, LINES, roomy, alignments=True)]
+    assert [line.split("\t")[::2] for line in "".join(out).splitlines()] == unscored  # scores: to float32 rounding

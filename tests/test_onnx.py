@@ -111,8 +111,8 @@ def test_exported_model_translates_like_the_checkpoint(run_dir: Path, exported: 
     assert [[text for text, _ in nbest] for nbest in got] == [[text for text, _ in nbest] for nbest in expect]
     for g, e in zip(got, expect):
         np.testing.assert_allclose([h.score for _, h in g], [h.score for _, h in e], rtol=1e-4)
-    one = load_translator(exported).translate(SENTENCES, dataclasses.replace(cfg, batch_size=1))
-    assert one == [nbest[0][0] if nbest else "" for nbest in got]
+    one = load_translator(exported).translate_nbest(SENTENCES, dataclasses.replace(cfg, batch_size=1))
+    assert [[text for text, _ in nbest] for nbest in one] == [[text for text, _ in nbest] for nbest in got]
 
 
 @pytest.mark.parametrize("beam_size", [1, 4])

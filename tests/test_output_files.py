@@ -73,6 +73,19 @@ def test_translate_refuses_an_output_that_is_its_model_file(run_dir, text, tmp_p
     assert model.read_bytes() == before
 
 
+def test_translate_refuses_an_output_that_is_its_config_file(run_dir, text, tmp_path, capsys) -> None:
+    """`translate --config c.toml --output c.toml` replaced the settings with translations."""
+    config = tmp_path / "c.toml"
+    config.write_text("[decode]\nbeam_size = 2\n", encoding="utf-8")
+    before = config.read_bytes()
+    code, err = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--input", text, "--config", config,
+                     "--output", config)  # fmt: skip
+    assert code == 2
+    assert err == [f"seq2seq translate: error: cannot write {config}: it is the input {config}; "
+                   "writing it would destroy the input"]  # fmt: skip
+    assert config.read_bytes() == before
+
+
 def test_translate_refuses_an_output_that_is_its_standard_input(run_dir, text) -> None:
     """`translate --output F < F`: the same file as fd 0 (a subprocess, for a real standard input)."""
     before = text.read_bytes()
@@ -177,17 +190,21 @@ def test_the_output_path_is_checked_before_the_model_is_loaded(text, tmp_path, c
     assert code == 2 and err == [f"seq2seq translate: error: cannot write {out}: folder {out.parent}/ does not exist"]
 
 
-def test_a_failed_translation_keeps_the_old_output_file(run_dir, tmp_path, monkeypatch, capsys) -> None:
-    """Streaming from stdin, the first lines are translated before a bad line stops the run: the
-    output file keeps its old content (before: it held the first lines' translations only)."""
+def test_a_line_refused_mid_stream_leaves_the_lines_before_it_in_the_output_file(run_dir, tmp_path, monkeypatch,
+                                                                                capsys) -> None:  # fmt: skip
+    """Streaming from stdin, 20 lines are translated before a bad line stops the run (exit 2): the output file holds
+    their translations, and the error says so (the file was left as it was: the work done was lost). A bad first
+    line leaves the old file."""
     out = tmp_path / "out.txt"
-    out.write_text(OLD, encoding="utf-8")
-    stdin = b"red cat\n" * 20 + b"bad \xff byte\n"
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
-    code, err = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--output", out)
-    assert code == 2 and err == ["seq2seq translate: error: <stdin>:21: invalid UTF-8 (byte 0xff)"]
-    assert out.read_text(encoding="utf-8") == OLD
-    assert _no_temporary_files(tmp_path)
+    for stdin, kept in ((b"red cat\n" * 20 + b"bad \xff byte\n", 20), (b"bad \xff byte\nred cat\n", 0)):
+        out.write_text(OLD, encoding="utf-8")
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+        code, err = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--output", out)
+        where = f"; {out} holds the translations of lines 1-20" if kept else ""
+        assert code == 2 and err == [f"seq2seq translate: error: <stdin>:{kept + 1}: invalid UTF-8 (byte 0xff){where}"]
+        text = out.read_text(encoding="utf-8")
+        assert text == OLD if not kept else (len(text.splitlines()) == kept and OLD not in text)
+        assert _no_temporary_files(tmp_path)
 
 
 def test_translate_output_replaces_the_file_a_symlink_points_to(run_dir, text, tmp_path, capsys) -> None:

@@ -245,6 +245,48 @@ def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(ru
     assert done.returncode == 0 and "BLEU" in done.stdout and out.is_file(), done.stderr[-2000:]
 
 
+def test_translate_script_leaves_the_beam_to_a_config_unless_beam_is_set(run_dir: Path, tmp_path: Path) -> None:
+    """translate.sh passed --beam-size 5 always, beating a --config's beam_size: `[decode] beam_size = 8, n_best = 8`
+    failed with "n_best must be in [1, beam_size]" (now the values are named too)."""
+    (tmp_path / "nbest.toml").write_text("[decode]\nbeam_size = 8\nn_best = 8\n")
+    (tmp_path / "mine.xx").write_text("a b c\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RUN", "CKPT", "INPUT", "OUTPUT", "REF", "BEAM")}
+    env.update(DATA=str(run_dir.parent / "data"), SRC="xx", TGT="yy", CKPT=str(run_dir / "best.pt"),
+               INPUT=str(tmp_path / "mine.xx"))  # fmt: skip
+    cmd = ["bash", str(ROOT / "scripts/translate.sh"), "-q", "--config", str(tmp_path / "nbest.toml")]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [line.split("\t")[0] for line in done.stdout.splitlines()] == ["0"] * 8  # beam 8's eight best
+    done = subprocess.run(cmd, env=dict(env, BEAM="2"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "n_best must be in [1, beam_size 2], got 8" in done.stderr, done.stderr
+
+
+def test_translate_script_refuses_a_model_of_another_language_pair(run_dir: Path, tmp_path: Path) -> None:
+    """`SRC=en TGT=de` with a de-en model translated the en test split into nonsense and scored it (BLEU 0.05,
+    exit 0): the test split's languages, and INPUT's where SRC/TGT are given, are checked against the model's."""
+    (tmp_path / "mine.xx").write_text("a b c\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RUN", "CKPT", "INPUT", "OUTPUT", "REF", "SRC", "TGT")}
+    env.update(DATA=str(run_dir.parent / "data"), TEST_SPLIT="test", BEAM="1", CKPT=str(run_dir / "best.pt"),
+               OUTPUT=str(tmp_path / "out.txt"))  # fmt: skip
+
+    def script(*args: str, **knobs: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(ROOT / "scripts/translate.sh"), "-q", *args], env={**env, **knobs},
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    wrong = f"{run_dir / 'best.pt'} translates xx -> yy, not yy -> xx (source language 'yy')"
+    for knobs in ({"SRC": "yy", "TGT": "xx"}, {"SRC": "yy", "TGT": "xx", "INPUT": str(tmp_path / "mine.xx")}):
+        done = script(**knobs)
+        assert done.returncode == 2 and done.stderr == f"seq2seq translate: error: {wrong}: use a model of that " \
+            "language pair\n", done.stderr  # fmt: skip
+        assert not (tmp_path / "out.txt").exists() and "BLEU" not in done.stdout
+    done = script(INPUT=str(tmp_path / "mine.xx"))  # another input, languages not given: not checked (de, en)
+    assert done.returncode == 0 and (tmp_path / "out.txt").read_text().count("\n") == 1, done.stderr
+    done = script(SRC="xx", TGT="yy")
+    assert done.returncode == 0 and "BLEU" in done.stdout, done.stderr
+    done = script("--src", "xx")
+    assert done.returncode == 2 and "SRC and TGT give the languages" in done.stderr
+
+
 def test_translate_script_refuses_what_would_score_the_wrong_file(run_dir: Path, tmp_path: Path) -> None:
     """OUTPUT=REF overwrote the references and scored them against themselves (BLEU 100); --output, --input,
     --n-best, --nbest-format and --alignments made it score a stale or wrong file, or fail after the work;

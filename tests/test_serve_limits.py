@@ -55,6 +55,9 @@ class _Pieces:
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return ["x" * len(seq) for seq in ids]
 
+    def has_words(self, ids: Sequence[int]) -> bool:
+        return bool(ids)
+
 
 class _SlowEngine:
     def __init__(self, owner: Endless) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from seq2seq import text
 from seq2seq.config import DecodeConfig
-from seq2seq.errors import CorpusError
+from seq2seq.errors import ConfigError, CorpusError
 from seq2seq.text import BOM, byte_lines, decode_lines, iter_lines
 from seq2seq.translation import stream as stream_module
 from seq2seq.translation.stream import chunks, file_chunks, output_lines, stream_translate
@@ -280,3 +280,97 @@ def test_a_huge_line_is_cut_to_what_max_src_len_keeps_before_it_is_encoded(run_d
     assert tiny.translate([huge], cfg) == tiny.translate([" ".join(huge.split()[:40])], cfg)
     assert max(seen) <= 2 * tiny.src_tok.longest_piece * 10 < len(huge) // 1000
     assert encode([huge])[0][:10] == encode([" ".join(huge.split()[:40])])[0][:10]  # the same first pieces
+
+
+def test_a_bad_line_in_a_pipe_comes_after_the_lines_before_it(tmp_path: Path) -> None:
+    """`--input <(...)`: a bad line lost the lines before it in its chunk (standard input kept them)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(b"red cat\nbig dog\nbad \xff\nsun\n"), daemon=True)
+    writer.start()
+    got = file_chunks(str(fifo))
+    assert next(got) == ["red cat", "big dog"]
+    with pytest.raises(CorpusError, match=r"pipe:3: invalid UTF-8"):
+        next(got)
+    writer.join(timeout=10)
+
+
+def test_the_truncation_warning_names_the_input_line(run_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Streamed a line at a time, lines 3 and 4 over max_src_len each warned "(first: sentence 1)"."""
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    lines = [["red cat"], ["big dog"], ["red cat big old dog"], ["new house tree small bird"]]
+    cfg = DecodeConfig(beam_size=1, max_src_len=3)
+    with caplog.at_level("WARNING", logger="seq2seq"):
+        stream_translate(translator, iter(lines), lambda s: None, lambda: None, cfg)
+    assert [r.getMessage().rsplit("(", 1)[1] for r in caplog.records] == ["first: sentence 3)", "first: sentence 4)"]
+
+
+def _budget_between(translator: Translator, fits: str, too_long: str, cfg: DecodeConfig) -> DecodeConfig:
+    """`cfg` with a memory budget that a search of `fits` stays within and one of `too_long` does not."""
+    from dataclasses import replace
+
+    from seq2seq.search_budget import OverBudget
+
+    for gb in (10.0 ** (-e / 8) for e in range(8, 72)):
+        tight = replace(cfg, memory_budget_gb=gb)
+        try:
+            translator.check_memory([too_long], tight)
+        except OverBudget:
+            translator.check_memory([fits], tight)
+            return tight
+    raise AssertionError("no budget between them")
+
+
+LONG = "red cat big old dog new house tree small bird green blue cat dog"
+
+
+def test_a_line_too_long_for_the_budget_is_named_after_the_lines_before_it(run_dir: Path) -> None:
+    """The memory refusal came per chunk, before any of its lines, naming no line ("about 0.0 GB ... over the
+    budget of 0.0 GB"): now the lines before it are translated and written, then `name:line`, in kB/MB."""
+    from seq2seq.translation.stream import Stopped
+
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    cfg = _budget_between(translator, "red cat", LONG, DecodeConfig(beam_size=8, batch_size=1, max_len_a=20.0))
+    out: list[str] = []
+    with pytest.raises(Stopped) as err:
+        stream_translate(translator, iter([["red cat"], ["big dog", LONG, "sun"]]), out.append, lambda: None, cfg,
+                         name="in.txt")  # fmt: skip
+    assert err.value.done == 2 and "".join(out).splitlines() == translator.translate(["red cat", "big dog"], cfg)
+    message = str(err.value)
+    assert message.startswith("in.txt:3: this search would need about ") and " 0.0 " not in message
+    assert f"over the budget of {cfg.memory_budget_gb * 1e6:.1f} MB" in message or "kB" in message
+    with pytest.raises(ConfigError, match=r"^sentence 2: this search would need"):  # the library names it too
+        translator.translate_nbest(["red cat", LONG], cfg)
+
+
+def test_a_file_line_too_long_for_the_budget_is_refused_before_any_work(run_dir: Path, tmp_path: Path, capsys,
+                                                                          monkeypatch) -> None:  # fmt: skip
+    """A regular file's chunks are checked in its first pass: the refusal comes before the first translation. From
+    standard input, the lines before it are translated, and kept in --output."""
+    from seq2seq.cli import main
+
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    cfg = _budget_between(translator, "red cat", LONG, DecodeConfig(beam_size=8, batch_size=1, max_len_a=20.0))
+    path, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    path.write_text(f"red cat\n{LONG}\nsun\n")
+    flags = ["translate", "--checkpoint", str(run_dir / "best.pt"), "--beam-size", "8", "--batch-size", "1",
+             "--max-len-a", "20", "--memory-budget-gb", repr(cfg.memory_budget_gb), "--quiet"]  # fmt: skip
+    assert main([*flags, "--input", str(path)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith(f"seq2seq translate: error: {path}:2: this search would need")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+    assert main([*flags, "--output", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"; {out} holds the translations of line 1")
+    assert out.read_text().splitlines() == translator.translate(["red cat"], cfg)
+
+
+def test_characters_that_make_no_piece_do_not_fill_the_cut_of_a_long_line(run_dir: Path) -> None:
+    """3,000 zero-width spaces before the words filled the cut that max_src_len sets (it counted them as
+    characters), and the line translated to ''."""
+    tiny = Translator.from_checkpoint(run_dir / "best.pt")
+    cfg = DecodeConfig(beam_size=1, max_src_len=3)
+    assert 3000 > 2 * tiny.src_tok.longest_piece * cfg.max_src_len
+    for blank in ("\u200b" * 3000, "\ufeff\x01" * 1500, "\u200b " * 1500):
+        assert tiny.translate([blank + "red cat big old dog"], cfg) == tiny.translate(["red cat big old dog"], cfg)
+        roomy = DecodeConfig(beam_size=1, max_src_len=30)  # the words within the cut: none of them cut off
+        assert tiny.translate([blank + "red cat big old dog"], roomy) == tiny.translate(["red cat big old dog"], roomy)

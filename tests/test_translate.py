@@ -103,7 +103,8 @@ def test_decode_options_as_keywords_equal_a_decode_config(translator: Translator
         (lambda t: t.translate(["red cat"], beam_sise=2), "did you mean 'beam_size'"),
         (lambda t: t.translate(["red cat"], beam_size="5"), "DecodeConfig.beam_size must be int, got str"),
         (lambda t: t.translate(["red cat"], {"beam_size": 2}), "cfg must be a DecodeConfig"),
-        (lambda t: t.translate("red cat", n_best=3), "for n_best, use translate_nbest"),  # was: the best only
+        (lambda t: t.translate("red cat", n_best=3), "not n_best=3: for n_best, use translate_nbest"),
+        (lambda t: t.translate(["red cat"], DecodeConfig(beam_size=3, n_best=3)), "for n_best, use translate_nbest"),
         (lambda t: t.translate_nbest("red cat"), r"translate_nbest\(\) takes a list of str \(for one sentence"),
         (lambda t: t.translate_aligned("red cat"), r"translate_aligned\(\) takes a list of str"),  # was: per letter
         (lambda t: t.translate_nbest(["red cat", 1]), "a list holding a int"),
@@ -138,6 +139,12 @@ def test_lines_without_a_piece_give_empty_output_not_an_invented_sentence(transl
     assert translator.translate(unknown) == [""] * 4  # were an invented sentence each
     assert translator.translate_nbest(invisible[:1]) == [[]]
     assert [str(a) for a in translator.translate_aligned(invisible[:1])] == ["[]"]
+    foreign = ["\U0001f642", "\u6771\u4eac", "\U0001f642 \u6771\u4eac"]  # characters the vocabulary lacks: <unk> alone
+    assert all(set(translator.src_tok.pieces(ids)) <= {"\u2581", "<unk>"} for ids in translator.src_tok.encode(foreign))
+    out = translator.translate([*foreign, "red cat"], beam_size=1)
+    assert out == ["", "", "", translator.translate("red cat", beam_size=1)]
+    assert translator.translate_nbest(foreign[:1]) == [[]]  # were an invented sentence each
+    assert translator.translate(["red \U0001f642 cat"]) != [""]  # a word beside them: translated
 
 
 def test_translation_does_not_mutate_its_input(translator: Translator) -> None:
@@ -226,6 +233,28 @@ def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> 
         assert out == Translator.from_checkpoint(tmp_path / "run" / "best.pt").translate(
             SENTENCES, DecodeConfig(beam_size=beam, batch_size=1, precision="fp32")
         )
+
+
+def test_a_model_of_another_language_pair_is_refused_when_languages_are_given(run_dir: Path, capsys) -> None:
+    """The checkpoint records xx -> yy: asking for yy -> xx is one ConfigError naming the file (a model of another
+    pair translated into nonsense); a side not asked for is not checked; a file recording none cannot be checked."""
+    from seq2seq.cli import main
+    from seq2seq.errors import ConfigError
+    from seq2seq.translation import load_translator
+    from seq2seq.translation.loading import check_languages
+
+    path = run_dir / "best.pt"
+    assert load_translator(path, languages=("xx", "yy")).src_lang == "xx"
+    assert load_translator(path, languages=(None, "YY")).tgt_lang == "yy"  # codes compared case-insensitively
+    with pytest.raises(ConfigError, match=rf"^{path} translates xx -> yy, not yy -> \? \(source language 'yy'\)"):
+        load_translator(path, languages=("yy", None))
+    tr = Translator.from_checkpoint(path)
+    tr.src_lang = None
+    with pytest.raises(ConfigError, match="records no source language, so 'xx' cannot be checked"):
+        check_languages(tr, "xx", None)
+    assert main(["translate", "--checkpoint", str(path), "--src", "xx", "--tgt", "zz", "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"seq2seq translate: error: {path} translates xx -> yy, not xx -> zz "
+                                       "(target language 'zz'): use a model of that language pair\n")  # fmt: skip
 
 
 def test_translate_nbest_takes_decode_options_as_keywords(translator: Translator) -> None:

@@ -66,31 +66,52 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_translate(args: argparse.Namespace) -> None:
     import time
 
-    from ..atomic import atomic_write, check_output
+    from ..atomic import check_output
     from ..machine import process
     from ..translation import load_translator
-    from ..translation.stream import NBEST_FORMATS, chunks, file_chunks, standard_input, stream_translate
+    from ..translation.stream import chunks, file_chunks, standard_input
 
     moses = args.nbest_format == "moses"  # scores printed with --n-best 1 too
     cfg = from_flags(DecodeConfig, args, _toml(args, "decode").get("decode"), scores_shown=moses)
     if args.nbest_format == "tsv" and cfg.n_best == 1:  # tsv lines are n-best lines: a plain output would ignore it
         raise ConfigError("--nbest-format tsv applies only with --n-best > 1 (index<TAB>score<TAB>text lines); "
                           "leave it out")  # fmt: skip
-    if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0) or a model file
-        check_output(args.output, inputs=[args.input if args.input else 0, *args.checkpoint])
+    if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0), a model or --config
+        check_output(args.output, inputs=[args.input if args.input else 0, *args.checkpoint, args.config])
     process.apply(process.ProcessSettings.for_decoding())
     started = time.perf_counter()
-    translator = load_translator(args.checkpoint, args.device, cfg)  # fails fast, before stdin is read
+    translator = load_translator(args.checkpoint, args.device, cfg, (args.src, args.tgt))  # fails before stdin is read
     loaded = time.perf_counter()
-    lines = file_chunks(args.input) if args.input else chunks(standard_input(), "<stdin>")
-    # --output: a temporary file renamed over it at the end (an interrupted run leaves the file as it was)
-    with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
-        n = stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet,
-                             args.nbest_format or NBEST_FORMATS[0], args.alignments)  # fmt: skip
+
+    def check(lines: list[str], first: int) -> None:  # a file's lines, before any work: too long for the budget?
+        translator.check_memory(lines, cfg, args.alignments, first)
+
+    lines = file_chunks(args.input, check=check) if args.input else chunks(standard_input(), "<stdin>")
+    n = _write_translations(args, translator, cfg, lines)
     seconds = time.perf_counter() - loaded  # reading, translating and writing (stdin: waiting for lines too)
     models = "the model" if len(args.checkpoint) == 1 else f"an ensemble of {len(args.checkpoint)} models"
     log.info("translated %d sentences in %.2f s (%.1f sentences/s; %s loaded in %.2f s)", n, seconds,
              n / max(seconds, 1e-9), models, loaded - started)  # fmt: skip
+
+
+def _write_translations(args: argparse.Namespace, translator: Any, cfg: DecodeConfig, lines: Any) -> int:
+    """`stream_translate` into --output (a temporary file renamed over it at the end: an interrupted run leaves
+    the file as it was) or standard output; a line refused once others are translated (`Stopped`) keeps those,
+    in --output too, and the error says so."""
+    from ..atomic import atomic_write
+    from ..errors import CorpusError
+    from ..translation.stream import NBEST_FORMATS, Stopped, stream_translate
+
+    nbest_format, name = args.nbest_format or NBEST_FORMATS[0], args.input or "<stdin>"
+    with atomic_write(args.output) if args.output else nullcontext(sys.stdout) as out:
+        try:
+            return stream_translate(translator, lines, out.write, out.flush, cfg, not args.quiet, nbest_format,
+                                    args.alignments, name)  # fmt: skip
+        except Stopped as err:
+            stopped = err
+    done = "line 1" if stopped.done == 1 else f"lines 1-{stopped.done}"
+    where = f"; {args.output} holds the translations of {done}" if args.output else ""
+    raise CorpusError(f"{stopped}{where}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="output file (default: stdout, streamed); written to a temporary file renamed "
                    "into place at the end, so Ctrl-C (exit 130) leaves the old file; never the input file")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
+    p.add_argument("--src", metavar="LANG", help="the input's language: refused unless the model file records it "
+                   "as its source language (another pair translates into nonsense) (default: not checked)")  # fmt: skip
+    p.add_argument("--tgt", metavar="LANG", help="the output's language, checked likewise (default: not checked)")
     p.add_argument("--config", help="TOML file with a [decode] table (other tables are refused)")
     p.add_argument("--nbest-format", choices=NBEST_FORMATS,
                    help="tsv: index<TAB>score<TAB>text lines, with --n-best > 1 (its default there); moses: "

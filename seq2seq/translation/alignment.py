@@ -10,7 +10,11 @@ word-level, as fast_align and Moses write them (`i-j`: source word i, target wor
    fills (SentencePiece writes `▁` `(` for a word of a rare first character), and a bare `▁` at the
    end belongs to the word before it. The EOS row and column belong to no word, nor do special
    output pieces (`<unk>`: detokenizing drops it). These words are the whitespace-separated tokens
-   of the source (after `text.clean`) and of the output.
+   of the source (after `text.clean`) and of the output. On the source side the tokens themselves
+   decide (`Tokenizer.word_of_pieces`: SentencePiece segments each token on its own), so that a
+   token that makes no piece (a zero-width space, which Python's `str.split` keeps as a token and
+   SentencePiece drops) keeps its index, with no link, and the indices stay those of the source's
+   tokens.
 2. Word-level weights. Source side: the **sum** of the word's pieces' weights. A row is a
    distribution over source pieces, so a word's share of it is the sum over its pieces; the
    maximum would count a word SentencePiece cut in three pieces of 0.2 each (0.6 of the attention)
@@ -87,18 +91,23 @@ def align(
     tgt_pieces: Sequence[str | None],
     src_words: Sequence[str] | None = None,
     tgt_words: Sequence[str] | None = None,
+    src_word_of: Sequence[int] | None = None,
 ) -> WordAlignment:
     """The word alignment of piece-level `attention` of shape (len(tgt_pieces) + 1, len(src_pieces) + 1):
     a row per output piece then the EOS step, a column per source piece then the source EOS (what the
     search keeps: `Hypothesis.attention`, its columns cut to the source's length). An output piece
     given as None is special (`<unk>`): in no word. `src_words`/`tgt_words`, the texts' whitespace
-    tokens, name the words when they are as many as the pieces' words (else the pieces' words do)."""
+    tokens, name the words when they are as many as the pieces' words (else the pieces' words do);
+    with `src_word_of`, the word of `src_words` each source piece belongs to, the source's words are
+    `src_words` (up to the last with a piece) whatever their pieces (`Tokenizer.word_of_pieces`)."""
     weights = np.asarray(attention, dtype=np.float32)
     shape = (len(tgt_pieces) + 1, len(src_pieces) + 1)
     if weights.shape != shape:
         raise ValueError(f"attention of shape {weights.shape} for {shape[0] - 1} output and {shape[1] - 1} "
                          f"source pieces: expected {shape} (the EOS row and column included)")  # fmt: skip
     src_of, src_text = piece_words(src_pieces)
+    if src_word_of is not None:  # up to the last word with a piece: a truncated source's rest was not searched
+        src_of, src_text = list(src_word_of), list(src_words or ())[: max(src_word_of, default=-1) + 1]
     tgt_of, tgt_text = piece_words(tgt_pieces)
     src_names = list(src_words) if src_words is not None and len(src_words) == len(src_text) else src_text
     tgt_names = list(tgt_words) if tgt_words is not None and len(tgt_words) == len(tgt_text) else tgt_text

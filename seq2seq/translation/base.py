@@ -7,15 +7,20 @@ per sentence's beams. Torch-free, so that translating with an exported model nev
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from ..search import search
+from ..search_budget import OverBudget, check_search
 from ..text import clean, has_content
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..config import DecodeConfig
     from ..search import Engine, Hypothesis
     from ..tokenizer import Tokenizer
@@ -90,12 +95,37 @@ def decode_config(cfg: DecodeConfig | None, options: dict[str, Any]) -> DecodeCo
     return out
 
 
-def _cut(text: str, cap: int) -> str:
-    """`text` up to `cap` characters: at its last space past half of them, else at `cap`."""
+@contextmanager
+def _numbered(live: list[int], first: int) -> Iterator[None]:
+    """An `OverBudget` naming a source (its index among the searched ones) names its sentence instead, counted
+    from `first`."""
+    try:
+        yield
+    except OverBudget as err:
+        if err.index is None:
+            raise
+        raise OverBudget(err.reason, first + live[err.index]) from None
+
+
+def _cut(text: str, cap: int, blank: Iterable[str] = ()) -> str:
+    """`text` up to `cap` characters, at its last space past half of them, else at the cap-th. Characters of
+    `blank` (which make no piece) are not counted, and where there are some, nor are spaces (a space next to one
+    may make no piece either)."""
     if len(text) <= cap:
         return text
-    space = text.rfind(" ", 0, cap)
-    return text[:space] if space >= cap // 2 else text[:cap]
+    skip = re.escape("".join(sorted({*blank, " "}))) if blank else ""
+
+    def end(n: int) -> int:  # where the n-th counted character ends
+        if not skip:
+            return n
+        found = re.match(f"(?:[{skip}]*[^{skip}]){{{n}}}", text)
+        return found.end() if found else len(text)
+
+    stop = end(cap)
+    if stop == len(text):  # fewer than `cap` counted
+        return text
+    space = text.rfind(" ", end(cap // 2), stop)
+    return text[:space] if space >= 0 else text[:stop]
 
 
 class Translating:
@@ -126,36 +156,59 @@ class Translating:
         cfg: DecodeConfig | None = None,
         keep_attention: bool = False,
         progress: bool = False,
+        first: int = 0,
         **options: Any,
     ) -> list[list[tuple[str, Hypothesis]]]:
         """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses. Decode
-        options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`)."""
+        options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`). Messages number the
+        sentences from `first` + 1 (`seq2seq translate`: its input's line numbers); a search over the memory
+        budget is an `OverBudget` naming its longest sentence, or none for the n-best lists of them all."""
         cfg = decode_config(cfg, options)
         _check_sentences(sentences, "translate_nbest")
-        texts = [clean(s) if has_content(s) else "" for s in sentences]  # NUL, soft hyphens, BOMs only: blank
-        texts = [self._cut_source(s, cfg) for s in texts]
-        encoded = self.src_tok.encode([s for s in texts if s])
-        live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if ids]  # no pieces: no words
-        src_ids = [ids for ids in encoded if ids]
+        live, src_ids = self._sources(sentences, cfg)
+        with _numbered(live, first):
+            found = self.search(src_ids, cfg, keep_attention, progress)
         long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
         if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
             msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
-            log.warning(msg, len(long), len(sentences), cfg.max_src_len, long[0] + 1)
-        found = self.search(src_ids, cfg, keep_attention, progress)
+            log.warning(msg, len(long), len(sentences), cfg.max_src_len, first + long[0] + 1)
         decoded = iter(self.tgt_tok.decode([h.ids for hyps in found for h in hyps]))  # one batched call
         out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
         for i, hyps in zip(live, found):
             out[i] = [(next(decoded), h) for h in hyps]
         return out
 
+    def check_memory(self, sentences: Sequence[str], cfg: DecodeConfig, keep_attention: bool = False,
+                     first: int = 0) -> None:  # fmt: skip
+        """The `OverBudget` that `translate_nbest` would raise for these arguments, without searching."""
+        live, src_ids = self._sources(sentences, cfg)
+        with _numbered(live, first):
+            check_search(self.search_engine(cfg), src_ids, cfg, keep_attention)
+
+    def _sources(self, sentences: Sequence[str], cfg: DecodeConfig) -> tuple[list[int], list[list[int]]]:
+        """The sentences that hold words, and their piece ids (a line of NUL, soft hyphens or BOMs, of no piece,
+        or of <unk> alone holds none: an empty line, not an invented one)."""
+        texts = [self._cut_source(clean(s), cfg) if has_content(s) else "" for s in sentences]
+        encoded = self.src_tok.encode([s for s in texts if s])
+        words = self.src_tok.has_words
+        live = [i for i, ids in zip([i for i, s in enumerate(texts) if s], encoded) if words(ids)]
+        return live, [ids for ids in encoded if words(ids)]
+
     def _cut_source(self, text: str, cfg: DecodeConfig) -> str:
         """`text` cut to what max_src_len keeps before encoding (a 25 MB line held ~26 bytes per byte): pieces
         never span a space, and half the cut holds max_src_len of the longest pieces, so the kept pieces are
-        the same."""
-        return _cut(text, 2 * self.src_tok.longest_piece * cfg.max_src_len)
+        the same. Characters that make no piece (zero-width spaces, `Tokenizer.no_piece`) are not counted: 3,000
+        of them before the words filled the cut, and the line translated to ''."""
+        cap = 2 * self.src_tok.longest_piece * cfg.max_src_len
+        return _cut(text, cap, self.src_tok.no_piece(text) if len(text) > cap else ())
 
     def translate_aligned(
-        self, sentences: Sequence[str], cfg: DecodeConfig | None = None, progress: bool = False, **options: Any
+        self,
+        sentences: Sequence[str],
+        cfg: DecodeConfig | None = None,
+        progress: bool = False,
+        first: int = 0,
+        **options: Any,
     ) -> list[list[Aligned]]:
         """The n-best hypotheses per sentence as `Aligned(text, hypothesis, alignment)`: `str(alignment)`
         is the fast_align/Moses line `0-0 2-1 1-2` of its word alignment (alignment.py: the rule)."""
@@ -164,18 +217,18 @@ class Translating:
 
         cfg = decode_config(cfg, options)
         _check_sentences(sentences, "translate_aligned")
-        nbest = self.translate_nbest(sentences, cfg, keep_attention=True, progress=progress)
+        nbest = self.translate_nbest(sentences, cfg, keep_attention=True, progress=progress, first=first)
         live = [i for i, hyps in enumerate(nbest) if hyps]
         texts = [self._cut_source(clean(sentences[i]), cfg) for i in live]  # what the search saw, not the line
         out: list[list[Aligned]] = [[] for _ in sentences]
         for i, text, ids in zip(live, texts, self.src_tok.encode(texts)):
             ids = ids[: cfg.max_src_len]  # the search's truncation
-            src_pieces = self.src_tok.pieces(ids)
+            src_pieces, src_of = self.src_tok.pieces(ids), self.src_tok.word_of_pieces(text.split(), ids)
             for out_text, hyp in nbest[i]:
                 tgt_pieces = [p if t > EOS_ID else None for t, p in zip(hyp.ids, self.tgt_tok.pieces(hyp.ids))]
                 weights = hyp.attention[:, : len(ids) + 1]  # the batch's padding columns cut
                 out[i].append(Aligned(out_text, hyp, align(weights, src_pieces, tgt_pieces, text.split(),
-                                                           out_text.split())))  # fmt: skip
+                                                           out_text.split(), src_of)))  # fmt: skip
         return out
 
     @overload
@@ -189,10 +242,12 @@ class Translating:
     ) -> str | list[str]:
         """A sentence's translation (a str gives a str), or one per sentence in order (a list gives a
         list); an empty sentence translates to ''. Decode options as a `DecodeConfig` and/or keywords
-        (`beam_size=5`): keywords override `cfg`'s fields; a wrong name or type raises TypeError."""
-        if options.get("n_best", 1) != 1:
-            raise TypeError("translate() gives each sentence's best translation: for n_best, use translate_nbest()")
+        (`beam_size=5`): keywords override `cfg`'s fields; a wrong name or type raises TypeError, and so does
+        an n_best other than 1 (keyword or `cfg`'s: its search would be paid for and all but the best dropped)."""
         cfg = decode_config(cfg, options)
+        if cfg.n_best != 1:
+            raise TypeError(f"translate() gives each sentence's best translation, not n_best={cfg.n_best}: for n_best, "
+                            "use translate_nbest()")  # fmt: skip
         if isinstance(sentences, str):
             return self.translate([sentences], cfg)[0]
         _check_sentences(sentences, "translate", one=True)

@@ -67,10 +67,14 @@ def load_model(path: str | Path, device: str = "cpu") -> Translating:
 
 
 def load_translator(
-    path: str | Path | Sequence[str | Path], device: str = "cpu", cfg: DecodeConfig | None = None
+    path: str | Path | Sequence[str | Path],
+    device: str = "cpu",
+    cfg: DecodeConfig | None = None,
+    languages: tuple[str | None, str | None] = (None, None),
 ) -> Translating:
     """The translator for a model file, or for a list of them (one: that file's; several: an
-    `EnsembleTranslator`), checked against `cfg` (one-line errors before any input is read)."""
+    `EnsembleTranslator`), checked against `cfg` and the (source, target) `languages` asked for, where given
+    (`check_languages`; one-line errors before any input is read)."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths:
         raise ConfigError("no model file given")
@@ -82,4 +86,21 @@ def load_translator(
 
         translator = EnsembleTranslator([load_model(p, device) for p in paths], paths)
     translator.check(cfg or DecodeConfig())
+    name = str(paths[0]) if len(paths) == 1 else f"the ensemble of {', '.join(str(p) for p in paths)}"
+    check_languages(translator, *languages, name=name)
     return translator
+
+
+def check_languages(translator: Translating, src: str | None, tgt: str | None, name: str = "the model") -> None:
+    """A ConfigError unless the model file says it translates `src` into `tgt` (None: not asked): a model of
+    another pair translates all the same, into nonsense (en input to a de-en model scored BLEU 0.05, exit 0).
+    A file that records no language cannot be checked: asking is refused too, rather than ignored."""
+    pair = f"{translator.src_lang or '?'} -> {translator.tgt_lang or '?'}"
+    for side, asked, recorded in (("source", src, translator.src_lang), ("target", tgt, translator.tgt_lang)):
+        if asked is None:
+            continue
+        if recorded is None:
+            raise ConfigError(f"{name} records no {side} language, so {asked!r} cannot be checked: leave it out")
+        if asked.lower() != recorded.lower():
+            raise ConfigError(f"{name} translates {pair}, not {src or '?'} -> {tgt or '?'} ({side} language "
+                              f"{asked!r}): use a model of that language pair")  # fmt: skip

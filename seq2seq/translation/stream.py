@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import ConfigError, CorpusError
+from ..search_budget import OverBudget
 from ..text import byte_lines, decode_line, iter_lines
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from ..config import DecodeConfig
     from .base import Translating
@@ -72,23 +73,68 @@ def _read(stream: IO[bytes] | int, name: str, lines: queue.Queue, budget: _Budge
         lines.put(err)
 
 
-def file_chunks(path: str, chunk: int = 4 * CHUNK) -> Iterator[list[str]]:
+class Stopped(CorpusError):
+    """A line refused (bad UTF-8, too long for the memory budget) after the `done` lines before it were translated
+    and written."""
+
+    def __init__(self, message: str, done: int) -> None:
+        super().__init__(message)
+        self.done = done
+
+
+def file_chunks(
+    path: str, chunk: int = 4 * CHUNK, check: Callable[[list[str], int], object] | None = None
+) -> Iterator[list[str]]:
     """The lines of file `path` in lists of `chunk` or of CHUNK_BYTES (memory bounded by a chunk's lines and
-    results, not the file's). A regular file is checked whole first (bad UTF-8 or a NUL named by line before
-    any translation); a pipe is read once, a chunk at a time."""
+    results, not the file's). A regular file is checked whole first, before any translation: bad UTF-8 or a
+    NUL named by line, and with `check(lines, first)` each chunk as `in_parts` will run it (a line too long for
+    the memory budget: `Translating.check_memory`). A pipe is read once, a chunk at a time; a bad line ends it
+    after the chunk of the lines before it."""
     if Path(path).is_file():
-        for _ in iter_lines(path):
-            pass
+        first = 0
+        for lines in _chunked(iter_lines(path), chunk):
+            if check is not None:
+                in_parts(check, lines, first, path)
+            first += len(lines)
+    yield from _chunked(iter_lines(path), chunk)
+
+
+def _chunked(lines: Iterable[str], chunk: int) -> Iterator[list[str]]:
+    """`lines` in lists of `chunk` or of CHUNK_BYTES; an error reading them comes after the lines before it."""
     batch: list[str] = []
     size = 0
-    for line in iter_lines(path):
-        batch.append(line)
-        size += len(line)
-        if len(batch) == chunk or size >= CHUNK_BYTES:
+    try:
+        for line in lines:
+            batch.append(line)
+            size += len(line)
+            if len(batch) == chunk or size >= CHUNK_BYTES:
+                yield batch
+                batch, size = [], 0
+    except Exception:
+        if batch:
             yield batch
-            batch, size = [], 0
+        raise
     if batch:
         yield batch
+
+
+def in_parts(run: Callable[[list[str], int], object], lines: list[str], first: int, name: str) -> None:
+    """`run(part, first line's index)` over `lines` (the input's lines from index `first`), in order, in parts the
+    memory budget allows: where the n-best lists of a part would not fit (`OverBudget` naming no line) it is halved;
+    a line whose search cannot fit ends it, once the lines before it have run, as a ConfigError naming
+    `name:line`."""
+    try:
+        run(lines, first)
+    except OverBudget as err:
+        if err.index is None and len(lines) > 1:
+            half = len(lines) // 2
+            in_parts(run, lines[:half], first, name)
+            in_parts(run, lines[half:], first + half, name)
+            return
+        index = first if err.index is None else err.index
+        if index > first:
+            in_parts(run, lines[: index - first], first, name)
+        raise ConfigError(f"{name}:{index + 1}: {err.reason}") from None
 
 
 def standard_input() -> IO[bytes] | int:
@@ -160,13 +206,13 @@ def output_lines(
     if nbest_format not in NBEST_FORMATS:
         raise ConfigError(f"unknown n-best format {nbest_format!r}; choose from {', '.join(NBEST_FORMATS)}")
     if alignments:
-        found = translator.translate_aligned(sentences, cfg, progress=progress)
+        found = translator.translate_aligned(sentences, cfg, progress=progress, first=first_index)
         if nbest_format == "moses":
             return [f"{i} ||| {a.text} ||| LogProb= {a.hypothesis.log_prob:.4f} ||| {a.hypothesis.score:.4f} "
                     f"||| {a.alignment}" for i, hyps in enumerate(found, first_index) for a in hyps]  # fmt: skip
         nbest = [[(f"{a.text} ||| {a.alignment}", a.hypothesis) for a in hyps] for hyps in found]
     else:
-        nbest = translator.translate_nbest(sentences, cfg, progress=progress)
+        nbest = translator.translate_nbest(sentences, cfg, progress=progress, first=first_index)
     if nbest_format == "moses":
         return [f"{i} ||| {text} ||| LogProb= {h.log_prob:.4f} ||| {h.score:.4f}"
                 for i, hyps in enumerate(nbest, first_index) for text, h in hyps]  # fmt: skip
@@ -184,14 +230,27 @@ def stream_translate(
     progress: bool = True,
     nbest_format: str = "tsv",
     alignments: bool = False,
+    name: str = "<stdin>",
 ) -> int:
-    """Translate each chunk as it comes and write its output lines (`output_lines`:
-    n-best lines keep the input's global line index; `alignments`: ` ||| 0-0 1-1` after each text);
-    returns the number of input lines. A progress bar (on a terminal) for chunks of 256 lines and more."""
+    """Translate each chunk as it comes, in parts its results fit the memory budget in (`in_parts`), and write
+    its output lines (`output_lines`: n-best lines keep the input's global line index; `alignments`: ` ||| 0-0 1-1`
+    after each text); returns the number of input lines. A line refused (bad UTF-8, a search too large for the
+    memory budget; `name:line`) once lines are written is `Stopped`. A progress bar (on a terminal) for parts of
+    256 lines and more."""
     done = 0
-    for batch in chunks_:
-        out = output_lines(translator, batch, cfg, progress and len(batch) >= 256, done, nbest_format, alignments)
+
+    def run(lines: list[str], first: int) -> None:
+        nonlocal done
+        out = output_lines(translator, lines, cfg, progress and len(lines) >= 256, first, nbest_format, alignments)
         write("".join(line + "\n" for line in out))
         flush()
-        done += len(batch)
+        done = first + len(lines)
+
+    try:
+        for batch in chunks_:
+            in_parts(run, batch, done, name)
+    except (CorpusError, ConfigError) as err:
+        if done:
+            raise Stopped(str(err), done) from None
+        raise
     return done
