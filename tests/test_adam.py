@@ -231,6 +231,12 @@ def test_state_for_other_parameters_is_refused_by_name() -> None:
     for state, message in broken:
         with pytest.raises(ValueError, match=message):
             Adam(_params(), lr=1e-2).load_state_dict(state)
+    # torch.optim.Adam takes a tensor lr (and betas): its state loads, as numbers
+    theirs = torch.optim.Adam(_params(), lr=torch.tensor(1e-3), betas=(torch.tensor(0.8), torch.tensor(0.9)))
+    mine = Adam(_params(), lr=1e-2)
+    mine.load_state_dict(theirs.state_dict())
+    group = mine.param_groups[0]
+    assert group["lr"] == pytest.approx(1e-3) and group["betas"] == (pytest.approx(0.8), pytest.approx(0.9))
 
 
 def test_a_training_update_never_imports_torch_dynamo() -> None:

@@ -235,7 +235,7 @@ class Stub:
     def __init__(self, nbest: list[list[tuple[str, Hypothesis]]]) -> None:
         self.nbest = nbest
 
-    def translate_nbest(self, sentences, cfg, progress=False):  # noqa: ANN001, ANN201
+    def translate_nbest(self, sentences, cfg, progress=False, first=0):  # noqa: ANN001, ANN201
         return self.nbest
 
 

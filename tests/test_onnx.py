@@ -543,18 +543,22 @@ def test_every_manifest_field_is_checked_and_named(exported: Path, tmp_path: Pat
 
 
 def test_export_writes_no_manifest_its_reader_would_refuse(run_dir: Path, tmp_path: Path, capsys) -> None:
-    """A checkpoint's languages are whatever --src and --tgt were: one that is no language code (a space in it)
-    is refused when exporting, not written into a file that would not load."""
+    """A checkpoint's languages are whatever --src and --tgt were: any printable code (`sr@latin`, which preprocess
+    and train take) exports and loads; one that is not printable is refused when exporting, not written into a
+    file that would not load."""
     from seq2seq.checkpoint import read_model, write_model_checkpoint
 
-    odd = tmp_path / "odd.pt"
-    write_model_checkpoint(odd, dataclasses.replace(read_model(run_dir / "best.pt"), src_lang="de en"))
-    out = tmp_path / "m.onnx.zip"
+    saved = read_model(run_dir / "best.pt")
+    odd, out = tmp_path / "odd.pt", tmp_path / "m.onnx.zip"
+    write_model_checkpoint(odd, dataclasses.replace(saved, src_lang="de\nlicense: mit"))
     assert main(["export", "--checkpoint", str(odd), "--out", str(out)]) == 2
     assert capsys.readouterr().err == (f"seq2seq export: error: {odd}: cannot be exported: its {MANIFEST} has "
-                                       "src_lang 'de en', not a language code (letters, digits, '_', '-', '.', at "
-                                       "most 100)\n")  # fmt: skip
+                                       "src_lang 'de\\nlicense: mit', not a language code (1 to 100 printable "
+                                       "characters)\n")  # fmt: skip
     assert not out.exists()
+    write_model_checkpoint(odd, dataclasses.replace(saved, src_lang="sr@latin"))  # refused by a stricter rule once
+    assert main(["export", "--checkpoint", str(odd), "--out", str(out), "-q"]) == 0
+    assert OnnxTranslator.load(out).src_lang == "sr@latin"
 
 
 def test_the_model_config_is_the_graphs_sizes(exported: Path, tmp_path: Path) -> None:

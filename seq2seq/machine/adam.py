@@ -165,7 +165,7 @@ def _loaded_hyper(group: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]
     """lr, betas and eps of a saved parameter group (this Adam's own where the group has none), each
     checked: a finite lr >= 0, two betas in [0, 1), a finite eps > 0 (any other value makes the first
     update NaN or divides by zero)."""
-    lr, betas, eps = (group.get(k, mine[k]) for k in ("lr", "betas", "eps"))
+    lr, betas, eps = (_number(group.get(k, mine[k])) for k in ("lr", "betas", "eps"))
     if not _real(lr) or not 0 <= lr < math.inf:
         raise ValueError(f"optimizer state has lr={lr!r}; it must be a finite number >= 0")
     if not isinstance(betas, (list, tuple)) or len(betas) != 2 or not all(_real(b) and 0 <= b < 1 for b in betas):
@@ -173,6 +173,13 @@ def _loaded_hyper(group: dict[str, Any], mine: dict[str, Any]) -> dict[str, Any]
     if not _real(eps) or not 0 < eps < math.inf:
         raise ValueError(f"optimizer state has eps={eps!r}; it must be a finite number > 0")
     return {"lr": lr, "betas": tuple(betas), "eps": eps}
+
+
+def _number(x: Any) -> Any:
+    """A one-element tensor as its float (torch.optim.Adam takes a tensor lr); tuples and lists element-wise."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(_number(v) for v in x)
+    return float(x) if isinstance(x, torch.Tensor) and x.numel() == 1 and x.dtype.is_floating_point else x
 
 
 def _real(x: Any) -> bool:

@@ -147,7 +147,6 @@ def _parts(z: zipfile.ZipFile, path: str | Path) -> dict[str, bytes]:
 # --- the manifest
 
 
-LANGUAGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a language code, as the corpus files' suffix
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -160,7 +159,8 @@ def _names(value: Any) -> bool:
 
 
 def _language(value: Any) -> bool:
-    return isinstance(value, str) and bool(LANGUAGE.fullmatch(value))
+    """Whatever preprocess took as --src/--tgt (the corpus files' suffix: `pt_BR`, `sr@latin`), printable."""
+    return isinstance(value, str) and 0 < len(value) <= 100 and value.isprintable()
 
 
 def _digests(value: Any) -> bool:
@@ -176,8 +176,8 @@ _NAMES = "a list of the graph's input or output names"
 # The manifest's fields besides format and version: (required, the check of its value, what the value must be)
 _FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "model_config": (True, lambda v: isinstance(v, dict), "an object (the model's settings)"),
-    "src_lang": (True, _language, "a language code (letters, digits, '_', '-', '.', at most 100)"),
-    "tgt_lang": (True, _language, "a language code (letters, digits, '_', '-', '.', at most 100)"),
+    "src_lang": (True, _language, "a language code (1 to 100 printable characters)"),
+    "tgt_lang": (True, _language, "a language code (1 to 100 printable characters)"),
     "quantize": (True, lambda v: isinstance(v, str) and v in ("none", *QUANTIZE), f"none or {' or '.join(QUANTIZE)}"),
     "step_inputs": (True, _names, _NAMES),
     "step_outputs": (True, _names, _NAMES),
