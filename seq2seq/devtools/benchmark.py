@@ -53,16 +53,19 @@ def gemm_gflop_s(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> flo
 
 
 def flops_per_tgt_token(cfg: ModelConfig, tgt_vocab: int, src_len: float, tgt_len: float) -> float:
-    """Matmul FLOPs (forward + backward = 3x forward) per target token, for mean lengths (+EOS/BOS)."""
+    """Matmul FLOPs (forward + backward = 3x forward) per target token, for mean lengths (+EOS/BOS): per
+    target token the decoder RNN, attention (Bahdanau: its query projection), the combine layer and the
+    output layer; per source token the encoder RNNs and the attention keys; per sentence the bridges."""
     e, he, hd, gates = cfg.emb_size, cfg.enc_hidden, cfg.dec_hidden, {"lstm": 4, "gru": 3, "rnn": 1}[cfg.cell]
     enc = sum(2 * 2 * gates * he * ((e if layer == 0 else 2 * he) + he) for layer in range(cfg.enc_layers))
     keys = 0 if cfg.attention == "dot" else 2 * 2 * he * hd
     dec_in = e * (2 if cfg.input_feeding else 1)
     dec = sum(2 * gates * hd * ((dec_in if layer == 0 else hd) + hd) for layer in range(cfg.dec_layers))
-    attend = 2 * src_len * (hd + 2 * he) + (2 * src_len * hd * hd if cfg.attention == "bahdanau" else 0)
+    attend = 2 * src_len * (hd + 2 * he) + (2 * hd * hd if cfg.attention == "bahdanau" else 0)
     per_tgt = dec + attend + 2 * (hd + 2 * he) * e + 2 * e * tgt_vocab
     per_src = enc + keys
-    return 3 * (per_tgt + per_src * src_len / tgt_len)
+    bridges = (2 if cfg.cell == "lstm" else 1) * 2 * 2 * he * hd  # (h, c) from the encoder's final (2He) state
+    return 3 * (per_tgt + (per_src * src_len + bridges) / tgt_len)
 
 
 def _seq2seq(*args: str) -> list[str]:
