@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from seq2seq.batches import Batch
 from seq2seq.config import ModelConfig, TrainConfig
 from seq2seq.devtools import benchmark
+from seq2seq.errors import CorpusError
 from seq2seq.machine import hardware
 from seq2seq.model import Seq2Seq
 from seq2seq.objective import forward_backward
@@ -129,3 +130,10 @@ def test_the_flop_formula_counts_what_a_training_update_multiplies(cfg: ModelCon
         counted += cfg.enc_layers * 2 * rows * 2 * 3 * he * he
     formula = benchmark.flops_per_tgt_token(cfg, tgt_vocab, src_len, tgt_len) * batch.n_tokens
     assert formula == pytest.approx(counted, rel=1e-9)
+
+
+def test_scores_need_one_reference_per_output_line(tmp_path: Path) -> None:
+    (tmp_path / "bench-greedy.txt").write_text("a dog\ntwo dogs\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="bench-greedy.txt: 2 lines for 3 references"):
+        benchmark._quality(tmp_path, "greedy", "greedy", ["a dog", "two dogs", "a cat"])
+    assert benchmark._quality(tmp_path, "greedy", "greedy", ["a dog", "two dogs"])["chrf_greedy"] == 100.0

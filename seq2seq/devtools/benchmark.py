@@ -178,17 +178,21 @@ def _timed(tr: Any, path: Path, setting: Setting, sents: list[str], out_dir: Pat
 
 
 def _quality(out_dir: Path, key: str, reference: str, refs: list[str] | None) -> dict[str, Any]:
-    """Lines identical to the torch fp32 path's (`reference` key), and BLEU/chrF against `refs`."""
+    """Lines identical to the torch fp32 path's (`reference` key), and BLEU/chrF against `refs` (one a line)."""
+    from ..errors import CorpusError
     from ..metrics import score
 
     ours = read_lines(out_dir / f"bench-{key}.txt")
+    if refs is not None and len(ours) != len(refs):
+        raise CorpusError(f"{out_dir / f'bench-{key}.txt'}: {len(ours)} lines for {len(refs)} references: "
+                          "BLEU would pair the wrong lines")  # fmt: skip
     result: dict[str, Any] = {}
     if key != reference:
         result[f"translate_same_lines_{key}"] = sum(
             a == b for a, b in zip(ours, read_lines(out_dir / f"bench-{reference}.txt"))
         )
     if refs is not None:
-        scores = score(ours, refs[: len(ours)])
+        scores = score(ours, refs)
         result[f"bleu_{key}"], result[f"chrf_{key}"] = round(scores.bleu, 2), round(scores.chrf, 2)
         result.setdefault("bleu_signature", scores.get("bleu").signature)
     return result
@@ -319,16 +323,19 @@ def compare(result: dict[str, Any], peers: dict[str, dict[str, float]]) -> dict[
 
 def _check_inputs(corpus: Corpus, checkpoint: str | Path | None, test_split: str, peers: str | Path | None) -> None:
     """What the benchmark reads only after minutes of training, checked before it: the peers.json, the model
-    (loaded once), and the test split's source file it translates."""
+    (loaded once), and the test split's source file it translates (and its references, one a line)."""
     from ..errors import CorpusError
 
     if peers is not None:
         read_peers(Path(peers))
     if checkpoint is not None:
         _load(checkpoint)  # a missing or damaged file: a one-line CheckpointError
-    src = corpus.data / f"{test_split}.{corpus.src}"
+    src, ref = (corpus.data / f"{test_split}.{lang}" for lang in (corpus.src, corpus.tgt))
     if not src.is_file():
         raise CorpusError(f"{src}: no such file (the --test-split {test_split} that the benchmark translates)")
+    if ref.is_file() and (refs := len(read_lines(ref))) != (sents := len(read_lines(src))):
+        raise CorpusError(f"{ref}: {refs} lines, {src} {sents}: the translations are scored against one "
+                          "reference per source line")  # fmt: skip
 
 
 def run_benchmark(
