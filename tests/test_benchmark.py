@@ -357,12 +357,13 @@ def test_translation_children_and_onnx_sessions_run_on_the_benchmark_s_threads(
     """The peer translates with OMP_NUM_THREADS=2: so do the benchmark's `seq2seq translate` children (and on
     that many cores, where there are more: ONNX Runtime makes a thread per usable core), and its ONNX engine."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")  # the benchmark's own decoding setting
     show = "import os; print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('MKL_NUM_THREADS'), " \
-           "len(os.sched_getaffinity(0)))"  # fmt: skip
+           "len(os.sched_getaffinity(0)), os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'))"  # fmt: skip
     benchmark._run_child([sys.executable, "-c", show], tmp_path / "one.log", threads=1)
-    assert (tmp_path / "one.log").read_text().split() == ["1", "1", "1"]
+    assert (tmp_path / "one.log").read_text().split() == ["1", "1", "1", "None"]
     benchmark._run_child([sys.executable, "-c", show], tmp_path / "all.log")
-    assert (tmp_path / "all.log").read_text().split() == ["None", "None", str(len(os.sched_getaffinity(0)))]
+    assert (tmp_path / "all.log").read_text().split() == ["None", "None", str(len(os.sched_getaffinity(0))), "None"]
     loaded = []
     monkeypatch.setattr(onnx_model, "is_onnx_model", lambda path: True)
     monkeypatch.setattr(onnx_model.OnnxTranslator, "load", lambda path, threads=0: loaded.append(threads) or

@@ -77,6 +77,9 @@ def _seq2seq(*args: str) -> list[str]:
     return [sys.executable, "-m", "seq2seq", *args]
 
 
+_NOT_INHERITED = ("PYTHONDONTWRITEBYTECODE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
 def _run_child(cmd: list[str], log: Path, threads: int = 0) -> tuple[float, float]:
     """Run a command; return its wall seconds and peak RSS in MiB (of that process alone).
 
@@ -85,8 +88,10 @@ def _run_child(cmd: list[str], log: Path, threads: int = 0) -> tuple[float, floa
     seq2seq's sources at every start would add 0.05-0.1 s to each whole-process figure. The warm-up
     runs, which are not counted, write the cache. `threads` > 0: the child runs with OMP_NUM_THREADS and
     MKL_NUM_THREADS at that (torch's threads, as the peer's `run.sh` runs it) and, where this process may
-    run on more cores, on that many of them (ONNX Runtime makes a thread per usable core)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run on more cores, on that many of them (ONNX Runtime makes a thread per usable core). The primitive-cache
+    sizes this process set for its own decoding (`process.limit_onednn_cache`) are not passed on: a training
+    child sets training's, before its first primitive, as it does when started alone."""
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     cores: list[int] = []
     if threads:
         env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
