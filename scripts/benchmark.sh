@@ -3,7 +3,8 @@
 # Knobs: DATA (default data/multi30k), OUT (default checkpoints/benchmark), PEERS (default
 # $PEERS_HOME/peers.json, written on this machine by ../shared/peers/run.sh, else ../shared/peers.json).
 # Ratios come only against a peers entry measured on a machine like this one (same CPU model, capability
-# and native bf16); any other entry is reported as skipped. Flags: --quick, --checkpoint C.
+# and native bf16); any other entry is reported as skipped. Flags: --quick, --checkpoint C, --input-feeding
+# (train with the peer's input feeding: the JSON's architectures say what each side trained).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 DATA=${DATA:-data/multi30k} SRC=de TGT=en

@@ -4,7 +4,7 @@
 # one JSON object (also saved to $OUT/side_by_side.json). Needs the peer installed by
 # ../shared/peers/run.sh (PEERS_HOME, default ${TMPDIR:-/tmp}/seq2seq-peers). About 25 minutes at the
 # defaults; run it alone. Knobs: DATA (default data/multi30k), OUT (default checkpoints/side_by_side),
-# PEER_CONFIG (default ../shared/peers/configs/onmt_lstm.yaml). Flags: --rounds N, --slice S, --peer-warmup S, --warmup S.
+# PEER_CONFIG (default ../shared/peers/configs/onmt_lstm.yaml). Flags: --rounds N, --slice S (30-600), --peer-warmup S, --warmup S.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 DATA=${DATA:-data/multi30k} SRC=de TGT=en

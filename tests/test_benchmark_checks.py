@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         (["--peers", "DATA/test.de"], "--peers DATA/test.de:1: not JSON"),
         (["--peers", "DATA/list.json"], "not a peers.json"),
         (["--test-split", "nosuch"], "DATA/nosuch.de: no such file"),
+        (["--test-split", "short"], "DATA/short.en: 1 lines, DATA/short.de 2: the translations are scored"),
     ],
 )
 def test_benchmark_refuses_its_inputs_before_training(
@@ -38,6 +39,8 @@ def test_benchmark_refuses_its_inputs_before_training(
     data.mkdir()
     for name in ("train.de", "train.en", "test.de", "test.en"):
         (data / name).write_text("ein Hund\n", encoding="utf-8")
+    (data / "short.de").write_text("ein Hund\nzwei Hunde\n", encoding="utf-8")
+    (data / "short.en").write_text("a dog\n", encoding="utf-8")
     (data / "list.json").write_text(json.dumps({"machines": {"a": 1}}))
     given = [f.replace("DATA", str(data)) for f in flags]
     argv = ["benchmark", "--data", str(data), "--out", str(tmp_path / "bench"), "--test-split", "test", *given]

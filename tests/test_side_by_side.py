@@ -31,12 +31,18 @@ def test_onmt_progress_counts_target_tokens_per_step_since_the_previous_line(tmp
     assert t1 - t0 == pytest.approx(8.5)
 
 
-def test_slice_rates_leave_out_the_intervals_that_span_a_stop() -> None:
-    points = [(0.0, 0.0), (1.0, 100.0), (2.0, 200.0),  # 100 tok/s, then stopped for 50 s
-              (52.0, 210.0), (53.0, 510.0), (55.0, 1110.0),  # 300 tok/s
-              (120.0, 1200.0)]  # fmt: skip  # alone: no rate
-    assert sbs.slice_rates(points, gap=10.0) == [100.0, 300.0, None]
-    assert sbs.slice_rates(points, gap=100.0) == [1200 / 120]  # the stop counted as running time
+def test_slice_rates_use_each_slice_s_own_records_and_refuse_a_split_slice() -> None:
+    points = [(0.0, 0.0), (1.0, 50.0),  # warm-up
+              (10.0, 60.0), (11.0, 160.0), (12.0, 260.0),  # round 1: 100 tok/s, then stopped for 50 s
+              (62.0, 270.0), (63.0, 570.0), (65.0, 1170.0),  # round 2: 300 tok/s
+              (120.0, 1200.0)]  # fmt: skip  # written while it was terminated: left out
+    assert sbs.slice_rates(points, [2, 5, 8], gap=10.0) == [100.0, 300.0]
+    assert sbs.slice_rates(points, [0, 5, 8], gap=10.0) == [260 / 12, 300.0]  # no warm-up records: as well
+    assert sbs.slice_rates(points, [2, 5, 6], gap=10.0) == [100.0, None]  # one record: no rate
+    with pytest.raises(ValueError, match="2 rounds fall into 3 stretches"):  # round 2 paused 20 s: split
+        sbs.slice_rates([*points[:5], (62.0, 270.0), (82.0, 570.0), (83.0, 870.0)], [2, 5, 8], gap=10.0)
+    with pytest.raises(ValueError, match="2 rounds fall into 1 stretches"):  # no stop between the rounds
+        sbs.slice_rates([(0.0, 0.0), (1.0, 10.0), (2.0, 20.0), (3.0, 30.0)], [0, 2, 4], gap=10.0)
 
 
 FAKE_ONMT = """
@@ -49,6 +55,25 @@ while True:
     now = datetime.now()
     stamp = f"{now:%Y-%m-%d %H:%M:%S},{now.microsecond // 1000:03d}"
     print(f"[{stamp} INFO] Step {step}/1000000; bsz: 1/100/1; 1/1 tok/s;", flush=True)
+"""
+FAKE_PAUSING = """
+import signal, sys, time
+from datetime import datetime
+continued, step = [False], 0
+signal.signal(signal.SIGCONT, lambda *_: continued.__setitem__(0, True))
+def log():
+    global step
+    step += 1
+    now = datetime.now()
+    print(f"[{now:%Y-%m-%d %H:%M:%S},{now.microsecond // 1000:03d} INFO] Step {step}/1; bsz: 1/100/1; 1/1 tok/s;",
+          flush=True)
+while True:  # after each continue: records 50 ms apart for 0.25 s, a 0.6-s pause, then records again
+    continued[0] = False
+    for _ in range(5):
+        log(); time.sleep(0.05)
+    time.sleep(0.6)
+    while not continued[0]:
+        log(); time.sleep(0.05)
 """
 FAKE_OURS = """
 import json, sys, time
@@ -102,6 +127,15 @@ def test_contenders_take_turns_and_are_measured_only_while_they_run(tmp_path: Pa
     assert set(measured["peak_rss_mb"]) == {"peer", "ours"}  # both reaped
 
 
+def test_records_that_pause_within_a_slice_are_an_error_not_another_round(tmp_path: Path) -> None:
+    """A contender whose records pause for over half a slice inside each slice: the pause looks like a stop,
+    which would split a slice in two and give one round's tokens to the next."""
+    procs = [sbs.Proc(name, [sys.executable, "-c", FAKE_PAUSING], {}, "onmt", tmp_path / f"{name}.log")
+             for name in ("peer", "other")]  # fmt: skip
+    with pytest.raises(RuntimeError, match="peer: its records of the 2 rounds fall into 4 stretches"):
+        sbs.run_rounds(procs, rounds=2, slice_s=1.0, warmups=[0.5, 0.5], gemm_s=0)
+
+
 def test_a_contender_that_dies_is_an_error_naming_it(tmp_path: Path) -> None:
     proc = sbs.Proc("peer", [sys.executable, "-c", "import sys; sys.exit(3)"], {}, "onmt", tmp_path / "peer.log")
     with pytest.raises(RuntimeError, match="peer exited"):
@@ -118,10 +152,10 @@ def test_the_cli_refuses_bad_input_with_one_line_and_status_2(tmp_path: Path, ca
     for path in ("venvs/onmt/bin/onmt_train", "data/vocab.en.counts", "c.yaml"):  # the peer installed
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("")
-    for flags in (["--slice", "5"], ["--rounds", "1000"], ["--warmup", "-1"]):
+    for flags in (["--slice", "20"], ["--rounds", "1000"], ["--warmup", "-1"]):
         with pytest.raises(SystemExit) as stop:
             sbs.main([*base, "--peer-config", str(tmp_path / "c.yaml"), *flags])
-        assert stop.value.code == 2 and "--slice 10 to 600 s" in capsys.readouterr().err
+        assert stop.value.code == 2 and "--slice 30 to 600 s" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:  # no corpus in --data
         sbs.main([*base, "--peer-config", str(tmp_path / "c.yaml")])
     assert stop.value.code == 2 and str(tmp_path) in capsys.readouterr().err

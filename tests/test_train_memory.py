@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 import pytest
 from corpora import write_corpus
 
+from seq2seq.batches import bucket_shape
 from seq2seq.config import ModelConfig, TrainConfig
 from seq2seq.devtools.train_memory import _rss_mib, main, resident_by_kind, training_memory
+from seq2seq.devtools.train_profile import epoch_batches
 from seq2seq.machine.process import malloc_trim
 from seq2seq.prepared import Prepared
 
@@ -79,3 +81,15 @@ def test_more_updates_than_batches_is_refused(tmp_path: Path) -> None:
     data = write_corpus(tmp_path / "data", n_train=20, n_val=4, n_test=4)
     with pytest.raises(ValueError, match="--updates must be between 1"):
         training_memory(str(data), "xx", "yy", str(tmp_path / "run"), TrainConfig(max_tokens=4000), 500)
+
+
+def test_the_largest_batch_is_the_one_with_most_padded_positions_as_trained(tmp_path: Path) -> None:
+    """With shape buckets on, a batch is padded to its bucket's shape: the largest is chosen by that."""
+    data = write_corpus(tmp_path / "data", n_train=120, n_val=8, n_test=4, seed=3)
+    cfg = TrainConfig(max_tokens=100, threads=1, shape_buckets="on")
+    saved = training_memory(str(data), "xx", "yy", str(tmp_path / "run"), cfg, updates=5)["saved_for_backward"]
+    split = Prepared.load(tmp_path / "run").split("train")
+    shapes = [bucket_shape(int(max(split.src_lens[i].max(), split.tgt_lens[i].max())) + 1, 100)
+              for i in epoch_batches(split, cfg)[:5]]  # fmt: skip
+    assert saved["padded_shape"] == list(max(shapes, key=lambda s: s[0] * s[1]))
+    assert len(set(shapes)) > 1  # a choice to make

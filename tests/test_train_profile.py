@@ -9,7 +9,7 @@ import pytest
 from corpora import write_corpus
 
 from seq2seq.config import TrainConfig
-from seq2seq.devtools.train_profile import main, profile_training
+from seq2seq.devtools.train_profile import GROUPS, main, profile_training
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,6 +24,7 @@ def test_profile_shares_add_up_and_name_the_lstm_and_the_gemms(tmp_path: Path, c
     assert result["precision"] == "fp32" and result["updates"] == 3 and result["tgt_tok_s"] > 0
     assert sum(result["groups_pct"].values()) == pytest.approx(100, abs=0.5)
     assert result["groups_pct"]["gemm"] > 0 and result["groups_pct"]["lstm"] > 0
+    assert set(GROUPS.values()) <= set(result["groups_pct"])  # every group it names matches operators that ran
     assert list(result["ops_pct"].values()) == sorted(result["ops_pct"].values(), reverse=True)
 
 

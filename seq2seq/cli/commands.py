@@ -207,7 +207,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     from ..devtools.benchmark import Corpus, run_benchmark
 
     corpus = Corpus(Path(args.data), args.src, args.tgt)
-    result = run_benchmark(corpus, args.out, args.checkpoint, args.quick, args.test_split, args.peers)
+    result = run_benchmark(corpus, args.out, args.checkpoint, args.quick, args.test_split, args.peers,
+                           input_feeding=args.input_feeding)  # fmt: skip
     print(json.dumps(result, indent=2))
 
 

@@ -254,10 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-split", default="test_2016_flickr", help="split translated for the decoding timings")
     p.add_argument(
         "--peers",
-        help="peers.json (../shared/peers/run.sh writes one): ratios only against an entry "
-        "measured on a machine like this one (same CPU model, capability, native bf16; default: none, no ratios)",
+        help="peers.json (../shared/peers/run.sh writes one): ratios only against an entry measured on a machine "
+        "like this one (same CPU model, capability, native bf16, and cores where it says), training ratios only "
+        "against a 900-s peer run, translation ratios only with --checkpoint (default: none, ratios skipped)",
     )
     p.add_argument("--quick", action="store_true", help="short windows, fp32 only, 200 sentences (< 2 minutes)")
+    p.add_argument("--input-feeding", action="store_true", default=ModelConfig.input_feeding,
+                   help="train with input feeding, the peer's decoder (OpenNMT-py's input_feed 1), for a ratio "
+                   "of like architectures (the JSON's architectures say what each side trained; default: "
+                   "ModelConfig's, off)")  # fmt: skip
     p.set_defaults(func=cmd_benchmark)
 
     from ..serve import ServeLimits

@@ -1,14 +1,17 @@
 """Speed benchmark: training tokens/s and peak memory, translation speed, model FLOP/s against a GEMM.
 
 Everything runs on this machine in one call: training and whole-process translation in child
-processes (so their peak RSS and start-up are their own), the rest in-process. The result is
-one JSON object; `compare` adds ratios against the peers' figures (a peers.json, e.g. the shared one).
+processes (so their peak RSS and start-up are their own), the rest in-process; each training window
+is followed by a GEMM of its precision. The result is one JSON object: what each side trains
+(`architectures`: ours and the peer's matched setup differ) and `compare`'s ratios against a peer
+measured on this machine (a peers.json), each only where the two figures are like for like.
 It runs on any CPU: what the hardware cannot run (bf16 on an AVX2 CPU) is reported as skipped,
 with the reason, and the JSON says which CPU (capability, native bf16) and GPU it ran on.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -22,13 +25,15 @@ from typing import Any, NamedTuple
 import torch
 
 from ..config import ModelConfig
-from ..machine.hardware import cpu_bf16, cpu_model, report
+from ..machine import process
+from ..machine.hardware import cpu_bf16, cpu_model, report, usable_cores
 from ..runfiles import read_metrics
 from ..text import read_lines
 from ..translation.hub import model_file
 
-PEER_KEYS = {  # our key -> (peers.json key, higher is better)
-    "train_tgt_tok_s": ("train_tgt_tok_s", True),
+PEER_KEYS = {  # our key -> (peers.json key, higher is better); the peer trains in fp32 only
+    "train_tgt_tok_s_fp32": ("train_tgt_tok_s", True),
+    "train_tgt_tok_s_bf16": ("train_tgt_tok_s", True),
     "train_peak_rss_mb": ("train_peak_rss_mb", False),
     "translate_wall_s_beam5": ("translate_wall_s_beam5", False),
     "translate_wall_s_greedy": ("translate_wall_s_greedy", False),
@@ -53,33 +58,49 @@ def gemm_gflop_s(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> flo
 
 
 def flops_per_tgt_token(cfg: ModelConfig, tgt_vocab: int, src_len: float, tgt_len: float) -> float:
-    """Matmul FLOPs (forward + backward = 3x forward) per target token, for mean lengths (+EOS/BOS)."""
+    """Matmul FLOPs (forward + backward = 3x forward) per target token, for mean lengths (+EOS/BOS): per
+    target token the decoder RNN, attention (Bahdanau: its query projection), the combine layer and the
+    output layer; per source token the encoder RNNs and the attention keys; per sentence the bridges."""
     e, he, hd, gates = cfg.emb_size, cfg.enc_hidden, cfg.dec_hidden, {"lstm": 4, "gru": 3, "rnn": 1}[cfg.cell]
     enc = sum(2 * 2 * gates * he * ((e if layer == 0 else 2 * he) + he) for layer in range(cfg.enc_layers))
     keys = 0 if cfg.attention == "dot" else 2 * 2 * he * hd
     dec_in = e * (2 if cfg.input_feeding else 1)
     dec = sum(2 * gates * hd * ((dec_in if layer == 0 else hd) + hd) for layer in range(cfg.dec_layers))
-    attend = 2 * src_len * (hd + 2 * he) + (2 * src_len * hd * hd if cfg.attention == "bahdanau" else 0)
+    attend = 2 * src_len * (hd + 2 * he) + (2 * hd * hd if cfg.attention == "bahdanau" else 0)
     per_tgt = dec + attend + 2 * (hd + 2 * he) * e + 2 * e * tgt_vocab
     per_src = enc + keys
-    return 3 * (per_tgt + per_src * src_len / tgt_len)
+    bridges = (2 if cfg.cell == "lstm" else 1) * 2 * 2 * he * hd  # (h, c) from the encoder's final (2He) state
+    return 3 * (per_tgt + (per_src * src_len + bridges) / tgt_len)
 
 
 def _seq2seq(*args: str) -> list[str]:
     return [sys.executable, "-m", "seq2seq", *args]
 
 
-def _run_child(cmd: list[str], log: Path) -> tuple[float, float]:
+_NOT_INHERITED = ("PYTHONDONTWRITEBYTECODE", "ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
+def _run_child(cmd: list[str], log: Path, threads: int = 0) -> tuple[float, float]:
     """Run a command; return its wall seconds and peak RSS in MiB (of that process alone).
 
     The child caches its bytecode as Python does by default, whatever PYTHONDONTWRITEBYTECODE says here:
     an installed package (and the peer's, which pip compiled) starts from .pyc files, and compiling
     seq2seq's sources at every start would add 0.05-0.1 s to each whole-process figure. The warm-up
-    runs, which are not counted, write the cache."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    runs, which are not counted, write the cache. `threads` > 0: the child runs with OMP_NUM_THREADS and
+    MKL_NUM_THREADS at that (torch's threads, as the peer's `run.sh` runs it) and, where this process may
+    run on more cores, on that many of them (ONNX Runtime makes a thread per usable core). The primitive-cache
+    sizes this process set for its own decoding (`process.limit_onednn_cache`) are not passed on: a training
+    child sets training's, before its first primitive, as it does when started alone."""
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+    cores: list[int] = []
+    if threads:
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        cores = usable[:threads] if len(usable) > threads else []
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=pin)
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{log.read_text()[-2000:]}")
@@ -103,26 +124,32 @@ def train_command(corpus: Corpus, run: Path, precision: str, minutes: float, ext
     )  # fmt: skip
 
 
-def model_flops(prepared: Any) -> float:
-    """`flops_per_tgt_token` of the default model on a prepared folder's train split (its mean lengths)."""
+def mean_lengths(prepared: Any) -> tuple[float, float]:
+    """Mean source and target lengths (+EOS/BOS) of a prepared folder's train split."""
     split = prepared.split("train")
-    return flops_per_tgt_token(
-        ModelConfig(), len(prepared.tgt_tok), float(split.src_lens.mean()) + 1, float(split.tgt_lens.mean()) + 1
-    )
+    return float(split.src_lens.mean()) + 1, float(split.tgt_lens.mean()) + 1
+
+
+def model_flops(prepared: Any, cfg: ModelConfig = ModelConfig()) -> float:
+    """`flops_per_tgt_token` of the model `cfg` on a prepared folder's train split (its mean lengths)."""
+    return flops_per_tgt_token(cfg, prepared.vocab[1], *mean_lengths(prepared))
 
 
 def measure_training(
     corpus: Corpus, run: Path, precision: str, warmup_s: float, measure_s: float, extra: list[str]
 ) -> dict[str, float]:
-    """Steady-state target tokens/s after `warmup_s`, over `measure_s`, from a real `seq2seq train`."""
+    """Steady-state target tokens/s after `warmup_s`, over `measure_s`, from a real `seq2seq train`, and
+    the mean real (non-padding) target tokens per update over the same updates."""
     cmd = train_command(corpus, run, precision, (warmup_s + measure_s + 5) / 60, extra)
     wall, rss = _run_child(cmd, run / f"bench-train-{precision}.log")
     train = read_metrics(run / "metrics.jsonl")["train"]
     first = next(r for r in train if r["elapsed_s"] >= warmup_s)
     last = train[-1]
     tok_s = (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])
-    return {"tgt_tok_s": round(tok_s, 1), "peak_rss_mb": round(rss, 1), "updates": last["step"],
-            "measured_s": round(last["elapsed_s"] - first["elapsed_s"], 1), "wall_s": round(wall, 1)}  # fmt: skip
+    per_update = (last["tokens"] - first["tokens"]) / (last["step"] - first["step"])
+    return {"tgt_tok_s": round(tok_s, 1), "tgt_tokens_per_update": round(per_update), "peak_rss_mb": round(rss, 1),
+            "updates": last["step"], "measured_s": round(last["elapsed_s"] - first["elapsed_s"], 1),
+            "wall_s": round(wall, 1)}  # fmt: skip
 
 
 def bf16_skipped() -> dict[str, str] | None:
@@ -157,8 +184,11 @@ def _model_files(checkpoint: Path, out_dir: Path) -> dict[str, Path]:
     return files
 
 
-def _timed(tr: Any, path: Path, setting: Setting, sents: list[str], out_dir: Path, key: str) -> dict[str, Any]:
-    """In-process sentences/s (model loaded) and whole-process wall seconds (best of 2 after a warm-up)."""
+def _timed(
+    tr: Any, path: Path, setting: Setting, sents: list[str], out_dir: Path, key: str, threads: int
+) -> dict[str, Any]:
+    """In-process sentences/s (model loaded) and whole-process wall seconds (best of 2 after a warm-up) on
+    `threads` threads (`_run_child`)."""
     from ..config import DecodeConfig
 
     cfg = DecodeConfig(beam_size=setting.beam, precision=setting.precision)
@@ -169,36 +199,42 @@ def _timed(tr: Any, path: Path, setting: Setting, sents: list[str], out_dir: Pat
     cmd = _seq2seq("translate", "--checkpoint", str(path), "--input", str(out_dir / "bench-input.txt"),
                    "--output", str(out_dir / f"bench-{key}.txt"), "--beam-size", str(setting.beam),
                    "--precision", setting.precision, "--quiet")  # fmt: skip
-    walls = [_run_child(cmd, out_dir / f"bench-translate-{key}.log")[0] for _ in range(3)]
+    walls = [_run_child(cmd, out_dir / f"bench-translate-{key}.log", threads)[0] for _ in range(3)]
     result[f"translate_wall_s_{key}"] = round(min(walls[1:]), 3)
     return result
 
 
 def _quality(out_dir: Path, key: str, reference: str, refs: list[str] | None) -> dict[str, Any]:
-    """Lines identical to the torch fp32 path's (`reference` key), and BLEU/chrF against `refs`."""
+    """Lines identical to the torch fp32 path's (`reference` key), and BLEU/chrF against `refs` (one a line)."""
+    from ..errors import CorpusError
     from ..metrics import score
 
     ours = read_lines(out_dir / f"bench-{key}.txt")
+    if refs is not None and len(ours) != len(refs):
+        raise CorpusError(f"{out_dir / f'bench-{key}.txt'}: {len(ours)} lines for {len(refs)} references: "
+                          "BLEU would pair the wrong lines")  # fmt: skip
     result: dict[str, Any] = {}
     if key != reference:
         result[f"translate_same_lines_{key}"] = sum(
             a == b for a, b in zip(ours, read_lines(out_dir / f"bench-{reference}.txt"))
         )
     if refs is not None:
-        scores = score(ours, refs[: len(ours)])
+        scores = score(ours, refs)
         result[f"bleu_{key}"], result[f"chrf_{key}"] = round(scores.bleu, 2), round(scores.chrf, 2)
         result.setdefault("bleu_signature", scores.get("bleu").signature)
     return result
 
 
 def measure_translation(
-    checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int, ref_file: Path | None = None
+    checkpoint: Path, src_file: Path, out_dir: Path, n_sent: int, ref_file: Path | None = None, threads: int = 0
 ) -> dict[str, Any]:
     """In-process sentences/s (model load excluded) and whole-process wall time of `seq2seq translate`,
     per engine: the torch `Translator` on the checkpoint (fp32, and bf16 where it runs), and
     ONNX Runtime on the fp32 and int8 exports (`*_onnx`, `*_onnx_int8`),
     with how many output lines equal the torch fp32 path's, BLEU/chrF against `ref_file` (if given),
-    each file's size, and the whole-process seconds of a 1-sentence translation (start-up).
+    each file's size, and the whole-process seconds of a 1-sentence translation (start-up). `threads` > 0:
+    ONNX Runtime's threads in-process and every engine's in the child processes (`_run_child`); torch's
+    in-process are this process's (`run_benchmark` sets them with the rest of the decoding settings).
     """
     sents = read_lines(src_file)[:n_sent]
     refs = read_lines(ref_file)[:n_sent] if ref_file is not None and ref_file.exists() else None
@@ -208,10 +244,11 @@ def measure_translation(
     for engine, path in _model_files(checkpoint, out_dir).items():
         result[f"model_file_mb{engine}"] = round(path.stat().st_size / 2**20, 2)
         t0 = time.perf_counter()
-        tr = _load(path)
+        tr = _load(path, threads)
         result[f"load_s{engine}"] = round(time.perf_counter() - t0, 3)
         one = _seq2seq("translate", "--checkpoint", str(path), "--input", str(out_dir / "bench-one.txt"), "--quiet")
-        result[f"startup_s{engine}"] = round(min(_run_child(one, out_dir / "bench-one.log")[0] for _ in range(3)), 3)
+        walls = [_run_child(one, out_dir / "bench-one.log", threads)[0] for _ in range(3)]
+        result[f"startup_s{engine}"] = round(min(walls), 3)
         for setting in SETTINGS:  # fp32 is the reference path; bf16 (opt-in) is reported beside it, torch only
             if engine and setting.precision != "fp32":
                 continue
@@ -221,32 +258,48 @@ def measure_translation(
             if setting.precision == "bf16" and bf16_skipped():
                 result[f"translate_sent_s_{key}"] = bf16_skipped()
                 continue
-            result |= _timed(tr, path, setting, sents, out_dir, key)
+            result |= _timed(tr, path, setting, sents, out_dir, key, threads)
             result |= _quality(out_dir, key, setting.name.replace("_bf16", ""), refs)
     return result
 
 
-def _load(path: str | Path) -> Any:
+def _load(path: str | Path, threads: int = 0) -> Any:
     from ..translation import load_translator
 
-    return load_translator(path)
+    return load_translator(path, threads=threads)
 
 
 PEERS_HINT = "run ../shared/peers/run.sh here"
-# the machine line ../shared/peers/run.sh writes: "2 cores MODEL, CAPABILITY + native bf16, 2 threads, DATE"
-_PEER_MACHINE = re.compile(r"^\d+ cores (?P<model>.+), (?P<cap>\w+)(?P<bf16> \+ native bf16|, no native bf16), ")
+# the machine line ../shared/peers/run.sh writes: "2 cores MODEL, CAPABILITY + native bf16, 2 threads, DATE";
+# its "2 cores" is `nproc` under the script's OMP_NUM_THREADS=2, which nproc obeys: 2 on any machine
+_PEER_MACHINE = re.compile(
+    r"^\d+ cores (?P<model>.+), (?P<cap>\w+)(?P<bf16> \+ native bf16|, no native bf16), .*?(?P<date>\d{4}-\d\d-\d\d)?$"
+)
+PEER_TRAIN_SECONDS = 900  # a peer run this long or longer: its first minutes are its warm-up, not its speed
+# OpenNMT-py's matched setup (../shared/peers/configs/onmt_lstm.yaml, ../shared/PEERS.md): input feeding
+# (input_feed 1), embeddings not tied, one joint 8k SentencePiece model whose pieces seen in train are its
+# vocabularies (de 5,481, en 3,960); fp32 training
+PEER_MODEL = ModelConfig(input_feeding=True, tie_embeddings=False)
+PEER_VOCAB = (5481, 3960)
 
 
 class PeerMachine(NamedTuple):
-    """What makes two machines' figures comparable: the same CPU model, capability and native bf16."""
+    """What makes two machines' figures comparable: the same CPU model, capability and native bf16, and the
+    same number of usable cores where both are known (a peers entry's `cores`; run.sh's files do not say it:
+    the count in their machine line is its thread count, `_PEER_MACHINE`)."""
 
     cpu_model: str | None
     cpu_capability: str
     bf16: bool
+    cores: int | None = None
+
+    def like(self, other: PeerMachine) -> bool:
+        same_cores = self.cores is None or other.cores is None or self.cores == other.cores
+        return self[:3] == other[:3] and same_cores
 
 
 def this_machine() -> PeerMachine:
-    return PeerMachine(cpu_model(), torch.backends.cpu.get_cpu_capability(), cpu_bf16().native)
+    return PeerMachine(cpu_model(), torch.backends.cpu.get_cpu_capability(), cpu_bf16().native, usable_cores())
 
 
 def _peer_machine(entry: dict[str, Any]) -> PeerMachine | None:
@@ -255,7 +308,21 @@ def _peer_machine(entry: dict[str, Any]) -> PeerMachine | None:
     model = entry.get("cpu_model") or (found["model"] if found else None)
     if model is None or "cpu_capability" not in entry or "bf16" not in entry:
         return None
-    return PeerMachine(model, entry["cpu_capability"], bool(entry["bf16"]))
+    cores = entry.get("cores")
+    return PeerMachine(model, entry["cpu_capability"], bool(entry["bf16"]), int(cores) if cores else None)
+
+
+def peer_date(entry: dict[str, Any], today: datetime.date | None = None) -> dict[str, Any]:
+    """When a peers.json entry was measured: its `date` field, else the date its machine line ends with,
+    and its age in days (today's UTC date); {} where it says neither."""
+    found = _PEER_MACHINE.match(entry.get("machine", ""))
+    date = entry.get("date") or (found["date"] if found else None)
+    try:
+        day = datetime.date.fromisoformat(str(date))
+    except ValueError:
+        return {}
+    today = today or datetime.datetime.now(datetime.timezone.utc).date()
+    return {"peers_date": day.isoformat(), "peers_age_days": (today - day).days}
 
 
 def read_peers(peers_file: Path) -> list[dict[str, Any]]:
@@ -277,55 +344,131 @@ def read_peers(peers_file: Path) -> list[dict[str, Any]]:
 
 
 def peers_for_this_machine(peers_file: Path, here: PeerMachine | None = None) -> tuple[str, dict[str, Any] | None]:
-    """(description, peer figures) of the peers.json `machines` entry measured on a machine like this one
-    (same CPU model, capability and native bf16), else (why not, None): a ratio against figures from
-    another machine would divide two different CPUs' speeds."""
+    """(description, entry) of the peers.json `machines` entry measured on a machine like this one
+    (same CPU model, capability and native bf16, and cores where it says), else (why not, None):
+    a ratio against figures from another machine would divide two different CPUs' speeds."""
     here = here or this_machine()
     entries = read_peers(peers_file)
     for entry in entries:
-        if _peer_machine(entry) == here:
-            return entry["machine"], entry["peers"]
+        there = _peer_machine(entry)
+        if there is not None and there.like(here):
+            return entry["machine"], entry
     elsewhere = "; ".join(e.get("machine", "an unnamed machine") for e in entries) or f"nowhere ({peers_file} is empty)"
     return f"peer figures are from {elsewhere}; {PEERS_HINT}", None
 
 
-def peer_ratios(result: dict[str, Any], peers_file: Path, quick: bool) -> dict[str, Any]:
-    """`ratios_vs_peers` (and `peers_machine`) for the benchmark's JSON: ratios against a peer measured on
-    a machine like this one, else {"skipped": why}; never a ratio across machines."""
-    machine, figures = peers_for_this_machine(peers_file)
-    if figures is None:
+def _skip_reason(key: str, figures: dict[str, Any], own_model: bool) -> str | None:
+    """Why our `key` is not compared with a peer's `figures` (None: it is)."""
+    if key.startswith("train_"):
+        seconds = figures.get("train_seconds")
+        if not isinstance(seconds, (int, float)) or seconds < PEER_TRAIN_SECONDS:
+            trained = "does not say how long it trained" if seconds is None else f"trained {seconds} s"
+            return (f"the peer entry {trained}: training ratios need a run of {PEER_TRAIN_SECONDS} s or more "
+                    "(bash ../shared/peers/run.sh), not the first minutes of its warm-up")  # fmt: skip
+    if key.startswith("translate_") and own_model:
+        return ("translated with the benchmark's own model of a few minutes, not a 15-minute one like the "
+                "peer's: translation ratios need --checkpoint (a 15-minute model)")  # fmt: skip
+    return None
+
+
+def peer_ratios(result: dict[str, Any], peers_file: Path | None, quick: bool, own_model: bool) -> dict[str, Any]:
+    """`ratios_vs_peers` (and `peers_machine`, `peers_date`, `peers_age_days`) for the benchmark's JSON: ratios
+    against a peer measured on a machine like this one, else {"skipped": why}; never a ratio across machines,
+    and none of a figure the peer's run does not match (`_skip_reason`): training against a short peer run,
+    translation of the benchmark's own model (`own_model`)."""
+    if peers_file is None:
+        return {"ratios_vs_peers": {"skipped": f"no peers file: {PEERS_HINT}"}}
+    machine, entry = peers_for_this_machine(peers_file)
+    if entry is None:
         return {"ratios_vs_peers": {"skipped": machine}}
+    found = {"peers_machine": machine} | peer_date(entry)
     if quick:  # 200 sentences and short windows: not the peers' measurement
-        return {"peers_machine": machine, "ratios_vs_peers": {"skipped": "--quick figures are not comparable"}}
-    return {"peers_machine": machine, "ratios_vs_peers": compare(result, figures)}
+        return found | {"ratios_vs_peers": {"skipped": "--quick figures are not comparable"}}
+    return found | {"ratios_vs_peers": compare(result, entry["peers"], own_model)}
 
 
-def compare(result: dict[str, Any], peers: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Our figure divided by each peer's, oriented so that > 1 means we are better."""
-    ratios: dict[str, dict[str, float]] = {}
+def compare(result: dict[str, Any], peers: dict[str, dict[str, Any]], own_model: bool = False) -> dict[str, Any]:
+    """Our figure divided by each peer's, oriented so that > 1 means we are better; {"skipped": why} in its
+    place where ours was not measured ({"skipped": ...} in `result`) or `_skip_reason` gives one."""
+    ratios: dict[str, dict[str, Any]] = {}
     for key, (peer_key, higher) in PEER_KEYS.items():
         if key not in result:
             continue
-        ratios[key] = {
-            name: round(result[key] / p[peer_key] if higher else p[peer_key] / result[key], 2)
-            for name, p in peers.items()
-            if peer_key in p
-        }
+        ours, ratios[key] = result[key], {}
+        for name, p in ((name, p) for name, p in peers.items() if peer_key in p):
+            why = ours["skipped"] if isinstance(ours, dict) else _skip_reason(key, p, own_model)
+            ratios[key][name] = (
+                {"skipped": why} if why else round(ours / p[peer_key] if higher else p[peer_key] / ours, 2)
+            )
     return ratios
+
+
+def _architecture(cfg: ModelConfig, vocab: tuple[int, int], lengths: tuple[float, float]) -> dict[str, Any]:
+    fields = ("cell", "emb_size", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers", "attention",
+              "input_feeding", "tie_embeddings")  # fmt: skip
+    return {f: getattr(cfg, f) for f in fields} | {
+        "src_vocab": vocab[0], "tgt_vocab": vocab[1],
+        "model_mflop_per_tgt_token": round(flops_per_tgt_token(cfg, vocab[1], *lengths) / 1e6, 2),
+    }  # fmt: skip
+
+
+def architectures(cfg: ModelConfig, prepared: Any, peers_file: Path | None) -> dict[str, Any]:
+    """What each side trains: our `cfg` on `prepared`'s vocabularies, and OpenNMT-py's matched setup
+    (`PEER_MODEL`; its vocabulary sizes from the peers entry of this machine where it gives them, as
+    `src_vocab` / `tgt_vocab`, else `PEER_VOCAB`), each with `flops_per_tgt_token` at this corpus' lengths."""
+    _, entry = peers_for_this_machine(peers_file) if peers_file is not None else (None, None)
+    figures = (entry or {}).get("peers", {}).get("opennmt-py", {})
+    given = "src_vocab" in figures and "tgt_vocab" in figures
+    vocab = (int(figures["src_vocab"]), int(figures["tgt_vocab"])) if given else PEER_VOCAB
+    lengths = mean_lengths(prepared)
+    ours, peer = _architecture(cfg, prepared.vocab, lengths), _architecture(PEER_MODEL, vocab, lengths)
+    peer |= {"precision": "fp32", "vocab_from": "the peers file" if given else "../shared/PEERS.md"}
+    return {"ours": ours, "opennmt-py": peer, "differ": [k for k in ours if ours[k] != peer[k]], "note": (
+        "the ratios divide the speeds of these two networks, which differ where 'differ' says: the peer's "
+        "MFLOP per target token is flops_per_tgt_token for its architecture at this corpus' mean lengths in "
+        "our pieces (OpenNMT-py projects the attention query, not the keys, and has no bridge: under 1 % of "
+        "it); --input-feeding trains ours with the peer's input feeding")}  # fmt: skip
 
 
 def _check_inputs(corpus: Corpus, checkpoint: str | Path | None, test_split: str, peers: str | Path | None) -> None:
     """What the benchmark reads only after minutes of training, checked before it: the peers.json, the model
-    (loaded once), and the test split's source file it translates."""
+    (loaded once), and the test split's source file it translates (and its references, one a line)."""
     from ..errors import CorpusError
 
     if peers is not None:
         read_peers(Path(peers))
     if checkpoint is not None:
         _load(checkpoint)  # a missing or damaged file: a one-line CheckpointError
-    src = corpus.data / f"{test_split}.{corpus.src}"
+    src, ref = (corpus.data / f"{test_split}.{lang}" for lang in (corpus.src, corpus.tgt))
     if not src.is_file():
         raise CorpusError(f"{src}: no such file (the --test-split {test_split} that the benchmark translates)")
+    if ref.is_file() and (refs := len(read_lines(ref))) != (sents := len(read_lines(src))):
+        raise CorpusError(f"{ref}: {refs} lines, {src} {sents}: the translations are scored against one "
+                          "reference per source line")  # fmt: skip
+
+
+def train_windows(
+    corpus: Corpus, out: Path, quick: bool, extra: list[str], flops: float, windows: tuple[float, float]
+) -> dict[str, Any]:
+    """The fp32 training window (its model kept as OUT/trained-fp32.pt) and the fp32 GEMM right after it,
+    then the bf16 window and the bf16 GEMM right after that (`windows`: warm-up and measured seconds);
+    model FLOP/s of each (`flops` per target token); ours per precision for the ratios (the peer's is fp32)."""
+    run = out / "run"
+    fp32 = measure_training(corpus, run, "fp32", *windows, extra)
+    result: dict[str, Any] = {"train_fp32": fp32, "gemm_fp32_gflop_s": round(gemm_gflop_s(torch.float32), 1)}
+    shutil.copyfile(run / "last.pt", out / "trained-fp32.pt")
+    skipped = {"skipped": "--quick measures fp32 training only"} if quick else bf16_skipped()
+    bf16 = skipped or measure_training(corpus, run, "bf16", *windows, extra)
+    result["train_bf16"] = bf16
+    if not skipped:
+        result["gemm_bf16_gflop_s"] = round(gemm_gflop_s(torch.bfloat16), 1)
+    result["train_tgt_tok_s_fp32"], result["train_tgt_tok_s_bf16"] = fp32["tgt_tok_s"], skipped or bf16["tgt_tok_s"]
+    result["train_peak_rss_mb"] = max(t["peak_rss_mb"] for t in (fp32, bf16) if "peak_rss_mb" in t)
+    result["model_mflop_per_tgt_token"] = round(flops / 1e6, 2)
+    result["model_gflop_s"] = round(flops * fp32["tgt_tok_s"] / 1e9, 1)
+    if not skipped:
+        result["model_gflop_s_bf16"] = round(flops * bf16["tgt_tok_s"] / 1e9, 1)
+    return result
 
 
 def run_benchmark(
@@ -336,49 +479,36 @@ def run_benchmark(
     test_split: str = "test_2016_flickr",
     peers: str | Path | None = None,
     vocab_size: int = 4000,
+    input_feeding: bool = ModelConfig.input_feeding,
 ) -> dict[str, Any]:
     """Measure everything and return one JSON-able dict (see the module docstring); with `peers`
-    (a peers.json), also the ratios against the peers measured on a machine like this one."""
+    (a peers.json), also the ratios against the peers measured on a machine like this one.
+    `input_feeding`: train the windows with input feeding (the peer's decoder), else ModelConfig's default."""
     from ..config import DataConfig
     from ..preprocess import ensure_prepared
 
+    # the in-process translation's settings, as seq2seq translate's, before this process's first oneDNN
+    # primitive (loading --checkpoint probes bf16 with one)
+    process.apply(process.ProcessSettings.for_decoding())
     _check_inputs(corpus, checkpoint, test_split, peers)
-    threads = min(2, os.cpu_count() or 1)  # the peers were measured at 2 threads
+    threads = min(2, usable_cores())  # the peers were measured at 2 threads (OMP_NUM_THREADS=2)
     torch.set_num_threads(threads)
     out = Path(out)
-    run = out / "run"
     data_cfg = DataConfig(vocab_size=vocab_size, test_split=test_split)
-    prepared = ensure_prepared(corpus.data, corpus.src, corpus.tgt, run, data_cfg)
-    warmup, measure = (10.0, 25.0) if quick else (30.0, 90.0)
+    prepared = ensure_prepared(corpus.data, corpus.src, corpus.tgt, out / "run", data_cfg)
+    model = ModelConfig(input_feeding=input_feeding)
     hardware = report("cpu") | {"cpu_bf16_runs": cpu_bf16().runs, "cpu_bf16_native": cpu_bf16().native}
     hardware.pop("precision")
     result: dict[str, Any] = {"machine": f"{os.cpu_count()} cpus, torch {torch.__version__}, {threads} threads",
-                              "hardware": hardware, "quick": quick, "model": "ModelConfig() defaults",
-                              "max_tokens": 2700}  # fmt: skip
-    extra = ["--max-tokens", "2700", "--threads", str(threads)]
-    train_fp32 = measure_training(corpus, run, "fp32", warmup, measure, extra)
+                              "hardware": hardware, "quick": quick, "max_tokens": 2700}  # fmt: skip
+    extra = ["--max-tokens", "2700", "--threads", str(threads), *(["--input-feeding"] if input_feeding else [])]
+    windows = (10.0, 25.0) if quick else (30.0, 90.0)
+    result |= train_windows(corpus, out, quick, extra, model_flops(prepared, model), windows)
     trained = out / "trained-fp32.pt"
-    shutil.copyfile(run / "last.pt", trained)
-    train_bf16: dict[str, Any]
-    if quick:
-        train_bf16 = {"skipped": "--quick measures fp32 training only"}
-    else:
-        train_bf16 = bf16_skipped() or measure_training(corpus, run, "bf16", warmup, measure, extra)
-    result["train_fp32"], result["train_bf16"] = train_fp32, train_bf16
-    measured = [t for t in (train_fp32, train_bf16) if "tgt_tok_s" in t]
-    result["train_tgt_tok_s"] = max(t["tgt_tok_s"] for t in measured)
-    result["train_peak_rss_mb"] = max(t["peak_rss_mb"] for t in measured)
-    flops = model_flops(prepared)
-    result["model_mflop_per_tgt_token"] = round(flops / 1e6, 2)
-    result["model_gflop_s"] = round(flops * train_fp32["tgt_tok_s"] / 1e9, 1)
-    result["gemm_peak_gflop_s"] = round(gemm_gflop_s(torch.float32), 1)
-    if "tgt_tok_s" in train_bf16:
-        result["model_gflop_s_bf16"] = round(flops * train_bf16["tgt_tok_s"] / 1e9, 1)
-        result["gemm_peak_gflop_s_bf16"] = round(gemm_gflop_s(torch.bfloat16), 1)
     ckpt = model_file(checkpoint) if checkpoint else trained  # hf://ORG/NAME: from huggingface_hub's cache
     result["translate_checkpoint"] = str(checkpoint or trained)
+    result["translate_threads"] = threads
     src, ref = (corpus.data / f"{test_split}.{lang}" for lang in (corpus.src, corpus.tgt))
-    result |= measure_translation(ckpt, src, out, 200 if quick else 1000, ref)
-    if peers is not None:
-        result |= peer_ratios(result, Path(peers), quick)
-    return result
+    result |= measure_translation(ckpt, src, out, 200 if quick else 1000, ref, threads)
+    result["architectures"] = architectures(model, prepared, Path(peers) if peers is not None else None)
+    return result | peer_ratios(result, Path(peers) if peers is not None else None, quick, own_model=not checkpoint)

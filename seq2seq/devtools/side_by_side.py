@@ -10,8 +10,10 @@ runs taken minutes apart measures the machine as much as the code. Here OpenNMT-
 stopped (SIGSTOP) and take turns (SIGCONT) in slices of `--slice` seconds, round after round, with a
 2-s fp32 GEMM measured after each round while all are stopped. Each process first runs alone for its
 warm-up. A process's rate in a slice is the target tokens between its first and last progress record
-inside that slice over the seconds between them (OpenNMT-py's log lines, our metrics.jsonl): the
-intervals that span a stop are left out, found as gaps in its own clock. Prints one JSON object:
+inside that slice over the seconds between them (OpenNMT-py's log lines, our metrics.jsonl): its records
+are counted while it is stopped, before and after each slice, so no interval that spans a stop is used;
+the gaps in its own clock must split its records into the same slices, else it stops with an error
+(a slice whose records pause as long as half a slice, `--slice` at least 30 s). Prints one JSON object:
 per round, each one's target tokens/s, our ratios to the peer's, and fp32 model FLOP/s against the
 round's GEMM; then the mean of each.
 """
@@ -40,6 +42,7 @@ from ..preprocess import ensure_prepared
 from ..runfiles import read_metrics
 from .benchmark import Corpus, gemm_gflop_s, model_flops, this_machine, train_command
 
+MIN_SLICE_S = 30  # OpenNMT-py logs every 5-8 s here (report_every 20): a slice holds several of its records
 ONMT_STEP = re.compile(
     r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+) INFO\] Step (\d+)/\s*\d+;.*?bsz:\s*\d+/\s*(\d+)/\s*\d+;"
 )
@@ -77,17 +80,39 @@ def metrics_progress(path: Path) -> list[tuple[float, float]]:
     return [(r["elapsed_s"], float(r["tokens"])) for r in read_metrics(path)["train"]]
 
 
-def slice_rates(points: list[tuple[float, float]], gap: float) -> list[float | None]:
-    """Tokens/s in each stretch of running time: the points split wherever the clock jumps by more than
-    `gap` (the process was stopped); None for a stretch with fewer than two points."""
+def progress(p: Proc) -> list[tuple[float, float]]:
+    """A contender's progress records so far (none before its first)."""
+    if not p.progress.is_file():
+        return []
+    return onmt_progress(p.progress) if p.kind == "onmt" else metrics_progress(p.progress)
+
+
+def _stretches(points: list[tuple[float, float]], gap: float) -> list[list[tuple[float, float]]]:
+    """The points split wherever the clock jumps by more than `gap` (the process was stopped)."""
     stretches: list[list[tuple[float, float]]] = []
     for p in points:
         if not stretches or p[0] - stretches[-1][-1][0] > gap:
             stretches.append([])
         stretches[-1].append(p)
-    return [
-        (s[-1][1] - s[0][1]) / (s[-1][0] - s[0][0]) if len(s) > 1 and s[-1][0] > s[0][0] else None for s in stretches
-    ]
+    return stretches
+
+
+def slice_rates(points: list[tuple[float, float]], ends: list[int], gap: float) -> list[float | None]:
+    """Tokens/s in each round's slice of running time; None for a slice with fewer than two records.
+
+    `ends`: how many records there were when the warm-up and then each round's slice ended (counted while the
+    process was stopped), so round k's records are points[ends[k-1]:ends[k]]; records after the last slice
+    (written while the process was being terminated) are left out. The rounds' records split at clock gaps
+    of more than `gap` must give exactly these slices, else ValueError: a slice split (a pause in its records
+    as long as a stop) or slices run together would otherwise assign one round's tokens to another."""
+    slices = [points[a:b] for a, b in zip(ends, ends[1:])]
+    stretches = _stretches(points[ends[0] : ends[-1]], gap)
+    if [len(s) for s in stretches] != [len(s) for s in slices if s]:
+        raise ValueError(
+            f"its records of the {len(slices)} rounds fall into {len(stretches)} stretches between clock gaps over "
+            f"{gap:g} s, not one per slice: its progress records are too sparse for --slice {2 * gap:g}"
+        )
+    return [(s[-1][1] - s[0][1]) / (s[-1][0] - s[0][0]) if len(s) > 1 and s[-1][0] > s[0][0] else None for s in slices]
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:
@@ -129,6 +154,7 @@ def run_rounds(
     each round when `gemm_s`); returns per-round tokens/s by name, GEMM GFLOP/s and peak RSS (MiB)."""
     running: list[subprocess.Popen] = []
     gemm: list[float] = []
+    ends: dict[str, list[int]] = {p.name: [] for p in procs}  # records when its warm-up and each slice ended
     try:
         for p, warm in zip(procs, warmups):
             with open(p.progress.parent / f"{p.name}.log", "w") as log:
@@ -138,23 +164,27 @@ def run_rounds(
             _run_alone(running[-1], p.name, warm)
         for _ in range(rounds):
             for p, proc in zip(procs, running):
+                ends[p.name].append(len(progress(p)))  # stopped since its last slice (the others' ran since)
                 _run_alone(proc, p.name, slice_s)
             if gemm_s:
                 gemm.append(round(gemm_gflop_s(torch.float32, seconds=gemm_s), 1))
+        for p in procs:
+            ends[p.name].append(len(progress(p)))
     finally:
-        for proc in running:
-            _signal(proc, signal.SIGCONT)
+        for proc in running:  # the SIGTERM first: it waits for the SIGCONT, so no more steps run before it
             _signal(proc, signal.SIGTERM)
+            _signal(proc, signal.SIGCONT)
         rss = {p.name: _reap(proc) for p, proc in zip(procs, running)}
     rates = {}
     for p in procs:
-        points = onmt_progress(p.progress) if p.kind == "onmt" else metrics_progress(p.progress)
-        found = slice_rates(points, gap=slice_s / 2)[1:]  # the first stretch is the warm-up
-        if len(found) < rounds or None in found[:rounds]:
-            raise RuntimeError(
-                f"{p.name}: {len(found)} measured slices in {p.progress}, expected {rounds} with progress"
-            )
-        rates[p.name] = [round(r, 1) for r in found[:rounds]]  # type: ignore[arg-type]
+        try:
+            found = slice_rates(progress(p), ends[p.name], gap=slice_s / 2)
+        except ValueError as err:
+            raise RuntimeError(f"{p.name}: {err} ({p.progress})") from None
+        if None in found:
+            raise RuntimeError(f"{p.name}: a slice with fewer than 2 progress records in {p.progress}: use a longer "
+                               "--slice")  # fmt: skip
+        rates[p.name] = [round(r, 1) for r in found]  # type: ignore[arg-type]
     return {"tgt_tok_s": rates, "gemm_gflop_s": gemm, "peak_rss_mb": rss}
 
 
@@ -196,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--out", required=True)
     ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--slice", type=float, default=60.0, help="seconds each one runs per round")
+    ap.add_argument("--slice", type=float, default=60.0, help=f"seconds each one runs per round (>= {MIN_SLICE_S})")
     ap.add_argument("--peer-warmup", type=float, default=240.0, help="seconds OpenNMT-py runs alone first")
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds each of ours runs alone first")
     a = ap.parse_args(argv)
@@ -206,8 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         (n for n in (onmt_train, home / "data/vocab.en.counts", Path(a.peer_config)) if not n.exists()), None
     )
     problem = (f"{missing} not found: run ../shared/peers/run.sh first (it installs the peer there)" if missing else
-               "--rounds must be 1 to 100, --slice 10 to 600 s, the warm-ups 0 to 3600 s"
-               if not (1 <= a.rounds <= 100 and 10 <= a.slice <= 600 and 0 <= min(a.warmup, a.peer_warmup)
+               f"--rounds must be 1 to 100, --slice {MIN_SLICE_S} to 600 s, the warm-ups 0 to 3600 s"
+               if not (1 <= a.rounds <= 100 and MIN_SLICE_S <= a.slice <= 600 and 0 <= min(a.warmup, a.peer_warmup)
                        and max(a.warmup, a.peer_warmup) <= 3600) else None)  # fmt: skip
     if problem:
         print(f"side_by_side: error: {problem}", file=sys.stderr)
@@ -234,7 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     flops = model_flops(prepared)
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    measured = run_rounds(procs, a.rounds, a.slice, [a.peer_warmup] + [a.warmup] * len(precisions))
+    try:
+        measured = run_rounds(procs, a.rounds, a.slice, [a.peer_warmup] + [a.warmup] * len(precisions))
+    except RuntimeError as err:  # a contender died, or its records do not fit the slices
+        print(f"side_by_side: error: {err}", file=sys.stderr)
+        sys.exit(1)
     result = {"machine": this_machine()._asdict(), "started": started, "rounds": a.rounds, "slice_s": a.slice,
               "model_mflop_per_tgt_token": round(flops / 1e6, 2), **measured,
               **summary(measured, "opennmt-py", flops)}  # fmt: skip

@@ -7,7 +7,8 @@ Prepares RUN if needed, builds the default model with `Updater.build` and runs `
 on the first batches of epoch 0's order (the benchmark's batches), printing one JSON object:
 VmRSS (MiB) after start-up, preparation, building the model and optimiser, and after updates 1,
 5, 20 and the last; the process's peak; and, for one more update on the batch with the most padded
-target positions among them, the tensors autograd saved for the backward (parameters excluded),
+target positions among them (as trained: with shape buckets, its bucket's shape), the tensors autograd
+saved for the backward (parameters excluded),
 in MiB by shape and dtype, largest first (oneDNN's LSTM workspaces are the flat uint8 ones).
 Then where the resident set is (`resident_by_kind`, from /proc/self/smaps: the C heap, other
 anonymous memory, JIT code — oneDNN's kernels, anonymous and executable — and mapped files, i.e.
@@ -102,16 +103,18 @@ def training_memory(data: str, src: str, tgt: str, out: str, cfg: TrainConfig, u
         run_updates(up, split, [idx])
         if k in (1, 5, 20, updates):
             rss[f"after_update_{k}"] = _rss_mib()
-    largest = max(batches[:updates], key=lambda idx: int(split.tgt_lens[idx].max() + 1) * len(idx))
-    tokens = int(split.tgt_lens[largest].sum()) + len(largest)
-    saved, rows = _saved_by_shape(up, collate(split, largest, cfg.bucket_tokens).to(up.device), tokens)
+    # the most padded target positions as trained: with shape buckets, the bucket's shape
+    largest = max(batches[:updates], key=lambda idx: collate(split, idx, cfg.bucket_tokens).tgt_in.numel())
+    batch = collate(split, largest, cfg.bucket_tokens)
+    saved, rows = _saved_by_shape(up, batch.to(up.device), batch.n_tokens)
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
     end = {"rss": _rss_mib(), "by_kind": resident_by_kind()}
     trimmed = {"rss": _rss_mib(), "by_kind": resident_by_kind()} if malloc_trim() else None
     return {
         "precision": up.precision.name, "threads": torch.get_num_threads(), "max_tokens": cfg.max_tokens,
         "shape_buckets": cfg.shape_buckets, "updates": updates, "rss_mib": rss, "peak_rss_mib": peak,
-        "saved_for_backward": {"batch": len(largest), "tgt_tokens": tokens, "mib": saved, "by_shape": rows[:20]},
+        "saved_for_backward": {"batch": len(largest), "padded_shape": list(batch.tgt_in.shape),
+                               "tgt_tokens": batch.n_tokens, "mib": saved, "by_shape": rows[:20]},
         "resident_by_kind": {"end": end, "after_malloc_trim": trimmed},
     }  # fmt: skip
 

@@ -31,12 +31,12 @@ from ..updater import Updater
 if TYPE_CHECKING:
     from ..prepared import EncodedSplit
 
-GROUPS = {  # operator name -> group (anything else: "other")
+GROUPS = {  # operator name -> group (anything else: "other"); the loss (objective.OutputLoss) has no group of
+    # its own: its operators (mm, copy_, exp_, sum, ...) are those of the groups here and of "other"
     "aten::mm": "gemm", "aten::addmm": "gemm", "aten::bmm": "gemm",
     "aten::mkldnn_rnn_layer": "lstm", "aten::mkldnn_rnn_layer_backward": "lstm",
     "aten::copy_": "copies", "aten::exp_": "exp", "aten::exp": "exp",
     "aten::random_": "dropout masks", "aten::uniform_": "dropout masks", "aten::_fused_adam_": "optimizer",
-    "aten::_log_softmax": "loss",
 }  # fmt: skip
 
 

@@ -51,16 +51,17 @@ def average_models(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     return average_checkpoints(files, out, names=[str(p) for p in checkpoints])
 
 
-def load_model(path: str | Path, device: str = "cpu") -> Translating:
-    """The translator for one model file: ONNX Runtime's for an exported ONNX model, else the torch one
-    (which names any other exported file, such as a removed `.npz`, in one line)."""
+def load_model(path: str | Path, device: str = "cpu", threads: int = 0) -> Translating:
+    """The translator for one model file: ONNX Runtime's for an exported ONNX model (`threads`: its intra-op
+    threads, 0: one per usable core, at most 8), else the torch one (whose threads are the process's,
+    `torch.set_num_threads`; it names any other exported file, such as a removed `.npz`, in one line)."""
     from .onnx_model import OnnxTranslator, is_onnx_model
 
     path = model_file(path)  # hf://ORG/NAME[@REVISION][/FILE]: downloaded into huggingface_hub's cache (hub.py)
     if is_onnx_model(path):
         if device not in ("cpu", "auto"):  # auto: the CPU, the only device an ONNX model runs on here
             raise ConfigError(f"{path}: an ONNX model runs on the CPU; drop --device {device}")
-        return OnnxTranslator.load(path)
+        return OnnxTranslator.load(path, threads)
     from .torch_engine import Translator
 
     return Translator.from_checkpoint(path, device=device)
@@ -71,20 +72,22 @@ def load_translator(
     device: str = "cpu",
     cfg: DecodeConfig | None = None,
     languages: tuple[str | None, str | None] = (None, None),
+    threads: int = 0,
 ) -> Translating:
     """The translator for a model file, or for a list of them (one: that file's; several: an
     `EnsembleTranslator`), checked against `cfg` and the (source, target) `languages` asked for, where given
-    (`check_languages`; one-line errors before any input is read)."""
+    (`check_languages`; one-line errors before any input is read); `threads`: an ONNX model's intra-op
+    threads (`load_model`)."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths:
         raise ConfigError("no model file given")
     translator: Translating
     if len(paths) == 1:
-        translator = load_model(paths[0], device)
+        translator = load_model(paths[0], device, threads)
     else:
         from .ensemble import EnsembleTranslator
 
-        translator = EnsembleTranslator([load_model(p, device) for p in paths], paths)
+        translator = EnsembleTranslator([load_model(p, device, threads) for p in paths], paths)
     translator.check(cfg or DecodeConfig())
     name = str(paths[0]) if len(paths) == 1 else f"the ensemble of {', '.join(str(p) for p in paths)}"
     check_languages(translator, *languages, name=name)
