@@ -141,11 +141,6 @@ def test_alignments_and_attention_are_the_librarys(server: TranslationServer, ti
             413,
             "attention for 4 sentences x n_best 3 could hold",
         ),
-        (  # alignments keep every hypothesis's attention for the request too: the same bound
-            {"sentences": ["a b c d"] * 4, "alignments": True, "beam_size": 3, "n_best": 3, "max_len_b": 1000},
-            413,
-            "alignments for 4 sentences x n_best 3 could hold",
-        ),
         ({"sentences": ["a"], "scores": "yes"}, 400, '"scores" must be true or false, got a string ("yes")'),
         ({"sentences": ["a"], "alignments": 1}, 400, '"alignments" must be true or false'),
         (
@@ -160,6 +155,25 @@ def test_reply_options_out_of_range_are_one_line_errors(server: TranslationServe
                                                         words: str) -> None:  # fmt: skip
     got, reply = _call(server.url, "POST", "/translate", body)
     assert (got, list(reply)) == (status, ["error"]) and words in reply["error"]
+
+
+def test_alignments_are_bounded_by_the_memory_budget_not_the_attention_weights(tiny: Translator) -> None:
+    """A review of 2026-12-07: `"alignments": true` (the page sends it always) counted against
+    --max-attention-weights, sized for the JSON of matrices its reply does not send: 413 where it was 200. What
+    its search keeps is counted by the search's memory check (search_budget.kept_bytes): over it, one-line 400."""
+    cfg, limits = DecodeConfig(beam_size=2, memory_budget_gb=0.005), ServeLimits(max_attention_weights=100)
+    with TranslationServer(tiny, cfg, limits) as server:  # each search: a fifth of 5 MB (batcher.MAX_DEPTH)
+        body = {"sentences": SENTENCES, "n_best": 2, "alignments": True}  # ~1,000 weights: over the 100
+        status, reply = _call(server.url, "POST", "/translate", body)
+        expected = tiny.translate_aligned(SENTENCES, beam_size=2, n_best=2)
+        assert status == 200 and [[h["alignment"] for h in hyps] for hyps in reply["hypotheses"]] == [
+            [str(a.alignment) for a in hyps] for hyps in expected
+        ]
+        assert _call(server.url, "POST", "/translate", {**body, "attention": True})[0] == 413  # matrices sent: bound
+        big = {"sentences": ["red cat"] * 20, "n_best": 2, "alignments": True, "max_len_b": 200}  # ~2.5 MB kept
+        status, reply = _call(server.url, "POST", "/translate", big)
+        assert (status, list(reply)) == (400, ["error"]) and "\n" not in reply["error"]
+        assert "attention kept" in reply["error"] and "memory_budget_gb" in reply["error"]
 
 
 def test_a_default_n_best_over_the_limit_is_refused_at_start(tiny: Translator) -> None:

@@ -275,12 +275,13 @@ class TranslationServer:
                     raise RequestError(400, f"{where.format(i)} holds a lone surrogate (not Unicode text)") from None
 
     def _decode_config(
-        self, name: str, sentences: list[str], options: dict[str, Any], kept: str = "", scores: bool = True
+        self, name: str, sentences: list[str], options: dict[str, Any], attention: bool = False, scores: bool = True
     ) -> DecodeConfig:
         """The request's decode settings over the server's, checked against the limits and the model: 400;
-        with `kept` ("attention" or "alignments": what keeps each hypothesis's attention), matrices that
-        could hold more than `max_attention_weights` weights: 413. `scores`: the reply shows hypotheses'
-        scores (else a length_penalty with greedy search, which changes only them, is refused)."""
+        with `attention` (the reply sends each hypothesis's matrix), matrices that could hold more than
+        `max_attention_weights` weights: 413. `scores`: the reply shows hypotheses' scores (else a
+        length_penalty with greedy search, which changes only them, is refused). The memory the search keeps
+        (n-best lists, with attention for alignments) is the search's own check against the budget: 400."""
         translator = self.models[name]
         try:
             cfg = self._request_config(options, scores)
@@ -290,8 +291,8 @@ class TranslationServer:
             check_output_len(cfg, self.limits, src_pieces)
         except (ConfigError, TypeError) as err:  # unknown option, wrong type, bad value, what this engine cannot run
             raise RequestError(400, refusal(err)) from None  # each value it echoes as JSON, clipped
-        if kept:
-            self._check_attention(cfg, len(sentences), src_pieces, kept)
+        if attention:
+            self._check_attention(cfg, len(sentences), src_pieces)
         return cfg
 
     def _request_config(self, options: dict[str, Any], scores: bool) -> DecodeConfig:
@@ -305,15 +306,15 @@ class TranslationServer:
         refuse_ignored_decode({**options, "beam_size": cfg.beam_size, "n_best": cfg.n_best}, scores, options, unshown)
         return cfg
 
-    def _check_attention(self, cfg: DecodeConfig, sentences: int, src_pieces: int, kept: str) -> None:
-        """413 for attention matrices (kept for `kept`, "attention" or "alignments", until the request is
-        answered) that could hold more than `max_attention_weights` weights: each hypothesis's is (output
-        pieces, source pieces), EOS included on both."""
+    def _check_attention(self, cfg: DecodeConfig, sentences: int, src_pieces: int) -> None:
+        """413 for a reply's attention matrices that could hold more than `max_attention_weights` weights: each
+        hypothesis's is (output pieces, source pieces), EOS included on both. Not for alignments: their reply
+        sends no matrix, and what their search keeps is counted against the memory budget (search_budget)."""
         src = min(src_pieces, cfg.max_src_len) + 1
         weights = sentences * cfg.n_best * int(cfg.max_len_a * src + cfg.max_len_b) * src
         limit = self.limits.max_attention_weights
         if weights > limit:
-            what = f"{kept} for {sentences} sentences x n_best {cfg.n_best} could hold {weights:,} attention weights"
+            what = f"attention for {sentences} sentences x n_best {cfg.n_best} could hold {weights:,} attention weights"
             raise RequestError(413, f"{what} (up to {src} source pieces, max_len_a and max_len_b): the limit is "
                                     f"{limit:,} (--max-attention-weights)")  # fmt: skip
 
@@ -329,8 +330,7 @@ class TranslationServer:
             raise RequestError(400, f"no model {quoted(name)} on this server: it serves {', '.join(self.models)} "
                                     "(GET /models)")  # fmt: skip
         self._check_sentences(sentences, "sentences[{}]", wanted["attention"])
-        kept = next((key for key in ("attention", "alignments") if wanted[key]), "")  # each keeps the attention
-        cfg = self._decode_config(name, sentences, options, kept, any(wanted.values()))
+        cfg = self._decode_config(name, sentences, options, wanted["attention"], any(wanted.values()))
         task = Task(name, cfg, cfg.n_best > 1 or any(wanted.values()), wanted["alignments"] or wanted["attention"])
         found = self.batcher.submit(sentences, task, gone) if sentences else []
         if not task.hypotheses:
