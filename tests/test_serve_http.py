@@ -227,9 +227,35 @@ def test_a_loopback_server_answers_its_own_names(server: TranslationServer, host
     assert _get(server, host)[0] == 200
 
 
-@pytest.mark.parametrize(
-    "host", [b"attacker.example", b"attacker.example:8000", b"localhost.attacker.example", b"127.0.0.1.nip.io", b""]
-)
+MACHINE = socket.gethostname()  # this machine's name, as a browser on it may name it
+
+
+MACHINE_NAMES = (b"localhost.", b"LOCALHOST.:8000", b"[0:0:0:0:0:0:0:1]", b"[0::1]:8000", b"127.0.0.2",
+                 b"127.1.2.3.:80", b"ip6-localhost", b"IP6-Loopback:8000", b"[::ffff:127.0.0.1]", b"", b" ",
+                 MACHINE.encode(), MACHINE.upper().encode() + b".:8000")  # fmt: skip
+
+
+@pytest.mark.parametrize("host", MACHINE_NAMES)
+def test_a_loopback_server_answers_every_name_of_this_machine(server: TranslationServer, host: bytes) -> None:
+    """A review of 2026-12-07: these were 421 on the default 127.0.0.1 bind (an empty Host names nothing to rebind)."""
+    assert _get(server, host)[0] == 200
+
+
+def test_a_server_on_ipv6_loopback_answers_ip6_localhost(tiny: Translator) -> None:
+    try:
+        six = TranslationServer(tiny, DecodeConfig(beam_size=1), host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with six:
+        assert [_get(six, host)[0] for host in (b"ip6-localhost", b"[::1]", b"localhost", b"x.example")] == [
+            200, 200, 200, 421]  # fmt: skip
+
+
+OTHER_NAMES = (b"attacker.example", b"attacker.example:8000", b"localhost.attacker.example", b"127.0.0.1.nip.io",
+               b"attacker.example.", b"localhost..", b"[127.0.0.1]", b"2130706433", b"127.0.0.1.:x")  # fmt: skip
+
+
+@pytest.mark.parametrize("host", OTHER_NAMES)
 def test_a_loopback_server_refuses_other_host_names(server: TranslationServer, host: bytes) -> None:
     """A page on attacker.example whose name was pointed at 127.0.0.1 (DNS rebinding) read /models: 200."""
     jobs = server.batcher.stats["jobs"]
@@ -259,6 +285,17 @@ def test_allow_host_takes_a_name_without_a_port() -> None:
     with pytest.raises(ConfigError, match=r"--allow-host 'box:8000': give a name .* without the port"):
         check_hosts(["box:8000"])
     assert check_hosts(["Box.Local", "10.0.0.5", "[fe80::1]"]) == ("box.local", "10.0.0.5", "[fe80::1]")
+    assert check_hosts(["my_box.local.", "Box.", "[FE80:0::1]"]) == ("my_box.local", "box", "[fe80::1]")
+    with pytest.raises(ConfigError, match=r"--allow-host '\*' answers any name: the other --allow-host names would be"):
+        check_hosts(["*", "box"])
+
+
+def test_allow_host_star_turns_the_check_off(tiny: Translator) -> None:
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), allow_hosts=["*"]) as anyname:
+        assert anyname.hosts is None and _get(anyname, b"any.example:8000")[0] == 200
+    with TranslationServer(tiny, DecodeConfig(beam_size=1), allow_hosts=["My_Box.local."]) as named:
+        got = [_get(named, host)[0] for host in (b"my_box.local", b"MY_BOX.LOCAL.:80", b"box.local")]
+        assert got == [200, 200, 421]
 
 
 # --- what a request would have had ignored ---------------------------------------------------------

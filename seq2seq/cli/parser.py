@@ -283,9 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let pages from ORIGIN (e.g. http://localhost:8080; repeatable; *: any) call this server "
                    "from a browser: CORS headers (default: none, CORS off)")  # fmt: skip
     p.add_argument("--allow-host", action="append", metavar="NAME",
-                   help="answer requests whose Host header names NAME (repeatable), besides localhost, 127.0.0.1 "
-                   "and [::1]: on a loopback address other names are refused (DNS rebinding); given, the Host is "
-                   "checked on any address (default: none)")  # fmt: skip
+                   help="answer requests whose Host header names NAME (repeatable), besides this machine's own "
+                   "(localhost, its hostname, loopback addresses): on a loopback address other names are refused "
+                   "(DNS rebinding); given, the Host is checked on any address; *: any name, no check "
+                   "(default: none)")  # fmt: skip
     add_flags(p, DecodeConfig)  # the defaults; a request's JSON may override any of them
     add_flags(p, ServeLimits)
     p.set_defaults(func=cmd_serve)

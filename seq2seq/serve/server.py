@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Mapping
@@ -67,8 +68,8 @@ class Task:
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]+")  # what a browser sends: scheme://host[:port]
-LOCAL_NAMES = ("localhost", "127.0.0.1", "[::1]")  # the Host names a server on a loopback address answers
-HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4, [IPv6]
+LOCAL_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")  # names of the loopback addresses (and any of those)
+HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?|\[[0-9A-Fa-f:.]+\]")  # name, IPv4, [IPv6]
 HOST_HEADER = re.compile(rf"({HOST_NAME.pattern})(?::[0-9]*)?")  # a Host header: the name, maybe a port
 
 
@@ -89,12 +90,68 @@ def parse_models(specs: Sequence[str]) -> dict[str, str]:
 
 
 def check_hosts(names: Sequence[str]) -> tuple[str, ...]:
-    """The `--allow-host` values, checked: a host name or an address as a Host header names it, without a port."""
+    """The `--allow-host` values, checked, as compared (`host_key`): a host name or an address as a Host header
+    names it, without a port; or `*` alone (any name: no check)."""
+    if "*" in names and len(names) > 1:
+        raise ConfigError("--allow-host '*' answers any name: the other --allow-host names would be ignored")
     for name in names:
-        if not HOST_NAME.fullmatch(name):
+        if name != "*" and not HOST_NAME.fullmatch(name):
             raise ConfigError(f"--allow-host {name!r}: give a name as a browser's Host header holds it, without "
-                              "the port (my-laptop.local, 192.168.1.5, [fe80::1])")  # fmt: skip
-    return tuple(name.lower() for name in names)
+                              "the port (my-laptop.local, 192.168.1.5, [fe80::1]), or * (any name)")  # fmt: skip
+    return tuple(host_key(name) for name in names)
+
+
+def host_key(name: str) -> str:
+    """A Host name as compared: lower case, one trailing dot dropped (`localhost.` is `localhost`), an address in
+    its canonical form (`[0:0:0:0:0:0:0:1]` is `[::1]`)."""
+    name = name.lower().removesuffix(".")
+    bracketed = name.startswith("[") and name.endswith("]")
+    try:
+        address = ipaddress.ip_address(name[1:-1] if bracketed else name)
+    except ValueError:
+        return name
+    if address.version == 6:
+        return f"[{address}]" if bracketed else name  # an IPv6 address in a Host header is in brackets
+    return name if bracketed else str(address)
+
+
+def is_loopback(key: str) -> bool:
+    """Whether a `host_key` is a loopback address: 127.0.0.0/8, [::1], [::ffff:127.0.0.1]."""
+    bracketed = key.startswith("[")
+    try:
+        address = ipaddress.ip_address(key[1:-1] if bracketed else key)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bracketed == (address.version == 6) and (mapped or address).is_loopback
+
+
+@dataclass(frozen=True)
+class HostNames:
+    """The Host names a server answers (`host_names`): `names` (as `host_key` gives them) and any loopback address."""
+
+    names: frozenset[str]
+
+    def answers(self, name: str) -> bool:
+        key = host_key(name)
+        return key in self.names or is_loopback(key)
+
+    def __str__(self) -> str:
+        return f"{', '.join(sorted(self.names))} and any loopback address"
+
+
+def host_names(bound: str, allowed: Sequence[str]) -> HostNames | None:
+    """The Host names a server bound to the address `bound` answers: None (any) on a wildcard address without
+    --allow-host names (`allowed`, as `check_hosts` gives them), or with `*`; else localhost, ip6-localhost,
+    ip6-loopback, this machine's name (socket.gethostname()), any loopback address, the bound address and
+    `allowed`. A page whose site's name an attacker has pointed at 127.0.0.1 (DNS rebinding) sends its own
+    name: refused. Names only: none is looked up."""
+    address = ipaddress.ip_address(bound)
+    if "*" in allowed or not (address.is_loopback or allowed):
+        return None
+    own = [] if not address.is_loopback else [host_key(f"[{address}]" if address.version == 6 else str(address))]
+    machine = [host_key(socket.gethostname())] if HOST_NAME.fullmatch(socket.gethostname()) else []
+    return HostNames(frozenset((*LOCAL_NAMES, *machine, *own, *allowed)))
 
 
 def check_origins(origins: Sequence[str]) -> tuple[str, ...]:
@@ -113,7 +170,7 @@ class TranslationServer:
     `translator`: one model (named "default"), or {name: translator} for several, the first the
     default (`model`: the path or {name: path} that /health and /models show). One worker serves
     them all. `allow_origins`: the origins whose pages may call this server (CORS; "*": any).
-    `allow_hosts`: the Host names answered besides localhost, 127.0.0.1 and [::1] (`host_names`)."""
+    `allow_hosts`: the Host names answered besides this machine's own (`host_names`; "*": any)."""
 
     def __init__(
         self,
@@ -149,7 +206,7 @@ class TranslationServer:
             self.httpd = (HTTPServer6 if ":" in host else HTTPServer)((host, port), Handler, self)
         except OSError as err:  # a port in use, a host that names no address here: one line (exit status 1)
             raise OSError(err.errno, f"cannot listen on {host}:{port}: {err.strerror or err}") from None
-        self.hosts = self.host_names(allowed)
+        self.hosts = host_names(self.httpd.server_address[0], allowed)
         self._thread: threading.Thread | None = None
 
     @property
@@ -218,26 +275,16 @@ class TranslationServer:
             headers["Access-Control-Allow-Origin"] = allowed
         return headers
 
-    def host_names(self, allowed: tuple[str, ...]) -> frozenset[str] | None:
-        """The Host names this server answers, on a loopback address or with `allowed` names (--allow-host):
-        localhost, 127.0.0.1, [::1], its own address and `allowed`; None (any) elsewhere. A page whose site's
-        name an attacker has pointed at 127.0.0.1 (DNS rebinding) sends its own name: refused."""
-        address = ipaddress.ip_address(self.httpd.server_address[0])
-        if not (address.is_loopback or allowed):
-            return None
-        own = [f"[{address}]" if address.version == 6 else str(address)] if address.is_loopback else []
-        return frozenset((*LOCAL_NAMES, *own, *allowed))
-
     def check_host(self, values: list[str]) -> None:
-        """A request's Host headers: none (no browser sends none), or one naming this server (`hosts`); else
-        a RequestError 421."""
+        """A request's Host headers: none or an empty one (no name to rebind), or one naming this server
+        (`hosts`, host_names); else a RequestError 421."""
         if self.hosts is None or not values:
             return
-        named = HOST_HEADER.fullmatch(values[0].strip(" \t"))
-        if len(values) == 1 and named and named.group(1).lower() in self.hosts:
+        value = values[0].strip(" \t")
+        named = HOST_HEADER.fullmatch(value)
+        if len(values) == 1 and (not value or (named and self.hosts.answers(named.group(1)))):
             return
-        names = ", ".join(sorted(self.hosts))
-        raise RequestError(421, f"Host {quoted(values[0])} is not a name of this server: it answers {names} "
+        raise RequestError(421, f"Host {quoted(values[0])} is not a name of this server: it answers {self.hosts} "
                                 "(--allow-host NAME adds one)")  # fmt: skip
 
     def check_length(self, length: int) -> None:
