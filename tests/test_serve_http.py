@@ -21,8 +21,9 @@ import pytest
 from test_serve_limits import Endless
 
 from seq2seq.config import ConfigError, DecodeConfig
+from seq2seq.serve.batcher import RequestError
 from seq2seq.serve.limits import ServeLimits
-from seq2seq.serve.server import TranslationServer, check_hosts
+from seq2seq.serve.server import TranslationServer, check_hosts, host_names
 from seq2seq.serve.transport import Handler
 from seq2seq.translation.torch_engine import Translator
 
@@ -279,6 +280,21 @@ def test_allow_host_adds_names_and_checks_the_host_on_any_address(tiny: Translat
         assert _get(everywhere, b"any.example")[0] == 200  # reached by any name: nothing to rebind
     with TranslationServer(tiny, DecodeConfig(beam_size=1), host="0.0.0.0", allow_hosts=["box"]) as listed:
         assert [_get(listed, host)[0] for host in (b"box:8000", b"127.0.0.1", b"any.example")] == [200, 200, 421]
+
+
+def test_allow_host_on_an_address_answers_that_address() -> None:
+    """A review of 2026-12-07: --host 192.0.2.2 --allow-host translate.example refused its own address, the one
+    of the URL it prints at start-up."""
+    for bound, url in (("192.0.2.2", "192.0.2.2:8000"), ("2001:db8::2", "[2001:db8::2]:8000")):
+        hosts = host_names(bound, check_hosts(["translate.example"]))
+        app = SimpleNamespace(hosts=hosts)
+        for value in (url, "translate.example", "localhost:8000"):
+            TranslationServer.check_host(app, [value])  # type: ignore[arg-type]
+        with pytest.raises(RequestError, match="is not a name of this server") as refused:
+            TranslationServer.check_host(app, ["192.0.2.3:8000"])  # type: ignore[arg-type]
+        assert refused.value.status == 421
+    assert not host_names("0.0.0.0", ("box",)).answers("0.0.0.0")  # type: ignore[union-attr]  # not an address
+    assert not host_names("::", ("box",)).answers("[::]")  # type: ignore[union-attr]
 
 
 def test_allow_host_takes_a_name_without_a_port() -> None:

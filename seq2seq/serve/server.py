@@ -149,7 +149,7 @@ def host_names(bound: str, allowed: Sequence[str]) -> HostNames | None:
     address = ipaddress.ip_address(bound)
     if "*" in allowed or not (address.is_loopback or allowed):
         return None
-    own = [] if not address.is_loopback else [host_key(f"[{address}]" if address.version == 6 else str(address))]
+    own = [] if address.is_unspecified else [host_key(f"[{address}]" if address.version == 6 else str(address))]
     machine = [host_key(socket.gethostname())] if HOST_NAME.fullmatch(socket.gethostname()) else []
     return HostNames(frozenset((*LOCAL_NAMES, *machine, *own, *allowed)))
 
