@@ -205,16 +205,20 @@ class Handler(BaseHTTPRequestHandler):
             self._translate(app.translate_body if path == "/translate" else app.translate_opennmt)
 
     def _check_request(self) -> None:
-        """What no route takes: a Host that is not this server's (421, DNS rebinding); a query string (400:
-        nothing reads it, `/translate?beam_size=1` would translate with the default beam)."""
+        """What no route takes: a Host that is not this server's (421, DNS rebinding)."""
         self.server.app.check_host(self.headers.get_all("Host") or [])
+
+    def _check_query(self) -> None:
+        """A POST route's query string: 400 (nothing reads it, `/translate?beam_size=1` would translate with the
+        default beam). A GET route's is let through (a cache-buster, a monitor's): it asks for no option."""
         if "?" in self.path:
-            query = shown(self.path[self.path.index("?") :])
-            raise RequestError(400, f"the query string {query} would be ignored: this server reads none (decode "
-                                    "options go in the JSON body of POST /translate)")  # fmt: skip
+            path, query = self.path.split("?", 1)
+            raise RequestError(400, f"the query string {shown('?' + query)} would be ignored: POST {path} "
+                                    "reads none (decode options go in the JSON body of POST /translate)")  # fmt: skip
 
     def _translate(self, translate: Callable[[bytes, Callable[[], bool]], Any]) -> None:
         try:
+            self._check_query()
             reply = translate(self._body(), self._client_gone)
         except RequestError as err:
             self._error(err.status, str(err))
