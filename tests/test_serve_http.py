@@ -338,12 +338,19 @@ def test_a_query_string_on_a_get_route_is_answered(server: TranslationServer, me
     assert reply.startswith(b"HTTP/1.1 200 ")
 
 
-@pytest.mark.parametrize("coding", ["gzip", "identity"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "identity, gzip"])
 def test_a_content_encoding_is_415_not_ignored(server: TranslationServer, coding: str) -> None:
-    """A gzip body was read as if it were JSON (a confusing 400); "identity" said nothing the server used."""
-    body = gzip.compress(BODY) if coding == "gzip" else BODY
+    """A gzip body was read as if it were JSON (a confusing 400)."""
+    body = gzip.compress(BODY) if coding.endswith("gzip") else BODY
     headers = f"Content-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {len(body)}\r\n"
     status, reply = _status(_post(server, headers.encode(), body))
     assert (
         status == 415 and reply["error"] == f'Content-Encoding "{coding}" is not supported: send the body uncompressed'
     )
+
+
+@pytest.mark.parametrize("coding", ["identity", "Identity", " IDENTITY "])
+def test_content_encoding_identity_is_the_body_as_it_is(server: TranslationServer, coding: str) -> None:
+    """A review of 2026-12-07: `Content-Encoding: identity` (no encoding) was a 415."""
+    headers = f"Content-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {len(BODY)}\r\n"
+    assert _status(_post(server, headers.encode()))[0] == 200

@@ -294,9 +294,10 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(411, "Content-Length is required")
         self.server.app.check_length(length)
         self._check_type()
-        if "Content-Encoding" in self.headers:  # a gzip body would be read as JSON
-            coding = shown(self.headers["Content-Encoding"])
-            raise RequestError(415, f"Content-Encoding {coding} is not supported: send the body uncompressed")
+        for coding in self.headers.get_all("Content-Encoding") or ():  # a gzip body would be read as JSON
+            if coding.strip(" \t").lower() != "identity":  # identity: the body as it is
+                message = f"Content-Encoding {shown(coding)} is not supported: send the body uncompressed"
+                raise RequestError(415, message)
         body = self.rfile.read(length)
         self._unread = 0
         if len(body) < length:
