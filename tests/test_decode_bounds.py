@@ -303,3 +303,33 @@ def test_the_n_best_lists_of_a_chunk_count_against_the_budget(translator: Transl
     assert stream_translate(translator, iter([LINES]), out.append, lambda: None, tight, alignments=True) == len(LINES)
     unscored = [line.split("\t")[::2] for line in output_lines(translator, LINES, roomy, alignments=True)]
     assert [line.split("\t")[::2] for line in "".join(out).splitlines()] == unscored  # scores: to float32 rounding
+
+
+def test_a_line_that_fits_alone_is_not_blamed_for_the_n_best_lists_of_the_others() -> None:
+    """check_search blamed the longest source whenever its search plus the n-best lists of ALL the sources were
+    over the budget (with the lists under half of it), and translate refused that line instead of halving the chunk:
+    600 train lines and one 600-word line, --n-best 5 --memory-budget-gb 0.015, which translated before the lists
+    counted, stopped at line 601 ("about 16.0 MB ... over the budget of 15.0 MB"), though that line alone fits. Now
+    only a source whose own search and lists do not fit is named; else none (fewer at a time fit: split_parts)."""
+    from seq2seq.search_budget import OverBudget, check_search, max_lengths, split_parts
+
+    sources = [[5] * 3] * 50 + [[5] * 30]
+    cfg = DecodeConfig(beam_size=5, n_best=5)
+    steps = int(max_lengths(np.array([31]), cfg.max_len_a, cfg.max_len_b)[0])
+    search_1 = search_bytes(5, steps, 31, NoAllocation().footprint(31), False, 2.0)  # batch 1, n-best 5 of beam 5
+    lists = kept_bytes(np.array([len(s) + 1 for s in sources]), cfg, False)
+    alone = search_1 + kept_bytes(np.array([31]), cfg, False)
+    low = max(alone, 2 * lists)  # the long line fits alone; all the lists fit in half the budget
+    assert low < search_1 + lists  # ... but its search beside all the lists does not
+    tight = DecodeConfig(beam_size=5, n_best=5, memory_budget_gb=(low + search_1 + lists) / 2 / 1e9)
+    check_search(NoAllocation(), sources[-1:], tight, False)
+    with pytest.raises(OverBudget, match="translate fewer sentences at a time") as err:
+        check_search(NoAllocation(), sources, tight, False)
+    assert err.value.index is None
+    parts = list(split_parts(lambda a, b: check_search(NoAllocation(), sources[a:b], tight, False), len(sources)))
+    assert parts[-1][1] == len(sources) and all(a == b for (_, a), (b, _) in zip(parts, parts[1:]))
+    # a line that does not fit even alone is named, by its index among all the sources
+    over = DecodeConfig(beam_size=5, n_best=5, memory_budget_gb=(alone - 1000) / 1e9)
+    with pytest.raises(OverBudget, match="this search would need") as err:
+        list(split_parts(lambda a, b: check_search(NoAllocation(), sources[a:b], over, False), len(sources)))
+    assert err.value.index == 50 and str(err.value).startswith("sentence 51: ")
