@@ -408,6 +408,19 @@ def test_a_line_that_fits_alone_is_translated_however_many_lines_share_its_chunk
     assert capsys.readouterr().err == "" and written.read_text().splitlines() == expected
 
 
+def test_the_truncation_warning_comes_before_a_memory_refusal(run_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The "longer than max_src_len" warning came after the search, so a search the memory check refused lost it."""
+    from seq2seq.search_budget import OverBudget
+
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    tight = DecodeConfig(beam_size=32, max_len_b=900, max_src_len=3, memory_budget_gb=1e-6)
+    with caplog.at_level("WARNING", logger="seq2seq"), pytest.raises(OverBudget, match="^sentence 2: "):
+        translator.translate_nbest(["", LONG], tight)
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 of 2 sentences are longer than max_src_len=3 pieces: translated truncated (first: sentence 2)"
+    ]
+
+
 def test_characters_that_make_no_piece_do_not_fill_the_cut_of_a_long_line(run_dir: Path) -> None:
     """3,000 zero-width spaces before the words filled the cut that max_src_len sets (it counted them as
     characters), and the line translated to ''."""

@@ -167,14 +167,14 @@ class Translating:
         cfg = decode_config(cfg, options)
         _check_sentences(sentences, "translate_nbest")
         live, src_ids = self._sources(sentences, cfg)
-        engine = self.search_engine(cfg)
-        with _numbered(live, first):
-            parts = list(split_parts(lambda a, b: check_search(engine, src_ids[a:b], cfg, keep_attention), len(live)))
-        found = [hyps for a, b in parts for hyps in self.search(src_ids[a:b], cfg, keep_attention, progress)]
         long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
         if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
             msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
             log.warning(msg, len(long), len(sentences), cfg.max_src_len, first + long[0] + 1)
+        engine = self.search_engine(cfg)
+        with _numbered(live, first):
+            parts = list(split_parts(lambda a, b: check_search(engine, src_ids[a:b], cfg, keep_attention), len(live)))
+        found = [hyps for a, b in parts for hyps in self.search(src_ids[a:b], cfg, keep_attention, progress)]
         decoded = iter(self.tgt_tok.decode([h.ids for hyps in found for h in hyps]))  # one batched call
         out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
         for i, hyps in zip(live, found):
