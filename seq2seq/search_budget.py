@@ -1,7 +1,8 @@
 """What a search may allocate, checked before it starts (`check_search`): the output length limits
 (`max_lengths`), the peak bytes of a batch (`search_bytes`), the n-best lists kept until the call returns
-(`kept_bytes`) and the sentences per batch (an engine's `batch_size`, halved until the batch fits
-`DecodeConfig.memory_budget()`). search.py searches.
+(`kept_bytes`), the sentences per batch (an engine's `batch_size`, halved until the batch fits
+`DecodeConfig.memory_budget()`) and the parts a call's sources are searched in (`split_parts`, halved until each
+part's search and n-best lists fit). search.py searches.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from .config import DecodeConfig
 
@@ -64,8 +65,8 @@ def kept_bytes(src_lens: np.ndarray, cfg: DecodeConfig, keep_attention: bool) ->
 
 
 class OverBudget(ConfigError):
-    """A search `check_search` refuses for memory. `reason` says what it would need; `index` is the source whose
-    length set the need (None: the n-best lists of all of them together), as its caller numbers it."""
+    """A search `check_search` refuses for memory. `reason` says what it would need; `index` is the source that
+    does not fit even searched alone, as its caller numbers it (None: they would fit in smaller parts)."""
 
     def __init__(self, reason: str, index: int | None = None) -> None:
         super().__init__(reason if index is None else f"sentence {index + 1}: {reason}")
@@ -90,8 +91,9 @@ def check_search(engine: Any, src_ids: Sequence[Sequence[int]], cfg: DecodeConfi
     engine's own (`engine.batch_size`; DECODE_BATCH["onnx"] for an engine without one) halved until the
     largest batch (the longest sources, output length limit, full beam) fits `cfg.memory_budget()` beside the
     n-best lists of all the sources (`kept_bytes`, which may take half of it). A beam wider than the engine's
-    vocabulary is one ConfigError; n-best lists over half the budget, or a batch that does not fit even so, an
-    `OverBudget` (naming the longest source for the batch)."""
+    vocabulary is one ConfigError; over the budget, an `OverBudget`: naming the longest source where its search
+    alone (batch 1, or an explicit `cfg.batch_size`'s batch, beside its own n-best lists alone) does not fit, else
+    naming none (fewer sources at a time would fit: `split_parts`)."""
     lens = np.array([min(len(s), cfg.max_src_len) + 1 for s in src_ids], dtype=np.int64)  # EOS appended
     src_len = int(lens.max(initial=1))
     footprint = engine.footprint(src_len) if hasattr(engine, "footprint") else (0, 0)
@@ -101,7 +103,7 @@ def check_search(engine: Any, src_ids: Sequence[Sequence[int]], cfg: DecodeConfi
     steps = int(max_lengths(np.array([src_len]), cfg.max_len_a, cfg.max_len_b)[0])
     budget, results = cfg.memory_budget(), kept_bytes(lens, cfg, keep_attention)
     where = "memory_budget_gb" if cfg.memory_budget_gb else "half of this machine's memory; memory_budget_gb"
-    if results > budget / 2:
+    if results > budget / 2 and len(src_ids) > 1:
         attention = ", attention kept" if keep_attention else ""
         raise OverBudget(f"the n-best lists of {len(src_ids)} sentences would need about {_size(results)} "
                          f"({cfg.n_best} a sentence of up to {steps} output pieces{attention}), over half the budget "
@@ -113,10 +115,42 @@ def check_search(engine: Any, src_ids: Sequence[Sequence[int]], cfg: DecodeConfi
         batch = (batch + 1) // 2
         need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
     if need + results > budget:
+        longest, batch = int(lens.argmax()), batch if cfg.batch_size else 1  # an explicit batch_size: that batch
+        alone = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
+        alone += kept_bytes(lens[longest : longest + 1], cfg, keep_attention)
+        if alone <= budget:  # fewer sentences at a time fit: fewer n-best lists beside the batch
+            raise OverBudget(f"the search of {len(src_ids)} sentences and their n-best lists would need about "
+                             f"{_size(need + results)}, over the budget of {_size(budget)} ({where}): translate "
+                             "fewer sentences at a time")  # fmt: skip
         raise OverBudget(
-            f"this search would need about {_size(need + results)} (batch {batch} x beam {cfg.beam_size} x up to "
-            f"{steps} output pieces, {footprint[0]}-piece vocabulary), over the budget of {_size(budget)} ({where}): "
+            f"this search would need about {_size(alone)} (batch {batch} x beam {cfg.beam_size} x up to {steps} output "
+            f"pieces, {footprint[0]}-piece vocabulary), over the budget of {_size(budget)} ({where}): "
             "lower beam_size, batch_size or max_len_a/max_len_b",
-            int(lens.argmax()),
+            longest,
         )
     return batch
+
+
+def split_parts(check: Callable[[int, int], object], n: int) -> Iterator[tuple[int, int]]:
+    """Ranges [start, end) covering sources 0..`n`, in order, each accepted by `check(start, end)`: a range that
+    it refuses with an `OverBudget` naming no source is halved; one naming a source (its index in the range) is
+    re-raised naming its index among all `n`, once the ranges before it are yielded (a stream writes them;
+    `Translating.translate_nbest` checks all before searching any). At most 2 `n` checks a refusal-free run."""
+    todo: list[tuple[int, int, OverBudget | None]] = [(0, n, None)] if n else []
+    while todo:
+        start, end, refused = todo.pop()
+        if refused is not None:
+            raise refused
+        try:
+            check(start, end)
+        except OverBudget as err:
+            if err.index is None and end - start > 1:
+                middle = (start + end) // 2
+                todo += [(middle, end, None), (start, middle, None)]
+                continue
+            at = start + (err.index or 0)
+            todo.append((at, at, OverBudget(err.reason, at)))
+            if at > start:  # the sources before it first
+                todo.append((start, at, None))
+            continue
+        yield start, end

@@ -288,8 +288,8 @@ def test_the_kept_n_best_lists_stay_under_their_estimate(translator: Translator,
 def test_the_n_best_lists_of_a_chunk_count_against_the_budget(translator: Translator) -> None:
     """search() kept every sentence's n-best lists (and attention, for alignments) until the chunk of up to 16,384
     lines ended, unchecked (172 kB a sentence with --alignments --beam-size 20 --n-best 20: 2.8 GB a chunk). Now they
-    count: a call whose lists would take over half the budget is refused (no line to blame), and `translate` cuts
-    such a chunk into parts that fit, writing the same translations in the same order."""
+    count: a search whose lists would take over half the budget is refused naming no line (fewer at a time fit), and
+    `translate` cuts such a chunk into parts that fit, writing the same translations in the same order."""
     from dataclasses import replace
 
     from seq2seq.search_budget import OverBudget
@@ -297,9 +297,57 @@ def test_the_n_best_lists_of_a_chunk_count_against_the_budget(translator: Transl
 
     roomy = DecodeConfig(beam_size=4, n_best=4)
     tight = replace(roomy, memory_budget_gb=1.5 * _kept(translator, LINES, roomy, True) / 1e9)
-    with pytest.raises(OverBudget, match=r"^the n-best lists of 175 sentences would need about .* over half"):
-        translator.translate_aligned(LINES, tight)
+    with pytest.raises(OverBudget, match=r"^the n-best lists of 175 sentences would need about .* over half") as err:
+        translator.check_memory(LINES, tight, keep_attention=True)
+    assert err.value.index is None
     out: list[str] = []
     assert stream_translate(translator, iter([LINES]), out.append, lambda: None, tight, alignments=True) == len(LINES)
     unscored = [line.split("\t")[::2] for line in output_lines(translator, LINES, roomy, alignments=True)]
     assert [line.split("\t")[::2] for line in "".join(out).splitlines()] == unscored  # scores: to float32 rounding
+
+
+def test_the_library_searches_a_long_list_in_parts_that_fit(translator: Translator) -> None:
+    """translate / translate_nbest / translate_aligned refused a list whose n-best lists would take over half the
+    budget ("the n-best lists of 175 sentences ... translate fewer sentences at a time"), though each sentence fits:
+    a call that worked before the lists counted. They now search it in parts that fit (`split_parts`), as `translate`
+    on the command line does; only a sentence that cannot fit alone is refused."""
+    greedy = DecodeConfig(beam_size=1)
+    tight = 1.5 * _kept(translator, LINES, greedy, False) / 1e9
+    assert translator.translate(LINES, beam_size=1, memory_budget_gb=tight) == translator.translate(LINES, greedy)
+    aligned = DecodeConfig(beam_size=4, n_best=4)
+    gb = 1.5 * _kept(translator, LINES, aligned, True) / 1e9
+    got = translator.translate_aligned(LINES, aligned, memory_budget_gb=gb)
+    expected = translator.translate_aligned(LINES, aligned)
+    assert [[(a.text, str(a.alignment)) for a in hyps] for hyps in got] == [
+        [(a.text, str(a.alignment)) for a in hyps] for hyps in expected
+    ]
+
+
+def test_a_line_that_fits_alone_is_not_blamed_for_the_n_best_lists_of_the_others() -> None:
+    """check_search blamed the longest source whenever its search plus the n-best lists of ALL the sources were
+    over the budget (with the lists under half of it), and translate refused that line instead of halving the chunk:
+    600 train lines and one 600-word line, --n-best 5 --memory-budget-gb 0.015, which translated before the lists
+    counted, stopped at line 601 ("about 16.0 MB ... over the budget of 15.0 MB"), though that line alone fits. Now
+    only a source whose own search and lists do not fit is named; else none (fewer at a time fit: split_parts)."""
+    from seq2seq.search_budget import OverBudget, check_search, max_lengths, split_parts
+
+    sources = [[5] * 3] * 50 + [[5] * 30]
+    cfg = DecodeConfig(beam_size=5, n_best=5)
+    steps = int(max_lengths(np.array([31]), cfg.max_len_a, cfg.max_len_b)[0])
+    search_1 = search_bytes(5, steps, 31, NoAllocation().footprint(31), False, 2.0)  # batch 1, n-best 5 of beam 5
+    lists = kept_bytes(np.array([len(s) + 1 for s in sources]), cfg, False)
+    alone = search_1 + kept_bytes(np.array([31]), cfg, False)
+    low = max(alone, 2 * lists)  # the long line fits alone; all the lists fit in half the budget
+    assert low < search_1 + lists  # ... but its search beside all the lists does not
+    tight = DecodeConfig(beam_size=5, n_best=5, memory_budget_gb=(low + search_1 + lists) / 2 / 1e9)
+    check_search(NoAllocation(), sources[-1:], tight, False)
+    with pytest.raises(OverBudget, match="translate fewer sentences at a time") as err:
+        check_search(NoAllocation(), sources, tight, False)
+    assert err.value.index is None
+    parts = list(split_parts(lambda a, b: check_search(NoAllocation(), sources[a:b], tight, False), len(sources)))
+    assert parts[-1][1] == len(sources) and all(a == b for (_, a), (b, _) in zip(parts, parts[1:]))
+    # a line that does not fit even alone is named, by its index among all the sources
+    over = DecodeConfig(beam_size=5, n_best=5, memory_budget_gb=(alone - 1000) / 1e9)
+    with pytest.raises(OverBudget, match="this search would need") as err:
+        list(split_parts(lambda a, b: check_search(NoAllocation(), sources[a:b], over, False), len(sources)))
+    assert err.value.index == 50 and str(err.value).startswith("sentence 51: ")

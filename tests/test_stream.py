@@ -364,6 +364,63 @@ def test_a_file_line_too_long_for_the_budget_is_refused_before_any_work(run_dir:
     assert out.read_text().splitlines() == translator.translate(["red cat"], cfg)
 
 
+def _least_budget(translator: Translator, line: str, cfg: DecodeConfig) -> DecodeConfig:
+    """`cfg` with the smallest memory budget (to the byte) that a search of `line` alone stays within."""
+    from dataclasses import replace
+
+    from seq2seq.search_budget import OverBudget
+
+    low, high = 1, 10**9
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            translator.check_memory([line], replace(cfg, memory_budget_gb=middle / 1e9))
+            high = middle
+        except OverBudget:
+            low = middle
+    return replace(cfg, memory_budget_gb=high / 1e9)
+
+
+def test_a_line_that_fits_alone_is_translated_however_many_lines_share_its_chunk(
+    run_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """The longest line was refused whenever its search plus the n-best lists of every line of the chunk were over
+    the budget (the lists themselves under half of it): `translate` stopped at it ("in.txt:21: this search would need
+    ...") though it fits alone, where it translated before the lists counted. Now the chunk is halved instead."""
+    from seq2seq.cli import main
+    from seq2seq.search_budget import OverBudget
+
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    lines = ["red cat"] * 20 + [LONG]
+    cfg = _least_budget(translator, LONG, DecodeConfig(beam_size=8, max_len_a=20.0))
+    with pytest.raises(OverBudget, match="^the search of 21 sentences and their n-best lists") as err:
+        translator.check_memory(lines, cfg)
+    assert err.value.index is None
+    expected = translator.translate(lines, DecodeConfig(beam_size=8, max_len_a=20.0))
+    out: list[str] = []
+    assert stream_translate(translator, iter([lines]), out.append, lambda: None, cfg, name="in.txt") == len(lines)
+    assert "".join(out).splitlines() == expected
+    path, written = tmp_path / "in.txt", tmp_path / "out.txt"
+    path.write_text("".join(line + "\n" for line in lines))
+    assert main(["translate", "--checkpoint", str(run_dir / "best.pt"), "--beam-size", "8", "--max-len-a", "20",
+                 "--memory-budget-gb", repr(cfg.memory_budget_gb), "--input", str(path), "--output", str(written),
+                 "--quiet"]) == 0  # fmt: skip
+    assert capsys.readouterr().err == "" and written.read_text().splitlines() == expected
+
+
+def test_the_truncation_warning_comes_before_a_memory_refusal(run_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The "longer than max_src_len" warning came after the search, so a search the memory check refused lost it."""
+    from seq2seq.search_budget import OverBudget
+
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    tight = DecodeConfig(beam_size=32, max_len_b=900, max_src_len=3, memory_budget_gb=1e-6)
+    with caplog.at_level("WARNING", logger="seq2seq"), pytest.raises(OverBudget, match="^sentence 2: "):
+        translator.translate_nbest(["", LONG], tight)
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 of 2 sentences are longer than max_src_len=3 pieces: translated truncated (first: sentence 2)"
+    ]
+
+
 def test_characters_that_make_no_piece_do_not_fill_the_cut_of_a_long_line(run_dir: Path) -> None:
     """3,000 zero-width spaces before the words filled the cut that max_src_len sets (it counted them as
     characters), and the line translated to ''."""

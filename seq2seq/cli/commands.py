@@ -83,8 +83,8 @@ def cmd_translate(args: argparse.Namespace) -> None:
     translator = load_translator(args.checkpoint, args.device, cfg, (args.src, args.tgt))  # fails before stdin is read
     loaded = time.perf_counter()
 
-    def check(lines: list[str], first: int) -> None:  # a file's lines, before any work: too long for the budget?
-        translator.check_memory(lines, cfg, args.alignments, first)
+    def check(lines: list[str]) -> None:  # a file's lines, before any work: too long for the budget?
+        translator.check_memory(lines, cfg, args.alignments)
 
     lines = file_chunks(args.input, check=check) if args.input else chunks(standard_input(), "<stdin>")
     n = _write_translations(args, translator, cfg, lines)

@@ -152,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the mean of their log-probs; same vocabularies)")  # fmt: skip
     p.add_argument("--input", help="input file (default: stdin)")
     p.add_argument("--output", help="output file (default: stdout, streamed); written to a temporary file renamed "
-                   "into place at the end, so Ctrl-C (exit 130) leaves the old file; never the input file")  # fmt: skip
+                   "into place at the end, so Ctrl-C (exit 130) leaves the old file; a line refused later in a "
+                   "stream (stdin, a pipe) leaves the lines before it, and the error says which; never the input "
+                   "file")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (default: cpu)")
     p.add_argument("--src", metavar="LANG", help="the input's language: refused unless the model file records it "
                    "as its source language (another pair translates into nonsense) (default: not checked)")  # fmt: skip

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from ..search import search
-from ..search_budget import OverBudget, check_search
+from ..search_budget import OverBudget, check_search, split_parts
 from ..text import clean, has_content
 
 if TYPE_CHECKING:
@@ -161,17 +161,20 @@ class Translating:
     ) -> list[list[tuple[str, Hypothesis]]]:
         """The n-best (text, hypothesis) pairs per sentence; empty input gives no hypotheses. Decode
         options as for `translate` (a `DecodeConfig` and/or keywords such as `n_best=3`). Messages number the
-        sentences from `first` + 1 (`seq2seq translate`: its input's line numbers); a search over the memory
-        budget is an `OverBudget` naming its longest sentence, or none for the n-best lists of them all."""
+        sentences from `first` + 1 (`seq2seq translate`: its input's line numbers). Sentences whose search and
+        n-best lists would not fit the memory budget together are searched in parts that do (`split_parts`, all
+        checked before any search); a sentence that cannot fit alone is an `OverBudget` naming it."""
         cfg = decode_config(cfg, options)
         _check_sentences(sentences, "translate_nbest")
         live, src_ids = self._sources(sentences, cfg)
-        with _numbered(live, first):
-            found = self.search(src_ids, cfg, keep_attention, progress)
         long = [i for i, ids in zip(live, src_ids) if len(ids) > cfg.max_src_len]
         if long:  # the length policy: truncate (bounded time and memory, one output line per input line)
             msg = "%d of %d sentences are longer than max_src_len=%d pieces: translated truncated (first: sentence %d)"
             log.warning(msg, len(long), len(sentences), cfg.max_src_len, first + long[0] + 1)
+        engine = self.search_engine(cfg)
+        with _numbered(live, first):
+            parts = list(split_parts(lambda a, b: check_search(engine, src_ids[a:b], cfg, keep_attention), len(live)))
+        found = [hyps for a, b in parts for hyps in self.search(src_ids[a:b], cfg, keep_attention, progress)]
         decoded = iter(self.tgt_tok.decode([h.ids for hyps in found for h in hyps]))  # one batched call
         out: list[list[tuple[str, Hypothesis]]] = [[] for _ in sentences]
         for i, hyps in zip(live, found):
@@ -180,7 +183,8 @@ class Translating:
 
     def check_memory(self, sentences: Sequence[str], cfg: DecodeConfig, keep_attention: bool = False,
                      first: int = 0) -> None:  # fmt: skip
-        """The `OverBudget` that `translate_nbest` would raise for these arguments, without searching."""
+        """The `OverBudget` a search of these sentences in one part would raise, without searching: naming the
+        sentence (from `first`) that cannot fit alone, or none where fewer at a time would fit (`split_parts`)."""
         live, src_ids = self._sources(sentences, cfg)
         with _numbered(live, first):
             check_search(self.search_engine(cfg), src_ids, cfg, keep_attention)

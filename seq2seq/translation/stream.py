@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import ConfigError, CorpusError
-from ..search_budget import OverBudget
+from ..search_budget import OverBudget, split_parts
 from ..text import byte_lines, decode_line, iter_lines
 
 if TYPE_CHECKING:
@@ -83,13 +83,13 @@ class Stopped(CorpusError):
 
 
 def file_chunks(
-    path: str, chunk: int = 4 * CHUNK, check: Callable[[list[str], int], object] | None = None
+    path: str, chunk: int = 4 * CHUNK, check: Callable[[list[str]], object] | None = None
 ) -> Iterator[list[str]]:
     """The lines of file `path` in lists of `chunk` or of CHUNK_BYTES (memory bounded by a chunk's lines and
     results, not the file's). A regular file is checked whole first, before any translation: bad UTF-8 or a
-    NUL named by line, and with `check(lines, first)` each chunk as `in_parts` will run it (a line too long for
-    the memory budget: `Translating.check_memory`). A pipe is read once, a chunk at a time; a bad line ends it
-    after the chunk of the lines before it."""
+    NUL named by line, and with `check(part)` each chunk cut as `in_parts` will cut it (a line too long for the
+    memory budget even alone: `Translating.check_memory`). A pipe is read once, a chunk at a time; a bad line ends
+    it after the chunk of the lines before it."""
     if Path(path).is_file():
         first = 0
         for lines in _chunked(iter_lines(path), chunk):
@@ -118,23 +118,23 @@ def _chunked(lines: Iterable[str], chunk: int) -> Iterator[list[str]]:
         yield batch
 
 
-def in_parts(run: Callable[[list[str], int], object], lines: list[str], first: int, name: str) -> None:
-    """`run(part, first line's index)` over `lines` (the input's lines from index `first`), in order, in parts the
-    memory budget allows: where the n-best lists of a part would not fit (`OverBudget` naming no line) it is halved;
-    a line whose search cannot fit ends it, once the lines before it have run, as a ConfigError naming
-    `name:line`."""
+def in_parts(
+    check: Callable[[list[str]], object],
+    lines: list[str],
+    first: int,
+    name: str,
+    run: Callable[[list[str], int], object] | None = None,
+) -> None:
+    """`lines` (the input's lines from index `first`) cut into the parts the memory budget allows (`split_parts`
+    with `check(part)`, `Translating.check_memory`: a part whose n-best lists would not fit is halved), and with
+    `run` each part run in order, `run(part, its first line's index)`; a line whose search cannot fit even alone
+    ends it, once the parts before it have run, as a ConfigError naming `name:line`."""
     try:
-        run(lines, first)
+        for start, end in split_parts(lambda a, b: check(lines[a:b]), len(lines)):
+            if run is not None:
+                run(lines[start:end], first + start)
     except OverBudget as err:
-        if err.index is None and len(lines) > 1:
-            half = len(lines) // 2
-            in_parts(run, lines[:half], first, name)
-            in_parts(run, lines[half:], first + half, name)
-            return
-        index = first if err.index is None else err.index
-        if index > first:
-            in_parts(run, lines[: index - first], first, name)
-        raise ConfigError(f"{name}:{index + 1}: {err.reason}") from None
+        raise ConfigError(f"{name}:{first + (err.index or 0) + 1}: {err.reason}") from None
 
 
 def standard_input() -> IO[bytes] | int:
@@ -246,9 +246,12 @@ def stream_translate(
         flush()
         done = first + len(lines)
 
+    def check(lines: list[str]) -> None:
+        translator.check_memory(lines, cfg, alignments)
+
     try:
         for batch in chunks_:
-            in_parts(run, batch, done, name)
+            in_parts(check, batch, done, name, run)
     except (CorpusError, ConfigError) as err:
         if done:
             raise Stopped(str(err), done) from None
