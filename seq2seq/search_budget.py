@@ -42,7 +42,7 @@ def search_bytes(
 
 # Bytes a kept hypothesis holds at most: per hypothesis, and per output piece (its id as a Python int, its text
 # and output line), at the output length limit; measured with tracemalloc on a Multi30k model (de-en, 8,000
-# pieces), 2026-12-07: 330-450 bytes a hypothesis plus about 20 a piece. With attention kept (alignments): per
+# pieces), 2026-12-06: 330-450 bytes a hypothesis plus about 20 a piece. With attention kept (alignments): per
 # hypothesis, per output piece, per source piece (the alignment's pieces and words), and 8 bytes per output x source
 # piece (the float32 weights, one column per piece of the batch's longest source, and the word-level weights);
 # measured 2.1-3.8 kB a hypothesis plus about 200 bytes a piece beside the weights.

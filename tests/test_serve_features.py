@@ -158,9 +158,10 @@ def test_reply_options_out_of_range_are_one_line_errors(server: TranslationServe
 
 
 def test_alignments_are_bounded_by_the_memory_budget_not_the_attention_weights(tiny: Translator) -> None:
-    """A review of 2026-12-07: `"alignments": true` (the page sends it always) counted against
+    """A review of 2026-12-06: `"alignments": true` (the page sends it always) counted against
     --max-attention-weights, sized for the JSON of matrices its reply does not send: 413 where it was 200. What
-    its search keeps is counted by the search's memory check (search_budget.kept_bytes): over it, one-line 400."""
+    the reply keeps (every hypothesis's attention, in one part: the library would search in parts and still hold
+    them all) is checked against the memory budget: over it, one-line 400."""
     cfg, limits = DecodeConfig(beam_size=2, memory_budget_gb=0.005), ServeLimits(max_attention_weights=100)
     with TranslationServer(tiny, cfg, limits) as server:  # each search: a fifth of 5 MB (batcher.MAX_DEPTH)
         body = {"sentences": SENTENCES, "n_best": 2, "alignments": True}  # ~1,000 weights: over the 100

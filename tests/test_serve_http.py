@@ -238,7 +238,7 @@ MACHINE_NAMES = (b"localhost.", b"LOCALHOST.:8000", b"[0:0:0:0:0:0:0:1]", b"[0::
 
 @pytest.mark.parametrize("host", MACHINE_NAMES)
 def test_a_loopback_server_answers_every_name_of_this_machine(server: TranslationServer, host: bytes) -> None:
-    """A review of 2026-12-07: these were 421 on the default 127.0.0.1 bind (an empty Host names nothing to rebind)."""
+    """A review of 2026-12-06: these were 421 on the default 127.0.0.1 bind (an empty Host names nothing to rebind)."""
     assert _get(server, host)[0] == 200
 
 
@@ -283,7 +283,7 @@ def test_allow_host_adds_names_and_checks_the_host_on_any_address(tiny: Translat
 
 
 def test_allow_host_on_an_address_answers_that_address() -> None:
-    """A review of 2026-12-07: --host 192.0.2.2 --allow-host translate.example refused its own address, the one
+    """A review of 2026-12-06: --host 192.0.2.2 --allow-host translate.example refused its own address, the one
     of the URL it prints at start-up."""
     for bound, url in (("192.0.2.2", "192.0.2.2:8000"), ("2001:db8::2", "[2001:db8::2]:8000")):
         hosts = host_names(bound, check_hosts(["translate.example"]))
@@ -333,7 +333,7 @@ def test_a_query_string_on_a_post_route_is_400_not_ignored(server: TranslationSe
 @pytest.mark.parametrize(("method", "path"), [("GET", "/health?x=1"), ("GET", "/?lang=de"), ("GET", "/models?"),
                                               ("HEAD", "/health?t=17"), ("GET", "/translator/health?x")])  # fmt: skip
 def test_a_query_string_on_a_get_route_is_answered(server: TranslationServer, method: str, path: str) -> None:
-    """A review of 2026-12-07: a cache-buster or a monitor's /health?x=1 got 400 (it asks for no option)."""
+    """A review of 2026-12-06: a cache-buster or a monitor's /health?x=1 got 400 (it asks for no option)."""
     reply = _raw(server, f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
     assert reply.startswith(b"HTTP/1.1 200 ")
 
@@ -351,6 +351,6 @@ def test_a_content_encoding_is_415_not_ignored(server: TranslationServer, coding
 
 @pytest.mark.parametrize("coding", ["identity", "Identity", " IDENTITY "])
 def test_content_encoding_identity_is_the_body_as_it_is(server: TranslationServer, coding: str) -> None:
-    """A review of 2026-12-07: `Content-Encoding: identity` (no encoding) was a 415."""
+    """A review of 2026-12-06: `Content-Encoding: identity` (no encoding) was a 415."""
     headers = f"Content-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {len(BODY)}\r\n"
     assert _status(_post(server, headers.encode()))[0] == 200

@@ -296,7 +296,8 @@ class TranslationServer:
         """The worker's call for one group of jobs: best texts, n-best (text, hypothesis) pairs, or
         `Aligned` hypotheses, as `task` asks."""
         translator = self.models[task.model]
-        if task.alignments:
+        if task.alignments:  # the reply holds every hypothesis's attention until it is written: all in one part
+            translator.check_memory(sentences, task.cfg, keep_attention=True)
             return translator.translate_aligned(sentences, task.cfg)
         if task.hypotheses:
             return translator.translate_nbest(sentences, task.cfg)

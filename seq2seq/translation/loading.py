@@ -98,6 +98,8 @@ def check_languages(translator: Translating, src: str | None, tgt: str | None, n
     """A ConfigError unless the model file says it translates `src` into `tgt` (None: not asked): a model of
     another pair translates all the same, into nonsense (en input to a de-en model scored BLEU 0.05, exit 0).
     A file that records no language cannot be checked: asking is refused too, rather than ignored."""
+    if src is None and tgt is None:
+        return
     pair = f"{translator.src_lang or '?'} -> {translator.tgt_lang or '?'}"
     for side, asked, recorded in (("source", src, translator.src_lang), ("target", tgt, translator.tgt_lang)):
         if asked is None:
