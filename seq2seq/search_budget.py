@@ -92,8 +92,10 @@ def check_search(engine: Any, src_ids: Sequence[Sequence[int]], cfg: DecodeConfi
     largest batch (the longest sources, output length limit, full beam) fits `cfg.memory_budget()` beside the
     n-best lists of all the sources (`kept_bytes`, which may take half of it). A beam wider than the engine's
     vocabulary is one ConfigError; over the budget, an `OverBudget`: naming the longest source where its search
-    alone (batch 1, or an explicit `cfg.batch_size`'s batch, beside its own n-best lists alone) does not fit, else
+    alone (a batch of one, beside its own n-best lists alone) does not fit, else
     naming none (fewer sources at a time would fit: `split_parts`)."""
+    if not len(src_ids):
+        return 1  # nothing to search (every line blank)
     lens = np.array([min(len(s), cfg.max_src_len) + 1 for s in src_ids], dtype=np.int64)  # EOS appended
     src_len = int(lens.max(initial=1))
     footprint = engine.footprint(src_len) if hasattr(engine, "footprint") else (0, 0)
@@ -115,13 +117,14 @@ def check_search(engine: Any, src_ids: Sequence[Sequence[int]], cfg: DecodeConfi
         batch = (batch + 1) // 2
         need = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
     if need + results > budget:
-        longest, batch = int(lens.argmax()), batch if cfg.batch_size else 1  # an explicit batch_size: that batch
+        longest, batch = int(lens.argmax()), 1  # searched alone, a source is a batch of one, whatever batch_size says
         alone = search_bytes(batch * cfg.beam_size, steps, src_len, footprint, keep_attention, kept)
         alone += kept_bytes(lens[longest : longest + 1], cfg, keep_attention)
         if alone <= budget:  # fewer sentences at a time fit: fewer n-best lists beside the batch
+            lower = ", or lower batch_size" if cfg.batch_size else ""
             raise OverBudget(f"the search of {len(src_ids)} sentences and their n-best lists would need about "
                              f"{_size(need + results)}, over the budget of {_size(budget)} ({where}): translate "
-                             "fewer sentences at a time")  # fmt: skip
+                             f"fewer sentences at a time{lower}")  # fmt: skip
         raise OverBudget(
             f"this search would need about {_size(alone)} (batch {batch} x beam {cfg.beam_size} x up to {steps} output "
             f"pieces, {footprint[0]}-piece vocabulary), over the budget of {_size(budget)} ({where}): "

@@ -3,6 +3,7 @@ target vocabulary, and a search that would not fit in memory is refused before a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -154,7 +155,10 @@ def test_a_search_too_large_for_the_memory_budget_is_refused_before_allocating()
         search(NoAllocation(), [[5] * 30] * 64, cfg)
     line = str(err.value)
     assert "\n" not in line and "over the budget of 8.0 GB (memory_budget_gb)" in line
-    assert "batch 64 x beam 1000 x up to 103100 output pieces, 8000-piece vocabulary" in line
+    assert "the search of 64 sentences and their n-best lists would need about 309.6 GB" in line  # one alone fits
+    with pytest.raises(ConfigError) as err:  # one sentence whose search alone cannot fit: named, with its batch of one
+        search(NoAllocation(), [[5] * 30], dataclasses.replace(cfg, memory_budget_gb=4.0))
+    assert "batch 1 x beam 1000 x up to 103100 output pieces, 8000-piece vocabulary" in str(err.value)
     # the same sentences with an ordinary beam and length limit fit easily: the engine is reached
     with pytest.raises(AssertionError, match="the search started"):
         search(NoAllocation(), [[5] * 30] * 64, DecodeConfig(beam_size=5, memory_budget_gb=8.0))
@@ -196,7 +200,7 @@ def test_batch_size_0_takes_the_engines_own_and_halves_it_until_the_search_fits(
     row = search_bytes(5, int(2.0 * 31 + 10), 31, Batches().footprint(31), False)  # one sentence, beam 5
     tight = DecodeConfig(memory_budget_gb=row * 40 / 1e9)  # room for 40 sentences, not 64 or 256
     assert _first_batch(Batches(256), tight) == 32
-    with pytest.raises(ConfigError, match="batch 64 x beam 5"):
+    with pytest.raises(ConfigError, match="translate fewer sentences at a time, or lower batch_size"):
         search(Batches(), [[5] * 30] * 600, DecodeConfig(batch_size=64, memory_budget_gb=row * 40 / 1e9))
 
 
@@ -351,3 +355,11 @@ def test_a_line_that_fits_alone_is_not_blamed_for_the_n_best_lists_of_the_others
     with pytest.raises(OverBudget, match="this search would need") as err:
         list(split_parts(lambda a, b: check_search(NoAllocation(), sources[a:b], over, False), len(sources)))
     assert err.value.index == 50 and str(err.value).startswith("sentence 51: ")
+
+
+def test_nothing_to_search_is_never_over_the_budget() -> None:
+    """A list of blank lines reaches the check with no source: argmax of an empty array was a ValueError (a
+    traceback from `translate` on a file of blank lines with a small budget; a 500 from the server)."""
+    from seq2seq.search_budget import check_search
+
+    assert check_search(NoAllocation(), [], DecodeConfig(beam_size=1000, memory_budget_gb=1e-6), False) == 1

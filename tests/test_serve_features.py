@@ -175,6 +175,10 @@ def test_alignments_are_bounded_by_the_memory_budget_not_the_attention_weights(t
         status, reply = _call(server.url, "POST", "/translate", big)
         assert (status, list(reply)) == (400, ["error"]) and "\n" not in reply["error"]
         assert "attention kept" in reply["error"] and "memory_budget_gb" in reply["error"]
+        # n-best lists with scores are held for the reply too: the whole request as one part, not searched in parts
+        many = {"sentences": ["red cat"] * 200, "n_best": 8, "beam_size": 8, "scores": True, "max_len_b": 1000}
+        status, reply = _call(server.url, "POST", "/translate", many)
+        assert (status, list(reply)) == (400, ["error"]) and "n-best lists of 200 sentences" in reply["error"]
 
 
 def test_a_default_n_best_over_the_limit_is_refused_at_start(tiny: Translator) -> None:

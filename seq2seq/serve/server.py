@@ -296,8 +296,10 @@ class TranslationServer:
         """The worker's call for one group of jobs: best texts, n-best (text, hypothesis) pairs, or
         `Aligned` hypotheses, as `task` asks."""
         translator = self.models[task.model]
-        if task.alignments:  # the reply holds every hypothesis's attention until it is written: all in one part
-            translator.check_memory(sentences, task.cfg, keep_attention=True)
+        # the reply holds every sentence's hypotheses (and with alignments their attention) until it is written:
+        # the library would search a long list in parts but keep them all, so the whole group must fit as one
+        translator.check_memory(sentences, task.cfg, keep_attention=task.alignments)
+        if task.alignments:
             return translator.translate_aligned(sentences, task.cfg)
         if task.hypotheses:
             return translator.translate_nbest(sentences, task.cfg)
