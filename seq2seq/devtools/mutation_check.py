@@ -174,7 +174,7 @@ MUTATIONS = (
     Mutation(
         "an ONNX model whose tensors are in another file (external data) is loaded",
         "seq2seq/translation/onnx_model.py",
-        "if scan.external is not None:",
+        "if found.external is not None:",
         "if False:",
         ("tests/test_onnx.py",),
     ),

@@ -19,21 +19,19 @@ sentence (its beams), which attend to their sentence's memory once (model.py's `
 `OnnxEngine.select` keeps the memory per sentence while the search's row selections keep whole,
 equal groups.
 
-This module owns the format (writing and reading); onnx_engine.py runs the graphs (`OnnxEngine`).
+This module owns the format (writing and reading); onnx_graphs.py traces the graphs it writes, onnx_scan.py
+reads what a graph's protobuf holds for its checks, onnx_engine.py runs the graphs (`OnnxEngine`).
 Translating with it imports numpy, sentencepiece and onnxruntime only, never torch (`export_onnx`
 imports torch, lazily).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import warnings
 import zipfile
 import zlib
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +41,11 @@ from ..atomic import atomic_write
 from ..config import ConfigError, DecodeConfig, ModelConfig
 from ..config_dict import from_dict
 from ..errors import CheckpointError
-from ..ids import EOS_ID, PAD_ID
 from ..tokenizer import Tokenizer
 from .base import Translating
 from .onnx_engine import CANDIDATES, EXTRA, InconsistentModel, OnnxEngine, import_ort, state_names
+from .onnx_graphs import OPSET, export_graphs
+from .onnx_scan import INT8_OPS, scan
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
 FORMAT = "seq2seq-onnx"
 VERSION = 2  # 2: the step graph's candidate outputs (version 1 files still load; their search takes the log-probs)
 MANIFEST = "seq2seq-onnx.json"
-OPSET = 17
 QUANTIZE = ("int8",)
 
 
@@ -224,93 +222,18 @@ def _check_manifest(manifest: Any, path: str | Path) -> dict[str, Any]:
 
 # --- the graphs
 
-# The messages of an ONNX model (protobuf, onnx.proto) that can hold a tensor, by field number: a graph's nodes,
-# initializers and sparse ones; a node's attributes; an attribute's tensors and subgraphs; the model's graph,
-# training graphs and functions.
-_HOLDS = {
-    "model": {7: "graph", 20: "training", 25: "function"},
-    "training": {1: "graph", 2: "graph"},
-    "function": {7: "node"},
-    "graph": {1: "node", 5: "tensor", 15: "sparse"},
-    "node": {5: "attribute"},
-    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
-    "sparse": {1: "tensor", 2: "tensor"},
-}
-_NODE_OP, _TENSOR_NAME, _EXTERNAL_DATA, _DATA_LOCATION = 4, 8, 13, 14  # NodeProto.op_type; TensorProto fields
-_INT8_OPS = {"MatMulIntegerToFloat", "MatMulInteger", "QuantizeLinear", "DynamicQuantizeLinear", "DynamicQuantizeLSTM"}
-
-
-def _varint(data: memoryview, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data) or shift > 63:
-            raise ValueError("not an ONNX graph (a damaged protobuf varint)")
-        byte, at = data[at], at + 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, at
-        shift += 7
-
-
-def _fields(data: memoryview) -> Iterator[tuple[int, int, Any]]:
-    """The fields of one protobuf message: (number, wire type, value: a varint, or a length-delimited field's
-    bytes; None for a fixed-size number)."""
-    at = 0
-    while at < len(data):
-        key, at = _varint(data, at)
-        wire, value = key & 7, None
-        if wire == 0:
-            value, at = _varint(data, at)
-        elif wire == 2:
-            size, at = _varint(data, at)
-            value, at = data[at : at + size], at + size
-        elif wire in (1, 5):
-            at += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"not an ONNX graph (protobuf wire type {wire})")
-        if at > len(data):
-            raise ValueError("not an ONNX graph (a truncated protobuf field)")
-        yield key >> 3, wire, value
-
-
-@dataclass
-class _Scan:
-    external: str | None = None  # the first tensor whose data is in another file
-    ops: set[str] = field(default_factory=set)  # every node's operator
-
-
-def _scan(data: memoryview, kind: str = "model", found: _Scan | None = None, depth: int = 0) -> _Scan:
-    """What an ONNX model's protobuf holds, read without the onnx package (no runtime dependency): its
-    operators, and a tensor that keeps its data in another file (`data_location` EXTERNAL, or
-    `external_data` entries), which ONNX Runtime would read from the current folder."""
-    found = _Scan() if found is None else found
-    if depth > 64:
-        raise ValueError("not an ONNX graph (nested more than 64 deep)")
-    name, external = "(unnamed)", False
-    for number, wire, value in _fields(data):
-        if kind == "tensor":
-            name = bytes(value).decode("utf-8", "replace") if (number, wire) == (_TENSOR_NAME, 2) else name
-            external |= (number, wire) == (_EXTERNAL_DATA, 2) or ((number, wire) == (_DATA_LOCATION, 0) and value != 0)
-        elif kind == "node" and (number, wire) == (_NODE_OP, 2):
-            found.ops.add(bytes(value).decode("utf-8", "replace"))
-        elif wire == 2 and number in _HOLDS[kind]:
-            _scan(value, _HOLDS[kind][number], found, depth + 1)
-    if external and found.external is None:
-        found.external = name
-    return found
-
 
 def _check_graphs(graphs: dict[str, bytes], manifest: dict[str, Any], path: str | Path) -> None:
     """Neither graph reads another file (a model file is read whole from itself), and int8 operators are in
     the graphs exactly when the manifest says they are quantized."""
     ops = set()
     for name, graph in graphs.items():
-        scan = _scan(memoryview(graph))
-        if scan.external is not None:
-            raise CheckpointError(f"{path}: its {name} keeps tensor {_shown(scan.external)} in another file (ONNX "
+        found = scan(graph)
+        if found.external is not None:
+            raise CheckpointError(f"{path}: its {name} keeps tensor {_shown(found.external)} in another file (ONNX "
                                   "external data): refused, a model file is read whole from itself")  # fmt: skip
-        ops |= scan.ops
-    int8 = "int8" if ops & _INT8_OPS else "none"
+        ops |= found.ops
+    int8 = "int8" if ops & INT8_OPS else "none"
     if manifest["quantize"] != int8:
         raise InconsistentModel(f"its {MANIFEST} has quantize {manifest['quantize']!r}, its graphs are "
                                 f"{'int8' if int8 == 'int8' else 'fp32'}")  # fmt: skip
@@ -410,111 +333,6 @@ def _check_vocab(engine: OnnxEngine, src_vocab: int, tgt_vocab: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- export
-
-
-def _graphs(model: Any) -> tuple[Any, Any]:
-    """torch modules whose forward is the encoder graph and the decoder-step graph (flat tensors in and out)."""
-    from torch import nn
-
-    from ..model import DecoderState, Memory
-
-    class EncoderGraph(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, src_ids: Any, src_lens: Any) -> tuple[Any, ...]:
-            memory, state = self.model.encode(src_ids, src_lens)
-            return (memory.states, memory.keys, memory.mask, *state.rnn)
-
-    class StepGraph(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, prev_ids: Any, *tensors: Any) -> tuple[Any, ...]:
-            *state, states, keys, mask = tensors
-            feed = state.pop() if model.cfg.input_feeding else None
-            log_probs, new, weights = self.model.step(
-                prev_ids, DecoderState(tuple(state), feed), Memory(states, keys, mask)
-            )
-            return (log_probs, *new.rnn, *([new.feed] if new.feed is not None else []), weights)
-
-    return EncoderGraph().eval(), StepGraph().eval()
-
-
-def _example(model: Any, cfg: ModelConfig) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """Inputs to trace with: 2 sentences of lengths 5 and 3, 2 rows (beams) each in the step."""
-    import torch
-
-    src = torch.tensor([[4, 5, 6, 7, 3], [4, 5, 3, PAD_ID, PAD_ID]])
-    lens = torch.tensor([5, 3])
-    with torch.no_grad():
-        memory, state = model.encode(src, lens)
-        rows = torch.tensor([0, 0, 1, 1])
-        state = state.select(rows)
-    feed = [state.feed] if cfg.input_feeding else []
-    step = (torch.tensor([4, 5, 6, 7]), *state.rnn, *feed, memory.states, memory.keys, memory.mask)
-    return (src, lens), step
-
-
-def _to_onnx(module: Any, args: tuple[Any, ...], inputs: list[str], outputs: list[str], axes: dict) -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
-        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)  # fmt: skip
-    return buffer.getvalue()
-
-
-def export_graphs(model: Any) -> tuple[bytes, bytes, dict[str, list[str]]]:
-    """The encoder and decoder-step graphs of a `model.Seq2Seq` (in eval mode, fp32), and their I/O names."""
-    cfg = model.cfg
-    enc_example, step_example = _example(model, cfg)
-    states = state_names(cfg)
-    rnn = [s for s in states if s != "feed"]
-    mem = {"states": {0: "B", 1: "S"}, "keys": {0: "B", 1: "S"}, "mask": {0: "B", 1: "S"}}
-    enc_out = ["states", "keys", "mask", *rnn]
-    enc_axes = {"src_ids": {0: "B", 1: "S"}, "src_lens": {0: "B"}, **mem, **{s: {1: "B"} for s in rnn}}
-    step_in = ["prev_ids", *states, "states", "keys", "mask"]
-    step_out = ["log_probs", *(f"{s}_out" for s in states), "attention"]
-    row = {s: ({0: "N"} if s == "feed" else {1: "N"}) for s in states}
-    step_axes = {"prev_ids": {0: "N"}, **row, **{f"{s}_out": a for s, a in row.items()}, **mem,
-                 "log_probs": {0: "N"}, "attention": {0: "N", 1: "S"}}  # fmt: skip
-    encoder, step = _graphs(model)
-    enc_bytes = _to_onnx(encoder, enc_example, ["src_ids", "src_lens"], enc_out, enc_axes)
-    step_bytes = _with_candidates(_to_onnx(step, step_example, step_in, step_out, step_axes))
-    io_names = {"encoder_inputs": ["src_ids", "src_lens"], "encoder_outputs": enc_out,
-                "step_inputs": [*step_in, "k"], "step_outputs": [*step_out, *CANDIDATES]}  # fmt: skip
-    return enc_bytes, step_bytes, io_names
-
-
-def _with_candidates(graph: bytes) -> bytes:
-    """The step graph with the search's candidates as outputs beside the log-probs: each row's `k` best
-    pieces (TopK over the log-probs: values best first, ties to the lower id) and EOS's log-prob. `k`
-    is a required input: given a default (an initializer of the same name), ONNX Runtime inferred the
-    outputs as (N, 1) from it and warned at every call with another k. A search that asks only for
-    these never copies out the (N, V) log-probs (ONNX Runtime computes them inside the graph either way)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    proto = onnx.load_from_string(graph)
-    g = proto.graph
-    g.initializer.append(helper.make_tensor("eos_id", TensorProto.INT64, [], [EOS_ID]))
-    g.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
-    g.node.extend([
-        helper.make_node("TopK", ["log_probs", "k"], CANDIDATES[:2], axis=1, largest=1, sorted=1),
-        helper.make_node("Gather", ["log_probs", "eos_id"], [CANDIDATES[2]], axis=1),
-    ])  # fmt: skip
-    g.output.extend([
-        helper.make_tensor_value_info(CANDIDATES[0], TensorProto.FLOAT, ["N", "k"]),
-        helper.make_tensor_value_info(CANDIDATES[1], TensorProto.INT64, ["N", "k"]),
-        helper.make_tensor_value_info(CANDIDATES[2], TensorProto.FLOAT, ["N"]),
-    ])  # fmt: skip
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, quantize: str | None = None) -> Path:
