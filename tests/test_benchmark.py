@@ -18,6 +18,7 @@ from seq2seq.batches import Batch
 from seq2seq.cli import main
 from seq2seq.config import ModelConfig, TrainConfig
 from seq2seq.devtools import benchmark
+from seq2seq.devtools import peers as peer_file
 from seq2seq.errors import CorpusError
 from seq2seq.machine import hardware, process
 from seq2seq.model import Seq2Seq
@@ -37,7 +38,7 @@ def _entry(model: str, capability: str, bf16: bool, tok_s: float, seconds: int =
 
 
 def test_ratios_only_against_a_peer_measured_on_a_machine_like_this_one(tmp_path: Path) -> None:
-    here = benchmark.PeerMachine("AMD EPYC", "AVX512", True, 2)
+    here = peer_file.PeerMachine("AMD EPYC", "AVX512", True, 2)
     others = [
         _entry("AMD EPYC", "AVX512", False, 1.0),  # same model and capability, no native bf16
         _entry("AMD EPYC", "AVX2", True, 2.0),  # capability capped
@@ -51,45 +52,45 @@ def test_ratios_only_against_a_peer_measured_on_a_machine_like_this_one(tmp_path
     ]
     path = tmp_path / "peers.json"
     path.write_text(json.dumps({"peers": {"opennmt-py": {"train_tgt_tok_s": 5.0}}, "machines": others}))
-    machine, entry = benchmark.peers_for_this_machine(path, here)
+    machine, entry = peer_file.peers_for_this_machine(path, here)
     assert entry is None
     assert machine.startswith("peer figures are from 2 cores AMD EPYC, AVX512, no native bf16")
     assert machine.endswith("; run ../shared/peers/run.sh here") and "Xeon" in machine
     same = _entry("AMD EPYC", "AVX512", True, 6.0)
     path.write_text(json.dumps({"machines": [*others, same]}))
-    assert benchmark.peers_for_this_machine(path, here) == (same["machine"], same)
+    assert peer_file.peers_for_this_machine(path, here) == (same["machine"], same)
 
 
 def test_the_core_count_a_peers_entry_gives_must_match_this_machine_s(tmp_path: Path) -> None:
     """An entry's `cores` must be this machine's; run.sh's machine line says "2 cores" on any machine (its
     nproc obeys its OMP_NUM_THREADS=2), so that count is not one, and such entries match as before."""
-    here = benchmark.PeerMachine("AMD EPYC", "AVX512", True, 2)
+    here = peer_file.PeerMachine("AMD EPYC", "AVX512", True, 2)
     path = tmp_path / "peers.json"
     for cores, matches in ((4, False), (2, True), (None, True)):
         entry = _entry("AMD EPYC", "AVX512", True, 6.0, cores=4) | ({"cores": cores} if cores else {})
         path.write_text(json.dumps({"machines": [entry]}))
-        assert (benchmark.peers_for_this_machine(path, here)[1] == entry) is matches
-    assert benchmark.this_machine().cores == len(os.sched_getaffinity(0))
+        assert (peer_file.peers_for_this_machine(path, here)[1] == entry) is matches
+    assert peer_file.this_machine().cores == len(os.sched_getaffinity(0))
 
 
 def test_the_benchmark_gives_no_ratio_against_another_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "peers.json"
     other, same = _entry("Some Other CPU", "AVX2", False, 100.0), _entry("AMD EPYC", "AVX512", True, 100.0)
     path.write_text(json.dumps({"machines": [other]}))
-    monkeypatch.setattr(benchmark, "this_machine", lambda: benchmark.PeerMachine("AMD EPYC", "AVX512", True, 2))
+    monkeypatch.setattr(peer_file, "this_machine", lambda: peer_file.PeerMachine("AMD EPYC", "AVX512", True, 2))
     result = {"train_tgt_tok_s_fp32": 300.0}
-    assert benchmark.peer_ratios(result, path, quick=False, own_model=False) == {"ratios_vs_peers": {"skipped": (
+    assert peer_file.peer_ratios(result, path, quick=False, own_model=False) == {"ratios_vs_peers": {"skipped": (
         "peer figures are from 2 cores Some Other CPU, AVX2, no native bf16, 2 threads, 2026-12-03; "
         "run ../shared/peers/run.sh here")}}  # fmt: skip
     path.write_text(json.dumps({"machines": [other, same]}))
-    found = benchmark.peer_ratios(result, path, quick=False, own_model=False)
+    found = peer_file.peer_ratios(result, path, quick=False, own_model=False)
     assert found["peers_machine"] == same["machine"]
     assert found["ratios_vs_peers"] == {"train_tgt_tok_s_fp32": {"opennmt-py": 3.0}}
-    assert "skipped" in benchmark.peer_ratios(result, path, quick=True, own_model=False)["ratios_vs_peers"]
+    assert "skipped" in peer_file.peer_ratios(result, path, quick=True, own_model=False)["ratios_vs_peers"]
 
 
 def test_without_a_peers_file_the_ratios_say_why_they_are_missing() -> None:
-    assert benchmark.peer_ratios({"train_tgt_tok_s_fp32": 300.0}, None, quick=False, own_model=False) == {
+    assert peer_file.peer_ratios({"train_tgt_tok_s_fp32": 300.0}, None, quick=False, own_model=False) == {
         "ratios_vs_peers": {"skipped": "no peers file: run ../shared/peers/run.sh here"}}  # fmt: skip
 
 
@@ -98,14 +99,14 @@ def test_training_ratios_only_against_a_peer_run_of_900_s_whose_date_is_recorded
 ) -> None:
     """`run.sh 240` writes a peers entry of the peer's first 4 minutes, its warm-up: no training ratio
     from it (nor from an entry that does not say how long it trained); its date and age are recorded."""
-    monkeypatch.setattr(benchmark, "this_machine", lambda: benchmark.PeerMachine("AMD EPYC", "AVX512", True, 2))
+    monkeypatch.setattr(peer_file, "this_machine", lambda: peer_file.PeerMachine("AMD EPYC", "AVX512", True, 2))
     result = {"train_tgt_tok_s_fp32": 300.0, "train_peak_rss_mb": 500.0}
     path = tmp_path / "peers.json"
     for seconds, ratio in ((900, 3.0), (1200, 3.0), (240, None), (None, None)):
         entry = _entry("AMD EPYC", "AVX512", True, 100.0, seconds)
         entry["peers"]["opennmt-py"] |= {"train_peak_rss_mb": 2000.0}
         path.write_text(json.dumps({"machines": [entry]}))
-        found = benchmark.peer_ratios(result, path, quick=False, own_model=False)
+        found = peer_file.peer_ratios(result, path, quick=False, own_model=False)
         peer = found["ratios_vs_peers"]["train_tgt_tok_s_fp32"]["opennmt-py"]
         if ratio:
             assert peer == ratio and found["ratios_vs_peers"]["train_peak_rss_mb"]["opennmt-py"] == 4.0
@@ -115,9 +116,9 @@ def test_training_ratios_only_against_a_peer_run_of_900_s_whose_date_is_recorded
             assert "skipped" in found["ratios_vs_peers"]["train_peak_rss_mb"]["opennmt-py"]
         assert found["peers_date"] == "2026-12-03" and found["peers_age_days"] >= 3
     entry = _entry("AMD EPYC", "AVX512", True, 100.0)
-    assert benchmark.peer_date(entry, datetime.date(2026, 12, 10)) == {"peers_date": "2026-12-03", "peers_age_days": 7}
-    assert benchmark.peer_date(entry | {"date": "2026-12-09"}, datetime.date(2026, 12, 10))["peers_age_days"] == 1
-    assert benchmark.peer_date({"machine": "2 cores AMD EPYC AVX-512+bf16, 2 threads"}) == {}
+    assert peer_file.peer_date(entry, datetime.date(2026, 12, 10)) == {"peers_date": "2026-12-03", "peers_age_days": 7}
+    assert peer_file.peer_date(entry | {"date": "2026-12-09"}, datetime.date(2026, 12, 10))["peers_age_days"] == 1
+    assert peer_file.peer_date({"machine": "2 cores AMD EPYC AVX-512+bf16, 2 threads"}) == {}
 
 
 def test_ratios_name_the_precision_and_skip_translation_of_the_benchmark_s_own_model() -> None:
@@ -125,10 +126,10 @@ def test_ratios_name_the_precision_and_skip_translation_of_the_benchmark_s_own_m
     not run); translation ratios only for a --checkpoint, not for the benchmark's minutes-old model."""
     peers = {"opennmt-py": {"train_tgt_tok_s": 100.0, "train_seconds": 900, "translate_wall_s_beam5": 8.0}}
     result = {"train_tgt_tok_s_fp32": 200.0, "train_tgt_tok_s_bf16": 400.0, "translate_wall_s_beam5": 2.0}
-    assert benchmark.compare(result, peers) == {"train_tgt_tok_s_fp32": {"opennmt-py": 2.0},
+    assert peer_file.compare(result, peers) == {"train_tgt_tok_s_fp32": {"opennmt-py": 2.0},
         "train_tgt_tok_s_bf16": {"opennmt-py": 4.0}, "translate_wall_s_beam5": {"opennmt-py": 4.0}}  # fmt: skip
     result["train_tgt_tok_s_bf16"] = {"skipped": "no bf16 here"}
-    ratios = benchmark.compare(result, peers, own_model=True)
+    ratios = peer_file.compare(result, peers, own_model=True)
     assert ratios["train_tgt_tok_s_fp32"] == {"opennmt-py": 2.0}
     assert ratios["train_tgt_tok_s_bf16"] == {"opennmt-py": {"skipped": "no bf16 here"}}
     assert "translation ratios need --checkpoint" in ratios["translate_wall_s_beam5"]["opennmt-py"]["skipped"]
@@ -138,7 +139,7 @@ def test_ratios_say_better_as_greater_than_one_and_skip_what_a_peer_lacks() -> N
     result = {"train_tgt_tok_s_fp32": 300.0, "translate_wall_s_beam5": 2.0}
     peers = {"a": {"train_tgt_tok_s": 100.0, "train_seconds": 900, "translate_wall_s_beam5": 8.0},
              "b": {"train_tgt_tok_s": 600.0, "train_seconds": 900}}  # fmt: skip
-    assert benchmark.compare(result, peers) == {
+    assert peer_file.compare(result, peers) == {
         "train_tgt_tok_s_fp32": {"a": 3.0, "b": 0.5},
         "translate_wall_s_beam5": {"a": 4.0},
     }
@@ -250,7 +251,7 @@ def _benchmark(
     monkeypatch.setattr(benchmark, "gemm_gflop_s", lambda dtype, *args: calls.append(("gemm", dtype)) or 100.0)
     monkeypatch.setattr(benchmark, "bf16_skipped", lambda: None if bf16 else {"skipped": "no bf16 here"})
     monkeypatch.setattr(benchmark, "_load", lambda path, threads=0: calls.append(("load", path)))
-    monkeypatch.setattr(benchmark, "this_machine", lambda: benchmark.PeerMachine("AMD EPYC", "AVX512", True, 2))
+    monkeypatch.setattr(peer_file, "this_machine", lambda: peer_file.PeerMachine("AMD EPYC", "AVX512", True, 2))
     monkeypatch.setattr(process, "apply", lambda settings: calls.append(("apply", settings)))
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(("threads", n)))
     given = [f.replace("DATA", str(data)) for f in flags]

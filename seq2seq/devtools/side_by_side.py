@@ -40,7 +40,8 @@ from ..machine.hardware import cpu_bf16
 from ..machine.process import one_line
 from ..preprocess import ensure_prepared
 from ..runfiles import read_metrics
-from .benchmark import Corpus, gemm_gflop_s, model_flops, this_machine, train_command
+from .benchmark import Corpus, gemm_gflop_s, model_flops, train_command
+from .peers import this_machine
 
 MIN_SLICE_S = 30  # OpenNMT-py logs every 5-8 s here (report_every 20): a slice holds several of its records
 ONMT_STEP = re.compile(
