@@ -2,7 +2,10 @@
 # Uses the active Python if it already has seq2seq (e.g. an activated virtualenv), else
 # creates or reuses $VENV (default .venv in the repository) via scripts/setup.sh.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -z "${SEQ2SEQ_FORCE_VENV:-}" ] && ${PYTHON:-python3} -c "import torch, sentencepiece, sacrebleu, datasets, tqdm, seq2seq" 2>/dev/null; then
+# The packages are found, not imported: importing them all took 2 s, before every script's own work.
+if [ -z "${SEQ2SEQ_FORCE_VENV:-}" ] && ${PYTHON:-python3} -c "import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ('torch', 'sentencepiece', 'sacrebleu', 'datasets', 'tqdm', 'seq2seq')))" \
+  2>/dev/null; then
   SEQ2SEQ_PY=${PYTHON:-python3}
 else
   bash "$ROOT/scripts/setup.sh" >&2

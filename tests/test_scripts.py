@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -435,3 +436,28 @@ def test_precision_measures_from_the_warm_up_record_and_refuses_bad_steps_and_an
     assert check_run(run, "60") == 60
     with pytest.raises(OutputError):
         check_run(run_dir, "60")
+
+
+def test_scripts_run_the_python_that_has_the_packages_else_the_venv(tmp_path: Path) -> None:
+    """env.sh picks $PYTHON when it has torch, sentencepiece, sacrebleu, datasets, tqdm and seq2seq (found, no longer
+    imported: that took 2 s before every script), else the set-up venv ($VENV, here one whose stamp is current, so
+    that setup.sh installs nothing)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").symlink_to(sys.executable)
+    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest() + " torch==2.13.0"
+    (venv / ".seq2seq-installed").write_text(stamp + "\n")
+    bare = tmp_path / "bare-python"  # the same Python without its site-packages: no torch
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    bare.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("SEQ2SEQ_FORCE_VENV", "TORCH_SPEC", "TORCH_INDEX")}
+
+    def chosen(python: Path | str) -> str:
+        done = subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/env.sh" && echo "$SEQ2SEQ_PY"'], cwd=tmp_path,
+                              env={**env, "PYTHON": str(python), "VENV": str(venv)}, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert chosen(sys.executable) == sys.executable
+    assert chosen(bare) == f"{venv}/bin/python"
