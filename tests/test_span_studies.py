@@ -129,6 +129,29 @@ def test_the_cost_study_measures_the_adding_problem_under_full_bptt_too(tmp_path
     saved = json.loads((tmp_path / "span_cost.json").read_text(encoding="utf-8"))
     assert {(p["K"], p["task"]) for p in saved["points"]} == {(0, "copy"), (10, "copy"), (0, "adding"), (10, "adding")}
     assert any(line.startswith("rnn K=full adding: slope against T (22->30)") for line in slopes(result))
+    flushed = [p for p in saved["points"] if p["flush"] is not False]  # full BPTT on adding, once more, flushed
+    assert {(p["T"], p["K"], p["task"]) for p in flushed} == {(22, 0, "adding"), (30, 0, "adding")}
+
+
+def test_the_flushed_points_run_with_subnormals_flushed_and_leave_the_process_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """How much of truncation's gain on adding is the subnormal slowdown: full BPTT measured with them flushed."""
+    import torch
+
+    from seq2seq.science import span_cost
+
+    def subnormal_survives() -> bool:
+        return torch.tensor([1e-40]).mul(1.0).item() != 0.0
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormals")
+    torch.set_flush_denormal(False)
+    seen = []
+    monkeypatch.setattr(span_cost, "_measure", lambda *args: seen.append(subnormal_survives()) or {"cpu_s": 1.0})
+    assert span_cost.measure("rnn", 30, 4, 0, "adding", flush=True)["flush"] is True
+    assert span_cost.measure("rnn", 30, 4, 0, "adding")["flush"] is False
+    assert seen == [False, True] and subnormal_survives()
 
 
 @pytest.mark.parametrize("study", ["cost", "tbptt"])

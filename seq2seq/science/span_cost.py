@@ -8,7 +8,10 @@ translation decoder's), so that truncated BPTT back-propagates every chunk: the 
 BPTT, with only one chunk's activations held at a time. The adding problem, whose loss is read at
 the last step only, is measured under full BPTT and truncated: truncated, its backward runs through
 the last chunk alone, so its gain is judged against full BPTT on the same task (whose backward carries
-gradients that decay towards 0 over the whole sequence: subnormal floats, slow on x86 CPUs).
+gradients that decay towards 0 over the whole sequence: subnormal floats, slow on x86 CPUs). Full BPTT
+on adding is measured once more with subnormals flushed to zero (`torch.set_flush_denormal`, where the
+CPU can), so that the gain splits into the arithmetic truncation saves and the subnormal slowdown it
+avoids.
 
 Every point runs on one thread. The time is the minimum over `repeats` updates of the process's
 CPU time per update (the machine may be shared; the minimum is the least disturbed), wall time
@@ -81,9 +84,23 @@ class _Held:
 
 
 def measure(cell: str, length: int, hidden: int, tbptt: int, task: str = "copy", batch: int = 64,
-            repeats: int = 5) -> dict[str, Any]:  # fmt: skip
+            repeats: int = 5, flush: bool = False) -> dict[str, Any]:  # fmt: skip
     """One point, in this process: CPU and wall seconds per update (min over `repeats`), the peak of the
-    activations held for backward (MiB), and the resident set's growth (MiB, meaningful in a fresh process)."""
+    activations held for backward (MiB), and the resident set's growth (MiB, meaningful in a fresh process).
+    `flush`: subnormal floats flushed to zero during the updates (the row's "flush" says whether the CPU could:
+    None where it cannot, and then nothing was flushed)."""
+    import torch
+
+    flushed = torch.set_flush_denormal(True) if flush else False
+    try:
+        row = _measure(cell, length, hidden, tbptt, task, batch, repeats)
+    finally:
+        if flushed:
+            torch.set_flush_denormal(False)
+    return {**row, "flush": (flushed or None) if flush else False}
+
+
+def _measure(cell: str, length: int, hidden: int, tbptt: int, task: str, batch: int, repeats: int) -> dict[str, Any]:
     import torch
 
     from .memory_span import SpanNet, backward
@@ -178,8 +195,8 @@ def run_cost(out_dir: str | Path, cells: Sequence[str] = CELLS, lengths: Sequenc
     points = []
     for cell in cells:
         for t in lengths:
-            for kk, task in series(k):
-                points.append(_point((cell, t, hidden, kk, task, 64, repeats), rss))
+            for kk, task, flush in series(k):
+                points.append(_point((cell, t, hidden, kk, task, 64, repeats, flush), rss))
         for h in hiddens:
             for kk in (0, k):
                 points.append(_point((cell, length, h, kk, "copy", 64, repeats), rss))
@@ -190,15 +207,16 @@ def run_cost(out_dir: str | Path, cells: Sequence[str] = CELLS, lengths: Sequenc
     return result
 
 
-def series(k: int) -> tuple[tuple[int, str], ...]:
-    """The (truncation, task) pairs measured against T: each task under full BPTT (0) and truncated at `k`."""
-    return (0, "copy"), (k, "copy"), (0, "adding"), (k, "adding")
+def series(k: int) -> tuple[tuple[int, str, bool], ...]:
+    """The (truncation, task, subnormals flushed) measured against T: each task under full BPTT (0) and truncated
+    at `k`, and full BPTT on adding once more with subnormals flushed to zero."""
+    return (0, "copy", False), (k, "copy", False), (0, "adding", False), (k, "adding", False), (0, "adding", True)
 
 
 def _series(points: list[dict[str, Any]], cell: str, axis: str, fixed: dict[str, Any]) -> list[dict[str, Any]]:
     """The points of one cell with `fixed` settings, one per value of `axis` (the T sweep and the H sweep
     both measure T = length, H = hidden: the lower CPU time of the two, as the repeats' minimum)."""
-    rows = [p for p in points if p["cell"] == cell and all(p[k] == v for k, v in fixed.items())]
+    rows = [p for p in points if p["cell"] == cell and all(p.get(k, False) == v for k, v in fixed.items())]
     best: dict[Any, dict[str, Any]] = {}
     for p in rows:
         if p[axis] not in best or p["cpu_s"] < best[p[axis]]["cpu_s"]:
@@ -212,23 +230,26 @@ def plot_cost(result: dict[str, Any], out_png: str | Path) -> Path:
     pts, k, hid, length = result["points"], result["k"], result["hidden"], result["length"]
     fig = new_figure(figsize=(11, 9), layout="constrained")
     axes = fig.subplots(2, 2)
-    styles = ((0, "copy", "-", "full BPTT, loss at every step (copy)"),
-              (k, "copy", "--", f"K = {k}, loss at every step (copy)"),
-              (0, "adding", "-.", "full BPTT, loss at the end (adding)"),
-              (k, "adding", ":", f"K = {k}, loss at the end (adding)"))  # fmt: skip
+    styles = ((0, "copy", False, "-", "full BPTT, loss at every step (copy)"),
+              (k, "copy", False, "--", f"K = {k}, loss at every step (copy)"),
+              (0, "adding", False, "-.", "full BPTT, loss at the end (adding)"),
+              (k, "adding", False, ":", f"K = {k}, loss at the end (adding)"),
+              (0, "adding", True, (0, (5, 1, 1, 1, 1, 1)), "full BPTT, adding, subnormals flushed to 0"))  # fmt: skip
     cells = list(dict.fromkeys(p["cell"] for p in pts))
     guides = {("T", "cpu_s"): (1, "∝ T"), ("T", "saved_mib"): (1, "∝ T"),
               ("H", "cpu_s"): (2, "∝ H²"), ("H", "saved_mib"): (1, "∝ H")}  # fmt: skip
     for col, (axis, fixed, label) in enumerate((("T", {"H": hid}, "sequence length T"),
                                                  ("H", {"T": length, "task": "copy"}, "hidden size H"))):  # fmt: skip
-        full = [p for cell in cells for p in _series(pts, cell, axis, {**fixed, "K": 0, "task": "copy"})]
+        plain = {**fixed, "K": 0, "task": "copy", "flush": False}
+        full = [p for cell in cells for p in _series(pts, cell, axis, plain)]
         values = sorted({p[axis] for p in full})
         for cell in cells:
-            for kk, task, ls, name in styles if axis == "T" else styles[:2]:  # the H sweep: copy only
-                rows = _series(pts, cell, axis, {**fixed, "K": kk, "task": task})
+            for kk, task, flush, ls, name in styles if axis == "T" else styles[:2]:  # the H sweep: copy only
+                rows = _series(pts, cell, axis, {**fixed, "K": kk, "task": task, "flush": flush})
                 for row, key in ((0, "cpu_s"), (1, "saved_mib")) if rows else ():
-                    axes[row][col].plot([p[axis] for p in rows], [max(p[key], 1e-9) for p in rows], ls, marker="o",
-                                        markersize=3, color=CELL_COLORS.get(cell), label=f"{cell}, {name}")  # fmt: skip
+                    xs, ys = [p[axis] for p in rows], [max(p[key], 1e-9) for p in rows]
+                    axes[row][col].plot(xs, ys, linestyle=ls, marker="o", markersize=3, color=CELL_COLORS.get(cell),
+                                        label=f"{cell}, {name}")  # fmt: skip
         what = f"{'H' if axis == 'T' else 'T'} = {hid if axis == 'T' else length}, batch 64"
         axes[0][col].set_title(f"CPU s per update (min of {result['repeats']}, 1 thread),\n{what}", fontsize=10)
         axes[1][col].set_title(f"peak activations held for backward,\n{what}", fontsize=10)
@@ -261,8 +282,8 @@ def slopes(result: dict[str, Any]) -> list[str]:
     pts, k = result["points"], result["k"]
     for axis, fixed in (("T", {"H": result["hidden"]}), ("H", {"T": result["length"]})):
         for cell in dict.fromkeys(p["cell"] for p in pts):
-            for kk, task in series(k):
-                rows = _series(pts, cell, axis, {**fixed, "K": kk, "task": task})
+            for kk, task, flush in series(k):
+                rows = _series(pts, cell, axis, {**fixed, "K": kk, "task": task, "flush": flush})
                 if len(rows) < 2:
                     continue
                 a, b = rows[-2], rows[-1]
@@ -270,7 +291,8 @@ def slopes(result: dict[str, Any]) -> list[str]:
                 for key in ("cpu_s", "saved_mib"):
                     if a[key] > 0 and b[key] > 0:
                         parts.append(f"{key} {math.log(b[key] / a[key]) / math.log(b[axis] / a[axis]):.2f}")
-                lines.append(f"{cell} K={kk or 'full'} {task}: slope against {axis} ({a[axis]}->{b[axis]}): "
+                lines.append(f"{cell} K={kk or 'full'} {task}{', flushed' if flush else ''}: slope against {axis} "
+                             f"({a[axis]}->{b[axis]}): "
                              + ", ".join(parts))  # fmt: skip
     return lines
 
