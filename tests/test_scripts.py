@@ -461,3 +461,28 @@ def test_scripts_run_the_python_that_has_the_packages_else_the_venv(tmp_path: Pa
 
     assert chosen(sys.executable) == sys.executable
     assert chosen(bare) == f"{venv}/bin/python"
+
+
+def test_setup_installs_a_torch_spec_given_into_a_venv_that_has_a_torch(tmp_path: Path) -> None:
+    """TORCH_SPEC was installed only where `import torch` failed: set for an existing venv (as README says, "for
+    another version") it was written into the stamp and nothing installed. Without it a venv's torch stays."""
+    venv, log = tmp_path / "venv", tmp_path / "calls.log"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')  # has a torch: every call succeeds
+    (venv / "bin/python").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_SPEC", "TORCH_INDEX")}
+
+    def setup(**knobs: str) -> list[str]:
+        log.write_text("")
+        done = subprocess.run(["bash", str(ROOT / "scripts/setup.sh")], env={**env, "VENV": str(venv), **knobs},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return log.read_text().splitlines()
+
+    calls = setup()
+    assert calls[0] == "-c import torch" and not any("torch==" in c for c in calls[1:]), calls
+    assert calls[-1] == f"-m pip install -q -e {ROOT}[dev,plot,tensorboard,onnx]"
+    assert setup() == []  # the stamp is current: nothing to do
+    calls = setup(TORCH_SPEC="torch==2.12.0")
+    assert calls[0] == "-m pip install -q torch==2.12.0"
+    assert (venv / ".seq2seq-installed").read_text().endswith(" torch==2.12.0\n")
