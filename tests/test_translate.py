@@ -187,14 +187,22 @@ def test_checkpoint_missing_parts_is_rejected(run_dir: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("beam_size", [1, 4])
 def test_bf16_decoding_keeps_the_contract(translator: Translator, beam_size: int) -> None:
-    """Where this CPU runs bf16: same contract as fp32, float32 attention maps; elsewhere: the clear error."""
+    """Where this CPU runs bf16: same contract as fp32, float32 attention maps; elsewhere: the clear error.
+    That bf16 ran is checked too (the output layer's dtype, a log-prob that moved): an engine that decoded
+    "bf16" in fp32 kept the contract and differed by 0, inside the tolerance."""
     sentences = ["red cat", "", "big old house tree dog"]
     cfg = DecodeConfig(beam_size=beam_size, precision="bf16")
     if not cpu_bf16().runs:
         with pytest.raises(HardwareError, match="precision bf16: this CPU .* use --precision fp32 or auto"):
             translator.translate(sentences, cfg)
         return
-    out = translator.translate(sentences, cfg)
+    dtypes: set[torch.dtype] = set()
+    hook = translator.model.out.register_forward_hook(lambda _module, _args, output: dtypes.add(output.dtype))
+    try:
+        out = translator.translate(sentences, cfg)
+    finally:
+        hook.remove()
+    assert dtypes == {torch.bfloat16}
     assert len(out) == 3 and out[1] == "" and all(isinstance(o, str) for o in out)
     batched = translator.translate(sentences, DecodeConfig(beam_size=beam_size, precision="bf16", batch_size=1))
     assert batched == out
@@ -212,6 +220,7 @@ def test_bf16_decoding_keeps_the_contract(translator: Translator, beam_size: int
     assert len(same) >= 2, (fp32, bf16)
     for a, b in same:
         assert abs(a.log_prob - b.log_prob) <= 0.01 * (len(a.ids) + 1), (a, b)
+    assert any(a.log_prob != b.log_prob for a, b in same), same  # rounded: not fp32's numbers
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
