@@ -15,6 +15,7 @@ from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.machine.hardware import HardwareError, cpu_bf16
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation.torch_engine import Translator
+from seq2seq.updater import Updater
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -224,7 +225,18 @@ def test_bf16_decoding_keeps_the_contract(translator: Translator, beam_size: int
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
-def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> None:
+def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training is checked to move every weight and lower the validation loss: an Updater that stepped at
+    learning rate 0 trained, translated and reloaded as well."""
+    initial: dict[str, torch.Tensor] = {}
+    real_step = Updater.step
+
+    def spy(self, batch, tokens, lr):
+        if not initial:  # the weights before the first update
+            initial.update((k, v.detach().clone()) for k, v in self.model.state_dict().items())
+        return real_step(self, batch, tokens, lr)
+
+    monkeypatch.setattr(Updater, "step", spy)
     data = write_corpus(tmp_path / "data", n_train=60)
     model_cfg = ModelConfig(cell=cell, emb_size=16, enc_hidden=16, dec_hidden=32, enc_layers=2, dec_layers=2)
     cfg = TrainConfig(max_steps=6, valid_every=3, valid_bleu_sentences=5, tbptt=2)
@@ -235,6 +247,12 @@ def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> 
         cfg,
         RunOptions(progress=False),
     )
+    trained = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert initial.keys() == trained.keys()
+    assert [k for k in initial if torch.equal(initial[k], trained[k])] == []  # every tensor trained
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val_losses = [r["val_loss"] for r in records if r["type"] == "valid"]
+    assert len(val_losses) == 2 and val_losses[1] < val_losses[0], val_losses  # after updates 3 and 6
     translator = Translator.from_checkpoint(tmp_path / "run" / "best.pt")
     assert translator.model.cfg.cell == cell
     for beam in (1, 3):  # fp32: batch-size invariance is exact there (bf16 rounds differently per batch shape)
