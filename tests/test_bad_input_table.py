@@ -1,6 +1,6 @@
 """Rows of the README's "Bad input" table that no other test feeds through the real command: each goes
 through `seq2seq.cli.main` (or `python -m seq2seq`) and checks the message, the exit status and that
-nothing was written."""
+nothing was written; beside the length filters' row, a unit check of the filter it reports."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from corpora import write_corpus
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint
 from seq2seq.cli import main
-from seq2seq.config import DecodeConfig
+from seq2seq.config import DataConfig, DecodeConfig
+from seq2seq.corpus import TrainFilter
 from seq2seq.prepared import Prepared
 from seq2seq.translation.torch_engine import Translator
 
@@ -155,6 +156,18 @@ def test_a_training_split_the_length_filters_empty_is_refused(tmp_path: Path, ca
     before = _hashes(run)
     _refused(_preprocess(corpus, run, "--vocab-size", "60", *flags), capsys)
     assert _hashes(run) == before
+
+
+def test_the_train_filter_removes_a_pair_by_length_ratio_and_keeps_one_just_within() -> None:
+    """The table's rows empty the split by length alone, so a filter whose ratio branch never fired passed:
+    a unit check of `TrainFilter` with piece lists by hand (ratio = longer side over shorter side)."""
+    filt = TrainFilter(DataConfig(vocab_size=60, max_len_ratio=2.0, max_len=6))
+    src = [[5, 6], [5, 6], [5, 6, 7, 8, 9], [5] * 7, [5, 6, 7]]
+    tgt = [[5, 6, 7, 8], [5, 6, 7, 8, 9], [5, 6], [5] * 7, [5, 6, 7]]
+    text = [f"line {i}" for i in range(len(src))]
+    # 4/2 = 2.0 is within; 5/2 = 2.5 over (either side longer); 7 pieces over max_len first; 3/3 kept
+    assert filt.keep(src, tgt, text, text) == [0, 4]
+    assert filt.removed == {"too_short": 0, "too_long": 1, "length_ratio": 2, "duplicate": 0}
 
 
 def test_held_out_pairs_longer_than_max_len_are_cut_and_counted(tmp_path: Path, capsys, caplog) -> None:

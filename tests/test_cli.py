@@ -150,7 +150,22 @@ def test_evaluate_starts_without_torch(tmp_path: Path) -> None:
     assert "BLEU = 100.00" in proc.stdout
 
 
-def test_validation_bleu_uses_the_runs_tokenizer_and_records_its_signature(tmp_path: Path) -> None:
+def test_validation_bleu_uses_the_runs_tokenizer_and_records_its_signature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signature is written from the config, not from the scoring: validation scored with "13a" whatever
+    --bleu-tokenize said passed. A spy on the trainer's `score` sees the tokenizer that scores, and the recorded
+    val_bleu is that score."""
+    import seq2seq.trainer as trainer_module
+    from seq2seq.metrics import score
+
+    calls = []
+
+    def spy(hyps, refs, tokenize="13a", metrics=("bleu", "chrf")):
+        calls.append((list(hyps), list(refs), tokenize))
+        return score(hyps, refs, tokenize, metrics)
+
+    monkeypatch.setattr(trainer_module, "score", spy)
     data = write_corpus(tmp_path / "data", n_train=40, n_val=8, n_test=4)
     run = tmp_path / "run"
     code = main(["train", "--data", str(data), "--src", "xx", "--tgt", "yy", "--out", str(run), "--vocab-size", "30",
@@ -161,6 +176,9 @@ def test_validation_bleu_uses_the_runs_tokenizer_and_records_its_signature(tmp_p
     selection = next(r for r in records if r["type"] == "selection")
     assert selection["best_metric"] == "bleu" and "tok:char" in selection["val_bleu_signature"]
     assert json.loads((run / "config.json").read_text())["train"]["bleu_tokenize"] == "char"
+    assert [tokenize for *_, tokenize in calls] == ["char"]  # one validation, at update 2
+    (hyps, refs, _), validation = calls[0], next(r for r in records if "val_bleu" in r)
+    assert validation["val_bleu"] == round(score(hyps, refs, "char", ("bleu",)).bleu, 3)
 
 
 def test_config_toml_of_a_run_trains_the_same_run_again(trained, tmp_path: Path) -> None:

@@ -246,12 +246,22 @@ def test_the_estimate_bounds_what_the_numpy_search_allocates(translator: Transla
         ["--beam-size", "3", "--n-best", "2", "--length-penalty", "0.6", "--nbest-format", "tsv"],
     ],
 )
-def test_a_length_penalty_or_nbest_format_that_shows_in_the_output_is_kept(run_dir: Path, tmp_path: Path, flags,
-                                                                           capsys) -> None:  # fmt: skip
+def test_a_length_penalty_or_nbest_format_that_shows_in_the_output_is_kept(
+    run_dir: Path, tmp_path: Path, flags, translator: Translator, capsys
+) -> None:
+    """The greedy Moses line's score is checked to be the penalised log-prob: only the exit status was, so
+    greedy search printing its log-prob as the score passed."""
     (tmp_path / "in.txt").write_text("red cat\n")
     code = main(["translate", "--checkpoint", str(run_dir / "best.pt"), "--input", str(tmp_path / "in.txt"), "-q",
                  *flags])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    if "moses" in flags:
+        index, text, log_prob, score = out.out.rstrip("\n").split(" ||| ")
+        [[(_, hyp)]] = translator.translate_nbest(["red cat"], DecodeConfig(beam_size=1))
+        log_prob = float(log_prob.removeprefix("LogProb= "))
+        assert (index, text) == ("0", translator.tgt_tok.decode([hyp.ids])[0]) and log_prob < -0.01
+        assert float(score) == pytest.approx(log_prob / (len(hyp.ids) + 1) ** 0.6, abs=1e-4)  # EOS counts
 
 
 def test_a_decode_table_shared_with_serve_may_hold_a_length_penalty(run_dir: Path, tmp_path: Path, capsys) -> None:

@@ -340,18 +340,25 @@ def test_cr_only_line_endings_are_refused_naming_file_and_line(tmp_path: Path, s
 
 
 def test_a_stray_carriage_return_past_the_first_line_is_whitespace(tmp_path: Path) -> None:
-    """Web-crawled corpora hold a stray CR here and there: one inside line 3 of millions must not refuse them."""
+    """Web-crawled corpora hold a stray CR here and there: one inside line 3 of millions must not refuse them.
+    The prepared text is looked at too: a CR dropped (two words run together) instead of read as whitespace
+    passed when only the exit status was checked."""
     corpus = write_corpus(tmp_path / "corpus", n_train=200)
+    spaced = {}
     for lang in ("xx", "yy"):
         lines = (corpus / f"train.{lang}").read_text().splitlines()
+        spaced[lang] = lines[2]
         lines[2] = lines[2].replace(" ", "\r", 1)
         (corpus / f"train.{lang}").write_text("\n".join(lines) + "\n")
     assert main(_preprocess(corpus, tmp_path / "run", "--vocab-size", "60")) == 0
+    src, tgt = Prepared.load(tmp_path / "run").text("train")
+    assert (len(src), src[2], tgt[2]) == (200, spaced["xx"], spaced["yy"])  # the words separated, as before the CR
 
 
 def test_lines_ending_in_two_carriage_returns_read_as_before(tmp_path: Path) -> None:
-    """\\r\\r\\n (a CRLF file converted to CRLF again by a Windows tool) left a CR on line 1, read as a CR-only file."""
+    """\\r\\r\\n (a CRLF file converted to CRLF again by a Windows tool) left a CR on line 1, read as a CR-only file.
+    Line 3's CR inside the line is whitespace (not checked before: CRs dropped past line 1 passed)."""
     from seq2seq.text import clean, read_lines
 
-    (tmp_path / "rrn.de").write_bytes(b"Hallo Welt\r\r\nZweite Zeile\r\r\n")
-    assert [clean(line) for line in read_lines(tmp_path / "rrn.de")] == ["Hallo Welt", "Zweite Zeile"]
+    (tmp_path / "rrn.de").write_bytes(b"Hallo Welt\r\r\nZweite Zeile\r\r\nDritte\rZeile\r\r\n")
+    assert [clean(line) for line in read_lines(tmp_path / "rrn.de")] == ["Hallo Welt", "Zweite Zeile", "Dritte Zeile"]

@@ -10,7 +10,7 @@ from corpora import write_corpus
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, DataConfig, ModelConfig, TrainConfig
-from seq2seq.progress import TrainState, after_validation, budget_progress, learning_rate
+from seq2seq.progress import TrainState, after_validation, budget_progress, early_stop, learning_rate
 from seq2seq.train import RunOptions, RunSpec, train
 
 if TYPE_CHECKING:
@@ -44,9 +44,40 @@ def test_anneal_is_constant_then_linear_to_min_lr() -> None:
 
 
 def test_plateau_schedule_uses_the_decays() -> None:
+    """The warm-up was checked on "anneal" only: a plateau rate without it passed."""
     cfg = TrainConfig(lr=1.0, min_lr=0.1)
     assert learning_rate(cfg, 0, 0.5, 0.99) == 0.5
     assert learning_rate(cfg, 0, 0.01, 0.0) == 0.1
+    warm = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=4)
+    assert [learning_rate(warm, s, 1.0, 0.0) for s in (0, 1, 3, 10)] == [0.25, 0.5, 1.0, 1.0]  # (step + 1) / warmup
+    assert learning_rate(warm, 1, 0.5, 0.0) == 0.25  # the decays and the warm-up multiply
+
+
+def test_validations_without_improvement_decay_the_lr_and_count_toward_early_stopping() -> None:
+    """The schedule above was only fed lr_scale by hand: a validation loop that never decayed it, nor
+    counted the validations that stop a run early, passed."""
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, lr_decay=0.5, lr_patience=2, patience=3, best_metric="loss")
+    st = TrainState()
+    seen = []
+    for loss in (2.0, 1.0, 1.5, 1.2, 3.0):  # first, better, then three worse than 1.0
+        improved = after_validation(cfg, st, {"val_loss": loss})
+        seen.append((improved, st.best, st.bad_validations, st.plateau, st.lr_scale, early_stop(cfg, st)))
+    stop = "early stopping (no improvement in 3 validations)"
+    assert seen == [
+        (True, -2.0, 0, 0, 1.0, None),
+        (True, -1.0, 0, 0, 1.0, None),
+        (False, -1.0, 1, 1, 1.0, None),
+        (False, -1.0, 2, 0, 0.5, None),  # lr_patience=2 worse ones: one decay, the plateau count restarts
+        (False, -1.0, 3, 1, 0.5, stop),
+    ]
+    assert learning_rate(cfg, 100, st.lr_scale, 0.0) == 0.5
+    assert after_validation(cfg, st, {"val_loss": 0.5}) and (st.bad_validations, st.plateau) == (0, 0)
+    assert st.lr_scale == 0.5  # an improvement ends the counts, not the decays
+    anneal = TrainConfig(lr_schedule="anneal", max_steps=10, lr_patience=1, best_metric="loss")
+    st = TrainState()
+    for loss in (1.0, 2.0, 2.0):
+        after_validation(anneal, st, {"val_loss": loss})
+    assert (st.lr_scale, st.bad_validations) == (1.0, 2)  # "anneal" has no plateau decays
 
 
 def test_anneal_needs_a_budget() -> None:

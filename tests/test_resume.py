@@ -360,6 +360,8 @@ def test_average_keeps_tied_weights_tied_and_refuses_other_seeds_and_single_file
 
 
 def test_subword_regularisation_resamples_each_epoch(tmp_path: Path) -> None:
+    """Both sides are resampled and decode back to their text: only the source was looked at, so targets
+    encoded without `alpha` (the cached best segmentation every epoch) passed."""
     from seq2seq.prepared import Prepared
     from seq2seq.trainer import epoch_split
 
@@ -375,9 +377,13 @@ def test_subword_regularisation_resamples_each_epoch(tmp_path: Path) -> None:
     e0, e1, e0_again = epoch_split(prepared, cfg, 0), epoch_split(prepared, cfg, 1), epoch_split(prepared, cfg, 0)
     assert len(e0) == len(e1) == 120
     assert not np.array_equal(e0.src_ids, e1.src_ids)  # another segmentation next epoch
+    assert not np.array_equal(e0.tgt_ids, e1.tgt_ids)  # on both sides
+    assert not np.array_equal(e1.tgt_ids, prepared.split("train").tgt_ids)  # not the cached best segmentation
     assert np.array_equal(e0.src_ids, e0_again.src_ids) and np.array_equal(e0.tgt_ids, e0_again.tgt_ids)
     texts = prepared.src_tok.decode([e1.src_ids[e1.src_offsets[i] : e1.src_offsets[i + 1]] for i in range(120)])
     assert texts == prepared.text("train")[0]  # same sentences, other pieces
+    texts = prepared.tgt_tok.decode([e1.tgt_ids[e1.tgt_offsets[i] : e1.tgt_offsets[i + 1]] for i in range(120)])
+    assert texts == prepared.text("train")[1]
 
 
 def test_custom_train_split_name(tmp_path: Path) -> None:

@@ -109,6 +109,17 @@ def test_greedy_takes_the_locally_best_path() -> None:
     assert hyp.log_prob == pytest.approx(math.log(0.24))
 
 
+def test_greedy_divides_its_score_by_the_length_penalty() -> None:
+    """Greedy search was only checked with length_penalty 0 or against other searches' ids: scores left
+    undivided passed. "A" then EOS is 2 tokens (EOS counts): score log(0.24) / 2**1."""
+    [hyp] = run_greedy(ScriptedModel(GREEDY_TRAP), length_penalty=1.0)
+    assert hyp.ids == [A]  # the penalty does not change greedy's path
+    assert hyp.log_prob == pytest.approx(math.log(0.24))
+    assert hyp.score == pytest.approx(math.log(0.24) / 2)
+    [hyp] = run_greedy(ScriptedModel(GREEDY_TRAP), length_penalty=0.5)
+    assert hyp.score == pytest.approx(math.log(0.24) / math.sqrt(2))
+
+
 @pytest.mark.parametrize("beam", [2, 3, 5])
 def test_beam_finds_the_more_probable_sequence_greedy_misses(beam: int) -> None:
     [[hyp]] = run_beam(ScriptedModel(GREEDY_TRAP), beam, length_penalty=0.0)

@@ -21,6 +21,7 @@ from seq2seq.model import Seq2Seq
 from seq2seq.objective import OutputLoss, TrainingLoss, forward_backward
 from seq2seq.prepared import EncodedSplit
 from seq2seq.train import RunOptions, RunSpec, train
+from seq2seq.updater import Updater
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -132,13 +133,32 @@ def test_the_cache_holds_every_bucketed_shape_and_an_explicit_size_wins() -> Non
     assert ProcessSettings.for_training(replace(on, onednn_cache=8), "cpu").onednn_cache == 8
 
 
-def test_train_records_the_decision_and_trains_bucketed(tmp_path: Path) -> None:
+def test_train_records_the_decision_and_trains_bucketed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batches that reach the update are looked at: the trainer collating without the bucket budget (plain
+    batches whatever shape_buckets said) passed when only the recorded setting was checked."""
+    shapes: list[tuple[tuple[int, ...], tuple[int, ...], int]] = []
+    real_step = Updater.step
+
+    def spy(self, batch, tokens, lr):
+        real_rows = int((batch.tgt_out != PAD_ID).any(dim=1).sum())  # bucketed: added rows have no target
+        shapes.append((tuple(batch.src_ids.shape), tuple(batch.tgt_out.shape), real_rows))
+        return real_step(self, batch, tokens, lr)
+
+    monkeypatch.setattr(Updater, "step", spy)
     corpus = write_corpus(tmp_path / "corpus", n_train=80)
     model = ModelConfig(emb_size=16, enc_hidden=16, dec_hidden=32)
     for setting in ("on", "off"):
         cfg = TrainConfig(max_tokens=150, max_steps=4, valid_every=4, valid_bleu_sentences=0, shape_buckets=setting)
         run = tmp_path / setting
         spec = RunSpec(corpus, "xx", "yy", run)
+        shapes.clear()
         result = train(spec, DataConfig(vocab_size=60), model, cfg, RunOptions(progress=False))
         assert result.steps == 4
         assert resume_configs(run / "last.pt")["train"]["shape_buckets"] == setting
+        assert len(shapes) == 4
+        bucketed = [src == tgt == bucket_shape(src[1], 150) for src, tgt, _ in shapes]
+        padded_rows = [src[0] > rows for src, _, rows in shapes]
+        if setting == "on":
+            assert all(bucketed) and any(padded_rows), shapes
+        else:
+            assert not any(padded_rows) and not all(bucketed), shapes  # one row per pair, each its own width

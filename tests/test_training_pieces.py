@@ -19,7 +19,7 @@ from seq2seq.config import TrainConfig
 from seq2seq.config_dict import to_dict
 from seq2seq.machine import process
 from seq2seq.machine.process import ProcessSettings
-from seq2seq.progress import TrainState, after_update, early_stop, nan_stop, stop_reason
+from seq2seq.progress import TrainState, after_update, after_validation, early_stop, nan_stop, stop_reason
 from seq2seq.runfiles import RunFiles
 from seq2seq.train import RunOptions, RunSpec, train
 
@@ -62,7 +62,11 @@ def test_counters_and_stop_rules() -> None:
     st.step = 3
     assert stop_reason(cfg, st, 0.0) == "max_steps=3"
     assert early_stop(cfg, st) is None
-    st.bad_validations = 2
+    for loss in (1.0, 2.0):  # counted by validations, not set by hand (that let a loop that never counted pass)
+        after_validation(cfg, st, {"val_loss": loss})
+        assert early_stop(cfg, st) is None
+    after_validation(cfg, st, {"val_loss": 1.5})
+    assert st.bad_validations == 2
     assert early_stop(cfg, st) == "early stopping (no improvement in 2 validations)"
     assert early_stop(TrainConfig(patience=0), st) is None
 

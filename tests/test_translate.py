@@ -15,6 +15,7 @@ from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.machine.hardware import HardwareError, cpu_bf16
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation.torch_engine import Translator
+from seq2seq.updater import Updater
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -187,14 +188,22 @@ def test_checkpoint_missing_parts_is_rejected(run_dir: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("beam_size", [1, 4])
 def test_bf16_decoding_keeps_the_contract(translator: Translator, beam_size: int) -> None:
-    """Where this CPU runs bf16: same contract as fp32, float32 attention maps; elsewhere: the clear error."""
+    """Where this CPU runs bf16: same contract as fp32, float32 attention maps; elsewhere: the clear error.
+    That bf16 ran is checked too (the output layer's dtype, a log-prob that moved): an engine that decoded
+    "bf16" in fp32 kept the contract and differed by 0, inside the tolerance."""
     sentences = ["red cat", "", "big old house tree dog"]
     cfg = DecodeConfig(beam_size=beam_size, precision="bf16")
     if not cpu_bf16().runs:
         with pytest.raises(HardwareError, match="precision bf16: this CPU .* use --precision fp32 or auto"):
             translator.translate(sentences, cfg)
         return
-    out = translator.translate(sentences, cfg)
+    dtypes: set[torch.dtype] = set()
+    hook = translator.model.out.register_forward_hook(lambda _module, _args, output: dtypes.add(output.dtype))
+    try:
+        out = translator.translate(sentences, cfg)
+    finally:
+        hook.remove()
+    assert dtypes == {torch.bfloat16}
     assert len(out) == 3 and out[1] == "" and all(isinstance(o, str) for o in out)
     batched = translator.translate(sentences, DecodeConfig(beam_size=beam_size, precision="bf16", batch_size=1))
     assert batched == out
@@ -212,10 +221,22 @@ def test_bf16_decoding_keeps_the_contract(translator: Translator, beam_size: int
     assert len(same) >= 2, (fp32, bf16)
     for a, b in same:
         assert abs(a.log_prob - b.log_prob) <= 0.01 * (len(a.ids) + 1), (a, b)
+    assert any(a.log_prob != b.log_prob for a, b in same), same  # rounded: not fp32's numbers
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])
-def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> None:
+def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training is checked to move every weight and lower the validation loss: an Updater that stepped at
+    learning rate 0 trained, translated and reloaded as well."""
+    initial: dict[str, torch.Tensor] = {}
+    real_step = Updater.step
+
+    def spy(self, batch, tokens, lr):
+        if not initial:  # the weights before the first update
+            initial.update((k, v.detach().clone()) for k, v in self.model.state_dict().items())
+        return real_step(self, batch, tokens, lr)
+
+    monkeypatch.setattr(Updater, "step", spy)
     data = write_corpus(tmp_path / "data", n_train=60)
     model_cfg = ModelConfig(cell=cell, emb_size=16, enc_hidden=16, dec_hidden=32, enc_layers=2, dec_layers=2)
     cfg = TrainConfig(max_steps=6, valid_every=3, valid_bleu_sentences=5, tbptt=2)
@@ -226,6 +247,12 @@ def test_every_cell_trains_translates_and_reloads(tmp_path: Path, cell: str) -> 
         cfg,
         RunOptions(progress=False),
     )
+    trained = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert initial.keys() == trained.keys()
+    assert [k for k in initial if torch.equal(initial[k], trained[k])] == []  # every tensor trained
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val_losses = [r["val_loss"] for r in records if r["type"] == "valid"]
+    assert len(val_losses) == 2 and val_losses[1] < val_losses[0], val_losses  # after updates 3 and 6
     translator = Translator.from_checkpoint(tmp_path / "run" / "best.pt")
     assert translator.model.cfg.cell == cell
     for beam in (1, 3):  # fp32: batch-size invariance is exact there (bf16 rounds differently per batch shape)
