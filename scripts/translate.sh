@@ -9,7 +9,8 @@
 # beam_size, else seq2seq's default, 5; set, it beats the --config's, as a flag does). OUTPUT=- prints the
 # test split's translations, unscored. OUTPUT naming REF (or a link to it) is refused. Flags go to
 # `seq2seq translate`; those the knobs give (--beam-size, --input, --output, --src, --tgt) are refused, and so are
-# those whose output is no translation a line (--n-best, --nbest-format, --alignments) where the output is scored.
+# those whose output is no translation a line (--n-best, --nbest-format, --alignments, a --config's [decode] n_best)
+# where the output is scored.
 # SRC and TGT, the test split's languages (and INPUT's, where given), must be the model's: `seq2seq translate
 # --src SRC --tgt TGT` refuses a model of another pair (it translated into nonsense, BLEU 0.05, exit 0).
 set -euo pipefail
@@ -57,18 +58,34 @@ if [ -n "$REF" ] && [ "$OUTPUT" -ef "$REF" ]; then  # the same file, by its path
   echo "translate.sh: OUTPUT=$OUTPUT is the reference REF=$REF: it would be overwritten, then scored against" \
     "itself; set another OUTPUT" >&2; exit 2
 fi
-args=("$@")
+args=("$@") n_best_flag="" config=""
 for i in "${!args[@]}"; do
-  arg=${args[$i]} flag=$(flag_of "${args[$i]}" --n-best --nbest-format --alignments)
+  arg=${args[$i]} flag=$(flag_of "${args[$i]}" --n-best --nbest-format --alignments --config)
+  if [ "$flag" = --config ]; then  # its [decode] n_best is read below, where the output is scored
+    if [[ $arg == *=* ]]; then config=${arg#*=}; else config=${args[$((i + 1))]:-}; fi
+    continue
+  fi
   if [ "$flag" = --n-best ]; then  # --n-best 1 prints one translation a line: scored as it is
     if [[ $arg == *=* ]]; then value=${arg#*=}; else value=${args[$((i + 1))]:-}; fi
-    [ "$value" = 1 ] && flag=
+    n_best_flag=$value; [ "$value" = 1 ] && flag=
   fi
   if [ -n "$REF" ] && [ -n "$flag" ]; then
     echo "translate.sh: $flag writes lines that are not one translation each, and OUTPUT is scored against" \
       "REF=$REF; drop $arg (or run seq2seq translate)" >&2; exit 2
   fi
 done
+if [ -n "$REF" ] && [ -n "$config" ] && [ -z "$n_best_flag" ]; then  # a --n-best flag beats the file's
+  n_best=$("$SEQ2SEQ_PY" -c 'import sys
+from seq2seq.config_toml import load_toml
+try:
+    print(load_toml(sys.argv[1], ("decode",)).get("decode", {}).get("n_best", 1))
+except Exception:  # a file seq2seq translate refuses with its own message
+    print(1)' "$config")
+  if [ "$n_best" != 1 ]; then
+    echo "translate.sh: --config $config sets [decode] n_best = $n_best, whose lines are not one translation" \
+      "each, and OUTPUT is scored against REF=$REF; add --n-best 1 (or run seq2seq translate)" >&2; exit 2
+  fi
+fi
 seq2seq translate --checkpoint "${ckpts[@]}" "${beam[@]}" "${langs[@]}" "${io[@]}" "$@"
 if [ -n "${REF:-}" ]; then
   echo "$OUTPUT vs $REF (beam ${BEAM:-of --config, else 5}):"

@@ -260,6 +260,15 @@ def test_translate_script_leaves_the_beam_to_a_config_unless_beam_is_set(run_dir
     assert [line.split("\t")[0] for line in done.stdout.splitlines()] == ["0"] * 8  # beam 8's eight best
     done = subprocess.run(cmd, env=dict(env, BEAM="2"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "n_best must be in [1, beam_size 2], got 8" in done.stderr, done.stderr
+    # the test split, scored: the file's n_best 8 wrote 8 lines a sentence, then failed in scoring after the work
+    scored = {k: v for k, v in env.items() if k != "INPUT"} | {"TEST_SPLIT": "test", "OUTPUT": str(tmp_path / "o.yy")}
+    done = subprocess.run(cmd, env=scored, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "nbest.toml sets [decode] n_best = 8, whose lines are not one translation each" in done.stderr
+    assert not (tmp_path / "o.yy").exists()  # refused before translating
+    done = subprocess.run([*cmd, "--n-best", "1"], env=scored, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0 and "BLEU" in done.stdout, done.stderr  # the flag beats the file's n_best
 
 
 def test_translate_script_refuses_a_model_of_another_language_pair(run_dir: Path, tmp_path: Path) -> None:
