@@ -194,8 +194,27 @@ def test_a_trained_models_input_too_large_for_memory_is_refused_before_its_backw
     sentences = ["red cat", "small dog bird"] * 50
     assert gradflow.checkpoint_gradient_flow(run_dir / "best.pt", sentences)["decoder"]  # fits: runs
     assert gradflow.checkpoint_gradient_flow(run_dir / "best.pt", sentences[:2], device="auto")["decoder"]  # its help
-    need = gradflow.fresh_memory(max(len(s.split()) for s in sentences) + 1, len(sentences))
+    from seq2seq.translation.torch_engine import Translator
+
+    translator = Translator.from_checkpoint(run_dir / "best.pt")
+    longest = max(len(ids) for ids in translator.src_tok.encode(sentences)) + 1
+    need = gradflow.flow_memory(longest, len(sentences), translator.model.cfg, len(translator.tgt_tok))
+    assert need < gradflow.flow_memory(longest, len(sentences)) // 4  # a tiny model: far below the default sizes'
+    monkeypatch.setattr(gradflow, "memory_budget", lambda: need * 2)  # the estimate is this model's, not the default's
+    assert gradflow.checkpoint_gradient_flow(run_dir / "best.pt", sentences)["decoder"]
     monkeypatch.setattr(gradflow, "memory_budget", lambda: need // 2)
     monkeypatch.setattr(gradflow, "gradient_flow", lambda *a, **k: pytest.fail("the backward ran"))
     with pytest.raises(ConfigError, match=r"gradflow on 100 sentences of up to \d+ pieces \(one batch\) needs about"):
         gradflow.checkpoint_gradient_flow(run_dir / "best.pt", sentences)
+
+
+def test_the_gradflow_memory_estimate_grows_with_the_models_width_and_its_logits_under_loss_all() -> None:
+    """The estimate was ModelConfig()'s for any checkpoint: 100 kB a token, whatever the model's sizes (measured
+    172 kB at twice the width, 338 at four times) and vocabulary (loss all: +85 kB at 4,000 pieces)."""
+    from seq2seq.config import ModelConfig
+
+    default = 125 * (256 + 2 * 128 + 256)  # bytes per token: embedding, both encoder directions, decoder
+    assert gradflow.flow_memory(10, 2) == 2 * 10 * (default + 48 * 10)
+    assert gradflow.flow_memory(10, 2, None, 4000, "all") == 2 * 10 * (default + 22 * 4000 + 48 * 10)
+    wide = ModelConfig(emb_size=512, enc_hidden=256, dec_hidden=512, enc_layers=2, dec_layers=2)
+    assert gradflow.flow_memory(10, 2, wide) == 2 * 10 * (125 * (512 + 2 * 256 * 2 + 512 * 2) + 48 * 10)

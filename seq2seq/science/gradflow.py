@@ -48,10 +48,14 @@ log = logging.getLogger("seq2seq")
 Loss = Literal["last", "all"]
 CELLS = ("rnn", "gru", "lstm")
 # Bounds of the fresh models' batch, far beyond a readable plot; the memory a run needs is checked
-# against `memory_budget` too: ~100 kB per token, measured for ModelConfig() in float64, and
-# the attention's (B, T, S) terms (1,000 tokens x 4 sentences: 0.53 GB, 400 x 40: 1.36 GB).
+# against `memory_budget` too (`flow_memory`): per token 125 bytes per unit of the model's width (embedding,
+# both encoder directions and the decoder, each layer; float64, measured peak RSS on one LSTM layer a side:
+# 94 kB at ModelConfig()'s 768 units, 172 at 1,536, 338 at 3,072), 22 bytes per target piece with
+# `--loss all` (logits for every token: +85 kB at 4,000 pieces), and the attention's (B, T, S) terms
+# (1,000 tokens x 4 sentences: 0.53 GB, 400 x 40: 1.36 GB).
 MAX_LENGTH, MAX_BATCH, MAX_SEED = 10_000, 10_000, 2**32 - 1
-BYTES_PER_TOKEN, BYTES_PER_ATTENTION = 100_000, 48
+BYTES_PER_WIDTH, BYTES_PER_LOGIT, BYTES_PER_ATTENTION = 125, 22, 48
+FRESH_VOCAB = 200  # the fresh models' pieces a side
 
 
 def _objective(model: Seq2Seq, att: Tensor, tgt_out: Tensor, loss: Loss) -> Tensor:
@@ -157,7 +161,7 @@ def fresh_gradient_flow(
     cells: Sequence[str] = CELLS,
     length: int = 100,
     batch_size: int = 16,
-    vocab_size: int = 200,
+    vocab_size: int = FRESH_VOCAB,
     loss: Loss = "last",
     seed: int = 1234,
     model_cfg: ModelConfig | None = None,
@@ -168,8 +172,7 @@ def fresh_gradient_flow(
     """
     if length < 1 or batch_size < 1:
         raise ConfigError(f"need length >= 1 and batch_size >= 1, got {length} and {batch_size}")
-    if model_cfg is None:  # the sizes fresh_memory was measured with
-        _check_fresh_memory(length, batch_size)
+    _check_fresh_memory(length, batch_size, model_cfg, vocab_size, loss)
     batch = synthetic_batch(vocab_size, length, batch_size, seed)
     base = model_cfg or ModelConfig(dropout=0.0)
     results = {}
@@ -199,12 +202,13 @@ def checkpoint_gradient_flow(
         raise CorpusError("no non-empty source sentences")
     translator = Translator.from_checkpoint(model_file(checkpoint), device=device)  # hf://: downloaded
     src_ids = translator.src_tok.encode([s for s, _ in pairs])
-    _check_input_memory(len(pairs), max(map(len, src_ids)) + 1)  # the sources alone: before any search
+    sizes = (translator.model.cfg, len(translator.tgt_tok), loss)  # the memory estimate's model: this one
+    _check_input_memory(len(pairs), max(map(len, src_ids)) + 1, *sizes)  # the sources alone: before any search
     if references:
         tgt_ids = translator.tgt_tok.encode([r for _, r in pairs])
     else:
         tgt_ids = [nbest[0].ids for nbest in translator.search(src_ids, DecodeConfig(beam_size=1))]
-    _check_input_memory(len(pairs), max(max(map(len, src_ids)), max(map(len, tgt_ids), default=0)) + 1)
+    _check_input_memory(len(pairs), max(max(map(len, src_ids)), max(map(len, tgt_ids), default=0)) + 1, *sizes)
     device = next(translator.model.parameters()).device  # "auto" resolved
     batch = collate(EncodedSplit.from_lists(src_ids, tgt_ids), np.arange(len(pairs))).to(device)
     # float64 as the fresh models: in float32 gradients below ~1e-45 are exactly 0 (a 300-piece target's
@@ -275,30 +279,35 @@ class FreshModels:
                 raise ConfigError(f"gradflow {flag} must be in [{low}, {high:,}], got {value:,}")
 
 
-def fresh_memory(length: int, batch_size: int) -> int:
-    """Bytes `fresh_gradient_flow` holds at its peak for one model, roughly (float64, the default sizes):
-    about 100 kB per token, measured, and the attention's (B, T, S) terms."""
-    return batch_size * length * (BYTES_PER_TOKEN + BYTES_PER_ATTENTION * length)
+def flow_memory(length: int, batch_size: int, cfg: ModelConfig | None = None, tgt_vocab: int = FRESH_VOCAB,
+                loss: Loss = "last") -> int:  # fmt: skip
+    """Bytes `gradient_flow` holds at its peak for one model of `cfg`'s sizes (None: ModelConfig()'s) in
+    float64, roughly: per token, the model's width and with loss "all" its target pieces, as measured
+    (BYTES_PER_WIDTH, BYTES_PER_LOGIT), and the attention's (B, T, S) terms."""
+    cfg = cfg or ModelConfig()
+    width = cfg.emb_size + 2 * cfg.enc_hidden * cfg.enc_layers + cfg.dec_hidden * cfg.dec_layers
+    per_token = BYTES_PER_WIDTH * width + (BYTES_PER_LOGIT * tgt_vocab if loss == "all" else 0)
+    return batch_size * length * (per_token + BYTES_PER_ATTENTION * length)
 
 
-def _check_memory(length: int, batch_size: int, what: str, instead: str) -> None:
+def _check_memory(length: int, batch_size: int, what: str, instead: str, *sizes: Any) -> None:
     """A batch of `batch_size` sequences of `length` tokens (`what`) over half this machine's memory
-    (`fresh_memory`'s estimate): one ConfigError saying what to give `instead`."""
-    need, budget = fresh_memory(length, batch_size), memory_budget()
+    (`flow_memory`'s estimate for the model `sizes` describe): one ConfigError saying what to give `instead`."""
+    need, budget = flow_memory(length, batch_size, *sizes), memory_budget()
     if need > budget:
         raise ConfigError(f"{what} needs about {need / 1e9:.1f} GB; this machine allows {budget / 1e9:.1f} GB "
                           f"(half its memory): {instead}")  # fmt: skip
 
 
-def _check_fresh_memory(length: int, batch_size: int) -> None:
+def _check_fresh_memory(length: int, batch_size: int, *sizes: Any) -> None:
     what = f"gradflow --length {length:,} --batch-size {batch_size:,}"
-    _check_memory(length, batch_size, what, "use a smaller --length or --batch-size")
+    _check_memory(length, batch_size, what, "use a smaller --length or --batch-size", *sizes)
 
 
-def _check_input_memory(sentences: int, longest: int) -> None:
-    """The input's sentences are one batch: refused where `fresh_memory` puts it over the budget."""
+def _check_input_memory(sentences: int, longest: int, *sizes: Any) -> None:
+    """The input's sentences are one batch: refused where `flow_memory` puts it over the budget."""
     what = f"gradflow on {sentences:,} sentences of up to {longest:,} pieces (one batch)"
-    _check_memory(longest, sentences, what, "give fewer or shorter sentences")
+    _check_memory(longest, sentences, what, "give fewer or shorter sentences", *sizes)
 
 
 def run_gradient_flow(
@@ -339,7 +348,7 @@ def run_gradient_flow(
     else:
         fresh = fresh or FreshModels()
         cells = CELLS if fresh.cell == "all" else (fresh.cell,)
-        _check_fresh_memory(fresh.length, fresh.batch_size)  # before the figure's check, which imports matplotlib
+        _check_fresh_memory(fresh.length, fresh.batch_size, None, FRESH_VOCAB, loss)  # before matplotlib is imported
         results = fresh_gradient_flow(cells, fresh.length, fresh.batch_size, loss=loss, seed=fresh.seed)
         title = f"Gradient flow through time: freshly initialised models, {fresh.length} random tokens; L = {what}"
     path = plot_gradient_flow(results, out_png, title, loss)
