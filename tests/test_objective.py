@@ -1,4 +1,5 @@
-"""The output layer with its chunked label-smoothed cross-entropy, pinned to `F.linear` + `F.cross_entropy`."""
+"""The output layer with its chunked label-smoothed cross-entropy, pinned to `F.linear` + `F.cross_entropy`; the
+validation loss against the same computed pair by pair."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 import seq2seq.objective as objective
 from seq2seq.batches import collate
 from seq2seq.config import ModelConfig, TrainConfig
+from seq2seq.ids import BOS_ID, EOS_ID
 from seq2seq.model import Seq2Seq
 from seq2seq.objective import OutputLoss, forward_backward, validation_loss
 from seq2seq.prepared import EncodedSplit
@@ -192,3 +194,32 @@ def test_fp16_scores_get_the_gradient_of_float32_scaled_before_rounding() -> Non
     )
     assert ours.dtype == torch.float16
     torch.testing.assert_close(ours.float(), expected.float(), rtol=2e-3, atol=2e-7)  # subnormal steps: 6e-8
+
+
+VAL_SRC = [[4, 5, 6, 7], [8, 9], [10, 11, 12, 13, 14], [6], [15, 4, 9]]
+VAL_TGT = [[4, 5, 6, 7, 8, 9], [10, 11], [5, 7, 9, 11], [12, 13, 14, 15, 16, 17, 18], [19]]
+
+
+def sentence_loss(model: Seq2Seq, src: list[int], tgt: list[int]) -> torch.Tensor:
+    """Summed cross-entropy of one pair fed alone (no padding anywhere), by torch's own function."""
+    src_ids = torch.tensor([[*src, EOS_ID]])
+    memory, state = model.encode(src_ids, torch.tensor([src_ids.size(1)]))
+    att, _, _ = model.decoder(torch.tensor([[BOS_ID, *tgt]]), state, memory)
+    return F.cross_entropy(model.logits(att[0]), torch.tensor([*tgt, EOS_ID]), reduction="sum")
+
+
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_validation_loss_is_the_per_token_cross_entropy_without_dropout_smoothing_or_padding(bucketed: bool) -> None:
+    """validation_loss of a dropout-0.5 model left in train mode == each pair alone through the eval model and
+    F.cross_entropy (no label smoothing), summed and divided by the real target tokens (EOS included); batches
+    of a few pairs (max_tokens 16), so padding and the mean over batches of different sizes count."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(emb_size=10, enc_hidden=6, dec_hidden=12, dropout=0.5, emb_init_std=1.0)
+    model = Seq2Seq(cfg, 20, 20).train()
+    split = EncodedSplit.from_lists(VAL_SRC, VAL_TGT)
+    got = validation_loss(model, split, 16, torch.device("cpu"), bucketed=bucketed)
+    with torch.no_grad():
+        model.eval()
+        expected = sum(sentence_loss(model, s, t).item() for s, t in zip(VAL_SRC, VAL_TGT))
+    tokens = sum(len(t) + 1 for t in VAL_TGT)
+    assert got == pytest.approx(expected / tokens, rel=1e-5)
