@@ -1,4 +1,5 @@
-"""The network: step-wise decoding equals whole-sequence decoding, attention masks, packing, tying."""
+"""The network: step-wise decoding equals whole-sequence decoding, attention masks, packing, tying, and dropout
+where the config puts it, in training only."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import math
 import pytest
 import torch
 
-from seq2seq.config import ModelConfig
+from seq2seq.batches import collate
+from seq2seq.config import ModelConfig, TrainConfig
 from seq2seq.model import DecoderState, Dropout, Seq2Seq, count_parameters
+from seq2seq.objective import TrainingLoss
+from seq2seq.prepared import EncodedSplit
 from seq2seq.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 SRC_VOCAB, TGT_VOCAB = 17, 13
@@ -229,3 +233,74 @@ def test_dropout_keeps_each_element_with_probability_1_minus_p_scaled_to_keep_th
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # d(x * mask)/dx = mask
     assert drop.eval()(x) is x and Dropout(0.0).train()(x) is x
+
+
+DROPPY = {"enc_layers": 2, "dec_layers": 2, "dropout": 0.5, "emb_init_std": 1.0}  # every place dropout can go
+
+
+def output_scores(model: Seq2Seq) -> torch.Tensor:
+    """The scores (B, T, V) of a teacher-forced pass over the padded test batch."""
+    src, lens = padded_sources()
+    memory, state = model.encode(src, lens)
+    att, _, _ = model.decoder(target_inputs(), state, memory)
+    return model.logits(att)
+
+
+def test_the_model_drops_out_in_training_only_and_evaluates_as_a_dropout_free_copy() -> None:
+    """ModelConfig(dropout=0.5): two train-mode passes differ; eval-mode passes are identical and equal to those of
+    a dropout=0 model with the same weights, which gives them in train mode too (no randomness left)."""
+    model = make_model(**DROPPY).train()
+    plain = make_model(seed=1, **(DROPPY | {"dropout": 0.0}))
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        first, second = output_scores(model), output_scores(model)
+        assert not torch.allclose(first, second)
+        model.eval()
+        evaluated = output_scores(model)
+        assert torch.equal(evaluated, output_scores(model))
+        assert torch.equal(evaluated, output_scores(plain.eval()))
+        assert torch.equal(evaluated, output_scores(plain.train()))
+
+
+def test_dropout_is_applied_to_embeddings_between_layers_and_before_the_output_layer() -> None:
+    """Where ModelConfig.dropout says: on the source and target embeddings, between the encoder's layers, before
+    the output layer (each seen by a hook: its input is that tensor, and about half of it is zeroed, the rest
+    doubled), in training's loss as in `logits`, and between the decoder RNN's layers (torch's own dropout: with
+    the modules above off, train-mode passes still differ)."""
+    model = make_model(**DROPPY).train()
+    src, lens = padded_sources()
+    calls: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+    for name, module in model.named_modules():
+        if isinstance(module, Dropout):
+            module.register_forward_hook(lambda _m, args, out, name=name: calls.append((name, args[0], out)))
+    with torch.no_grad():
+        memory, state = model.encode(src, lens)
+        att, _, _ = model.decoder(target_inputs(), state, memory)
+        model.logits(att)
+        assert [(name, x.shape) for name, x, _ in calls] == [
+            ("encoder.dropout", (3, 5, 12)),  # source embeddings
+            ("encoder.dropout", (3, 5, 16)),  # the first layer's outputs, both directions
+            ("decoder.dropout", (3, 6, 12)),  # target embeddings
+            ("dropout", (3, 6, 12)),  # attentional vectors, before the output layer
+        ]
+        assert torch.equal(calls[0][1], model.encoder.embed(src))
+        assert torch.equal(calls[2][1], model.decoder.embed(target_inputs()))
+        assert torch.equal(calls[3][1], att)
+        calls_by_logits = calls.copy()
+        calls.clear()  # training's path: the output layer is fused into the loss (objective._loss), not `logits`
+        batch = collate(EncodedSplit.from_lists([[5, 9, 12, 7], [11], [4, 16, 8]], [[4, 5], [6, 7, 8], [9]]), [0, 1, 2])
+        TrainingLoss(model, TrainConfig())(batch)
+        assert [(name, x.shape) for name, x, _ in calls] == [
+            ("encoder.dropout", (3, 5, 12)),
+            ("encoder.dropout", (3, 5, 16)),
+            ("decoder.dropout", (3, 4, 12)),
+            ("dropout", (batch.n_tokens, 12)),  # the real target positions' attentional vectors
+        ]
+        for name, x, y in calls_by_logits + calls:
+            dropped = (y == 0) & (x != 0)
+            assert 0.3 < dropped.sum() / (x != 0).sum() < 0.7, name  # of the elements that can be seen dropped
+            assert torch.equal(y[~dropped], 2 * x[~dropped]), name  # 1 / (1 - 0.5): exact
+        for module in model.modules():
+            if isinstance(module, Dropout):
+                module.p = 0.0  # off: what is left is the decoder RNN's own
+        assert not torch.allclose(output_scores(model), output_scores(model))

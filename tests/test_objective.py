@@ -1,4 +1,5 @@
-"""The output layer with its chunked label-smoothed cross-entropy, pinned to `F.linear` + `F.cross_entropy`."""
+"""The output layer with its chunked label-smoothed cross-entropy, pinned to `F.linear` + `F.cross_entropy`; the
+validation loss against the same computed pair by pair, and the training loss an update reports and the log averages."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 import seq2seq.objective as objective
 from seq2seq.batches import collate
 from seq2seq.config import ModelConfig, TrainConfig
+from seq2seq.ids import BOS_ID, EOS_ID, PAD_ID
 from seq2seq.model import Seq2Seq
 from seq2seq.objective import OutputLoss, forward_backward, validation_loss
 from seq2seq.prepared import EncodedSplit
@@ -192,3 +194,69 @@ def test_fp16_scores_get_the_gradient_of_float32_scaled_before_rounding() -> Non
     )
     assert ours.dtype == torch.float16
     torch.testing.assert_close(ours.float(), expected.float(), rtol=2e-3, atol=2e-7)  # subnormal steps: 6e-8
+
+
+VAL_SRC = [[4, 5, 6, 7], [8, 9], [10, 11, 12, 13, 14], [6], [15, 4, 9]]
+VAL_TGT = [[4, 5, 6, 7, 8, 9], [10, 11], [5, 7, 9, 11], [12, 13, 14, 15, 16, 17, 18], [19]]
+
+
+def sentence_loss(model: Seq2Seq, src: list[int], tgt: list[int]) -> torch.Tensor:
+    """Summed cross-entropy of one pair fed alone (no padding anywhere), by torch's own function."""
+    src_ids = torch.tensor([[*src, EOS_ID]])
+    memory, state = model.encode(src_ids, torch.tensor([src_ids.size(1)]))
+    att, _, _ = model.decoder(torch.tensor([[BOS_ID, *tgt]]), state, memory)
+    return F.cross_entropy(model.logits(att[0]), torch.tensor([*tgt, EOS_ID]), reduction="sum")
+
+
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_validation_loss_is_the_per_token_cross_entropy_without_dropout_smoothing_or_padding(bucketed: bool) -> None:
+    """validation_loss of a dropout-0.5 model left in train mode == each pair alone through the eval model and
+    F.cross_entropy (no label smoothing), summed and divided by the real target tokens (EOS included); batches
+    of a few pairs (max_tokens 16), so padding and the mean over batches of different sizes count."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(emb_size=10, enc_hidden=6, dec_hidden=12, dropout=0.5, emb_init_std=1.0)
+    model = Seq2Seq(cfg, 20, 20).train()
+    split = EncodedSplit.from_lists(VAL_SRC, VAL_TGT)
+    got = validation_loss(model, split, 16, torch.device("cpu"), bucketed=bucketed)
+    with torch.no_grad():
+        model.eval()
+        expected = sum(sentence_loss(model, s, t).item() for s, t in zip(VAL_SRC, VAL_TGT))
+    tokens = sum(len(t) + 1 for t in VAL_TGT)
+    assert got == pytest.approx(expected / tokens, rel=1e-5)
+
+
+@pytest.mark.parametrize("tbptt", [0, 3])
+def test_the_update_reports_the_label_smoothed_cross_entropy_per_real_target_token(tbptt: int) -> None:
+    """Updater.step's loss (what metrics.jsonl's "train" records average) == F.cross_entropy with the run's label
+    smoothing over the real target positions of the batch, mean per token, from the weights before the update."""
+    from seq2seq.updater import Updater
+
+    cfg = TrainConfig(label_smoothing=0.1, tbptt=tbptt, precision="fp32")
+    up = Updater.build(
+        ModelConfig(emb_size=10, enc_hidden=6, dec_hidden=12, dropout=0.0, emb_init_std=1.0), (20, 20), cfg
+    )
+    batch = collate(EncodedSplit.from_lists(VAL_SRC, VAL_TGT), np.arange(5))
+    with torch.no_grad():
+        memory, state = up.model.encode(batch.src_ids, batch.src_lens)
+        att, _, _ = up.model.decoder(batch.tgt_in, state, memory)
+        mask = batch.tgt_out != PAD_ID
+        logits, target = up.model.logits(att)[mask], batch.tgt_out[mask]
+        smoothed = F.cross_entropy(logits, target, label_smoothing=0.1).item()
+        plain = F.cross_entropy(logits, target).item()
+    result = up.step(batch, batch.n_tokens, 1e-3)
+    assert result.applied and mask.sum().item() == batch.n_tokens == 25
+    assert result.loss == pytest.approx(smoothed, rel=1e-5)
+    assert smoothed != pytest.approx(plain, rel=1e-3)  # the two definitions are 100x the tolerance apart
+
+
+def test_the_logged_training_loss_is_weighted_by_target_tokens() -> None:
+    """The trainer's meter averages updates' per-token losses per token: (10 x 2.0 + 30 x 1.0) / 40, not the mean
+    of the updates' losses (1.5)."""
+    from seq2seq.trainer import _Meter
+
+    meter = _Meter()
+    meter.add(10, 2.0)
+    meter.add(30, 1.0)
+    assert meter.read()[0] == pytest.approx(1.25)
+    meter.add(4, 3.0)  # a reading starts a new window
+    assert meter.read()[0] == pytest.approx(3.0)

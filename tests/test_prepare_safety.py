@@ -362,3 +362,18 @@ def test_lines_ending_in_two_carriage_returns_read_as_before(tmp_path: Path) -> 
 
     (tmp_path / "rrn.de").write_bytes(b"Hallo Welt\r\r\nZweite Zeile\r\r\nDritte\rZeile\r\r\n")
     assert [clean(line) for line in read_lines(tmp_path / "rrn.de")] == ["Hallo Welt", "Zweite Zeile", "Dritte Zeile"]
+
+
+def test_a_decomposed_accent_is_prepared_as_the_precomposed_one(tmp_path: Path) -> None:
+    """Unicode NFC in the cleaning: "e" + U+0301 (combining acute) and U+00E9 come out as the same one-character é
+    in the prepared text (validation BLEU's references, the duplicate filter's hashes), on either side. The
+    piece ids would match anyway (SentencePiece normalises to NFKC itself): the text is where a lost NFC shows."""
+    from seq2seq.corpus import clean_split
+    from seq2seq.text import clean
+
+    assert clean("cafe\u0301  noir") == clean("caf\u00e9 noir") == "caf\u00e9 noir"
+    (tmp_path / "train.fr").write_text("cafe\u0301 noir\ncaf\u00e9 noir\n", encoding="utf-8")
+    (tmp_path / "train.de").write_text("Kaffee cre\u0300me\nKaffee cr\u00e8me\n", encoding="utf-8")
+    assert clean_split(tmp_path, "train", "fr", "de", tmp_path / "clean") == (2, 0)
+    assert (tmp_path / "clean.src.txt").read_text(encoding="utf-8") == "caf\u00e9 noir\n" * 2
+    assert (tmp_path / "clean.tgt.txt").read_text(encoding="utf-8") == "Kaffee cr\u00e8me\n" * 2

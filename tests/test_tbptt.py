@@ -1,4 +1,5 @@
-"""Truncated BPTT in `forward_backward`: exact when chunks cover the target, state carried, every chunk counts."""
+"""Truncated BPTT in `forward_backward`: exact when chunks cover the target, state carried, every chunk counts;
+scheduled sampling (teacher_forcing < 1) at ratios 1, 0 and in between."""
 
 from __future__ import annotations
 
@@ -160,3 +161,51 @@ def test_teacher_forcing_ratio_one_and_zero(tbptt: int) -> None:
                 inp = torch.where(ref == PAD_ID, ref, pred)
     assert own == pytest.approx(total, rel=1e-5)
     assert own != pytest.approx(full, rel=1e-3)
+
+
+@pytest.mark.parametrize("tbptt", [0, 3])
+@pytest.mark.parametrize("ratio", [0.25, 0.75])
+def test_an_intermediate_teacher_forcing_ratio_feeds_references_at_about_that_rate(
+    tbptt: int, ratio: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scheduled sampling at `ratio`: after BOS each position is fed its reference or the previous step's argmax
+    (padding always its reference); where the two differ, the share of references is `ratio` (+-0.08 over ~350
+    positions, binomial sd <= 0.025), drawn per position (steps with both kinds), carried across chunks; and the
+    loss is the one of the inputs fed (one teacher-forced pass over them gives it)."""
+    model = make_model()
+    g = torch.Generator().manual_seed(3)  # the data: 64 pairs, sources of 3-7 pieces, targets of 4-9
+    src_lens, tgt_lens = torch.randint(3, 8, (64,), generator=g), torch.randint(4, 10, (64,), generator=g)
+    src = [torch.randint(4, SRC_VOCAB, (int(n),), generator=g).tolist() for n in src_lens]
+    tgt = [torch.randint(4, TGT_VOCAB, (int(n),), generator=g).tolist() for n in tgt_lens]
+    batch = collate(EncodedSplit.from_lists(src, tgt), np.arange(64))
+    fed, preds = [], []
+    real = model.decoder.forward
+
+    def spy(tgt_in, state, memory):  # noqa: ANN001, ANN202
+        out = real(tgt_in, state, memory)
+        fed.append(tgt_in[:, 0].clone())
+        with torch.no_grad():
+            preds.append(model.logits(out[0][:, 0]).argmax(-1))
+        return out
+
+    monkeypatch.setattr(model.decoder, "forward", spy)
+    torch.manual_seed(1)  # the draws: reproducible, not read
+    loss = forward_backward(model, batch, TrainConfig(tbptt=tbptt, label_smoothing=SMOOTHING, teacher_forcing=ratio))
+    steps = batch.tgt_in.size(1)
+    assert len(fed) == steps  # one decoder call per step
+    inputs, ref = torch.stack(fed, 1), batch.tgt_in
+    assert torch.equal(inputs[:, 0], ref[:, 0])  # BOS
+    own = torch.stack(preds[:-1], 1)  # the prediction each of steps 1.. could be fed
+    pad = ref[:, 1:] == PAD_ID
+    assert torch.equal(inputs[:, 1:][pad], ref[:, 1:][pad])
+    is_ref, is_own = inputs[:, 1:] == ref[:, 1:], inputs[:, 1:] == own
+    assert bool((is_ref | is_own).all())
+    choice = ~pad & (ref[:, 1:] != own)  # positions where the two can be told apart
+    assert choice.sum() > 300
+    assert is_ref[choice].float().mean().item() == pytest.approx(ratio, abs=0.08)
+    mixed = [(is_ref[:, t] & choice[:, t]).any() and (is_own[:, t] & choice[:, t]).any() for t in range(steps - 1)]
+    assert sum(mixed) >= steps // 2  # drawn per position, not once per step
+    with torch.no_grad():  # the loss of what was fed, in one teacher-forced pass
+        memory, state = model.encode(batch.src_ids, batch.src_lens)
+        att, _, _ = real(inputs, state, memory)
+        assert loss == pytest.approx(chunk_loss(model, att, batch.tgt_out).item(), rel=1e-5)
