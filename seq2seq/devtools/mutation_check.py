@@ -220,6 +220,34 @@ MUTATIONS = (
         "return _loss(self.model, att, batch.tgt_out, self.label_smoothing, self.pad_rows)",
         ("tests/test_objective.py", "tests/test_tbptt.py"),
     ),
+    Mutation(
+        "greedy search's score not divided by the length penalty",
+        "seq2seq/search.py",
+        "out[sent[row]] = Hypothesis(tokens[row, 1:t].tolist(), lp / t**length_penalty, lp, att)",
+        "out[sent[row]] = Hypothesis(tokens[row, 1:t].tolist(), lp, lp, att)",
+        ("tests/test_search.py",),
+    ),
+    Mutation(
+        "the plateau schedule never decays the learning rate",
+        "seq2seq/progress.py",
+        "            st.lr_scale *= cfg.lr_decay",
+        "            st.lr_scale *= 1.0",
+        ("tests/test_progress.py",),
+    ),
+    Mutation(
+        "scheduled sampling feeds the reference at 1 - the teacher-forcing ratio",
+        "seq2seq/objective.py",
+        "use_ref = torch.rand(inp.shape, device=inp.device) < teacher_forcing",
+        "use_ref = torch.rand(inp.shape, device=inp.device) >= teacher_forcing",
+        ("tests/test_tbptt.py",),
+    ),
+    Mutation(
+        "validation loss measured with dropout on (train mode)",
+        "seq2seq/objective.py",
+        'a bounded set of shapes)."""\n    model.eval()',
+        'a bounded set of shapes)."""\n    model.train()',
+        ("tests/test_objective.py",),
+    ),
 )
 
 
