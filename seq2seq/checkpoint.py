@@ -127,7 +127,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         folder = f"is a folder, not a checkpoint file: name the file in it (e.g. {path}/best.pt)"
-        raise CheckpointError(f"{path}: {folder if path.is_dir() else 'no such checkpoint file'}")
+        other = "not a regular file (a device or a pipe)" if path.exists() else "no such checkpoint file"
+        raise CheckpointError(f"{path}: {folder if path.is_dir() else other}")
     with open(path, "rb") as f:
         if f.read(4)[:1] not in (b"P", b"\x80"):  # a torch zip archive or a legacy pickle stream
             raise CheckpointError(f"{path}: not a checkpoint file (not a torch archive)")

@@ -8,17 +8,22 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import fields
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import SECTIONS
 from .config_dict import checked_values, to_dict
 from .errors import ConfigError
+from .text import read_capped
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
     import tomli as tomllib
+
+MAX_TOML_BYTES = 1 << 20  # a settings file is a few hundred bytes: a larger one (/dev/zero, a corpus) is refused
 
 TABLE_READERS = {  # who reads each table of a --config file: a table a command does not read is refused
     "data": "seq2seq preprocess, seq2seq train",
@@ -34,7 +39,7 @@ def load_toml(path: str | Path, used: tuple[str, ...] = tuple(SECTIONS)) -> dict
     `used` (the tables the command reads) is a ConfigError naming it, and so is an unknown table, an
     unknown key or a value of the wrong type, whatever table it is in."""
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_capped(path, MAX_TOML_BYTES, ConfigError, "settings file").decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         hint = " (a run's settings to reuse: RUN/config.toml)" if str(path).endswith(".json") else ""
         raise ConfigError(f"{path}: {err}{hint}") from None

@@ -36,6 +36,17 @@ def iter_lines(path: str | Path, block_bytes: int = 1 << 20) -> Iterator[str]:
             yield decode_line(raw, str(path), number)
 
 
+def read_capped(path: str | Path, limit: int, error: type[Exception], kind: str, flag: str = "") -> bytes:
+    """The bytes of a file that is small by nature (a settings file, a scores file): at most limit + 1 bytes are
+    read, so a large file, /dev/zero or an endless pipe is one `error` naming it (`flag PATH: ...`), never a
+    MemoryError. An unreadable file is the OSError of `open` (the caller names it)."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{flag + ' ' if flag else ''}{path}: larger than {limit >> 10:,} KiB: not a {kind}")
+    return data
+
+
 def byte_lines(read: Callable[[int], bytes], name: str, size: int = 1 << 20) -> Iterator[bytes]:
     """The raw lines (without "\\n") that calls of `read(size)` return, each yielded as soon as its end has
     been read (`read` may return fewer bytes: os.read on a pipe gives what has arrived; b"" ends). A line

@@ -19,8 +19,9 @@ from corpora import write_corpus
 
 from seq2seq.checkpoint import CheckpointError, load_checkpoint
 from seq2seq.cli import main
-from seq2seq.config import DataConfig, DecodeConfig
+from seq2seq.config import ConfigError, DataConfig, DecodeConfig
 from seq2seq.corpus import TrainFilter
+from seq2seq.errors import CorpusError
 from seq2seq.prepared import Prepared
 from seq2seq.translation.torch_engine import Translator
 
@@ -109,6 +110,30 @@ def test_config_errors_name_the_closest_key_in_one_line(tmp_path: Path, capsys) 
     assert "dropout must be in [0, 1)" in _refused([*base, "--dropout", "-0.1"], capsys)
     assert "beam_size must be >= 1" in _refused(["translate", "--checkpoint", "x.pt", "--beam-size", "0"], capsys)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_settings_scores_or_peers_file_too_large_to_be_one_is_refused_unread(tmp_path: Path, capsys) -> None:
+    """`--config /dev/zero` (serve: 6.2 GB in 6 s), an 8 GB file as --config, --bleu-file or --peers: read whole,
+    a MemoryError traceback. Now at most the cap + 1 bytes are read: one line naming the file."""
+    from seq2seq.devtools.peers import read_peers
+    from seq2seq.sources.card import read_scores
+
+    big = tmp_path / "big.toml"
+    big.write_text("# a comment line of a valid TOML file\n" * 30_000)  # 1.1 MB: parsed whole before
+    line = _refused(["translate", "--checkpoint", "x.pt", "--config", big], capsys)
+    assert line.endswith(f"{big}: larger than 1,024 KiB: not a settings file")
+    zero = tmp_path / "zero.toml"
+    zero.symlink_to("/dev/zero")
+    assert _refused(["translate", "--checkpoint", "x.pt", "--config", zero], capsys).endswith("not a settings file")
+    scores = tmp_path / "scores.txt"
+    scores.write_bytes(b"BLEU = 1.0 (nrefs:1)\n" * 60_000)
+    with pytest.raises(CorpusError, match=f"--bleu-file {scores}: larger than 1,024 KiB: not a scores file"):
+        read_scores([str(scores)])
+    peers = tmp_path / "peers.json"
+    with peers.open("wb") as f:
+        f.truncate(17 << 20)  # NUL bytes: "not JSON" only after reading them all
+    with pytest.raises(ConfigError, match=f"--peers {peers}: larger than 16,384 KiB: not a peers file"):
+        read_peers(peers)
 
 
 # --- the tokenizer and the length filters --------------------------------------------------------
@@ -269,6 +294,8 @@ def _bad_checkpoint(tmp_path: Path, kind: str) -> Path:
         torch.save({"weights": torch.zeros(2)}, path)  # a torch file, but not ours
     elif kind == "folder":
         path.mkdir()
+    elif kind == "device":  # read to the end by zipfile's "is it ONNX?" test before: gigabytes, a MemoryError
+        path.symlink_to("/dev/zero")
     return path  # "missing": nothing there
 
 
@@ -277,7 +304,8 @@ def _bad_checkpoint(tmp_path: Path, kind: str) -> Path:
     [("text", ": not a checkpoint file"), ("truncated", ": truncated or corrupt checkpoint ("),
      ("newer", ": checkpoint format version 99 is newer than this seq2seq reads (1); upgrade seq2seq"),
      ("other", ": not a seq2seq checkpoint"), ("missing", ": no such checkpoint file"),
-     ("folder", ": is a folder, not a checkpoint file: name the file in it (e.g. ")],
+     ("folder", ": is a folder, not a checkpoint file: name the file in it (e.g. "),
+     ("device", ": not a regular file (a device or a pipe)")],
 )  # fmt: skip
 def test_bad_checkpoint_files_are_one_line(tmp_path: Path, capsys, kind: str, message: str) -> None:
     """The library raises CheckpointError naming the file; the command prints it as one line, exit 2."""

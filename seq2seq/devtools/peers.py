@@ -90,9 +90,10 @@ def peer_date(entry: dict[str, Any], today: datetime.date | None = None) -> dict
 def read_peers(peers_file: Path) -> list[dict[str, Any]]:
     """The `machines` entries of a peers.json; a file that cannot be read, or is not one, is a ConfigError naming it."""
     from ..config import ConfigError
+    from ..text import read_capped
 
     try:
-        data = json.loads(peers_file.read_bytes().decode("utf-8"))
+        data = json.loads(read_capped(peers_file, 16 << 20, ConfigError, "peers file", "--peers").decode("utf-8"))
     except OSError as err:
         raise ConfigError(f"--peers {peers_file}: cannot read it ({err.strerror})") from None
     except UnicodeDecodeError:

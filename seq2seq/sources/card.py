@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorpusError
+from ..text import read_capped
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 PACKAGE = "seq2seq-nmt"  # pyproject.toml's name (the import name is seq2seq)
 # A score line of `seq2seq evaluate`: NAME = VALUE [details]  (SIGNATURE), sacreBLEU's signatures start with nrefs:
+MAX_SCORES_BYTES = 1 << 20  # `seq2seq evaluate`'s output is a few lines: a larger file is refused unread
 _SCORE = re.compile(r"^(BLEU|chrF\S*|TER) = (-?\d+(?:\.\d+)?)(?:\s.*)?\s\((nrefs:[^()]*)\)\s*$")
 _SCORE_NAME = re.compile(r"^\s*(BLEU|chrF\S*|TER)\s*=")  # a score line, signed or not
 
@@ -53,7 +55,7 @@ def read_scores(specs: Sequence[str]) -> list[dict[str, Any]]:
             name, path = "", spec
         path_ = Path(path)
         try:
-            data = path_.read_bytes()
+            data = read_capped(path_, MAX_SCORES_BYTES, CorpusError, "scores file", "--bleu-file")
             lines = data.decode("utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise CorpusError(f"--bleu-file {path}: cannot read it ({err})") from None

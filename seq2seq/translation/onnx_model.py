@@ -63,7 +63,10 @@ _UNREADABLE = (OSError, KeyError, ValueError, EOFError, RuntimeError, RecursionE
 
 def is_onnx_model(path: str | Path) -> bool:
     """True for a file written by `export_onnx` (a zip holding the manifest), a damaged one included: the
-    manifest is its first member, named in the zip's first local header, which a truncated file keeps."""
+    manifest is its first member, named in the zip's first local header, which a truncated file keeps. Only a
+    regular file is one: /dev/zero or a pipe is never read here (zipfile would read it to the end)."""
+    if not Path(path).is_file():
+        return False
     try:
         with zipfile.ZipFile(path) as z:
             return MANIFEST in z.namelist()
