@@ -347,7 +347,7 @@ def resume_configs(path: str | Path) -> dict[str, dict[str, Any]]:
     return {"data": model.data_config, "model": model.model_config, "train": model.train_config}
 
 
-def refuse_run_checkpoint(out: str | Path, what: str, instead: str) -> None:
+def refuse_run_checkpoint(out: str | Path, what: str, instead: str, flag: str = "--out") -> None:
     """An OutputError when `out` is a run's own checkpoint (last.pt, best.pt, stepN.pt beside a
     preprocess.json), also through a symbolic link (atomic_write replaces its target): writing `what`
     there would replace what training resumes from or chose."""
@@ -357,7 +357,7 @@ def refuse_run_checkpoint(out: str | Path, what: str, instead: str) -> None:
             or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
         ):
             link = "" if target == Path(out) else f" (a link to {target})"
-            raise OutputError(f"--out {out}{link} is a checkpoint of the run in {target.parent} (training resumes "
+            raise OutputError(f"{flag} {out}{link} is a checkpoint of the run in {target.parent} (training resumes "
                               f"from last.pt; best.pt is its chosen model): write {what} beside them under another "
                               f"name, e.g. {target.parent / instead}")  # fmt: skip
 

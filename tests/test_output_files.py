@@ -130,6 +130,23 @@ def test_average_refuses_to_write_over_a_runs_own_checkpoints(run_dir, tmp_path,
     assert code == 0 and (run / "average.pt").is_file()
 
 
+def test_translate_refuses_to_write_its_output_over_a_runs_checkpoints(run_dir, tmp_path, capsys) -> None:
+    """`translate --output OTHER_RUN/last.pt` wrote text over another run's resume state (exit 0; its --resume
+    then failed: "not a checkpoint file"); export and average refused it, translate did not."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (tmp_path / "in.txt").write_text("a b c\n")
+    before = {name: (run / name).read_bytes() for name in ("best.pt", "last.pt")}
+    for name in ("last.pt", "best.pt", "step0000060.pt"):
+        code, err = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--input", tmp_path / "in.txt",
+                         "--output", run / name)  # fmt: skip
+        assert code == 2 and len(err) == 1 and f"--output {run / name} is a checkpoint of the run in {run}" in err[0]
+    assert {name: (run / name).read_bytes() for name in before} == before and not (run / "step0000060.pt").exists()
+    code, err = _run(capsys, "translate", "--checkpoint", run_dir / "best.pt", "--input", tmp_path / "in.txt",
+                     "--output", run / "test.hyp.txt")  # fmt: skip
+    assert code == 0 and (run / "test.hyp.txt").read_text().count("\n") == 1
+
+
 def test_export_refuses_to_overwrite_its_checkpoint(run_dir, tmp_path, capsys) -> None:
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes((run_dir / "best.pt").read_bytes())

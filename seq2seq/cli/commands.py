@@ -76,8 +76,11 @@ def cmd_translate(args: argparse.Namespace) -> None:
     if args.nbest_format == "tsv" and cfg.n_best == 1:  # tsv lines are n-best lines: a plain output would ignore it
         raise ConfigError("--nbest-format tsv applies only with --n-best > 1 (index<TAB>score<TAB>text lines); "
                           "leave it out")  # fmt: skip
-    if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0), a model or --config
+    if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0), a model or --config,
         check_output(args.output, inputs=[args.input if args.input else 0, *args.checkpoint, args.config])
+        from ..checkpoint import refuse_run_checkpoint  # any run's last.pt, best.pt or stepN.pt (translate's own: 0)
+
+        refuse_run_checkpoint(args.output, "the translations", "test.hyp.txt", "--output")
     process.apply(process.ProcessSettings.for_decoding())
     started = time.perf_counter()
     translator = load_translator(args.checkpoint, args.device, cfg, (args.src, args.tgt))  # fails before stdin is read
