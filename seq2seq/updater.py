@@ -55,8 +55,9 @@ def check_model_memory(
     training process on `device` may hold (`training_memory`); else a ConfigError, before anything is
     allocated. Counted from the sizes (a model built on torch's meta device imports sympy and dynamo, which
     training never does): the recurrent hidden-to-hidden matrices and
-    the embeddings alone, a lower bound of the model's parameters; and `cfg.max_tokens` x the target vocabulary
-    scores (float32 in fp32, else at least bf16), a lower bound of a batch's activations."""
+    the embeddings alone, a lower bound of the model's parameters; and `cfg.max_tokens` x (the target vocabulary's
+    scores + the decoder's widths the backward keeps per token), float32 in fp32, else at least bf16: a lower bound
+    of a batch's activations (the default model keeps about 8 x that beside its scores, measured)."""
     c = model_cfg
     n = GATES[c.cell] * (2 * c.enc_layers * c.enc_hidden**2 + c.dec_layers * c.dec_hidden**2) + sum(vocab) * c.emb_size
     (budget, where), need = training_memory(device or torch.device("cpu")), n * TRAINING_BYTES_PER_PARAMETER
@@ -65,12 +66,18 @@ def check_model_memory(
                           f"gradients, Adam's moments), over {where} ({budget / 1e9:.1f} GB): use "
                           "smaller --emb-size, --enc-hidden, --dec-hidden, --enc-layers, --dec-layers or "
                           "--vocab-size")  # fmt: skip
-    scores = cfg.max_tokens * vocab[1] * (4 if cfg.precision == "fp32" else 2)
-    if need + scores > budget:
+    size = 4 if cfg.precision == "fp32" else 2
+    scores = cfg.max_tokens * vocab[1] * size
+    # per target token the backward keeps at least its embedding, the decoder's gates of every layer, its output,
+    # the attention's context (both encoder directions) and the attentional vector (measured: 8 x more in all)
+    acts = cfg.max_tokens * size * (c.emb_size + GATES[c.cell] * c.dec_hidden * c.dec_layers + 2 * c.enc_hidden
+                                    + 2 * c.dec_hidden)  # fmt: skip
+    if need + scores + acts > budget:
         raise ConfigError(f"batches of {cfg.max_tokens:,} target tokens over {vocab[1]:,} target pieces need over "
-                          f"{(need + scores) / 1e9:,.1f} GB with the model (the output layer's scores alone: "
-                          f"{scores / 1e9:,.1f} GB), over {where} ({budget / 1e9:.1f} GB): use a "
-                          "smaller --max-tokens")  # fmt: skip
+                          f"{(need + scores + acts) / 1e9:,.1f} GB with the model (the output layer's scores alone: "
+                          f"{scores / 1e9:,.1f} GB, the decoder's activations at least {acts / 1e9:,.1f} GB), over "
+                          f"{where} ({budget / 1e9:.1f} GB): use a smaller --max-tokens (or --emb-size, "
+                          "--dec-hidden)")  # fmt: skip
 
 
 @dataclass

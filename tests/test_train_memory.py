@@ -35,6 +35,10 @@ def test_phases_and_the_saved_output_scores_are_reported(tmp_path: Path, capsys)
     vocab = Prepared.load(tmp_path / "run").vocab[1]
     scores = [r for r in saved["by_shape"] if r["shape"] == [saved["tgt_tokens"], vocab] and r["dtype"] == "float32"]
     assert scores and scores[0]["mib"] == round(saved["tgt_tokens"] * vocab * 4 / 2**20, 1)
+    c = ModelConfig()  # the training memory check's lower bound of the rest holds for what autograd keeps
+    widths = c.emb_size + 4 * c.dec_hidden * c.dec_layers + 2 * c.enc_hidden + 2 * c.dec_hidden
+    floor = saved["tgt_tokens"] * 4 * widths
+    assert (saved["mib"] - scores[0]["mib"]) * 2**20 >= floor
     # parameters are not activations: the (tied) output weight the output layer saves is left out
     weight = [vocab, ModelConfig().emb_size]
     assert not [r for r in saved["by_shape"] if r["shape"] in (weight, weight[::-1])]  # as saved: transposed
@@ -93,3 +97,20 @@ def test_the_largest_batch_is_the_one_with_most_padded_positions_as_trained(tmp_
               for i in epoch_batches(split, cfg)[:5]]  # fmt: skip
     assert saved["padded_shape"] == list(max(shapes, key=lambda s: s[0] * s[1]))
     assert len(set(shapes)) > 1  # a choice to make
+
+
+def test_batches_whose_decoder_activations_cannot_fit_are_refused_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--emb-size 8192 --max-tokens 1000000` with tiny hidden sizes passed the check (weights and scores: 0.18 GB
+    of a 12.6 GB budget) and grew past 7 GB in the first update: the decoder's per-token activations count too."""
+    from seq2seq import updater
+    from seq2seq.config import ConfigError
+
+    monkeypatch.setattr(updater, "training_memory", lambda device: (12 * 10**9, "half this machine's memory"))
+    model = ModelConfig(emb_size=8192, enc_hidden=1, dec_hidden=1)
+    acts = 1_000_000 * 4 * (8192 + 4 * 1 + 2 * 1 + 2 * 1)  # embedding, LSTM gates, context, output and attentional
+    assert f"{acts / 1e9:.1f}" == "32.8"
+    with pytest.raises(ConfigError, match=r"the decoder's activations at least 32\.8 GB\), over half this machine"):
+        updater.check_model_memory(model, (40, 40), TrainConfig(max_tokens=1_000_000, precision="fp32"))
+    updater.check_model_memory(model, (40, 40), TrainConfig(max_tokens=100_000, precision="fp32"))  # 3.3 GB: fits
