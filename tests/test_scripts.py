@@ -6,9 +6,12 @@ import csv
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -384,6 +387,57 @@ def test_script_knobs_that_would_be_ignored_are_refused(tmp_path: Path, script: 
     done = subprocess.run(["bash", str(ROOT / "scripts" / name), *flags], env={**env, **knobs}, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+class _Counted(BaseHTTPRequestHandler):
+    """A stand-in server that counts the requests it is sent (and answers each with a 503)."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_error(503)
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def _memory_capped() -> None:  # the unbounded case fails at 2 GiB, not by filling this machine
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+@pytest.mark.parametrize(
+    ("knobs", "says"),
+    [
+        ({"SENTENCES": str(10**18)}, "--sentences: SENTENCES (per request): give a whole number from 1 to 100,000"),
+        ({"SENTENCES": "0"}, "SENTENCES (per request): give a whole number from 1 to 100,000, got '0'"),
+        ({"CONCURRENCY": f"1,{10**18}"}, "--concurrency: CONCURRENCY (client threads; levels: 1,8,32): give a"),
+        ({"CONCURRENCY": "1024", "SENTENCES": "1000"}, "(CONCURRENCY x SENTENCES): at most 1,000,000 sentences"),
+        ({"REQUESTS": str(10**18)}, "--requests: REQUESTS (per level): give a whole number from 1 to 1,000,000"),
+        ({"DURATION": "inf"}, "--duration: DURATION (seconds per level): give seconds > 0, at most 86,400"),
+        ({"DURATION": "1e18"}, "DURATION (seconds per level): give seconds > 0, at most 86,400 (24 hours), got '1e18'"),
+        ({"DURATION": "nan"}, "DURATION (seconds per level): give seconds > 0, at most 86,400 (24 hours), got 'nan'"),
+        ({"DURATION": "-1"}, "DURATION (seconds per level): give seconds > 0, at most 86,400 (24 hours), got '-1'"),
+    ],
+)
+def test_serve_load_script_bounds_its_knobs_before_any_request(tmp_path: Path, knobs: dict, says: str) -> None:
+    """SENTENCES and CONCURRENCY of 10**18 grew memory without bound, REQUESTS=10**18 and DURATION=inf or 1e18 ran
+    until killed, DURATION=nan sent nothing and exited 0."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Counted)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    (tmp_path / "src.xx").write_text("red cat\nbig old dog\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CHECKPOINT", "SERVE_FLAGS", "REQUESTS", "DURATION")}
+    env |= {"URL": f"http://127.0.0.1:{httpd.server_address[1]}", "INPUT": str(tmp_path / "src.xx"), **knobs}
+    try:
+        done = subprocess.run(["bash", str(ROOT / "scripts/serve_load.sh")], env=env, capture_output=True, text=True,
+                              timeout=10, preexec_fn=_memory_capped)  # fmt: skip
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert says in done.stderr and _Counted.seen == []
 
 
 def test_download_script_names_a_globs_folder_after_its_folder(tmp_path: Path) -> None:
