@@ -211,6 +211,33 @@ def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with
     assert not (tmp_path / "other").exists()
 
 
+@pytest.mark.parametrize(
+    ("seeds", "says"),
+    [
+        ("99999999999999999999 1", "SEEDS gives the seeds, whole numbers from 0 to 9223372036854775807 (seq2seq train "
+                                   "--seed); got '99999999999999999999'"),
+        ("9223372036854775808", "got '9223372036854775808'"),  # 2**63: one over train's bound
+        ("-1 2", "got '-1'"),
+        ("1e3 2", "got '1e3'"),
+        ("1 1", "SEEDS gives seed 1 twice: each seed trains its own model in $RUN.seedS; give each once"),
+        ("01 2 1", "SEEDS gives seed 1 twice"),  # one seed, one folder: 01 is 1
+    ],
+)  # fmt: skip
+def test_recipe_refuses_bad_seeds_before_preparing_copying_or_training(tmp_path: Path, seeds: str, says: str) -> None:
+    """SEEDS was checked by the trainings: '99999999999999999999 1' copied the run folder for both and trained seed 1
+    for 15 minutes before failing; '1 1' made two trainings share one folder and log."""
+    ran = tmp_path / "ran"
+    standin = f'echo "$0 $*" >> "{ran}"\n'
+    scripts = standin_scripts(tmp_path, preprocess_sh=standin, train_sh=standin, translate_sh=standin)
+    run = tmp_path / "runs/m30k"
+    run.mkdir(parents=True)
+    (run / "preprocess.json").write_text("{}")  # prepared: the seeds' copies would be made from it
+    env = dict(os.environ, RUN=str(run), SEEDS=seeds)
+    done = subprocess.run(["bash", str(scripts / "multi30k.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr[-2000:]
+    assert not ran.exists() and sorted(p.name for p in run.parent.iterdir()) == ["m30k"]
+
+
 def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(run_dir: Path, tmp_path: Path) -> None:
     """INPUT=FILE goes to stdout, unscored (it replaced RUN's test output and was scored against the test
     references); CKPT without RUN writes beside the checkpoint, not into the default run folder; --beam-size is
