@@ -129,6 +129,35 @@ def test_ablation_refuses_a_base_prepared_for_another_test_split_up_front(tmp_pa
     assert done.returncode == 0 and (out / "baseline/cache/x").exists(), done.stderr
 
 
+@pytest.mark.parametrize(
+    ("knobs", "says"),
+    [
+        ({"JOBS": "abc"}, "JOBS gives the variants trained at once, a whole number from 1 to 64; got 'abc'"),
+        ({"JOBS": "1e18"}, "got '1e18'"),
+        ({"JOBS": "-1"}, "got '-1'"),
+        ({"JOBS": "0"}, "got '0'"),
+        ({"JOBS": "65"}, "got '65'"),
+        ({"STEPS": "-1"}, "STEPS gives each variant's updates, a whole number from 1 to 1000000000000 (seq2seq train "
+                          "--max-steps); got '-1'"),
+        ({"STEPS": "0"}, "got '0'"),  # --max-steps 0 with MINUTES=0: no bound at all
+        ({"STEPS": "1000000000001"}, "got '1000000000001'"),
+        ({"STEPS": "1e3"}, "got '1e3'"),
+    ],
+)  # fmt: skip
+def test_ablation_refuses_bad_jobs_and_steps_up_front(tmp_path: Path, knobs: dict, says: str) -> None:
+    """JOBS=abc or 1e18 printed "[: abc: integer expression expected", started every variant at once and exited 0;
+    JOBS=-1 or 0 passed silently; STEPS=-1 or 0 prepared the data and every variant failed (exit 1)."""
+    ran = tmp_path / "ran"
+    log = f'echo "$0 $*" >> "{ran}"\n'
+    scripts = standin_scripts(tmp_path, preprocess_sh=STANDIN_PREPROCESS + log, multi30k_sh=log + STANDIN_RESULT)
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), VARIANTS="baseline dropout-0.1", **knobs)
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.startswith("ablation.sh: ") and says in done.stderr, done.stderr
+    assert not out.exists() and not ran.exists()
+
+
 def test_ablation_baseline_is_the_documented_recipe_not_the_short_budget_one(tmp_path: Path) -> None:
     """MINUTES=0 (ablation.sh: a run bounded by --max-steps) took multi30k.sh's short-budget branch (m < 10: lr
     6e-3) where docs/results.md says the baseline is the 15/60-minute recipe with dropout 0.3 (lr 2e-3). The real
