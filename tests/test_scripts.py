@@ -557,6 +557,69 @@ def test_precision_measures_from_the_warm_up_record_and_refuses_bad_steps_and_an
         check_run(run_dir, "60")
 
 
+STANDIN_SEQ2SEQ = """#!/usr/bin/env bash
+# python, with stand-ins of `-m seq2seq preprocess|train` (train fails, or with FP32_WORKS succeeds in fp32) and of
+# `-m seq2seq.devtools.precision result` (its exit status alone, as JSON: no torch to import); the rest runs as it is
+args=("$@") out= precision= status=
+for ((i = 0; i < $#; i++)); do
+  case ${args[i]} in
+    --out) out=${args[i + 1]} ;; --precision) precision=${args[i + 1]} ;; --status) status=${args[i + 1]} ;;
+  esac
+done
+case "${1-} ${2-} ${3-}" in
+  "-m seq2seq preprocess") echo "$*" >> "$RAN"; mkdir -p "$out"; exit 0 ;;
+  "-m seq2seq train")
+    echo "$*" >> "$RAN"
+    [ "$precision" = fp32 ] && [ -n "${FP32_WORKS:-}" ] && exit 0
+    echo "seq2seq train: error: a stand-in that fails" >&2; exit 2 ;;
+  "-m seq2seq.devtools.precision result") echo "{\\"exit\\": $status}"; exit 0 ;;
+esac
+exec PYTHON "$@"
+"""
+
+
+def precision_script(tmp_path: Path, **knobs: str) -> subprocess.CompletedProcess:
+    """scripts/precision.sh with preprocessing, training and the measurement stood in for (STANDIN_SEQ2SEQ)."""
+    python = tmp_path / "python"
+    python.write_text(STANDIN_SEQ2SEQ.replace("PYTHON", sys.executable))
+    python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("STEPS", "ISAS", "FP32_WORKS")}
+    env |= {"PYTHON": str(python), "PYTHONPATH": str(ROOT), "RAN": str(tmp_path / "ran"), "OUT": str(tmp_path / "out"),
+            "DATA": str(tmp_path), **knobs}  # fmt: skip
+    return subprocess.run(["bash", str(ROOT / "scripts/precision.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("knobs", "says"),
+    [
+        ({"STEPS": str(10**18)}, f"STEPS={10**18}: give a whole multiple of 10 from 10 to 999,999,999,990"),
+        ({"STEPS": "1000000000000"}, "from 10 to 999,999,999,990"),  # its runs' --max-steps: 10**12 + 10
+        ({"ISAS": "DEFAULT FOO"}, "ISAS='DEFAULT FOO': FOO is not one of oneDNN's ONEDNN_MAX_CPU_ISA values: DEFAULT"),
+        ({"ISAS": "avx2"}, "avx2 is not one of oneDNN's"),
+    ],
+)
+def test_precision_refuses_steps_beyond_train_and_an_isa_onednn_ignores(tmp_path: Path, knobs: dict, says: str) -> None:
+    """STEPS=10**18 passed the check (a multiple of 10), then six trainings failed and it exited 0; ISAS=FOO was
+    reported as "oneDNN capped at FOO" (oneDNN ignores a name it does not know)."""
+    done = precision_script(tmp_path, **knobs)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "out").exists()
+
+
+def test_precision_exits_1_when_every_training_failed(tmp_path: Path) -> None:
+    """Every training failing (nothing measured) exited 0; one failing beside a measured one is a result."""
+    done = precision_script(tmp_path, ISAS="AVX512_CORE_BF16 AVX2")
+    assert done.returncode == 1, done.stderr
+    assert [json.loads(line)["exit"] for line in done.stdout.splitlines()] == [2, 2, 2, 2]
+    assert done.stderr.splitlines()[-1].startswith("precision.sh: all 4 trainings failed: nothing measured")
+    ran = (tmp_path / "ran").read_text()
+    assert ran.count(" train ") == 4 and "--max-steps 70 " in ran  # STEPS 60 and the warm-up's 10
+    done = precision_script(tmp_path, ISAS="DEFAULT", FP32_WORKS="1")  # bf16 failing beside a measured fp32
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["exit"] for line in done.stdout.splitlines()] == [0, 2]
+
+
 def test_scripts_run_the_python_that_has_the_packages_else_the_venv(tmp_path: Path) -> None:
     """env.sh picks $PYTHON when it has torch, sentencepiece, sacrebleu, datasets, tqdm and seq2seq (found, no longer
     imported: that took 2 s before every script), else the set-up venv ($VENV, here one whose stamp is current, so
