@@ -4,17 +4,31 @@
 # every variant trains from the same prepared data and seed for $STEPS updates (the anneal
 # schedule runs over the steps), $JOBS at a time with one thread each, and is scored on the
 # validation split with beam 5 (tuning never looks at the test split).
-# Knobs: DATA (default data/multi30k), OUT (default checkpoints/ablation), STEPS
-# (default 1000), JOBS (default 2), BASE (a run folder prepared for the ablation, with val as its test split:
+# Knobs: DATA (default data/multi30k), OUT (default checkpoints/ablation), STEPS (default 1000; a whole number
+# from 1 to 10^12, train's --max-steps bound), JOBS (default 2; 1 to 64), BASE (a run folder prepared for the
+# ablation, with val as its test split:
 # RUN=BASE TEST_SPLIT=val scripts/preprocess.sh --vocab-size 4000, to copy the tokenizers and encoded data from;
 # another is refused up front; default: prepare once into $OUT/prepared),
 # VARIANTS (names to run, default all). Tokenizer variants prepare their own data (PREP flags);
 # the others reuse BASE. Prints one line per variant and writes $OUT/ablation.tsv. A variant that fails gets a
 # '?' row while the others run on, and the study then exits 1 with one line naming the failed variants.
+# A bad STEPS, JOBS, VARIANTS or BASE is refused up front: one line, exit 2, before anything is prepared or trained.
 set -euo pipefail
 here="$(dirname "$0")"
 export DATA=${DATA:-data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
 OUT=${OUT:-checkpoints/ablation} STEPS=${STEPS:-1000} JOBS=${JOBS:-2}
+# checked before anything is prepared or trained: whole numbers, JOBS from 1 to 64 (each job trains with one thread),
+# STEPS from 1 (0 would be no limit: MINUTES=0 leaves --max-steps the only bound) to seq2seq train's --max-steps bound
+if [[ ! $JOBS =~ ^[0-9]{1,3}$ ]] || (( 10#$JOBS < 1 || 10#$JOBS > 64 )); then
+  echo "ablation.sh: JOBS gives the variants trained at once, a whole number from 1 to 64; got '$JOBS'" >&2
+  exit 2
+fi
+if [[ ! $STEPS =~ ^[0-9]{1,13}$ ]] || (( 10#$STEPS < 1 || 10#$STEPS > 1000000000000 )); then
+  echo "ablation.sh: STEPS gives each variant's updates, a whole number from 1 to 1000000000000 (seq2seq train" \
+    "--max-steps); got '$STEPS'" >&2
+  exit 2
+fi
+JOBS=$((10#$JOBS)) STEPS=$((10#$STEPS))
 declare -A FLAGS=(
   [baseline]=""
   [no-label-smoothing]="--label-smoothing 0"

@@ -15,6 +15,8 @@
 #   two 1-thread runs train more tokens per second in total than one 2-thread run (docs/results.md); with
 #   15 minutes each model trains on batches of <= 3,000 tokens instead of 4,000 (43.44 BLEU on two pairs,
 #   one model 41.72, on a 2-core AMD EPYC, 2026-12-05; on the Intel Xeon of README's results 42.77 and 42.44).
+#   Each seed is a whole number from 0 to 2**63 - 1 (`seq2seq train --seed`), given once: another is refused
+#   up front (one line, exit 2), before anything is prepared, copied or trained.
 # Knobs: DATA (default data/multi30k, from `scripts/download.sh`), RUN, MINUTES, TEST_SPLIT, DEVICE (default cpu; auto: a CUDA
 # GPU if there is one), SEEDS; extra flags go to train.
 set -euo pipefail
@@ -24,6 +26,23 @@ export DATA=${DATA:-data/multi30k} SRC=${SRC:-de} TGT=${TGT:-en}
 source "$here/knobs.sh"  # TEST_SPLIT: test, or test_2016_flickr where DATA has it
 export TEST_SPLIT RUN=${RUN:-checkpoints/multi30k.$SRC-$TGT}
 read -r -a seeds <<< "${SEEDS:-}"
+seed_max=9223372036854775807  # seq2seq train --seed's bound (torch.manual_seed's; TRAIN_BOUNDS in seq2seq/config.py)
+declare -A seen=()
+for i in "${!seeds[@]}"; do  # each a whole number in train's range, each once: before anything is prepared or copied
+  seed=${seeds[$i]}
+  while [[ $seed == 0?* ]]; do seed=${seed#0}; done  # 007 is seed 7 (and its folder $RUN.seed7)
+  if [[ ! $seed =~ ^[0-9]+$ ]] || (( ${#seed} > ${#seed_max} )) || [[ ${#seed} == "${#seed_max}" && $seed > $seed_max ]]
+  then
+    echo "multi30k.sh: SEEDS gives the seeds, whole numbers from 0 to $seed_max (seq2seq train --seed); got" \
+      "'${seeds[$i]}'" >&2
+    exit 2
+  fi
+  if [ -n "${seen[$seed]+set}" ]; then
+    echo "multi30k.sh: SEEDS gives seed $seed twice: each seed trains its own model in \$RUN.seedS; give each once" >&2
+    exit 2
+  fi
+  seen[$seed]=1 seeds[i]=$seed
+done
 for arg in "$@"; do
   if (( ${#seeds[@]} )) && [[ $arg == --seed || $arg == --seed=* ]]; then
     echo "multi30k.sh: SEEDS gives the seeds; drop --seed from the flags" >&2; exit 2

@@ -6,9 +6,12 @@ import csv
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -126,6 +129,35 @@ def test_ablation_refuses_a_base_prepared_for_another_test_split_up_front(tmp_pa
     assert done.returncode == 0 and (out / "baseline/cache/x").exists(), done.stderr
 
 
+@pytest.mark.parametrize(
+    ("knobs", "says"),
+    [
+        ({"JOBS": "abc"}, "JOBS gives the variants trained at once, a whole number from 1 to 64; got 'abc'"),
+        ({"JOBS": "1e18"}, "got '1e18'"),
+        ({"JOBS": "-1"}, "got '-1'"),
+        ({"JOBS": "0"}, "got '0'"),
+        ({"JOBS": "65"}, "got '65'"),
+        ({"STEPS": "-1"}, "STEPS gives each variant's updates, a whole number from 1 to 1000000000000 (seq2seq train "
+                          "--max-steps); got '-1'"),
+        ({"STEPS": "0"}, "got '0'"),  # --max-steps 0 with MINUTES=0: no bound at all
+        ({"STEPS": "1000000000001"}, "got '1000000000001'"),
+        ({"STEPS": "1e3"}, "got '1e3'"),
+    ],
+)  # fmt: skip
+def test_ablation_refuses_bad_jobs_and_steps_up_front(tmp_path: Path, knobs: dict, says: str) -> None:
+    """JOBS=abc or 1e18 printed "[: abc: integer expression expected", started every variant at once and exited 0;
+    JOBS=-1 or 0 passed silently; STEPS=-1 or 0 prepared the data and every variant failed (exit 1)."""
+    ran = tmp_path / "ran"
+    log = f'echo "$0 $*" >> "{ran}"\n'
+    scripts = standin_scripts(tmp_path, preprocess_sh=STANDIN_PREPROCESS + log, multi30k_sh=log + STANDIN_RESULT)
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), VARIANTS="baseline dropout-0.1", **knobs)
+    done = subprocess.run(["bash", str(scripts / "ablation.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.startswith("ablation.sh: ") and says in done.stderr, done.stderr
+    assert not out.exists() and not ran.exists()
+
+
 def test_ablation_baseline_is_the_documented_recipe_not_the_short_budget_one(tmp_path: Path) -> None:
     """MINUTES=0 (ablation.sh: a run bounded by --max-steps) took multi30k.sh's short-budget branch (m < 10: lr
     6e-3) where docs/results.md says the baseline is the 15/60-minute recipe with dropout 0.3 (lr 2e-3). The real
@@ -206,6 +238,33 @@ def test_recipe_with_seeds_trains_one_model_per_seed_at_once_and_translates_with
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2 and "SEEDS gives the seeds" in proc.stderr
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    ("seeds", "says"),
+    [
+        ("99999999999999999999 1", "SEEDS gives the seeds, whole numbers from 0 to 9223372036854775807 (seq2seq train "
+                                   "--seed); got '99999999999999999999'"),
+        ("9223372036854775808", "got '9223372036854775808'"),  # 2**63: one over train's bound
+        ("-1 2", "got '-1'"),
+        ("1e3 2", "got '1e3'"),
+        ("1 1", "SEEDS gives seed 1 twice: each seed trains its own model in $RUN.seedS; give each once"),
+        ("01 2 1", "SEEDS gives seed 1 twice"),  # one seed, one folder: 01 is 1
+    ],
+)  # fmt: skip
+def test_recipe_refuses_bad_seeds_before_preparing_copying_or_training(tmp_path: Path, seeds: str, says: str) -> None:
+    """SEEDS was checked by the trainings: '99999999999999999999 1' copied the run folder for both and trained seed 1
+    for 15 minutes before failing; '1 1' made two trainings share one folder and log."""
+    ran = tmp_path / "ran"
+    standin = f'echo "$0 $*" >> "{ran}"\n'
+    scripts = standin_scripts(tmp_path, preprocess_sh=standin, train_sh=standin, translate_sh=standin)
+    run = tmp_path / "runs/m30k"
+    run.mkdir(parents=True)
+    (run / "preprocess.json").write_text("{}")  # prepared: the seeds' copies would be made from it
+    env = dict(os.environ, RUN=str(run), SEEDS=seeds)
+    done = subprocess.run(["bash", str(scripts / "multi30k.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr[-2000:]
+    assert not ran.exists() and sorted(p.name for p in run.parent.iterdir()) == ["m30k"]
 
 
 def test_translate_script_writes_the_runs_test_output_only_for_the_test_split(run_dir: Path, tmp_path: Path) -> None:
@@ -386,6 +445,57 @@ def test_script_knobs_that_would_be_ignored_are_refused(tmp_path: Path, script: 
     assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
 
 
+class _Counted(BaseHTTPRequestHandler):
+    """A stand-in server that counts the requests it is sent (and answers each with a 503)."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_error(503)
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def _memory_capped() -> None:  # the unbounded case fails at 2 GiB, not by filling this machine
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+@pytest.mark.parametrize(
+    ("knobs", "says"),
+    [
+        ({"SENTENCES": str(10**18)}, "--sentences: SENTENCES (per request): give a whole number from 1 to 100,000"),
+        ({"SENTENCES": "0"}, "SENTENCES (per request): give a whole number from 1 to 100,000, got '0'"),
+        ({"CONCURRENCY": f"1,{10**18}"}, "--concurrency: CONCURRENCY (client threads; levels: 1,8,32): give a"),
+        ({"CONCURRENCY": "1024", "SENTENCES": "1000"}, "(CONCURRENCY x SENTENCES): at most 1,000,000 sentences"),
+        ({"REQUESTS": str(10**18)}, "--requests: REQUESTS (per level): give a whole number from 1 to 1,000,000"),
+        ({"DURATION": "inf"}, "--duration: DURATION (seconds per level): give seconds > 0, at most 86,400"),
+        ({"DURATION": "1e18"}, "DURATION (seconds per level): give seconds > 0, at most 86,400 (24 hours), got '1e18'"),
+        ({"DURATION": "nan"}, "DURATION (seconds per level): give seconds > 0, at most 86,400 (24 hours), got 'nan'"),
+        ({"DURATION": "-1"}, "DURATION (seconds per level): give seconds > 0, at most 86,400 (24 hours), got '-1'"),
+    ],
+)
+def test_serve_load_script_bounds_its_knobs_before_any_request(tmp_path: Path, knobs: dict, says: str) -> None:
+    """SENTENCES and CONCURRENCY of 10**18 grew memory without bound, REQUESTS=10**18 and DURATION=inf or 1e18 ran
+    until killed, DURATION=nan sent nothing and exited 0."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Counted)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    (tmp_path / "src.xx").write_text("red cat\nbig old dog\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CHECKPOINT", "SERVE_FLAGS", "REQUESTS", "DURATION")}
+    env |= {"URL": f"http://127.0.0.1:{httpd.server_address[1]}", "INPUT": str(tmp_path / "src.xx"), **knobs}
+    try:
+        done = subprocess.run(["bash", str(ROOT / "scripts/serve_load.sh")], env=env, capture_output=True, text=True,
+                              timeout=10, preexec_fn=_memory_capped)  # fmt: skip
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert says in done.stderr and _Counted.seen == []
+
+
 def test_download_script_names_a_globs_folder_after_its_folder(tmp_path: Path) -> None:
     """DATASET='c1/*.jsonl' wrote into a folder literally named data/*."""
     (tmp_path / "c1").mkdir()
@@ -445,6 +555,69 @@ def test_precision_measures_from_the_warm_up_record_and_refuses_bad_steps_and_an
     assert check_run(run, "60") == 60
     with pytest.raises(OutputError):
         check_run(run_dir, "60")
+
+
+STANDIN_SEQ2SEQ = """#!/usr/bin/env bash
+# python, with stand-ins of `-m seq2seq preprocess|train` (train fails, or with FP32_WORKS succeeds in fp32) and of
+# `-m seq2seq.devtools.precision result` (its exit status alone, as JSON: no torch to import); the rest runs as it is
+args=("$@") out= precision= status=
+for ((i = 0; i < $#; i++)); do
+  case ${args[i]} in
+    --out) out=${args[i + 1]} ;; --precision) precision=${args[i + 1]} ;; --status) status=${args[i + 1]} ;;
+  esac
+done
+case "${1-} ${2-} ${3-}" in
+  "-m seq2seq preprocess") echo "$*" >> "$RAN"; mkdir -p "$out"; exit 0 ;;
+  "-m seq2seq train")
+    echo "$*" >> "$RAN"
+    [ "$precision" = fp32 ] && [ -n "${FP32_WORKS:-}" ] && exit 0
+    echo "seq2seq train: error: a stand-in that fails" >&2; exit 2 ;;
+  "-m seq2seq.devtools.precision result") echo "{\\"exit\\": $status}"; exit 0 ;;
+esac
+exec PYTHON "$@"
+"""
+
+
+def precision_script(tmp_path: Path, **knobs: str) -> subprocess.CompletedProcess:
+    """scripts/precision.sh with preprocessing, training and the measurement stood in for (STANDIN_SEQ2SEQ)."""
+    python = tmp_path / "python"
+    python.write_text(STANDIN_SEQ2SEQ.replace("PYTHON", sys.executable))
+    python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("STEPS", "ISAS", "FP32_WORKS")}
+    env |= {"PYTHON": str(python), "PYTHONPATH": str(ROOT), "RAN": str(tmp_path / "ran"), "OUT": str(tmp_path / "out"),
+            "DATA": str(tmp_path), **knobs}  # fmt: skip
+    return subprocess.run(["bash", str(ROOT / "scripts/precision.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("knobs", "says"),
+    [
+        ({"STEPS": str(10**18)}, f"STEPS={10**18}: give a whole multiple of 10 from 10 to 999,999,999,990"),
+        ({"STEPS": "1000000000000"}, "from 10 to 999,999,999,990"),  # its runs' --max-steps: 10**12 + 10
+        ({"ISAS": "DEFAULT FOO"}, "ISAS='DEFAULT FOO': FOO is not one of oneDNN's ONEDNN_MAX_CPU_ISA values: DEFAULT"),
+        ({"ISAS": "avx2"}, "avx2 is not one of oneDNN's"),
+    ],
+)
+def test_precision_refuses_steps_beyond_train_and_an_isa_onednn_ignores(tmp_path: Path, knobs: dict, says: str) -> None:
+    """STEPS=10**18 passed the check (a multiple of 10), then six trainings failed and it exited 0; ISAS=FOO was
+    reported as "oneDNN capped at FOO" (oneDNN ignores a name it does not know)."""
+    done = precision_script(tmp_path, **knobs)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "out").exists()
+
+
+def test_precision_exits_1_when_every_training_failed(tmp_path: Path) -> None:
+    """Every training failing (nothing measured) exited 0; one failing beside a measured one is a result."""
+    done = precision_script(tmp_path, ISAS="AVX512_CORE_BF16 AVX2")
+    assert done.returncode == 1, done.stderr
+    assert [json.loads(line)["exit"] for line in done.stdout.splitlines()] == [2, 2, 2, 2]
+    assert done.stderr.splitlines()[-1].startswith("precision.sh: all 4 trainings failed: nothing measured")
+    ran = (tmp_path / "ran").read_text()
+    assert ran.count(" train ") == 4 and "--max-steps 70 " in ran  # STEPS 60 and the warm-up's 10
+    done = precision_script(tmp_path, ISAS="DEFAULT", FP32_WORKS="1")  # bf16 failing beside a measured fp32
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["exit"] for line in done.stdout.splitlines()] == [0, 2]
 
 
 def test_scripts_run_the_python_that_has_the_packages_else_the_venv(tmp_path: Path) -> None:

@@ -92,3 +92,18 @@ def test_a_200_without_one_translation_per_sentence_is_a_failure(source: Path) -
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_run_load_refuses_what_the_command_line_bounds(source: Path) -> None:
+    """duration=nan sent nothing and reported success; the library refuses what `main`'s flags bound."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _WrongCount)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        for bad in ({"duration": float("nan")}, {"duration": float("inf")}, {"per_request": 100_001},
+                    {"concurrency": 2, "per_request": 600_000}, {"requests": 1_000_001}):  # fmt: skip
+            with pytest.raises(ValueError, match="out of bounds"):
+                run_load(url, ["a"], **{"requests": 1, "concurrency": 1, "per_request": 1, **bad})
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

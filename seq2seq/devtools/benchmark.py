@@ -124,12 +124,27 @@ def measure_training(
     corpus: Corpus, run: Path, precision: str, warmup_s: float, measure_s: float, extra: list[str]
 ) -> dict[str, float]:
     """Steady-state target tokens/s after `warmup_s`, over `measure_s`, from a real `seq2seq train`, and
-    the mean real (non-padding) target tokens per update over the same updates."""
+    the mean real (non-padding) target tokens per update over the same updates. A training that stopped before
+    two train records of that window (a train split that max_epochs passes over in seconds) is a CorpusError
+    of one line."""
     cmd = train_command(corpus, run, precision, (warmup_s + measure_s + 5) / 60, extra)
     wall, rss = _run_child(cmd, run / f"bench-train-{precision}.log")
-    train = read_metrics(run / "metrics.jsonl")["train"]
-    first = next(r for r in train if r["elapsed_s"] >= warmup_s)
-    last = train[-1]
+    records = read_metrics(run / "metrics.jsonl")
+    train = records.get("train", [])
+    window = [r for r in train if r["elapsed_s"] >= warmup_s]
+    if len(window) < 2:  # no update measured after the warm-up: no speed to report
+        from ..errors import CorpusError
+
+        stop = records.get("stop", [{}])[-1]
+        reason = str(stop.get("reason", "no stop record"))
+        ran_out = reason.startswith("max_epochs")
+        raise CorpusError(
+            f"--data {corpus.data}: {'the corpus ran out: ' if ran_out else ''}training stopped ({reason}) after "
+            f"{stop.get('step', train[-1]['step'] if train else 0)} updates in {stop.get('elapsed_s', 0.0):.1f} s, "
+            f"before the measuring window ({warmup_s:g} s of warm-up, then {measure_s:g} s measured)"
+            + (": give a larger train split" if ran_out else f" (its log: {run / f'bench-train-{precision}.log'})")
+        )
+    first, last = window[0], window[-1]
     tok_s = (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"])
     per_update = (last["tokens"] - first["tokens"]) / (last["step"] - first["step"])
     return {"tgt_tok_s": round(tok_s, 1), "tgt_tokens_per_update": round(per_update), "peak_rss_mb": round(rss, 1),

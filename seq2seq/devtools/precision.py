@@ -1,7 +1,7 @@
 """Does bf16 pay on this CPU? The checks and the measurement of `scripts/precision.sh` (docs/hardware.md):
 training target tokens/s over the updates after a warm-up of `WARMUP`, from a run's metrics.jsonl.
 
-    python -m seq2seq.devtools.precision check --out OUT --steps STEPS
+    python -m seq2seq.devtools.precision check --out OUT --steps STEPS --isas "DEFAULT AVX512_CORE AVX2"
     python -m seq2seq.devtools.precision result --metrics M --isa ISA --precision P --status S --log LOG
 """
 
@@ -12,25 +12,43 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import TRAIN_BOUNDS
 from ..errors import ConfigError, OutputError, RunFolderError
 from ..machine.process import one_line
 
 WARMUP = 10  # updates before the measured window; also the runs' --log-every, so a train record ends it
 OWN_LOGS = ("*-fp32.log", "*-bf16.log")  # what precision.sh writes beside its runs' checkpoints
+# the most STEPS: each run trains --max-steps STEPS + WARMUP, within seq2seq train's bound (TRAIN_BOUNDS)
+MAX_STEPS = int(TRAIN_BOUNDS["max_steps"][1]) - WARMUP
+# The values oneDNN takes for ONEDNN_MAX_CPU_ISA on x86-64 (its "CPU Dispatcher Control" guide, and dnnl_cpu_isa_t:
+# AVX512_CORE_FP16, _AMX and _AMX_FP16 are the AVX10_1_512 names' aliases). oneDNN ignores any other value, and the
+# run would be reported as capped at an ISA that it never was.
+ONEDNN_ISAS = (
+    "DEFAULT", "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+    "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512",
+    "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16",
+)  # fmt: skip
 
 
-def check_run(out: Path, steps: str) -> int:
-    """The measured updates `steps` (a whole multiple of WARMUP: the window runs from the train record of update
-    WARMUP to that of STEPS + WARMUP), after refusing an `out` that holds another run's checkpoints (each
+def check_run(out: Path, steps: str, isas: str = "DEFAULT") -> int:
+    """The measured updates `steps` (a whole multiple of WARMUP up to MAX_STEPS: the window runs from the train
+    record of update WARMUP to that of STEPS + WARMUP), after refusing an `isas` (ISAS: names separated by spaces)
+    with a name oneDNN does not take (ONEDNN_ISAS), and an `out` that holds another run's checkpoints (each
     measurement trains there with --overwrite, which would replace them); a ConfigError or OutputError of one
     line."""
     try:
         n = int(steps)
     except ValueError:
         n = 0
-    if n < WARMUP or n % WARMUP:
-        raise ConfigError(f"STEPS={steps}: give a whole multiple of {WARMUP} (training logs every {WARMUP} updates; "
-                          f"the window runs from update {WARMUP} to STEPS + {WARMUP})")  # fmt: skip
+    if not WARMUP <= n <= MAX_STEPS or n % WARMUP:
+        raise ConfigError(f"STEPS={steps}: give a whole multiple of {WARMUP} from {WARMUP} to {MAX_STEPS:,} (training "
+                          f"logs every {WARMUP} updates; the window runs from update {WARMUP} to STEPS + {WARMUP}, "
+                          f"within seq2seq train's --max-steps bound)")  # fmt: skip
+    names = isas.split()
+    unknown = [name for name in names if name not in ONEDNN_ISAS]
+    if unknown or not names:
+        raise ConfigError(f"ISAS={isas!r}: {unknown[0] + ' is not' if unknown else 'name at least'} one of oneDNN's "
+                          f"ONEDNN_MAX_CPU_ISA values: {' '.join(ONEDNN_ISAS)}")  # fmt: skip
     trained = [name for name in ("last.pt", "best.pt") if (out / name).exists()]
     if trained and not any(any(out.glob(pattern)) for pattern in OWN_LOGS):
         raise OutputError(f"OUT={out} holds {trained[0]} of a run that precision.sh did not write (no *-fp32.log "
@@ -73,9 +91,10 @@ def result(isa: str, precision: str, status: int, log: Path, metrics: Path) -> d
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m seq2seq.devtools.precision", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="refuse bad STEPS or another run's OUT before anything is trained")
+    check = sub.add_parser("check", help="refuse bad STEPS, ISAS or another run's OUT before anything is trained")
     check.add_argument("--out", type=Path, required=True)
     check.add_argument("--steps", required=True)
+    check.add_argument("--isas", default="DEFAULT", help="ONEDNN_MAX_CPU_ISA values separated by spaces")
     measure = sub.add_parser("result", help="one run's JSON line")
     measure.add_argument("--metrics", type=Path, required=True)
     measure.add_argument("--isa", required=True)
@@ -84,7 +103,7 @@ def main() -> None:
     measure.add_argument("--log", type=Path, required=True)
     args = p.parse_args()
     if args.command == "check":
-        print(one_line(p.prog, lambda: check_run(args.out, args.steps)))  # the steps, as a number
+        print(one_line(p.prog, lambda: check_run(args.out, args.steps, args.isas)))  # the steps, as a number
     else:
         found = one_line(p.prog, lambda: result(args.isa, args.precision, args.status, args.log, args.metrics))
         print(json.dumps(found))

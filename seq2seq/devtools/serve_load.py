@@ -23,10 +23,14 @@ import math
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
+from ..serve.limits import LIMIT_BOUNDS
 from ..text import read_lines
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _percentile(sorted_ms: list[float], p: float) -> float:
@@ -80,7 +84,7 @@ class _Tally:
 
     def __init__(self, requests: int | None, deadline: float) -> None:
         self.lock, self.deadline = threading.Lock(), deadline
-        self.counter = iter(range(sys.maxsize if requests is None else requests))
+        self.counter = iter(range(MAX_REQUESTS if requests is None else requests))  # a --duration level: bounded
         self.latencies: list[float] = []
         self.dropped: list[str] = []
         self.failed: list[str] = []
@@ -109,9 +113,14 @@ def run_load(
 ) -> dict[str, Any]:
     """Send POST /translate requests (request i: `per_request` sentences from position i*per_request of
     `sentences`, wrapping around) from `concurrency` threads: `requests` of them, or as many as the
-    threads send in `duration` seconds when it is given; GET /health instead with `health`."""
+    threads send in `duration` seconds when it is given (at most MAX_REQUESTS); GET /health instead with `health`.
+    Each number within its MAX_* bound, else a ValueError before any request."""
     if not sentences and not health:
         raise ValueError("no sentences to send")
+    counts = 1 <= requests <= MAX_REQUESTS and 1 <= concurrency <= MAX_CONCURRENCY and 1 <= per_request <= MAX_SENTENCES
+    if not counts or concurrency * per_request > MAX_IN_FLIGHT or not (duration is None or 0 < duration <= MAX_SECONDS):
+        raise ValueError(f"requests {requests}, concurrency {concurrency}, per_request {per_request}, duration "
+                         f"{duration}: out of bounds (the MAX_* of seq2seq/devtools/serve_load.py)")  # fmt: skip
     parts = urlsplit(url if "//" in url else f"http://{url}")
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     body, expected = _bodies(sentences, per_request, options, health), 0 if health else per_request
@@ -161,33 +170,84 @@ def table(levels: list[dict[str, Any]]) -> str:
     return "\n".join([head, "|---:|---:|---:|---:|---:|---:|---:|---:|", *rows])
 
 
+# The most each flag may ask for: far beyond a real load test, so that a typo (--sentences 10**18, a list built in
+# memory; --concurrency 10**18, a thread each; --duration inf) is one line, not a client that grows or never ends.
+MAX_REQUESTS = 1_000_000  # per level, and per --warmup; a --duration level also ends at this many (its latencies)
+MAX_SENTENCES = LIMIT_BOUNDS["max_sentences"]  # per request: no server takes more (seq2seq serve --max-sentences)
+MAX_CONCURRENCY = 1024  # client threads per level
+MAX_IN_FLIGHT = 1_000_000  # client threads x sentences per request: the request bodies held at once
+MAX_SECONDS = 86_400.0  # --duration per level, and --timeout per request: 24 hours
+
+
+def _count(high: int, low: int = 1, knob: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high` (`knob`: the scripts/serve_load.sh knob that gives it)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:  # also 1e18 and 8.5: a count is a whole number
+            n = low - 1
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{knob}give a whole number from {low} to {high:,}, got {text!r}")
+        return n
+
+    return parse
+
+
+def _seconds(knob: str = "") -> Callable[[str], float]:
+    """An argparse type: finite seconds in (0, MAX_SECONDS] (nan, inf and <= 0 refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            s = float(text)
+        except ValueError:
+            s = math.nan
+        if not 0 < s <= MAX_SECONDS:  # also nan
+            raise argparse.ArgumentTypeError(f"{knob}give seconds > 0, at most {MAX_SECONDS:,.0f} (24 hours), "
+                                             f"got {text!r}")  # fmt: skip
+        return s
+
+    return parse
+
+
 def _levels(text: str) -> list[int]:
-    try:
-        levels = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected client counts such as 8 or 1,8,32, got {text!r}") from None
-    if not levels or min(levels) < 1:
-        raise argparse.ArgumentTypeError(f"client counts must be >= 1, got {text!r}")
-    return levels
+    parse = _count(MAX_CONCURRENCY, knob="CONCURRENCY (client threads; levels: 1,8,32): ")
+    return [parse(part) for part in text.split(",")]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Its refusals are one line (no usage block): `PROG: error: ...`, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seq2seq.devtools.serve_load", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m seq2seq.devtools.serve_load", description=__doc__.splitlines()[0])
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the server (default: http://127.0.0.1:8000)")
     p.add_argument("--input", help="source sentences, one per line (needed unless --health)")
-    p.add_argument("--requests", type=int, default=200, help="requests per level (default: 200)")
-    p.add_argument("--duration", type=float, help="seconds per level instead of a count of requests")
-    p.add_argument("--concurrency", type=_levels, default=[8], help="client threads, or levels: 1,8,32 (default: 8)")
-    p.add_argument("--sentences", type=int, default=8, help="sentences per request (default: 8)")
+    p.add_argument("--requests", type=_count(MAX_REQUESTS, knob="REQUESTS (per level): "), default=200,
+                   help=f"requests per level, at most {MAX_REQUESTS:,} (default: 200)")  # fmt: skip
+    p.add_argument("--duration", type=_seconds("DURATION (seconds per level): "),
+                   help=f"seconds per level instead of a count of requests, at most {MAX_SECONDS:,.0f}")  # fmt: skip
+    p.add_argument("--concurrency", type=_levels, default=[8],
+                   help=f"client threads, or levels: 1,8,32; at most {MAX_CONCURRENCY:,} (default: 8)")  # fmt: skip
+    p.add_argument("--sentences", type=_count(MAX_SENTENCES, knob="SENTENCES (per request): "), default=8,
+                   help=f"sentences per request, at most {MAX_SENTENCES:,} (default: 8)")  # fmt: skip
     p.add_argument("--options", default="{}", help="decode options sent with each request, e.g. '{\"beam_size\": 1}'")
     p.add_argument("--health", action="store_true", help="GET /health instead: the server's own overhead")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request (default: 300)")
-    p.add_argument("--warmup", type=int, default=0, help="requests sent before each level, not counted (default: 0)")
+    p.add_argument("--timeout", type=_seconds(), default=300.0, help="seconds per request (default: 300)")
+    p.add_argument("--warmup", type=_count(MAX_REQUESTS, low=0), default=0,
+                   help="requests sent before each level, not counted (default: 0)")  # fmt: skip
+    p.add_argument("--check", action="store_true", help="check the flags and exit (before a server is started)")
     args = p.parse_args(argv)
-    if args.requests < 1 or args.sentences < 1 or args.warmup < 0 or (args.duration is not None and args.duration <= 0):
-        p.error("--requests and --sentences must be >= 1, --warmup >= 0, --duration > 0")
+    if max(args.concurrency) * args.sentences > MAX_IN_FLIGHT:
+        p.error(f"--concurrency {max(args.concurrency)} x --sentences {args.sentences} (CONCURRENCY x SENTENCES): at "
+                f"most {MAX_IN_FLIGHT:,} sentences in flight, the request bodies held at once")  # fmt: skip
     if not args.health and not args.input:
         p.error("--input is required (or --health)")
+    if args.check:
+        return 0
     try:
         options = json.loads(args.options)
         if not isinstance(options, dict):
