@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -28,13 +29,12 @@ DEMO_AGAIN = "`seq2seq demo` again, which starts over (the demo has no --resume)
 def _check_out(out: Path) -> None:
     """`out` is new, empty or an earlier demo's (its corpus/ and a run prepared from it): the demo writes its run
     over it. Anything else (another run's folder, other files) is refused before anything is written."""
-    if not out.exists():
-        return
-    if not out.is_dir():
+    if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write the demo into {out}: it is a file")
-    corpus = out / "corpus"
-    if not any(out.iterdir()):
+    _check_writable(out)
+    if not out.exists() or not any(out.iterdir()):
         return
+    corpus = out / "corpus"
     try:
         earlier = Prepared.load(out).manifest.get("data_dir") == str(corpus.resolve())
     except CorpusError:  # not prepared (yet), or damaged: an earlier demo is one whose corpus/ is there
@@ -44,6 +44,18 @@ def _check_out(out: Path) -> None:
             f"{out} holds files of something other than an earlier demo (a run folder?); the demo would replace "
             "them: give it another --out"
         )
+
+
+def _check_writable(out: Path) -> None:
+    """The demo may write in `out`, or create it: the nearest folder of it or above it that exists is a folder this
+    process may write in. A read-only file system or another user's folder is refused before any work, as train,
+    export and the others refuse theirs (an OutputError), not as an OSError once the corpus is written."""
+    folder = next(p for p in (out, *out.parents) if p.exists())  # `.` or `/` at the latest
+    if not folder.is_dir():
+        raise OutputError(f"cannot write the demo into {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "is not writable"
+        raise OutputError(f"cannot write the demo into {out}: folder {folder}/ {why}")
 
 
 def run_demo(
