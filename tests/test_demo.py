@@ -64,6 +64,21 @@ def test_a_demo_without_a_time_budget_is_refused_before_any_work(tmp_path: Path,
     assert not (tmp_path / "d").exists()
 
 
+def test_a_demo_seed_out_of_range_names_the_seed_flag_and_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """It said `spm_seed must be in [0, 4294967295]` (the demo has no --spm-seed: its --seed seeds the tokenizer
+    too), or, below 0, TrainConfig's `seed must be in [0, 9,223,372,036,854,775,807]`."""
+    for seed in ("4294967296", "-1"):
+        assert main(["demo", "--out", str(tmp_path / "d"), "--seed", seed]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"seq2seq demo: error: --seed must be in [0, 4294967295] for the demo (it seeds SentencePiece "
+                       f"too, whose seed is unsigned 32-bit), got {seed}"]  # fmt: skip
+    assert not (tmp_path / "d").exists()
+    monkeypatch.setattr(demo, "generate_corpus", lambda folder, seed: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--seed", "4294967295", "--quiet"]) == 130  # the bound: taken
+
+
 def test_a_demo_folder_on_a_read_only_file_system_is_refused_before_any_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

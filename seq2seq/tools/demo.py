@@ -23,6 +23,7 @@ log = logging.getLogger("seq2seq")
 DEMO_DATA = DataConfig(vocab_size=1000)
 DEMO_MODEL = ModelConfig(emb_size=128, enc_hidden=128, dec_hidden=256, dropout=0.1)
 DEMO_TRAIN = TrainConfig(max_tokens=4000, lr=2e-3, valid_every=250, valid_bleu_sentences=500, patience=0)
+MAX_SEED = 2**32 - 1  # --seed seeds data, model, training and the tokenizer (DataConfig.spm_seed: 32 bits)
 DEMO_AGAIN = "`seq2seq demo` again, which starts over (the demo has no --resume)"  # what an interrupt's warning says
 
 
@@ -66,6 +67,9 @@ def run_demo(
     start, out = time.monotonic(), Path(out)
     if not max_minutes > 0:  # the demo's only stop rule (it has no step cap): 0 would train forever
         raise ConfigError(f"--max-minutes must be > 0 for the demo (its only stop), got {max_minutes:g}")
+    if not 0 <= seed <= MAX_SEED:  # not DataConfig's "spm_seed must be ...": the demo has no --spm-seed
+        raise ConfigError(f"--seed must be in [0, {MAX_SEED}] for the demo (it seeds SentencePiece too, whose seed is "
+                          f"unsigned 32-bit), got {seed}")  # fmt: skip
     _check_out(out)
     train_cfg = TrainConfig(**{**DEMO_TRAIN.__dict__, "max_minutes": max_minutes, "seed": seed})
     data_cfg = DataConfig(**{**DEMO_DATA.__dict__, "spm_seed": seed})  # the demo's seed seeds its tokenizer too
