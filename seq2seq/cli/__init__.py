@@ -8,6 +8,7 @@ import os
 import sys
 
 from ..errors import EXIT_INTERRUPTED, LOG_FORMAT, TIME_FORMAT, USER_ERRORS, exit_status, os_exit_status
+from .flags import refuse_empty
 from .parser import build_parser
 
 __all__ = ["build_parser", "main", "setup_logging"]
@@ -38,9 +39,11 @@ def setup_logging(quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.quiet)
     try:
+        refuse_empty(parser, args)  # `--input ''` is no file, not standard input
         args.func(args)
     except USER_ERRORS as err:  # errors.EXIT_STATUS: 2, or 3 for a diverged loss (`train && translate` stops)
         if not getattr(err, "reported_by_rank0", False):  # several processes: rank 0 prints what all raise
