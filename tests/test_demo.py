@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
-from typing import TYPE_CHECKING
+from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from corpora import write_corpus
 
 from seq2seq.cli import main
@@ -12,11 +16,6 @@ from seq2seq.config import DataConfig
 from seq2seq.preprocess import preprocess
 from seq2seq.tools import demo
 from seq2seq.trainer import TrainResult
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    import pytest
 
 
 def _listing(folder: Path) -> dict[str, bytes]:
@@ -63,6 +62,50 @@ def test_a_demo_without_a_time_budget_is_refused_before_any_work(tmp_path: Path,
         err = capsys.readouterr().err.splitlines()
         assert err == [f"seq2seq demo: error: --max-minutes must be > 0 for the demo (its only stop), got {minutes}"]
     assert not (tmp_path / "d").exists()
+
+
+def test_a_demo_seed_out_of_range_names_the_seed_flag_and_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """It said `spm_seed must be in [0, 4294967295]` (the demo has no --spm-seed: its --seed seeds the tokenizer
+    too), or, below 0, TrainConfig's `seed must be in [0, 9,223,372,036,854,775,807]`."""
+    for seed in ("4294967296", "-1"):
+        assert main(["demo", "--out", str(tmp_path / "d"), "--seed", seed]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"seq2seq demo: error: --seed must be in [0, 4294967295] for the demo (it seeds SentencePiece "
+                       f"too, whose seed is unsigned 32-bit), got {seed}"]  # fmt: skip
+    assert not (tmp_path / "d").exists()
+    monkeypatch.setattr(demo, "generate_corpus", lambda folder, seed: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--seed", "4294967295", "--quiet"]) == 130  # the bound: taken
+
+
+def test_a_demo_folder_on_a_read_only_file_system_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Exit 1 (`Read-only file system`, an OSError once the corpus was written) where train, export, push and
+    the others refuse theirs up front, exit 2. The read-only file system is simulated (as root, chmod is no
+    test): access(2) refuses writing, statvfs says read-only, mkdir is EROFS; the corpus is never written."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    access, statvfs, mkdir = os.access, os.statvfs, Path.mkdir
+
+    def under(path: object) -> bool:
+        return Path(path) == ro or ro in Path(path).parents
+
+    def read_only_mkdir(self: Path, *args, **kwargs) -> None:
+        if under(self):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: not (under(p) and mode & os.W_OK) and access(p, mode, **k))
+    monkeypatch.setattr(os, "statvfs", lambda p: SimpleNamespace(f_flag=os.ST_RDONLY) if under(p) else statvfs(p))
+    monkeypatch.setattr(Path, "mkdir", read_only_mkdir)
+    monkeypatch.setattr(demo, "generate_corpus", lambda folder, seed: pytest.fail(f"wrote {folder}"))
+    for out in (ro / "demo", ro):  # a new folder in it; the folder itself
+        assert main(["demo", "--out", str(out), "--quiet"]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"seq2seq demo: error: cannot write the demo into {out}: folder {ro}/ is on a read-only file system"
+        ]
 
 
 def test_an_interrupted_demos_warning_says_what_continues_it(tmp_path: Path, monkeypatch, caplog) -> None:

@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 
-from ..errors import EXIT_INTERRUPTED, LOG_FORMAT, TIME_FORMAT, USER_ERRORS, exit_status
+from ..errors import EXIT_INTERRUPTED, LOG_FORMAT, TIME_FORMAT, USER_ERRORS, exit_status, os_exit_status
+from .flags import refuse_empty
 from .parser import build_parser
 
 __all__ = ["build_parser", "main", "setup_logging"]
@@ -38,9 +39,11 @@ def setup_logging(quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.quiet)
     try:
+        refuse_empty(parser, args)  # `--input ''` is no file, not standard input
         args.func(args)
     except USER_ERRORS as err:  # errors.EXIT_STATUS: 2, or 3 for a diverged loss (`train && translate` stops)
         if not getattr(err, "reported_by_rank0", False):  # several processes: rank 0 prints what all raise
@@ -48,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return exit_status(err)
     except BrokenPipeError:
         return 1
-    except OSError as err:  # the system failing mid-run: a full disk, an I/O error, ... (bad paths: OutputError)
+    except OSError as err:  # 1: the system failing (a full disk, an I/O error); 2: a path refused as named (too long)
         where = f"{err.filename}: " if err.filename else ""
         print(f"seq2seq {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
-        return 1
+        return os_exit_status(err)
     except KeyboardInterrupt:  # Ctrl-C (training turns it into a stop between updates: StopSignal)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for all processes
             print(f"seq2seq {args.command}: interrupted", file=sys.stderr)

@@ -1,5 +1,6 @@
 """Command-line flags generated from the config dataclasses: one `--flag` per field, its help from
-the field's comment in config.py, and the values the user gave laid over a TOML table."""
+the field's comment in config.py, and the values the user gave laid over a TOML table; an empty path or name
+refused (`refuse_empty`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from ..config import DecodeConfig, refuse_ignored_decode
 from ..config_dict import from_dict
+from ..errors import ConfigError
 
 C = TypeVar("C")
 
@@ -94,3 +96,23 @@ def from_flags(
     if cls is DecodeConfig:
         refuse_ignored_decode(values, scores_shown, flags=given(cls, args))
     return from_dict(cls, values)
+
+
+# Flags whose '' is not a path or a name left empty: --retry-lrs '' means no retry (SpanSettings); serve refuses
+# --host '' itself, saying what '' would mean to a socket (every interface).
+EMPTY_TAKEN = frozenset({"--retry-lrs", "--host"})
+
+
+def refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A flag that takes a path or a name (a string, not one of choices) given '' (`--input ''`, `--out=`), alone
+    or among several values: a ConfigError naming it. '' was taken as the flag left out (stdin, stdout, the current
+    folder, no --config, the default column or licence) or as the path `.`."""
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in subcommands.choices[args.command]._actions:
+        flag = max(action.option_strings, key=len, default="")
+        if not flag or flag in EMPTY_TAKEN or action.nargs == 0 or action.choices or action.type not in (None, str):
+            continue
+        value = getattr(args, action.dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            default = "" if action.required else f", or leave {flag} out for its default"
+            raise ConfigError(f"{flag} is empty (''): give a value{default}")

@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     help_ = "training wall-clock budget (minutes; > 0: the demo's only stop)"
     p.add_argument("--max-minutes", type=float, default=2.5, help=help_)
-    p.add_argument("--seed", type=int, default=1234, help="random seed of data, model and training (default: 1234)")
+    help_ = "random seed of data, tokenizer, model and training, 0 to 4294967295 (default: 1234)"
+    p.add_argument("--seed", type=int, default=1234, help=help_)
     p.set_defaults(func=cmd_demo)
     _add_inspection_commands(sub)
     p = sub.add_parser("average", help="average the weights of several checkpoints of one run into one file")

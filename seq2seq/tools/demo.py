@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -22,19 +23,19 @@ log = logging.getLogger("seq2seq")
 DEMO_DATA = DataConfig(vocab_size=1000)
 DEMO_MODEL = ModelConfig(emb_size=128, enc_hidden=128, dec_hidden=256, dropout=0.1)
 DEMO_TRAIN = TrainConfig(max_tokens=4000, lr=2e-3, valid_every=250, valid_bleu_sentences=500, patience=0)
+MAX_SEED = 2**32 - 1  # --seed seeds data, model, training and the tokenizer (DataConfig.spm_seed: 32 bits)
 DEMO_AGAIN = "`seq2seq demo` again, which starts over (the demo has no --resume)"  # what an interrupt's warning says
 
 
 def _check_out(out: Path) -> None:
     """`out` is new, empty or an earlier demo's (its corpus/ and a run prepared from it): the demo writes its run
     over it. Anything else (another run's folder, other files) is refused before anything is written."""
-    if not out.exists():
-        return
-    if not out.is_dir():
+    if out.exists() and not out.is_dir():
         raise OutputError(f"cannot write the demo into {out}: it is a file")
-    corpus = out / "corpus"
-    if not any(out.iterdir()):
+    _check_writable(out)
+    if not out.exists() or not any(out.iterdir()):
         return
+    corpus = out / "corpus"
     try:
         earlier = Prepared.load(out).manifest.get("data_dir") == str(corpus.resolve())
     except CorpusError:  # not prepared (yet), or damaged: an earlier demo is one whose corpus/ is there
@@ -46,6 +47,18 @@ def _check_out(out: Path) -> None:
         )
 
 
+def _check_writable(out: Path) -> None:
+    """The demo may write in `out`, or create it: the nearest folder of it or above it that exists is a folder this
+    process may write in. A read-only file system or another user's folder is refused before any work, as train,
+    export and the others refuse theirs (an OutputError), not as an OSError once the corpus is written."""
+    folder = next(p for p in (out, *out.parents) if p.exists())  # `.` or `/` at the latest
+    if not folder.is_dir():
+        raise OutputError(f"cannot write the demo into {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "is not writable"
+        raise OutputError(f"cannot write the demo into {out}: folder {folder}/ {why}")
+
+
 def run_demo(
     out: str | Path = "checkpoints/demo", max_minutes: float = 2.5, seed: int = 1234, progress: bool = True
 ) -> Scores:
@@ -54,6 +67,9 @@ def run_demo(
     start, out = time.monotonic(), Path(out)
     if not max_minutes > 0:  # the demo's only stop rule (it has no step cap): 0 would train forever
         raise ConfigError(f"--max-minutes must be > 0 for the demo (its only stop), got {max_minutes:g}")
+    if not 0 <= seed <= MAX_SEED:  # not DataConfig's "spm_seed must be ...": the demo has no --spm-seed
+        raise ConfigError(f"--seed must be in [0, {MAX_SEED}] for the demo (it seeds SentencePiece too, whose seed is "
+                          f"unsigned 32-bit), got {seed}")  # fmt: skip
     _check_out(out)
     train_cfg = TrainConfig(**{**DEMO_TRAIN.__dict__, "max_minutes": max_minutes, "seed": seed})
     data_cfg = DataConfig(**{**DEMO_DATA.__dict__, "spm_seed": seed})  # the demo's seed seeds its tokenizer too
