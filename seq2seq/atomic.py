@@ -173,3 +173,18 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """`Path.write_text(text)` (UTF-8), through `atomic_write`."""
     with atomic_write(path) as f:
         f.write(text)
+
+
+def refuse_run_checkpoint(out: str | Path, what: str, instead: str, flag: str = "--out") -> None:
+    """An OutputError when `out` is a run's own checkpoint (last.pt, best.pt, stepN.pt beside a
+    preprocess.json), also through a symbolic link (atomic_write replaces its target): writing `what`
+    there would replace what training resumes from or chose."""
+    for target in dict.fromkeys((Path(out), Path(os.path.realpath(out)))):
+        if (target.parent / "preprocess.json").is_file() and (
+            target.name in ("last.pt", "best.pt")
+            or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
+        ):
+            link = "" if target == Path(out) else f" (a link to {target})"
+            raise OutputError(f"{flag} {out}{link} is a checkpoint of the run in {target.parent} (training resumes "
+                              f"from last.pt; best.pt is its chosen model): write {what} beside them under another "
+                              f"name, e.g. {target.parent / instead}")  # fmt: skip

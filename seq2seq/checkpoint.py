@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write, check_output
-from .errors import CheckpointError, OutputError
+from .atomic import atomic_write, check_output, refuse_run_checkpoint
+from .errors import CheckpointError
 
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
@@ -345,21 +345,6 @@ def resume_configs(path: str | Path) -> dict[str, dict[str, Any]]:
     """The {"data", "model", "train"} configs (dicts) a run was trained with, from its last.pt itself."""
     model, _ = read_resume(path)
     return {"data": model.data_config, "model": model.model_config, "train": model.train_config}
-
-
-def refuse_run_checkpoint(out: str | Path, what: str, instead: str, flag: str = "--out") -> None:
-    """An OutputError when `out` is a run's own checkpoint (last.pt, best.pt, stepN.pt beside a
-    preprocess.json), also through a symbolic link (atomic_write replaces its target): writing `what`
-    there would replace what training resumes from or chose."""
-    for target in dict.fromkeys((Path(out), Path(os.path.realpath(out)))):
-        if (target.parent / "preprocess.json").is_file() and (
-            target.name in ("last.pt", "best.pt")
-            or (target.name.startswith("step") and target.stem[4:].isdigit() and target.suffix == ".pt")
-        ):
-            link = "" if target == Path(out) else f" (a link to {target})"
-            raise OutputError(f"{flag} {out}{link} is a checkpoint of the run in {target.parent} (training resumes "
-                              f"from last.pt; best.pt is its chosen model): write {what} beside them under another "
-                              f"name, e.g. {target.parent / instead}")  # fmt: skip
 
 
 def average_checkpoints(paths: list[str | Path], out: str | Path, names: list[str] | None = None) -> Path:

@@ -261,7 +261,7 @@ def test_recipe_refuses_bad_seeds_before_preparing_copying_or_training(tmp_path:
     run = tmp_path / "runs/m30k"
     run.mkdir(parents=True)
     (run / "preprocess.json").write_text("{}")  # prepared: the seeds' copies would be made from it
-    env = dict(os.environ, RUN=str(run), SEEDS=seeds)
+    env = dict(os.environ, RUN=str(run), SEEDS=seeds, PYTHON=sys.executable)  # as CI: no venv on PATH
     done = subprocess.run(["bash", str(scripts / "multi30k.sh")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr[-2000:]
     assert not ran.exists() and sorted(p.name for p in run.parent.iterdir()) == ["m30k"]

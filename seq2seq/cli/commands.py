@@ -78,7 +78,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
                           "leave it out")  # fmt: skip
     if args.output:  # before any work: a missing folder, a folder, the input (stdin: fd 0), a model or --config,
         check_output(args.output, inputs=[args.input if args.input else 0, *args.checkpoint, args.config])
-        from ..checkpoint import refuse_run_checkpoint  # any run's last.pt, best.pt or stepN.pt (translate's own: 0)
+        from ..atomic import refuse_run_checkpoint  # any run's last.pt, best.pt or stepN.pt (torch-free)
 
         refuse_run_checkpoint(args.output, "the translations", "test.hyp.txt", "--output")
     process.apply(process.ProcessSettings.for_decoding())

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None, quantize: str | None = None) -> Path:
     """`seq2seq export`: a checkpoint as an ONNX model (`onnx_model.py`), the one export format; never over a
     run's own checkpoint (last.pt, best.pt, stepN.pt)."""
-    from ..checkpoint import refuse_run_checkpoint  # imports torch, which export needs anyway
+    from ..atomic import refuse_run_checkpoint
     from .onnx_model import export_onnx
 
     if fmt not in (None, "onnx") or Path(out).suffix == ".npz":
