@@ -2,7 +2,8 @@
 # Uses the active Python if it already has seq2seq (e.g. an activated virtualenv), else
 # creates or reuses $VENV (default .venv in the repository) via scripts/setup.sh.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# The packages are found, not imported: importing them all took 2 s, before every script's own work.
+# The packages are found, not imported: importing them all took 2 s, before every script's own work. So a Python
+# whose torch is there but broken is used, and its import error shows (it fell back to .venv before).
 if [ -z "${SEQ2SEQ_FORCE_VENV:-}" ] && ${PYTHON:-python3} -c "import importlib.util as u, sys
 sys.exit(not all(u.find_spec(m) for m in ('torch', 'sentencepiece', 'sacrebleu', 'datasets', 'tqdm', 'seq2seq')))" \
   2>/dev/null; then

@@ -74,7 +74,8 @@ for i in "${!args[@]}"; do
       "REF=$REF; drop $arg (or run seq2seq translate)" >&2; exit 2
   fi
 done
-if [ -n "$REF" ] && [ -n "$config" ] && [ -z "$n_best_flag" ]; then  # a --n-best flag beats the file's
+# a --n-best flag beats the file's; a pipe (<(...)) is left unread: seq2seq translate must read it whole
+if [ -n "$REF" ] && [ -f "$config" ] && [ -z "$n_best_flag" ]; then
   n_best=$("$SEQ2SEQ_PY" -c 'import sys
 from seq2seq.config_toml import load_toml
 try:

@@ -39,7 +39,8 @@ def load_toml(path: str | Path, used: tuple[str, ...] = tuple(SECTIONS)) -> dict
     `used` (the tables the command reads) is a ConfigError naming it, and so is an unknown table, an
     unknown key or a value of the wrong type, whatever table it is in."""
     try:
-        raw = tomllib.loads(read_capped(path, MAX_TOML_BYTES, ConfigError, "settings file").decode("utf-8"))
+        text = read_capped(path, MAX_TOML_BYTES, ConfigError, "settings file").decode("utf-8")
+        raw = tomllib.loads(text.replace("\r\n", "\n").replace("\r", "\n"))  # line ends as read_text read them
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         hint = " (a run's settings to reuse: RUN/config.toml)" if str(path).endswith(".json") else ""
         raise ConfigError(f"{path}: {err}{hint}") from None

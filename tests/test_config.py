@@ -347,3 +347,12 @@ def test_a_split_name_is_a_file_stem_never_a_path(split: str) -> None:
         with pytest.raises(ConfigError, match=f"^{name} .* is not a split name"):
             DataConfig(**{name: split})
     DataConfig(val_split="dev.clean", test_split="test_2016_flickr")
+
+
+def test_a_settings_file_reads_with_any_line_ends(tmp_path: Path) -> None:
+    """Read as bytes to bound its size, a CR-only TOML became one line ("Expected newline ... at line 1"): line ends
+    are taken as `read_text` took them, \\r\\n and \\r alike."""
+    text = "# decoding\n[decode]\nbeam_size = 1\nmax_len_b = 2\n"
+    for name, ends in (("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")):
+        (tmp_path / f"{name}.toml").write_bytes(text.replace("\n", ends).encode())
+        assert load_toml(tmp_path / f"{name}.toml", ("decode",)) == {"decode": {"beam_size": 1, "max_len_b": 2}}

@@ -45,7 +45,7 @@ def check_run(out: Path, steps: str, isas: str = "DEFAULT") -> int:
                           f"logs every {WARMUP} updates; the window runs from update {WARMUP} to STEPS + {WARMUP}, "
                           f"within seq2seq train's --max-steps bound)")  # fmt: skip
     names = isas.split()
-    unknown = [name for name in names if name not in ONEDNN_ISAS]
+    unknown = [name for name in names if name.upper() not in ONEDNN_ISAS]  # oneDNN reads the names in any case
     if unknown or not names:
         raise ConfigError(f"ISAS={isas!r}: {unknown[0] + ' is not' if unknown else 'name at least'} one of oneDNN's "
                           f"ONEDNN_MAX_CPU_ISA values: {' '.join(ONEDNN_ISAS)}")  # fmt: skip
