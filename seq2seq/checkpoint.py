@@ -112,14 +112,29 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 REMOVED_NPZ_MARKER = "format.npy"
 
 
-def _is_removed_npz(path: Path) -> bool:
+def _zip_members(path: Path) -> list[str] | None:
+    """The member names of a whole zip file; None where it is not one (or is cut short)."""
     import zipfile
 
     try:
         with zipfile.ZipFile(path) as z:
-            return REMOVED_NPZ_MARKER in z.namelist()
+            return z.namelist()
     except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile):  # ValueError: undecodable names
-        return False
+        return None
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    """What a file torch.load could not read is: an old NumPy-runtime .npz, a whole zip without torch's records
+    (an exported ONNX model, from Python: the CLI's loaders name it before), or a truncated or corrupt one."""
+    members = _zip_members(path)
+    if members is not None and REMOVED_NPZ_MARKER in members:
+        return CheckpointError(f"{path}: a removed NumPy runtime .npz (from seq2seq export), no checkpoint: export "
+                               "ONNX instead")  # fmt: skip
+    if members is not None and not any(m.endswith("data.pkl") for m in members):
+        return CheckpointError(f"{path}: a zip archive but no torch checkpoint (an exported ONNX model? seq2seq "
+                               "translate and load_translator take those)")  # fmt: skip
+    msg = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -141,11 +156,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"could run code{': ' + culprit if culprit else ''}"
         ) from None
     except Exception as err:  # truncated zip, damaged records, ...
-        if _is_removed_npz(path):
-            raise CheckpointError(f"{path}: a removed NumPy runtime .npz (from seq2seq export), no checkpoint: "
-                                  "export ONNX instead") from None  # fmt: skip
-        msg = str(err).strip().split(". ")[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({msg})") from None
+        raise _unreadable(path, err) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a seq2seq checkpoint (no '{FORMAT}' marker)")
     version = obj.get("version")

@@ -25,6 +25,7 @@ import torch
 from corpora import translate_in_a_fresh_process
 from model_kinds import VARIANTS, output_layer_op
 
+from seq2seq.checkpoint import load_checkpoint
 from seq2seq.cli import main
 from seq2seq.config import ConfigError, DecodeConfig
 from seq2seq.errors import CheckpointError
@@ -269,6 +270,10 @@ def test_an_onnx_model_given_for_a_checkpoint_is_named_whole_or_damaged(
         with pytest.raises(CheckpointError, match="^" + re.escape(says) + "$"):
             Translator.from_checkpoint(model)
     assert not list(tmp_path.glob("[ma].*"))
+    # the core's reader, from Python, cannot ask the ONNX format's owner: it names a whole zip without torch's records
+    # (it said "truncated or corrupt checkpoint (PytorchStreamReader failed locating file data.pkl ...)")
+    with pytest.raises(CheckpointError, match=re.escape(f"{exported}: a zip archive but no torch checkpoint (an ")):
+        load_checkpoint(exported)
 
 
 def test_the_removed_npz_format_is_named_in_one_line(
