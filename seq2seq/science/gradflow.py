@@ -24,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,14 +38,14 @@ from ..ids import BOS_ID, EOS_ID, PAD_ID
 from ..model import Seq2Seq
 from ..prepared import EncodedSplit
 from ..text import clean
-from ..tools.figures import CELL_COLORS, check_figure_output, new_figure, save_figure
+from ..tools.figures import check_figure_output
+from .gradflow_plot import Loss, plot_gradient_flow
 from .span_settings import memory_budget
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 log = logging.getLogger("seq2seq")
-Loss = Literal["last", "all"]
 CELLS = ("rnn", "gru", "lstm")
 # Bounds of the fresh models' batch, far beyond a readable plot; the memory a run needs is checked
 # against `memory_budget` too (`flow_memory`): per token 125 bytes per unit of the model's width (embedding,
@@ -214,43 +214,6 @@ def checkpoint_gradient_flow(
     # float64 as the fresh models: in float32 gradients below ~1e-45 are exactly 0 (a 300-piece target's
     # earliest steps), gaps in the plot; the targets above came from the model as `translate` runs it
     return gradient_flow(translator.model.double(), batch, loss)
-
-
-def plot_gradient_flow(
-    results_per_cell: dict[str, dict[str, list[float]]], out_png: str | Path, title: str = "", loss: Loss = "last"
-) -> Path:
-    """Two log-scale panels, encoder outputs and decoder states: ||dL/dh_t|| over t, one line per cell.
-    With `loss="last"` the decoder's x axis is the distance d to each sentence's EOS (`gradient_flow`),
-    drawn decreasing to the right so that the EOS, where L is read, is at the right as in time."""
-    fig = new_figure(figsize=(12, 4.6), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, part, what in zip(
-        axes,
-        ("encoder", "decoder"),
-        ("encoder inputs x_t (source embeddings; attention links each to L)", "decoder hidden states h_t (top layer)"),
-    ):
-        to_end = part == "decoder" and loss == "last"
-        for name, result in results_per_cell.items():
-            values = np.asarray(result[part], dtype=float)
-            ax.plot(
-                np.arange(len(values))[::-1] if to_end else np.arange(len(values)),
-                np.where(values > 0, values, np.nan),
-                label=name,
-                linewidth=1.6,
-                color=CELL_COLORS.get(name),
-            )
-        ax.set_yscale("log")
-        ax.set_title(what)
-        if to_end:
-            ax.invert_xaxis()
-            ax.set_xlabel("steps d before each sentence's EOS (where L is read)")
-        else:
-            ax.set_xlabel("time step t (source position)" if part == "encoder" else "time step t (target position)")
-        ax.grid(True, alpha=0.3, which="both")
-        ax.legend(title="model")
-    axes[0].set_ylabel("mean ||∂L/∂x_t||, ||∂L/∂h_t||  (log scale)")
-    fig.suptitle(title or "Gradient flow through time")
-    return save_figure(fig, out_png)
 
 
 @dataclass(frozen=True)
