@@ -61,12 +61,28 @@ def _check_folder(path: Path, make_folder: bool, later: bool) -> None:
         folder = next((p for p in folder.parents if p.exists()), folder)  # where the first new folder goes
     elif make_folder:
         _make_folder(path)
+    why = unwritable_folder(folder)
+    if why:
+        raise OutputError(f"cannot write {path}: {why}")
+
+
+def unwritable_folder(folder: Path) -> str | None:
+    """Why this process cannot create files in `folder` ("folder F/ does not exist", "F is not a folder", "folder
+    F/ is on a read-only file system", "folder F/ is not writable"), or None when it can."""
     if not folder.exists():
-        raise OutputError(f"cannot write {path}: folder {folder}/ does not exist")
+        return f"folder {folder}/ does not exist"
     if not folder.is_dir():
-        raise OutputError(f"cannot write {path}: {folder} is not a folder")
+        return f"{folder} is not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: folder {folder}/ is not writable")
+        return f"folder {folder}/ " + ("is on a read-only file system" if _read_only(folder) else "is not writable")
+    return None
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def check_output(

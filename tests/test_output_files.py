@@ -296,6 +296,31 @@ def test_check_output(tmp_path) -> None:
     check_output(tmp_path / "file", inputs=[None, tmp_path / "missing.txt", tmp_path / "new.txt"])  # not its input
 
 
+def test_an_unwritable_folder_is_named_with_why_read_only_file_system_or_permissions(tmp_path, monkeypatch) -> None:
+    """Every command's output check (and the demo's, which shares it) tells a read-only file system from a folder
+    this user may not write in. Simulated (as root, chmod is no test): access(2) refuses writing under both
+    folders, and statvfs says read-only for one."""
+    ro, locked = tmp_path / "ro", tmp_path / "locked"
+    ro.mkdir(), locked.mkdir()
+    access, statvfs = os.access, os.statvfs
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: Path(p) not in (ro, locked) and access(p, mode, **k))
+    monkeypatch.setattr(
+        os, "statvfs", lambda p: type("V", (), {"f_flag": os.ST_RDONLY})() if Path(p) == ro else statvfs(p)
+    )
+    with pytest.raises(OutputError) as err:
+        check_output(ro / "out.txt")
+    assert str(err.value) == f"cannot write {ro / 'out.txt'}: folder {ro}/ is on a read-only file system"
+    with pytest.raises(OutputError) as err:
+        check_output(locked / "new" / "out.txt", make_folder=True, later=True)  # a folder it would create in locked/
+    assert str(err.value) == f"cannot write {locked / 'new' / 'out.txt'}: folder {locked}/ is not writable"
+    with pytest.raises(OutputError) as err:
+        check_output(tmp_path / "missing" / "out.txt")
+    assert (
+        str(err.value)
+        == f"cannot write {tmp_path / 'missing' / 'out.txt'}: folder {tmp_path / 'missing'}/ does not exist"
+    )
+
+
 def test_ctrl_c_in_translate_is_one_line_exit_130_and_keeps_the_old_output(run_dir, tmp_path) -> None:
     """A real SIGINT to a real `seq2seq translate --output` while it translates (its temporary output
     file exists): exit status 130, one line on stderr, no traceback; the output file holds its old

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..atomic import unwritable_folder, write_text_atomic
 from ..config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from ..errors import ConfigError, CorpusError, OutputError
 from ..metrics import Scores, score
@@ -51,12 +50,9 @@ def _check_writable(out: Path) -> None:
     """The demo may write in `out`, or create it: the nearest folder of it or above it that exists is a folder this
     process may write in. A read-only file system or another user's folder is refused before any work, as train,
     export and the others refuse theirs (an OutputError), not as an OSError once the corpus is written."""
-    folder = next(p for p in (out, *out.parents) if p.exists())  # `.` or `/` at the latest
-    if not folder.is_dir():
-        raise OutputError(f"cannot write the demo into {out}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        why = "is on a read-only file system" if os.statvfs(folder).f_flag & os.ST_RDONLY else "is not writable"
-        raise OutputError(f"cannot write the demo into {out}: folder {folder}/ {why}")
+    why = unwritable_folder(next(p for p in (out, *out.parents) if p.exists()))  # `.` or `/` at the latest
+    if why:
+        raise OutputError(f"cannot write the demo into {out}: {why}")
 
 
 def run_demo(
