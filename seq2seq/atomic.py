@@ -74,15 +74,9 @@ def unwritable_folder(folder: Path) -> str | None:
     if not folder.is_dir():
         return f"{folder} is not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):
-        return f"folder {folder}/ " + ("is on a read-only file system" if _read_only(folder) else "is not writable")
+        read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
+        return f"folder {folder}/ " + ("is on a read-only file system" if read_only else "is not writable")
     return None
-
-
-def _read_only(folder: Path) -> bool:
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
 
 
 def check_output(
