@@ -190,7 +190,8 @@ def test_the_training_default_keeps_large_freed_blocks_instead_of_faulting_them_
         assert out.returncode == 0, out.stderr[-1500:]
         faults[mode] = int(out.stdout.split()[-1])
     assert faults["default"] > 30 * 10_000, faults  # every 48 MiB block faulted in again
-    assert faults["pinned"] * 8 < faults["default"], faults  # reused (measured: 24,576 against 368,670)
+    # reused: a few blocks' faults, not 30 (measured: 24,576 and once 49,152, 2 and 4 blocks, against 368,670)
+    assert faults["pinned"] * 5 < faults["default"], faults
 
 
 @pytest.mark.parametrize("command", ["translate", "serve"])
