@@ -27,6 +27,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """Captured output that holds a lone surrogate (the server's tests echo one) is kept escaped: pytest-xdist
+    sends every report to the main process as UTF-8, and one such character ended the whole worker."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(name, text.encode("utf-8", "backslashreplace").decode()) for name, text in report.sections]
+
+
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model trained once on the toy reversal task of corpora.py (test_translate, test_runtime)."""
