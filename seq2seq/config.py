@@ -8,6 +8,7 @@ CLI flags are generated from the fields (`cli/flags.py`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -39,6 +40,59 @@ def shown(value: Any) -> str:
     if isinstance(value, int) and value.bit_length() > 200:
         return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+LANGUAGE_CODE = "a language code (1 to 100 printable characters)"  # a corpus file's suffix: `de`, `pt_BR`, `sr@latin`
+
+
+def check_language_codes(src: Any, tgt: Any) -> None:
+    """`--src`/`--tgt` as every model file records them (an exported model refuses any other): before any work."""
+    for flag, value in (("--src", src), ("--tgt", tgt)):
+        check(is_language_code(value), f"{flag} {value!r} is not {LANGUAGE_CODE}")
+
+
+def is_language_code(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 100 and value.isprintable()
+
+
+def _refused(error: type[ConfigError], message: str, where: str, wanted: str | tuple, value: Any) -> ConfigError:
+    """`error(message)` carrying the field, what it wants and the value it got (errors.ConfigError)."""
+    err = error(message)
+    err.field, err.wanted, err.value = where, wanted, value
+    return err
+
+
+def coerce_field(cls: type, name: str, tp: Any, value: Any) -> Any:
+    """Check `value` against the field's annotation (ints widen to floats, nothing else)."""
+    where = f"{cls.__name__}.{name}"
+    if typing.get_origin(tp) is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise _refused(ConfigError, f"{where} must be one of {choices}, got {value!r}", where, choices, value)
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        check(abs(value) < 2**1023, f"{where} must be a finite number, got an integer over 1e307")
+        return float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        message = f"{where} must be {tp.__name__}, got {type(value).__name__} {shown(value)}"
+        raise _refused(ConfigKeyError, message, where, tp.__name__, value)
+    if tp is int:  # far out of every range; refused here, where no message tries str() (past 4,300 digits: fails)
+        check(value.bit_length() <= 14_000, f"{where} is out of range: {shown(value)}")
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_types(obj: Any) -> None:
+    """Every field of its annotated type, as `config_dict.from_dict` checks a dict: a config built directly from
+    Python (`DecodeConfig(beam_size=2.5)`) is one error naming the field, not a traceback deep in the search."""
+    for name, tp in _hints(type(obj)).items():
+        value = getattr(obj, name)
+        if (widened := coerce_field(type(obj), name, tp, value)) is not value:
+            object.__setattr__(obj, name, widened)  # an int given for a float field (frozen: set once, here)
 
 
 def _check_ranges(obj: Any, bounds: dict[str, tuple[float, float]]) -> None:
@@ -74,6 +128,7 @@ class DataConfig:
     test_split: str = "test"  # file stem of the test split (reported, never tuned on)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         check(self.vocab_size >= 16, f"vocab_size must be >= 16, got {self.vocab_size}")
         check(
             MIN_CHARACTER_COVERAGE <= self.character_coverage <= 1,
@@ -114,6 +169,7 @@ class ModelConfig:
     emb_init_std: float = 0.25  # embeddings start as N(0, std^2) (torch's N(0, 1) before 2026-12-05)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         for name in ("emb_size", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _check_ranges(self, MODEL_BOUNDS)
@@ -188,6 +244,7 @@ class TrainConfig:
         return self.max_tokens if self.shape_buckets == "on" else 0
 
     def __post_init__(self) -> None:
+        _check_types(self)
         check(self.max_tokens >= 1, "max_tokens must be >= 1")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1]")
@@ -228,6 +285,7 @@ class DecodeConfig:
     memory_budget_gb: float = 0.0  # refuse a search estimated to need more memory (0: half the machine's RAM)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         for name, (low, high) in DECODE_BOUNDS.items():
             value = getattr(self, name)
             check(

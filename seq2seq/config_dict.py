@@ -10,39 +10,13 @@ import dataclasses
 import difflib
 import typing
 from dataclasses import fields
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from .config import check, shown
-from .errors import ConfigError, ConfigKeyError
+from .config import coerce_field
+from .errors import ConfigKeyError
 
 C = TypeVar("C")
 Settings = C | dict[str, Any] | None  # a config (every field asked for), a dict of some fields, or None
-
-
-def _refused(error: type[ConfigError], message: str, where: str, wanted: str | tuple, value: Any) -> ConfigError:
-    """`error(message)` carrying the field, what it wants and the value it got (errors.ConfigError)."""
-    err = error(message)
-    err.field, err.wanted, err.value = where, wanted, value
-    return err
-
-
-def _coerce(cls: type, name: str, tp: Any, value: Any) -> Any:
-    """Check `value` against the field's annotation (ints widen to floats, nothing else)."""
-    where = f"{cls.__name__}.{name}"
-    if typing.get_origin(tp) is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise _refused(ConfigError, f"{where} must be one of {choices}, got {value!r}", where, choices, value)
-        return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        check(abs(value) < 2**1023, f"{where} must be a finite number, got an integer over 1e307")
-        return float(value)
-    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        message = f"{where} must be {tp.__name__}, got {type(value).__name__} {shown(value)}"
-        raise _refused(ConfigKeyError, message, where, tp.__name__, value)
-    if tp is int:  # far out of every range; refused here, where no message tries str() (past 4,300 digits: fails)
-        check(value.bit_length() <= 14_000, f"{where} is out of range: {shown(value)}")
-    return value
 
 
 def checked_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +30,7 @@ def checked_values(cls: type, values: dict[str, Any]) -> dict[str, Any]:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(known)}"
             raise ConfigKeyError(f"unknown {cls.__name__} key {key!r}{hint}")
-        kwargs[key] = _coerce(cls, key, hints[key], value)
+        kwargs[key] = coerce_field(cls, key, hints[key], value)
     return kwargs
 
 

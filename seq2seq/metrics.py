@@ -112,6 +112,11 @@ def score(
     hyps: Sequence[str], refs: Sequence[str], tokenize: str = "13a", metrics: Sequence[str] = ("bleu", "chrf")
 ) -> Scores:
     """Corpus-level BLEU (cased, `tokenize`), chrF2 and/or TER of `hyps` against one reference each."""
+    for name, given in (("hyps", hyps), ("refs", refs), ("metrics", metrics)):
+        if isinstance(given, (str, bytes)):  # its characters would be scored as sentences, or read as metrics
+            raise ConfigError(f"{name} must be a list of strings, got one {type(given).__name__} {given[:40]!r}")
+    if not metrics:
+        raise ConfigError(f"no metric asked for; choose from {', '.join(METRICS)}")
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
     if not refs:

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .config import DataConfig
+from .config import DataConfig, check_language_codes
 from .config_dict import Settings, changed_fields, from_dict, requested, to_dict
 from .corpus import TrainFilter, clean_split, read_pairs, split_paths, write_text
 from .errors import CheckpointError, CorpusError, OutputError
@@ -71,6 +71,7 @@ def preprocess(
     A folder that holds a trained model (last.pt) is refused unless `overwrite`: its SentencePiece
     models are the ones that model was trained with (its checkpoints are kept either way).
     Another process writing in `out` (RUN/.lock held) is a RunFolderError naming its PID (runlock.py)."""
+    check_language_codes(src, tgt)  # before the lock: a model trained on them must be exportable
     with RunLock(out):  # one writer per run folder, from before the first check to the last write
         return _preprocess(Path(data_dir), src, tgt, Path(out), cfg, overwrite)
 

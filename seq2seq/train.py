@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import resume_configs
-from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, refuse_ignored_train
+from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, check_language_codes, refuse_ignored_train
 from .config_dict import Settings, from_dict, requested, to_dict
 from .errors import CheckpointError
 from .machine import process
@@ -39,6 +39,9 @@ class RunSpec:
     src: str
     tgt: str
     run: str | Path
+
+    def __post_init__(self) -> None:
+        check_language_codes(self.src, self.tgt)
 
 
 @dataclass(frozen=True)

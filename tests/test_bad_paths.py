@@ -27,7 +27,6 @@ LONG = "a" * 300  # over the 255 bytes a file name may have: ENAMETOOLONG
     [
         ["translate", "--checkpoint", "RUN/best.pt", "--input", "TMP/LONG"],
         ["translate", "--checkpoint", "RUN/best.pt", "--input", "TMP/in.txt", "--output", "TMP/LONG"],
-        ["train", "--data", "RUN/../data", "--src", "LONG", "--tgt", "yy", "--out", "TMP/run"],
         ["train", "--data", "RUN/../data", "--src", "xx", "--tgt", "yy", "--out", "TMP/LONG"],
         ["preprocess", "--data", "RUN/../data", "--src", "xx", "--tgt", "yy", "--out", "TMP/LONG"],
         ["export", "--checkpoint", "RUN/best.pt", "--out", "TMP/LONG"],

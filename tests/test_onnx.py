@@ -723,3 +723,22 @@ def test_decode_profile_splits_a_run_between_onnx_runtime_and_the_search(
     assert "LSTM" in ops["decoder_step"] and "LSTM" in ops["encoder"]
     for shares in ops.values():  # the 10 largest operators' shares of the graph's kernel time
         assert all(0 < v <= 1 for v in shares.values()) and sum(shares.values()) <= 1.001
+
+
+@pytest.mark.parametrize("threads", [10**6, 1025, -1, 2.5, "4", True])
+def test_onnx_threads_out_of_range_or_not_a_whole_number_are_refused_before_a_session(exported: Path, threads) -> None:
+    """threads=10**6 made ONNX Runtime's thread pool grow without end (0.5 GB in 5 s, 2 GB in 35 s); 2.5 or "4"
+    read as "incomplete or corrupt ONNX model"; -1 was taken. One line naming threads, before the file is read."""
+    with pytest.raises(ConfigError, match=r"^threads must be a whole number in \[0, 1024\] .*, got "):
+        load_translator(exported, threads=threads)
+    assert load_translator(exported, threads=1).translate(["red cat"]) == load_translator(exported).translate(
+        ["red cat"]
+    )
+
+
+def test_export_names_an_unknown_format_and_keeps_the_npz_message_for_npz(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^unknown export format 'ONNX': the one format is 'onnx'"):
+        export_model(run_dir / "best.pt", tmp_path / "m.onnx.zip", "ONNX")
+    with pytest.raises(ConfigError, match="npz"):
+        export_model(run_dir / "best.pt", tmp_path / "m.npz", "npz")
+    assert list(tmp_path.iterdir()) == []

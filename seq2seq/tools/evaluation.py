@@ -16,6 +16,7 @@ reads this module's defaults for its --help.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,8 @@ class EvalSettings:
             raise ConfigError(
                 f"unknown BLEU tokenizer {self.tokenize!r}; sacrebleu offers {', '.join(BLEU_TOKENIZERS)}"
             )
+        if isinstance(self.metrics, str):  # "bleu" would be read as the metrics b, l, e, u
+            raise ConfigError(f"metrics must be a list of names, got the one string {self.metrics!r}")
         unknown = set(self.metrics) - set(METRICS)
         if unknown or not self.metrics:
             raise ConfigError(f"unknown metric(s) {sorted(unknown)}; choose from {', '.join(METRICS)}")
@@ -220,6 +223,9 @@ def evaluate_files(
     lines as the hypothesis file (a CorpusError naming the file and both counts otherwise)."""
     from ..metrics import bleu_metric
 
+    if isinstance(ref_paths, (str, os.PathLike)):  # a string's characters would be taken as the files
+        raise ConfigError(f"ref_paths must be a list of reference files, got the one path {str(ref_paths)!r}: "
+                          f"use [{str(ref_paths)!r}]")  # fmt: skip
     settings = settings or EvalSettings()
     if "bleu" in settings.metrics:
         bleu_metric(settings.tokenize)  # a tokenizer that cannot run here fails before the files are read

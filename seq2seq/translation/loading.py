@@ -29,8 +29,10 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str | None = None
     from ..atomic import refuse_run_checkpoint
     from .onnx_model import export_onnx
 
-    if fmt not in (None, "onnx") or Path(out).suffix == ".npz":
+    if fmt == "npz" or Path(out).suffix == ".npz":
         raise ConfigError(f"{REMOVED_NPZ}: write an ONNX model instead (--format onnx, e.g. --out model.onnx.zip)")
+    if fmt not in (None, "onnx"):
+        raise ConfigError(f"unknown export format {fmt!r}: the one format is 'onnx' (an ONNX Runtime model)")
     refuse_hub_output(out, "export")
     # before any work: a folder, a device or pipe, or the checkpoint itself; a missing folder is created when written
     check_output(out, inputs=[checkpoint], make_folder=True, later=True, regular=True)
@@ -44,6 +46,8 @@ def average_models(checkpoints: Sequence[str | Path], out: str | Path) -> Path:
     from ..checkpoint import average_checkpoints
     from .onnx_model import refuse_onnx_model
 
+    if isinstance(checkpoints, (str, Path)):  # its characters would be taken as the files
+        raise ConfigError(f"checkpoints must be a list of checkpoint files, got the one path {str(checkpoints)!r}")
     refuse_hub_output(out, "average")
     files = [model_file(p) for p in checkpoints]  # hf://ORG/NAME: downloaded
     for file in files:
@@ -78,6 +82,8 @@ def load_translator(
     `EnsembleTranslator`), checked against `cfg` and the (source, target) `languages` asked for, where given
     (`check_languages`; one-line errors before any input is read); `threads`: an ONNX model's intra-op
     threads (`load_model`)."""
+    if isinstance(languages, (str, bytes)) or len(languages) != 2:
+        raise ConfigError(f"languages must be a (source, target) pair, None for either, got {languages!r}")
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths:
         raise ConfigError("no model file given")

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import atomic_write
-from ..config import ConfigError, DecodeConfig, ModelConfig
+from ..config import LANGUAGE_CODE, TRAIN_BOUNDS, ConfigError, DecodeConfig, ModelConfig, is_language_code
 from ..config_dict import from_dict
 from ..errors import CheckpointError
 from ..tokenizer import Tokenizer
@@ -159,11 +159,6 @@ def _names(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _language(value: Any) -> bool:
-    """Whatever preprocess took as --src/--tgt (the corpus files' suffix: `pt_BR`, `sr@latin`), printable."""
-    return isinstance(value, str) and 0 < len(value) <= 100 and value.isprintable()
-
-
 def _digests(value: Any) -> bool:
     return isinstance(value, dict) and set(value) <= {"src", "tgt"} and all(
         isinstance(d, str) and bool(_SHA256.fullmatch(d)) for d in value.values())  # fmt: skip
@@ -177,8 +172,8 @@ _NAMES = "a list of the graph's input or output names"
 # The manifest's fields besides format and version: (required, the check of its value, what the value must be)
 _FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "model_config": (True, lambda v: isinstance(v, dict), "an object (the model's settings)"),
-    "src_lang": (True, _language, "a language code (1 to 100 printable characters)"),
-    "tgt_lang": (True, _language, "a language code (1 to 100 printable characters)"),
+    "src_lang": (True, is_language_code, LANGUAGE_CODE),  # what preprocess took as --src/--tgt
+    "tgt_lang": (True, is_language_code, LANGUAGE_CODE),
     "quantize": (True, lambda v: isinstance(v, str) and v in ("none", *QUANTIZE), f"none or {' or '.join(QUANTIZE)}"),
     "step_inputs": (True, _names, _NAMES),
     "step_outputs": (True, _names, _NAMES),
@@ -418,6 +413,10 @@ class OnnxTranslator(Translating):
         graphs' input and output names and sizes against the manifest's model config, their attention and
         quantization, the tokenizers' sizes against the embeddings and the output layer)."""
         path = Path(path)
+        low, high = TRAIN_BOUNDS["threads"]  # as `seq2seq train --threads`: a typo is one line, not a hang
+        if not (isinstance(threads, int) and not isinstance(threads, bool) and low <= threads <= high):
+            raise ConfigError(f"threads must be a whole number in [{low}, {high}] (ONNX Runtime's intra-op threads; "
+                              f"0: one per usable core, at most 8), got {threads!r}")  # fmt: skip
         if not path.is_file():
             raise CheckpointError(f"{path}: no such model file")
         if not is_onnx_model(path):

@@ -1,0 +1,112 @@
+"""The Python API refuses a wrong argument in one error naming it (a review of 2026-12-06 found each of these
+going through to a traceback deep in numpy, torch or pathlib, to a silently wrong result, or to a model that
+trained for minutes and could not be exported)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from seq2seq.cli import main
+from seq2seq.config import DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from seq2seq.errors import ConfigError, ConfigKeyError
+from seq2seq.metrics import score
+from seq2seq.preprocess import preprocess
+from seq2seq.tools.evaluation import EvalSettings, evaluate_files
+from seq2seq.train import RunSpec
+from seq2seq.translation import load_translator
+from seq2seq.translation.loading import average_models
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: DecodeConfig(beam_size=2.5), "DecodeConfig.beam_size must be int, got float 2.5"),
+        (lambda: DecodeConfig(beam_size=True), "DecodeConfig.beam_size must be int, got bool True"),
+        (lambda: DecodeConfig(max_src_len=3.7), "DecodeConfig.max_src_len must be int, got float 3.7"),
+        (lambda: DecodeConfig(beam_size=None), "DecodeConfig.beam_size must be int, got NoneType None"),
+        (lambda: DecodeConfig(batch_size=1.5), "DecodeConfig.batch_size must be int"),
+        (lambda: DecodeConfig(memory_budget_gb=True), "DecodeConfig.memory_budget_gb must be float, got bool"),
+        (lambda: ModelConfig(emb_size=True), "ModelConfig.emb_size must be int"),
+        (lambda: TrainConfig(max_steps=2.5), "TrainConfig.max_steps must be int, got float 2.5"),
+        (lambda: TrainConfig(seed=None), "TrainConfig.seed must be int, got NoneType None"),
+        (lambda: DataConfig(vocab_size="1000"), "DataConfig.vocab_size must be int, got str '1000'"),
+    ],
+)
+def test_a_config_built_in_python_with_a_wrong_type_is_a_type_error_naming_the_field(make, words: str) -> None:
+    """As a dict or keyword arguments already were: `DecodeConfig(beam_size=2.5)` raised in numpy's `full`
+    from the search, `beam_size=True` ran greedy, `max_len_b=10.5` and `batch_size=1.5` were taken."""
+    with pytest.raises(ConfigKeyError) as err:
+        make()
+    assert isinstance(err.value, TypeError) and str(err.value).startswith(words)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: DecodeConfig(stopping="x"), "DecodeConfig.stopping must be one of ('bound', 'beam'), got 'x'"),
+        (lambda: ModelConfig(cell="gru2"), "ModelConfig.cell must be one of ('lstm', 'gru', 'rnn'), got 'gru2'"),
+    ],
+)
+def test_a_config_choice_outside_its_choices_is_refused_when_built(make, words: str) -> None:
+    """`DecodeConfig(stopping='x')` was refused only inside the beam search, after encoding; `cell='gru2'` built."""
+    with pytest.raises(ConfigError) as err:
+        make()
+    assert str(err.value) == words
+
+
+def test_an_integer_for_a_float_field_is_widened_as_from_a_dict() -> None:
+    cfg = DecodeConfig(length_penalty=1, max_len_a=3)
+    assert type(cfg.length_penalty) is float and type(cfg.max_len_a) is float and cfg.max_len_a == 3.0
+    assert DecodeConfig(length_penalty=1) == DecodeConfig(length_penalty=1.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda: score("Das ist gut.", "Das ist gut!"), "hyps must be a list of strings, got one str"),
+        (lambda: score(["a cat"], "a cat"), "refs must be a list of strings, got one str"),
+        (lambda: score(["a cat"], ["a cat"], metrics="bleu"), "metrics must be a list of strings, got one str 'bleu'"),
+        (lambda: score(["a cat"], ["a cat"], metrics=[]), "no metric asked for; choose from bleu, chrf, ter"),
+        (lambda: EvalSettings(metrics="bleu"), "metrics must be a list of names, got the one string 'bleu'"),
+        (lambda: evaluate_files("hyp.txt", "ref.txt"), "ref_paths must be a list of reference files, got the one path"),
+        (lambda: evaluate_files("h", Path("ref.txt")), "ref_paths must be a list of reference files, got the one path"),
+        (lambda: average_models("best.pt", "avg.pt"), "checkpoints must be a list of checkpoint files, got the one"),
+    ],
+)
+def test_one_string_where_a_list_is_wanted_is_refused_not_read_character_by_character(call, words: str) -> None:
+    """`score("Das ist gut.", "Das ist gut!")` scored 12 one-character sentences (chrF 66.67); `metrics="bleu"` asked
+    for the metrics b, e, l, u; `evaluate_files(h, "ref.txt")` looked for a file "r"; `average_models("best.pt")`
+    took "/" for a checkpoint; `metrics=[]` returned no scores at all."""
+    with pytest.raises(ConfigError) as err:
+        call()
+    assert str(err.value).startswith(words), err.value
+
+
+def test_languages_must_be_a_pair(run_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^languages must be a \(source, target\) pair, None for either, got 'xx'$"):
+        load_translator(run_dir / "best.pt", languages="xx")
+    assert load_translator(run_dir / "best.pt", languages=("xx", None)).src_lang == "xx"
+
+
+@pytest.mark.parametrize("src", ["x" * 101, "", "x\ty", "de\n"])
+def test_a_language_code_no_model_file_could_record_is_refused_before_any_work(
+    src: str, tmp_path: Path, capsys
+) -> None:
+    """A 120-character --src prepared and trained to the end; `export` then refused the model ("src_lang ... not a
+    language code"). preprocess, train (RunSpec) and the CLI now refuse it first, by the rule export reads with."""
+    want = f"--src {src!r} is not a language code (1 to 100 printable characters)"
+    with pytest.raises(ConfigError) as err:
+        RunSpec(tmp_path / "data", src, "yy", tmp_path / "run")
+    assert str(err.value) == want
+    with pytest.raises(ConfigError) as err:
+        preprocess(tmp_path / "data", src, "yy", tmp_path / "run", DataConfig())
+    assert str(err.value) == want
+    if src and "\n" not in src and "\t" not in src:  # what a shell passes as one argument here
+        argv = ["train", "--data", str(tmp_path / "data"), "--src", src, "--tgt", "yy", "--out", str(tmp_path / "run")]
+        assert main([*argv, "--quiet"]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"seq2seq train: error: {want}"]
+    assert list(tmp_path.iterdir()) == []  # no run folder, no work folder
+    with pytest.raises(ConfigError, match="--tgt"):
+        RunSpec(tmp_path / "data", "xx", "y" * 101, tmp_path / "run")
