@@ -86,7 +86,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _check_types(obj: Any) -> None:
+def check_field_types(obj: Any) -> None:
     """Every field of its annotated type, as `config_dict.from_dict` checks a dict: a config built directly from
     Python (`DecodeConfig(beam_size=2.5)`) is one error naming the field, not a traceback deep in the search."""
     for name, tp in _hints(type(obj)).items():
@@ -128,7 +128,7 @@ class DataConfig:
     test_split: str = "test"  # file stem of the test split (reported, never tuned on)
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_field_types(self)
         check(self.vocab_size >= 16, f"vocab_size must be >= 16, got {self.vocab_size}")
         check(
             MIN_CHARACTER_COVERAGE <= self.character_coverage <= 1,
@@ -169,7 +169,7 @@ class ModelConfig:
     emb_init_std: float = 0.25  # embeddings start as N(0, std^2) (torch's N(0, 1) before 2026-12-05)
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_field_types(self)
         for name in ("emb_size", "enc_hidden", "enc_layers", "dec_hidden", "dec_layers"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _check_ranges(self, MODEL_BOUNDS)
@@ -244,7 +244,7 @@ class TrainConfig:
         return self.max_tokens if self.shape_buckets == "on" else 0
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_field_types(self)
         check(self.max_tokens >= 1, "max_tokens must be >= 1")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(0 < self.lr_decay <= 1, "lr_decay must be in (0, 1]")
@@ -285,7 +285,7 @@ class DecodeConfig:
     memory_budget_gb: float = 0.0  # refuse a search estimated to need more memory (0: half the machine's RAM)
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_field_types(self)
         for name, (low, high) in DECODE_BOUNDS.items():
             value = getattr(self, name)
             check(

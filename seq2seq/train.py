@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import resume_configs
-from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, check_language_codes, refuse_ignored_train
+from .config import (
+    ConfigError,
+    ConfigKeyError,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    check_field_types,
+    check_language_codes,
+    refuse_ignored_train,
+)
 from .config_dict import Settings, from_dict, requested, to_dict
 from .errors import CheckpointError
 from .machine import process
@@ -56,6 +65,7 @@ class RunOptions:
     continue_with: str = RESUME_ADVICE  # what the warning after an interrupt says to do next
 
     def __post_init__(self) -> None:  # a flag the run would ignore is refused
+        check_field_types(self)  # `device=None` was a torch traceback of many lines
         if self.reset_optimizer and not self.resume:
             raise ConfigError("--reset-optimizer applies to a resumed run only: add --resume, or drop it")
         if self.resume and self.overwrite:
@@ -130,6 +140,9 @@ def train(
     deleted: another process training or preprocessing there is a RunFolderError naming its PID
     (runlock.py).
     """
+    for name, given, kind in (("spec", spec, RunSpec), ("options", options or RunOptions(), RunOptions)):
+        if not isinstance(given, kind):  # a dict or a tuple: an AttributeError deep in the run before
+            raise ConfigKeyError(f"{name} must be a {kind.__name__}, got {type(given).__name__}")
     opts = options or RunOptions()
     device = resolve_device(opts.device)
     settings = (data_cfg, model_cfg, cfg)

@@ -14,9 +14,10 @@ from seq2seq.errors import ConfigError, ConfigKeyError
 from seq2seq.metrics import score
 from seq2seq.preprocess import preprocess
 from seq2seq.tools.evaluation import EvalSettings, evaluate_files
-from seq2seq.train import RunSpec
+from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation import load_translator
 from seq2seq.translation.loading import average_models
+from seq2seq.translation.torch_engine import Translator
 
 
 @pytest.mark.parametrize(
@@ -110,3 +111,31 @@ def test_a_language_code_no_model_file_could_record_is_refused_before_any_work(
     assert list(tmp_path.iterdir()) == []  # no run folder, no work folder
     with pytest.raises(ConfigError, match="--tgt"):
         RunSpec(tmp_path / "data", "xx", "y" * 101, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda: RunOptions(device=None), "RunOptions.device must be str, got NoneType None"),
+        (lambda: RunOptions(resume="no"), "RunOptions.resume must be bool, got str 'no'"),
+        (lambda: train(("data", "xx", "yy", "run")), "spec must be a RunSpec, got tuple"),
+        (lambda: train(RunSpec("data", "xx", "yy", "run"), options={"device": "cpu"}), "options must be a RunOptions"),
+    ],
+)
+def test_train_arguments_of_the_wrong_kind_are_a_type_error_naming_them(call, words: str) -> None:
+    """`RunOptions(device=None)` was a many-line torch error, `resume="no"` resumed; a tuple or a dict in place of
+    RunSpec / RunOptions was an AttributeError from inside the run."""
+    with pytest.raises(ConfigKeyError) as err:
+        call()
+    assert isinstance(err.value, TypeError) and str(err.value).startswith(words)
+
+
+def test_a_translators_check_and_describe_take_a_decode_config_or_none(run_dir: Path) -> None:
+    tr = Translator.from_checkpoint(run_dir / "best.pt")
+    for call in (lambda: tr.check({"precision": "fp32"}), lambda: tr.describe({"precision": "fp32"})):
+        with pytest.raises(TypeError, match="^cfg must be a DecodeConfig, got"):
+            call()
+    tr.check(None)
+    assert tr.describe(None) == tr.describe(DecodeConfig())
+    with pytest.raises(ConfigError, match="^no model file given$"):
+        load_translator(None)

@@ -84,7 +84,7 @@ def load_translator(
     threads (`load_model`)."""
     if isinstance(languages, (str, bytes)) or len(languages) != 2:
         raise ConfigError(f"languages must be a (source, target) pair, None for either, got {languages!r}")
-    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    paths = [path] if isinstance(path, (str, Path)) else list(path or [])
     if not paths:
         raise ConfigError("no model file given")
     translator: Translating

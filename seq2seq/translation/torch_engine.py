@@ -17,7 +17,7 @@ from ..ids import EOS_ID
 from ..machine.hardware import resolve_device, resolve_precision
 from ..model import DecoderState, Memory, Seq2Seq
 from ..tokenizer import Tokenizer
-from .base import Translating, memory_rows
+from .base import Translating, decode_config, memory_rows
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -155,10 +155,11 @@ class Translator(Translating):
 
     def _where(self, cfg: DecodeConfig | None) -> dict[str, Any]:
         device = str(next(self.model.parameters()).device)
-        return {"device": device, "precision": resolve_precision((cfg or DecodeConfig()).precision, device, DEBUG).name}
+        return {"device": device, "precision": resolve_precision(decode_config(cfg, {}).precision, device, DEBUG).name}
 
-    def check(self, cfg: DecodeConfig) -> None:
+    def check(self, cfg: DecodeConfig | None) -> None:
         """A precision this machine cannot run or a beam wider than the target vocabulary: one-line errors."""
+        cfg = decode_config(cfg, {})  # not a DecodeConfig: a TypeError naming cfg
         resolve_precision(cfg.precision, str(next(self.model.parameters()).device), DEBUG)
         cfg.check_vocab(len(self.tgt_tok))
 
