@@ -91,4 +91,4 @@ CORE_LINES = 5010  # +1 12-04: updater.py imports machine/adam.py; +1, +3 12-05:
 # file system (and these 2 lines)
 # +44 12-06 (s27 API review): config.py checks each field's type when a config is built (coerce_field moved from
 # config_dict.py), language codes (check_language_codes: preprocess, RunSpec); metrics.score refuses a str
-# (and these 3 lines); +13: train() refuses a spec or options of another kind, RunOptions checks its field types (this line too)
+# (and these 3 lines); +13: train() refuses a spec or options of another kind, RunOptions checks its types
