@@ -16,6 +16,7 @@ from seq2seq.preprocess import preprocess
 from seq2seq.tools.evaluation import EvalSettings, evaluate_files
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.translation import load_translator
+from seq2seq.translation.ensemble import EnsembleTranslator
 from seq2seq.translation.loading import average_models
 from seq2seq.translation.torch_engine import Translator
 
@@ -139,3 +140,14 @@ def test_a_translators_check_and_describe_take_a_decode_config_or_none(run_dir: 
     assert tr.describe(None) == tr.describe(DecodeConfig())
     with pytest.raises(ConfigError, match="^no model file given$"):
         load_translator(None)
+
+
+def test_a_path_where_a_loaded_translator_is_wanted_and_none_for_a_checkpoint_are_named(run_dir: Path) -> None:
+    """`EnsembleTranslator([path])` was "'str' object has no attribute 'src_tok'"; `from_checkpoint(None)` pathlib's
+    "expected str, bytes or os.PathLike object", naming no argument."""
+    with pytest.raises(TypeError, match=r"^an ensemble's members are loaded translators \(load_translator takes"):
+        EnsembleTranslator([str(run_dir / "best.pt")])
+    with pytest.raises(TypeError, match="^path must be a checkpoint file's path, got NoneType$"):
+        Translator.from_checkpoint(None)
+    tr = Translator.from_checkpoint(run_dir / "best.pt")
+    assert EnsembleTranslator([tr]).translate(["red cat"]) == tr.translate(["red cat"])

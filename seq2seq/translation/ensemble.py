@@ -113,6 +113,9 @@ class EnsembleTranslator(Translating):
     def __init__(self, members: Sequence[Translating], names: Sequence[str | Path] | None = None) -> None:
         if not members:
             raise ConfigError("an ensemble needs at least one model")
+        if stray := next((m for m in members if not hasattr(m, "search_engine")), None):  # a path, say
+            raise TypeError(f"an ensemble's members are loaded translators (load_translator takes paths), got "
+                            f"{type(stray).__name__} {str(stray)[:60]!r}")  # fmt: skip
         self.members = tuple(members)
         self.names = [str(n) for n in names or [f"model {i}" for i in range(1, len(members) + 1)]]
         if len(self.names) != len(self.members):

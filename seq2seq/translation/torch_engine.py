@@ -3,6 +3,7 @@ loaded once, translated with the one search of `Translating`)."""
 
 from __future__ import annotations
 
+import os
 from logging import DEBUG
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -117,6 +118,8 @@ class Translator(Translating):
         """Load a checkpoint written by `seq2seq train` (best.pt, last.pt, or an averaged one)."""
         from .onnx_model import refuse_onnx_model
 
+        if not isinstance(path, (str, os.PathLike)):  # None: pathlib's TypeError named no argument
+            raise TypeError(f"path must be a checkpoint file's path, got {type(path).__name__}")
         refuse_onnx_model(path)
         saved = read_model(path)
         check_vocab(path, saved)
