@@ -8,6 +8,7 @@ The objective itself (teacher forcing, truncated BPTT) lives in objective.py. Mu
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,4 +176,9 @@ def train(
         return result
     finally:
         lock.release()
+        # The DDP model holds the gloo process group and sits in reference cycles: freed here, while the interpreter
+        # runs, not by the last collection at exit, where gloo's thread freeing a broadcast's tensors could not take
+        # the GIL and aborted the process (SIGABRT after a finished run; seen under load, 2026-12-06)
+        updater = trainer = None  # noqa: F841
+        gc.collect()
         distributed.teardown(dist, failed)

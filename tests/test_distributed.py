@@ -4,6 +4,7 @@ resume, rank-0-only files, and the `torchrun -m seq2seq train` command itself.""
 from __future__ import annotations
 
 import faulthandler
+import gc
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import ConfigError, ModelConfig, TrainConfig
 from seq2seq.prepared import Prepared
 from seq2seq.progress import TrainState, after_update, budget_progress, learning_rate
+from seq2seq.scale import distributed
 from seq2seq.scale.distributed import Dist
 from seq2seq.train import RunOptions, RunSpec, train
 from seq2seq.updater import Updater
@@ -47,11 +49,19 @@ def resume_cfg(steps: int) -> TrainConfig:
 
 def _worker(rank: int, world: int, root: Path) -> None:
     """One rank: a process group of its own (file rendezvous), then ordinary `train` calls."""
-    # A rank once died of SIGABRT ("terminate called without an active exception") in 1 of ~30 runs; not
-    # reproduced since (26 runs under a CPU hog). If it comes back, this prints each thread's Python stack.
+    # A rank once died of SIGABRT ("terminate called without an active exception") at exit: gloo's thread freed a
+    # broadcast's tensors while the last garbage collection at exit ran (a core dump, 2026-12-06); `train` now frees
+    # the DDP model before it leaves. If it comes back, this prints each thread's Python stack.
     faulthandler.enable(all_threads=True)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{root / 'rendezvous'}", rank=rank, world_size=world)
+    alive, teardown = [], distributed.teardown
+
+    def counting_teardown(d: Dist, failed: bool = False) -> None:  # how many DDP models live when train leaves
+        alive.append(sum(isinstance(o, torch.nn.parallel.DistributedDataParallel) for o in gc.get_objects()))
+        teardown(d, failed)
+
+    distributed.teardown = counting_teardown
     try:
         corpus = root / "corpus"
         for tf in (1.0, 0.0):  # teacher forcing, and feeding the model's own (argmax) predictions
@@ -73,6 +83,7 @@ def _worker(rank: int, world: int, root: Path) -> None:
             RunOptions(resume=True, progress=False),
         )
     finally:
+        (root / f"ddp-alive-{rank}.json").write_text(json.dumps(alive))
         dist.barrier()
         dist.destroy_process_group()
 
@@ -83,6 +94,14 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_corpus(root / "corpus", n_train=200)
     mp.spawn(_worker, args=(2, root), nprocs=2, join=True)
     return root
+
+
+def test_train_frees_its_ddp_model_before_leaving_the_process_group(two_ranks: Path) -> None:
+    """Left to the last garbage collection at exit, the DDP model's process group was freed while gloo's thread
+    still held a broadcast's tensors: that thread could not take the GIL and the rank died of SIGABRT after a
+    finished run (torchrun: "failed", exit 1). Every `train` of both ranks leaves with no DDP model alive."""
+    for rank in (0, 1):
+        assert json.loads((two_ranks / f"ddp-alive-{rank}.json").read_text()) == [0, 0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("teacher_forcing", [1.0, 0.0])
