@@ -141,10 +141,10 @@ def train(
     deleted: another process training or preprocessing there is a RunFolderError naming its PID
     (runlock.py).
     """
-    for name, given, kind in (("spec", spec, RunSpec), ("options", options or RunOptions(), RunOptions)):
+    opts = options or RunOptions()
+    for name, given, kind in (("spec", spec, RunSpec), ("options", opts, RunOptions)):
         if not isinstance(given, kind):  # a dict or a tuple: an AttributeError deep in the run before
             raise ConfigKeyError(f"{name} must be a {kind.__name__}, got {type(given).__name__}")
-    opts = options or RunOptions()
     device = resolve_device(opts.device)
     settings = (data_cfg, model_cfg, cfg)
     data_asked, model_cfg, cfg = run_settings(spec.run, *settings, opts.resume, device.type)  # before any write
